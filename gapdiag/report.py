@@ -1,0 +1,151 @@
+"""The versioned result record of a measurement (what ``measure --out`` writes and ``check`` reads).
+
+Schema (``schema_version`` 1; documented in docs/report-schema.md)::
+
+    {
+      "schema_version": 1,
+      "gapdiag_version": "0.1.0",
+      "metric_definitions_version": 1,
+      "created": "2026-11-25T12:00:00+00:00",
+      "provenance": {
+        "model": {"name": ..., "pretrained": ..., "checkpoint_sha256": ..., "config_sha256": ..., "precision": ...},
+        "dataset": {"name": ..., "source": ..., "fingerprint": ..., "n_samples": ..., "counts": {...}},
+        "sample": {"size": null | int, "seed": int},
+        "device": "cpu"
+      },
+      "metrics": {"modality_gap/image-text": 0.81, "angular_value/image": 0.2, ...},
+      "intervals": {"modality_gap/image-text": [lo, hi], ...},   # optional (bootstrap)
+      "extras": {...}                                              # optional arrays as lists (gap vector, spectra)
+    }
+
+Metric names are ``base`` or ``base/qualifier``: the base is a key of the metric registry
+(``gapdiag.metrics.REGISTRY``), the qualifier names the modality, modality pair (``image-text``), direction
+(``text_to_image``) or set (``joint``) it was computed on.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gapdiag import __version__
+from gapdiag.errors import InputError
+
+SCHEMA_VERSION = 1
+# Bump when a metric's definition changes so that old and new reports are never silently compared.
+METRIC_DEFINITIONS_VERSION = 1
+
+
+def split_metric_name(name: str) -> tuple[str, str | None]:
+    """``"modality_gap/image-text"`` -> ``("modality_gap", "image-text")``."""
+    base, _, qualifier = name.partition("/")
+    return base, (qualifier or None)
+
+
+@dataclass
+class Report:
+    """A measurement: metric values plus provenance. ``to_dict``/``from_dict`` round-trip the JSON schema."""
+
+    metrics: dict[str, float]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    gapdiag_version: str = __version__
+    metric_definitions_version: int = METRIC_DEFINITIONS_VERSION
+    schema_version: int = SCHEMA_VERSION
+
+    def __getitem__(self, name: str) -> float:
+        return self.metrics[name]
+
+    def to_dict(self, *, include_extras: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "gapdiag_version": self.gapdiag_version,
+            "metric_definitions_version": self.metric_definitions_version,
+            "created": self.created,
+            "provenance": self.provenance,
+            "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
+        }
+        if self.intervals:
+            out["intervals"] = {k: [_json_float(a), _json_float(b)] for k, (a, b) in self.intervals.items()}
+        if include_extras and self.extras:
+            out["extras"] = self.extras
+        return out
+
+    def to_json(self, *, include_extras: bool = True, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(include_extras=include_extras), indent=indent, default=_to_jsonable)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the report atomically (temp file + rename), so a crash never leaves half a report."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.to_json() + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "report") -> "Report":
+        if not isinstance(data, dict) or "metrics" not in data or not isinstance(data["metrics"], dict):
+            raise InputError(f"{source}: not a gapdiag report (no 'metrics' object)",
+                             hint="pass a file written by `gapdiag measure --out`")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise InputError(f"{source}: report schema_version {version!r} is not supported (expected {SCHEMA_VERSION})",
+                             hint="re-run `gapdiag measure --out` with this gapdiag version")
+        metrics: dict[str, float] = {}
+        for k, v in data["metrics"].items():
+            if v is None:
+                metrics[k] = math.nan
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                metrics[k] = float(v)
+            else:
+                raise InputError(f"{source}: metric {k!r} has non-numeric value {v!r}",
+                                 hint="metrics must map names to numbers")
+        intervals = {k: (float(a), float(b)) for k, (a, b) in data.get("intervals", {}).items()}
+        return cls(
+            metrics=metrics,
+            provenance=data.get("provenance", {}),
+            intervals=intervals,
+            extras=data.get("extras", {}),
+            created=data.get("created", ""),
+            gapdiag_version=data.get("gapdiag_version", "unknown"),
+            metric_definitions_version=data.get("metric_definitions_version", -1),
+            schema_version=version,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Report":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"{path}: report not found", hint="check the path or run `gapdiag measure --out` first") from None
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})", hint="pass a report written by `gapdiag measure --out`") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def _json_float(v: float) -> float | None:
+    v = float(v)
+    return None if math.isnan(v) or math.isinf(v) else v
+
+
+def _to_jsonable(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+        if isinstance(obj, np.generic):
+            return obj.item()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
