@@ -1,0 +1,81 @@
+"""What every CLI command shares: consoles, JSON printing, shared option types.
+
+Errors are not handled here: commands let :class:`gapdiag.errors.GapdiagError` propagate and
+:func:`gapdiag.cli.main` turns it into one line and an exit code (a traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+#: Human output goes to stdout; progress and errors go to stderr so that ``--json`` output stays parseable.
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as JSON on stdout, nothing else (machine-readable output for ``--json``)."""
+    from gapdiag.report import _to_jsonable
+
+    sys.stdout.write(json.dumps(obj, indent=2, default=_to_jsonable) + "\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Options shared by every command that embeds (measure, embed, plot, check, compare, shift), defined once.
+# Use as parameter annotations: ``def cmd(model: ModelOpt = None, ...)``. Pass the values to
+# ``gapdiag.api.embed(**embed_kwargs(...))`` through :func:`embed_kwargs`.
+# ---------------------------------------------------------------------------------------------------------
+
+DataArg = Annotated[Optional[str], typer.Option(
+    "--data", "-d",
+    help="Dataset: a manifest (.csv/.tsv/.jsonl/.parquet), an ImageFolder directory, a COCO captions .json, "
+         "WebDataset shards (.tar, 'shard-{000..009}.tar'), or precomputed embeddings (.npz/.npy dir/.parquet). "
+         "Default: the bundled sample data (handwritten digits, test split).",
+    rich_help_panel="Data")]
+SplitOpt = Annotated[Optional[str], typer.Option(
+    "--split", help="Keep only manifest rows whose 'split' column equals this (e.g. test).", rich_help_panel="Data")]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m",
+    help="open_clip architecture name (ViT-B-32), a checkpoint file (.pt/.bin/.safetensors), 'hf-hub:org/name', "
+         "or a model-config JSON. Default: the bundled tiny InfoNCE checkpoint.",
+    rich_help_panel="Model")]
+PretrainedOpt = Annotated[Optional[str], typer.Option(
+    "--pretrained", "-p",
+    help="open_clip pretrained tag (e.g. laion2b_s34b_b79k) or a checkpoint file for --model.",
+    rich_help_panel="Model")]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="cuda, mps, cpu or auto (cuda > mps > cpu).", rich_help_panel="Model")]
+PrecisionOpt = Annotated[str, typer.Option(
+    "--precision", help="fp32, amp (autocast on CUDA) or bf16 (CUDA).", rich_help_panel="Model")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Items per forward pass.",
+                                           rich_help_panel="Model")]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=0,
+                                         help="Data-loading worker processes (0 = in the main process).",
+                                         rich_help_panel="Model")]
+CacheDirOpt = Annotated[Optional[Path], typer.Option(
+    "--cache-dir", envvar="GAPDIAG_CACHE_DIR",
+    help="Embedding cache directory (default: the user cache dir; env GAPDIAG_CACHE_DIR).",
+    rich_help_panel="Cache")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="Stored vector dtype: float32 or float16.",
+                                       rich_help_panel="Cache")]
+SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images, count and report them.",
+                                          rich_help_panel="Data")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (sampling, k-means, UMAP).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout only.")]
+
+
+def embed_kwargs(*, data: str | None, split: str | None, model: str | None, pretrained: str | None, device: str,
+                 precision: str, batch_size: int, workers: int, cache_dir: Path | None, dtype: str,
+                 skip_bad: bool, quiet: bool) -> dict:
+    """Map the shared CLI options onto the keyword arguments of :func:`gapdiag.api.embed`."""
+    return dict(data=data, split=split, model=model, pretrained=pretrained, device=device, precision=precision,
+                batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype, skip_bad=skip_bad,
+                progress=not quiet)
