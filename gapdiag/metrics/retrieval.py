@@ -1,0 +1,433 @@
+"""Cross-modal retrieval: Recall@K with exact FAISS search and deterministic tie breaking.
+
+Conventions follow CLIP_benchmark (``clip_benchmark/metrics/zeroshot_retrieval.py``) and open_clip: scores
+are cosine similarities of L2-normalised embeddings; a query hits at K if ANY gallery item of its own sample
+is among its K best (image→text: any of the image's captions; text→image: the caption's image).
+
+Determinism: FAISS returns tied scores in an unspecified order, and its float32 scores depend on the BLAS
+kernel and the device. :func:`search_topk` therefore asks FAISS for a few more candidates than needed,
+widens the search while the last candidate is still within rounding distance of the K-th score (so no tied
+item beyond the cut-off can be missed), rescores the candidates exactly (float64 sums of the float32
+products, which are exact) and orders them by (−score, gallery index). Equal vectors therefore tie exactly,
+and ties go to the lower gallery index on every device.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from gapdiag.errors import InputError
+
+IndexKind = Literal["flat", "ivf", "hnsw"]
+
+# FAISS GPU k-selection is limited to this many results per query (GPU_MAX_SELECTION_K).
+_GPU_MAX_K = 2048
+# Rows normalised / rescored per step: bounds the float32/float64 temporaries to a few tens of MB.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Input checks (private; candidates for gapdiag/metrics/_validation.py)
+# ----------------------------------------------------------------------------------------------------------
+def _normalized_float32(x: ArrayLike, name: str, *, normalize: bool = True) -> NDArray[np.float32]:
+    """Check a 2-D float array (non-empty, finite) and return it as float32, L2-normalised per row.
+
+    Works in row chunks so that a memory-mapped float16 input is converted without a float64 copy.
+    """
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be a 2-D array (items × dim), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{name} is empty (shape {arr.shape}); embed at least one item")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(f"{name} must hold floats, got dtype {arr.dtype}")
+    out = np.empty(arr.shape, dtype=np.float32)
+    step = max(1, _CHUNK_ELEMENTS // arr.shape[1])
+    for start in range(0, arr.shape[0], step):
+        block = np.asarray(arr[start : start + step], dtype=np.float32)
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            row = start + int(np.argmax(bad))
+            raise InputError(f"{name} row {row} contains NaN or inf; re-embed or drop that item")
+        if normalize:
+            norms = np.linalg.norm(block, axis=1)
+            if (norms == 0).any():
+                row = start + int(np.argmax(norms == 0))
+                raise InputError(f"{name} row {row} is the zero vector and cannot be L2-normalised; drop it")
+            block = block / norms[:, None]
+        out[start : start + step] = block
+    return out
+
+
+def _check_same_dim(a: NDArray[Any], b: NDArray[Any], name_a: str, name_b: str) -> None:
+    if a.shape[1] != b.shape[1]:
+        raise InputError(
+            f"{name_a} has dimension {a.shape[1]} but {name_b} has {b.shape[1]}; "
+            "both must come from the same embedding space"
+        )
+
+
+def _check_ids(ids: ArrayLike, n: int, name: str, vectors_name: str) -> NDArray[Any]:
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InputError(f"{name} has shape {arr.shape} but {vectors_name} has {n} rows; give one id per row")
+    return arr
+
+
+def _check_k(k: int, n_gallery: int, name: str = "k") -> int:
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"{name} must be a positive integer, got {k!r}")
+    if k > n_gallery:
+        raise InputError(f"{name}={k} is larger than the gallery ({n_gallery} items); choose {name} <= {n_gallery}")
+    return int(k)
+
+
+def _use_gpu(device: str) -> tuple[bool, int]:
+    """Resolve ``device`` ("auto", "cpu", "cuda", "cuda:N") to (use FAISS GPU, GPU id)."""
+    import faiss
+
+    if device == "cpu":
+        return False, 0
+    has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    if device == "auto":
+        return has_gpu, 0
+    if device == "cuda" or device.startswith("cuda:"):
+        gpu_id = int(device.split(":", 1)[1]) if ":" in device and device.split(":", 1)[1].isdigit() else 0
+        if not has_gpu:
+            raise InputError(f"device={device!r} but FAISS sees no GPU here; use device='cpu' or 'auto'")
+        if gpu_id >= faiss.get_num_gpus():
+            raise InputError(f"device={device!r} but FAISS sees only {faiss.get_num_gpus()} GPU(s)")
+        return True, gpu_id
+    raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Index construction
+# ----------------------------------------------------------------------------------------------------------
+class _Searcher:
+    """A FAISS index over a normalised gallery plus what is needed to rescore and widen its searches."""
+
+    def __init__(
+        self,
+        gallery: NDArray[np.float32],
+        *,
+        index: str,
+        device: str,
+        nlist: int | None,
+        nprobe: int,
+        hnsw_m: int,
+        ef_search: int,
+        ef_construction: int,
+        seed: int,
+    ) -> None:
+        import faiss
+
+        if index not in ("flat", "ivf", "hnsw"):
+            raise InputError(f"index must be 'flat', 'ivf' or 'hnsw', got {index!r}")
+        self.gallery = gallery
+        self.kind = index
+        self.ef_search = ef_search
+        n, d = gallery.shape
+        use_gpu, gpu_id = _use_gpu(device)
+        # HNSW has no FAISS GPU implementation: it always runs on the CPU.
+        self.on_gpu = use_gpu and index != "hnsw"
+        if index == "flat":
+            cpu_index = faiss.IndexFlatIP(d)
+        elif index == "ivf":
+            # 4·sqrt(n) lists is FAISS's rule of thumb; at most n/39 so each centroid has 39 training points.
+            nlist = nlist or max(1, min(int(4 * np.sqrt(n)), n // 39))
+            if nlist > n:
+                raise InputError(f"nlist={nlist} is larger than the gallery ({n} items); lower nlist")
+            cpu_index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+            cpu_index.cp.seed = seed
+            cpu_index.train(gallery)
+            cpu_index.nprobe = min(nprobe, nlist)
+        else:
+            cpu_index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            cpu_index.hnsw.efConstruction = ef_construction
+        if self.on_gpu:
+            self._resources = faiss.StandardGpuResources()  # must outlive the GPU index
+            self.index = faiss.index_cpu_to_gpu(self._resources, gpu_id, cpu_index)
+        else:
+            self.index = cpu_index
+        self.index.add(gallery)
+
+    @property
+    def max_k(self) -> int:
+        return min(self.gallery.shape[0], _GPU_MAX_K) if self.on_gpu else self.gallery.shape[0]
+
+    def raw_search(self, q: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        if self.kind == "hnsw":
+            self.index.hnsw.efSearch = max(self.ef_search, k)
+        return self.index.search(np.ascontiguousarray(q), k)
+
+
+def _exact_scores(q: NDArray[np.float32], gallery: NDArray[np.float32], cand: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Scores of candidates ``cand`` (rows, c) for queries ``q`` (rows, d); -inf where ``cand`` is -1.
+
+    float32·float32 products are exact in float64 and the sum runs in the same order for every candidate, so
+    equal gallery vectors get bit-identical scores, whatever kernel FAISS used.
+    """
+    rows, c = cand.shape
+    out = np.empty((rows, c), dtype=np.float64)
+    step = max(1, _CHUNK_ELEMENTS // max(1, c * q.shape[1]))
+    for s in range(0, rows, step):
+        cb = cand[s : s + step]
+        vecs = gallery[np.where(cb >= 0, cb, 0)].astype(np.float64)
+        vecs *= q[s : s + step, None, :].astype(np.float64)
+        out[s : s + step] = vecs.sum(axis=-1)
+    out[cand < 0] = -np.inf
+    return out
+
+
+def _rank(scores: NDArray[np.float64], cand: NDArray[np.int64], k: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Keep the k best per row ordered by (−score, index); -1 candidates (missing) sort last."""
+    key_index = np.where(cand >= 0, cand, np.iinfo(np.int64).max)
+    order = np.lexsort((key_index, -scores), axis=-1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(cand, order, axis=1)
+
+
+def _search_batch(
+    searcher: _Searcher, q: NDArray[np.float32], k: int, first_k: int, tol: float
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    n_gallery = searcher.gallery.shape[0]
+    out_s = np.empty((q.shape[0], k), dtype=np.float64)
+    out_i = np.empty((q.shape[0], k), dtype=np.int64)
+    todo = np.arange(q.shape[0])
+    kk = min(first_k, searcher.max_k)
+    while todo.size:
+        dist, cand = searcher.raw_search(q[todo], kk)
+        cand = cand.astype(np.int64, copy=False)
+        # Something beyond the kk-th candidate may still tie with (or, after exact rescoring, beat) the k-th.
+        widen = (kk < n_gallery) & (cand[:, -1] >= 0) & (dist[:, -1] >= dist[:, k - 1] - tol)
+        done = todo[~widen]
+        out_s[done], out_i[done] = _rank(_exact_scores(q[done], searcher.gallery, cand[~widen]), cand[~widen], k)
+        todo = todo[widen]
+        if todo.size and kk >= searcher.max_k:
+            # GPU selection cannot widen further: score these (rare) queries against the whole gallery.
+            for row in todo:
+                out_s[row], out_i[row] = _full_row_topk(q[row], searcher.gallery, k, tol)
+            break
+        kk = min(kk * 4, searcher.max_k)
+    return out_s, out_i
+
+
+def _full_row_topk(
+    q: NDArray[np.float32], gallery: NDArray[np.float32], k: int, tol: float
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    approx = gallery @ q
+    kth = np.partition(approx, approx.shape[0] - k)[approx.shape[0] - k]
+    cand = np.nonzero(approx >= kth - tol)[0][None, :].astype(np.int64)
+    s, i = _rank(_exact_scores(q[None, :], gallery, cand), cand, k)
+    return s[0], i[0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------------------
+def search_topk(
+    queries: ArrayLike,
+    gallery: ArrayLike,
+    k: int,
+    *,
+    normalize: bool = True,
+    device: str = "auto",
+    index: IndexKind = "flat",
+    nlist: int | None = None,
+    nprobe: int = 16,
+    hnsw_m: int = 32,
+    ef_search: int = 128,
+    ef_construction: int = 200,
+    candidates: int | None = None,
+    batch_size: int = 1024,
+    seed: int = 0,
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Top-k gallery items per query by cosine similarity, ties broken toward the lower gallery index.
+
+    Score s(q, g) = q̂·ĝ (inner product of L2-normalised vectors). Row ``r`` of the result lists the k gallery
+    indices with the highest s(q_r, ·), ordered by (−score, index).
+
+    ``index="flat"`` (FAISS ``IndexFlatIP``) is exact: the result equals a stable sort of the full similarity
+    matrix. ``"ivf"`` (``IndexIVFFlat``, inner product, ``nlist`` lists, ``nprobe`` probed) and ``"hnsw"``
+    (``IndexHNSWFlat``, ``METRIC_INNER_PRODUCT``) are approximate, for galleries beyond exact reach; measure
+    how far they are from exact with :func:`approximate_recall_agreement`. Where an approximate index finds
+    fewer than k items, the missing entries are index -1 with score -inf.
+
+    Memory: the normalised gallery is held as float32 on the host (plus FAISS's own copy; on a GPU that copy
+    lives in GPU memory); queries are searched ``batch_size`` at a time.
+
+    Args:
+        queries: ``(n_queries, d)`` float array.
+        gallery: ``(n_gallery, d)`` float array.
+        k: Number of results per query, 1 <= k <= n_gallery.
+        normalize: L2-normalise both inputs (in float32). Pass False only for already normalised input.
+        device: "auto" (FAISS GPU if this build has one and sees a GPU), "cpu", "cuda" or "cuda:N".
+            HNSW always runs on the CPU.
+        index: "flat" (exact), "ivf" or "hnsw" (approximate).
+        nlist: IVF lists (default min(4·sqrt(n), n/39), at least 1).
+        nprobe: IVF lists probed per query (capped at nlist).
+        hnsw_m: HNSW graph degree.
+        ef_search: HNSW search beam (raised to the number of candidates asked for).
+        ef_construction: HNSW construction beam.
+        candidates: Candidates asked from FAISS in the first pass (default max(2k, k+16)); the search widens
+            by itself while ties or rounding could reach past the cut-off.
+        batch_size: Queries per FAISS call.
+        seed: Seed of the IVF k-means training.
+
+    Returns:
+        ``(scores, indices)``: float64 and int64 arrays of shape ``(n_queries, k)``.
+
+    Raises:
+        InputError: Non-2-D, empty, non-finite or zero-norm input, mismatched dimensions, k out of range,
+            unknown index or device.
+
+    Example:
+        >>> import numpy as np
+        >>> g = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+        >>> search_topk(np.array([[1.0, 0.1]], dtype=np.float32), g, 2, device="cpu")[1]
+        array([[0, 2]])
+    """
+    q = _normalized_float32(queries, "queries", normalize=normalize)
+    g = _normalized_float32(gallery, "gallery", normalize=normalize)
+    _check_same_dim(q, g, "queries", "gallery")
+    k = _check_k(k, g.shape[0])
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    searcher = _Searcher(
+        g,
+        index=index,
+        device=device,
+        nlist=nlist,
+        nprobe=nprobe,
+        hnsw_m=hnsw_m,
+        ef_search=ef_search,
+        ef_construction=ef_construction,
+        seed=seed,
+    )
+    return _search_all(searcher, q, k, candidates=candidates, batch_size=batch_size)
+
+
+def _search_all(
+    searcher: _Searcher, q: NDArray[np.float32], k: int, *, candidates: int | None, batch_size: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    first_k = max(k, candidates if candidates is not None else max(2 * k, k + 16))
+    # Bound on |float32 FAISS score − exact score| for unit vectors (d·2⁻²⁴ per score), doubled since both the
+    # k-th score and an unseen item's score can be off: anything within it of the k-th score is a candidate.
+    tol = 4.0 * q.shape[1] * 2.0**-24
+    scores = np.empty((q.shape[0], k), dtype=np.float64)
+    indices = np.empty((q.shape[0], k), dtype=np.int64)
+    for start in range(0, q.shape[0], batch_size):
+        stop = start + batch_size
+        scores[start:stop], indices[start:stop] = _search_batch(searcher, q[start:stop], k, first_k, tol)
+    return scores, indices
+
+
+def recall_at_k(
+    queries: ArrayLike,
+    gallery: ArrayLike,
+    query_sample: ArrayLike,
+    gallery_sample: ArrayLike,
+    ks: Sequence[int] = (1, 5, 10),
+    *,
+    normalize: bool = True,
+    engine: str = "faiss",
+    device: str = "auto",
+    batch_size: int = 1024,
+) -> dict[int, float]:
+    """Recall@K of cross-modal retrieval, CLIP_benchmark semantics, exact search.
+
+    R@K = (1/|Q|) Σ_q 1[∃ j ∈ topK(q) : sample(j) = sample(q)], with topK(q) the K gallery items of highest
+    cosine similarity q̂·ĝ_j, ties broken toward the lower gallery index. With one image and five captions
+    per sample, image→text hits if ANY of its captions is in the top K; text→image hits if its image is
+    (CLIP_benchmark, ``zeroshot_retrieval.py``, recall thresholded at > 0). A query whose sample has no
+    gallery item counts as a miss.
+
+    Args:
+        queries: ``(n_queries, d)`` embeddings of the query modality.
+        gallery: ``(n_gallery, d)`` embeddings of the searched modality.
+        query_sample: ``(n_queries,)`` sample id of each query.
+        gallery_sample: ``(n_gallery,)`` sample id of each gallery item.
+        ks: The K values, each in [1, n_gallery].
+        normalize: L2-normalise both inputs (float32).
+        engine: Only "faiss" here (exact ``IndexFlatIP``); the fused "blocked" engine lives in
+            :mod:`gapdiag.metrics.engine`.
+        device: "auto", "cpu", "cuda" or "cuda:N" (see :func:`search_topk`).
+        batch_size: Queries per FAISS call.
+
+    Returns:
+        ``{K: recall}`` with recall in [0, 1], one entry per K.
+
+    Raises:
+        InputError: Bad arrays, ids that do not match the rows, K out of range, unknown engine.
+
+    Example:
+        >>> import numpy as np
+        >>> img = np.eye(2, dtype=np.float32)
+        >>> txt = np.array([[1, 0], [0.9, 0.1], [1, 0.2]], dtype=np.float32)  # all three point at image 0
+        >>> recall_at_k(txt, img, [0, 1, 1], [0, 1], ks=(1, 2), device="cpu")
+        {1: 0.3333333333333333, 2: 1.0}
+    """
+    if engine != "faiss":
+        raise InputError(f"engine must be 'faiss' for recall_at_k, got {engine!r} (the blocked engine is separate)")
+    ks = [ks] if isinstance(ks, (int, np.integer)) else list(ks)
+    if not ks:
+        raise InputError("ks is empty; give at least one K, e.g. ks=(1, 5, 10)")
+    q = _normalized_float32(queries, "queries", normalize=normalize)
+    g = _normalized_float32(gallery, "gallery", normalize=normalize)
+    _check_same_dim(q, g, "queries", "gallery")
+    q_ids = _check_ids(query_sample, q.shape[0], "query_sample", "queries")
+    g_ids = _check_ids(gallery_sample, g.shape[0], "gallery_sample", "gallery")
+    ks = [_check_k(k, g.shape[0], "K") for k in ks]
+    _, top = search_topk(q, g, max(ks), normalize=False, device=device, batch_size=batch_size)
+    # Rank of the first hit per query (max(ks) when there is none): one pass serves every K.
+    hits = g_ids[top] == q_ids[:, None]
+    first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), max(ks))
+    return {k: float(np.mean(first_hit < k)) for k in ks}
+
+
+def approximate_recall_agreement(
+    queries: ArrayLike,
+    gallery: ArrayLike,
+    k: int = 10,
+    *,
+    index: IndexKind = "hnsw",
+    sample: int = 1000,
+    seed: int = 0,
+    normalize: bool = True,
+    device: str = "auto",
+    **index_options: Any,
+) -> float:
+    """Fraction of the exact top-k that the approximate index also returns (k-recall@k of the ANN search).
+
+    agreement = (1/|S|) Σ_{q∈S} |{j ∈ approx_k(q) : s(q, j) >= s_k(q)}| / k, over a seeded sample S of
+    ``sample`` queries, where s_k(q) is the exact k-th best score. Counting by score rather than by index
+    treats a tied item as found whichever of the tied indices the index returned (as faiss contrib compares
+    tied results as sets). 1.0 = the approximate search returned an exact top-k for every sampled query.
+
+    Args:
+        queries, gallery: As in :func:`search_topk`.
+        k: Depth compared.
+        index: "hnsw", "ivf" (approximate) or "flat" (exact; gives 1.0, a sanity check).
+        sample: Number of queries drawn (without replacement, seeded); all if fewer.
+        seed: Seed of the query sample (and of IVF training).
+        normalize, device: As in :func:`search_topk`.
+        **index_options: Passed to :func:`search_topk` (``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``, ...).
+
+    Returns:
+        Agreement in [0, 1].
+    """
+    q = _normalized_float32(queries, "queries", normalize=normalize)
+    g = _normalized_float32(gallery, "gallery", normalize=normalize)
+    if sample < 1:
+        raise InputError(f"sample must be >= 1, got {sample}")
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(q.shape[0], size=min(sample, q.shape[0]), replace=False))
+    q = q[picked]
+    exact_scores, _ = search_topk(q, g, k, normalize=False, device=device, index="flat")
+    _, approx_idx = search_topk(q, g, k, normalize=False, device=device, index=index, seed=seed, **index_options)
+    approx_scores = _exact_scores(q, g, approx_idx)
+    found = approx_scores >= exact_scores[:, -1:]
+    return float(found.sum() / found.size)
