@@ -1,0 +1,271 @@
+"""Turn a :class:`~gapdiag.data.base.PairedDataset` into cached vectors; no metrics here.
+
+Work is committed to the cache in chunks (atomic writes), so a run killed at any point resumes from the last
+committed chunk and ends with the same vectors as an uninterrupted run. Image decoding and preprocessing run in
+DataLoader workers (``workers``) so that they overlap with the forward passes. Identical captions (e.g. the
+prompts of an ImageFolder dataset) are encoded once per run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from gapdiag import __version__
+from gapdiag.cache import EmbeddingCache, cache_key
+from gapdiag.data.base import Modality, PairedDataset
+from gapdiag.embeddings import EmbeddingSet
+from gapdiag.errors import DatasetError, InputError
+from gapdiag.models import LoadedModel, ModelSpec, build_model
+from gapdiag.progress import progress_bar
+
+#: Bump when the way vectors are computed changes, so that old cache entries are never reused.
+EMBED_VERSION = 1
+DEFAULT_CHUNK_SIZE = 2048
+DTYPES = ("float32", "float16")
+
+
+def embedding_key(dataset: PairedDataset, spec: ModelSpec, *, precision: str, dtype: str) -> str:
+    """Cache key: everything that changes the stored vectors, and nothing that does not (batch size, device)."""
+    return cache_key({
+        "embed_version": EMBED_VERSION,
+        "model": spec.fingerprint(precision=precision),
+        "dataset": dataset.fingerprint,
+        "modalities": {name: m.kind for name, m in dataset.modalities.items()},
+        "templates": list(dataset.templates) if dataset.class_names else None,
+        "class_names": dataset.class_names,
+        "attribute_values": _attribute_values(dataset),
+        "dtype": dtype,
+    })
+
+
+def embed_dataset(
+    dataset: PairedDataset,
+    spec: ModelSpec,
+    *,
+    cache: EmbeddingCache,
+    device: str = "auto",
+    precision: str = "fp32",
+    batch_size: int = 64,
+    workers: int = 0,
+    dtype: str = "float32",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: bool = True,
+    extra_meta: dict[str, Any] | None = None,
+) -> EmbeddingSet:
+    """Embed every modality of ``dataset`` with the model of ``spec`` through ``cache``.
+
+    A complete cache entry is returned without building the model. Otherwise the model is built, chunks
+    already committed by an earlier (interrupted) run are skipped, and the entry is finalised.
+    """
+    if dtype not in DTYPES:
+        raise InputError(f"unknown --dtype {dtype!r}", hint="use float32 or float16")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1 (got {batch_size})")
+    unsupported = [m.name for m in dataset.modalities.values() if m.kind not in ("image", "text")]
+    if unsupported:
+        raise InputError(f"modalities {unsupported} cannot be encoded by an open_clip model",
+                         hint="measure precomputed embeddings without --model")
+    key = embedding_key(dataset, spec, precision=precision, dtype=dtype)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    meta = {
+        "model": spec.describe(),
+        "precision": precision,
+        "dataset": {"name": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint,
+                    "n_samples": dataset.n_samples, "counts": dataset.counts()},
+        "modalities": dataset.modality_names,
+        "class_names": dataset.class_names,
+        "templates": list(dataset.templates),
+        "dtype": dtype,
+        "gapdiag_version": __version__,
+        **(extra_meta or {}),
+    }
+    with cache.writer(key, meta, chunk_size=chunk_size) as writer:
+        done = cache.get(key)  # another process may have finished it while we waited for the lock
+        if done is not None:
+            return done
+        loaded = build_model(spec, device=device, precision=precision)
+        text_memo: dict[str, np.ndarray] = {}
+        with progress_bar(progress, unit="items") as bar:
+            for modality in dataset.modalities.values():
+                ranges = writer.chunk_ranges(modality.name, len(modality))
+                todo = [r for r in ranges if not writer.is_done(modality.name, *r)]
+                task = bar.add_task(f"embed {modality.name}", total=len(modality),
+                                    completed=len(modality) - sum(e - s for s, e in todo))
+                encode = _encode_images if modality.kind == "image" else _encode_texts
+                for start, vectors in encode(loaded, modality, todo, batch_size=batch_size, workers=workers,
+                                             memo=text_memo, on_batch=lambda n, t=task: bar.advance(t, n)):
+                    writer.write_chunk(modality.name, start, vectors)
+        class_embeddings = _class_embeddings(loaded, dataset, text_memo)
+        attribute_embeddings = _attribute_embeddings(loaded, dataset, text_memo)
+        return writer.finalize(
+            sample_index={name: m.sample_index for name, m in dataset.modalities.items()},
+            labels=dataset.labels,
+            class_embeddings=class_embeddings,
+            attributes=dataset.attributes,
+            attribute_embeddings=attribute_embeddings,
+        )
+
+
+def embedding_set_from_precomputed(dataset: PairedDataset) -> EmbeddingSet:
+    """A dataset of precomputed vectors needs no model: wrap its arrays (memory maps stay memory maps)."""
+    return EmbeddingSet(
+        vectors={name: m.items for name, m in dataset.modalities.items()},  # type: ignore[misc]
+        sample_index={name: m.sample_index for name, m in dataset.modalities.items()},
+        n_samples=dataset.n_samples,
+        labels=dataset.labels,
+        class_names=dataset.class_names,
+        class_embeddings=dataset.extra.get("class_embeddings"),
+        attributes=dataset.attributes,
+        attribute_embeddings=dataset.extra.get("attribute_embeddings"),
+        provenance={"model": {"name": dataset.extra.get("model_name", "precomputed")},
+                    "dataset": {"name": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint,
+                                "n_samples": dataset.n_samples, "counts": dataset.counts()}},
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Encoding loops. Each yields (chunk start, vectors of the whole chunk) once a chunk is complete.
+# ------------------------------------------------------------------------------------------------------------
+
+def _batches(todo: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Index batches that never straddle a chunk, so that each chunk completes on a batch boundary."""
+    return [list(range(b, min(b + batch_size, end))) for start, end in todo for b in range(start, end, batch_size)]
+
+
+def _to_numpy(features: Any) -> np.ndarray:
+    return features.float().cpu().numpy().astype(np.float32, copy=False)
+
+
+class _ChunkAssembler:
+    """Collects batch outputs and releases whole chunks in order."""
+
+    def __init__(self, todo: Sequence[tuple[int, int]]) -> None:
+        self._todo = list(todo)
+        self._parts: list[np.ndarray] = []
+        self._filled = 0
+
+    def add(self, vectors: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        self._parts.append(vectors)
+        self._filled += len(vectors)
+        start, end = self._todo[0]
+        if self._filled == end - start:
+            chunk = np.concatenate(self._parts, axis=0)
+            self._todo.pop(0)
+            self._parts, self._filled = [], 0
+            yield start, chunk
+
+
+@dataclass
+class _ImageItems:
+    """Map-style dataset for DataLoader workers: decode + preprocess; errors come back as values."""
+
+    modality: Modality
+    preprocess: Any
+
+    def __len__(self) -> int:
+        return len(self.modality)
+
+    def __getitem__(self, i: int) -> Any:
+        from gapdiag.data.images import load_image
+
+        try:
+            return self.preprocess(load_image(self.modality.items[i], self.modality.location(i)))
+        except DatasetError as e:
+            # Raised errors are re-wrapped by DataLoader into multi-line messages; carry the line instead.
+            return _ItemError(e.one_line())
+
+
+@dataclass
+class _ItemError:
+    message: str
+
+
+def _collate(batch: list[Any]) -> Any:
+    import torch
+
+    for item in batch:
+        if isinstance(item, _ItemError):
+            return item
+    return torch.stack(batch)
+
+
+def _encode_images(loaded: LoadedModel, modality: Modality, todo: Sequence[tuple[int, int]], *, batch_size: int,
+                   workers: int, memo: dict[str, np.ndarray], on_batch: Any) -> Iterator[tuple[int, np.ndarray]]:
+    import torch
+    from torch.utils.data import DataLoader
+
+    if not todo:
+        return
+    loader = DataLoader(_ImageItems(modality, loaded.preprocess), batch_sampler=_batches(todo, batch_size),
+                        num_workers=workers, collate_fn=_collate, pin_memory=loaded.device.type == "cuda",
+                        persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
+    assembler = _ChunkAssembler(todo)
+    for batch in loader:
+        if isinstance(batch, _ItemError):
+            raise DatasetError(batch.message)
+        with torch.inference_mode(), loaded.autocast():
+            features = loaded.model.encode_image(batch.to(loaded.device, non_blocking=True))
+        vectors = _to_numpy(features)
+        on_batch(len(vectors))
+        yield from assembler.add(vectors)
+
+
+def encode_texts(loaded: LoadedModel, texts: Sequence[str], *, batch_size: int = 256,
+                 memo: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Encode strings with the model's tokenizer and text tower; identical strings are encoded once."""
+    import torch
+
+    memo = {} if memo is None else memo
+    missing = list(dict.fromkeys(t for t in texts if t not in memo))
+    for b in range(0, len(missing), batch_size):
+        batch = missing[b:b + batch_size]
+        tokens = loaded.tokenizer(batch).to(loaded.device)
+        with torch.inference_mode(), loaded.autocast():
+            vectors = _to_numpy(loaded.model.encode_text(tokens))
+        memo.update(zip(batch, vectors))
+    dim = next(iter(memo.values())).shape[0] if memo else 0
+    return np.stack([memo[t] for t in texts]) if texts else np.zeros((0, dim), np.float32)
+
+
+def _encode_texts(loaded: LoadedModel, modality: Modality, todo: Sequence[tuple[int, int]], *, batch_size: int,
+                  workers: int, memo: dict[str, np.ndarray], on_batch: Any) -> Iterator[tuple[int, np.ndarray]]:
+    assembler = _ChunkAssembler(todo)
+    for batch in _batches(todo, batch_size):
+        texts = [modality.items[i] for i in batch]
+        for i, t in zip(batch, texts):
+            if not isinstance(t, str) or not t.strip():
+                raise DatasetError(f"{modality.location(i)}: empty caption", hint="fill it in or drop the row")
+        vectors = encode_texts(loaded, texts, batch_size=batch_size, memo=memo)
+        on_batch(len(vectors))
+        yield from assembler.add(vectors)
+
+
+def _class_embeddings(loaded: LoadedModel, dataset: PairedDataset, memo: dict[str, np.ndarray]) -> np.ndarray | None:
+    """CLIP's zero-shot classifier: class-major prompts, averaged per class (see metrics.zeroshot)."""
+    if not dataset.class_names:
+        return None
+    from gapdiag.metrics.zeroshot import build_classifier
+
+    prompts = [t.format(c) for c in dataset.class_names for t in dataset.templates]
+    vectors = encode_texts(loaded, prompts, memo=memo)
+    return build_classifier(vectors, len(dataset.class_names), len(dataset.templates)).astype(np.float32)
+
+
+def _attribute_values(dataset: PairedDataset) -> list[str] | None:
+    if not dataset.attributes:
+        return None
+    return sorted({str(v) for values in dataset.attributes.values() for v in values})
+
+
+def _attribute_embeddings(loaded: LoadedModel, dataset: PairedDataset,
+                          memo: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """Text embeddings of each attribute value word ("red", "circle") for multimodal arithmetic."""
+    values = _attribute_values(dataset)
+    if not values:
+        return None
+    return dict(zip(values, encode_texts(loaded, values, memo=memo)))
