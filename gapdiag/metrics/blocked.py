@@ -1,0 +1,409 @@
+"""Blocked passes over embeddings: the part of gapdiag that touches every vector or every pair.
+
+Two kinds of pass, both exact:
+
+* **Linear passes** (:func:`iter_unit_blocks`, :func:`linear_stats`) read ``block_size`` rows at a time, cast
+  them to float32, check them and L2-normalise them. Sums, per-set Gram matrices and paired dot products are
+  accumulated in float64, so a memory-mapped float16 cache of a million items is never converted whole.
+* **Pair passes** (:func:`within_pass`, :func:`cross_pass`) walk the ``N × M`` score matrix ``Â B̂ᵀ`` in
+  ``block_size × block_size`` tiles (float32 BLAS) and never hold more than one tile, so memory is
+  ``O(N·d + block²)``. The within-set pass visits upper-triangle tiles only (the matrix is symmetric).
+  :func:`cross_pass` fuses, in the same tiles, the log-sum-exp terms of cross-modal and joint uniformity
+  with exact retrieval ranks in both directions, so a diagnosis costs about two ``X·Yᵀ`` passes in total.
+
+Log-sum-exp terms are streamed exactly: each tile contributes ``m + log Σ exp(v − m)`` with ``m`` its own
+maximum, combined with ``logaddexp``; nothing is dropped or sampled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gapdiag.metrics._validation import check_block_values, check_matrix
+
+DEFAULT_BLOCK_SIZE = 2048
+# Wang & Isola's temperature; exp(-t·‖u - v‖²) = exp(2t·(u·v - 1)) for unit vectors.
+DEFAULT_T = 2.0
+
+
+def iter_unit_blocks(
+    x: NDArray[Any],
+    name: str,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    rows: NDArray[np.intp] | None = None,
+    normalize: bool = True,
+) -> Iterator[tuple[int, NDArray[np.float32]]]:
+    """Yield ``(offset, block)``: float32 copies of consecutive rows, checked and (by default) L2-normalised.
+
+    Args:
+        x: ``(n, d)`` raw vectors, any float dtype, possibly a memory map.
+        name: Modality / argument name for error messages.
+        block_size: Rows per block.
+        rows: Optional row indices to read instead of ``0..n-1`` (sorted indices read a memory map in order).
+        normalize: Divide each row by its L2 norm (``x̂ = x / ‖x‖₂``).
+
+    Raises:
+        InputError: NaN/inf entries or a zero vector (named by its row).
+    """
+    _check_block_size(block_size)
+    n = x.shape[0] if rows is None else rows.shape[0]
+    for start in range(0, n, block_size):
+        stop = min(start + block_size, n)
+        raw = x[start:stop] if rows is None else x[rows[start:stop]]
+        block = np.array(raw, dtype=np.float32, copy=True)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+        check_block_values(block, norms, name, start if rows is None else rows[start:stop])
+        if normalize:
+            block /= norms.astype(np.float32)[:, None]
+        yield start, block
+
+
+def unit_rows(
+    x: NDArray[Any],
+    name: str,
+    *,
+    rows: NDArray[np.intp] | None = None,
+    normalize: bool = True,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> NDArray[np.float32]:
+    """A checked float32 (normalised) copy of ``x`` or of ``x[rows]``, built block by block."""
+    x = check_matrix(x, name)
+    n = x.shape[0] if rows is None else rows.shape[0]
+    out = np.empty((n, x.shape[1]), dtype=np.float32)
+    for start, block in iter_unit_blocks(x, name, block_size=block_size, rows=rows, normalize=normalize):
+        out[start : start + block.shape[0]] = block
+    return out
+
+
+@dataclass
+class LinearStats:
+    """What one linear pass over a set of unit vectors yields.
+
+    Attributes:
+        n: Number of vectors.
+        total: ``Σ_i x̂_i`` (float64, ``(d,)``): gap, angular value, W₂ mean.
+        gram: ``Σ_i x̂_i x̂_iᵀ`` (float64, ``(d, d)``) or None: singular values, W₂ covariance.
+    """
+
+    n: int
+    total: NDArray[np.float64]
+    gram: NDArray[np.float64] | None = None
+
+    def __add__(self, other: LinearStats) -> LinearStats:
+        gram = None if self.gram is None or other.gram is None else self.gram + other.gram
+        return LinearStats(self.n + other.n, self.total + other.total, gram)
+
+
+def linear_stats(
+    x: NDArray[Any],
+    name: str = "vectors",
+    *,
+    gram: bool = True,
+    normalize: bool = True,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> LinearStats:
+    """One streamed pass: count, sum and (optionally) Gram matrix of the normalised rows of ``x``.
+
+    The Gram matrix is accumulated in float64 so that small singular values survive the squaring.
+    """
+    x = check_matrix(x, name)
+    d = x.shape[1]
+    total = np.zeros(d, dtype=np.float64)
+    g = np.zeros((d, d), dtype=np.float64) if gram else None
+    for _, block in iter_unit_blocks(x, name, block_size=block_size, normalize=normalize):
+        b64 = block.astype(np.float64)
+        total += b64.sum(axis=0)
+        if g is not None:
+            g += b64.T @ b64
+    return LinearStats(x.shape[0], total, g)
+
+
+def paired_dot_sum(
+    x: NDArray[Any],
+    y: NDArray[Any],
+    ix: NDArray[np.intp],
+    iy: NDArray[np.intp],
+    names: tuple[str, str] = ("x", "y"),
+    *,
+    normalize: bool = True,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> float:
+    """``Σ_p x̂[ix_p] · ŷ[iy_p]`` over the given pairs, streamed ``block_size`` pairs at a time."""
+    total = 0.0
+    blocks_y = iter_unit_blocks(y, names[1], block_size=block_size, rows=iy, normalize=normalize)
+    blocks_x = iter_unit_blocks(x, names[0], block_size=block_size, rows=ix, normalize=normalize)
+    for (_, bx), (_, by) in zip(blocks_x, blocks_y):
+        total += float(np.einsum("ij,ij->", bx, by, dtype=np.float64))
+    return total
+
+
+def _check_block_size(block_size: int) -> None:
+    from gapdiag.errors import InputError
+
+    if block_size < 1:
+        raise InputError(f"block_size must be a positive integer, got {block_size}")
+
+
+def _tile_view(buf: NDArray[np.float32], rows: int, cols: int) -> NDArray[np.float32]:
+    """A C-contiguous ``rows × cols`` view of a flat buffer (``np.dot(out=...)`` needs contiguity)."""
+    return buf[: rows * cols].reshape(rows, cols)
+
+
+def _logsumexp_scores(scores: NDArray[np.float32], t: float) -> float:
+    """``log Σ exp(2t·(s − 1))`` over a score tile, in place (the tile is overwritten); −inf if empty.
+
+    ``exp(2t(s − 1)) = exp(−t‖u − v‖²)`` for unit vectors; shifting by the tile's own maximum keeps the
+    sum exact for any ``t`` (no underflow to zero).
+    """
+    if scores.size == 0:
+        return -math.inf
+    smax = float(scores.max())
+    if smax == -math.inf:
+        return -math.inf
+    # v − m = 2t·(s − smax): one multiply-add, then exp, all in place.
+    np.subtract(scores, np.float32(smax), out=scores)
+    np.multiply(scores, np.float32(2.0 * t), out=scores)
+    np.exp(scores, out=scores)
+    return 2.0 * t * (smax - 1.0) + math.log(float(scores.sum(dtype=np.float64)))
+
+
+def within_pass(
+    z: NDArray[np.float32], *, t: float = DEFAULT_T, block_size: int = DEFAULT_BLOCK_SIZE
+) -> float:
+    """``log Σ_{i<j} exp(−t‖ẑ_i − ẑ_j‖²)`` over the unordered pairs of unit vectors ``z`` (upper tiles only).
+
+    Returns -inf when ``z`` has fewer than two rows.
+    """
+    _check_block_size(block_size)
+    n = z.shape[0]
+    buf = np.empty(min(block_size, n) ** 2, dtype=np.float32)
+    lse = -math.inf
+    for i0 in range(0, n, block_size):
+        zi = z[i0 : i0 + block_size]
+        for j0 in range(i0, n, block_size):
+            zj = z[j0 : j0 + block_size]
+            s = _tile_view(buf, zi.shape[0], zj.shape[0])
+            np.dot(zi, zj.T, out=s)
+            if j0 == i0:
+                # Diagonal tile: keep the strict upper triangle (pairs i < j).
+                s[np.tril_indices(zi.shape[0])] = -np.inf
+            lse = float(np.logaddexp(lse, _logsumexp_scores(s, t)))
+    return lse
+
+
+@dataclass
+class CrossPassResult:
+    """What :func:`cross_pass` measured between sets A and B.
+
+    Attributes:
+        lse_all: ``log Σ_{a,b} exp(−t‖â − b̂‖²)`` over all ``|A|·|B|`` pairs (joint uniformity term).
+        lse_nonmatching: The same over pairs of different samples (cross-modal uniformity).
+        n_all: ``|A|·|B|``.
+        n_nonmatching: Number of pairs of different samples.
+        rank_ab: Per A item (query) in the original order, the rank of its first true B item (number of
+            other-sample B items ranked ahead of it, ties toward the lower index); -1 if it has none.
+        rank_ba: The same for B items as queries over A.
+    """
+
+    lse_all: float = -math.inf
+    lse_nonmatching: float = -math.inf
+    n_all: int = 0
+    n_nonmatching: int = 0
+    rank_ab: NDArray[np.int64] | None = None
+    rank_ba: NDArray[np.int64] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _sorted_by_sample(
+    z: NDArray[np.float32], sample: NDArray[np.int64]
+) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.intp]]:
+    """Order items by sample id (stable) so that the true partners of a tile sit in a few nearby tiles."""
+    if sample.size < 2 or bool(np.all(sample[1:] >= sample[:-1])):
+        return z, sample, np.arange(sample.size)
+    order = np.argsort(sample, kind="stable")
+    return z[order], sample[order], order
+
+
+def _tiles(n: int, block_size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + block_size, n)) for s in range(0, n, block_size)]
+
+
+def _update_best(
+    best: NDArray[np.float32],
+    arg: NDArray[np.int64],
+    cand: NDArray[np.float32],
+    cand_arg: NDArray[np.int64],
+) -> None:
+    """Keep, per query, the highest true score and the lowest original index that reaches it."""
+    better = cand > best
+    tie = (cand == best) & np.isfinite(cand)
+    best[better] = cand[better]
+    arg[better] = cand_arg[better]
+    arg[tie] = np.minimum(arg[tie], cand_arg[tie])
+
+
+def _masked_best(
+    scores: NDArray[np.float32], same: NDArray[np.bool_], orig: NDArray[np.intp], axis: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Max true score along ``axis`` and the lowest original index of the items reaching it."""
+    masked = np.where(same, scores, np.float32(-np.inf))
+    top = masked.max(axis=axis)
+    top_k = np.expand_dims(top, axis)
+    at_top = same & (masked == top_k)
+    idx_shape = [1, 1]
+    idx_shape[axis] = -1
+    big = np.iinfo(np.int64).max
+    cand = np.where(at_top, orig.reshape(idx_shape).astype(np.int64), big).min(axis=axis)
+    return top, cand
+
+
+def _count_ahead(
+    scores: NDArray[np.float32],
+    best: NDArray[np.float32],
+    arg: NDArray[np.int64],
+    orig: NDArray[np.intp],
+    axis: int,
+) -> NDArray[np.int64]:
+    """Per query, the items of this tile ranked ahead of its first true item.
+
+    ``axis`` is the gallery axis. Same-sample entries must already be -inf. Ahead means a higher score,
+    or the same score and a lower original gallery index (the deterministic tie rule).
+    """
+    q_shape = [1, 1]
+    q_shape[1 - axis] = -1
+    g_shape = [1, 1]
+    g_shape[axis] = -1
+    thr = best.reshape(q_shape)
+    ahead = (scores > thr).sum(axis=axis, dtype=np.int64)
+    eq = scores == thr
+    if eq.any():
+        eq &= orig.reshape(g_shape) < arg.reshape(q_shape)
+        ahead += eq.sum(axis=axis, dtype=np.int64)
+    return ahead
+
+
+def cross_pass(
+    a: NDArray[np.float32],
+    b: NDArray[np.float32],
+    a_sample: NDArray[np.int64],
+    b_sample: NDArray[np.int64],
+    *,
+    t: float = DEFAULT_T,
+    uniformity: bool = True,
+    retrieval: bool = True,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> CrossPassResult:
+    """One fused pass over the tiles of ``Â B̂ᵀ`` (unit vectors in, float32 BLAS per tile).
+
+    In each tile it (1) masks same-sample entries, (2) counts, per query in both directions, the
+    other-sample items ranked ahead of the query's best true item (retrieval rank without any top-k sort:
+    ``rank(q) = #{g ∉ sample(q): s_qg > s*} + #{g ∉ sample(q): s_qg = s*, g < g*}`` with ``s*`` the best true
+    score and ``g*`` the lowest index reaching it; hit@k iff ``rank < k``) and (3) adds the tile's
+    log-sum-exp of ``exp(−t‖â − b̂‖²)`` over other-sample pairs (cross-modal uniformity, Fahim et al.) and
+    over same-sample pairs (completing the joint-set term of Wang & Isola).
+
+    The best true scores come from a first pass over the few tiles that hold same-sample entries, computed
+    with the very same tile shapes, so the comparisons see bit-identical scores.
+
+    Args:
+        a, b: Unit vectors ``(n_a, d)`` and ``(n_b, d)``, float32.
+        a_sample, b_sample: Sample id per item.
+        t: Uniformity temperature.
+        uniformity: Compute the log-sum-exp terms.
+        retrieval: Compute the ranks.
+        block_size: Tile side.
+    """
+    _check_block_size(block_size)
+    a, sa, oa = _sorted_by_sample(a, a_sample)
+    b, sb, ob = _sorted_by_sample(b, b_sample)
+    tiles_a, tiles_b = _tiles(a.shape[0], block_size), _tiles(b.shape[0], block_size)
+    buf = np.empty(min(block_size, a.shape[0]) * min(block_size, b.shape[0]), dtype=np.float32)
+
+    def overlaps(ta: tuple[int, int], tb: tuple[int, int]) -> bool:
+        # Items are sorted by sample, so each tile spans a contiguous range of sample ids.
+        return bool(sa[ta[0]] <= sb[tb[1] - 1] and sb[tb[0]] <= sa[ta[1] - 1])
+
+    def tile(ta: tuple[int, int], tb: tuple[int, int]) -> NDArray[np.float32]:
+        s = _tile_view(buf, ta[1] - ta[0], tb[1] - tb[0])
+        np.dot(a[ta[0] : ta[1]], b[tb[0] : tb[1]].T, out=s)
+        return s
+
+    n_same = _count_same_sample_pairs(sa, sb)
+    result = CrossPassResult(n_all=a.shape[0] * b.shape[0], n_nonmatching=a.shape[0] * b.shape[0] - n_same)
+    big = np.iinfo(np.int64).max
+    best_a = np.full(a.shape[0], -np.inf, dtype=np.float32)
+    best_b = np.full(b.shape[0], -np.inf, dtype=np.float32)
+    arg_a = np.full(a.shape[0], big, dtype=np.int64)
+    arg_b = np.full(b.shape[0], big, dtype=np.int64)
+    if retrieval:
+        for ta in tiles_a:
+            for tb in tiles_b:
+                if not overlaps(ta, tb):
+                    continue
+                s = tile(ta, tb)
+                same = sa[ta[0] : ta[1], None] == sb[None, tb[0] : tb[1]]
+                if not same.any():
+                    continue
+                top, cand = _masked_best(s, same, ob[tb[0] : tb[1]], axis=1)
+                _update_best(best_a[ta[0] : ta[1]], arg_a[ta[0] : ta[1]], top, cand)
+                top, cand = _masked_best(s, same, oa[ta[0] : ta[1]], axis=0)
+                _update_best(best_b[tb[0] : tb[1]], arg_b[tb[0] : tb[1]], top, cand)
+
+    rank_a = np.zeros(a.shape[0], dtype=np.int64)
+    rank_b = np.zeros(b.shape[0], dtype=np.int64)
+    for ta in tiles_a:
+        for tb in tiles_b:
+            s = tile(ta, tb)
+            same_vals = None
+            if overlaps(ta, tb):
+                same = sa[ta[0] : ta[1], None] == sb[None, tb[0] : tb[1]]
+                if same.any():
+                    same_vals = s[same]
+                    s[same] = -np.inf
+            if retrieval:
+                rank_a[ta[0] : ta[1]] += _count_ahead(
+                    s, best_a[ta[0] : ta[1]], arg_a[ta[0] : ta[1]], ob[tb[0] : tb[1]], axis=1
+                )
+                rank_b[tb[0] : tb[1]] += _count_ahead(
+                    s, best_b[tb[0] : tb[1]], arg_b[tb[0] : tb[1]], oa[ta[0] : ta[1]], axis=0
+                )
+            if uniformity:
+                nm = _logsumexp_scores(s, t)
+                result.lse_nonmatching = float(np.logaddexp(result.lse_nonmatching, nm))
+                if same_vals is not None:
+                    nm = float(np.logaddexp(nm, _logsumexp_scores(same_vals, t)))
+                result.lse_all = float(np.logaddexp(result.lse_all, nm))
+    if retrieval:
+        rank_a[~np.isfinite(best_a)] = -1
+        rank_b[~np.isfinite(best_b)] = -1
+        result.rank_ab = np.empty_like(rank_a)
+        result.rank_ab[oa] = rank_a
+        result.rank_ba = np.empty_like(rank_b)
+        result.rank_ba[ob] = rank_b
+    return result
+
+
+def _count_same_sample_pairs(sa: NDArray[np.int64], sb: NDArray[np.int64]) -> int:
+    """``Σ_s n_a(s)·n_b(s)``: the number of (a, b) item pairs that belong to the same sample."""
+    ua, ca = np.unique(sa, return_counts=True)
+    ub, cb = np.unique(sb, return_counts=True)
+    _, ia, ib = np.intersect1d(ua, ub, assume_unique=True, return_indices=True)
+    return int(np.dot(ca[ia].astype(np.int64), cb[ib].astype(np.int64)))
+
+
+def hits_at_k(ranks: NDArray[np.int64], ks: Sequence[int]) -> dict[int, float]:
+    """Recall@k from first-true-item ranks: the fraction of queries with ``0 <= rank < k``."""
+    found = ranks >= 0
+    return {int(k): float(np.mean(found & (ranks < k))) for k in ks}
+
+
+def log_mean_exp(lse: float, count: int) -> float:
+    """``log((1/count)·Σ exp(v))`` from a streamed ``log Σ exp(v)``; NaN when there are no pairs."""
+    return lse - math.log(count) if count > 0 else math.nan

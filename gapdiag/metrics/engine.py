@@ -1,0 +1,407 @@
+"""``compute_all``: every registered metric of an :class:`~gapdiag.embeddings.EmbeddingSet` in few passes.
+
+Plan of the computation (each vector is read once per pass, no ``N × N`` matrix is ever held):
+
+1. One linear pass per modality (:func:`~gapdiag.metrics.blocked.linear_stats`): sums and Gram matrices give
+   the gap, angular value, effective rank, RankMe and −W₂; one paired pass gives Cos_TP, alignment and the
+   non-matching cosine. These always use every item.
+2. The quadratic metrics run on all items, or on the items of ``sample`` drawn samples: per modality one
+   within-set pass over upper-triangle tiles (uniformity), per modality pair one fused cross pass
+   (cross-modal and joint uniformity plus exact retrieval ranks in both directions), then clustering,
+   separability and multimodal arithmetic on the same subset.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gapdiag.embeddings import EmbeddingSet
+from gapdiag.errors import InputError
+from gapdiag.metrics._validation import check_matrix, check_same_dim, check_sample_index, true_pair_items
+from gapdiag.metrics.blocked import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_T,
+    CrossPassResult,
+    LinearStats,
+    cross_pass,
+    hits_at_k,
+    iter_unit_blocks,
+    linear_stats,
+    log_mean_exp,
+    paired_dot_sum,
+    unit_rows,
+    within_pass,
+)
+from gapdiag.metrics.cone import angular_value_from_stats
+from gapdiag.metrics.gap import cos_nonmatching_from_sums, gap_vector_from_stats
+from gapdiag.metrics.rank import (
+    effective_rank_from_singular_values,
+    rankme_from_singular_values,
+    singular_values_from_stats,
+)
+from gapdiag.metrics.registry import REGISTRY
+from gapdiag.metrics.uniformity import joint_uniformity, w2_from_stats
+
+RETRIEVAL_ENGINES = ("auto", "faiss", "blocked")
+_RECALL_KS = {"recall_at_1": 1, "recall_at_5": 5, "recall_at_10": 10}
+
+# Names of the definitions used, copied into reports so that two reports are only compared like for like.
+VARIANTS: dict[str, str] = {
+    "modality_gap": "norm of mean(x̂) - mean(ŷ), centroids not renormalised (Liang et al. 2022)",
+    "uniformity_wang_isola": "log mean exp(-2|u-v|^2) over unordered pairs, t=2 (Wang & Isola 2020)",
+    "uniformity_cross": "log mean exp(-2|x-y|^2) over cross-modal pairs of different samples (Fahim et al. 2024)",
+    "uniformity_w2": "-W2 of a Gaussian fit to the joint set vs N(0, I/d), eigh clipped at 0 (Fang et al. 2024)",
+    "effective_rank": "Roy & Vetterli 2007 on uncentred singular values (not squared)",
+    "rankme": "Garrido et al. 2023 on uncentred singular values, p + 1e-7",
+    "recall_at_k": "CLIP_benchmark: hit if any true item in top k, ties toward lower gallery index",
+}
+
+
+def compute_all(
+    es: EmbeddingSet,
+    metrics: Sequence[str] | None = None,
+    *,
+    sample: int | None = None,
+    seed: int = 0,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    retrieval_engine: str = "auto",
+    device: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Compute the selected metrics of an embedding set (all registered ones by default).
+
+    Pair metrics run on every unordered modality pair (named ``a-b`` in dataset order), retrieval in both
+    directions, per-modality metrics per modality and, where defined, on the joint set. Class metrics need
+    ``es.labels`` (skipped otherwise), zero-shot accuracy ``es.class_embeddings``, arithmetic accuracy
+    ``es.attributes`` and ``es.attribute_embeddings``. The image modality is the one named ``image``, else
+    the first one.
+
+    Args:
+        es: Raw embeddings (float32/float16, possibly memory-mapped) with their sample alignment.
+        metrics: Base names (``"cos_tp"``) and/or full names (``"cos_tp/image-text"``); None = all.
+        sample: Draw this many samples (seeded, without replacement; every item of a drawn sample is kept)
+            for the quadratic metrics (uniformity, retrieval, clustering, separability, arithmetic). The
+            linear metrics always use every item. None = exact on all items.
+        seed: Seed of the sample draw and of clustering / separability / arithmetic.
+        block_size: Rows per block and tile side (memory O(N·d + block²)).
+        retrieval_engine: "blocked" (fused exact pass), "faiss" (exact ``IndexFlatIP``) or "auto" (FAISS
+            when a GPU is usable, the fused pass on CPU). Both give the same ranks up to float rounding.
+        device: "auto", "cpu", "cuda" or "cuda:N" (FAISS and zero-shot search).
+        progress: Called with a short message before each step.
+
+    Returns:
+        ``(values, extras)``: values by full metric name; extras with ``gap_vector/<pair>`` and
+        ``spectrum/<modality|joint>`` lists, ``variants`` (definitions used, sample size and seed, engine)
+        and ``skipped`` (metric -> reason).
+
+    Raises:
+        InputError: Fewer than two modalities, unknown metric names, inconsistent arrays, bad options.
+    """
+    say = progress or (lambda _msg: None)
+    bases, bare, wanted_full = _select(metrics)
+    names = es.modality_names
+    if len(names) < 2:
+        raise InputError(f"compute_all needs at least 2 modalities, got {len(names)} ({names})")
+    if retrieval_engine not in RETRIEVAL_ENGINES:
+        raise InputError(f"retrieval_engine must be one of {RETRIEVAL_ENGINES}, got {retrieval_engine!r}")
+    vecs = {m: check_matrix(es.vectors[m], m) for m in names}
+    for m in names[1:]:
+        check_same_dim(vecs[names[0]], vecs[m], names[0], m)
+    samples = {m: _checked_samples(es, m, vecs[m].shape[0]) for m in names}
+    pairs = list(itertools.combinations(names, 2))
+    image = "image" if "image" in names else names[0]
+    values: dict[str, float] = {}
+    extras: dict[str, Any] = {"variants": {}, "skipped": {}}
+
+    # 1. Linear metrics on every item.
+    need_gram = bool(bases & {"effective_rank", "rankme", "uniformity_w2"})
+    need_stats = need_gram or bool(bases & {"modality_gap", "angular_value", "cos_nonmatching"})
+    stats: dict[str, LinearStats] = {}
+    if need_stats:
+        for m in names:
+            say(f"linear pass: {m}")
+            stats[m] = linear_stats(vecs[m], m, gram=need_gram, block_size=block_size)
+    _linear_metrics(bases, names, pairs, vecs, samples, stats, values, extras, block_size, say)
+    if "zero_shot_accuracy" in bases:
+        _zero_shot(es, image, vecs[image], samples[image], values, extras, block_size, device, say)
+
+    # 2. Quadratic metrics on all items or on the items of the drawn samples.
+    quadratic = {b for b in bases if REGISTRY[b].quadratic}
+    if quadratic:
+        rows = _draw(es.n_samples, samples, sample, seed)
+        extras["variants"]["sample"] = {"size": sample, "seed": seed}
+        say("quadratic subset: normalising")
+        units = {m: unit_rows(vecs[m], m, rows=rows[m], block_size=block_size) for m in names}
+        sub = {m: samples[m] if rows[m] is None else samples[m][rows[m]] for m in names}
+        _quadratic_metrics(
+            quadratic, es, names, pairs, image, units, sub, values, extras,
+            block_size=block_size, seed=seed, engine=_resolve_engine(retrieval_engine, device), device=device,
+            say=say,
+        )
+
+    for b in VARIANTS:
+        if b in bases or (b == "recall_at_k" and bases & set(_RECALL_KS)):
+            extras["variants"][b] = VARIANTS[b]
+    if wanted_full:
+        missing = sorted(wanted_full - set(values) - set(extras["skipped"]))
+        if missing:
+            raise InputError(
+                f"metric(s) {', '.join(missing)} not produced for modalities {names}; "
+                f"available: {', '.join(sorted(values))}"
+            )
+        values = {k: v for k, v in values.items() if k in wanted_full or k.split("/")[0] in bare}
+    return values, extras
+
+
+def _select(metrics: Sequence[str] | None) -> tuple[set[str], set[str], set[str]]:
+    """Bases to compute, bases asked for whole, and full names asked for (``base/qualifier``)."""
+    if metrics is None:
+        return set(REGISTRY), set(REGISTRY), set()
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    unknown = [m for m in metrics if m.split("/")[0] not in REGISTRY]
+    if unknown:
+        raise InputError(f"unknown metric(s) {', '.join(unknown)}; valid names: {', '.join(REGISTRY)}")
+    full = {m for m in metrics if "/" in m}
+    bare = {m for m in metrics if "/" not in m}
+    return bare | {m.split("/")[0] for m in full}, bare, full
+
+
+def _checked_samples(es: EmbeddingSet, m: str, n_items: int) -> NDArray[np.int64]:
+    if m not in es.sample_index:
+        raise InputError(f"modality {m!r} has vectors but no sample_index; give one sample id per item")
+    s = check_sample_index(es.sample_index[m], n_items, m)
+    if s.size and s.max() >= es.n_samples:
+        raise InputError(f"{m}: sample_index refers to sample {int(s.max())} but n_samples is {es.n_samples}")
+    return s
+
+
+def _linear_metrics(
+    bases: set[str],
+    names: list[str],
+    pairs: list[tuple[str, str]],
+    vecs: dict[str, NDArray[Any]],
+    samples: dict[str, NDArray[np.int64]],
+    stats: dict[str, LinearStats],
+    values: dict[str, float],
+    extras: dict[str, Any],
+    block_size: int,
+    say: Callable[[str], None],
+) -> None:
+    for a, b in pairs:
+        q = f"{a}-{b}"
+        if "modality_gap" in bases:
+            gv = gap_vector_from_stats(stats[a], stats[b])
+            values[f"modality_gap/{q}"] = float(np.linalg.norm(gv))
+            extras[f"gap_vector/{q}"] = gv.tolist()
+        if bases & {"cos_tp", "alignment", "cos_nonmatching"}:
+            say(f"paired pass: {q}")
+            ia, ib = true_pair_items(samples[a], samples[b], a, b)
+            true_sum = paired_dot_sum(vecs[a], vecs[b], ia, ib, (a, b), block_size=block_size)
+            ctp = true_sum / ia.size
+            if "cos_tp" in bases:
+                values[f"cos_tp/{q}"] = ctp
+            if "alignment" in bases:
+                values[f"alignment/{q}"] = 2.0 - 2.0 * ctp  # ‖x̂ − ŷ‖² = 2 − 2 x̂·ŷ
+            if "cos_nonmatching" in bases:
+                values[f"cos_nonmatching/{q}"] = cos_nonmatching_from_sums(stats[a], stats[b], true_sum, ia.size)
+    if "angular_value" in bases:
+        for m in names:
+            values[f"angular_value/{m}"] = angular_value_from_stats(stats[m])
+    if bases & {"effective_rank", "rankme"}:
+        joint = sum((stats[m] for m in names[1:]), stats[names[0]])
+        for q, st in [*((m, stats[m]) for m in names), ("joint", joint)]:
+            s = singular_values_from_stats(st)
+            extras[f"spectrum/{q}"] = s.tolist()
+            if "effective_rank" in bases:
+                values[f"effective_rank/{q}"] = effective_rank_from_singular_values(s)
+            if "rankme" in bases:
+                values[f"rankme/{q}"] = rankme_from_singular_values(s)
+    if "uniformity_w2" in bases:
+        values["uniformity_w2/joint"] = w2_from_stats(sum((stats[m] for m in names[1:]), stats[names[0]]))
+
+
+def _zero_shot(
+    es: EmbeddingSet,
+    image: str,
+    x: NDArray[Any],
+    sample: NDArray[np.int64],
+    values: dict[str, float],
+    extras: dict[str, Any],
+    block_size: int,
+    device: str,
+    say: Callable[[str], None],
+) -> None:
+    if es.class_embeddings is None or es.labels is None:
+        extras["skipped"][f"zero_shot_accuracy/{image}"] = "needs class_embeddings and labels"
+        return
+    from gapdiag.metrics.zeroshot import zero_shot_accuracy
+
+    say(f"zero-shot accuracy: {image}")
+    classes = unit_rows(es.class_embeddings, "class_embeddings")
+    labels = np.asarray(es.labels)[sample]
+    correct = 0.0
+    # Accuracy is a mean over images, so blocks weighted by their size give it exactly, in bounded memory.
+    for start, block in iter_unit_blocks(x, image, block_size=8 * block_size):
+        stop = start + block.shape[0]
+        acc = zero_shot_accuracy(block, classes, labels[start:stop], normalize=False, device=device)
+        correct += acc * block.shape[0]
+    values[f"zero_shot_accuracy/{image}"] = correct / x.shape[0]
+
+
+def _draw(
+    n_samples: int, samples: dict[str, NDArray[np.int64]], sample: int | None, seed: int
+) -> dict[str, NDArray[np.intp] | None]:
+    """Rows of each modality whose sample is among ``sample`` seeded draws (None = all rows)."""
+    if sample is None:
+        return {m: None for m in samples}
+    if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 2:
+        raise InputError(f"sample must be an integer >= 2 (number of samples drawn), got {sample!r}")
+    if sample >= n_samples:
+        return {m: None for m in samples}
+    drawn = np.zeros(n_samples, dtype=bool)
+    drawn[np.random.default_rng(seed).choice(n_samples, size=sample, replace=False)] = True
+    # Sorted row indices keep the original item order (tie rule) and read memory maps sequentially.
+    return {m: np.flatnonzero(drawn[s]) for m, s in samples.items()}
+
+
+def _resolve_engine(engine: str, device: str) -> str:
+    if engine != "auto":
+        return engine
+    if device == "cpu":
+        return "blocked"
+    import faiss
+
+    has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    return "faiss" if has_gpu else "blocked"
+
+
+def _quadratic_metrics(
+    bases: set[str],
+    es: EmbeddingSet,
+    names: list[str],
+    pairs: list[tuple[str, str]],
+    image: str,
+    units: dict[str, NDArray[np.float32]],
+    sub: dict[str, NDArray[np.int64]],
+    values: dict[str, float],
+    extras: dict[str, Any],
+    *,
+    block_size: int,
+    seed: int,
+    engine: str,
+    device: str,
+    say: Callable[[str], None],
+) -> None:
+    t = DEFAULT_T
+    wi = "uniformity_wang_isola" in bases
+    ks = sorted(_RECALL_KS[b] for b in bases if b in _RECALL_KS)
+    within: dict[str, float] = {}
+    if wi:
+        for m in names:
+            say(f"uniformity pass: {m}")
+            n = units[m].shape[0]
+            within[m] = within_pass(units[m], t=t, block_size=block_size)
+            values[f"uniformity_wang_isola/{m}"] = log_mean_exp(within[m], n * (n - 1) // 2)
+    cross: dict[tuple[str, str], CrossPassResult] = {}
+    fused_retrieval = bool(ks) and engine == "blocked"
+    for a, b in pairs:
+        need_u = wi or "uniformity_cross" in bases
+        if need_u or fused_retrieval:
+            say(f"cross pass: {a}-{b}")
+            cross[a, b] = cross_pass(
+                units[a], units[b], sub[a], sub[b], t=t,
+                uniformity=need_u, retrieval=fused_retrieval, block_size=block_size,
+            )
+        if "uniformity_cross" in bases:
+            res = cross[a, b]
+            values[f"uniformity_cross/{a}-{b}"] = log_mean_exp(res.lse_nonmatching, res.n_nonmatching)
+        if ks:
+            _retrieval(a, b, units, sub, ks, cross.get((a, b)), engine, device, values, extras, say)
+    if wi:
+        values["uniformity_wang_isola/joint"] = joint_uniformity(
+            [within[m] for m in names], [units[m].shape[0] for m in names], [r.lse_all for r in cross.values()]
+        )
+    extras["variants"]["retrieval_engine"] = engine if ks else None
+    _clustering(bases, es, names, image, units, sub, values, extras, seed, say)
+
+
+def _retrieval(
+    a: str,
+    b: str,
+    units: dict[str, NDArray[np.float32]],
+    sub: dict[str, NDArray[np.int64]],
+    ks: list[int],
+    fused: CrossPassResult | None,
+    engine: str,
+    device: str,
+    values: dict[str, float],
+    extras: dict[str, Any],
+    say: Callable[[str], None],
+) -> None:
+    for q, g, ranks in ((a, b, None if fused is None else fused.rank_ab), (b, a, None if fused is None else fused.rank_ba)):
+        direction = f"{q}_to_{g}"
+        usable = [k for k in ks if k <= units[g].shape[0]]
+        for k in sorted(set(ks) - set(usable)):
+            extras["skipped"][f"recall_at_{k}/{direction}"] = f"K={k} exceeds the gallery ({units[g].shape[0]} items)"
+        if not usable:
+            continue
+        if ranks is not None:
+            recalls = hits_at_k(ranks, usable)
+        else:
+            from gapdiag.metrics.retrieval import recall_at_k
+
+            say(f"retrieval (faiss): {direction}")
+            recalls = recall_at_k(units[q], units[g], sub[q], sub[g], usable, normalize=False, device=device)
+        for k, r in recalls.items():
+            values[f"recall_at_{k}/{direction}"] = r
+
+
+def _clustering(
+    bases: set[str],
+    es: EmbeddingSet,
+    names: list[str],
+    image: str,
+    units: dict[str, NDArray[np.float32]],
+    sub: dict[str, NDArray[np.int64]],
+    values: dict[str, float],
+    extras: dict[str, Any],
+    seed: int,
+    say: Callable[[str], None],
+) -> None:
+    mats = [units[m] for m in names]
+    if "v_measure_class" in bases:
+        if es.labels is None:
+            extras["skipped"]["v_measure_class/joint"] = "needs class labels"
+        else:
+            from gapdiag.metrics.clustering import v_measure_class
+
+            say("clustering: class V-Measure")
+            labels = np.asarray(es.labels)
+            values["v_measure_class/joint"] = v_measure_class(mats, [labels[sub[m]] for m in names], seed=seed)
+    if "v_measure_modality" in bases:
+        from gapdiag.metrics.clustering import v_measure_modality
+
+        say("clustering: modality V-Measure")
+        values["v_measure_modality/joint"] = v_measure_modality(mats, seed=seed)
+    if "modality_separability" in bases:
+        from gapdiag.metrics.clustering import modality_separability
+
+        say("modality separability")
+        values["modality_separability/joint"] = modality_separability(mats, seed=seed)
+    if "arithmetic_accuracy" in bases:
+        if not es.attributes or not es.attribute_embeddings:
+            extras["skipped"][f"arithmetic_accuracy/{image}"] = "needs attributes and attribute_embeddings"
+        else:
+            from gapdiag.metrics.arithmetic import arithmetic_accuracy
+
+            say("multimodal arithmetic")
+            attrs = {k: np.asarray(v)[sub[image]] for k, v in es.attributes.items()}
+            values[f"arithmetic_accuracy/{image}"] = arithmetic_accuracy(
+                units[image], attrs, es.attribute_embeddings, seed=seed
+            )
