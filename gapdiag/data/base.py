@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -104,3 +105,161 @@ def fingerprint_files(paths: Sequence[Path], extra: Any = None) -> str:
         st = Path(p).stat()
         entries.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
     return hash_json({"files": entries, "extra": extra})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers shared by the readers in this package.
+# ---------------------------------------------------------------------------------------------------------
+
+#: Bumped whenever a reader changes what it produces from the same files, so old cache entries stop matching.
+DATA_FINGERPRINT_VERSION = 1
+
+
+def encode_labels(values: Sequence[Any], where: str) -> tuple[NDArray[np.int64], list[str] | None]:
+    """Turn raw per-sample labels into class ids.
+
+    Integers (or strings holding integers) are kept as class ids; any other strings are mapped to ids in
+    sorted order, and the sorted strings become the class names.
+
+    Args:
+        values: One non-blank label per sample (ints or strings).
+        where: File (and column) the labels came from, for the error message.
+
+    Returns:
+        ``(labels, class_names)``; ``class_names`` is ``None`` for integer labels.
+
+    Raises:
+        DatasetError: A negative integer label.
+    """
+    from gapdiag.errors import DatasetError
+
+    texts = [str(v).strip() for v in values]
+    try:
+        ids = np.array([int(t) for t in texts], dtype=np.int64)
+    except ValueError:
+        names = sorted(set(texts))
+        index = {name: i for i, name in enumerate(names)}
+        return np.array([index[t] for t in texts], dtype=np.int64), names
+    if ids.size and ids.min() < 0:
+        raise DatasetError(f"{where}: negative class label {int(ids.min())} (labels must be 0, 1, 2, ...)")
+    return ids, None
+
+
+def class_names_by_id(
+    labels: NDArray[np.int64], names: Sequence[str], locations: Sequence[str], what: str
+) -> list[str]:
+    """``class_names[id]`` from a per-sample class name; every label id must map to one name.
+
+    Args:
+        labels: Class id per sample.
+        names: Class name per sample.
+        locations: Where each sample came from, for the error message.
+        what: What holds the names (e.g. ``"column 'class_name'"``).
+
+    Raises:
+        DatasetError: One label id with two different names.
+    """
+    from gapdiag.errors import DatasetError
+
+    by_id: dict[int, tuple[str, str]] = {}
+    for label, name, loc in zip(labels.tolist(), names, locations):
+        seen = by_id.setdefault(label, (name, loc))
+        if seen[0] != name:
+            raise DatasetError(
+                f"{loc}: {what} {name!r} for label {label} differs from {seen[0]!r} at {seen[1]} "
+                f"(use one name per label)"
+            )
+    # Ids that never occur get their number as name: prompts for them are never matched to a sample.
+    return [by_id[i][0] if i in by_id else str(i) for i in range(max(by_id) + 1)] if by_id else []
+
+
+def template_captions(
+    labels: NDArray[np.int64],
+    class_names: Sequence[str],
+    templates: Sequence[str],
+    sample_locations: Sequence[str],
+) -> tuple[list[str], NDArray[np.int64], list[str]]:
+    """Captions made from class names: every template filled with the sample's class name.
+
+    Returns:
+        ``(captions, sample_index, locations)`` with ``len(templates)`` captions per sample, sample-major;
+        a caption's location is its sample's location plus the template.
+    """
+    captions = [t.format(class_names[int(y)]) for y in labels for t in templates]
+    sample_index = np.repeat(np.arange(len(labels), dtype=np.int64), len(templates))
+    locations = [f"{loc} template {t!r}" for loc in sample_locations for t in templates]
+    return captions, sample_index, locations
+
+
+def image_text_dataset(
+    *,
+    name: str,
+    source: str,
+    format: str,
+    images: Sequence[Any],
+    image_locations: Sequence[str],
+    captions: Sequence[str],
+    caption_samples: Sequence[int] | NDArray[np.int64],
+    caption_locations: Sequence[str],
+    files: Sequence[Path],
+    options: dict[str, Any] | None = None,
+    labels: NDArray[np.int64] | None = None,
+    class_names: list[str] | None = None,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    attributes: dict[str, NDArray[Any]] | None = None,
+    skipped: Sequence[str] = (),
+) -> PairedDataset:
+    """Assemble an image-text :class:`PairedDataset` (one image per sample, any number of captions).
+
+    The fingerprint covers the image files (path, size, mtime) and everything else that changes the
+    embeddings or the metrics: captions and their alignment, labels, class names, templates, attributes,
+    the format and its options.
+
+    Args:
+        images: One image item per sample (a path or a :class:`gapdiag.data.images.TarMember`).
+        captions: All captions; ``caption_samples[j]`` is the sample of caption ``j``.
+        files: Files whose size and mtime go into the fingerprint (image files, or tar shards).
+        options: Reader options that change the output (columns used, split...).
+        skipped: ``"location: reason"`` of every row left out by ``skip_bad``; kept in ``extra["skipped"]``.
+
+    Raises:
+        DatasetError: No samples are left.
+    """
+    from gapdiag.errors import DatasetError
+
+    if len(images) == 0:
+        reason = f"; {len(skipped)} skipped, first: {skipped[0]}" if skipped else ""
+        raise DatasetError(f"{source}: the dataset is empty (no image with a caption{reason})")
+    sample_index = np.asarray(caption_samples, dtype=np.int64)
+    templates = tuple(templates)
+    attrs = {k: np.asarray(v, dtype=str) for k, v in attributes.items()} if attributes else None
+    extra = {
+        "version": DATA_FINGERPRINT_VERSION,
+        "format": format,
+        "options": options or {},
+        "images": [str(x) for x in images],
+        "captions": list(captions),
+        "caption_samples": sample_index.tolist(),
+        "labels": None if labels is None else labels.tolist(),
+        "class_names": class_names,
+        "templates": list(templates),
+        "attributes": None if attrs is None else {k: v.tolist() for k, v in attrs.items()},
+    }
+    modalities = {
+        "image": Modality(
+            "image", "image", list(images), np.arange(len(images), dtype=np.int64), list(image_locations)
+        ),
+        "text": Modality("text", "text", list(captions), sample_index, list(caption_locations)),
+    }
+    return PairedDataset(
+        name=name,
+        source=source,
+        modalities=modalities,
+        n_samples=len(images),
+        labels=labels,
+        class_names=class_names,
+        templates=templates,
+        attributes=attrs,
+        fingerprint=fingerprint_files(files, extra),
+        extra={"format": format, "skipped": list(skipped)},
+    )

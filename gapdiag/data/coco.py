@@ -1,0 +1,147 @@
+"""COCO captions reader (``captions_val2017.json`` and files of the same shape, e.g. Flickr30k in COCO form).
+
+The JSON holds ``images`` (``id``, ``file_name``) and ``annotations`` (``image_id``, ``caption``). Each image is
+one sample; all its captions are text items pointing to it (five per image in MS-COCO).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gapdiag.data.base import PairedDataset, image_text_dataset
+from gapdiag.data.images import missing_image_message
+from gapdiag.errors import DatasetError
+
+
+def is_coco_json(path: Path) -> bool:
+    """True if ``path`` is a JSON object with ``images`` and ``annotations`` lists (reads the file)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("images"), list)
+        and isinstance(data.get("annotations"), list)
+    )
+
+
+def image_root_candidates(json_path: Path) -> list[Path]:
+    """Folders searched for the images when no ``image_root`` is given, in order.
+
+    The JSON's own folder, its ``images`` sub-folder, and folders named after the file's split
+    (``captions_val2017.json`` -> ``val2017``) beside the JSON or beside its folder (the COCO layout
+    ``coco/annotations/captions_val2017.json`` + ``coco/val2017/``).
+    """
+    here = json_path.parent
+    names = ["images", json_path.stem.rsplit("_", 1)[-1]]
+    return list(dict.fromkeys([here] + [here / n for n in names] + [here.parent / n for n in names]))
+
+
+def _resolve_image_root(json_path: Path, first_file: str, image_root: Path | None) -> Path:
+    if image_root is not None:
+        return image_root
+    candidates = image_root_candidates(json_path)
+    for root in candidates:
+        if (root / first_file).is_file():
+            return root
+    tried = ", ".join(str(c) for c in candidates)
+    raise DatasetError(f"{json_path.name}: cannot find image {first_file!r} in {tried} (pass image_root=)")
+
+
+def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = False) -> PairedDataset:
+    """Read a COCO-captions JSON into an image-text :class:`PairedDataset`.
+
+    Args:
+        path: The captions JSON.
+        image_root: Folder that ``images[].file_name`` is relative to (default: searched, see
+            :func:`image_root_candidates`).
+        skip_bad: Drop images without captions or without a file, and captions of unknown images, instead of
+            failing; they are listed in ``extra["skipped"]``.
+
+    Raises:
+        DatasetError: Malformed JSON, an image without captions, a caption for an unknown image id, an empty
+            caption or a missing image file.
+    """
+    name = path.name
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{name}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("images"), list)
+        and isinstance(data.get("annotations"), list)
+    ):
+        raise DatasetError(f"{name}: not a COCO captions file (needs 'images' and 'annotations' lists)")
+    skipped: list[str] = []
+
+    def bad(message: str) -> None:
+        if not skip_bad:
+            raise DatasetError(message)
+        skipped.append(message.split(" (")[0])
+
+    images_meta: dict[Any, dict[str, Any]] = {}
+    for k, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or "id" not in img or not str(img.get("file_name", "")).strip():
+            raise DatasetError(f"{name}: images[{k}] needs an 'id' and a 'file_name'")
+        if img["id"] in images_meta:
+            raise DatasetError(f"{name}: images[{k}] repeats image id {img['id']} (ids must be unique)")
+        images_meta[img["id"]] = img
+    if not images_meta:
+        raise DatasetError(f"{name}: the dataset is empty ('images' has no entries)")
+
+    captions_of: dict[Any, list[tuple[str, str]]] = {i: [] for i in images_meta}
+    for k, ann in enumerate(data["annotations"]):
+        where = f"{name}: annotations[{k}]"
+        if not isinstance(ann, dict) or "image_id" not in ann:
+            raise DatasetError(f"{where} has no 'image_id'")
+        if ann["image_id"] not in captions_of:
+            bad(f"{where} refers to unknown image id {ann['image_id']} (fix the id or pass --skip-bad)")
+            continue
+        caption = str(ann.get("caption") or "").strip()
+        if not caption:
+            bad(f"{where}: empty caption for image id {ann['image_id']} (write one or pass --skip-bad)")
+            continue
+        captions_of[ann["image_id"]].append((caption, f"{name}: annotations[{k}]"))
+
+    root = _resolve_image_root(path, str(next(iter(images_meta.values()))["file_name"]), image_root)
+    images: list[Path] = []
+    image_locs: list[str] = []
+    captions: list[str] = []
+    cap_samples: list[int] = []
+    cap_locs: list[str] = []
+    for k, (image_id, img) in enumerate(images_meta.items()):
+        where = f"{name}: images[{k}] (id {image_id})"
+        if not captions_of[image_id]:
+            bad(f"{where} has no caption (add one or pass --skip-bad)")
+            continue
+        file = root / str(img["file_name"])
+        if not file.is_file():
+            bad(missing_image_message(where, file))
+            continue
+        sample = len(images)
+        images.append(file)
+        image_locs.append(where)
+        for caption, loc in captions_of[image_id]:
+            captions.append(caption)
+            cap_samples.append(sample)
+            cap_locs.append(loc)
+
+    return image_text_dataset(
+        name=path.stem,
+        source=str(path),
+        format="coco",
+        images=images,
+        image_locations=image_locs,
+        captions=captions,
+        caption_samples=cap_samples,
+        caption_locations=cap_locs,
+        files=images,
+        options={"image_root": str(root), "skip_bad": skip_bad},
+        skipped=skipped,
+    )

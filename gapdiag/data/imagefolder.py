@@ -1,0 +1,77 @@
+"""Image-folder reader: ``root/<class>/<image>``, the torchvision ImageFolder layout.
+
+Each image is one sample labelled with its folder; class names are the sorted folder names with underscores
+turned into spaces. The text modality holds, for every image, each prompt template filled with its class name
+(``"a photo of a golden retriever."``), so retrieval and gap metrics compare images with their class prompts;
+the templates are kept on the dataset for zero-shot classification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gapdiag.data.base import DEFAULT_TEMPLATES, PairedDataset, image_text_dataset, template_captions
+from gapdiag.data.images import is_image_file
+from gapdiag.errors import DatasetError
+
+
+def class_folders(root: Path) -> list[Path]:
+    """Visible sub-folders of ``root`` that hold at least one image (at any depth), sorted by name."""
+    return [
+        d
+        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if any(is_image_file(f) for f in d.rglob("*"))
+    ]
+
+
+def read_imagefolder(
+    root: Path, *, templates: Sequence[str] | None = None, split: str | None = None
+) -> PairedDataset:
+    """Read ``root/<class>/**/<image>`` into an image-text :class:`PairedDataset`.
+
+    Args:
+        root: The folder holding one sub-folder per class.
+        templates: Prompt templates with one ``{}`` (default ``("a photo of a {}.",)``).
+        split: Read ``root/<split>/`` instead (e.g. ``train``/``test`` folders above the class folders).
+
+    Raises:
+        DatasetError: No class folder with images, or an empty template list.
+    """
+    if split is not None:
+        if not (root / split).is_dir():
+            raise DatasetError(
+                f"{root}: no folder {split!r} for split {split!r} (drop --split or add the folder)"
+            )
+        root = root / split
+    templates = tuple(templates) if templates else DEFAULT_TEMPLATES
+    folders = class_folders(root)
+    if not folders:
+        raise DatasetError(f"{root}: no images in class sub-folders (expected {root}/<class>/<image>.jpg)")
+    class_names = [d.name.replace("_", " ") for d in folders]
+    images: list[Path] = []
+    labels: list[int] = []
+    for label, folder in enumerate(folders):
+        files = sorted(f for f in folder.rglob("*") if is_image_file(f))
+        images += files
+        labels += [label] * len(files)
+    label_arr = np.asarray(labels, dtype=np.int64)
+    image_locs = [str(p.relative_to(root)) for p in images]
+    captions, cap_samples, cap_locs = template_captions(label_arr, class_names, templates, image_locs)
+    return image_text_dataset(
+        name=root.name,
+        source=str(root),
+        format="imagefolder",
+        images=images,
+        image_locations=image_locs,
+        captions=captions,
+        caption_samples=cap_samples,
+        caption_locations=cap_locs,
+        files=images,
+        options={"split": split},
+        labels=label_arr,
+        class_names=class_names,
+        templates=templates,
+    )

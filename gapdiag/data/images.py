@@ -1,0 +1,99 @@
+"""Image items and how to open them.
+
+An image item of a :class:`~gapdiag.data.base.Modality` of kind ``"image"`` is either a file path
+(:class:`pathlib.Path`) or a :class:`TarMember` (an image stored inside a WebDataset shard, read on demand so
+that a large set never sits in memory). :func:`load_image` opens both.
+
+Readers only check that image files *exist* (cheap, one ``stat`` each); decoding happens once, in the embed
+step, which calls :func:`load_image` and turns its :class:`~gapdiag.errors.DatasetError` into a skipped item
+when ``skip_bad`` is set.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from gapdiag.errors import DatasetError
+
+#: File extensions readers treat as images (lower case).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+)
+
+
+@dataclass(frozen=True)
+class TarMember:
+    """An image stored uncompressed inside a tar shard: ``size`` bytes starting at byte ``offset``.
+
+    Attributes:
+        shard: Path of the ``.tar`` file.
+        name: Member name inside the tar (for messages).
+        offset: Byte offset of the member's data in the shard.
+        size: Member size in bytes.
+    """
+
+    shard: Path
+    name: str
+    offset: int
+    size: int
+
+    def __str__(self) -> str:
+        return f"{self.shard}::{self.name}"
+
+    def read_bytes(self) -> bytes:
+        with open(self.shard, "rb") as f:
+            f.seek(self.offset)
+            return f.read(self.size)
+
+
+ImageItem = Path | TarMember
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a visible file whose extension is an image extension."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+
+
+def missing_image_message(location: str, path: object) -> str:
+    """The one-line message for an image that is not there (shared by readers and :func:`load_image`)."""
+    return f"{location}: image file not found: {path} (fix the path or pass --skip-bad)"
+
+
+def load_image(item: ImageItem | str, location: str) -> Image.Image:
+    """Open and fully decode one image item as RGB.
+
+    The image is decoded here (``img.load()``), so truncated or corrupt files fail in this call rather
+    than later inside a model's preprocessing.
+
+    Args:
+        item: A file path or a :class:`TarMember`.
+        location: Where the item came from (e.g. ``"manifest.csv:17"``), for the error message.
+
+    Returns:
+        The decoded image in mode ``"RGB"``.
+
+    Raises:
+        DatasetError: The file does not exist, or cannot be decoded.
+    """
+    try:
+        if isinstance(item, TarMember):
+            source: Path | io.BytesIO = io.BytesIO(item.read_bytes())
+            shown = str(item)
+        else:
+            source = Path(item)
+            shown = str(item)
+        with Image.open(source) as img:
+            img.load()
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetError(missing_image_message(location, item)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        # PIL reports truncated data as OSError and some malformed headers as SyntaxError/ValueError.
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetError(
+            f"{location}: cannot decode image {shown}: {detail} (replace the file or pass --skip-bad)"
+        ) from None

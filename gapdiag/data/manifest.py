@@ -1,0 +1,376 @@
+"""Manifest reader: a table (CSV, TSV, JSON Lines or Parquet) with one row per image.
+
+Columns (auto-detected by name unless given):
+
+- image path (``image``, ``image_path``, ``filepath``, ``path``, ``file_name``, ``filename``), relative to the
+  manifest's folder or absolute;
+- captions: ``caption`` / ``text`` / ``captions``, or ``caption_1`` .. ``caption_n``. Several columns, or a cell
+  holding a JSON list of strings, give several captions of the same image (1:N in modality ``"text"``);
+- optional ``label`` (ints are class ids; strings map to ids in sorted order and become the class names),
+  ``class_name``, ``split`` (filtered by ``split=``) and attribute columns (``color``, ``shape``, ...).
+
+Every error names the row as ``manifest.csv:17``: the line number in CSV/TSV (header = line 1) and JSON Lines
+files, the 1-based row number in Parquet files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gapdiag.data.base import (
+    DEFAULT_TEMPLATES,
+    PairedDataset,
+    class_names_by_id,
+    encode_labels,
+    image_text_dataset,
+    template_captions,
+)
+from gapdiag.data.images import missing_image_message
+from gapdiag.errors import DatasetError
+
+MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".jsonl", ".parquet")
+MANIFEST_NAMES: tuple[str, ...] = tuple(f"manifest{s}" for s in MANIFEST_SUFFIXES)
+IMAGE_COLUMNS: tuple[str, ...] = ("image", "image_path", "filepath", "path", "file_name", "filename")
+CAPTION_COLUMNS: tuple[str, ...] = ("caption", "text", "captions")
+LABEL_COLUMNS: tuple[str, ...] = ("label",)
+CLASS_NAME_COLUMNS: tuple[str, ...] = ("class_name", "classname")
+SPLIT_COLUMN = "split"
+#: Columns read as per-sample attributes (``PairedDataset.attributes``) when present and not named otherwise.
+ATTRIBUTE_COLUMNS: tuple[str, ...] = ("color", "colour", "shape", "size", "position", "material", "texture")
+
+_NUMBERED_CAPTION = re.compile(r"^caption_?(\d+)$")
+
+
+@dataclass
+class Table:
+    """Rows of a manifest as dicts, with the location of each row for messages."""
+
+    path: Path
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    locations: list[str]
+
+
+def find_manifest(directory: Path) -> Path | None:
+    """The ``manifest.{csv,tsv,jsonl,parquet}`` inside ``directory``, if there is one."""
+    for name in MANIFEST_NAMES:
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def read_table(path: Path) -> Table:
+    """Read a CSV/TSV/JSONL/Parquet table with every cell as read (strings for CSV/TSV).
+
+    Raises:
+        DatasetError: The file is missing, malformed, or has no data rows.
+    """
+    if not path.is_file():
+        raise DatasetError(f"{path}: manifest not found (check the path)")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        table = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
+    elif suffix == ".jsonl":
+        table = _read_jsonl(path)
+    elif suffix == ".parquet":
+        table = _read_parquet(path)
+    else:
+        raise DatasetError(f"{path}: not a manifest (use one of {', '.join(MANIFEST_SUFFIXES)})")
+    if not table.rows:
+        raise DatasetError(f"{path}: the manifest has no data rows (add one row per image)")
+    return table
+
+
+def _read_delimited(path: Path, delimiter: str) -> Table:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            return Table(path, [], [], [])
+        columns = [c.strip() for c in header]
+        rows, locations = [], []
+        start = reader.line_num + 1
+        for record in reader:
+            if any(cell.strip() for cell in record):
+                record = record + [""] * (len(columns) - len(record))
+                rows.append(dict(zip(columns, record)))
+                locations.append(f"{path.name}:{start}")
+            # A quoted cell may span lines: the next record starts after the last line this one used.
+            start = reader.line_num + 1
+    return Table(path, columns, rows, locations)
+
+
+def _read_jsonl(path: Path) -> Table:
+    columns: dict[str, None] = {}
+    rows, locations = [], []
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(
+                    f"{path.name}:{lineno}: invalid JSON ({exc.msg}); write one object per line"
+                )
+            if not isinstance(row, dict):
+                raise DatasetError(
+                    f"{path.name}:{lineno}: expected a JSON object per line, got {type(row).__name__}"
+                )
+            columns.update(dict.fromkeys(row))
+            rows.append(row)
+            locations.append(f"{path.name}:{lineno}")
+    return Table(path, list(columns), rows, locations)
+
+
+def _read_parquet(path: Path) -> Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        arrow = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(f"{path}: cannot read Parquet file: {str(exc).splitlines()[0]}") from None
+    rows = arrow.to_pylist()
+    return Table(path, arrow.column_names, rows, [f"{path.name}:{i + 1}" for i in range(len(rows))])
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+
+
+def _captions_in_cell(value: Any) -> list[str] | None:
+    """The captions a cell holds: a list (Parquet/JSONL), a JSON list written as text, or one string.
+
+    Returns ``None`` for a blank cell, and a list that may contain blank strings otherwise.
+    """
+    if isinstance(value, (list, tuple)):
+        return [str(v) if v is not None else "" for v in value]
+    if _is_blank(value):
+        return None
+    text = str(value).strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            return [text]  # a caption that merely starts with a bracket
+        if isinstance(parsed, list):
+            return [str(v) if v is not None else "" for v in parsed]
+    return [text]
+
+
+def _pick(
+    columns: Sequence[str], given: str | None, candidates: Sequence[str], path: Path, what: str, option: str
+) -> str | None:
+    """The column to use: ``given`` if it exists (else an error), or the first candidate present."""
+    if given is not None:
+        if given not in columns:
+            raise DatasetError(
+                f"{path.name}: no {what} column {given!r} (columns: {', '.join(columns)}); fix {option}"
+            )
+        return given
+    lower = {c.lower(): c for c in columns}
+    return next((lower[c] for c in candidates if c in lower), None)
+
+
+def _caption_columns(columns: Sequence[str], given: Sequence[str] | None, path: Path) -> list[str]:
+    if given:
+        for c in given:
+            _pick(columns, c, (), path, "caption", "--text-column")
+        return list(given)
+    numbered = sorted(
+        ((int(m.group(1)), c) for c in columns if (m := _NUMBERED_CAPTION.match(c.lower()))),
+        key=lambda t: t[0],
+    )
+    if numbered:
+        return [c for _, c in numbered]
+    lower = {c.lower(): c for c in columns}
+    return [lower[c] for c in CAPTION_COLUMNS if c in lower][:1]
+
+
+def read_manifest(
+    path: Path,
+    *,
+    image_column: str | None = None,
+    text_columns: Sequence[str] | None = None,
+    label_column: str | None = None,
+    class_name_column: str | None = None,
+    attribute_columns: Sequence[str] | None = None,
+    templates: Sequence[str] | None = None,
+    split: str | None = None,
+    skip_bad: bool = False,
+) -> PairedDataset:
+    """Read a manifest table into an image-text :class:`PairedDataset`.
+
+    Labels and class names are computed over all rows *before* the split filter, so every split of one
+    manifest shares the same class ids. Without caption columns but with labels and class names, the captions
+    are the ``templates`` filled with each sample's class name (as for an image folder).
+
+    Args:
+        path: The manifest file.
+        image_column: Image path column (default: auto-detected, see module docstring).
+        text_columns: Caption columns (default: auto-detected).
+        label_column: Class label column (default: ``label`` if present).
+        class_name_column: Class name column (default: ``class_name`` if present).
+        attribute_columns: Per-sample attribute columns (default: those of :data:`ATTRIBUTE_COLUMNS` present).
+        templates: Zero-shot prompt templates with one ``{}`` (default ``("a photo of a {}.",)``).
+        split: Keep only rows whose ``split`` column equals this.
+        skip_bad: Drop rows with a missing image file, a blank label or no caption, and blank captions,
+            instead of failing; they are listed in ``extra["skipped"]``. Images are not decoded here.
+
+    Raises:
+        DatasetError: A missing column, image, caption or label, with its row and column.
+    """
+    table = read_table(path)
+    cols, name = table.columns, path.name
+    img_col = _pick(cols, image_column, IMAGE_COLUMNS, path, "image", "--image-column")
+    if img_col is None:
+        raise DatasetError(
+            f"{name}: no image column (looked for {', '.join(IMAGE_COLUMNS)}; "
+            f"columns: {', '.join(cols)}); name it with --image-column"
+        )
+    cap_cols = _caption_columns(cols, text_columns, path)
+    label_col = _pick(cols, label_column, LABEL_COLUMNS, path, "label", "--label-column")
+    cname_col = _pick(cols, class_name_column, CLASS_NAME_COLUMNS, path, "class name", "--class-name-column")
+    if attribute_columns is None:
+        attr_cols = [c for c in cols if c.lower() in ATTRIBUTE_COLUMNS]
+    else:
+        attr_cols = [_pick(cols, c, (), path, "attribute", "attribute_columns") for c in attribute_columns]
+    split_col = _pick(cols, None, (SPLIT_COLUMN,), path, "split", "--split")
+    templates = tuple(templates) if templates else DEFAULT_TEMPLATES
+
+    rows, locs = table.rows, table.locations
+    skipped: list[str] = []
+    keep = np.ones(len(rows), dtype=bool)
+    label_source = label_col or cname_col
+    labels_all: NDArray[np.int64] | None = None
+    class_names: list[str] | None = None
+    if label_source is not None:
+        for i, row in enumerate(rows):
+            if _is_blank(row.get(label_source)):
+                if not skip_bad:
+                    raise DatasetError(
+                        f"{locs[i]}: blank label in column {label_source!r} "
+                        f"(fill every row, drop the column, or pass --skip-bad)"
+                    )
+                skipped.append(f"{locs[i]}: blank label in column {label_source!r}")
+                keep[i] = False
+        kept = np.flatnonzero(keep)
+        raw = [rows[i][label_source] for i in kept]
+        encoded, class_names = encode_labels(raw, f"{name} column {label_source!r}")
+        if cname_col is not None and cname_col != label_source:
+            class_names = class_names_by_id(
+                encoded,
+                [str(rows[i][cname_col]).strip() for i in kept],
+                [locs[i] for i in kept],
+                f"column {cname_col!r}",
+            )
+        labels_all = np.full(len(rows), -1, dtype=np.int64)
+        labels_all[kept] = encoded
+
+    if split is not None:
+        if split_col is None:
+            raise DatasetError(
+                f"{name}: split {split!r} asked for but there is no {SPLIT_COLUMN!r} column "
+                f"(add one or drop --split)"
+            )
+        in_split = np.array([str(r.get(split_col, "")).strip() == split for r in rows])
+        if not in_split.any():
+            found = sorted({str(r.get(split_col, "")).strip() for r in rows})
+            raise DatasetError(f"{name}: no row has split {split!r} (splits: {', '.join(found)})")
+        keep &= in_split
+
+    if not cap_cols and not (labels_all is not None and class_names is not None):
+        raise DatasetError(
+            f"{name}: no caption column (looked for {', '.join(CAPTION_COLUMNS)}, caption_1.."
+            f"caption_n; columns: {', '.join(cols)}); name it with --text-column"
+        )
+
+    images: list[Path] = []
+    image_locs: list[str] = []
+    captions: list[str] = []
+    cap_samples: list[int] = []
+    cap_locs: list[str] = []
+    sample_rows: list[int] = []
+    for i in np.flatnonzero(keep).tolist():
+        row, loc = rows[i], locs[i]
+        raw_path = row.get(img_col)
+        if _is_blank(raw_path):
+            if not skip_bad:
+                raise DatasetError(
+                    f"{loc}: empty image path in column {img_col!r} (fill it or pass --skip-bad)"
+                )
+            skipped.append(f"{loc}: empty image path in column {img_col!r}")
+            continue
+        image = Path(str(raw_path).strip()).expanduser()
+        image = image if image.is_absolute() else path.parent / image
+        if not image.is_file():
+            if not skip_bad:
+                raise DatasetError(missing_image_message(f"{loc} column {img_col!r}", image))
+            skipped.append(f"{loc}: image file not found: {image}")
+            continue
+        row_caps: list[tuple[str, str]] = []
+        for col in cap_cols:
+            cell = _captions_in_cell(row.get(col))
+            for cap in [""] if cell is None else cell:
+                if not cap.strip():
+                    if not skip_bad:
+                        raise DatasetError(
+                            f"{loc}: empty caption in column {col!r} "
+                            f"(write one, remove the cell's column, or pass --skip-bad)"
+                        )
+                    skipped.append(f"{loc}: empty caption in column {col!r}")
+                    continue
+                row_caps.append((cap.strip(), f"{loc} column {col!r}"))
+        if cap_cols and not row_caps:
+            continue  # every caption was blank and skipped above
+        sample = len(images)
+        images.append(image)
+        image_locs.append(loc)
+        sample_rows.append(i)
+        for cap, cap_loc in row_caps:
+            captions.append(cap)
+            cap_samples.append(sample)
+            cap_locs.append(cap_loc)
+
+    labels = None if labels_all is None else labels_all[sample_rows]
+    if not cap_cols and labels is not None and class_names is not None:
+        captions, samples_arr, cap_locs = template_captions(labels, class_names, templates, image_locs)
+        cap_samples = samples_arr.tolist()
+    attributes = {c: np.array([str(rows[i][c]).strip() for i in sample_rows], dtype=str) for c in attr_cols}
+    options = {
+        "image_column": img_col,
+        "text_columns": cap_cols,
+        "label_column": label_source,
+        "class_name_column": cname_col,
+        "attribute_columns": attr_cols,
+        "split": split,
+        "skip_bad": skip_bad,
+    }
+    return image_text_dataset(
+        name=path.parent.name if path.stem == "manifest" else path.stem,
+        source=str(path),
+        format="manifest",
+        images=images,
+        image_locations=image_locs,
+        captions=captions,
+        caption_samples=cap_samples,
+        caption_locations=cap_locs,
+        files=images,
+        options=options,
+        labels=labels,
+        class_names=class_names,
+        templates=templates,
+        attributes=attributes or None,
+        skipped=skipped,
+    )

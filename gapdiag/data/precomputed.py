@@ -1,0 +1,283 @@
+"""Precomputed-embedding reader: vectors made elsewhere, one 2-D array per modality, any number of modalities.
+
+Accepted files:
+
+- ``.npz``: one ``(n_items, d)`` array per modality name, plus optional ``labels`` (per sample),
+  ``sample_index_<modality>`` (item -> sample; default: row ``i`` is sample ``i``), ``class_names`` and
+  ``class_embeddings`` (a ``(n_classes, d)`` zero-shot classifier);
+- a folder of ``<modality>.npy`` files with the same optional ``labels.npy``, ``sample_index_<modality>.npy``,
+  ``class_embeddings.npy`` and ``class_names.npy`` / ``class_names.txt`` (one name per line). Arrays are opened
+  with ``mmap_mode="r"``, so 1M x 512 float16 vectors stay on disk. Naming one of the ``.npy`` files reads its
+  folder;
+- ``.parquet`` with one list (or fixed-size list) of floats column per modality, plus an optional integer
+  ``label`` column.
+
+Every modality is of kind ``"embedding"``; its items are the array itself. The fingerprint is the files' path,
+size and mtime (the vectors are not hashed, so a 1 GB file costs one ``stat``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gapdiag.data.base import DATA_FINGERPRINT_VERSION, Modality, PairedDataset, fingerprint_files
+from gapdiag.errors import DatasetError
+
+_SAMPLE_INDEX_PREFIX = "sample_index_"
+_RESERVED = frozenset({"labels", "label", "class_names", "class_embeddings"})
+#: Rows checked for NaN/inf at a time: bounds memory for memory-mapped arrays.
+_FINITE_CHUNK_ROWS = 65536
+
+
+def parquet_has_vectors(path: Path) -> bool:
+    """True if a Parquet file has a list-of-floats column (precomputed vectors, not a manifest)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException):  # not a readable Parquet file: the manifest reader reports it
+        return False
+    return any(
+        (pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type))
+        and pa.types.is_floating(f.type.value_type)
+        for f in schema
+    )
+
+
+def _modality_order(names: list[str]) -> list[str]:
+    # "image" then "text" first: metric names use the dataset's modality order ("image-text").
+    rank = {"image": 0, "text": 1}
+    return sorted(names, key=lambda n: (rank.get(n, 2), names.index(n)))
+
+
+def _check_finite(array: NDArray[Any], where: str) -> None:
+    for start in range(0, array.shape[0], _FINITE_CHUNK_ROWS):
+        block = np.asarray(array[start : start + _FINITE_CHUNK_ROWS])
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            row = start + int(np.argmax(bad))
+            raise DatasetError(f"{where} row {row}: NaN or inf in the vector (re-embed or drop that row)")
+
+
+def build_precomputed(
+    arrays: dict[str, NDArray[Any]],
+    *,
+    source: Path,
+    files: list[Path],
+    labels: NDArray[Any] | None = None,
+    sample_indices: dict[str, NDArray[Any]] | None = None,
+    class_names: list[str] | None = None,
+    class_embeddings: NDArray[Any] | None = None,
+) -> PairedDataset:
+    """Check precomputed arrays against each other and wrap them as a :class:`PairedDataset`.
+
+    Args:
+        arrays: Modality name -> ``(n_items, d)`` floating array (may be memory-mapped).
+        source: The file or folder read, for messages.
+        files: Files whose path, size and mtime make the fingerprint.
+        labels: Optional class id per sample.
+        sample_indices: Optional modality name -> item-to-sample index (default ``arange(n_items)``).
+        class_names: Optional class names.
+        class_embeddings: Optional ``(n_classes, d)`` classifier, kept in ``extra["class_embeddings"]``.
+
+    Raises:
+        DatasetError: Fewer than two modalities, a non-2-D or non-float array, a dimension or row-count
+            mismatch, NaN/inf, a bad sample index or labels that do not match the samples.
+    """
+    where = source.name
+    sample_indices = dict(sample_indices or {})
+    unknown = set(sample_indices) - set(arrays)
+    if unknown:
+        raise DatasetError(
+            f"{where}: sample_index_{min(unknown)} names no modality array (modalities: {', '.join(arrays)})"
+        )
+    if len(arrays) < 2:
+        raise DatasetError(
+            f"{where}: found {len(arrays)} modality array(s) ({', '.join(arrays) or 'none'}); "
+            f"a paired dataset needs at least two, e.g. image and text"
+        )
+    dims: dict[str, int] = {}
+    for name, a in arrays.items():
+        if a.ndim != 2:
+            raise DatasetError(
+                f"{where}: modality {name!r} has shape {a.shape}; expected a 2-D array (items x dim)"
+            )
+        if not np.issubdtype(a.dtype, np.floating):
+            raise DatasetError(
+                f"{where}: modality {name!r} has dtype {a.dtype}; expected float16/32/64 vectors"
+            )
+        dims[name] = a.shape[1]
+    if len(set(dims.values())) > 1:
+        raise DatasetError(
+            f"{where}: dimension mismatch across modalities ({', '.join(f'{k}: {v}' for k, v in dims.items())}); "
+            f"embed every modality into one shared space"
+        )
+    rows = {name: a.shape[0] for name, a in arrays.items()}
+    missing_index = [n for n in arrays if n not in sample_indices]
+    if len({rows[n] for n in missing_index}) > 1:
+        raise DatasetError(
+            f"{where}: modality count mismatch ({', '.join(f'{n}: {rows[n]} rows' for n in missing_index)}); "
+            f"give equal row counts or sample_index_<modality> arrays"
+        )
+    if labels is not None:
+        labels = np.asarray(labels)
+        if (
+            labels.ndim != 1
+            or not np.issubdtype(labels.dtype, np.integer)
+            or (labels.size and labels.min() < 0)
+        ):
+            raise DatasetError(
+                f"{where}: labels must be a 1-D array of non-negative integers "
+                f"(got shape {labels.shape}, dtype {labels.dtype})"
+            )
+        n_samples = int(labels.shape[0])
+        if missing_index and rows[missing_index[0]] != n_samples:
+            raise DatasetError(
+                f"{where}: labels has {n_samples} entries for {rows[missing_index[0]]} rows of "
+                f"{missing_index[0]!r} (give one label per sample)"
+            )
+    elif missing_index:
+        n_samples = rows[missing_index[0]]
+    else:
+        n_samples = max(int(np.max(s)) + 1 if len(s) else 0 for s in sample_indices.values())
+    modalities: dict[str, Modality] = {}
+    for name in _modality_order(list(arrays)):
+        index = np.asarray(sample_indices.get(name, np.arange(rows[name])))
+        if index.shape != (rows[name],) or not np.issubdtype(index.dtype, np.integer):
+            raise DatasetError(
+                f"{where}: sample_index_{name} must be {rows[name]} integers, one per {name} row "
+                f"(got shape {index.shape}, dtype {index.dtype})"
+            )
+        if index.size and (index.min() < 0 or index.max() >= n_samples):
+            raise DatasetError(
+                f"{where}: sample_index_{name} has values outside 0..{n_samples - 1} ({n_samples} samples)"
+            )
+        covered = np.bincount(index, minlength=n_samples) > 0
+        if not covered.all():
+            raise DatasetError(
+                f"{where}: sample {int(np.argmin(covered))} has no {name} item (every sample needs "
+                f"at least one item per modality; check the row counts or sample_index_{name})"
+            )
+        _check_finite(arrays[name], f"{where} modality {name!r}")
+        modalities[name] = Modality(name, "embedding", arrays[name], index.astype(np.int64))
+    if n_samples == 0:
+        raise DatasetError(f"{where}: the dataset is empty (0 rows)")
+    if (
+        class_names is not None
+        and labels is not None
+        and labels.size
+        and len(class_names) <= int(labels.max())
+    ):
+        raise DatasetError(
+            f"{where}: {len(class_names)} class names for label {int(labels.max())} "
+            f"(give one name per class id)"
+        )
+    if class_embeddings is not None:
+        ce = np.asarray(class_embeddings)
+        if ce.ndim != 2 or ce.shape[1] != next(iter(dims.values())):
+            raise DatasetError(
+                f"{where}: class_embeddings has shape {ce.shape}; expected (n_classes, "
+                f"{next(iter(dims.values()))})"
+            )
+        if class_names is not None and ce.shape[0] != len(class_names):
+            raise DatasetError(
+                f"{where}: class_embeddings has {ce.shape[0]} rows for {len(class_names)} class names"
+            )
+        _check_finite(ce, f"{where} class_embeddings")
+    return PairedDataset(
+        name=source.stem,
+        source=str(source),
+        modalities=modalities,
+        n_samples=n_samples,
+        labels=None if labels is None else labels.astype(np.int64),
+        class_names=class_names,
+        fingerprint=fingerprint_files(files, {"version": DATA_FINGERPRINT_VERSION, "format": "precomputed"}),
+        extra={"format": "precomputed", "class_embeddings": class_embeddings, "skipped": []},
+    )
+
+
+def _split_named_arrays(named: dict[str, NDArray[Any]], source: Path, files: list[Path]) -> PairedDataset:
+    """Sort named arrays (from an ``.npz`` or a folder) into modalities and the optional extras."""
+    arrays = {k: v for k, v in named.items() if k not in _RESERVED and not k.startswith(_SAMPLE_INDEX_PREFIX)}
+    indices = {
+        k[len(_SAMPLE_INDEX_PREFIX) :]: v for k, v in named.items() if k.startswith(_SAMPLE_INDEX_PREFIX)
+    }
+    labels = named.get("labels", named.get("label"))
+    names = named.get("class_names")
+    return build_precomputed(
+        arrays,
+        source=source,
+        files=files,
+        labels=labels,
+        sample_indices=indices,
+        class_names=None if names is None else [str(n) for n in np.asarray(names).tolist()],
+        class_embeddings=named.get("class_embeddings"),
+    )
+
+
+def read_npz(path: Path) -> PairedDataset:
+    """Read an ``.npz`` of per-modality arrays (see the module docstring)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            named = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read .npz: {str(exc).splitlines()[0]}") from None
+    return _split_named_arrays(named, path, [path])
+
+
+def read_npy_dir(folder: Path) -> PairedDataset:
+    """Read a folder of ``<modality>.npy`` files, memory-mapped (see the module docstring)."""
+    files = sorted(folder.glob("*.npy"))
+    named: dict[str, NDArray[Any]] = {}
+    for f in files:
+        try:
+            # Vectors stay on disk; small arrays (labels, names) are read whole.
+            named[f.stem] = np.load(f, mmap_mode=None if f.stem in _RESERVED else "r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{f}: cannot read .npy: {str(exc).splitlines()[0]}") from None
+    names_txt = folder / "class_names.txt"
+    if "class_names" not in named and names_txt.is_file():
+        named["class_names"] = np.array(
+            [s for s in names_txt.read_text(encoding="utf-8").splitlines() if s.strip()]
+        )
+        files.append(names_txt)
+    return _split_named_arrays(named, folder, files)
+
+
+def read_parquet_vectors(path: Path) -> PairedDataset:
+    """Read a Parquet file with one list-of-floats column per modality and an optional ``label`` column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    named: dict[str, NDArray[Any]] = {}
+    for field in table.schema:
+        col = table.column(field.name).combine_chunks()
+        t = field.type
+        if (
+            pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+        ) and pa.types.is_floating(t.value_type):
+            if col.null_count or col.flatten().null_count:
+                raise DatasetError(
+                    f"{path.name}: column {field.name!r} has empty (null) vectors; fill or drop them"
+                )
+            lengths = np.asarray(pc.list_value_length(col))
+            if len(lengths) and (lengths != lengths[0]).any():
+                row = int(np.argmax(lengths != lengths[0]))
+                raise DatasetError(
+                    f"{path.name}:{row + 1}: vector in column {field.name!r} has {lengths[row]} "
+                    f"values, row 1 has {lengths[0]} (all vectors need one length)"
+                )
+            dim = int(lengths[0]) if len(lengths) else 0
+            named[field.name] = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), dim)
+        elif field.name in ("label", "labels") or field.name.startswith(_SAMPLE_INDEX_PREFIX):
+            if col.null_count:
+                raise DatasetError(f"{path.name}: column {field.name!r} has blanks (fill every row)")
+            named[field.name] = np.asarray(col.to_numpy(zero_copy_only=False))
+    return _split_named_arrays(named, path, [path])
