@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
+from gapdiag.metrics._validation import check_block_values, check_matrix, check_same_dim, check_sample_index
 
 IndexKind = Literal["flat", "ivf", "hnsw"]
 
@@ -29,52 +30,27 @@ _GPU_MAX_K = 2048
 _CHUNK_ELEMENTS = 1 << 22
 
 
+def _rows_per_chunk(elements_per_row: int) -> int:
+    return max(1, _CHUNK_ELEMENTS // max(1, elements_per_row))
+
+
 # ----------------------------------------------------------------------------------------------------------
-# Input checks (private; candidates for gapdiag/metrics/_validation.py)
+# Input preparation (also used by clustering, zeroshot and arithmetic: a checked float32 unit copy)
 # ----------------------------------------------------------------------------------------------------------
-def _normalized_float32(x: ArrayLike, name: str, *, normalize: bool = True) -> NDArray[np.float32]:
-    """Check a 2-D float array (non-empty, finite) and return it as float32, L2-normalised per row.
+def normalized_float32(x: ArrayLike, name: str, *, normalize: bool = True) -> NDArray[np.float32]:
+    """Check a 2-D float array (non-empty, finite, no zero rows) and return it as float32, L2-normalised per row.
 
     Works in row chunks so that a memory-mapped float16 input is converted without a float64 copy.
     """
-    arr = np.asarray(x)
-    if arr.ndim != 2:
-        raise InputError(f"{name} must be a 2-D array (items × dim), got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InputError(f"{name} is empty (shape {arr.shape}); embed at least one item")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise InputError(f"{name} must hold floats, got dtype {arr.dtype}")
+    arr = check_matrix(x, name)
     out = np.empty(arr.shape, dtype=np.float32)
-    step = max(1, _CHUNK_ELEMENTS // arr.shape[1])
+    step = _rows_per_chunk(arr.shape[1])
     for start in range(0, arr.shape[0], step):
         block = np.asarray(arr[start : start + step], dtype=np.float32)
-        bad = ~np.isfinite(block).all(axis=1)
-        if bad.any():
-            row = start + int(np.argmax(bad))
-            raise InputError(f"{name} row {row} contains NaN or inf; re-embed or drop that item")
-        if normalize:
-            norms = np.linalg.norm(block, axis=1)
-            if (norms == 0).any():
-                row = start + int(np.argmax(norms == 0))
-                raise InputError(f"{name} row {row} is the zero vector and cannot be L2-normalised; drop it")
-            block = block / norms[:, None]
-        out[start : start + step] = block
+        norms = np.linalg.norm(block, axis=1)
+        check_block_values(block, norms, name, start)
+        out[start : start + step] = block / norms[:, None] if normalize else block
     return out
-
-
-def _check_same_dim(a: NDArray[Any], b: NDArray[Any], name_a: str, name_b: str) -> None:
-    if a.shape[1] != b.shape[1]:
-        raise InputError(
-            f"{name_a} has dimension {a.shape[1]} but {name_b} has {b.shape[1]}; "
-            "both must come from the same embedding space"
-        )
-
-
-def _check_ids(ids: ArrayLike, n: int, name: str, vectors_name: str) -> NDArray[Any]:
-    arr = np.asarray(ids)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise InputError(f"{name} has shape {arr.shape} but {vectors_name} has {n} rows; give one id per row")
-    return arr
 
 
 def _check_k(k: int, n_gallery: int, name: str = "k") -> int:
@@ -173,7 +149,7 @@ def _exact_scores(q: NDArray[np.float32], gallery: NDArray[np.float32], cand: ND
     """
     rows, c = cand.shape
     out = np.empty((rows, c), dtype=np.float64)
-    step = max(1, _CHUNK_ELEMENTS // max(1, c * q.shape[1]))
+    step = _rows_per_chunk(c * q.shape[1])
     for s in range(0, rows, step):
         cb = cand[s : s + step]
         vecs = gallery[np.where(cb >= 0, cb, 0)].astype(np.float64)
@@ -191,7 +167,7 @@ def _rank(scores: NDArray[np.float64], cand: NDArray[np.int64], k: int) -> tuple
 
 
 def _search_batch(
-    searcher: _Searcher, q: NDArray[np.float32], k: int, first_k: int, tol: float
+    searcher: _Searcher, q: NDArray[np.float32], k: int, first_k: int, tol: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     n_gallery = searcher.gallery.shape[0]
     out_s = np.empty((q.shape[0], k), dtype=np.float64)
@@ -202,14 +178,14 @@ def _search_batch(
         dist, cand = searcher.raw_search(q[todo], kk)
         cand = cand.astype(np.int64, copy=False)
         # Something beyond the kk-th candidate may still tie with (or, after exact rescoring, beat) the k-th.
-        widen = (kk < n_gallery) & (cand[:, -1] >= 0) & (dist[:, -1] >= dist[:, k - 1] - tol)
+        widen = (kk < n_gallery) & (cand[:, -1] >= 0) & (dist[:, -1] >= dist[:, k - 1] - tol[todo])
         done = todo[~widen]
         out_s[done], out_i[done] = _rank(_exact_scores(q[done], searcher.gallery, cand[~widen]), cand[~widen], k)
         todo = todo[widen]
         if todo.size and kk >= searcher.max_k:
             # GPU selection cannot widen further: score these (rare) queries against the whole gallery.
             for row in todo:
-                out_s[row], out_i[row] = _full_row_topk(q[row], searcher.gallery, k, tol)
+                out_s[row], out_i[row] = _full_row_topk(q[row], searcher.gallery, k, float(tol[row]))
             break
         kk = min(kk * 4, searcher.max_k)
     return out_s, out_i
@@ -290,9 +266,9 @@ def search_topk(
         >>> search_topk(np.array([[1.0, 0.1]], dtype=np.float32), g, 2, device="cpu")[1]
         array([[0, 2]])
     """
-    q = _normalized_float32(queries, "queries", normalize=normalize)
-    g = _normalized_float32(gallery, "gallery", normalize=normalize)
-    _check_same_dim(q, g, "queries", "gallery")
+    q = normalized_float32(queries, "queries", normalize=normalize)
+    g = normalized_float32(gallery, "gallery", normalize=normalize)
+    check_same_dim(q, g, "queries", "gallery")
     k = _check_k(k, g.shape[0])
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -314,15 +290,18 @@ def _search_all(
     searcher: _Searcher, q: NDArray[np.float32], k: int, *, candidates: int | None, batch_size: int
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     first_k = max(k, candidates if candidates is not None else max(2 * k, k + 16))
-    # Bound on |float32 FAISS score − exact score| for unit vectors (d·2⁻²⁴ per score), doubled since both the
-    # k-th score and an unseen item's score can be off: anything within it of the k-th score is a candidate.
-    tol = 4.0 * q.shape[1] * 2.0**-24
+    # |float32 FAISS score − exact score| <= d·2⁻²⁴·‖q‖·‖g‖ (summation error bound, with slack); twice that,
+    # since both the k-th score and an unseen item's score can be off, is the window of possible ties.
+    g, step = searcher.gallery, _rows_per_chunk(q.shape[1])
+    gallery_norm = max(float(np.linalg.norm(g[s : s + step], axis=1).max()) for s in range(0, g.shape[0], step))
+    tol = 4.0 * q.shape[1] * 2.0**-24 * gallery_norm * np.linalg.norm(q, axis=1).astype(np.float64)
     scores = np.empty((q.shape[0], k), dtype=np.float64)
     indices = np.empty((q.shape[0], k), dtype=np.int64)
     for start in range(0, q.shape[0], batch_size):
         stop = start + batch_size
-        scores[start:stop], indices[start:stop] = _search_batch(searcher, q[start:stop], k, first_k, tol)
+        scores[start:stop], indices[start:stop] = _search_batch(searcher, q[start:stop], k, first_k, tol[start:stop])
     return scores, indices
+
 
 
 def recall_at_k(
@@ -375,11 +354,11 @@ def recall_at_k(
     ks = [ks] if isinstance(ks, (int, np.integer)) else list(ks)
     if not ks:
         raise InputError("ks is empty; give at least one K, e.g. ks=(1, 5, 10)")
-    q = _normalized_float32(queries, "queries", normalize=normalize)
-    g = _normalized_float32(gallery, "gallery", normalize=normalize)
-    _check_same_dim(q, g, "queries", "gallery")
-    q_ids = _check_ids(query_sample, q.shape[0], "query_sample", "queries")
-    g_ids = _check_ids(gallery_sample, g.shape[0], "gallery_sample", "gallery")
+    q = normalized_float32(queries, "queries", normalize=normalize)
+    g = normalized_float32(gallery, "gallery", normalize=normalize)
+    check_same_dim(q, g, "queries", "gallery")
+    q_ids = check_sample_index(query_sample, q.shape[0], "queries")
+    g_ids = check_sample_index(gallery_sample, g.shape[0], "gallery")
     ks = [_check_k(k, g.shape[0], "K") for k in ks]
     _, top = search_topk(q, g, max(ks), normalize=False, device=device, batch_size=batch_size)
     # Rank of the first hit per query (max(ks) when there is none): one pass serves every K.
@@ -419,8 +398,8 @@ def approximate_recall_agreement(
     Returns:
         Agreement in [0, 1].
     """
-    q = _normalized_float32(queries, "queries", normalize=normalize)
-    g = _normalized_float32(gallery, "gallery", normalize=normalize)
+    q = normalized_float32(queries, "queries", normalize=normalize)
+    g = normalized_float32(gallery, "gallery", normalize=normalize)
     if sample < 1:
         raise InputError(f"sample must be >= 1, got {sample}")
     rng = np.random.default_rng(seed)

@@ -1,0 +1,235 @@
+"""Retrieval metrics against a brute-force reference: the full similarity matrix, stably sorted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gapdiag.errors import InputError
+from gapdiag.metrics.retrieval import approximate_recall_agreement, recall_at_k, search_topk
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def ref_topk(q: np.ndarray, g: np.ndarray, k: int, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Every score, then a sort by (−score, gallery index)."""
+    if normalize:
+        q, g = _unit(q), _unit(g)
+    scores = (q.astype(np.float64)[:, None, :] * g.astype(np.float64)[None, :, :]).sum(-1)
+    index = np.broadcast_to(np.arange(g.shape[0]), scores.shape)
+    order = np.lexsort((index, -scores), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), order
+
+
+def ref_recall(q, g, q_ids, g_ids, ks):
+    _, order = ref_topk(q, g, g.shape[0])
+    out = {}
+    for k in ks:
+        hits = [any(g_ids[j] == q_ids[r] for j in order[r, :k]) for r in range(q.shape[0])]
+        out[k] = sum(hits) / len(hits)
+    return out
+
+
+def paired(n_samples: int, captions_per_image: int, dim: int, noise: float, seed: int):
+    """Images and captions sharing a per-sample direction, plus a common offset (a modality gap)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n_samples, dim))
+    img = base + noise * rng.normal(size=base.shape) + 2.0
+    txt_ids = np.repeat(np.arange(n_samples), captions_per_image)
+    txt = base[txt_ids] + noise * rng.normal(size=(txt_ids.size, dim)) - 2.0
+    return img.astype(np.float32), np.arange(n_samples), txt.astype(np.float32), txt_ids
+
+
+def test_search_topk_matches_full_matrix_with_odd_batches():
+    rng = np.random.default_rng(0)
+    q, g = rng.normal(size=(37, 24)), rng.normal(size=(101, 24)) * rng.uniform(0.5, 3, size=(101, 1))
+    scores, idx = search_topk(q, g, 7, device="cpu", batch_size=8)
+    ref_scores, ref_idx = ref_topk(q, g, 7)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    assert idx.dtype == np.int64 and scores.shape == (37, 7)
+
+
+def test_search_topk_without_normalisation_ranks_raw_inner_products():
+    rng = np.random.default_rng(1)
+    q, g = rng.normal(size=(9, 8)), rng.normal(size=(40, 8)) * rng.uniform(0.1, 5, size=(40, 1))
+    _, idx = search_topk(q.astype(np.float32), g.astype(np.float32), 5, normalize=False, device="cpu")
+    _, ref_idx = ref_topk(q, g, 5, normalize=False)
+    np.testing.assert_array_equal(idx, ref_idx)
+    # Normalising changes the answer here (the gallery norms vary), so the flag is really honoured.
+    assert not np.array_equal(idx, search_topk(q, g, 5, device="cpu")[1])
+
+
+def test_float16_input_is_searched_as_its_float32_value():
+    rng = np.random.default_rng(2)
+    q, g = rng.normal(size=(10, 16)).astype(np.float16), rng.normal(size=(50, 16)).astype(np.float16)
+    _, idx = search_topk(q, g, 5, device="cpu")
+    np.testing.assert_array_equal(idx, ref_topk(q.astype(np.float32), g.astype(np.float32), 5)[1])
+
+
+def test_duplicate_gallery_vectors_tie_toward_lower_index():
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=(12, 6)).astype(np.float32)
+    g[9] = g[3]
+    g[11] = 4.0 * g[3]  # a power-of-two scale normalises to the very same float32 vector
+    scores, idx = search_topk(g[3:4] * 2, g, 3, device="cpu")
+    np.testing.assert_array_equal(idx, [[3, 9, 11]])
+    assert scores[0, 0] == scores[0, 1] == scores[0, 2]
+
+
+def test_ties_straddling_the_cutoff_are_resolved_beyond_the_first_candidates():
+    rng = np.random.default_rng(4)
+    d = 8
+    g = rng.normal(size=(80, d)).astype(np.float32)
+    g[:, 0] = -np.abs(g[:, 0]) - 3.0  # every filler points away from the query
+    query = np.zeros((1, d), dtype=np.float32)
+    query[0, 0] = 1.0
+    tied = np.sort(rng.choice(np.arange(1, 80), size=30, replace=False))
+    g[tied] = np.eye(d, dtype=np.float32)[0] + np.eye(d, dtype=np.float32)[1]
+    g[0] = np.eye(d, dtype=np.float32)[0]  # the unique best
+    # candidates=3: the first FAISS call returns only 3 items, all of the tie group must be reconsidered.
+    _, idx = search_topk(query, g, 3, device="cpu", candidates=3)
+    np.testing.assert_array_equal(idx, [[0, tied[0], tied[1]]])
+    np.testing.assert_array_equal(idx, ref_topk(query, g, 3)[1])
+    for k in (1, 2, 5, 31, 40):
+        np.testing.assert_array_equal(search_topk(query, g, k, device="cpu", candidates=k)[1], ref_topk(query, g, k)[1])
+
+
+def test_exact_ties_that_float32_search_misorders_are_found_by_widening():
+    # Permutations of one vector have equal exact scores against a constant query (float64 sums of these
+    # float32 values are exact), but float32 sums in a different order round differently, so FAISS alone
+    # ranks the tie group arbitrarily (here it returns rows 53, 46, 43, 30, 13 instead of 2, 13, 14, 15, 17).
+    rng = np.random.default_rng(10)
+    d = 64
+    base = np.abs(rng.normal(size=d)).astype(np.float32) + 0.1
+    g = -np.abs(rng.normal(size=(120, d))).astype(np.float32)
+    tied = np.sort(rng.choice(120, size=40, replace=False))
+    for t in tied:
+        g[t] = rng.permutation(base)
+    q = np.ones((1, d), dtype=np.float32)
+    ref_scores, ref_idx = ref_topk(q, g, 5, normalize=False)
+    assert np.all(ref_scores == ref_scores[0, 0])  # an exact five-way tie
+    np.testing.assert_array_equal(ref_idx, tied[None, :5])
+    # Power-of-two scales keep every sum exact in float64 while float32 rounding errors grow with the norms.
+    for scale in (1.0, 1024.0):
+        for candidates in (5, 8, None):
+            _, idx = search_topk(q * scale, g * scale, 5, normalize=False, device="cpu", candidates=candidates)
+            np.testing.assert_array_equal(idx, ref_idx)
+
+
+def test_capped_selection_falls_back_to_scoring_the_whole_gallery(monkeypatch):
+    # FAISS GPU selects at most 2048 results; emulate a cap of 4 so the CPU run takes the same fallback.
+    from gapdiag.metrics import retrieval
+
+    monkeypatch.setattr(retrieval._Searcher, "max_k", property(lambda self: 4))
+    g = np.zeros((30, 3), dtype=np.float32)
+    g[:, 0] = 1.0
+    g[::2, 1] = -5.0  # even rows point away; the 15 odd rows tie exactly
+    q = np.array([[1.0, 0.0, 0.0]], dtype=np.float32)
+    _, idx = search_topk(q, g, 3, device="cpu", candidates=3)
+    np.testing.assert_array_equal(idx, [[1, 3, 5]])
+    np.testing.assert_array_equal(idx, ref_topk(q, g, 3)[1])
+
+
+def test_recall_tie_goes_to_the_lower_index_sample():
+    g = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    q = np.array([[1.0, 0.0]], dtype=np.float32)
+    # The query's own item (sample 7) ties with sample 5's item, which has the lower index.
+    assert recall_at_k(q, g, [7], [5, 7, 9], ks=(1, 2), device="cpu") == {1: 0.0, 2: 1.0}
+    assert recall_at_k(q, g, [5], [5, 7, 9], ks=(1, 2), device="cpu") == {1: 1.0, 2: 1.0}
+
+
+@pytest.mark.parametrize("captions_per_image", [1, 5])
+def test_recall_matches_reference_both_directions(captions_per_image):
+    img, img_ids, txt, txt_ids = paired(40, captions_per_image, 16, noise=1.0, seed=captions_per_image)
+    ks = (1, 5, 10)
+    i2t = recall_at_k(img, txt, img_ids, txt_ids, ks, device="cpu")
+    t2i = recall_at_k(txt, img, txt_ids, img_ids, ks, device="cpu", batch_size=7)
+    assert i2t == pytest.approx(ref_recall(img, txt, img_ids, txt_ids, ks), abs=1e-12)
+    assert t2i == pytest.approx(ref_recall(txt, img, txt_ids, img_ids, ks), abs=1e-12)
+    assert 0.0 < t2i[1] < 1.0 and t2i[1] <= t2i[5] <= t2i[10]
+    assert list(i2t) == [1, 5, 10]
+
+
+def test_recall_any_caption_counts_for_image_to_text():
+    # Image 0's first caption is far away but its second is the nearest item: still a hit at 1.
+    img = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    txt = np.array([[-1.0, 0.1], [1.0, 0.05], [0.1, 1.0]], dtype=np.float32)
+    assert recall_at_k(img, txt, [0, 1], [0, 0, 1], ks=(1,), device="cpu") == {1: 1.0}
+    # ... and text->image asks each caption for its own image: the far caption misses.
+    assert recall_at_k(txt, img, [0, 0, 1], [0, 1], ks=(1,), device="cpu") == {1: pytest.approx(2 / 3)}
+
+
+def test_flat_agreement_is_exactly_one_and_hnsw_close_on_easy_data():
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(20, 32))
+    g = (centres[rng.integers(0, 20, size=1500)] + 0.3 * rng.normal(size=(1500, 32))).astype(np.float32)
+    q = g[:300] + 0.05 * rng.normal(size=(300, 32)).astype(np.float32)
+    assert approximate_recall_agreement(q, g, 10, index="flat", sample=100, device="cpu") == 1.0
+    assert approximate_recall_agreement(q, g, 10, index="hnsw", sample=100, device="cpu") >= 0.9
+    assert approximate_recall_agreement(q, g, 10, index="ivf", sample=100, device="cpu", nprobe=10**6) == 1.0
+
+
+def test_poor_ivf_settings_show_up_as_low_agreement():
+    rng = np.random.default_rng(6)
+    g = rng.normal(size=(2000, 32)).astype(np.float32)
+    q = rng.normal(size=(100, 32)).astype(np.float32)
+    agreement = approximate_recall_agreement(q, g, 10, index="ivf", sample=100, device="cpu", nlist=50, nprobe=1)
+    # Reference: the same IVF result scored against the full-matrix top 10.
+    _, approx = search_topk(q, g, 10, index="ivf", nlist=50, nprobe=1, device="cpu")
+    ref_scores, _ = ref_topk(q, g, 10)
+    full = (_unit(q).astype(np.float64) @ _unit(g).astype(np.float64).T)
+    approx_scores = np.where(approx >= 0, np.take_along_axis(full, np.maximum(approx, 0), axis=1), -np.inf)
+    expected = np.mean(approx_scores >= ref_scores[:, -1:] - 1e-12)
+    assert agreement == pytest.approx(expected, abs=1e-9)
+    assert agreement < 0.9
+
+
+def test_agreement_samples_queries_with_the_seed():
+    rng = np.random.default_rng(7)
+    g = rng.normal(size=(500, 16)).astype(np.float32)
+    q = rng.normal(size=(400, 16)).astype(np.float32)
+    a = approximate_recall_agreement(q, g, 5, index="ivf", sample=50, seed=3, device="cpu", nlist=12, nprobe=1)
+    b = approximate_recall_agreement(q, g, 5, index="ivf", sample=50, seed=3, device="cpu", nlist=12, nprobe=1)
+    assert a == b and 0.0 < a < 1.0
+
+
+@pytest.mark.parametrize(
+    "call, fragment",
+    [
+        (lambda q, g: recall_at_k(q, g, np.arange(4), np.arange(5), device="cpu"), "sample"),
+        (lambda q, g: recall_at_k(q, g[:0], np.arange(5), np.arange(0), device="cpu"), "empty"),
+        (lambda q, g: recall_at_k(np.where(np.eye(5, 4) > 0, np.nan, q), g, np.arange(5), np.arange(5), device="cpu"),
+         "item 0"),
+        (lambda q, g: recall_at_k(q[:, :3], g, np.arange(5), np.arange(5), device="cpu"), "dim"),
+        (lambda q, g: recall_at_k(q, g, np.arange(5), np.arange(5), ks=(1, 6), device="cpu"), "K=6"),
+        (lambda q, g: recall_at_k(q, g, np.arange(5), np.arange(5), ks=(), device="cpu"), "ks"),
+        (lambda q, g: recall_at_k(q, g, np.arange(5), np.arange(5), engine="blocked"), "engine"),
+        (lambda q, g: search_topk(q, g, 0, device="cpu"), "k"),
+        (lambda q, g: search_topk(q, g, 2, index="lsh", device="cpu"), "index"),
+        (lambda q, g: search_topk(q, g, 2, device="tpu"), "device"),
+        (lambda q, g: search_topk(q, np.zeros_like(g), 2, device="cpu"), "zero vector"),
+        (lambda q, g: search_topk(q[0], g, 2, device="cpu"), "2-D"),
+    ],
+)
+def test_bad_input_raises_one_line_input_error(call, fragment):
+    rng = np.random.default_rng(8)
+    q, g = rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(5, 4)).astype(np.float32)
+    with pytest.raises(InputError) as info:
+        call(q, g)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cuda_request_without_a_faiss_gpu_is_an_input_error():
+    import faiss
+
+    rng = np.random.default_rng(9)
+    q, g = rng.normal(size=(3, 4)), rng.normal(size=(6, 4))
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        np.testing.assert_array_equal(search_topk(q, g, 4, device="cuda")[1], ref_topk(q, g, 4)[1])
+    else:
+        with pytest.raises(InputError, match="no GPU"):
+            search_topk(q, g, 2, device="cuda")
