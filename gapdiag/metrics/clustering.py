@@ -1,0 +1,173 @@
+"""Clustering of the joint embedding set: class V-Measure, modality V-Measure, linear modality separability.
+
+All three stack the L2-normalised modalities into one joint set [X̂; Ŷ; ...] (Grassucci et al. 2026,
+"Closing the Modality Gap Aligns Group-Wise Semantics", clustering evaluation): a space without a modality
+gap clusters by meaning (class V-Measure high) and not by modality (modality V-Measure and separability low).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from gapdiag.errors import InputError
+from gapdiag.metrics._validation import check_same_dim
+from gapdiag.metrics.retrieval import normalized_float32
+
+
+def _joint(vectors_by_modality: Sequence[ArrayLike], min_modalities: int) -> list[NDArray[np.float32]]:
+    """Normalised float32 copies of every modality, checked to share one dimension."""
+    if len(vectors_by_modality) < min_modalities:
+        raise InputError(
+            f"need at least {min_modalities} modalities, got {len(vectors_by_modality)}; pass one array per modality"
+        )
+    mats = [normalized_float32(v, f"modality {m}") for m, v in enumerate(vectors_by_modality)]
+    for m, mat in enumerate(mats[1:], start=1):
+        check_same_dim(mats[0], mat, "modality 0", f"modality {m}")
+    return mats
+
+
+def _subsample(n: int, max_samples: int | None, seed: int) -> NDArray[np.intp]:
+    """All rows, or a seeded uniform sample of ``max_samples`` rows (sorted, so order stays stable)."""
+    if max_samples is None or n <= max_samples:
+        return np.arange(n)
+    if max_samples < 1:
+        raise InputError(f"max_samples must be >= 1, got {max_samples}")
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+
+
+def _kmeans_v_measure(points: NDArray[np.float32], truth: NDArray[Any], n_clusters: int, seed: int, n_init: int) -> float:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import v_measure_score
+
+    if n_clusters < 2:
+        raise InputError(f"V-Measure needs at least 2 distinct labels, got {n_clusters}; it is 1.0 by definition")
+    if n_init < 1:
+        raise InputError(f"n_init must be >= 1, got {n_init}")
+    predicted = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed, algorithm="lloyd").fit_predict(points)
+    return float(v_measure_score(truth, predicted))
+
+
+def v_measure_class(
+    vectors_by_modality: Sequence[ArrayLike],
+    labels_by_modality: Sequence[ArrayLike],
+    *,
+    seed: int = 0,
+    n_init: int = 10,
+    max_samples: int | None = 100_000,
+) -> float:
+    """V-Measure of k-means clusters of the joint set against class labels (Grassucci et al. 2026).
+
+    KMeans (Lloyd, ``random_state=seed``, ``n_init`` restarts) on Z = [X̂; Ŷ; ...], k = number of distinct
+    labels; V = 2·h·c / (h + c) with homogeneity h = 1 − H(C|K)/H(C) and completeness c = 1 − H(K|C)/H(K)
+    (Rosenberg & Hirschberg 2007; ``sklearn.metrics.v_measure_score``). Each item carries the label of its
+    sample, so an image and its captions share a label. The paper's code hard-codes k = 10; here k follows
+    the data.
+
+    Range [0, 1]; 1 = clusters coincide with classes across modalities. A modality gap pulls the clusters
+    apart by modality instead, which lowers it.
+
+    Args:
+        vectors_by_modality: One ``(n_m, d)`` array per modality (raw or normalised; normalised here).
+        labels_by_modality: One ``(n_m,)`` label array per modality (any hashable values).
+        seed: KMeans ``random_state`` (and the subsample seed).
+        n_init: KMeans restarts.
+        max_samples: Above this many joint points, cluster a seeded uniform subsample of this size
+            (KMeans on ~1e5 points takes seconds; None = never subsample).
+
+    Returns:
+        V-Measure in [0, 1].
+
+    Raises:
+        InputError: Bad arrays, label arrays whose length differs from their modality, fewer than two classes.
+    """
+    mats = _joint(vectors_by_modality, 1)
+    if len(labels_by_modality) != len(mats):
+        raise InputError(f"got {len(mats)} modalities but {len(labels_by_modality)} label arrays; give one per modality")
+    labels = []
+    for m, (mat, lab) in enumerate(zip(mats, labels_by_modality)):
+        arr = np.asarray(lab)
+        if arr.ndim != 1 or arr.shape[0] != mat.shape[0]:
+            raise InputError(f"labels of modality {m} have shape {arr.shape} but it has {mat.shape[0]} items")
+        labels.append(arr)
+    points, truth = np.concatenate(mats), np.concatenate(labels)
+    keep = _subsample(points.shape[0], max_samples, seed)
+    return _kmeans_v_measure(points[keep], truth[keep], np.unique(truth[keep]).size, seed, n_init)
+
+
+def v_measure_modality(
+    vectors_by_modality: Sequence[ArrayLike],
+    *,
+    seed: int = 0,
+    n_init: int = 10,
+    max_samples: int | None = 100_000,
+) -> float:
+    """V-Measure of k-means clusters of the joint set against modality labels (label-free gap companion).
+
+    As :func:`v_measure_class` with k = number of modalities and the truth = which modality each point comes
+    from (Grassucci et al. 2026). Range [0, 1]: 1 = each modality forms its own cluster (a modality gap
+    dominates the geometry); 0 = clusters are independent of modality (e.g. identical modalities).
+
+    Args:
+        vectors_by_modality: One ``(n_m, d)`` array per modality, at least two.
+        seed, n_init, max_samples: As in :func:`v_measure_class`.
+
+    Returns:
+        V-Measure in [0, 1].
+    """
+    mats = _joint(vectors_by_modality, 2)
+    points = np.concatenate(mats)
+    truth = np.repeat(np.arange(len(mats)), [m.shape[0] for m in mats])
+    keep = _subsample(points.shape[0], max_samples, seed)
+    return _kmeans_v_measure(points[keep], truth[keep], len(mats), seed, n_init)
+
+
+def modality_separability(
+    vectors_by_modality: Sequence[ArrayLike],
+    *,
+    seed: int = 0,
+    max_samples: int = 20_000,
+    test_fraction: float = 0.5,
+) -> float:
+    """Held-out accuracy of a linear classifier telling the modalities apart.
+
+    Each modality is subsampled (seeded) to n = min(max_samples, smallest modality size) items, so the
+    classes are balanced and chance is exactly 1/M for M modalities (1:5 image:caption data would otherwise
+    let "always text" score 5/6). A seeded stratified split keeps ``test_fraction`` for testing; the model
+    is standardisation + ``LogisticRegression`` (L2, C = 1) fitted on the rest.
+
+    Range [1/M, 1] in expectation (a held-out estimate can fall slightly below chance). ≈ 1/M (0.5 for two
+    modalities): the modalities occupy the same region; 1.0: a hyperplane separates them (the modality gap
+    of CLIP-like models typically gives 1.0 even when the gap is small, so read it with the gap itself).
+
+    Args:
+        vectors_by_modality: One ``(n_m, d)`` array per modality, at least two.
+        seed: Seed of the subsample and of the split.
+        max_samples: Items per modality at most.
+        test_fraction: Share of each modality's items held out for testing.
+
+    Returns:
+        Held-out accuracy in [0, 1].
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    mats = _joint(vectors_by_modality, 2)
+    if not 0.0 < test_fraction < 1.0:
+        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n = min(max_samples, min(m.shape[0] for m in mats))
+    if n < 2:
+        raise InputError(f"each modality needs at least 2 items to split into train and test, got {n}")
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([m[np.sort(rng.choice(m.shape[0], size=n, replace=False))] for m in mats])
+    truth = np.repeat(np.arange(len(mats)), n)
+    x_train, x_test, y_train, y_test = train_test_split(
+        points, truth, test_size=test_fraction, stratify=truth, random_state=seed
+    )
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model.fit(x_train, y_train)
+    return float(model.score(x_test, y_test))

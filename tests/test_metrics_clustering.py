@@ -1,0 +1,108 @@
+"""Clustering metrics: closed-form cases (1.0 / 0.0 / chance) and scikit-learn run by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import v_measure_score
+
+from gapdiag.errors import InputError
+from gapdiag.metrics.clustering import modality_separability, v_measure_class, v_measure_modality
+
+
+def blobs(centres: np.ndarray, per_centre: int, noise: float, rng: np.random.Generator):
+    labels = np.repeat(np.arange(centres.shape[0]), per_centre)
+    return centres[labels] + noise * rng.normal(size=(labels.size, centres.shape[1])), labels
+
+
+def test_separated_classes_shared_by_both_modalities_give_v_measure_one():
+    rng = np.random.default_rng(0)
+    centres = 10 * np.eye(8)[:4]
+    img, img_labels = blobs(centres, 15, 0.1, rng)
+    txt, txt_labels = blobs(centres, 30, 0.1, rng)  # 1:2 alignment, same classes
+    assert v_measure_class([img, txt], [img_labels, txt_labels]) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_v_measure_class_matches_sklearn_on_overlapping_data():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(5, 6))
+    img, img_labels = blobs(centres, 20, 0.8, rng)
+    txt, txt_labels = blobs(centres + 1.0, 20, 0.8, rng)  # a shared offset plays the modality gap
+    got = v_measure_class([img, txt], [img_labels, txt_labels], seed=3, n_init=4)
+    joint = np.concatenate([img, txt]).astype(np.float32)
+    joint /= np.linalg.norm(joint, axis=1, keepdims=True)
+    truth = np.concatenate([img_labels, txt_labels])
+    pred = KMeans(5, n_init=4, random_state=3, algorithm="lloyd").fit_predict(joint)
+    assert got == pytest.approx(v_measure_score(truth, pred), abs=1e-9)
+    assert 0.05 < got < 0.95
+
+
+def test_string_labels_and_three_modalities():
+    rng = np.random.default_rng(2)
+    centres = 10 * np.eye(6)[:3]
+    parts = [blobs(centres, 10, 0.1, rng) for _ in range(3)]
+    names = np.array(["cat", "dog", "owl"])
+    assert v_measure_class([p[0] for p in parts], [names[p[1]] for p in parts]) == pytest.approx(1.0)
+
+
+def test_identical_modalities_are_not_clustered_apart():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 8))
+    # A point and its copy always share a cluster, so clusters carry no modality information: exactly 0.
+    assert v_measure_modality([x, x.copy()]) == pytest.approx(0.0, abs=1e-12)
+    assert abs(modality_separability([x, x.copy()]) - 0.5) < 0.1
+
+
+def test_far_apart_modalities_score_one():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(150, 8)) * 0.2 + 3 * np.eye(8)[0]
+    y = rng.normal(size=(100, 8)) * 0.2 - 3 * np.eye(8)[0]
+    assert v_measure_modality([x, y]) == pytest.approx(1.0, abs=1e-12)
+    assert modality_separability([x, y]) == 1.0
+    z = rng.normal(size=(80, 8)) * 0.2 + 3 * np.eye(8)[1]
+    assert v_measure_modality([x, y, z]) == pytest.approx(1.0, abs=1e-12)
+    assert modality_separability([x, y, z]) == 1.0
+
+
+def test_separability_is_balanced_for_one_to_many_data():
+    # Five captions per image from the same distribution: "always text" would score 5/6 without balancing.
+    rng = np.random.default_rng(5)
+    img, txt = rng.normal(size=(120, 8)), rng.normal(size=(600, 8))
+    assert abs(modality_separability([img, txt]) - 0.5) < 0.1
+    three = [rng.normal(size=(150, 8)) for _ in range(3)]
+    assert abs(modality_separability(three) - 1 / 3) < 0.1
+
+
+def test_subsampling_is_seeded_and_keeps_clear_structure():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(300, 8)) * 0.2 + 3 * np.eye(8)[0]
+    y = rng.normal(size=(300, 8)) * 0.2 - 3 * np.eye(8)[0]
+    assert v_measure_modality([x, y], max_samples=50) == pytest.approx(1.0, abs=1e-12)
+    labels = [np.arange(300) % 2, np.arange(300) % 2]
+    a = v_measure_class([x, y], labels, max_samples=100, seed=1)
+    assert a == v_measure_class([x, y], labels, max_samples=100, seed=1)
+    assert modality_separability([x, y], max_samples=30) == 1.0
+
+
+@pytest.mark.parametrize(
+    "call, fragment",
+    [
+        (lambda x, y: v_measure_class([x, y], [np.zeros(10)]), "label arrays"),
+        (lambda x, y: v_measure_class([x, y], [np.arange(10) % 2, np.arange(9) % 2]), "modality 1"),
+        (lambda x, y: v_measure_class([x, y], [np.zeros(10), np.zeros(10)]), "2 distinct labels"),
+        (lambda x, y: v_measure_class([x, y], [np.arange(10) % 2, np.arange(10) % 2], n_init=0), "n_init"),
+        (lambda x, y: v_measure_modality([x]), "at least 2 modalities"),
+        (lambda x, y: v_measure_modality([x, y[:, :3]]), "dim"),
+        (lambda x, y: v_measure_modality([x, np.full_like(y, np.nan)]), "NaN"),
+        (lambda x, y: v_measure_modality([x, y[:0]]), "empty"),
+        (lambda x, y: modality_separability([x, y[:1]]), "at least 2 items"),
+        (lambda x, y: modality_separability([x, y], test_fraction=1.0), "test_fraction"),
+    ],
+)
+def test_bad_input_raises_one_line_input_error(call, fragment):
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(10, 5)), rng.normal(size=(10, 5))
+    with pytest.raises(InputError) as info:
+        call(x, y)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
