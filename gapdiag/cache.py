@@ -669,7 +669,8 @@ class EntryWriter:
                              f"earlier chunks have {dim}")
         _check_finite(array, modality, start, "the model produced NaN/inf; check the checkpoint and inputs, "
                                                "or use --precision fp32")
-        stored = np.ascontiguousarray(array, dtype=self.dtype)
+        with np.errstate(over="ignore"):  # an overflow is reported just below, with the item range
+            stored = np.ascontiguousarray(array, dtype=self.dtype)
         _check_finite(stored, modality, start, f"values overflow {self.dtype}; use --dtype float32")
         _atomic_save_npy(path, stored)
 
