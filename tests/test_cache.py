@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -258,6 +259,13 @@ def test_file_sha256_memo_is_shared_across_processes(tmp_path):
     assert fresh.stdout.strip() == hashlib.sha256(b"weights-2" * 100).hexdigest()
 
 
+def test_file_sha256_without_a_writable_cache_dir_still_hashes(tmp_path):
+    ckpt, blocker = tmp_path / "model.pt", tmp_path / "file"
+    ckpt.write_bytes(b"C" * 10)
+    blocker.write_text("x")
+    assert file_sha256(ckpt, cache_dir=blocker / "c") == hashlib.sha256(b"C" * 10).hexdigest()
+
+
 def test_file_sha256_of_a_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="cannot read .*nope.pt"):
         file_sha256(tmp_path / "nope.pt", cache_dir=tmp_path / "c")
@@ -292,6 +300,10 @@ def test_miss_then_hit_returns_the_stored_vectors_and_provenance(tmp_path):
     assert meta["dtype"] == "float32" and meta["cache_format_version"] == cache_mod.CACHE_FORMAT_VERSION
     assert meta["gapdiag_version"] == cache_mod.__version__
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", meta["created"])
+    for m in COUNTS:  # the streamed concatenation is exactly what np.save writes for the whole array
+        buffer = io.BytesIO()
+        np.save(buffer, expected(m))
+        assert (cache.path(key) / f"{m}.npy").read_bytes() == buffer.getvalue()
     assert files_of(cache.path(key)) == sorted([
         "meta.json", "image.npy", "text.npy", "image.sample_index.npy", "text.sample_index.npy", "labels.npy",
         "class_embeddings.npy", "attributes.npz", "attribute_embeddings.npz"])
