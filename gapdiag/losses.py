@@ -12,8 +12,8 @@ raises :class:`gapdiag.errors.InputError` for an unknown one.
 Sources:
     Radford et al., "Learning Transferable Visual Models From Natural Language Supervision", ICML 2021
     (CLIP, Fig. 3 pseudocode). Wang & Isola, "Understanding Contrastive Representation Learning through
-    Alignment and Uniformity on the Hypersphere", ICML 2020 (Sec. 4.1, Eqs. 2-3). Fahim et al., "It's Not a
-    Modality Gap: Characterizing and Addressing the Contrastive Gap", 2024 (Sec. 5, L_CUA and L_CUAXU).
+    Alignment and Uniformity on the Hypersphere", ICML 2020 (Sec. 4.1). Fahim et al., "It's Not a
+    Modality Gap: Characterizing and Addressing the Contrastive Gap", 2024 (the L_CUA and L_CUAXU objectives).
     Grassucci et al., "Closing the Modality Gap Aligns Group-Wise Semantics", 2026 (L_ATP, L_CU).
     Exact definitions: ``/work/shared/metrics-notes.md`` and ``docs/losses.md``.
 """
@@ -124,7 +124,7 @@ def alignment_loss(x: Tensor, y: Tensor, alpha: float = 2.0) -> Tensor:
 
     For ``α = 2`` it equals ``2 − 2·mean_i cos(x_i, y_i)`` (= ``2 − 2·Cos_TP``); 0 when every pair coincides.
 
-    Source: Wang & Isola, ICML 2020, Sec. 4.1, Eq. 2 (``α = 2`` default as in their code).
+    Source: Wang & Isola, ICML 2020, Sec. 4.1, L_align (``α = 2`` default as in their code).
 
     Args:
         x: ``(B, d)`` embeddings (normalised inside).
@@ -152,7 +152,7 @@ def uniformity_loss(z: Tensor, t: float = 2.0) -> Tensor:
 
     Lower is more uniform; 0 for a batch of identical vectors, ``−4t`` at best for antipodal pairs.
 
-    Source: Wang & Isola, ICML 2020, Sec. 4.1, Eq. 3 (Gaussian potential, ``t = 2``).
+    Source: Wang & Isola, ICML 2020, Sec. 4.1, L_uniform (Gaussian potential, ``t = 2``).
 
     Args:
         z: ``(B, d)`` embeddings of one set (normalised inside), ``B >= 2``.
@@ -172,7 +172,7 @@ def cross_uniformity_loss(x: Tensor, y: Tensor, t: float = 2.0) -> Tensor:
     Runs over the ``B(B−1)`` ordered off-diagonal image×text pairs (the diagonal holds the true pairs, which
     alignment pulls together). Lower means non-matching pairs are spread apart across the modalities.
 
-    Source: Fahim et al. 2024, Sec. 5 (cross-modal uniformity term of L_CUAXU).
+    Source: Fahim et al. 2024 (the cross-modal uniformity term of L_CUAXU).
 
     Args:
         x: ``(B, d)`` embeddings (normalised inside), ``B >= 2``.
@@ -201,8 +201,8 @@ def cua_loss(
     Uniformity is applied within each modality and averaged; alignment uses ``α = 2`` and uniformity
     ``t = 2``. All weights are 1 in the paper.
 
-    Source: Fahim et al., "It's Not a Modality Gap: Characterizing and Addressing the Contrastive Gap", 2024,
-    Sec. 5 (L_CUA).
+    Source: Fahim et al., "It's Not a Modality Gap: Characterizing and Addressing the Contrastive Gap", 2024
+    (L_CUA).
 
     Args:
         x: ``(B, d)`` embeddings (normalised inside), ``B >= 2``.
@@ -235,7 +235,7 @@ def cuaxu_loss(
 ) -> Tensor:
     """``L_CUAXU = L_CUA + w_x·L_xunif``: :func:`cua_loss` plus :func:`cross_uniformity_loss`.
 
-    Source: Fahim et al. 2024, Sec. 5 (L_CUAXU; all weights 1).
+    Source: Fahim et al. 2024 (L_CUAXU; all weights 1).
 
     Args:
         x: ``(B, d)`` embeddings (normalised inside), ``B >= 2``.

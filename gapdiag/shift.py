@@ -48,7 +48,7 @@ __all__ = [
 # measure. With CLIP's gap of ≈ 0.82 the default grid passes through the closed gap (λ ≈ ‖Δ‖) and reaches
 # about twice the gap the other way; widen it (up to ±2) for larger gaps.
 DEFAULT_LAMBDAS: tuple[float, ...] = tuple(float(v) for v in np.arange(-1.0, 1.0001, 0.25))
-# CLIP's learned τ = 1/100 and the coarser temperatures Liang et al. compare it with (Sec. 4.2, Table 3).
+# CLIP's learned τ = 1/100 and the coarser temperatures Liang et al. compare it with (Sec. 4.2).
 DEFAULT_TEMPERATURES: tuple[float, ...] = (1 / 100, 1 / 50, 1 / 10, 1.0)
 # A centroid difference below this is rounding noise, not a direction to shift along.
 _MIN_GAP_NORM = 1e-9
@@ -64,10 +64,6 @@ DEFINITION = (
     "-log sum_{images of the caption} softmax_i(y'.x'_i/tau)), softmax over the whole evaluation set. "
     "recall_at_1 and zero_shot_accuracy by cosine on the shifted embeddings."
 )
-
-
-def _unit(x: ArrayLike, name: str) -> NDArray[np.float32]:
-    return normalized_float32(x, name)
 
 
 def _renormalize(v: NDArray[np.float32], name: str, lam: float) -> NDArray[np.float32]:
@@ -87,7 +83,7 @@ def _check_lambda(lam: float) -> float:
 def gap_direction(
     x_unit: NDArray[np.floating], y_unit: NDArray[np.floating]
 ) -> tuple[NDArray[np.float64], float]:
-    """Unit gap direction ``u = Δ/‖Δ‖`` and ``‖Δ‖`` for ``Δ = mean_i x̂_i − mean_j ŷ_j`` (Liang et al., Sec. 3).
+    """Unit gap direction ``u = Δ/‖Δ‖`` and ``‖Δ‖`` for ``Δ = mean_i x̂_i − mean_j ŷ_j`` (Liang et al. 2022).
 
     Args:
         x_unit: ``(n_x, d)`` L2-normalised image embeddings.
@@ -142,7 +138,7 @@ def shift_embeddings(
         ([[1.0, 0.0], [-1.0, 0.0]], [[1.0, 0.0], [-1.0, 0.0]])
     """
     lam = _check_lambda(lam)
-    x_unit, y_unit = _unit(x, "x"), _unit(y, "y")
+    x_unit, y_unit = normalized_float32(x, "x"), normalized_float32(y, "y")
     check_same_dim(x_unit, y_unit, "x", "y")
     u, _ = gap_direction(x_unit, y_unit)
     return _translate(x_unit, -0.5 * lam * u, "x", lam), _translate(y_unit, 0.5 * lam * u, "y", lam)
@@ -168,6 +164,24 @@ def _check_positives(q_ids: NDArray[np.int64], g_ids: NDArray[np.int64], q_name:
             f"{q_name} item {k} (sample {int(q_ids[k])}) has no {g_name} item of the same sample; "
             "the contrastive loss needs a true partner for every item (drop unpaired items)"
         )
+
+
+def _paired_units(
+    x: ArrayLike,
+    y: ArrayLike,
+    x_sample: ArrayLike | None,
+    y_sample: ArrayLike | None,
+    *,
+    normalize: bool = True,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.int64], NDArray[np.int64]]:
+    """Checked float32 (unit) copies of both modalities and their sample ids; every item needs a partner."""
+    x_unit = normalized_float32(x, "x", normalize=normalize)
+    y_unit = normalized_float32(y, "y", normalize=normalize)
+    check_same_dim(x_unit, y_unit, "x", "y")
+    sx, sy = default_sample_index(x_unit, y_unit, x_sample, y_sample, "x", "y")
+    _check_positives(sx, sy, "x", "y")
+    _check_positives(sy, sx, "y", "x")
+    return x_unit, y_unit, sx, sy
 
 
 def _directional_loss(
@@ -235,12 +249,7 @@ def contrastive_loss(
         InputError: Bad arrays, sample ids that do not fit, an item without a partner, bad temperatures.
     """
     temps = _check_temperatures(temperatures)
-    x_unit = normalized_float32(x, "x", normalize=normalize)
-    y_unit = normalized_float32(y, "y", normalize=normalize)
-    check_same_dim(x_unit, y_unit, "x", "y")
-    sx, sy = default_sample_index(x_unit, y_unit, x_sample, y_sample, "x", "y")
-    _check_positives(sx, sy, "x", "y")
-    _check_positives(sy, sx, "y", "x")
+    x_unit, y_unit, sx, sy = _paired_units(x, y, x_sample, y_sample, normalize=normalize)
     return _loss(x_unit, y_unit, sx, sy, temps, block_size)
 
 
@@ -326,12 +335,8 @@ def shift_experiment(
     if not lams:
         raise InputError("lambdas is empty; give at least one shift, e.g. lambdas=(-1, 0, 1)")
     temps = _check_temperatures(temperatures)
-    x_unit, y_unit = _unit(x, "x"), _unit(y, "y")
-    check_same_dim(x_unit, y_unit, "x", "y")
-    sx, sy = default_sample_index(x_unit, y_unit, x_sample, y_sample, "x", "y")
-    _check_positives(sx, sy, "x", "y")
-    _check_positives(sy, sx, "y", "x")
-    classes, image_labels = _zero_shot_inputs(class_embeddings, labels, sx, y_unit.shape[1])
+    x_unit, y_unit, sx, sy = _paired_units(x, y, x_sample, y_sample)
+    classes, image_labels = _zero_shot_inputs(class_embeddings, labels, sx, y_unit)
     u, gap_norm = gap_direction(x_unit, y_unit)
 
     out: dict[str, Any] = {
@@ -368,7 +373,10 @@ def shift_experiment(
 
 
 def _zero_shot_inputs(
-    class_embeddings: ArrayLike | None, labels: ArrayLike | None, sx: NDArray[np.int64], dim: int
+    class_embeddings: ArrayLike | None,
+    labels: ArrayLike | None,
+    sx: NDArray[np.int64],
+    y_unit: NDArray[np.float32],
 ) -> tuple[NDArray[np.float32] | None, NDArray[Any] | None]:
     """Normalised class embeddings and one label per image item, or ``(None, None)`` without zero-shot."""
     if class_embeddings is None and labels is None:
@@ -377,12 +385,8 @@ def _zero_shot_inputs(
         raise InputError(
             "give class_embeddings and labels together (zero-shot accuracy needs both), or neither"
         )
-    classes = _unit(class_embeddings, "class_embeddings")
-    if classes.shape[1] != dim:
-        raise InputError(
-            f"class_embeddings have dim {classes.shape[1]} but the embeddings have dim {dim}; "
-            "build the classifier with the same model"
-        )
+    classes = normalized_float32(class_embeddings, "class_embeddings")
+    check_same_dim(classes, y_unit, "class_embeddings", "y")
     per_sample = np.asarray(labels)
     if per_sample.ndim != 1 or per_sample.shape[0] <= int(sx.max()):
         raise InputError(

@@ -254,6 +254,9 @@ def _bad_calls(x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> 
         "short labels": lambda: shift_experiment(
             x, y, x_sample=sx, y_sample=sy, class_embeddings=np.eye(6), labels=[0, 1], **kw
         ),
+        "class dimension": lambda: shift_experiment(
+            x, y, x_sample=sx, y_sample=sy, class_embeddings=np.eye(4), labels=[0] * 5, **kw
+        ),
     }
 
 
@@ -270,6 +273,7 @@ def _bad_calls(x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> 
         "temperature",
         "classes without labels",
         "short labels",
+        "class dimension",
     ],
 )
 def test_bad_input_raises_one_line_input_error(one_to_many, case: str) -> None:  # type: ignore[no-untyped-def]
