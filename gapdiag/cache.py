@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import shutil
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePath
 from typing import IO, TYPE_CHECKING, Any
@@ -178,7 +179,15 @@ def _atomic_save_npy(path: Path, array: NDArray[Any]) -> None:
 
 
 def _atomic_save_npz(path: Path, arrays: Mapping[str, NDArray[Any]]) -> None:
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    # What np.savez writes, without passing names as keyword arguments: an attribute value such as "file"
+    # would collide with savez's own parameters.
+    def write(f: IO[bytes]) -> None:
+        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, array in arrays.items():
+                with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+    _atomic_write(path, write)
 
 
 def _mkdir(path: Path) -> None:

@@ -280,7 +280,8 @@ def test_miss_then_hit_returns_the_stored_vectors_and_provenance(tmp_path):
     assert cache.get(key) is None
     built = build_entry(cache, key, class_embeddings=np.eye(3, DIM),
                         attributes={"color": np.array(["red", "blue"] * 5)},
-                        attribute_embeddings={"red": np.ones(DIM), "blue": -np.ones(DIM)})
+                        # "file" is also the first parameter of np.savez: it must still be a plain name.
+                        attribute_embeddings={"red": np.ones(DIM), "blue": -np.ones(DIM), "file": np.zeros(DIM)})
     hit = cache.get(key)
     for emb in (built, hit):
         for m in COUNTS:
@@ -291,6 +292,7 @@ def test_miss_then_hit_returns_the_stored_vectors_and_provenance(tmp_path):
         np.testing.assert_array_equal(emb.class_embeddings, np.eye(3, DIM))
         np.testing.assert_array_equal(emb.attributes["color"], ["red", "blue"] * 5)
         np.testing.assert_array_equal(emb.attribute_embeddings["blue"], -np.ones(DIM))
+        assert sorted(emb.attribute_embeddings) == ["blue", "file", "red"]
         assert emb.n_samples == N_SAMPLES and emb.class_names == ["a", "b", "c"]
     meta = hit.provenance
     assert meta["key"] == key and meta["model"] == META["model"]
