@@ -95,7 +95,9 @@ def test_ties_straddling_the_cutoff_are_resolved_beyond_the_first_candidates():
     np.testing.assert_array_equal(idx, [[0, tied[0], tied[1]]])
     np.testing.assert_array_equal(idx, ref_topk(query, g, 3)[1])
     for k in (1, 2, 5, 31, 40):
-        np.testing.assert_array_equal(search_topk(query, g, k, device="cpu", candidates=k)[1], ref_topk(query, g, k)[1])
+        np.testing.assert_array_equal(
+            search_topk(query, g, k, device="cpu", candidates=k)[1], ref_topk(query, g, k)[1]
+        )
 
 
 def test_exact_ties_that_float32_search_misorders_are_found_by_widening():
@@ -116,7 +118,9 @@ def test_exact_ties_that_float32_search_misorders_are_found_by_widening():
     # Power-of-two scales keep every sum exact in float64 while float32 rounding errors grow with the norms.
     for scale in (1.0, 1024.0):
         for candidates in (5, 8, None):
-            _, idx = search_topk(q * scale, g * scale, 5, normalize=False, device="cpu", candidates=candidates)
+            _, idx = search_topk(
+                q * scale, g * scale, 5, normalize=False, device="cpu", candidates=candidates
+            )
             np.testing.assert_array_equal(idx, ref_idx)
 
 
@@ -177,11 +181,13 @@ def test_poor_ivf_settings_show_up_as_low_agreement():
     rng = np.random.default_rng(6)
     g = rng.normal(size=(2000, 32)).astype(np.float32)
     q = rng.normal(size=(100, 32)).astype(np.float32)
-    agreement = approximate_recall_agreement(q, g, 10, index="ivf", sample=100, device="cpu", nlist=50, nprobe=1)
+    agreement = approximate_recall_agreement(
+        q, g, 10, index="ivf", sample=100, device="cpu", nlist=50, nprobe=1
+    )
     # Reference: the same IVF result scored against the full-matrix top 10.
     _, approx = search_topk(q, g, 10, index="ivf", nlist=50, nprobe=1, device="cpu")
     ref_scores, _ = ref_topk(q, g, 10)
-    full = (_unit(q).astype(np.float64) @ _unit(g).astype(np.float64).T)
+    full = _unit(q).astype(np.float64) @ _unit(g).astype(np.float64).T
     approx_scores = np.where(approx >= 0, np.take_along_axis(full, np.maximum(approx, 0), axis=1), -np.inf)
     expected = np.mean(approx_scores >= ref_scores[:, -1:] - 1e-12)
     assert agreement == pytest.approx(expected, abs=1e-9)
@@ -192,8 +198,12 @@ def test_agreement_samples_queries_with_the_seed():
     rng = np.random.default_rng(7)
     g = rng.normal(size=(500, 16)).astype(np.float32)
     q = rng.normal(size=(400, 16)).astype(np.float32)
-    a = approximate_recall_agreement(q, g, 5, index="ivf", sample=50, seed=3, device="cpu", nlist=12, nprobe=1)
-    b = approximate_recall_agreement(q, g, 5, index="ivf", sample=50, seed=3, device="cpu", nlist=12, nprobe=1)
+    a = approximate_recall_agreement(
+        q, g, 5, index="ivf", sample=50, seed=3, device="cpu", nlist=12, nprobe=1
+    )
+    b = approximate_recall_agreement(
+        q, g, 5, index="ivf", sample=50, seed=3, device="cpu", nlist=12, nprobe=1
+    )
     assert a == b and 0.0 < a < 1.0
 
 
@@ -202,8 +212,12 @@ def test_agreement_samples_queries_with_the_seed():
     [
         (lambda q, g: recall_at_k(q, g, np.arange(4), np.arange(5), device="cpu"), "sample"),
         (lambda q, g: recall_at_k(q, g[:0], np.arange(5), np.arange(0), device="cpu"), "empty"),
-        (lambda q, g: recall_at_k(np.where(np.eye(5, 4) > 0, np.nan, q), g, np.arange(5), np.arange(5), device="cpu"),
-         "item 0"),
+        (
+            lambda q, g: recall_at_k(
+                np.where(np.eye(5, 4) > 0, np.nan, q), g, np.arange(5), np.arange(5), device="cpu"
+            ),
+            "item 0",
+        ),
         (lambda q, g: recall_at_k(q[:, :3], g, np.arange(5), np.arange(5), device="cpu"), "dim"),
         (lambda q, g: recall_at_k(q, g, np.arange(5), np.arange(5), ks=(1, 6), device="cpu"), "K=6"),
         (lambda q, g: recall_at_k(q, g, np.arange(5), np.arange(5), ks=(), device="cpu"), "ks"),

@@ -21,9 +21,14 @@ def _unit(x):
 def test_build_classifier_matches_a_per_class_loop():
     rng = np.random.default_rng(0)
     n_classes, n_templates, d = 4, 3, 6
-    prompts = rng.normal(size=(n_classes * n_templates, d)) * rng.uniform(0.5, 4, size=(n_classes * n_templates, 1))
+    prompts = rng.normal(size=(n_classes * n_templates, d)) * rng.uniform(
+        0.5, 4, size=(n_classes * n_templates, 1)
+    )
     expected = np.stack(
-        [_unit(sum(_unit(prompts[c * n_templates + t]) for t in range(n_templates))) for c in range(n_classes)]
+        [
+            _unit(sum(_unit(prompts[c * n_templates + t]) for t in range(n_templates)))
+            for c in range(n_classes)
+        ]
     )
     got = build_classifier(prompts.astype(np.float32), n_classes, n_templates)
     assert got.shape == (n_classes, d) and got.dtype == np.float32
@@ -60,8 +65,9 @@ def test_zero_shot_matches_argmax_reference_and_normalisation_flag():
         np.mean(cosine.argmax(1) == labels)
     )
     raw = images @ classes.T
-    got_raw = zero_shot_accuracy(images.astype(np.float32), classes.astype(np.float32), labels, normalize=False,
-                                 device="cpu")
+    got_raw = zero_shot_accuracy(
+        images.astype(np.float32), classes.astype(np.float32), labels, normalize=False, device="cpu"
+    )
     assert got_raw == pytest.approx(np.mean(raw.argmax(1) == labels))
     assert not np.array_equal(cosine.argmax(1), raw.argmax(1))  # the flag is really tested
 

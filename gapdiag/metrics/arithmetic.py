@@ -7,14 +7,16 @@ the images that differ from the query only in being blue.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_same_dim
-from gapdiag.metrics.retrieval import normalized_float32, search_topk
+from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.retrieval import search_topk
 
 
 def _encode_attributes(
@@ -32,7 +34,9 @@ def _encode_attributes(
     for name in names:
         column = np.asarray(attributes[name])
         if column.ndim != 1 or column.shape[0] != n:
-            raise InputError(f"attribute {name!r} has shape {column.shape} but there are {n} images; give one value per image")
+            raise InputError(
+                f"attribute {name!r} has shape {column.shape} but there are {n} images; give one value per image"
+            )
         uniq, inv = np.unique(column, return_inverse=True)
         values.append(uniq)
         codes.append(inv.astype(np.int64))
@@ -88,7 +92,7 @@ def arithmetic_accuracy(
             dimension mismatch, or no valid triple at all (the attribute grid has no two images that differ
             in exactly one attribute).
     """
-    x = normalized_float32(image_vectors, "image_vectors")
+    x = unit_rows(image_vectors, "image_vectors")
     n = x.shape[0]
     if max_queries < 1:
         raise InputError(f"max_queries must be >= 1, got {max_queries}")
@@ -100,8 +104,10 @@ def arithmetic_accuracy(
     for name, vals in zip(names, values):
         missing = [str(v) for v in vals if str(v) not in attribute_embeddings]
         if missing:
-            raise InputError(f"attribute {name!r} value {missing[0]!r} has no entry in attribute_embeddings; embed it")
-        emb = normalized_float32(
+            raise InputError(
+                f"attribute {name!r} value {missing[0]!r} has no entry in attribute_embeddings; embed it"
+            )
+        emb = unit_rows(
             np.stack([np.asarray(attribute_embeddings[str(v)], dtype=np.float32).reshape(-1) for v in vals]),
             f"attribute_embeddings of {name!r}",
         )
@@ -137,7 +143,7 @@ def arithmetic_accuracy(
         cur = codes[a][imgs]
         q_target[rows] = combo[imgs] + (b - cur) * strides[a]
         queries[rows] = x[imgs] - text[a][cur] + text[a][b]
-    queries = normalized_float32(queries, "arithmetic queries (image − text(a) + text(b))")
+    queries = unit_rows(queries, "arithmetic queries (image − text(a) + text(b))")
 
     # Top-2 so the query image itself can be skipped (it is usually its own nearest neighbour).
     _, top = search_topk(queries, x, 2, normalize=False, device=device)

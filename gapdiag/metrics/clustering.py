@@ -7,14 +7,15 @@ gap clusters by meaning (class V-Measure high) and not by modality (modality V-M
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_same_dim
-from gapdiag.metrics.retrieval import normalized_float32
+from gapdiag.metrics.blocked import unit_rows
 
 
 def _joint(vectors_by_modality: Sequence[ArrayLike], min_modalities: int) -> list[NDArray[np.float32]]:
@@ -23,7 +24,7 @@ def _joint(vectors_by_modality: Sequence[ArrayLike], min_modalities: int) -> lis
         raise InputError(
             f"need at least {min_modalities} modalities, got {len(vectors_by_modality)}; pass one array per modality"
         )
-    mats = [normalized_float32(v, f"modality {m}") for m, v in enumerate(vectors_by_modality)]
+    mats = [unit_rows(v, f"modality {m}") for m, v in enumerate(vectors_by_modality)]
     for m, mat in enumerate(mats[1:], start=1):
         check_same_dim(mats[0], mat, "modality 0", f"modality {m}")
     return mats
@@ -38,15 +39,21 @@ def _subsample(n: int, max_samples: int | None, seed: int) -> NDArray[np.intp]:
     return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
 
 
-def _kmeans_v_measure(points: NDArray[np.float32], truth: NDArray[Any], n_clusters: int, seed: int, n_init: int) -> float:
+def _kmeans_v_measure(
+    points: NDArray[np.float32], truth: NDArray[Any], n_clusters: int, seed: int, n_init: int
+) -> float:
     from sklearn.cluster import KMeans
     from sklearn.metrics import v_measure_score
 
     if n_clusters < 2:
-        raise InputError(f"V-Measure needs at least 2 distinct labels, got {n_clusters}; it is 1.0 by definition")
+        raise InputError(
+            f"V-Measure needs at least 2 distinct labels, got {n_clusters}; it is 1.0 by definition"
+        )
     if n_init < 1:
         raise InputError(f"n_init must be >= 1, got {n_init}")
-    predicted = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed, algorithm="lloyd").fit_predict(points)
+    predicted = KMeans(
+        n_clusters=n_clusters, n_init=n_init, random_state=seed, algorithm="lloyd"
+    ).fit_predict(points)
     return float(v_measure_score(truth, predicted))
 
 
@@ -85,7 +92,9 @@ def v_measure_class(
     """
     mats = _joint(vectors_by_modality, 1)
     if len(labels_by_modality) != len(mats):
-        raise InputError(f"got {len(mats)} modalities but {len(labels_by_modality)} label arrays; give one per modality")
+        raise InputError(
+            f"got {len(mats)} modalities but {len(labels_by_modality)} label arrays; give one per modality"
+        )
     labels = []
     for m, (mat, lab) in enumerate(zip(mats, labels_by_modality)):
         arr = np.asarray(lab)

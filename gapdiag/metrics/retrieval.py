@@ -14,19 +14,21 @@ and ties go to the lower gallery index on every device.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import check_block_values, check_matrix, check_same_dim, check_sample_index
+from gapdiag.metrics._validation import check_same_dim, check_sample_index
+from gapdiag.metrics.blocked import unit_rows
 
 IndexKind = Literal["flat", "ivf", "hnsw"]
 
 # FAISS GPU k-selection is limited to this many results per query (GPU_MAX_SELECTION_K).
 _GPU_MAX_K = 2048
-# Rows normalised / rescored per step: bounds the float32/float64 temporaries to a few tens of MB.
+# Elements per step when rescoring or taking norms: bounds the float64 temporaries to ~32 MB.
 _CHUNK_ELEMENTS = 1 << 22
 
 
@@ -34,30 +36,13 @@ def _rows_per_chunk(elements_per_row: int) -> int:
     return max(1, _CHUNK_ELEMENTS // max(1, elements_per_row))
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Input preparation (also used by clustering, zeroshot and arithmetic: a checked float32 unit copy)
-# ----------------------------------------------------------------------------------------------------------
-def normalized_float32(x: ArrayLike, name: str, *, normalize: bool = True) -> NDArray[np.float32]:
-    """Check a 2-D float array (non-empty, finite, no zero rows) and return it as float32, L2-normalised per row.
-
-    Works in row chunks so that a memory-mapped float16 input is converted without a float64 copy.
-    """
-    arr = check_matrix(x, name)
-    out = np.empty(arr.shape, dtype=np.float32)
-    step = _rows_per_chunk(arr.shape[1])
-    for start in range(0, arr.shape[0], step):
-        block = np.asarray(arr[start : start + step], dtype=np.float32)
-        norms = np.linalg.norm(block, axis=1)
-        check_block_values(block, norms, name, start)
-        out[start : start + step] = block / norms[:, None] if normalize else block
-    return out
-
-
 def _check_k(k: int, n_gallery: int, name: str = "k") -> int:
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"{name} must be a positive integer, got {k!r}")
     if k > n_gallery:
-        raise InputError(f"{name}={k} is larger than the gallery ({n_gallery} items); choose {name} <= {n_gallery}")
+        raise InputError(
+            f"{name}={k} is larger than the gallery ({n_gallery} items); choose {name} <= {n_gallery}"
+        )
     return int(k)
 
 
@@ -141,7 +126,9 @@ class _Searcher:
         return self.index.search(np.ascontiguousarray(q), k)
 
 
-def _exact_scores(q: NDArray[np.float32], gallery: NDArray[np.float32], cand: NDArray[np.int64]) -> NDArray[np.float64]:
+def _exact_scores(
+    q: NDArray[np.float32], gallery: NDArray[np.float32], cand: NDArray[np.int64]
+) -> NDArray[np.float64]:
     """Scores of candidates ``cand`` (rows, c) for queries ``q`` (rows, d); -inf where ``cand`` is -1.
 
     float32·float32 products are exact in float64 and the sum runs in the same order for every candidate, so
@@ -159,7 +146,9 @@ def _exact_scores(q: NDArray[np.float32], gallery: NDArray[np.float32], cand: ND
     return out
 
 
-def _rank(scores: NDArray[np.float64], cand: NDArray[np.int64], k: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+def _rank(
+    scores: NDArray[np.float64], cand: NDArray[np.int64], k: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Keep the k best per row ordered by (−score, index); -1 candidates (missing) sort last."""
     key_index = np.where(cand >= 0, cand, np.iinfo(np.int64).max)
     order = np.lexsort((key_index, -scores), axis=-1)[:, :k]
@@ -180,7 +169,9 @@ def _search_batch(
         # Something beyond the kk-th candidate may still tie with (or, after exact rescoring, beat) the k-th.
         widen = (kk < n_gallery) & (cand[:, -1] >= 0) & (dist[:, -1] >= dist[:, k - 1] - tol[todo])
         done = todo[~widen]
-        out_s[done], out_i[done] = _rank(_exact_scores(q[done], searcher.gallery, cand[~widen]), cand[~widen], k)
+        out_s[done], out_i[done] = _rank(
+            _exact_scores(q[done], searcher.gallery, cand[~widen]), cand[~widen], k
+        )
         todo = todo[widen]
         if todo.size and kk >= searcher.max_k:
             # GPU selection cannot widen further: score these (rare) queries against the whole gallery.
@@ -266,8 +257,8 @@ def search_topk(
         >>> search_topk(np.array([[1.0, 0.1]], dtype=np.float32), g, 2, device="cpu")[1]
         array([[0, 2]])
     """
-    q = normalized_float32(queries, "queries", normalize=normalize)
-    g = normalized_float32(gallery, "gallery", normalize=normalize)
+    q = unit_rows(queries, "queries", normalize=normalize)
+    g = unit_rows(gallery, "gallery", normalize=normalize)
     check_same_dim(q, g, "queries", "gallery")
     k = _check_k(k, g.shape[0])
     if batch_size < 1:
@@ -293,15 +284,18 @@ def _search_all(
     # |float32 FAISS score − exact score| <= d·2⁻²⁴·‖q‖·‖g‖ (summation error bound, with slack); twice that,
     # since both the k-th score and an unseen item's score can be off, is the window of possible ties.
     g, step = searcher.gallery, _rows_per_chunk(q.shape[1])
-    gallery_norm = max(float(np.linalg.norm(g[s : s + step], axis=1).max()) for s in range(0, g.shape[0], step))
+    gallery_norm = max(
+        float(np.linalg.norm(g[s : s + step], axis=1).max()) for s in range(0, g.shape[0], step)
+    )
     tol = 4.0 * q.shape[1] * 2.0**-24 * gallery_norm * np.linalg.norm(q, axis=1).astype(np.float64)
     scores = np.empty((q.shape[0], k), dtype=np.float64)
     indices = np.empty((q.shape[0], k), dtype=np.int64)
     for start in range(0, q.shape[0], batch_size):
         stop = start + batch_size
-        scores[start:stop], indices[start:stop] = _search_batch(searcher, q[start:stop], k, first_k, tol[start:stop])
+        scores[start:stop], indices[start:stop] = _search_batch(
+            searcher, q[start:stop], k, first_k, tol[start:stop]
+        )
     return scores, indices
-
 
 
 def recall_at_k(
@@ -350,12 +344,14 @@ def recall_at_k(
         {1: 0.3333333333333333, 2: 1.0}
     """
     if engine != "faiss":
-        raise InputError(f"engine must be 'faiss' for recall_at_k, got {engine!r} (the blocked engine is separate)")
+        raise InputError(
+            f"engine must be 'faiss' for recall_at_k, got {engine!r} (the blocked engine is separate)"
+        )
     ks = [ks] if isinstance(ks, (int, np.integer)) else list(ks)
     if not ks:
         raise InputError("ks is empty; give at least one K, e.g. ks=(1, 5, 10)")
-    q = normalized_float32(queries, "queries", normalize=normalize)
-    g = normalized_float32(gallery, "gallery", normalize=normalize)
+    q = unit_rows(queries, "queries", normalize=normalize)
+    g = unit_rows(gallery, "gallery", normalize=normalize)
     check_same_dim(q, g, "queries", "gallery")
     q_ids = check_sample_index(query_sample, q.shape[0], "queries")
     g_ids = check_sample_index(gallery_sample, g.shape[0], "gallery")
@@ -398,15 +394,17 @@ def approximate_recall_agreement(
     Returns:
         Agreement in [0, 1].
     """
-    q = normalized_float32(queries, "queries", normalize=normalize)
-    g = normalized_float32(gallery, "gallery", normalize=normalize)
+    q = unit_rows(queries, "queries", normalize=normalize)
+    g = unit_rows(gallery, "gallery", normalize=normalize)
     if sample < 1:
         raise InputError(f"sample must be >= 1, got {sample}")
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(q.shape[0], size=min(sample, q.shape[0]), replace=False))
     q = q[picked]
     exact_scores, _ = search_topk(q, g, k, normalize=False, device=device, index="flat")
-    _, approx_idx = search_topk(q, g, k, normalize=False, device=device, index=index, seed=seed, **index_options)
+    _, approx_idx = search_topk(
+        q, g, k, normalize=False, device=device, index=index, seed=seed, **index_options
+    )
     approx_scores = _exact_scores(q, g, approx_idx)
     found = approx_scores >= exact_scores[:, -1:]
     return float(found.sum() / found.size)

@@ -6,7 +6,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics.retrieval import normalized_float32, search_topk
+from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.retrieval import search_topk
 
 
 def build_classifier(prompt_embeddings: ArrayLike, n_classes: int, n_templates: int) -> NDArray[np.float32]:
@@ -35,7 +36,7 @@ def build_classifier(prompt_embeddings: ArrayLike, n_classes: int, n_templates: 
     """
     if n_classes < 1 or n_templates < 1:
         raise InputError(f"n_classes and n_templates must be >= 1, got {n_classes} and {n_templates}")
-    prompts = normalized_float32(prompt_embeddings, "prompt_embeddings")
+    prompts = unit_rows(prompt_embeddings, "prompt_embeddings")
     if prompts.shape[0] != n_classes * n_templates:
         raise InputError(
             f"prompt_embeddings has {prompts.shape[0]} rows but {n_classes} classes × {n_templates} templates "
@@ -80,11 +81,13 @@ def zero_shot_accuracy(
         >>> zero_shot_accuracy(np.eye(2), np.eye(2), [0, 0], device="cpu")
         0.5
     """
-    x = normalized_float32(image_vectors, "image_vectors", normalize=normalize)
-    w = normalized_float32(class_embeddings, "class_embeddings", normalize=normalize)
+    x = unit_rows(image_vectors, "image_vectors", normalize=normalize)
+    w = unit_rows(class_embeddings, "class_embeddings", normalize=normalize)
     y = np.asarray(labels)
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
-        raise InputError(f"labels has shape {y.shape} but there are {x.shape[0]} images; give one label per image")
+        raise InputError(
+            f"labels has shape {y.shape} but there are {x.shape[0]} images; give one label per image"
+        )
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= w.shape[0]:
         raise InputError(f"labels must be integers in [0, {w.shape[0]}) (one per class embedding)")
     # Top-1 search over the classes gives the lower-index tie rule for free.
