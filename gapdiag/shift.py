@@ -29,8 +29,8 @@ from scipy.special import logsumexp
 
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_same_dim, default_sample_index
+from gapdiag.metrics.blocked import unit_rows
 from gapdiag.metrics.gap import gap_vector
-from gapdiag.metrics.retrieval import normalized_float32
 
 __all__ = [
     "DEFAULT_LAMBDAS",
@@ -138,7 +138,7 @@ def shift_embeddings(
         ([[1.0, 0.0], [-1.0, 0.0]], [[1.0, 0.0], [-1.0, 0.0]])
     """
     lam = _check_lambda(lam)
-    x_unit, y_unit = normalized_float32(x, "x"), normalized_float32(y, "y")
+    x_unit, y_unit = unit_rows(x, "x"), unit_rows(y, "y")
     check_same_dim(x_unit, y_unit, "x", "y")
     u, _ = gap_direction(x_unit, y_unit)
     return _translate(x_unit, -0.5 * lam * u, "x", lam), _translate(y_unit, 0.5 * lam * u, "y", lam)
@@ -175,8 +175,8 @@ def _paired_units(
     normalize: bool = True,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.int64], NDArray[np.int64]]:
     """Checked float32 (unit) copies of both modalities and their sample ids; every item needs a partner."""
-    x_unit = normalized_float32(x, "x", normalize=normalize)
-    y_unit = normalized_float32(y, "y", normalize=normalize)
+    x_unit = unit_rows(x, "x", normalize=normalize)
+    y_unit = unit_rows(y, "y", normalize=normalize)
     check_same_dim(x_unit, y_unit, "x", "y")
     sx, sy = default_sample_index(x_unit, y_unit, x_sample, y_sample, "x", "y")
     _check_positives(sx, sy, "x", "y")
@@ -385,7 +385,7 @@ def _zero_shot_inputs(
         raise InputError(
             "give class_embeddings and labels together (zero-shot accuracy needs both), or neither"
         )
-    classes = normalized_float32(class_embeddings, "class_embeddings")
+    classes = unit_rows(class_embeddings, "class_embeddings")
     check_same_dim(classes, y_unit, "class_embeddings", "y")
     per_sample = np.asarray(labels)
     if per_sample.ndim != 1 or per_sample.shape[0] <= int(sx.max()):
