@@ -1,0 +1,514 @@
+"""Regression rules, their config, evaluation, outputs and the `gapdiag check` command (gapdiag.check)."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gapdiag import check as chk
+from gapdiag.check import Rule, RuleSet, check_reports, evaluate_rule, load_rules
+from gapdiag.cli import run
+from gapdiag.errors import ConfigError, ProvenanceError
+from gapdiag.report import Report
+
+
+@dataclass(frozen=True)
+class FakeInfo:
+    higher_is_better: bool | None
+    bounds: tuple[float | None, float | None]
+
+
+# Bounds chosen so the default tolerances are easy to state: 1 % of the range, or 5 % of |baseline|.
+FAKE = {
+    "recall_at_1": FakeInfo(True, (0.0, 1.0)),       # tolerance 0.01
+    "modality_gap": FakeInfo(False, (0.0, 2.0)),     # tolerance 0.02
+    "effective_rank": FakeInfo(True, (1.0, None)),   # tolerance 5 % of |baseline|
+    "cos_nonmatching": FakeInfo(None, (-1.0, 1.0)),  # no direction
+}
+
+
+def make_report(metrics, *, intervals=None, fingerprint="fp-aaaaaaaaaaaaaaaa", size=None, seed=0, defs=1,
+                version="0.1.0", model="m") -> Report:
+    return Report(metrics=dict(metrics), intervals=dict(intervals or {}), metric_definitions_version=defs,
+                  gapdiag_version=version,
+                  provenance={"model": {"name": model}, "dataset": {"name": "d", "fingerprint": fingerprint},
+                              "sample": {"size": size, "seed": seed}, "device": "cpu"})
+
+
+BASE = {"recall_at_1/image_to_text": 0.80, "recall_at_1/text_to_image": 0.70, "modality_gap/image-text": 0.50,
+        "effective_rank/image": 20.0, "cos_nonmatching/image-text": 0.10}
+
+
+def outcomes(current, baseline=BASE, rules=RuleSet(), **kw) -> dict[str, chk.RuleOutcome]:
+    cur = current if isinstance(current, Report) else make_report(current)
+    base = baseline if isinstance(baseline, Report) else make_report(baseline)
+    return {o.name: o for o in check_reports(cur, base, rules, registry=FAKE, **kw).outcomes}
+
+
+def statuses(*args, **kw) -> dict[str, str]:
+    return {k: o.status for k, o in outcomes(*args, **kw).items()}
+
+
+def rules_from(tmp_path: Path, text: str, name: str = "gapdiag.toml", registry=FAKE) -> RuleSet:
+    path = tmp_path / name
+    path.write_text(text)
+    return load_rules(path, registry=registry)
+
+
+# ---------------------------------------------------------------------------------------------- defaults
+
+
+def test_identical_reports_pass_and_descriptive_metrics_skip():
+    got = statuses(BASE)
+    assert got == {"recall_at_1/image_to_text": "pass", "recall_at_1/text_to_image": "pass",
+                   "modality_gap/image-text": "pass", "effective_rank/image": "pass",
+                   "cos_nonmatching/image-text": "skip"}
+
+
+@pytest.mark.parametrize("name, current, expected", [
+    ("recall_at_1/image_to_text", 0.791, "pass"),   # worsened 0.009 <= 0.01
+    ("recall_at_1/image_to_text", 0.789, "fail"),   # worsened 0.011
+    ("recall_at_1/image_to_text", 0.95, "pass"),    # improved
+    ("modality_gap/image-text", 0.519, "pass"),     # lower is better: +0.019 <= 0.02
+    ("modality_gap/image-text", 0.521, "fail"),
+    ("modality_gap/image-text", 0.10, "pass"),
+    ("effective_rank/image", 19.1, "pass"),         # 0.9 <= 5 % of 20
+    ("effective_rank/image", 18.9, "fail"),
+])
+def test_default_tolerances(name, current, expected):
+    assert statuses({**BASE, name: current})[name] == expected
+
+
+def test_regression_result_exit_code_and_reason():
+    result = check_reports(make_report({**BASE, "recall_at_1/text_to_image": 0.60}), make_report(BASE), RuleSet(),
+                           registry=FAKE)
+    assert not result.passed and result.exit_code == 1 and result.counts() == {"pass": 3, "fail": 1, "skip": 1}
+    bad = next(o for o in result.outcomes if o.status == "fail")
+    assert bad.name == "recall_at_1/text_to_image" and bad.delta == pytest.approx(-0.10)
+    assert "worsened by 0.1" in bad.reason and bad.origin == "default"
+
+
+def test_drop_equal_to_the_limit_passes_despite_float_rounding():
+    rule = Rule("recall_at_1/x", direction="higher", max_drop=0.01)
+    assert 0.80 - 0.79 > 0.01  # the rounding this guards against
+    assert evaluate_rule(rule, 0.80, 0.79).status == "pass"
+
+
+def test_metric_missing_from_current_fails_and_new_metric_skips():
+    cur = dict(BASE)
+    del cur["recall_at_1/text_to_image"]
+    cur["modality_gap/image-audio"] = 0.3
+    got = outcomes(cur)
+    assert got["recall_at_1/text_to_image"].status == "fail"
+    assert "missing" in got["recall_at_1/text_to_image"].reason
+    assert got["modality_gap/image-audio"].status == "skip"
+    assert statuses({**BASE, "recall_at_1/text_to_image": math.nan})["recall_at_1/text_to_image"] == "fail"
+
+
+def test_unknown_metric_skips():
+    got = outcomes({**BASE, "mystery/x": 1.0}, {**BASE, "mystery/x": 2.0})
+    assert got["mystery/x"].status == "skip" and "registry" in got["mystery/x"].reason
+
+
+# ---------------------------------------------------------------------------------------------- rules
+
+
+def test_base_rule_covers_every_qualifier_and_full_name_rule_overrides(tmp_path):
+    rules = rules_from(tmp_path, """
+[check.rules.recall_at_1]
+max_drop = 0.05
+min = 0.5
+
+[check.rules."recall_at_1/text_to_image"]
+max_drop = 0.2
+""")
+    cur = {**BASE, "recall_at_1/image_to_text": 0.76, "recall_at_1/text_to_image": 0.55}
+    got = outcomes(cur, rules=rules)
+    # image_to_text: base rule, 0.04 <= 0.05.
+    assert got["recall_at_1/image_to_text"].status == "pass" and got["recall_at_1/image_to_text"].origin == "config"
+    # text_to_image: its own max_drop 0.2 (0.15 ok) and the min 0.5 inherited from the base rule (0.55 ok).
+    assert got["recall_at_1/text_to_image"].status == "pass"
+    assert got["recall_at_1/text_to_image"].rule == "↑ tol 0.2 min 0.5"
+    assert outcomes({**cur, "recall_at_1/text_to_image": 0.45}, rules=rules)["recall_at_1/text_to_image"].status == "fail"
+    assert outcomes({**cur, "recall_at_1/image_to_text": 0.74}, rules=rules)["recall_at_1/image_to_text"].status == "fail"
+
+
+def test_setting_one_tolerance_replaces_the_inherited_pair():
+    specific = Rule("x", max_drop_relative=0.5)
+    merged = specific.over(Rule("x", direction="higher", max_drop=0.01, min=0.2))
+    assert (merged.max_drop, merged.max_drop_relative, merged.min, merged.direction) == (None, 0.5, 0.2, "higher")
+
+
+def test_both_limits_must_hold():
+    rule = Rule("m", direction="higher", max_drop=0.5, max_drop_relative=0.1)
+    assert evaluate_rule(rule, 10.0, 9.2).status == "fail"   # 0.8 > 0.5 though within 10 %
+    assert evaluate_rule(rule, 2.0, 1.7).status == "fail"    # 0.3 <= 0.5 but > 10 % of 2
+    assert evaluate_rule(rule, 10.0, 9.6).status == "pass"
+
+
+def test_direction_override(tmp_path):
+    rules = rules_from(tmp_path, '[check.rules.recall_at_1]\ndirection = "lower"\nmax_drop = 0.0\n')
+    got = statuses({**BASE, "recall_at_1/image_to_text": 0.81}, rules=rules)
+    assert got["recall_at_1/image_to_text"] == "fail" and got["recall_at_1/text_to_image"] == "pass"
+
+
+@pytest.mark.parametrize("current, expected", [(0.45, "fail"), (0.5, "pass"), (0.9, "pass"), (0.96, "fail")])
+def test_hard_bounds(tmp_path, current, expected):
+    rules = rules_from(tmp_path, '[check.rules."modality_gap/image-text"]\nmin = 0.5\nmax = 0.95\nmax_drop = 10.0\n')
+    assert statuses({**BASE, "modality_gap/image-text": current}, rules=rules)["modality_gap/image-text"] == expected
+
+
+def test_bounds_apply_to_a_metric_new_in_the_current_report(tmp_path):
+    rules = rules_from(tmp_path, "[check.rules.recall_at_1]\nmin = 0.5\n")
+    base = {k: v for k, v in BASE.items() if k != "recall_at_1/text_to_image"}
+    assert statuses({**BASE, "recall_at_1/text_to_image": 0.4}, base, rules=rules)["recall_at_1/text_to_image"] == "fail"
+    assert statuses(BASE, base, rules=rules)["recall_at_1/text_to_image"] == "pass"
+
+
+def test_ignore_only_listed_and_unmatched_rules(tmp_path):
+    rules = rules_from(tmp_path, """
+[check]
+only_listed = true
+ignore = ["recall_at_1/text_to_image"]
+
+[check.rules.recall_at_1]
+max_drop = 0.0
+
+[check.rules."modality_gap/image-audio"]
+max_drop = 0.1
+""")
+    got = outcomes({**BASE, "effective_rank/image": 1.0, "recall_at_1/text_to_image": 0.0}, rules=rules)
+    assert got["effective_rank/image"].status == "skip" and "only_listed" in got["effective_rank/image"].reason
+    assert got["recall_at_1/text_to_image"].status == "skip" and "ignored" in got["recall_at_1/text_to_image"].reason
+    assert got["recall_at_1/image_to_text"].status == "pass"
+    assert got["modality_gap/image-audio"].status == "skip" and "matches no metric" in got["modality_gap/image-audio"].reason
+
+
+def test_rule_on_metric_without_direction(tmp_path):
+    bounded = rules_from(tmp_path, "[check.rules.cos_nonmatching]\nmax = 0.2\n")
+    assert statuses({**BASE, "cos_nonmatching/image-text": 0.3}, rules=bounded)["cos_nonmatching/image-text"] == "fail"
+    assert statuses(BASE, rules=bounded)["cos_nonmatching/image-text"] == "pass"
+    directed = rules_from(tmp_path, '[check.rules.cos_nonmatching]\ndirection = "lower"\n')
+    # The default tolerance (1 % of [-1, 1] = 0.02) applies once the rule gives a direction.
+    assert statuses({**BASE, "cos_nonmatching/image-text": 0.115}, rules=directed)["cos_nonmatching/image-text"] == "pass"
+    assert statuses({**BASE, "cos_nonmatching/image-text": 0.125}, rules=directed)["cos_nonmatching/image-text"] == "fail"
+    undirected = rules_from(tmp_path, "[check.rules.cos_nonmatching]\nmax_drop = 0.1\n")
+    with pytest.raises(ConfigError, match="direction"):
+        outcomes(BASE, rules=undirected)
+
+
+# ---------------------------------------------------------------------------------------------- noise-aware
+
+
+def _noise_case(current: float, half: float, *, base_half: float | None = 0.03, cur_half: float | None = None):
+    cur_half = half if cur_half is None else cur_half
+    base = make_report({"recall_at_1/t": 0.80},
+                       intervals={} if base_half is None else {"recall_at_1/t": (0.80 - base_half, 0.80 + base_half)})
+    cur = make_report({"recall_at_1/t": current},
+                      intervals={} if cur_half is None or cur_half < 0 else
+                      {"recall_at_1/t": (current - cur_half, current + cur_half)})
+    rules = RuleSet(rules={"recall_at_1": Rule("recall_at_1", max_drop=0.01, noise_aware=True)})
+    return check_reports(cur, base, rules, registry=FAKE).outcomes[0]
+
+
+@pytest.mark.parametrize("current", [0.80, 0.785, 0.76, 0.745, 0.735, 0.70, 0.60])
+def test_noise_aware_fails_exactly_when_symmetric_intervals_separate(current):
+    half = 0.03
+    overlap = current + half >= 0.80 - half          # independent statement of the documented rule
+    within_limit = 0.80 - current <= 0.01
+    got = _noise_case(current, half)
+    assert got.status == ("pass" if overlap or within_limit else "fail")
+    if not within_limit and overlap:
+        assert "noise margin" in got.reason
+
+
+def test_noise_aware_borrows_a_missing_interval_and_needs_at_least_one():
+    # Only the baseline has an interval (half-width 0.03): margin 2 × 0.03.
+    assert _noise_case(0.75, 0.0, cur_half=-1).status == "pass"
+    assert _noise_case(0.73, 0.0, cur_half=-1).status == "fail"
+    # Neither report has one: a plain rule, and the reason says how to get intervals.
+    got = _noise_case(0.78, 0.0, base_half=None, cur_half=-1)
+    assert got.status == "fail" and "--bootstrap" in got.reason
+
+
+def test_plain_rule_ignores_intervals():
+    base = make_report({"recall_at_1/t": 0.80}, intervals={"recall_at_1/t": (0.7, 0.9)})
+    cur = make_report({"recall_at_1/t": 0.75}, intervals={"recall_at_1/t": (0.65, 0.85)})
+    assert check_reports(cur, base, RuleSet(), registry=FAKE).outcomes[0].status == "fail"
+    noisy = RuleSet(noise_aware=True)  # [check] noise_aware = true applies to default rules too
+    assert check_reports(cur, base, noisy, registry=FAKE).outcomes[0].status == "pass"
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+
+
+def test_different_data_refused_unless_forced():
+    other = make_report(BASE, fingerprint="fp-bbbbbbbbbbbbbbbb")
+    with pytest.raises(ProvenanceError) as e:
+        check_reports(other, make_report(BASE), RuleSet(), registry=FAKE)
+    msg = str(e.value)
+    assert "fp-aaaaaaaaa" in msg and "fp-bbbbbbbbb" in msg and "--force" in msg and "\n" not in msg
+    result = check_reports(other, make_report(BASE), RuleSet(), registry=FAKE, force=True)
+    assert result.passed and any("fingerprint" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("kw, needle", [({"defs": 2}, "metric_definitions_version 1 (baseline) vs 2 (current)"),
+                                        ({"size": 500}, "sample size None (baseline) vs 500 (current)"),
+                                        ({"seed": 3}, "sample seed 0 (baseline) vs 3 (current)")])
+def test_other_provenance_conflicts(kw, needle):
+    with pytest.raises(ProvenanceError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        check_reports(make_report(BASE, **kw), make_report(BASE), RuleSet(), registry=FAKE)
+
+
+def test_other_gapdiag_version_only_warns():
+    result = check_reports(make_report(BASE, version="9.9"), make_report(BASE), RuleSet(), registry=FAKE)
+    assert result.passed and any("9.9" in w and "0.1.0" in w for w in result.warnings)
+
+
+# ---------------------------------------------------------------------------------------------- config files
+
+
+def test_pyproject_table_and_discovery(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.gapdiag.check.rules.recall_at_1]\nmax_drop = 0.3\n')
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    found = load_rules(None, search_from=sub, registry=FAKE)
+    assert found.source == str(tmp_path / "pyproject.toml") and found.rules["recall_at_1"].max_drop == 0.3
+    # gapdiag.toml in a nearer directory wins.
+    (tmp_path / "a" / "gapdiag.toml").write_text("[check.rules.recall_at_1]\nmax_drop = 0.4\n")
+    assert load_rules(None, search_from=sub, registry=FAKE).rules["recall_at_1"].max_drop == 0.4
+
+
+def test_discovery_stops_at_the_repository_root(tmp_path):
+    (tmp_path / "gapdiag.toml").write_text("[check.rules.recall_at_1]\nmax_drop = 0.4\n")
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    assert load_rules(None, search_from=repo, registry=FAKE) == RuleSet()
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("[check.rules.recall_at_1\nmax_drop = 1", ["invalid TOML", "line 1"]),
+    ("[check.rules.recall_at_1]\nmax_dorp = 0.1\n", ["check.rules.recall_at_1.max_dorp", "known keys", "max_drop"]),
+    ('[check.rules.recall_at_1]\nmax_drop = "0.1"\n', ["check.rules.recall_at_1.max_drop must be a number"]),
+    ("[check.rules.recall_at_1]\nnoise_aware = 1\n", ["noise_aware must be true or false"]),
+    ('[check.rules."recal_at_1/x"]\nmax_drop = 0.1\n', ['check.rules."recal_at_1/x"', "unknown metric"]),
+    ('[check.rules.recall_at_1]\ndirection = "up"\n', ["direction must be 'higher' or 'lower'"]),
+    ("[check.rules.recall_at_1]\nmax_drop = -0.1\n", ["max_drop must be >= 0"]),
+    ("[check.rules.recall_at_1]\nmin = 0.9\nmax = 0.1\n", ["min 0.9 is above max 0.1"]),
+    ("[check]\nonly_listd = true\n", ["unknown key check.only_listd"]),
+    ('[check]\nignore = "recall_at_1"\n', ["check.ignore must be a list"]),
+    ("[check]\nrules = 3\n", ["check.rules must be a table"]),
+    ("[other]\nx = 1\n", ["no [check] table"]),
+])
+def test_malformed_config_is_one_line_naming_file_and_key(tmp_path, text, needles):
+    with pytest.raises(ConfigError) as e:
+        rules_from(tmp_path, text)
+    msg = e.value.one_line()
+    assert "\n" not in msg and str(tmp_path / "gapdiag.toml") in msg
+    for needle in needles:
+        assert needle in msg
+
+
+def test_pyproject_keys_are_named_with_their_prefix(tmp_path):
+    with pytest.raises(ConfigError, match=r"tool\.gapdiag\.check\.rules\.recall_at_1\.mx"):
+        rules_from(tmp_path, "[tool.gapdiag.check.rules.recall_at_1]\nmx = 1\n", name="pyproject.toml")
+
+
+def test_missing_explicit_config(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_rules(tmp_path / "nope.toml", registry=FAKE)
+
+
+def test_real_registry_directions():
+    """With gapdiag's own registry: R@1 is higher-is-better and the modality gap lower-is-better."""
+    base = make_report({"recall_at_1/image_to_text": 0.8, "modality_gap/image-text": 0.8})
+    worse = make_report({"recall_at_1/image_to_text": 0.7, "modality_gap/image-text": 0.9})
+    better = make_report({"recall_at_1/image_to_text": 0.9, "modality_gap/image-text": 0.7})
+    assert {o.status for o in check_reports(worse, base, RuleSet()).outcomes} == {"fail"}
+    assert {o.status for o in check_reports(better, base, RuleSet()).outcomes} == {"pass"}
+    with pytest.raises(ConfigError, match="unknown metric"):
+        chk.parse_rules({"rules": {"recal_at_1": {}}}, source="gapdiag.toml", registry=chk.metric_registry())
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+@pytest.fixture
+def mixed_result():
+    cur = make_report({**BASE, "recall_at_1/text_to_image": 0.5, "modality_gap/image-text": 0.9})
+    return check_reports(cur, make_report(BASE, version="0.0.9"), RuleSet(), registry=FAKE)
+
+
+def _markdown_rows(md: str) -> list[list[str]]:
+    rows = [line for line in md.splitlines() if line.startswith("|")]
+    assert set(rows[1].replace("|", "")) == {"-"}  # header separator
+    return [[c.strip() for c in row.strip("|").split(" | ")] for row in rows[2:]]
+
+
+def test_markdown_table(mixed_result):
+    md = chk.to_markdown(mixed_result)
+    rows = _markdown_rows(md)
+    assert len(rows) == len(mixed_result.outcomes) == 5
+    icons = [r[0] for r in rows]
+    assert icons.count("❌") == 2 and icons.count("✅") == 2 and icons.count("⏭️") == 1
+    gap_row = next(r for r in rows if r[1] == "`modality_gap/image-text`")
+    assert gap_row[2:5] == ["0.5000", "0.9000", "+0.4000"]
+    assert "0.0.9" in md  # the version warning
+
+
+def test_junit_xml_counts(mixed_result):
+    root = ET.fromstring(chk.to_junit_xml(mixed_result))
+    suite = root.find("testsuite")
+    cases = suite.findall("testcase")
+    assert len(cases) == int(suite.get("tests")) == 5
+    assert len(suite.findall("testcase/failure")) == int(suite.get("failures")) == 2
+    assert len(suite.findall("testcase/skipped")) == int(suite.get("skipped")) == 1
+    failed = {c.get("name") for c in cases if c.find("failure") is not None}
+    assert failed == {"recall_at_1/text_to_image", "modality_gap/image-text"}
+
+
+def test_json_is_strict_json(mixed_result):
+    mixed_result.outcomes.append(evaluate_rule(Rule("recall_at_1/new", direction="higher", min=0.1), math.nan, 0.5))
+    data = json.loads(json.dumps(chk.to_json(mixed_result), allow_nan=False))
+    assert data["passed"] is False and data["exit_code"] == 1
+    assert data["counts"] == {"pass": 3, "fail": 2, "skip": 1}
+    new = data["outcomes"][-1]
+    assert new["baseline"] is None and new["delta"] is None and new["current"] == 0.5
+
+
+def test_step_summary_is_appended_not_overwritten(tmp_path, monkeypatch):
+    summary = tmp_path / "summary.md"
+    summary.write_text("# earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert chk.append_step_summary("first\n") == summary
+    chk.append_step_summary("second\n")
+    text = summary.read_text()
+    assert text.startswith("# earlier step\n") and text.index("first") < text.index("second")
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
+    assert chk.append_step_summary("third\n") is None and "third" not in summary.read_text()
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch):
+    """Run the CLI in an empty directory with the fake registry; return a helper that writes reports."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.setattr(chk, "metric_registry", lambda: FAKE)
+
+    def write(name: str, report: Report) -> str:
+        report.save(tmp_path / name)
+        return str(tmp_path / name)
+
+    return write
+
+
+def test_cli_pass_writes_outputs_and_step_summary(cli_env, tmp_path, monkeypatch, capsys):
+    summary = tmp_path / "summary.md"
+    summary.write_text("previous\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    base, cur = cli_env("base.json", make_report(BASE)), cli_env("cur.json", make_report(BASE))
+    code = run(["check", "--baseline", base, "--report", cur, "--markdown", "out/s.md", "--junit", "out/j.xml"])
+    out = capsys.readouterr().out
+    assert code == 0 and "passed" in out and "recall_at_1/image_to_text" in out
+    assert len(_markdown_rows((tmp_path / "out/s.md").read_text())) == 5
+    assert ET.parse(tmp_path / "out/j.xml").getroot().find("testsuite").get("failures") == "0"
+    assert summary.read_text().startswith("previous\n") and "gapdiag check" in summary.read_text()
+
+
+def test_cli_regression_exits_1_with_json(cli_env, capsys):
+    base = cli_env("base.json", make_report(BASE))
+    cur = cli_env("cur.json", make_report({**BASE, "recall_at_1/image_to_text": 0.5}))
+    assert run(["check", "--baseline", base, "--report", cur, "--json"]) == 1
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)  # stdout holds the JSON only
+    assert data["passed"] is False
+    assert [o["name"] for o in data["outcomes"] if o["status"] == "fail"] == ["recall_at_1/image_to_text"]
+    assert "regression in recall_at_1/image_to_text" in captured.err and "Traceback" not in captured.err
+
+
+def test_cli_config_file(cli_env, tmp_path):
+    base = cli_env("base.json", make_report(BASE))
+    cur = cli_env("cur.json", make_report({**BASE, "recall_at_1/image_to_text": 0.75}))
+    assert run(["check", "--baseline", base, "--report", cur]) == 1
+    (tmp_path / "gapdiag.toml").write_text("[check.rules.recall_at_1]\nmax_drop = 0.1\n")  # discovered in cwd
+    assert run(["check", "--baseline", base, "--report", cur]) == 0
+    (tmp_path / "strict.toml").write_text("[check.rules.recall_at_1]\nmax_drop = 0.0\n")
+    assert run(["check", "--baseline", base, "--report", cur, "--config", "strict.toml"]) == 1
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_cli_mismatched_data_exits_2_and_force_passes(cli_env, capsys):
+    base = cli_env("base.json", make_report(BASE))
+    cur = cli_env("cur.json", make_report(BASE, fingerprint="fp-other"))
+    assert run(["check", "--baseline", base, "--report", cur]) == 2
+    assert "different data" in _one_line_error(capsys)
+    assert run(["check", "--baseline", base, "--report", cur, "--force"]) == 0
+    assert "forced" in capsys.readouterr().err
+
+
+def test_cli_malformed_baseline_and_config_exit_2(cli_env, tmp_path, capsys):
+    cur = cli_env("cur.json", make_report(BASE))
+    (tmp_path / "bad.json").write_text('{"metrics": {"a": 1,}')
+    assert run(["check", "--baseline", "bad.json", "--report", cur]) == 2
+    assert "bad.json" in _one_line_error(capsys)
+    (tmp_path / "gapdiag.toml").write_text("[check.rules.recall_at_1]\nmax_dorp = 0.1\n")
+    assert run(["check", "--baseline", cur, "--report", cur]) == 2
+    assert "max_dorp" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("extra", [
+    [],                                                  # no --baseline
+    ["--baseline", "b.json", "--bootstrap", "many"],     # not an integer
+    ["--baseline", "b.json", "--report", "c.json", "--model", "x.pt"],
+    ["--baseline", "b.json", "--report", "c.json", "--bootstrap", "10"],
+    ["--baseline", "b.json", "--no-such-option"],
+])
+@pytest.mark.parametrize("entry", [
+    "CliRunner",
+    pytest.param("run", marks=pytest.mark.xfail(
+        strict=True, reason="gapdiag.cli.run catches click's ClickException, but typer 0.29 raises its vendored "
+                            "typer._click exceptions: the lead's fix in cli.py makes this pass (then drop the mark)")),
+])
+def test_cli_usage_errors_exit_2(cli_env, extra, entry):
+    if entry == "run":
+        assert run(["check", *extra]) == 2
+    else:
+        from typer.testing import CliRunner
+
+        from gapdiag.cli import app
+
+        assert CliRunner().invoke(app, ["check", *extra]).exit_code == 2
+
+
+def test_cli_measures_now_with_the_baseline_sampling(cli_env, tmp_path, monkeypatch, capsys):
+    from gapdiag import api
+
+    calls = []
+
+    def fake_measure(**kwargs):
+        calls.append(kwargs)
+        return make_report(BASE, size=kwargs["sample"], seed=kwargs["seed"])
+
+    monkeypatch.setattr(api, "measure", fake_measure)
+    base = cli_env("base.json", make_report(BASE, size=100, seed=4))
+    code = run(["check", "--baseline", base, "--model", "new.pt", "--data", "d.csv", "--bootstrap", "20",
+                "--out", "new.json", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    (kw,) = calls
+    assert (kw["model"], kw["data"], kw["sample"], kw["seed"], kw["bootstrap"]) == ("new.pt", "d.csv", 100, 4, 20)
+    assert kw["progress"] is False
+    assert Report.load(tmp_path / "new.json").metrics == BASE
