@@ -1,0 +1,71 @@
+"""Image-folder reader: classes from folders, template captions, labels, splits and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_fixtures import photo_image, write_digits
+
+from gapdiag.data import detect_format, load_dataset
+from gapdiag.errors import DatasetError
+
+
+def _folder(root: Path) -> dict[str, list[str]]:
+    write_digits(root / "hand_written", [0, 1, 2])
+    (root / "photo").mkdir(parents=True)
+    photo_image(0).save(root / "photo" / "china.jpg")
+    photo_image(1).save(root / "photo" / "flower.jpg")
+    (root / "photo" / "notes.txt").write_text("not an image")
+    (root / "empty_class").mkdir()
+    return {
+        "hand written": ["digit_0.png", "digit_1.png", "digit_2.png"],
+        "photo": ["china.jpg", "flower.jpg"],
+    }
+
+
+def test_classes_labels_and_template_captions(tmp_path: Path) -> None:
+    expected = _folder(tmp_path)
+    templates = ["a photo of a {}.", "an image of {}"]
+    ds = load_dataset(tmp_path, templates=templates)
+    assert detect_format(tmp_path) == "imagefolder"
+    assert ds.class_names == sorted(expected)  # folders without images are not classes
+    names = [p.name for p in ds.modalities["image"].items]
+    assert names == [f for c in sorted(expected) for f in expected[c]]
+    np.testing.assert_array_equal(
+        ds.labels, [ds.class_names.index(c) for c in sorted(expected) for _ in expected[c]]
+    )
+    text = ds.modalities["text"]
+    assert len(text) == ds.n_samples * len(templates)
+    for j, caption in enumerate(text.items):
+        sample = text.sample_index[j]
+        assert caption == templates[j % 2].format(ds.class_names[ds.labels[sample]])
+    assert ds.templates == tuple(templates)
+
+
+def test_split_subfolder(tmp_path: Path) -> None:
+    write_digits(tmp_path / "train" / "digit", [0, 1])
+    write_digits(tmp_path / "test" / "digit", [5])
+    ds = load_dataset(tmp_path / "test")
+    assert ds.n_samples == 1
+    ds = load_dataset(tmp_path, format="imagefolder", split="train")
+    assert [p.name for p in ds.modalities["image"].items] == ["digit_0.png", "digit_1.png"]
+
+
+def test_no_images_in_folder(tmp_path: Path) -> None:
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "readme.txt").write_text("x")
+    with pytest.raises(DatasetError, match="no images in this folder"):
+        load_dataset(tmp_path)
+    with pytest.raises(DatasetError, match=r"no images in class sub-folders \(expected .*/<class>/<image>"):
+        load_dataset(tmp_path, format="imagefolder")
+
+
+def test_fingerprint_tracks_templates_and_files(tmp_path: Path) -> None:
+    _folder(tmp_path)
+    base = load_dataset(tmp_path).fingerprint
+    assert load_dataset(tmp_path).fingerprint == base
+    assert load_dataset(tmp_path, templates=["a sketch of a {}."]).fingerprint != base
+    write_digits(tmp_path / "photo", [9])
+    assert load_dataset(tmp_path).fingerprint != base
