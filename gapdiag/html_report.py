@@ -1,0 +1,212 @@
+"""One self-contained HTML file per measurement: provenance, metric table and every figure.
+
+The file references nothing outside itself (no URL, stylesheet, script or font to fetch): figures are
+embedded as base64 PNG ``<img>`` tags (default) or inline SVG, and the style sheet is inline. It opens
+offline, can be attached to a CI run or an e-mail, and renders the same everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from gapdiag.errors import InputError
+from gapdiag.plot import describe_provenance, ensure_output_dir
+from gapdiag.report import Report, split_metric_name
+
+FIGURE_FORMATS = ("png", "svg")
+
+#: What to look for in each figure, shown under it (keys are figure kinds; see gapdiag.plot.KINDS).
+CAPTIONS: dict[str, str] = {
+    "map": "All modalities projected together; a grey line joins each true pair. Two separate clouds joined by "
+           "long parallel lines are the modality gap (Liang et al. 2022, Fig. 1).",
+    "hist": "Cosine similarity of true pairs against random non-matching pairs. The true-pair mean is Cos_TP; "
+            "the further apart the two histograms, the better the alignment.",
+    "spectrum": "Singular values of the normalised embeddings (log scale); dashed lines mark the effective rank "
+                "(Roy & Vetterli 2007). A fast drop-off means a collapsed, low-rank space.",
+    "shift": "Shifting the modalities along the gap (λ = 0: the trained space). Where the loss is minimal at "
+             "λ ≈ 0 the gap is what the contrastive loss prefers at that temperature (Liang et al. 2022, Sec. 4.2).",
+    "compare": "Metric values of several reports side by side (lines when the labels are training steps).",
+}
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto;
+       max-width: 1100px; padding: 0 1rem; color: #1a1a1a; line-height: 1.45; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+.meta { color: #555; font-size: .9rem; }
+table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0; }
+th, td { border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.base-start td { border-top: 2px solid #bbb; }
+figure { margin: 1.5rem 0; } figure img, figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #444; font-size: .9rem; margin-top: .3rem; }
+"""
+
+
+def figure_to_png_base64(fig: Figure, *, dpi: int = 110) -> str:
+    """The figure as a base64-encoded PNG (for a ``data:image/png;base64,...`` URI)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def figure_to_inline_svg(fig: Figure) -> str:
+    """The figure as an ``<svg>`` element for inline HTML, without anything that names an external URL.
+
+    Matplotlib's SVG starts with an XML prolog, a DOCTYPE pointing at w3.org, RDF metadata and namespace
+    declarations. The HTML parser gives inline ``<svg>`` (and ``xlink:href``) their namespaces itself, so
+    all of these are dropped and the report holds no ``http(s)://`` string at all.
+    """
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.DOTALL)
+    return re.sub(r'\s+xmlns(?::\w+)?="[^"]*"', "", svg)
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
+    """Nested provenance -> ``("model.name", "ViT-B-32")`` rows; short dicts of scalars stay on one row."""
+    if isinstance(value, Mapping):
+        if value and all(not isinstance(v, (Mapping, list)) for v in value.values()) and len(value) <= 4 and prefix:
+            return [(prefix, ", ".join(f"{k}: {_format_value(v)}" for k, v in value.items()))]
+        rows: list[tuple[str, str]] = []
+        for k, v in value.items():
+            rows += _flatten(f"{prefix}.{k}" if prefix else str(k), v)
+        return rows
+    if isinstance(value, list):
+        return [(prefix, ", ".join(map(_format_value, value)) or "—")]
+    return [(prefix, "—" if value is None else _format_value(value))]
+
+
+def _provenance_table(report: Report) -> str:
+    rows = _flatten("", report.provenance)
+    rows += [("gapdiag version", report.gapdiag_version),
+             ("metric definitions version", str(report.metric_definitions_version)),
+             ("created", report.created or "—")]
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f'<table class="provenance">{body}</table>'
+
+
+def _metrics_table(report: Report) -> str:
+    has_intervals = bool(report.intervals)
+    from gapdiag.metrics import REGISTRY
+
+    head = ("<tr><th>metric</th><th>on</th><th>value</th>" + ("<th>95% interval</th>" if has_intervals else "")
+            + "<th>better</th></tr>")
+    # Group the rows of one base metric together, bases in order of first appearance.
+    grouped: dict[str, list[str]] = {}
+    for name in report.metrics:
+        grouped.setdefault(split_metric_name(name)[0], []).append(name)
+    rows = []
+    previous = None
+    for name in (n for names in grouped.values() for n in names):
+        value = report.metrics[name]
+        base, qualifier = split_metric_name(name)
+        interval = report.intervals.get(name)
+        info = REGISTRY.get(base)
+        description = f' title="{html.escape(info.description, quote=True)}"' if info else ""
+        cells = [
+            f'<td{description}>{html.escape(base) if base != previous else ""}</td>',
+            f"<td>{html.escape(qualifier or '—')}</td>",
+            f'<td class="num">{html.escape(_format_value(float(value)))}</td>',
+        ]
+        if has_intervals:
+            text = f"[{_format_value(interval[0])}, {_format_value(interval[1])}]" if interval else "—"
+            cells.append(f'<td class="num">{html.escape(text)}</td>')
+        direction = None if info is None else info.higher_is_better
+        cells.append(f"<td>{ {True: 'higher', False: 'lower', None: '—'}[direction] }</td>")
+        css = ' class="base-start"' if base != previous else ""
+        rows.append(f'<tr{css} data-metric="{html.escape(name, quote=True)}">{"".join(cells)}</tr>')
+        previous = base
+    return f'<table class="metrics"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _figure_block(name: str, fig: Figure, figure_format: str, dpi: int) -> str:
+    kind = name.split("-", 1)[0]
+    caption = html.escape(CAPTIONS.get(kind, name))
+    if figure_format == "png":
+        data = figure_to_png_base64(fig, dpi=dpi)
+        body = f'<img alt="{html.escape(name, quote=True)}" src="data:image/png;base64,{data}">'
+    else:
+        body = figure_to_inline_svg(fig)
+    return f'<figure id="fig-{html.escape(name, quote=True)}">{body}<figcaption><b>{html.escape(name)}</b>: {caption}</figcaption></figure>'
+
+
+def render_html(
+    report: Report, figures: Mapping[str, Figure], *, title: str | None = None, figure_format: str = "png", dpi: int = 110
+) -> str:
+    """A complete, self-contained HTML document for one report and its figures.
+
+    Args:
+        report: The measurement (metric table, intervals, provenance).
+        figures: Figure stem (``map-umap``, ``hist``, ...) -> figure, in display order.
+        title: Page title; default ``"gapdiag report — <model> on <dataset>"``.
+        figure_format: ``"png"`` (base64 ``<img>``) or ``"svg"`` (inline vector graphics).
+        dpi: Resolution of PNG figures.
+
+    Returns:
+        The HTML text (UTF-8), referencing no external resource.
+    """
+    if figure_format not in FIGURE_FORMATS:
+        raise InputError(f"unknown figure format {figure_format!r} for HTML", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}")
+    title = title if title is not None else f"gapdiag report — {describe_provenance(report.provenance)}"
+    figure_html = "".join(_figure_block(name, fig, figure_format, dpi) for name, fig in figures.items())
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        f'<p class="meta">{len(report.metrics)} metrics, {len(figures)} figures; created {html.escape(report.created or "—")} '
+        f"with gapdiag {html.escape(report.gapdiag_version)}.</p>"
+        f"<h2>Metrics</h2>{_metrics_table(report)}"
+        + (f"<h2>Figures</h2>{figure_html}" if figures else "")
+        + f"<h2>Provenance</h2>{_provenance_table(report)}"
+        "</body></html>\n"
+    )
+
+
+def write_html(
+    path: str | Path,
+    report: Report,
+    figures: Mapping[str, Figure],
+    *,
+    title: str | None = None,
+    figure_format: str = "png",
+    dpi: int = 110,
+) -> Path:
+    """Render with :func:`render_html` and write the file atomically (temp file + rename).
+
+    Raises:
+        InputError: the output directory cannot be created or written.
+    """
+    path = Path(path)
+    text = render_html(report, figures, title=title, figure_format=figure_format, dpi=dpi)
+    ensure_output_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {e.strerror}", hint="pass a writable --out path") from None
+    return path
