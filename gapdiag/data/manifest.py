@@ -198,6 +198,57 @@ def _caption_columns(columns: Sequence[str], given: Sequence[str] | None, path: 
     return [lower[c] for c in CAPTION_COLUMNS if c in lower][:1]
 
 
+def _labels(
+    table: Table, label_col: str | None, cname_col: str | None, skip_bad: bool, skipped: list[str]
+) -> tuple[NDArray[np.bool_], NDArray[np.int64] | None, list[str] | None]:
+    """Class id of every row (-1 where blank and skipped), over all rows so that every split shares the ids.
+
+    Returns:
+        ``(rows kept, labels per row or None, class names or None)``.
+    """
+    rows, locs = table.rows, table.locations
+    keep = np.ones(len(rows), dtype=bool)
+    if label_col is None:
+        return keep, None, None
+    for i, row in enumerate(rows):
+        if _is_blank(row.get(label_col)):
+            if not skip_bad:
+                raise DatasetError(
+                    f"{locs[i]}: blank label in column {label_col!r} "
+                    f"(fill every row, drop the column, or pass --skip-bad)"
+                )
+            skipped.append(f"{locs[i]}: blank label in column {label_col!r}")
+            keep[i] = False
+    kept = np.flatnonzero(keep)
+    encoded, class_names = encode_labels(
+        [rows[i][label_col] for i in kept], f"{table.path.name} column {label_col!r}"
+    )
+    if cname_col is not None and cname_col != label_col:
+        class_names = class_names_by_id(
+            encoded,
+            [str(rows[i][cname_col]).strip() for i in kept],
+            [locs[i] for i in kept],
+            f"column {cname_col!r}",
+        )
+    labels = np.full(len(rows), -1, dtype=np.int64)
+    labels[kept] = encoded
+    return keep, labels, class_names
+
+
+def _split_mask(table: Table, split_col: str | None, split: str) -> NDArray[np.bool_]:
+    """Rows whose split column equals ``split``."""
+    name = table.path.name
+    if split_col is None:
+        raise DatasetError(
+            f"{name}: split {split!r} asked for but there is no {SPLIT_COLUMN!r} column (add one or drop --split)"
+        )
+    values = [str(r.get(split_col, "")).strip() for r in table.rows]
+    mask = np.array([v == split for v in values])
+    if not mask.any():
+        raise DatasetError(f"{name}: no row has split {split!r} (splits: {', '.join(sorted(set(values)))})")
+    return mask
+
+
 def read_manifest(
     path: Path,
     *,
@@ -251,44 +302,10 @@ def read_manifest(
 
     rows, locs = table.rows, table.locations
     skipped: list[str] = []
-    keep = np.ones(len(rows), dtype=bool)
     label_source = label_col or cname_col
-    labels_all: NDArray[np.int64] | None = None
-    class_names: list[str] | None = None
-    if label_source is not None:
-        for i, row in enumerate(rows):
-            if _is_blank(row.get(label_source)):
-                if not skip_bad:
-                    raise DatasetError(
-                        f"{locs[i]}: blank label in column {label_source!r} "
-                        f"(fill every row, drop the column, or pass --skip-bad)"
-                    )
-                skipped.append(f"{locs[i]}: blank label in column {label_source!r}")
-                keep[i] = False
-        kept = np.flatnonzero(keep)
-        raw = [rows[i][label_source] for i in kept]
-        encoded, class_names = encode_labels(raw, f"{name} column {label_source!r}")
-        if cname_col is not None and cname_col != label_source:
-            class_names = class_names_by_id(
-                encoded,
-                [str(rows[i][cname_col]).strip() for i in kept],
-                [locs[i] for i in kept],
-                f"column {cname_col!r}",
-            )
-        labels_all = np.full(len(rows), -1, dtype=np.int64)
-        labels_all[kept] = encoded
-
+    keep, labels_all, class_names = _labels(table, label_source, cname_col, skip_bad, skipped)
     if split is not None:
-        if split_col is None:
-            raise DatasetError(
-                f"{name}: split {split!r} asked for but there is no {SPLIT_COLUMN!r} column "
-                f"(add one or drop --split)"
-            )
-        in_split = np.array([str(r.get(split_col, "")).strip() == split for r in rows])
-        if not in_split.any():
-            found = sorted({str(r.get(split_col, "")).strip() for r in rows})
-            raise DatasetError(f"{name}: no row has split {split!r} (splits: {', '.join(found)})")
-        keep &= in_split
+        keep &= _split_mask(table, split_col, split)
 
     if not cap_cols and not (labels_all is not None and class_names is not None):
         raise DatasetError(
@@ -327,7 +344,7 @@ def read_manifest(
                     if not skip_bad:
                         raise DatasetError(
                             f"{loc}: empty caption in column {col!r} "
-                            f"(write one, remove the cell's column, or pass --skip-bad)"
+                            f"(write one, or pass --skip-bad to drop it)"
                         )
                     skipped.append(f"{loc}: empty caption in column {col!r}")
                     continue
