@@ -21,7 +21,8 @@ Caveats (also in docs/check.md):
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -60,7 +61,9 @@ def resample_embedding_set(es: EmbeddingSet, sample_ids: ArrayLike) -> Embedding
     vectors: dict[str, NDArray[Any]] = {}
     sample_index: dict[str, NDArray[np.int64]] = {}
     for name, vecs in es.vectors.items():
-        items, new_index = _items_of_samples(np.asarray(es.sample_index[name], dtype=np.int64), es.n_samples, ids)
+        items, new_index = _items_of_samples(
+            np.asarray(es.sample_index[name], dtype=np.int64), es.n_samples, ids
+        )
         vectors[name] = np.asarray(vecs[items])
         sample_index[name] = new_index
 
@@ -71,7 +74,9 @@ def resample_embedding_set(es: EmbeddingSet, sample_ids: ArrayLike) -> Embedding
         labels=None if es.labels is None else np.asarray(es.labels)[ids],
         class_names=es.class_names,
         class_embeddings=es.class_embeddings,
-        attributes=None if es.attributes is None else {k: np.asarray(v)[ids] for k, v in es.attributes.items()},
+        attributes=None
+        if es.attributes is None
+        else {k: np.asarray(v)[ids] for k, v in es.attributes.items()},
         attribute_embeddings=es.attribute_embeddings,
         provenance=dict(es.provenance),
     )
@@ -143,7 +148,10 @@ def bootstrap_intervals(
     if n == 0:
         return {}
     if n < 2:
-        raise InputError(f"bootstrap needs at least 2 replicates, got {n}", hint="pass --bootstrap 0 (off) or >= 2, e.g. 200")
+        raise InputError(
+            f"bootstrap needs at least 2 replicates, got {n}",
+            hint="pass --bootstrap 0 (off) or >= 2, e.g. 200",
+        )
     if not 0.0 < confidence < 1.0:
         raise InputError(f"bootstrap confidence must lie in (0, 1), got {confidence}", hint="e.g. 0.95")
     if sample is not None and sample < 1:
@@ -163,7 +171,9 @@ def bootstrap_intervals(
     return percentile_intervals(draws, confidence)
 
 
-def percentile_intervals(draws: Sequence[dict[str, float]], confidence: float) -> dict[str, tuple[float, float]]:
+def percentile_intervals(
+    draws: Sequence[dict[str, float]], confidence: float
+) -> dict[str, tuple[float, float]]:
     """Percentile interval of each metric over replicate dicts, ignoring NaN/inf and missing values."""
     q = (1.0 - confidence) / 2.0
     names = dict.fromkeys(k for d in draws for k in d)  # ordered union

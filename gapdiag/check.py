@@ -29,9 +29,10 @@ from __future__ import annotations
 import math
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from gapdiag.errors import ConfigError, GapdiagError, ProvenanceError
 from gapdiag.report import Report, split_metric_name
@@ -48,7 +49,6 @@ CONFIG_FILE = "gapdiag.toml"
 # Relative float slack so that e.g. 0.80 -> 0.79 with max_drop 0.01 (w = 0.010000000000000009) passes.
 _SLACK = 1e-9
 _STATUS_ICON = {"pass": "✅", "fail": "❌", "skip": "⏭️"}
-
 
 
 class RegressionError(GapdiagError):
@@ -161,9 +161,11 @@ class RuleSet:
         assert rule is not None
         if rule.direction is None and rule.has_tolerance:
             if any(r.has_tolerance for r in listed):
-                raise ConfigError(f"{self.source or 'rules'}: the rule for {name!r} sets a drop limit but the "
-                                  "registry gives the metric no direction",
-                                  hint="add direction = 'higher' or 'lower' to the rule")
+                raise ConfigError(
+                    f"{self.source or 'rules'}: the rule for {name!r} sets a drop limit but the "
+                    "registry gives the metric no direction",
+                    hint="add direction = 'higher' or 'lower' to the rule",
+                )
             # The default tolerance only applies once a direction is known; bounds still do.
             rule = replace(rule, max_drop=None, max_drop_relative=None)
         noise = rule.noise_aware if rule.noise_aware is not None else self.noise_aware
@@ -207,16 +209,24 @@ def metric_registry() -> Mapping[str, Any]:
 # --------------------------------------------------------------------------------------------------------
 
 _RULE_TYPES: dict[str, str] = {
-    "direction": "'higher' or 'lower'", "max_drop": "number", "max_drop_relative": "number",
-    "min": "number", "max": "number", "noise_aware": "boolean",
+    "direction": "'higher' or 'lower'",
+    "max_drop": "number",
+    "max_drop_relative": "number",
+    "min": "number",
+    "max": "number",
+    "noise_aware": "boolean",
 }
 _CHECK_TYPES: dict[str, str] = {
-    "rules": "table", "only_listed": "boolean", "ignore": "list of metric names", "noise_aware": "boolean",
+    "rules": "table",
+    "only_listed": "boolean",
+    "ignore": "list of metric names",
+    "noise_aware": "boolean",
 }
 
 
-def load_rules(path: Path | None, *, search_from: Path | None = None,
-               registry: Mapping[str, Any] | None = None) -> RuleSet:
+def load_rules(
+    path: Path | None, *, search_from: Path | None = None, registry: Mapping[str, Any] | None = None
+) -> RuleSet:
     """Read the check rules from ``path`` or, when ``path`` is ``None``, from the nearest config file.
 
     Discovery walks from ``search_from`` (default: the working directory) up to the repository root (the first
@@ -245,10 +255,13 @@ def load_rules(path: Path | None, *, search_from: Path | None = None,
         prefix = "tool.gapdiag.check" if path.name == "pyproject.toml" else "check"
         table = _lookup(data, prefix)
         if table is None:
-            raise ConfigError(f"{path}: no [{prefix}] table",
-                              hint=f'add e.g. [{prefix}.rules."recall_at_1"] with max_drop = 0.01')
-    return parse_rules(table, source=str(path), prefix=prefix,
-                       registry=metric_registry() if registry is None else registry)
+            raise ConfigError(
+                f"{path}: no [{prefix}] table",
+                hint=f'add e.g. [{prefix}.rules."recall_at_1"] with max_drop = 0.01',
+            )
+    return parse_rules(
+        table, source=str(path), prefix=prefix, registry=metric_registry() if registry is None else registry
+    )
 
 
 def find_config(start: Path) -> tuple[Path, dict[str, Any], str] | None:
@@ -267,8 +280,9 @@ def find_config(start: Path) -> tuple[Path, dict[str, Any], str] | None:
     return None
 
 
-def parse_rules(table: Mapping[str, Any], *, source: str, prefix: str = "check",
-                registry: Mapping[str, Any] | None = None) -> RuleSet:
+def parse_rules(
+    table: Mapping[str, Any], *, source: str, prefix: str = "check", registry: Mapping[str, Any] | None = None
+) -> RuleSet:
     """Validate a ``[check]`` table (already parsed TOML) into a :class:`RuleSet`.
 
     ``registry`` (may be empty) lists the known metric bases; rule and ignore names must use one of them.
@@ -281,13 +295,16 @@ def parse_rules(table: Mapping[str, Any], *, source: str, prefix: str = "check",
     def check_name(name: str, key: str) -> None:
         base, _ = split_metric_name(name)
         if known and base not in known:
-            raise ConfigError(f"{source}: {key}: unknown metric {name!r}",
-                              hint=f"use a registry name, e.g. one of {', '.join(sorted(known)[:8])}, ...")
+            raise ConfigError(
+                f"{source}: {key}: unknown metric {name!r}",
+                hint=f"use a registry name, e.g. one of {', '.join(sorted(known)[:8])}, ...",
+            )
 
     rules_table = table.get("rules", {})
     if not isinstance(rules_table, Mapping):
-        raise ConfigError(f"{source}: {prefix}.rules must be a table",
-                          hint=f'write rules as [{prefix}.rules."recall_at_1"]')
+        raise ConfigError(
+            f"{source}: {prefix}.rules must be a table", hint=f'write rules as [{prefix}.rules."recall_at_1"]'
+        )
     rules: dict[str, Rule] = {}
     for name, spec in rules_table.items():
         key = f"{prefix}.rules.{_toml_key(name)}"
@@ -296,8 +313,10 @@ def parse_rules(table: Mapping[str, Any], *, source: str, prefix: str = "check",
 
     ignore = table.get("ignore", [])
     if not isinstance(ignore, list) or not all(isinstance(x, str) for x in ignore):
-        raise ConfigError(f"{source}: {prefix}.ignore must be a list of metric names, got {ignore!r}",
-                          hint='e.g. ignore = ["effective_rank"]')
+        raise ConfigError(
+            f"{source}: {prefix}.ignore must be a list of metric names, got {ignore!r}",
+            hint='e.g. ignore = ["effective_rank"]',
+        )
     for name in ignore:
         check_name(name, f"{prefix}.ignore")
     return RuleSet(
@@ -311,22 +330,36 @@ def parse_rules(table: Mapping[str, Any], *, source: str, prefix: str = "check",
 
 def _parse_rule(name: str, spec: Any, source: str, key: str) -> Rule:
     if not isinstance(spec, Mapping):
-        raise ConfigError(f"{source}: {key} must be a table, got {spec!r}", hint=f"write [{key}] with max_drop = 0.01")
+        raise ConfigError(
+            f"{source}: {key} must be a table, got {spec!r}", hint=f"write [{key}] with max_drop = 0.01"
+        )
     _reject_unknown(spec, _RULE_TYPES, source, key)
     direction = spec.get("direction")
     if direction is not None and direction not in ("higher", "lower"):
-        raise ConfigError(f"{source}: {key}.direction must be 'higher' or 'lower', got {direction!r}",
-                          hint="set which way is better")
-    numbers = {k: _typed(spec, k, float, source, key) for k in ("max_drop", "max_drop_relative", "min", "max")}
+        raise ConfigError(
+            f"{source}: {key}.direction must be 'higher' or 'lower', got {direction!r}",
+            hint="set which way is better",
+        )
+    numbers = {
+        k: _typed(spec, k, float, source, key) for k in ("max_drop", "max_drop_relative", "min", "max")
+    }
     for k in ("max_drop", "max_drop_relative"):
         if numbers[k] is not None and not numbers[k] >= 0:
-            raise ConfigError(f"{source}: {key}.{k} must be >= 0, got {numbers[k]}",
-                              hint="it is the tolerated worsening; 0 tolerates none")
+            raise ConfigError(
+                f"{source}: {key}.{k} must be >= 0, got {numbers[k]}",
+                hint="it is the tolerated worsening; 0 tolerates none",
+            )
     if numbers["min"] is not None and numbers["max"] is not None and numbers["min"] > numbers["max"]:
-        raise ConfigError(f"{source}: {key}: min {numbers['min']} is above max {numbers['max']}",
-                          hint="swap them or drop one")
-    return Rule(metric=name, direction=direction, noise_aware=_typed(spec, "noise_aware", bool, source, key),
-                **numbers)
+        raise ConfigError(
+            f"{source}: {key}: min {numbers['min']} is above max {numbers['max']}",
+            hint="swap them or drop one",
+        )
+    return Rule(
+        metric=name,
+        direction=direction,
+        noise_aware=_typed(spec, "noise_aware", bool, source, key),
+        **numbers,
+    )
 
 
 def _typed(table: Mapping[str, Any], k: str, kind: type, source: str, key: str, default: Any = None) -> Any:
@@ -337,16 +370,20 @@ def _typed(table: Mapping[str, Any], k: str, kind: type, source: str, key: str, 
     ok = isinstance(v, bool) if kind is bool else isinstance(v, (int, float)) and not isinstance(v, bool)
     if not ok:
         want = "true or false" if kind is bool else "a number"
-        raise ConfigError(f"{source}: {key}.{k} must be {want}, got {v!r}", hint=f"e.g. {k} = "
-                          + ("true" if kind is bool else "0.01"))
+        raise ConfigError(
+            f"{source}: {key}.{k} must be {want}, got {v!r}",
+            hint=f"e.g. {k} = " + ("true" if kind is bool else "0.01"),
+        )
     return float(v) if kind is float else v
 
 
 def _reject_unknown(table: Mapping[str, Any], allowed: Mapping[str, str], source: str, key: str) -> None:
     for k in table:
         if k not in allowed:
-            raise ConfigError(f"{source}: unknown key {key}.{_toml_key(k)}",
-                              hint="known keys: " + ", ".join(f"{a} ({t})" for a, t in allowed.items()))
+            raise ConfigError(
+                f"{source}: unknown key {key}.{_toml_key(k)}",
+                hint="known keys: " + ", ".join(f"{a} ({t})" for a, t in allowed.items()),
+            )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -356,14 +393,18 @@ def _read_toml(path: Path) -> dict[str, Any]:
         try:
             import tomli as tomllib  # type: ignore[no-redef]
         except ImportError:
-            raise ConfigError(f"{path}: reading TOML on Python 3.10 needs tomli", hint="pip install tomli") from None
+            raise ConfigError(
+                f"{path}: reading TOML on Python 3.10 needs tomli", hint="pip install tomli"
+            ) from None
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}", hint="fix the syntax at that line") from None
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read config ({e.strerror})", hint="check the path and permissions") from None
+        raise ConfigError(
+            f"{path}: cannot read config ({e.strerror})", hint="check the path and permissions"
+        ) from None
 
 
 def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
@@ -384,8 +425,11 @@ def _toml_key(k: str) -> str:
 # --------------------------------------------------------------------------------------------------------
 
 
-def provenance_conflicts(reference: Report, other: Report, labels: tuple[str, str] = ("baseline", "current"),
-                         ) -> tuple[list[str], list[str]]:
+def provenance_conflicts(
+    reference: Report,
+    other: Report,
+    labels: tuple[str, str] = ("baseline", "current"),
+) -> tuple[list[str], list[str]]:
     """``(conflicts, warnings)`` between two reports' provenance.
 
     Conflicts (the numbers are not comparable): different dataset fingerprint, ``metric_definitions_version``,
@@ -403,26 +447,38 @@ def provenance_conflicts(reference: Report, other: Report, labels: tuple[str, st
         conflicts.append(pair("different data: dataset fingerprint", str(fa)[:12], str(fb)[:12]))
     elif not (fa and fb):
         missing = a if not fa else b
-        warnings.append(f"the {missing} report has no dataset fingerprint: cannot verify that both used the same data")
+        warnings.append(
+            f"the {missing} report has no dataset fingerprint: cannot verify that both used the same data"
+        )
     if reference.metric_definitions_version != other.metric_definitions_version:
-        conflicts.append(pair("different metric definitions: metric_definitions_version",
-                              reference.metric_definitions_version, other.metric_definitions_version))
+        conflicts.append(
+            pair(
+                "different metric definitions: metric_definitions_version",
+                reference.metric_definitions_version,
+                other.metric_definitions_version,
+            )
+        )
     for key in ("size", "seed"):
         x, y = (_dig(r.provenance, "sample", key) for r in (reference, other))
         if x != y:
             conflicts.append(pair(f"different sampling: sample {key}", x, y))
     if reference.gapdiag_version != other.gapdiag_version:
-        warnings.append(pair("different gapdiag versions: gapdiag", reference.gapdiag_version, other.gapdiag_version))
+        warnings.append(
+            pair("different gapdiag versions: gapdiag", reference.gapdiag_version, other.gapdiag_version)
+        )
     return conflicts, warnings
 
 
-def guard_provenance(reference: Report, other: Report, *, force: bool,
-                     labels: tuple[str, str] = ("baseline", "current")) -> list[str]:
+def guard_provenance(
+    reference: Report, other: Report, *, force: bool, labels: tuple[str, str] = ("baseline", "current")
+) -> list[str]:
     """Raise :class:`ProvenanceError` on conflicts unless ``force``; return the warnings (conflicts too if forced)."""
     conflicts, warnings = provenance_conflicts(reference, other, labels)
     if conflicts and not force:
-        raise ProvenanceError(f"cannot compare {labels[0]} with {labels[1]}: " + "; ".join(conflicts),
-                              hint="measure both with the same data, sample size and seed, or pass --force")
+        raise ProvenanceError(
+            f"cannot compare {labels[0]} with {labels[1]}: " + "; ".join(conflicts),
+            hint="measure both with the same data, sample size and seed, or pass --force",
+        )
     return [f"forced: {c}" for c in conflicts] + warnings
 
 
@@ -497,8 +553,14 @@ class CheckResult:
             raise RegressionError(f"gapdiag check: {self.summary()}")
 
 
-def check_reports(current: Report, baseline: Report, rules: RuleSet, *, force: bool = False,
-                  registry: Mapping[str, Any] | None = None) -> CheckResult:
+def check_reports(
+    current: Report,
+    baseline: Report,
+    rules: RuleSet,
+    *,
+    force: bool = False,
+    registry: Mapping[str, Any] | None = None,
+) -> CheckResult:
     """Evaluate ``rules`` on every metric of the two reports.
 
     Metrics are taken in baseline order, then metrics new in ``current``; a config rule that matches no metric
@@ -526,19 +588,30 @@ def check_reports(current: Report, baseline: Report, rules: RuleSet, *, force: b
         if rule is None:
             outcomes.append(RuleOutcome(name, b, c, c - b, "skip", origin))
         else:
-            outcomes.append(evaluate_rule(rule, b, c, margin=noise_margin(name, baseline, current),
-                                          origin=origin))
+            outcomes.append(
+                evaluate_rule(rule, b, c, margin=noise_margin(name, baseline, current), origin=origin)
+            )
     matched_bases = {split_metric_name(n)[0] for n in names}
     for key in rules.rules:
         if key not in names and key not in matched_bases:
-            outcomes.append(RuleOutcome(key, math.nan, math.nan, math.nan, "skip",
-                                        "the rule matches no metric in either report (typo, or not measured?)",
-                                        rules.rules[key].describe(), "config"))
+            outcomes.append(
+                RuleOutcome(
+                    key,
+                    math.nan,
+                    math.nan,
+                    math.nan,
+                    "skip",
+                    "the rule matches no metric in either report (typo, or not measured?)",
+                    rules.rules[key].describe(),
+                    "config",
+                )
+            )
     return CheckResult(outcomes, warnings, rules.source)
 
 
-def evaluate_rule(rule: Rule, baseline: float, current: float, *, margin: float | None = None,
-                  origin: str = "") -> RuleOutcome:
+def evaluate_rule(
+    rule: Rule, baseline: float, current: float, *, margin: float | None = None, origin: str = ""
+) -> RuleOutcome:
     """Apply one resolved rule to one metric's values (NaN = absent). See the module docstring for semantics.
 
     A metric present in the baseline but absent (or NaN) in the current report fails: a gate must not pass
@@ -567,8 +640,11 @@ def evaluate_rule(rule: Rule, baseline: float, current: float, *, margin: float 
 
     if has_base and rule.direction is not None:
         worsening = -delta if rule.direction == "higher" else delta
-        exceeded = [f"{label} {limit:.4g}" for label, limit in _drop_limits(rule, baseline)
-                    if worsening > limit + _SLACK * max(1.0, abs(limit))]
+        exceeded = [
+            f"{label} {limit:.4g}"
+            for label, limit in _drop_limits(rule, baseline)
+            if worsening > limit + _SLACK * max(1.0, abs(limit))
+        ]
         if exceeded:
             text = f"worsened by {worsening:.4g} > " + " and ".join(exceeded)
             if rule.noise_aware and margin is not None and worsening <= margin:
@@ -576,12 +652,19 @@ def evaluate_rule(rule: Rule, baseline: float, current: float, *, margin: float 
             elif rule.noise_aware and margin is not None:
                 problems.append(f"{text} and beyond the noise margin {margin:.4g}")
             elif rule.noise_aware:
-                problems.append(f"{text} (no bootstrap intervals for a noise margin: measure with --bootstrap N)")
+                problems.append(
+                    f"{text} (no bootstrap intervals for a noise margin: measure with --bootstrap N)"
+                )
             else:
                 problems.append(text)
         elif rule.has_tolerance:
-            notes.append("improved" if worsening < 0 else "unchanged" if worsening == 0
-                         else f"worsened by {worsening:.4g}, within tolerance")
+            notes.append(
+                "improved"
+                if worsening < 0
+                else "unchanged"
+                if worsening == 0
+                else f"worsened by {worsening:.4g}, within tolerance"
+            )
     elif not has_base:
         if rule.min is None and rule.max is None:
             return outcome("skip", "not in the baseline (new metric) and no min/max bound")
@@ -605,7 +688,10 @@ def _drop_limits(rule: Rule, baseline: float) -> list[tuple[str, float]]:
 
 def noise_margin(name: str, baseline: Report, current: Report) -> float | None:
     """``h_baseline + h_current`` from the reports' bootstrap intervals (a missing one borrows the other's)."""
-    halves = [(hi - lo) / 2.0 for lo, hi in (r.intervals.get(name, (math.nan, math.nan)) for r in (baseline, current))]
+    halves = [
+        (hi - lo) / 2.0
+        for lo, hi in (r.intervals.get(name, (math.nan, math.nan)) for r in (baseline, current))
+    ]
     finite = [h for h in halves if math.isfinite(h)]
     if not finite:
         return None
@@ -647,8 +733,19 @@ def to_markdown(result: CheckResult) -> str:
     lines = ["### gapdiag check", "", f"**{icon} {result.summary()}**", ""]
     lines += _md_table(
         ["", "Metric", "Baseline", "Current", "Δ", "Rule", "Reason"],
-        [[_STATUS_ICON[o.status], f"`{o.name}`", format_value(o.baseline), format_value(o.current),
-          format_delta(o.delta), o.rule, o.reason] for o in result.outcomes])
+        [
+            [
+                _STATUS_ICON[o.status],
+                f"`{o.name}`",
+                format_value(o.baseline),
+                format_value(o.current),
+                format_delta(o.delta),
+                o.rule,
+                o.reason,
+            ]
+            for o in result.outcomes
+        ],
+    )
     if result.warnings:
         lines += ["", *[f"> ⚠️ {w}" for w in result.warnings]]
     if result.config:
@@ -659,18 +756,32 @@ def to_markdown(result: CheckResult) -> str:
 def to_junit_xml(result: CheckResult, *, suite: str = "gapdiag check") -> str:
     """JUnit XML: one ``<testcase>`` per outcome, ``<failure>`` for fails, ``<skipped/>`` for skips."""
     n = result.counts()
-    root = ET.Element("testsuites", tests=str(len(result.outcomes)), failures=str(n["fail"]), errors="0",
-                      skipped=str(n["skip"]))
-    ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(result.outcomes)), failures=str(n["fail"]),
-                       errors="0", skipped=str(n["skip"]))
+    root = ET.Element(
+        "testsuites",
+        tests=str(len(result.outcomes)),
+        failures=str(n["fail"]),
+        errors="0",
+        skipped=str(n["skip"]),
+    )
+    ts = ET.SubElement(
+        root,
+        "testsuite",
+        name=suite,
+        tests=str(len(result.outcomes)),
+        failures=str(n["fail"]),
+        errors="0",
+        skipped=str(n["skip"]),
+    )
     if result.warnings:
         props = ET.SubElement(ts, "properties")
         for w in result.warnings:
             ET.SubElement(props, "property", name="warning", value=w)
     for o in result.outcomes:
         tc = ET.SubElement(ts, "testcase", classname="gapdiag.check", name=o.name)
-        detail = (f"baseline {format_value(o.baseline)}, current {format_value(o.current)}, "
-                  f"delta {format_delta(o.delta)}; rule: {o.rule or 'none'}")
+        detail = (
+            f"baseline {format_value(o.baseline)}, current {format_value(o.current)}, "
+            f"delta {format_delta(o.delta)}; rule: {o.rule or 'none'}"
+        )
         if o.status == "fail":
             ET.SubElement(tc, "failure", message=o.reason, type="regression").text = detail
         elif o.status == "skip":
@@ -707,8 +818,9 @@ def append_step_summary(markdown: str, path: str | Path | None = None) -> Path |
         with target.open("a", encoding="utf-8") as f:
             f.write("\n" + markdown if target.exists() and target.stat().st_size else markdown)
     except OSError as e:
-        raise ConfigError(f"{target}: cannot append the step summary ({e.strerror})",
-                          hint="check GITHUB_STEP_SUMMARY") from None
+        raise ConfigError(
+            f"{target}: cannot append the step summary ({e.strerror})", hint="check GITHUB_STEP_SUMMARY"
+        ) from None
     return target
 
 
@@ -736,8 +848,13 @@ class Comparison:
     warnings: list[str] = field(default_factory=list)
 
 
-def compare_reports(reports: Sequence[Report], labels: Sequence[str] | None = None, *, force: bool = False,
-                    registry: Mapping[str, Any] | None = None) -> Comparison:
+def compare_reports(
+    reports: Sequence[Report],
+    labels: Sequence[str] | None = None,
+    *,
+    force: bool = False,
+    registry: Mapping[str, Any] | None = None,
+) -> Comparison:
     """Side-by-side values of several reports with deltas against the first and better/worse verdicts.
 
     Directions come from the registry (``higher_is_better``). Every report must pass the provenance guard
@@ -777,6 +894,7 @@ _VERDICT_MARK = {"better": "🟢", "worse": "🔴", "same": "", None: ""}
 
 def comparison_to_markdown(comp: Comparison) -> str:
     """Markdown table: first report's values, then each other report's value with ``(Δ arrow mark)``."""
+
     def cell(row: ComparisonRow, i: int) -> str:
         if i == 0 or not math.isfinite(row.deltas[i]):
             return format_value(row.values[i])
@@ -785,7 +903,10 @@ def comparison_to_markdown(comp: Comparison) -> str:
         return f"{format_value(row.values[i])} ({format_delta(row.deltas[i])} {arrow}{mark})"
 
     header = ["Metric", "Better", *comp.labels]
-    body = [[f"`{r.metric}`", r.direction or "—", *(cell(r, i) for i in range(len(comp.labels)))] for r in comp.rows]
+    body = [
+        [f"`{r.metric}`", r.direction or "—", *(cell(r, i) for i in range(len(comp.labels)))]
+        for r in comp.rows
+    ]
     lines = ["### gapdiag compare", "", *_md_table(header, body)]
     if comp.warnings:
         lines += ["", *[f"> ⚠️ {w}" for w in comp.warnings]]
@@ -797,8 +918,14 @@ def comparison_to_json(comp: Comparison) -> dict[str, Any]:
     return {
         "labels": list(comp.labels),
         "warnings": list(comp.warnings),
-        "metrics": [{"metric": r.metric, "direction": r.direction,
-                     "values": [_json_num(v) for v in r.values],
-                     "deltas": [_json_num(d) for d in r.deltas],
-                     "verdicts": list(r.verdicts)} for r in comp.rows],
+        "metrics": [
+            {
+                "metric": r.metric,
+                "direction": r.direction,
+                "values": [_json_num(v) for v in r.values],
+                "deltas": [_json_num(d) for d in r.deltas],
+                "verdicts": list(r.verdicts),
+            }
+            for r in comp.rows
+        ],
     }

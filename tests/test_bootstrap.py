@@ -15,8 +15,10 @@ def _paired_set(n: int, *, d: int = 4, captions: int = 2, seed: int = 0) -> Embe
     rng = np.random.default_rng(seed)
     text_index = rng.permutation(np.repeat(np.arange(n), captions)).astype(np.int64)
     return EmbeddingSet(
-        vectors={"image": rng.normal(size=(n, d)).astype(np.float32),
-                 "text": rng.normal(size=(n * captions, d)).astype(np.float32)},
+        vectors={
+            "image": rng.normal(size=(n, d)).astype(np.float32),
+            "text": rng.normal(size=(n * captions, d)).astype(np.float32),
+        },
         sample_index={"image": np.arange(n, dtype=np.int64), "text": text_index},
         n_samples=n,
         labels=rng.integers(0, 3, size=n).astype(np.int64),
@@ -65,8 +67,11 @@ def test_duplicate_samples_become_distinct_samples():
 
 
 def test_resample_handles_samples_without_items_in_a_modality():
-    es = EmbeddingSet({"a": np.eye(3, dtype=np.float32), "b": np.eye(3, dtype=np.float32)[:2]},
-                      {"a": np.arange(3), "b": np.array([0, 2])}, 3)
+    es = EmbeddingSet(
+        {"a": np.eye(3, dtype=np.float32), "b": np.eye(3, dtype=np.float32)[:2]},
+        {"a": np.arange(3), "b": np.array([0, 2])},
+        3,
+    )
     out = resample_embedding_set(es, [1, 2, 1])
     np.testing.assert_array_equal(out.sample_index["a"], [0, 1, 2])
     np.testing.assert_array_equal(out.sample_index["b"], [1])
@@ -96,8 +101,9 @@ def test_interval_contains_point_estimate_and_matches_normal_theory():
 def test_intervals_shrink_with_more_samples():
     widths = []
     for n in (50, 800):
-        lo, hi = bootstrap_intervals(_paired_set(n, seed=2), None, n=200, seed=0,
-                                     compute=_mean_first_coordinate)["mean/image"]
+        lo, hi = bootstrap_intervals(
+            _paired_set(n, seed=2), None, n=200, seed=0, compute=_mean_first_coordinate
+        )["mean/image"]
         widths.append(hi - lo)
     assert widths[1] < widths[0] / 2.5  # √16 = 4 in theory
 
@@ -117,7 +123,9 @@ def test_replicates_have_sample_size_and_forward_options():
         seen.append((es.n_samples, metrics, sample, seed, options))
         return {"m": float(es.n_samples)}, {}
 
-    bootstrap_intervals(_paired_set(30), ["modality_gap"], n=4, seed=5, sample=12, compute=record, block_size=7)
+    bootstrap_intervals(
+        _paired_set(30), ["modality_gap"], n=4, seed=5, sample=12, compute=record, block_size=7
+    )
     assert seen == [(12, ["modality_gap"], None, 5, {"block_size": 7})] * 4
     seen.clear()
     bootstrap_intervals(_paired_set(30), None, n=2, sample=1000, compute=record)
@@ -139,8 +147,13 @@ def test_non_finite_replicates_are_ignored_and_all_nan_metrics_dropped():
 def test_off_and_bad_arguments():
     es = _paired_set(10)
     assert bootstrap_intervals(es, None, n=0, compute=_mean_first_coordinate) == {}
-    for kwargs in ({"n": 1}, {"n": -3}, {"n": 10, "confidence": 1.0}, {"n": 10, "confidence": 0.0},
-                   {"n": 10, "sample": 0}):
+    for kwargs in (
+        {"n": 1},
+        {"n": -3},
+        {"n": 10, "confidence": 1.0},
+        {"n": 10, "confidence": 0.0},
+        {"n": 10, "sample": 0},
+    ):
         with pytest.raises(InputError):
             bootstrap_intervals(es, None, compute=_mean_first_coordinate, **kwargs)
 
@@ -151,9 +164,14 @@ def test_real_compute_all_intervals_contain_the_estimates():
     rng = np.random.default_rng(0)
     n, d = 40, 8
     img = rng.normal(size=(n, d)) + 2.0  # offset: a clear modality gap
-    es = EmbeddingSet({"image": img.astype(np.float32),
-                       "text": (img + rng.normal(scale=0.8, size=(n, d)) - 2.0).astype(np.float32)},
-                      {"image": np.arange(n), "text": np.arange(n)}, n)
+    es = EmbeddingSet(
+        {
+            "image": img.astype(np.float32),
+            "text": (img + rng.normal(scale=0.8, size=(n, d)) - 2.0).astype(np.float32),
+        },
+        {"image": np.arange(n), "text": np.arange(n)},
+        n,
+    )
     metrics = ["modality_gap", "cos_tp"]
     point, _ = compute_all(es, metrics)
     intervals = bootstrap_intervals(es, metrics, n=30, seed=0)

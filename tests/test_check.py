@@ -25,26 +25,49 @@ class FakeInfo:
 
 # Bounds chosen so the default tolerances are easy to state: 1 % of the range, or 5 % of |baseline|.
 FAKE = {
-    "recall_at_1": FakeInfo(True, (0.0, 1.0)),       # tolerance 0.01
-    "modality_gap": FakeInfo(False, (0.0, 2.0)),     # tolerance 0.02
-    "effective_rank": FakeInfo(True, (1.0, None)),   # tolerance 5 % of |baseline|
+    "recall_at_1": FakeInfo(True, (0.0, 1.0)),  # tolerance 0.01
+    "modality_gap": FakeInfo(False, (0.0, 2.0)),  # tolerance 0.02
+    "effective_rank": FakeInfo(True, (1.0, None)),  # tolerance 5 % of |baseline|
     "cos_nonmatching": FakeInfo(None, (-1.0, 1.0)),  # no direction
 }
 
 
-def make_report(metrics, *, intervals=None, fingerprint="fp-aaaaaaaaaaaaaaaa", size=None, seed=0, defs=1,
-                version="0.1.0", model="m") -> Report:
-    return Report(metrics=dict(metrics), intervals=dict(intervals or {}), metric_definitions_version=defs,
-                  gapdiag_version=version,
-                  provenance={"model": {"name": model}, "dataset": {"name": "d", "fingerprint": fingerprint},
-                              "sample": {"size": size, "seed": seed}, "device": "cpu"})
+def make_report(
+    metrics,
+    *,
+    intervals=None,
+    fingerprint="fp-aaaaaaaaaaaaaaaa",
+    size=None,
+    seed=0,
+    defs=1,
+    version="0.1.0",
+    model="m",
+) -> Report:
+    return Report(
+        metrics=dict(metrics),
+        intervals=dict(intervals or {}),
+        metric_definitions_version=defs,
+        gapdiag_version=version,
+        provenance={
+            "model": {"name": model},
+            "dataset": {"name": "d", "fingerprint": fingerprint},
+            "sample": {"size": size, "seed": seed},
+            "device": "cpu",
+        },
+    )
 
 
-BASE = {"recall_at_1/image_to_text": 0.80, "recall_at_1/text_to_image": 0.70, "modality_gap/image-text": 0.50,
-        "effective_rank/image": 20.0, "cos_nonmatching/image-text": 0.10}
+BASE = {
+    "recall_at_1/image_to_text": 0.80,
+    "recall_at_1/text_to_image": 0.70,
+    "modality_gap/image-text": 0.50,
+    "effective_rank/image": 20.0,
+    "cos_nonmatching/image-text": 0.10,
+}
 
 
-def outcomes(current, baseline=BASE, rules=RuleSet(), **kw) -> dict[str, chk.RuleOutcome]:
+def outcomes(current, baseline=BASE, rules=None, **kw) -> dict[str, chk.RuleOutcome]:
+    rules = RuleSet() if rules is None else rules
     cur = current if isinstance(current, Report) else make_report(current)
     base = baseline if isinstance(baseline, Report) else make_report(baseline)
     return {o.name: o for o in check_reports(cur, base, rules, registry=FAKE, **kw).outcomes}
@@ -65,29 +88,39 @@ def rules_from(tmp_path: Path, text: str, name: str = "gapdiag.toml", registry=F
 
 def test_identical_reports_pass_and_descriptive_metrics_skip():
     got = statuses(BASE)
-    assert got == {"recall_at_1/image_to_text": "pass", "recall_at_1/text_to_image": "pass",
-                   "modality_gap/image-text": "pass", "effective_rank/image": "pass",
-                   "cos_nonmatching/image-text": "skip"}
+    assert got == {
+        "recall_at_1/image_to_text": "pass",
+        "recall_at_1/text_to_image": "pass",
+        "modality_gap/image-text": "pass",
+        "effective_rank/image": "pass",
+        "cos_nonmatching/image-text": "skip",
+    }
 
 
-@pytest.mark.parametrize("name, current, expected", [
-    ("recall_at_1/image_to_text", 0.791, "pass"),   # worsened 0.009 <= 0.01
-    ("recall_at_1/image_to_text", 0.789, "fail"),   # worsened 0.011
-    ("recall_at_1/image_to_text", 0.95, "pass"),    # improved
-    ("modality_gap/image-text", 0.519, "pass"),     # lower is better: +0.019 <= 0.02
-    ("modality_gap/image-text", 0.521, "fail"),
-    ("modality_gap/image-text", 0.10, "pass"),
-    ("effective_rank/image", 19.1, "pass"),         # 0.9 <= 5 % of 20
-    ("effective_rank/image", 18.9, "fail"),
-])
+@pytest.mark.parametrize(
+    "name, current, expected",
+    [
+        ("recall_at_1/image_to_text", 0.791, "pass"),  # worsened 0.009 <= 0.01
+        ("recall_at_1/image_to_text", 0.789, "fail"),  # worsened 0.011
+        ("recall_at_1/image_to_text", 0.95, "pass"),  # improved
+        ("modality_gap/image-text", 0.519, "pass"),  # lower is better: +0.019 <= 0.02
+        ("modality_gap/image-text", 0.521, "fail"),
+        ("modality_gap/image-text", 0.10, "pass"),
+        ("effective_rank/image", 19.1, "pass"),  # 0.9 <= 5 % of 20
+        ("effective_rank/image", 18.9, "fail"),
+    ],
+)
 def test_default_tolerances(name, current, expected):
     assert statuses({**BASE, name: current})[name] == expected
 
 
 def test_regression_result_exit_code_and_reason():
-    result = check_reports(make_report({**BASE, "recall_at_1/text_to_image": 0.60}), make_report(BASE), RuleSet(),
-                           registry=FAKE)
-    assert not result.passed and result.exit_code == 1 and result.counts() == {"pass": 3, "fail": 1, "skip": 1}
+    result = check_reports(
+        make_report({**BASE, "recall_at_1/text_to_image": 0.60}), make_report(BASE), RuleSet(), registry=FAKE
+    )
+    assert (
+        not result.passed and result.exit_code == 1 and result.counts() == {"pass": 3, "fail": 1, "skip": 1}
+    )
     bad = next(o for o in result.outcomes if o.status == "fail")
     assert bad.name == "recall_at_1/text_to_image" and bad.delta == pytest.approx(-0.10)
     assert "worsened by 0.1" in bad.reason and bad.origin == "default"
@@ -119,35 +152,52 @@ def test_unknown_metric_skips():
 
 
 def test_base_rule_covers_every_qualifier_and_full_name_rule_overrides(tmp_path):
-    rules = rules_from(tmp_path, """
+    rules = rules_from(
+        tmp_path,
+        """
 [check.rules.recall_at_1]
 max_drop = 0.05
 min = 0.5
 
 [check.rules."recall_at_1/text_to_image"]
 max_drop = 0.2
-""")
+""",
+    )
     cur = {**BASE, "recall_at_1/image_to_text": 0.76, "recall_at_1/text_to_image": 0.55}
     got = outcomes(cur, rules=rules)
     # image_to_text: base rule, 0.04 <= 0.05.
-    assert got["recall_at_1/image_to_text"].status == "pass" and got["recall_at_1/image_to_text"].origin == "config"
+    assert (
+        got["recall_at_1/image_to_text"].status == "pass"
+        and got["recall_at_1/image_to_text"].origin == "config"
+    )
     # text_to_image: its own max_drop 0.2 (0.15 ok) and the min 0.5 inherited from the base rule (0.55 ok).
     assert got["recall_at_1/text_to_image"].status == "pass"
     assert got["recall_at_1/text_to_image"].rule == "↑ tol 0.2 min 0.5"
-    assert outcomes({**cur, "recall_at_1/text_to_image": 0.45}, rules=rules)["recall_at_1/text_to_image"].status == "fail"
-    assert outcomes({**cur, "recall_at_1/image_to_text": 0.74}, rules=rules)["recall_at_1/image_to_text"].status == "fail"
+    assert (
+        outcomes({**cur, "recall_at_1/text_to_image": 0.45}, rules=rules)["recall_at_1/text_to_image"].status
+        == "fail"
+    )
+    assert (
+        outcomes({**cur, "recall_at_1/image_to_text": 0.74}, rules=rules)["recall_at_1/image_to_text"].status
+        == "fail"
+    )
 
 
 def test_setting_one_tolerance_replaces_the_inherited_pair():
     specific = Rule("x", max_drop_relative=0.5)
     merged = specific.over(Rule("x", direction="higher", max_drop=0.01, min=0.2))
-    assert (merged.max_drop, merged.max_drop_relative, merged.min, merged.direction) == (None, 0.5, 0.2, "higher")
+    assert (merged.max_drop, merged.max_drop_relative, merged.min, merged.direction) == (
+        None,
+        0.5,
+        0.2,
+        "higher",
+    )
 
 
 def test_both_limits_must_hold():
     rule = Rule("m", direction="higher", max_drop=0.5, max_drop_relative=0.1)
-    assert evaluate_rule(rule, 10.0, 9.2).status == "fail"   # 0.8 > 0.5 though within 10 %
-    assert evaluate_rule(rule, 2.0, 1.7).status == "fail"    # 0.3 <= 0.5 but > 10 % of 2
+    assert evaluate_rule(rule, 10.0, 9.2).status == "fail"  # 0.8 > 0.5 though within 10 %
+    assert evaluate_rule(rule, 2.0, 1.7).status == "fail"  # 0.3 <= 0.5 but > 10 % of 2
     assert evaluate_rule(rule, 10.0, 9.6).status == "pass"
 
 
@@ -159,19 +209,29 @@ def test_direction_override(tmp_path):
 
 @pytest.mark.parametrize("current, expected", [(0.45, "fail"), (0.5, "pass"), (0.9, "pass"), (0.96, "fail")])
 def test_hard_bounds(tmp_path, current, expected):
-    rules = rules_from(tmp_path, '[check.rules."modality_gap/image-text"]\nmin = 0.5\nmax = 0.95\nmax_drop = 10.0\n')
-    assert statuses({**BASE, "modality_gap/image-text": current}, rules=rules)["modality_gap/image-text"] == expected
+    rules = rules_from(
+        tmp_path, '[check.rules."modality_gap/image-text"]\nmin = 0.5\nmax = 0.95\nmax_drop = 10.0\n'
+    )
+    assert (
+        statuses({**BASE, "modality_gap/image-text": current}, rules=rules)["modality_gap/image-text"]
+        == expected
+    )
 
 
 def test_bounds_apply_to_a_metric_new_in_the_current_report(tmp_path):
     rules = rules_from(tmp_path, "[check.rules.recall_at_1]\nmin = 0.5\n")
     base = {k: v for k, v in BASE.items() if k != "recall_at_1/text_to_image"}
-    assert statuses({**BASE, "recall_at_1/text_to_image": 0.4}, base, rules=rules)["recall_at_1/text_to_image"] == "fail"
+    assert (
+        statuses({**BASE, "recall_at_1/text_to_image": 0.4}, base, rules=rules)["recall_at_1/text_to_image"]
+        == "fail"
+    )
     assert statuses(BASE, base, rules=rules)["recall_at_1/text_to_image"] == "pass"
 
 
 def test_ignore_only_listed_and_unmatched_rules(tmp_path):
-    rules = rules_from(tmp_path, """
+    rules = rules_from(
+        tmp_path,
+        """
 [check]
 only_listed = true
 ignore = ["recall_at_1/text_to_image"]
@@ -181,22 +241,40 @@ max_drop = 0.0
 
 [check.rules."modality_gap/image-audio"]
 max_drop = 0.1
-""")
+""",
+    )
     got = outcomes({**BASE, "effective_rank/image": 1.0, "recall_at_1/text_to_image": 0.0}, rules=rules)
-    assert got["effective_rank/image"].status == "skip" and "only_listed" in got["effective_rank/image"].reason
-    assert got["recall_at_1/text_to_image"].status == "skip" and "ignored" in got["recall_at_1/text_to_image"].reason
+    assert (
+        got["effective_rank/image"].status == "skip" and "only_listed" in got["effective_rank/image"].reason
+    )
+    assert (
+        got["recall_at_1/text_to_image"].status == "skip"
+        and "ignored" in got["recall_at_1/text_to_image"].reason
+    )
     assert got["recall_at_1/image_to_text"].status == "pass"
-    assert got["modality_gap/image-audio"].status == "skip" and "matches no metric" in got["modality_gap/image-audio"].reason
+    assert (
+        got["modality_gap/image-audio"].status == "skip"
+        and "matches no metric" in got["modality_gap/image-audio"].reason
+    )
 
 
 def test_rule_on_metric_without_direction(tmp_path):
     bounded = rules_from(tmp_path, "[check.rules.cos_nonmatching]\nmax = 0.2\n")
-    assert statuses({**BASE, "cos_nonmatching/image-text": 0.3}, rules=bounded)["cos_nonmatching/image-text"] == "fail"
+    assert (
+        statuses({**BASE, "cos_nonmatching/image-text": 0.3}, rules=bounded)["cos_nonmatching/image-text"]
+        == "fail"
+    )
     assert statuses(BASE, rules=bounded)["cos_nonmatching/image-text"] == "pass"
     directed = rules_from(tmp_path, '[check.rules.cos_nonmatching]\ndirection = "lower"\n')
     # The default tolerance (1 % of [-1, 1] = 0.02) applies once the rule gives a direction.
-    assert statuses({**BASE, "cos_nonmatching/image-text": 0.115}, rules=directed)["cos_nonmatching/image-text"] == "pass"
-    assert statuses({**BASE, "cos_nonmatching/image-text": 0.125}, rules=directed)["cos_nonmatching/image-text"] == "fail"
+    assert (
+        statuses({**BASE, "cos_nonmatching/image-text": 0.115}, rules=directed)["cos_nonmatching/image-text"]
+        == "pass"
+    )
+    assert (
+        statuses({**BASE, "cos_nonmatching/image-text": 0.125}, rules=directed)["cos_nonmatching/image-text"]
+        == "fail"
+    )
     undirected = rules_from(tmp_path, "[check.rules.cos_nonmatching]\nmax_drop = 0.1\n")
     with pytest.raises(ConfigError, match="direction"):
         outcomes(BASE, rules=undirected)
@@ -205,13 +283,20 @@ def test_rule_on_metric_without_direction(tmp_path):
 # ---------------------------------------------------------------------------------------------- noise-aware
 
 
-def _noise_case(current: float, half: float, *, base_half: float | None = 0.03, cur_half: float | None = None):
+def _noise_case(
+    current: float, half: float, *, base_half: float | None = 0.03, cur_half: float | None = None
+):
     cur_half = half if cur_half is None else cur_half
-    base = make_report({"recall_at_1/t": 0.80},
-                       intervals={} if base_half is None else {"recall_at_1/t": (0.80 - base_half, 0.80 + base_half)})
-    cur = make_report({"recall_at_1/t": current},
-                      intervals={} if cur_half is None or cur_half < 0 else
-                      {"recall_at_1/t": (current - cur_half, current + cur_half)})
+    base = make_report(
+        {"recall_at_1/t": 0.80},
+        intervals={} if base_half is None else {"recall_at_1/t": (0.80 - base_half, 0.80 + base_half)},
+    )
+    cur = make_report(
+        {"recall_at_1/t": current},
+        intervals={}
+        if cur_half is None or cur_half < 0
+        else {"recall_at_1/t": (current - cur_half, current + cur_half)},
+    )
     rules = RuleSet(rules={"recall_at_1": Rule("recall_at_1", max_drop=0.01, noise_aware=True)})
     return check_reports(cur, base, rules, registry=FAKE).outcomes[0]
 
@@ -219,7 +304,7 @@ def _noise_case(current: float, half: float, *, base_half: float | None = 0.03, 
 @pytest.mark.parametrize("current", [0.80, 0.785, 0.76, 0.745, 0.735, 0.70, 0.60])
 def test_noise_aware_fails_exactly_when_symmetric_intervals_separate(current):
     half = 0.03
-    overlap = current + half >= 0.80 - half          # independent statement of the documented rule
+    overlap = current + half >= 0.80 - half  # independent statement of the documented rule
     within_limit = 0.80 - current <= 0.01
     got = _noise_case(current, half)
     assert got.status == ("pass" if overlap or within_limit else "fail")
@@ -257,9 +342,14 @@ def test_different_data_refused_unless_forced():
     assert result.passed and any("fingerprint" in w for w in result.warnings)
 
 
-@pytest.mark.parametrize("kw, needle", [({"defs": 2}, "metric_definitions_version 1 (baseline) vs 2 (current)"),
-                                        ({"size": 500}, "sample size None (baseline) vs 500 (current)"),
-                                        ({"seed": 3}, "sample seed 0 (baseline) vs 3 (current)")])
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"defs": 2}, "metric_definitions_version 1 (baseline) vs 2 (current)"),
+        ({"size": 500}, "sample size None (baseline) vs 500 (current)"),
+        ({"seed": 3}, "sample seed 0 (baseline) vs 3 (current)"),
+    ],
+)
 def test_other_provenance_conflicts(kw, needle):
     with pytest.raises(ProvenanceError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         check_reports(make_report(BASE, **kw), make_report(BASE), RuleSet(), registry=FAKE)
@@ -275,7 +365,9 @@ def test_other_gapdiag_version_only_warns():
 
 def test_pyproject_table_and_discovery(tmp_path):
     (tmp_path / ".git").mkdir()
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.gapdiag.check.rules.recall_at_1]\nmax_drop = 0.3\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.gapdiag.check.rules.recall_at_1]\nmax_drop = 0.3\n'
+    )
     sub = tmp_path / "a" / "b"
     sub.mkdir(parents=True)
     found = load_rules(None, search_from=sub, registry=FAKE)
@@ -292,20 +384,29 @@ def test_discovery_stops_at_the_repository_root(tmp_path):
     assert load_rules(None, search_from=repo, registry=FAKE) == RuleSet()
 
 
-@pytest.mark.parametrize("text, needles", [
-    ("[check.rules.recall_at_1\nmax_drop = 1", ["invalid TOML", "line 1"]),
-    ("[check.rules.recall_at_1]\nmax_dorp = 0.1\n", ["check.rules.recall_at_1.max_dorp", "known keys", "max_drop"]),
-    ('[check.rules.recall_at_1]\nmax_drop = "0.1"\n', ["check.rules.recall_at_1.max_drop must be a number"]),
-    ("[check.rules.recall_at_1]\nnoise_aware = 1\n", ["noise_aware must be true or false"]),
-    ('[check.rules."recal_at_1/x"]\nmax_drop = 0.1\n', ['check.rules."recal_at_1/x"', "unknown metric"]),
-    ('[check.rules.recall_at_1]\ndirection = "up"\n', ["direction must be 'higher' or 'lower'"]),
-    ("[check.rules.recall_at_1]\nmax_drop = -0.1\n", ["max_drop must be >= 0"]),
-    ("[check.rules.recall_at_1]\nmin = 0.9\nmax = 0.1\n", ["min 0.9 is above max 0.1"]),
-    ("[check]\nonly_listd = true\n", ["unknown key check.only_listd"]),
-    ('[check]\nignore = "recall_at_1"\n', ["check.ignore must be a list"]),
-    ("[check]\nrules = 3\n", ["check.rules must be a table"]),
-    ("[other]\nx = 1\n", ["no [check] table"]),
-])
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ("[check.rules.recall_at_1\nmax_drop = 1", ["invalid TOML", "line 1"]),
+        (
+            "[check.rules.recall_at_1]\nmax_dorp = 0.1\n",
+            ["check.rules.recall_at_1.max_dorp", "known keys", "max_drop"],
+        ),
+        (
+            '[check.rules.recall_at_1]\nmax_drop = "0.1"\n',
+            ["check.rules.recall_at_1.max_drop must be a number"],
+        ),
+        ("[check.rules.recall_at_1]\nnoise_aware = 1\n", ["noise_aware must be true or false"]),
+        ('[check.rules."recal_at_1/x"]\nmax_drop = 0.1\n', ['check.rules."recal_at_1/x"', "unknown metric"]),
+        ('[check.rules.recall_at_1]\ndirection = "up"\n', ["direction must be 'higher' or 'lower'"]),
+        ("[check.rules.recall_at_1]\nmax_drop = -0.1\n", ["max_drop must be >= 0"]),
+        ("[check.rules.recall_at_1]\nmin = 0.9\nmax = 0.1\n", ["min 0.9 is above max 0.1"]),
+        ("[check]\nonly_listd = true\n", ["unknown key check.only_listd"]),
+        ('[check]\nignore = "recall_at_1"\n', ["check.ignore must be a list"]),
+        ("[check]\nrules = 3\n", ["check.rules must be a table"]),
+        ("[other]\nx = 1\n", ["no [check] table"]),
+    ],
+)
 def test_malformed_config_is_one_line_naming_file_and_key(tmp_path, text, needles):
     with pytest.raises(ConfigError) as e:
         rules_from(tmp_path, text)
@@ -374,7 +475,9 @@ def test_junit_xml_counts(mixed_result):
 
 
 def test_json_is_strict_json(mixed_result):
-    mixed_result.outcomes.append(evaluate_rule(Rule("recall_at_1/new", direction="higher", min=0.1), math.nan, 0.5))
+    mixed_result.outcomes.append(
+        evaluate_rule(Rule("recall_at_1/new", direction="higher", min=0.1), math.nan, 0.5)
+    )
     data = json.loads(json.dumps(chk.to_json(mixed_result), allow_nan=False))
     assert data["passed"] is False and data["exit_code"] == 1
     assert data["counts"] == {"pass": 3, "fail": 2, "skip": 1}
@@ -416,7 +519,9 @@ def test_cli_pass_writes_outputs_and_step_summary(cli_env, tmp_path, monkeypatch
     summary.write_text("previous\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     base, cur = cli_env("base.json", make_report(BASE)), cli_env("cur.json", make_report(BASE))
-    code = run(["check", "--baseline", base, "--report", cur, "--markdown", "out/s.md", "--junit", "out/j.xml"])
+    code = run(
+        ["check", "--baseline", base, "--report", cur, "--markdown", "out/s.md", "--junit", "out/j.xml"]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "passed" in out and "recall_at_1/image_to_text" in out
     assert len(_markdown_rows((tmp_path / "out/s.md").read_text())) == 5
@@ -470,19 +575,30 @@ def test_cli_malformed_baseline_and_config_exit_2(cli_env, tmp_path, capsys):
     assert "max_dorp" in _one_line_error(capsys)
 
 
-@pytest.mark.parametrize("extra", [
-    [],                                                  # no --baseline
-    ["--baseline", "b.json", "--bootstrap", "many"],     # not an integer
-    ["--baseline", "b.json", "--report", "c.json", "--model", "x.pt"],
-    ["--baseline", "b.json", "--report", "c.json", "--bootstrap", "10"],
-    ["--baseline", "b.json", "--no-such-option"],
-])
-@pytest.mark.parametrize("entry", [
-    "CliRunner",
-    pytest.param("run", marks=pytest.mark.xfail(
-        strict=True, reason="gapdiag.cli.run catches click's ClickException, but typer 0.29 raises its vendored "
-                            "typer._click exceptions: the lead's fix in cli.py makes this pass (then drop the mark)")),
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],  # no --baseline
+        ["--baseline", "b.json", "--bootstrap", "many"],  # not an integer
+        ["--baseline", "b.json", "--report", "c.json", "--model", "x.pt"],
+        ["--baseline", "b.json", "--report", "c.json", "--bootstrap", "10"],
+        ["--baseline", "b.json", "--no-such-option"],
+    ],
+)
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "CliRunner",
+        pytest.param(
+            "run",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="gapdiag.cli.run catches click's ClickException, but typer 0.29 raises its vendored "
+                "typer._click exceptions: the lead's fix in cli.py makes this pass (then drop the mark)",
+            ),
+        ),
+    ],
+)
 def test_cli_usage_errors_exit_2(cli_env, extra, entry):
     if entry == "run":
         assert run(["check", *extra]) == 2
@@ -505,10 +621,30 @@ def test_cli_measures_now_with_the_baseline_sampling(cli_env, tmp_path, monkeypa
 
     monkeypatch.setattr(api, "measure", fake_measure)
     base = cli_env("base.json", make_report(BASE, size=100, seed=4))
-    code = run(["check", "--baseline", base, "--model", "new.pt", "--data", "d.csv", "--bootstrap", "20",
-                "--out", "new.json", "--quiet"])
+    code = run(
+        [
+            "check",
+            "--baseline",
+            base,
+            "--model",
+            "new.pt",
+            "--data",
+            "d.csv",
+            "--bootstrap",
+            "20",
+            "--out",
+            "new.json",
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     (kw,) = calls
-    assert (kw["model"], kw["data"], kw["sample"], kw["seed"], kw["bootstrap"]) == ("new.pt", "d.csv", 100, 4, 20)
+    assert (kw["model"], kw["data"], kw["sample"], kw["seed"], kw["bootstrap"]) == (
+        "new.pt",
+        "d.csv",
+        100,
+        4,
+        20,
+    )
     assert kw["progress"] is False
     assert Report.load(tmp_path / "new.json").metrics == BASE

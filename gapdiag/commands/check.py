@@ -7,8 +7,9 @@ Exit codes of ``check``: 0 every rule holds, 1 regression, 2 bad usage or input 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -34,52 +35,115 @@ from gapdiag.commands._common import (
 )
 from gapdiag.errors import InputError
 
-SampleOpt = Annotated[Optional[int], typer.Option(
-    "--sample", min=1, help="Samples for the quadratic metrics when measuring now; default: the baseline's.")]
-SeedOpt = Annotated[Optional[int], typer.Option(
-    "--seed", help="Seed when measuring now; default: the baseline's (the provenance guard needs them equal).")]
-ForceOpt = Annotated[bool, typer.Option(
-    "--force", help="Compare reports measured on different data, metric definitions or sampling (warns).")]
-MarkdownOpt = Annotated[Optional[Path], typer.Option(
-    "--markdown", help="Also write the result as a Markdown table to this file.", rich_help_panel="Output")]
+SampleOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--sample",
+        min=1,
+        help="Samples for the quadratic metrics when measuring now; default: the baseline's.",
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        help="Seed when measuring now; default: the baseline's (the provenance guard needs them equal).",
+    ),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Compare reports measured on different data, metric definitions or sampling (warns)."
+    ),
+]
+MarkdownOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--markdown", help="Also write the result as a Markdown table to this file.", rich_help_panel="Output"
+    ),
+]
 
 _STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
 
 
 def register(app: typer.Typer) -> None:
     """Add ``check`` and ``compare`` to the gapdiag app."""
-    app.command(epilog=(
-        "Examples:\n\n"
-        "`gapdiag check --baseline baseline.json --report new.json`\n\n"
-        "`gapdiag check --baseline baseline.json -m new.pt -d data.csv --junit junit.xml --markdown summary.md`\n\n"
-        "Exit codes: 0 all rules hold, 1 regression, 2 bad usage or input. Rules: docs/check.md."))(check)
-    app.command(epilog=(
-        "Examples:\n\n"
-        "`gapdiag compare base.json new.json`\n\n"
-        "`gapdiag compare -d data.csv -m epoch1.pt -m epoch2.pt --plot figs/`"))(compare)
+    app.command(
+        epilog=(
+            "Examples:\n\n"
+            "`gapdiag check --baseline baseline.json --report new.json`\n\n"
+            "`gapdiag check --baseline baseline.json -m new.pt -d data.csv --junit junit.xml --markdown summary.md`\n\n"
+            "Exit codes: 0 all rules hold, 1 regression, 2 bad usage or input. Rules: docs/check.md."
+        )
+    )(check)
+    app.command(
+        epilog=(
+            "Examples:\n\n"
+            "`gapdiag compare base.json new.json`\n\n"
+            "`gapdiag compare -d data.csv -m epoch1.pt -m epoch2.pt --plot figs/`"
+        )
+    )(compare)
 
 
 def check(
-    baseline: Annotated[Path, typer.Option("--baseline", help="The reference report JSON (`gapdiag measure --out`).")],
-    report: Annotated[Optional[Path], typer.Option(
-        "--report", "-r", help="The candidate's report JSON; without it, measure now with the model/data options.")] = None,
-    config: Annotated[Optional[Path], typer.Option(
-        "--config", "-c", help="gapdiag.toml or pyproject.toml with the rules; default: the nearest one, "
-                               "else built-in defaults (docs/check.md).")] = None,
-    bootstrap: Annotated[int, typer.Option(
-        "--bootstrap", min=0, help="When measuring now: bootstrap resamples for the noise-aware rules (0 = off).")] = 0,
+    baseline: Annotated[
+        Path, typer.Option("--baseline", help="The reference report JSON (`gapdiag measure --out`).")
+    ],
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            "-r",
+            help="The candidate's report JSON; without it, measure now with the model/data options.",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="gapdiag.toml or pyproject.toml with the rules; default: the nearest one, "
+            "else built-in defaults (docs/check.md).",
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap",
+            min=0,
+            help="When measuring now: bootstrap resamples for the noise-aware rules (0 = off).",
+        ),
+    ] = 0,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     markdown: MarkdownOpt = None,
-    junit: Annotated[Optional[Path], typer.Option(
-        "--junit", help="Also write JUnit XML (one test case per metric) to this file.", rich_help_panel="Output")] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Write the current report JSON here (useful when measuring now).",
-        rich_help_panel="Output")] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit",
+            help="Also write JUnit XML (one test case per metric) to this file.",
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the current report JSON here (useful when measuring now).",
+            rich_help_panel="Output",
+        ),
+    ] = None,
     data: DataArg = None,
-    model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", help="Checkpoint or open_clip model to measure now (see `gapdiag measure --help`).",
-        rich_help_panel="Model")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint or open_clip model to measure now (see `gapdiag measure --help`).",
+            rich_help_panel="Model",
+        ),
+    ] = None,
     pretrained: PretrainedOpt = None,
     split: SplitOpt = None,
     sample: SampleOpt = None,
@@ -105,20 +169,41 @@ def check(
     measuring = {"--data": data, "--model": model, "--pretrained": pretrained, "--split": split}
     if report is not None and any(v is not None for v in measuring.values()):
         given = ", ".join(k for k, v in measuring.items() if v is not None)
-        raise typer.BadParameter(f"it excludes {given}: check a saved report, or measure now", param_hint="--report")
+        raise typer.BadParameter(
+            f"it excludes {given}: check a saved report, or measure now", param_hint="--report"
+        )
     if report is not None and bootstrap:
-        raise typer.BadParameter("it needs measuring now; for a saved report run "
-                                 "`gapdiag measure --bootstrap N --out report.json` first", param_hint="--bootstrap")
+        raise typer.BadParameter(
+            "it needs measuring now; for a saved report run "
+            "`gapdiag measure --bootstrap N --out report.json` first",
+            param_hint="--bootstrap",
+        )
 
     base = Report.load(baseline)
     rules = chk.load_rules(config)
     if report is not None:
         current = Report.load(report)
     else:
-        current = _measure(base, sample=sample, seed=seed, bootstrap=bootstrap, quiet=quiet or json_out,
-                           options=dict(data=data, split=split, model=model, pretrained=pretrained, device=device,
-                                        precision=precision, batch_size=batch_size, workers=workers,
-                                        cache_dir=cache_dir, dtype=dtype, skip_bad=skip_bad))
+        current = _measure(
+            base,
+            sample=sample,
+            seed=seed,
+            bootstrap=bootstrap,
+            options=embed_kwargs(
+                data=data,
+                split=split,
+                model=model,
+                pretrained=pretrained,
+                device=device,
+                precision=precision,
+                batch_size=batch_size,
+                workers=workers,
+                cache_dir=cache_dir,
+                dtype=dtype,
+                skip_bad=skip_bad,
+                quiet=quiet or json_out,
+            ),
+        )
     if out is not None:
         _save_report(current, out)
 
@@ -139,29 +224,51 @@ def check(
     result.raise_for_regression()
 
 
-def _measure(reference: Any | None, *, sample: int | None, seed: int | None, bootstrap: int, quiet: bool,
-             options: dict[str, Any]) -> Any:
-    """Measure now; sample size and seed default to the reference report's so the provenance guard can pass."""
+def _measure(
+    reference: Any | None, *, sample: int | None, seed: int | None, bootstrap: int, options: dict[str, Any]
+) -> Any:
+    """Measure now (``options`` from :func:`embed_kwargs`); sample size and seed default to the reference
+    report's so that the provenance guard can pass."""
     from gapdiag import api
 
     ref = ((reference.provenance or {}).get("sample") or {}) if reference is not None else {}
-    return api.measure(sample=sample if sample is not None else ref.get("size"),
-                       seed=seed if seed is not None else int(ref.get("seed") or 0),
-                       bootstrap=bootstrap, **embed_kwargs(**options, quiet=quiet))
+    return api.measure(
+        sample=sample if sample is not None else ref.get("size"),
+        seed=seed if seed is not None else int(ref.get("seed") or 0),
+        bootstrap=bootstrap,
+        **options,
+    )
 
 
 def _print_check(result: Any) -> None:
     from gapdiag.check import format_delta, format_value
 
-    table = Table(title="gapdiag check", caption=f"rules: {result.config or 'built-in defaults'}",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(
+        title="gapdiag check",
+        caption=f"rules: {result.config or 'built-in defaults'}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     # Only the rule text may wrap: metric names and numbers must stay whole in an 80-column CI log.
-    for col, justify in (("metric", "left"), ("baseline", "right"), ("current", "right"), ("delta", "right"),
-                         ("rule", "left"), ("status", "left")):
+    for col, justify in (
+        ("metric", "left"),
+        ("baseline", "right"),
+        ("current", "right"),
+        ("delta", "right"),
+        ("rule", "left"),
+        ("status", "left"),
+    ):
         table.add_column(col, justify=justify, no_wrap=col != "rule")  # type: ignore[arg-type]
     for o in result.outcomes:
-        table.add_row(o.name, format_value(o.baseline), format_value(o.current), format_delta(o.delta),
-                      o.rule or "—", _STATUS_STYLE[o.status])
+        table.add_row(
+            o.name,
+            format_value(o.baseline),
+            format_value(o.current),
+            format_delta(o.delta),
+            o.rule or "—",
+            _STATUS_STYLE[o.status],
+        )
     console.print(table)
     for o in result.outcomes:
         if o.status == "fail":
@@ -171,18 +278,37 @@ def _print_check(result: Any) -> None:
 
 
 def compare(
-    reports: Annotated[Optional[list[Path]], typer.Argument(
-        help="Report JSON files; the first is the reference for deltas.", show_default=False)] = None,
-    models: Annotated[Optional[list[str]], typer.Option(
-        "--model", "-m", help="Measure this checkpoint/model on --data (repeat; appended after the reports). "
-                              "--pretrained applies to every --model.", rich_help_panel="Model")] = None,
-    labels: Annotated[Optional[list[str]], typer.Option(
-        "--label", "-l", help="Column label per report/model, in order (repeat); default: file or model names.")] = None,
+    reports: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Report JSON files; the first is the reference for deltas.", show_default=False),
+    ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Measure this checkpoint/model on --data (repeat; appended after the reports). "
+            "--pretrained applies to every --model.",
+            rich_help_panel="Model",
+        ),
+    ] = None,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            "-l",
+            help="Column label per report/model, in order (repeat); default: file or model names.",
+        ),
+    ] = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     markdown: MarkdownOpt = None,
-    plot: Annotated[Optional[Path], typer.Option(
-        "--plot", help="Write the comparison figure to DIR/compare.png.", rich_help_panel="Output")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", help="Write the comparison figure to DIR/compare.png.", rich_help_panel="Output"
+        ),
+    ] = None,
     data: DataArg = None,
     pretrained: PretrainedOpt = None,
     split: SplitOpt = None,
@@ -207,18 +333,41 @@ def compare(
 
     paths, models = list(reports or []), list(models or [])
     if len(paths) + len(models) < 2:
-        raise typer.BadParameter("compare needs at least two reports or --model options, e.g. "
-                                 "`gapdiag compare base.json new.json`", param_hint="REPORTS")
+        raise typer.BadParameter(
+            "compare needs at least two reports or --model options, e.g. "
+            "`gapdiag compare base.json new.json`",
+            param_hint="REPORTS",
+        )
     names = [str(p) for p in paths] + models
     if labels and len(labels) != len(names):
-        raise typer.BadParameter(f"{len(labels)} labels for {len(names)} reports/models: give one per column",
-                                 param_hint="--label")
+        raise typer.BadParameter(
+            f"{len(labels)} labels for {len(names)} reports/models: give one per column", param_hint="--label"
+        )
     loaded = [Report.load(p) for p in paths]
-    options = dict(data=data, split=split, pretrained=pretrained, device=device, precision=precision,
-                   batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype, skip_bad=skip_bad)
+    options = embed_kwargs(
+        data=data,
+        split=split,
+        model=None,
+        pretrained=pretrained,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        workers=workers,
+        cache_dir=cache_dir,
+        dtype=dtype,
+        skip_bad=skip_bad,
+        quiet=quiet or json_out,
+    )
     for m in models:
-        loaded.append(_measure(loaded[0] if loaded else None, sample=sample, seed=seed, bootstrap=0,
-                               quiet=quiet or json_out, options={**options, "model": m}))
+        loaded.append(
+            _measure(
+                loaded[0] if loaded else None,
+                sample=sample,
+                seed=seed,
+                bootstrap=0,
+                options={**options, "model": m},
+            )
+        )
 
     comp = chk.compare_reports(loaded, labels or names, force=force)
     if markdown is not None:
@@ -243,16 +392,25 @@ _ARROW_STYLE = {"better": "green", "worse": "red", "same": "dim", None: "dim"}
 def _comparison_table(comp: Any) -> Table:
     from gapdiag.check import format_delta, format_value
 
-    table = Table(title="gapdiag compare", caption="Δ against the first column; green = better, red = worse",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(
+        title="gapdiag compare",
+        caption="Δ against the first column; green = better, red = worse",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     table.add_column("metric", no_wrap=True)
     table.add_column("better", justify="center")
     for label in comp.labels:
         table.add_column(label, justify="right", overflow="fold")
     for row in comp.rows:
-        cells = [row.metric, {"higher": "↑", "lower": "↓", None: ""}[row.direction], format_value(row.values[0])]
+        cells = [
+            row.metric,
+            {"higher": "↑", "lower": "↓", None: ""}[row.direction],
+            format_value(row.values[0]),
+        ]
         for value, delta, verdict in zip(row.values[1:], row.deltas[1:], row.verdicts[1:]):
-            if delta != delta:  # NaN: absent on one side
+            if math.isnan(delta):  # absent on one side
                 cells.append(format_value(value))
                 continue
             arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
@@ -266,11 +424,15 @@ def _write_text(path: Path, text: str, option: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     except OSError as e:
-        raise InputError(f"cannot write {option} file {path}: {e.strerror}", hint=f"pass a writable path to {option}") from None
+        raise InputError(
+            f"cannot write {option} file {path}: {e.strerror}", hint=f"pass a writable path to {option}"
+        ) from None
 
 
 def _save_report(report: Any, out: Path) -> None:
     try:
         report.save(out)
     except OSError as e:
-        raise InputError(f"cannot write report {out}: {e.strerror}", hint="choose a writable --out path") from None
+        raise InputError(
+            f"cannot write report {out}: {e.strerror}", hint="choose a writable --out path"
+        ) from None
