@@ -53,6 +53,24 @@ def test_search_topk_matches_full_matrix_with_odd_batches():
     assert idx.dtype == np.int64 and scores.shape == (37, 7)
 
 
+def test_small_work_chunks_give_the_same_result(monkeypatch):
+    # Rescoring is chunked over queries and candidates; chunks that divide nothing must not change a bit.
+    from gapdiag.metrics import retrieval
+
+    rng = np.random.default_rng(11)
+    q, g = rng.normal(size=(13, 8)), rng.normal(size=(70, 8))
+    g[40:50] = g[5]  # a tie group wider than a candidate chunk
+    expected = search_topk(q, g, 9, device="cpu")
+    monkeypatch.setattr(retrieval, "_CHUNK_ELEMENTS", 50)
+    got = search_topk(q, g, 9, device="cpu", candidates=9)
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], ref_topk(q, g, 9)[1])
+    top = search_topk(g[5:6], g, 12, device="cpu", candidates=2)[1]
+    np.testing.assert_array_equal(top[0, :11], [5, *range(40, 50)])
+    np.testing.assert_array_equal(top, ref_topk(g[5:6], g, 12)[1])
+
+
 def test_search_topk_without_normalisation_ranks_raw_inner_products():
     rng = np.random.default_rng(1)
     q, g = rng.normal(size=(9, 8)), rng.normal(size=(40, 8)) * rng.uniform(0.1, 5, size=(40, 1))
@@ -227,6 +245,8 @@ def test_agreement_samples_queries_with_the_seed():
         (lambda q, g: search_topk(q, g, 2, device="tpu"), "device"),
         (lambda q, g: search_topk(q, np.zeros_like(g), 2, device="cpu"), "zero vector"),
         (lambda q, g: search_topk(q[0], g, 2, device="cpu"), "2-D"),
+        (lambda q, g: approximate_recall_agreement(q, g, 2, index="ivf", nprob=3, device="cpu"), "nprob"),
+        (lambda q, g: approximate_recall_agreement(q, g, 6, device="cpu"), "k=6"),
     ],
 )
 def test_bad_input_raises_one_line_input_error(call, fragment):

@@ -28,6 +28,8 @@ IndexKind = Literal["flat", "ivf", "hnsw"]
 
 # FAISS GPU k-selection is limited to this many results per query (GPU_MAX_SELECTION_K).
 _GPU_MAX_K = 2048
+# search_topk keywords that configure the FAISS index (the rest configure the search loop).
+_SEARCHER_OPTIONS = ("index", "device", "nlist", "nprobe", "hnsw_m", "ef_search", "ef_construction", "seed")
 # Elements per step when rescoring or taking norms: bounds the float64 temporaries to ~32 MB.
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -136,12 +138,16 @@ def _exact_scores(
     """
     rows, c = cand.shape
     out = np.empty((rows, c), dtype=np.float64)
-    step = _rows_per_chunk(c * q.shape[1])
-    for s in range(0, rows, step):
-        cb = cand[s : s + step]
-        vecs = gallery[np.where(cb >= 0, cb, 0)].astype(np.float64)
-        vecs *= q[s : s + step, None, :].astype(np.float64)
-        out[s : s + step] = vecs.sum(axis=-1)
+    # Chunk candidates too: a query widened to a huge tie group may carry the whole gallery.
+    col_step = _rows_per_chunk(q.shape[1])
+    row_step = _rows_per_chunk(min(c, col_step) * q.shape[1])
+    for r in range(0, rows, row_step):
+        qr = q[r : r + row_step, None, :].astype(np.float64)
+        for c0 in range(0, c, col_step):
+            cb = cand[r : r + row_step, c0 : c0 + col_step]
+            vecs = gallery[np.where(cb >= 0, cb, 0)].astype(np.float64)
+            vecs *= qr
+            out[r : r + row_step, c0 : c0 + col_step] = vecs.sum(axis=-1)
     out[cand < 0] = -np.inf
     return out
 
@@ -224,7 +230,9 @@ def search_topk(
     fewer than k items, the missing entries are index -1 with score -inf.
 
     Memory: the normalised gallery is held as float32 on the host (plus FAISS's own copy; on a GPU that copy
-    lives in GPU memory); queries are searched ``batch_size`` at a time.
+    lives in GPU memory); queries are searched ``batch_size`` at a time. Cost: one FAISS search per batch
+    in the usual case; a query whose K-th score is shared by many items (a collapsed space) widens its
+    search up to the whole gallery, i.e. up to a full pass for that query.
 
     Args:
         queries: ``(n_queries, d)`` float array.
@@ -259,27 +267,43 @@ def search_topk(
     """
     q = unit_rows(queries, "queries", normalize=normalize)
     g = unit_rows(gallery, "gallery", normalize=normalize)
-    check_same_dim(q, g, "queries", "gallery")
-    k = _check_k(k, g.shape[0])
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    searcher = _Searcher(
+    return _topk(
+        q,
         g,
-        index=index,
+        k,
         device=device,
+        index=index,
         nlist=nlist,
         nprobe=nprobe,
         hnsw_m=hnsw_m,
         ef_search=ef_search,
         ef_construction=ef_construction,
+        candidates=candidates,
+        batch_size=batch_size,
         seed=seed,
     )
-    return _search_all(searcher, q, k, candidates=candidates, batch_size=batch_size)
 
 
-def _search_all(
-    searcher: _Searcher, q: NDArray[np.float32], k: int, *, candidates: int | None, batch_size: int
+def _topk(
+    q: NDArray[np.float32],
+    g: NDArray[np.float32],
+    k: int,
+    *,
+    candidates: int | None = None,
+    batch_size: int = 1024,
+    **searcher_options: Any,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """:func:`search_topk` on arrays that are already checked float32 (so callers make no second copy)."""
+    check_same_dim(q, g, "queries", "gallery")
+    k = _check_k(k, g.shape[0])
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    # search_topk's keyword defaults are the one source of the index settings.
+    options = {key: search_topk.__kwdefaults__[key] for key in _SEARCHER_OPTIONS}
+    unknown = set(searcher_options) - set(options)
+    if unknown:
+        raise InputError(f"unknown search option(s) {sorted(unknown)}; see search_topk for the options")
+    searcher = _Searcher(g, **{**options, **searcher_options})
     first_k = max(k, candidates if candidates is not None else max(2 * k, k + 16))
     # |float32 FAISS score − exact score| <= d·2⁻²⁴·‖q‖·‖g‖ (summation error bound, with slack); twice that,
     # since both the k-th score and an unseen item's score can be off, is the window of possible ties.
@@ -356,7 +380,7 @@ def recall_at_k(
     q_ids = check_sample_index(query_sample, q.shape[0], "queries")
     g_ids = check_sample_index(gallery_sample, g.shape[0], "gallery")
     ks = [_check_k(k, g.shape[0], "K") for k in ks]
-    _, top = search_topk(q, g, max(ks), normalize=False, device=device, batch_size=batch_size)
+    _, top = _topk(q, g, max(ks), device=device, batch_size=batch_size)
     # Rank of the first hit per query (max(ks) when there is none): one pass serves every K.
     hits = g_ids[top] == q_ids[:, None]
     first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), max(ks))
@@ -401,10 +425,8 @@ def approximate_recall_agreement(
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(q.shape[0], size=min(sample, q.shape[0]), replace=False))
     q = q[picked]
-    exact_scores, _ = search_topk(q, g, k, normalize=False, device=device, index="flat")
-    _, approx_idx = search_topk(
-        q, g, k, normalize=False, device=device, index=index, seed=seed, **index_options
-    )
+    exact_scores, _ = _topk(q, g, k, device=device, index="flat")
+    _, approx_idx = _topk(q, g, k, device=device, index=index, seed=seed, **index_options)
     approx_scores = _exact_scores(q, g, approx_idx)
     found = approx_scores >= exact_scores[:, -1:]
     return float(found.sum() / found.size)
