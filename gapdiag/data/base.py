@@ -191,16 +191,41 @@ def template_captions(
     return captions, sample_index, locations
 
 
+@dataclass
+class ImageTextItems:
+    """Image and caption items gathered by a reader: one image per sample, any number of captions.
+
+    Attributes:
+        images: One image item per sample (a path or a :class:`gapdiag.data.images.TarMember`).
+        image_locations: Where each image came from.
+        captions: All captions; ``caption_samples[j]`` is the sample of caption ``j``.
+        caption_samples: Sample of each caption.
+        caption_locations: Where each caption came from.
+    """
+
+    images: list[Any] = field(default_factory=list)
+    image_locations: list[str] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    caption_samples: list[int] = field(default_factory=list)
+    caption_locations: list[str] = field(default_factory=list)
+
+    def add(self, image: Any, location: str, captions: Sequence[tuple[str, str]]) -> None:
+        """Append one sample: its image and its ``(caption, location)`` pairs."""
+        sample = len(self.images)
+        self.images.append(image)
+        self.image_locations.append(location)
+        for caption, caption_location in captions:
+            self.captions.append(caption)
+            self.caption_samples.append(sample)
+            self.caption_locations.append(caption_location)
+
+
 def image_text_dataset(
     *,
     name: str,
     source: str,
     format: str,
-    images: Sequence[Any],
-    image_locations: Sequence[str],
-    captions: Sequence[str],
-    caption_samples: Sequence[int] | NDArray[np.int64],
-    caption_locations: Sequence[str],
+    items: ImageTextItems,
     files: Sequence[Path],
     options: dict[str, Any] | None = None,
     labels: NDArray[np.int64] | None = None,
@@ -216,8 +241,7 @@ def image_text_dataset(
     the format and its options.
 
     Args:
-        images: One image item per sample (a path or a :class:`gapdiag.data.images.TarMember`).
-        captions: All captions; ``caption_samples[j]`` is the sample of caption ``j``.
+        items: The images and captions with their alignment.
         files: Files whose size and mtime go into the fingerprint (image files, or tar shards).
         options: Reader options that change the output (columns used, split...).
         skipped: ``"location: reason"`` of every row left out by ``skip_bad``; kept in ``extra["skipped"]``.
@@ -227,18 +251,19 @@ def image_text_dataset(
     """
     from gapdiag.errors import DatasetError
 
-    if len(images) == 0:
+    n = len(items.images)
+    if n == 0:
         reason = f"; {len(skipped)} skipped, first: {skipped[0]}" if skipped else ""
         raise DatasetError(f"{source}: the dataset is empty (no image with a caption{reason})")
-    sample_index = np.asarray(caption_samples, dtype=np.int64)
+    sample_index = np.asarray(items.caption_samples, dtype=np.int64)
     templates = tuple(templates)
     attrs = {k: np.asarray(v, dtype=str) for k, v in attributes.items()} if attributes else None
     extra = {
         "version": DATA_FINGERPRINT_VERSION,
         "format": format,
         "options": options or {},
-        "images": [str(x) for x in images],
-        "captions": list(captions),
+        "images": [str(x) for x in items.images],
+        "captions": items.captions,
         "caption_samples": sample_index.tolist(),
         "labels": None if labels is None else labels.tolist(),
         "class_names": class_names,
@@ -247,15 +272,15 @@ def image_text_dataset(
     }
     modalities = {
         "image": Modality(
-            "image", "image", list(images), np.arange(len(images), dtype=np.int64), list(image_locations)
+            "image", "image", items.images, np.arange(n, dtype=np.int64), items.image_locations
         ),
-        "text": Modality("text", "text", list(captions), sample_index, list(caption_locations)),
+        "text": Modality("text", "text", items.captions, sample_index, items.caption_locations),
     }
     return PairedDataset(
         name=name,
         source=source,
         modalities=modalities,
-        n_samples=len(images),
+        n_samples=n,
         labels=labels,
         class_names=class_names,
         templates=templates,

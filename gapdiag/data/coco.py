@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gapdiag.data.base import PairedDataset, image_text_dataset
+from gapdiag.data.base import ImageTextItems, PairedDataset, image_text_dataset
 from gapdiag.data.images import missing_image_message
 from gapdiag.errors import DatasetError
 
@@ -110,11 +110,7 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
         captions_of[ann["image_id"]].append((caption, f"{name}: annotations[{k}]"))
 
     root = _resolve_image_root(path, str(next(iter(images_meta.values()))["file_name"]), image_root)
-    images: list[Path] = []
-    image_locs: list[str] = []
-    captions: list[str] = []
-    cap_samples: list[int] = []
-    cap_locs: list[str] = []
+    items = ImageTextItems()
     for k, (image_id, img) in enumerate(images_meta.items()):
         where = f"{name}: images[{k}] (id {image_id})"
         if not captions_of[image_id]:
@@ -124,24 +120,14 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
         if not file.is_file():
             bad(missing_image_message(where, file))
             continue
-        sample = len(images)
-        images.append(file)
-        image_locs.append(where)
-        for caption, loc in captions_of[image_id]:
-            captions.append(caption)
-            cap_samples.append(sample)
-            cap_locs.append(loc)
+        items.add(file, where, captions_of[image_id])
 
     return image_text_dataset(
         name=path.stem,
         source=str(path),
         format="coco",
-        images=images,
-        image_locations=image_locs,
-        captions=captions,
-        caption_samples=cap_samples,
-        caption_locations=cap_locs,
-        files=images,
+        items=items,
+        files=items.images,
         options={"image_root": str(root), "skip_bad": skip_bad},
         skipped=skipped,
     )

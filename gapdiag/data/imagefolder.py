@@ -13,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gapdiag.data.base import DEFAULT_TEMPLATES, PairedDataset, image_text_dataset, template_captions
+from gapdiag.data.base import (
+    DEFAULT_TEMPLATES,
+    ImageTextItems,
+    PairedDataset,
+    image_text_dataset,
+    template_captions,
+)
 from gapdiag.data.images import is_image_file
 from gapdiag.errors import DatasetError
 
@@ -60,15 +66,12 @@ def read_imagefolder(
     label_arr = np.asarray(labels, dtype=np.int64)
     image_locs = [str(p.relative_to(root)) for p in images]
     captions, cap_samples, cap_locs = template_captions(label_arr, class_names, templates, image_locs)
+    items = ImageTextItems(images, image_locs, captions, cap_samples.tolist(), cap_locs)
     return image_text_dataset(
         name=root.name,
         source=str(root),
         format="imagefolder",
-        images=images,
-        image_locations=image_locs,
-        captions=captions,
-        caption_samples=cap_samples,
-        caption_locations=cap_locs,
+        items=items,
         files=images,
         options={"split": split},
         labels=label_arr,

@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from gapdiag.data.base import (
     DEFAULT_TEMPLATES,
+    ImageTextItems,
     PairedDataset,
     class_names_by_id,
     encode_labels,
@@ -249,6 +250,43 @@ def _split_mask(table: Table, split_col: str | None, split: str) -> NDArray[np.b
     return mask
 
 
+def _row_image(table: Table, i: int, column: str, skip_bad: bool, skipped: list[str]) -> Path | None:
+    """Row ``i``'s image path (relative to the manifest's folder); ``None`` if skipped as blank or missing."""
+    loc, raw = table.locations[i], table.rows[i].get(column)
+    if _is_blank(raw):
+        problem = f"{loc}: empty image path in column {column!r}"
+        if not skip_bad:
+            raise DatasetError(f"{problem} (fill it or pass --skip-bad)")
+        skipped.append(problem)
+        return None
+    image = Path(str(raw).strip()).expanduser()
+    image = image if image.is_absolute() else table.path.parent / image
+    if not image.is_file():
+        if not skip_bad:
+            raise DatasetError(missing_image_message(f"{loc} column {column!r}", image))
+        skipped.append(f"{loc}: image file not found: {image}")
+        return None
+    return image
+
+
+def _row_captions(
+    table: Table, i: int, columns: Sequence[str], skip_bad: bool, skipped: list[str]
+) -> list[tuple[str, str]]:
+    """Row ``i``'s ``(caption, location)`` pairs, in column order; blank ones fail or are skipped."""
+    loc, out = table.locations[i], []
+    for col in columns:
+        cell = _captions_in_cell(table.rows[i].get(col))
+        for cap in [""] if cell is None else cell:
+            if not cap.strip():
+                problem = f"{loc}: empty caption in column {col!r}"
+                if not skip_bad:
+                    raise DatasetError(f"{problem} (write one, or pass --skip-bad to drop it)")
+                skipped.append(problem)
+                continue
+            out.append((cap.strip(), f"{loc} column {col!r}"))
+    return out
+
+
 def read_manifest(
     path: Path,
     *,
@@ -313,57 +351,22 @@ def read_manifest(
             f"caption_n; columns: {', '.join(cols)}); name it with --text-column"
         )
 
-    images: list[Path] = []
-    image_locs: list[str] = []
-    captions: list[str] = []
-    cap_samples: list[int] = []
-    cap_locs: list[str] = []
+    items = ImageTextItems()
     sample_rows: list[int] = []
     for i in np.flatnonzero(keep).tolist():
-        row, loc = rows[i], locs[i]
-        raw_path = row.get(img_col)
-        if _is_blank(raw_path):
-            if not skip_bad:
-                raise DatasetError(
-                    f"{loc}: empty image path in column {img_col!r} (fill it or pass --skip-bad)"
-                )
-            skipped.append(f"{loc}: empty image path in column {img_col!r}")
+        image = _row_image(table, i, img_col, skip_bad, skipped)
+        row_caps = _row_captions(table, i, cap_cols, skip_bad, skipped)
+        if image is None or (cap_cols and not row_caps):
             continue
-        image = Path(str(raw_path).strip()).expanduser()
-        image = image if image.is_absolute() else path.parent / image
-        if not image.is_file():
-            if not skip_bad:
-                raise DatasetError(missing_image_message(f"{loc} column {img_col!r}", image))
-            skipped.append(f"{loc}: image file not found: {image}")
-            continue
-        row_caps: list[tuple[str, str]] = []
-        for col in cap_cols:
-            cell = _captions_in_cell(row.get(col))
-            for cap in [""] if cell is None else cell:
-                if not cap.strip():
-                    if not skip_bad:
-                        raise DatasetError(
-                            f"{loc}: empty caption in column {col!r} "
-                            f"(write one, or pass --skip-bad to drop it)"
-                        )
-                    skipped.append(f"{loc}: empty caption in column {col!r}")
-                    continue
-                row_caps.append((cap.strip(), f"{loc} column {col!r}"))
-        if cap_cols and not row_caps:
-            continue  # every caption was blank and skipped above
-        sample = len(images)
-        images.append(image)
-        image_locs.append(loc)
+        items.add(image, locs[i], row_caps)
         sample_rows.append(i)
-        for cap, cap_loc in row_caps:
-            captions.append(cap)
-            cap_samples.append(sample)
-            cap_locs.append(cap_loc)
 
     labels = None if labels_all is None else labels_all[sample_rows]
     if not cap_cols and labels is not None and class_names is not None:
-        captions, samples_arr, cap_locs = template_captions(labels, class_names, templates, image_locs)
-        cap_samples = samples_arr.tolist()
+        captions, samples_arr, cap_locs = template_captions(
+            labels, class_names, templates, items.image_locations
+        )
+        items = ImageTextItems(items.images, items.image_locations, captions, samples_arr.tolist(), cap_locs)
     attributes = {c: np.array([str(rows[i][c]).strip() for i in sample_rows], dtype=str) for c in attr_cols}
     options = {
         "image_column": img_col,
@@ -378,12 +381,8 @@ def read_manifest(
         name=path.parent.name if path.stem == "manifest" else path.stem,
         source=str(path),
         format="manifest",
-        images=images,
-        image_locations=image_locs,
-        captions=captions,
-        caption_samples=cap_samples,
-        caption_locations=cap_locs,
-        files=images,
+        items=items,
+        files=items.images,
         options=options,
         labels=labels,
         class_names=class_names,

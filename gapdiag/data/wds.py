@@ -20,9 +20,13 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from gapdiag.data.base import PairedDataset, class_names_by_id, encode_labels, image_text_dataset
+from gapdiag.data.base import (
+    ImageTextItems,
+    PairedDataset,
+    class_names_by_id,
+    encode_labels,
+    image_text_dataset,
+)
 from gapdiag.data.images import TarMember
 from gapdiag.errors import DatasetError
 
@@ -112,13 +116,8 @@ def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDatase
     """
     shards = shard_paths(spec)
     skipped: list[str] = []
-    images: list[TarMember] = []
-    image_locs: list[str] = []
-    captions: list[str] = []
-    cap_samples: list[int] = []
-    cap_locs: list[str] = []
+    items = ImageTextItems()
     raw_labels: list[Any] = []
-    label_locs: list[str] = []
     names: list[str | None] = []
     for shard in shards:
         for key, fields in _index_shard(shard).items():
@@ -140,36 +139,26 @@ def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDatase
                     raise DatasetError(f"{problem} (fix the shard or pass --skip-bad)")
                 skipped.append(problem)
                 continue
-            sample = len(images)
-            images.append(image)
-            image_locs.append(loc)
-            for cap in caps:
-                captions.append(cap.strip())
-                cap_samples.append(sample)
-                cap_locs.append(loc)
-            label = fields.get("cls", meta.get("label"))
-            raw_labels.append(label)
-            label_locs.append(loc)
+            items.add(image, loc, [(cap.strip(), loc) for cap in caps])
+            raw_labels.append(fields.get("cls", meta.get("label")))
             names.append(meta.get("class_name"))
 
     labels = class_names = None
     has_label = [lab is not None and str(lab).strip() != "" for lab in raw_labels]
     if any(has_label):
         if not all(has_label):
-            first = label_locs[has_label.index(False)]
+            first = items.image_locations[has_label.index(False)]
             raise DatasetError(f"{first}: sample has no label while others have one (label every sample)")
         labels, class_names = encode_labels(raw_labels, f"{shards[0].parent} labels")
         if class_names is None and all(n is not None for n in names):
-            class_names = class_names_by_id(labels, [str(n) for n in names], label_locs, "json 'class_name'")
+            class_names = class_names_by_id(
+                labels, [str(n) for n in names], items.image_locations, "json 'class_name'"
+            )
     return image_text_dataset(
         name=shards[0].parent.name if len(shards) > 1 else shards[0].stem,
         source=str(spec),
         format="webdataset",
-        images=images,
-        image_locations=image_locs,
-        captions=captions,
-        caption_samples=np.asarray(cap_samples, dtype=np.int64),
-        caption_locations=cap_locs,
+        items=items,
         files=shards,
         options={"skip_bad": skip_bad},
         labels=labels,
