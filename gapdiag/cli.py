@@ -9,15 +9,39 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional, Sequence
 
 import typer
+from rich.table import Table
 
 from gapdiag import __version__
 from gapdiag.commands import check as _check_commands
 from gapdiag.commands import plot as _plot_commands
-from gapdiag.commands._common import err_console
-from gapdiag.errors import GapdiagError
+from gapdiag.commands._common import (
+    BatchSizeOpt,
+    CacheDirOpt,
+    DataArg,
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    ModelOpt,
+    PrecisionOpt,
+    PretrainedOpt,
+    QuietOpt,
+    SeedOpt,
+    SkipBadOpt,
+    SplitOpt,
+    WorkersOpt,
+    console,
+    embed_kwargs,
+    err_console,
+    print_json,
+)
+from gapdiag.errors import GapdiagError, InputError
+
+if TYPE_CHECKING:
+    from gapdiag.report import Report
 
 app = typer.Typer(
     name="gapdiag",
@@ -46,6 +70,340 @@ def _root(
                                  help="Print the version and exit."),
 ) -> None:
     """Diagnose the embedding space of CLIP-like models."""
+
+
+# ------------------------------------------------------------------------------------------------ embed
+
+
+@app.command(epilog="Example: `gapdiag embed --data captions.csv --model ViT-B-32 --pretrained laion2b_s34b_b79k`")
+def embed(
+    data: DataArg = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    split: SplitOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    dtype: DtypeOpt = "float32",
+    skip_bad: SkipBadOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Embed every modality of a dataset and store the vectors in the cache (resumable, crash-safe).
+
+    A second run on the same model and data is a cache hit. A run that is interrupted (Ctrl-C, kill, out of
+    memory) resumes from the last committed chunk.
+    """
+    from gapdiag import api
+
+    es = api.embed(**embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
+                                  precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
+                                  dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
+    prov = es.provenance
+    summary = {"key": prov.get("key"), "path": prov.get("path"), "model": (prov.get("model") or {}).get("name"),
+               "dataset": (prov.get("dataset") or {}).get("name"), "counts": es.counts(), "dim": es.dim,
+               "dtype": str(next(iter(es.vectors.values())).dtype), "skipped": prov.get("skipped") or []}
+    if json_out:
+        print_json(summary)
+        return
+    console.print(f"[bold]{summary['model']}[/] on [bold]{summary['dataset']}[/]: "
+                  + ", ".join(f"{n} {name}" for name, n in summary["counts"].items())
+                  + f", d={summary['dim']}, {summary['dtype']}")
+    for line in summary["skipped"]:
+        err_console.print(f"[yellow]skipped:[/] {line}", highlight=False)
+    if summary["key"]:
+        console.print(f"cache entry {summary['key']}" + (f" in {summary['path']}" if summary["path"] else ""))
+
+
+# ------------------------------------------------------------------------------------------------ measure
+
+
+@app.command(epilog=(
+    "Examples:\n\n"
+    "`gapdiag measure` (bundled tiny CLIP + digits, offline)\n\n"
+    "`gapdiag measure -d coco/captions_val2017.json -m ViT-B-32 -p openai --sample 5000 --out report.json`\n\n"
+    "`gapdiag measure -d embeddings.npz --metrics modality_gap,cos_tp --json`"))
+def measure(
+    data: DataArg = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    split: SplitOpt = None,
+    metrics: Annotated[Optional[str], typer.Option(
+        "--metrics", help="Comma-separated metric names (see docs/metrics.md); default: every metric that applies.")] = None,
+    sample: Annotated[Optional[int], typer.Option(
+        "--sample", min=1, help="Use this many samples (seeded) for the quadratic metrics; default exact.")] = None,
+    seed: SeedOpt = 0,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0,
+                                           help="Bootstrap resamples for confidence intervals (0 = off).")] = 0,
+    retrieval_engine: Annotated[str, typer.Option(
+        "--retrieval-engine", help="auto (fused blocked pass on CPU, FAISS on GPU), faiss or blocked.")] = "auto",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the report JSON here.")] = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    dtype: DtypeOpt = "float32",
+    skip_bad: SkipBadOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure the embedding-space geometry: modality gap, Cos_TP, angular value, uniformity, effective rank,
+    retrieval R@K, clustering V-Measure, zero-shot accuracy.
+
+    With no arguments it measures the bundled tiny InfoNCE checkpoint on the bundled handwritten-digits data.
+    """
+    from gapdiag import api
+
+    report = api.measure(
+        metrics=[m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
+        sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine,
+        **embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
+                       precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
+                       dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
+    if out is not None:
+        _save_report(report, out)
+    if json_out:
+        print_json(report.to_dict(include_extras=False))
+        return
+    console.print(report_table(report))
+    if out is not None:
+        console.print(f"report written to {out}")
+
+
+def _save_report(report: "Report", out: Path) -> None:
+    try:
+        report.save(out)
+    except OSError as e:
+        raise InputError(f"cannot write report {out}: {e.strerror}", hint="choose a writable --out path") from None
+
+
+# ------------------------------------------------------------------------------------------------ shift
+
+
+def _float_list(text: str | None, option: str) -> list[float] | None:
+    """Parse ``0.01,0.02`` or a range ``-1:1:0.25`` (start:stop:step, stop included)."""
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if step <= 0:
+                raise ValueError
+            n = int(round((stop - start) / step)) + 1
+            return [round(start + i * step, 10) for i in range(max(n, 0))]
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{option} {text!r} is not a list of numbers",
+                         hint="use comma-separated values (0.01,0.1,1) or start:stop:step (-1:1:0.25)") from None
+
+
+@app.command(epilog="Example: `gapdiag shift --lambdas -1:1:0.25 --out shift.json` then `gapdiag plot --kind shift --shift shift.json`")
+def shift(
+    data: DataArg = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    split: SplitOpt = None,
+    lambdas: Annotated[Optional[str], typer.Option(
+        "--lambdas", help="Shift amounts λ: start:stop:step or a comma list. Default -1:1:0.25.")] = None,
+    temperatures: Annotated[Optional[str], typer.Option(
+        "--temperatures", help="Temperatures τ of the contrastive loss. Default 0.01,0.02,0.1,1.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the result JSON here.")] = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    dtype: DtypeOpt = "float32",
+    skip_bad: SkipBadOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Liang et al.'s embedding-shift experiment: move images and texts along the gap vector and report, per λ,
+    the gap, the contrastive loss at several temperatures, R@1 and zero-shot accuracy."""
+    from gapdiag import api
+
+    result = api.shift(lambdas=_float_list(lambdas, "--lambdas"), temperatures=_float_list(temperatures, "--temperatures"),
+                       **embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
+                                      precision=precision, batch_size=batch_size, workers=workers,
+                                      cache_dir=cache_dir, dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
+    if out is not None:
+        _write_json(result, out)
+    if json_out:
+        print_json(result)
+        return
+    table = Table(title="embedding shift (Liang et al. 2022)")
+    table.add_column("λ", justify="right")
+    table.add_column("gap", justify="right")
+    temps = list(result["loss"])
+    for t in temps:
+        table.add_column(f"loss τ={t}", justify="right")
+    table.add_column("R@1 i→t", justify="right")
+    table.add_column("R@1 t→i", justify="right")
+    zs = result.get("zero_shot_accuracy")
+    if zs:
+        table.add_column("zero-shot", justify="right")
+    r1 = result["recall_at_1"]
+    directions = list(r1)
+    for i, lam in enumerate(result["lambdas"]):
+        row = [f"{lam:+.2f}", f"{result['gap'][i]:.3f}"] + [f"{result['loss'][t][i]:.3f}" for t in temps]
+        row += [f"{r1[d][i]:.3f}" for d in directions[:2]]
+        if zs:
+            row.append(f"{zs[i]:.3f}")
+        table.add_row(*row)
+    console.print(table)
+    if out is not None:
+        console.print(f"written to {out}")
+
+
+def _write_json(obj: dict, out: Path) -> None:
+    import json
+
+    from gapdiag.report import _to_jsonable
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(obj, indent=2, default=_to_jsonable) + "\n")
+        tmp.replace(out)
+    except OSError as e:
+        raise InputError(f"cannot write {out}: {e.strerror}", hint="choose a writable --out path") from None
+
+
+# ------------------------------------------------------------------------------------------------ train
+
+
+@app.command(epilog=(
+    "Example: `gapdiag train --data sample_data/digits/manifest.csv --split train --eval-split test "
+    "--model gapdiag-tiny-vit --loss atp_cu --epochs 30 --out runs/atp`"))
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics.jsonl, model.safetensors); resumed if it exists.")],
+    data: DataArg = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Architecture/config JSON (random init) or checkpoint (fine-tune).")] = "gapdiag-tiny-vit",
+    pretrained: PretrainedOpt = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="Training split of the manifest.")] = "train",
+    eval_split: Annotated[Optional[str], typer.Option("--eval-split", help="Split for the per-epoch metrics.")] = "test",
+    loss: Annotated[str, typer.Option("--loss", help="infonce, cua, cuaxu (Fahim et al.) or atp_cu (Grassucci et al.).")] = "infonce",
+    lambda_atp: Annotated[Optional[float], typer.Option("--lambda-atp", help="λ1 of atp_cu (default 1).")] = None,
+    lambda_cu: Annotated[Optional[float], typer.Option("--lambda-cu", help="λ2 of atp_cu (default 1).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
+    batch_size: BatchSizeOpt = 128,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (cosine schedule with warm-up).")] = 1e-3,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Fix τ (e.g. 0.1); default learnable.")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    workers: WorkersOpt = 0,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Epochs between checkpoints.")] = 1,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train or fine-tune an open_clip model with InfoNCE or a gap-closing loss; logs gap, Cos_TP and R@1 per
+    epoch to metrics.jsonl, checkpoints periodically and resumes after an interruption."""
+    from gapdiag import api
+    from gapdiag.train import train as run_training
+
+    weights = {k: v for k, v in (("lambda_atp", lambda_atp), ("lambda_cu", lambda_cu)) if v is not None}
+    train_data = api.load_data(data, split=split)
+    eval_data = api.load_data(data, split=eval_split) if eval_split else None
+    result = run_training(train_data, model, out_dir=out, pretrained=pretrained, loss=loss, loss_weights=weights,
+                          eval_data=eval_data, epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature,
+                          seed=seed, device=device, precision=precision, workers=workers,
+                          checkpoint_every=checkpoint_every, progress=not (quiet or json_out))
+    summary = {"out": str(result.out_dir), "model": str(result.model_path), "resumed_from_epoch": result.resumed_from,
+               "epochs": result.epochs}
+    if json_out:
+        print_json(summary)
+        return
+    last = result.epochs[-1] if result.epochs else {}
+    console.print(f"model written to {result.model_path}")
+    console.print(", ".join(f"{k}={v:.4f}" for k, v in last.items() if isinstance(v, float)))
+
+
+# ------------------------------------------------------------------------------------------------ cache
+
+cache_app = typer.Typer(help="Inspect and clean the embedding cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("ls", epilog="Example: `gapdiag cache ls --json`")
+def cache_ls(cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
+    """List cache entries: key, model, dataset, counts, dtype, size, created, complete."""
+    from gapdiag.cache import EmbeddingCache
+
+    cache = EmbeddingCache(cache_dir)
+    entries = cache.ls()
+    if json_out:
+        print_json({"root": str(cache.root), "entries": entries})
+        return
+    table = Table(title=f"gapdiag cache: {cache.root}")
+    for col in ("key", "model", "dataset", "counts", "dtype", "size", "created", "complete"):
+        table.add_column(col)
+    for e in entries:
+        counts = ", ".join(f"{k}={v}" for k, v in (e.get("counts") or {}).items())
+        size = e.get("size_bytes", e.get("size", 0)) or 0
+        table.add_row(str(e.get("key")), str(e.get("model")), str(e.get("dataset")), counts, str(e.get("dtype")),
+                      f"{size / 1e6:.1f} MB", str(e.get("created") or ""), "yes" if e.get("complete") else "no")
+    console.print(table)
+
+
+@cache_app.command("rm", epilog="Examples: `gapdiag cache rm 3f2a9c`, `gapdiag cache rm all`")
+def cache_rm(key: Annotated[str, typer.Argument(help="Entry key, unique key prefix, or `all`.")],
+             cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
+    """Remove cache entries by key, unique key prefix, or `all`."""
+    from gapdiag.cache import EmbeddingCache
+
+    removed = EmbeddingCache(cache_dir).rm(key)
+    if json_out:
+        print_json({"removed": removed})
+    else:
+        console.print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
+
+
+@cache_app.command("dir")
+def cache_dir_cmd(cache_dir: CacheDirOpt = None) -> None:
+    """Print the cache directory in use."""
+    from gapdiag.cache import EmbeddingCache
+
+    console.print(str(EmbeddingCache(cache_dir).root), highlight=False)
+
+
+# ------------------------------------------------------------------------------------------------ printing
+
+
+def report_table(report: "Report") -> Table:
+    """The rich table of a report: metrics grouped by family, with direction and bootstrap interval."""
+    from gapdiag.metrics import REGISTRY
+    from gapdiag.report import split_metric_name
+
+    prov = report.provenance
+    title = f"{(prov.get('model') or {}).get('name', '?')} on {(prov.get('dataset') or {}).get('name', '?')}"
+    sample = (prov.get("sample") or {}).get("size")
+    table = Table(title=title, caption=f"sample={sample or 'all'} seed={(prov.get('sample') or {}).get('seed', 0)}")
+    table.add_column("family", style="dim")
+    table.add_column("metric")
+    table.add_column("on")
+    table.add_column("value", justify="right")
+    if report.intervals:
+        table.add_column("95% CI", justify="right")
+    table.add_column("better", justify="center")
+    rows = []
+    for name, value in report.metrics.items():
+        base, qualifier = split_metric_name(name)
+        info = REGISTRY.get(base)
+        family = getattr(info, "family", "")
+        hib = getattr(info, "higher_is_better", None)
+        rows.append((family, base, qualifier or "", value, hib, name))
+    for family, base, qualifier, value, hib, name in rows:
+        cells = [family, base, qualifier, f"{value:.4f}"]
+        if report.intervals:
+            lo_hi = report.intervals.get(name)
+            cells.append(f"[{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]" if lo_hi else "")
+        cells.append({True: "↑", False: "↓", None: ""}[hib])
+        table.add_row(*cells)
+    return table
 
 
 _plot_commands.register(app)

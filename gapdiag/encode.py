@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from gapdiag import __version__
-from gapdiag.cache import EmbeddingCache, cache_key
+from gapdiag.cache import DTYPES, EmbeddingCache, cache_key
 from gapdiag.data.base import Modality, PairedDataset
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import DatasetError, InputError
@@ -24,14 +24,14 @@ from gapdiag.progress import progress_bar
 #: Bump when the way vectors are computed changes, so that old cache entries are never reused.
 EMBED_VERSION = 1
 DEFAULT_CHUNK_SIZE = 2048
-DTYPES = ("float32", "float16")
 
 
-def embedding_key(dataset: PairedDataset, spec: ModelSpec, *, precision: str, dtype: str) -> str:
+def embedding_key(dataset: PairedDataset, spec: ModelSpec, *, precision: str, dtype: str,
+                  cache: EmbeddingCache | None = None) -> str:
     """Cache key: everything that changes the stored vectors, and nothing that does not (batch size, device)."""
     return cache_key({
         "embed_version": EMBED_VERSION,
-        "model": spec.fingerprint(precision=precision),
+        "model": spec.fingerprint(precision=precision, cache_dir=cache.root if cache else None),
         "dataset": dataset.fingerprint,
         "modalities": {name: m.kind for name, m in dataset.modalities.items()},
         "templates": list(dataset.templates) if dataset.class_names else None,
@@ -68,12 +68,12 @@ def embed_dataset(
     if unsupported:
         raise InputError(f"modalities {unsupported} cannot be encoded by an open_clip model",
                          hint="measure precomputed embeddings without --model")
-    key = embedding_key(dataset, spec, precision=precision, dtype=dtype)
+    key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache)
     hit = cache.get(key)
     if hit is not None:
         return hit
     meta = {
-        "model": spec.describe(),
+        "model": spec.describe(cache_dir=cache.root),
         "precision": precision,
         "dataset": {"name": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint,
                     "n_samples": dataset.n_samples, "counts": dataset.counts()},
@@ -109,6 +109,29 @@ def embed_dataset(
             attributes=dataset.attributes,
             attribute_embeddings=attribute_embeddings,
         )
+
+
+def embed_in_memory(dataset: PairedDataset, loaded: LoadedModel, *, batch_size: int = 256,
+                    workers: int = 0) -> EmbeddingSet:
+    """Embed a (small) dataset without the cache, e.g. to evaluate a model while it trains."""
+    memo: dict[str, np.ndarray] = {}
+    vectors = {}
+    for modality in dataset.modalities.values():
+        encode = _encode_images if modality.kind == "image" else _encode_texts
+        chunks = encode(loaded, modality, [(0, len(modality))], batch_size=batch_size, workers=workers, memo=memo,
+                        on_batch=lambda n: None)
+        vectors[modality.name] = next(iter(chunks))[1]
+    return EmbeddingSet(
+        vectors=vectors,
+        sample_index={name: m.sample_index for name, m in dataset.modalities.items()},
+        n_samples=dataset.n_samples,
+        labels=dataset.labels,
+        class_names=dataset.class_names,
+        class_embeddings=_class_embeddings(loaded, dataset, memo),
+        attributes=dataset.attributes,
+        attribute_embeddings=_attribute_embeddings(loaded, dataset, memo),
+        provenance={"model": loaded.spec.describe(), "dataset": {"name": dataset.name, "n_samples": dataset.n_samples}},
+    )
 
 
 def embedding_set_from_precomputed(dataset: PairedDataset) -> EmbeddingSet:

@@ -67,7 +67,7 @@ class ModelSpec:
     preprocess_cfg: dict[str, Any] = field(default_factory=dict)
     display_name: str = ""
 
-    def fingerprint(self, *, precision: str) -> dict[str, Any]:
+    def fingerprint(self, *, precision: str, cache_dir: Path | None = None) -> dict[str, Any]:
         """Everything about the model that changes the vectors (for the cache key); no device/batch size."""
         from gapdiag.cache import file_sha256
 
@@ -77,11 +77,11 @@ class ModelSpec:
             "preprocess_cfg": self.preprocess_cfg,
             "pretrained": self.pretrained,
             "pretrained_cfg": _pretrained_cfg(self.architecture, self.pretrained),
-            "checkpoint_sha256": file_sha256(self.checkpoint) if self.checkpoint else None,
+            "checkpoint_sha256": file_sha256(self.checkpoint, cache_dir=cache_dir) if self.checkpoint else None,
             "precision": precision,
         }
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, *, cache_dir: Path | None = None) -> dict[str, Any]:
         """Provenance for reports (JSON-friendly)."""
         from gapdiag.cache import file_sha256
 
@@ -90,7 +90,7 @@ class ModelSpec:
             "architecture": self.architecture,
             "pretrained": self.pretrained,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
-            "checkpoint_sha256": file_sha256(self.checkpoint) if self.checkpoint else None,
+            "checkpoint_sha256": file_sha256(self.checkpoint, cache_dir=cache_dir) if self.checkpoint else None,
         }
 
 

@@ -1,4 +1,4 @@
-"""``--skip-bad``: find unreadable images before embedding and drop their samples from every modality."""
+"""Operations on datasets: drop unreadable images (``--skip-bad``), drop samples, concatenate datasets."""
 
 from __future__ import annotations
 
@@ -68,3 +68,50 @@ def skip_unreadable(dataset: PairedDataset) -> tuple[PairedDataset, list[str]]:
     reasons = [reason for _, _, reason in bad]
     samples = {int(dataset.modalities[name].sample_index[i]) for name, i, _ in bad}
     return drop_samples(dataset, samples, reasons), reasons
+
+
+def concat_datasets(datasets: list[PairedDataset], *, name: str | None = None) -> PairedDataset:
+    """Stack datasets with the same modalities into one (samples renumbered, class ids offset per dataset).
+
+    Used to train one model on several sources (the bundled checkpoints see digits and shapes). Class names are
+    concatenated; a dataset without labels contributes label -1, so the result has labels only if all have them.
+    """
+    if not datasets:
+        raise DatasetError("concat_datasets needs at least one dataset")
+    names = datasets[0].modality_names
+    for d in datasets[1:]:
+        if d.modality_names != names or [m.kind for m in d.modalities.values()] != [
+            m.kind for m in datasets[0].modalities.values()
+        ]:
+            raise DatasetError(
+                f"cannot concatenate {d.source} ({d.modality_names}) with {datasets[0].source} ({names})",
+                hint="datasets must have the same modalities",
+            )
+    offsets = np.cumsum([0] + [d.n_samples for d in datasets[:-1]])
+    modalities = {}
+    for name_ in names:
+        parts = [d.modalities[name_] for d in datasets]
+        items: list = [item for m in parts for item in m.items]
+        locations = [m.location(i) for m in parts for i in range(len(m))]
+        sample_index = np.concatenate([m.sample_index + off for m, off in zip(parts, offsets)]).astype(
+            np.int64
+        )
+        modalities[name_] = dataclasses.replace(
+            parts[0], items=items, sample_index=sample_index, locations=locations
+        )
+    labels = None
+    class_names = None
+    if all(d.labels is not None and d.class_names for d in datasets):
+        class_offsets = np.cumsum([0] + [len(d.class_names or []) for d in datasets[:-1]])
+        labels = np.concatenate([d.labels + off for d, off in zip(datasets, class_offsets)]).astype(np.int64)
+        class_names = [c for d in datasets for c in (d.class_names or [])]
+    return PairedDataset(
+        name=name or "+".join(d.name for d in datasets),
+        source="+".join(d.source for d in datasets),
+        modalities=modalities,
+        n_samples=int(sum(d.n_samples for d in datasets)),
+        labels=labels,
+        class_names=class_names,
+        templates=datasets[0].templates,
+        fingerprint=hash_json([d.fingerprint for d in datasets]),
+    )

@@ -1,0 +1,258 @@
+"""Train or fine-tune an open_clip model with one of the papers' objectives (``gapdiag train``).
+
+Each epoch draws, for every training sample, its image and one of its captions (seeded), and minimises the
+chosen loss from :data:`gapdiag.losses.LOSSES`. After each epoch the model is evaluated on ``eval_data``
+(gap, Cos_TP, R@1) and a line is appended to ``<out>/metrics.jsonl``; every ``checkpoint_every`` epochs a
+checkpoint in open_clip's training format (``{"epoch", "name", "state_dict", "optimizer"}``) is written
+atomically to ``<out>/checkpoints/epoch_<n>.pt``. A run started again on the same ``out`` resumes from the
+newest checkpoint, with the same data order as an uninterrupted run. The final weights are exported as
+``<out>/model.safetensors`` with the model config in its metadata, so ``--model <out>/model.safetensors``
+needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gapdiag.data.base import PairedDataset
+from gapdiag.errors import InputError
+from gapdiag.models import SAFETENSORS_CONFIG_KEY, build_model, resolve_model
+from gapdiag.progress import progress_bar
+
+#: Metrics logged per epoch (computed on the evaluation data by the metrics engine).
+EPOCH_METRICS = ("modality_gap", "cos_tp", "recall_at_1")
+
+
+@dataclass
+class TrainResult:
+    """Where the run wrote its outputs and what it measured per epoch."""
+
+    out_dir: Path
+    model_path: Path
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def _pairs(dataset: PairedDataset) -> tuple[str, str]:
+    images = [m.name for m in dataset.modalities.values() if m.kind == "image"]
+    texts = [m.name for m in dataset.modalities.values() if m.kind == "text"]
+    if len(images) != 1 or len(texts) != 1:
+        raise InputError(f"{dataset.source}: training needs exactly one image and one text modality "
+                         f"(found {dataset.counts()})", hint="use a manifest with an image and caption columns")
+    return images[0], texts[0]
+
+
+def _epoch_order(dataset: PairedDataset, text_name: str, epoch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample order and one caption per sample for ``epoch``: a pure function of (seed, epoch), so resume is exact."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(dataset.n_samples)
+    text_index = dataset.modalities[text_name].sample_index
+    by_sample = np.argsort(text_index, kind="stable")
+    counts = np.bincount(text_index, minlength=dataset.n_samples)
+    if (counts == 0).any():
+        missing = int(np.flatnonzero(counts == 0)[0])
+        raise InputError(f"{dataset.source}: sample {missing} has no caption", hint="every training sample needs one")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pick = starts + (rng.random(dataset.n_samples) * counts).astype(np.int64)
+    return order, by_sample[pick]
+
+
+class _TrainItems:
+    """Map-style dataset: (preprocessed image, caption) for DataLoader workers."""
+
+    def __init__(self, dataset: PairedDataset, image_name: str, preprocess: Any) -> None:
+        image = dataset.modalities[image_name]
+        # one image item per sample is required by the pairing below
+        self.image_of_sample = np.full(dataset.n_samples, -1, dtype=np.int64)
+        self.image_of_sample[image.sample_index] = np.arange(len(image))
+        if len(image) != dataset.n_samples or (self.image_of_sample < 0).any():
+            raise InputError(f"{dataset.source}: training needs exactly one image per sample",
+                             hint="split multi-image samples into separate rows")
+        self.image = image
+        self.preprocess = preprocess
+
+    def __getitem__(self, sample: int) -> Any:
+        from gapdiag.data.images import load_image
+
+        i = int(self.image_of_sample[sample])
+        return self.preprocess(load_image(self.image.items[i], self.image.location(i)))
+
+    def __len__(self) -> int:
+        return len(self.image_of_sample)
+
+
+def _latest_checkpoint(ckpt_dir: Path) -> tuple[int, Path] | None:
+    found = sorted((int(p.stem.split("_")[1]), p) for p in ckpt_dir.glob("epoch_*.pt") if p.stem.split("_")[1].isdigit())
+    return found[-1] if found else None
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def export_safetensors(model: Any, architecture: str, model_cfg: dict[str, Any], path: Path, *,
+                       dtype: str = "float32", extra: dict[str, str] | None = None) -> Path:
+    """Write ``model``'s weights as .safetensors with its config in the metadata (self-describing checkpoint)."""
+    import torch
+    from safetensors.torch import save_file
+
+    cast = {"float32": torch.float32, "float16": torch.float16}[dtype]
+    state = {k: v.detach().to("cpu", cast if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in model.state_dict().items()}
+    meta = {SAFETENSORS_CONFIG_KEY: json.dumps({"name": architecture, "model_cfg": model_cfg}), **(extra or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # safetensors writes 0600; a shared checkpoint should be readable like any other file
+    tmp.replace(path)
+    return path
+
+
+def train(
+    data: PairedDataset,
+    model: str | Path = "gapdiag-tiny-vit",
+    *,
+    out_dir: str | Path,
+    pretrained: str | None = None,
+    loss: str = "infonce",
+    loss_weights: dict[str, float] | None = None,
+    eval_data: PairedDataset | None = None,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    warmup_steps: int = 20,
+    temperature: float | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    precision: str = "fp32",
+    workers: int = 0,
+    checkpoint_every: int = 1,
+    export_dtype: str = "float32",
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` on ``data`` with ``loss`` (see :data:`gapdiag.losses.LOSSES`).
+
+    Args:
+        data: Training pairs (one image and one text modality; a sample's captions are drawn uniformly).
+        model: Architecture name or config JSON (random init) or a checkpoint file (fine-tuning).
+        out_dir: Run directory: ``checkpoints/``, ``metrics.jsonl``, ``model.safetensors``. Resumed if present.
+        loss: ``infonce``, ``cua``, ``cuaxu`` or ``atp_cu`` (InfoNCE + λ1·L_ATP + λ2·L_CU).
+        loss_weights: Keyword weights of the loss (e.g. ``{"lambda_atp": 1.0, "lambda_cu": 1.0}``).
+        eval_data: Data for the per-epoch metrics (gap, Cos_TP, R@1); default: ``data``.
+        temperature: Fix τ (e.g. 0.1 as in Grassucci et al.); ``None`` = learnable, open_clip's init 1/0.07.
+        seed: Seeds initialisation and data order; the same seed gives the same weights.
+        precision: ``fp32``; ``amp`` or ``bf16`` autocast on CUDA.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from gapdiag.encode import embed_in_memory
+    from gapdiag.losses import get_loss
+    from gapdiag.metrics import compute_all
+
+    if epochs < 1 or batch_size < 2:
+        raise InputError(f"need epochs >= 1 and batch size >= 2 (got {epochs}, {batch_size})")
+    loss_fn = get_loss(loss)
+    weights = dict(loss_weights or {})
+    image_name, text_name = _pairs(data)
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(seed)
+    spec = resolve_model(model, pretrained)
+    loaded = build_model(spec, device=device, precision=precision)
+    net = loaded.model
+    if temperature is not None:
+        with torch.no_grad():
+            net.logit_scale.fill_(math.log(1.0 / temperature))
+        net.logit_scale.requires_grad_(False)
+    params = [p for p in net.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    steps_per_epoch = math.ceil(data.n_samples / batch_size)
+    total_steps = epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _cosine_with_warmup(step, warmup_steps,
+                                                                                              total_steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "amp")
+
+    result = TrainResult(out_dir=out, model_path=out / "model.safetensors")
+    log_path = out / "metrics.jsonl"
+    start_epoch = 0
+    latest = _latest_checkpoint(ckpt_dir)
+    if latest is not None:
+        start_epoch, path = latest
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        result.resumed_from = start_epoch
+        result.epochs = [json.loads(line) for line in log_path.read_text().splitlines()[:start_epoch]] \
+            if log_path.exists() else []
+    # Keep the log consistent with the checkpoint we resume from (a killed run may have logged one more epoch).
+    log_path.write_text("".join(json.dumps(e) + "\n" for e in result.epochs))
+
+    items = _TrainItems(data, image_name, loaded.preprocess)
+    texts = data.modalities[text_name]
+    with progress_bar(progress, unit="pairs") as bar:
+        task = bar.add_task(f"train {loss}", total=epochs * data.n_samples,
+                            completed=start_epoch * data.n_samples)
+        for epoch in range(start_epoch, epochs):
+            net.train()
+            order, caption_items = _epoch_order(data, text_name, epoch, seed)
+            batches = [order[b:b + batch_size] for b in range(0, len(order), batch_size)]
+            batches = [b for b in batches if len(b) >= 2]  # contrastive losses need two pairs
+            loader = DataLoader(items, batch_sampler=[b.tolist() for b in batches], num_workers=workers)
+            t0, running = time.perf_counter(), 0.0
+            for images, batch in zip(loader, batches):
+                captions = [texts.items[i] for i in caption_items[batch]]
+                tokens = loaded.tokenizer(captions).to(loaded.device)
+                with loaded.autocast():
+                    x = net.encode_image(images.to(loaded.device), normalize=True)
+                    y = net.encode_text(tokens, normalize=True)
+                    value = loss_fn([x.float(), y.float()], net.logit_scale.exp(), **weights)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(value).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                with torch.no_grad():
+                    net.logit_scale.clamp_(0, math.log(100))  # as open_clip's training loop
+                running += float(value.detach()) * len(batch)
+                bar.advance(task, len(batch))
+            net.eval()
+            es = embed_in_memory(eval_data or data, loaded)
+            values, _ = compute_all(es, list(EPOCH_METRICS), progress=None)
+            record = {"epoch": epoch + 1, "loss": running / data.n_samples, "seconds": time.perf_counter() - t0,
+                      "temperature": float(1.0 / net.logit_scale.exp()), **values}
+            result.epochs.append(record)
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+                _atomic_torch_save({"epoch": epoch + 1, "name": spec.architecture, "state_dict": net.state_dict(),
+                                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                                   ckpt_dir / f"epoch_{epoch + 1}.pt")
+    export_safetensors(net, spec.architecture, spec.model_cfg or {}, result.model_path, dtype=export_dtype,
+                       extra={"gapdiag_loss": loss, "gapdiag_seed": str(seed), "gapdiag_epochs": str(epochs)})
+    return result
+
+
+def _cosine_with_warmup(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
