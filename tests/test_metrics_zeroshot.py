@@ -91,7 +91,7 @@ def test_zero_shot_bad_input(call, fragment):
 
 # ---------------------------------------------------------------------------------------------- arithmetic
 def composed_dataset(values: dict[str, list[str]], combos, copies: int, noise: float, seed: int):
-    """Images = sum of one orthonormal direction per attribute value (+ noise); text(value) = that direction."""
+    """Images = sum of one orthonormal direction per attribute value (+ noise); text(v) = v's direction."""
     rng = np.random.default_rng(seed)
     words = [w for ws in values.values() for w in ws]
     dim = len(words) + 4
@@ -104,7 +104,7 @@ def composed_dataset(values: dict[str, list[str]], combos, copies: int, noise: f
 
 
 def ref_arithmetic_all_pairs(images, attributes, embeddings):
-    """Every valid (image, attribute) query when each attribute has two values, so the target value is fixed."""
+    """Every valid (image, attribute) query; each attribute has two values, so the target value is fixed."""
     x = _unit(images)
     names = sorted(attributes)
     rows = list(zip(*(attributes[n] for n in names)))

@@ -22,7 +22,7 @@ from gapdiag.metrics.retrieval import search_topk
 def _encode_attributes(
     attributes: Mapping[str, ArrayLike], n: int
 ) -> tuple[list[str], list[NDArray[Any]], list[NDArray[np.int64]], list[int]]:
-    """Per attribute (sorted by name): its distinct values, each image's value code, and its mixed-radix stride.
+    """Per attribute (sorted by name): distinct values, each image's value code, and a mixed-radix stride.
 
     ``Σ_a code_a[i] · stride_a`` is then one integer per attribute combination, so "same values on every
     other attribute" becomes an integer comparison.
@@ -35,7 +35,8 @@ def _encode_attributes(
         column = np.asarray(attributes[name])
         if column.ndim != 1 or column.shape[0] != n:
             raise InputError(
-                f"attribute {name!r} has shape {column.shape} but there are {n} images; give one value per image"
+                f"attribute {name!r} has shape {column.shape} but there are {n} images; "
+                "give one value per image"
             )
         uniq, inv = np.unique(column, return_inverse=True)
         values.append(uniq)
@@ -124,7 +125,8 @@ def arithmetic_accuracy(
     pair_img = np.concatenate([np.flatnonzero(v.any(axis=1)) for v in valid])
     if pair_img.size == 0:
         raise InputError(
-            "no image has a counterpart that differs in exactly one attribute; multimodal arithmetic needs such pairs"
+            "no image has a counterpart that differs in exactly one attribute; "
+            "multimodal arithmetic needs such pairs"
         )
 
     rng = np.random.default_rng(seed)

@@ -1,8 +1,8 @@
 """Clustering of the joint embedding set: class V-Measure, modality V-Measure, linear modality separability.
 
-All three stack the L2-normalised modalities into one joint set [X̂; Ŷ; ...] (Grassucci et al. 2026,
-"Closing the Modality Gap Aligns Group-Wise Semantics", clustering evaluation): a space without a modality
-gap clusters by meaning (class V-Measure high) and not by modality (modality V-Measure and separability low).
+All three stack the L2-normalised modalities into one joint set [X̂; Ŷ; ...] (the clustering evaluation of
+Grassucci et al. 2026): a space without a modality gap clusters by meaning (class V-Measure high) and not
+by modality (modality V-Measure and separability low).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def _joint(vectors_by_modality: Sequence[ArrayLike], min_modalities: int) -> lis
     """Normalised float32 copies of every modality, checked to share one dimension."""
     if len(vectors_by_modality) < min_modalities:
         raise InputError(
-            f"need at least {min_modalities} modalities, got {len(vectors_by_modality)}; pass one array per modality"
+            f"need at least {min_modalities} modalities, got {len(vectors_by_modality)}; "
+            "pass one array per modality"
         )
     mats = [unit_rows(v, f"modality {m}") for m, v in enumerate(vectors_by_modality)]
     for m, mat in enumerate(mats[1:], start=1):

@@ -413,7 +413,7 @@ def approximate_recall_agreement(
         sample: Number of queries drawn (without replacement, seeded); all if fewer.
         seed: Seed of the query sample (and of IVF training).
         normalize, device: As in :func:`search_topk`.
-        **index_options: Passed to :func:`search_topk` (``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``, ...).
+        **index_options: Passed to :func:`search_topk` (``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``...).
 
     Returns:
         Agreement in [0, 1].

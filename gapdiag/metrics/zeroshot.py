@@ -39,8 +39,8 @@ def build_classifier(prompt_embeddings: ArrayLike, n_classes: int, n_templates: 
     prompts = unit_rows(prompt_embeddings, "prompt_embeddings")
     if prompts.shape[0] != n_classes * n_templates:
         raise InputError(
-            f"prompt_embeddings has {prompts.shape[0]} rows but {n_classes} classes × {n_templates} templates "
-            f"need {n_classes * n_templates}; order them class-major"
+            f"prompt_embeddings has {prompts.shape[0]} rows but {n_classes} classes × {n_templates} "
+            f"templates need {n_classes * n_templates}; order them class-major"
         )
     means = prompts.reshape(n_classes, n_templates, -1).mean(axis=1)
     norms = np.linalg.norm(means, axis=1)
