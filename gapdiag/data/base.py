@@ -19,6 +19,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from gapdiag.errors import DatasetError
+
 ModalityKind = Literal["image", "text", "embedding"]
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
@@ -131,8 +133,6 @@ def encode_labels(values: Sequence[Any], where: str) -> tuple[NDArray[np.int64],
     Raises:
         DatasetError: A negative integer label.
     """
-    from gapdiag.errors import DatasetError
-
     texts = [str(v).strip() for v in values]
     try:
         ids = np.array([int(t) for t in texts], dtype=np.int64)
@@ -159,8 +159,6 @@ def class_names_by_id(
     Raises:
         DatasetError: One label id with two different names.
     """
-    from gapdiag.errors import DatasetError
-
     by_id: dict[int, tuple[str, str]] = {}
     for label, name, loc in zip(labels.tolist(), names, locations):
         seen = by_id.setdefault(label, (name, loc))
@@ -249,8 +247,6 @@ def image_text_dataset(
     Raises:
         DatasetError: No samples are left.
     """
-    from gapdiag.errors import DatasetError
-
     n = len(items.images)
     if n == 0:
         reason = f"; {len(skipped)} skipped, first: {skipped[0]}" if skipped else ""

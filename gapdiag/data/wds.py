@@ -70,9 +70,9 @@ def _captions_from_json(meta: dict[str, Any]) -> list[str]:
 
 def _index_shard(shard: Path) -> dict[str, dict[str, Any]]:
     """Key -> {ext: TarMember for images, decoded value for txt/json/cls}, in shard order."""
-    samples: dict[str, dict[str, Any]] = {}
     from webdataset.tariterators import base_plus_ext
 
+    samples: dict[str, dict[str, Any]] = {}
     try:
         tar = tarfile.open(shard, mode="r:")  # noqa: SIM115 - closed by the `with` below; open errors differ
     except tarfile.ReadError as exc:
