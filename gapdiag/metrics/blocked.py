@@ -137,11 +137,16 @@ def paired_dot_sum(
 ) -> float:
     """``Σ_p x̂[ix_p] · ŷ[iy_p]`` over the given pairs, streamed ``block_size`` pairs at a time."""
     total = 0.0
-    blocks_y = iter_unit_blocks(y, names[1], block_size=block_size, rows=iy, normalize=normalize)
-    blocks_x = iter_unit_blocks(x, names[0], block_size=block_size, rows=ix, normalize=normalize)
+    blocks_x = iter_unit_blocks(x, names[0], block_size=block_size, rows=_unless_all(ix, x.shape[0]), normalize=normalize)
+    blocks_y = iter_unit_blocks(y, names[1], block_size=block_size, rows=_unless_all(iy, y.shape[0]), normalize=normalize)
     for (_, bx), (_, by) in zip(blocks_x, blocks_y):
         total += float(np.einsum("ij,ij->", bx, by, dtype=np.float64))
     return total
+
+
+def _unless_all(rows: NDArray[np.intp], n: int) -> NDArray[np.intp] | None:
+    """None when ``rows`` is ``0..n-1``, so the common 1:1 case reads contiguous blocks instead of gathering."""
+    return None if rows.size == n and bool(np.all(rows == np.arange(n))) else rows
 
 
 def _check_block_size(block_size: int) -> None:
@@ -171,7 +176,8 @@ def _logsumexp_scores(scores: NDArray[np.float32], t: float) -> float:
     np.subtract(scores, np.float32(smax), out=scores)
     np.multiply(scores, np.float32(2.0 * t), out=scores)
     np.exp(scores, out=scores)
-    return 2.0 * t * (smax - 1.0) + math.log(float(scores.sum(dtype=np.float64)))
+    # A float32 pairwise sum of terms in (0, 1] is accurate to ~1e-7 relative; tiles are combined in float64.
+    return 2.0 * t * (smax - 1.0) + math.log(float(scores.sum()))
 
 
 def within_pass(
@@ -184,6 +190,7 @@ def within_pass(
     _check_block_size(block_size)
     n = z.shape[0]
     buf = np.empty(min(block_size, n) ** 2, dtype=np.float32)
+    lower = np.tri(min(block_size, n), dtype=bool)  # diagonal and below: pairs j <= i
     lse = -math.inf
     for i0 in range(0, n, block_size):
         zi = z[i0 : i0 + block_size]
@@ -191,10 +198,12 @@ def within_pass(
             zj = z[j0 : j0 + block_size]
             s = _tile_view(buf, zi.shape[0], zj.shape[0])
             np.dot(zi, zj.T, out=s)
-            if j0 == i0:
-                # Diagonal tile: keep the strict upper triangle (pairs i < j).
-                s[np.tril_indices(zi.shape[0])] = -np.inf
-            lse = float(np.logaddexp(lse, _logsumexp_scores(s, t)))
+            for r0, r1 in _strips((0, zi.shape[0]), zj.shape[0]):
+                strip = s[r0:r1]
+                if j0 == i0:
+                    # Diagonal tile: keep the strict upper triangle (pairs i < j).
+                    strip[lower[r0:r1, : zj.shape[0]]] = -np.inf
+                lse = float(np.logaddexp(lse, _logsumexp_scores(strip, t)))
     return lse
 
 
@@ -235,58 +244,92 @@ def _tiles(n: int, block_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + block_size, n)) for s in range(0, n, block_size)]
 
 
-def _update_best(
-    best: NDArray[np.float32],
-    arg: NDArray[np.int64],
-    cand: NDArray[np.float32],
-    cand_arg: NDArray[np.int64],
-) -> None:
-    """Keep, per query, the highest true score and the lowest original index that reaches it."""
-    better = cand > best
-    tie = (cand == best) & np.isfinite(cand)
-    best[better] = cand[better]
-    arg[better] = cand_arg[better]
-    arg[tie] = np.minimum(arg[tie], cand_arg[tie])
+# Row strips of about 1 MiB of float32 scores: they stay in a core's L2 across the elementwise steps.
+_STRIP_ELEMENTS = 1 << 18
 
 
-def _masked_best(
-    scores: NDArray[np.float32], same: NDArray[np.bool_], orig: NDArray[np.intp], axis: int
-) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """Max true score along ``axis`` and the lowest original index of the items reaching it."""
-    masked = np.where(same, scores, np.float32(-np.inf))
-    top = masked.max(axis=axis)
-    top_k = np.expand_dims(top, axis)
-    at_top = same & (masked == top_k)
-    idx_shape = [1, 1]
-    idx_shape[axis] = -1
-    big = np.iinfo(np.int64).max
-    cand = np.where(at_top, orig.reshape(idx_shape).astype(np.int64), big).min(axis=axis)
-    return top, cand
+def _strips(rows: tuple[int, int], n_cols: int) -> list[tuple[int, int]]:
+    """Split the row range of a tile into strips of about ``_STRIP_ELEMENTS`` scores."""
+    step = max(1, _STRIP_ELEMENTS // max(n_cols, 1))
+    return [(r, min(r + step, rows[1])) for r in range(rows[0], rows[1], step)]
 
 
-def _count_ahead(
-    scores: NDArray[np.float32],
-    best: NDArray[np.float32],
-    arg: NDArray[np.int64],
-    orig: NDArray[np.intp],
-    axis: int,
-) -> NDArray[np.int64]:
-    """Per query, the items of this tile ranked ahead of its first true item.
+def exact_scores(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Row-wise ``a_p · b_p`` in float64: float32 products are exact in float64, so equal vectors tie exactly."""
+    return (a.astype(np.float64) * b.astype(np.float64)).sum(axis=-1)
 
-    ``axis`` is the gallery axis. Same-sample entries must already be -inf. Ahead means a higher score,
-    or the same score and a lower original gallery index (the deterministic tie rule).
+
+def _score_tolerance(d: int) -> float:
+    """Bound on |float32 BLAS score − exact score| for unit vectors (d·2⁻²⁴), doubled for safety."""
+    return 2.0 * d * 2.0**-24
+
+
+@dataclass
+class _Direction:
+    """Per-query state of one retrieval direction: exact best true score and the rank being counted.
+
+    ``best``/``arg``: the highest exact true score and the lowest original gallery index reaching it.
+    ``lo``/``hi``: float32 thresholds ``best ∓ tol``; tile scores above ``hi`` are surely ahead, scores in
+    ``[lo, hi]`` are rescored exactly. Queries without a true item get ``+inf`` thresholds (never counted).
     """
-    q_shape = [1, 1]
-    q_shape[1 - axis] = -1
-    g_shape = [1, 1]
-    g_shape[axis] = -1
-    thr = best.reshape(q_shape)
-    ahead = (scores > thr).sum(axis=axis, dtype=np.int64)
-    eq = scores == thr
-    if eq.any():
-        eq &= orig.reshape(g_shape) < arg.reshape(q_shape)
-        ahead += eq.sum(axis=axis, dtype=np.int64)
-    return ahead
+
+    best: NDArray[np.float64]
+    arg: NDArray[np.int64]
+    rank: NDArray[np.int64]
+    lo: NDArray[np.float32] = field(init=False)
+    hi: NDArray[np.float32] = field(init=False)
+
+    @classmethod
+    def empty(cls, n: int) -> _Direction:
+        return cls(np.full(n, -np.inf), np.full(n, np.iinfo(np.int64).max, dtype=np.int64), np.zeros(n, np.int64))
+
+    def update_best(self, rows: NDArray[np.intp], scores: NDArray[np.float64], gallery: NDArray[np.intp]) -> None:
+        """Fold candidate true pairs (query ``rows``, original ``gallery`` index, exact ``scores``) in."""
+        order = np.lexsort((gallery, -scores, rows))  # per query: best score first, then lowest index
+        r, sc, g = rows[order], scores[order], gallery[order]
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = r[1:] != r[:-1]
+        r, sc, g = r[first], sc[first], g[first]
+        better = (sc > self.best[r]) | ((sc == self.best[r]) & (g < self.arg[r]))
+        self.best[r[better]] = sc[better]
+        self.arg[r[better]] = g[better]
+
+    def freeze(self, tol: float) -> None:
+        """Fix the near-tie band once every true pair has been seen."""
+        found = np.isfinite(self.best)
+        # nextafter: rounding best ∓ tol to float32 must not narrow the band.
+        self.lo = np.nextafter(np.where(found, self.best - tol, np.inf).astype(np.float32), np.float32(-np.inf))
+        self.hi = np.nextafter(np.where(found, self.best + tol, np.inf).astype(np.float32), np.float32(np.inf))
+
+    def count_tile(
+        self,
+        scores: NDArray[np.float32],
+        q_rows: slice,
+        axis: int,
+        queries: NDArray[np.float32],
+        gallery: NDArray[np.float32],
+        g_orig: NDArray[np.intp],
+    ) -> None:
+        """Add, per query of this tile, the other-sample gallery items ranked ahead of its first true item.
+
+        ``axis`` is the gallery axis of ``scores`` (same-sample entries already -inf); ``gallery`` holds
+        this tile's gallery vectors and ``g_orig`` their original indices. Ahead = exact score above the
+        best true score, or equal to it with a lower original gallery index.
+        """
+        shape = (-1, 1) if axis == 1 else (1, -1)
+        lo, hi = self.lo[q_rows].reshape(shape), self.hi[q_rows].reshape(shape)
+        # Counting through a uint8 view is about twice as fast as summing booleans.
+        ahead = (scores > hi).view(np.uint8).sum(axis=axis, dtype=np.int32).astype(np.int64)
+        at_least = scores >= lo
+        if np.count_nonzero(at_least) > ahead.sum():
+            # Near-ties with the best true score: decide them on exact scores.
+            at_least &= scores <= hi
+            q, g = np.nonzero(at_least) if axis == 1 else np.nonzero(at_least.T)
+            qa = q + q_rows.start
+            exact = exact_scores(queries[qa], gallery[g])
+            wins = (exact > self.best[qa]) | ((exact == self.best[qa]) & (g_orig[g] < self.arg[qa]))
+            ahead += np.bincount(q[wins], minlength=ahead.size)
+        self.rank[q_rows] += ahead
 
 
 def cross_pass(
@@ -309,8 +352,12 @@ def cross_pass(
     log-sum-exp of ``exp(−t‖â − b̂‖²)`` over other-sample pairs (cross-modal uniformity, Fahim et al.) and
     over same-sample pairs (completing the joint-set term of Wang & Isola).
 
-    The best true scores come from a first pass over the few tiles that hold same-sample entries, computed
-    with the very same tile shapes, so the comparisons see bit-identical scores.
+    Ranks follow exact scores, as :func:`gapdiag.metrics.retrieval.recall_at_k` does: the best true score
+    of each query is computed exactly (float64 sums of the float32 products) in a first pass over the few
+    tiles that hold same-sample entries; in the main pass a float32 tile score more than the BLAS rounding
+    bound ``2·d·2⁻²⁴`` above it counts as ahead, one more than that below it does not, and the rare scores
+    in between are recomputed exactly, so exact ties (duplicate vectors) go to the lower index on every
+    machine.
 
     Args:
         a, b: Unit vectors ``(n_a, d)`` and ``(n_b, d)``, float32.
@@ -337,57 +384,55 @@ def cross_pass(
 
     n_same = _count_same_sample_pairs(sa, sb)
     result = CrossPassResult(n_all=a.shape[0] * b.shape[0], n_nonmatching=a.shape[0] * b.shape[0] - n_same)
-    big = np.iinfo(np.int64).max
-    best_a = np.full(a.shape[0], -np.inf, dtype=np.float32)
-    best_b = np.full(b.shape[0], -np.inf, dtype=np.float32)
-    arg_a = np.full(a.shape[0], big, dtype=np.int64)
-    arg_b = np.full(b.shape[0], big, dtype=np.int64)
+    dir_a, dir_b = _Direction.empty(a.shape[0]), _Direction.empty(b.shape[0])
     if retrieval:
+        # Exact best true score per query, from the same-sample entries of the few overlapping tiles.
         for ta in tiles_a:
             for tb in tiles_b:
-                if not overlaps(ta, tb):
-                    continue
-                s = tile(ta, tb)
-                same = sa[ta[0] : ta[1], None] == sb[None, tb[0] : tb[1]]
-                if not same.any():
-                    continue
-                top, cand = _masked_best(s, same, ob[tb[0] : tb[1]], axis=1)
-                _update_best(best_a[ta[0] : ta[1]], arg_a[ta[0] : ta[1]], top, cand)
-                top, cand = _masked_best(s, same, oa[ta[0] : ta[1]], axis=0)
-                _update_best(best_b[tb[0] : tb[1]], arg_b[tb[0] : tb[1]], top, cand)
+                if overlaps(ta, tb):
+                    r, c = np.nonzero(sa[ta[0] : ta[1], None] == sb[None, tb[0] : tb[1]])
+                    r, c = r + ta[0], c + tb[0]
+                    exact = exact_scores(a[r], b[c])
+                    dir_a.update_best(r, exact, ob[c])
+                    dir_b.update_best(c, exact, oa[r])
+        tol = _score_tolerance(a.shape[1])
+        dir_a.freeze(tol)
+        dir_b.freeze(tol)
 
-    rank_a = np.zeros(a.shape[0], dtype=np.int64)
-    rank_b = np.zeros(b.shape[0], dtype=np.int64)
     for ta in tiles_a:
         for tb in tiles_b:
             s = tile(ta, tb)
-            same_vals = None
-            if overlaps(ta, tb):
-                same = sa[ta[0] : ta[1], None] == sb[None, tb[0] : tb[1]]
-                if same.any():
-                    same_vals = s[same]
-                    s[same] = -np.inf
-            if retrieval:
-                rank_a[ta[0] : ta[1]] += _count_ahead(
-                    s, best_a[ta[0] : ta[1]], arg_a[ta[0] : ta[1]], ob[tb[0] : tb[1]], axis=1
-                )
-                rank_b[tb[0] : tb[1]] += _count_ahead(
-                    s, best_b[tb[0] : tb[1]], arg_b[tb[0] : tb[1]], oa[ta[0] : ta[1]], axis=0
-                )
-            if uniformity:
-                nm = _logsumexp_scores(s, t)
-                result.lse_nonmatching = float(np.logaddexp(result.lse_nonmatching, nm))
-                if same_vals is not None:
-                    nm = float(np.logaddexp(nm, _logsumexp_scores(same_vals, t)))
-                result.lse_all = float(np.logaddexp(result.lse_all, nm))
+            check_same = overlaps(ta, tb)
+            rows_b = slice(*tb)
+            # Every elementwise step runs on cache-sized row strips of the tile, while they are hot.
+            for r0, r1 in _strips(ta, tb[1] - tb[0]):
+                strip = s[r0 - ta[0] : r1 - ta[0]]
+                same_vals = None
+                if check_same:
+                    same = sa[r0:r1, None] == sb[None, rows_b]
+                    if same.any():
+                        same_vals = strip[same]
+                        strip[same] = -np.inf
+                if retrieval:
+                    dir_a.count_tile(strip, slice(r0, r1), 1, a, b[rows_b], ob[rows_b])
+                    dir_b.count_tile(strip, rows_b, 0, b, a[r0:r1], oa[r0:r1])
+                if uniformity:
+                    nm = _logsumexp_scores(strip, t)
+                    result.lse_nonmatching = float(np.logaddexp(result.lse_nonmatching, nm))
+                    if same_vals is not None:
+                        nm = float(np.logaddexp(nm, _logsumexp_scores(same_vals, t)))
+                    result.lse_all = float(np.logaddexp(result.lse_all, nm))
     if retrieval:
-        rank_a[~np.isfinite(best_a)] = -1
-        rank_b[~np.isfinite(best_b)] = -1
-        result.rank_ab = np.empty_like(rank_a)
-        result.rank_ab[oa] = rank_a
-        result.rank_ba = np.empty_like(rank_b)
-        result.rank_ba[ob] = rank_b
+        result.rank_ab = _in_original_order(dir_a, oa)
+        result.rank_ba = _in_original_order(dir_b, ob)
     return result
+
+
+def _in_original_order(direction: _Direction, order: NDArray[np.intp]) -> NDArray[np.int64]:
+    ranks = np.where(np.isfinite(direction.best), direction.rank, -1)
+    out = np.empty_like(ranks)
+    out[order] = ranks
+    return out
 
 
 def _count_same_sample_pairs(sa: NDArray[np.int64], sb: NDArray[np.int64]) -> int:

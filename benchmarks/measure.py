@@ -1,0 +1,117 @@
+"""Benchmark of ``gapdiag.metrics.compute_all`` against one blocked float32 X·Yᵀ pass.
+
+Usage::
+
+    python benchmarks/measure.py                 # 50,000 pairs × 512 dims: times, ratio, peak RSS
+    python benchmarks/measure.py --n 10000 --dim 256
+    python benchmarks/measure.py --large         # 1,000,000 × 512 float16 memory map, sample=100000
+
+The issue's target: total ``compute_all`` time (all metrics) ÷ baseline pass time ≤ 3 on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gapdiag.embeddings import EmbeddingSet
+from gapdiag.metrics import compute_all
+from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE
+
+
+def peak_rss_gib() -> float:
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
+
+
+def paired_data(n: int, dim: int, seed: int, dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Image-like vectors and noisy text partners shifted by a common offset (a modality gap)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    y = x + rng.standard_normal((n, dim), dtype=np.float32)
+    y += 0.5
+    return x.astype(dtype, copy=False), y.astype(dtype, copy=False)
+
+
+def baseline_pass(x: np.ndarray, y: np.ndarray, block_size: int) -> float:
+    """Seconds for one blocked float32 X̂·Ŷᵀ pass (normalised inputs, one reused tile buffer)."""
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    yn = y / np.linalg.norm(y, axis=1, keepdims=True)
+    buf = np.empty(block_size * block_size, dtype=np.float32)
+    start = time.perf_counter()
+    for i in range(0, xn.shape[0], block_size):
+        xi = xn[i : i + block_size]
+        for j in range(0, yn.shape[0], block_size):
+            yj = yn[j : j + block_size]
+            np.dot(xi, yj.T, out=buf[: xi.shape[0] * yj.shape[0]].reshape(xi.shape[0], yj.shape[0]))
+    return time.perf_counter() - start
+
+
+def embedding_set(x: np.ndarray, y: np.ndarray) -> EmbeddingSet:
+    ids = np.arange(x.shape[0], dtype=np.int64)
+    return EmbeddingSet(vectors={"image": x, "text": y}, sample_index={"image": ids, "text": ids}, n_samples=x.shape[0])
+
+
+def run_standard(n: int, dim: int, block_size: int, seed: int) -> None:
+    x, y = paired_data(n, dim, seed)
+    base = baseline_pass(x, y, block_size)
+    start = time.perf_counter()
+    values, extras = compute_all(embedding_set(x, y), block_size=block_size, seed=seed,
+                                 progress=lambda msg: print(f"  [{time.perf_counter() - start:7.1f}s] {msg}"))
+    total = time.perf_counter() - start
+    print(f"N={n} dim={dim} block_size={block_size} retrieval_engine={extras['variants'].get('retrieval_engine')}")
+    print(f"baseline X·Yᵀ pass: {base:.2f} s")
+    print(f"compute_all (all metrics, {len(values)} values): {total:.2f} s")
+    print(f"ratio: {total / base:.2f}")
+    print(f"peak RSS: {peak_rss_gib():.2f} GiB")
+
+
+def run_large(n: int, dim: int, block_size: int, seed: int, sample: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name in ("image", "text"):
+            paths[name] = Path(tmp) / f"{name}.npy"
+            mm = np.lib.format.open_memmap(paths[name], mode="w+", dtype=np.float16, shape=(n, dim))
+            rng = np.random.default_rng([seed, len(paths)])
+            for s in range(0, n, 65536):  # written in chunks: the benchmark itself must stay small
+                mm[s : s + 65536] = rng.standard_normal((min(65536, n - s), dim), dtype=np.float32) + (
+                    0.5 if name == "text" else 0.0
+                )
+            mm.flush()
+            del mm
+        vectors = {name: np.load(p, mmap_mode="r") for name, p in paths.items()}
+        ids = np.arange(n, dtype=np.int64)
+        es = EmbeddingSet(vectors=vectors, sample_index={"image": ids, "text": ids}, n_samples=n)
+        rss_before = peak_rss_gib()
+        start = time.perf_counter()
+        values, _ = compute_all(es, sample=sample, seed=seed, block_size=block_size,
+                                progress=lambda msg: print(f"  [{time.perf_counter() - start:7.1f}s] {msg}"))
+        print(f"N={n} dim={dim} float16 memory map, sample={sample}: {time.perf_counter() - start:.1f} s, "
+              f"{len(values)} values")
+        print(f"peak RSS: {peak_rss_gib():.2f} GiB (before compute_all: {rss_before:.2f} GiB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=None, help="pairs (default 50,000; 1,000,000 with --large)")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--large", action="store_true", help="float16 memory-mapped cache, sampled quadratic metrics")
+    parser.add_argument("--sample", type=int, default=100_000, help="samples drawn with --large")
+    args = parser.parse_args()
+    if args.large:
+        run_large(args.n or 1_000_000, args.dim, args.block_size, args.seed, args.sample)
+    else:
+        run_standard(args.n or 50_000, args.dim, args.block_size, args.seed)
+
+
+if __name__ == "__main__":
+    main()
