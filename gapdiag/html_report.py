@@ -27,13 +27,13 @@ FIGURE_FORMATS = ("png", "svg")
 #: What to look for in each figure, shown under it (keys are figure kinds; see gapdiag.plot.KINDS).
 CAPTIONS: dict[str, str] = {
     "map": "All modalities projected together; a grey line joins each true pair. Two separate clouds joined by "
-           "long parallel lines are the modality gap (Liang et al. 2022, Fig. 1).",
+    "long parallel lines are the modality gap (Liang et al. 2022, Fig. 1).",
     "hist": "Cosine similarity of true pairs against random non-matching pairs. The true-pair mean is Cos_TP; "
-            "the further apart the two histograms, the better the alignment.",
+    "the further apart the two histograms, the better the alignment.",
     "spectrum": "Singular values of the normalised embeddings (log scale); dashed lines mark the effective rank "
-                "(Roy & Vetterli 2007). A fast drop-off means a collapsed, low-rank space.",
+    "(Roy & Vetterli 2007). A fast drop-off means a collapsed, low-rank space.",
     "shift": "Shifting the modalities along the gap (λ = 0: the trained space). Where the loss is minimal at "
-             "λ ≈ 0 the gap is what the contrastive loss prefers at that temperature (Liang et al. 2022, Sec. 4.2).",
+    "λ ≈ 0 the gap is what the contrastive loss prefers at that temperature (Liang et al. 2022, Sec. 4.2).",
     "compare": "Metric values of several reports side by side (lines when the labels are training steps).",
 }
 
@@ -68,7 +68,7 @@ def figure_to_inline_svg(fig: Figure) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None})
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg") :]
     svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.DOTALL)
     return re.sub(r'\s+xmlns(?::\w+)?="[^"]*"', "", svg)
 
@@ -86,7 +86,12 @@ def _format_value(value: Any) -> str:
 def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
     """Nested provenance -> ``("model.name", "ViT-B-32")`` rows; short dicts of scalars stay on one row."""
     if isinstance(value, Mapping):
-        if value and all(not isinstance(v, (Mapping, list)) for v in value.values()) and len(value) <= 4 and prefix:
+        if (
+            value
+            and all(not isinstance(v, (Mapping, list)) for v in value.values())
+            and len(value) <= 4
+            and prefix
+        ):
             return [(prefix, ", ".join(f"{k}: {_format_value(v)}" for k, v in value.items()))]
         rows: list[tuple[str, str]] = []
         for k, v in value.items():
@@ -99,9 +104,11 @@ def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
 
 def _provenance_table(report: Report) -> str:
     rows = _flatten("", report.provenance)
-    rows += [("gapdiag version", report.gapdiag_version),
-             ("metric definitions version", str(report.metric_definitions_version)),
-             ("created", report.created or "—")]
+    rows += [
+        ("gapdiag version", report.gapdiag_version),
+        ("metric definitions version", str(report.metric_definitions_version)),
+        ("created", report.created or "—"),
+    ]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f'<table class="provenance">{body}</table>'
 
@@ -110,8 +117,11 @@ def _metrics_table(report: Report) -> str:
     has_intervals = bool(report.intervals)
     from gapdiag.metrics import REGISTRY
 
-    head = ("<tr><th>metric</th><th>on</th><th>value</th>" + ("<th>95% interval</th>" if has_intervals else "")
-            + "<th>better</th></tr>")
+    head = (
+        "<tr><th>metric</th><th>on</th><th>value</th>"
+        + ("<th>95% interval</th>" if has_intervals else "")
+        + "<th>better</th></tr>"
+    )
     # Group the rows of one base metric together, bases in order of first appearance.
     grouped: dict[str, list[str]] = {}
     for name in report.metrics:
@@ -125,7 +135,7 @@ def _metrics_table(report: Report) -> str:
         info = REGISTRY.get(base)
         description = f' title="{html.escape(info.description, quote=True)}"' if info else ""
         cells = [
-            f'<td{description}>{html.escape(base) if base != previous else ""}</td>',
+            f"<td{description}>{html.escape(base) if base != previous else ''}</td>",
             f"<td>{html.escape(qualifier or '—')}</td>",
             f'<td class="num">{html.escape(_format_value(float(value)))}</td>',
         ]
@@ -152,7 +162,12 @@ def _figure_block(name: str, fig: Figure, figure_format: str, dpi: int) -> str:
 
 
 def render_html(
-    report: Report, figures: Mapping[str, Figure], *, title: str | None = None, figure_format: str = "png", dpi: int = 110
+    report: Report,
+    figures: Mapping[str, Figure],
+    *,
+    title: str | None = None,
+    figure_format: str = "png",
+    dpi: int = 110,
 ) -> str:
     """A complete, self-contained HTML document for one report and its figures.
 
@@ -167,7 +182,10 @@ def render_html(
         The HTML text (UTF-8), referencing no external resource.
     """
     if figure_format not in FIGURE_FORMATS:
-        raise InputError(f"unknown figure format {figure_format!r} for HTML", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}")
+        raise InputError(
+            f"unknown figure format {figure_format!r} for HTML",
+            hint=f"choose one of: {', '.join(FIGURE_FORMATS)}",
+        )
     title = title if title is not None else f"gapdiag report — {describe_provenance(report.provenance)}"
     figure_html = "".join(_figure_block(name, fig, figure_format, dpi) for name, fig in figures.items())
     return (

@@ -59,7 +59,9 @@ StatusCallback = Callable[[str], None]
 
 _SHIFT_KEYS = ("lambdas", "gap", "loss", "recall_at_1")
 # Labels such as "3", "epoch 3", "step_1000", "ep-2" turn a comparison into a curve over training.
-_STEP_LABEL = re.compile(r"^\s*(?:epoch|step|ep|iter(?:ation)?|it|e|s)?[\s_=:-]*(\d+(?:\.\d+)?)\s*$", re.IGNORECASE)
+_STEP_LABEL = re.compile(
+    r"^\s*(?:epoch|step|ep|iter(?:ation)?|it|e|s)?[\s_=:-]*(\d+(?:\.\d+)?)\s*$", re.IGNORECASE
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -84,7 +86,9 @@ def describe_provenance(provenance: Mapping[str, Any]) -> str:
 
 
 def _title(what: str, provenance: Mapping[str, Any], title: str | None) -> str:
-    return title if title is not None else f"{what} — {describe_provenance(provenance)}"
+    if title is not None:
+        return title
+    return f"{what} — {describe_provenance(provenance)}" if provenance else what
 
 
 def modality_colors(names: Sequence[str]) -> dict[str, str]:
@@ -137,10 +141,15 @@ def _check_choice(value: str, choices: Sequence[str], option: str) -> None:
         raise InputError(f"unknown {option} {value!r}", hint=f"choose one of: {', '.join(choices)}")
 
 
-def check_options(*, method: str | None = None, color_by: str | None = None, format: str | None = None) -> None:
+def check_options(
+    *, method: str | None = None, color_by: str | None = None, format: str | None = None
+) -> None:
     """Validate plotting options up front (the CLI calls this before spending time on embeddings)."""
-    for value, choices, option in ((method, METHODS, "method"), (color_by, COLOR_BY, "color-by"),
-                                   (format, FORMATS, "format")):
+    for value, choices, option in (
+        (method, METHODS, "method"),
+        (color_by, COLOR_BY, "color-by"),
+        (format, FORMATS, "format"),
+    ):
         if value is not None:
             _check_choice(value, choices, option)
 
@@ -162,7 +171,9 @@ def map_coordinates(
     _check_choice(method, METHODS, "method")
     n = z.shape[0]
     if n < 3:
-        raise InputError(f"a map needs at least 3 points, got {n}", hint="use more samples or raise --max-pairs")
+        raise InputError(
+            f"a map needs at least 3 points, got {n}", hint="use more samples or raise --max-pairs"
+        )
     if method == "pca":
         from sklearn.decomposition import PCA
 
@@ -170,7 +181,9 @@ def map_coordinates(
     try:
         import umap
     except ImportError:
-        raise InputError("method 'umap' needs the umap-learn package", hint="pip install umap-learn, or use --method pca") from None
+        raise InputError(
+            "method 'umap' needs the umap-learn package", hint="pip install umap-learn, or use --method pca"
+        ) from None
     if status is not None:
         status(f"Fitting UMAP on {n} points (the first fit in a process compiles numba code, ~10 s)…")
     reducer = umap.UMAP(
@@ -220,23 +233,30 @@ def plot_map(
     _check_choice(method, METHODS, "method")
     _check_choice(color_by, COLOR_BY, "color-by")
     if color_by == "class" and es.labels is None:
-        raise InputError("color-by 'class' needs class labels, and these embeddings have none",
-                         hint="use --color-by modality or a dataset with labels")
+        raise InputError(
+            "color-by 'class' needs class labels, and these embeddings have none",
+            hint="use --color-by modality or a dataset with labels",
+        )
     names = es.modality_names
     chosen = select_samples(es.n_samples, max_pairs, seed)
     keep = {m: np.flatnonzero(np.isin(es.sample_index[m], chosen)) for m in names}
     blocks = [unit_rows(es.vectors[m], m, rows=keep[m]) for m in names]
     xy = map_coordinates(np.vstack(blocks).astype(np.float64), method=method, seed=seed, status=status)
     starts = np.cumsum([0] + [len(k) for k in keep.values()])
-    coords = {m: xy[starts[i]:starts[i + 1]] for i, m in enumerate(names)}
+    coords = {m: xy[starts[i] : starts[i + 1]] for i, m in enumerate(names)}
     samples = {m: np.asarray(es.sample_index[m], dtype=np.int64)[keep[m]] for m in names}
 
     fig = _new_figure(7.5, 6.5)
     ax = fig.add_subplot()
-    segments = [np.stack([coords[a][ia], coords[b][ib]], axis=1) for a, b, ia, ib in modality_pairs(names, samples)]
+    segments = [
+        np.stack([coords[a][ia], coords[b][ib]], axis=1) for a, b, ia, ib in modality_pairs(names, samples)
+    ]
     if segments:
-        ax.add_collection(LineCollection(np.concatenate(segments), colors="0.55", linewidths=0.35, alpha=0.45,
-                                         zorder=1, gid="pairs"))
+        ax.add_collection(
+            LineCollection(
+                np.concatenate(segments), colors="0.55", linewidths=0.35, alpha=0.45, zorder=1, gid="pairs"
+            )
+        )
     n_points = sum(len(c) for c in coords.values())
     size = float(np.clip(3000.0 / max(n_points, 1), 3.0, 30.0))
     mod_colors = modality_colors(names)
@@ -249,14 +269,35 @@ def plot_map(
             color: dict[str, Any] = {"color": mod_colors[m]}
         else:
             color = {"c": [class_colors[label] for label in labels[samples[m]]]}
-        ax.scatter(coords[m][:, 0], coords[m][:, 1], s=size, marker=MARKERS[i % len(MARKERS)], linewidths=0,
-                   alpha=0.85, label=m, zorder=2, gid=f"points/{m}", **color)
-    handles = [Line2D([], [], marker=MARKERS[i % len(MARKERS)], linestyle="",
-                      color=mod_colors[m] if color_by == "modality" else "0.3", label=m) for i, m in enumerate(names)]
+        ax.scatter(
+            coords[m][:, 0],
+            coords[m][:, 1],
+            s=size,
+            marker=MARKERS[i % len(MARKERS)],
+            linewidths=0,
+            alpha=0.85,
+            label=m,
+            zorder=2,
+            gid=f"points/{m}",
+            **color,
+        )
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker=MARKERS[i % len(MARKERS)],
+            linestyle="",
+            color=mod_colors[m] if color_by == "modality" else "0.3",
+            label=m,
+        )
+        for i, m in enumerate(names)
+    ]
     if color_by == "class" and len(class_colors) <= 12:
         class_names = es.class_names or [str(c) for c in range(len(class_colors))]
-        handles += [Line2D([], [], marker="o", linestyle="", color=c, label=str(n))
-                    for c, n in zip(class_colors, class_names)]
+        handles += [
+            Line2D([], [], marker="o", linestyle="", color=c, label=str(n))
+            for c, n in zip(class_colors, class_names)
+        ]
     if segments:
         handles.append(Line2D([], [], color="0.55", linewidth=0.8, label="true pair"))
     ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.85)
@@ -265,7 +306,11 @@ def plot_map(
     ax.set_yticks([])
     ax.set_xlabel(f"{method.upper()} 1")
     ax.set_ylabel(f"{method.upper()} 2")
-    shown = f"{len(chosen)} of {es.n_samples} samples" if len(chosen) < es.n_samples else f"{es.n_samples} samples"
+    shown = (
+        f"{len(chosen)} of {es.n_samples} samples"
+        if len(chosen) < es.n_samples
+        else f"{es.n_samples} samples"
+    )
     fig.suptitle(_title(f"Embedding map ({method.upper()}, {shown})", es.provenance, title))
     return fig
 
@@ -296,7 +341,9 @@ def random_non_matching_pairs(
     return np.concatenate(got_a)[:n].astype(np.int64), np.concatenate(got_b)[:n].astype(np.int64)
 
 
-def plot_similarity_histograms(es: EmbeddingSet, *, seed: int = 0, bins: int = 50, title: str | None = None) -> Figure:
+def plot_similarity_histograms(
+    es: EmbeddingSet, *, seed: int = 0, bins: int = 50, title: str | None = None
+) -> Figure:
     """Histograms of cos(x̂, ŷ) over true pairs and over as many random non-matching pairs, per modality pair.
 
     The mean of the true-pair histogram is Cos_TP (Grassucci et al.); a well-aligned space separates the two
@@ -313,12 +360,16 @@ def plot_similarity_histograms(es: EmbeddingSet, *, seed: int = 0, bins: int = 5
     """
     names = es.modality_names
     if len(names) < 2:
-        raise InputError(f"similarity histograms need two modalities, these embeddings have {names}",
-                         hint="use a paired dataset")
+        raise InputError(
+            f"similarity histograms need two modalities, these embeddings have {names}",
+            hint="use a paired dataset",
+        )
     pairs = modality_pairs(names, es.sample_index)
     if not pairs:
-        raise InputError(f"no modality pair of {names} has one item per sample on one side",
-                         hint="similarity histograms need true pairs (e.g. one image per sample)")
+        raise InputError(
+            f"no modality pair of {names} has one item per sample on one side",
+            hint="similarity histograms need true pairs (e.g. one image per sample)",
+        )
     rng = np.random.default_rng(seed)
     fig = _new_figure(5.0 * len(pairs), 4.2)
     axes = fig.subplots(1, len(pairs), squeeze=False)[0]
@@ -332,9 +383,18 @@ def plot_similarity_histograms(es: EmbeddingSet, *, seed: int = 0, bins: int = 5
             ax.text(0.5, 0.5, "no pairs", ha="center", va="center", transform=ax.transAxes)
         else:
             edges = np.linspace(both.min(), both.max() + 1e-9, bins + 1)
-            for values, label, color in ((pos, "true pairs", OKABE_ITO[0]), (neg, "non-matching", OKABE_ITO[1])):
+            for values, label, color in (
+                (pos, "true pairs", OKABE_ITO[0]),
+                (neg, "non-matching", OKABE_ITO[1]),
+            ):
                 if values.size:
-                    ax.hist(values, bins=edges, alpha=0.55, color=color, label=f"{label} (mean {values.mean():.3f})")
+                    ax.hist(
+                        values,
+                        bins=edges,
+                        alpha=0.55,
+                        color=color,
+                        label=f"{label} (mean {values.mean():.3f})",
+                    )
                     ax.axvline(values.mean(), color=color, linestyle="--", linewidth=1)
             ax.legend(fontsize="small")
         ax.set_title(f"{a}–{b} ({len(ia)} true pairs)")
@@ -374,8 +434,14 @@ def plot_spectrum(es: EmbeddingSet, *, title: str | None = None) -> Figure:
     for name, x in sets.items():
         sigma = np.asarray(singular_values(x, normalize=True), dtype=np.float64)
         erank = float(effective_rank(x, normalize=True))
-        ax.plot(np.arange(1, len(sigma) + 1), sigma, color=colors[name], linewidth=1.6,
-                label=f"{name} (effective rank {erank:.1f})", gid=f"spectrum/{name}")
+        ax.plot(
+            np.arange(1, len(sigma) + 1),
+            sigma,
+            color=colors[name],
+            linewidth=1.6,
+            label=f"{name} (effective rank {erank:.1f})",
+            gid=f"spectrum/{name}",
+        )
         ax.axvline(erank, color=colors[name], linestyle="--", linewidth=1, alpha=0.8, gid=f"erank/{name}")
     ax.set_yscale("log")
     ax.set_xlabel("index k")
@@ -398,11 +464,15 @@ def validate_shift_result(result: Any, *, source: str = "shift result") -> dict[
         InputError: a key is missing or a curve does not have one value per λ.
     """
     if not isinstance(result, dict):
-        raise InputError(f"{source}: not a shift result (expected a JSON object)",
-                         hint="pass a file written by `gapdiag shift --out`")
+        raise InputError(
+            f"{source}: not a shift result (expected a JSON object)",
+            hint="pass a file written by `gapdiag shift --out`",
+        )
     for key in _SHIFT_KEYS:
         if key not in result:
-            raise InputError(f"{source}: missing key {key!r}", hint="pass a file written by `gapdiag shift --out`")
+            raise InputError(
+                f"{source}: missing key {key!r}", hint="pass a file written by `gapdiag shift --out`"
+            )
     n = len(result["lambdas"])
     curves: dict[str, Any] = {"gap": result["gap"]}
     curves.update({f"loss[{t}]": v for t, v in dict(result["loss"]).items()})
@@ -411,8 +481,10 @@ def validate_shift_result(result: Any, *, source: str = "shift result") -> dict[
         curves["zero_shot_accuracy"] = result["zero_shot_accuracy"]
     for key, values in curves.items():
         if len(values) != n:
-            raise InputError(f"{source}: {key} has {len(values)} values for {n} lambdas",
-                             hint="pass an unmodified file written by `gapdiag shift --out`")
+            raise InputError(
+                f"{source}: {key} has {len(values)} values for {n} lambdas",
+                hint="pass an unmodified file written by `gapdiag shift --out`",
+            )
     return result
 
 
@@ -424,13 +496,19 @@ def load_shift_result(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise InputError(f"{path}: shift result not found", hint="run `gapdiag shift --out FILE` first") from None
+        raise InputError(
+            f"{path}: shift result not found", hint="run `gapdiag shift --out FILE` first"
+        ) from None
     except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a shift result",
-                         hint="pass the file written by `gapdiag shift --out`") from None
+        raise InputError(
+            f"{path}: is a directory, not a shift result",
+            hint="pass the file written by `gapdiag shift --out`",
+        ) from None
     except json.JSONDecodeError as e:
-        raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})",
-                         hint="pass the file written by `gapdiag shift --out`") from None
+        raise InputError(
+            f"{path}:{e.lineno}: not valid JSON ({e.msg})",
+            hint="pass the file written by `gapdiag shift --out`",
+        ) from None
     return validate_shift_result(data, source=str(path))
 
 
@@ -458,24 +536,58 @@ def plot_shift(shift_result: Mapping[str, Any], *, title: str | None = None) -> 
         ax.plot(lambdas, y, color=OKABE_ITO[0], linewidth=1.6, gid=f"loss/{temp}")
         if np.isfinite(y).any():
             k = int(np.nanargmin(y))
-            ax.plot([lambdas[k]], [y[k]], "o", color=OKABE_ITO[1], gid=f"loss_min/{temp}",
-                    label=f"min at λ={lambdas[k]:g}")
+            ax.plot(
+                [lambdas[k]],
+                [y[k]],
+                "o",
+                color=OKABE_ITO[1],
+                gid=f"loss_min/{temp}",
+                label=f"min at λ={lambdas[k]:g}",
+            )
             ax.legend(fontsize="x-small")
         ax.axvline(0.0, color="0.4", linestyle=":", linewidth=1)
         ax.set_title(f"loss, τ = {temp}", fontsize="medium")
         ax.set_xlabel("shift λ")
     ax_gap = fig.add_subplot(grid[1, : ncols // 2])
-    ax_gap.plot(lambdas, np.asarray(result["gap"], dtype=np.float64), color=OKABE_ITO[2], linewidth=1.6, gid="gap")
+    ax_gap.plot(
+        lambdas,
+        np.asarray(result["gap"], dtype=np.float64),
+        color=OKABE_ITO[2],
+        linewidth=1.6,
+        gid="gap",
+        label="‖Δ‖",
+    )
+    if result.get("gap_signed") is not None and len(result["gap_signed"]) == len(lambdas):
+        # Negative once the modalities have crossed: tells "closed" from "overshot" where ‖Δ‖ cannot.
+        ax_gap.plot(
+            lambdas,
+            np.asarray(result["gap_signed"], dtype=np.float64),
+            color=OKABE_ITO[2],
+            linewidth=1.2,
+            linestyle="--",
+            gid="gap_signed",
+            label="signed",
+        )
+        ax_gap.axhline(0.0, color="0.7", linewidth=0.8)
+        ax_gap.legend(fontsize="small")
     ax_gap.axvline(0.0, color="0.4", linestyle=":", linewidth=1)
     ax_gap.set_xlabel("shift λ")
     ax_gap.set_ylabel("modality gap ‖Δ‖")
-    ax_acc = fig.add_subplot(grid[1, ncols // 2:])
+    ax_acc = fig.add_subplot(grid[1, ncols // 2 :])
     curves = {f"R@1 {d.replace('_', ' ')}": v for d, v in dict(result["recall_at_1"]).items()}
     if result.get("zero_shot_accuracy") is not None:
         curves["zero-shot accuracy"] = result["zero_shot_accuracy"]
     for i, (label, values) in enumerate(curves.items()):
-        ax_acc.plot(lambdas, np.asarray(values, dtype=np.float64), color=OKABE_ITO[(i + 3) % len(OKABE_ITO)],
-                    marker=MARKERS[i % len(MARKERS)], markersize=3, linewidth=1.4, label=label, gid=f"score/{label}")
+        ax_acc.plot(
+            lambdas,
+            np.asarray(values, dtype=np.float64),
+            color=OKABE_ITO[(i + 3) % len(OKABE_ITO)],
+            marker=MARKERS[i % len(MARKERS)],
+            markersize=3,
+            linewidth=1.4,
+            label=label,
+            gid=f"score/{label}",
+        )
     ax_acc.axvline(0.0, color="0.4", linestyle=":", linewidth=1)
     ax_acc.set_xlabel("shift λ")
     ax_acc.set_ylabel("score")
@@ -501,7 +613,11 @@ def step_values(labels: Sequence[str]) -> list[float] | None:
 
 
 def plot_compare(
-    reports: Sequence[Report], labels: Sequence[str], metrics: Sequence[str] | None = None, *, title: str | None = None
+    reports: Sequence[Report],
+    labels: Sequence[str],
+    metrics: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
 ) -> Figure:
     """Metric values of two or more reports side by side: one small panel per metric.
 
@@ -522,24 +638,34 @@ def plot_compare(
     from gapdiag.errors import ProvenanceError
 
     if len(reports) < 2:
-        raise InputError(f"compare needs at least two reports, got {len(reports)}",
-                         hint="pass --report A.json --report B.json")
+        raise InputError(
+            f"compare needs at least two reports, got {len(reports)}",
+            hint="pass --report A.json --report B.json",
+        )
     if len(labels) != len(reports):
-        raise InputError(f"{len(labels)} labels for {len(reports)} reports", hint="give one --label per --report")
+        raise InputError(
+            f"{len(labels)} labels for {len(reports)} reports", hint="give one --label per --report"
+        )
     versions = {r.metric_definitions_version for r in reports}
     if len(versions) > 1:
-        raise ProvenanceError(f"reports {', '.join(map(str, labels))} use different metric definitions {sorted(versions)}",
-                              hint="re-measure them with one gapdiag version")
+        raise ProvenanceError(
+            f"reports {', '.join(map(str, labels))} use different metric definitions {sorted(versions)}",
+            hint="re-measure them with one gapdiag version",
+        )
     if metrics is None:
         metrics = [m for m in reports[0].metrics if all(m in r.metrics for r in reports[1:])]
         if not metrics:
-            raise InputError(f"reports {', '.join(map(str, labels))} share no metric",
-                             hint="compare reports measured with the same --metrics")
+            raise InputError(
+                f"reports {', '.join(map(str, labels))} share no metric",
+                hint="compare reports measured with the same --metrics",
+            )
     for label, report in zip(labels, reports):
         missing = [m for m in metrics if m not in report.metrics]
         if missing:
-            raise InputError(f"report {label!r} has no metric {missing[0]!r}",
-                             hint="choose metrics present in every report")
+            raise InputError(
+                f"report {label!r} has no metric {missing[0]!r}",
+                hint="choose metrics present in every report",
+            )
     steps = step_values(labels)
     ncols = min(4, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
@@ -552,19 +678,29 @@ def plot_compare(
         lo_hi = [r.intervals.get(name) for r in reports]
         err = None
         if all(iv is not None for iv in lo_hi):
-            err = np.array([[y[i] - lo_hi[i][0] for i in range(len(y))], [lo_hi[i][1] - y[i] for i in range(len(y))]])
+            err = np.array(
+                [[y[i] - lo_hi[i][0] for i in range(len(y))], [lo_hi[i][1] - y[i] for i in range(len(y))]]
+            )
         if steps is not None:
-            drawn = ax.errorbar(x[order], y[order], yerr=None if err is None else err[:, order], color=OKABE_ITO[0],
-                                marker="o", markersize=4, linewidth=1.5, capsize=3)
+            drawn = ax.errorbar(
+                x[order],
+                y[order],
+                yerr=None if err is None else err[:, order],
+                color=OKABE_ITO[0],
+                marker="o",
+                markersize=4,
+                linewidth=1.5,
+                capsize=3,
+            )
             drawn.lines[0].set_gid(f"metric/{name}")
-            ax.set_xlabel("step")
+            ax.set_xlabel("epoch" if all("ep" in str(label).lower() for label in labels) else "step")
         else:
             colors = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(reports))]
             ax.bar(x, y, color=colors, yerr=err, capsize=3, gid=f"metric/{name}")
             ax.set_xticks(x, [str(label) for label in labels], rotation=30, ha="right", fontsize="small")
         ax.set_title(name, fontsize="medium")
         ax.grid(True, axis="y", alpha=0.3)
-    for ax in axes[len(metrics):]:
+    for ax in axes[len(metrics) :]:
         ax.set_visible(False)
     described = sorted({describe_provenance(r.provenance) for r in reports})
     default = "Comparison — " + ("; ".join(described) if len(described) <= 3 else f"{len(described)} setups")
@@ -577,27 +713,37 @@ def plot_compare(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def parse_kinds(values: Iterable[str] | None, *, have_shift: bool = False, have_reports: bool = False) -> list[str]:
+def parse_kinds(
+    values: Iterable[str] | None, *, have_shift: bool = False, have_reports: bool = False
+) -> list[str]:
     """Turn ``--kind`` values (repeatable, comma lists, ``all``) into an ordered list of figure kinds.
 
     Without any value: the shift and/or compare figures when their inputs are given, else the embedding
     figures. ``all`` means the embedding figures plus shift/compare when their inputs are given.
     """
-    requested = [part.strip().lower() for value in (values or []) for part in str(value).split(",") if part.strip()]
+    requested = [
+        part.strip().lower() for value in (values or []) for part in str(value).split(",") if part.strip()
+    ]
     if not requested:
         implied = (["shift"] if have_shift else []) + (["compare"] if have_reports else [])
         return implied or list(EMBEDDING_KINDS)
     kinds: list[str] = []
     for kind in requested:
         if kind == "all":
-            expanded = list(EMBEDDING_KINDS) + (["shift"] if have_shift else []) + (["compare"] if have_reports else [])
+            expanded = (
+                list(EMBEDDING_KINDS)
+                + (["shift"] if have_shift else [])
+                + (["compare"] if have_reports else [])
+            )
         elif kind in KINDS:
             expanded = [kind]
         else:
             raise InputError(f"unknown --kind {kind!r}", hint=f"choose from {', '.join(KINDS)}, all")
         kinds += [k for k in expanded if k not in kinds]
     if "shift" in kinds and not have_shift:
-        raise InputError("--kind shift needs a shift result", hint="pass --shift shift.json (from `gapdiag shift --out`)")
+        raise InputError(
+            "--kind shift needs a shift result", hint="pass --shift shift.json (from `gapdiag shift --out`)"
+        )
     if "compare" in kinds and not have_reports:
         raise InputError("--kind compare needs reports", hint="pass --report A.json --report B.json")
     return [k for k in KINDS if k in kinds]
@@ -623,13 +769,16 @@ def make_figures(
 ) -> dict[str, Figure]:
     """Build the figures of ``kinds`` (see :func:`parse_kinds`), keyed by :func:`figure_stem`."""
     if any(k in EMBEDDING_KINDS for k in kinds) and embeddings is None:
-        raise InputError(f"figures {', '.join(k for k in kinds if k in EMBEDDING_KINDS)} need embeddings",
-                         hint="pass --data/--model")
+        raise InputError(
+            f"figures {', '.join(k for k in kinds if k in EMBEDDING_KINDS)} need embeddings",
+            hint="pass --data/--model",
+        )
     figures: dict[str, Figure] = {}
     for kind in kinds:
         if kind == "map":
-            figures[figure_stem(kind, method)] = plot_map(embeddings, method=method, max_pairs=max_pairs, seed=seed,
-                                                          color_by=color_by, status=status)
+            figures[figure_stem(kind, method)] = plot_map(
+                embeddings, method=method, max_pairs=max_pairs, seed=seed, color_by=color_by, status=status
+            )
         elif kind == "hist":
             figures[kind] = plot_similarity_histograms(embeddings, seed=seed)
         elif kind == "spectrum":
@@ -641,7 +790,9 @@ def make_figures(
         elif kind == "compare":
             if not reports:
                 raise InputError("--kind compare needs reports", hint="pass --report A.json --report B.json")
-            figures[kind] = plot_compare(reports, labels if labels is not None else [str(i) for i in range(len(reports))])
+            figures[kind] = plot_compare(
+                reports, labels if labels is not None else [str(i) for i in range(len(reports))]
+            )
         else:
             raise InputError(f"unknown figure kind {kind!r}", hint=f"choose from {', '.join(KINDS)}")
     return figures
@@ -653,11 +804,14 @@ def ensure_output_dir(path: str | Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise InputError(f"cannot create output directory {path}: it or a parent is a file",
-                         hint="pass a directory path to --out") from None
+        raise InputError(
+            f"cannot create output directory {path}: it or a parent is a file",
+            hint="pass a directory path to --out",
+        ) from None
     except OSError as e:
-        raise InputError(f"cannot create output directory {path}: {e.strerror}",
-                         hint="pass a writable directory to --out") from None
+        raise InputError(
+            f"cannot create output directory {path}: {e.strerror}", hint="pass a writable directory to --out"
+        ) from None
     return path
 
 
@@ -683,11 +837,15 @@ def save_figure(fig: Figure, path: str | Path, format: str | None = None, dpi: i
         tmp.replace(path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {e.strerror}", hint="pass a writable directory to --out") from None
+        raise InputError(
+            f"cannot write {path}: {e.strerror}", hint="pass a writable directory to --out"
+        ) from None
     return path
 
 
-def save_figures(figures: Mapping[str, Figure], out_dir: str | Path, *, format: str = "png", dpi: int = 150) -> list[Path]:
+def save_figures(
+    figures: Mapping[str, Figure], out_dir: str | Path, *, format: str = "png", dpi: int = 150
+) -> list[Path]:
     """Save every figure as ``<out_dir>/<stem>.<format>`` and return the paths in order."""
     _check_choice(format, FORMATS, "format")
     out = ensure_output_dir(out_dir)

@@ -25,8 +25,13 @@ from gapdiag.errors import InputError
 from gapdiag.html_report import render_html, write_html
 from gapdiag.report import Report
 
-METRICS = {"modality_gap/image-text": 0.8123, "cos_tp/image-text": 0.3, "angular_value/image": 0.25,
-           "angular_value/text": 0.125, "effective_rank/joint": 7.5}
+METRICS = {
+    "modality_gap/image-text": 0.8123,
+    "cos_tp/image-text": 0.3,
+    "angular_value/image": 0.25,
+    "angular_value/text": 0.125,
+    "effective_rank/joint": 7.5,
+}
 
 
 class Tags(HTMLParser):
@@ -67,8 +72,10 @@ def small_set(n: int = 24, d: int = 6, seed: int = 0) -> EmbeddingSet:
     rng = np.random.default_rng(seed)
     content = rng.normal(size=(n, d))
     return EmbeddingSet(
-        vectors={"image": (content + 3 * np.eye(d)[0]).astype(np.float32),
-                 "text": (content + 0.2 * rng.normal(size=(n, d)) + 3 * np.eye(d)[1]).astype(np.float32)},
+        vectors={
+            "image": (content + 3 * np.eye(d)[0]).astype(np.float32),
+            "text": (content + 0.2 * rng.normal(size=(n, d)) + 3 * np.eye(d)[1]).astype(np.float32),
+        },
         sample_index={"image": np.arange(n), "text": np.arange(n)},
         n_samples=n,
         provenance={"model": {"name": "toy-clip"}, "dataset": {"name": "toy <pairs> & co"}},
@@ -78,13 +85,19 @@ def small_set(n: int = 24, d: int = 6, seed: int = 0) -> EmbeddingSet:
 @pytest.fixture(scope="module")
 def figures():
     es = small_set()
-    return {"map-pca": gplot.plot_map(es, method="pca"), "hist": gplot.plot_similarity_histograms(es),
-            "spectrum": gplot.plot_spectrum(es)}
+    return {
+        "map-pca": gplot.plot_map(es, method="pca"),
+        "hist": gplot.plot_similarity_histograms(es),
+        "spectrum": gplot.plot_spectrum(es),
+    }
 
 
 def make_report(**kw) -> Report:
-    return Report(metrics=dict(METRICS), provenance={"model": {"name": "toy-clip"},
-                                                      "dataset": {"name": "toy <pairs> & co", "n_samples": 24}}, **kw)
+    return Report(
+        metrics=dict(METRICS),
+        provenance={"model": {"name": "toy-clip"}, "dataset": {"name": "toy <pairs> & co", "n_samples": 24}},
+        **kw,
+    )
 
 
 def test_html_is_self_contained_with_metric_rows_and_png_images(figures):
@@ -98,7 +111,7 @@ def test_html_is_self_contained_with_metric_rows_and_png_images(figures):
     for attrs, fig in zip(imgs, figures.values()):
         prefix = "data:image/png;base64,"
         assert attrs["src"].startswith(prefix)
-        with Image.open(io.BytesIO(base64.b64decode(attrs["src"][len(prefix):]))) as img:
+        with Image.open(io.BytesIO(base64.b64decode(attrs["src"][len(prefix) :]))) as img:
             assert img.format == "PNG"
             assert img.size == (round(fig.get_figwidth() * 40), round(fig.get_figheight() * 40))
     rows = {attrs["data-metric"] for attrs in tags.all("tr") if "data-metric" in attrs}
@@ -118,7 +131,9 @@ def test_html_with_inline_svg_names_no_url(figures):
 
 
 def test_write_html_is_atomic_and_reports_unwritable_paths(tmp_path, figures):
-    path = write_html(tmp_path / "sub" / "r.html", make_report(), {"hist": figures["hist"]}, title="x", dpi=30)
+    path = write_html(
+        tmp_path / "sub" / "r.html", make_report(), {"hist": figures["hist"]}, title="x", dpi=30
+    )
     assert path.read_text().startswith("<!DOCTYPE html>")
     assert not list(path.parent.glob(".*.tmp"))
     (tmp_path / "file").write_text("x")
@@ -139,20 +154,38 @@ window.addEventListener('load', () => {
 
 def chromium(*args: str, user_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={user_dir}", "--window-size=1200,900", *args],
-        capture_output=True, text=True, check=True)
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={user_dir}",
+            "--window-size=1200,900",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="chromium not installed (apt-get install -y --no-install-recommends chromium)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="chromium not installed (apt-get install -y --no-install-recommends chromium)",
+)
 @pytest.mark.parametrize("figure_format", ["png", "svg"])
 def test_report_renders_in_headless_chromium(tmp_path, figures, figure_format):
     report = write_html(tmp_path / "report.html", make_report(), figures, figure_format=figure_format, dpi=60)
     probed = tmp_path / "probed.html"
     probed.write_text(report.read_text().replace("</body>", PROBE))
-    dom = chromium("--virtual-time-budget=5000", "--dump-dom", probed.as_uri(), user_dir=tmp_path / "profile").stdout
+    dom = chromium(
+        "--virtual-time-budget=5000", "--dump-dom", probed.as_uri(), user_dir=tmp_path / "profile"
+    ).stdout
     tags = parse(dom)
     (body,) = tags.all("body")
     probe = json.loads(body["data-probe"])
@@ -181,8 +214,22 @@ def npz(tmp_path) -> Path:
 
 def test_cli_report_measures_and_embeds_every_figure(npz, tmp_path, capsys):
     out = tmp_path / "r.html"
-    code = run(["report", "-d", str(npz), "--method", "pca", "--out", str(out), "--json", "--dpi", "40",
-                "--cache-dir", str(tmp_path / "cache")])
+    code = run(
+        [
+            "report",
+            "-d",
+            str(npz),
+            "--method",
+            "pca",
+            "--out",
+            str(out),
+            "--json",
+            "--dpi",
+            "40",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["path"] == str(out) and printed["figures"] == ["map-pca", "hist", "spectrum"]
@@ -194,8 +241,22 @@ def test_cli_report_measures_and_embeds_every_figure(npz, tmp_path, capsys):
 
 def test_cli_report_reuses_a_measurement(npz, tmp_path, capsys):
     make_report().save(tmp_path / "m.json")
-    code = run(["report", "-d", str(npz), "--report", str(tmp_path / "m.json"), "--kind", "hist",
-                "--out", str(tmp_path / "r.html"), "--dpi", "30", "-q"])
+    code = run(
+        [
+            "report",
+            "-d",
+            str(npz),
+            "--report",
+            str(tmp_path / "m.json"),
+            "--kind",
+            "hist",
+            "--out",
+            str(tmp_path / "r.html"),
+            "--dpi",
+            "30",
+            "-q",
+        ]
+    )
     assert code == 0
     tags = parse((tmp_path / "r.html").read_text())
     assert {a["data-metric"] for a in tags.all("tr") if "data-metric" in a} == set(METRICS)
@@ -217,7 +278,18 @@ def test_cli_report_errors_are_one_line(npz, tmp_path, capsys, args, message):
     other = make_report()
     other.provenance["dataset"]["fingerprint"] = "0" * 64
     other.save(tmp_path / "other.json")
-    code = run(["report", "-d", str(npz), "--method", "pca", "-q", "--out", str(tmp_path / "r.html"),
-                *[a.format(tmp=tmp_path) for a in args]])
+    code = run(
+        [
+            "report",
+            "-d",
+            str(npz),
+            "--method",
+            "pca",
+            "-q",
+            "--out",
+            str(tmp_path / "r.html"),
+            *[a.format(tmp=tmp_path) for a in args],
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

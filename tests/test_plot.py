@@ -50,12 +50,17 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def scatter_by_gid(fig) -> dict[str, PathCollection]:
     ax = fig.axes[0]
-    return {c.get_gid().split("/", 1)[1]: c for c in ax.collections
-            if isinstance(c, PathCollection) and (c.get_gid() or "").startswith("points/")}
+    return {
+        c.get_gid().split("/", 1)[1]: c
+        for c in ax.collections
+        if isinstance(c, PathCollection) and (c.get_gid() or "").startswith("points/")
+    }
 
 
 def pair_segments(fig) -> np.ndarray:
-    (lines,) = [c for c in fig.axes[0].collections if isinstance(c, LineCollection) and c.get_gid() == "pairs"]
+    (lines,) = [
+        c for c in fig.axes[0].collections if isinstance(c, LineCollection) and c.get_gid() == "pairs"
+    ]
     return np.asarray(lines.get_segments())
 
 
@@ -101,7 +106,9 @@ def test_map_subsamples_samples_with_a_seed():
     again = scatter_by_gid(gplot.plot_map(es, method="pca", max_pairs=10, seed=1))
     np.testing.assert_array_equal(points["text"].get_offsets(), again["text"].get_offsets())
     other = scatter_by_gid(gplot.plot_map(es, method="pca", max_pairs=10, seed=2))
-    assert not np.allclose(np.sort(points["image"].get_offsets()[:, 0]), np.sort(other["image"].get_offsets()[:, 0]))
+    assert not np.allclose(
+        np.sort(points["image"].get_offsets()[:, 0]), np.sort(other["image"].get_offsets()[:, 0])
+    )
 
 
 def test_select_samples_is_a_seeded_subset_without_repeats():
@@ -124,8 +131,12 @@ def test_map_umap_is_deterministic_for_a_seed_and_announces_the_slow_fit():
     assert len(messages) == 1 and "UMAP" in messages[0] and "200 points" in messages[0]
     # The two cones stay apart: the centroids are further apart than the mean spread of each cloud.
     ci, ct = first["image"].get_offsets().mean(0), first["text"].get_offsets().mean(0)
-    spread = np.mean([np.linalg.norm(first[m].get_offsets() - first[m].get_offsets().mean(0), axis=1).mean()
-                      for m in first])
+    spread = np.mean(
+        [
+            np.linalg.norm(first[m].get_offsets() - first[m].get_offsets().mean(0), axis=1).mean()
+            for m in first
+        ]
+    )
     assert np.linalg.norm(ci - ct) > spread
 
 
@@ -136,7 +147,9 @@ def test_map_color_by_class_colours_each_point_by_its_sample_label():
         labels = es.labels[es.sample_index[m]]
         expected = np.array([to_rgba(gplot.OKABE_ITO[c]) for c in labels])
         np.testing.assert_allclose(coll.get_facecolors()[:, :3], expected[:, :3])
-    assert points["image"].get_paths()[0] != points["text"].get_paths()[0]  # markers tell the modalities apart
+    assert (
+        points["image"].get_paths()[0] != points["text"].get_paths()[0]
+    )  # markers tell the modalities apart
 
 
 def test_map_errors_are_one_line_input_errors():
@@ -158,9 +171,16 @@ def test_similarity_histograms_count_every_true_pair_and_as_many_negatives():
     fig = gplot.plot_similarity_histograms(es, seed=0, bins=20)
     (ax,) = fig.axes
     true_bars, neg_bars = ax.containers
-    edges = np.array([p.get_x() for p in true_bars.patches] + [true_bars.patches[-1].get_x() + true_bars.patches[-1].get_width()])
-    ref = np.array([unit(es.vectors["image"])[es.sample_index["text"][j]] @ unit(es.vectors["text"])[j]
-                    for j in range(50)])
+    edges = np.array(
+        [p.get_x() for p in true_bars.patches]
+        + [true_bars.patches[-1].get_x() + true_bars.patches[-1].get_width()]
+    )
+    ref = np.array(
+        [
+            unit(es.vectors["image"])[es.sample_index["text"][j]] @ unit(es.vectors["text"])[j]
+            for j in range(50)
+        ]
+    )
     # The figure's cosines come from float32 unit vectors (~1e-7 off these): widen the outer edges.
     edges[0], edges[-1] = min(edges[0], ref.min()) - 1e-6, max(edges[-1], ref.max()) + 1e-6
     np.testing.assert_array_equal(true_bars.datavalues, np.histogram(ref, bins=edges)[0])
@@ -176,7 +196,9 @@ def test_random_non_matching_pairs_never_pair_a_sample_with_itself_and_are_seede
     ja, jb = gplot.random_non_matching_pairs(sa, sb, 200, np.random.default_rng(0))
     np.testing.assert_array_equal(ia, ja)
     np.testing.assert_array_equal(ib, jb)
-    empty = gplot.random_non_matching_pairs(np.zeros(3, dtype=int), np.zeros(2, dtype=int), 5, np.random.default_rng(0))
+    empty = gplot.random_non_matching_pairs(
+        np.zeros(3, dtype=int), np.zeros(2, dtype=int), 5, np.random.default_rng(0)
+    )
     assert len(empty[0]) == 0
 
 
@@ -216,8 +238,12 @@ def shift_result(temperatures=("0.01", "1")) -> dict:
         "lambdas": lambdas.tolist(),
         "temperatures": [float(t) for t in temperatures],
         "gap": np.abs(0.8 - 0.4 * lambdas).tolist(),
+        "gap_signed": (0.8 - 0.4 * lambdas).tolist(),
         "loss": {t: ((lambdas - 0.25 * i) ** 2 + 1.0).tolist() for i, t in enumerate(temperatures)},
-        "recall_at_1": {"image_to_text": (0.5 - 0.1 * lambdas**2).tolist(), "text_to_image": (0.4 - 0.1 * lambdas**2).tolist()},
+        "recall_at_1": {
+            "image_to_text": (0.5 - 0.1 * lambdas**2).tolist(),
+            "text_to_image": (0.4 - 0.1 * lambdas**2).tolist(),
+        },
         "zero_shot_accuracy": (0.6 - 0.2 * lambdas**2).tolist(),
     }
 
@@ -230,8 +256,13 @@ def test_shift_plot_has_one_loss_curve_per_temperature_with_its_minimum_marked()
         np.testing.assert_allclose(lines[f"loss/{t}"].get_ydata(), result["loss"][t])
         assert lines[f"loss_min/{t}"].get_xdata()[0] == pytest.approx(0.25 * i)
     np.testing.assert_allclose(lines["gap"].get_ydata(), result["gap"])
+    np.testing.assert_allclose(lines["gap_signed"].get_ydata(), result["gap_signed"])
+    assert fig._suptitle.get_text() == "Embedding shift along the gap"  # no provenance, no "unknown model"
     assert {g for g in lines if g.startswith("score/")} == {
-        "score/R@1 image to text", "score/R@1 text to image", "score/zero-shot accuracy"}
+        "score/R@1 image to text",
+        "score/R@1 text to image",
+        "score/zero-shot accuracy",
+    }
     no_accuracy = dict(result, zero_shot_accuracy=None)
     lines = [line.get_gid() for ax in gplot.plot_shift(no_accuracy).axes for line in ax.lines]
     assert "score/zero-shot accuracy" not in lines
@@ -349,8 +380,13 @@ def npz(tmp_path) -> Path:
     """Precomputed two-cone embeddings on disk (read through api.embed like any dataset)."""
     es = two_cones(n=30, captions=1)
     path = tmp_path / "cones.npz"
-    np.savez(path, image=es.vectors["image"], text=es.vectors["text"], labels=es.labels,
-             class_names=np.array(es.class_names))
+    np.savez(
+        path,
+        image=es.vectors["image"],
+        text=es.vectors["text"],
+        labels=es.labels,
+        class_names=np.array(es.class_names),
+    )
     return path
 
 
@@ -360,8 +396,24 @@ def cli(*args: str) -> int:
 
 def test_cli_plot_writes_each_kind_and_prints_the_paths(npz, tmp_path, capsys):
     out = tmp_path / "plots"
-    code = cli("plot", "-d", str(npz), "--cache-dir", str(tmp_path / "cache"), "--method", "pca",
-               "--kind", "map,hist", "--kind", "spectrum", "--format", "svg", "--out", str(out), "--json")
+    code = cli(
+        "plot",
+        "-d",
+        str(npz),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--method",
+        "pca",
+        "--kind",
+        "map,hist",
+        "--kind",
+        "spectrum",
+        "--format",
+        "svg",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert code == 0
     paths = json.loads(capsys.readouterr().out)
     assert paths == [str(out / "map-pca.svg"), str(out / "hist.svg"), str(out / "spectrum.svg")]
@@ -373,8 +425,19 @@ def test_cli_plot_shift_and_compare_need_no_embeddings(tmp_path, capsys):
     (tmp_path / "shift.json").write_text(json.dumps(shift_result()))
     report({"m": 1.0}).save(tmp_path / "a.json")
     report({"m": 2.0}).save(tmp_path / "b.json")
-    code = cli("plot", "--shift", str(tmp_path / "shift.json"), "--report", str(tmp_path / "a.json"),
-               "--report", str(tmp_path / "b.json"), "--out", str(tmp_path / "o"), "--dpi", "40")
+    code = cli(
+        "plot",
+        "--shift",
+        str(tmp_path / "shift.json"),
+        "--report",
+        str(tmp_path / "a.json"),
+        "--report",
+        str(tmp_path / "b.json"),
+        "--out",
+        str(tmp_path / "o"),
+        "--dpi",
+        "40",
+    )
     assert code == 0
     printed = capsys.readouterr().out.split()
     assert printed == [str(tmp_path / "o" / "shift.png"), str(tmp_path / "o" / "compare.png")]

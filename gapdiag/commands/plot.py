@@ -7,7 +7,7 @@ or ``embed``), measurements from :func:`gapdiag.api.measure`, figures from :mod:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -34,22 +34,49 @@ from gapdiag.commands._common import (
 
 _FIGURES = "Figures"
 
-KindOpt = Annotated[Optional[list[str]], typer.Option(
-    "--kind", "-k",
-    help="Figures to draw: map, hist, spectrum, shift, compare or all; repeat the option or give a comma list. "
-         "Default: map,hist,spectrum (or shift/compare when only --shift/--report are given).",
-    rich_help_panel=_FIGURES)]
-MethodOpt = Annotated[str, typer.Option(
-    "--method", help="2-D projection of the map: umap (as in Liang et al.; first fit compiles for ~10 s) or pca.",
-    rich_help_panel=_FIGURES)]
-ColorByOpt = Annotated[str, typer.Option(
-    "--color-by", help="Colour map points by modality or by class label (the marker always shows the modality).",
-    rich_help_panel=_FIGURES)]
-MaxPairsOpt = Annotated[int, typer.Option(
-    "--max-pairs", min=1, help="Draw at most this many samples (true pairs) on the map, chosen with --seed.",
-    rich_help_panel=_FIGURES)]
-ShiftFileOpt = Annotated[Optional[Path], typer.Option(
-    "--shift", help="Shift result JSON written by `gapdiag shift --out` (for --kind shift).", rich_help_panel=_FIGURES)]
+KindOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kind",
+        "-k",
+        help="Figures to draw: map, hist, spectrum, shift, compare or all; repeat the option or give a comma list. "
+        "Default: map,hist,spectrum (or shift/compare when only --shift/--report are given).",
+        rich_help_panel=_FIGURES,
+    ),
+]
+MethodOpt = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        help="2-D projection of the map: umap (as in Liang et al.; first fit compiles for ~10 s) or pca.",
+        rich_help_panel=_FIGURES,
+    ),
+]
+ColorByOpt = Annotated[
+    str,
+    typer.Option(
+        "--color-by",
+        help="Colour map points by modality or by class label (the marker always shows the modality).",
+        rich_help_panel=_FIGURES,
+    ),
+]
+MaxPairsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-pairs",
+        min=1,
+        help="Draw at most this many samples (true pairs) on the map, chosen with --seed.",
+        rich_help_panel=_FIGURES,
+    ),
+]
+ShiftFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--shift",
+        help="Shift result JSON written by `gapdiag shift --out` (for --kind shift).",
+        rich_help_panel=_FIGURES,
+    ),
+]
 
 
 def _status(quiet: bool) -> Any:
@@ -70,21 +97,37 @@ def plot(
     kind: KindOpt = None,
     method: MethodOpt = "umap",
     color_by: ColorByOpt = "modality",
-    fmt: Annotated[str, typer.Option("--format", "-f", help="File format: png, svg or pdf.",
-                                     rich_help_panel=_FIGURES)] = "png",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created if missing).",
-                                      rich_help_panel=_FIGURES)] = Path("gapdiag-plots"),
-    dpi: Annotated[int, typer.Option("--dpi", min=1, help="Resolution of PNG output.", rich_help_panel=_FIGURES)] = 150,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="File format: png, svg or pdf.", rich_help_panel=_FIGURES)
+    ] = "png",
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output directory (created if missing).", rich_help_panel=_FIGURES),
+    ] = Path("gapdiag-plots"),
+    dpi: Annotated[
+        int, typer.Option("--dpi", min=1, help="Resolution of PNG output.", rich_help_panel=_FIGURES)
+    ] = 150,
     seed: SeedOpt = 0,
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
-    report: Annotated[Optional[list[Path]], typer.Option(
-        "--report", "-r", help="Report JSON from `gapdiag measure --out`; repeat for --kind compare.",
-        rich_help_panel=_FIGURES)] = None,
-    label: Annotated[Optional[list[str]], typer.Option(
-        "--label", help="Label of each --report in the comparison (default: file names). Labels such as "
-                        "'epoch 3' or 'step_1000' draw lines over training instead of bars.",
-        rich_help_panel=_FIGURES)] = None,
+    report: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--report",
+            "-r",
+            help="Report JSON from `gapdiag measure --out`; repeat for --kind compare.",
+            rich_help_panel=_FIGURES,
+        ),
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            help="Label of each --report in the comparison (default: file names). Labels such as "
+            "'epoch 3' or 'step_1000' draw lines over training instead of bars.",
+            rich_help_panel=_FIGURES,
+        ),
+    ] = None,
     data: DataArg = None,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
@@ -116,15 +159,41 @@ def plot(
     if label and len(label) != len(reports):
         from gapdiag.errors import InputError
 
-        raise InputError(f"{len(label)} --label values for {len(reports)} --report files", hint="give one --label per --report")
+        raise InputError(
+            f"{len(label)} --label values for {len(reports)} --report files",
+            hint="give one --label per --report",
+        )
     shift_result = gplot.load_shift_result(shift) if shift is not None else None
     gplot.ensure_output_dir(out)  # fail before embedding, not after
-    es = _embeddings(kinds, embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
-                                         precision=precision, batch_size=batch_size, workers=workers,
-                                         cache_dir=cache_dir, dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
-    figures = gplot.make_figures(kinds, embeddings=es, shift_result=shift_result, reports=reports,
-                                 labels=label or [p.stem for p in report or []], method=method, color_by=color_by,
-                                 max_pairs=max_pairs, seed=seed, status=_status(quiet or json_out))
+    es = _embeddings(
+        kinds,
+        embed_kwargs(
+            data=data,
+            split=split,
+            model=model,
+            pretrained=pretrained,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            workers=workers,
+            cache_dir=cache_dir,
+            dtype=dtype,
+            skip_bad=skip_bad,
+            quiet=quiet or json_out,
+        ),
+    )
+    figures = gplot.make_figures(
+        kinds,
+        embeddings=es,
+        shift_result=shift_result,
+        reports=reports,
+        labels=label or [p.stem for p in report or []],
+        method=method,
+        color_by=color_by,
+        max_pairs=max_pairs,
+        seed=seed,
+        status=_status(quiet or json_out),
+    )
     paths = gplot.save_figures(figures, out, format=fmt, dpi=dpi)
     if json_out:
         print_json([str(p) for p in paths])
@@ -135,22 +204,44 @@ def plot(
 
 def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
-    from_report: Annotated[Optional[Path], typer.Option(
-        "--report", "-r", help="Reuse this measurement (from `gapdiag measure --out`) instead of measuring again; "
-                               "figures still come from the embeddings of --data/--model (cache).")] = None,
-    metrics: Annotated[Optional[str], typer.Option(
-        "--metrics", help="Comma-separated metric names to measure (default: all that apply).")] = None,
-    sample: Annotated[Optional[int], typer.Option(
-        "--sample", min=1, help="Use this many samples (seeded) for the quadratic metrics; default exact.")] = None,
+    from_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            "-r",
+            help="Reuse this measurement (from `gapdiag measure --out`) instead of measuring again; "
+            "figures still come from the embeddings of --data/--model (cache).",
+        ),
+    ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", help="Comma-separated metric names to measure (default: all that apply)."),
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample", min=1, help="Use this many samples (seeded) for the quadratic metrics; default exact."
+        ),
+    ] = None,
     kind: KindOpt = None,
     method: MethodOpt = "umap",
     color_by: ColorByOpt = "modality",
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
-    figure_format: Annotated[str, typer.Option(
-        "--figure-format", help="png (base64 images) or svg (inline vector graphics).", rich_help_panel=_FIGURES)] = "png",
-    dpi: Annotated[int, typer.Option("--dpi", min=1, help="Resolution of PNG figures.", rich_help_panel=_FIGURES)] = 110,
-    title: Annotated[Optional[str], typer.Option("--title", help="Page title (default: model and dataset).")] = None,
+    figure_format: Annotated[
+        str,
+        typer.Option(
+            "--figure-format",
+            help="png (base64 images) or svg (inline vector graphics).",
+            rich_help_panel=_FIGURES,
+        ),
+    ] = "png",
+    dpi: Annotated[
+        int, typer.Option("--dpi", min=1, help="Resolution of PNG figures.", rich_help_panel=_FIGURES)
+    ] = 110,
+    title: Annotated[
+        str | None, typer.Option("--title", help="Page title (default: model and dataset).")
+    ] = None,
     seed: SeedOpt = 0,
     data: DataArg = None,
     model: ModelOpt = None,
@@ -176,23 +267,52 @@ def report(
     from gapdiag.report import Report
 
     if figure_format not in FIGURE_FORMATS:
-        raise InputError(f"unknown --figure-format {figure_format!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}")
+        raise InputError(
+            f"unknown --figure-format {figure_format!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}"
+        )
     gplot.check_options(method=method, color_by=color_by)
     kinds = gplot.parse_kinds(kind or ["all"], have_shift=shift is not None)
     shift_result = gplot.load_shift_result(shift) if shift is not None else None
     measured = Report.load(from_report) if from_report is not None else None
     gplot.ensure_output_dir(out.parent)
     silent = quiet or json_out
-    es = api.embed(**embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
-                                  precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
-                                  dtype=dtype, skip_bad=skip_bad, quiet=silent))
+    es = api.embed(
+        **embed_kwargs(
+            data=data,
+            split=split,
+            model=model,
+            pretrained=pretrained,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            workers=workers,
+            cache_dir=cache_dir,
+            dtype=dtype,
+            skip_bad=skip_bad,
+            quiet=silent,
+        )
+    )
     if measured is None:
-        measured = api.measure(es, metrics=[m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
-                               sample=sample, seed=seed, device=device, progress=not silent)
+        measured = api.measure(
+            es,
+            metrics=[m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
+            sample=sample,
+            seed=seed,
+            device=device,
+            progress=not silent,
+        )
     else:
         _check_same_dataset(measured, es.provenance, from_report)
-    figures = gplot.make_figures(kinds, embeddings=es, shift_result=shift_result, method=method, color_by=color_by,
-                                 max_pairs=max_pairs, seed=seed, status=_status(silent))
+    figures = gplot.make_figures(
+        kinds,
+        embeddings=es,
+        shift_result=shift_result,
+        method=method,
+        color_by=color_by,
+        max_pairs=max_pairs,
+        seed=seed,
+        status=_status(silent),
+    )
     path = write_html(out, measured, figures, title=title, figure_format=figure_format, dpi=dpi)
     if json_out:
         print_json({"path": str(path), "figures": list(figures), "metrics": len(measured.metrics)})
@@ -207,20 +327,30 @@ def _check_same_dataset(report: Any, provenance: dict[str, Any], source: Path) -
     measured = (report.provenance.get("dataset") or {}).get("fingerprint")
     embedded = (provenance.get("dataset") or {}).get("fingerprint")
     if measured and embedded and measured != embedded:
-        raise ProvenanceError(f"{source} was measured on another dataset than --data gives (fingerprint "
-                              f"{str(measured)[:12]} vs {str(embedded)[:12]})",
-                              hint="pass the --data/--split the report was measured on")
+        raise ProvenanceError(
+            f"{source} was measured on another dataset than --data gives (fingerprint "
+            f"{str(measured)[:12]} vs {str(embedded)[:12]})",
+            hint="pass the --data/--split the report was measured on",
+        )
 
 
 def register(app: typer.Typer) -> None:
     """Add ``plot`` and ``report`` to the gapdiag app."""
-    app.command("plot", epilog=(
-        "Examples:\n\n"
-        "`gapdiag plot` (bundled tiny CLIP on digits: map-umap.png, hist.png, spectrum.png in ./gapdiag-plots)\n\n"
-        "`gapdiag plot -d captions.csv -m ViT-B-32 -p openai --kind map --method pca --format svg`\n\n"
-        "`gapdiag plot --shift shift.json`\n\n"
-        "`gapdiag plot --report epoch1.json --report epoch5.json --label 'epoch 1' --label 'epoch 5'`"))(plot)
-    app.command("report", epilog=(
-        "Examples:\n\n"
-        "`gapdiag report --out report.html`\n\n"
-        "`gapdiag report -d coco.json -m ViT-B-32 -p openai --report measured.json --shift shift.json`"))(report)
+    app.command(
+        "plot",
+        epilog=(
+            "Examples:\n\n"
+            "`gapdiag plot` (bundled tiny CLIP on digits: map-umap.png, hist.png, spectrum.png in ./gapdiag-plots)\n\n"
+            "`gapdiag plot -d captions.csv -m ViT-B-32 -p openai --kind map --method pca --format svg`\n\n"
+            "`gapdiag plot --shift shift.json`\n\n"
+            "`gapdiag plot --report epoch1.json --report epoch5.json --label 'epoch 1' --label 'epoch 5'`"
+        ),
+    )(plot)
+    app.command(
+        "report",
+        epilog=(
+            "Examples:\n\n"
+            "`gapdiag report --out report.html`\n\n"
+            "`gapdiag report -d coco.json -m ViT-B-32 -p openai --report measured.json --shift shift.json`"
+        ),
+    )(report)
