@@ -313,11 +313,12 @@ def build_model(spec: ModelSpec, *, device: str = "auto", precision: str = "fp32
 
 
 class _quiet_open_clip:
-    """Silence open_clip's logging.warning about random init while building (gapdiag reports it itself)."""
+    """Silence open_clip's root-logger messages while building: its warning about random init and its
+    ``logging.error`` about a failed download, which gapdiag reports itself as one line."""
 
     def __enter__(self) -> None:
         self._level = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)
+        logging.getLogger().setLevel(logging.CRITICAL)
 
     def __exit__(self, *exc: object) -> None:
         logging.getLogger().setLevel(self._level)
@@ -340,8 +341,15 @@ def _checkpoint_error(spec: ModelSpec, e: Exception) -> ModelError:
         return ModelError(f"{spec.checkpoint}: refuses to load (it contains pickled Python objects, not only tensors)",
                           hint="save a plain state_dict or .safetensors")
     if isinstance(e, RuntimeError) and ("size mismatch" in text or "Missing key" in text or "Unexpected key" in text):
-        problems = [f"{text.count('size mismatch')} size mismatches"]
+        n_size = text.count("size mismatch")
+        problems = [f"{n_size} size mismatches"] if n_size else []
         problems += [what for what in ("missing keys", "unexpected keys") if what.split()[0].title() + " key" in text]
+    elif isinstance(e, AssertionError) and "changed" in text:
+        # open_clip's positional-embedding resizing asserts before load_state_dict can list the mismatches.
+        problems = [text.splitlines()[0].rstrip("!")]
+    else:
+        problems = []
+    if problems:
         return ModelError(
             f"checkpoint {spec.checkpoint} does not fit architecture {spec.architecture} ({', '.join(problems)})",
             hint="pass the --model the checkpoint was trained with")
