@@ -238,7 +238,7 @@ def train(
             es = embed_in_memory(eval_data or data, loaded)
             values, _ = compute_all(es, list(EPOCH_METRICS), progress=None)
             record = {"epoch": epoch + 1, "loss": running / data.n_samples, "seconds": time.perf_counter() - t0,
-                      "temperature": float(1.0 / net.logit_scale.exp()), **values}
+                      "temperature": float(1.0 / net.logit_scale.detach().exp()), **values}
             result.epochs.append(record)
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")

@@ -1,0 +1,93 @@
+"""gapdiag train: per-epoch log, checkpoints in open_clip's format, exact resume, self-describing export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gapdiag.data import load_dataset
+from gapdiag.errors import InputError
+from gapdiag.models import resolve_model
+from gapdiag.train import EPOCH_METRICS, train
+from tests.data_fixtures import digits_manifest
+
+FAST = dict(model="gapdiag-tiny-vit", batch_size=8, lr=1e-3, warmup_steps=2, seed=3, device="cpu", progress=False)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory):
+    manifest, _ = digits_manifest(tmp_path_factory.mktemp("train-data"), n=24)
+    return load_dataset(manifest)
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_train_logs_every_epoch_and_exports_a_loadable_model(pairs, tmp_path):
+    result = train(pairs, out_dir=tmp_path / "run", epochs=2, **FAST)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    for base in EPOCH_METRICS:
+        assert any(k.startswith(base + "/") for k in lines[-1]), base
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["epoch_1.pt", "epoch_2.pt"]
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "epoch_2.pt", weights_only=True)
+    assert {"epoch", "name", "state_dict", "optimizer"} <= set(ckpt) and ckpt["epoch"] == 2
+    # The export names its own architecture: --model model.safetensors needs nothing else.
+    spec = resolve_model(result.model_path)
+    assert spec.model_cfg["embed_dim"] == 32
+    exported = _state(result.model_path)
+    assert torch.equal(exported["logit_scale"], ckpt["state_dict"]["logit_scale"])
+
+
+def test_training_changes_the_weights(pairs, tmp_path):
+    torch.manual_seed(FAST["seed"])
+    from gapdiag.models import load_model
+
+    initial = {k: v.clone() for k, v in load_model("gapdiag-tiny-vit", device="cpu").model.state_dict().items()}
+    result = train(pairs, out_dir=tmp_path / "run", epochs=1, **FAST)
+    trained = _state(result.model_path)
+    assert not torch.equal(trained["visual.proj"], initial["visual.proj"])
+
+
+def test_resume_after_interruption_gives_the_uninterrupted_weights(pairs, tmp_path, monkeypatch):
+    full = train(pairs, out_dir=tmp_path / "full", epochs=3, **FAST)
+
+    import gapdiag.train as train_module
+
+    real_order = train_module._epoch_order
+
+    def interrupted(dataset, text_name, epoch, seed):
+        if epoch == 2:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived during the third epoch
+        return real_order(dataset, text_name, epoch, seed)
+
+    monkeypatch.setattr(train_module, "_epoch_order", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(pairs, out_dir=tmp_path / "resumed", epochs=3, **FAST)
+    assert not (tmp_path / "resumed" / "model.safetensors").exists()
+    monkeypatch.setattr(train_module, "_epoch_order", real_order)
+    resumed = train(pairs, out_dir=tmp_path / "resumed", epochs=3, **FAST)
+
+    assert resumed.resumed_from == 2
+    a, b = _state(full.model_path), _state(resumed.model_path)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    log = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log] == [1, 2, 3]
+
+
+def test_unknown_loss_is_a_one_line_error(pairs, tmp_path):
+    with pytest.raises(InputError, match="unknown loss 'nope'"):
+        train(pairs, out_dir=tmp_path / "run", loss="nope", epochs=1, **FAST)
+
+
+def test_gap_closing_loss_weights_reach_the_loss(pairs, tmp_path):
+    with pytest.raises(InputError, match="no weight 'lambda_x'"):
+        train(pairs, out_dir=tmp_path / "run", loss="atp_cu", loss_weights={"lambda_x": 1.0}, epochs=1, **FAST)
