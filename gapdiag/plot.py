@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
@@ -341,8 +342,26 @@ def random_non_matching_pairs(
     return np.concatenate(got_a)[:n].astype(np.int64), np.concatenate(got_b)[:n].astype(np.int64)
 
 
+def _paired_cosines(
+    x: NDArray[Any], y: NDArray[Any], ix: NDArray[np.intp], iy: NDArray[np.intp], names: tuple[str, str]
+) -> NDArray[np.float64]:
+    """``cos(x̂[ix[k]], ŷ[iy[k]])`` for every k, reading only the rows involved (in sorted order)."""
+    if len(ix) == 0:
+        return np.empty(0, dtype=np.float64)
+    rows_x, inv_x = np.unique(ix, return_inverse=True)
+    rows_y, inv_y = np.unique(iy, return_inverse=True)
+    ux = unit_rows(x, names[0], rows=rows_x).astype(np.float64)
+    uy = unit_rows(y, names[1], rows=rows_y).astype(np.float64)
+    return np.einsum("ij,ij->i", ux[inv_x], uy[inv_y])
+
+
 def plot_similarity_histograms(
-    es: EmbeddingSet, *, seed: int = 0, bins: int = 50, title: str | None = None
+    es: EmbeddingSet,
+    *,
+    seed: int = 0,
+    bins: int = 50,
+    max_pairs: int | None = 50_000,
+    title: str | None = None,
 ) -> Figure:
     """Histograms of cos(x̂, ŷ) over true pairs and over as many random non-matching pairs, per modality pair.
 
@@ -351,8 +370,11 @@ def plot_similarity_histograms(
 
     Args:
         es: Embeddings with at least two modalities.
-        seed: Seeds the draw of non-matching pairs.
+        seed: Seeds the draw of non-matching pairs (and of true pairs beyond ``max_pairs``).
         bins: Number of histogram bins (shared by both histograms of a panel).
+        max_pairs: At most this many true pairs per panel, drawn uniformly with ``seed`` (and as many
+            non-matching pairs); only their rows are read, so a memory-mapped million-item cache is fine.
+            ``None`` uses every true pair.
         title: Figure title; default names the model and dataset.
 
     Returns:
@@ -373,11 +395,14 @@ def plot_similarity_histograms(
     rng = np.random.default_rng(seed)
     fig = _new_figure(5.0 * len(pairs), 4.2)
     axes = fig.subplots(1, len(pairs), squeeze=False)[0]
-    unit = {m: unit_rows(es.vectors[m], m).astype(np.float64) for m in names}
     for ax, (a, b, ia, ib) in zip(axes, pairs):
+        n_true = len(ia)
+        if max_pairs is not None and n_true > max_pairs:
+            pick = np.sort(rng.choice(n_true, size=max_pairs, replace=False))
+            ia, ib = ia[pick], ib[pick]
         na, nb = random_non_matching_pairs(es.sample_index[a], es.sample_index[b], len(ia), rng)
-        pos = np.einsum("ij,ij->i", unit[a][ia], unit[b][ib])
-        neg = np.einsum("ij,ij->i", unit[a][na], unit[b][nb])
+        pos = _paired_cosines(es.vectors[a], es.vectors[b], ia, ib, (a, b))
+        neg = _paired_cosines(es.vectors[a], es.vectors[b], na, nb, (a, b))
         both = np.concatenate([pos, neg])
         if both.size == 0:
             ax.text(0.5, 0.5, "no pairs", ha="center", va="center", transform=ax.transAxes)
@@ -397,7 +422,8 @@ def plot_similarity_histograms(
                     )
                     ax.axvline(values.mean(), color=color, linestyle="--", linewidth=1)
             ax.legend(fontsize="small")
-        ax.set_title(f"{a}–{b} ({len(ia)} true pairs)")
+        shown = f"{len(ia)} of {n_true}" if len(ia) < n_true else f"{n_true}"
+        ax.set_title(f"{a}–{b} ({shown} true pairs)")
         ax.set_xlabel("cosine similarity")
         ax.set_ylabel("pairs")
     fig.suptitle(_title("Cosine similarity of pairs", es.provenance, title))
@@ -413,27 +439,28 @@ def plot_spectrum(es: EmbeddingSet, *, title: str | None = None) -> Figure:
     """Singular values of the L2-normalised embedding matrix per modality and jointly, log scale.
 
     A collapsed (low-rank) space shows as a spectrum that drops off after a few directions. The effective
-    rank of Roy & Vetterli (2007), ``exp(H(σ/Σσ))``, is marked with a dashed vertical line per curve.
-    Values come from :func:`gapdiag.metrics.rank.singular_values` and
-    :func:`gapdiag.metrics.rank.effective_rank`, so the figure matches the reported metrics.
+    rank of Roy & Vetterli (2007), ``exp(H(p))`` with ``p_k = σ_k / Σ_j σ_j``, is marked with a dashed
+    vertical line per curve. The joint set stacks every item of every modality. Values come from
+    :mod:`gapdiag.metrics.rank` through the same streamed Gram matrices as ``gapdiag measure``
+    (memory ``O(d²)`` whatever the number of items), so the figure matches the ``effective_rank/*`` metrics.
 
     Returns:
         The figure: one line per modality plus ``"joint"`` (``gid="spectrum/<name>"``) and a vertical line
         per curve at its effective rank (``gid="erank/<name>"``).
     """
-    from gapdiag.metrics.rank import effective_rank, singular_values
+    from gapdiag.metrics.blocked import linear_stats
+    from gapdiag.metrics.rank import effective_rank_from_singular_values, singular_values_from_stats
 
     names = es.modality_names
-    sets: dict[str, NDArray[Any]] = {m: np.asarray(es.vectors[m]) for m in names}
+    stats = {m: linear_stats(es.vectors[m], m, gram=True) for m in names}
     if len(names) > 1:
-        # Stacking unit rows equals normalising the stacked rows: the joint set of the metrics notes.
-        sets["joint"] = np.vstack([unit_rows(es.vectors[m], m) for m in names])
+        stats["joint"] = sum((stats[m] for m in names[1:]), stats[names[0]])
     colors = {**modality_colors(names), "joint": "#000000"}
     fig = _new_figure(7.0, 4.8)
     ax = fig.add_subplot()
-    for name, x in sets.items():
-        sigma = np.asarray(singular_values(x, normalize=True), dtype=np.float64)
-        erank = float(effective_rank(x, normalize=True))
+    for name, st in stats.items():
+        sigma = singular_values_from_stats(st)
+        erank = effective_rank_from_singular_values(sigma)
         ax.plot(
             np.arange(1, len(sigma) + 1),
             sigma,
@@ -831,9 +858,11 @@ def save_figure(fig: Figure, path: str | Path, format: str | None = None, dpi: i
         raise InputError(f"dpi must be positive, got {dpi}", hint="pass --dpi 150")
     ensure_output_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")
-    metadata = {"Date": None} if fmt in ("svg", "pdf") else None  # no timestamp: same input, same bytes
+    # No timestamp and a fixed SVG id salt (random by default): the same figure gives the same bytes.
+    metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
     try:
-        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
+        with rc_context({"svg.hashsalt": "gapdiag"}):
+            fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
         tmp.replace(path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

@@ -270,7 +270,8 @@ def test_cli_report_reuses_a_measurement(npz, tmp_path, capsys):
         (["--report", "{tmp}/other.json"], "measured on another dataset"),
         (["--out", "{tmp}/file/r.html"], "it or a parent is a file"),
         (["--figure-format", "gif"], "unknown --figure-format 'gif'"),
-        (["--kind", "compare"], "--kind compare needs reports"),
+        (["--kind", "map,compare"], "does not draw comparisons"),
+        (["--kind", "shift"], "--kind shift needs a shift result"),
     ],
 )
 def test_cli_report_errors_are_one_line(npz, tmp_path, capsys, args, message):

@@ -188,6 +188,15 @@ def test_similarity_histograms_count_every_true_pair_and_as_many_negatives():
     assert "image–text" in ax.get_title()
 
 
+def test_similarity_histograms_subsample_true_pairs_beyond_max_pairs():
+    es = two_cones(n=25, captions=2)
+    (ax,) = gplot.plot_similarity_histograms(es, seed=0, max_pairs=10).axes
+    assert [c.datavalues.sum() for c in ax.containers] == [10, 10]
+    assert "10 of 50 true pairs" in ax.get_title()
+    again = gplot.plot_similarity_histograms(es, seed=0, max_pairs=10).axes[0]
+    np.testing.assert_array_equal(ax.containers[0].datavalues, again.containers[0].datavalues)
+
+
 def test_random_non_matching_pairs_never_pair_a_sample_with_itself_and_are_seeded():
     sa = np.arange(5)
     sb = np.repeat(np.arange(5), 2)
@@ -360,6 +369,9 @@ def test_saved_files_decode(tmp_path, fmt):
     else:
         assert path.read_bytes().startswith(b"%PDF")
     assert not list(path.parent.glob(".*.tmp"))
+    if fmt in ("svg", "pdf"):  # no timestamp, fixed ids: the same figure gives the same bytes
+        again = gplot.save_figure(fig, tmp_path / f"again.{fmt}", dpi=50)
+        assert again.read_bytes() == path.read_bytes()
 
 
 def test_save_errors_name_the_path(tmp_path):

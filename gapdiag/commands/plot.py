@@ -271,6 +271,11 @@ def report(
             f"unknown --figure-format {figure_format!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}"
         )
     gplot.check_options(method=method, color_by=color_by)
+    if any("compare" in value for value in kind or []):
+        raise InputError(
+            "gapdiag report does not draw comparisons (its --report is the one measurement to show)",
+            hint="use `gapdiag plot --kind compare --report A.json --report B.json`",
+        )
     kinds = gplot.parse_kinds(kind or ["all"], have_shift=shift is not None)
     shift_result = gplot.load_shift_result(shift) if shift is not None else None
     measured = Report.load(from_report) if from_report is not None else None
