@@ -375,7 +375,7 @@ class EmbeddingCache:
             raise _corrupt(meta_path, key, "not a JSON object")
         return meta
 
-    def writer(self, key: str, meta: Mapping[str, Any], *, chunk_size: int) -> EntryWriter:
+    def writer(self, key: str, meta: Mapping[str, Any], *, chunk_size: int, shared: bool = False) -> EntryWriter:
         """An :class:`EntryWriter` (use it as a context manager) that builds or resumes entry ``key``.
 
         Args:
@@ -385,8 +385,11 @@ class EmbeddingCache:
                 "float16") is the stored dtype. It must be deterministic: a partial entry built with different
                 ``meta`` is discarded, never mixed.
             chunk_size: Items per committed chunk (the most a killed run can lose).
+            shared: Join a build that another process of the same distributed job prepared and locks (rank 0):
+                no lock is taken and nothing is discarded; only :meth:`EntryWriter.write_chunk` of this rank's own
+                chunks and :meth:`EntryWriter.is_done` may be used, never :meth:`EntryWriter.finalize`.
         """
-        return EntryWriter(self, key, meta, chunk_size=chunk_size)
+        return EntryWriter(self, key, meta, chunk_size=chunk_size, shared=shared)
 
     def _entry_dirs(self) -> list[Path]:
         try:
@@ -522,7 +525,8 @@ class EntryWriter:
         existing: The complete entry found on entering, else ``None``.
     """
 
-    def __init__(self, cache: EmbeddingCache, key: str, meta: Mapping[str, Any], *, chunk_size: int) -> None:
+    def __init__(self, cache: EmbeddingCache, key: str, meta: Mapping[str, Any], *, chunk_size: int,
+                 shared: bool = False) -> None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         self.cache = cache
@@ -539,6 +543,7 @@ class EntryWriter:
         self._n_items: dict[str, int] = {}
         self._dims: dict[str, int] = {}
         self._active = False
+        self.shared = shared
 
     @property
     def _chunks(self) -> Path:
@@ -550,6 +555,13 @@ class EntryWriter:
                 "cache_format_version": CACHE_FORMAT_VERSION}
 
     def __enter__(self) -> Self:
+        if self.shared:
+            # Rank 0 of the same job holds the lock and has prepared the entry (see EmbeddingCache.writer).
+            if not (self.dir / "partial.json").is_file():
+                raise CacheError(f"cache entry {self.key} was not prepared by rank 0",
+                                 hint="start every rank with the same data, model and cache dir")
+            self._active = True
+            return self
         try:
             self._lock.acquire(timeout=0)
         except filelock.Timeout:
@@ -565,7 +577,8 @@ class EntryWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self._active = False
-        self._lock.release()
+        if not self.shared:
+            self._lock.release()
 
     def _prepare(self) -> None:
         if (self.dir / "meta.json").is_file():
@@ -710,6 +723,8 @@ class EntryWriter:
             CacheError: The disk is full or a file cannot be written.
         """
         self._check_active()
+        if self.shared:
+            raise RuntimeError("only the process that holds the entry's lock (rank 0) may finalize it")
         if self.existing is not None:
             return self.existing
         modalities = list(sample_index)

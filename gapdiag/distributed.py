@@ -1,0 +1,81 @@
+"""torch.distributed plumbing for ``torchrun`` (one node or many, Slurm included); no home-made cluster.
+
+``gapdiag embed`` started by ``torchrun --nproc-per-node N`` (or ``srun`` with torchrun's variables) splits the
+dataset's chunks between ranks: rank ``r`` embeds chunks ``r, r + N, r + 2N, ...`` of every modality and
+commits them to the shared cache directory; rank 0 prepares the entry under its lock before and finalises it
+after (see :meth:`gapdiag.cache.EmbeddingCache.writer`). The result is the entry a single process would have
+written: same chunks, same order, same dtype. A rank that dies leaves its committed chunks for the next run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """This process's place in the job: ``rank`` of ``world_size`` (1 = not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def owns(self, chunk_number: int) -> bool:
+        """Whether this rank embeds chunk ``chunk_number`` (round-robin: balanced, deterministic)."""
+        return chunk_number % self.world_size == self.rank
+
+    def barrier(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def device(self, requested: str) -> str:
+        """``auto`` under torchrun with GPUs -> this rank's own GPU (``cuda:LOCAL_RANK``)."""
+        if requested == "auto" and self.enabled:
+            import torch
+
+            if torch.cuda.is_available():
+                return f"cuda:{self.local_rank % torch.cuda.device_count()}"
+        return requested
+
+
+def context_from_env() -> DistributedContext:
+    """Read torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK) and join the process group if needed.
+
+    NCCL when this process uses a GPU, gloo otherwise. Outside torchrun this returns a single-process context.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistributedContext()
+    import torch
+    import torch.distributed as dist
+
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local % torch.cuda.device_count())
+        dist.init_process_group(backend=backend)
+    return DistributedContext(rank=rank, world_size=world, local_rank=local)
+
+
+def broadcast_object(ctx: DistributedContext, obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (e.g. an error that must stop all ranks together)."""
+    if not ctx.enabled:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
