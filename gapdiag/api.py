@@ -91,13 +91,17 @@ def embed(
     dataset = load_data(data, split=split, skip_bad=skip_bad, **reader_options)
     if all(m.kind == "embedding" for m in dataset.modalities.values()):
         return embedding_set_from_precomputed(dataset)
-    skipped: list[str] = []
+    # Rows the reader dropped (missing file, blank caption) and images that do not decode are both reported.
+    skipped: list[str] = list(dataset.extra.get("skipped") or [])
     if skip_bad:
-        dataset, skipped = skip_unreadable(dataset)
+        dataset, unreadable = skip_unreadable(dataset)
+        skipped += unreadable
     spec = resolve_model(model if model is not None else bundled_checkpoint(), pretrained)
-    es = embed_dataset(dataset, spec, cache=EmbeddingCache(cache_dir), device=device, precision=precision,
+    cache = EmbeddingCache(cache_dir)
+    es = embed_dataset(dataset, spec, cache=cache, device=device, precision=precision,
                        batch_size=batch_size, workers=workers, dtype=dtype, progress=progress,
                        extra_meta={"skipped": skipped})
+    es.provenance["path"] = str(cache.path(es.provenance["key"]))
     return es
 
 
@@ -110,6 +114,7 @@ def _cache_entry(data: Any) -> EmbeddingSet | None:
         es = EmbeddingCache(entry.parent).get(entry.name)
         if es is None:
             raise InputError(f"{entry}: incomplete cache entry", hint="re-run `gapdiag embed` to finish it")
+        es.provenance["path"] = str(entry)
         return es
     return None
 
