@@ -112,7 +112,7 @@ def embed(
                   + ", ".join(f"{n} {name}" for name, n in summary["counts"].items())
                   + f", d={summary['dim']}, {summary['dtype']}")
     for line in summary["skipped"]:
-        err_console.print(f"[yellow]skipped:[/] {line}", highlight=False)
+        err_console.print(f"[yellow]skipped:[/] {line}", highlight=False, soft_wrap=True)  # one line per skip
     if summary["key"]:
         console.print(f"cache entry {summary['key']}" + (f" in {summary['path']}" if summary["path"] else ""))
 
