@@ -544,7 +544,8 @@ class CheckResult:
         """``"passed: 4 passed, 0 failed, 1 skipped"`` or ``"regression: ..."`` naming the failed metrics."""
         n = self.counts()
         failed = [o.name for o in self.outcomes if o.status == "fail"]
-        head = "passed" if not failed else f"regression in {', '.join(failed)}"
+        shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        head = f"regression in {shown}" if failed else "passed"
         return f"{head}: {n['pass']} passed, {n['fail']} failed, {n['skip']} skipped"
 
     def raise_for_regression(self) -> None:

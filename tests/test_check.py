@@ -126,6 +126,29 @@ def test_regression_result_exit_code_and_reason():
     assert "worsened by 0.1" in bad.reason and bad.origin == "default"
 
 
+def test_summary_names_at_most_three_failures():
+    worse = {
+        **BASE,
+        "recall_at_1/image_to_text": 0.1,
+        "recall_at_1/text_to_image": 0.1,
+        "modality_gap/image-text": 1.5,
+        "effective_rank/image": 2.0,
+    }
+    result = check_reports(make_report(worse), make_report(BASE), RuleSet(), registry=FAKE)
+    assert result.summary() == (
+        "regression in recall_at_1/image_to_text, recall_at_1/text_to_image, modality_gap/image-text and 1 more: "
+        "0 passed, 4 failed, 1 skipped"
+    )
+
+
+def test_infinite_tolerance_disables_the_drop_check(tmp_path):
+    rules = rules_from(tmp_path, "[check.rules.recall_at_1]\nmax_drop = inf\n")
+    assert (
+        statuses({**BASE, "recall_at_1/image_to_text": 0.0}, rules=rules)["recall_at_1/image_to_text"]
+        == "pass"
+    )
+
+
 def test_drop_equal_to_the_limit_passes_despite_float_rounding():
     rule = Rule("recall_at_1/x", direction="higher", max_drop=0.01)
     assert 0.80 - 0.79 > 0.01  # the rounding this guards against
