@@ -263,6 +263,38 @@ def test_cli_report_reuses_a_measurement(npz, tmp_path, capsys):
     assert [a["alt"] for a in tags.all("img")] == ["hist"]
 
 
+def test_cli_report_of_a_measurement_and_its_shift_needs_no_embeddings(tmp_path):
+    shift = {
+        "lambdas": [-1.0, 0.0, 1.0],
+        "gap": [1.2, 0.8, 0.4],
+        "loss": {"0.01": [2.0, 1.0, 1.5]},
+        "recall_at_1": {"image_to_text": [0.4, 0.5, 0.45]},
+        "zero_shot_accuracy": None,
+    }
+    make_report().save(tmp_path / "m.json")
+    (tmp_path / "shift.json").write_text(json.dumps(shift))
+    code = run(
+        [
+            "report",
+            "-d",
+            str(tmp_path / "never-read.npz"),
+            "--report",
+            str(tmp_path / "m.json"),
+            "--shift",
+            str(tmp_path / "shift.json"),
+            "--kind",
+            "shift",
+            "--out",
+            str(tmp_path / "r.html"),
+            "--dpi",
+            "30",
+            "-q",
+        ]
+    )
+    assert code == 0
+    assert [a["alt"] for a in parse((tmp_path / "r.html").read_text()).all("img")] == ["shift"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -86,11 +86,11 @@ def _status(quiet: bool) -> Any:
     return lambda message: err_console.print(f"[dim]{message}[/]", highlight=False)
 
 
-def _embeddings(kinds: list[str], options: dict[str, Any]) -> Any:
+def _embeddings(needed: bool, options: dict[str, Any]) -> Any:
+    """The embeddings of the shared data/model options (a cache hit after measure/embed), or None if unneeded."""
     from gapdiag import api
-    from gapdiag.plot import EMBEDDING_KINDS
 
-    return api.embed(**options) if any(k in EMBEDDING_KINDS for k in kinds) else None
+    return api.embed(**options) if needed else None
 
 
 def plot(
@@ -166,7 +166,7 @@ def plot(
     shift_result = gplot.load_shift_result(shift) if shift is not None else None
     gplot.ensure_output_dir(out)  # fail before embedding, not after
     es = _embeddings(
-        kinds,
+        any(k in gplot.EMBEDDING_KINDS for k in kinds),
         embed_kwargs(
             data=data,
             split=split,
@@ -281,8 +281,12 @@ def report(
     measured = Report.load(from_report) if from_report is not None else None
     gplot.ensure_output_dir(out.parent)
     silent = quiet or json_out
-    es = api.embed(
-        **embed_kwargs(
+    if measured is not None and (metrics or sample):
+        err_console.print("[yellow]note:[/] --metrics/--sample are ignored with --report", highlight=False)
+    needs_embeddings = measured is None or any(k in gplot.EMBEDDING_KINDS for k in kinds)
+    es = _embeddings(
+        needs_embeddings,
+        embed_kwargs(
             data=data,
             split=split,
             model=model,
@@ -295,7 +299,7 @@ def report(
             dtype=dtype,
             skip_bad=skip_bad,
             quiet=silent,
-        )
+        ),
     )
     if measured is None:
         measured = api.measure(
@@ -306,7 +310,7 @@ def report(
             device=device,
             progress=not silent,
         )
-    else:
+    elif es is not None:
         _check_same_dataset(measured, es.provenance, from_report)
     figures = gplot.make_figures(
         kinds,
