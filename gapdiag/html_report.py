@@ -114,12 +114,13 @@ def _provenance_table(report: Report) -> str:
 
 
 def _metrics_table(report: Report) -> str:
-    has_intervals = bool(report.intervals)
     from gapdiag.metrics import REGISTRY
+
+    has_intervals = bool(report.intervals)
 
     head = (
         "<tr><th>metric</th><th>on</th><th>value</th>"
-        + ("<th>95% interval</th>" if has_intervals else "")
+        + ("<th>bootstrap interval</th>" if has_intervals else "")
         + "<th>better</th></tr>"
     )
     # Group the rows of one base metric together, bases in order of first appearance.
