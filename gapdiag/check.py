@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from gapdiag.errors import ConfigError, GapdiagError, ProvenanceError
+from gapdiag.errors import ConfigError, GapdiagError, InputError, ProvenanceError
 from gapdiag.report import Report, split_metric_name
 
 Direction = Literal["higher", "lower"]
@@ -180,12 +180,17 @@ def default_rule(name: str, info: Any | None) -> Rule | None:
     """
     if info is None:
         return None
-    hib = getattr(info, "higher_is_better", None)
-    direction: Direction | None = None if hib is None else ("higher" if hib else "lower")
+    direction = registry_direction(info)
     lo, hi = _finite_bounds(getattr(info, "bounds", None))
     if lo is not None and hi is not None and hi > lo:
         return Rule(metric=name, direction=direction, max_drop=DEFAULT_RANGE_FRACTION * (hi - lo))
     return Rule(metric=name, direction=direction, max_drop_relative=DEFAULT_RELATIVE_DROP)
+
+
+def registry_direction(info: Any | None) -> Direction | None:
+    """``"higher"``/``"lower"`` from a registry entry's ``higher_is_better`` (``None``: no entry or no direction)."""
+    hib = getattr(info, "higher_is_better", None)
+    return None if hib is None else ("higher" if hib else "lower")
 
 
 def _finite_bounds(bounds: Any) -> tuple[float | None, float | None]:
@@ -368,7 +373,7 @@ def _typed(table: Mapping[str, Any], k: str, kind: type, source: str, key: str, 
         return default
     v = table[k]
     ok = isinstance(v, bool) if kind is bool else isinstance(v, (int, float)) and not isinstance(v, bool)
-    if not ok:
+    if not ok or (kind is float and math.isnan(v)):
         want = "true or false" if kind is bool else "a number"
         raise ConfigError(
             f"{source}: {key}.{k} must be {want}, got {v!r}",
@@ -659,23 +664,25 @@ def evaluate_rule(
             else:
                 problems.append(text)
         elif rule.has_tolerance:
-            notes.append(
-                "improved"
-                if worsening < 0
-                else "unchanged"
-                if worsening == 0
-                else f"worsened by {worsening:.4g}, within tolerance"
-            )
+            notes.append(_change_note(worsening))
     elif not has_base:
         if rule.min is None and rule.max is None:
-            return outcome("skip", "not in the baseline (new metric) and no min/max bound")
-        notes.append("not in the baseline; bounds only")
+            return outcome("skip", "no baseline value (new metric or NaN) and no min/max bound")
+        notes.append("no baseline value; bounds only")
 
     if problems:
         return outcome("fail", "; ".join(problems))
     if rule.min is not None or rule.max is not None:
         notes.append("within bounds")
     return outcome("pass", "; ".join(notes) or "holds")
+
+
+def _change_note(worsening: float) -> str:
+    if worsening < 0:
+        return "improved"
+    if worsening == 0:
+        return "unchanged"
+    return f"worsened by {worsening:.4g}, within tolerance"
 
 
 def _drop_limits(rule: Rule, baseline: float) -> list[tuple[str, float]]:
@@ -819,7 +826,7 @@ def append_step_summary(markdown: str, path: str | Path | None = None) -> Path |
         with target.open("a", encoding="utf-8") as f:
             f.write("\n" + markdown if target.exists() and target.stat().st_size else markdown)
     except OSError as e:
-        raise ConfigError(
+        raise InputError(
             f"{target}: cannot append the step summary ({e.strerror})", hint="check GITHUB_STEP_SUMMARY"
         ) from None
     return target
@@ -844,6 +851,8 @@ class ComparisonRow:
 
 @dataclass
 class Comparison:
+    """What :func:`compare_reports` returns: column labels, one row per metric, provenance warnings."""
+
     labels: list[str]
     rows: list[ComparisonRow]
     warnings: list[str] = field(default_factory=list)
@@ -873,8 +882,7 @@ def compare_reports(
         warnings += guard_provenance(reports[0], r, force=force, labels=(labels[0], label))
     rows = []
     for name in dict.fromkeys(k for r in reports for k in r.metrics):
-        hib = getattr(registry.get(split_metric_name(name)[0]), "higher_is_better", None)
-        direction: Direction | None = None if hib is None else ("higher" if hib else "lower")
+        direction = registry_direction(registry.get(split_metric_name(name)[0]))
         values = [r.metrics.get(name, math.nan) for r in reports]
         deltas = [v - values[0] for v in values]
         verdicts = [None] + [_verdict(d, direction) for d in deltas[1:]]

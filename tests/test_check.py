@@ -13,7 +13,7 @@ import pytest
 from gapdiag import check as chk
 from gapdiag.check import Rule, RuleSet, check_reports, evaluate_rule, load_rules
 from gapdiag.cli import run
-from gapdiag.errors import ConfigError, ProvenanceError
+from gapdiag.errors import ConfigError, InputError, ProvenanceError
 from gapdiag.report import Report
 
 
@@ -420,6 +420,7 @@ def test_discovery_stops_at_the_repository_root(tmp_path):
             ["check.rules.recall_at_1.max_drop must be a number"],
         ),
         ("[check.rules.recall_at_1]\nnoise_aware = 1\n", ["noise_aware must be true or false"]),
+        ("[check.rules.recall_at_1]\nmin = nan\n", ["check.rules.recall_at_1.min must be a number"]),
         ('[check.rules."recal_at_1/x"]\nmax_drop = 0.1\n', ['check.rules."recal_at_1/x"', "unknown metric"]),
         ('[check.rules.recall_at_1]\ndirection = "up"\n', ["direction must be 'higher' or 'lower'"]),
         ("[check.rules.recall_at_1]\nmax_drop = -0.1\n", ["max_drop must be >= 0"]),
@@ -518,6 +519,8 @@ def test_step_summary_is_appended_not_overwritten(tmp_path, monkeypatch):
     assert text.startswith("# earlier step\n") and text.index("first") < text.index("second")
     monkeypatch.delenv("GITHUB_STEP_SUMMARY")
     assert chk.append_step_summary("third\n") is None and "third" not in summary.read_text()
+    with pytest.raises(InputError, match="cannot append the step summary"):
+        chk.append_step_summary("x", tmp_path)  # a directory
 
 
 # ---------------------------------------------------------------------------------------------- CLI

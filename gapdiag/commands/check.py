@@ -1,15 +1,15 @@
 """``gapdiag check`` (regression gate against a baseline report) and ``gapdiag compare`` (side by side).
 
 Parsing and printing only: the rules, their evaluation and every output format live in :mod:`gapdiag.check`.
-Exit codes of ``check``: 0 every rule holds, 1 regression, 2 bad usage or input (raised as
-:class:`gapdiag.errors.GapdiagError` or a typer usage error (exit 2) and turned into one line by :func:`gapdiag.cli.run`).
+Exit codes of ``check``: 0 every rule holds, 1 regression (:class:`gapdiag.check.RegressionError`), 2 bad usage
+or input (a :class:`gapdiag.errors.GapdiagError` or a typer usage error); :func:`gapdiag.cli.run` prints one line.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -22,6 +22,7 @@ from gapdiag.commands._common import (
     DeviceOpt,
     DtypeOpt,
     JsonOpt,
+    ModelOpt,
     PrecisionOpt,
     PretrainedOpt,
     QuietOpt,
@@ -34,6 +35,10 @@ from gapdiag.commands._common import (
     print_json,
 )
 from gapdiag.errors import InputError
+
+if TYPE_CHECKING:
+    from gapdiag.check import CheckResult, Comparison
+    from gapdiag.report import Report
 
 SampleOpt = Annotated[
     int | None,
@@ -135,15 +140,7 @@ def check(
         ),
     ] = None,
     data: DataArg = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Checkpoint or open_clip model to measure now (see `gapdiag measure --help`).",
-            rich_help_panel="Model",
-        ),
-    ] = None,
+    model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     split: SplitOpt = None,
     sample: SampleOpt = None,
@@ -225,8 +222,8 @@ def check(
 
 
 def _measure(
-    reference: Any | None, *, sample: int | None, seed: int | None, bootstrap: int, options: dict[str, Any]
-) -> Any:
+    reference: Report | None, *, sample: int | None, seed: int | None, bootstrap: int, options: dict[str, Any]
+) -> Report:
     """Measure now (``options`` from :func:`embed_kwargs`); sample size and seed default to the reference
     report's so that the provenance guard can pass."""
     from gapdiag import api
@@ -240,7 +237,7 @@ def _measure(
     )
 
 
-def _print_check(result: Any) -> None:
+def _print_check(result: CheckResult) -> None:
     from gapdiag.check import format_delta, format_value
 
     table = Table(
@@ -389,7 +386,7 @@ def compare(
 _ARROW_STYLE = {"better": "green", "worse": "red", "same": "dim", None: "dim"}
 
 
-def _comparison_table(comp: Any) -> Table:
+def _comparison_table(comp: Comparison) -> Table:
     from gapdiag.check import format_delta, format_value
 
     table = Table(
@@ -429,7 +426,7 @@ def _write_text(path: Path, text: str, option: str) -> None:
         ) from None
 
 
-def _save_report(report: Any, out: Path) -> None:
+def _save_report(report: Report, out: Path) -> None:
     try:
         report.save(out)
     except OSError as e:
