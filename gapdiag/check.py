@@ -108,7 +108,7 @@ class Rule:
         return self.max_drop is not None or self.max_drop_relative is not None
 
     def describe(self) -> str:
-        """Compact text for tables: ``"↑ tol 0.01 min 0.3 noise-aware"`` (↑/↓: higher/lower is better;
+        """Compact text for tables: ``"↑ tol 0.01 min 0.3 ±noise"`` (↑/↓: higher/lower is better;
         ``tol``: tolerated worsening, absolute or ``%`` of the baseline)."""
         parts = [{"higher": "↑", "lower": "↓", None: "?"}[self.direction]]
         if self.max_drop is not None:
@@ -120,7 +120,7 @@ class Rule:
         if self.max is not None:
             parts.append(f"max {self.max:g}")
         if self.noise_aware:
-            parts.append("noise-aware")
+            parts.append("±noise")
         return " ".join(parts)
 
 
