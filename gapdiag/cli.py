@@ -416,7 +416,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("GAPDIAG_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, prog_name="gapdiag", standalone_mode=False)
+        result = app(args=args, prog_name="gapdiag", standalone_mode=False)
     except GapdiagError as e:
         if debug:
             raise
@@ -430,18 +430,34 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted: work committed so far is kept in the cache; run again to resume")
         return 130
-    except Exception as e:  # click usage errors arrive here with standalone_mode=False
+    except _CLICK_ERRORS as e:  # usage errors (unknown option, missing argument): click's own message, exit 2
+        if debug:
+            raise
+        e.show()
+        # `gapdiag` alone shows the help: that is an answer, not a usage error.
+        return 0 if type(e).__name__ == "NoArgsIsHelpError" else e.exit_code
+    return result if isinstance(result, int) else 0
+
+
+def _click_error_types() -> tuple[type[BaseException], ...]:
+    """Typer >= 0.2x raises the exceptions of its bundled click copy; older Typer raises click's own."""
+    types: list[type[BaseException]] = []
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+
+        types.append(TyperClickException)
+    except ImportError:
+        pass
+    try:
         import click
 
-        if isinstance(e, click.exceptions.ClickException):
-            if debug:
-                raise
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Exit):
-            return e.exit_code
-        raise
-    return 0
+        types.append(click.exceptions.ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+_CLICK_ERRORS = _click_error_types()
 
 
 def main() -> None:

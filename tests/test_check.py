@@ -615,14 +615,7 @@ def test_cli_malformed_baseline_and_config_exit_2(cli_env, tmp_path, capsys):
     "entry",
     [
         "CliRunner",
-        pytest.param(
-            "run",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="gapdiag.cli.run catches click's ClickException, but typer 0.29 raises its vendored "
-                "typer._click exceptions: the lead's fix in cli.py makes this pass (then drop the mark)",
-            ),
-        ),
+        "run",
     ],
 )
 def test_cli_usage_errors_exit_2(cli_env, extra, entry):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,16 +98,56 @@ def hash_json(obj: Any) -> str:
 
 
 def fingerprint_files(paths: Sequence[Path], extra: Any = None) -> str:
-    """Fingerprint a list of files by path, size and mtime (nanoseconds), plus ``extra`` (captions, labels).
+    """Fingerprint a list of files by their contents and paths relative to each other, plus ``extra``.
 
-    Cheap (no file contents are read) and invalidates whenever a file is replaced or edited. Like Hugging
-    Face datasets' fingerprinting, anything that changes the output goes in; nothing else does.
+    Content, not location: the same data in a fresh clone, in a CI checkout or on another machine (new paths,
+    new mtimes) gets the same fingerprint, so cache entries and baseline reports stay valid; any edit of a
+    file, a caption or a label changes it. Hashing every file is paid once per (paths, sizes, mtimes): the
+    result is memoised in ``<cache dir>/fingerprints/`` keyed by those stats, so an unchanged dataset costs
+    only a ``stat`` per file. Like Hugging Face datasets' fingerprinting, anything that changes the output goes
+    in, nothing else does.
     """
-    entries = []
-    for p in paths:
-        st = Path(p).stat()
-        entries.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
-    return hash_json({"files": entries, "extra": extra})
+    resolved = [Path(p).resolve() for p in paths]
+    stats = [(str(p), *_stat(p)) for p in resolved]
+    memo = _fingerprint_memo(hash_json({"stats": stats, "extra": extra, "version": 2}))
+    if memo is not None and memo.is_file():
+        cached = memo.read_text().strip()
+        if len(cached) == 64:
+            return cached
+    root = Path(os.path.commonpath([str(p.parent) for p in resolved])) if resolved else Path(".")
+    entries = [[p.relative_to(root).as_posix(), _file_digest(p)] for p in resolved]
+    fingerprint = hash_json({"files": entries, "extra": extra})
+    if memo is not None:
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+            tmp.write_text(fingerprint + "\n")
+            tmp.replace(memo)
+        except OSError:
+            pass  # an unwritable cache dir only costs re-hashing next time
+    return fingerprint
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fingerprint_memo(stat_key: str) -> Path | None:
+    try:
+        from gapdiag.cache import default_cache_dir
+
+        return default_cache_dir() / "fingerprints" / f"{stat_key[:32]}.txt"
+    except Exception:  # noqa: BLE001 - no usable cache dir: fingerprint without a memo
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------------
