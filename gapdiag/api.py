@@ -159,8 +159,11 @@ def measure(
     if bootstrap:
         from gapdiag.bootstrap import bootstrap_intervals
 
-        status(f"bootstrap: {bootstrap} resamples")
-        intervals = bootstrap_intervals(es, metrics, n=bootstrap, seed=seed, sample=sample)
+        if status is not None:
+            status(f"bootstrap: {bootstrap} resamples")
+        intervals = bootstrap_intervals(es, metrics, n=bootstrap, seed=seed, sample=sample, block_size=block_size,
+                                        retrieval_engine=retrieval_engine,
+                                        device=embed_options.get("device", "auto"))
     return Report(metrics=values, provenance=_provenance(es, sample=sample, seed=seed, **embed_options),
                   intervals=intervals, extras=extras)
 

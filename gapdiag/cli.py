@@ -164,20 +164,13 @@ def measure(
                        precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
                        dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
     if out is not None:
-        _save_report(report, out)
+        report.save(out)
     if json_out:
         print_json(report.to_dict(include_extras=False))
         return
     console.print(report_table(report))
     if out is not None:
         console.print(f"report written to {out}")
-
-
-def _save_report(report: "Report", out: Path) -> None:
-    try:
-        report.save(out)
-    except OSError as e:
-        raise InputError(f"cannot write report {out}: {e.strerror}", hint="choose a writable --out path") from None
 
 
 # ------------------------------------------------------------------------------------------------ shift

@@ -81,12 +81,20 @@ class Report:
         return json.dumps(self.to_dict(include_extras=include_extras), indent=indent, default=_to_jsonable)
 
     def save(self, path: str | Path) -> Path:
-        """Write the report atomically (temp file + rename), so a crash never leaves half a report."""
+        """Write the report atomically (temp file + rename), so a crash never leaves half a report.
+
+        Raises:
+            InputError: The path cannot be written (one line naming it).
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_json() + "\n")
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(self.to_json() + "\n")
+            tmp.replace(path)
+        except OSError as e:
+            raise InputError(f"cannot write report {path}: {e.strerror or e}",
+                             hint="choose a writable --out path") from None
         return path
 
     @classmethod

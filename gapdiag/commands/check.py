@@ -202,7 +202,7 @@ def check(
             ),
         )
     if out is not None:
-        _save_report(current, out)
+        current.save(out)
 
     result = chk.check_reports(current, base, rules, force=force)
     md = chk.to_markdown(result)
@@ -423,13 +423,4 @@ def _write_text(path: Path, text: str, option: str) -> None:
     except OSError as e:
         raise InputError(
             f"cannot write {option} file {path}: {e.strerror}", hint=f"pass a writable path to {option}"
-        ) from None
-
-
-def _save_report(report: Report, out: Path) -> None:
-    try:
-        report.save(out)
-    except OSError as e:
-        raise InputError(
-            f"cannot write report {out}: {e.strerror}", hint="choose a writable --out path"
         ) from None

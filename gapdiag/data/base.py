@@ -299,7 +299,9 @@ def image_text_dataset(
         "version": DATA_FINGERPRINT_VERSION,
         "format": format,
         "options": options or {},
-        "images": [str(x) for x in items.images],
+        # Where each image lives, relative to the data (the files' own relative paths and contents are hashed
+        # by fingerprint_files): tar members by shard name + member name, files by their index in ``files``.
+        "images": [[Path(x.shard).name, x.name] if hasattr(x, "shard") else Path(x).name for x in items.images],
         "captions": items.captions,
         "caption_samples": sample_index.tolist(),
         "labels": None if labels is None else labels.tolist(),
