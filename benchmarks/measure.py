@@ -56,17 +56,25 @@ def baseline_pass(x: np.ndarray, y: np.ndarray, block_size: int) -> float:
 
 def embedding_set(x: np.ndarray, y: np.ndarray) -> EmbeddingSet:
     ids = np.arange(x.shape[0], dtype=np.int64)
-    return EmbeddingSet(vectors={"image": x, "text": y}, sample_index={"image": ids, "text": ids}, n_samples=x.shape[0])
+    return EmbeddingSet(
+        vectors={"image": x, "text": y}, sample_index={"image": ids, "text": ids}, n_samples=x.shape[0]
+    )
 
 
 def run_standard(n: int, dim: int, block_size: int, seed: int) -> None:
     x, y = paired_data(n, dim, seed)
     base = baseline_pass(x, y, block_size)
     start = time.perf_counter()
-    values, extras = compute_all(embedding_set(x, y), block_size=block_size, seed=seed,
-                                 progress=lambda msg: print(f"  [{time.perf_counter() - start:7.1f}s] {msg}"))
+    values, extras = compute_all(
+        embedding_set(x, y),
+        block_size=block_size,
+        seed=seed,
+        progress=lambda msg: print(f"  [{time.perf_counter() - start:7.1f}s] {msg}"),
+    )
     total = time.perf_counter() - start
-    print(f"N={n} dim={dim} block_size={block_size} retrieval_engine={extras['variants'].get('retrieval_engine')}")
+    print(
+        f"N={n} dim={dim} block_size={block_size} retrieval_engine={extras['variants'].get('retrieval_engine')}"
+    )
     print(f"baseline X·Yᵀ pass: {base:.2f} s")
     print(f"compute_all (all metrics, {len(values)} values): {total:.2f} s")
     print(f"ratio: {total / base:.2f}")
@@ -91,20 +99,31 @@ def run_large(n: int, dim: int, block_size: int, seed: int, sample: int) -> None
         es = EmbeddingSet(vectors=vectors, sample_index={"image": ids, "text": ids}, n_samples=n)
         rss_before = peak_rss_gib()
         start = time.perf_counter()
-        values, _ = compute_all(es, sample=sample, seed=seed, block_size=block_size,
-                                progress=lambda msg: print(f"  [{time.perf_counter() - start:7.1f}s] {msg}"))
-        print(f"N={n} dim={dim} float16 memory map, sample={sample}: {time.perf_counter() - start:.1f} s, "
-              f"{len(values)} values")
+        values, _ = compute_all(
+            es,
+            sample=sample,
+            seed=seed,
+            block_size=block_size,
+            progress=lambda msg: print(f"  [{time.perf_counter() - start:7.1f}s] {msg}"),
+        )
+        print(
+            f"N={n} dim={dim} float16 memory map, sample={sample}: {time.perf_counter() - start:.1f} s, "
+            f"{len(values)} values"
+        )
         print(f"peak RSS: {peak_rss_gib():.2f} GiB (before compute_all: {rss_before:.2f} GiB)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=None, help="pairs (default 50,000; 1,000,000 with --large)")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--large", action="store_true", help="float16 memory-mapped cache, sampled quadratic metrics")
+    parser.add_argument(
+        "--large", action="store_true", help="float16 memory-mapped cache, sampled quadratic metrics"
+    )
     parser.add_argument("--sample", type=int, default=100_000, help="samples drawn with --large")
     args = parser.parse_args()
     if args.large:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import reference as ref
+
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics import REGISTRY, compute_all
@@ -19,7 +19,9 @@ from gapdiag.metrics.engine import _draw
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
 
-def _es(n: int, per: int, d: int = 12, seed: int = 0, *, labels: bool = False, shuffle: bool = False) -> EmbeddingSet:
+def _es(
+    n: int, per: int, d: int = 12, seed: int = 0, *, labels: bool = False, shuffle: bool = False
+) -> EmbeddingSet:
     """``n`` images with ``per`` noisy captions each (text items shuffled if asked), plus optional labels."""
     rng = np.random.default_rng(seed)
     img = rng.normal(size=(n, d)) + 0.7
@@ -68,11 +70,15 @@ def test_every_metric_matches_its_reference(per, shuffle):
     for name, want in expected.items():
         assert values[name] == pytest.approx(want, abs=2e-6, rel=1e-6), name
     np.testing.assert_allclose(
-        extras["gap_vector/image-text"], ref.unit(es.vectors["image"]).mean(0) - ref.unit(es.vectors["text"]).mean(0),
+        extras["gap_vector/image-text"],
+        ref.unit(es.vectors["image"]).mean(0) - ref.unit(es.vectors["text"]).mean(0),
         atol=1e-6,
     )
     np.testing.assert_allclose(
-        extras["spectrum/text"], np.linalg.svd(ref.unit(es.vectors["text"]), compute_uv=False), rtol=1e-6, atol=1e-9
+        extras["spectrum/text"],
+        np.linalg.svd(ref.unit(es.vectors["text"]), compute_uv=False),
+        rtol=1e-6,
+        atol=1e-9,
     )
     # Clustering is R's code: here only that the engine hands it the right (normalised) arrays and seed.
     from gapdiag.metrics.clustering import modality_separability, v_measure_class, v_measure_modality
@@ -105,10 +111,18 @@ def test_fused_recall_equals_faiss_recall(per):
     y = unit_rows(es.vectors["text"], "text")
     xs, ys = es.sample_index["image"], es.sample_index["text"]
     fused = cross_pass(x, y, xs, ys, block_size=64, uniformity=False)
-    assert hits_at_k(fused.rank_ab, (1, 5, 10)) == recall_at_k(x, y, xs, ys, normalize=False, engine="faiss", device="cpu")
-    assert hits_at_k(fused.rank_ba, (1, 5, 10)) == recall_at_k(y, x, ys, xs, normalize=False, engine="faiss", device="cpu")
-    blocked, _ = compute_all(es, ["recall_at_1", "recall_at_5", "recall_at_10"], block_size=64, retrieval_engine="blocked")
-    faiss, _ = compute_all(es, ["recall_at_1", "recall_at_5", "recall_at_10"], retrieval_engine="faiss", device="cpu")
+    assert hits_at_k(fused.rank_ab, (1, 5, 10)) == recall_at_k(
+        x, y, xs, ys, normalize=False, engine="faiss", device="cpu"
+    )
+    assert hits_at_k(fused.rank_ba, (1, 5, 10)) == recall_at_k(
+        y, x, ys, xs, normalize=False, engine="faiss", device="cpu"
+    )
+    blocked, _ = compute_all(
+        es, ["recall_at_1", "recall_at_5", "recall_at_10"], block_size=64, retrieval_engine="blocked"
+    )
+    faiss, _ = compute_all(
+        es, ["recall_at_1", "recall_at_5", "recall_at_10"], retrieval_engine="faiss", device="cpu"
+    )
     assert blocked == faiss
     assert len(blocked) == 6
 
@@ -136,12 +150,16 @@ def test_three_modalities_give_every_pair_and_direction():
     es.sample_index["audio"] = np.arange(15)
     values, _ = compute_all(es, ["modality_gap", "recall_at_1", "angular_value", "uniformity_wang_isola"])
     assert {k for k in values if k.startswith("modality_gap/")} == {
-        "modality_gap/image-text", "modality_gap/image-audio", "modality_gap/text-audio"
+        "modality_gap/image-text",
+        "modality_gap/image-audio",
+        "modality_gap/text-audio",
     }
     assert sum(k.startswith("recall_at_1/") for k in values) == 6
     assert "recall_at_1/audio_to_text" in values and "angular_value/audio" in values
     x, y, z = (es.vectors[m] for m in ("image", "text", "audio"))
-    assert values["uniformity_wang_isola/joint"] == pytest.approx(ref.uniformity(np.vstack([x, y, z])), abs=2e-6)
+    assert values["uniformity_wang_isola/joint"] == pytest.approx(
+        ref.uniformity(np.vstack([x, y, z])), abs=2e-6
+    )
 
 
 def test_one_modality_is_rejected():
@@ -166,7 +184,11 @@ def test_full_names_select_single_values():
 def test_class_metrics_are_skipped_without_labels_and_computed_with_them():
     values, extras = compute_all(_es(12, 1), ["v_measure_class", "zero_shot_accuracy", "arithmetic_accuracy"])
     assert values == {}
-    assert set(extras["skipped"]) == {"v_measure_class/joint", "zero_shot_accuracy/image", "arithmetic_accuracy/image"}
+    assert set(extras["skipped"]) == {
+        "v_measure_class/joint",
+        "zero_shot_accuracy/image",
+        "arithmetic_accuracy/image",
+    }
     values, _ = compute_all(_es(12, 1, labels=True), ["v_measure_class"])
     assert 0.0 <= values["v_measure_class/joint"] <= 1.0
 
@@ -269,11 +291,13 @@ def test_memory_mapped_float16_cache_with_sampling(tmp_path):
         np.save(tmp_path / f"{m}.npy", es.vectors[m].astype(np.float16))
     mm = EmbeddingSet(
         vectors={m: np.load(tmp_path / f"{m}.npy", mmap_mode="r") for m in ("image", "text")},
-        sample_index=es.sample_index, n_samples=30,
+        sample_index=es.sample_index,
+        n_samples=30,
     )
     as32 = EmbeddingSet(
         vectors={m: np.asarray(v, dtype=np.float32) for m, v in mm.vectors.items()},
-        sample_index=es.sample_index, n_samples=30,
+        sample_index=es.sample_index,
+        n_samples=30,
     )
     got, _ = compute_all(mm, sample=10, seed=1, block_size=4)
     want, _ = compute_all(as32, sample=10, seed=1, block_size=4)
@@ -287,8 +311,13 @@ def test_memory_mapped_float16_cache_with_sampling(tmp_path):
 def test_every_value_is_registered_and_within_its_bounds():
     es = _es(25, 5, labels=True)
     values, _ = compute_all(es)
-    kinds = {"pair": {"image-text"}, "modality": {"image", "text"}, "joint": {"joint"}, "image": {"image"},
-             "direction": {"image_to_text", "text_to_image"}}
+    kinds = {
+        "pair": {"image-text"},
+        "modality": {"image", "text"},
+        "joint": {"joint"},
+        "image": {"image"},
+        "direction": {"image_to_text", "text_to_image"},
+    }
     for name, value in values.items():
         base, _, qualifier = name.partition("/")
         info = REGISTRY[base]

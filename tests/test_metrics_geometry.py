@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
+import reference as ref
 from scipy import integrate, special
 
-import reference as ref
 from gapdiag.errors import InputError
 from gapdiag.metrics import (
     alignment,
@@ -52,7 +52,9 @@ def test_gap_matches_reference(data):
 def test_pair_cosines_match_reference(data):
     x, y, xs, ys = data
     assert cos_tp(x, y, xs, ys, block_size=4) == pytest.approx(ref.cos_tp(x, y, xs, ys), abs=1e-6)
-    assert cos_nonmatching(x, y, xs, ys, block_size=4) == pytest.approx(ref.cos_nonmatching(x, y, xs, ys), abs=1e-6)
+    assert cos_nonmatching(x, y, xs, ys, block_size=4) == pytest.approx(
+        ref.cos_nonmatching(x, y, xs, ys), abs=1e-6
+    )
     assert alignment(x, y, xs, ys, block_size=4) == pytest.approx(ref.alignment(x, y, xs, ys), abs=1e-5)
     # The many-side may come first: the pairing does not depend on the argument order.
     assert cos_tp(y, x, ys, xs) == pytest.approx(ref.cos_tp(x, y, xs, ys), abs=1e-6)
@@ -69,7 +71,9 @@ def test_uniformity_matches_reference(data):
     assert uniformity_wang_isola(y, block_size=7) == pytest.approx(ref.uniformity(y), abs=1e-5)
     joint = np.vstack([x, y])
     assert uniformity_wang_isola(joint, block_size=7) == pytest.approx(ref.uniformity(joint), abs=1e-5)
-    assert uniformity_cross(x, y, xs, ys, block_size=7) == pytest.approx(ref.uniformity_cross(x, y, xs, ys), abs=1e-5)
+    assert uniformity_cross(x, y, xs, ys, block_size=7) == pytest.approx(
+        ref.uniformity_cross(x, y, xs, ys), abs=1e-5
+    )
     assert uniformity_w2(x, y, block_size=7) == pytest.approx(ref.uniformity_w2(x, y), abs=1e-5)
 
 
@@ -93,7 +97,9 @@ def test_blocked_equals_full_matrix_when_block_does_not_divide_n():
     x, y, xs, ys = _data(11, 1, d=5, seed=4)
     for block in (1, 3, 11, 64):
         assert uniformity_wang_isola(x, block_size=block) == pytest.approx(ref.uniformity(x), abs=1e-6)
-        assert uniformity_cross(x, y, block_size=block) == pytest.approx(ref.uniformity_cross(x, y, xs, ys), abs=1e-6)
+        assert uniformity_cross(x, y, block_size=block) == pytest.approx(
+            ref.uniformity_cross(x, y, xs, ys), abs=1e-6
+        )
         assert cos_tp(x, y, block_size=block) == pytest.approx(ref.cos_tp(x, y, xs, ys), abs=1e-6)
         assert effective_rank(y, block_size=block) == pytest.approx(ref.effective_rank(y), rel=1e-6)
 
@@ -171,7 +177,10 @@ def _one_line(excinfo) -> str:
         (lambda: cos_tp(np.ones((3, 3)), np.ones((4, 3))), "mismatched counts"),
         (lambda: modality_gap(np.array([[1.0, np.nan]]), np.ones((1, 2))), "item 0 contains NaN"),
         (lambda: angular_value(np.array([[1.0, 0.0], [np.inf, 1.0]])), "item 1 contains NaN or inf"),
-        (lambda: uniformity_wang_isola(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])), "item 2 is a zero vector"),
+        (
+            lambda: uniformity_wang_isola(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])),
+            "item 2 is a zero vector",
+        ),
         (lambda: modality_gap(np.ones((2, 3)), np.ones((2, 4))), "dimension mismatch"),
         (lambda: angular_value(np.ones(3)), "2-D"),
         (lambda: angular_value(np.ones((1, 3))), "at least 2"),

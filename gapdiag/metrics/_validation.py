@@ -68,7 +68,9 @@ def check_block_values(
     zero = norms == 0
     if zero.any():
         k = int(np.flatnonzero(zero)[0])
-        raise InputError(f"{name}: item {row(k)} is a zero vector and cannot be L2-normalised; drop that item")
+        raise InputError(
+            f"{name}: item {row(k)} is a zero vector and cannot be L2-normalised; drop that item"
+        )
 
 
 def check_sample_index(sample: Any, n_items: int, name: str) -> NDArray[np.int64]:

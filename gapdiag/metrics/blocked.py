@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_block_values, check_matrix
 
 DEFAULT_BLOCK_SIZE = 2048
@@ -137,8 +138,12 @@ def paired_dot_sum(
 ) -> float:
     """``Σ_p x̂[ix_p] · ŷ[iy_p]`` over the given pairs, streamed ``block_size`` pairs at a time."""
     total = 0.0
-    blocks_x = iter_unit_blocks(x, names[0], block_size=block_size, rows=_unless_all(ix, x.shape[0]), normalize=normalize)
-    blocks_y = iter_unit_blocks(y, names[1], block_size=block_size, rows=_unless_all(iy, y.shape[0]), normalize=normalize)
+    blocks_x = iter_unit_blocks(
+        x, names[0], block_size=block_size, rows=_unless_all(ix, x.shape[0]), normalize=normalize
+    )
+    blocks_y = iter_unit_blocks(
+        y, names[1], block_size=block_size, rows=_unless_all(iy, y.shape[0]), normalize=normalize
+    )
     for (_, bx), (_, by) in zip(blocks_x, blocks_y):
         total += float(np.einsum("ij,ij->", bx, by, dtype=np.float64))
     return total
@@ -150,8 +155,6 @@ def _unless_all(rows: NDArray[np.intp], n: int) -> NDArray[np.intp] | None:
 
 
 def _check_block_size(block_size: int) -> None:
-    from gapdiag.errors import InputError
-
     if block_size < 1:
         raise InputError(f"block_size must be a positive integer, got {block_size}")
 
@@ -172,7 +175,7 @@ def _logsumexp_scores(scores: NDArray[np.float32], t: float) -> float:
     smax = float(scores.max())
     if smax == -math.inf:
         return -math.inf
-    # v − m = 2t·(s − smax): one multiply-add, then exp, all in place.
+    # v − m = 2t·(s − smax) with m = 2t·(smax − 1), computed in place on the tile (no temporaries).
     np.subtract(scores, np.float32(smax), out=scores)
     np.multiply(scores, np.float32(2.0 * t), out=scores)
     np.exp(scores, out=scores)
@@ -227,7 +230,6 @@ class CrossPassResult:
     n_nonmatching: int = 0
     rank_ab: NDArray[np.int64] | None = None
     rank_ba: NDArray[np.int64] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def _sorted_by_sample(
@@ -281,9 +283,13 @@ class _Direction:
 
     @classmethod
     def empty(cls, n: int) -> _Direction:
-        return cls(np.full(n, -np.inf), np.full(n, np.iinfo(np.int64).max, dtype=np.int64), np.zeros(n, np.int64))
+        return cls(
+            np.full(n, -np.inf), np.full(n, np.iinfo(np.int64).max, dtype=np.int64), np.zeros(n, np.int64)
+        )
 
-    def update_best(self, rows: NDArray[np.intp], scores: NDArray[np.float64], gallery: NDArray[np.intp]) -> None:
+    def update_best(
+        self, rows: NDArray[np.intp], scores: NDArray[np.float64], gallery: NDArray[np.intp]
+    ) -> None:
         """Fold candidate true pairs (query ``rows``, original ``gallery`` index, exact ``scores``) in."""
         order = np.lexsort((gallery, -scores, rows))  # per query: best score first, then lowest index
         r, sc, g = rows[order], scores[order], gallery[order]
@@ -298,8 +304,12 @@ class _Direction:
         """Fix the near-tie band once every true pair has been seen."""
         found = np.isfinite(self.best)
         # nextafter: rounding best ∓ tol to float32 must not narrow the band.
-        self.lo = np.nextafter(np.where(found, self.best - tol, np.inf).astype(np.float32), np.float32(-np.inf))
-        self.hi = np.nextafter(np.where(found, self.best + tol, np.inf).astype(np.float32), np.float32(np.inf))
+        self.lo = np.nextafter(
+            np.where(found, self.best - tol, np.inf).astype(np.float32), np.float32(-np.inf)
+        )
+        self.hi = np.nextafter(
+            np.where(found, self.best + tol, np.inf).astype(np.float32), np.float32(np.inf)
+        )
 
     def count_tile(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from numpy.typing import ArrayLike
 
 from gapdiag.errors import InputError
@@ -30,8 +29,8 @@ def angular_value(x: ArrayLike, *, block_size: int = DEFAULT_BLOCK_SIZE) -> floa
         block_size: Rows read at a time.
 
     Example:
-        >>> angular_value([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-        0.471404...
+        >>> round(angular_value([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), 6)
+        0.471405
     """
     x = check_matrix(x, "x")
     return angular_value_from_stats(linear_stats(x, "x", gram=False, block_size=block_size))

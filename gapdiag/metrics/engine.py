@@ -90,7 +90,7 @@ def compute_all(
         seed: Seed of the sample draw and of clustering / separability / arithmetic.
         block_size: Rows per block and tile side (memory O(N·d + block²)).
         retrieval_engine: "blocked" (fused exact pass), "faiss" (exact ``IndexFlatIP``) or "auto" (FAISS
-            when a GPU is usable, the fused pass on CPU). Both give the same ranks up to float rounding.
+            when a GPU is usable, the fused pass on CPU). Both rank by exact scores with the same tie rule.
         device: "auto", "cpu", "cuda" or "cuda:N" (FAISS and zero-shot search).
         progress: Called with a short message before each step.
 
@@ -139,14 +139,25 @@ def compute_all(
         units = {m: unit_rows(vecs[m], m, rows=rows[m], block_size=block_size) for m in names}
         sub = {m: samples[m] if rows[m] is None else samples[m][rows[m]] for m in names}
         _quadratic_metrics(
-            quadratic, es, names, pairs, image, units, sub, values, extras,
-            block_size=block_size, seed=seed, engine=_resolve_engine(retrieval_engine, device), device=device,
+            quadratic,
+            es,
+            names,
+            pairs,
+            image,
+            units,
+            sub,
+            values,
+            extras,
+            block_size=block_size,
+            seed=seed,
+            engine=_resolve_engine(retrieval_engine, device),
+            device=device,
             say=say,
         )
 
-    for b in VARIANTS:
+    for b, definition in VARIANTS.items():
         if b in bases or (b == "recall_at_k" and bases & set(_RECALL_KS)):
-            extras["variants"][b] = VARIANTS[b]
+            extras["variants"][b] = definition
     if wanted_full:
         missing = sorted(wanted_full - set(values) - set(extras["skipped"]))
         if missing:
@@ -209,7 +220,9 @@ def _linear_metrics(
             if "alignment" in bases:
                 values[f"alignment/{q}"] = 2.0 - 2.0 * ctp  # ‖x̂ − ŷ‖² = 2 − 2 x̂·ŷ
             if "cos_nonmatching" in bases:
-                values[f"cos_nonmatching/{q}"] = cos_nonmatching_from_sums(stats[a], stats[b], true_sum, ia.size)
+                values[f"cos_nonmatching/{q}"] = cos_nonmatching_from_sums(
+                    stats[a], stats[b], true_sum, ia.size
+                )
     if "angular_value" in bases:
         for m in names:
             values[f"angular_value/{m}"] = angular_value_from_stats(stats[m])
@@ -315,8 +328,14 @@ def _quadratic_metrics(
         if need_u or fused_retrieval:
             say(f"cross pass: {a}-{b}")
             cross[a, b] = cross_pass(
-                units[a], units[b], sub[a], sub[b], t=t,
-                uniformity=need_u, retrieval=fused_retrieval, block_size=block_size,
+                units[a],
+                units[b],
+                sub[a],
+                sub[b],
+                t=t,
+                uniformity=need_u,
+                retrieval=fused_retrieval,
+                block_size=block_size,
             )
         if "uniformity_cross" in bases:
             res = cross[a, b]
@@ -325,7 +344,9 @@ def _quadratic_metrics(
             _retrieval(a, b, units, sub, ks, cross.get((a, b)), engine, device, values, extras, say)
     if wi:
         values["uniformity_wang_isola/joint"] = joint_uniformity(
-            [within[m] for m in names], [units[m].shape[0] for m in names], [r.lse_all for r in cross.values()]
+            [within[m] for m in names],
+            [units[m].shape[0] for m in names],
+            [r.lse_all for r in cross.values()],
         )
     extras["variants"]["retrieval_engine"] = engine if ks else None
     _clustering(bases, es, names, image, units, sub, values, extras, seed, say)
@@ -344,11 +365,16 @@ def _retrieval(
     extras: dict[str, Any],
     say: Callable[[str], None],
 ) -> None:
-    for q, g, ranks in ((a, b, None if fused is None else fused.rank_ab), (b, a, None if fused is None else fused.rank_ba)):
+    for q, g, ranks in (
+        (a, b, None if fused is None else fused.rank_ab),
+        (b, a, None if fused is None else fused.rank_ba),
+    ):
         direction = f"{q}_to_{g}"
         usable = [k for k in ks if k <= units[g].shape[0]]
         for k in sorted(set(ks) - set(usable)):
-            extras["skipped"][f"recall_at_{k}/{direction}"] = f"K={k} exceeds the gallery ({units[g].shape[0]} items)"
+            extras["skipped"][f"recall_at_{k}/{direction}"] = (
+                f"K={k} exceeds the gallery ({units[g].shape[0]} items)"
+            )
         if not usable:
             continue
         if ranks is not None:
@@ -383,7 +409,9 @@ def _clustering(
 
             say("clustering: class V-Measure")
             labels = np.asarray(es.labels)
-            values["v_measure_class/joint"] = v_measure_class(mats, [labels[sub[m]] for m in names], seed=seed)
+            values["v_measure_class/joint"] = v_measure_class(
+                mats, [labels[sub[m]] for m in names], seed=seed
+            )
     if "v_measure_modality" in bases:
         from gapdiag.metrics.clustering import v_measure_modality
 

@@ -101,8 +101,8 @@ def cos_tp(
         InputError: Mismatched counts without sample ids, or neither side has one item per sample.
 
     Example:
-        >>> cos_tp([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]])
-        0.853553...
+        >>> round(cos_tp([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]]), 6)
+        0.853553
     """
     x, y, ix, iy = _pairs(x, y, x_sample, y_sample)
     return paired_dot_sum(x, y, ix, iy, ("x", "y"), normalize=normalize, block_size=block_size) / ix.size
@@ -116,7 +116,9 @@ def cos_nonmatching_from_sums(sx: LinearStats, sy: LinearStats, true_sum: float,
     """
     n_pairs = sx.n * sy.n - n_true
     if n_pairs <= 0:
-        raise InputError("no non-matching pairs: every pair belongs to the same sample; give at least two samples")
+        raise InputError(
+            "no non-matching pairs: every pair belongs to the same sample; give at least two samples"
+        )
     return (float(sx.total @ sy.total) - true_sum) / n_pairs
 
 
@@ -136,8 +138,8 @@ def cos_nonmatching(
     the two modalities are simply close, not that pairs are aligned.
 
     Example:
-        >>> cos_nonmatching([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]])
-        0.353553...
+        >>> round(cos_nonmatching([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]]), 6)
+        0.353553
     """
     x, y, ix, iy = _pairs(x, y, x_sample, y_sample)
     sx = linear_stats(x, "x", gram=False, normalize=normalize, block_size=block_size)

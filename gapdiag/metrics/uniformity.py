@@ -33,7 +33,9 @@ from gapdiag.metrics.blocked import (
 )
 
 
-def uniformity_wang_isola(x: ArrayLike, *, t: float = DEFAULT_T, block_size: int = DEFAULT_BLOCK_SIZE) -> float:
+def uniformity_wang_isola(
+    x: ArrayLike, *, t: float = DEFAULT_T, block_size: int = DEFAULT_BLOCK_SIZE
+) -> float:
     """Uniformity ``log (2/(N(N−1))) Σ_{i<j} exp(−t‖x̂_i − x̂_j‖²)`` (Wang & Isola, ICML 2020, §4.1, eq. 5).
 
     Over unordered pairs of distinct items, on L2-normalised rows, t = 2 by default. In [−4t, 0]: 0 when
@@ -87,7 +89,9 @@ def uniformity_cross(
         block_size=block_size,
     )
     if res.n_nonmatching == 0:
-        raise InputError("no non-matching pairs: every pair belongs to the same sample; give at least two samples")
+        raise InputError(
+            "no non-matching pairs: every pair belongs to the same sample; give at least two samples"
+        )
     return log_mean_exp(res.lse_nonmatching, res.n_nonmatching)
 
 
