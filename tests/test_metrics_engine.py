@@ -335,3 +335,12 @@ def test_every_registered_metric_has_a_docs_section():
     documented = {name for line in headings for name in re.findall(r"`([a-z0-9_]+)`", line)}
     missing = set(REGISTRY) - documented
     assert not missing, f"docs/metrics.md lacks a section for {sorted(missing)}"
+
+
+def test_a_modality_with_a_single_item_reports_no_nan():
+    es = _es(6, 1)
+    es.vectors["image"] = es.vectors["image"][:1]
+    es.sample_index["image"] = np.array([0])
+    values, extras = compute_all(es, ["uniformity_wang_isola"])
+    assert "uniformity_wang_isola/image" not in values and "uniformity_wang_isola/image" in extras["skipped"]
+    assert not any(math.isnan(v) for v in values.values())

@@ -209,3 +209,11 @@ def test_memory_mapped_float16_gives_the_float32_result(tmp_path):
     mm = np.load(path, mmap_mode="r")
     expected = modality_gap(x.astype(np.float16).astype(np.float32), y)
     assert modality_gap(mm, y, block_size=7) == pytest.approx(expected, rel=1e-6)
+
+
+def test_uniformity_log_sum_exp_is_exact_at_a_high_temperature():
+    """t = 40 puts every term below float32's range (e^-160); the per-tile shift must keep them."""
+    x, _, _, _ = _data(17, 1, d=6, seed=8)
+    assert uniformity_wang_isola(x, t=40.0, block_size=5) == pytest.approx(
+        ref.uniformity(x, t=40.0), abs=1e-4
+    )

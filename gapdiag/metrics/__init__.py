@@ -7,45 +7,37 @@ base a key of :data:`REGISTRY`.
 
 from __future__ import annotations
 
+from gapdiag.metrics.arithmetic import arithmetic_accuracy
+from gapdiag.metrics.clustering import modality_separability, v_measure_class, v_measure_modality
 from gapdiag.metrics.cone import angular_value
 from gapdiag.metrics.engine import compute_all
 from gapdiag.metrics.gap import alignment, cos_nonmatching, cos_tp, gap_vector, modality_gap
 from gapdiag.metrics.rank import effective_rank, rankme, singular_values
 from gapdiag.metrics.registry import REGISTRY, MetricInfo
+from gapdiag.metrics.retrieval import recall_at_k
 from gapdiag.metrics.uniformity import uniformity_cross, uniformity_w2, uniformity_wang_isola
+from gapdiag.metrics.zeroshot import zero_shot_accuracy
 
 __all__ = [
     "REGISTRY",
     "MetricInfo",
     "alignment",
     "angular_value",
+    "arithmetic_accuracy",
     "compute_all",
     "cos_nonmatching",
     "cos_tp",
     "effective_rank",
     "gap_vector",
     "modality_gap",
+    "modality_separability",
     "rankme",
+    "recall_at_k",
     "singular_values",
     "uniformity_cross",
     "uniformity_w2",
     "uniformity_wang_isola",
+    "v_measure_class",
+    "v_measure_modality",
+    "zero_shot_accuracy",
 ]
-
-# R's metric modules (retrieval, clustering, zero-shot, arithmetic) are exported when present.
-try:
-    from gapdiag.metrics.arithmetic import arithmetic_accuracy
-    from gapdiag.metrics.clustering import modality_separability, v_measure_class, v_measure_modality
-    from gapdiag.metrics.retrieval import recall_at_k
-    from gapdiag.metrics.zeroshot import zero_shot_accuracy
-except ImportError:  # pragma: no cover - only while those modules are being written
-    pass
-else:
-    __all__ += [
-        "arithmetic_accuracy",
-        "modality_separability",
-        "recall_at_k",
-        "v_measure_class",
-        "v_measure_modality",
-        "zero_shot_accuracy",
-    ]

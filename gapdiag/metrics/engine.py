@@ -320,7 +320,7 @@ def _quadratic_metrics(
             say(f"uniformity pass: {m}")
             n = units[m].shape[0]
             within[m] = within_pass(units[m], t=t, block_size=block_size)
-            values[f"uniformity_wang_isola/{m}"] = log_mean_exp(within[m], n * (n - 1) // 2)
+            _put(values, extras, f"uniformity_wang_isola/{m}", log_mean_exp(within[m], n * (n - 1) // 2))
     cross: dict[tuple[str, str], CrossPassResult] = {}
     fused_retrieval = bool(ks) and engine == "blocked"
     for a, b in pairs:
@@ -339,7 +339,12 @@ def _quadratic_metrics(
             )
         if "uniformity_cross" in bases:
             res = cross[a, b]
-            values[f"uniformity_cross/{a}-{b}"] = log_mean_exp(res.lse_nonmatching, res.n_nonmatching)
+            _put(
+                values,
+                extras,
+                f"uniformity_cross/{a}-{b}",
+                log_mean_exp(res.lse_nonmatching, res.n_nonmatching),
+            )
         if ks:
             _retrieval(a, b, units, sub, ks, cross.get((a, b)), engine, device, values, extras, say)
     if wi:
@@ -350,6 +355,14 @@ def _quadratic_metrics(
         )
     extras["variants"]["retrieval_engine"] = engine if ks else None
     _clustering(bases, es, names, image, units, sub, values, extras, seed, say)
+
+
+def _put(values: dict[str, float], extras: dict[str, Any], name: str, value: float) -> None:
+    """Store a value, or record it as skipped when there were no pairs to average (a NaN is never reported)."""
+    if np.isnan(value):
+        extras["skipped"][name] = "no pairs to average over (too few items)"
+    else:
+        values[name] = value
 
 
 def _retrieval(
