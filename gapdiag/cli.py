@@ -52,6 +52,7 @@ app = typer.Typer(
         "Add --debug anywhere to see tracebacks."
     ),
     no_args_is_help=True,
+    epilog="Examples: `gapdiag measure`, `gapdiag embed -d captions.csv -m ViT-B-32 -p openai`, `gapdiag cache ls`",
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
@@ -88,19 +89,26 @@ def embed(
     cache_dir: CacheDirOpt = None,
     dtype: DtypeOpt = "float32",
     skip_bad: SkipBadOpt = False,
+    chunk_size: Annotated[Optional[int], typer.Option(
+        "--chunk-size", min=1, help="Items per committed chunk: the most an interrupted run loses, and the unit "
+                                    "of work of each torchrun rank. Default 2048.", rich_help_panel="Cache")] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Embed every modality of a dataset and store the vectors in the cache (resumable, crash-safe).
 
     A second run on the same model and data is a cache hit. A run that is interrupted (Ctrl-C, kill, out of
-    memory) resumes from the last committed chunk.
+    memory) resumes from the last committed chunk. Under `torchrun --nproc-per-node N -m gapdiag embed ...`
+    each rank embeds its share of the chunks and rank 0 writes the one cache entry (docs/scaling.md).
     """
     from gapdiag import api
+    from gapdiag.distributed import is_main_process
 
-    es = api.embed(**embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
+    es = api.embed(chunk_size=chunk_size, **embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
                                   precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
                                   dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
+    if not is_main_process():
+        return  # rank 0 reports for the whole distributed job
     prov = es.provenance
     summary = {"key": prov.get("key"), "path": prov.get("path"), "model": (prov.get("model") or {}).get("name"),
                "dataset": (prov.get("dataset") or {}).get("name"), "counts": es.counts(), "dim": es.dim,
@@ -317,14 +325,15 @@ def train(
 
 # ------------------------------------------------------------------------------------------------ cache
 
-cache_app = typer.Typer(help="Inspect and clean the embedding cache.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect and clean the embedding cache.", no_args_is_help=True,
+                        epilog="Examples: `gapdiag cache ls`, `gapdiag cache rm 3f2a9c`, `gapdiag cache dir`")
 app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("ls", epilog="Example: `gapdiag cache ls --json`")
 def cache_ls(cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
     """List cache entries: key, model, dataset, counts, dtype, size, created, complete."""
-    from gapdiag.cache import EmbeddingCache
+    from gapdiag.cache import KEY_LENGTH, EmbeddingCache
 
     cache = EmbeddingCache(cache_dir)
     entries = cache.ls()
@@ -332,7 +341,9 @@ def cache_ls(cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
         print_json({"root": str(cache.root), "entries": entries})
         return
     table = Table(title=f"gapdiag cache: {cache.root}")
-    for col in ("key", "model", "dataset", "counts", "dtype", "size", "created", "complete"):
+    # The key is what `gapdiag cache rm` takes: never fold or cut it, whatever the terminal width.
+    table.add_column("key", no_wrap=True, min_width=KEY_LENGTH)
+    for col in ("model", "dataset", "counts", "dtype", "size", "created", "complete"):
         table.add_column(col)
     for e in entries:
         counts = ", ".join(f"{k}={v}" for k, v in (e.get("counts") or {}).items())
@@ -355,12 +366,13 @@ def cache_rm(key: Annotated[str, typer.Argument(help="Entry key, unique key pref
         console.print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
 
 
-@cache_app.command("dir")
+@cache_app.command("dir", epilog="Example: `du -sh $(gapdiag cache dir)`")
 def cache_dir_cmd(cache_dir: CacheDirOpt = None) -> None:
     """Print the cache directory in use."""
     from gapdiag.cache import EmbeddingCache
 
-    console.print(str(EmbeddingCache(cache_dir).root), highlight=False)
+    # Plain echo: rich would fold a long path at the terminal width and break `$(gapdiag cache dir)`.
+    typer.echo(str(EmbeddingCache(cache_dir).root))
 
 
 # ------------------------------------------------------------------------------------------------ printing
