@@ -1,0 +1,129 @@
+"""Fixtures shared by the test modules: an isolated cache per test, a tiny checkpoint, a small real manifest.
+
+Model hubs are switched off for the whole session (``HF_HUB_OFFLINE=1`` must be set before huggingface_hub
+is imported, which is why it is set at import time here): a test that asks for a download fails at once
+instead of waiting on the network.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from data_fixtures import digits_manifest
+
+TINY_ARCH = "gapdiag-tiny-vit"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Every test gets its own empty cache root (``GAPDIAG_CACHE_DIR``), never the user's cache."""
+    root = tmp_path / "gapdiag-cache"
+    monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(root))
+    return root
+
+
+def tiny_model(seed: int, architecture: str = TINY_ARCH) -> Any:
+    """A tiny open_clip model whose weights depend on ``seed`` (and differ from a fresh build's).
+
+    Every parameter gets seeded noise on top of the initialisation: a checkpoint made from it can only be told
+    apart from a freshly built model if loading it really sets the weights, whatever seed the build uses.
+    """
+    import torch
+
+    from gapdiag.models import load_model
+
+    model = load_model(architecture, device="cpu").model
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.02 * torch.randn(param.shape, generator=generator))
+    return model
+
+
+def export_tiny(path: Path, seed: int, architecture: str = TINY_ARCH) -> Path:
+    """Write :func:`tiny_model` as a self-describing .safetensors checkpoint (what ``gapdiag train`` writes)."""
+    import open_clip
+
+    from gapdiag.train import export_safetensors
+
+    model = tiny_model(seed, architecture)
+    return export_safetensors(model, architecture, open_clip.get_model_config(architecture), path)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``gapdiag-tiny-vit`` with seeded random weights, written by ``gapdiag.train.export_safetensors``.
+
+    Session-scoped and shared: tests that need to change a checkpoint copy it or export their own.
+    """
+    return export_tiny(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", seed=0)
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    """A manifest of 8 real digit images, two captions each, labels and class names (16 texts)."""
+    path, _ = digits_manifest(tmp_path / "data", n=8)
+    return path
+
+
+def instrument_encoding(
+    setattr_: Callable[[Any, str, Any], None],
+    *,
+    chunk_size: int = 4,
+    delay: float = 0.0,
+    nan_after: int | None = None,
+) -> dict[str, int]:
+    """Patch :mod:`gapdiag.encode` to commit every ``chunk_size`` items and to count what the towers encode.
+
+    ``setattr_`` is ``monkeypatch.setattr`` in a test, or plain ``setattr`` in a worker subprocess. The model
+    that ``build_model`` returns has its ``encode_image``/``encode_text`` wrapped: they add the batch length to
+    the returned counts, image batches sleep ``delay`` seconds (to make a run slow enough to kill), and image
+    outputs become NaN once more than ``nan_after`` images were encoded.
+
+    Returns:
+        ``{"image": n, "text": n}``, updated as the model encodes.
+    """
+    import torch
+
+    import gapdiag.encode as enc
+
+    counts = {"image": 0, "text": 0}
+    build_model = enc.build_model
+
+    def counting_build_model(*args: Any, **kwargs: Any) -> Any:
+        loaded = build_model(*args, **kwargs)
+        towers = {"image": loaded.model.encode_image, "text": loaded.model.encode_text}
+
+        def wrap(kind: str) -> Callable[..., Any]:
+            def encode(x: Any, *a: Any, **k: Any) -> Any:
+                counts[kind] += len(x)
+                if kind == "image" and delay:
+                    time.sleep(delay)
+                out = towers[kind](x, *a, **k)
+                if kind == "image" and nan_after is not None and counts[kind] > nan_after:
+                    out = torch.full_like(out, float("nan"))
+                return out
+
+            return encode
+
+        loaded.model.encode_image = wrap("image")
+        loaded.model.encode_text = wrap("text")
+        return loaded
+
+    embed_dataset = enc.embed_dataset
+
+    def embed_dataset_in_small_chunks(*args: Any, **kwargs: Any) -> Any:
+        # Overrides whatever chunk size the caller (gapdiag.api.embed) passes.
+        return embed_dataset(*args, **{**kwargs, "chunk_size": chunk_size})
+
+    setattr_(enc, "build_model", counting_build_model)
+    setattr_(enc, "embed_dataset", embed_dataset_in_small_chunks)
+    return counts

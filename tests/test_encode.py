@@ -1,0 +1,288 @@
+"""Embedding through the cache: hits that never build the model, misses on every change, vectors equal to a bare
+encode loop, float16, text dedupe, 1:N alignment, resume after a real kill, concurrent writers, NaN."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import export_tiny, instrument_encoding
+from data_fixtures import digit_image, digits_manifest, write_csv
+
+import gapdiag.encode as enc
+from gapdiag import api
+from gapdiag.cache import EmbeddingCache
+from gapdiag.data import load_dataset
+from gapdiag.data.images import load_image
+from gapdiag.errors import EmbeddingError
+from gapdiag.models import load_model
+
+TESTS = Path(__file__).parent
+
+
+def embed(data, model, **kwargs):
+    return api.embed(
+        data, model, device="cpu", batch_size=kwargs.pop("batch_size", 4), progress=False, **kwargs
+    )
+
+
+def as_arrays(es) -> dict[str, np.ndarray]:
+    return {name: np.array(v) for name, v in es.vectors.items()}
+
+
+def forbid_model_build(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the model was built although the entry is cached")
+
+    monkeypatch.setattr(enc, "build_model", fail)
+
+
+# ------------------------------------------------------------------------------------------ hits and misses
+
+
+def test_second_embed_is_a_hit_without_building_the_model(tiny_checkpoint, manifest, monkeypatch):
+    first = embed(manifest, tiny_checkpoint)
+    forbid_model_build(monkeypatch)
+    second = embed(manifest, tiny_checkpoint)
+    assert second.provenance["key"] == first.provenance["key"]
+    for name, vectors in as_arrays(first).items():
+        np.testing.assert_array_equal(np.asarray(second.vectors[name]), vectors)
+        np.testing.assert_array_equal(second.sample_index[name], first.sample_index[name])
+
+
+def test_batch_size_is_not_part_of_the_key(tiny_checkpoint, manifest, monkeypatch):
+    first = embed(manifest, tiny_checkpoint, batch_size=3)
+    forbid_model_build(monkeypatch)
+    assert embed(manifest, tiny_checkpoint, batch_size=5).provenance["key"] == first.provenance["key"]
+
+
+def _bump_mtime(path: Path) -> None:
+    # Filesystems with coarse timestamps could give a rewritten file its old mtime; make the change visible.
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+def test_changed_checkpoint_is_a_miss(tiny_checkpoint, manifest, tmp_path):
+    ckpt = Path(shutil.copy(tiny_checkpoint, tmp_path / "model.safetensors"))
+    before = embed(manifest, ckpt)
+    export_tiny(ckpt, seed=7)  # same path and size, other weights
+    _bump_mtime(ckpt)
+    after = embed(manifest, ckpt)
+    assert after.provenance["key"] != before.provenance["key"]
+    assert not np.allclose(np.asarray(after.vectors["image"]), np.asarray(before.vectors["image"]))
+    complete = {e["key"] for e in EmbeddingCache().ls() if e["complete"]}
+    assert complete == {before.provenance["key"], after.provenance["key"]}
+
+
+def test_changed_caption_is_a_miss(tiny_checkpoint, tmp_path):
+    path, rows = digits_manifest(tmp_path / "data", n=6)
+    before = embed(path, tiny_checkpoint)
+    rows[2][1] = "a different caption"
+    write_csv(path, ["image", "caption_1", "caption_2", "label", "class_name", "split"], rows)
+    _bump_mtime(path)
+    after = embed(path, tiny_checkpoint)
+    assert after.provenance["key"] != before.provenance["key"]
+    changed = 2 * 2  # row 2, first caption
+    text_before, text_after = np.asarray(before.vectors["text"]), np.asarray(after.vectors["text"])
+    assert not np.allclose(text_after[changed], text_before[changed])
+    np.testing.assert_allclose(
+        np.delete(text_after, changed, 0), np.delete(text_before, changed, 0), atol=1e-5
+    )
+
+
+def test_changed_image_file_is_a_miss(tiny_checkpoint, manifest):
+    before = embed(manifest, tiny_checkpoint)
+    image = manifest.parent / "images" / "digit_1.png"
+    digit_image(100).save(image)
+    _bump_mtime(image)
+    after = embed(manifest, tiny_checkpoint)
+    assert after.provenance["key"] != before.provenance["key"]
+    assert not np.allclose(np.asarray(after.vectors["image"][1]), np.asarray(before.vectors["image"][1]))
+
+
+# ----------------------------------------------------------------------------------------------- vectors
+
+
+def test_vectors_equal_a_bare_encode_loop(tiny_checkpoint, tmp_path):
+    # 12 digits: labels 0..9, 0, 1, so some captions repeat and go through the text dedupe.
+    path, _ = digits_manifest(tmp_path / "data", n=12)
+    es = embed(path, tiny_checkpoint, batch_size=5)
+    dataset = load_dataset(path)
+    loaded = load_model(tiny_checkpoint, device="cpu")
+    images, texts = dataset.modalities["image"], dataset.modalities["text"]
+    assert len(set(texts.items)) < len(texts.items)
+    with torch.no_grad():
+        image_ref = np.stack(
+            [
+                loaded.model.encode_image(
+                    loaded.preprocess(load_image(images.items[i], images.location(i)))[None]
+                )[0].numpy()
+                for i in range(len(images))
+            ]
+        )
+        text_ref = loaded.model.encode_text(loaded.tokenizer(list(texts.items))).numpy()
+    np.testing.assert_allclose(np.asarray(es.vectors["image"]), image_ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.asarray(es.vectors["text"]), text_ref, atol=1e-5, rtol=0)
+    assert es.vectors["image"].dtype == np.float32
+
+
+def test_float16_is_stored_as_float16(tiny_checkpoint, manifest):
+    full = embed(manifest, tiny_checkpoint)
+    half = embed(manifest, tiny_checkpoint, dtype="float16")
+    assert half.provenance["key"] != full.provenance["key"]
+    for name, vectors in as_arrays(full).items():
+        stored = np.load(Path(half.provenance["path"]) / f"{name}.npy")
+        assert stored.dtype == np.float16
+        np.testing.assert_array_equal(stored, vectors.astype(np.float16))
+
+
+def test_text_dedupe_gives_the_same_vectors_as_no_dedupe(tiny_checkpoint, monkeypatch):
+    loaded = load_model(tiny_checkpoint, device="cpu")
+    texts = ["a cat", "a dog", "a cat", "a bird", "a dog", "a cat"]
+    rows = []
+    forward = loaded.model.encode_text
+    monkeypatch.setattr(
+        loaded.model, "encode_text", lambda tokens: rows.append(len(tokens)) or forward(tokens)
+    )
+    deduped = enc.encode_texts(loaded, texts, batch_size=2)
+    assert sum(rows) == 3  # each distinct string once
+    alone = np.concatenate([enc.encode_texts(loaded, [t]) for t in texts])
+    np.testing.assert_allclose(deduped, alone, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(deduped[0], deduped[2])
+
+
+def test_one_image_many_captions_keeps_sample_index(tiny_checkpoint, tmp_path):
+    path, rows = digits_manifest(tmp_path / "data", n=5)
+    es = embed(path, tiny_checkpoint)
+    n_captions = 2
+    np.testing.assert_array_equal(es.sample_index["image"], np.arange(len(rows)))
+    np.testing.assert_array_equal(es.sample_index["text"], np.repeat(np.arange(len(rows)), n_captions))
+    assert es.counts() == {"image": len(rows), "text": n_captions * len(rows)}
+    # The caption vectors of one image are those of its own captions, in column order.
+    loaded = load_model(tiny_checkpoint, device="cpu")
+    own = enc.encode_texts(loaded, [rows[3][1], rows[3][2]])
+    np.testing.assert_allclose(np.asarray(es.vectors["text"])[es.sample_index["text"] == 3], own, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------- interruption and NaN
+
+
+WORKER = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from conftest import instrument_encoding
+    from gapdiag import api
+    ckpt, data, cache, out, delay = sys.argv[2:7]
+    counts = instrument_encoding(setattr, chunk_size=4, delay=float(delay))
+    es = api.embed(data, ckpt, cache_dir=cache, device="cpu", batch_size=2, progress=False)
+    np.savez(out, **{name: np.asarray(v) for name, v in es.vectors.items()})
+    with open(out + ".json", "w") as f:
+        json.dump(counts, f)
+""")
+
+
+def start_worker(
+    tmp_path: Path, ckpt: Path, data: Path, cache: Path, out: str, delay: float
+) -> subprocess.Popen:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(script),
+            str(TESTS),
+            str(ckpt),
+            str(data),
+            str(cache),
+            str(tmp_path / out),
+            str(delay),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def chunk_files(cache: Path, modality: str) -> list[Path]:
+    return sorted(cache.glob(f"*/chunks/{modality}.*.npy"))
+
+
+@pytest.mark.slow
+def test_resume_after_kill_encodes_only_missing_chunks(tiny_checkpoint, tmp_path, monkeypatch):
+    n = 16
+    data, _ = digits_manifest(tmp_path / "data", n=n)
+    cache = tmp_path / "cache"
+    proc = start_worker(tmp_path, tiny_checkpoint, data, cache, "killed.npz", delay=0.3)
+    while len(chunk_files(cache, "image")) < 2:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    committed = sum(
+        int(p.name.split(".")[1].split("-")[1]) - int(p.name.split(".")[1].split("-")[0])
+        for p in chunk_files(cache, "image")
+    )
+    assert 8 <= committed < n
+    assert not list(cache.glob("*/meta.json"))
+
+    counts = instrument_encoding(monkeypatch.setattr, chunk_size=4)
+    resumed = api.embed(data, tiny_checkpoint, cache_dir=cache, device="cpu", batch_size=2, progress=False)
+    assert counts["image"] == n - committed
+    assert not chunk_files(cache, "image")  # finalised: chunks folded into image.npy
+
+    reference = api.embed(
+        data, tiny_checkpoint, cache_dir=tmp_path / "fresh", device="cpu", batch_size=2, progress=False
+    )
+    assert counts["image"] == n - committed + n
+    for name in reference.vectors:
+        assert np.asarray(resumed.vectors[name]).tobytes() == np.asarray(reference.vectors[name]).tobytes()
+
+
+@pytest.mark.slow
+def test_two_processes_embedding_the_same_entry(tiny_checkpoint, tmp_path):
+    n = 8
+    data, _ = digits_manifest(tmp_path / "data", n=n)
+    cache = tmp_path / "cache"
+    procs = [start_worker(tmp_path, tiny_checkpoint, data, cache, f"out{i}.npz", delay=0.1) for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate()
+        assert proc.returncode == 0, err
+    outs = [np.load(tmp_path / f"out{i}.npz") for i in range(2)]
+    for name in outs[0].files:
+        assert outs[0][name].tobytes() == outs[1][name].tobytes()
+    counts = [json.loads((tmp_path / f"out{i}.npz.json").read_text()) for i in range(2)]
+    assert sum(c["image"] for c in counts) == n  # one process encoded, the other waited and read the entry
+    assert len([e for e in EmbeddingCache(cache).ls() if e["complete"]]) == 1
+    assert not list(cache.glob("*/partial.json")) and not list(cache.glob("*/chunks"))  # nothing half-built
+
+
+def test_nan_embeddings_fail_with_one_line_and_keep_earlier_chunks(tiny_checkpoint, manifest, monkeypatch):
+    healthy = {"build_model": enc.build_model, "embed_dataset": enc.embed_dataset}
+    instrument_encoding(monkeypatch.setattr, chunk_size=4, nan_after=4)
+    with pytest.raises(EmbeddingError) as err:
+        embed(manifest, tiny_checkpoint, batch_size=4)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "image" in message and "items 4-7" in message and "NaN" in message
+    cache = Path(os.environ["GAPDIAG_CACHE_DIR"])
+    kept = chunk_files(cache, "image")
+    assert [p.name for p in kept] == ["image.0-4.npy"]
+
+    # A healthy model then resumes from the kept chunk and encodes only the rest.
+    for name, original in healthy.items():
+        monkeypatch.setattr(enc, name, original)
+    counts = instrument_encoding(monkeypatch.setattr, chunk_size=4)
+    es = embed(manifest, tiny_checkpoint, batch_size=4)
+    assert counts["image"] == 4
+    assert np.isfinite(np.asarray(es.vectors["image"])).all()

@@ -1,0 +1,225 @@
+"""Model loading: every accepted ``--model`` form, and one clear ModelError line for every way it can fail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_ARCH, export_tiny, tiny_model
+
+from gapdiag.errors import ModelError
+from gapdiag.models import load_model, resolve_model
+
+TINY_CFG = Path(__file__).parent.parent / "gapdiag" / "model_configs" / f"{TINY_ARCH}.json"
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def assert_one_line(err: pytest.ExceptionInfo[ModelError], *fragments: str) -> None:
+    text = str(err.value)
+    assert "\n" not in text
+    for fragment in fragments:
+        assert fragment in text, (fragment, text)
+
+
+def tiny_state_dict_file(
+    path: Path, architecture: str = TINY_ARCH, seed: int = 1
+) -> tuple[Path, torch.nn.Module]:
+    model = tiny_model(seed, architecture)
+    torch.save(model.state_dict(), path)
+    return path, model
+
+
+# ------------------------------------------------------------------------------------------- what loads
+
+
+def test_architecture_name_resolves_and_builds():
+    spec = resolve_model(TINY_ARCH)
+    assert spec.architecture == TINY_ARCH
+    assert spec.model_cfg == json.loads(TINY_CFG.read_text())
+    assert spec.checkpoint is None and spec.pretrained is None
+    loaded = load_model(TINY_ARCH, device="cpu")
+    assert loaded.model.text_projection.shape[1] == spec.model_cfg["embed_dim"]
+    assert not loaded.model.training
+
+
+def test_safetensors_from_export_is_self_describing(tiny_checkpoint):
+    loaded = load_model(tiny_checkpoint, device="cpu")
+    assert loaded.spec.checkpoint == tiny_checkpoint
+    assert loaded.spec.model_cfg == json.loads(TINY_CFG.read_text())
+    from safetensors.torch import load_file
+
+    stored = load_file(str(tiny_checkpoint))
+    state = loaded.model.state_dict()
+    assert stored.keys() == state.keys()
+    for k, v in stored.items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_pt_state_dict_with_architecture(tmp_path):
+    path, reference = tiny_state_dict_file(tmp_path / "weights.pt")
+    loaded = load_model(TINY_ARCH, str(path), device="cpu")
+    assert loaded.spec.checkpoint == path
+    assert_same_weights(loaded.model, reference)
+
+
+def test_pt_with_open_clip_config_beside_it(tmp_path):
+    path, reference = tiny_state_dict_file(tmp_path / "weights.pt")
+    (tmp_path / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": json.loads(TINY_CFG.read_text())})
+    )
+    loaded = load_model(path, device="cpu")
+    assert_same_weights(loaded.model, reference)
+
+
+def test_bare_pt_without_config_is_a_clear_error(tmp_path):
+    path, _ = tiny_state_dict_file(tmp_path / "weights.pt")
+    with pytest.raises(ModelError) as err:
+        resolve_model(path)
+    assert_one_line(err, str(path), "--pretrained", "open_clip_config.json")
+
+
+def test_checkpoint_of_another_architecture_does_not_fit(tmp_path):
+    path = export_tiny(tmp_path / "wide.safetensors", seed=2, architecture="gapdiag-tiny-vit-64")
+    with pytest.raises(ModelError) as err:
+        load_model(TINY_ARCH, str(path), device="cpu")
+    assert_one_line(err, "does not fit", TINY_ARCH, str(path))
+
+
+def test_checkpoint_with_missing_keys_does_not_fit(tmp_path):
+    path, model = tiny_state_dict_file(tmp_path / "weights.pt")
+    state = model.state_dict()
+    del state["visual.proj"]
+    torch.save(state, path)
+    with pytest.raises(ModelError) as err:
+        load_model(TINY_ARCH, str(path), device="cpu")
+    assert_one_line(err, "does not fit", "missing keys")
+
+
+class Payload:
+    """Unpickling this runs code (it would create the marker file); a weights_only load must refuse it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_pickled_object_checkpoint_is_refused_without_running_code(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"visual.proj": torch.zeros(2)}, "payload": Payload(str(marker))}, path)
+    with pytest.raises(ModelError) as err:
+        load_model(TINY_ARCH, str(path), device="cpu")
+    assert_one_line(err, str(path), "pickled")
+    assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------------------- model configs
+
+
+def _custom_cfg(embed_dim: int) -> dict:
+    cfg = json.loads(TINY_CFG.read_text())
+    cfg["embed_dim"] = embed_dim  # an architecture open_clip's registry does not have
+    return cfg
+
+
+def test_custom_model_config_json_registers_and_builds(tmp_path):
+    path = tmp_path / "my-arch.json"
+    path.write_text(json.dumps(_custom_cfg(24)))
+    loaded = load_model(path, device="cpu")
+    assert loaded.spec.model_cfg == _custom_cfg(24)
+    assert loaded.model.text_projection.shape[1] == 24
+    image = torch.zeros(1, 3, 32, 32)
+    assert loaded.model.encode_image(image).shape == (1, 24)
+
+
+def test_open_clip_config_style_json_with_preprocess(tmp_path):
+    path = tmp_path / "open_clip_config.json"
+    mean, std = [0.5, 0.25, 0.125], [0.2, 0.3, 0.4]
+    path.write_text(json.dumps({"model_cfg": _custom_cfg(20), "preprocess_cfg": {"mean": mean, "std": std}}))
+    loaded = load_model(path, device="cpu")
+    assert loaded.model.text_projection.shape[1] == 20
+    normalize = loaded.preprocess.transforms[-1]
+    assert list(normalize.mean) == mean and list(normalize.std) == std
+
+
+def test_model_config_without_required_keys(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps({"embed_dim": 8, "vision_cfg": {}}))
+    with pytest.raises(ModelError) as err:
+        resolve_model(path)
+    assert_one_line(err, "text_cfg")
+
+
+# ------------------------------------------------------------------------------------------ what fails
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ModelError) as err:
+        resolve_model("ViT-B-3")
+    assert_one_line(err, "'ViT-B-3'", "ViT-B-32")
+
+
+def test_unknown_pretrained_tag_lists_known_tags():
+    with pytest.raises(ModelError) as err:
+        resolve_model("ViT-B-32", "not_a_tag")
+    assert_one_line(err, "not_a_tag", "laion2b_s34b_b79k", "openai")
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    """No network (conftest sets HF_HUB_OFFLINE=1 before huggingface_hub is imported) and an empty hub cache."""
+    import huggingface_hub.constants
+
+    assert huggingface_hub.constants.HF_HUB_OFFLINE
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+
+def test_real_tag_offline_is_one_line_could_not_download(empty_hub, capfd):
+    with pytest.raises(ModelError) as err:
+        load_model("ViT-B-32", "laion2b_s34b_b79k", device="cpu")
+    assert_one_line(err, "could not download", "laion2b_s34b_b79k")
+    # open_clip also logs the failure on the root logger; the error line must be the only output.
+    assert capfd.readouterr().err == ""
+
+
+def test_hf_hub_offline_is_one_line(empty_hub):
+    with pytest.raises(ModelError) as err:
+        load_model("hf-hub:example-org/no-such-model", device="cpu")
+    assert_one_line(err, "could not download", "hf-hub:example-org/no-such-model")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_without_gpu():
+    with pytest.raises(ModelError) as err:
+        load_model(TINY_ARCH, device="cuda")
+    assert_one_line(err, "--device cuda", "--device cpu")
+
+
+def test_amp_on_cpu():
+    with pytest.raises(ModelError) as err:
+        load_model(TINY_ARCH, device="cpu", precision="amp")
+    assert_one_line(err, "--precision amp", "fp32")
+
+
+def test_missing_checkpoint_file(tmp_path):
+    with pytest.raises(ModelError) as err:
+        resolve_model(tmp_path / "nope.safetensors")
+    assert_one_line(err, "not found", "nope.safetensors")
+
+
+def test_checkpoint_and_pretrained_together_is_an_error(tiny_checkpoint, tmp_path):
+    other = shutil.copy(tiny_checkpoint, tmp_path / "other.safetensors")
+    with pytest.raises(ModelError) as err:
+        resolve_model(tiny_checkpoint, str(other))
+    assert_one_line(err, "--pretrained")
