@@ -325,7 +325,9 @@ class _quiet_open_clip:
 
 
 def _load_error(spec: ModelSpec, e: Exception) -> ModelError:
-    text = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+    # huggingface_hub appends a paragraph ("Last error: An error happened while trying to locate ...") that
+    # says nothing the hint does not; keep the line that names the file and the repository.
+    text = f"{type(e).__name__}: {e}".splitlines()[0].split(" Last error:")[0][:300]
     offline_markers = ("Failed to download", "HF Hub", "Connection", "resolve", "offline", "Max retries", "urlopen")
     if any(m.lower() in text.lower() for m in offline_markers) or spec.architecture.startswith("hf-hub:"):
         what = spec.pretrained or spec.architecture
