@@ -11,7 +11,7 @@ import pytest
 import gapdiag.encode as enc
 from gapdiag import api
 from gapdiag.embeddings import EmbeddingSet
-from gapdiag.errors import InputError
+from gapdiag.errors import DatasetError, InputError
 from gapdiag.report import split_metric_name
 
 ONE_CAPTION = {"text_columns": ["caption_1"]}  # 1:1 pairs, so that pair i is image i with text i
@@ -92,6 +92,14 @@ def test_skip_bad_reports_reader_and_decode_skips(tiny_checkpoint, manifest):
     assert any("digit_1.png" in line for line in skipped) and any("digit_5.png" in line for line in skipped)
     report = api.measure(es, progress=False, metrics=["modality_gap"])
     assert report.provenance["skipped"] == skipped
+
+
+def test_skip_bad_with_every_image_unreadable_is_an_error(tiny_checkpoint, manifest):
+    for png in (manifest.parent / "images").glob("*.png"):
+        png.write_bytes(b"not an image")
+    with pytest.raises(DatasetError) as err:
+        api.embed(manifest, tiny_checkpoint, device="cpu", progress=False, skip_bad=True)
+    assert "\n" not in str(err.value) and str(manifest) in str(err.value)
 
 
 def test_measure_rejects_a_non_positive_sample(tiny_checkpoint, manifest):

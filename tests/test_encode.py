@@ -24,7 +24,7 @@ from gapdiag import api
 from gapdiag.cache import EmbeddingCache
 from gapdiag.data import load_dataset
 from gapdiag.data.images import load_image
-from gapdiag.errors import EmbeddingError
+from gapdiag.errors import DatasetError, EmbeddingError
 from gapdiag.models import load_model
 
 TESTS = Path(__file__).parent
@@ -134,6 +134,21 @@ def test_vectors_equal_a_bare_encode_loop(tiny_checkpoint, tmp_path):
     np.testing.assert_allclose(np.asarray(es.vectors["image"]), image_ref, atol=1e-5, rtol=0)
     np.testing.assert_allclose(np.asarray(es.vectors["text"]), text_ref, atol=1e-5, rtol=0)
     assert es.vectors["image"].dtype == np.float32
+
+
+def test_worker_processes_give_the_same_vectors_and_one_line_errors(tiny_checkpoint, manifest, tmp_path):
+    in_process = embed(manifest, tiny_checkpoint, batch_size=3)
+    workers = embed(manifest, tiny_checkpoint, batch_size=3, workers=2, cache_dir=tmp_path / "other-cache")
+    assert workers.provenance["key"] == in_process.provenance["key"]  # workers do not change the vectors
+    for name, vectors in as_arrays(in_process).items():
+        np.testing.assert_array_equal(np.asarray(workers.vectors[name]), vectors)
+
+    # A decode error inside a DataLoader worker still arrives as the reader's one line.
+    png = manifest.parent / "images" / "digit_5.png"
+    png.write_bytes(png.read_bytes()[:30])
+    with pytest.raises(DatasetError) as err:
+        embed(manifest, tiny_checkpoint, batch_size=3, workers=2)
+    assert "\n" not in str(err.value) and "manifest.csv:7" in str(err.value) and str(png) in str(err.value)
 
 
 def test_float16_is_stored_as_float16(tiny_checkpoint, manifest):
