@@ -174,7 +174,7 @@ REGISTRY: dict[str, MetricInfo] = {
             "joint",
             "clustering",
             _GR + ".2",
-            "V-Measure of KMeans (k = 2) against modality labels; 1 = modalities separate",
+            "V-Measure of KMeans (k = number of modalities) against modality labels; 1 = modalities separate",
             True,
         ),
         MetricInfo(
@@ -203,7 +203,7 @@ REGISTRY: dict[str, MetricInfo] = {
             (0.0, 1.0),
             "image",
             "arithmetic",
-            _GR + ".4",
+            "Fahim et al. 2024, \"It's Not a Modality Gap\" (multimodal arithmetic)",
             "accuracy of attribute swaps by embedding arithmetic",
             True,
         ),
