@@ -65,9 +65,12 @@ def embed(
     dtype: str = "float32",
     skip_bad: bool = False,
     progress: bool = True,
+    chunk_size: int | None = None,
     **reader_options: Any,
 ) -> EmbeddingSet:
     """Embed every modality of a dataset with a model, through the on-disk cache.
+
+    Under ``torchrun`` every rank embeds its own share of the chunks (see docs/scaling.md).
 
     Args:
         data: Dataset path or object; ``None`` = the bundled sample data (digits, test split).
@@ -76,13 +79,16 @@ def embed(
         pretrained: open_clip tag or checkpoint file for an architecture name.
         skip_bad: Drop samples whose image cannot be decoded (reported in the provenance) instead of failing.
         progress: Show a progress display (items/s, ETA) on stderr.
+        chunk_size: Items per committed chunk (what a killed run can lose at most; the unit of work of a rank);
+            default :data:`gapdiag.encode.DEFAULT_CHUNK_SIZE`.
 
     Returns:
         The raw vectors with their alignment, labels and provenance (memory-mapped from the cache).
     """
     from gapdiag.cache import EmbeddingCache
     from gapdiag.data.ops import skip_unreadable
-    from gapdiag.encode import embed_dataset, embedding_set_from_precomputed
+    from gapdiag.distributed import context_from_env
+    from gapdiag.encode import DEFAULT_CHUNK_SIZE, embed_dataset, embedding_set_from_precomputed
     from gapdiag.models import resolve_model
 
     cached = _cache_entry(data)
@@ -100,7 +106,8 @@ def embed(
     cache = EmbeddingCache(cache_dir)
     es = embed_dataset(dataset, spec, cache=cache, device=device, precision=precision,
                        batch_size=batch_size, workers=workers, dtype=dtype, progress=progress,
-                       extra_meta={"skipped": skipped})
+                       extra_meta={"skipped": skipped}, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+                       dist=context_from_env())
     es.provenance["path"] = str(cache.path(es.provenance["key"]))
     return es
 

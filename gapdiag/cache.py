@@ -393,7 +393,10 @@ class EmbeddingCache:
 
     def _entry_dirs(self) -> list[Path]:
         try:
-            return sorted(p for p in self.root.iterdir() if p.is_dir() and _KEY_RE.fullmatch(p.name))
+            # Only folders an entry build created; the root also holds gapdiag's own memos (fingerprints/,
+            # model_configs/) which are neither listed nor removed by `rm all`.
+            return sorted(p for p in self.root.iterdir() if p.is_dir() and _KEY_RE.fullmatch(p.name)
+                          and ((p / "meta.json").is_file() or (p / "partial.json").is_file()))
         except OSError as exc:
             raise CacheError(f"cannot list cache dir {self.root}: {exc.strerror or _one_line(exc)}",
                              hint="set --cache-dir or GAPDIAG_CACHE_DIR") from exc

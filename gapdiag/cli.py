@@ -89,19 +89,26 @@ def embed(
     cache_dir: CacheDirOpt = None,
     dtype: DtypeOpt = "float32",
     skip_bad: SkipBadOpt = False,
+    chunk_size: Annotated[Optional[int], typer.Option(
+        "--chunk-size", min=1, help="Items per committed chunk: the most an interrupted run loses, and the unit "
+                                    "of work of each torchrun rank. Default 2048.", rich_help_panel="Cache")] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Embed every modality of a dataset and store the vectors in the cache (resumable, crash-safe).
 
     A second run on the same model and data is a cache hit. A run that is interrupted (Ctrl-C, kill, out of
-    memory) resumes from the last committed chunk.
+    memory) resumes from the last committed chunk. Under `torchrun --nproc-per-node N -m gapdiag embed ...`
+    each rank embeds its share of the chunks and rank 0 writes the one cache entry (docs/scaling.md).
     """
     from gapdiag import api
+    from gapdiag.distributed import is_main_process
 
-    es = api.embed(**embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
+    es = api.embed(chunk_size=chunk_size, **embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
                                   precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
                                   dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
+    if not is_main_process():
+        return  # rank 0 reports for the whole distributed job
     prov = es.provenance
     summary = {"key": prov.get("key"), "path": prov.get("path"), "model": (prov.get("model") or {}).get("name"),
                "dataset": (prov.get("dataset") or {}).get("name"), "counts": es.counts(), "dim": es.dim,

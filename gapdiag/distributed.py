@@ -79,3 +79,8 @@ def broadcast_object(ctx: DistributedContext, obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def is_main_process() -> bool:
+    """True outside torchrun and on rank 0: only it prints results."""
+    return int(os.environ.get("RANK", "0")) == 0

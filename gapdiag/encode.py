@@ -16,6 +16,7 @@ import numpy as np
 from gapdiag import __version__
 from gapdiag.cache import DTYPES, EmbeddingCache, cache_key
 from gapdiag.data.base import Modality, PairedDataset
+from gapdiag.distributed import DistributedContext, broadcast_object
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import DatasetError, InputError
 from gapdiag.models import LoadedModel, ModelSpec, build_model
@@ -54,11 +55,14 @@ def embed_dataset(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
     extra_meta: dict[str, Any] | None = None,
+    dist: DistributedContext | None = None,
 ) -> EmbeddingSet:
     """Embed every modality of ``dataset`` with the model of ``spec`` through ``cache``.
 
     A complete cache entry is returned without building the model. Otherwise the model is built, chunks
-    already committed by an earlier (interrupted) run are skipped, and the entry is finalised.
+    already committed by an earlier (interrupted) run are skipped, and the entry is finalised. Under
+    ``torchrun`` (``dist`` from :func:`gapdiag.distributed.context_from_env`) each rank embeds its own share of
+    the chunks and rank 0 finalises the one entry (see :mod:`gapdiag.distributed`).
     """
     if dtype not in DTYPES:
         raise InputError(f"unknown --dtype {dtype!r}", hint="use float32 or float16")
@@ -68,10 +72,11 @@ def embed_dataset(
     if unsupported:
         raise InputError(f"modalities {unsupported} cannot be encoded by an open_clip model",
                          hint="measure precomputed embeddings without --model")
+    dist = dist or DistributedContext()
     key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache)
-    hit = cache.get(key)
-    if hit is not None:
-        return hit
+    # Every rank must take the same branch (the barriers below must match): rank 0 decides.
+    if broadcast_object(dist, cache.get(key) is not None):
+        return cache.get(key)  # type: ignore[return-value]
     meta = {
         "model": spec.describe(cache_dir=cache.root),
         "precision": precision,
@@ -84,31 +89,57 @@ def embed_dataset(
         "gapdiag_version": __version__,
         **(extra_meta or {}),
     }
+    device = dist.device(device)
+    progress = progress and dist.is_main
+    if not dist.is_main:
+        dist.barrier()  # 1: rank 0 holds the lock and has prepared (resumed or discarded) the entry
+        with cache.writer(key, meta, chunk_size=chunk_size, shared=True) as writer:
+            loaded = build_model(spec, device=device, precision=precision)
+            _embed_chunks(writer, loaded, dataset, dist, batch_size=batch_size, workers=workers, memo={},
+                          progress=False)
+        dist.barrier()  # 2: every rank's chunks are committed
+        dist.barrier()  # 3: rank 0 has finalised the entry
+        return cache.get(key)  # type: ignore[return-value]
     with cache.writer(key, meta, chunk_size=chunk_size) as writer:
-        done = cache.get(key)  # another process may have finished it while we waited for the lock
-        if done is not None:
-            return done
+        dist.barrier()  # 1
+        if writer.existing is not None:  # another process finished it while we waited for the lock
+            dist.barrier()  # 2
+            dist.barrier()  # 3
+            return writer.existing
         loaded = build_model(spec, device=device, precision=precision)
         text_memo: dict[str, np.ndarray] = {}
-        with progress_bar(progress, unit="items") as bar:
-            for modality in dataset.modalities.values():
-                ranges = writer.chunk_ranges(modality.name, len(modality))
-                todo = [r for r in ranges if not writer.is_done(modality.name, *r)]
-                task = bar.add_task(f"embed {modality.name}", total=len(modality),
-                                    completed=len(modality) - sum(e - s for s, e in todo))
-                encode = _encode_images if modality.kind == "image" else _encode_texts
-                for start, vectors in encode(loaded, modality, todo, batch_size=batch_size, workers=workers,
-                                             memo=text_memo, on_batch=lambda n, t=task: bar.advance(t, n)):
-                    writer.write_chunk(modality.name, start, vectors)
+        _embed_chunks(writer, loaded, dataset, dist, batch_size=batch_size, workers=workers, memo=text_memo,
+                      progress=progress)
+        dist.barrier()  # 2
         class_embeddings = _class_embeddings(loaded, dataset, text_memo)
         attribute_embeddings = _attribute_embeddings(loaded, dataset, text_memo)
-        return writer.finalize(
+        es = writer.finalize(
             sample_index={name: m.sample_index for name, m in dataset.modalities.items()},
             labels=dataset.labels,
             class_embeddings=class_embeddings,
             attributes=dataset.attributes,
             attribute_embeddings=attribute_embeddings,
         )
+        dist.barrier()  # 3
+        return es
+
+
+def _embed_chunks(writer: Any, loaded: LoadedModel, dataset: PairedDataset, dist: DistributedContext, *,
+                  batch_size: int, workers: int, memo: dict[str, np.ndarray], progress: bool) -> None:
+    """Encode and commit every chunk this rank owns that no earlier run committed."""
+    with progress_bar(progress, unit="items") as bar:
+        number = 0  # chunks are numbered across modalities so that ranks stay balanced
+        for modality in dataset.modalities.values():
+            ranges = writer.chunk_ranges(modality.name, len(modality))
+            mine = [r for k, r in enumerate(ranges, start=number) if dist.owns(k)]
+            number += len(ranges)
+            todo = [r for r in mine if not writer.is_done(modality.name, *r)]
+            task = bar.add_task(f"embed {modality.name}", total=sum(e - s for s, e in mine),
+                                completed=sum(e - s for s, e in mine) - sum(e - s for s, e in todo))
+            encode = _encode_images if modality.kind == "image" else _encode_texts
+            for start, vectors in encode(loaded, modality, todo, batch_size=batch_size, workers=workers, memo=memo,
+                                         on_batch=lambda n, t=task: bar.advance(t, n)):
+                writer.write_chunk(modality.name, start, vectors)
 
 
 def embed_in_memory(dataset: PairedDataset, loaded: LoadedModel, *, batch_size: int = 256,

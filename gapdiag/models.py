@@ -79,6 +79,8 @@ class ModelSpec:
             "pretrained_cfg": _pretrained_cfg(self.architecture, self.pretrained),
             "checkpoint_sha256": file_sha256(self.checkpoint, cache_dir=cache_dir) if self.checkpoint else None,
             "precision": precision,
+            # build_model seeds the initialisation, so weights that no checkpoint sets are reproducible too.
+            "init_seed": 0,
         }
 
     def describe(self, *, cache_dir: Path | None = None) -> dict[str, Any]:
@@ -285,9 +287,15 @@ def _with_checkpoint(spec: ModelSpec, pretrained: str | None) -> ModelSpec:
     raise ModelError(f"--pretrained {pretrained!r} is neither a file nor a tag of {spec.architecture}", hint=hint)
 
 
-def build_model(spec: ModelSpec, *, device: str = "auto", precision: str = "fp32") -> LoadedModel:
-    """Build the model described by ``spec`` (downloading through open_clip if it must) on ``device``."""
+def build_model(spec: ModelSpec, *, device: str = "auto", precision: str = "fp32", init_seed: int = 0) -> LoadedModel:
+    """Build the model described by ``spec`` (downloading through open_clip if it must) on ``device``.
+
+    Weights that no checkpoint overwrites are initialised from ``init_seed`` (without touching the global RNG),
+    so a randomly initialised architecture gives the same vectors in every process: the cache key of
+    an architecture without weights stays truthful, and every rank of a distributed job builds the same model.
+    """
     import open_clip
+    import torch
 
     register_bundled_configs()
     dev = resolve_device(device)
@@ -295,8 +303,9 @@ def build_model(spec: ModelSpec, *, device: str = "auto", precision: str = "fp32
     pre = spec.preprocess_cfg or {}
     transforms_kwargs = {"image_" + k: pre[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pre}
     try:
-        with warnings.catch_warnings(), _quiet_open_clip():
+        with warnings.catch_warnings(), _quiet_open_clip(), torch.random.fork_rng(devices=[]):
             warnings.simplefilter("ignore")
+            torch.manual_seed(init_seed)
             model, _, preprocess = open_clip.create_model_and_transforms(
                 spec.architecture, pretrained=spec.pretrained, device="cpu", weights_only=True, **transforms_kwargs)
     except Exception as e:  # noqa: BLE001 - turned into one line below

@@ -173,7 +173,7 @@ def train(
 
     torch.manual_seed(seed)
     spec = resolve_model(model, pretrained)
-    loaded = build_model(spec, device=device, precision=precision)
+    loaded = build_model(spec, device=device, precision=precision, init_seed=seed)
     net = loaded.model
     if temperature is not None:
         with torch.no_grad():

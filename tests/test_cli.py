@@ -298,11 +298,6 @@ def test_cache_ls_and_rm(capsys, tiny_checkpoint, manifest, isolated_cache):
     assert_one_line_error(*gapdiag(capsys, "cache", "rm", key), key, "cache ls")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cache.EmbeddingCache.ls lists every folder of the cache root as an entry, also the dataset "
-    "fingerprint memo (fingerprints/) and registered model configs (model_configs/)",
-)
 def test_cache_ls_lists_only_entries(capsys, tiny_checkpoint, manifest):
     code, out, _ = gapdiag(capsys, "embed", "-m", tiny_checkpoint, "-d", manifest, "--json")
     key = json.loads(out)["key"]

@@ -1,0 +1,51 @@
+"""Distributed embedding under torchrun (2 CPU processes, gloo) writes the single-process entry."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gapdiag import api
+from gapdiag.distributed import DistributedContext
+from tests.data_fixtures import digits_manifest
+
+pytestmark = pytest.mark.slow
+
+
+def test_ranks_own_disjoint_chunks_that_cover_everything():
+    owners = [[k for k in range(11) if DistributedContext(rank=r, world_size=3).owns(k)] for r in range(3)]
+    assert sorted(k for o in owners for k in o) == list(range(11))
+    assert all(set(a).isdisjoint(b) for i, a in enumerate(owners) for b in owners[i + 1:])
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+                    reason="torchrun is not installed beside this Python")
+def test_two_gloo_ranks_write_the_same_vectors_as_one_process(tmp_path):
+    manifest, _ = digits_manifest(tmp_path / "data", n=40)
+    single = api.embed(manifest, "gapdiag-tiny-vit", cache_dir=tmp_path / "single", chunk_size=8, progress=False,
+                       device="cpu")
+
+    env = {**os.environ, "GAPDIAG_CACHE_DIR": str(tmp_path / "multi"), "OMP_NUM_THREADS": "1"}
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "gapdiag", "embed", "--data", str(manifest),
+         "--model", "gapdiag-tiny-vit", "--device", "cpu", "--chunk-size", "8", "--quiet", "--json"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count('"key"') == 1  # only rank 0 reports
+
+    key = single.provenance["key"]
+    entry = tmp_path / "multi" / key
+    assert (entry / "meta.json").is_file(), f"no entry {key} in {list((tmp_path / 'multi').iterdir())}"
+    for modality, vectors in single.vectors.items():
+        multi = np.load(entry / f"{modality}.npy")
+        assert multi.shape == vectors.shape and multi.dtype == vectors.dtype
+        assert np.abs(multi - np.asarray(vectors)).max() <= 1e-5
+        np.testing.assert_array_equal(np.load(entry / f"{modality}.sample_index.npy"), single.sample_index[modality])
+    assert not (entry / "chunks").exists()  # rank 0 finalised and cleaned up
