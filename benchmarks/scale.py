@@ -1,0 +1,102 @@
+"""Scale-out benchmarks, ratios from one run on this machine.
+
+    python benchmarks/scale.py embed                 # torchrun 2 CPU processes vs 1 process, same data
+    python benchmarks/scale.py measure               # 1,000,000 x 512 float16 memory map, --sample 100000
+
+embed: the bundled digits (all 1,797 images and 5,391 captions, repeated --repeat times by writing a manifest
+that lists every row several times under new names), embedded with the bundled checkpoint into a fresh cache
+by `gapdiag embed` in one process (the dataset fingerprint memo warm, as on any run after the first), then by `torchrun --standalone --nproc-per-node 2 -m gapdiag embed`; prints
+both wall times (start-up included), the speed-up (target >= 1.6 where 2 cores are free) and the largest
+difference between the two entries' vectors (must be <= 1e-5).
+measure: delegates to benchmarks/measure.py --large (peak RSS must stay < 8 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _big_manifest(folder: Path, repeat: int) -> Path:
+    from gapdiag.data.sample import sample_data_dir
+
+    src = sample_data_dir() / "digits"
+    with open(src / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    (folder / "images").mkdir(parents=True)
+    out = folder / "manifest.csv"
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for r in range(repeat):
+            for row in rows:
+                name = f"images/r{r}_{Path(row['image']).name}"
+                shutil.copyfile(src / row["image"], folder / name)
+                writer.writerow({**row, "image": name, "caption_1": f"{row['caption_1']} (copy {r})"})
+    return out
+
+
+def _run(cmd: list[str], cache: Path, extra_env: dict[str, str] | None = None, memo: Path | None = None) -> float:
+    if memo is not None:  # a warm dataset-fingerprint memo, as on any run after the first
+        shutil.copytree(memo, cache / "fingerprints")
+    env = {**os.environ, "GAPDIAG_CACHE_DIR": str(cache), **(extra_env or {})}
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def bench_embed(repeat: int, chunk_size: int) -> None:
+    bindir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        manifest = _big_manifest(tmp / "data", repeat)
+        # Hash the dataset once (what every later run finds in its memo); each timed run then measures embedding.
+        subprocess.run([sys.executable, "-c", f"from gapdiag.data import load_dataset; load_dataset({str(manifest)!r})"],
+                       env={**os.environ, "GAPDIAG_CACHE_DIR": str(tmp / "memo")}, check=True)
+        memo = tmp / "memo" / "fingerprints"
+        args = ["embed", "--data", str(manifest), "--device", "cpu", "--chunk-size", str(chunk_size), "--quiet"]
+        one = _run([sys.executable, "-m", "gapdiag", *args], tmp / "one", memo=memo)
+        # torchrun gives each rank OMP_NUM_THREADS=1: this is the same per-process budget, one process.
+        one_thread = _run([sys.executable, "-m", "gapdiag", *args], tmp / "one-thread", {"OMP_NUM_THREADS": "1"},
+                          memo=memo)
+        two = _run([str(bindir / "torchrun"), "--standalone", "--nproc-per-node", "2", "-m", "gapdiag", *args],
+                   tmp / "two", memo=memo)
+        (entry_one,) = [p for p in (tmp / "one").iterdir() if (p / "meta.json").is_file()]
+        entry_two = tmp / "two" / entry_one.name
+        diff = max(float(np.abs(np.load(entry_one / f"{m}.npy") - np.load(entry_two / f"{m}.npy")).max())
+                   for m in ("image", "text"))
+        n = sum(np.load(entry_one / f"{m}.npy", mmap_mode="r").shape[0] for m in ("image", "text"))
+    print(f"{n} items, chunk size {chunk_size}, {os.cpu_count()} cores")
+    print(f"1 process (default threads)   {one:8.2f} s")
+    print(f"1 process (1 thread, as a rank) {one_thread:6.2f} s")
+    print(f"torchrun 2 ranks (gloo)       {two:8.2f} s")
+    print(f"speed-up vs 1 process         {one / two:8.2f}   (target >= 1.6 where 2 cores are free)")
+    print(f"speed-up vs 1 rank's budget   {one_thread / two:8.2f}")
+    print(f"max |difference|              {diff:.2e}   (must be <= 1e-5)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("embed", "measure"))
+    parser.add_argument("--repeat", type=int, default=8, help="copies of the digits for the embed benchmark")
+    parser.add_argument("--chunk-size", type=int, default=512)
+    args = parser.parse_args()
+    if args.what == "embed":
+        bench_embed(args.repeat, args.chunk_size)
+    else:
+        subprocess.run([sys.executable, str(HERE / "measure.py"), "--large"], check=True)
+
+
+if __name__ == "__main__":
+    main()
