@@ -344,3 +344,18 @@ def test_a_modality_with_a_single_item_reports_no_nan():
     values, extras = compute_all(es, ["uniformity_wang_isola"])
     assert "uniformity_wang_isola/image" not in values and "uniformity_wang_isola/image" in extras["skipped"]
     assert not any(math.isnan(v) for v in values.values())
+
+
+@pytest.mark.parametrize("engine", ["hnsw", "ivf"])
+def test_approximate_engines_report_their_agreement_with_exact_search(engine):
+    es = _es(400, 2, d=16, seed=5)
+    names = ["recall_at_1", "recall_at_10"]
+    exact, exact_extras = compute_all(es, names, retrieval_engine="faiss", device="cpu")
+    approx, extras = compute_all(es, names, retrieval_engine=engine, device="cpu")
+    assert "retrieval_agreement" not in exact_extras
+    assert set(extras["retrieval_agreement"]) == {"image_to_text", "text_to_image"}
+    assert all(0.9 <= a <= 1.0 for a in extras["retrieval_agreement"].values())
+    assert extras["variants"]["retrieval_engine"] == engine
+    # An index that finds (nearly) all of the exact top-10 gives (nearly) the exact recalls.
+    for name, value in exact.items():
+        assert abs(approx[name] - value) <= 0.02, name

@@ -47,7 +47,9 @@ from gapdiag.metrics.rank import (
 from gapdiag.metrics.registry import REGISTRY
 from gapdiag.metrics.uniformity import joint_uniformity, w2_from_stats
 
-RETRIEVAL_ENGINES = ("auto", "faiss", "blocked")
+RETRIEVAL_ENGINES = ("auto", "faiss", "blocked", "hnsw", "ivf")
+#: Queries sampled to report how far an approximate engine's top-10 is from exact search.
+AGREEMENT_SAMPLE = 1000
 _RECALL_KS = {"recall_at_1": 1, "recall_at_5": 5, "recall_at_10": 10}
 
 # Names of the definitions used, copied into reports so that two reports are only compared like for like.
@@ -346,7 +348,7 @@ def _quadratic_metrics(
                 log_mean_exp(res.lse_nonmatching, res.n_nonmatching),
             )
         if ks:
-            _retrieval(a, b, units, sub, ks, cross.get((a, b)), engine, device, values, extras, say)
+            _retrieval(a, b, units, sub, ks, cross.get((a, b)), engine, device, values, extras, say, seed=seed)
     if wi:
         values["uniformity_wang_isola/joint"] = joint_uniformity(
             [within[m] for m in names],
@@ -377,6 +379,8 @@ def _retrieval(
     values: dict[str, float],
     extras: dict[str, Any],
     say: Callable[[str], None],
+    *,
+    seed: int = 0,
 ) -> None:
     for q, g, ranks in (
         (a, b, None if fused is None else fused.rank_ab),
@@ -395,8 +399,16 @@ def _retrieval(
         else:
             from gapdiag.metrics.retrieval import recall_at_k
 
-            say(f"retrieval (faiss): {direction}")
-            recalls = recall_at_k(units[q], units[g], sub[q], sub[g], usable, normalize=False, device=device)
+            say(f"retrieval ({engine}): {direction}")
+            recalls = recall_at_k(units[q], units[g], sub[q], sub[g], usable, normalize=False, device=device,
+                                  engine=engine)
+            if engine in ("hnsw", "ivf"):
+                from gapdiag.metrics.retrieval import approximate_recall_agreement
+
+                # How much of the exact top-10 the approximate index finds, on a seeded sample of queries.
+                extras.setdefault("retrieval_agreement", {})[direction] = approximate_recall_agreement(
+                    units[q], units[g], k=min(10, units[g].shape[0]), index=engine, sample=AGREEMENT_SAMPLE,
+                    seed=seed, normalize=False, device=device)
         for k, r in recalls.items():
             values[f"recall_at_{k}/{direction}"] = r
 

@@ -29,6 +29,8 @@ IndexKind = Literal["flat", "ivf", "hnsw"]
 # FAISS GPU k-selection is limited to this many results per query (GPU_MAX_SELECTION_K).
 _GPU_MAX_K = 2048
 # search_topk keywords that configure the FAISS index (the rest configure the search loop).
+#: Engines of :func:`recall_at_k`: exact FAISS search, or an approximate FAISS index.
+RECALL_ENGINES = ("faiss", "hnsw", "ivf")
 _SEARCHER_OPTIONS = ("index", "device", "nlist", "nprobe", "hnsw_m", "ef_search", "ef_construction", "seed")
 # Elements per step when rescoring or taking norms: bounds the float64 temporaries to ~32 MB.
 _CHUNK_ELEMENTS = 1 << 22
@@ -349,8 +351,9 @@ def recall_at_k(
         gallery_sample: ``(n_gallery,)`` sample id of each gallery item.
         ks: The K values, each in [1, n_gallery].
         normalize: L2-normalise both inputs (float32).
-        engine: Only "faiss" here (exact ``IndexFlatIP``); the fused "blocked" engine lives in
-            :mod:`gapdiag.metrics.engine`.
+        engine: "faiss" (exact ``IndexFlatIP``), or "hnsw" / "ivf" (approximate FAISS indexes, for galleries
+            beyond exact reach; check them with :func:`approximate_recall_agreement`). The fused "blocked"
+            engine lives in :mod:`gapdiag.metrics.engine`.
         device: "auto", "cpu", "cuda" or "cuda:N" (see :func:`search_topk`).
         batch_size: Queries per FAISS call.
 
@@ -367,9 +370,10 @@ def recall_at_k(
         >>> recall_at_k(txt, img, [0, 1, 1], [0, 1], ks=(1, 2), device="cpu")
         {1: 0.3333333333333333, 2: 1.0}
     """
-    if engine != "faiss":
+    if engine not in RECALL_ENGINES:
         raise InputError(
-            f"engine must be 'faiss' for recall_at_k, got {engine!r} (the blocked engine is separate)"
+            f"engine must be one of {', '.join(RECALL_ENGINES)} for recall_at_k, got {engine!r} "
+            "(the blocked engine is separate)"
         )
     ks = [ks] if isinstance(ks, (int, np.integer)) else list(ks)
     if not ks:
@@ -380,7 +384,9 @@ def recall_at_k(
     q_ids = check_sample_index(query_sample, q.shape[0], "queries")
     g_ids = check_sample_index(gallery_sample, g.shape[0], "gallery")
     ks = [_check_k(k, g.shape[0], "K") for k in ks]
-    _, top = _topk(q, g, max(ks), device=device, batch_size=batch_size)
+    # "faiss" = exact IndexFlatIP; "hnsw"/"ivf" = approximate indexes for sets beyond exact reach.
+    index = "flat" if engine == "faiss" else engine
+    _, top = _topk(q, g, max(ks), device=device, batch_size=batch_size, index=index)
     # Rank of the first hit per query (max(ks) when there is none): one pass serves every K.
     hits = g_ids[top] == q_ids[:, None]
     first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), max(ks))
