@@ -205,8 +205,13 @@ def _status_printer(enabled: bool) -> Any:
         return None
     from rich.console import Console
 
+    import time
+
     console = Console(stderr=True)
-    return lambda message: console.print(f"[dim]{message}[/]", highlight=False)
+    start = time.perf_counter()
+    # Each stage of the metric computation on its own line with the time since the first, so a long exact
+    # pass on a large set shows where it is rather than looking like a hang.
+    return lambda message: console.print(f"[dim]{time.perf_counter() - start:7.1f}s  {message}[/]", highlight=False)
 
 
 def shift(

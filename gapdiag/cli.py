@@ -180,6 +180,8 @@ def measure(
         print_json(report.to_dict(include_extras=False))
         return
     console.print(report_table(report))
+    for direction, agreement in (report.extras.get("retrieval_agreement") or {}).items():
+        console.print(f"approximate retrieval {direction}: {agreement:.1%} of the exact top-10 found (sampled queries)")
     if out is not None:
         console.print(f"report written to {out}")
 
@@ -404,6 +406,10 @@ def report_table(report: "Report") -> Table:
         family = getattr(info, "family", "")
         hib = getattr(info, "higher_is_better", None)
         rows.append((family, base, qualifier or "", value, hib, name))
+    # Group by family in the registry's order (gap, cone, uniformity, rank, retrieval, clustering, ...).
+    family_order = {f: i for i, f in enumerate(dict.fromkeys(getattr(m, "family", "") for m in REGISTRY.values()))}
+    base_order = {b: i for i, b in enumerate(REGISTRY)}
+    rows.sort(key=lambda r: (family_order.get(r[0], len(family_order)), base_order.get(r[1], len(base_order))))
     for family, base, qualifier, value, hib, name in rows:
         cells = [family, base, qualifier, f"{value:.4f}"]
         if report.intervals:
