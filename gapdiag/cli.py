@@ -24,7 +24,9 @@ from gapdiag.commands._common import (
     DataArg,
     DeviceOpt,
     DtypeOpt,
+    ImageColumnOpt,
     JsonOpt,
+    LabelColumnOpt,
     ModelOpt,
     PrecisionOpt,
     PretrainedOpt,
@@ -32,6 +34,8 @@ from gapdiag.commands._common import (
     SeedOpt,
     SkipBadOpt,
     SplitOpt,
+    TemplateOpt,
+    TextColumnOpt,
     WorkersOpt,
     console,
     embed_kwargs,
@@ -82,6 +86,10 @@ def embed(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     split: SplitOpt = None,
+    image_column: ImageColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    template: TemplateOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     batch_size: BatchSizeOpt = 64,
@@ -104,7 +112,8 @@ def embed(
     from gapdiag import api
     from gapdiag.distributed import is_main_process
 
-    es = api.embed(chunk_size=chunk_size, **embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
+    es = api.embed(chunk_size=chunk_size, **embed_kwargs(data=data, split=split, image_column=image_column, text_column=text_column,
+                       label_column=label_column, template=template, model=model, pretrained=pretrained, device=device,
                                   precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
                                   dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
     if not is_main_process():
@@ -138,6 +147,10 @@ def measure(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     split: SplitOpt = None,
+    image_column: ImageColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    template: TemplateOpt = None,
     metrics: Annotated[Optional[str], typer.Option(
         "--metrics", help="Comma-separated metric names (see docs/metrics.md); default: every metric that applies.")] = None,
     sample: Annotated[Optional[int], typer.Option(
@@ -171,7 +184,8 @@ def measure(
     report = api.measure(
         metrics=[m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
         sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine,
-        **embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
+        **embed_kwargs(data=data, split=split, image_column=image_column, text_column=text_column,
+                       label_column=label_column, template=template, model=model, pretrained=pretrained, device=device,
                        precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
                        dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
     if out is not None:
@@ -212,6 +226,10 @@ def shift(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     split: SplitOpt = None,
+    image_column: ImageColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    template: TemplateOpt = None,
     lambdas: Annotated[Optional[str], typer.Option(
         "--lambdas", help="Shift amounts λ: start:stop:step or a comma list. Default -1:1:0.25.")] = None,
     temperatures: Annotated[Optional[str], typer.Option(
@@ -232,7 +250,8 @@ def shift(
     from gapdiag import api
 
     result = api.shift(lambdas=_float_list(lambdas, "--lambdas"), temperatures=_float_list(temperatures, "--temperatures"),
-                       **embed_kwargs(data=data, split=split, model=model, pretrained=pretrained, device=device,
+                       **embed_kwargs(data=data, split=split, image_column=image_column, text_column=text_column,
+                       label_column=label_column, template=template, model=model, pretrained=pretrained, device=device,
                                       precision=precision, batch_size=batch_size, workers=workers,
                                       cache_dir=cache_dir, dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
     if out is not None:

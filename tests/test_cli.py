@@ -328,3 +328,18 @@ def test_measure_with_no_arguments_measures_the_bundled_default(capsys):
     assert metrics["zero_shot_accuracy/image"] > 0.5
     code, out, _ = gapdiag(capsys, "measure")
     assert code == 0 and "modality_gap" in out and "infonce on digits" in out
+
+
+def test_reader_options_name_the_manifest_columns_and_templates(capsys, tiny_checkpoint, tmp_path):
+    from tests.data_fixtures import write_csv, write_digits
+
+    write_digits(tmp_path / "images", list(range(6)))
+    rows = [[f"images/digit_{i}.png", f"handwritten {i}", f"digit {i} by hand", i % 2] for i in range(6)]
+    path = write_csv(tmp_path / "odd.csv", ["picture", "desc_a", "desc_b", "parity"], rows)
+    code, _, err = gapdiag(capsys, "embed", "-m", tiny_checkpoint, "-d", path, "--json")
+    assert code == 2 and "--image-column" in err  # the error names the option that fixes it
+    code, out, err = gapdiag(capsys, "embed", "-m", tiny_checkpoint, "-d", path, "--image-column", "picture",
+                             "--text-column", "desc_a", "--text-column", "desc_b", "--label-column", "parity",
+                             "--template", "the number {}", "--json")
+    assert code == 0, err
+    assert json.loads(out)["counts"] == {"image": 6, "text": 12}

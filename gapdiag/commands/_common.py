@@ -72,10 +72,31 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress outpu
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout only.")]
 
 
+ImageColumnOpt = Annotated[Optional[str], typer.Option(
+    "--image-column", help="Manifest column of image paths (default: image, image_path, filepath or path).",
+    rich_help_panel="Data")]
+TextColumnOpt = Annotated[Optional[list[str]], typer.Option(
+    "--text-column", help="Manifest caption column; repeat for several captions per image (default: caption, "
+                          "text, captions or caption_1..n).", rich_help_panel="Data")]
+LabelColumnOpt = Annotated[Optional[str], typer.Option(
+    "--label-column", help="Manifest class-label column (default: label).", rich_help_panel="Data")]
+TemplateOpt = Annotated[Optional[list[str]], typer.Option(
+    "--template", help="Prompt template with {} for zero-shot classes, repeatable (default: 'a photo of a {}.').",
+    rich_help_panel="Data")]
+
+
 def embed_kwargs(*, data: str | None, split: str | None, model: str | None, pretrained: str | None, device: str,
                  precision: str, batch_size: int, workers: int, cache_dir: Path | None, dtype: str,
-                 skip_bad: bool, quiet: bool) -> dict:
-    """Map the shared CLI options onto the keyword arguments of :func:`gapdiag.api.embed`."""
+                 skip_bad: bool, quiet: bool, image_column: str | None = None,
+                 text_column: list[str] | None = None, label_column: str | None = None,
+                 template: list[str] | None = None) -> dict:
+    """Map the shared CLI options onto the keyword arguments of :func:`gapdiag.api.embed`.
+
+    Reader options are passed only when given, so that each reader keeps its own defaults and formats that do
+    not use them (precomputed embeddings) are not handed options they would reject.
+    """
+    readers = {"image_column": image_column, "text_columns": text_column or None, "label_column": label_column,
+               "templates": template or None}
     return dict(data=data, split=split, model=model, pretrained=pretrained, device=device, precision=precision,
                 batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype, skip_bad=skip_bad,
-                progress=not quiet)
+                progress=not quiet, **{k: v for k, v in readers.items() if v is not None})
