@@ -26,7 +26,7 @@ _EXPORTS = {
     "GapdiagError": ("gapdiag.errors", "GapdiagError"),
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]  # noqa: PLE0604 - the keys of _EXPORTS are the public names
 
 
 def __getattr__(name: str) -> Any:

@@ -12,8 +12,9 @@ Every function takes paths or in-memory objects and returns plain objects (:clas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from gapdiag.data.base import PairedDataset
 from gapdiag.embeddings import EmbeddingSet
@@ -203,9 +204,9 @@ def _device_name(device: str) -> str:
 def _status_printer(enabled: bool) -> Any:
     if not enabled:
         return None
-    from rich.console import Console
-
     import time
+
+    from rich.console import Console
 
     console = Console(stderr=True)
     start = time.perf_counter()

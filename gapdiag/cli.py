@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -97,7 +98,7 @@ def embed(
     cache_dir: CacheDirOpt = None,
     dtype: DtypeOpt = "float32",
     skip_bad: SkipBadOpt = False,
-    chunk_size: Annotated[Optional[int], typer.Option(
+    chunk_size: Annotated[int | None, typer.Option(
         "--chunk-size", min=1, help="Items per committed chunk: the most an interrupted run loses, and the unit "
                                     "of work of each torchrun rank. Default 2048.", rich_help_panel="Cache")] = None,
     quiet: QuietOpt = False,
@@ -151,9 +152,9 @@ def measure(
     text_column: TextColumnOpt = None,
     label_column: LabelColumnOpt = None,
     template: TemplateOpt = None,
-    metrics: Annotated[Optional[str], typer.Option(
+    metrics: Annotated[str | None, typer.Option(
         "--metrics", help="Comma-separated metric names (see docs/metrics.md); default: every metric that applies.")] = None,
-    sample: Annotated[Optional[int], typer.Option(
+    sample: Annotated[int | None, typer.Option(
         "--sample", min=1, help="Use this many samples (seeded) for the quadratic metrics; default exact.")] = None,
     seed: SeedOpt = 0,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0,
@@ -163,7 +164,7 @@ def measure(
         help="auto (fused exact pass on CPU, FAISS on GPU), faiss (exact IndexFlatIP), blocked (fused exact), or "
              "hnsw / ivf (approximate FAISS indexes for very large sets; their agreement with exact search on "
              "1,000 sampled queries is reported).")] = "auto",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the report JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report JSON here.")] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     batch_size: BatchSizeOpt = 64,
@@ -212,7 +213,7 @@ def _float_list(text: str | None, option: str) -> list[float] | None:
             start, stop, step = (float(v) for v in text.split(":"))
             if step <= 0:
                 raise ValueError
-            n = int(round((stop - start) / step)) + 1
+            n = round((stop - start) / step) + 1
             return [round(start + i * step, 10) for i in range(max(n, 0))]
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -230,11 +231,11 @@ def shift(
     text_column: TextColumnOpt = None,
     label_column: LabelColumnOpt = None,
     template: TemplateOpt = None,
-    lambdas: Annotated[Optional[str], typer.Option(
+    lambdas: Annotated[str | None, typer.Option(
         "--lambdas", help="Shift amounts λ: start:stop:step or a comma list. Default -1:1:0.25.")] = None,
-    temperatures: Annotated[Optional[str], typer.Option(
+    temperatures: Annotated[str | None, typer.Option(
         "--temperatures", help="Temperatures τ of the contrastive loss. Default 0.01,0.02,0.1,1.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the result JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the result JSON here.")] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     batch_size: BatchSizeOpt = 64,
@@ -308,15 +309,15 @@ def train(
     data: DataArg = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Architecture/config JSON (random init) or checkpoint (fine-tune).")] = "gapdiag-tiny-vit",
     pretrained: PretrainedOpt = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="Training split of the manifest.")] = "train",
-    eval_split: Annotated[Optional[str], typer.Option("--eval-split", help="Split for the per-epoch metrics.")] = "test",
+    split: Annotated[str | None, typer.Option("--split", help="Training split of the manifest.")] = "train",
+    eval_split: Annotated[str | None, typer.Option("--eval-split", help="Split for the per-epoch metrics.")] = "test",
     loss: Annotated[str, typer.Option("--loss", help="infonce, cua, cuaxu (Fahim et al.) or atp_cu (Grassucci et al.).")] = "infonce",
-    lambda_atp: Annotated[Optional[float], typer.Option("--lambda-atp", help="λ1 of atp_cu (default 1).")] = None,
-    lambda_cu: Annotated[Optional[float], typer.Option("--lambda-cu", help="λ2 of atp_cu (default 1).")] = None,
+    lambda_atp: Annotated[float | None, typer.Option("--lambda-atp", help="λ1 of atp_cu (default 1).")] = None,
+    lambda_cu: Annotated[float | None, typer.Option("--lambda-cu", help="λ2 of atp_cu (default 1).")] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
     batch_size: BatchSizeOpt = 128,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (cosine schedule with warm-up).")] = 1e-3,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Fix τ (e.g. 0.1); default learnable.")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Fix τ (e.g. 0.1); default learnable.")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
@@ -402,7 +403,7 @@ def cache_dir_cmd(cache_dir: CacheDirOpt = None) -> None:
 # ------------------------------------------------------------------------------------------------ printing
 
 
-def report_table(report: "Report") -> Table:
+def report_table(report: Report) -> Table:
     """The rich table of a report: metrics grouped by family, with direction and bootstrap interval."""
     from gapdiag.metrics import REGISTRY
     from gapdiag.report import split_metric_name

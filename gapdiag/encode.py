@@ -8,8 +8,9 @@ prompts of an ImageFolder dataset) are encoded once per run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -22,9 +22,10 @@ import difflib
 import json
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gapdiag.errors import ModelError
 

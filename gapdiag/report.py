@@ -98,7 +98,7 @@ class Report:
         return path
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "report") -> "Report":
+    def from_dict(cls, data: dict[str, Any], *, source: str = "report") -> Report:
         if not isinstance(data, dict) or "metrics" not in data or not isinstance(data["metrics"], dict):
             raise InputError(f"{source}: not a gapdiag report (no 'metrics' object)",
                              hint="pass a file written by `gapdiag measure --out`")
@@ -128,7 +128,7 @@ class Report:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "Report":
+    def load(cls, path: str | Path) -> Report:
         path = Path(path)
         try:
             data = json.loads(path.read_text())

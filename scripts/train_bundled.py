@@ -22,7 +22,7 @@ from gapdiag.train import train
 
 RUNS = {"infonce": ("infonce", {}), "gap_closing": ("atp_cu", {"lambda_atp": 1.0, "lambda_cu": 1.0})}
 #: The recipe of the shipped checkpoints (tests/test_reproduction.py runs a shortened version of it).
-RECIPE = dict(model="gapdiag-tiny-vit", epochs=25, batch_size=128, lr=2e-3, seed=0)
+RECIPE = {"model": "gapdiag-tiny-vit", "epochs": 25, "batch_size": 128, "lr": 2e-3, "seed": 0}
 
 
 def training_data(root: Path | None = None):

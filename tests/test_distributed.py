@@ -36,7 +36,7 @@ def test_two_gloo_ranks_write_the_same_vectors_as_one_process(tmp_path):
     proc = subprocess.run(
         [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "gapdiag", "embed", "--data", str(manifest),
          "--model", "gapdiag-tiny-vit", "--device", "cpu", "--chunk-size", "8", "--quiet", "--json"],
-        env=env, capture_output=True, text=True, timeout=600)
+        env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count('"key"') == 1  # only rank 0 reports
 

@@ -31,7 +31,7 @@ def test_the_memo_is_used_when_nothing_changed(tmp_path, monkeypatch):
     monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
     manifest, _ = digits_manifest(tmp_path / "a", n=6)
     first = load_dataset(manifest).fingerprint
-    import gapdiag.data.base as base
+    from gapdiag.data import base
 
     def no_hashing(path):
         raise AssertionError(f"re-hashed {path} although nothing changed")

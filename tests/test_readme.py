@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _quickstart_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
     return [line for block in blocks for line in block.splitlines() if line.strip() and not line.startswith("#")]
 
 

@@ -14,7 +14,8 @@ from gapdiag.models import resolve_model
 from gapdiag.train import EPOCH_METRICS, train
 from tests.data_fixtures import digits_manifest
 
-FAST = dict(model="gapdiag-tiny-vit", batch_size=8, lr=1e-3, warmup_steps=2, seed=3, device="cpu", progress=False)
+FAST = {"model": "gapdiag-tiny-vit", "batch_size": 8, "lr": 1e-3, "warmup_steps": 2, "seed": 3, "device": "cpu",
+        "progress": False}
 
 
 @pytest.fixture(scope="module")

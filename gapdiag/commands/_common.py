@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -33,20 +33,20 @@ def print_json(obj: Any) -> None:
 # ``gapdiag.api.embed(**embed_kwargs(...))`` through :func:`embed_kwargs`.
 # ---------------------------------------------------------------------------------------------------------
 
-DataArg = Annotated[Optional[str], typer.Option(
+DataArg = Annotated[str | None, typer.Option(
     "--data", "-d",
     help="Dataset: a manifest (.csv/.tsv/.jsonl/.parquet), an ImageFolder directory, a COCO captions .json, "
          "WebDataset shards (.tar, 'shard-{000..009}.tar'), or precomputed embeddings (.npz/.npy dir/.parquet). "
          "Default: the bundled sample data (handwritten digits, test split).",
     rich_help_panel="Data")]
-SplitOpt = Annotated[Optional[str], typer.Option(
+SplitOpt = Annotated[str | None, typer.Option(
     "--split", help="Keep only manifest rows whose 'split' column equals this (e.g. test).", rich_help_panel="Data")]
-ModelOpt = Annotated[Optional[str], typer.Option(
+ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m",
     help="open_clip architecture name (ViT-B-32), a checkpoint file (.pt/.bin/.safetensors), 'hf-hub:org/name', "
          "or a model-config JSON. Default: the bundled tiny InfoNCE checkpoint.",
     rich_help_panel="Model")]
-PretrainedOpt = Annotated[Optional[str], typer.Option(
+PretrainedOpt = Annotated[str | None, typer.Option(
     "--pretrained", "-p",
     help="open_clip pretrained tag (e.g. laion2b_s34b_b79k) or a checkpoint file for --model.",
     rich_help_panel="Model")]
@@ -59,7 +59,7 @@ BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="It
 WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=0,
                                          help="Data-loading worker processes (0 = in the main process).",
                                          rich_help_panel="Model")]
-CacheDirOpt = Annotated[Optional[Path], typer.Option(
+CacheDirOpt = Annotated[Path | None, typer.Option(
     "--cache-dir", envvar="GAPDIAG_CACHE_DIR",
     help="Embedding cache directory (default: the user cache dir; env GAPDIAG_CACHE_DIR).",
     rich_help_panel="Cache")]
@@ -72,15 +72,15 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress outpu
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout only.")]
 
 
-ImageColumnOpt = Annotated[Optional[str], typer.Option(
+ImageColumnOpt = Annotated[str | None, typer.Option(
     "--image-column", help="Manifest column of image paths (default: image, image_path, filepath or path).",
     rich_help_panel="Data")]
-TextColumnOpt = Annotated[Optional[list[str]], typer.Option(
+TextColumnOpt = Annotated[list[str] | None, typer.Option(
     "--text-column", help="Manifest caption column; repeat for several captions per image (default: caption, "
                           "text, captions or caption_1..n).", rich_help_panel="Data")]
-LabelColumnOpt = Annotated[Optional[str], typer.Option(
+LabelColumnOpt = Annotated[str | None, typer.Option(
     "--label-column", help="Manifest class-label column (default: label).", rich_help_panel="Data")]
-TemplateOpt = Annotated[Optional[list[str]], typer.Option(
+TemplateOpt = Annotated[list[str] | None, typer.Option(
     "--template", help="Prompt template with {} for zero-shot classes, repeatable (default: 'a photo of a {}.').",
     rich_help_panel="Data")]
 

@@ -14,19 +14,15 @@ import typer
 from gapdiag.commands._common import (
     BatchSizeOpt,
     CacheDirOpt,
-    console,
     DataArg,
     DeviceOpt,
     DtypeOpt,
-    embed_kwargs,
-    err_console,
     ImageColumnOpt,
     JsonOpt,
     LabelColumnOpt,
     ModelOpt,
     PrecisionOpt,
     PretrainedOpt,
-    print_json,
     QuietOpt,
     SeedOpt,
     SkipBadOpt,
@@ -34,6 +30,10 @@ from gapdiag.commands._common import (
     TemplateOpt,
     TextColumnOpt,
     WorkersOpt,
+    console,
+    embed_kwargs,
+    err_console,
+    print_json,
 )
 
 _FIGURES = "Figures"
