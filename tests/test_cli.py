@@ -343,3 +343,32 @@ def test_reader_options_name_the_manifest_columns_and_templates(capsys, tiny_che
                              "--template", "the number {}", "--json")
     assert code == 0, err
     assert json.loads(out)["counts"] == {"image": 6, "text": 12}
+
+
+def test_shift_writes_the_experiment_that_plot_reads(capsys, tiny_checkpoint, manifest, tmp_path):
+    from gapdiag.plot import load_shift_result
+
+    out = tmp_path / "shift.json"
+    code, stdout, err = gapdiag(capsys, "shift", "-m", tiny_checkpoint, "-d", manifest, "--lambdas", "-0.5:0.5:0.5",
+                                "--temperatures", "0.01,1", "--out", out, "--json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["lambdas"] == [-0.5, 0.0, 0.5]
+    assert len(result["gap"]) == 3 and set(result["loss"]) == {"0.01", "1.0"}
+    assert load_shift_result(out)["lambdas"] == result["lambdas"]
+    code, _, err = gapdiag(capsys, "shift", "-m", tiny_checkpoint, "-d", manifest, "--lambdas", "a:b")
+    assert code == 2 and "--lambdas" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_command_trains_logs_and_exports(capsys, manifest, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = gapdiag(capsys, "train", "--data", manifest, "--split", "train", "--eval-split", "test",
+                                "--epochs", "1", "--batch-size", "4", "--loss", "atp_cu", "--out", out, "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert [e["epoch"] for e in summary["epochs"]] == [1]
+    assert (out / "model.safetensors").is_file() and (out / "checkpoints" / "epoch_1.pt").is_file()
+    code, _, err = gapdiag(capsys, "measure", "-m", out / "model.safetensors", "-d", manifest, "--json")
+    assert code == 0, err
+    code, _, err = gapdiag(capsys, "train", "--data", manifest, "--loss", "nope", "--out", tmp_path / "x")
+    assert code == 2 and "unknown loss 'nope'" in err
