@@ -24,22 +24,15 @@ from gapdiag.commands._common import (
     CacheDirOpt,
     DataArg,
     DeviceOpt,
-    DtypeOpt,
-    ImageColumnOpt,
+    EmbeddingOptions,
     JsonOpt,
-    LabelColumnOpt,
-    ModelOpt,
     PrecisionOpt,
     PretrainedOpt,
     QuietOpt,
     SeedOpt,
-    SkipBadOpt,
-    SplitOpt,
-    TemplateOpt,
-    TextColumnOpt,
     WorkersOpt,
     console,
-    embed_kwargs,
+    embedding_options,
     err_console,
     print_json,
 )
@@ -82,27 +75,15 @@ def _root(
 
 
 @app.command(epilog="Example: `gapdiag embed --data captions.csv --model ViT-B-32 --pretrained laion2b_s34b_b79k`")
+@embedding_options()
 def embed(
-    data: DataArg = None,
-    model: ModelOpt = None,
-    pretrained: PretrainedOpt = None,
-    split: SplitOpt = None,
-    image_column: ImageColumnOpt = None,
-    text_column: TextColumnOpt = None,
-    label_column: LabelColumnOpt = None,
-    template: TemplateOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
-    batch_size: BatchSizeOpt = 64,
-    workers: WorkersOpt = 0,
-    cache_dir: CacheDirOpt = None,
-    dtype: DtypeOpt = "float32",
-    skip_bad: SkipBadOpt = False,
     chunk_size: Annotated[int | None, typer.Option(
         "--chunk-size", min=1, help="Items per committed chunk: the most an interrupted run loses, and the unit "
                                     "of work of each torchrun rank. Default 2048.", rich_help_panel="Cache")] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
+    *,
+    embedding: EmbeddingOptions,
 ) -> None:
     """Embed every modality of a dataset and store the vectors in the cache (resumable, crash-safe).
 
@@ -113,10 +94,7 @@ def embed(
     from gapdiag import api
     from gapdiag.distributed import is_main_process
 
-    es = api.embed(chunk_size=chunk_size, **embed_kwargs(data=data, split=split, image_column=image_column, text_column=text_column,
-                       label_column=label_column, template=template, model=model, pretrained=pretrained, device=device,
-                                  precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
-                                  dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
+    es = api.embed(chunk_size=chunk_size, **embedding.api_kwargs(quiet=quiet or json_out))
     if not is_main_process():
         return  # rank 0 reports for the whole distributed job
     prov = es.provenance
@@ -143,15 +121,8 @@ def embed(
     "`gapdiag measure` (bundled tiny CLIP + digits, offline)\n\n"
     "`gapdiag measure -d coco/captions_val2017.json -m ViT-B-32 -p openai --sample 5000 --out report.json`\n\n"
     "`gapdiag measure -d embeddings.npz --metrics modality_gap,cos_tp --json`"))
+@embedding_options()
 def measure(
-    data: DataArg = None,
-    model: ModelOpt = None,
-    pretrained: PretrainedOpt = None,
-    split: SplitOpt = None,
-    image_column: ImageColumnOpt = None,
-    text_column: TextColumnOpt = None,
-    label_column: LabelColumnOpt = None,
-    template: TemplateOpt = None,
     metrics: Annotated[str | None, typer.Option(
         "--metrics", help="Comma-separated metric names (see docs/metrics.md); default: every metric that applies.")] = None,
     sample: Annotated[int | None, typer.Option(
@@ -165,15 +136,10 @@ def measure(
              "hnsw / ivf (approximate FAISS indexes for very large sets; their agreement with exact search on "
              "1,000 sampled queries is reported).")] = "auto",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report JSON here.")] = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
-    batch_size: BatchSizeOpt = 64,
-    workers: WorkersOpt = 0,
-    cache_dir: CacheDirOpt = None,
-    dtype: DtypeOpt = "float32",
-    skip_bad: SkipBadOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
+    *,
+    embedding: EmbeddingOptions,
 ) -> None:
     """Measure the embedding-space geometry: modality gap, Cos_TP, angular value, uniformity, effective rank,
     retrieval R@K, clustering V-Measure, zero-shot accuracy.
@@ -185,10 +151,7 @@ def measure(
     report = api.measure(
         metrics=[m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
         sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine,
-        **embed_kwargs(data=data, split=split, image_column=image_column, text_column=text_column,
-                       label_column=label_column, template=template, model=model, pretrained=pretrained, device=device,
-                       precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
-                       dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
+        **embedding.api_kwargs(quiet=quiet or json_out))
     if out is not None:
         report.save(out)
     if json_out:
@@ -222,39 +185,24 @@ def _float_list(text: str | None, option: str) -> list[float] | None:
 
 
 @app.command(epilog="Example: `gapdiag shift --lambdas -1:1:0.25 --out shift.json` then `gapdiag plot --kind shift --shift shift.json`")
+@embedding_options()
 def shift(
-    data: DataArg = None,
-    model: ModelOpt = None,
-    pretrained: PretrainedOpt = None,
-    split: SplitOpt = None,
-    image_column: ImageColumnOpt = None,
-    text_column: TextColumnOpt = None,
-    label_column: LabelColumnOpt = None,
-    template: TemplateOpt = None,
     lambdas: Annotated[str | None, typer.Option(
         "--lambdas", help="Shift amounts λ: start:stop:step or a comma list. Default -1:1:0.25.")] = None,
     temperatures: Annotated[str | None, typer.Option(
         "--temperatures", help="Temperatures τ of the contrastive loss. Default 0.01,0.02,0.1,1.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the result JSON here.")] = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
-    batch_size: BatchSizeOpt = 64,
-    workers: WorkersOpt = 0,
-    cache_dir: CacheDirOpt = None,
-    dtype: DtypeOpt = "float32",
-    skip_bad: SkipBadOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
+    *,
+    embedding: EmbeddingOptions,
 ) -> None:
     """Liang et al.'s embedding-shift experiment: move images and texts along the gap vector and report, per λ,
     the gap, the contrastive loss at several temperatures, R@1 and zero-shot accuracy."""
     from gapdiag import api
 
     result = api.shift(lambdas=_float_list(lambdas, "--lambdas"), temperatures=_float_list(temperatures, "--temperatures"),
-                       **embed_kwargs(data=data, split=split, image_column=image_column, text_column=text_column,
-                       label_column=label_column, template=template, model=model, pretrained=pretrained, device=device,
-                                      precision=precision, batch_size=batch_size, workers=workers,
-                                      cache_dir=cache_dir, dtype=dtype, skip_bad=skip_bad, quiet=quiet or json_out))
+                       **embedding.api_kwargs(quiet=quiet or json_out))
     if out is not None:
         _write_json(result, out)
     if json_out:

@@ -6,8 +6,12 @@ Errors are not handled here: commands let :class:`gapdiag.errors.GapdiagError` p
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,8 +33,8 @@ def print_json(obj: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # Options shared by every command that embeds (measure, embed, plot, check, compare, shift), defined once.
-# Use as parameter annotations: ``def cmd(model: ModelOpt = None, ...)``. Pass the values to
-# ``gapdiag.api.embed(**embed_kwargs(...))`` through :func:`embed_kwargs`.
+# Commands get them all through the :func:`embedding_options` decorator (one ``embedding`` parameter); the
+# annotations below can also be used one by one.
 # ---------------------------------------------------------------------------------------------------------
 
 DataArg = Annotated[str | None, typer.Option(
@@ -85,18 +89,71 @@ TemplateOpt = Annotated[list[str] | None, typer.Option(
     rich_help_panel="Data")]
 
 
-def embed_kwargs(*, data: str | None, split: str | None, model: str | None, pretrained: str | None, device: str,
-                 precision: str, batch_size: int, workers: int, cache_dir: Path | None, dtype: str,
-                 skip_bad: bool, quiet: bool, image_column: str | None = None,
-                 text_column: list[str] | None = None, label_column: str | None = None,
-                 template: list[str] | None = None) -> dict:
-    """Map the shared CLI options onto the keyword arguments of :func:`gapdiag.api.embed`.
+@dataclass(frozen=True)
+class EmbeddingOptions:
+    """The data, model and cache options of one command, as parsed (see :func:`embedding_options`)."""
 
-    Reader options are passed only when given, so that each reader keeps its own defaults and formats that do
-    not use them (precomputed embeddings) are not handed options they would reject.
+    data: str | None = None
+    model: str | None = None
+    pretrained: str | None = None
+    split: str | None = None
+    image_column: str | None = None
+    text_column: list[str] | None = None
+    label_column: str | None = None
+    template: list[str] | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 64
+    workers: int = 0
+    cache_dir: Path | None = None
+    dtype: str = "float32"
+    skip_bad: bool = False
+
+    def api_kwargs(self, *, quiet: bool) -> dict[str, Any]:
+        """The keyword arguments of :func:`gapdiag.api.embed` (and measure/shift) for these options.
+
+        Reader options are passed only when given, so that each reader keeps its own defaults and formats that
+        do not use them (precomputed embeddings) are not handed options they would reject.
+        """
+        readers = {"image_column": self.image_column, "text_columns": self.text_column or None,
+                   "label_column": self.label_column, "templates": self.template or None}
+        return {"data": self.data, "split": self.split, "model": self.model, "pretrained": self.pretrained,
+                "device": self.device, "precision": self.precision, "batch_size": self.batch_size,
+                "workers": self.workers, "cache_dir": self.cache_dir, "dtype": self.dtype,
+                "skip_bad": self.skip_bad, "progress": not quiet,
+                **{k: v for k, v in readers.items() if v is not None}}
+
+
+_OPTION_TYPES: dict[str, Any] = {
+    "data": DataArg, "model": ModelOpt, "pretrained": PretrainedOpt, "split": SplitOpt,
+    "image_column": ImageColumnOpt, "text_column": TextColumnOpt, "label_column": LabelColumnOpt,
+    "template": TemplateOpt, "device": DeviceOpt, "precision": PrecisionOpt, "batch_size": BatchSizeOpt,
+    "workers": WorkersOpt, "cache_dir": CacheDirOpt, "dtype": DtypeOpt, "skip_bad": SkipBadOpt,
+}
+
+
+def embedding_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a Typer command every shared data/model/cache option, defined once here.
+
+    The command declares one parameter ``embedding: EmbeddingOptions`` instead of fifteen; the decorator adds the
+    options to the signature Typer reads and hands the parsed values over as one :class:`EmbeddingOptions`.
+    ``exclude`` leaves out options the command defines its own way (``compare`` takes ``--model`` repeatedly).
     """
-    readers = {"image_column": image_column, "text_columns": text_column or None, "label_column": label_column,
-               "templates": template or None}
-    return dict(data=data, split=split, model=model, pretrained=pretrained, device=device, precision=precision,
-                batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype, skip_bad=skip_bad,
-                progress=not quiet, **{k: v for k, v in readers.items() if v is not None})
+    defaults = {f.name: f.default for f in fields(EmbeddingOptions)}
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name], annotation=kind)
+              for name, kind in _OPTION_TYPES.items() if name not in exclude]
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "embedding"]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            options = EmbeddingOptions(**{p.name: kwargs.pop(p.name) for p in shared})
+            return command(*args, embedding=options, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in (*own, *shared)}
+        return wrapper
+
+    return decorate

@@ -16,25 +16,11 @@ from rich import box
 from rich.table import Table
 
 from gapdiag.commands._common import (
-    BatchSizeOpt,
-    CacheDirOpt,
-    DataArg,
-    DeviceOpt,
-    DtypeOpt,
-    ImageColumnOpt,
+    EmbeddingOptions,
     JsonOpt,
-    LabelColumnOpt,
-    ModelOpt,
-    PrecisionOpt,
-    PretrainedOpt,
     QuietOpt,
-    SkipBadOpt,
-    SplitOpt,
-    TemplateOpt,
-    TextColumnOpt,
-    WorkersOpt,
     console,
-    embed_kwargs,
+    embedding_options,
     err_console,
     print_json,
 )
@@ -94,6 +80,7 @@ def register(app: typer.Typer) -> None:
     )(compare)
 
 
+@embedding_options()
 def check(
     baseline: Annotated[
         Path, typer.Option("--baseline", help="The reference report JSON (`gapdiag measure --out`).")
@@ -143,24 +130,11 @@ def check(
             rich_help_panel="Output",
         ),
     ] = None,
-    data: DataArg = None,
-    model: ModelOpt = None,
-    pretrained: PretrainedOpt = None,
-    split: SplitOpt = None,
-    image_column: ImageColumnOpt = None,
-    text_column: TextColumnOpt = None,
-    label_column: LabelColumnOpt = None,
-    template: TemplateOpt = None,
     sample: SampleOpt = None,
     seed: SeedOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
-    batch_size: BatchSizeOpt = 64,
-    workers: WorkersOpt = 0,
-    cache_dir: CacheDirOpt = None,
-    dtype: DtypeOpt = "float32",
-    skip_bad: SkipBadOpt = False,
     quiet: QuietOpt = False,
+    *,
+    embedding: EmbeddingOptions,
 ) -> None:
     """Gate a model release: compare a report (or a checkpoint measured now) with a baseline report.
 
@@ -171,7 +145,8 @@ def check(
     from gapdiag import check as chk
     from gapdiag.report import Report
 
-    measuring = {"--data": data, "--model": model, "--pretrained": pretrained, "--split": split}
+    measuring = {"--data": embedding.data, "--model": embedding.model, "--pretrained": embedding.pretrained,
+                 "--split": embedding.split}
     if report is not None and any(v is not None for v in measuring.values()):
         given = ", ".join(k for k, v in measuring.items() if v is not None)
         raise typer.BadParameter(
@@ -194,24 +169,7 @@ def check(
             sample=sample,
             seed=seed,
             bootstrap=bootstrap,
-            options=embed_kwargs(
-                data=data,
-                split=split,
-                image_column=image_column,
-                text_column=text_column,
-                label_column=label_column,
-                template=template,
-                model=model,
-                pretrained=pretrained,
-                device=device,
-                precision=precision,
-                batch_size=batch_size,
-                workers=workers,
-                cache_dir=cache_dir,
-                dtype=dtype,
-                skip_bad=skip_bad,
-                quiet=quiet or json_out,
-            ),
+            options=embedding.api_kwargs(quiet=quiet or json_out),
         )
     if out is not None:
         current.save(out)
@@ -236,7 +194,7 @@ def check(
 def _measure(
     reference: Report | None, *, sample: int | None, seed: int | None, bootstrap: int, options: dict[str, Any]
 ) -> Report:
-    """Measure now (``options`` from :func:`embed_kwargs`); sample size and seed default to the reference
+    """Measure now (``options`` from :meth:`EmbeddingOptions.api_kwargs`); sample size and seed default to the reference
     report's so that the provenance guard can pass."""
     from gapdiag import api
 
@@ -286,6 +244,7 @@ def _print_check(result: CheckResult) -> None:
         console.print(f"[green]{result.summary()}[/]")
 
 
+@embedding_options(exclude=("model",))
 def compare(
     reports: Annotated[
         list[Path] | None,
@@ -318,23 +277,11 @@ def compare(
             "--plot", help="Write the comparison figure to DIR/compare.png.", rich_help_panel="Output"
         ),
     ] = None,
-    data: DataArg = None,
-    pretrained: PretrainedOpt = None,
-    split: SplitOpt = None,
-    image_column: ImageColumnOpt = None,
-    text_column: TextColumnOpt = None,
-    label_column: LabelColumnOpt = None,
-    template: TemplateOpt = None,
     sample: SampleOpt = None,
     seed: SeedOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
-    batch_size: BatchSizeOpt = 64,
-    workers: WorkersOpt = 0,
-    cache_dir: CacheDirOpt = None,
-    dtype: DtypeOpt = "float32",
-    skip_bad: SkipBadOpt = False,
     quiet: QuietOpt = False,
+    *,
+    embedding: EmbeddingOptions,
 ) -> None:
     """Compare two or more reports (or checkpoints measured now on the same data) side by side.
 
@@ -357,24 +304,7 @@ def compare(
             f"{len(labels)} labels for {len(names)} reports/models: give one per column", param_hint="--label"
         )
     loaded = [Report.load(p) for p in paths]
-    options = embed_kwargs(
-        data=data,
-        split=split,
-        image_column=image_column,
-        text_column=text_column,
-        label_column=label_column,
-        template=template,
-        model=None,
-        pretrained=pretrained,
-        device=device,
-        precision=precision,
-        batch_size=batch_size,
-        workers=workers,
-        cache_dir=cache_dir,
-        dtype=dtype,
-        skip_bad=skip_bad,
-        quiet=quiet or json_out,
-    )
+    options = embedding.api_kwargs(quiet=quiet or json_out)
     for m in models:
         loaded.append(
             _measure(

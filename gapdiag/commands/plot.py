@@ -12,26 +12,12 @@ from typing import Annotated, Any
 import typer
 
 from gapdiag.commands._common import (
-    BatchSizeOpt,
-    CacheDirOpt,
-    DataArg,
-    DeviceOpt,
-    DtypeOpt,
-    ImageColumnOpt,
+    EmbeddingOptions,
     JsonOpt,
-    LabelColumnOpt,
-    ModelOpt,
-    PrecisionOpt,
-    PretrainedOpt,
     QuietOpt,
     SeedOpt,
-    SkipBadOpt,
-    SplitOpt,
-    TemplateOpt,
-    TextColumnOpt,
-    WorkersOpt,
     console,
-    embed_kwargs,
+    embedding_options,
     err_console,
     print_json,
 )
@@ -97,6 +83,7 @@ def _embeddings(needed: bool, options: dict[str, Any]) -> Any:
     return api.embed(**options) if needed else None
 
 
+@embedding_options()
 def plot(
     kind: KindOpt = None,
     method: MethodOpt = "umap",
@@ -132,23 +119,10 @@ def plot(
             rich_help_panel=_FIGURES,
         ),
     ] = None,
-    data: DataArg = None,
-    model: ModelOpt = None,
-    pretrained: PretrainedOpt = None,
-    split: SplitOpt = None,
-    image_column: ImageColumnOpt = None,
-    text_column: TextColumnOpt = None,
-    label_column: LabelColumnOpt = None,
-    template: TemplateOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
-    batch_size: BatchSizeOpt = 64,
-    workers: WorkersOpt = 0,
-    cache_dir: CacheDirOpt = None,
-    dtype: DtypeOpt = "float32",
-    skip_bad: SkipBadOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
+    *,
+    embedding: EmbeddingOptions,
 ) -> None:
     """Draw figures of the embedding space into a directory: the modality-gap map, pair-similarity histograms,
     singular-value spectra, the embedding-shift landscape and report comparisons.
@@ -175,24 +149,7 @@ def plot(
     gplot.ensure_output_dir(out)  # fail before embedding, not after
     es = _embeddings(
         any(k in gplot.EMBEDDING_KINDS for k in kinds),
-        embed_kwargs(
-            data=data,
-            split=split,
-            image_column=image_column,
-            text_column=text_column,
-            label_column=label_column,
-            template=template,
-            model=model,
-            pretrained=pretrained,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            workers=workers,
-            cache_dir=cache_dir,
-            dtype=dtype,
-            skip_bad=skip_bad,
-            quiet=quiet or json_out,
-        ),
+        embedding.api_kwargs(quiet=quiet or json_out),
     )
     figures = gplot.make_figures(
         kinds,
@@ -214,6 +171,7 @@ def plot(
         console.print(str(p), highlight=False, soft_wrap=True)
 
 
+@embedding_options()
 def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
     from_report: Annotated[
@@ -255,23 +213,10 @@ def report(
         str | None, typer.Option("--title", help="Page title (default: model and dataset).")
     ] = None,
     seed: SeedOpt = 0,
-    data: DataArg = None,
-    model: ModelOpt = None,
-    pretrained: PretrainedOpt = None,
-    split: SplitOpt = None,
-    image_column: ImageColumnOpt = None,
-    text_column: TextColumnOpt = None,
-    label_column: LabelColumnOpt = None,
-    template: TemplateOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
-    batch_size: BatchSizeOpt = 64,
-    workers: WorkersOpt = 0,
-    cache_dir: CacheDirOpt = None,
-    dtype: DtypeOpt = "float32",
-    skip_bad: SkipBadOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
+    *,
+    embedding: EmbeddingOptions,
 ) -> None:
     """Write one self-contained HTML report: metric table with provenance and every figure embedded (no external
     files or URLs; opens offline).
@@ -302,24 +247,7 @@ def report(
     needs_embeddings = measured is None or any(k in gplot.EMBEDDING_KINDS for k in kinds)
     es = _embeddings(
         needs_embeddings,
-        embed_kwargs(
-            data=data,
-            split=split,
-            image_column=image_column,
-            text_column=text_column,
-            label_column=label_column,
-            template=template,
-            model=model,
-            pretrained=pretrained,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            workers=workers,
-            cache_dir=cache_dir,
-            dtype=dtype,
-            skip_bad=skip_bad,
-            quiet=silent,
-        ),
+        embedding.api_kwargs(quiet=silent),
     )
     if measured is None:
         measured = api.measure(
@@ -327,7 +255,7 @@ def report(
             metrics=[m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
             sample=sample,
             seed=seed,
-            device=device,
+            device=embedding.device,
             progress=not silent,
         )
     elif es is not None:
