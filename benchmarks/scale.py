@@ -59,7 +59,7 @@ def _run(cmd: list[str], cache: Path, extra_env: dict[str, str] | None = None, m
     return time.perf_counter() - t0
 
 
-def bench_embed(repeat: int, chunk_size: int, model: str | None) -> None:
+def bench_embed(repeat: int, chunk_size: int, model: str | None, device: str = "cpu") -> None:
     bindir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -68,7 +68,7 @@ def bench_embed(repeat: int, chunk_size: int, model: str | None) -> None:
         subprocess.run([sys.executable, "-c", f"from gapdiag.data import load_dataset; load_dataset({str(manifest)!r})"],
                        env={**os.environ, "GAPDIAG_CACHE_DIR": str(tmp / "memo")}, check=True)
         memo = tmp / "memo" / "fingerprints"
-        args = ["embed", "--data", str(manifest), "--device", "cpu", "--chunk-size", str(chunk_size), "--quiet"]
+        args = ["embed", "--data", str(manifest), "--device", device, "--chunk-size", str(chunk_size), "--quiet"]
         if model:
             args += ["--model", model]
         one = _run([sys.executable, "-m", "gapdiag", *args], tmp / "one", memo=memo)
@@ -96,12 +96,13 @@ def main() -> None:
     parser.add_argument("what", choices=("embed", "measure"))
     parser.add_argument("--repeat", type=int, default=8, help="copies of the digits for the embed benchmark")
     parser.add_argument("--chunk-size", type=int, default=512)
+    parser.add_argument("--device", default="cpu", help="auto on a multi-GPU machine: one GPU per rank")
     parser.add_argument("--model", default=None,
                         help="e.g. ViT-B-32 (random init, seeded: a real CLIP's cost per item, no download); "
                              "default: the bundled tiny checkpoint, whose per-item cost is near zero")
     args = parser.parse_args()
     if args.what == "embed":
-        bench_embed(args.repeat, args.chunk_size, args.model)
+        bench_embed(args.repeat, args.chunk_size, args.model, args.device)
     else:
         subprocess.run([sys.executable, str(HERE / "measure.py"), "--large"], check=True)
 
