@@ -158,11 +158,21 @@ def measure(
 
     if sample is not None and sample < 1:
         raise InputError(f"--sample must be a positive number of samples (got {sample})")
+    from gapdiag.progress import progress_bar
+
     es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
-    status = _status_printer(progress)
-    values, extras = compute_all(es, metrics, sample=sample, seed=seed, block_size=block_size,
-                                 retrieval_engine=retrieval_engine, device=embed_options.get("device", "auto"),
-                                 progress=status)
+    with progress_bar(progress, unit="tiles") as bar:
+        status = _status_printer(progress, bar)
+        tasks: dict[str, Any] = {}
+
+        def on_tile(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done)
+
+        values, extras = compute_all(es, metrics, sample=sample, seed=seed, block_size=block_size,
+                                     retrieval_engine=retrieval_engine, device=embed_options.get("device", "auto"),
+                                     progress=status, on_tile=on_tile)
     intervals = {}
     if bootstrap:
         from gapdiag.bootstrap import bootstrap_intervals
@@ -201,55 +211,15 @@ def _device_name(device: str) -> str:
     return str(resolve_device(device))
 
 
-def _status_printer(enabled: bool) -> Any:
+def _status_printer(enabled: bool, bar: Any = None) -> Any:
+    """Print each step of the metric computation with the time since the first (above a live progress bar)."""
     if not enabled:
         return None
     import time
 
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = getattr(bar, "console", None) or Console(stderr=True)
     start = time.perf_counter()
-    # Each stage of the metric computation on its own line with the time since the first, so a long exact
-    # pass on a large set shows where it is rather than looking like a hang.
+    # A long exact pass on a large set then shows where it is rather than looking like a hang.
     return lambda message: console.print(f"[dim]{time.perf_counter() - start:7.1f}s  {message}[/]", highlight=False)
-
-
-def shift(
-    data: str | Path | PairedDataset | EmbeddingSet | None = None,
-    model: str | Path | None = None,
-    *,
-    lambdas: Sequence[float] | None = None,
-    temperatures: Sequence[float] | None = None,
-    progress: bool = True,
-    **embed_options: Any,
-) -> dict[str, Any]:
-    """Liang et al.'s embedding-shift experiment on a dataset's image and text embeddings.
-
-    Returns the JSON-serialisable dict of :func:`gapdiag.shift.shift_experiment` (per λ: gap, loss per
-    temperature, R@1 both ways, zero-shot accuracy when the data has classes), plus the provenance.
-    """
-    from gapdiag import shift as shift_module
-
-    es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
-    image, text = _image_and_text(es)
-    kwargs: dict[str, Any] = {}
-    if lambdas is not None:
-        kwargs["lambdas"] = list(lambdas)
-    if temperatures is not None:
-        kwargs["temperatures"] = list(temperatures)
-    result = shift_module.shift_experiment(
-        es.vectors[image], es.vectors[text], x_sample=es.sample_index[image], y_sample=es.sample_index[text],
-        class_embeddings=es.class_embeddings, labels=es.labels, device=embed_options.get("device", "auto"), **kwargs)
-    result["provenance"] = _provenance(es, sample=None, seed=0, **embed_options)
-    return result
-
-
-def _image_and_text(es: EmbeddingSet) -> tuple[str, str]:
-    """The two modalities the shift experiment moves: ``image``/``text`` if present, else the first two."""
-    names = es.modality_names
-    if "image" in names and "text" in names:
-        return "image", "text"
-    if len(names) < 2:
-        raise InputError("the shift experiment needs two modalities", hint="use paired data")
-    return names[0], names[1]

@@ -359,3 +359,17 @@ def test_approximate_engines_report_their_agreement_with_exact_search(engine):
     # An index that finds (nearly) all of the exact top-10 gives (nearly) the exact recalls.
     for name, value in exact.items():
         assert abs(approx[name] - value) <= 0.02, name
+
+
+def test_quadratic_passes_report_their_tiles_for_a_progress_bar():
+    es = _es(50, 2, d=8, seed=2)  # 50 images, 100 captions; block 16 -> 4 and 7 tiles per side
+    calls: dict[str, list[tuple[int, int]]] = {}
+    with_ticks, _ = compute_all(es, ["uniformity_wang_isola", "recall_at_1"], block_size=16,
+                                retrieval_engine="blocked",
+                                on_tile=lambda step, done, total: calls.setdefault(step, []).append((done, total)))
+    without, _ = compute_all(es, ["uniformity_wang_isola", "recall_at_1"], block_size=16,
+                             retrieval_engine="blocked")
+    assert with_ticks == without
+    assert calls["uniformity image"] == [(i, 10) for i in range(1, 11)]  # upper tiles of 4 x 4
+    assert calls["uniformity text"][-1] == (28, 28)  # 7 x 7 upper tiles
+    assert calls["cross pass image-text"] == [(i, 28) for i in range(1, 29)]  # 4 x 7 tiles

@@ -17,8 +17,9 @@ maximum, combined with ``logaddexp``; nothing is dropped or sampled.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,8 +184,16 @@ def _logsumexp_scores(scores: NDArray[np.float32], t: float) -> float:
     return 2.0 * t * (smax - 1.0) + math.log(float(scores.sum()))
 
 
+#: ``on_tile(done, total)``: called after each tile of a quadratic pass (drives a progress bar with an ETA).
+TileCallback = Callable[[int, int], None]
+
+
 def within_pass(
-    z: NDArray[np.float32], *, t: float = DEFAULT_T, block_size: int = DEFAULT_BLOCK_SIZE
+    z: NDArray[np.float32],
+    *,
+    t: float = DEFAULT_T,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    on_tile: TileCallback | None = None,
 ) -> float:
     """``log Σ_{i<j} exp(−t‖ẑ_i − ẑ_j‖²)`` over the unordered pairs of unit vectors ``z`` (upper tiles only).
 
@@ -195,6 +204,8 @@ def within_pass(
     buf = np.empty(min(block_size, n) ** 2, dtype=np.float32)
     lower = np.tri(min(block_size, n), dtype=bool)  # diagonal and below: pairs j <= i
     lse = -math.inf
+    n_tiles = -(-n // block_size)
+    total, done = n_tiles * (n_tiles + 1) // 2, 0
     for i0 in range(0, n, block_size):
         zi = z[i0 : i0 + block_size]
         for j0 in range(i0, n, block_size):
@@ -207,6 +218,9 @@ def within_pass(
                     # Diagonal tile: keep the strict upper triangle (pairs i < j).
                     strip[lower[r0:r1, : zj.shape[0]]] = -np.inf
                 lse = float(np.logaddexp(lse, _logsumexp_scores(strip, t)))
+            done += 1
+            if on_tile is not None:
+                on_tile(done, total)
     return lse
 
 
@@ -352,6 +366,7 @@ def cross_pass(
     uniformity: bool = True,
     retrieval: bool = True,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    on_tile: TileCallback | None = None,
 ) -> CrossPassResult:
     """One fused pass over the tiles of ``Â B̂ᵀ`` (unit vectors in, float32 BLAS per tile).
 
@@ -376,6 +391,7 @@ def cross_pass(
         uniformity: Compute the log-sum-exp terms.
         retrieval: Compute the ranks.
         block_size: Tile side.
+        on_tile: Called as ``on_tile(done, total)`` after each tile of the main pass.
     """
     _check_block_size(block_size)
     a, sa, oa = _sorted_by_sample(a, a_sample)
@@ -409,29 +425,31 @@ def cross_pass(
         dir_a.freeze(tol)
         dir_b.freeze(tol)
 
-    for ta in tiles_a:
-        for tb in tiles_b:
-            s = tile(ta, tb)
-            check_same = overlaps(ta, tb)
-            rows_b = slice(*tb)
-            # Every elementwise step runs on cache-sized row strips of the tile, while they are hot.
-            for r0, r1 in _strips(ta, tb[1] - tb[0]):
-                strip = s[r0 - ta[0] : r1 - ta[0]]
-                same_vals = None
-                if check_same:
-                    same = sa[r0:r1, None] == sb[None, rows_b]
-                    if same.any():
-                        same_vals = strip[same]
-                        strip[same] = -np.inf
-                if retrieval:
-                    dir_a.count_tile(strip, slice(r0, r1), 1, a, b[rows_b], ob[rows_b])
-                    dir_b.count_tile(strip, rows_b, 0, b, a[r0:r1], oa[r0:r1])
-                if uniformity:
-                    nm = _logsumexp_scores(strip, t)
-                    result.lse_nonmatching = float(np.logaddexp(result.lse_nonmatching, nm))
-                    if same_vals is not None:
-                        nm = float(np.logaddexp(nm, _logsumexp_scores(same_vals, t)))
-                    result.lse_all = float(np.logaddexp(result.lse_all, nm))
+    total = len(tiles_a) * len(tiles_b)
+    for done, (ta, tb) in enumerate(itertools.product(tiles_a, tiles_b), start=1):
+        s = tile(ta, tb)
+        check_same = overlaps(ta, tb)
+        rows_b = slice(*tb)
+        # Every elementwise step runs on cache-sized row strips of the tile, while they are hot.
+        for r0, r1 in _strips(ta, tb[1] - tb[0]):
+            strip = s[r0 - ta[0] : r1 - ta[0]]
+            same_vals = None
+            if check_same:
+                same = sa[r0:r1, None] == sb[None, rows_b]
+                if same.any():
+                    same_vals = strip[same]
+                    strip[same] = -np.inf
+            if retrieval:
+                dir_a.count_tile(strip, slice(r0, r1), 1, a, b[rows_b], ob[rows_b])
+                dir_b.count_tile(strip, rows_b, 0, b, a[r0:r1], oa[r0:r1])
+            if uniformity:
+                nm = _logsumexp_scores(strip, t)
+                result.lse_nonmatching = float(np.logaddexp(result.lse_nonmatching, nm))
+                if same_vals is not None:
+                    nm = float(np.logaddexp(nm, _logsumexp_scores(same_vals, t)))
+                result.lse_all = float(np.logaddexp(result.lse_all, nm))
+        if on_tile is not None:
+            on_tile(done, total)
     if retrieval:
         result.rank_ab = _in_original_order(dir_a, oa)
         result.rank_ba = _in_original_order(dir_b, ob)

@@ -74,6 +74,7 @@ def compute_all(
     retrieval_engine: str = "auto",
     device: str = "auto",
     progress: Callable[[str], None] | None = None,
+    on_tile: Callable[[str, int, int], None] | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Compute the selected metrics of an embedding set (all registered ones by default).
 
@@ -95,6 +96,8 @@ def compute_all(
             when a GPU is usable, the fused pass on CPU). Both rank by exact scores with the same tie rule.
         device: "auto", "cpu", "cuda" or "cuda:N" (FAISS and zero-shot search).
         progress: Called with a short message before each step.
+        on_tile: Called as ``on_tile(step, done, total)`` after each tile of the quadratic passes (the long
+            part on large sets), so that callers can show a progress bar with a rate and an ETA.
 
     Returns:
         ``(values, extras)``: values by full metric name; extras with ``gap_vector/<pair>`` and
@@ -155,6 +158,7 @@ def compute_all(
             engine=_resolve_engine(retrieval_engine, device),
             device=device,
             say=say,
+            on_tile=on_tile,
         )
 
     for b, definition in VARIANTS.items():
@@ -312,7 +316,11 @@ def _quadratic_metrics(
     engine: str,
     device: str,
     say: Callable[[str], None],
+    on_tile: Callable[[str, int, int], None] | None = None,
 ) -> None:
+    def ticker(step: str) -> Callable[[int, int], None] | None:
+        return None if on_tile is None else (lambda done, total: on_tile(step, done, total))
+
     t = DEFAULT_T
     wi = "uniformity_wang_isola" in bases
     ks = sorted(_RECALL_KS[b] for b in bases if b in _RECALL_KS)
@@ -321,7 +329,7 @@ def _quadratic_metrics(
         for m in names:
             say(f"uniformity pass: {m}")
             n = units[m].shape[0]
-            within[m] = within_pass(units[m], t=t, block_size=block_size)
+            within[m] = within_pass(units[m], t=t, block_size=block_size, on_tile=ticker(f"uniformity {m}"))
             _put(values, extras, f"uniformity_wang_isola/{m}", log_mean_exp(within[m], n * (n - 1) // 2))
     cross: dict[tuple[str, str], CrossPassResult] = {}
     fused_retrieval = bool(ks) and engine == "blocked"
@@ -338,6 +346,7 @@ def _quadratic_metrics(
                 uniformity=need_u,
                 retrieval=fused_retrieval,
                 block_size=block_size,
+                on_tile=ticker(f"cross pass {a}-{b}"),
             )
         if "uniformity_cross" in bases:
             res = cross[a, b]
