@@ -185,6 +185,13 @@ def map_coordinates(
         raise InputError(
             "method 'umap' needs the umap-learn package", hint="pip install umap-learn, or use --method pca"
         ) from None
+    # Identical vectors (a caption repeated for every image of its class) would fill each other's neighbour
+    # lists at distance 0 and cut the graph into islands: fit on the distinct rows and map duplicates back.
+    unique, inverse = np.unique(z, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    n = unique.shape[0]
+    if n < 3:
+        raise InputError(f"a map needs at least 3 distinct points, got {n}", hint="use more samples or --method pca")
     if status is not None:
         status(f"Fitting UMAP on {n} points (the first fit in a process compiles numba code, ~10 s)…")
     reducer = umap.UMAP(
@@ -198,7 +205,7 @@ def map_coordinates(
         random_state=seed,
         n_jobs=1,
     )
-    return np.asarray(reducer.fit_transform(z), dtype=np.float64)
+    return np.asarray(reducer.fit_transform(unique), dtype=np.float64)[inverse]
 
 
 def plot_map(

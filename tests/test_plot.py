@@ -477,3 +477,16 @@ def test_cli_plot_errors_are_one_line(npz, tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_umap_gives_identical_vectors_identical_coordinates():
+    """Duplicated captions (one per image of a class) are fitted once and placed on the same spot."""
+    rng = np.random.default_rng(0)
+    distinct = rng.normal(size=(60, 8))
+    distinct /= np.linalg.norm(distinct, axis=1, keepdims=True)
+    z = np.concatenate([distinct, np.repeat(distinct[:5], 20, axis=0)])  # 100 copies of five vectors
+    xy = gplot.map_coordinates(z, method="umap", seed=0)
+    assert xy.shape == (160, 2) and np.isfinite(xy).all()
+    for k in range(5):
+        copies = xy[60 + 20 * k : 60 + 20 * (k + 1)]
+        np.testing.assert_array_equal(copies, np.broadcast_to(xy[k], copies.shape))
