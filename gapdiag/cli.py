@@ -200,11 +200,12 @@ def shift(
     """Liang et al.'s embedding-shift experiment: move images and texts along the gap vector and report, per λ,
     the gap, the contrastive loss at several temperatures, R@1 and zero-shot accuracy."""
     from gapdiag import api
+    from gapdiag.report import write_json
 
     result = api.shift(lambdas=_float_list(lambdas, "--lambdas"), temperatures=_float_list(temperatures, "--temperatures"),
                        **embedding.api_kwargs(quiet=quiet or json_out))
     if out is not None:
-        _write_json(result, out)
+        write_json(result, out, what="shift result")
     if json_out:
         print_json(result)
         return
@@ -230,20 +231,6 @@ def shift(
     console.print(table)
     if out is not None:
         console.print(f"written to {out}")
-
-
-def _write_json(obj: dict, out: Path) -> None:
-    import json
-
-    from gapdiag.report import _to_jsonable
-
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(obj, indent=2, default=_to_jsonable) + "\n")
-        tmp.replace(out)
-    except OSError as e:
-        raise InputError(f"cannot write {out}: {e.strerror}", hint="choose a writable --out path") from None
 
 
 # ------------------------------------------------------------------------------------------------ train

@@ -86,16 +86,7 @@ class Report:
         Raises:
             InputError: The path cannot be written (one line naming it).
         """
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(self.to_json() + "\n")
-            tmp.replace(path)
-        except OSError as e:
-            raise InputError(f"cannot write report {path}: {e.strerror or e}",
-                             hint="choose a writable --out path") from None
-        return path
+        return write_json(self.to_dict(), path, what="report")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "report") -> Report:
@@ -137,6 +128,23 @@ class Report:
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})", hint="pass a report written by `gapdiag measure --out`") from None
         return cls.from_dict(data, source=str(path))
+
+
+def write_json(obj: Any, path: str | Path, *, what: str = "file") -> Path:
+    """Write ``obj`` as indented JSON atomically (temp file + rename): a crash never leaves half a file.
+
+    Raises:
+        InputError: The path cannot be written (one line naming it and the ``what``).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(obj, indent=2, default=_to_jsonable) + "\n")
+        tmp.replace(path)
+    except OSError as e:
+        raise InputError(f"cannot write {what} {path}: {e.strerror or e}", hint="choose a writable --out path") from None
+    return path
 
 
 def _json_float(v: float) -> float | None:
