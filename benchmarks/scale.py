@@ -5,9 +5,11 @@
 
 embed: the bundled digits (all 1,797 images and 5,391 captions, repeated --repeat times by writing a manifest
 that lists every row several times under new names), embedded with the bundled checkpoint into a fresh cache
-by `gapdiag embed` in one process (the dataset fingerprint memo warm, as on any run after the first), then by `torchrun --standalone --nproc-per-node 2 -m gapdiag embed`; prints
-both wall times (start-up included), the speed-up (target >= 1.6 where 2 cores are free) and the largest
-difference between the two entries' vectors (must be <= 1e-5).
+by `gapdiag embed` in one process (the dataset fingerprint memo warm, as on any run after the first), with
+default threads and with --threads threads, then by `torchrun --standalone --nproc-per-node 2 -m gapdiag embed`
+with --threads threads per rank; prints the wall times (start-up included), the speed-ups (target >= 1.6 against
+one process of a rank's budget, where the ranks' cores are free) and the largest difference between the
+entries' vectors (must be <= 1e-5).
 measure: delegates to benchmarks/measure.py --large (peak RSS must stay < 8 GB).
 """
 
@@ -59,7 +61,8 @@ def _run(cmd: list[str], cache: Path, extra_env: dict[str, str] | None = None, m
     return time.perf_counter() - t0
 
 
-def bench_embed(repeat: int, chunk_size: int, model: str | None, device: str = "cpu") -> None:
+def bench_embed(repeat: int, chunk_size: int, model: str | None, device: str = "cpu", threads: int = 1,
+                nproc: int = 2) -> None:
     bindir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -72,22 +75,24 @@ def bench_embed(repeat: int, chunk_size: int, model: str | None, device: str = "
         if model:
             args += ["--model", model]
         one = _run([sys.executable, "-m", "gapdiag", *args], tmp / "one", memo=memo)
-        # torchrun gives each rank OMP_NUM_THREADS=1: this is the same per-process budget, one process.
-        one_thread = _run([sys.executable, "-m", "gapdiag", *args], tmp / "one-thread", {"OMP_NUM_THREADS": "1"},
-                          memo=memo)
-        two = _run([str(bindir / "torchrun"), "--standalone", "--nproc-per-node", "2", "-m", "gapdiag", *args],
-                   tmp / "two", memo=memo)
+        # Each rank gets OMP_NUM_THREADS=threads (torchrun's default is 1): the same per-process budget, one process.
+        budget = {"OMP_NUM_THREADS": str(threads)}
+        one_thread = _run([sys.executable, "-m", "gapdiag", *args], tmp / "one-thread", budget, memo=memo)
+        two = _run([str(bindir / "torchrun"), "--standalone", "--nproc-per-node", str(nproc), "-m", "gapdiag", *args],
+                   tmp / "two", budget, memo=memo)
         (entry_one,) = [p for p in (tmp / "one").iterdir() if (p / "meta.json").is_file()]
         entry_two = tmp / "two" / entry_one.name
         diff = max(float(np.abs(np.load(entry_one / f"{m}.npy") - np.load(entry_two / f"{m}.npy")).max())
                    for m in ("image", "text"))
         n = sum(np.load(entry_one / f"{m}.npy", mmap_mode="r").shape[0] for m in ("image", "text"))
-    print(f"{n} items, model {model or 'bundled tiny'}, chunk size {chunk_size}, {os.cpu_count()} cores")
-    print(f"1 process (default threads)   {one:8.2f} s")
-    print(f"1 process (1 thread, as a rank) {one_thread:6.2f} s")
-    print(f"torchrun 2 ranks (gloo)       {two:8.2f} s")
-    print(f"speed-up vs 1 process         {one / two:8.2f}   (target >= 1.6 where 2 cores are free)")
-    print(f"speed-up vs 1 rank's budget   {one_thread / two:8.2f}")
+    print(f"{n} items, model {model or 'bundled tiny'}, device {device}, chunk size {chunk_size}, "
+          f"{os.cpu_count()} cores")
+    print(f"1 process (default threads)          {one:8.2f} s")
+    print(f"1 process ({threads} thread(s), a rank's budget) {one_thread:8.2f} s")
+    print(f"torchrun {nproc} ranks x {threads} thread(s)       {two:8.2f} s")
+    print(f"speed-up vs 1 process                {one / two:8.2f}")
+    print(f"speed-up vs 1 rank's budget          {one_thread / two:8.2f}   "
+          f"(target >= 1.6 for 2 ranks where their cores are free)")
     print(f"max |difference|              {diff:.2e}   (must be <= 1e-5)")
 
 
@@ -97,12 +102,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=8, help="copies of the digits for the embed benchmark")
     parser.add_argument("--chunk-size", type=int, default=512)
     parser.add_argument("--device", default="cpu", help="auto on a multi-GPU machine: one GPU per rank")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="OMP_NUM_THREADS of each rank and of the one-process baseline (torchrun's default: 1)")
+    parser.add_argument("--nproc", type=int, default=2, help="ranks (torchrun --nproc-per-node)")
     parser.add_argument("--model", default=None,
                         help="e.g. ViT-B-32 (random init, seeded: a real CLIP's cost per item, no download); "
                              "default: the bundled tiny checkpoint, whose per-item cost is near zero")
     args = parser.parse_args()
     if args.what == "embed":
-        bench_embed(args.repeat, args.chunk_size, args.model, args.device)
+        bench_embed(args.repeat, args.chunk_size, args.model, args.device, args.threads, args.nproc)
     else:
         subprocess.run([sys.executable, str(HERE / "measure.py"), "--large"], check=True)
 

@@ -108,7 +108,7 @@ def embed(
     es = embed_dataset(dataset, spec, cache=cache, device=device, precision=precision,
                        batch_size=batch_size, workers=workers, dtype=dtype, progress=progress,
                        extra_meta={"skipped": skipped}, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                       dist=context_from_env())
+                       dist=context_from_env(device))
     es.provenance["path"] = str(cache.path(es.provenance["key"]))
     return es
 
@@ -158,9 +158,11 @@ def measure(
 
     if sample is not None and sample < 1:
         raise InputError(f"--sample must be a positive number of samples (got {sample})")
+    from gapdiag.metrics.retrieval import search_device
     from gapdiag.progress import progress_bar
 
     es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
+    search_on = search_device(embed_options.get("device", "auto"))
     with progress_bar(progress, unit="tiles") as bar:
         status = _status_printer(progress, bar)
         tasks: dict[str, Any] = {}
@@ -171,7 +173,7 @@ def measure(
             bar.update(tasks[step], completed=done)
 
         values, extras = compute_all(es, metrics, sample=sample, seed=seed, block_size=block_size,
-                                     retrieval_engine=retrieval_engine, device=embed_options.get("device", "auto"),
+                                     retrieval_engine=retrieval_engine, device=search_on,
                                      progress=status, on_tile=on_tile)
     intervals = {}
     if bootstrap:
@@ -181,7 +183,7 @@ def measure(
             status(f"bootstrap: {bootstrap} resamples")
         intervals = bootstrap_intervals(es, metrics, n=bootstrap, seed=seed, sample=sample, block_size=block_size,
                                         retrieval_engine=retrieval_engine,
-                                        device=embed_options.get("device", "auto"))
+                                        device=search_on)
     return Report(metrics=values, provenance=_provenance(es, sample=sample, seed=seed, **embed_options),
                   intervals=intervals, extras=extras)
 
@@ -240,6 +242,7 @@ def shift(
     temperature, R@1 both ways, zero-shot accuracy when the data has classes), plus the provenance.
     """
     from gapdiag import shift as shift_module
+    from gapdiag.metrics.retrieval import search_device
 
     es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
     image, text = _image_and_text(es)
@@ -250,7 +253,8 @@ def shift(
         kwargs["temperatures"] = list(temperatures)
     result = shift_module.shift_experiment(
         es.vectors[image], es.vectors[text], x_sample=es.sample_index[image], y_sample=es.sample_index[text],
-        class_embeddings=es.class_embeddings, labels=es.labels, device=embed_options.get("device", "auto"), **kwargs)
+        class_embeddings=es.class_embeddings, labels=es.labels,
+        device=search_device(embed_options.get("device", "auto")), **kwargs)
     result["provenance"] = _provenance(es, sample=None, seed=0, **embed_options)
     return result
 

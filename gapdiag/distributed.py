@@ -41,8 +41,9 @@ class DistributedContext:
             dist.barrier()
 
     def device(self, requested: str) -> str:
-        """``auto`` under torchrun with GPUs -> this rank's own GPU (``cuda:LOCAL_RANK``)."""
-        if requested == "auto" and self.enabled:
+        """``auto`` or ``cuda`` under torchrun with GPUs -> this rank's own GPU (``cuda:LOCAL_RANK``, shared
+        round-robin when ranks outnumber GPUs); an explicit ``cuda:N`` or ``cpu`` is kept."""
+        if requested in ("auto", "cuda") and self.enabled:
             import torch
 
             if torch.cuda.is_available():
@@ -50,24 +51,38 @@ class DistributedContext:
         return requested
 
 
-def context_from_env() -> DistributedContext:
+def context_from_env(device: str = "auto") -> DistributedContext:
     """Read torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK) and join the process group if needed.
 
-    NCCL when this process uses a GPU, gloo otherwise. Outside torchrun this returns a single-process context.
+    The backend follows ``device`` (what the command was asked to embed on): NCCL where each rank of this node
+    has a GPU of its own, gloo otherwise -- on CPU (``--device cpu`` on a GPU machine included) and where more
+    ranks than GPUs share a node (NCCL refuses two ranks on one GPU). Ranks exchange only control messages
+    (barriers, rank 0's errors); the vectors travel through the shared cache directory, so gloo costs nothing.
+    Outside torchrun this returns a single-process context.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistributedContext()
-    import torch
     import torch.distributed as dist
 
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = process_group_backend(device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         if backend == "nccl":
-            torch.cuda.set_device(local % torch.cuda.device_count())
+            import torch
+
+            torch.cuda.set_device(local)
         dist.init_process_group(backend=backend)
     return DistributedContext(rank=rank, world_size=world, local_rank=local)
+
+
+def process_group_backend(device: str, local_world_size: int) -> str:
+    """``"nccl"`` if ``device`` puts every local rank on a GPU of its own, else ``"gloo"``."""
+    if not (device == "auto" or device == "cuda" or device.startswith("cuda:")):
+        return "gloo"
+    import torch
+
+    return "nccl" if torch.cuda.is_available() and local_world_size <= torch.cuda.device_count() else "gloo"
 
 
 def broadcast_object(ctx: DistributedContext, obj: Any) -> Any:

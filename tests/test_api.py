@@ -105,3 +105,19 @@ def test_skip_bad_with_every_image_unreadable_is_an_error(tiny_checkpoint, manif
 def test_measure_rejects_a_non_positive_sample(tiny_checkpoint, manifest):
     with pytest.raises(InputError, match="--sample"):
         api.measure(manifest, tiny_checkpoint, sample=0, progress=False)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU")
+def test_measure_on_cuda_matches_cpu_whatever_the_faiss_build(tiny_checkpoint, manifest):
+    # --device cuda embeds on the GPU; FAISS follows only if it is a GPU build (faiss-cpu on a GPU machine must
+    # still work). The same checkpoint on the same data gives the same geometry up to float rounding.
+    on_cpu = api.measure(manifest, tiny_checkpoint, device="cpu", precision="fp32", progress=False)
+    on_gpu = api.measure(manifest, tiny_checkpoint, device="cuda", precision="fp32", progress=False)
+    assert on_gpu.provenance["device"].startswith("cuda")
+    assert on_gpu.metrics == pytest.approx(on_cpu.metrics, abs=1e-4)

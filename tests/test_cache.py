@@ -112,9 +112,15 @@ def _worker(root: str, key: str, log_path: str, pause_after: int, ready: str, re
     print("done", flush=True)
 
 
+def _env_with_repo_on_path() -> dict[str, str]:
+    """This environment with the checkout first on PYTHONPATH (kept: it may hold the dependencies)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def start_worker(root: Path, key: str, log_path: Path, *, pause_after: int = -1, tag: str = "w") -> subprocess.Popen:
     ready, release = root.parent / f"{tag}.ready", root.parent / f"{tag}.release"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = _env_with_repo_on_path()
     with open(root.parent / f"{tag}.stderr", "w") as err:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [sys.executable, __file__, str(root), key, str(log_path), str(pause_after), str(ready), str(release)],
@@ -241,7 +247,7 @@ def test_file_sha256_memo_is_shared_across_processes(tmp_path):
 
     def run(code: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+                              env=_env_with_repo_on_path())
 
     first = run(compute)
     assert first.returncode == 0, first.stderr

@@ -24,18 +24,55 @@ def test_ranks_own_disjoint_chunks_that_cover_everything():
     assert all(set(a).isdisjoint(b) for i, a in enumerate(owners) for b in owners[i + 1:])
 
 
+def test_backend_is_nccl_only_where_every_local_rank_has_its_own_gpu(monkeypatch):
+    import torch
+
+    from gapdiag.distributed import process_group_backend
+
+    assert process_group_backend("cpu", 2) == "gloo"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert process_group_backend("auto", 2) == "nccl"
+    assert process_group_backend("cuda", 2) == "nccl"
+    assert process_group_backend("cuda:1", 1) == "nccl"
+    assert process_group_backend("cpu", 2) == "gloo"  # --device cpu on a GPU machine: NCCL cannot carry it
+    assert process_group_backend("auto", 3) == "gloo"  # NCCL refuses two ranks on one GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert process_group_backend("auto", 2) == "gloo"
+
+
+def test_auto_and_cuda_give_each_rank_its_own_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    ranks = [DistributedContext(rank=r, world_size=3, local_rank=r) for r in range(3)]
+    assert [c.device("auto") for c in ranks] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert [c.device("cuda") for c in ranks] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert ranks[1].device("cpu") == "cpu" and ranks[1].device("cuda:0") == "cuda:0"
+    assert DistributedContext().device("auto") == "auto"  # not distributed: the model loader decides
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
                     reason="torchrun is not installed beside this Python")
-def test_two_gloo_ranks_write_the_same_vectors_as_one_process(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("auto", marks=pytest.mark.skipif(
+    not _cuda_available(), reason="needs a CUDA GPU (ranks on GPUs: NCCL, or gloo when they share one)"))])
+def test_two_ranks_write_the_same_vectors_as_one_process(tmp_path, device):
     manifest, _ = digits_manifest(tmp_path / "data", n=40)
     single = api.embed(manifest, "gapdiag-tiny-vit", cache_dir=tmp_path / "single", chunk_size=8, progress=False,
-                       device="cpu")
+                       device=device)
 
     env = {**os.environ, "GAPDIAG_CACHE_DIR": str(tmp_path / "multi"), "OMP_NUM_THREADS": "1"}
     torchrun = str(Path(sys.executable).parent / "torchrun")
     proc = subprocess.run(
         [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "gapdiag", "embed", "--data", str(manifest),
-         "--model", "gapdiag-tiny-vit", "--device", "cpu", "--chunk-size", "8", "--quiet", "--json"],
+         "--model", "gapdiag-tiny-vit", "--device", device, "--chunk-size", "8", "--quiet", "--json"],
         env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count('"key"') == 1  # only rank 0 reports

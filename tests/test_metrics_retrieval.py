@@ -267,3 +267,17 @@ def test_cuda_request_without_a_faiss_gpu_is_an_input_error():
     else:
         with pytest.raises(InputError, match="no GPU"):
             search_topk(q, g, 2, device="cuda")
+
+
+def test_search_follows_the_model_to_the_gpu_only_with_a_faiss_gpu_build(monkeypatch):
+    import faiss
+
+    from gapdiag.metrics.retrieval import search_device
+
+    assert search_device("cpu") == "cpu" and search_device("auto") == "auto"
+    assert search_device("mps") == "cpu"  # FAISS has no Metal backend
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
+    assert search_device("cuda") == "cpu" and search_device("cuda:1") == "cpu"  # e.g. faiss-cpu on a GPU machine
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
+    assert search_device("cuda") == "cuda" and search_device("cuda:1") == "cuda:1"

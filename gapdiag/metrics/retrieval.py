@@ -69,6 +69,23 @@ def _use_gpu(device: str) -> tuple[bool, int]:
     raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
+def search_device(model_device: str) -> str:
+    """The FAISS device that goes with a model on ``model_device``.
+
+    ``--device cuda`` asks for the model on the GPU; FAISS follows it there only when this FAISS build has GPU
+    support (``faiss-gpu`` with a visible GPU) and searches on the CPU otherwise, e.g. with ``faiss-cpu`` on a
+    GPU machine. An explicit FAISS request (:func:`search_topk` with ``device="cuda"``) still fails loudly.
+    """
+    if model_device == "cpu" or model_device == "auto":
+        return model_device
+    if model_device == "cuda" or model_device.startswith("cuda:"):
+        import faiss
+
+        has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+        return model_device if has_gpu else "cpu"
+    return "cpu"  # mps and other accelerators FAISS does not support
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Index construction
 # ----------------------------------------------------------------------------------------------------------
