@@ -257,27 +257,75 @@ def test_bad_input_raises_one_line_input_error(call, fragment):
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
-def test_cuda_request_without_a_faiss_gpu_is_an_input_error():
-    import faiss
+def test_cuda_request_without_any_gpu_is_an_input_error():
+    from gapdiag.metrics.retrieval import gpu_search_available
 
     rng = np.random.default_rng(9)
     q, g = rng.normal(size=(3, 4)), rng.normal(size=(6, 4))
-    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+    if gpu_search_available("auto"):  # a GPU machine: FAISS GPU or torch on CUDA serves the request
         np.testing.assert_array_equal(search_topk(q, g, 4, device="cuda")[1], ref_topk(q, g, 4)[1])
     else:
-        with pytest.raises(InputError, match="no GPU"):
+        with pytest.raises(InputError, match="neither FAISS nor torch sees a GPU"):
             search_topk(q, g, 2, device="cuda")
 
 
-def test_search_follows_the_model_to_the_gpu_only_with_a_faiss_gpu_build(monkeypatch):
-    import faiss
-
+def test_search_device_follows_the_model_except_where_nothing_searches_there():
     from gapdiag.metrics.retrieval import search_device
 
-    assert search_device("cpu") == "cpu" and search_device("auto") == "auto"
-    assert search_device("mps") == "cpu"  # FAISS has no Metal backend
-    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
-    assert search_device("cuda") == "cpu" and search_device("cuda:1") == "cpu"  # e.g. faiss-cpu on a GPU machine
-    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
-    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
-    assert search_device("cuda") == "cuda" and search_device("cuda:1") == "cuda:1"
+    assert [search_device(d) for d in ("cpu", "auto", "cuda", "cuda:1")] == ["cpu", "auto", "cuda", "cuda:1"]
+    assert search_device("mps") == "cpu"  # neither FAISS nor torch-on-CUDA search on Metal
+
+
+@pytest.fixture
+def torch_search_on_cpu(monkeypatch):
+    """Route every non-CPU search through the torch backend, run on the CPU (the CUDA code path minus CUDA)."""
+    from gapdiag.metrics import retrieval
+
+    monkeypatch.setattr(retrieval, "_use_gpu", lambda device: (None, 0) if device == "cpu" else ("torch", 0))
+    monkeypatch.setattr(retrieval, "_torch_device", lambda gpu_id: "cpu")
+    return retrieval
+
+
+def test_torch_backend_gives_the_reference_ranking_ties_included(torch_search_on_cpu, monkeypatch):
+    assert torch_search_on_cpu.search_backend("cuda") == "torch-cuda"
+    assert torch_search_on_cpu.search_backend("cuda", "hnsw") == "faiss-cpu"
+    rng = np.random.default_rng(12)
+    q, g = rng.normal(size=(37, 24)), rng.normal(size=(101, 24))
+    g[60:70] = g[7]  # a tie group larger than the first candidates
+    q[:3] = g[7]
+    for candidates in (None, 3):
+        scores, idx = search_topk(q, g, 9, device="cuda", batch_size=8, candidates=candidates)
+        ref_scores, ref_idx = ref_topk(q, g, 9)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    # Query slices: a score budget of one row per slice must not change a bit.
+    monkeypatch.setattr(torch_search_on_cpu._TorchFlatIndex, "max_scores", 1)
+    np.testing.assert_array_equal(search_topk(q, g, 9, device="cuda")[1], ref_idx)
+
+
+def test_torch_backend_widens_exact_ties_that_float32_misorders(torch_search_on_cpu):
+    rng = np.random.default_rng(10)
+    d = 64
+    base = np.abs(rng.normal(size=d)).astype(np.float32) + 0.1
+    g = -np.abs(rng.normal(size=(120, d))).astype(np.float32)
+    tied = np.sort(rng.choice(120, size=40, replace=False))
+    for t in tied:
+        g[t] = rng.permutation(base)
+    q = np.ones((1, d), dtype=np.float32) * 1024.0
+    _, idx = search_topk(q, g * 1024.0, 5, normalize=False, device="cuda", candidates=5)
+    np.testing.assert_array_equal(idx, tied[None, :5])
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_search_equals_the_reference_on_a_real_gpu():
+    from gapdiag.metrics.retrieval import search_backend
+
+    assert search_backend("cuda") in ("faiss-gpu", "torch-cuda")
+    rng = np.random.default_rng(13)
+    q, g = rng.normal(size=(300, 64)), rng.normal(size=(2000, 64))
+    g[1500:1520] = g[4]
+    q[:5] = g[4]
+    scores, idx = search_topk(q, g, 25, device="cuda")
+    ref_scores, ref_idx = ref_topk(q, g, 25)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)

@@ -292,12 +292,10 @@ def _draw(
 def _resolve_engine(engine: str, device: str) -> str:
     if engine != "auto":
         return engine
-    if device == "cpu":
-        return "blocked"
-    import faiss
+    from gapdiag.metrics.retrieval import gpu_search_available
 
-    has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-    return "faiss" if has_gpu else "blocked"
+    # On a GPU, exact search runs there (FAISS GPU index or torch); on the CPU the fused blocked pass is cheaper.
+    return "faiss" if gpu_search_available(device) else "blocked"
 
 
 def _quadratic_metrics(
@@ -365,6 +363,10 @@ def _quadratic_metrics(
             [r.lse_all for r in cross.values()],
         )
     extras["variants"]["retrieval_engine"] = engine if ks else None
+    if ks and engine in ("faiss", "hnsw", "ivf"):
+        from gapdiag.metrics.retrieval import search_backend
+
+        extras["variants"]["search_backend"] = search_backend(device, "flat" if engine == "faiss" else engine)
     _clustering(bases, es, names, image, units, sub, values, extras, seed, say)
 
 

@@ -50,40 +50,107 @@ def _check_k(k: int, n_gallery: int, name: str = "k") -> int:
     return int(k)
 
 
-def _use_gpu(device: str) -> tuple[bool, int]:
-    """Resolve ``device`` ("auto", "cpu", "cuda", "cuda:N") to (use FAISS GPU, GPU id)."""
+def _faiss_gpus() -> int:
+    """GPUs this FAISS build can use (0 for faiss-cpu, or faiss-gpu on a machine without a usable GPU)."""
     import faiss
 
+    return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+
+
+def _torch_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _use_gpu(device: str) -> tuple[str | None, int]:
+    """Resolve ``device`` ("auto", "cpu", "cuda", "cuda:N") to (GPU search backend or None, GPU id).
+
+    The backend is ``"faiss"`` (a FAISS GPU index) where the FAISS build has GPU support, else ``"torch"``
+    (exact flat search with torch on CUDA: faiss-gpu needs CUDA 12 libraries that many GPU machines lack, while
+    torch brings its own).
+    """
     if device == "cpu":
-        return False, 0
-    has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+        return None, 0
     if device == "auto":
-        return has_gpu, 0
+        if _faiss_gpus():
+            return "faiss", 0
+        return ("torch", 0) if _torch_gpus() else (None, 0)
     if device == "cuda" or device.startswith("cuda:"):
-        gpu_id = int(device.split(":", 1)[1]) if ":" in device and device.split(":", 1)[1].isdigit() else 0
-        if not has_gpu:
-            raise InputError(f"device={device!r} but FAISS sees no GPU here; use device='cpu' or 'auto'")
-        if gpu_id >= faiss.get_num_gpus():
-            raise InputError(f"device={device!r} but FAISS sees only {faiss.get_num_gpus()} GPU(s)")
-        return True, gpu_id
+        suffix = device.split(":", 1)[1] if ":" in device else "0"
+        if not suffix.isdigit():
+            raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        gpu_id = int(suffix)
+        for backend, count in (("faiss", _faiss_gpus), ("torch", _torch_gpus)):
+            n = count()
+            if gpu_id < n:
+                return backend, gpu_id
+            if n:
+                raise InputError(f"device={device!r} but {backend} sees only {n} GPU(s)")
+        raise InputError(f"device={device!r} but neither FAISS nor torch sees a GPU here; "
+                         "use device='cpu' or 'auto'")
     raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
+def gpu_search_available(device: str) -> bool:
+    """Whether :func:`search_topk` with ``device`` searches on a GPU (a FAISS GPU build or torch on CUDA)."""
+    return _use_gpu(device)[0] is not None
+
+
+def search_backend(device: str, index: str = "flat") -> str:
+    """What runs :func:`search_topk` with ``device`` and ``index``: "faiss-gpu", "torch-cuda" or "faiss-cpu"."""
+    backend, _ = _use_gpu(device)
+    # HNSW has no FAISS GPU implementation, and torch serves flat search only: the rest runs on the CPU.
+    if backend == "faiss" and index != "hnsw":
+        return "faiss-gpu"
+    return "torch-cuda" if backend == "torch" and index == "flat" else "faiss-cpu"
+
+
 def search_device(model_device: str) -> str:
-    """The FAISS device that goes with a model on ``model_device``.
-
-    ``--device cuda`` asks for the model on the GPU; FAISS follows it there only when this FAISS build has GPU
-    support (``faiss-gpu`` with a visible GPU) and searches on the CPU otherwise, e.g. with ``faiss-cpu`` on a
-    GPU machine. An explicit FAISS request (:func:`search_topk` with ``device="cuda"``) still fails loudly.
-    """
-    if model_device == "cpu" or model_device == "auto":
+    """The search device that goes with a model on ``model_device``: the same one, except for accelerators
+    that neither FAISS nor torch-on-CUDA search with (``mps``), which search on the CPU."""
+    if model_device in ("cpu", "auto", "cuda") or model_device.startswith("cuda:"):
         return model_device
-    if model_device == "cuda" or model_device.startswith("cuda:"):
-        import faiss
+    return "cpu"
 
-        has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-        return model_device if has_gpu else "cpu"
-    return "cpu"  # mps and other accelerators FAISS does not support
+
+class _TorchFlatIndex:
+    """Exact inner-product search with torch on a CUDA GPU: what ``faiss.IndexFlatIP`` gives on a GPU.
+
+    Used where the FAISS build has no GPU support. As with FAISS, its float32 scores only pick candidates:
+    :func:`_search_batch` rescores them exactly and widens near-ties in the same way.
+    """
+
+    # Scores held on the device at once (1 GiB of float32): large galleries are searched in query slices.
+    max_scores = 1 << 28
+
+    def __init__(self, gallery: NDArray[np.float32], device: str) -> None:
+        import torch
+
+        self._torch = torch
+        self.gallery = torch.from_numpy(np.ascontiguousarray(gallery)).to(device)
+
+    def search(self, q: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        torch = self._torch
+        rows = max(1, self.max_scores // self.gallery.shape[0])
+        scores, indices = [], []
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        # TF32 rounds inputs to 10 mantissa bits, far outside the rescoring window: IEEE float32 products only.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            with torch.inference_mode():
+                for r in range(0, q.shape[0], rows):
+                    block = torch.from_numpy(np.ascontiguousarray(q[r : r + rows])).to(self.gallery.device)
+                    top = torch.topk(block @ self.gallery.T, k, dim=1, largest=True, sorted=True)
+                    scores.append(top.values.cpu().numpy())
+                    indices.append(top.indices.cpu().numpy())
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        return np.concatenate(scores), np.concatenate(indices).astype(np.int64, copy=False)
+
+
+def _torch_device(gpu_id: int) -> str:
+    return f"cuda:{gpu_id}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -113,9 +180,9 @@ class _Searcher:
         self.kind = index
         self.ef_search = ef_search
         n, d = gallery.shape
-        use_gpu, gpu_id = _use_gpu(device)
-        # HNSW has no FAISS GPU implementation: it always runs on the CPU.
-        self.on_gpu = use_gpu and index != "hnsw"
+        self.backend = search_backend(device, index)
+        self.on_gpu = self.backend == "faiss-gpu"
+        gpu_id = _use_gpu(device)[1]
         if index == "flat":
             cpu_index = faiss.IndexFlatIP(d)
         elif index == "ivf":
@@ -130,6 +197,9 @@ class _Searcher:
         else:
             cpu_index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             cpu_index.hnsw.efConstruction = ef_construction
+        if self.backend == "torch-cuda":
+            self.index = _TorchFlatIndex(gallery, _torch_device(gpu_id))
+            return
         if self.on_gpu:
             self._resources = faiss.StandardGpuResources()  # must outlive the GPU index
             self.index = faiss.index_cpu_to_gpu(self._resources, gpu_id, cpu_index)
@@ -258,8 +328,9 @@ def search_topk(
         gallery: ``(n_gallery, d)`` float array.
         k: Number of results per query, 1 <= k <= n_gallery.
         normalize: L2-normalise both inputs (in float32). Pass False only for already normalised input.
-        device: "auto" (FAISS GPU if this build has one and sees a GPU), "cpu", "cuda" or "cuda:N".
-            HNSW always runs on the CPU.
+        device: "auto" (a GPU if there is one), "cpu", "cuda" or "cuda:N". On a GPU, flat search uses a FAISS
+            GPU index where the FAISS build has GPU support and torch on CUDA otherwise; IVF needs a FAISS GPU
+            build to leave the CPU; HNSW always runs on the CPU.
         index: "flat" (exact), "ivf" or "hnsw" (approximate).
         nlist: IVF lists (default min(4·sqrt(n), n/39), at least 1).
         nprobe: IVF lists probed per query (capped at nlist).
