@@ -118,18 +118,23 @@ def test_ties_straddling_the_cutoff_are_resolved_beyond_the_first_candidates():
         )
 
 
+def permuted_tie_group(d: int = 64, n: int = 120, n_tied: int = 40, seed: int = 10):
+    """A constant query and a gallery where ``tied`` rows are permutations of one positive vector (exact ties
+    in float64, rounded differently in float32) and the other rows point away; returns (q, g, tied)."""
+    rng = np.random.default_rng(seed)
+    base = np.abs(rng.normal(size=d)).astype(np.float32) + 0.1
+    g = -np.abs(rng.normal(size=(n, d))).astype(np.float32)
+    tied = np.sort(rng.choice(n, size=n_tied, replace=False))
+    for t in tied:
+        g[t] = rng.permutation(base)
+    return np.ones((1, d), dtype=np.float32), g, tied
+
+
 def test_exact_ties_that_float32_search_misorders_are_found_by_widening():
     # Permutations of one vector have equal exact scores against a constant query (float64 sums of these
     # float32 values are exact), but float32 sums in a different order round differently, so FAISS alone
     # ranks the tie group arbitrarily (here it returns rows 53, 46, 43, 30, 13 instead of 2, 13, 14, 15, 17).
-    rng = np.random.default_rng(10)
-    d = 64
-    base = np.abs(rng.normal(size=d)).astype(np.float32) + 0.1
-    g = -np.abs(rng.normal(size=(120, d))).astype(np.float32)
-    tied = np.sort(rng.choice(120, size=40, replace=False))
-    for t in tied:
-        g[t] = rng.permutation(base)
-    q = np.ones((1, d), dtype=np.float32)
+    q, g, tied = permuted_tie_group()
     ref_scores, ref_idx = ref_topk(q, g, 5, normalize=False)
     assert np.all(ref_scores == ref_scores[0, 0])  # an exact five-way tie
     np.testing.assert_array_equal(ref_idx, tied[None, :5])
@@ -304,15 +309,8 @@ def test_torch_backend_gives_the_reference_ranking_ties_included(torch_search_on
 
 
 def test_torch_backend_widens_exact_ties_that_float32_misorders(torch_search_on_cpu):
-    rng = np.random.default_rng(10)
-    d = 64
-    base = np.abs(rng.normal(size=d)).astype(np.float32) + 0.1
-    g = -np.abs(rng.normal(size=(120, d))).astype(np.float32)
-    tied = np.sort(rng.choice(120, size=40, replace=False))
-    for t in tied:
-        g[t] = rng.permutation(base)
-    q = np.ones((1, d), dtype=np.float32) * 1024.0
-    _, idx = search_topk(q, g * 1024.0, 5, normalize=False, device="cuda", candidates=5)
+    q, g, tied = permuted_tie_group()
+    _, idx = search_topk(q * 1024.0, g * 1024.0, 5, normalize=False, device="cuda", candidates=5)
     np.testing.assert_array_equal(idx, tied[None, :5])
 
 
