@@ -133,8 +133,8 @@ def measure(
     retrieval_engine: Annotated[str, typer.Option(
         "--retrieval-engine",
         help="auto (fused exact pass on CPU, exact search on a GPU), faiss (exact IndexFlatIP; on a GPU: FAISS GPU "
-             "or torch), blocked (fused exact), or hnsw / ivf (approximate FAISS indexes for very large sets; their agreement with exact search on "
-             "1,000 sampled queries is reported).")] = "auto",
+             "or torch), blocked (fused exact), or hnsw / ivf (approximate FAISS indexes for very large sets; their "
+             "agreement with exact search on 1,000 sampled queries is reported).")] = "auto",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report JSON here.")] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,

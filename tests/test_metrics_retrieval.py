@@ -327,3 +327,19 @@ def test_gpu_search_equals_the_reference_on_a_real_gpu():
     ref_scores, ref_idx = ref_topk(q, g, 25)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+
+
+def test_a_gpu_index_beyond_the_visible_ones_is_a_one_line_error(monkeypatch):
+    from gapdiag.metrics import retrieval
+
+    monkeypatch.setattr(retrieval, "_faiss_gpus", lambda: 0)
+    monkeypatch.setattr(retrieval, "_torch_gpus", lambda: 2)
+    assert retrieval._use_gpu("cuda:1") == ("torch", 1)
+    assert retrieval._use_gpu("auto") == ("torch", 0)
+    with pytest.raises(InputError, match=r"only 2 GPU\(s\) are visible; use cuda:0..cuda:1"):
+        retrieval._use_gpu("cuda:2")
+    monkeypatch.setattr(retrieval, "_faiss_gpus", lambda: 1)
+    assert retrieval._use_gpu("cuda:0") == ("faiss", 0)
+    assert retrieval._use_gpu("cuda:1") == ("torch", 1)  # FAISS does not see that one; torch does
+    with pytest.raises(InputError, match="'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        retrieval._use_gpu("cuda:x")

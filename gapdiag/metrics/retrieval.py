@@ -81,12 +81,14 @@ def _use_gpu(device: str) -> tuple[str | None, int]:
         if not suffix.isdigit():
             raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
         gpu_id = int(suffix)
+        visible = 0
         for backend, count in (("faiss", _faiss_gpus), ("torch", _torch_gpus)):
             n = count()
             if gpu_id < n:
                 return backend, gpu_id
-            if n:
-                raise InputError(f"device={device!r} but {backend} sees only {n} GPU(s)")
+            visible = max(visible, n)
+        if visible:
+            raise InputError(f"device={device!r} but only {visible} GPU(s) are visible; use cuda:0..cuda:{visible - 1}")
         raise InputError(f"device={device!r} but neither FAISS nor torch sees a GPU here; "
                          "use device='cpu' or 'auto'")
     raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
