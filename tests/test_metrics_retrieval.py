@@ -343,3 +343,36 @@ def test_a_gpu_index_beyond_the_visible_ones_is_a_one_line_error(monkeypatch):
     assert retrieval._use_gpu("cuda:1") == ("torch", 1)  # FAISS does not see that one; torch does
     with pytest.raises(InputError, match="'auto', 'cpu', 'cuda' or 'cuda:N'"):
         retrieval._use_gpu("cuda:x")
+
+
+def test_faiss_gpu_plumbing_with_a_stand_in_for_the_gpu_index(monkeypatch):
+    # No FAISS GPU build runs on these machines (it needs CUDA 12's cuBLAS); check gapdiag's side of the contract:
+    # the index is moved to the requested GPU, resources outlive it, selection is capped at 2048, results exact.
+    import faiss
+
+    from gapdiag.metrics import retrieval
+
+    moved = []
+
+    class Resources:
+        pass
+
+    def index_cpu_to_gpu(resources, gpu_id, index):
+        assert isinstance(resources, Resources)
+        moved.append((gpu_id, type(index).__name__))
+        return index
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", Resources, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", index_cpu_to_gpu, raising=False)
+    assert retrieval.search_backend("cuda:1") == "faiss-gpu" and retrieval.search_backend("auto", "hnsw") == "faiss-cpu"
+    rng = np.random.default_rng(14)
+    q, g = rng.normal(size=(20, 16)), rng.normal(size=(3000, 16))
+    g[2500:2600] = g[3]
+    q[0] = g[3]  # a 101-way exact tie: widening happens on the "GPU" path
+    _, idx = search_topk(q, g, 101, device="cuda:1", candidates=101)
+    np.testing.assert_array_equal(idx, ref_topk(q, g, 101)[1])
+    assert moved == [(1, "IndexFlatIP")]
+    searcher = retrieval._Searcher(retrieval.unit_rows(g, "g"), **{
+        **{k: search_topk.__kwdefaults__[k] for k in retrieval._SEARCHER_OPTIONS}, "device": "cuda"})
+    assert searcher.on_gpu and searcher.max_k == 2048  # FAISS GPU's selection limit
