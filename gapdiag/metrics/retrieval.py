@@ -101,11 +101,16 @@ def gpu_search_available(device: str) -> bool:
 
 def search_backend(device: str, index: str = "flat") -> str:
     """What runs :func:`search_topk` with ``device`` and ``index``: "faiss-gpu", "torch-cuda" or "faiss-cpu"."""
-    backend, _ = _use_gpu(device)
+    return _resolve_backend(device, index)[0]
+
+
+def _resolve_backend(device: str, index: str) -> tuple[str, int]:
+    """:func:`search_backend` and the GPU id it runs on."""
+    backend, gpu_id = _use_gpu(device)
     # HNSW has no FAISS GPU implementation, and torch serves flat search only: the rest runs on the CPU.
     if backend == "faiss" and index != "hnsw":
-        return "faiss-gpu"
-    return "torch-cuda" if backend == "torch" and index == "flat" else "faiss-cpu"
+        return "faiss-gpu", gpu_id
+    return ("torch-cuda", gpu_id) if backend == "torch" and index == "flat" else ("faiss-cpu", gpu_id)
 
 
 def search_device(model_device: str) -> str:
@@ -182,9 +187,11 @@ class _Searcher:
         self.kind = index
         self.ef_search = ef_search
         n, d = gallery.shape
-        self.backend = search_backend(device, index)
+        self.backend, gpu_id = _resolve_backend(device, index)
         self.on_gpu = self.backend == "faiss-gpu"
-        gpu_id = _use_gpu(device)[1]
+        if self.backend == "torch-cuda":
+            self.index = _TorchFlatIndex(gallery, _torch_device(gpu_id))
+            return
         if index == "flat":
             cpu_index = faiss.IndexFlatIP(d)
         elif index == "ivf":
@@ -199,9 +206,6 @@ class _Searcher:
         else:
             cpu_index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             cpu_index.hnsw.efConstruction = ef_construction
-        if self.backend == "torch-cuda":
-            self.index = _TorchFlatIndex(gallery, _torch_device(gpu_id))
-            return
         if self.on_gpu:
             self._resources = faiss.StandardGpuResources()  # must outlive the GPU index
             self.index = faiss.index_cpu_to_gpu(self._resources, gpu_id, cpu_index)
