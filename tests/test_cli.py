@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from cli_helpers import assert_one_line_error, gapdiag
 from conftest import TINY_ARCH, export_tiny
 from data_fixtures import digits_manifest, write_csv
 
@@ -19,13 +20,6 @@ from gapdiag.report import Report, split_metric_name
 
 ROOT = Path(__file__).parent.parent
 HEADER = ["image", "caption_1", "caption_2", "label", "class_name", "split"]
-
-
-def gapdiag(capsys, *args: object) -> tuple[int, str, str]:
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    code = run([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def command_paths() -> list[list[str]]:
@@ -154,17 +148,6 @@ def broken_manifest(tmp_path: Path, kind: str) -> Path:
         rows[4][1] = "   "
         write_csv(path, HEADER, rows)
     return path
-
-
-def assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
-    assert code == 2
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 @pytest.mark.parametrize(
