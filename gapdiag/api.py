@@ -208,9 +208,9 @@ def _provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device: str 
 
 
 def _device_name(device: str) -> str:
-    from gapdiag.models import resolve_device
+    from gapdiag import device as devices
 
-    return str(resolve_device(device))
+    return str(devices.resolve(device))
 
 
 def _status_printer(enabled: bool, bar: Any = None) -> Any:

@@ -122,24 +122,10 @@ class LoadedModel:
 
 
 def resolve_device(device: str = "auto") -> Any:
-    """``auto`` -> cuda > mps > cpu; an explicit device that is not available -> ModelError."""
-    import torch
+    """``auto`` -> cuda > mps > cpu as a ``torch.device`` (see :func:`gapdiag.device.resolve`)."""
+    from gapdiag import device as devices
 
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ModelError(f"unknown device {device!r}", hint="use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError("--device cuda requested but no CUDA GPU is available", hint="use --device cpu or auto")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ModelError("--device mps requested but MPS is not available", hint="use --device cpu or auto")
-    return dev
+    return devices.resolve(device).torch()
 
 
 def check_precision(precision: str, device: Any) -> str:
