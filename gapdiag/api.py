@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gapdiag import derived
 from gapdiag.data.base import PairedDataset
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
@@ -86,15 +87,27 @@ def embed(
     Returns:
         The raw vectors with their alignment, labels and provenance (memory-mapped from the cache).
     """
+    from gapdiag.settings import Settings, use
+
+    cached = _cache_entry(data)
+    if cached is not None:
+        return cached
+    settings = Settings.build(cache_dir, device=device, precision=precision, quiet=not progress)
+    with use(settings):
+        return _embed(data, model, settings, pretrained=pretrained, split=split, batch_size=batch_size,
+                      workers=workers, dtype=dtype, skip_bad=skip_bad, chunk_size=chunk_size, **reader_options)
+
+
+def _embed(data: str | Path | PairedDataset | None, model: str | Path | None, settings: Any, *,
+           pretrained: str | None, split: str | None, batch_size: int, workers: int, dtype: str, skip_bad: bool,
+           chunk_size: int | None, **reader_options: Any) -> EmbeddingSet:
+    """:func:`embed` under ``settings`` (whose cache root every memo uses)."""
     from gapdiag.cache import EmbeddingCache
     from gapdiag.data.ops import skip_unreadable
     from gapdiag.distributed import context_from_env
     from gapdiag.encode import DEFAULT_CHUNK_SIZE, embed_dataset, embedding_set_from_precomputed
     from gapdiag.models import resolve_model
 
-    cached = _cache_entry(data)
-    if cached is not None:
-        return cached
     dataset = load_data(data, split=split, skip_bad=skip_bad, **reader_options)
     if all(m.kind == "embedding" for m in dataset.modalities.values()):
         return embedding_set_from_precomputed(dataset)
@@ -103,12 +116,13 @@ def embed(
     if skip_bad:
         dataset, unreadable = skip_unreadable(dataset)
         skipped += unreadable
-    spec = resolve_model(model if model is not None else bundled_checkpoint(), pretrained)
-    cache = EmbeddingCache(cache_dir)
-    es = embed_dataset(dataset, spec, cache=cache, device=device, precision=precision,
-                       batch_size=batch_size, workers=workers, dtype=dtype, progress=progress,
+    spec = resolve_model(model if model is not None else bundled_checkpoint(), pretrained,
+                         cache_root=settings.cache_root)
+    cache = EmbeddingCache(settings.cache_root)
+    es = embed_dataset(dataset, spec, cache=cache, device=settings.device, precision=settings.precision,
+                       batch_size=batch_size, workers=workers, dtype=dtype, progress=not settings.quiet,
                        extra_meta={"skipped": skipped}, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                       dist=context_from_env(device))
+                       dist=context_from_env(settings.device))
     es.provenance["path"] = str(cache.path(es.provenance["key"]))
     return es
 
@@ -154,14 +168,20 @@ def measure(
     Returns:
         A :class:`~gapdiag.report.Report` with values, provenance and extras (gap vectors, spectra).
     """
-    from gapdiag.metrics import compute_all
-
     if sample is not None and sample < 1:
         raise InputError(f"--sample must be a positive number of samples (got {sample})")
+    es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
+    memo = _measure_memo(es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap,
+                         retrieval_engine=retrieval_engine, block_size=block_size,
+                         device=_device_name(embed_options.get("device", "auto")))
+    reused = derived.load_report(memo)
+    if reused is not None:
+        return reused
+    # Imported only now: the metrics pull in FAISS (and scikit-learn when they cluster).
+    from gapdiag.metrics import compute_all
     from gapdiag.metrics.retrieval import search_device
     from gapdiag.progress import progress_bar
 
-    es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
     search_on = search_device(embed_options.get("device", "auto"))
     with progress_bar(progress, unit="tiles") as bar:
         status = _status_printer(progress, bar)
@@ -184,8 +204,28 @@ def measure(
         intervals = bootstrap_intervals(es, metrics, n=bootstrap, seed=seed, sample=sample, block_size=block_size,
                                         retrieval_engine=retrieval_engine,
                                         device=search_on)
-    return Report(metrics=values, provenance=_provenance(es, sample=sample, seed=seed, **embed_options),
-                  intervals=intervals, extras=extras)
+    report = Report(metrics=values, provenance=_provenance(es, sample=sample, seed=seed, **embed_options),
+                    intervals=intervals, extras=extras)
+    derived.save_report(memo, report)
+    return report
+
+
+def _measure_memo(es: EmbeddingSet, **parts: Any) -> Path | None:
+    """Where the report of these vectors with these settings is memoised (see :mod:`gapdiag.derived`).
+
+    The vectors are named by their cache key; the settings are everything :func:`measure` passes to the
+    metrics, the device included (GPU search agrees with the CPU only to ~1e-3), plus a stamp of the code that
+    computes them, so a new or edited metric is never answered from an old report.
+    """
+    from gapdiag.report import METRIC_DEFINITIONS_VERSION
+
+    metrics = parts.pop("metrics")
+    return derived.memo_path(es, "measure", {
+        **parts,
+        "metrics": list(metrics) if metrics is not None else None,
+        "definitions": METRIC_DEFINITIONS_VERSION,
+        "code": derived.code_stamp("metrics", "bootstrap.py", "api.py", "report.py", "embeddings.py"),
+    }, ".json")
 
 
 def _provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device: str = "auto", **_: Any) -> dict[str, Any]:

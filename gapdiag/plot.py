@@ -208,6 +208,44 @@ def map_coordinates(
     return np.asarray(reducer.fit_transform(unique), dtype=np.float64)[inverse]
 
 
+def _memoised_map(
+    es: EmbeddingSet, z: NDArray[np.float64], *, method: str, seed: int, status: StatusCallback | None
+) -> NDArray[np.float64]:
+    """:func:`map_coordinates`, read back from the cache when these very points were mapped before.
+
+    UMAP is seeded (one thread), so its embedding is a function of the points, the method, its parameters and
+    the umap version: kept under the vectors' cache entry (:mod:`gapdiag.derived`), a second ``plot`` or
+    ``report`` skips the fit (and numba's compilation).
+    """
+    import hashlib
+
+    from gapdiag import derived
+
+    parts = {
+        "points": hashlib.blake2b(np.ascontiguousarray(z).tobytes(), digest_size=20).hexdigest(),
+        "shape": list(z.shape),
+        "method": method,
+        "seed": seed,
+        "umap": _package_version("umap-learn") if method == "umap" else None,
+        "code": derived.code_stamp("plot.py"),
+    }
+    path = derived.memo_path(es, "map", parts, ".npy")
+    xy = derived.load_array(path)
+    if xy is None or xy.shape != (z.shape[0], 2):
+        xy = map_coordinates(z, method=method, seed=seed, status=status)
+        derived.save_array(path, xy)
+    return xy
+
+
+def _package_version(name: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def plot_map(
     es: EmbeddingSet,
     *,
@@ -249,7 +287,7 @@ def plot_map(
     chosen = select_samples(es.n_samples, max_pairs, seed)
     keep = {m: np.flatnonzero(np.isin(es.sample_index[m], chosen)) for m in names}
     blocks = [unit_rows(es.vectors[m], m, rows=keep[m]) for m in names]
-    xy = map_coordinates(np.vstack(blocks).astype(np.float64), method=method, seed=seed, status=status)
+    xy = _memoised_map(es, np.vstack(blocks).astype(np.float64), method=method, seed=seed, status=status)
     starts = np.cumsum([0] + [len(k) for k in keep.values()])
     coords = {m: xy[starts[i] : starts[i + 1]] for i, m in enumerate(names)}
     samples = {m: np.asarray(es.sample_index[m], dtype=np.int64)[keep[m]] for m in names}

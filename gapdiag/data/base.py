@@ -143,9 +143,10 @@ def _file_digest(path: Path) -> str:
 
 def _fingerprint_memo(stat_key: str) -> Path | None:
     try:
-        from gapdiag.cache import default_cache_dir
+        from gapdiag.settings import current
 
-        return default_cache_dir() / "fingerprints" / f"{stat_key[:32]}.txt"
+        # The cache root of the API call in progress (--cache-dir), never re-read from the environment here.
+        return current().cache_root / "fingerprints" / f"{stat_key[:32]}.txt"
     except Exception:  # noqa: BLE001 - no usable cache dir: fingerprint without a memo
         return None
 
