@@ -104,3 +104,12 @@ def test_the_2d_map_is_read_back_for_the_same_points(manifest, monkeypatch):
     np.testing.assert_array_equal(points[0], points[1])
     with pytest.raises(pytest.fail.Exception):
         plot.plot_map(es, method="pca", seed=3)  # another subsample: another map
+
+
+def test_version_and_help_import_no_heavy_library():
+    heavy = ("torch", "sklearn", "faiss", "open_clip", "matplotlib", "umap", "scipy")
+    for flag in ("--version", "--help"):
+        code = ("import sys; from gapdiag.cli import run; run([%r]); "
+                "print('IMPORTED', [m for m in %r if m in sys.modules])" % (flag, heavy))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+        assert out.splitlines()[-1] == "IMPORTED []", (flag, out[-300:])
