@@ -389,7 +389,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except GapdiagError as e:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {e.one_line()}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # escape: a message may hold brackets (`gapdiag[hf]`, `[check]`) that rich would take for markup
+        err_console.print(f"[bold red]error:[/] {escape(e.one_line())}", highlight=False, soft_wrap=True)
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
