@@ -258,11 +258,17 @@ def train(
     precision: PrecisionOpt = "fp32",
     workers: WorkersOpt = 0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Epochs between checkpoints.")] = 1,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Delete the previous run's checkpoints, log and model in --out and start afresh.")] = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train or fine-tune an open_clip model with InfoNCE or a gap-closing loss; logs gap, Cos_TP and R@1 per
-    epoch to metrics.jsonl, checkpoints periodically and resumes after an interruption."""
+    epoch to metrics.jsonl, checkpoints periodically and resumes after an interruption.
+
+    A folder that holds checkpoints is resumed only when every setting that changes the result (model, data,
+    loss, epochs, batch size, lr, temperature, seed, precision) is the same; otherwise it stops and names the
+    settings that differ. `--restart` or a new `--out` starts afresh."""
     from gapdiag import api
     from gapdiag.train import train as run_training
 
@@ -272,7 +278,7 @@ def train(
     result = run_training(train_data, model, out_dir=out, pretrained=pretrained, loss=loss, loss_weights=weights,
                           eval_data=eval_data, epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature,
                           seed=seed, device=device, precision=precision, workers=workers,
-                          checkpoint_every=checkpoint_every, progress=not (quiet or json_out))
+                          checkpoint_every=checkpoint_every, progress=not (quiet or json_out), restart=restart)
     summary = {"out": str(result.out_dir), "model": str(result.model_path), "resumed_from_epoch": result.resumed_from,
                "epochs": result.epochs}
     if json_out:
