@@ -107,10 +107,20 @@ def embed(
     console.print(f"[bold]{summary['model']}[/] on [bold]{summary['dataset']}[/]: "
                   + ", ".join(f"{n} {name}" for name, n in summary["counts"].items())
                   + f", d={summary['dim']}, {summary['dtype']}")
-    for line in summary["skipped"]:
-        err_console.print(f"[yellow]skipped:[/] {line}", highlight=False, soft_wrap=True)  # one line per skip
+    _print_skipped(summary["skipped"])
     if summary["key"]:
         console.print(f"cache entry {summary['key']}" + (f" in {summary['path']}" if summary["path"] else ""))
+
+
+def _print_skipped(rows: list[str], metrics: dict[str, str] | None = None) -> None:
+    """One stderr line per dropped row (``--skip-bad``) and per metric that did not apply, with its reason."""
+    from rich.markup import escape
+
+    for line in rows:
+        err_console.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    for name, reason in (metrics or {}).items():
+        err_console.print(f"[yellow]skipped metric:[/] {escape(name)}: {escape(reason)}", highlight=False,
+                          soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------------ measure
@@ -154,6 +164,8 @@ def measure(
         **embedding.api_kwargs(quiet=quiet or json_out))
     if out is not None:
         report.save(out)
+    # On stderr, also with --json (whose `skipped` map and provenance.skipped hold the same): never silent.
+    _print_skipped(list(report.provenance.get("skipped") or []), report.skipped)
     if json_out:
         print_json(report.to_dict(include_extras=False))
         return

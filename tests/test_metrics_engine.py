@@ -396,3 +396,49 @@ def test_a_base_name_partly_produced_keeps_its_values_and_the_reason_for_the_res
     values, extras = compute_all(_es(6, 2), ["recall_at_10"])  # 6 images: K=10 only fits the 12 texts
     assert set(values) == {"recall_at_10/image_to_text"}
     assert "exceeds the gallery" in extras["skipped"]["recall_at_10/text_to_image"]
+
+
+# ---------------------------------------------------------------------------------------------- the measure command
+
+
+def _one_class_manifest(root: Path) -> Path:
+    from data_fixtures import digits_manifest, write_csv
+
+    path, rows = digits_manifest(root, n=6)
+    header = ["image", "caption_1", "caption_2", "label", "class_name", "split"]
+    return write_csv(path, header, [[*row[:3], 0, "zero", row[5]] for row in rows])  # one class for every row
+
+
+def test_measure_on_one_class_skips_class_v_measure_and_says_so(capsys, tiny_checkpoint, tmp_path):
+    import json
+
+    from cli_helpers import assert_one_line_error, gapdiag
+
+    path = _one_class_manifest(tmp_path / "one-class")
+    code, out, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", path, "--json", "-q")
+    assert code == 0, err
+    report = json.loads(out)
+    assert "v_measure_class/joint" not in report["metrics"] and "modality_gap/image-text" in report["metrics"]
+    reason = "needs at least 2 classes (the data has 1)"
+    assert report["skipped"]["v_measure_class/joint"] == reason
+    assert f"skipped metric: v_measure_class/joint: {reason}" in err.splitlines()
+
+    code, out, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", path, "--metrics", "v_measure_class",
+                             "-q")
+    assert_one_line_error(code, out, err, "v_measure_class", reason)
+
+
+def test_measure_names_the_rows_skip_bad_dropped_on_stderr(capsys, tiny_checkpoint, tmp_path):
+    import json
+
+    from cli_helpers import gapdiag
+    from data_fixtures import digits_manifest
+
+    path, _ = digits_manifest(tmp_path / "broken", n=6)
+    (path.parent / "images" / "digit_2.png").unlink()
+    code, out, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", path, "--skip-bad", "--json",
+                             "--metrics", "modality_gap")
+    assert code == 0, err
+    skipped = json.loads(out)["provenance"]["skipped"]
+    assert len(skipped) == 1 and "digit_2.png" in skipped[0]
+    assert [line for line in err.splitlines() if line.startswith("skipped:")] == [f"skipped: {skipped[0]}"]
