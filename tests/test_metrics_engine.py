@@ -421,6 +421,7 @@ def test_measure_on_one_class_skips_class_v_measure_and_says_so(capsys, tiny_che
     assert "v_measure_class/joint" not in report["metrics"] and "modality_gap/image-text" in report["metrics"]
     reason = "needs at least 2 classes (the data has 1)"
     assert report["skipped"]["v_measure_class/joint"] == reason
+    assert report["skipped"]["zero_shot_accuracy/image"] == reason  # one prompt class: every image is "right"
     assert f"skipped metric: v_measure_class/joint: {reason}" in err.splitlines()
 
     code, out, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", path, "--metrics", "v_measure_class",

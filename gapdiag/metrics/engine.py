@@ -281,6 +281,11 @@ def _zero_shot(
     if es.class_embeddings is None or es.labels is None:
         extras["skipped"][f"zero_shot_accuracy/{image}"] = "needs class_embeddings and labels"
         return
+    if len(es.class_embeddings) < 2:  # one class: every image is "right", 1.0 says nothing
+        extras["skipped"][f"zero_shot_accuracy/{image}"] = (
+            f"needs at least 2 classes (the data has {len(es.class_embeddings)})"
+        )
+        return
     from gapdiag.metrics.zeroshot import zero_shot_accuracy
 
     say(f"zero-shot accuracy: {image}")
