@@ -410,7 +410,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}", hint="fix the syntax at that line") from None
     except UnicodeDecodeError as e:  # TOML is UTF-8; a binary or Latin-1 file is not a config
-        raise ConfigError(f"{path}: invalid TOML: not UTF-8 text (byte {e.start})", hint="save it as UTF-8") from None
+        raise ConfigError(
+            f"{path}: invalid TOML: not UTF-8 text (byte {e.start})", hint="save it as UTF-8"
+        ) from None
     except OSError as e:
         raise ConfigError(
             f"{path}: cannot read config ({e.strerror})", hint="check the path and permissions"
@@ -624,7 +626,7 @@ def check_reports(
 def refuse_uncomputed_gates(
     current: Report, baseline: Report, rules: RuleSet, registry: Mapping[str, Any]
 ) -> None:
-    """A gated metric that the current measurement could not compute is an input error, never a pass or a fail.
+    """A gated metric that the current measurement could not compute is an input error, neither pass nor fail.
 
     Gated: a rule applies to it and either the baseline has a value or the config names it. Its absence says
     nothing about the model (the data lacks class labels, K exceeds the gallery), so the gate cannot decide:

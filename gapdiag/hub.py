@@ -23,7 +23,7 @@ HUB_LOGGERS = ("huggingface_hub", "huggingface_hub.utils._http", "urllib3", "htt
 
 @dataclass
 class Hub:
-    """What the probe found: the endpoint, and why it is unreachable (None = reachable, offline or not probed)."""
+    """What the probe found: the endpoint and why it is unreachable (None: reachable, offline or not probed)."""
 
     endpoint: str
     unreachable: str | None = None
@@ -49,8 +49,8 @@ def probe(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
 def hub_access(needs_hub: bool) -> Iterator[Hub]:
     """Run a model build with the hub probed once (when ``needs_hub``) and its libraries' warnings captured.
 
-    When the probe gets no answer, ``huggingface_hub.constants.HF_HUB_OFFLINE`` is set until the block ends: the
-    local hub cache still serves what it holds and everything else fails without retrying.
+    When the probe gets no answer, ``huggingface_hub.constants.HF_HUB_OFFLINE`` is set until the block ends:
+    the local hub cache still serves what it holds and everything else fails without retrying.
     """
     from huggingface_hub import constants
 
@@ -80,5 +80,5 @@ def offline_hint(model: str, pretrained: str | None) -> str:
         tag = f", pretrained='{pretrained}'" if pretrained else ""
         fetch = f"python -c \"import open_clip; open_clip.create_model('{model}'{tag})\""
     home = os.environ.get("HF_HOME", "~/.cache/huggingface")
-    return (f"no network? pre-download where there is one (`{fetch}`), copy {home} here and set HF_HUB_OFFLINE=1; "
-            "or pass a local checkpoint file")
+    return (f"no network? pre-download where there is one (`{fetch}`), copy {home} here and set "
+            "HF_HUB_OFFLINE=1; or pass a local checkpoint file")

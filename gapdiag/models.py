@@ -345,8 +345,8 @@ class _quiet_open_clip:
 def _needs_hub(spec: ModelSpec) -> bool:
     """Whether building ``spec`` may download: a hub model, a pretrained tag, or a tokenizer kept on the hub."""
     text_cfg = (spec.model_cfg or {}).get("text_cfg") or {}
-    return spec.architecture.startswith("hf-hub:") or bool(spec.pretrained) or bool(text_cfg.get("hf_tokenizer_name")) \
-        or "siglip" in spec.architecture.lower()
+    return (spec.architecture.startswith("hf-hub:") or bool(spec.pretrained)
+            or bool(text_cfg.get("hf_tokenizer_name")) or "siglip" in spec.architecture.lower())
 
 
 #: Optional packages some open_clip models need, and the gapdiag extra that installs them.
@@ -367,7 +367,7 @@ def _tokenizer(spec: ModelSpec, hub: Hub) -> Callable[[list[str]], Any]:
         raise ModelError(f"model {spec.display_name or spec.architecture!r} needs the Python package {package!r} "
                          f"for its tokenizer, which is not installed", hint=f"install it: {install}") from None
     except Exception as e:  # noqa: BLE001 - a tokenizer kept on the hub that cannot be fetched
-        raise _load_error(spec, e, hub) from None
+        raise _load_error(spec, e, hub, what="the tokenizer") from None
 
 
 def _load_checkpoint(model: Any, path: Path) -> None:
@@ -393,15 +393,16 @@ def _load_checkpoint(model: Any, path: Path) -> None:
         factory.load_checkpoint(model, str(path), strict=True, weights_only=True)
 
 
-def _load_error(spec: ModelSpec, e: Exception, hub: Hub | None = None) -> ModelError:
+def _load_error(spec: ModelSpec, e: Exception, hub: Hub | None = None, *, what: str = "weights") -> ModelError:
     # huggingface_hub appends a paragraph ("Last error: An error happened while trying to locate ...") that
     # says nothing the hint does not; keep the line that names the file and the repository.
     text = f"{type(e).__name__}: {e}".splitlines()[0].split(" Last error:")[0][:300]
     offline_markers = ("Failed to download", "HF Hub", "Connection", "resolve", "offline", "Max retries", "urlopen")
     if any(m.lower() in text.lower() for m in offline_markers) or spec.architecture.startswith("hf-hub:"):
-        what = spec.pretrained or spec.architecture
+        name = spec.pretrained or spec.architecture
         where = f"; {hub.endpoint} is unreachable: {hub.unreachable}" if hub and hub.unreachable else ""
-        return ModelError(f"could not download weights for {what!r} ({text}{where})", hint=offline_hint(spec.architecture, spec.pretrained))
+        return ModelError(f"could not download {what} for {name!r} ({text}{where})",
+                          hint=offline_hint(spec.architecture, spec.pretrained))
     return ModelError(f"could not build model {spec.display_name or spec.architecture!r}: {text}",
                       hint="check --model/--pretrained")
 

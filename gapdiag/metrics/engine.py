@@ -185,7 +185,8 @@ def _require_requested(
             reasons.append(f"{name}: {skipped[name]}")
         else:
             raise InputError(
-                f"metric(s) {name} not produced for modalities {names}; available: {', '.join(sorted(values))}"
+                f"metric(s) {name} not produced for modalities {names}; "
+                f"available: {', '.join(sorted(values))}"
             )
     for base in sorted(bare - produced_bases):
         why = sorted({reason for full, reason in skipped.items() if full.split("/")[0] == base})
@@ -471,7 +472,8 @@ def _clustering(
             extras["skipped"]["v_measure_class/joint"] = "needs class labels"
         elif n_classes < 2:
             # one class: V-Measure is 1.0 by definition and says nothing about the embedding space
-            extras["skipped"]["v_measure_class/joint"] = f"needs at least 2 classes (the data has {n_classes})"
+            reason = f"needs at least 2 classes (the data has {n_classes})"
+            extras["skipped"]["v_measure_class/joint"] = reason
         else:
             from gapdiag.metrics.clustering import v_measure_class
 
