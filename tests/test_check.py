@@ -747,3 +747,14 @@ def test_every_unusable_config_is_one_line_exit_2(cli_env, tmp_path, capsys, con
     (tmp_path / "gapdiag.toml").write_bytes(b"\xff\xfe")  # a discovered config too
     code, out, err = run(["check", "--baseline", cur, "--report", cur]), *capsys.readouterr()
     assert_one_line_error(code, out, err, "gapdiag.toml", "not UTF-8")
+
+
+def test_cli_gated_metric_skipped_in_the_current_report_exits_2_not_0_or_1(cli_env, capsys):
+    from cli_helpers import assert_one_line_error
+
+    base = cli_env("base.json", make_report(BASE))
+    current = _with_skipped({k: v for k, v in BASE.items() if k != "modality_gap/image-text"},
+                            {"modality_gap/image-text": "needs two modalities"})
+    cur = cli_env("cur.json", current)
+    code = run(["check", "--baseline", base, "--report", cur])
+    assert_one_line_error(code, *capsys.readouterr(), "modality_gap/image-text", "needs two modalities")
