@@ -254,6 +254,9 @@ def load_rules(
         path, table, prefix = found
     else:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not a config file",
+                              hint=f"pass the {CONFIG_FILE} or pyproject.toml inside it")
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found", hint="check the --config path")
         data = _read_toml(path)
@@ -406,6 +409,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}", hint="fix the syntax at that line") from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8; a binary or Latin-1 file is not a config
+        raise ConfigError(
+            f"{path}: invalid TOML: not UTF-8 text (byte {e.start})", hint="save it as UTF-8"
+        ) from None
     except OSError as e:
         raise ConfigError(
             f"{path}: cannot read config ({e.strerror})", hint="check the path and permissions"
@@ -585,6 +592,7 @@ def check_reports(
     """
     registry = metric_registry() if registry is None else registry
     warnings = guard_provenance(baseline, current, force=force)
+    refuse_uncomputed_gates(current, baseline, rules, registry)
     names = list(dict.fromkeys([*baseline.metrics, *current.metrics]))
     outcomes = []
     for name in names:
@@ -613,6 +621,32 @@ def check_reports(
                 )
             )
     return CheckResult(outcomes, warnings, rules.source)
+
+
+def refuse_uncomputed_gates(
+    current: Report, baseline: Report, rules: RuleSet, registry: Mapping[str, Any]
+) -> None:
+    """A gated metric that the current measurement could not compute is an input error, neither pass nor fail.
+
+    Gated: a rule applies to it and either the baseline has a value or the config names it. Its absence says
+    nothing about the model (the data lacks class labels, K exceeds the gallery), so the gate cannot decide:
+    exit 2 with the reason, rather than 0 ("holds") or 1 ("regression").
+
+    Raises:
+        InputError: Naming each such metric and why it could not be computed.
+    """
+    gated = []
+    for name, reason in current.skipped.items():
+        if name in current.metrics or rules.resolve(name, registry)[0] is None:
+            continue
+        named = name in rules.rules or split_metric_name(name)[0] in rules.rules
+        if named or math.isfinite(baseline.metrics.get(name, math.nan)):
+            gated.append(f"{name} ({reason})")
+    if gated:
+        raise InputError(
+            f"gated metric(s) could not be computed for the current report: {'; '.join(gated)}",
+            hint="measure on data where they apply, or list them in the [check] ignore list",
+        )
 
 
 def evaluate_rule(

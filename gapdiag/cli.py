@@ -107,10 +107,20 @@ def embed(
     console.print(f"[bold]{summary['model']}[/] on [bold]{summary['dataset']}[/]: "
                   + ", ".join(f"{n} {name}" for name, n in summary["counts"].items())
                   + f", d={summary['dim']}, {summary['dtype']}")
-    for line in summary["skipped"]:
-        err_console.print(f"[yellow]skipped:[/] {line}", highlight=False, soft_wrap=True)  # one line per skip
+    _print_skipped(summary["skipped"])
     if summary["key"]:
         console.print(f"cache entry {summary['key']}" + (f" in {summary['path']}" if summary["path"] else ""))
+
+
+def _print_skipped(rows: list[str], metrics: dict[str, str] | None = None) -> None:
+    """One stderr line per dropped row (``--skip-bad``) and per metric that did not apply, with its reason."""
+    from rich.markup import escape
+
+    for line in rows:
+        err_console.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    for name, reason in (metrics or {}).items():
+        err_console.print(f"[yellow]skipped metric:[/] {escape(name)}: {escape(reason)}", highlight=False,
+                          soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------------ measure
@@ -154,6 +164,8 @@ def measure(
         **embedding.api_kwargs(quiet=quiet or json_out))
     if out is not None:
         report.save(out)
+    # On stderr, also with --json (whose `skipped` map and provenance.skipped hold the same): never silent.
+    _print_skipped(list(report.provenance.get("skipped") or []), report.skipped)
     if json_out:
         print_json(report.to_dict(include_extras=False))
         return
@@ -258,11 +270,17 @@ def train(
     precision: PrecisionOpt = "fp32",
     workers: WorkersOpt = 0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Epochs between checkpoints.")] = 1,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Delete the previous run's checkpoints, log and model in --out and start afresh.")] = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train or fine-tune an open_clip model with InfoNCE or a gap-closing loss; logs gap, Cos_TP and R@1 per
-    epoch to metrics.jsonl, checkpoints periodically and resumes after an interruption."""
+    epoch to metrics.jsonl, checkpoints periodically and resumes after an interruption.
+
+    A folder that holds checkpoints is resumed only when every setting that changes the result (model, data,
+    loss, epochs, batch size, lr, temperature, seed, precision) is the same; otherwise it stops and names the
+    settings that differ. `--restart` or a new `--out` starts afresh."""
     from gapdiag import api
     from gapdiag.train import train as run_training
 
@@ -272,7 +290,7 @@ def train(
     result = run_training(train_data, model, out_dir=out, pretrained=pretrained, loss=loss, loss_weights=weights,
                           eval_data=eval_data, epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature,
                           seed=seed, device=device, precision=precision, workers=workers,
-                          checkpoint_every=checkpoint_every, progress=not (quiet or json_out))
+                          checkpoint_every=checkpoint_every, progress=not (quiet or json_out), restart=restart)
     summary = {"out": str(result.out_dir), "model": str(result.model_path), "resumed_from_epoch": result.resumed_from,
                "epochs": result.epochs}
     if json_out:
@@ -389,7 +407,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except GapdiagError as e:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {e.one_line()}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # escape: a message may hold brackets (`gapdiag[hf]`, `[check]`) that rich would take for markup
+        err_console.print(f"[bold red]error:[/] {escape(e.one_line())}", highlight=False, soft_wrap=True)
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code

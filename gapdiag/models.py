@@ -31,6 +31,7 @@ from typing import Any
 
 from gapdiag import model_index
 from gapdiag.errors import ModelError
+from gapdiag.hub import Hub, hub_access, offline_hint
 
 CONFIG_DIR = model_index.BUNDLED_CONFIG_DIR
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -308,21 +309,28 @@ def build_model(spec: ModelSpec, *, device: str = "auto", precision: str = "fp32
     check_precision(precision, dev)
     pre = spec.preprocess_cfg or {}
     transforms_kwargs = {"image_" + k: pre[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pre}
-    try:
-        with warnings.catch_warnings(), _quiet_open_clip(), torch.random.fork_rng(devices=[]):
-            warnings.simplefilter("ignore")
-            torch.manual_seed(init_seed)
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                spec.architecture, pretrained=spec.pretrained, device="cpu", weights_only=True, **transforms_kwargs)
-    except Exception as e:  # noqa: BLE001 - turned into one line below
-        raise _load_error(spec, e) from None
+    with hub_access(_needs_hub(spec)) as hub:
+        # The tokenizer first: it is cheap, and a missing optional package (transformers) or tokenizer download
+        # then fails before minutes of building and downloading weights. An hf-hub model's tokenizer is named
+        # in the config that comes with the weights, so it can only follow them.
+        tokenizer = None if spec.architecture.startswith("hf-hub:") else _tokenizer(spec, hub)
+        try:
+            with warnings.catch_warnings(), _quiet_open_clip(), torch.random.fork_rng(devices=[]):
+                warnings.simplefilter("ignore")
+                torch.manual_seed(init_seed)
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    spec.architecture, pretrained=spec.pretrained, device="cpu", weights_only=True,
+                    **transforms_kwargs)
+        except Exception as e:  # noqa: BLE001 - turned into one line below
+            raise _load_error(spec, e, hub) from None
+        if tokenizer is None:
+            tokenizer = _tokenizer(spec, hub)
     if spec.checkpoint is not None:
         try:
-            open_clip.load_checkpoint(model, str(spec.checkpoint), strict=True, weights_only=True)
+            _load_checkpoint(model, spec.checkpoint)
         except Exception as e:  # noqa: BLE001
             raise _checkpoint_error(spec, e) from None
     model = model.to(dev).eval()
-    tokenizer = open_clip.get_tokenizer(spec.architecture)
     return LoadedModel(model=model, preprocess=preprocess, tokenizer=tokenizer, spec=spec, device=dev,
                        precision=precision)
 
@@ -339,15 +347,67 @@ class _quiet_open_clip:
         logging.getLogger().setLevel(self._level)
 
 
-def _load_error(spec: ModelSpec, e: Exception) -> ModelError:
+def _needs_hub(spec: ModelSpec) -> bool:
+    """Whether building ``spec`` may download: a hub model, a pretrained tag, or a tokenizer kept on the hub."""
+    text_cfg = (spec.model_cfg or {}).get("text_cfg") or {}
+    return (spec.architecture.startswith("hf-hub:") or bool(spec.pretrained)
+            or bool(text_cfg.get("hf_tokenizer_name")) or "siglip" in spec.architecture.lower())
+
+
+#: Optional packages some open_clip models need, and the gapdiag extra that installs them.
+OPTIONAL_PACKAGES = {"transformers": "hf", "sentencepiece": "hf", "tokenizers": "hf"}
+
+
+def _tokenizer(spec: ModelSpec, hub: Hub) -> Callable[[list[str]], Any]:
+    """open_clip's tokenizer for ``spec``, or one line naming the package or download it is missing."""
+    import open_clip
+
+    try:
+        with _quiet_open_clip():
+            return open_clip.get_tokenizer(spec.architecture)
+    except ImportError as e:
+        package = (getattr(e, "name", None) or str(e)).split(".")[0]
+        install = f"pip install 'gapdiag[{OPTIONAL_PACKAGES[package]}]'" if package in OPTIONAL_PACKAGES \
+            else f"pip install {package}"
+        raise ModelError(f"model {spec.display_name or spec.architecture!r} needs the Python package {package!r} "
+                         f"for its tokenizer, which is not installed", hint=f"install it: {install}") from None
+    except Exception as e:  # noqa: BLE001 - a tokenizer kept on the hub that cannot be fetched
+        raise _load_error(spec, e, hub, what="the tokenizer") from None
+
+
+def _load_checkpoint(model: Any, path: Path) -> None:
+    """``open_clip.load_checkpoint`` with half-precision tensors read as float32.
+
+    open_clip resizes position embeddings that do not fit the model (another image size or context length)
+    with ``F.interpolate``, which has no float16 kernel on the CPU ("not implemented for 'Half'"); the model is
+    float32 anyway, so upcasting first gives the same weights a float32 checkpoint would.
+    """
+    from unittest import mock
+
+    import torch
+    from open_clip import factory
+
+    read = factory.load_state_dict
+
+    def read_as_float32(checkpoint_path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        state = read(checkpoint_path, *args, **kwargs)
+        return {k: v.float() if torch.is_tensor(v) and v.dtype in (torch.float16, torch.bfloat16) else v
+                for k, v in state.items()}
+
+    with mock.patch.object(factory, "load_state_dict", read_as_float32):
+        factory.load_checkpoint(model, str(path), strict=True, weights_only=True)
+
+
+def _load_error(spec: ModelSpec, e: Exception, hub: Hub | None = None, *, what: str = "weights") -> ModelError:
     # huggingface_hub appends a paragraph ("Last error: An error happened while trying to locate ...") that
     # says nothing the hint does not; keep the line that names the file and the repository.
     text = f"{type(e).__name__}: {e}".splitlines()[0].split(" Last error:")[0][:300]
     offline_markers = ("Failed to download", "HF Hub", "Connection", "resolve", "offline", "Max retries", "urlopen")
     if any(m.lower() in text.lower() for m in offline_markers) or spec.architecture.startswith("hf-hub:"):
-        what = spec.pretrained or spec.architecture
-        return ModelError(f"could not download weights for {what!r} ({text})",
-                          hint="no network? download once where there is one, or pass a local checkpoint file")
+        name = spec.pretrained or spec.architecture
+        where = f"; {hub.endpoint} is unreachable: {hub.unreachable}" if hub and hub.unreachable else ""
+        return ModelError(f"could not download {what} for {name!r} ({text}{where})",
+                          hint=offline_hint(spec.architecture, spec.pretrained))
     return ModelError(f"could not build model {spec.display_name or spec.architecture!r}: {text}",
                       hint="check --model/--pretrained")
 

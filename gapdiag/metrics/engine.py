@@ -164,15 +164,38 @@ def compute_all(
     for b, definition in VARIANTS.items():
         if b in bases or (b == "recall_at_k" and bases & set(_RECALL_KS)):
             extras["variants"][b] = definition
-    if wanted_full:
-        missing = sorted(wanted_full - set(values) - set(extras["skipped"]))
-        if missing:
-            raise InputError(
-                f"metric(s) {', '.join(missing)} not produced for modalities {names}; "
-                f"available: {', '.join(sorted(values))}"
-            )
+    if metrics is not None:
+        _require_requested(bare, wanted_full, values, extras["skipped"], names)
         values = {k: v for k, v in values.items() if k in wanted_full or k.split("/")[0] in bare}
     return values, extras
+
+
+def _require_requested(
+    bare: set[str], wanted_full: set[str], values: dict[str, float], skipped: dict[str, str], names: list[str]
+) -> None:
+    """A metric asked for by name must appear: one that produced no value at all is an error saying why.
+
+    A base name that produced some of its values (``recall_at_10`` in one direction only) is not an error;
+    the rest stays in ``skipped`` with its reason, which the CLI prints.
+    """
+    produced_bases = {k.split("/")[0] for k in values}
+    reasons = []
+    for name in sorted(wanted_full - set(values)):
+        if name in skipped:
+            reasons.append(f"{name}: {skipped[name]}")
+        else:
+            raise InputError(
+                f"metric(s) {name} not produced for modalities {names}; "
+                f"available: {', '.join(sorted(values))}"
+            )
+    for base in sorted(bare - produced_bases):
+        why = sorted({reason for full, reason in skipped.items() if full.split("/")[0] == base})
+        reasons.append(f"{base}: {'; '.join(why) or 'does not apply to this data'}")
+    if reasons:
+        raise InputError(
+            f"cannot compute the metric(s) asked for by name: {'; '.join(reasons)}",
+            hint="use data that has what they need, or leave them out of --metrics",
+        )
 
 
 def _select(metrics: Sequence[str] | None) -> tuple[set[str], set[str], set[str]]:
@@ -258,6 +281,11 @@ def _zero_shot(
 ) -> None:
     if es.class_embeddings is None or es.labels is None:
         extras["skipped"][f"zero_shot_accuracy/{image}"] = "needs class_embeddings and labels"
+        return
+    if len(es.class_embeddings) < 2:  # one class: every image is "right", 1.0 says nothing
+        extras["skipped"][f"zero_shot_accuracy/{image}"] = (
+            f"needs at least 2 classes (the data has {len(es.class_embeddings)})"
+        )
         return
     from gapdiag.metrics.zeroshot import zero_shot_accuracy
 
@@ -438,8 +466,14 @@ def _clustering(
 ) -> None:
     mats = [units[m] for m in names]
     if "v_measure_class" in bases:
+        in_subset = np.concatenate(list(sub.values()))
+        n_classes = 0 if es.labels is None else len(np.unique(np.asarray(es.labels)[in_subset]))
         if es.labels is None:
             extras["skipped"]["v_measure_class/joint"] = "needs class labels"
+        elif n_classes < 2:
+            # one class: V-Measure is 1.0 by definition and says nothing about the embedding space
+            reason = f"needs at least 2 classes (the data has {n_classes})"
+            extras["skipped"]["v_measure_class/joint"] = reason
         else:
             from gapdiag.metrics.clustering import v_measure_class
 
