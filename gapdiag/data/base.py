@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.errors import DatasetError
+from gapdiag.errors import DatasetError, InputError
 
 ModalityKind = Literal["image", "text", "embedding"]
 
@@ -210,6 +210,34 @@ def class_names_by_id(
             )
     # Ids that never occur get their number as name: prompts for them are never matched to a sample.
     return [by_id[i][0] if i in by_id else str(i) for i in range(max(by_id) + 1)] if by_id else []
+
+
+def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    """Check prompt templates before any data is read: each needs exactly one ``{}`` for the class name.
+
+    Raises:
+        InputError: An empty list, or a template with no ``{}``, two of them, a named field or a stray brace;
+            the message names the template.
+    """
+    import string
+
+    templates = tuple(templates)
+    if not templates:
+        raise InputError("no prompt template given (pass at least one, e.g. --template 'a photo of a {}.')")
+    for t in templates:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(t) if f is not None]
+        except ValueError as exc:  # "Single '}' encountered in format string"
+            raise InputError(
+                f"template {t!r}: {exc} (write {{{{ or }}}} for a literal brace, e.g. 'a photo of a {{}}.')"
+            ) from None
+        if fields != [""]:
+            problem = "has no {}" if not fields else f"has {len(fields)} fields ({', '.join('{' + f + '}' for f in fields)})"
+            raise InputError(
+                f"template {t!r} {problem}; it needs exactly one {{}} for the class name "
+                f"(write e.g. 'a photo of a {{}}.')"
+            )
+    return templates
 
 
 def template_captions(

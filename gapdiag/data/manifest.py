@@ -37,6 +37,7 @@ from gapdiag.data.base import (
     template_captions,
 )
 from gapdiag.data.images import missing_image_message
+from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 
 MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".jsonl", ".parquet")
@@ -63,11 +64,32 @@ class Table:
 
 
 def find_manifest(directory: Path) -> Path | None:
-    """The ``manifest.{csv,tsv,jsonl,parquet}`` inside ``directory``, if there is one."""
-    for name in MANIFEST_NAMES:
-        if (directory / name).is_file():
-            return directory / name
-    return None
+    """The one manifest table inside ``directory``, or ``None`` if it holds none.
+
+    A file named ``manifest.<ext>`` is the manifest; without one, the folder's only table file
+    (``.csv``/``.tsv``/``.jsonl``, or a ``.parquet`` without vector or image columns) is. Two candidates are
+    not guessed between.
+
+    Raises:
+        DatasetError: Several candidate tables (the message names them).
+    """
+    from gapdiag.data.parquet import parquet_kinds
+
+    named = [directory / n for n in MANIFEST_NAMES if (directory / n).is_file()]
+    tables = named or [
+        f
+        for f in sorted(directory.iterdir())
+        if f.suffix.lower() in MANIFEST_SUFFIXES
+        and not f.name.startswith(".")
+        and f.is_file()
+        and (f.suffix.lower() != ".parquet" or not parquet_kinds(f))
+    ]
+    if len(tables) > 1:
+        raise DatasetError(
+            f"{directory}: several manifest tables ({', '.join(f.name for f in tables)}); "
+            f"pass the one to read with --data {directory / tables[0].name}"
+        )
+    return tables[0] if tables else None
 
 
 def read_table(path: Path) -> Table:
@@ -92,7 +114,24 @@ def read_table(path: Path) -> Table:
     return table
 
 
+def _text_errors(path: Path, read: Any) -> Table:
+    """Run ``read(path)`` and turn encoding and CSV syntax errors into one-line messages naming the file."""
+    try:
+        return read(path)
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DatasetError(
+            f"{path.name}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); re-save the file as UTF-8"
+        ) from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path.name}: malformed table ({exc}); check the delimiter and quoting") from None
+
+
 def _read_delimited(path: Path, delimiter: str) -> Table:
+    return _text_errors(path, lambda p: _read_delimited_utf8(p, delimiter))
+
+
+def _read_delimited_utf8(path: Path, delimiter: str) -> Table:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = next(reader, None)
@@ -112,6 +151,10 @@ def _read_delimited(path: Path, delimiter: str) -> Table:
 
 
 def _read_jsonl(path: Path) -> Table:
+    return _text_errors(path, _read_jsonl_utf8)
+
+
+def _read_jsonl_utf8(path: Path) -> Table:
     columns: dict[str, None] = {}
     rows, locations = [], []
     with open(path, encoding="utf-8-sig") as f:
@@ -122,8 +165,9 @@ def _read_jsonl(path: Path) -> Table:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DatasetError(
-                    f"{path.name}:{lineno}: invalid JSON ({exc.msg}); write one object per line"
-                )
+                    f"{path.name}:{lineno}: invalid JSON at column {exc.colno} ({exc.msg}); "
+                    f"write one object per line"
+                ) from None
             if not isinstance(row, dict):
                 raise DatasetError(
                     f"{path.name}:{lineno}: expected a JSON object per line, got {type(row).__name__}"
@@ -141,7 +185,10 @@ def _read_parquet(path: Path) -> Table:
     try:
         arrow = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
-        raise DatasetError(f"{path}: cannot read Parquet file: {str(exc).splitlines()[0]}") from None
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(
+            f"{path}: cannot read Parquet file ({detail}); the file is truncated or not Parquet: write it again"
+        ) from None
     rows = arrow.to_pylist()
     return Table(path, arrow.column_names, rows, [f"{path.name}:{i + 1}" for i in range(len(rows))])
 
@@ -390,3 +437,54 @@ def read_manifest(
         attributes=attributes or None,
         skipped=skipped,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registration: how a manifest is recognised and read from a path.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _detect(spec: str) -> str | None:
+    from gapdiag.data.parquet import parquet_kinds
+
+    p = Path(spec)
+    if p.is_dir():
+        found = find_manifest(p)
+        return None if found is None else f"table {found.name}"
+    suffix = p.suffix.lower()
+    if not p.is_file() or suffix not in MANIFEST_SUFFIXES:
+        return None
+    if suffix == ".parquet" and parquet_kinds(p):
+        return None  # vector or image columns: another reader's Parquet
+    return f"table {p.name}"
+
+
+@register_reader(
+    "manifest",
+    detect=_detect,
+    accepted="a manifest (.csv/.tsv/.jsonl/.parquet, or a folder holding one)",
+    help="One row per image: image path, caption(s), optional label, class name, split and attributes.",
+    options=(
+        "image_column",
+        "text_columns",
+        "label_column",
+        "class_name_column",
+        "attribute_columns",
+        "templates",
+        "split",
+    ),
+    aliases=("csv", "tsv", "jsonl"),
+    order=10,
+    owns_subfolders=True,
+)
+def load_manifest(spec: str, *, skip_bad: bool = False, **options: Any) -> PairedDataset:
+    """Read a manifest file, or the one manifest table in a folder (see :func:`find_manifest`)."""
+    path = Path(spec)
+    if path.is_dir():
+        found = find_manifest(path)
+        if found is None:
+            raise DatasetError(
+                f"{path}: manifest not found (expected one .csv/.tsv/.jsonl/.parquet table in the folder)"
+            )
+        path = found
+    return read_manifest(path, skip_bad=skip_bad, **options)
