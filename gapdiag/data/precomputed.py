@@ -214,10 +214,12 @@ _NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.er
 
 def _unreadable(path: Path, exc: BaseException) -> DatasetError:
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if path.stat().st_size == 0:
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head:
         detail = "the file is empty"
-    elif "pickle" in detail:  # numpy's guess for a file without the .npy magic bytes
-        detail = "not a NumPy file"
+    elif not head.startswith((b"\x93NUMPY", b"PK")):  # neither .npy nor a zip (.npz)
+        detail = "not a NumPy file"  # numpy would blame pickling: it tries that on unknown bytes
     how = "np.savez" if path.suffix.lower() == ".npz" else "np.save"
     return DatasetError(f"{path}: cannot read {path.suffix.lower()} ({detail}); write it again with {how}")
 

@@ -99,6 +99,10 @@ def _index_shard(shard: Path) -> dict[str, dict[str, Any]]:
                 elif ext in _TEXT_KEYS:
                     fields[ext] = _member_value(tar, member, shard, ext)
                 last = member.name
+            # tarfile ends quietly at a header cut short past the first member: what follows the last member
+            # must be the zero blocks that close an archive.
+            if not _only_zeros(shard, tar.offset):
+                raise tarfile.ReadError(f"unreadable tar header at byte {tar.offset}")
     except (tarfile.ReadError, EOFError, OSError) as exc:
         # The tar headers run past the end of the file (an interrupted download or copy).
         after = f" after member {last!r}" if last else ""
@@ -106,6 +110,15 @@ def _index_shard(shard: Path) -> dict[str, dict[str, Any]]:
             f"{shard}: truncated or corrupt tar shard{after} ({exc}); download or pack the shard again"
         ) from None
     return samples
+
+
+def _only_zeros(path: Path, start: int) -> bool:
+    with open(path, "rb") as f:
+        f.seek(start)
+        for block in iter(lambda: f.read(1 << 16), b""):
+            if block.strip(b"\0"):
+                return False
+    return True
 
 
 def _member_value(tar: tarfile.TarFile, member: tarfile.TarInfo, shard: Path, ext: str) -> Any:
