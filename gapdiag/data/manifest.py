@@ -193,18 +193,18 @@ def _read_parquet(path: Path) -> Table:
     return Table(path, arrow.column_names, rows, [f"{path.name}:{i + 1}" for i in range(len(rows))])
 
 
-def _is_blank(value: Any) -> bool:
+def is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
-def _captions_in_cell(value: Any) -> list[str] | None:
+def captions_in_cell(value: Any) -> list[str] | None:
     """The captions a cell holds: a list (Parquet/JSONL), a JSON list written as text, or one string.
 
     Returns ``None`` for a blank cell, and a list that may contain blank strings otherwise.
     """
     if isinstance(value, (list, tuple)):
         return [str(v) if v is not None else "" for v in value]
-    if _is_blank(value):
+    if is_blank(value):
         return None
     text = str(value).strip()
     if text.startswith("["):
@@ -217,7 +217,7 @@ def _captions_in_cell(value: Any) -> list[str] | None:
     return [text]
 
 
-def _pick(
+def pick_column(
     columns: Sequence[str], given: str | None, candidates: Sequence[str], path: Path, what: str, option: str
 ) -> str | None:
     """The column to use: ``given`` if it exists (else an error), or the first candidate present."""
@@ -231,10 +231,10 @@ def _pick(
     return next((lower[c] for c in candidates if c in lower), None)
 
 
-def _caption_columns(columns: Sequence[str], given: Sequence[str] | None, path: Path) -> list[str]:
+def caption_columns(columns: Sequence[str], given: Sequence[str] | None, path: Path) -> list[str]:
     if given:
         for c in given:
-            _pick(columns, c, (), path, "caption", "--text-column")
+            pick_column(columns, c, (), path, "caption", "--text-column")
         return list(given)
     numbered = sorted(
         ((int(m.group(1)), c) for c in columns if (m := _NUMBERED_CAPTION.match(c.lower()))),
@@ -259,7 +259,7 @@ def _labels(
     if label_col is None:
         return keep, None, None
     for i, row in enumerate(rows):
-        if _is_blank(row.get(label_col)):
+        if is_blank(row.get(label_col)):
             if not skip_bad:
                 raise DatasetError(
                     f"{locs[i]}: blank label in column {label_col!r} "
@@ -300,7 +300,7 @@ def _split_mask(table: Table, split_col: str | None, split: str) -> NDArray[np.b
 def _row_image(table: Table, i: int, column: str, skip_bad: bool, skipped: list[str]) -> Path | None:
     """Row ``i``'s image path (relative to the manifest's folder); ``None`` if skipped as blank or missing."""
     loc, raw = table.locations[i], table.rows[i].get(column)
-    if _is_blank(raw):
+    if is_blank(raw):
         problem = f"{loc}: empty image path in column {column!r}"
         if not skip_bad:
             raise DatasetError(f"{problem} (fill it or pass --skip-bad)")
@@ -322,7 +322,7 @@ def _row_captions(
     """Row ``i``'s ``(caption, location)`` pairs, in column order; blank ones fail or are skipped."""
     loc, out = table.locations[i], []
     for col in columns:
-        cell = _captions_in_cell(table.rows[i].get(col))
+        cell = captions_in_cell(table.rows[i].get(col))
         for cap in [""] if cell is None else cell:
             if not cap.strip():
                 problem = f"{loc}: empty caption in column {col!r}"
@@ -369,20 +369,20 @@ def read_manifest(
     """
     table = read_table(path)
     cols, name = table.columns, path.name
-    img_col = _pick(cols, image_column, IMAGE_COLUMNS, path, "image", "--image-column")
+    img_col = pick_column(cols, image_column, IMAGE_COLUMNS, path, "image", "--image-column")
     if img_col is None:
         raise DatasetError(
             f"{name}: no image column (looked for {', '.join(IMAGE_COLUMNS)}; "
             f"columns: {', '.join(cols)}); name it with --image-column"
         )
-    cap_cols = _caption_columns(cols, text_columns, path)
-    label_col = _pick(cols, label_column, LABEL_COLUMNS, path, "label", "--label-column")
-    cname_col = _pick(cols, class_name_column, CLASS_NAME_COLUMNS, path, "class name", "--class-name-column")
+    cap_cols = caption_columns(cols, text_columns, path)
+    label_col = pick_column(cols, label_column, LABEL_COLUMNS, path, "label", "--label-column")
+    cname_col = pick_column(cols, class_name_column, CLASS_NAME_COLUMNS, path, "class name", "--class-name-column")
     if attribute_columns is None:
         attr_cols = [c for c in cols if c.lower() in ATTRIBUTE_COLUMNS]
     else:
-        attr_cols = [_pick(cols, c, (), path, "attribute", "attribute_columns") for c in attribute_columns]
-    split_col = _pick(cols, None, (SPLIT_COLUMN,), path, "split", "--split")
+        attr_cols = [pick_column(cols, c, (), path, "attribute", "attribute_columns") for c in attribute_columns]
+    split_col = pick_column(cols, None, (SPLIT_COLUMN,), path, "split", "--split")
     templates = tuple(templates) if templates else DEFAULT_TEMPLATES
 
     rows, locs = table.rows, table.locations
