@@ -40,7 +40,8 @@ def print_json(obj: Any) -> None:
 DataArg = Annotated[str | None, typer.Option(
     "--data", "-d",
     help="Dataset: a manifest (.csv/.tsv/.jsonl/.parquet), an ImageFolder directory, a COCO captions .json, "
-         "WebDataset shards (.tar, 'shard-{000..009}.tar'), or precomputed embeddings (.npz/.npy dir/.parquet). "
+         "WebDataset shards (.tar, 'shard-{000..009}.tar'), precomputed embeddings (.npz/.npy dir/.parquet), or "
+         "Hugging Face Parquet shards (file, folder or 'data/train-*.parquet'). "
          "Default: the bundled sample data (handwritten digits, test split).",
     rich_help_panel="Data")]
 DataFormatOpt = Annotated[str | None, typer.Option(
