@@ -91,6 +91,27 @@ class PairedDataset:
         return {name: len(m) for name, m in self.modalities.items()}
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name if it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def not_utf8(data: bytes, where: str, fix: str = "re-save the file as UTF-8") -> DatasetError:
+    """The one-line error for text that is not UTF-8, naming the first bad line and byte of ``data``.
+
+    Found by decoding line by line: the offset in a ``UnicodeDecodeError`` raised while reading a text file
+    counts from the start of the decoder's buffer, not of the file. A newline never sits inside a UTF-8
+    multi-byte sequence, so decoding per line finds the same first bad byte.
+    """
+    for lineno, line in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return DatasetError(f"{where}:{lineno}: not UTF-8 text (byte 0x{line[exc.start]:02x}); {fix}")
+    return DatasetError(f"{where}: not UTF-8 text; {fix}")
+
+
 def hash_json(obj: Any) -> str:
     """SHA-256 of a JSON-serialisable object with sorted keys (stable across runs and platforms)."""
     payload = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gapdiag.data.base import ImageTextItems, PairedDataset, image_text_dataset
+from gapdiag.data.base import ImageTextItems, PairedDataset, image_text_dataset, not_utf8
 from gapdiag.data.images import missing_image_message
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
@@ -29,11 +29,8 @@ def load_json(path: Path) -> Any:
         raise DatasetError(
             f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); fix the file"
         ) from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-            f"re-save the file as UTF-8"
-        ) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path.read_bytes(), str(path)) from None
 
 
 def is_coco_data(data: Any) -> bool:

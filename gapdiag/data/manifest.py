@@ -34,6 +34,7 @@ from gapdiag.data.base import (
     class_names_by_id,
     encode_labels,
     image_text_dataset,
+    not_utf8,
     template_captions,
 )
 from gapdiag.data.images import missing_image_message
@@ -118,11 +119,8 @@ def _text_errors(path: Path, read: Any) -> Table:
     """Run ``read(path)`` and turn encoding and CSV syntax errors into one-line messages naming the file."""
     try:
         return read(path)
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DatasetError(
-            f"{path.name}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); re-save the file as UTF-8"
-        ) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path.read_bytes(), path.name) from None
     except csv.Error as exc:
         raise DatasetError(f"{path.name}: malformed table ({exc}); check the delimiter and quoting") from None
 
@@ -179,16 +177,9 @@ def _read_jsonl_utf8(path: Path) -> Table:
 
 
 def _read_parquet(path: Path) -> Table:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from gapdiag.data.parquet import read_table
 
-    try:
-        arrow = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatasetError(
-            f"{path}: cannot read Parquet file ({detail}); the file is truncated or not Parquet: write it again"
-        ) from None
+    arrow = read_table(path)
     rows = arrow.to_pylist()
     return Table(path, arrow.column_names, rows, [f"{path.name}:{i + 1}" for i in range(len(rows))])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gapdiag.data.base import first_line
 from gapdiag.errors import DatasetError
 
 VECTORS = "vectors"
@@ -18,19 +19,35 @@ IMAGES = "images"
 
 
 def read_schema(path: Path) -> Any:
-    """The file's ``pyarrow.Schema``.
+    """The file's ``pyarrow.Schema`` (its footer only).
 
     Raises:
         DatasetError: Not a readable Parquet file (empty, truncated, another format).
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    return _readable(path, pq.read_schema)
+
+
+def read_table(path: Path) -> Any:
+    """The whole file as a ``pyarrow.Table``.
+
+    Raises:
+        DatasetError: Not a readable Parquet file (empty, truncated, another format).
+    """
+    import pyarrow.parquet as pq
+
+    return _readable(path, pq.read_table)
+
+
+def _readable(path: Path, read: Any) -> Any:
+    import pyarrow as pa
+
     try:
-        return pq.read_schema(path)
+        return read(path)
     except (OSError, pa.ArrowException) as exc:
         raise DatasetError(
-            f"{path}: cannot read Parquet file ({_first_line(exc)}); the file is truncated or not Parquet: "
+            f"{path}: cannot read Parquet file ({first_line(exc)}); the file is truncated or not Parquet: "
             f"write it again"
         ) from None
 
@@ -66,8 +83,3 @@ def parquet_kinds(path: Path) -> set[str]:
         elif is_image_type(field.type):
             kinds.add(IMAGES)
     return kinds
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

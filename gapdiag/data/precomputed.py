@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.data.base import DATA_FINGERPRINT_VERSION, Modality, PairedDataset, fingerprint_files
+from gapdiag.data.base import (
+    DATA_FINGERPRINT_VERSION,
+    Modality,
+    PairedDataset,
+    fingerprint_files,
+    first_line,
+    not_utf8,
+)
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 
@@ -213,7 +220,7 @@ _NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.er
 
 
 def _unreadable(path: Path, exc: BaseException) -> DatasetError:
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = first_line(exc)
     with open(path, "rb") as f:
         head = f.read(6)
     if not head:
@@ -250,11 +257,8 @@ def read_npy_dir(folder: Path) -> PairedDataset:
     if "class_names" not in named and names_txt.is_file():
         try:
             lines = names_txt.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise DatasetError(
-                f"{names_txt}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                f"re-save it as UTF-8"
-            ) from None
+        except UnicodeDecodeError:
+            raise not_utf8(names_txt.read_bytes(), str(names_txt)) from None
         named["class_names"] = np.array([s for s in lines if s.strip()])
         files.append(names_txt)
     return _split_named_arrays(named, folder, files)
@@ -264,15 +268,10 @@ def read_parquet_vectors(path: Path) -> PairedDataset:
     """Read a Parquet file with one list-of-floats column per modality and an optional ``label`` column."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatasetError(
-            f"{path}: cannot read Parquet file ({detail}); the file is truncated or not Parquet: write it again"
-        ) from None
+    from gapdiag.data.parquet import read_table
+
+    table = read_table(path)
     named: dict[str, NDArray[Any]] = {}
     for field in table.schema:
         col = table.column(field.name).combine_chunks()

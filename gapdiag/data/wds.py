@@ -26,6 +26,7 @@ from gapdiag.data.base import (
     class_names_by_id,
     encode_labels,
     image_text_dataset,
+    not_utf8,
 )
 from gapdiag.data.images import TarMember
 from gapdiag.data.registry import register_reader
@@ -128,11 +129,8 @@ def _member_value(tar: tarfile.TarFile, member: tarfile.TarInfo, shard: Path, ex
         raise tarfile.ReadError(f"member {member.name!r} ends early")
     try:
         raw = data.decode("utf-8").strip()
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"{shard.name}:{member.name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            f"write captions as UTF-8"
-        ) from None
+    except UnicodeDecodeError:
+        raise not_utf8(data, f"{shard.name}:{member.name}", "write captions as UTF-8") from None
     if ext != "json":
         return raw
     try:
