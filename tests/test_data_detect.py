@@ -111,6 +111,13 @@ def _add_coco(root: Path) -> None:
     )
 
 
+def _add_huggingface(root: Path) -> None:
+    shard = root / "data" / "train-00000-of-00001.parquet"
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    image = pa.array([{"bytes": _png_bytes(i), "path": f"{i}.png"} for i in (4, 6)])
+    pq.write_table(pa.table({"image": image, "text": ["a four", "a six"]}), shard)
+
+
 def _png_bytes(i: int) -> bytes:
     buf = io.BytesIO()
     digit_image(i).save(buf, format="PNG")
@@ -123,6 +130,7 @@ _ADD = {
     "webdataset": _add_webdataset,
     "precomputed": _add_precomputed,
     "coco": _add_coco,
+    "huggingface": _add_huggingface,
 }
 
 

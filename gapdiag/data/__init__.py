@@ -76,10 +76,11 @@ def detect_format(path: str | Path) -> str:
         raise DatasetError(f"{spec}: no such file or folder (check the path)")
     found = [(r, why) for r in readers() if (why := r.detect(spec))]
     if any(r.owns_subfolders for r, _ in found):
-        found = [(r, why) for r, why in found if r.name != "imagefolder"]
+        found = [(r, why) for r, why in found if not r.reads_subfolders]
     if not found:
-        what = "no images in this folder and no dataset file found" if Path(spec).is_dir() else "unknown dataset format"
-        raise DatasetError(f"{spec}: {what} (expected {_accepted()})")
+        if Path(spec).is_dir():
+            raise DatasetError(f"{spec}: no images in this folder and no dataset file found (expected {_accepted()})")
+        raise DatasetError(f"{spec}: unknown dataset format (expected {_accepted()})")
     if len(found) > 1:
         readings = " and ".join(f"{r.name} ({why})" for r, why in found)
         choose = " or ".join(f"--data-format {r.name}" for r, _ in found)

@@ -101,6 +101,7 @@ def _detect(spec: str) -> str | None:
     options=("templates", "split"),
     aliases=("folder", "image_folder"),
     order=20,
+    reads_subfolders=True,
 )
 def load_imagefolder(spec: str, *, skip_bad: bool = False, **options: Any) -> PairedDataset:
     """Read an image folder (``skip_bad`` has nothing to skip: every image found exists)."""

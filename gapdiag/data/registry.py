@@ -36,6 +36,8 @@ class ReaderSpec:
         order: Position in :data:`gapdiag.data.FORMATS` and in messages.
         owns_subfolders: Its files point at images in sub-folders (a manifest, COCO), so when it recognises a
             folder, the folder's image sub-folders are its images and not an image folder's classes.
+        reads_subfolders: It recognises a folder by its image sub-folders alone (an image folder), a reading
+            that gives way to a reader with ``owns_subfolders`` recognising the same folder.
     """
 
     name: str
@@ -47,6 +49,7 @@ class ReaderSpec:
     aliases: tuple[str, ...] = ()
     order: int = 100
     owns_subfolders: bool = False
+    reads_subfolders: bool = False
 
 
 _READERS: dict[str, ReaderSpec] = {}
@@ -63,6 +66,7 @@ def register_reader(
     aliases: tuple[str, ...] = (),
     order: int = 100,
     owns_subfolders: bool = False,
+    reads_subfolders: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator that registers ``read`` as the reader of format ``name`` (see :class:`ReaderSpec`)."""
 
@@ -72,7 +76,16 @@ def register_reader(
         if clash:
             raise RuntimeError(f"dataset format name {sorted(clash)[0]!r} registered twice")
         _READERS[name] = ReaderSpec(
-            name, read, detect, accepted, frozenset(options), help, tuple(aliases), order, owns_subfolders
+            name,
+            read,
+            detect,
+            accepted,
+            frozenset(options),
+            help,
+            tuple(aliases),
+            order,
+            owns_subfolders,
+            reads_subfolders,
         )
         return read
 
