@@ -209,3 +209,88 @@ def test_empty_manifest(tmp_path: Path, suffix: str) -> None:
     with pytest.raises(DatasetError, match="the manifest has no data rows"):
         load_dataset(path)
 
+
+
+# ------------------------------------------------------------------------------------------------ images, ids
+
+
+def test_image_claiming_billions_of_pixels_is_a_decode_error(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from gapdiag.data import load_image
+
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    png = bytearray(buf.getvalue())
+    png[16:24] = struct.pack(">II", 30000, 30000)  # IHDR width and height, then its CRC
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bytes(png))
+    with pytest.raises(DatasetError, match=r"^m.csv:2: cannot decode image .*bomb.png: Image size \(900000000 pixels"):
+        load_image(path, "m.csv:2")
+
+
+@pytest.mark.parametrize("where", ["images", "annotations"])
+def test_coco_ids_that_are_not_numbers_or_strings(tmp_path: Path, where: str) -> None:
+    write_digits(tmp_path, [0])
+    images = [{"id": [1] if where == "images" else 1, "file_name": "digit_0.png"}]
+    annotations = [{"image_id": {"id": 1} if where == "annotations" else 1, "caption": "a zero"}]
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations}))
+    with pytest.raises(DatasetError, match=rf"c.json: {where}\[0\] .*(an integer or a string|integers or strings)"):
+        load_dataset(path)
+
+
+def _valid_files(root: Path) -> dict[str, bytes]:
+    """One small valid file per file format, images beside them."""
+    write_digits(root, [0])
+    png = (root / "digit_0.png").read_bytes()
+    files = {
+        "m.csv": b"image,caption\ndigit_0.png,a zero\n",
+        "m.jsonl": b'{"image": "digit_0.png", "caption": "a zero"}\n',
+        "c.json": json.dumps({"images": [{"id": 1, "file_name": "digit_0.png"}],
+                              "annotations": [{"image_id": 1, "caption": "a zero"}]}).encode(),
+    }
+    buf = io.BytesIO()
+    np.savez(buf, image=np.ones((2, 3), np.float32), text=np.ones((2, 3), np.float32))
+    files["e.npz"] = buf.getvalue()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in (("k.png", png), ("k.txt", b"a zero"), ("k.json", b'{"label": 1}')):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    files["s.tar"] = buf.getvalue()
+    for name, image in (("m.parquet", pa.array(["digit_0.png"])),
+                        ("h.parquet", pa.array([{"bytes": png, "path": "digit_0.png"}]))):
+        buf = io.BytesIO()
+        pq.write_table(pa.table({"image": image, "caption": ["a zero"]}), buf)
+        files[name] = buf.getvalue()
+    return files
+
+
+def test_damaged_files_of_every_format_fail_with_one_line(tmp_path: Path) -> None:
+    """Seeded damage (cuts, flipped and inserted bytes): any failure is a one-line GapdiagError, never a traceback."""
+    from gapdiag.errors import GapdiagError
+
+    rng = np.random.default_rng(16)
+    for name, data in _valid_files(tmp_path).items():
+        for trial in range(12):
+            damaged = bytearray(data)
+            kind = trial % 3
+            if kind == 0:
+                damaged = damaged[: int(rng.integers(len(damaged)))]
+            elif kind == 1:
+                for pos in rng.integers(len(damaged), size=3):
+                    damaged[pos] = int(rng.integers(256))
+            else:
+                pos = int(rng.integers(len(damaged)))
+                damaged[pos:pos] = rng.integers(256, size=5).astype(np.uint8).tobytes()
+            (tmp_path / name).write_bytes(bytes(damaged))
+            try:
+                load_dataset(tmp_path / name)
+            except GapdiagError as exc:
+                assert "\n" not in str(exc), (name, trial, str(exc))

@@ -104,6 +104,8 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
     for k, img in enumerate(data["images"]):
         if not isinstance(img, dict) or "id" not in img or not str(img.get("file_name", "")).strip():
             raise DatasetError(f"{name}: images[{k}] needs an 'id' and a 'file_name'")
+        if not isinstance(img["id"], (int, str)):
+            raise DatasetError(f"{name}: images[{k}] has id {img['id']!r}; ids must be integers or strings")
         if img["id"] in images_meta:
             raise DatasetError(f"{name}: images[{k}] repeats image id {img['id']} (ids must be unique)")
         images_meta[img["id"]] = img
@@ -113,8 +115,8 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
     captions_of: dict[Any, list[tuple[str, str]]] = {i: [] for i in images_meta}
     for k, ann in enumerate(data["annotations"]):
         where = f"{name}: annotations[{k}]"
-        if not isinstance(ann, dict) or "image_id" not in ann:
-            raise DatasetError(f"{where} has no 'image_id'")
+        if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), (int, str)):
+            raise DatasetError(f"{where} needs an 'image_id' (an integer or a string)")
         if ann["image_id"] not in captions_of:
             bad(f"{where} refers to unknown image id {ann['image_id']} (fix the id or pass --skip-bad)")
             continue

@@ -38,7 +38,7 @@ from gapdiag.data.base import (
 )
 from gapdiag.data.images import ParquetImage
 from gapdiag.data.manifest import caption_columns, captions_in_cell, is_blank, pick_column
-from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema
+from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 
@@ -133,8 +133,6 @@ def read_hf_parquet(
         DatasetError: No shard, mixed splits, shards with different columns, no image or caption column, a row
             without image bytes or caption (with its file and row), or labels on only some rows.
     """
-    import pyarrow.parquet as pq
-
     shards = find_shards(spec)
     if not shards:
         raise DatasetError(f"{spec}: no Parquet file with an image column here (check the path or the pattern)")
@@ -161,27 +159,23 @@ def read_hf_parquet(
         missing = [c for c in needed if c not in read_schema(shard).names]
         if missing:
             raise DatasetError(f"{shard}: no column {missing[0]!r}, which {shards[0].name} has (shards must match)")
-        with pq.ParquetFile(shard) as f:
-            row = 0
-            for group in range(f.num_row_groups):
-                table = f.read_row_group(group, columns=[c for c in needed if c != img_col])
-                has_bytes, paths = _image_cells(f.read_row_group(group, columns=[img_col]).column(0))
-                cells = table.to_pylist()
-                for index, cell in enumerate(cells):
-                    row += 1
-                    loc = f"{shard.name}:{row}"
-                    image = _image_item(shard, group, index, img_col, row, has_bytes[index], paths[index])
-                    if isinstance(image, str):
-                        bad(f"{loc} column {img_col!r}: {image}")
-                        continue
-                    every = _row_captions(cell, cap_cols, loc)
-                    caps = [(c, where) for c, where in every if c]
-                    if len(caps) < len(every):
-                        bad(f"{loc}: empty caption")  # with skip_bad: drop the blank ones, keep the rest
-                    if cap_cols and not caps:
-                        continue
-                    items.add(image, loc, caps)
-                    raw_labels.append(None if label_col is None else cell.get(label_col))
+        row = 0
+        for group, cells, has_bytes, paths in readable(shard, lambda p: _read_cells(p, needed, img_col)):
+            for index, cell in enumerate(cells):
+                row += 1
+                loc = f"{shard.name}:{row}"
+                image = _image_item(shard, group, index, img_col, row, has_bytes[index], paths[index])
+                if isinstance(image, str):
+                    bad(f"{loc} column {img_col!r}: {image}")
+                    continue
+                every = _row_captions(cell, cap_cols, loc)
+                caps = [(c, where) for c, where in every if c]
+                if len(caps) < len(every):
+                    bad(f"{loc}: empty caption")  # with skip_bad: drop the blank ones, keep the rest
+                if cap_cols and not caps:
+                    continue
+                items.add(image, loc, caps)
+                raw_labels.append(None if label_col is None else cell.get(label_col))
 
     labels = None
     if label_col is not None:
@@ -207,6 +201,24 @@ def read_hf_parquet(
         templates=templates,
         skipped=skipped,
     )
+
+
+def _read_cells(
+    shard: Path, columns: Sequence[str], img_col: str
+) -> list[tuple[int, list[dict[str, Any]], list[bool], list[str | None]]]:
+    """Per row group: its index, the rows' non-image cells, and per row whether it has image bytes and its path.
+
+    The image bytes are read one row group at a time and dropped: images are read again when embedded.
+    """
+    import pyarrow.parquet as pq
+
+    out = []
+    with pq.ParquetFile(shard) as f:
+        for group in range(f.num_row_groups):
+            cells = f.read_row_group(group, columns=[c for c in columns if c != img_col]).to_pylist()
+            has_bytes, paths = _image_cells(f.read_row_group(group, columns=[img_col]).column(0))
+            out.append((group, cells, has_bytes, paths))
+    return out
 
 
 def _image_cells(column: Any) -> tuple[list[bool], list[str | None]]:

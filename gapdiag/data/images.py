@@ -136,8 +136,9 @@ def load_image(item: ImageItem | str, location: str) -> Image.Image:
             return img.convert("RGB")
     except FileNotFoundError:
         raise DatasetError(missing_image_message(location, item)) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        # PIL reports truncated data as OSError and some malformed headers as SyntaxError/ValueError.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        # PIL reports truncated data as OSError, some malformed headers as SyntaxError/ValueError, and an image
+        # whose header claims billions of pixels as DecompressionBombError (not an OSError).
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DatasetError(
             f"{location}: cannot decode image {shown}: {detail} (replace the file or pass --skip-bad)"

@@ -177,10 +177,10 @@ def _read_jsonl_utf8(path: Path) -> Table:
 
 
 def _read_parquet(path: Path) -> Table:
-    from gapdiag.data.parquet import read_table
+    from gapdiag.data.parquet import readable, read_table
 
     arrow = read_table(path)
-    rows = arrow.to_pylist()
+    rows = readable(path, lambda _: arrow.to_pylist())
     return Table(path, arrow.column_names, rows, [f"{path.name}:{i + 1}" for i in range(len(rows))])
 
 

@@ -8,11 +8,14 @@ kinds are told apart by column types, never by name; a file with both vectors an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gapdiag.data.base import first_line
 from gapdiag.errors import DatasetError
+
+T = TypeVar("T")
 
 VECTORS = "vectors"
 IMAGES = "images"
@@ -26,7 +29,7 @@ def read_schema(path: Path) -> Any:
     """
     import pyarrow.parquet as pq
 
-    return _readable(path, pq.read_schema)
+    return readable(path, pq.read_schema)
 
 
 def read_table(path: Path) -> Any:
@@ -37,15 +40,20 @@ def read_table(path: Path) -> Any:
     """
     import pyarrow.parquet as pq
 
-    return _readable(path, pq.read_table)
+    return readable(path, pq.read_table)
 
 
-def _readable(path: Path, read: Any) -> Any:
+def readable(path: Path, read: Callable[[Path], T]) -> T:
+    """``read(path)``, with a corrupt file's errors turned into one line naming it.
+
+    A damaged file fails in many places: the footer (``OSError``), a page (``ArrowException``), or a string
+    column holding invalid UTF-8 when converted to Python (``UnicodeDecodeError``).
+    """
     import pyarrow as pa
 
     try:
         return read(path)
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
         raise DatasetError(
             f"{path}: cannot read Parquet file ({first_line(exc)}); the file is truncated or not Parquet: "
             f"write it again"
