@@ -150,8 +150,16 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
     )
 
 
+#: A folder with more top-level ``.json`` files than this holds per-sample sidecars, not COCO annotation files;
+#: they are not parsed one by one to find out (name the COCO file with --data instead).
+MAX_JSON_FILES_SEARCHED = 16
+
+
 def _coco_files(folder: Path) -> list[Path]:
-    return [f for f in sorted(folder.glob("*.json")) if not f.name.startswith(".") and is_coco_json(f)]
+    files = [f for f in sorted(folder.glob("*.json")) if not f.name.startswith(".")]
+    if len(files) > MAX_JSON_FILES_SEARCHED:
+        return []
+    return [f for f in files if is_coco_json(f)]
 
 
 def _detect(spec: str) -> str | None:

@@ -4,7 +4,7 @@ Accepted paths:
 
 - one ``.parquet`` file, a glob (``data/train-*.parquet``), or a folder holding shards at its top level, in
   ``data/`` (``data/train-00000-of-00002.parquet``, the Hub layout) or in one sub-folder per split
-  (``train/0000.parquet``);
+  (``train/0000.parquet``); a sub-folder holding images is not searched (it is an image folder's class);
 - the image column holds Hugging Face's ``Image`` feature, a ``{bytes, path}`` struct, or raw bytes. A row with
   only a ``path`` points at a file relative to the shard's folder;
 - captions: ``caption`` / ``text`` / ``captions`` (a string or a list of strings) or ``caption_1..n``, as in a
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +37,7 @@ from gapdiag.data.base import (
     image_text_dataset,
     template_captions,
 )
-from gapdiag.data.images import ParquetImage
+from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
 from gapdiag.data.manifest import caption_columns, captions_in_cell, is_blank, pick_column
 from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
 from gapdiag.data.registry import register_reader
@@ -58,8 +59,24 @@ def find_shards(spec: str) -> list[Path]:
         return [path]
     if not path.is_dir():
         return []
-    candidates = sorted({*path.glob("*.parquet"), *path.glob("data/*.parquet"), *path.glob("*/*.parquet")})
-    return [p for p in candidates if not p.name.startswith(".") and _has_images(p)]
+    subfolders = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    candidates = [*_parquet_files(path), *(p for d in subfolders for p in _parquet_files(d))]
+    return [p for p in candidates if _has_images(p)]
+
+
+def _parquet_files(folder: Path) -> list[Path]:
+    """The visible ``.parquet`` files in ``folder``; none if it holds images (a class folder, not shards).
+
+    Stopping at the first image keeps detection cheap beside an image folder of a million files.
+    """
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
+                return []
+            if entry.name.endswith(".parquet") and not entry.name.startswith(".") and entry.is_file():
+                found.append(Path(entry.path))
+    return sorted(found)
 
 
 def shard_split(shard: Path, root: Path) -> str | None:
