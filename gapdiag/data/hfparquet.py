@@ -52,13 +52,11 @@ def _has_images(path: Path) -> bool:
 
 def find_shards(spec: str) -> list[Path]:
     """The Parquet files with an image column that ``spec`` names: a file, a glob or a folder (see module doc)."""
-    if any(c in spec for c in "*?["):
-        return [p for p in map(Path, sorted(glob.glob(spec, recursive=True))) if p.suffix == ".parquet"]
     path = Path(spec)
     if path.is_file():
         return [path]
-    if not path.is_dir():
-        return []
+    if not path.is_dir():  # a glob pattern (a path that exists is never read as one: names may hold [ ])
+        return [p for p in map(Path, sorted(glob.glob(spec, recursive=True))) if p.suffix == ".parquet"]
     subfolders = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     candidates = [*_parquet_files(path), *(p for d in subfolders for p in _parquet_files(d))]
     return [p for p in candidates if _has_images(p)]
