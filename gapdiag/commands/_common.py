@@ -132,10 +132,11 @@ class EmbeddingOptions:
 
 
 _OPTION_TYPES: dict[str, Any] = {
-    "data": DataArg, "data_format": DataFormatOpt, "model": ModelOpt, "pretrained": PretrainedOpt, "split": SplitOpt,
+    "data": DataArg, "model": ModelOpt, "pretrained": PretrainedOpt, "split": SplitOpt,
     "image_column": ImageColumnOpt, "text_column": TextColumnOpt, "label_column": LabelColumnOpt,
     "template": TemplateOpt, "device": DeviceOpt, "precision": PrecisionOpt, "batch_size": BatchSizeOpt,
     "workers": WorkersOpt, "cache_dir": CacheDirOpt, "dtype": DtypeOpt, "skip_bad": SkipBadOpt,
+    "data_format": DataFormatOpt,
 }
 
 

@@ -79,7 +79,9 @@ def detect_format(path: str | Path) -> str:
         found = [(r, why) for r, why in found if not r.reads_subfolders]
     if not found:
         if Path(spec).is_dir():
-            raise DatasetError(f"{spec}: no images in this folder and no dataset file found (expected {_accepted()})")
+            raise DatasetError(
+                f"{spec}: no images in this folder and no dataset file found (expected {_accepted()})"
+            )
         raise DatasetError(f"{spec}: unknown dataset format (expected {_accepted()})")
     if len(found) > 1:
         readings = " and ".join(f"{r.name} ({why})" for r, why in found)

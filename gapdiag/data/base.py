@@ -253,7 +253,8 @@ def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
                 f"template {t!r}: {exc} (write {{{{ or }}}} for a literal brace, e.g. 'a photo of a {{}}.')"
             ) from None
         if fields != [""]:
-            problem = "has no {}" if not fields else f"has {len(fields)} fields ({', '.join('{' + f + '}' for f in fields)})"
+            shown = ", ".join("{" + f + "}" for f in fields)
+            problem = f"has {len(fields)} fields ({shown})" if fields else "has no {}"
             raise InputError(
                 f"template {t!r} {problem}; it needs exactly one {{}} for the class name "
                 f"(write e.g. 'a photo of a {{}}.')"

@@ -120,15 +120,18 @@ def _image_column(schema: Any, given: str | None, shard: Path) -> str:
     if given is not None:
         pick_column(columns, given, (), shard, "image", "--image-column")
         if not is_image_type(schema.field(given).type):
-            raise DatasetError(
-                f"{shard.name}: column {given!r} holds {schema.field(given).type}, not image bytes; fix --image-column"
-            )
+            kind = schema.field(given).type
+            raise DatasetError(f"{shard.name}: column {given!r} holds {kind}, not image bytes; fix --image-column")
         return given
     found = [f.name for f in schema if is_image_type(f.type)]
     if len(found) > 1:
-        raise DatasetError(f"{shard.name}: several image columns ({', '.join(found)}); choose one with --image-column")
+        raise DatasetError(
+            f"{shard.name}: several image columns ({', '.join(found)}); choose one with --image-column"
+        )
     if not found:
-        raise DatasetError(f"{shard.name}: no image column ({{bytes, path}} struct or binary); columns: {', '.join(columns)}")
+        raise DatasetError(
+            f"{shard.name}: no image column ({{bytes, path}} struct or binary); columns: {', '.join(columns)}"
+        )
     return found[0]
 
 
@@ -203,8 +206,12 @@ def read_hf_parquet(
     if not cap_cols and labels is not None and class_names is not None:
         captions, samples, cap_locs = template_captions(labels, class_names, templates, items.image_locations)
         items = ImageTextItems(items.images, items.image_locations, captions, samples.tolist(), cap_locs)
+    if Path(spec).is_dir():
+        name = Path(spec).name
+    else:
+        name = shards[0].stem if len(shards) == 1 else shards[0].parent.name
     return image_text_dataset(
-        name=Path(spec).name if Path(spec).is_dir() else shards[0].stem if len(shards) == 1 else shards[0].parent.name,
+        name=name,
         source=spec,
         format="huggingface",
         items=items,
