@@ -414,7 +414,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
-    except typer.Abort:
+    except typer.Abort as e:
+        if isinstance(e.__cause__, EOFError):
+            # click turns any EOFError escaping a command into Abort (Ctrl-D at a prompt); gapdiag has no prompts,
+            # so this is an unhandled error (np.load of a 0-byte file raised it), not the user stopping the run.
+            raise e.__cause__ from None
         err_console.print("aborted")
         return 130
     except KeyboardInterrupt:

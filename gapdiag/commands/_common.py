@@ -40,8 +40,13 @@ def print_json(obj: Any) -> None:
 DataArg = Annotated[str | None, typer.Option(
     "--data", "-d",
     help="Dataset: a manifest (.csv/.tsv/.jsonl/.parquet), an ImageFolder directory, a COCO captions .json, "
-         "WebDataset shards (.tar, 'shard-{000..009}.tar'), or precomputed embeddings (.npz/.npy dir/.parquet). "
+         "WebDataset shards (.tar, 'shard-{000..009}.tar'), precomputed embeddings (.npz/.npy dir/.parquet), or "
+         "Hugging Face Parquet shards (file, folder or 'data/train-*.parquet'). "
          "Default: the bundled sample data (handwritten digits, test split).",
+    rich_help_panel="Data")]
+DataFormatOpt = Annotated[str | None, typer.Option(
+    "--data-format", help="Read --data as this format (a reader name from docs/datasets.md, e.g. manifest or "
+                          "webdataset) instead of detecting it; needed when the path fits two formats.",
     rich_help_panel="Data")]
 SplitOpt = Annotated[str | None, typer.Option(
     "--split", help="Keep only manifest rows whose 'split' column equals this (e.g. test).", rich_help_panel="Data")]
@@ -94,6 +99,7 @@ class EmbeddingOptions:
     """The data, model and cache options of one command, as parsed (see :func:`embedding_options`)."""
 
     data: str | None = None
+    data_format: str | None = None
     model: str | None = None
     pretrained: str | None = None
     split: str | None = None
@@ -116,7 +122,8 @@ class EmbeddingOptions:
         do not use them (precomputed embeddings) are not handed options they would reject.
         """
         readers = {"image_column": self.image_column, "text_columns": self.text_column or None,
-                   "label_column": self.label_column, "templates": self.template or None}
+                   "label_column": self.label_column, "templates": self.template or None,
+                   "format": self.data_format}
         return {"data": self.data, "split": self.split, "model": self.model, "pretrained": self.pretrained,
                 "device": self.device, "precision": self.precision, "batch_size": self.batch_size,
                 "workers": self.workers, "cache_dir": self.cache_dir, "dtype": self.dtype,
@@ -129,6 +136,7 @@ _OPTION_TYPES: dict[str, Any] = {
     "image_column": ImageColumnOpt, "text_column": TextColumnOpt, "label_column": LabelColumnOpt,
     "template": TemplateOpt, "device": DeviceOpt, "precision": PrecisionOpt, "batch_size": BatchSizeOpt,
     "workers": WorkersOpt, "cache_dir": CacheDirOpt, "dtype": DtypeOpt, "skip_bad": SkipBadOpt,
+    "data_format": DataFormatOpt,
 }
 
 
