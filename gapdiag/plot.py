@@ -208,6 +208,34 @@ def map_coordinates(
     return np.asarray(reducer.fit_transform(unique), dtype=np.float64)[inverse]
 
 
+def map_layout(
+    es: EmbeddingSet,
+    *,
+    method: str = "umap",
+    max_pairs: int | None = 2000,
+    seed: int = 0,
+    status: StatusCallback | None = None,
+) -> tuple[
+    NDArray[np.int64], dict[str, NDArray[np.intp]], dict[str, NDArray[np.float64]], dict[str, NDArray[np.int64]]
+]:
+    """The points of a map, shared by the static map and the interactive one in the HTML report.
+
+    Returns:
+        ``(chosen, keep, coords, samples)``: the drawn samples (:func:`select_samples`), and per modality
+        the row indices of its drawn items, their 2-D coordinates (all modalities projected jointly) and
+        the sample of each drawn item.
+    """
+    names = es.modality_names
+    chosen = select_samples(es.n_samples, max_pairs, seed)
+    keep = {m: np.flatnonzero(np.isin(es.sample_index[m], chosen)) for m in names}
+    blocks = [unit_rows(es.vectors[m], m, rows=keep[m]) for m in names]
+    xy = map_coordinates(np.vstack(blocks).astype(np.float64), method=method, seed=seed, status=status)
+    starts = np.cumsum([0] + [len(keep[m]) for m in names])
+    coords = {m: xy[starts[i] : starts[i + 1]] for i, m in enumerate(names)}
+    samples = {m: np.asarray(es.sample_index[m], dtype=np.int64)[keep[m]] for m in names}
+    return chosen, keep, coords, samples
+
+
 def plot_map(
     es: EmbeddingSet,
     *,
@@ -246,13 +274,7 @@ def plot_map(
             hint="use --color-by modality or a dataset with labels",
         )
     names = es.modality_names
-    chosen = select_samples(es.n_samples, max_pairs, seed)
-    keep = {m: np.flatnonzero(np.isin(es.sample_index[m], chosen)) for m in names}
-    blocks = [unit_rows(es.vectors[m], m, rows=keep[m]) for m in names]
-    xy = map_coordinates(np.vstack(blocks).astype(np.float64), method=method, seed=seed, status=status)
-    starts = np.cumsum([0] + [len(k) for k in keep.values()])
-    coords = {m: xy[starts[i] : starts[i + 1]] for i, m in enumerate(names)}
-    samples = {m: np.asarray(es.sample_index[m], dtype=np.int64)[keep[m]] for m in names}
+    chosen, _, coords, samples = map_layout(es, method=method, max_pairs=max_pairs, seed=seed, status=status)
 
     fig = _new_figure(7.5, 6.5)
     ax = fig.add_subplot()
