@@ -691,7 +691,12 @@ def plot_compare(
         InputError: fewer than two reports, label count mismatch, or a requested metric missing from a report.
         ProvenanceError: the reports use different metric definitions.
     """
+    from matplotlib.patches import Patch
+
     from gapdiag.errors import ProvenanceError
+    from gapdiag.metrics import REGISTRY
+    from gapdiag.presentation import format_number, order_metrics
+    from gapdiag.report import split_metric_name
 
     if len(reports) < 2:
         raise InputError(
@@ -709,7 +714,8 @@ def plot_compare(
             hint="re-measure them with one gapdiag version",
         )
     if metrics is None:
-        metrics = [m for m in reports[0].metrics if all(m in r.metrics for r in reports[1:])]
+        # Panels in the CLI table's order (registry families), not in whatever order a report lists them.
+        metrics = order_metrics(m for m in reports[0].metrics if all(m in r.metrics for r in reports[1:]))
         if not metrics:
             raise InputError(
                 f"reports {', '.join(map(str, labels))} share no metric",
@@ -728,9 +734,11 @@ def plot_compare(
     fig = _new_figure(3.3 * ncols, 2.7 * nrows + 0.6)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     x = np.asarray(steps) if steps is not None else np.arange(len(reports), dtype=np.float64)
+    colors = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(reports))]
     order = np.argsort(x, kind="stable")
     for ax, name in zip(axes, metrics):
         y = np.array([r.metrics[name] for r in reports], dtype=np.float64)
+        info = REGISTRY.get(split_metric_name(name)[0])
         lo_hi = [r.intervals.get(name) for r in reports]
         err = None
         if all(iv is not None for iv in lo_hi):
@@ -749,15 +757,29 @@ def plot_compare(
                 capsize=3,
             )
             drawn.lines[0].set_gid(f"metric/{name}")
+            for xi, yi in zip(x[order], y[order]):
+                ax.annotate(format_number(yi), (xi, yi), textcoords="offset points", xytext=(0, 5),
+                            ha="center", fontsize="x-small")
             ax.set_xlabel("epoch" if all("ep" in str(label).lower() for label in labels) else "step")
         else:
-            colors = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(reports))]
-            ax.bar(x, y, color=colors, yerr=err, capsize=3, gid=f"metric/{name}")
+            bars = ax.bar(x, y, color=colors, yerr=err, capsize=3, gid=f"metric/{name}")
+            ax.bar_label(bars, labels=[format_number(v) for v in y], fontsize="x-small", padding=2)
             ax.set_xticks(x, [str(label) for label in labels], rotation=30, ha="right", fontsize="small")
-        ax.set_title(name, fontsize="medium")
+        # Which way is better, from the metric registry (descriptive metrics have none).
+        direction = {True: "\n↑ higher is better", False: "\n↓ lower is better", None: ""}[
+            None if info is None else info.higher_is_better
+        ]
+        ax.set_title(name + direction, fontsize="medium")
+        ax.margins(y=0.15)  # room for the value labels
         ax.grid(True, axis="y", alpha=0.3)
     for ax in axes[len(metrics) :]:
         ax.set_visible(False)
+    if steps is None:
+        # One legend entry per bar colour, in the bars' (columns') left-to-right order: one row when it fits,
+        # else one column, so that reading order and column order agree (matplotlib fills columns first).
+        handles = [Patch(color=c, label=str(label)) for c, label in zip(colors, labels)]
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles) if len(handles) <= 6 else 1,
+                   fontsize="small", frameon=False)
     described = sorted({describe_provenance(r.provenance) for r in reports})
     default = "Comparison — " + ("; ".join(described) if len(described) <= 3 else f"{len(described)} setups")
     fig.suptitle(title if title is not None else default)
