@@ -347,7 +347,13 @@ def cache_dir_cmd(cache_dir: CacheDirOpt = None) -> None:
 def report_table(report: Report) -> Table:
     """The rich table of a report: metrics grouped by family, with direction and bootstrap interval."""
     from gapdiag.metrics import REGISTRY
-    from gapdiag.presentation import direction_arrow, format_interval, format_number, metric_family, order_metrics
+    from gapdiag.presentation import (
+        direction_arrow,
+        format_interval,
+        format_number,
+        metric_family,
+        order_metrics,
+    )
     from gapdiag.report import split_metric_name
 
     prov = report.provenance

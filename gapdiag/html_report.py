@@ -152,11 +152,13 @@ def _metrics_table(report: Report, references: list[ReferencePoint]) -> str:
                 f'<td class="num">{html.escape(format_number(float(report.metrics[name])))}</td>',
             ]
             if has_intervals:
-                cells.append(f'<td class="num">{html.escape(format_interval(report.intervals.get(name)))}</td>')
+                interval = format_interval(report.intervals.get(name))
+                cells.append(f'<td class="num">{html.escape(interval)}</td>')
             cells.append(f"<td>{direction_text(None if info is None else info.higher_is_better)}</td>")
             # Beside the first row of a base metric only: the published values apply to the base.
             refs = [p for p in references if p.metric == base] if base != previous else []
-            cells.append(f'<td class="ref">{"; ".join(_reference_cite(p, numbered[id(p)]) for p in refs)}</td>')
+            cites = "; ".join(_reference_cite(p, numbered[id(p)]) for p in refs)
+            cells.append(f'<td class="ref">{cites}</td>')
             css = "family-start" if row == 0 else ("base-start" if base != previous else "")
             css_attr = f' class="{css}"' if css else ""
             rows.append(f'<tr{css_attr} data-metric="{html.escape(name, quote=True)}">{"".join(cells)}</tr>')
@@ -189,7 +191,8 @@ def _references_table(references: list[ReferencePoint]) -> str:
             html.escape(p.note),
         ]
         rows.append(f'<tr id="ref-{i}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    head = "<tr><th>#</th><th>metric</th><th>value</th><th>model</th><th>data</th><th>N</th><th>source</th><th>note</th></tr>"
+    head = "".join(f"<th>{h}</th>" for h in ("#", "metric", "value", "model", "data", "N", "source", "note"))
+    head = f"<tr>{head}</tr>"
     return (
         '<p class="meta">Published values to read the numbers above against; the closer model, data and N '
         "are to yours, the more comparable the number. Kept in gapdiag/reference_points.json.</p>"
@@ -205,7 +208,7 @@ def _summary(report: Report) -> str:
 
 
 def _data_line(report: Report) -> str:
-    """What was measured: dataset, split, sample size and seed (the split and sample are part of the result)."""
+    """What was measured: dataset, split, sample size and seed (split and sample are part of the result)."""
     dataset = report.provenance.get("dataset") or {}
     sample = report.provenance.get("sample") or {}
     counts = dataset.get("counts") or {}
@@ -278,10 +281,14 @@ def render_html(
         + f"<h2>Metrics</h2>{_metrics_table(report, references)}"
         + (f"<h2>Published reference points</h2>{_references_table(references)}" if references else "")
         + (f"<h2>Figures</h2>{figure_html}" if figures else "")
-        + (f'<h2>Interactive map</h2><p class="meta">{html.escape(INTERACTIVE_HELP)}</p>{interactive}' if interactive else "")
+        + (_interactive_section(interactive) if interactive else "")
         + f"<h2>Provenance</h2>{_provenance_table(report)}"
         "</body></html>\n"
     )
+
+
+def _interactive_section(fragment: str) -> str:
+    return f'<h2>Interactive map</h2><p class="meta">{html.escape(INTERACTIVE_HELP)}</p>{fragment}'
 
 
 def write_html(

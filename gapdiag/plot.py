@@ -215,9 +215,7 @@ def map_layout(
     max_pairs: int | None = 2000,
     seed: int = 0,
     status: StatusCallback | None = None,
-) -> tuple[
-    NDArray[np.int64], dict[str, NDArray[np.intp]], dict[str, NDArray[np.float64]], dict[str, NDArray[np.int64]]
-]:
+) -> tuple[NDArray[np.int64], dict[str, NDArray[Any]], dict[str, NDArray[Any]], dict[str, NDArray[Any]]]:
     """The points of a map, shared by the static map and the interactive one in the HTML report.
 
     Returns:

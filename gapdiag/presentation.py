@@ -157,19 +157,28 @@ def summarize(metrics: Mapping[str, float]) -> list[str]:
         level = gap_level(gap)
         if separability is not None and separability >= SEPARABLE:
             link = "although" if level in ("closed", "small") else "and"
-            out.append(f"The modalities are linearly separable ({f(separability)}) {link} the gap is {level} ({f(gap)}).")
+            out.append(
+                f"The modalities are linearly separable ({f(separability)}) {link} "
+                f"the gap is {level} ({f(gap)})."
+            )
         elif separability is not None and level in ("closed", "small"):
             out.append(f"The gap is {level} ({f(gap)}) and a linear probe tells the modalities apart only "
                        f"{f(separability)} of the time: {pair} share one region of the space.")
         else:
-            probe = f"; a linear probe separates the modalities with accuracy {f(separability)}" if separability is not None else ""
+            probe = (
+                f"; a linear probe separates the modalities with accuracy {f(separability)}"
+                if separability is not None
+                else ""
+            )
             out.append(f"The modality gap ({pair}) is {level} ({f(gap)}){probe}.")
     _, cos_tp = _first(metrics, "cos_tp")
     _, cos_nm = _first(metrics, "cos_nonmatching")
     if cos_tp is not None and cos_nm is not None:
         margin = cos_tp - cos_nm
         verdict = "true pairs stand out" if margin >= 0.05 else "true pairs barely differ from random pairs"
-        out.append(f"True pairs have mean cosine {f(cos_tp)} against {f(cos_nm)} for non-matching pairs: {verdict}.")
+        out.append(
+            f"True pairs have mean cosine {f(cos_tp)} against {f(cos_nm)} for non-matching pairs: {verdict}."
+        )
     cones = [(q, v) for q, v in _all(metrics, "angular_value") if q != "joint" and v > CONE]
     if cones:
         parts = ", ".join(f"{q} {f(v)}" for q, v in cones)

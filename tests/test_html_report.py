@@ -442,7 +442,8 @@ function __keep(m) { window.__errors.push(String(m));
   document.documentElement.setAttribute('data-errors', JSON.stringify(window.__errors)); }
 window.addEventListener('error', function (e) { __keep(e.message); });
 var __consoleError = console.error;
-console.error = function () { __keep([].slice.call(arguments).join(' ')); __consoleError.apply(console, arguments); };
+console.error = function () {
+  __keep([].slice.call(arguments).join(' ')); __consoleError.apply(console, arguments); };
 </script>"""
 
 MAP_PROBE = """<script>
@@ -485,7 +486,8 @@ def test_interactive_map_renders_hovers_and_draws_pair_lines_in_headless_chromiu
     assert probe["errors"] == [] and "exc" not in probe, probe
     assert probe["svg"] and probe["points"] == 12 + 36, probe
     # First trace = image points of class "cat": sample 0, its path and class in the tooltip.
-    assert "sample 0" in probe["hover"] and "images/0.png" in probe["hover"] and "class: cat" in probe["hover"]
+    hover = probe["hover"]
+    assert "sample 0" in hover and "images/0.png" in hover and "class: cat" in hover
     assert probe["pairs"] == 3 * 3  # image to each of its 3 captions: (x0, x1, gap) per line
 
 

@@ -78,7 +78,8 @@ def test_summary_flags_collapse_by_angular_value_and_effective_rank():
 
 
 def test_summary_without_separability_and_of_nothing():
-    assert summarize({"modality_gap/audio-text": 0.5}) == ["The modality gap (audio-text) is moderate (0.5000)."]
+    text = summarize({"modality_gap/audio-text": 0.5})
+    assert text == ["The modality gap (audio-text) is moderate (0.5000)."]
     assert summarize({}) == []
     assert summarize({"modality_gap/image-text": math.nan}) == []
 
@@ -95,7 +96,8 @@ def test_reference_points_are_complete_and_name_registered_metrics():
     # The numbers the issue names, traced to their sources (docs/report-schema.md).
     values = {(p.cite, p.model, p.n): p.value for p in points}
     assert values[("Humer et al., JoVI 2024", "CLIP RN50 (OpenAI)", 5000)] == pytest.approx(0.8186, abs=1e-4)
-    assert values[("Humer et al., JoVI 2024", "CyCLIP (Goel et al. 2022 checkpoint)", 5000)] == pytest.approx(0.8730, abs=1e-4)
+    cyclip = values[("Humer et al., JoVI 2024", "CyCLIP (Goel et al. 2022 checkpoint)", 5000)]
+    assert cyclip == pytest.approx(0.8730, abs=1e-4)
 
 
 def test_reference_file_is_package_data():

@@ -267,7 +267,7 @@ def report(
             device=embedding.device,
             progress=not silent,
         )
-        # The split is part of the result (the provenance of `measure` leaves it out); the bundled data's is test.
+        # The split is part of the result (the provenance of `measure` leaves it out); bundled data: test.
         split = embedding.split or ("test" if embedding.data is None else None)
         if split:
             measured.provenance.setdefault("dataset", {}).setdefault("split", split)
@@ -297,7 +297,13 @@ def report(
         )
         interactive_html = interactive_map_html(fig)
     path = write_html(
-        out, measured, figures, title=title, figure_format=figure_format, dpi=dpi, interactive=interactive_html
+        out,
+        measured,
+        figures,
+        title=title,
+        figure_format=figure_format,
+        dpi=dpi,
+        interactive=interactive_html,
     )
     if json_out:
         print_json(
