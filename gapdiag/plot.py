@@ -31,7 +31,8 @@ from numpy.typing import NDArray
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics.blocked import unit_rows
-from gapdiag.report import Report
+from gapdiag.presentation import format_number, order_metrics
+from gapdiag.report import Report, split_metric_name
 
 #: Okabe–Ito colours, reordered so that the first two (blue, vermillion) separate image and text best.
 OKABE_ITO: tuple[str, ...] = (
@@ -445,7 +446,7 @@ def plot_similarity_histograms(
                         bins=edges,
                         alpha=0.55,
                         color=color,
-                        label=f"{label} (mean {values.mean():.3f})",
+                        label=f"{label} (mean {format_number(values.mean())})",
                     )
                     ax.axvline(values.mean(), color=color, linestyle="--", linewidth=1)
             ax.legend(fontsize="small")
@@ -693,8 +694,6 @@ def plot_compare(
 
     from gapdiag.errors import ProvenanceError
     from gapdiag.metrics import REGISTRY
-    from gapdiag.presentation import format_number, order_metrics
-    from gapdiag.report import split_metric_name
 
     if len(reports) < 2:
         raise InputError(
