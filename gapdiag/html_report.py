@@ -63,6 +63,8 @@ tr.base-start td { border-top: 2px solid #bbb; } tr.family-start td { border-top
 td.family { font-weight: 600; color: #555; } td.ref { font-size: .85rem; color: #333; }
 .summary { background: #f6f8fa; border-left: 4px solid #0072B2; padding: .4rem 1rem; margin: 1rem 0; }
 .summary p { margin: .35rem 0; }
+table.references { width: 100%; font-size: .85rem; } table.references td.long { overflow-wrap: anywhere; }
+table.references td { white-space: normal; } table.references td.nowrap { white-space: nowrap; }
 figure { margin: 1.5rem 0; } figure img, figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: .9rem; margin-top: .3rem; }
 """
@@ -190,7 +192,10 @@ def _references_table(references: list[ReferencePoint]) -> str:
             f"{html.escape(p.source)} <span class=\"meta\">({html.escape(where)})</span>",
             html.escape(p.note),
         ]
-        rows.append(f'<tr id="ref-{i}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        # Paths in sources and notes may break anywhere; numbers and names stay whole.
+        css = ["nowrap", "nowrap", "nowrap", "", "", "nowrap", "long", "long"]
+        tds = "".join(f'<td class="{k}">{c}</td>' if k else f"<td>{c}</td>" for k, c in zip(css, cells))
+        rows.append(f'<tr id="ref-{i}">{tds}</tr>')
     head = "".join(f"<th>{h}</th>" for h in ("#", "metric", "value", "model", "data", "N", "source", "note"))
     head = f"<tr>{head}</tr>"
     return (

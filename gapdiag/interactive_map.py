@@ -152,8 +152,10 @@ def build_interactive_map(
     )
     fig = go.Figure(traces)
     fig.update_layout(
-        title=f"Interactive map ({method.upper()}) — {describe_provenance(es.provenance)}",
-        height=650,
+        title={"text": f"Interactive map ({method.upper()}) — {describe_provenance(es.provenance)}",
+               "x": 0.5, "xanchor": "center"},
+        height=680,
+        margin={"t": 100},
         template="simple_white",
         legend={"groupclick": "toggleitem", "itemsizing": "constant"},
         xaxis={"showticklabels": False, "title": f"{method.upper()} 1"},
@@ -177,7 +179,7 @@ def _class_menu(traces: Sequence[Any], class_names: Sequence[str]) -> dict[str, 
         {"label": f"class {class_names[c]}", "method": "restyle", "args": [{"visible": visible(c)}]}
         for c in present
     ]
-    return {"buttons": buttons, "direction": "down", "x": 0.0, "xanchor": "left", "y": 1.12, "yanchor": "top"}
+    return {"buttons": buttons, "direction": "down", "x": 0.0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"}
 
 
 def _as_css(color: Any) -> str:
