@@ -746,10 +746,13 @@ def noise_margin(name: str, baseline: Report, current: Report) -> float | None:
 
 
 def format_value(v: float) -> str:
-    """Table text for a metric value: 4 decimals, scientific outside [1e-3, 1e4), an em dash when absent."""
+    """Table text for a metric value: the one display format of every gapdiag table
+    (:func:`gapdiag.presentation.format_number`, 4 significant digits), an em dash when absent."""
+    from gapdiag.presentation import format_number
+
     if v is None or not math.isfinite(v):
         return "—"
-    return f"{v:.4f}" if v == 0 or 1e-3 <= abs(v) < 1e4 else f"{v:.3e}"
+    return format_number(float(v))
 
 
 def format_delta(v: float) -> str:

@@ -167,9 +167,15 @@ def measure(
     # On stderr, also with --json (whose `skipped` map and provenance.skipped hold the same): never silent.
     _print_skipped(list(report.provenance.get("skipped") or []), report.skipped)
     if json_out:
-        print_json(report.to_dict(include_extras=False))
+        from gapdiag.references import references_for
+
+        # Published values to read the numbers against (additive key; docs/report-schema.md).
+        print_json({**report.to_dict(include_extras=False),
+                    "references": [p.to_dict() for p in references_for(report.metrics)]})
         return
     console.print(report_table(report))
+    for line in reference_lines(report):
+        console.print(line, style="dim", highlight=False, soft_wrap=True)
     for direction, agreement in (report.extras.get("retrieval_agreement") or {}).items():
         console.print(f"approximate retrieval {direction}: {agreement:.1%} of the exact top-10 found (sampled queries)")
     if out is not None:
@@ -359,6 +365,13 @@ def cache_dir_cmd(cache_dir: CacheDirOpt = None) -> None:
 def report_table(report: Report) -> Table:
     """The rich table of a report: metrics grouped by family, with direction and bootstrap interval."""
     from gapdiag.metrics import REGISTRY
+    from gapdiag.presentation import (
+        direction_arrow,
+        format_interval,
+        format_number,
+        metric_family,
+        order_metrics,
+    )
     from gapdiag.report import split_metric_name
 
     prov = report.provenance
@@ -372,25 +385,24 @@ def report_table(report: Report) -> Table:
     if report.intervals:
         table.add_column("95% CI", justify="right")
     table.add_column("better", justify="center")
-    rows = []
-    for name, value in report.metrics.items():
+    # Grouped by family in the registry's order (gap, cone, uniformity, rank, retrieval, clustering, ...).
+    for name in order_metrics(report.metrics):
         base, qualifier = split_metric_name(name)
         info = REGISTRY.get(base)
-        family = getattr(info, "family", "")
-        hib = getattr(info, "higher_is_better", None)
-        rows.append((family, base, qualifier or "", value, hib, name))
-    # Group by family in the registry's order (gap, cone, uniformity, rank, retrieval, clustering, ...).
-    family_order = {f: i for i, f in enumerate(dict.fromkeys(getattr(m, "family", "") for m in REGISTRY.values()))}
-    base_order = {b: i for i, b in enumerate(REGISTRY)}
-    rows.sort(key=lambda r: (family_order.get(r[0], len(family_order)), base_order.get(r[1], len(base_order))))
-    for family, base, qualifier, value, hib, name in rows:
-        cells = [family, base, qualifier, f"{value:.4f}"]
+        cells = [metric_family(name), base, qualifier or "", format_number(report.metrics[name])]
         if report.intervals:
             lo_hi = report.intervals.get(name)
-            cells.append(f"[{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]" if lo_hi else "")
-        cells.append({True: "↑", False: "↓", None: ""}[hib])
+            cells.append(format_interval(lo_hi) if lo_hi else "")
+        cells.append(direction_arrow(getattr(info, "higher_is_better", None)))
         table.add_row(*cells)
     return table
+
+
+def reference_lines(report: Report) -> list[str]:
+    """One line per published reference point of a metric in the report (printed under the table)."""
+    from gapdiag.references import references_for
+
+    return [f"reference {p.metric}: {p.label()}" for p in references_for(report.metrics)]
 
 
 _plot_commands.register(app)

@@ -212,14 +212,23 @@ def report(
     title: Annotated[
         str | None, typer.Option("--title", help="Page title (default: model and dataset).")
     ] = None,
+    interactive: Annotated[
+        bool,
+        typer.Option(
+            "--interactive/--no-interactive",
+            help="Add the interactive map (hover for caption / image path / class, toggles, pair lines on "
+            "click) when the map is drawn; it inlines plotly.js (~4.8 MB) so the page still works offline.",
+            rich_help_panel=_FIGURES,
+        ),
+    ] = True,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
     *,
     embedding: EmbeddingOptions,
 ) -> None:
-    """Write one self-contained HTML report: metric table with provenance and every figure embedded (no external
-    files or URLs; opens offline).
+    """Write one self-contained HTML report: a summary in words, the metric table beside published reference
+    values, every figure and an interactive map embedded, and the provenance (nothing fetched; opens offline).
     """
     from gapdiag import api
     from gapdiag import plot as gplot
@@ -258,6 +267,10 @@ def report(
             device=embedding.device,
             progress=not silent,
         )
+        # The split is part of the result (the provenance of `measure` leaves it out); bundled data: test.
+        split = embedding.split or ("test" if embedding.data is None else None)
+        if split:
+            measured.provenance.setdefault("dataset", {}).setdefault("split", split)
     elif es is not None:
         _check_same_dataset(measured, es.provenance, from_report)
     figures = gplot.make_figures(
@@ -270,11 +283,55 @@ def report(
         seed=seed,
         status=_status(silent),
     )
-    path = write_html(out, measured, figures, title=title, figure_format=figure_format, dpi=dpi)
+    interactive_html = None
+    if interactive and "map" in kinds and es is not None:
+        from gapdiag.interactive_map import build_interactive_map, interactive_map_html
+
+        fig = build_interactive_map(
+            es,
+            method=method,
+            max_pairs=max_pairs,
+            seed=seed,
+            labels=_hover_labels(embedding.api_kwargs(quiet=True), es),
+            status=_status(silent),
+        )
+        interactive_html = interactive_map_html(fig)
+    path = write_html(
+        out,
+        measured,
+        figures,
+        title=title,
+        figure_format=figure_format,
+        dpi=dpi,
+        interactive=interactive_html,
+    )
     if json_out:
-        print_json({"path": str(path), "figures": list(figures), "metrics": len(measured.metrics)})
+        print_json(
+            {
+                "path": str(path),
+                "figures": list(figures),
+                "metrics": len(measured.metrics),
+                "interactive": interactive_html is not None,
+            }
+        )
         return
     console.print(str(path), highlight=False, soft_wrap=True)
+
+
+def _hover_labels(options: dict[str, Any], es: Any) -> dict[str, list[str]] | None:
+    """Captions and image paths for the interactive map's hover text, read from the dataset itself (the
+    cache holds vectors only). None when the data cannot be read as a dataset (``--data`` names a cache
+    entry): the map then shows modality, sample and class only."""
+    from gapdiag import api
+    from gapdiag.errors import GapdiagError
+    from gapdiag.interactive_map import item_labels
+
+    embed_only = ("model", "pretrained", "device", "precision", "batch_size", "workers", "cache_dir", "dtype",
+                  "progress")
+    try:
+        return item_labels(api.load_data(**{k: v for k, v in options.items() if k not in embed_only}), es)
+    except GapdiagError:
+        return None
 
 
 def _check_same_dataset(report: Any, provenance: dict[str, Any], source: Path) -> None:
