@@ -94,7 +94,8 @@ def sampled_diagnostics(
         joint = np.concatenate([units[m] for m in names])
         for q, pts in [*((m, units[m]) for m in names), ("joint", joint)]:
             value = twonn_dimension(pts, seed=seed, normalize=False) if pts.shape[0] >= 3 else math.nan
-            _put(values, extras, f"twonn_dimension/{q}", value, "fewer than 3 distinct points")
+            _put(values, extras, f"twonn_dimension/{q}", value,
+                 "fewer than 2 points with a distinct nearest neighbour (duplicate items)")
         extras["variants"]["twonn_dimension"] = (f"TwoNN unbiased MLE (N-1)/sum log(r2/r1), exact FAISS 2-NN, "
                                                  f"<= {TWONN_SAMPLE} points")
 

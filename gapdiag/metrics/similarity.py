@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, iter_unit_blocks, unit_rows
@@ -155,3 +157,57 @@ def mutual_knn(x: ArrayLike, y: ArrayLike, k: int = KNN_K, *, normalize: bool = 
     """Mutual k-NN alignment (Huh et al. 2024): mean over items of ``|N_X(i) ∩ N_Y(i)| / k``, in [0, 1]."""
     return float(neighbour_overlap(knn_indices(x, k, normalize=normalize, device=device),
                                    knn_indices(y, k, normalize=normalize, device=device)).mean())
+
+
+def compare_embeddings(
+    a: EmbeddingSet, b: EmbeddingSet, *, k: int = KNN_K, top: int = 10, device: str = "cpu"
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Linear CKA and mutual k-NN of two embeddings of the same data, per modality and on the joint set.
+
+    Returns:
+        ``(values, extras)``: ``linear_cka/<m>`` and ``mutual_knn/<m>`` for every modality and ``joint``;
+        extras ``changed/<m>``: the ``top`` items whose k-NN changed most (lowest overlap@k, ties to the lower
+        row) as ``{"item": row, "sample": id, "overlap": o}``, and ``overlap_histogram/<m>`` (counts of
+        overlap = 0/k, 1/k, ..., 1).
+
+    Raises:
+        InputError: Different modalities, item counts or item-to-sample alignment (not the same data).
+    """
+    names = a.modality_names
+    if names != b.modality_names:
+        raise InputError(f"the two embeddings have different modalities ({names} vs {b.modality_names}); "
+                         "embed the same data with both models")
+    for m in names:
+        same = a.vectors[m].shape[0] == b.vectors[m].shape[0] and np.array_equal(a.sample_index[m], b.sample_index[m])
+        if not same:
+            raise InputError(f"modality {m!r} holds different items in the two embeddings "
+                             f"({a.vectors[m].shape[0]} vs {b.vectors[m].shape[0]} items); embed the same data")
+    values: dict[str, float] = {}
+    extras: dict[str, Any] = {}
+    units = {m: (unit_rows(a.vectors[m], m), unit_rows(b.vectors[m], m)) for m in names}
+    sets = [*((m, units[m]) for m in names)]
+    if len(names) > 1:
+        sets.append(("joint", (np.concatenate([units[m][0] for m in names]),
+                               np.concatenate([units[m][1] for m in names]))))
+    offsets = dict(zip(names, np.cumsum([0, *(units[m][0].shape[0] for m in names)])))
+    for q, (xa, xb) in sets:
+        if xa.shape[0] >= 4:
+            values[f"linear_cka/{q}"] = linear_cka(xa, xb, normalize=False)
+        kk = min(k, xa.shape[0] - 1)
+        if kk < 1:
+            continue
+        overlap = neighbour_overlap(knn_indices(xa, kk, normalize=False, device=device),
+                                    knn_indices(xb, kk, normalize=False, device=device))
+        values[f"mutual_knn/{q}"] = float(overlap.mean())
+        order = np.argsort(overlap, kind="stable")[:top]
+        changed = []
+        for i in order:
+            m = q if q != "joint" else next(n for n in reversed(names) if offsets[n] <= i)
+            row = int(i - offsets[m]) if q == "joint" else int(i)
+            changed.append({"modality": m, "item": row, "sample": int(a.sample_index[m][row]),
+                            "overlap": float(overlap[i])})
+        extras[f"changed/{q}"] = changed
+        extras[f"overlap_histogram/{q}"] = np.bincount(np.rint(overlap * kk).astype(int), minlength=kk + 1).tolist()
+    extras["variants"] = {"linear_cka": "debiased linear CKA (Song et al. unbiased HSIC) on L2-normalised vectors",
+                          "mutual_knn": f"mean |N_A(i) ∩ N_B(i)|/k, k = {k}, exact cosine k-NN"}
+    return values, extras
