@@ -34,6 +34,9 @@ CAPTIONS: dict[str, str] = {
     "(Roy & Vetterli 2007). A fast drop-off means a collapsed, low-rank space.",
     "shift": "Shifting the modalities along the gap (λ = 0: the trained space). Where the loss is minimal at "
     "λ ≈ 0 the gap is what the contrastive loss prefers at that temperature (Liang et al. 2022, Sec. 4.2).",
+    "gap": "The joint set on the gap direction Δ̂ (x) and the residual's first principal direction (y), with each "
+    "modality's histogram of the Δ̂ projection on top: separate histograms are the gap. Bars: the dimensions that "
+    "carry ‖Δ‖².",
     "compare": "Metric values of several reports side by side (lines when the labels are training steps).",
 }
 
@@ -198,10 +201,17 @@ def render_html(
         f'<p class="meta">{len(report.metrics)} metrics, {len(figures)} figures; created {html.escape(report.created or "—")} '
         f"with gapdiag {html.escape(report.gapdiag_version)}.</p>"
         f"<h2>Metrics</h2>{_metrics_table(report)}"
+        + _diagnostics(report)
         + (f"<h2>Figures</h2>{figure_html}" if figures else "")
         + f"<h2>Provenance</h2>{_provenance_table(report)}"
         "</body></html>\n"
     )
+
+
+def _diagnostics(report: Report) -> str:
+    from gapdiag.html_diagnostics import diagnostics_section
+
+    return diagnostics_section(report)
 
 
 def write_html(
