@@ -59,11 +59,14 @@ def gap_projection(
     xs, ys = {}, {}
     for m in (a, b):
         n = es.vectors[m].shape[0]
-        rows = None if max_points is None or n <= max_points else np.sort(rng.choice(n, max_points, replace=False))
+        rows = (
+            None
+            if max_points is None or n <= max_points
+            else np.sort(rng.choice(n, max_points, replace=False))
+        )
         z = unit_rows(es.vectors[m], m, rows=rows).astype(np.float64) - mean
         xs[m], ys[m] = z @ u, z @ axis_y
-    return {"pair": (a, b), "x": xs, "y": ys, "delta": delta,
-            "separation": marginal_separation(xs[a], xs[b])}
+    return {"pair": (a, b), "x": xs, "y": ys, "delta": delta, "separation": marginal_separation(xs[a], xs[b])}
 
 
 def marginal_separation(xa: NDArray[np.float64], xb: NDArray[np.float64]) -> float:
@@ -102,15 +105,25 @@ def plot_gap(
     hi = max(float(proj["x"][m].max()) for m in (a, b))
     bins = np.linspace(lo, hi, 41) if hi > lo else 10
     for m in (a, b):
-        ax.scatter(proj["x"][m], proj["y"][m], s=6, alpha=0.5, color=colors[m], label=m, gid=f"gap/scatter/{m}",
-                   rasterized=True)
+        ax.scatter(
+            proj["x"][m],
+            proj["y"][m],
+            s=6,
+            alpha=0.5,
+            color=colors[m],
+            label=m,
+            gid=f"gap/scatter/{m}",
+            rasterized=True,
+        )
         ax_hist.hist(proj["x"][m], bins=bins, density=True, color=colors[m], alpha=0.55, gid=f"gap/hist/{m}")
     norm = float(np.linalg.norm(proj["delta"]))
     ax.set_xlabel(f"projection on the gap direction Δ̂ (‖Δ‖ = {norm:.3f})")
     ax.set_ylabel("first principal direction of the residual")
     ax.legend(fontsize="small", markerscale=2)
     ax_hist.set_ylabel("density")
-    ax_hist.set_title(f"{a} vs {b}: marginal separation {proj['separation']:.2f} pooled s.d.", fontsize="medium")
+    ax_hist.set_title(
+        f"{a} vs {b}: marginal separation {proj['separation']:.2f} pooled s.d.", fontsize="medium"
+    )
     ax_hist.tick_params(labelbottom=False)
     c = contributions(proj["delta"])
     order = np.argsort(-c, kind="stable")[:TOP_BARS]
@@ -118,7 +131,9 @@ def plot_gap(
     ax_bar.set_xticks(np.arange(order.size), [str(int(j)) for j in order], rotation=90, fontsize="x-small")
     ax_bar.set_xlabel("embedding dimension")
     ax_bar.set_ylabel("share of ‖Δ‖²  (Δ_j² / ‖Δ‖²)")
-    ax_bar.set_title(f"{dims_for_share(c, 0.5)} dims carry 50 %, {dims_for_share(c, 0.9)} carry 90 % "
-                     f"(of {c.size})", fontsize="medium")
+    ax_bar.set_title(
+        f"{dims_for_share(c, 0.5)} dims carry 50 %, {dims_for_share(c, 0.9)} carry 90 % (of {c.size})",
+        fontsize="medium",
+    )
     fig.suptitle(_title("Modality gap", es.provenance, title))
     return fig

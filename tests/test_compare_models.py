@@ -26,9 +26,23 @@ def _brute_cka(x, y):
     return _brute_hsic_u(k, l) / math.sqrt(_brute_hsic_u(k, k) * _brute_hsic_u(l, l))
 
 
-def test_two_checkpoints_item_by_item_against_brute_force(capsys, manifest, tiny_checkpoint, second_checkpoint):
-    code, out, err = gapdiag(capsys, "compare", "-m", tiny_checkpoint, "-m", second_checkpoint, "-d", manifest,
-                             "--device", "cpu", "--json", "--quiet")
+def test_two_checkpoints_item_by_item_against_brute_force(
+    capsys, manifest, tiny_checkpoint, second_checkpoint
+):
+    code, out, err = gapdiag(
+        capsys,
+        "compare",
+        "-m",
+        tiny_checkpoint,
+        "-m",
+        second_checkpoint,
+        "-d",
+        manifest,
+        "--device",
+        "cpu",
+        "--json",
+        "--quiet",
+    )
     assert code == 0, err
     sim = json.loads(out)["similarity"]
     a = api.embed(manifest, tiny_checkpoint, device="cpu", progress=False)
@@ -64,7 +78,9 @@ def _rules(tmp_path, text):
     return path
 
 
-def test_check_gates_on_cka_to_the_cached_baseline(capsys, tmp_path, manifest, tiny_checkpoint, second_checkpoint):
+def test_check_gates_on_cka_to_the_cached_baseline(
+    capsys, tmp_path, manifest, tiny_checkpoint, second_checkpoint
+):
     base = tmp_path / "base.json"
     cur = tmp_path / "cur.json"
     api.measure(manifest, tiny_checkpoint, device="cpu", progress=False, metrics=["modality_gap"]).save(base)
@@ -72,11 +88,15 @@ def test_check_gates_on_cka_to_the_cached_baseline(capsys, tmp_path, manifest, t
     cka = api.similarity_to_baseline(api.Report.load(base), api.Report.load(cur))[0]["linear_cka/image"]
     assert cka < 0.999
     strict = _rules(tmp_path, f"[check]\nonly_listed = true\n[check.rules.linear_cka]\nmin = {cka + 1e-3}\n")
-    code, out, err = gapdiag(capsys, "check", "--baseline", base, "--report", cur, "--config", strict, "--json")
+    code, out, err = gapdiag(
+        capsys, "check", "--baseline", base, "--report", cur, "--config", strict, "--json"
+    )
     outcomes = {o["name"]: o for o in json.loads(out)["outcomes"]}
     assert code == 1 and outcomes["linear_cka/image"]["status"] == "fail"
     loose = _rules(tmp_path, f"[check]\nonly_listed = true\n[check.rules.linear_cka]\nmin = {cka - 1e-3}\n")
-    code, out, err = gapdiag(capsys, "check", "--baseline", base, "--report", cur, "--config", loose, "--json")
+    code, out, err = gapdiag(
+        capsys, "check", "--baseline", base, "--report", cur, "--config", loose, "--json"
+    )
     outcomes = {o["name"]: o for o in json.loads(out)["outcomes"]}
     assert code == 0, out
     assert outcomes["linear_cka/image"]["status"] == "pass"
@@ -84,7 +104,11 @@ def test_check_gates_on_cka_to_the_cached_baseline(capsys, tmp_path, manifest, t
     # The baseline's vectors are gone: said plainly, not a silent pass of a rule nobody evaluated.
     key = api.Report.load(base).provenance["cache_key"]
     shutil.rmtree(api.embed(manifest, tiny_checkpoint, device="cpu", progress=False).provenance["path"])
-    code, out, err = gapdiag(capsys, "check", "--baseline", base, "--report", cur, "--config", strict, "--json")
+    code, out, err = gapdiag(
+        capsys, "check", "--baseline", base, "--report", cur, "--config", strict, "--json"
+    )
     outcome = next(o for o in json.loads(out)["outcomes"] if o["name"] == "linear_cka")
-    assert outcome["status"] == "skip" and key in outcome["reason"] and "not in the cache" in outcome["reason"]
+    assert (
+        outcome["status"] == "skip" and key in outcome["reason"] and "not in the cache" in outcome["reason"]
+    )
     assert "linear_cka not checked" in err

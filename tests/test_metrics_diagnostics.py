@@ -60,7 +60,9 @@ def test_dims_carrying_the_gap_by_brute_force_sorting():
     shift[[3, 7, 11]] = np.sqrt([0.6, 0.3, 0.1]) * 0.8
     x = rng.normal(size=(400, 32)) * 0.05 + shift / 2
     y = rng.normal(size=(400, 32)) * 0.05 - shift / 2
-    d = gap_decomposition(x + 5 * basis[:, 0], y + 5 * basis[:, 0])  # far from the origin: normalising barely bends
+    d = gap_decomposition(
+        x + 5 * basis[:, 0], y + 5 * basis[:, 0]
+    )  # far from the origin: normalising barely bends
     xs, ys = _unit((x + 5 * basis[:, 0]).astype(np.float32)), _unit((y + 5 * basis[:, 0]).astype(np.float32))
     delta = xs.mean(0) - ys.mean(0)
     c = np.sort(delta**2 / np.sum(delta**2))[::-1]
@@ -127,9 +129,16 @@ def test_compute_all_hubness_equals_brute_force_top10(engine):
     n = 23
     img = rng.normal(size=(n, 8)).astype(np.float32)
     txt = (np.repeat(img, 2, axis=0) + rng.normal(size=(2 * n, 8))).astype(np.float32)
-    es = EmbeddingSet({"image": img, "text": txt}, {"image": np.arange(n), "text": np.repeat(np.arange(n), 2)}, n)
-    values, extras = compute_all(es, ["hubness_skewness", "robin_hood", "antihub_share", "recall_at_1"],
-                                 block_size=5, retrieval_engine=engine, device="cpu")
+    es = EmbeddingSet(
+        {"image": img, "text": txt}, {"image": np.arange(n), "text": np.repeat(np.arange(n), 2)}, n
+    )
+    values, extras = compute_all(
+        es,
+        ["hubness_skewness", "robin_hood", "antihub_share", "recall_at_1"],
+        block_size=5,
+        retrieval_engine=engine,
+        device="cpu",
+    )
     for q, g, name in ((img, txt, "image_to_text"), (txt, img, "text_to_image")):
         n_k = k_occurrence(_brute_topk(q, g, 10), len(g))
         assert values[f"hubness_skewness/{name}"] == pytest.approx(scipy.stats.skew(n_k), rel=1e-9)
@@ -195,12 +204,19 @@ def test_compute_all_reports_the_diagnostics_with_their_extras():
     img = rng.normal(size=(n, 8)).astype(np.float32) + 1
     txt = rng.normal(size=(n, 8)).astype(np.float32) - 1
     es = EmbeddingSet({"image": img, "text": txt}, {"image": np.arange(n), "text": np.arange(n)}, n)
-    values, extras = compute_all(es, ["gap_w2_squared", "gap_bures", "modality_gap", "mmd_pvalue",
-                                      "twonn_dimension", "isoscore"], seed=0)
+    values, extras = compute_all(
+        es,
+        ["gap_w2_squared", "gap_bures", "modality_gap", "mmd_pvalue", "twonn_dimension", "isoscore"],
+        seed=0,
+    )
     dec = extras["gap_decomposition/image-text"]
     assert dec["centroid"] == pytest.approx(values["modality_gap/image-text"] ** 2, rel=1e-9)
-    assert values["gap_w2_squared/image-text"] == pytest.approx(dec["centroid"] + values["gap_bures/image-text"])
-    assert {"twonn_dimension/joint", "isoscore/joint", "isoscore/image", "mmd_pvalue/image-text"} <= set(values)
+    assert values["gap_w2_squared/image-text"] == pytest.approx(
+        dec["centroid"] + values["gap_bures/image-text"]
+    )
+    assert {"twonn_dimension/joint", "isoscore/joint", "isoscore/image", "mmd_pvalue/image-text"} <= set(
+        values
+    )
     with pytest.raises(InputError, match="compare two models"):
         compute_all(es, ["linear_cka"])
 
@@ -214,8 +230,11 @@ def _brute_hsic_u(k, l):
     np.fill_diagonal(k, 0)
     np.fill_diagonal(l, 0)
     one = np.ones(n)
-    return (np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
-            - 2 / (n - 2) * one @ k @ l @ one) / (n * (n - 3))
+    return (
+        np.trace(k @ l)
+        + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
+        - 2 / (n - 2) * one @ k @ l @ one
+    ) / (n * (n - 3))
 
 
 @pytest.mark.parametrize("block_size", [7, 1000])

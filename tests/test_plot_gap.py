@@ -13,8 +13,9 @@ from gapdiag.plot_gap import gap_projection, marginal_separation, plot_gap
 
 
 def _es(img, txt):
-    return EmbeddingSet({"image": img, "text": txt}, {"image": np.arange(len(img)), "text": np.arange(len(txt))},
-                        len(img))
+    return EmbeddingSet(
+        {"image": img, "text": txt}, {"image": np.arange(len(img)), "text": np.arange(len(txt))}, len(img)
+    )
 
 
 def test_coordinates_equal_a_brute_force_projection():
@@ -33,8 +34,9 @@ def test_coordinates_equal_a_brute_force_projection():
     np.testing.assert_allclose(proj["x"]["image"], (xi - joint.mean(0)) @ u, atol=1e-5)
     # The principal direction's sign is arbitrary.
     y = np.concatenate([proj["y"]["image"], proj["y"]["text"]])
-    assert abs(np.dot(y, residual @ vt[0])) == pytest.approx(np.linalg.norm(y) * np.linalg.norm(residual @ vt[0]),
-                                                             rel=1e-4)
+    assert abs(np.dot(y, residual @ vt[0])) == pytest.approx(
+        np.linalg.norm(y) * np.linalg.norm(residual @ vt[0]), rel=1e-4
+    )
     assert marginal_separation(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == pytest.approx(4.0)
 
 
@@ -48,6 +50,6 @@ def test_bundled_models_look_clearly_different(capsys, tmp_path):
         assert {"gap/scatter/image", "gap/scatter/text", "gap/contributions"} <= gids
     # InfoNCE (gap 0.24): the two histograms sit apart; the gap-closing twin (0.05): on top of each other.
     assert sep["infonce"] > 2.0 and sep["gap_closing"] < 0.5, sep
-    code, out, err = gapdiag(capsys, "plot", "--kind", "gap", "--device", "cpu", "-q", "-o", tmp_path)
+    code, _out, err = gapdiag(capsys, "plot", "--kind", "gap", "--device", "cpu", "-q", "-o", tmp_path)
     assert code == 0, err
     assert (tmp_path / "gap.png").stat().st_size > 0

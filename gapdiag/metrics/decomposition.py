@@ -65,7 +65,9 @@ def dims_for_share(contributions: NDArray[np.float64], share: float) -> int:
     return int(np.searchsorted(np.cumsum(c), share * total * (1 - 1e-12)) + 1)
 
 
-def contributions(delta: NDArray[np.float64], basis: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+def contributions(
+    delta: NDArray[np.float64], basis: NDArray[np.float64] | None = None
+) -> NDArray[np.float64]:
     """``c_j = (v_jᵀΔ)² / ‖Δ‖²`` for the columns ``v_j`` of an orthonormal ``basis`` (None = the model's axes)."""
     proj = delta if basis is None else basis.T @ delta
     sq = proj**2

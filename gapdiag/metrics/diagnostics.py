@@ -54,8 +54,8 @@ def linear_diagnostics(
                 if base in bases:
                     _put(values, extras, f"{base}/{q}", float(dec[key]), "the two centroids coincide")
             extras[f"gap_decomposition/{q}"] = {
-                k: dec[k] for k in ("centroid", "bures", "w2_squared", "top_dims", "contributions",
-                                    "contributions_pca")
+                k: dec[k]
+                for k in ("centroid", "bures", "w2_squared", "top_dims", "contributions", "contributions_pca")
             }
     if "isoscore" in bases:
         joint = sum((stats[m] for m in names[1:]), stats[names[0]])
@@ -88,16 +88,24 @@ def sampled_diagnostics(
                 values[f"mmd_centred/{q}"] = mmd
             if "mmd_pvalue" in bases:
                 values[f"mmd_pvalue/{q}"] = p
-        extras["variants"]["mmd"] = (f"unbiased MMD^2, RBF at the median heuristic, mean-centred modalities, "
-                                     f"<= {MMD_SAMPLE} items each, {MMD_PERMUTATIONS} permutations")
+        extras["variants"]["mmd"] = (
+            f"unbiased MMD^2, RBF at the median heuristic, mean-centred modalities, "
+            f"<= {MMD_SAMPLE} items each, {MMD_PERMUTATIONS} permutations"
+        )
     if "twonn_dimension" in bases:
         joint = np.concatenate([units[m] for m in names])
         for q, pts in [*((m, units[m]) for m in names), ("joint", joint)]:
             value = twonn_dimension(pts, seed=seed, normalize=False) if pts.shape[0] >= 3 else math.nan
-            _put(values, extras, f"twonn_dimension/{q}", value,
-                 "fewer than 2 points with a distinct nearest neighbour (duplicate items)")
-        extras["variants"]["twonn_dimension"] = (f"TwoNN unbiased MLE (N-1)/sum log(r2/r1), exact FAISS 2-NN, "
-                                                 f"<= {TWONN_SAMPLE} points")
+            _put(
+                values,
+                extras,
+                f"twonn_dimension/{q}",
+                value,
+                "fewer than 2 points with a distinct nearest neighbour (duplicate items)",
+            )
+        extras["variants"]["twonn_dimension"] = (
+            f"TwoNN unbiased MLE (N-1)/sum log(r2/r1), exact FAISS 2-NN, <= {TWONN_SAMPLE} points"
+        )
 
 
 def hubness_diagnostics(

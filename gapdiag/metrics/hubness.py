@@ -35,7 +35,9 @@ def k_occurrence(top: ArrayLike, n_gallery: int) -> NDArray[np.int64]:
     if idx.ndim != 2:
         raise InputError(f"top-K lists must be a (queries, K) array, got shape {idx.shape}")
     if idx.size and idx.max() >= n_gallery:
-        raise InputError(f"top-K lists name gallery item {int(idx.max())} but the gallery has {n_gallery} items")
+        raise InputError(
+            f"top-K lists name gallery item {int(idx.max())} but the gallery has {n_gallery} items"
+        )
     return np.bincount(idx[idx >= 0], minlength=n_gallery).astype(np.int64)
 
 

@@ -57,7 +57,12 @@ class _HsicSums:
         n = self.n
         tr = float(np.sum(self.cross**2)) - self.ab
         one_k, one_l = float(self.sx @ self.sx) - self.a, float(self.sy @ self.sy) - self.b
-        kl1 = float(self.sx @ self.cross @ self.sy) - float(self.a_y @ self.sy) - float(self.b_x @ self.sx) + self.ab
+        kl1 = (
+            float(self.sx @ self.cross @ self.sy)
+            - float(self.a_y @ self.sy)
+            - float(self.b_x @ self.sx)
+            + self.ab
+        )
         return (tr + one_k * one_l / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * kl1) / (n * (n - 3))
 
 
@@ -113,8 +118,12 @@ def linear_cka(
     if xa.shape[0] < 4:
         raise InputError(f"the unbiased CKA needs at least 4 items, got {xa.shape[0]}")
     p, q = xa.shape[1], ya.shape[1]
-    bx = [b.astype(np.float64) for _, b in iter_unit_blocks(xa, "x", block_size=block_size, normalize=normalize)]
-    by = [b.astype(np.float64) for _, b in iter_unit_blocks(ya, "y", block_size=block_size, normalize=normalize)]
+    bx = [
+        b.astype(np.float64) for _, b in iter_unit_blocks(xa, "x", block_size=block_size, normalize=normalize)
+    ]
+    by = [
+        b.astype(np.float64) for _, b in iter_unit_blocks(ya, "y", block_size=block_size, normalize=normalize)
+    ]
     xy = _accumulate(list(zip(bx, by)), p, q).hsic()
     xx = _accumulate(list(zip(bx, bx)), p, p).hsic()
     yy = _accumulate(list(zip(by, by)), q, q).hsic()
@@ -122,7 +131,9 @@ def linear_cka(
     return xy / math.sqrt(denom) if denom > 0 else math.nan
 
 
-def knn_indices(x: ArrayLike, k: int = KNN_K, *, normalize: bool = True, device: str = "cpu") -> NDArray[np.int64]:
+def knn_indices(
+    x: ArrayLike, k: int = KNN_K, *, normalize: bool = True, device: str = "cpu"
+) -> NDArray[np.int64]:
     """The ``k`` nearest *other* items of every item by cosine similarity (exact search; ties to the lower index)."""
     from gapdiag.metrics.retrieval import search_topk
 
@@ -153,10 +164,16 @@ def neighbour_overlap(nx: ArrayLike, ny: ArrayLike) -> NDArray[np.float64]:
     return np.isin(a + rows, b + rows).sum(axis=1) / a.shape[1]
 
 
-def mutual_knn(x: ArrayLike, y: ArrayLike, k: int = KNN_K, *, normalize: bool = True, device: str = "cpu") -> float:
+def mutual_knn(
+    x: ArrayLike, y: ArrayLike, k: int = KNN_K, *, normalize: bool = True, device: str = "cpu"
+) -> float:
     """Mutual k-NN alignment (Huh et al. 2024): mean over items of ``|N_X(i) ∩ N_Y(i)| / k``, in [0, 1]."""
-    return float(neighbour_overlap(knn_indices(x, k, normalize=normalize, device=device),
-                                   knn_indices(y, k, normalize=normalize, device=device)).mean())
+    return float(
+        neighbour_overlap(
+            knn_indices(x, k, normalize=normalize, device=device),
+            knn_indices(y, k, normalize=normalize, device=device),
+        ).mean()
+    )
 
 
 def compare_embeddings(
@@ -175,20 +192,30 @@ def compare_embeddings(
     """
     names = a.modality_names
     if names != b.modality_names:
-        raise InputError(f"the two embeddings have different modalities ({names} vs {b.modality_names}); "
-                         "embed the same data with both models")
+        raise InputError(
+            f"the two embeddings have different modalities ({names} vs {b.modality_names}); "
+            "embed the same data with both models"
+        )
     for m in names:
-        same = a.vectors[m].shape[0] == b.vectors[m].shape[0] and np.array_equal(a.sample_index[m], b.sample_index[m])
+        same = a.vectors[m].shape[0] == b.vectors[m].shape[0] and np.array_equal(
+            a.sample_index[m], b.sample_index[m]
+        )
         if not same:
-            raise InputError(f"modality {m!r} holds different items in the two embeddings "
-                             f"({a.vectors[m].shape[0]} vs {b.vectors[m].shape[0]} items); embed the same data")
+            raise InputError(
+                f"modality {m!r} holds different items in the two embeddings "
+                f"({a.vectors[m].shape[0]} vs {b.vectors[m].shape[0]} items); embed the same data"
+            )
     values: dict[str, float] = {}
     extras: dict[str, Any] = {}
     units = {m: (unit_rows(a.vectors[m], m), unit_rows(b.vectors[m], m)) for m in names}
     sets = [*((m, units[m]) for m in names)]
     if len(names) > 1:
-        sets.append(("joint", (np.concatenate([units[m][0] for m in names]),
-                               np.concatenate([units[m][1] for m in names]))))
+        sets.append(
+            (
+                "joint",
+                (np.concatenate([units[m][0] for m in names]), np.concatenate([units[m][1] for m in names])),
+            )
+        )
     offsets = dict(zip(names, np.cumsum([0, *(units[m][0].shape[0] for m in names)])))
     for q, (xa, xb) in sets:
         if xa.shape[0] >= 4:
@@ -196,18 +223,30 @@ def compare_embeddings(
         kk = min(k, xa.shape[0] - 1)
         if kk < 1:
             continue
-        overlap = neighbour_overlap(knn_indices(xa, kk, normalize=False, device=device),
-                                    knn_indices(xb, kk, normalize=False, device=device))
+        overlap = neighbour_overlap(
+            knn_indices(xa, kk, normalize=False, device=device),
+            knn_indices(xb, kk, normalize=False, device=device),
+        )
         values[f"mutual_knn/{q}"] = float(overlap.mean())
         order = np.argsort(overlap, kind="stable")[:top]
         changed = []
         for i in order:
             m = q if q != "joint" else next(n for n in reversed(names) if offsets[n] <= i)
             row = int(i - offsets[m]) if q == "joint" else int(i)
-            changed.append({"modality": m, "item": row, "sample": int(a.sample_index[m][row]),
-                            "overlap": float(overlap[i])})
+            changed.append(
+                {
+                    "modality": m,
+                    "item": row,
+                    "sample": int(a.sample_index[m][row]),
+                    "overlap": float(overlap[i]),
+                }
+            )
         extras[f"changed/{q}"] = changed
-        extras[f"overlap_histogram/{q}"] = np.bincount(np.rint(overlap * kk).astype(int), minlength=kk + 1).tolist()
-    extras["variants"] = {"linear_cka": "debiased linear CKA (Song et al. unbiased HSIC) on L2-normalised vectors",
-                          "mutual_knn": f"mean |N_A(i) ∩ N_B(i)|/k, k = {k}, exact cosine k-NN"}
+        extras[f"overlap_histogram/{q}"] = np.bincount(
+            np.rint(overlap * kk).astype(int), minlength=kk + 1
+        ).tolist()
+    extras["variants"] = {
+        "linear_cka": "debiased linear CKA (Song et al. unbiased HSIC) on L2-normalised vectors",
+        "mutual_knn": f"mean |N_A(i) ∩ N_B(i)|/k, k = {k}, exact cosine k-NN",
+    }
     return values, extras
