@@ -171,8 +171,10 @@ def measure(
     if sample is not None and sample < 1:
         raise InputError(f"--sample must be a positive number of samples (got {sample})")
     es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
+    # Hubs and changed items are named by path/caption only when measure read the data itself.
+    describe = not isinstance(data, EmbeddingSet) and _cache_entry_path(data) is None
     memo = _measure_memo(es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap,
-                         retrieval_engine=retrieval_engine, block_size=block_size,
+                         retrieval_engine=retrieval_engine, block_size=block_size, described=describe,
                          device=_device_name(embed_options.get("device", "auto")))
     reused = derived.load_report(memo)
     if reused is not None:
@@ -204,6 +206,8 @@ def measure(
         intervals = bootstrap_intervals(es, metrics, n=bootstrap, seed=seed, sample=sample, block_size=block_size,
                                         retrieval_engine=retrieval_engine,
                                         device=search_on)
+    if describe:
+        describe_items(extras, data, split=embed_options.get("split"))
     report = Report(metrics=values, provenance=_provenance(es, sample=sample, seed=seed, **embed_options),
                     intervals=intervals, extras=extras)
     derived.save_report(memo, report)
@@ -307,3 +311,109 @@ def _image_and_text(es: EmbeddingSet) -> tuple[str, str]:
     if len(names) < 2:
         raise InputError("the shift experiment needs two modalities", hint="use paired data")
     return names[0], names[1]
+
+
+def _embedding_set(source: Any, data: Any, progress: bool, embed_options: dict[str, Any]) -> EmbeddingSet:
+    """An embedding set from an EmbeddingSet, a cache entry directory, or a model embedded on ``data``."""
+    if isinstance(source, EmbeddingSet):
+        return source
+    cached = _cache_entry(source)
+    if cached is not None:
+        return cached
+    return embed(data, source, progress=progress, **embed_options)
+
+
+def compare_models(
+    a: str | Path | EmbeddingSet,
+    b: str | Path | EmbeddingSet,
+    data: str | Path | PairedDataset | None = None,
+    *,
+    k: int = 10,
+    top: int = 10,
+    progress: bool = True,
+    **embed_options: Any,
+) -> dict[str, Any]:
+    """What changed between two checkpoints on the same data, item by item (``gapdiag compare -m A -m B``).
+
+    Args:
+        a, b: Models (as for :func:`embed`), cache entry directories (``gapdiag cache ls``) or embedding sets.
+        data: Dataset both models embed (ignored for cache entries); ``None`` = the bundled digits.
+        k: Neighbours compared by mutual k-NN / overlap@k.
+        top: Most-changed items listed per modality.
+        **embed_options: Passed to :func:`embed`.
+
+    Returns:
+        ``{"metrics": {"linear_cka/<m>": ..., "mutual_knn/<m>": ...}, "extras": {"changed/<m>": [...], ...},
+        "provenance": {"a": ..., "b": ...}}``; changed items carry ``path``/``caption`` when the data is at hand.
+    """
+    from gapdiag.metrics.retrieval import search_device
+    from gapdiag.metrics.similarity import compare_embeddings
+
+    esa = _embedding_set(a, data, progress, embed_options)
+    esb = _embedding_set(b, data, progress, embed_options)
+    values, extras = compare_embeddings(esa, esb, k=k, top=top,
+                                        device=search_device(embed_options.get("device", "auto")))
+    if not any(isinstance(s, EmbeddingSet) or _cache_entry_path(s) is not None for s in (a, b)):
+        describe_items(extras, data, split=embed_options.get("split"))
+    return {"metrics": values, "extras": extras,
+            "provenance": {"a": _provenance(esa, sample=None, seed=0), "b": _provenance(esb, sample=None, seed=0)}}
+
+
+def _cache_entry_path(source: Any) -> Path | None:
+    return Path(source) if isinstance(source, (str, Path)) and (Path(source) / "meta.json").is_file() else None
+
+
+def similarity_to_baseline(
+    baseline: Report, current: Report, *, cache_dir: str | Path | None = None, k: int = 10
+) -> tuple[dict[str, float], str | None]:
+    """CKA and mutual k-NN of the current vectors against the baseline's, when both are in the cache.
+
+    Reports keep the cache key of their vectors (``provenance.cache_key``). Returns ``(values, None)``, or
+    ``({}, reason)`` saying plainly why the item-by-item comparison is not possible.
+    """
+    from gapdiag.cache import EmbeddingCache
+    from gapdiag.metrics.similarity import compare_embeddings
+
+    keys = {}
+    for label, rep in (("baseline", baseline), ("current", current)):
+        key = (rep.provenance or {}).get("cache_key")
+        if not key:
+            return {}, (f"the {label} report keeps no cache key of its vectors (precomputed embeddings or an old "
+                        "report): re-measure it with `gapdiag measure --out` to compare item by item")
+        keys[label] = key
+    cache = EmbeddingCache(cache_dir)
+    sets = {}
+    for label, key in keys.items():
+        es = cache.get(key)
+        if es is None:
+            return {}, (f"the {label} vectors (cache key {key}) are not in the cache {cache.path(key).parent}; "
+                        "run check where they were embedded, or re-embed them")
+        sets[label] = es
+    try:
+        values, _ = compare_embeddings(sets["baseline"], sets["current"], k=k)
+    except InputError as e:
+        return {}, f"the baseline and current vectors hold different items ({e.message}); use the same data"
+    return values, None
+
+
+def describe_items(extras: dict[str, Any], data: Any, *, split: str | None = None) -> None:
+    """Add the ``path`` (image items) or ``caption`` (text items) to listed items (hubs, most-changed items).
+
+    Best effort: without readable data (precomputed vectors, a cache entry, a changed dataset) the items keep
+    their row and sample ids only.
+    """
+    lists = [(key.split("/", 1)[1], entry) for key, value in extras.items()
+             if key.startswith(("changed/", "hubness/")) for entry in
+             (value if isinstance(value, list) else value.get("hubs", []))]
+    if not lists:
+        return
+    try:
+        dataset = load_data(data, split=split)
+    except Exception:  # noqa: BLE001 - descriptions are optional; the numbers stand without them
+        return
+    for qualifier, entry in lists:
+        m = entry.get("modality") or (qualifier.split("_to_")[1] if "_to_" in qualifier else qualifier)
+        mod = dataset.modalities.get(m)
+        if mod is None or mod.kind == "embedding" or not 0 <= entry["item"] < len(mod.items):
+            continue
+        entry["path" if mod.kind == "image" else "caption"] = str(mod.items[entry["item"]])

@@ -573,6 +573,7 @@ def check_reports(
     *,
     force: bool = False,
     registry: Mapping[str, Any] | None = None,
+    unavailable: Mapping[str, str] | None = None,
 ) -> CheckResult:
     """Evaluate ``rules`` on every metric of the two reports.
 
@@ -585,6 +586,8 @@ def check_reports(
         rules: From :func:`load_rules`.
         force: Compare even when the provenance guard finds conflicts (they become warnings).
         registry: Metric registry for directions and default tolerances (default: ``gapdiag.metrics.REGISTRY``).
+        unavailable: Base name -> why it could not be computed (e.g. the two-model metrics when the baseline's
+            vectors are not cached); a rule on such a metric is skipped with that reason.
 
     Raises:
         ProvenanceError: Different data, metric definitions or sampling, unless ``force``.
@@ -615,7 +618,8 @@ def check_reports(
                     math.nan,
                     math.nan,
                     "skip",
-                    "the rule matches no metric in either report (typo, or not measured?)",
+                    (unavailable or {}).get(split_metric_name(key)[0])
+                    or "the rule matches no metric in either report (typo, or not measured?)",
                     rules.rules[key].describe(),
                     "config",
                 )
@@ -647,6 +651,12 @@ def refuse_uncomputed_gates(
             f"gated metric(s) could not be computed for the current report: {'; '.join(gated)}",
             hint="measure on data where they apply, or list them in the [check] ignore list",
         )
+def two_model_bases(rules: RuleSet, registry: Mapping[str, Any] | None = None) -> set[str]:
+    """Base names of the rules' metrics that compare two embeddings (``linear_cka``, ``mutual_knn``): ``check``
+    computes them against the baseline's cached vectors only when a rule asks for them."""
+    registry = metric_registry() if registry is None else registry
+    bases = {split_metric_name(k)[0] for k in rules.rules}
+    return {b for b in bases if getattr(registry.get(b), "two_models", False)}
 
 
 def evaluate_rule(

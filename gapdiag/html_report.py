@@ -41,6 +41,9 @@ CAPTIONS: dict[str, str] = {
     "(Roy & Vetterli 2007). A fast drop-off means a collapsed, low-rank space.",
     "shift": "Shifting the modalities along the gap (λ = 0: the trained space). Where the loss is minimal at "
     "λ ≈ 0 the gap is what the contrastive loss prefers at that temperature (Liang et al. 2022, Sec. 4.2).",
+    "gap": "The joint set on the gap direction Δ̂ (x) and the residual's first principal direction (y), with each "
+    "modality's histogram of the Δ̂ projection on top: separate histograms are the gap. Bars: the dimensions that "
+    "carry ‖Δ‖².",
     "compare": "Metric values of several reports side by side (lines when the labels are training steps).",
 }
 
@@ -285,6 +288,7 @@ def render_html(
         + _summary(report)
         + f"<h2>Metrics</h2>{_metrics_table(report, references)}"
         + (f"<h2>Published reference points</h2>{_references_table(references)}" if references else "")
+        + _diagnostics(report)
         + (f"<h2>Figures</h2>{figure_html}" if figures else "")
         + (_interactive_section(interactive) if interactive else "")
         + f"<h2>Provenance</h2>{_provenance_table(report)}"
@@ -294,6 +298,10 @@ def render_html(
 
 def _interactive_section(fragment: str) -> str:
     return f'<h2>Interactive map</h2><p class="meta">{html.escape(INTERACTIVE_HELP)}</p>{fragment}'
+def _diagnostics(report: Report) -> str:
+    from gapdiag.html_diagnostics import diagnostics_section
+
+    return diagnostics_section(report)
 
 
 def write_html(

@@ -49,9 +49,11 @@ OKABE_ITO: tuple[str, ...] = (
 MARKERS: tuple[str, ...] = ("o", "^", "s", "D", "v", "P", "X", "*")
 
 #: Every figure kind, in the order ``--kind all`` draws them.
-KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "shift", "compare")
+KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap", "shift", "compare")
 #: Kinds drawn from embeddings (the others read a shift result or reports).
-EMBEDDING_KINDS: tuple[str, ...] = ("map", "hist", "spectrum")
+EMBEDDING_KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap")
+#: Embedding figures drawn without ``--kind`` and by ``--kind all`` (``gap`` is asked for by name).
+DEFAULT_KINDS: tuple[str, ...] = ("map", "hist", "spectrum")
 METHODS: tuple[str, ...] = ("umap", "pca")
 COLOR_BY: tuple[str, ...] = ("modality", "class")
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
@@ -837,12 +839,12 @@ def parse_kinds(
     ]
     if not requested:
         implied = (["shift"] if have_shift else []) + (["compare"] if have_reports else [])
-        return implied or list(EMBEDDING_KINDS)
+        return implied or list(DEFAULT_KINDS)
     kinds: list[str] = []
     for kind in requested:
         if kind == "all":
             expanded = (
-                list(EMBEDDING_KINDS)
+                list(DEFAULT_KINDS)
                 + (["shift"] if have_shift else [])
                 + (["compare"] if have_reports else [])
             )
@@ -894,6 +896,10 @@ def make_figures(
             figures[kind] = plot_similarity_histograms(embeddings, seed=seed)
         elif kind == "spectrum":
             figures[kind] = plot_spectrum(embeddings)
+        elif kind == "gap":
+            from gapdiag.plot_gap import plot_gap
+
+            figures[kind] = plot_gap(embeddings, max_points=max_pairs, seed=seed)
         elif kind == "shift":
             if shift_result is None:
                 raise InputError("--kind shift needs a shift result", hint="pass --shift shift.json")

@@ -503,3 +503,15 @@ def test_cli_report_embeds_the_interactive_map_unless_asked_not_to(npz, tmp_path
     page = (tmp_path / "b.html").read_text()
     assert code == 0 and json.loads(out)["interactive"] is False
     assert "gapdiag-interactive-map" not in page and "https://" not in page and "<script" not in page
+def test_diagnostics_section_shows_where_the_gap_lives_and_the_hubs():
+    from gapdiag import api
+    from gapdiag.html_report import render_html
+
+    report = api.measure(device="cpu", progress=False)
+    page = render_html(report, {})
+    assert "<h2>Diagnostics</h2>" in page and "Where the gap lives" in page and "Hubs of retrieval" in page
+    hub = report.extras["hubness/image_to_text"]["hubs"][0]
+    assert f"#{hub['item']} ×{hub['occurrence']}" in page and hub["caption"] in page
+    assert f"{report.metrics['gap_bures/image-text']:.4g}" in page
+    bare = api.measure(device="cpu", progress=False, metrics=["modality_gap"])
+    assert "Diagnostics" not in render_html(bare, {})

@@ -174,7 +174,8 @@ def check(
     if out is not None:
         current.save(out)
 
-    result = chk.check_reports(current, base, rules, force=force)
+    unavailable = _similarity_to_baseline(base, current, chk.two_model_bases(rules), embedding.cache_dir)
+    result = chk.check_reports(current, base, rules, force=force, unavailable=unavailable)
     md = chk.to_markdown(result)
     if markdown is not None:
         _write_text(markdown, md, "--markdown")
@@ -189,6 +190,21 @@ def check(
     else:
         _print_check(result)
     result.raise_for_regression()
+
+
+def _similarity_to_baseline(base: Report, current: Report, bases: set[str], cache_dir: Path | None) -> dict[str, str]:
+    """Add CKA / mutual k-NN against the baseline's cached vectors to ``current`` when a rule asks for them;
+    returns base -> reason for those that cannot be computed (said plainly in the skip outcome)."""
+    if not bases:
+        return {}
+    from gapdiag import api
+
+    values, note = api.similarity_to_baseline(base, current, cache_dir=cache_dir)
+    current.metrics.update({k: v for k, v in values.items() if k.split("/")[0] in bases})
+    if note is not None:
+        err_console.print(f"[yellow]note:[/] {', '.join(sorted(bases))} not checked: {note}", highlight=False,
+                          soft_wrap=True)
+    return {b: f"not computed: {note}" for b in bases} if note else {}
 
 
 def _measure(
@@ -248,7 +264,8 @@ def _print_check(result: CheckResult) -> None:
 def compare(
     reports: Annotated[
         list[Path] | None,
-        typer.Argument(help="Report JSON files; the first is the reference for deltas.", show_default=False),
+        typer.Argument(help="Report JSON files or cache entry directories (`gapdiag cache ls`); the first is "
+                       "the reference for deltas.", show_default=False),
     ] = None,
     models: Annotated[
         list[str] | None,
@@ -286,7 +303,8 @@ def compare(
     """Compare two or more reports (or checkpoints measured now on the same data) side by side.
 
     Deltas are against the first column; arrows show the change, green where it is better and red where it is
-    worse (direction from the metric registry).
+    worse (direction from the metric registry). With exactly two checkpoints (`-m A -m B`) or cache entries,
+    also what changed item by item: linear CKA, mutual k-NN and the items whose neighbourhoods changed most.
     """
     from gapdiag import check as chk
     from gapdiag.report import Report
@@ -303,8 +321,15 @@ def compare(
         raise typer.BadParameter(
             f"{len(labels)} labels for {len(names)} reports/models: give one per column", param_hint="--label"
         )
-    loaded = [Report.load(p) for p in paths]
+    from gapdiag.api import _cache_entry_path
+
+    entries = [p for p in paths if _cache_entry_path(p) is not None]
     options = embedding.api_kwargs(quiet=quiet or json_out)
+    loaded = [
+        _measure(None, sample=sample, seed=seed, bootstrap=0, options={**options, "data": str(p)})
+        if p in entries else Report.load(p)
+        for p in paths
+    ]
     for m in models:
         loaded.append(
             _measure(
@@ -317,6 +342,13 @@ def compare(
         )
 
     comp = chk.compare_reports(loaded, labels or names, force=force)
+    embedded = [str(p) for p in entries] + models
+    similarity = None
+    if len(embedded) == 2 and len(names) == 2:
+        from gapdiag import api
+
+        rest = {k: v for k, v in options.items() if k not in ("progress", "model", "data")}
+        similarity = api.compare_models(embedded[0], embedded[1], options.get("data"), progress=False, **rest)
     if markdown is not None:
         _write_text(markdown, chk.comparison_to_markdown(comp), "--markdown")
     if plot is not None:
@@ -328,9 +360,38 @@ def compare(
     for w in comp.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     if json_out:
-        print_json(chk.comparison_to_json(comp))
+        out = chk.comparison_to_json(comp)
+        if similarity is not None:
+            out["similarity"] = similarity
+        print_json(out)
     else:
         console.print(_comparison_table(comp))
+        if similarity is not None:
+            _print_similarity(similarity, comp.labels)
+
+
+def _print_similarity(similarity: dict[str, Any], labels: list[str], shown: int = 5) -> None:
+    """The item-by-item view of two checkpoints: CKA and mutual k-NN per set, then the most-changed items."""
+    from gapdiag.check import format_value
+
+    table = Table(title=f"what changed: {labels[0]} → {labels[1]}", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption="1 = unchanged; mutual k-NN = mean share of each item's 10 neighbours kept")
+    table.add_column("set", no_wrap=True)
+    table.add_column("linear CKA", justify="right")
+    table.add_column("mutual k-NN", justify="right")
+    values = similarity["metrics"]
+    for q in dict.fromkeys(k.split("/", 1)[1] for k in values):
+        table.add_row(q, format_value(values.get(f"linear_cka/{q}", math.nan)),
+                      format_value(values.get(f"mutual_knn/{q}", math.nan)))
+    console.print(table)
+    for key, items in similarity["extras"].items():
+        if not key.startswith("changed/") or key == "changed/joint":
+            continue
+        console.print(f"[bold]{key.split('/', 1)[1]}[/]: items whose neighbours changed most", highlight=False)
+        for it in items[:shown]:
+            what = it.get("caption") or it.get("path") or ""
+            console.print(f"  #{it['item']} (sample {it['sample']}) overlap {it['overlap']:.2f}  {what}",
+                          highlight=False, soft_wrap=True)
 
 
 _ARROW_STYLE = {"better": "green", "worse": "red", "same": "dim", None: "dim"}

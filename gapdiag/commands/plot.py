@@ -29,7 +29,7 @@ KindOpt = Annotated[
     typer.Option(
         "--kind",
         "-k",
-        help="Figures to draw: map, hist, spectrum, shift, compare or all; repeat the option or give a comma list. "
+        help="Figures to draw: map, hist, spectrum, gap, shift, compare or all; repeat the option or give a comma list. "
         "Default: map,hist,spectrum (or shift/compare when only --shift/--report are given).",
         rich_help_panel=_FIGURES,
     ),
@@ -127,8 +127,8 @@ def plot(
     """Draw figures of the embedding space into a directory: the modality-gap map, pair-similarity histograms,
     singular-value spectra, the embedding-shift landscape and report comparisons.
 
-    Files are named `<kind>[-<method>].<format>` (map-umap.png, hist.png, spectrum.png, shift.png, compare.png);
-    the paths written are printed, one per line (or a JSON list with --json).
+    Files are named `<kind>[-<method>].<format>` (map-umap.png, hist.png, spectrum.png, gap.png, shift.png,
+    compare.png); the paths written are printed, one per line (or a JSON list with --json).
     """
     from gapdiag import plot as gplot
     from gapdiag.report import Report

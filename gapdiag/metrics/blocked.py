@@ -259,6 +259,8 @@ class CrossPassResult:
         rank_ab: Per A item (query) in the original order, the rank of its first true B item (number of
             other-sample B items ranked ahead of it, ties toward the lower index); -1 if it has none.
         rank_ba: The same for B items as queries over A.
+        top_ab, top_ba: With ``topk > 0``: per query (original order) the original indices of its ``topk``
+            best gallery items, same-sample items included (hubness).
     """
 
     lse_all: float = -math.inf
@@ -267,6 +269,8 @@ class CrossPassResult:
     n_nonmatching: int = 0
     rank_ab: NDArray[np.int64] | None = None
     rank_ba: NDArray[np.int64] | None = None
+    top_ab: NDArray[np.int64] | None = None
+    top_ba: NDArray[np.int64] | None = None
 
 
 def _sorted_by_sample(
@@ -390,6 +394,7 @@ def cross_pass(
     retrieval: bool = True,
     block_size: int = DEFAULT_BLOCK_SIZE,
     on_tile: TileCallback | None = None,
+    topk: int = 0,
 ) -> CrossPassResult:
     """One fused pass over the tiles of ``Â B̂ᵀ`` (unit vectors in, float32 BLAS per tile).
 
@@ -415,7 +420,11 @@ def cross_pass(
         retrieval: Compute the ranks.
         block_size: Tile side.
         on_tile: Called as ``on_tile(done, total)`` after each tile of the main pass.
+        topk: Also keep each query's ``topk`` best gallery items in both directions (0 = no), on the tile scores
+            before same-sample entries are masked (:class:`~gapdiag.metrics.running_topk.RunningTopK`).
     """
+    from gapdiag.metrics.running_topk import RunningTopK
+
     _check_block_size(block_size)
     a, sa, oa = _sorted_by_sample(a, a_sample)
     b, sb, ob = _sorted_by_sample(b, b_sample)
@@ -434,6 +443,7 @@ def cross_pass(
     n_same = _count_same_sample_pairs(sa, sb)
     result = CrossPassResult(n_all=a.shape[0] * b.shape[0], n_nonmatching=a.shape[0] * b.shape[0] - n_same)
     dir_a, dir_b = _Direction.empty(a.shape[0]), _Direction.empty(b.shape[0])
+    top_a, top_b = (RunningTopK(a.shape[0], topk), RunningTopK(b.shape[0], topk)) if topk else (None, None)
     if retrieval:
         # Exact best true score per query, from the same-sample entries of the few overlapping tiles.
         for ta in tiles_a:
@@ -456,6 +466,9 @@ def cross_pass(
         # Every elementwise step runs on cache-sized row strips of the tile, while they are hot.
         for r0, r1 in _strips(ta, tb[1] - tb[0]):
             strip = s[r0 - ta[0] : r1 - ta[0]]
+            if top_a is not None and top_b is not None:
+                top_a.update(strip, r0, ob[rows_b])
+                top_b.update(strip, tb[0], oa[r0:r1], axis=0)
             same_vals = None
             if check_same:
                 same = sa[r0:r1, None] == sb[None, rows_b]
@@ -476,6 +489,8 @@ def cross_pass(
     if retrieval:
         result.rank_ab = _in_original_order(dir_a, oa)
         result.rank_ba = _in_original_order(dir_b, ob)
+    if top_a is not None and top_b is not None:
+        result.top_ab, result.top_ba = top_a.in_order(oa), top_b.in_order(ob)
     return result
 
 

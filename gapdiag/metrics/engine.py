@@ -38,7 +38,15 @@ from gapdiag.metrics.blocked import (
     within_pass,
 )
 from gapdiag.metrics.cone import angular_value_from_stats
+from gapdiag.metrics.diagnostics import (
+    HUBNESS,
+    hubness_diagnostics,
+    linear_diagnostics,
+    needs_gram,
+    sampled_diagnostics,
+)
 from gapdiag.metrics.gap import cos_nonmatching_from_sums, gap_vector_from_stats
+from gapdiag.metrics.hubness import HUBNESS_K
 from gapdiag.metrics.rank import (
     effective_rank_from_singular_values,
     rankme_from_singular_values,
@@ -124,7 +132,7 @@ def compute_all(
     extras: dict[str, Any] = {"variants": {}, "skipped": {}}
 
     # 1. Linear metrics on every item.
-    need_gram = bool(bases & {"effective_rank", "rankme", "uniformity_w2"})
+    need_gram = bool(bases & {"effective_rank", "rankme", "uniformity_w2"}) or needs_gram(bases)
     need_stats = need_gram or bool(bases & {"modality_gap", "angular_value", "cos_nonmatching"})
     stats: dict[str, LinearStats] = {}
     if need_stats:
@@ -132,6 +140,8 @@ def compute_all(
             say(f"linear pass: {m}")
             stats[m] = linear_stats(vecs[m], m, gram=need_gram, block_size=block_size)
     _linear_metrics(bases, names, pairs, vecs, samples, stats, values, extras, block_size, say)
+    if need_gram:
+        linear_diagnostics(bases, names, pairs, stats, values, extras)
     if "zero_shot_accuracy" in bases:
         _zero_shot(es, image, vecs[image], samples[image], values, extras, block_size, device, say)
 
@@ -159,6 +169,7 @@ def compute_all(
             device=device,
             say=say,
             on_tile=on_tile,
+            rows=rows,
         )
 
     for b, definition in VARIANTS.items():
@@ -200,13 +211,18 @@ def _require_requested(
 
 def _select(metrics: Sequence[str] | None) -> tuple[set[str], set[str], set[str]]:
     """Bases to compute, bases asked for whole, and full names asked for (``base/qualifier``)."""
+    own = {b: None for b, info in REGISTRY.items() if not info.two_models}  # dict: registry order
     if metrics is None:
-        return set(REGISTRY), set(REGISTRY), set()
+        return set(own), set(own), set()
     if isinstance(metrics, str):
         metrics = [metrics]
     unknown = [m for m in metrics if m.split("/")[0] not in REGISTRY]
     if unknown:
-        raise InputError(f"unknown metric(s) {', '.join(unknown)}; valid names: {', '.join(REGISTRY)}")
+        raise InputError(f"unknown metric(s) {', '.join(unknown)}; valid names: {', '.join(own)}")
+    two = [m for m in metrics if m.split("/")[0] not in own]
+    if two:
+        raise InputError(f"{', '.join(two)} compare two models: use `gapdiag compare -m A -m B` "
+                         "(or check against a baseline whose vectors are cached)")
     full = {m for m in metrics if "/" in m}
     bare = {m for m in metrics if "/" not in m}
     return bare | {m.split("/")[0] for m in full}, bare, full
@@ -343,6 +359,7 @@ def _quadratic_metrics(
     device: str,
     say: Callable[[str], None],
     on_tile: Callable[[str, int, int], None] | None = None,
+    rows: dict[str, NDArray[np.intp] | None] | None = None,
 ) -> None:
     def ticker(step: str) -> Callable[[int, int], None] | None:
         return None if on_tile is None else (lambda done, total: on_tile(step, done, total))
@@ -358,10 +375,12 @@ def _quadratic_metrics(
             within[m] = within_pass(units[m], t=t, block_size=block_size, on_tile=ticker(f"uniformity {m}"))
             _put(values, extras, f"uniformity_wang_isola/{m}", log_mean_exp(within[m], n * (n - 1) // 2))
     cross: dict[tuple[str, str], CrossPassResult] = {}
+    hub = bool(bases & set(HUBNESS))
     fused_retrieval = bool(ks) and engine == "blocked"
+    rows = rows or {m: None for m in names}
     for a, b in pairs:
         need_u = wi or "uniformity_cross" in bases
-        if need_u or fused_retrieval:
+        if need_u or fused_retrieval or (hub and engine == "blocked"):
             say(f"cross pass: {a}-{b}")
             cross[a, b] = cross_pass(
                 units[a],
@@ -373,6 +392,7 @@ def _quadratic_metrics(
                 retrieval=fused_retrieval,
                 block_size=block_size,
                 on_tile=ticker(f"cross pass {a}-{b}"),
+                topk=HUBNESS_K if hub and engine == "blocked" else 0,
             )
         if "uniformity_cross" in bases:
             res = cross[a, b]
@@ -382,8 +402,9 @@ def _quadratic_metrics(
                 f"uniformity_cross/{a}-{b}",
                 log_mean_exp(res.lse_nonmatching, res.n_nonmatching),
             )
-        if ks:
-            _retrieval(a, b, units, sub, ks, cross.get((a, b)), engine, device, values, extras, say, seed=seed)
+        if ks or hub:
+            _retrieval(a, b, units, sub, ks, cross.get((a, b)), engine, device, values, extras, say, seed=seed,
+                       hub_bases=bases & set(HUBNESS), rows=rows)
     if wi:
         values["uniformity_wang_isola/joint"] = joint_uniformity(
             [within[m] for m in names],
@@ -396,6 +417,7 @@ def _quadratic_metrics(
 
         extras["variants"]["search_backend"] = search_backend(device, "flat" if engine == "faiss" else engine)
     _clustering(bases, es, names, image, units, sub, values, extras, seed, say)
+    sampled_diagnostics(bases, names, pairs, units, values, extras, seed)
 
 
 def _put(values: dict[str, float], extras: dict[str, Any], name: str, value: float) -> None:
@@ -420,10 +442,12 @@ def _retrieval(
     say: Callable[[str], None],
     *,
     seed: int = 0,
+    hub_bases: set[str] | None = None,
+    rows: dict[str, NDArray[np.intp] | None] | None = None,
 ) -> None:
-    for q, g, ranks in (
-        (a, b, None if fused is None else fused.rank_ab),
-        (b, a, None if fused is None else fused.rank_ba),
+    for q, g, ranks, top in (
+        (a, b, None if fused is None else fused.rank_ab, None if fused is None else fused.top_ab),
+        (b, a, None if fused is None else fused.rank_ba, None if fused is None else fused.top_ba),
     ):
         direction = f"{q}_to_{g}"
         usable = [k for k in ks if k <= units[g].shape[0]]
@@ -431,16 +455,18 @@ def _retrieval(
             extras["skipped"][f"recall_at_{k}/{direction}"] = (
                 f"K={k} exceeds the gallery ({units[g].shape[0]} items)"
             )
-        if not usable:
-            continue
+        recalls: dict[int, float] = {}
         if ranks is not None:
             recalls = hits_at_k(ranks, usable)
-        else:
-            from gapdiag.metrics.retrieval import recall_at_k
+        elif usable or (hub_bases and top is None):
+            from gapdiag.metrics.retrieval import recall_and_topk
 
             say(f"retrieval ({engine}): {direction}")
-            recalls = recall_at_k(units[q], units[g], sub[q], sub[g], usable, normalize=False, device=device,
-                                  engine=engine)
+            # Hubness reuses this search's top lists, searched HUBNESS_K deep when R@K alone would stop earlier.
+            recalls, top = recall_and_topk(units[q], units[g], sub[q], sub[g], usable or [1],
+                                           depth=HUBNESS_K if hub_bases else 0, normalize=False, device=device,
+                                           engine="faiss" if engine == "blocked" else engine)
+            recalls = recalls if usable else {}
             if engine in ("hnsw", "ivf"):
                 from gapdiag.metrics.retrieval import approximate_recall_agreement
 
@@ -450,6 +476,8 @@ def _retrieval(
                     seed=seed, normalize=False, device=device)
         for k, r in recalls.items():
             values[f"recall_at_{k}/{direction}"] = r
+        if hub_bases and top is not None:
+            hubness_diagnostics(hub_bases, direction, top, units[g].shape[0], (rows or {}).get(g), values, extras)
 
 
 def _clustering(

@@ -470,6 +470,25 @@ def recall_at_k(
         >>> recall_at_k(txt, img, [0, 1, 1], [0, 1], ks=(1, 2), device="cpu")
         {1: 0.3333333333333333, 2: 1.0}
     """
+    return recall_and_topk(queries, gallery, query_sample, gallery_sample, ks, normalize=normalize, engine=engine,
+                           device=device, batch_size=batch_size)[0]
+
+
+def recall_and_topk(
+    queries: ArrayLike,
+    gallery: ArrayLike,
+    query_sample: ArrayLike,
+    gallery_sample: ArrayLike,
+    ks: Sequence[int] = (1, 5, 10),
+    *,
+    depth: int = 0,
+    normalize: bool = True,
+    engine: str = "faiss",
+    device: str = "auto",
+    batch_size: int = 1024,
+) -> tuple[dict[int, float], NDArray[np.int64]]:
+    """:func:`recall_at_k` plus the top lists it searched, at least ``depth`` deep (capped at the gallery size),
+    so that hubness reuses the retrieval search instead of searching again."""
     if engine not in RECALL_ENGINES:
         raise InputError(
             f"engine must be one of {', '.join(RECALL_ENGINES)} for recall_at_k, got {engine!r} "
@@ -486,11 +505,11 @@ def recall_at_k(
     ks = [_check_k(k, g.shape[0], "K") for k in ks]
     # "faiss" = exact IndexFlatIP; "hnsw"/"ivf" = approximate indexes for sets beyond exact reach.
     index = "flat" if engine == "faiss" else engine
-    _, top = _topk(q, g, max(ks), device=device, batch_size=batch_size, index=index)
+    _, top = _topk(q, g, max(*ks, min(depth, g.shape[0])), device=device, batch_size=batch_size, index=index)
     # Rank of the first hit per query (max(ks) when there is none): one pass serves every K.
-    hits = g_ids[top] == q_ids[:, None]
+    hits = g_ids[top[:, : max(ks)]] == q_ids[:, None]
     first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), max(ks))
-    return {k: float(np.mean(first_hit < k)) for k in ks}
+    return {k: float(np.mean(first_hit < k)) for k in ks}, top
 
 
 def approximate_recall_agreement(
