@@ -389,7 +389,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except GapdiagError as e:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {e.one_line()}", highlight=False, soft_wrap=True)
+        _print_error(e.one_line())
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
@@ -399,13 +399,25 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted: work committed so far is kept in the cache; run again to resume")
         return 130
-    except _CLICK_ERRORS as e:  # usage errors (unknown option, missing argument): click's own message, exit 2
+    except _CLICK_ERRORS as e:  # usage errors (unknown option, missing argument): exit 2
         if debug:
             raise
-        e.show()
-        # `gapdiag` alone shows the help: that is an answer, not a usage error.
-        return 0 if type(e).__name__ == "NoArgsIsHelpError" else e.exit_code
+        if type(e).__name__ == "NoArgsIsHelpError":  # `gapdiag` alone shows the help: an answer, not an error
+            e.show()
+            return 0
+        # One line like every other user error; the usage text is one --help away.
+        ctx = getattr(e, "ctx", None)
+        _print_error(e.format_message() + (f" (see `{ctx.command_path} --help`)" if ctx is not None else ""))
+        return e.exit_code
     return result if isinstance(result, int) else 0
+
+
+def _print_error(message: str) -> None:
+    """``error: <message>`` on one stderr line; brackets in paths or values are text, not rich markup."""
+    from rich.markup import escape
+
+    line = escape(" ".join(message.split()))
+    err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def _click_error_types() -> tuple[type[BaseException], ...]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, gapdiag
 from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_rgba
 from PIL import Image
@@ -493,10 +494,9 @@ def test_cli_plot_shift_and_compare_need_no_embeddings(tmp_path, capsys):
 def test_cli_plot_errors_are_one_line(npz, tmp_path, capsys, args, message):
     (tmp_path / "file").write_text("a regular file")
     args = [a.format(tmp=tmp_path, npz=npz) for a in args]
-    code = cli("plot", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "o"), *args)
-    err = capsys.readouterr().err
-    assert code == 2
-    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert_one_line_error(
+        *gapdiag(capsys, "plot", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "o", *args), message
+    )
 
 
 def test_umap_gives_identical_vectors_identical_coordinates():
