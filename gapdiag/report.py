@@ -122,11 +122,15 @@ class Report:
     def load(cls, path: str | Path) -> Report:
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError(f"{path}: report not found", hint="check the path or run `gapdiag measure --out` first") from None
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})", hint="pass a report written by `gapdiag measure --out`") from None
+        except UnicodeDecodeError as e:  # a binary or re-encoded file (reports are written as UTF-8)
+            raise InputError(f"{path}: not a UTF-8 JSON report (byte {e.start})", hint="pass a report written by `gapdiag measure --out`") from None
+        except OSError as e:  # a folder, a symlink loop, no permission
+            raise InputError(f"{path}: cannot read report ({e.strerror or e})", hint="check the path") from None
         return cls.from_dict(data, source=str(path))
 
 
