@@ -425,6 +425,31 @@ def test_fuzz_report_load(images, data):
         assert all(isinstance(v, float) for v in result.metrics.values())
 
 
+# ------------------------------------------------------------------------------------------- fingerprints
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_fingerprint_follows_content_not_location(images, data):
+    """Edited bytes (saved later: a new mtime) give a new fingerprint; a moved copy keeps it."""
+    from gapdiag.data.base import fingerprint_files
+
+    CASES["fingerprint"] = CASES.get("fingerprint", 0) + 1
+    original = (images / "images" / "digit_3.png").read_bytes()
+    path = fresh(images, "digit.png")
+    path.write_bytes(original)
+    before = fingerprint_files([path])
+    moved = fresh(images, "digit.png")
+    moved.write_bytes(original)
+    os.utime(moved, ns=(1_000_000_000, 1_000_000_000))  # a checkout elsewhere: other folder, other mtime
+    assert fingerprint_files([moved]) == before
+    damaged_bytes = data.draw(damaged(original))
+    mtime = path.stat().st_mtime_ns
+    path.write_bytes(damaged_bytes)
+    os.utime(path, ns=(mtime + 1_000_000_000, mtime + 1_000_000_000))
+    assert (fingerprint_files([path]) == before) == (damaged_bytes == original)
+
+
 # ------------------------------------------------------------------------------------------- odd paths
 
 
