@@ -477,6 +477,14 @@ def test_odd_paths_are_one_line_errors(images, kind, capsys):
         outcome(lambda: Report.load(path) if reader == "report" else load_rules(path), f"odd path {reader}")
 
 
+def test_brackets_in_a_path_are_printed_as_written(tmp_path, capsys):
+    """Rich markup would swallow ``[bold]`` or ``[red]`` in a file name."""
+    path = tmp_path / "data[bold]" / "x[red].npz"
+    assert_one_line_error(*gapdiag(capsys, "embed", "-d", path, "-q"), "data[bold]/x[red].npz")
+    missing = tmp_path / "[red]base.json"
+    assert_one_line_error(*gapdiag(capsys, "check", "--baseline", missing, "--report", missing), str(missing))
+
+
 # ------------------------------------------------------------------------------------------- through the CLI
 
 
