@@ -406,8 +406,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}", hint="fix the syntax at that line") from None
-    except UnicodeDecodeError as e:  # TOML is UTF-8 by definition
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})", hint="save the file as UTF-8") from None
     except OSError as e:
         raise ConfigError(
             f"{path}: cannot read config ({e.strerror})", hint="check the path and permissions"

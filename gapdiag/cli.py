@@ -379,6 +379,14 @@ _plot_commands.register(app)
 _check_commands.register(app)
 
 
+def _print_error(message: str) -> None:
+    """``error: <message>`` on one stderr line; brackets in paths or values are text, not rich markup."""
+    from rich.markup import escape
+
+    line = escape(" ".join(message.split()))
+    err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code (what :func:`main` and the tests call)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -399,7 +407,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted: work committed so far is kept in the cache; run again to resume")
         return 130
-    except _CLICK_ERRORS as e:  # usage errors (unknown option, missing argument): exit 2
+    except _CLICK_ERRORS as e:  # usage errors (unknown option, missing argument): click's own message, exit 2
         if debug:
             raise
         if type(e).__name__ == "NoArgsIsHelpError":  # `gapdiag` alone shows the help: an answer, not an error
@@ -410,14 +418,6 @@ def run(argv: Sequence[str] | None = None) -> int:
         _print_error(e.format_message() + (f" (see `{ctx.command_path} --help`)" if ctx is not None else ""))
         return e.exit_code
     return result if isinstance(result, int) else 0
-
-
-def _print_error(message: str) -> None:
-    """``error: <message>`` on one stderr line; brackets in paths or values are text, not rich markup."""
-    from rich.markup import escape
-
-    line = escape(" ".join(message.split()))
-    err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def _click_error_types() -> tuple[type[BaseException], ...]:
