@@ -312,6 +312,17 @@ def test_cli_report_errors_are_one_line(npz, tmp_path, capsys, args, message):
     other = make_report()
     other.provenance["dataset"]["fingerprint"] = "0" * 64
     other.save(tmp_path / "other.json")
-    args = [a.format(tmp=tmp_path) for a in args]
-    code, out, err = gapdiag(capsys, "report", "-d", npz, "--method", "pca", "-q", "--out", tmp_path / "r.html", *args)
+    code, out, err = gapdiag(
+        capsys,
+        "report",
+        "-d",
+        str(npz),
+        "--method",
+        "pca",
+        "-q",
+        "--out",
+        str(tmp_path / "r.html"),
+        *[a.format(tmp=tmp_path) for a in args],
+    )
     assert_one_line_error(code, out, err, message)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
