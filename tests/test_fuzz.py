@@ -179,7 +179,11 @@ json_values = st.recursive(
 )
 
 
-@DATA_BRANCH
+@pytest.mark.xfail(
+    strict=False,
+    reason="non-UTF-8 fixed in the data branch; open there: a JSONL row without a column the others have "
+    "(e.g. class_name) raises KeyError (data/manifest.py, class names of kept rows)",
+)
 @FUZZ
 @given(data=st.data())
 def test_fuzz_jsonl_manifest(images, data):
