@@ -147,7 +147,8 @@ def test_cli_errors(reports, capsys):
 
 
 @pytest.mark.parametrize(
-    "args, fragment", [(["a.json"], "at least two reports"), (["a.json", "b.json", "-l", "only-one"], "label")]
+    "args, fragment",
+    [(["a.json"], "at least two reports"), (["a.json", "b.json", "-l", "only-one"], "label")],
 )
 def test_cli_usage_errors_exit_2(reports, capsys, args, fragment):
     assert_one_line_error(*gapdiag(capsys, "compare", *args), fragment)

@@ -1,10 +1,10 @@
 """Property (fuzz) tests of everything gapdiag reads from disk: readers, configs, reports and cache entries.
 
-Each reader gets a valid file and random damage to it (truncations, byte flips, inserted bytes, deleted ranges,
-a BOM, NULs, other encodings, empty and huge fields) or a structurally odd but well-formed file (wrong types,
-missing keys, permuted rows). The property is always the same: the reader returns a dataset that holds
-together, or raises a :class:`~gapdiag.errors.GapdiagError` whose message is one line (what the CLI prints
-after ``error:``); never another exception. A few cases go through the CLI (exit 2, one ``error:`` line, no
+Each reader gets a valid file and random damage to it (truncations, byte flips, inserted bytes, deleted
+ranges, a BOM, NULs, other encodings, empty and huge fields) or a structurally odd but well-formed file
+(wrong types, missing keys, odd arrays). The property is always the same: the reader returns a dataset that
+holds together, or raises a :class:`~gapdiag.errors.GapdiagError` whose message is one line (what the CLI
+prints after ``error:``); never another exception. A few cases go through the CLI (exit 2, one ``error:`` line, no
 traceback). Cache entries are damaged after they were written; the damage must be detected, never used.
 
 The profile is bounded and deterministic (``derandomize=True``): the same cases every run. Set
@@ -41,13 +41,17 @@ FUZZ = settings(
     print_blob=True,
     # Shrinking a failure to its smallest form costs minutes on a busy machine; derandomized cases reproduce
     # exactly anyway. GAPDIAG_FUZZ_SHRINK=1 turns it on when you debug one.
-    phases=[Phase.explicit, Phase.generate] + ([Phase.shrink] if os.environ.get("GAPDIAG_FUZZ_SHRINK") else []),
+    phases=[Phase.explicit, Phase.generate] + [Phase.shrink] * bool(os.environ.get("GAPDIAG_FUZZ_SHRINK")),
     report_multiple_bugs=False,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large
+    ],
 )
-# Reader bugs this suite found that the data branch fixes (non-UTF-8 manifests, truncated .npz read as "aborted"):
+# Reader bugs this suite found that the data branch fixes (non-UTF-8 manifests, truncated .npz "aborted"):
 # xfail until it is merged, then these pass (strict=False) and the markers go.
-DATA_BRANCH = pytest.mark.xfail(strict=False, reason="reader errors fixed in the data branch (not merged yet)")
+DATA_BRANCH = pytest.mark.xfail(
+    strict=False, reason="reader errors fixed in the data branch (not merged yet)"
+)
 CASES: dict[str, int] = {}  # property -> cases tried in this run (printed by the last test, for the docs)
 
 
@@ -164,14 +168,6 @@ def test_fuzz_delimited_manifest(images, suffix, data):
         check_dataset(result)
 
 
-def _jsonl_text(images: Path) -> str:
-    from gapdiag.data.manifest import read_table
-
-    table = read_table(images / "manifest.csv")
-    rows = [dict(zip(table.columns, r)) for r in zip(*(table.column(c) for c in table.columns))]
-    return "".join(json.dumps(r) + "\n" for r in rows)
-
-
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
@@ -211,11 +207,15 @@ def test_fuzz_jsonl_manifest(images, data):
 def _coco(n: int = 3) -> dict[str, Any]:
     return {
         "images": [{"id": i, "file_name": f"digit_{i}.png"} for i in range(n)],
-        "annotations": [{"image_id": i % n, "id": i, "caption": f"digit number {i % n}"} for i in range(2 * n)],
+        "annotations": [
+            {"image_id": i % n, "id": i, "caption": f"digit number {i % n}"} for i in range(2 * n)
+        ],
     }
 
 
-@pytest.mark.xfail(strict=False, reason="open: a list/dict image id raises TypeError (unhashable) in read_coco")
+@pytest.mark.xfail(
+    strict=False, reason="open: a list/dict image id raises TypeError (unhashable) in read_coco"
+)
 @FUZZ
 @given(data=st.data())
 def test_fuzz_coco_json(images, data):
@@ -230,7 +230,7 @@ def test_fuzz_coco_json(images, data):
     raw = data.draw(st.one_of(st.just(text.encode()), damaged(text.encode()), reencoded(text)))
     path = fresh(images, "captions.json")
     path.write_bytes(raw)
-    (path.parent / "images").symlink_to(images / "images", target_is_directory=True)
+    link_images(images, path.parent)
     result = outcome(lambda: load_dataset(path, format="coco", image_root=images / "images"), "coco json")
     if not isinstance(result, GapdiagError):
         check_dataset(result)
@@ -281,7 +281,8 @@ def test_fuzz_npz(images, data):
 
     arrays = _arrays()
     if data.draw(st.booleans()):  # a well-formed file with an odd array in it
-        key = data.draw(st.sampled_from(["image", "text", "labels", "class_names", "sample_index_text", "audio"]))
+        keys = ["image", "text", "labels", "class_names", "sample_index_text", "audio"]
+        key = data.draw(st.sampled_from(keys))
         arrays[key] = data.draw(odd_arrays)
     raw = _npz_bytes(arrays, compressed=data.draw(st.booleans()))
     if data.draw(st.booleans()):
@@ -295,7 +296,9 @@ def test_fuzz_npz(images, data):
             assert np.isfinite(np.asarray(m.items)).all()
 
 
-@pytest.mark.xfail(strict=False, reason="open: a damaged .npy header raises SyntaxError/TokenError in read_npy_dir")
+@pytest.mark.xfail(
+    strict=False, reason="open: a damaged .npy header raises SyntaxError/TokenError in read_npy_dir"
+)
 @FUZZ
 @given(data=st.data())
 def test_fuzz_npy_folder(images, data):
@@ -375,7 +378,9 @@ toml_scalars = st.one_of(
 )
 
 
-@pytest.mark.xfail(strict=False, reason="a non-UTF-8 config raised UnicodeDecodeError: fixed in the run branch")
+@pytest.mark.xfail(
+    strict=False, reason="a non-UTF-8 config raised UnicodeDecodeError: fixed in the run branch"
+)
 @FUZZ
 @given(data=st.data())
 def test_fuzz_check_config(images, data):
@@ -384,7 +389,8 @@ def test_fuzz_check_config(images, data):
     name = data.draw(st.sampled_from(["gapdiag.toml", "pyproject.toml"]))
     text = CONFIG if name == "gapdiag.toml" else CONFIG.replace("[check", "[tool.gapdiag.check")
     if data.draw(st.booleans()):  # a rule key gets an odd value or an odd name
-        key = data.draw(st.sampled_from(["max_drop", "direction", "max_value", "min_value", "max_dorp", "ignore"]))
+        keys = ["max_drop", "direction", "max_value", "min_value", "max_dorp", "ignore"]
+        key = data.draw(st.sampled_from(keys))
         value = data.draw(toml_scalars)
         text += f"\n[{'check' if name == 'gapdiag.toml' else 'tool.gapdiag.check'}.rules.cos_tp]\n"
         text += f"{key} = {json.dumps(value) if not isinstance(value, float) else repr(value)}\n"
@@ -524,7 +530,9 @@ def _cache_entry(root: Path) -> tuple[Any, str, dict[str, np.ndarray]]:
     vectors = {"image": rng.normal(size=(6, 4)), "text": rng.normal(size=(12, 4))}
     meta = {
         "model": {"name": "fake-clip", "pretrained": "none"},
-        "dataset": {"name": "toy", "fingerprint": "f" * 64, "n_samples": 6, "counts": {"image": 6, "text": 12}},
+        "dataset": {
+            "name": "toy", "fingerprint": "f" * 64, "n_samples": 6, "counts": {"image": 6, "text": 12}
+        },
         "dtype": "float32",
         "class_names": ["a", "b"],
     }
@@ -532,7 +540,8 @@ def _cache_entry(root: Path) -> tuple[Any, str, dict[str, np.ndarray]]:
         for name, v in vectors.items():
             for s, e in w.chunk_ranges(name, len(v)):
                 w.write_chunk(name, s, v[s:e].astype(np.float32))
-        w.finalize(sample_index={"image": np.arange(6), "text": np.repeat(np.arange(6), 2)}, labels=np.arange(6) % 2)
+        index = {"image": np.arange(6), "text": np.repeat(np.arange(6), 2)}
+        w.finalize(sample_index=index, labels=np.arange(6) % 2)
     return cache, "k", vectors
 
 
@@ -556,7 +565,7 @@ def _read_back(cache: Any, key: str, what: str) -> Any:
 @FUZZ
 @given(data=st.data())
 def test_fuzz_cache_byte_damage_is_detected(data):
-    """Any byte changed in any file of a complete entry: the entry reads back unchanged or raises CacheError."""
+    """Any byte changed in any file of a complete entry: it reads back unchanged or raises CacheError."""
     with tempfile.TemporaryDirectory() as tmp:
         cache, key, vectors = _cache_entry(Path(tmp) / "c")
         before = cache.get(key, mmap=False)
@@ -567,7 +576,8 @@ def test_fuzz_cache_byte_damage_is_detected(data):
         if result is None or isinstance(result, GapdiagError):
             return  # a miss (rebuilt) or a detected corruption
         for name in vectors:
-            assert np.asarray(result.vectors[name]).tobytes() == np.asarray(before.vectors[name]).tobytes(), name
+            stored, original = np.asarray(result.vectors[name]), np.asarray(before.vectors[name])
+            assert stored.tobytes() == original.tobytes(), name
             np.testing.assert_array_equal(result.sample_index[name], before.sample_index[name])
 
 
