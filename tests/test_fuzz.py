@@ -4,8 +4,8 @@ Each reader gets a valid file and random damage to it (truncations, byte flips, 
 ranges, a BOM, NULs, other encodings, empty and huge fields) or a structurally odd but well-formed file
 (wrong types, missing keys, odd arrays). The property is always the same: the reader returns a dataset that
 holds together, or raises a :class:`~gapdiag.errors.GapdiagError` whose message is one line (what the CLI
-prints after ``error:``); never another exception. A few cases go through the CLI (exit 2, one ``error:`` line, no
-traceback). Cache entries are damaged after they were written; the damage must be detected, never used.
+prints after ``error:``); never another exception. A few cases go through the CLI (exit 2, one ``error:``
+line, no traceback). Cache entries are damaged after they were written; the damage must be detected, never used.
 
 The profile is bounded and deterministic (``derandomize=True``): the same cases every run. Set
 ``GAPDIAG_FUZZ_EXAMPLES`` (default 25 per property) for a long run; docs/reliability.md records one.
