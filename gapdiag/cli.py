@@ -409,6 +409,14 @@ _plot_commands.register(app)
 _check_commands.register(app)
 
 
+def _print_error(message: str) -> None:
+    """``error: <message>`` on one stderr line; brackets in paths or values are text, not rich markup."""
+    from rich.markup import escape
+
+    line = escape(" ".join(message.split()))
+    err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code (what :func:`main` and the tests call)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -419,10 +427,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except GapdiagError as e:
         if debug:
             raise
-        from rich.markup import escape
-
-        # escape: a message may hold brackets (`gapdiag[hf]`, `[check]`) that rich would take for markup
-        err_console.print(f"[bold red]error:[/] {escape(e.one_line())}", highlight=False, soft_wrap=True)
+        _print_error(e.one_line())
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
@@ -439,9 +444,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     except _CLICK_ERRORS as e:  # usage errors (unknown option, missing argument): click's own message, exit 2
         if debug:
             raise
-        e.show()
-        # `gapdiag` alone shows the help: that is an answer, not a usage error.
-        return 0 if type(e).__name__ == "NoArgsIsHelpError" else e.exit_code
+        if type(e).__name__ == "NoArgsIsHelpError":  # `gapdiag` alone shows the help: an answer, not an error
+            e.show()
+            return 0
+        # One line like every other user error; the usage text is one --help away.
+        ctx = getattr(e, "ctx", None)
+        _print_error(e.format_message() + (f" (see `{ctx.command_path} --help`)" if ctx is not None else ""))
+        return e.exit_code
     return result if isinstance(result, int) else 0
 
 

@@ -932,11 +932,24 @@ def ensure_output_dir(path: str | Path) -> Path:
     return path
 
 
+def _freeze_layout(fig: Figure) -> None:
+    """Run the figure's layout engine once, then switch it off.
+
+    Constrained layout otherwise re-runs at every save; an axes edge that lands on a rounding boundary of the
+    PDF writer then moves by one unit between saves and the same figure gives different bytes.
+    """
+    if fig.get_layout_engine() is None:
+        return
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+
+
 def save_figure(fig: Figure, path: str | Path, format: str | None = None, dpi: int = 150) -> Path:
     """Write ``fig`` to ``path`` as PNG, SVG or PDF (``format`` defaults to the file suffix).
 
     The file is written under a temporary name in the same directory and then renamed, so an interrupted
-    run never leaves a truncated figure.
+    run never leaves a truncated figure. The layout is computed once, at the first save, and then frozen,
+    and the files carry no timestamp: the same figure saves to the same bytes every time.
 
     Raises:
         InputError: unknown format, or the directory cannot be created or written.
@@ -947,6 +960,7 @@ def save_figure(fig: Figure, path: str | Path, format: str | None = None, dpi: i
     if dpi < 1:
         raise InputError(f"dpi must be positive, got {dpi}", hint="pass --dpi 150")
     ensure_output_dir(path.parent)
+    _freeze_layout(fig)
     tmp = path.with_name(f".{path.name}.tmp")
     # No timestamp and a fixed SVG id salt (random by default): the same figure gives the same bytes.
     metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)

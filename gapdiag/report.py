@@ -138,7 +138,7 @@ class Report:
     def load(cls, path: str | Path) -> Report:
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError(f"{path}: report not found", hint="check the path or run `gapdiag measure --out` first") from None
         except json.JSONDecodeError as e:

@@ -8,6 +8,7 @@ instead of waiting on the network.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,13 +81,16 @@ def instrument_encoding(
     chunk_size: int = 4,
     delay: float = 0.0,
     nan_after: int | None = None,
+    kill_after: int | None = None,
 ) -> dict[str, int]:
     """Patch :mod:`gapdiag.encode` to commit every ``chunk_size`` items and to count what the towers encode.
 
     ``setattr_`` is ``monkeypatch.setattr`` in a test, or plain ``setattr`` in a worker subprocess. The model
     that ``build_model`` returns has its ``encode_image``/``encode_text`` wrapped: they add the batch length to
     the returned counts, image batches sleep ``delay`` seconds (to make a run slow enough to kill), and image
-    outputs become NaN once more than ``nan_after`` images were encoded.
+    outputs become NaN once more than ``nan_after`` images were encoded. With ``kill_after``, the process
+    SIGKILLs itself when asked for more images once ``kill_after`` were encoded (the chunks before are
+    committed by then): a kill at an exact point, with no clock in the test.
 
     Returns:
         ``{"image": n, "text": n}``, updated as the model encodes.
@@ -104,6 +108,8 @@ def instrument_encoding(
 
         def wrap(kind: str) -> Callable[..., Any]:
             def encode(x: Any, *a: Any, **k: Any) -> Any:
+                if kind == "image" and kill_after is not None and counts[kind] >= kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
                 counts[kind] += len(x)
                 if kind == "image" and delay:
                     time.sleep(delay)

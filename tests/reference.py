@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.special
 from scipy.spatial.distance import cdist, pdist
 
 
@@ -92,3 +93,112 @@ def recall(queries, gallery, qs, gs, k: int) -> float:
         order = sorted(range(sims.shape[1]), key=lambda j: (-sims[r, j], j))[:k]
         hits += any(gs[j] == qs[r] for j in order)
     return hits / sims.shape[0]
+
+
+# ---------------------------------------------------------------------------------------------- clustering
+
+
+def v_measure(truth, predicted) -> float:
+    """V = 2hc/(h+c), h = 1 − H(C|K)/H(C), c = 1 − H(K|C)/H(K) (Rosenberg & Hirschberg 2007), by counting."""
+    truth, predicted = list(truth), list(predicted)
+    n = len(truth)
+    classes, clusters = sorted(set(truth), key=str), sorted(set(predicted), key=str)
+    pairs = list(zip(truth, predicted))
+    table = np.array([[sum(t == c and p == k for t, p in pairs) for k in clusters] for c in classes])
+
+    def entropy(counts) -> float:
+        p = np.asarray([c for c in counts if c > 0], dtype=np.float64) / n
+        return float(-(p * np.log(p)).sum())
+
+    def conditional(tab) -> float:  # H(rows | columns)
+        cells = zip(*np.nonzero(tab))
+        return float(-sum(tab[i, j] / n * np.log(tab[i, j] / tab[:, j].sum()) for i, j in cells))
+
+    h_c, h_k = entropy(table.sum(1)), entropy(table.sum(0))
+    h = 1.0 if h_c == 0 else 1.0 - conditional(table) / h_c
+    c = 1.0 if h_k == 0 else 1.0 - conditional(table.T) / h_k
+    return 0.0 if h + c == 0 else 2 * h * c / (h + c)
+
+
+def kmeans_optimum(points, k: int) -> np.ndarray:
+    """The exact k-means optimum: every assignment of the points to k clusters, least within-cluster SSE.
+
+    SSE of an assignment = Σ‖x‖² − Σ_c ‖Σ_{x∈c} x‖² / |c| (empty clusters contribute nothing).
+    """
+    import itertools
+
+    points = np.asarray(points, dtype=np.float64)
+    # The first point sits in cluster 0: each partition is met fewer times.
+    labels = np.array([(0, *rest) for rest in itertools.product(range(k), repeat=len(points) - 1)])
+    onehot = labels[:, :, None] == np.arange(k)  # (assignments, points, clusters)
+    counts = onehot.sum(1)
+    sums = np.einsum("apc,pd->acd", onehot.astype(np.float64), points)
+    between = ((sums**2).sum(2) / np.maximum(counts, 1)).sum(1)
+    return labels[np.argmax(between)]  # least SSE = most between-cluster mass
+
+
+def v_measure_modality(vectors_by_modality, *, normalize: bool = True) -> float:
+    """V-Measure of the best k-means partition (k = number of modalities) of [X̂; Ŷ; ...] against modality.
+
+    ``normalize=False`` skips the L2 normalisation: only to show that a test of it can tell the difference.
+    """
+    mats = [unit(v) if normalize else np.asarray(v, dtype=np.float64) for v in vectors_by_modality]
+    truth = np.repeat(np.arange(len(mats)), [len(m) for m in mats])
+    return v_measure(truth, kmeans_optimum(np.concatenate(mats), len(mats)))
+
+
+def modality_separability(
+    vectors_by_modality, *, seed: int = 0, max_samples: int = 20_000, test_fraction: float = 0.5,
+    normalize: bool = True,
+) -> float:
+    """Held-out accuracy of an L2-penalised (C = 1) logistic regression on standardised unit vectors.
+
+    The protocol of gapdiag (a seeded, sorted, equal-size subsample per modality; a seeded stratified split
+    by ``sklearn.model_selection.train_test_split``); the classifier is fitted here by minimising its
+    objective with scipy to high precision: binary Σ log(1 + exp(−y(w·x + b))) + ½‖w‖², multinomial
+    Σ −log softmax(Wx + b)_y + ½‖W‖²; the intercept is not penalised.
+    """
+    import scipy.optimize
+    from sklearn.model_selection import train_test_split
+
+    mats = [unit(v) if normalize else np.asarray(v, dtype=np.float64) for v in vectors_by_modality]
+    n = min(max_samples, min(len(m) for m in mats))
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([m[np.sort(rng.choice(len(m), size=n, replace=False))] for m in mats])
+    truth = np.repeat(np.arange(len(mats)), n)
+    x_train, x_test, y_train, y_test = train_test_split(
+        points, truth, test_size=test_fraction, stratify=truth, random_state=seed
+    )
+    mean, std = x_train.mean(0), x_train.std(0)
+    std[std == 0] = 1.0
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    d, m = x_train.shape[1], len(mats)
+
+    if m == 2:
+        y = np.where(y_train == 1, 1.0, -1.0)
+
+        def objective(theta):
+            w, b = theta[:d], theta[d]
+            margin = y * (x_train @ w + b)
+            loss = np.logaddexp(0, -margin).sum() + 0.5 * w @ w
+            g = -y * scipy.special.expit(-margin)
+            return loss, np.concatenate([x_train.T @ g + w, [g.sum()]])
+
+        theta = scipy.optimize.minimize(objective, np.zeros(d + 1), jac=True, method="L-BFGS-B",
+                                        options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10_000}).x
+        predicted = (x_test @ theta[:d] + theta[d] > 0).astype(int)
+    else:
+        onehot = np.eye(m)[y_train]
+
+        def objective(theta):
+            w, b = theta[: d * m].reshape(d, m), theta[d * m:]
+            logits = x_train @ w + b
+            logp = logits - scipy.special.logsumexp(logits, axis=1, keepdims=True)
+            loss = -(onehot * logp).sum() + 0.5 * (w * w).sum()
+            g = np.exp(logp) - onehot
+            return loss, np.concatenate([(x_train.T @ g + w).ravel(), g.sum(0)])
+
+        theta = scipy.optimize.minimize(objective, np.zeros(d * m + m), jac=True, method="L-BFGS-B",
+                                        options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10_000}).x
+        predicted = (x_test @ theta[: d * m].reshape(d, m) + theta[d * m:]).argmax(1)
+    return float((predicted == y_test).mean())

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from cli_helpers import assert_one_line_error, gapdiag
 from test_check import FAKE, make_report  # tests/ is on sys.path, as for reference.py
 
 from gapdiag import check as chk
@@ -139,19 +140,20 @@ def test_cli_measures_models_with_the_first_report_sampling(reports, monkeypatch
 
 
 def test_cli_errors(reports, capsys):
-    assert run(["compare", "a.json", "missing.json"]) == 2
-    err = capsys.readouterr().err
-    assert "missing.json" in err and "Traceback" not in err
+    assert_one_line_error(*gapdiag(capsys, "compare", "a.json", "missing.json"), "missing.json")
     Report(metrics=A, provenance={"dataset": {"fingerprint": "zzz"}}).save(reports / "other.json")
-    assert run(["compare", "a.json", "other.json"]) == 2
-    assert "different data" in capsys.readouterr().err
+    assert_one_line_error(*gapdiag(capsys, "compare", "a.json", "other.json"), "different data")
     assert run(["compare", "a.json", "other.json", "--force", "--json"]) == 0
 
 
-@pytest.mark.parametrize("args", [["a.json"], ["a.json", "b.json", "-l", "only-one"]])
-def test_cli_usage_errors_exit_2(reports, args):
+@pytest.mark.parametrize(
+    "args, fragment",
+    [(["a.json"], "at least two reports"), (["a.json", "b.json", "-l", "only-one"], "label")],
+)
+def test_cli_usage_errors_exit_2(reports, capsys, args, fragment):
+    assert_one_line_error(*gapdiag(capsys, "compare", *args), fragment)
     from typer.testing import CliRunner
 
     from gapdiag.cli import app
 
-    assert CliRunner().invoke(app, ["compare", *args]).exit_code == 2
+    assert CliRunner().invoke(app, ["compare", *args]).exit_code == 2  # the bare Typer app agrees

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -198,8 +197,9 @@ WORKER = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from conftest import instrument_encoding
     from gapdiag import api
-    ckpt, data, cache, out, delay = sys.argv[2:7]
-    counts = instrument_encoding(setattr, chunk_size=4, delay=float(delay))
+    ckpt, data, cache, out, delay, kill_after = sys.argv[2:8]
+    kill_after = int(kill_after) if kill_after else None
+    counts = instrument_encoding(setattr, chunk_size=4, delay=float(delay), kill_after=kill_after)
     es = api.embed(data, ckpt, cache_dir=cache, device="cpu", batch_size=2, progress=False)
     np.savez(out, **{name: np.asarray(v) for name, v in es.vectors.items()})
     with open(out + ".json", "w") as f:
@@ -208,7 +208,13 @@ WORKER = textwrap.dedent("""
 
 
 def start_worker(
-    tmp_path: Path, ckpt: Path, data: Path, cache: Path, out: str, delay: float
+    tmp_path: Path,
+    ckpt: Path,
+    data: Path,
+    cache: Path,
+    out: str,
+    delay: float = 0.0,
+    kill_after: int | None = None,
 ) -> subprocess.Popen:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -222,6 +228,7 @@ def start_worker(
             str(cache),
             str(tmp_path / out),
             str(delay),
+            "" if kill_after is None else str(kill_after),
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -237,18 +244,12 @@ def test_resume_after_kill_encodes_only_missing_chunks(tiny_checkpoint, tmp_path
     n = 16
     data, _ = digits_manifest(tmp_path / "data", n=n)
     cache = tmp_path / "cache"
-    proc = start_worker(tmp_path, tiny_checkpoint, data, cache, "killed.npz", delay=0.3)
-    while len(chunk_files(cache, "image")) < 2:
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    committed = sum(
-        int(p.name.split(".")[1].split("-")[1]) - int(p.name.split(".")[1].split("-")[0])
-        for p in chunk_files(cache, "image")
-    )
-    assert 8 <= committed < n
+    # The worker kills itself (SIGKILL, no cleanup) as it starts on image 8: two chunks of 4 are committed.
+    proc = start_worker(tmp_path, tiny_checkpoint, data, cache, "killed.npz", kill_after=8)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err
+    assert [p.name for p in chunk_files(cache, "image")] == ["image.0-4.npy", "image.4-8.npy"]
+    committed = 8
     assert not list(cache.glob("*/meta.json"))
 
     counts = instrument_encoding(monkeypatch.setattr, chunk_size=4)

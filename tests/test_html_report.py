@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, gapdiag
 from PIL import Image
 
 from gapdiag import plot as gplot
@@ -348,20 +349,19 @@ def test_cli_report_errors_are_one_line(npz, tmp_path, capsys, args, message):
     other = make_report()
     other.provenance["dataset"]["fingerprint"] = "0" * 64
     other.save(tmp_path / "other.json")
-    code = run(
-        [
-            "report",
-            "-d",
-            str(npz),
-            "--method",
-            "pca",
-            "-q",
-            "--out",
-            str(tmp_path / "r.html"),
-            *[a.format(tmp=tmp_path) for a in args],
-        ]
+    code, out, err = gapdiag(
+        capsys,
+        "report",
+        "-d",
+        str(npz),
+        "--method",
+        "pca",
+        "-q",
+        "--out",
+        str(tmp_path / "r.html"),
+        *[a.format(tmp=tmp_path) for a in args],
     )
-    err = capsys.readouterr().err
+    assert_one_line_error(code, out, err, message)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 

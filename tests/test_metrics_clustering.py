@@ -1,4 +1,6 @@
-"""Clustering metrics: closed-form cases (1.0 / 0.0 / chance) and scikit-learn run by hand."""
+"""Clustering metrics: closed-form cases (1.0 / 0.0 / chance), scikit-learn run by hand, and brute-force
+references (tests/reference.py: the exact k-means optimum, a logistic regression fitted with scipy) on raw,
+non-normalised vectors, so that a metric that skipped the L2 normalisation fails."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
+
+import reference as ref
 
 from gapdiag.errors import InputError
 from gapdiag.metrics.clustering import modality_separability, v_measure_class, v_measure_modality
@@ -83,6 +87,53 @@ def test_subsampling_is_seeded_and_keeps_clear_structure():
     a = v_measure_class([x, y], labels, max_samples=100, seed=1)
     assert a == v_measure_class([x, y], labels, max_samples=100, seed=1)
     assert modality_separability([x, y], max_samples=30) == 1.0
+
+
+def scaled_modalities(seed: int, sizes: tuple[int, ...], d: int, spread: float) -> list[np.ndarray]:
+    """One cloud per modality around its own random centre, each vector scaled by a random factor in
+    [0.03, 30]: the lengths carry no modality information, but they dominate any clustering of raw vectors."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in sizes:
+        x = rng.normal(size=d) + spread * rng.normal(size=(n, d))
+        out.append(x * 10 ** rng.uniform(-1.5, 1.5, size=(n, 1)))
+    return out
+
+
+def test_reference_v_measure_counts_like_sklearn():
+    rng = np.random.default_rng(8)
+    for _ in range(5):
+        truth, pred = rng.integers(0, 3, size=30), rng.integers(0, 4, size=30)
+        assert ref.v_measure(truth, pred) == pytest.approx(v_measure_score(truth, pred), abs=1e-12)
+    assert ref.v_measure([0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 2, 2]) == pytest.approx(0.8133, abs=1e-4)
+
+
+# Two modalities: k-means with k = 2 reaches the optimum here. Three modalities with a tighter spread: with
+# spread 0.8, Lloyd from k-means++ stops in a local optimum on some draws, and the reference is the optimum.
+MODALITY_CASES = [((5, 5), 3, 0.8, s) for s in range(4)] + [((6, 4), 3, 0.8, s) for s in range(3)] + [
+    ((3, 3, 3), 3, 0.5, s) for s in range(3)
+] + [((4, 3, 2), 3, 0.5, s) for s in range(3)]
+
+
+def test_v_measure_modality_is_the_v_measure_of_the_optimal_partition_of_unit_vectors():
+    sensitive = 0
+    for sizes, d, spread, seed in MODALITY_CASES:
+        mods = scaled_modalities(seed, sizes, d, spread)
+        expected = ref.v_measure_modality(mods)
+        assert v_measure_modality(mods, max_samples=None) == pytest.approx(expected, abs=1e-9), (sizes, seed)
+        sensitive += abs(ref.v_measure_modality(mods, normalize=False) - expected) > 1e-3
+    assert sensitive >= len(MODALITY_CASES) // 2  # the cases tell normalised from raw vectors apart
+
+
+@pytest.mark.parametrize("sizes", [(40, 40), (60, 25), (30, 30, 30)])
+def test_modality_separability_matches_a_reference_logistic_regression(sizes):
+    sensitive = 0
+    for seed in range(3):
+        mods = scaled_modalities(seed, sizes, 4, 0.8)
+        expected = ref.modality_separability(mods, seed=seed)
+        assert modality_separability(mods, seed=seed) == expected, (sizes, seed)
+        sensitive += ref.modality_separability(mods, seed=seed, normalize=False) != expected
+    assert sensitive >= 2
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import assert_one_line_error, gapdiag
 
 from gapdiag.data import load_dataset
 from gapdiag.errors import InputError
@@ -87,6 +88,21 @@ def test_resume_after_interruption_gives_the_uninterrupted_weights(pairs, tmp_pa
 def test_unknown_loss_is_a_one_line_error(pairs, tmp_path):
     with pytest.raises(InputError, match="unknown loss 'nope'"):
         train(pairs, out_dir=tmp_path / "run", loss="nope", epochs=1, **FAST)
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--loss", "nope"], ["unknown loss 'nope'"]),
+        (["--epochs", "0"], ["--epochs"]),
+        (["--split", "nope"], ["nope"]),
+    ],
+)
+def test_cli_train_errors_are_one_line(tmp_path, capsys, args, fragments):
+    manifest, _ = digits_manifest(tmp_path / "data", n=4)
+    code, out, err = gapdiag(capsys, "train", "-d", manifest, "--out", tmp_path / "run", "-q", *args)
+    assert_one_line_error(code, out, err, *fragments)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_gap_closing_loss_weights_reach_the_loss(pairs, tmp_path):
