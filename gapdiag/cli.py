@@ -22,7 +22,6 @@ from gapdiag.commands import plot as _plot_commands
 from gapdiag.commands._common import (
     BatchSizeOpt,
     CacheDirOpt,
-    DataArg,
     DeviceOpt,
     EmbeddingOptions,
     JsonOpt,
@@ -30,6 +29,7 @@ from gapdiag.commands._common import (
     PretrainedOpt,
     QuietOpt,
     SeedOpt,
+    TrainSeedOpt,
     WorkersOpt,
     console,
     embedding_options,
@@ -241,7 +241,10 @@ def shift(
     "--model gapdiag-tiny-vit --loss atp_cu --epochs 30 --out runs/atp`"))
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics.jsonl, model.safetensors); resumed if it exists.")],
-    data: DataArg = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", "-d", help="Training data, any format `measure --data` reads; --split picks the rows trained on and "
+                             "--eval-split those measured each epoch. Default: the bundled handwritten digits.",
+        rich_help_panel="Data")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Architecture/config JSON (random init) or checkpoint (fine-tune).")] = "gapdiag-tiny-vit",
     pretrained: PretrainedOpt = None,
     split: Annotated[str | None, typer.Option("--split", help="Training split of the manifest.")] = "train",
@@ -253,7 +256,7 @@ def train(
     batch_size: BatchSizeOpt = 128,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (cosine schedule with warm-up).")] = 1e-3,
     temperature: Annotated[float | None, typer.Option("--temperature", help="Fix τ (e.g. 0.1); default learnable.")] = None,
-    seed: SeedOpt = 0,
+    seed: TrainSeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     workers: WorkersOpt = 0,

@@ -61,6 +61,23 @@ MarkdownOpt = Annotated[
 _STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
 
 
+CompareSampleOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--sample",
+        min=1,
+        help="Samples for the quadratic metrics when measuring --model now; default: the first report's.",
+    ),
+]
+CompareSeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        help="Seed when measuring --model now; default: the first report's (the provenance guard needs them equal).",
+    ),
+]
+
+
 def register(app: typer.Typer) -> None:
     """Add ``check`` and ``compare`` to the gapdiag app."""
     app.command(
@@ -277,8 +294,8 @@ def compare(
             "--plot", help="Write the comparison figure to DIR/compare.png.", rich_help_panel="Output"
         ),
     ] = None,
-    sample: SampleOpt = None,
-    seed: SeedOpt = None,
+    sample: CompareSampleOpt = None,
+    seed: CompareSeedOpt = None,
     quiet: QuietOpt = False,
     *,
     embedding: EmbeddingOptions,
