@@ -35,6 +35,7 @@ from gapdiag.commands._common import (
     embedding_options,
     err_console,
     print_json,
+    unbounded_console,
 )
 from gapdiag.errors import GapdiagError, InputError
 
@@ -307,13 +308,13 @@ def cache_ls(cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
     # The key is what `gapdiag cache rm` takes: never fold or cut it, whatever the terminal width.
     table.add_column("key", no_wrap=True, min_width=KEY_LENGTH)
     for col in ("model", "dataset", "counts", "dtype", "size", "created", "complete"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal wraps a value, never cuts it to "…"
     for e in entries:
         counts = ", ".join(f"{k}={v}" for k, v in (e.get("counts") or {}).items())
         size = e.get("size_bytes", e.get("size", 0)) or 0
         table.add_row(str(e.get("key")), str(e.get("model")), str(e.get("dataset")), counts, str(e.get("dtype")),
                       f"{size / 1e6:.1f} MB", str(e.get("created") or ""), "yes" if e.get("complete") else "no")
-    console.print(table)
+    unbounded_console().print(table)
 
 
 @cache_app.command("rm", epilog="Examples: `gapdiag cache rm 3f2a9c`, `gapdiag cache rm all`")

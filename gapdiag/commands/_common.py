@@ -50,6 +50,16 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def unbounded_console() -> Console:
+    """The stdout console on a terminal; without one (a pipe, a CI log) a console as wide as the output needs.
+
+    Rich takes 80 columns when stdout is not a terminal and cuts table cells to fit; in a log or after a pipe
+    every value must stay whole (``gapdiag cache ls | grep digits``). Tables are as wide as their content, so
+    the large width only lifts the limit.
+    """
+    return console if console.is_terminal else Console(width=100_000, soft_wrap=True)
+
+
 def print_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout, nothing else (machine-readable output for ``--json``)."""
     from gapdiag.report import _to_jsonable
