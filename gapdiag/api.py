@@ -188,6 +188,63 @@ def measure(
                   intervals=intervals, extras=extras)
 
 
+def export(
+    data: str | Path | PairedDataset | EmbeddingSet | None = None,
+    model: str | Path | None = None,
+    *,
+    out: str | Path = "gapdiag-export.parquet",
+    method: str = "pca",
+    seed: int = 0,
+    vectors: bool = True,
+    progress: bool = True,
+    **embed_options: Any,
+) -> Path:
+    """Write the embeddings, their 2-D map and item metadata as Parquet, one row per item (see
+    :mod:`gapdiag.exporter` for the columns), for pandas, polars, DuckDB or embedding viewers.
+
+    Args:
+        data, model: As for :func:`embed` (the vectors come from the cache when they are there).
+        out: The Parquet file to write.
+        method: ``"pca"`` or ``"umap"``: the projection of the ``x``/``y`` columns, as in the map figure.
+        seed: Seeds UMAP.
+        vectors: Include the raw vectors (``vector`` column).
+        **embed_options: Passed to :func:`embed` (pretrained, split, device, cache_dir, reader options, ...).
+
+    Returns:
+        The path written.
+    """
+    from gapdiag import exporter
+
+    exporter.check_method(method)  # before any embedding work
+    es, dataset = _embeddings_with_items(data, model, progress=progress, **embed_options)
+    table = exporter.export_table(es, dataset, method=method, seed=seed, vectors=vectors,
+                                  status=_status_printer(progress))
+    return exporter.write_parquet(table, out)
+
+
+def _embeddings_with_items(data: Any, model: Any, *, progress: bool,
+                           **embed_options: Any) -> tuple[EmbeddingSet, PairedDataset | None]:
+    """The embeddings of ``data`` and the dataset they came from, item for item (``None`` when not at hand)."""
+    import inspect
+
+    from gapdiag.data.ops import skip_unreadable
+
+    if isinstance(data, EmbeddingSet):
+        return data, None
+    cached = _cache_entry(data)
+    if cached is not None:
+        return cached, None
+    own = set(inspect.signature(embed).parameters) - {"reader_options"}
+    reader = {k: v for k, v in embed_options.items() if k not in own}
+    rest = {k: v for k, v in embed_options.items() if k in own and k not in ("split", "skip_bad")}
+    dataset = load_data(data, split=embed_options.get("split"), skip_bad=bool(embed_options.get("skip_bad")),
+                        **reader)
+    if embed_options.get("skip_bad"):
+        # Dropped here, once, so that the rows of the dataset and of the embeddings stay aligned.
+        dataset, _ = skip_unreadable(dataset)
+    return embed(dataset, model, progress=progress, **rest), dataset
+
+
 def _provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device: str = "auto", **_: Any) -> dict[str, Any]:
     prov = es.provenance or {}
     model = dict(prov.get("model") or {})

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from gapdiag import __version__
 from gapdiag.commands import check as _check_commands
+from gapdiag.commands import export as _export_commands
 from gapdiag.commands import plot as _plot_commands
 from gapdiag.commands._common import (
     BatchSizeOpt,
@@ -381,6 +382,7 @@ def report_table(report: Report) -> Table:
 
 _plot_commands.register(app)
 _check_commands.register(app)
+_export_commands.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

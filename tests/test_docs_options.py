@@ -22,7 +22,7 @@ OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 INVOCATION = re.compile(r"\bgapdiag\s+([a-z][a-z-]*)(?:\s+([a-z][a-z-]*))?")
 #: Where an invocation ends: a code span, a shell separator or the end of the line.
 END = re.compile(r"`|&&|\|\||[|;)]|\s#\s")
-#: Options of other programs that the docs and messages name (pip, pytest, torchrun, git, open_clip's CLI).
+#: Options of other programs that the docs and messages name (pip, pytest, torchrun, SLURM, gh, apt...).
 OTHER_TOOLS = frozenset({
     "--nproc-per-node", "--nnodes", "--no-deps", "--no-build-isolation", "--no-index", "--force-reinstall",
     "--system-site-packages", "--without-pip", "--python", "--user", "--upgrade", "--index-url",
@@ -30,6 +30,7 @@ OTHER_TOOLS = frozenset({
     "--hypothesis-profile", "--hypothesis-seed", "--lf", "--standalone", "--rdzv-backend", "--rdzv-endpoint",
     "--node-rank", "--master-addr", "--master-port", "--gpus", "--model-id", "--debug", "--body-file",
     "--no-install-recommends", "--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task",
+    "--x", "--y", "--text",  # embedding-atlas, the viewer that `gapdiag export` points to
 })
 #: Options of the repository's own scripts (``python benchmarks/measure.py --large``), from their argparse calls.
 SCRIPT_OPTIONS = frozenset(
