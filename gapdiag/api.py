@@ -91,6 +91,7 @@ def embed(
     from gapdiag.distributed import context_from_env
     from gapdiag.encode import DEFAULT_CHUNK_SIZE, embed_dataset, embedding_set_from_precomputed
     from gapdiag.models import resolve_model
+    from gapdiag.notes import count_repeated_items
 
     cached = _cache_entry(data)
     if cached is not None:
@@ -110,6 +111,8 @@ def embed(
                        extra_meta={"skipped": skipped}, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
                        dist=context_from_env(device))
     es.provenance["path"] = str(cache.path(es.provenance["key"]))
+    # Exact, from the texts themselves: how many captions repeat another (the class-level caption note).
+    es.provenance["repeated_items"] = {name: count_repeated_items(m.items) for name, m in dataset.modalities.items()}
     return es
 
 
@@ -175,6 +178,11 @@ def measure(
         values, extras = compute_all(es, metrics, sample=sample, seed=seed, block_size=block_size,
                                      retrieval_engine=retrieval_engine, device=search_on,
                                      progress=status, on_tile=on_tile)
+    from gapdiag.notes import repeat_notes
+
+    extras["repeated_items"], notes = repeat_notes(es, list(values))
+    if notes:
+        extras["notes"] = notes
     intervals = {}
     if bootstrap:
         from gapdiag.bootstrap import bootstrap_intervals

@@ -157,9 +157,14 @@ def measure(
     if out is not None:
         report.save(out)
     if json_out:
-        print_json(report.to_dict(include_extras=False))
+        summary = report.to_dict(include_extras=False)
+        if report.extras.get("notes"):  # the one-line caveats, without the bulky arrays of the extras
+            summary["extras"] = {"notes": report.extras["notes"]}
+        print_json(summary)
         return
     console.print(report_table(report))
+    for note in report.extras.get("notes") or []:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     for direction, agreement in (report.extras.get("retrieval_agreement") or {}).items():
         console.print(f"approximate retrieval {direction}: {agreement:.1%} of the exact top-10 found (sampled queries)")
     if out is not None:
