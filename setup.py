@@ -1,9 +1,9 @@
 """Build hook: put the repository's ``sample_data/`` into the wheel as ``gapdiag/bundled/sample_data/``.
 
-The default of ``gapdiag measure`` (no arguments) reads the bundled tiny checkpoints and the digits; an installed
-wheel has no checkout beside it, so the wheel carries a copy. The repository keeps one copy (``sample_data/``,
-read in place by an editable install); :func:`gapdiag.data.sample.sample_data_dir` finds either. Everything else
-about the build is declared in pyproject.toml.
+The default of ``gapdiag measure`` (no arguments) reads the bundled tiny checkpoints and the digits; an
+installed wheel has no checkout beside it, so the wheel carries a copy. The repository keeps one copy
+(``sample_data/``, read in place by an editable install); :func:`gapdiag.data.sample.sample_data_dir` finds
+either. Everything else about the build is declared in pyproject.toml.
 """
 
 from __future__ import annotations

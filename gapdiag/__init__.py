@@ -4,8 +4,8 @@
 >>> report = gapdiag.measure()          # doctest: +SKIP
 >>> report["modality_gap/image-text"]   # doctest: +SKIP
 
-Public API (imported lazily so that ``import gapdiag`` and the CLI start fast): :func:`measure`, :func:`embed`, :func:`export`,
-:func:`load_data`, :func:`load_model`, :class:`Report`, :class:`EmbeddingSet`.
+Public API (imported lazily so that ``import gapdiag`` and the CLI start fast): :func:`measure`, :func:`embed`,
+:func:`export`, :func:`load_data`, :func:`load_model`, :class:`Report`, :class:`EmbeddingSet`.
 """
 
 from __future__ import annotations

@@ -112,7 +112,8 @@ def embed(
                        dist=context_from_env(device))
     es.provenance["path"] = str(cache.path(es.provenance["key"]))
     # Exact, from the texts themselves: how many captions repeat another (the class-level caption note).
-    es.provenance["repeated_items"] = {name: count_repeated_items(m.items) for name, m in dataset.modalities.items()}
+    es.provenance["repeated_items"] = {name: count_repeated_items(m.items)
+                                       for name, m in dataset.modalities.items()}
     return es
 
 
@@ -232,7 +233,7 @@ def export(
 
 def _embeddings_with_items(data: Any, model: Any, *, progress: bool,
                            **embed_options: Any) -> tuple[EmbeddingSet, PairedDataset | None]:
-    """The embeddings of ``data`` and the dataset they came from, item for item (``None`` when not at hand)."""
+    """The embeddings of ``data`` and the dataset they came from, item for item (``None`` if not at hand)."""
     import inspect
 
     from gapdiag.data.ops import skip_unreadable

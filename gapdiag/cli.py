@@ -249,8 +249,9 @@ def shift(
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics.jsonl, model.safetensors); resumed if it exists.")],
     data: Annotated[str | None, typer.Option(
-        "--data", "-d", help="Training data, any format `measure --data` reads; --split picks the rows trained on and "
-                             "--eval-split those measured each epoch. Default: the bundled handwritten digits.",
+        "--data", "-d",
+        help="Training data, any format `measure --data` reads; --split picks the rows trained on and "
+             "--eval-split those measured each epoch. Default: the bundled handwritten digits.",
         rich_help_panel="Data")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Architecture/config JSON (random init) or checkpoint (fine-tune).")] = "gapdiag-tiny-vit",
     pretrained: PretrainedOpt = None,

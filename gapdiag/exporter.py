@@ -2,22 +2,22 @@
 
 One row per embedded item, every modality stacked (in the order of the embedding set):
 
-========== ============================ ======================================================================
+========== ============================ ================================================================
 column     type                         meaning
-========== ============================ ======================================================================
+========== ============================ ================================================================
 modality   string                       ``image``, ``text``, ... (the modality the item belongs to)
-sample_id  int64                        the sample (pair) the item belongs to: an image and its captions share it
-content    string (null)                the image path or the caption text; null for precomputed embeddings
+sample_id  int64                        the sample (pair) of the item: an image and its captions share it
+content    string (null)                the image path or the caption; null for precomputed embeddings
 label      int64 (null)                 class label of the sample, when the data has classes
 class_name string (null)                ``class_names[label]``
-x, y       float32                      the 2-D map of ``gapdiag plot --kind map`` (PCA or UMAP, all modalities
-                                        projected together, unit-normalised first)
+x, y       float32                      the 2-D map of ``gapdiag plot --kind map`` (PCA or UMAP, all
+                                        modalities projected together, unit-normalised first)
 vector     fixed_size_list<float32>[d]  the raw embedding as stored in the cache (not normalised)
-========== ============================ ======================================================================
+========== ============================ ================================================================
 
-The file is plain Parquet, read by pandas, polars, DuckDB and embedding viewers such as Apple's embedding-atlas
-(``embedding-atlas out.parquet --x x --y y --text content``). The schema metadata ``gapdiag`` holds the
-provenance (model, dataset fingerprint) and the projection as JSON.
+The file is plain Parquet, read by pandas, polars, DuckDB and embedding viewers such as Apple's
+embedding-atlas (``embedding-atlas out.parquet --x x --y y --text content``). The schema metadata ``gapdiag``
+holds the provenance (model, dataset fingerprint) and the projection as JSON.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 #: Projections of the x, y columns (those of the map figure).
 MAP_METHODS = ("pca", "umap")
-DEFAULT_EXPORT_PATH = "gapdiag-export.parquet"
 
 
 def check_method(method: str) -> None:
@@ -47,8 +46,8 @@ def check_method(method: str) -> None:
         raise InputError(f"unknown --map {method!r}", hint=f"choose one of: {', '.join(MAP_METHODS)}")
 
 
-def export_table(es: EmbeddingSet, dataset: PairedDataset | None = None, *, method: str = "pca", seed: int = 0,
-                 vectors: bool = True, status: Any = None) -> pa.Table:
+def export_table(es: EmbeddingSet, dataset: PairedDataset | None = None, *, method: str = "pca",
+                 seed: int = 0, vectors: bool = True, status: Any = None) -> pa.Table:
     """The export table of ``es`` (columns in the module docstring).
 
     Args:
@@ -119,5 +118,6 @@ def write_parquet(table: pa.Table, path: str | Path) -> Path:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass  # the folder itself is not there or not writable
-        raise InputError(f"cannot write {path}: {e.strerror or e}", hint="pass a writable --out path") from None
+        raise InputError(f"cannot write {path}: {e.strerror or e}",
+                         hint="pass a writable --out path") from None
     return path

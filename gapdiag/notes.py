@@ -68,5 +68,6 @@ def repeat_notes(es: EmbeddingSet, metric_names: list[str]) -> tuple[dict[str, i
             where = ("read zero_shot_accuracy for these class-level captions" if has_zero_shot
                      else "use captions that differ per item for instance retrieval")
             notes.append(f"{repeats:,} of {n:,} {m} items repeat another (class-level or template captions): "
-                         f"R@K cannot tell apart the items that share one, so it is not instance retrieval; {where}")
+                         "R@K cannot tell apart the items that share one, so it is not instance retrieval; "
+                         f"{where}")
     return counts, notes

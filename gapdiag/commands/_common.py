@@ -21,10 +21,10 @@ from rich.console import Console
 def _no_placeholder_after_flags() -> None:
     """Show no ``<bool>`` type placeholder after on/off flags in ``--help``.
 
-    Typer >= 0.2x prints a type placeholder after every option, ``<bool>`` even after flags such as ``--help``,
-    ``--version`` or ``--json`` that take no value, which reads as if they wanted one. A flag (not a counter)
-    now shows nothing there; options with values keep ``<int>``, ``<path>``... Older Typer has no such method
-    and needs nothing.
+    Typer >= 0.2x prints a type placeholder after every option, ``<bool>`` even after flags such as
+    ``--help``, ``--version`` or ``--json`` that take no value, which reads as if they wanted one. A flag
+    (not a counter) now shows nothing there; options with values keep ``<int>``, ``<path>``... Older Typer
+    has no such method and needs nothing.
     """
     try:
         from typer.core import TyperOption
@@ -107,12 +107,13 @@ CacheDirOpt = Annotated[Path | None, typer.Option(
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Stored vector dtype: float32 or float16.",
                                        rich_help_panel="Cache")]
 ImageRootOpt = Annotated[Path | None, typer.Option(
-    "--image-root", help="COCO captions JSON only: the folder that images[].file_name is relative to (default: "
-                         "searched beside the JSON).", rich_help_panel="Data")]
+    "--image-root", help="COCO captions JSON only: the folder that images[].file_name is relative to "
+                         "(default: searched beside the JSON).", rich_help_panel="Data")]
 SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images, count and report them.",
                                           rich_help_panel="Data")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (sampling, k-means, UMAP).")]
-TrainSeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (weight initialisation, batch order, caption drawn per sample).")]
+TrainSeedOpt = Annotated[int, typer.Option(
+    "--seed", help="Random seed (weight initialisation, batch order, caption drawn per sample).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout only.")]
 

@@ -73,7 +73,8 @@ CompareSeedOpt = Annotated[
     int | None,
     typer.Option(
         "--seed",
-        help="Seed when measuring --model now; default: the first report's (the provenance guard needs them equal).",
+        help="Seed when measuring --model now; default: the first report's (the provenance guard needs them "
+        "equal).",
     ),
 ]
 

@@ -1,6 +1,6 @@
 """``gapdiag export``: embeddings, 2-D map and item metadata as Parquet for other tools.
 
-Parsing and printing only: the table is built by :func:`gapdiag.api.export` (columns: :mod:`gapdiag.exporter`).
+Parsing and printing only: :func:`gapdiag.api.export` builds the table (columns: :mod:`gapdiag.exporter`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from gapdiag.commands._common import (
 
 @embedding_options()
 def export(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")] = Path("gapdiag-export.parquet"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")] = Path(
+        "gapdiag-export.parquet"),
     map_method: Annotated[str, typer.Option(
-        "--map", help="Projection of the x, y columns, as in `gapdiag plot --kind map`: pca (deterministic) or umap "
-                      "(seeded; the first fit compiles for ~10 s).")] = "pca",
+        "--map", help="Projection of the x, y columns, as in `gapdiag plot --kind map`: pca (deterministic) "
+                      "or umap (seeded; the first fit compiles for ~10 s).")] = "pca",
     seed: Annotated[int, typer.Option("--seed", help="Random seed of UMAP.")] = 0,
     vectors: Annotated[bool, typer.Option(
         "--vectors/--no-vectors", help="Include the raw embedding of every item (vector column).")] = True,
@@ -34,8 +35,8 @@ def export(
     *,
     embedding: EmbeddingOptions,
 ) -> None:
-    """Write one Parquet row per item: modality, sample_id, content (image path or caption), label, class_name,
-    x, y (the 2-D map) and the vector, for pandas, polars, DuckDB or an embedding viewer.
+    """Write one Parquet row per item: modality, sample_id, content (image path or caption), label,
+    class_name, x, y (the 2-D map) and the vector, for pandas, polars, DuckDB or an embedding viewer.
 
     The vectors come from the cache when `embed`/`measure` ran before. Columns: docs/cli.md.
     """
@@ -50,17 +51,16 @@ def export(
     if json_out:
         print_json({"path": str(path), "rows": rows, "columns": schema.names})
         return
-    console.print(f"{rows} rows ({', '.join(schema.names)}) written to {path}", highlight=False, soft_wrap=True)
-    console.print(f"view it: embedding-atlas {path} --x x --y y --text content", highlight=False, soft_wrap=True)
+    for line in (f"{rows} rows ({', '.join(schema.names)}) written to {path}",
+                 f"view it: embedding-atlas {path} --x x --y y --text content"):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+_EXAMPLES = ("Examples:\n\n"
+             "`gapdiag export` (bundled tiny CLIP on digits: gapdiag-export.parquet)\n\n"
+             "`gapdiag export -d captions.csv -m ViT-B-32 -p openai --map umap --out vectors.parquet`")
 
 
 def register(app: typer.Typer) -> None:
     """Add ``export`` to the gapdiag app."""
-    app.command(
-        "export",
-        epilog=(
-            "Examples:\n\n"
-            "`gapdiag export` (bundled tiny CLIP on digits: gapdiag-export.parquet)\n\n"
-            "`gapdiag export -d captions.csv -m ViT-B-32 -p openai --map umap --out vectors.parquet`"
-        ),
-    )(export)
+    app.command("export", epilog=_EXAMPLES)(export)

@@ -1,8 +1,8 @@
 """The sample data shipped in the repository's ``sample_data/`` folder (built by scripts/build_sample_data.py).
 
-An installed wheel carries a copy inside the package (``gapdiag/bundled/sample_data/``, put there by setup.py),
-so that ``gapdiag measure`` with no arguments works without a checkout; an editable install reads the
-checkout's folder in place. Same files, so the same data fingerprint: caches and baselines carry over.
+An installed wheel carries a copy inside the package (``gapdiag/bundled/sample_data/``, put there by
+setup.py), so that ``gapdiag measure`` with no arguments works without a checkout; an editable install reads
+the checkout's folder in place. Same files, so the same data fingerprint: caches and baselines carry over.
 
 - ``sample_data/digits``: scikit-learn's 1,797 handwritten digits (UCI Optical Recognition of Handwritten
   Digits) as 32x32 PNGs with three captions each, labels, class names and an 80/20 train/test split;
