@@ -1,8 +1,8 @@
 """Every ``--option`` that the docs, the README, the help texts or an error message name exists in the CLI.
 
-A ``gapdiag <command> ... --option`` invocation must name an option of that command; an ``--option`` named on its
-own (in prose, a hint, a help text) must exist on some command. Options of other tools (pip, pytest, torchrun)
-are listed in :data:`OTHER_TOOLS`.
+A ``gapdiag <command> ... --option`` invocation must name an option of that command; an ``--option`` named on
+its own (in prose, a hint, a help text) must exist on some command. Options of other tools (pip, pytest,
+torchrun) are listed in :data:`OTHER_TOOLS`.
 """
 
 from __future__ import annotations
@@ -32,18 +32,19 @@ OTHER_TOOLS = frozenset({
     "--no-install-recommends", "--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task",
     "--x", "--y", "--text",  # embedding-atlas, the viewer that `gapdiag export` points to
 })
-#: Options of the repository's own scripts (``python benchmarks/measure.py --large``), from their argparse calls.
+#: Options of the repository's own scripts (``python benchmarks/measure.py --large``), from their argparse.
 SCRIPT_OPTIONS = frozenset(
     m[1] for folder in ("benchmarks", "scripts") for script in (ROOT / folder).glob("*.py")
     for m in re.finditer(r"add_argument\(\s*[\"'](--[a-z0-9-]+)", script.read_text(encoding="utf-8")))
 
 
 def _options() -> dict[tuple[str, ...], set[str]]:
-    """Each command path (``("cache", "ls")``) with every option it accepts, hidden aliases and --no-x included."""
+    """Each command path (``("cache", "ls")``) with every option it accepts (hidden aliases, --no-x too)."""
     found: dict[tuple[str, ...], set[str]] = {}
 
     def walk(command: object, path: tuple[str, ...]) -> None:
-        found[path] = {o for p in command.params if p.param_type_name == "option"  # type: ignore[attr-defined]
+        params = command.params  # type: ignore[attr-defined]
+        found[path] = {o for p in params if p.param_type_name == "option"
                        for o in (*p.opts, *p.secondary_opts)} | {"--help", "--debug"}
         for name, sub in (getattr(command, "commands", None) or {}).items():
             walk(sub, (*path, name))
@@ -81,7 +82,7 @@ def _problems(text: str, where: str) -> list[str]:
 
 
 def _string_constants(path: Path) -> list[str]:
-    """Every string literal of a module (messages, hints, help texts, docstrings); f-strings by their text parts."""
+    """Every string literal of a module (messages, hints, help texts, docstrings; f-strings' text parts)."""
     return [node.value for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
             if isinstance(node, ast.Constant) and isinstance(node.value, str)]
 
@@ -103,9 +104,10 @@ def test_options_named_in_messages_and_help_exist() -> None:
 
 
 def test_the_checker_finds_a_missing_option() -> None:
-    text = "Run `gapdiag plot --format svg` or `gapdiag report --figure-format svg`; pass `--image-root DIR`.\n" \
-           "gapdiag compare a.json b.json --baseline x.json\n--no-such-option"
-    assert _problems(text, "t") == ["t:2: `gapdiag compare` has no --baseline", "t:3: no command has --no-such-option"]
+    text = ("Run `gapdiag plot --format svg` or `gapdiag report --figure-format svg`; `--image-root DIR`.\n"
+            "gapdiag compare a.json b.json --baseline x.json\n--no-such-option")
+    assert _problems(text, "t") == ["t:2: `gapdiag compare` has no --baseline",
+                                    "t:3: no command has --no-such-option"]
 
 
 def test_flags_show_no_bool_placeholder(capsys) -> None:
@@ -119,7 +121,8 @@ def test_flags_show_no_bool_placeholder(capsys) -> None:
 def test_plot_and_report_share_format_dpi_and_label_spelling() -> None:
     from gapdiag.plot import DEFAULT_DPI
 
-    plot, report = ({p.name: p for p in typer.main.get_command(app).commands[c].params} for c in ("plot", "report"))
+    commands = typer.main.get_command(app).commands
+    plot, report = ({p.name: p for p in commands[c].params} for c in ("plot", "report"))
     assert plot["fmt"].opts == report["fmt"].opts == ["--format", "-f"]
     assert report["figure_format"].hidden  # the old spelling still parses
     assert f"default {DEFAULT_DPI}," in plot["dpi"].help and plot["dpi"].help == report["dpi"].help

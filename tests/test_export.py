@@ -69,8 +69,8 @@ def test_export_of_an_embedding_set_has_no_content(tiny_checkpoint, manifest, tm
 
 def test_cli_export_json_and_errors(capsys, tiny_checkpoint, manifest, tmp_path):
     out = tmp_path / "x.parquet"
-    code, stdout, _ = gapdiag(capsys, "export", "-m", tiny_checkpoint, "-d", manifest, "-o", out, "--no-vectors",
-                              "--json")
+    code, stdout, _ = gapdiag(capsys, "export", "-m", tiny_checkpoint, "-d", manifest, "-o", out,
+                              "--no-vectors", "--json")
     assert code == 0
     summary = json.loads(stdout)
     assert summary == {"path": str(out), "rows": 24, "columns": COLUMNS[:-1]}

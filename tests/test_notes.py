@@ -34,7 +34,8 @@ def test_note_only_when_repeats_matter_for_recall():
     recall = ["recall_at_1/text_to_image", "zero_shot_accuracy/image"]
     counts, notes = repeat_notes(_embeddings(50, 10), recall)
     assert counts == {"image": 0, "text": 10}
-    assert len(notes) == 1 and notes[0].startswith("10 of 50 text items repeat") and "zero_shot_accuracy" in notes[0]
+    assert len(notes) == 1 and notes[0].startswith("10 of 50 text items repeat")
+    assert "zero_shot_accuracy" in notes[0]
     assert repeat_notes(_embeddings(200, 1), recall)[1] == []  # one chance repeat in 200 (< 1 %)
     assert repeat_notes(_embeddings(50, 10), ["modality_gap/image-text"])[1] == []  # no R@K, nothing to say
     es = _embeddings(50, 0)
@@ -50,7 +51,8 @@ def test_measure_notes_template_captions_in_table_and_json(capsys, tiny_checkpoi
     notes = json.loads(out)["extras"]["notes"]
     assert len(notes) == 1 and notes[0].startswith("4 of 6 text items repeat")
     code, out, _ = gapdiag(capsys, "measure", "-d", tmp_path / "folder", "-m", tiny_checkpoint, "-q")
-    assert code == 0 and [line for line in out.splitlines() if line.startswith("note:")] == [f"note: {notes[0]}"]
+    assert code == 0
+    assert [line for line in out.splitlines() if line.startswith("note:")] == [f"note: {notes[0]}"]
 
     code, out, _ = gapdiag(capsys, "measure", "-d", manifest, "-m", tiny_checkpoint, "--json")
     assert code == 0 and "extras" not in json.loads(out)  # distinct captions: nothing to say

@@ -31,12 +31,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("src")
     for name in BUILD_INPUTS:
         if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "bundled"))
+            ignore = shutil.ignore_patterns("__pycache__", "bundled")
+            shutil.copytree(REPO / name, source / name, ignore=ignore)
         else:
             shutil.copy2(REPO / name, source / name)
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-                    str(source), "-w", str(out)], check=True, capture_output=True, text=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                    "-q", str(source), "-w", str(out)], check=True, capture_output=True, text=True)
     (built,) = out.glob("gapdiag-*.whl")
     return built
 
@@ -48,7 +49,8 @@ def _test_split_images() -> list[str]:
 
 def test_wheel_ships_the_defaults_model_and_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    needed = {f"{PACKAGED}/checkpoints/infonce.safetensors", f"{PACKAGED}/checkpoints/gap_closing.safetensors",
+    needed = {f"{PACKAGED}/checkpoints/infonce.safetensors",
+              f"{PACKAGED}/checkpoints/gap_closing.safetensors",
               f"{PACKAGED}/digits/manifest.csv", "gapdiag/model_configs/gapdiag-tiny-vit.json"}
     needed |= {f"{PACKAGED}/digits/{image}" for image in _test_split_images()}
     assert len(needed) > 300
@@ -64,8 +66,8 @@ def test_installed_wheel_measures_its_default_outside_the_checkout(wheel: Path, 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=env)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
-                    str(wheel)], check=True, capture_output=True, text=True, env=env)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                    "--no-index", "-q", str(wheel)], check=True, capture_output=True, text=True, env=env)
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True, env=env).stdout.strip()
     # The dependencies (torch, open_clip, ...) come from the test venv: nothing downloads. A plain path line
@@ -74,11 +76,13 @@ def test_installed_wheel_measures_its_default_outside_the_checkout(wheel: Path, 
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     script = venv / ("Scripts/gapdiag.exe" if os.name == "nt" else "bin/gapdiag")
-    run = subprocess.run([str(script), "measure", "--json"], cwd=workdir, env=env, capture_output=True, text=True)
+    run = subprocess.run([str(script), "measure", "--json"], cwd=workdir, env=env, capture_output=True,
+                         text=True)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     installed = Path(purelib).resolve() / PACKAGED
     assert Path(report["provenance"]["dataset"]["source"]).resolve() == installed / "digits" / "manifest.csv"
-    assert Path(report["provenance"]["model"]["checkpoint"]).resolve() == installed / "checkpoints" / "infonce.safetensors"
+    checkpoint = Path(report["provenance"]["model"]["checkpoint"]).resolve()
+    assert checkpoint == installed / "checkpoints" / "infonce.safetensors"
     assert report["provenance"]["dataset"]["n_samples"] == len(_test_split_images())
     assert 0 < report["metrics"]["modality_gap/image-text"] < 2
