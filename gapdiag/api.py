@@ -107,6 +107,7 @@ def _embed(data: str | Path | PairedDataset | None, model: str | Path | None, se
     from gapdiag.distributed import context_from_env
     from gapdiag.encode import DEFAULT_CHUNK_SIZE, embed_dataset, embedding_set_from_precomputed
     from gapdiag.models import resolve_model
+    from gapdiag.notes import count_repeated_items
 
     dataset = load_data(data, split=split, skip_bad=skip_bad, **reader_options)
     if all(m.kind == "embedding" for m in dataset.modalities.values()):
@@ -124,6 +125,9 @@ def _embed(data: str | Path | PairedDataset | None, model: str | Path | None, se
                        extra_meta={"skipped": skipped}, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
                        dist=context_from_env(settings.device))
     es.provenance["path"] = str(cache.path(es.provenance["key"]))
+    # Exact, from the texts themselves: how many captions repeat another (the class-level caption note).
+    es.provenance["repeated_items"] = {name: count_repeated_items(m.items)
+                                       for name, m in dataset.modalities.items()}
     return es
 
 
@@ -197,6 +201,11 @@ def measure(
         values, extras = compute_all(es, metrics, sample=sample, seed=seed, block_size=block_size,
                                      retrieval_engine=retrieval_engine, device=search_on,
                                      progress=status, on_tile=on_tile)
+    from gapdiag.notes import repeat_notes
+
+    extras["repeated_items"], notes = repeat_notes(es, list(values))
+    if notes:
+        extras["notes"] = notes
     intervals = {}
     if bootstrap:
         from gapdiag.bootstrap import bootstrap_intervals
@@ -230,6 +239,63 @@ def _measure_memo(es: EmbeddingSet, **parts: Any) -> Path | None:
         "definitions": METRIC_DEFINITIONS_VERSION,
         "code": derived.code_stamp("metrics", "bootstrap.py", "api.py", "report.py", "embeddings.py"),
     }, ".json")
+
+
+def export(
+    data: str | Path | PairedDataset | EmbeddingSet | None = None,
+    model: str | Path | None = None,
+    *,
+    out: str | Path = "gapdiag-export.parquet",
+    method: str = "pca",
+    seed: int = 0,
+    vectors: bool = True,
+    progress: bool = True,
+    **embed_options: Any,
+) -> Path:
+    """Write the embeddings, their 2-D map and item metadata as Parquet, one row per item (see
+    :mod:`gapdiag.exporter` for the columns), for pandas, polars, DuckDB or embedding viewers.
+
+    Args:
+        data, model: As for :func:`embed` (the vectors come from the cache when they are there).
+        out: The Parquet file to write.
+        method: ``"pca"`` or ``"umap"``: the projection of the ``x``/``y`` columns, as in the map figure.
+        seed: Seeds UMAP.
+        vectors: Include the raw vectors (``vector`` column).
+        **embed_options: Passed to :func:`embed` (pretrained, split, device, cache_dir, reader options, ...).
+
+    Returns:
+        The path written.
+    """
+    from gapdiag import exporter
+
+    exporter.check_method(method)  # before any embedding work
+    es, dataset = _embeddings_with_items(data, model, progress=progress, **embed_options)
+    table = exporter.export_table(es, dataset, method=method, seed=seed, vectors=vectors,
+                                  status=_status_printer(progress))
+    return exporter.write_parquet(table, out)
+
+
+def _embeddings_with_items(data: Any, model: Any, *, progress: bool,
+                           **embed_options: Any) -> tuple[EmbeddingSet, PairedDataset | None]:
+    """The embeddings of ``data`` and the dataset they came from, item for item (``None`` if not at hand)."""
+    import inspect
+
+    from gapdiag.data.ops import skip_unreadable
+
+    if isinstance(data, EmbeddingSet):
+        return data, None
+    cached = _cache_entry(data)
+    if cached is not None:
+        return cached, None
+    own = set(inspect.signature(embed).parameters) - {"reader_options"}
+    reader = {k: v for k, v in embed_options.items() if k not in own}
+    rest = {k: v for k, v in embed_options.items() if k in own and k not in ("split", "skip_bad")}
+    dataset = load_data(data, split=embed_options.get("split"), skip_bad=bool(embed_options.get("skip_bad")),
+                        **reader)
+    if embed_options.get("skip_bad"):
+        # Dropped here, once, so that the rows of the dataset and of the embeddings stay aligned.
+        dataset, _ = skip_unreadable(dataset)
+    return embed(dataset, model, progress=progress, **rest), dataset
 
 
 def _provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device: str = "auto", **_: Any) -> dict[str, Any]:

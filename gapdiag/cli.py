@@ -18,11 +18,11 @@ from rich.table import Table
 
 from gapdiag import __version__
 from gapdiag.commands import check as _check_commands
+from gapdiag.commands import export as _export_commands
 from gapdiag.commands import plot as _plot_commands
 from gapdiag.commands._common import (
     BatchSizeOpt,
     CacheDirOpt,
-    DataArg,
     DeviceOpt,
     EmbeddingOptions,
     JsonOpt,
@@ -30,11 +30,13 @@ from gapdiag.commands._common import (
     PretrainedOpt,
     QuietOpt,
     SeedOpt,
+    TrainSeedOpt,
     WorkersOpt,
     console,
     embedding_options,
     err_console,
     print_json,
+    unbounded_console,
 )
 from gapdiag.errors import GapdiagError, InputError
 
@@ -169,13 +171,18 @@ def measure(
     if json_out:
         from gapdiag.references import references_for
 
+        summary = report.to_dict(include_extras=False)
+        if report.extras.get("notes"):  # the one-line caveats, without the bulky arrays of the extras
+            summary["extras"] = {"notes": report.extras["notes"]}
         # Published values to read the numbers against (additive key; docs/report-schema.md).
-        print_json({**report.to_dict(include_extras=False),
-                    "references": [p.to_dict() for p in references_for(report.metrics)]})
+        summary["references"] = [p.to_dict() for p in references_for(report.metrics)]
+        print_json(summary)
         return
     console.print(report_table(report))
     for line in reference_lines(report):
         console.print(line, style="dim", highlight=False, soft_wrap=True)
+    for note in report.extras.get("notes") or []:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     for direction, agreement in (report.extras.get("retrieval_agreement") or {}).items():
         console.print(f"approximate retrieval {direction}: {agreement:.1%} of the exact top-10 found (sampled queries)")
     if out is not None:
@@ -259,7 +266,11 @@ def shift(
     "--model gapdiag-tiny-vit --loss atp_cu --epochs 30 --out runs/atp`"))
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics.jsonl, model.safetensors); resumed if it exists.")],
-    data: DataArg = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", "-d",
+        help="Training data, any format `measure --data` reads; --split picks the rows trained on and "
+             "--eval-split those measured each epoch. Default: the bundled handwritten digits.",
+        rich_help_panel="Data")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Architecture/config JSON (random init) or checkpoint (fine-tune).")] = "gapdiag-tiny-vit",
     pretrained: PretrainedOpt = None,
     split: Annotated[str | None, typer.Option("--split", help="Training split of the manifest.")] = "train",
@@ -271,7 +282,7 @@ def train(
     batch_size: BatchSizeOpt = 128,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (cosine schedule with warm-up).")] = 1e-3,
     temperature: Annotated[float | None, typer.Option("--temperature", help="Fix τ (e.g. 0.1); default learnable.")] = None,
-    seed: SeedOpt = 0,
+    seed: TrainSeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     workers: WorkersOpt = 0,
@@ -328,13 +339,13 @@ def cache_ls(cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
     # The key is what `gapdiag cache rm` takes: never fold or cut it, whatever the terminal width.
     table.add_column("key", no_wrap=True, min_width=KEY_LENGTH)
     for col in ("model", "dataset", "counts", "dtype", "size", "created", "complete"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal wraps a value, never cuts it to "…"
     for e in entries:
         counts = ", ".join(f"{k}={v}" for k, v in (e.get("counts") or {}).items())
         size = e.get("size_bytes", e.get("size", 0)) or 0
         table.add_row(str(e.get("key")), str(e.get("model")), str(e.get("dataset")), counts, str(e.get("dtype")),
                       f"{size / 1e6:.1f} MB", str(e.get("created") or ""), "yes" if e.get("complete") else "no")
-    console.print(table)
+    unbounded_console().print(table)
 
 
 @cache_app.command("rm", epilog="Examples: `gapdiag cache rm 3f2a9c`, `gapdiag cache rm all`")
@@ -407,6 +418,7 @@ def reference_lines(report: Report) -> list[str]:
 
 _plot_commands.register(app)
 _check_commands.register(app)
+_export_commands.register(app)
 
 
 def _print_error(message: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from gapdiag.errors import InputError
-from gapdiag.plot import describe_provenance, ensure_output_dir
+from gapdiag.plot import DEFAULT_DPI, describe_provenance, ensure_output_dir
 from gapdiag.presentation import (
     direction_text,
     format_interval,
@@ -73,7 +73,7 @@ figcaption { color: #444; font-size: .9rem; margin-top: .3rem; }
 """
 
 
-def figure_to_png_base64(fig: Figure, *, dpi: int = 110) -> str:
+def figure_to_png_base64(fig: Figure, *, dpi: int = DEFAULT_DPI) -> str:
     """The figure as a base64-encoded PNG (for a ``data:image/png;base64,...`` URI)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
@@ -251,7 +251,7 @@ def render_html(
     *,
     title: str | None = None,
     figure_format: str = "png",
-    dpi: int = 110,
+    dpi: int = DEFAULT_DPI,
     interactive: str | None = None,
 ) -> str:
     """A complete, self-contained HTML document for one report and its figures.
@@ -311,7 +311,7 @@ def write_html(
     *,
     title: str | None = None,
     figure_format: str = "png",
-    dpi: int = 110,
+    dpi: int = DEFAULT_DPI,
     interactive: str | None = None,
 ) -> Path:
     """Render with :func:`render_html` and write the file atomically (temp file + rename).

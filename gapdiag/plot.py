@@ -57,6 +57,8 @@ DEFAULT_KINDS: tuple[str, ...] = ("map", "hist", "spectrum")
 METHODS: tuple[str, ...] = ("umap", "pca")
 COLOR_BY: tuple[str, ...] = ("modality", "class")
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
+#: PNG resolution of every figure, in files (``gapdiag plot``) and in the HTML report alike.
+DEFAULT_DPI = 150
 
 #: ``status(message)`` is called before slow steps (UMAP's first fit compiles numba code for ~10 s).
 StatusCallback = Callable[[str], None]
@@ -944,7 +946,7 @@ def _freeze_layout(fig: Figure) -> None:
     fig.set_layout_engine("none")
 
 
-def save_figure(fig: Figure, path: str | Path, format: str | None = None, dpi: int = 150) -> Path:
+def save_figure(fig: Figure, path: str | Path, format: str | None = None, dpi: int = DEFAULT_DPI) -> Path:
     """Write ``fig`` to ``path`` as PNG, SVG or PDF (``format`` defaults to the file suffix).
 
     The file is written under a temporary name in the same directory and then renamed, so an interrupted
@@ -977,7 +979,7 @@ def save_figure(fig: Figure, path: str | Path, format: str | None = None, dpi: i
 
 
 def save_figures(
-    figures: Mapping[str, Figure], out_dir: str | Path, *, format: str = "png", dpi: int = 150
+    figures: Mapping[str, Figure], out_dir: str | Path, *, format: str = "png", dpi: int = DEFAULT_DPI
 ) -> list[Path]:
     """Save every figure as ``<out_dir>/<stem>.<format>`` and return the paths in order."""
     _check_choice(format, FORMATS, "format")

@@ -61,6 +61,24 @@ MarkdownOpt = Annotated[
 _STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
 
 
+CompareSampleOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--sample",
+        min=1,
+        help="Samples for the quadratic metrics when measuring --model now; default: the first report's.",
+    ),
+]
+CompareSeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        help="Seed when measuring --model now; default: the first report's (the provenance guard needs them "
+        "equal).",
+    ),
+]
+
+
 def register(app: typer.Typer) -> None:
     """Add ``check`` and ``compare`` to the gapdiag app."""
     app.command(
@@ -294,8 +312,8 @@ def compare(
             "--plot", help="Write the comparison figure to DIR/compare.png.", rich_help_panel="Output"
         ),
     ] = None,
-    sample: SampleOpt = None,
-    seed: SeedOpt = None,
+    sample: CompareSampleOpt = None,
+    seed: CompareSeedOpt = None,
     quiet: QuietOpt = False,
     *,
     embedding: EmbeddingOptions,
@@ -365,9 +383,13 @@ def compare(
             out["similarity"] = similarity
         print_json(out)
     else:
-        console.print(_comparison_table(comp))
+        headers = short_labels(comp.labels)
+        console.print(_comparison_table(comp, headers))
+        for header, label in zip(headers, comp.labels):
+            if header != label:  # the footnote: what each short column header stands for
+                console.print(f"{header}: {label}", highlight=False, soft_wrap=True)
         if similarity is not None:
-            _print_similarity(similarity, comp.labels)
+            _print_similarity(similarity, headers)
 
 
 def _print_similarity(similarity: dict[str, Any], labels: list[str], shown: int = 5) -> None:
@@ -394,23 +416,39 @@ def _print_similarity(similarity: dict[str, Any], labels: list[str], shown: int 
                           highlight=False, soft_wrap=True)
 
 
-_ARROW_STYLE = {"better": "green", "worse": "red", "same": "dim", None: "dim"}
+#: The change against the first column, in words: a CI log has no colour, and ▼ is better for a gap but
+#: worse for a recall.
+_VERDICT_STYLE = {"better": "green", "worse": "red", "same": "dim"}
 
 
-def _comparison_table(comp: Comparison) -> Table:
+def short_labels(labels: list[str]) -> list[str]:
+    """Column headers for ``labels``: a report or checkpoint path becomes its file name without the suffix
+    (``runs/a/epoch3.json`` -> ``epoch3``), numbered where two coincide; other labels stay as they are."""
+    stems = [Path(label).stem if Path(label).suffix.lower() in _FILE_SUFFIXES or "/" in label else label
+             for label in labels]
+    stems = [stem or label for stem, label in zip(stems, labels)]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [f"{i}:{stem}" for i, stem in enumerate(stems, 1)]
+
+
+_FILE_SUFFIXES = frozenset({".json", ".safetensors", ".pt", ".pth", ".bin"})
+
+
+def _comparison_table(comp: Comparison, headers: list[str]) -> Table:
     from gapdiag.check import format_delta, format_value
 
     table = Table(
         title="gapdiag compare",
-        caption="Δ against the first column; green = better, red = worse",
+        caption="Δ against the first column; better/worse by each metric's direction",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
     table.add_column("metric", no_wrap=True)
     table.add_column("better", justify="center")
-    for label in comp.labels:
-        table.add_column(label, justify="right", overflow="fold")
+    for header in headers:
+        table.add_column(header, justify="right", overflow="fold")
     for row in comp.rows:
         cells = [
             row.metric,
@@ -421,8 +459,9 @@ def _comparison_table(comp: Comparison) -> Table:
             if math.isnan(delta):  # absent on one side
                 cells.append(format_value(value))
                 continue
-            arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
-            cells.append(f"{format_value(value)} [{_ARROW_STYLE[verdict]}]{format_delta(delta)} {arrow}[/]")
+            word = f" {verdict}" if verdict in ("better", "worse") else ""
+            style = _VERDICT_STYLE.get(verdict or "", "dim")
+            cells.append(f"{format_value(value)} [{style}]{format_delta(delta)}{word}[/]")
         table.add_row(*cells)
     return table
 

@@ -46,7 +46,8 @@ ColorByOpt = Annotated[
     str,
     typer.Option(
         "--color-by",
-        help="Colour map points by modality or by class label (the marker always shows the modality).",
+        help="Colour map points by `modality` (a colour per modality) or `class` (a colour per class label); "
+        "the marker always shows the modality.",
         rich_help_panel=_FIGURES,
     ),
 ]
@@ -56,6 +57,16 @@ MaxPairsOpt = Annotated[
         "--max-pairs",
         min=1,
         help="Draw at most this many samples (true pairs) on the map, chosen with --seed.",
+        rich_help_panel=_FIGURES,
+    ),
+]
+DpiOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--dpi",
+        min=1,
+        help="Resolution of PNG figures in dots per inch; default 150, the same for plot and report.",
+        show_default=False,
         rich_help_panel=_FIGURES,
     ),
 ]
@@ -95,9 +106,7 @@ def plot(
         Path,
         typer.Option("--out", "-o", help="Output directory (created if missing).", rich_help_panel=_FIGURES),
     ] = Path("gapdiag-plots"),
-    dpi: Annotated[
-        int, typer.Option("--dpi", min=1, help="Resolution of PNG output.", rich_help_panel=_FIGURES)
-    ] = 150,
+    dpi: DpiOpt = None,
     seed: SeedOpt = 0,
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
@@ -114,6 +123,7 @@ def plot(
         list[str] | None,
         typer.Option(
             "--label",
+            "-l",
             help="Label of each --report in the comparison (default: file names). Labels such as "
             "'epoch 3' or 'step_1000' draw lines over training instead of bars.",
             rich_help_panel=_FIGURES,
@@ -163,7 +173,7 @@ def plot(
         seed=seed,
         status=_status(quiet or json_out),
     )
-    paths = gplot.save_figures(figures, out, format=fmt, dpi=dpi)
+    paths = gplot.save_figures(figures, out, format=fmt, dpi=dpi or gplot.DEFAULT_DPI)
     if json_out:
         print_json([str(p) for p in paths])
         return
@@ -198,17 +208,19 @@ def report(
     color_by: ColorByOpt = "modality",
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
-    figure_format: Annotated[
+    fmt: Annotated[
         str,
         typer.Option(
-            "--figure-format",
-            help="png (base64 images) or svg (inline vector graphics).",
+            "--format",
+            "-f",
+            help="Figure format inside the page: png (base64 images) or svg (inline vector graphics).",
             rich_help_panel=_FIGURES,
         ),
     ] = "png",
-    dpi: Annotated[
-        int, typer.Option("--dpi", min=1, help="Resolution of PNG figures.", rich_help_panel=_FIGURES)
-    ] = 110,
+    figure_format: Annotated[
+        str | None, typer.Option("--figure-format", hidden=True, help="Old spelling of --format.")
+    ] = None,
+    dpi: DpiOpt = None,
     title: Annotated[
         str | None, typer.Option("--title", help="Page title (default: model and dataset).")
     ] = None,
@@ -236,10 +248,10 @@ def report(
     from gapdiag.html_report import FIGURE_FORMATS, write_html
     from gapdiag.report import Report
 
-    if figure_format not in FIGURE_FORMATS:
-        raise InputError(
-            f"unknown --figure-format {figure_format!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}"
-        )
+    # --figure-format: the spelling before plot and report shared --format; the error names the one given.
+    option, fmt = ("--figure-format", figure_format) if figure_format is not None else ("--format", fmt)
+    if fmt not in FIGURE_FORMATS:
+        raise InputError(f"unknown {option} {fmt!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}")
     gplot.check_options(method=method, color_by=color_by)
     if any("compare" in value for value in kind or []):
         raise InputError(
@@ -301,8 +313,8 @@ def report(
         measured,
         figures,
         title=title,
-        figure_format=figure_format,
-        dpi=dpi,
+        figure_format=fmt,
+        dpi=dpi or gplot.DEFAULT_DPI,
         interactive=interactive_html,
     )
     if json_out:

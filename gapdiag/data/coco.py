@@ -72,7 +72,8 @@ def _resolve_image_root(json_path: Path, first_file: str, image_root: Path | Non
         if (root / first_file).is_file():
             return root
     tried = ", ".join(str(c) for c in candidates)
-    raise DatasetError(f"{json_path.name}: cannot find image {first_file!r} in {tried} (pass image_root=)")
+    raise DatasetError(f"{json_path.name}: cannot find image {first_file!r} in {tried} "
+                       "(pass --image-root DIR; image_root= in Python)")
 
 
 def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = False) -> PairedDataset:
