@@ -164,3 +164,21 @@ def test_broken_file_on_the_device_path_is_one_line(capsys: Any, tmp_path: Path)
     manifest = write_csv(tmp_path / "m.csv", ["image", "caption"], [[str(bad), "a broken picture"]])
     code, out, err = gapdiag(capsys, "embed", "-d", manifest, "--preprocess", "device", "--device", "cpu", "-q")
     assert_one_line_error(code, out, err, "bad.jpg", "cannot decode image")
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_nvjpeg_batch_on_cuda_matches_the_pil_path(loaded: Any, tmp_path: Path) -> None:
+    import torch
+
+    from gapdiag.models import load_model
+
+    on_gpu = load_model("gapdiag-tiny-vit", device="cuda")
+    paths = list(_synthetic(tmp_path).values())
+    payloads = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in paths]
+    stats = DecodeStats()
+    images = decode_batch(payloads, torch.device("cuda"), stats, lambda i: Image.open(paths[i]).convert("RGB"))
+    assert all(img.device.type == "cuda" for img in images)
+    pixels = tensor_transform(on_gpu.preprocess).batch(images).cpu()  # type: ignore[union-attr]
+    reference = torch.stack([loaded.preprocess(Image.open(p).convert("RGB")) for p in paths])
+    assert _cosines(pixels.numpy(), reference.numpy()).min() >= 0.999
+    assert stats.fallbacks == 3
