@@ -344,9 +344,11 @@ def _encode_texts(loaded: LoadedModel, modality: Modality, todo: Sequence[tuple[
 
 
 def _is_cuda(device: str) -> bool:
+    """Whether ``device`` means CUDA; only ``auto`` looks at the hardware (an explicit device is taken as said)."""
     from gapdiag import device as devices
 
-    return devices.resolve(device).kind == "cuda"
+    dev = devices.parse(device)
+    return (devices.resolve(dev) if dev.kind == "auto" else dev).kind == "cuda"
 
 
 def _class_embeddings(loaded: LoadedModel, dataset: PairedDataset, memo: dict[str, np.ndarray]) -> np.ndarray | None:
