@@ -339,7 +339,7 @@ def _hover_labels(options: dict[str, Any], es: Any) -> dict[str, list[str]] | No
     from gapdiag.interactive_map import item_labels
 
     embed_only = ("model", "pretrained", "device", "precision", "batch_size", "workers", "cache_dir", "dtype",
-                  "progress")
+                  "progress", "preprocess")
     try:
         return item_labels(api.load_data(**{k: v for k, v in options.items() if k not in embed_only}), es)
     except GapdiagError:
