@@ -12,8 +12,8 @@ a noisy machine; each time is the median of ``--repeat`` runs:
   into an empty cache (it embeds) and a warm one on the filled cache;
 - optionally (``--report``) a cold and a warm ``gapdiag report --method umap``.
 Targets: warm default ÷ numpy start-up <= 8; warm COCO ÷ cold COCO <= 0.1. ``--clock cpu`` times the commands'
-CPU seconds instead of the wall clock: on a machine shared with other work, waiting for a core inflates wall
-times (and the start-up floor most of all), while CPU seconds stay put.
+CPU seconds instead of the wall clock (steadier on a shared machine, but blind to import time spent waiting on
+the file system, which is most of what a warm hit saves: report wall seconds).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ CLOCK = "wall"
 def timed(cmd: list[str], env: dict[str, str]) -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    # Run outside any checkout: `python -m gapdiag` puts the working directory ahead of PYTHONPATH.
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
     elapsed = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
