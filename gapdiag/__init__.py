@@ -5,7 +5,7 @@
 >>> report["modality_gap/image-text"]   # doctest: +SKIP
 
 Public API (imported lazily so that ``import gapdiag`` and the CLI start fast): :func:`measure`, :func:`embed`,
-:func:`load_data`, :func:`load_model`, :class:`Report`, :class:`EmbeddingSet`.
+:func:`export`, :func:`load_data`, :func:`load_model`, :class:`Report`, :class:`EmbeddingSet`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "measure": ("gapdiag.api", "measure"),
     "embed": ("gapdiag.api", "embed"),
+    "export": ("gapdiag.api", "export"),
     "load_data": ("gapdiag.api", "load_data"),
     "bundled_checkpoint": ("gapdiag.api", "bundled_checkpoint"),
     "load_model": ("gapdiag.models", "load_model"),

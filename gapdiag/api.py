@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gapdiag import derived
 from gapdiag.data.base import PairedDataset
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
@@ -86,15 +87,28 @@ def embed(
     Returns:
         The raw vectors with their alignment, labels and provenance (memory-mapped from the cache).
     """
+    from gapdiag.settings import Settings, use
+
+    cached = _cache_entry(data)
+    if cached is not None:
+        return cached
+    settings = Settings.build(cache_dir, device=device, precision=precision, quiet=not progress)
+    with use(settings):
+        return _embed(data, model, settings, pretrained=pretrained, split=split, batch_size=batch_size,
+                      workers=workers, dtype=dtype, skip_bad=skip_bad, chunk_size=chunk_size, **reader_options)
+
+
+def _embed(data: str | Path | PairedDataset | None, model: str | Path | None, settings: Any, *,
+           pretrained: str | None, split: str | None, batch_size: int, workers: int, dtype: str, skip_bad: bool,
+           chunk_size: int | None, **reader_options: Any) -> EmbeddingSet:
+    """:func:`embed` under ``settings`` (whose cache root every memo uses)."""
     from gapdiag.cache import EmbeddingCache
     from gapdiag.data.ops import skip_unreadable
     from gapdiag.distributed import context_from_env
     from gapdiag.encode import DEFAULT_CHUNK_SIZE, embed_dataset, embedding_set_from_precomputed
     from gapdiag.models import resolve_model
+    from gapdiag.notes import count_repeated_items
 
-    cached = _cache_entry(data)
-    if cached is not None:
-        return cached
     dataset = load_data(data, split=split, skip_bad=skip_bad, **reader_options)
     if all(m.kind == "embedding" for m in dataset.modalities.values()):
         return embedding_set_from_precomputed(dataset)
@@ -103,13 +117,17 @@ def embed(
     if skip_bad:
         dataset, unreadable = skip_unreadable(dataset)
         skipped += unreadable
-    spec = resolve_model(model if model is not None else bundled_checkpoint(), pretrained)
-    cache = EmbeddingCache(cache_dir)
-    es = embed_dataset(dataset, spec, cache=cache, device=device, precision=precision,
-                       batch_size=batch_size, workers=workers, dtype=dtype, progress=progress,
+    spec = resolve_model(model if model is not None else bundled_checkpoint(), pretrained,
+                         cache_root=settings.cache_root)
+    cache = EmbeddingCache(settings.cache_root)
+    es = embed_dataset(dataset, spec, cache=cache, device=settings.device, precision=settings.precision,
+                       batch_size=batch_size, workers=workers, dtype=dtype, progress=not settings.quiet,
                        extra_meta={"skipped": skipped}, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                       dist=context_from_env(device))
+                       dist=context_from_env(settings.device))
     es.provenance["path"] = str(cache.path(es.provenance["key"]))
+    # Exact, from the texts themselves: how many captions repeat another (the class-level caption note).
+    es.provenance["repeated_items"] = {name: count_repeated_items(m.items)
+                                       for name, m in dataset.modalities.items()}
     return es
 
 
@@ -154,14 +172,22 @@ def measure(
     Returns:
         A :class:`~gapdiag.report.Report` with values, provenance and extras (gap vectors, spectra).
     """
-    from gapdiag.metrics import compute_all
-
     if sample is not None and sample < 1:
         raise InputError(f"--sample must be a positive number of samples (got {sample})")
+    es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
+    # Hubs and changed items are named by path/caption only when measure read the data itself.
+    describe = not isinstance(data, EmbeddingSet) and _cache_entry_path(data) is None
+    memo = _measure_memo(es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap,
+                         retrieval_engine=retrieval_engine, block_size=block_size, described=describe,
+                         device=_device_name(embed_options.get("device", "auto")))
+    reused = derived.load_report(memo)
+    if reused is not None:
+        return reused
+    # Imported only now: the metrics pull in FAISS (and scikit-learn when they cluster).
+    from gapdiag.metrics import compute_all
     from gapdiag.metrics.retrieval import search_device
     from gapdiag.progress import progress_bar
 
-    es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
     search_on = search_device(embed_options.get("device", "auto"))
     with progress_bar(progress, unit="tiles") as bar:
         status = _status_printer(progress, bar)
@@ -175,6 +201,11 @@ def measure(
         values, extras = compute_all(es, metrics, sample=sample, seed=seed, block_size=block_size,
                                      retrieval_engine=retrieval_engine, device=search_on,
                                      progress=status, on_tile=on_tile)
+    from gapdiag.notes import repeat_notes
+
+    extras["repeated_items"], notes = repeat_notes(es, list(values))
+    if notes:
+        extras["notes"] = notes
     intervals = {}
     if bootstrap:
         from gapdiag.bootstrap import bootstrap_intervals
@@ -184,8 +215,87 @@ def measure(
         intervals = bootstrap_intervals(es, metrics, n=bootstrap, seed=seed, sample=sample, block_size=block_size,
                                         retrieval_engine=retrieval_engine,
                                         device=search_on)
-    return Report(metrics=values, provenance=_provenance(es, sample=sample, seed=seed, **embed_options),
-                  intervals=intervals, extras=extras)
+    if describe:
+        describe_items(extras, data, split=embed_options.get("split"))
+    report = Report(metrics=values, provenance=_provenance(es, sample=sample, seed=seed, **embed_options),
+                    intervals=intervals, extras=extras)
+    derived.save_report(memo, report)
+    return report
+
+
+def _measure_memo(es: EmbeddingSet, **parts: Any) -> Path | None:
+    """Where the report of these vectors with these settings is memoised (see :mod:`gapdiag.derived`).
+
+    The vectors are named by their cache key; the settings are everything :func:`measure` passes to the
+    metrics, the device included (GPU search agrees with the CPU only to ~1e-3), plus a stamp of the code that
+    computes them, so a new or edited metric is never answered from an old report.
+    """
+    from gapdiag.report import METRIC_DEFINITIONS_VERSION
+
+    metrics = parts.pop("metrics")
+    return derived.memo_path(es, "measure", {
+        **parts,
+        "metrics": list(metrics) if metrics is not None else None,
+        "definitions": METRIC_DEFINITIONS_VERSION,
+        "code": derived.code_stamp("metrics", "bootstrap.py", "api.py", "report.py", "embeddings.py"),
+    }, ".json")
+
+
+def export(
+    data: str | Path | PairedDataset | EmbeddingSet | None = None,
+    model: str | Path | None = None,
+    *,
+    out: str | Path = "gapdiag-export.parquet",
+    method: str = "pca",
+    seed: int = 0,
+    vectors: bool = True,
+    progress: bool = True,
+    **embed_options: Any,
+) -> Path:
+    """Write the embeddings, their 2-D map and item metadata as Parquet, one row per item (see
+    :mod:`gapdiag.exporter` for the columns), for pandas, polars, DuckDB or embedding viewers.
+
+    Args:
+        data, model: As for :func:`embed` (the vectors come from the cache when they are there).
+        out: The Parquet file to write.
+        method: ``"pca"`` or ``"umap"``: the projection of the ``x``/``y`` columns, as in the map figure.
+        seed: Seeds UMAP.
+        vectors: Include the raw vectors (``vector`` column).
+        **embed_options: Passed to :func:`embed` (pretrained, split, device, cache_dir, reader options, ...).
+
+    Returns:
+        The path written.
+    """
+    from gapdiag import exporter
+
+    exporter.check_method(method)  # before any embedding work
+    es, dataset = _embeddings_with_items(data, model, progress=progress, **embed_options)
+    table = exporter.export_table(es, dataset, method=method, seed=seed, vectors=vectors,
+                                  status=_status_printer(progress))
+    return exporter.write_parquet(table, out)
+
+
+def _embeddings_with_items(data: Any, model: Any, *, progress: bool,
+                           **embed_options: Any) -> tuple[EmbeddingSet, PairedDataset | None]:
+    """The embeddings of ``data`` and the dataset they came from, item for item (``None`` if not at hand)."""
+    import inspect
+
+    from gapdiag.data.ops import skip_unreadable
+
+    if isinstance(data, EmbeddingSet):
+        return data, None
+    cached = _cache_entry(data)
+    if cached is not None:
+        return cached, None
+    own = set(inspect.signature(embed).parameters) - {"reader_options"}
+    reader = {k: v for k, v in embed_options.items() if k not in own}
+    rest = {k: v for k, v in embed_options.items() if k in own and k not in ("split", "skip_bad")}
+    dataset = load_data(data, split=embed_options.get("split"), skip_bad=bool(embed_options.get("skip_bad")),
+                        **reader)
+    if embed_options.get("skip_bad"):
+        # Dropped here, once, so that the rows of the dataset and of the embeddings stay aligned.
+        dataset, _ = skip_unreadable(dataset)
+    return embed(dataset, model, progress=progress, **rest), dataset
 
 
 def _provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device: str = "auto", **_: Any) -> dict[str, Any]:
@@ -208,9 +318,9 @@ def _provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device: str 
 
 
 def _device_name(device: str) -> str:
-    from gapdiag.models import resolve_device
+    from gapdiag import device as devices
 
-    return str(resolve_device(device))
+    return str(devices.resolve(device))
 
 
 def _status_printer(enabled: bool, bar: Any = None) -> Any:
@@ -267,3 +377,109 @@ def _image_and_text(es: EmbeddingSet) -> tuple[str, str]:
     if len(names) < 2:
         raise InputError("the shift experiment needs two modalities", hint="use paired data")
     return names[0], names[1]
+
+
+def _embedding_set(source: Any, data: Any, progress: bool, embed_options: dict[str, Any]) -> EmbeddingSet:
+    """An embedding set from an EmbeddingSet, a cache entry directory, or a model embedded on ``data``."""
+    if isinstance(source, EmbeddingSet):
+        return source
+    cached = _cache_entry(source)
+    if cached is not None:
+        return cached
+    return embed(data, source, progress=progress, **embed_options)
+
+
+def compare_models(
+    a: str | Path | EmbeddingSet,
+    b: str | Path | EmbeddingSet,
+    data: str | Path | PairedDataset | None = None,
+    *,
+    k: int = 10,
+    top: int = 10,
+    progress: bool = True,
+    **embed_options: Any,
+) -> dict[str, Any]:
+    """What changed between two checkpoints on the same data, item by item (``gapdiag compare -m A -m B``).
+
+    Args:
+        a, b: Models (as for :func:`embed`), cache entry directories (``gapdiag cache ls``) or embedding sets.
+        data: Dataset both models embed (ignored for cache entries); ``None`` = the bundled digits.
+        k: Neighbours compared by mutual k-NN / overlap@k.
+        top: Most-changed items listed per modality.
+        **embed_options: Passed to :func:`embed`.
+
+    Returns:
+        ``{"metrics": {"linear_cka/<m>": ..., "mutual_knn/<m>": ...}, "extras": {"changed/<m>": [...], ...},
+        "provenance": {"a": ..., "b": ...}}``; changed items carry ``path``/``caption`` when the data is at hand.
+    """
+    from gapdiag.metrics.retrieval import search_device
+    from gapdiag.metrics.similarity import compare_embeddings
+
+    esa = _embedding_set(a, data, progress, embed_options)
+    esb = _embedding_set(b, data, progress, embed_options)
+    values, extras = compare_embeddings(esa, esb, k=k, top=top,
+                                        device=search_device(embed_options.get("device", "auto")))
+    if not any(isinstance(s, EmbeddingSet) or _cache_entry_path(s) is not None for s in (a, b)):
+        describe_items(extras, data, split=embed_options.get("split"))
+    return {"metrics": values, "extras": extras,
+            "provenance": {"a": _provenance(esa, sample=None, seed=0), "b": _provenance(esb, sample=None, seed=0)}}
+
+
+def _cache_entry_path(source: Any) -> Path | None:
+    return Path(source) if isinstance(source, (str, Path)) and (Path(source) / "meta.json").is_file() else None
+
+
+def similarity_to_baseline(
+    baseline: Report, current: Report, *, cache_dir: str | Path | None = None, k: int = 10
+) -> tuple[dict[str, float], str | None]:
+    """CKA and mutual k-NN of the current vectors against the baseline's, when both are in the cache.
+
+    Reports keep the cache key of their vectors (``provenance.cache_key``). Returns ``(values, None)``, or
+    ``({}, reason)`` saying plainly why the item-by-item comparison is not possible.
+    """
+    from gapdiag.cache import EmbeddingCache
+    from gapdiag.metrics.similarity import compare_embeddings
+
+    keys = {}
+    for label, rep in (("baseline", baseline), ("current", current)):
+        key = (rep.provenance or {}).get("cache_key")
+        if not key:
+            return {}, (f"the {label} report keeps no cache key of its vectors (precomputed embeddings or an old "
+                        "report): re-measure it with `gapdiag measure --out` to compare item by item")
+        keys[label] = key
+    cache = EmbeddingCache(cache_dir)
+    sets = {}
+    for label, key in keys.items():
+        es = cache.get(key)
+        if es is None:
+            return {}, (f"the {label} vectors (cache key {key}) are not in the cache {cache.path(key).parent}; "
+                        "run check where they were embedded, or re-embed them")
+        sets[label] = es
+    try:
+        values, _ = compare_embeddings(sets["baseline"], sets["current"], k=k)
+    except InputError as e:
+        return {}, f"the baseline and current vectors hold different items ({e.message}); use the same data"
+    return values, None
+
+
+def describe_items(extras: dict[str, Any], data: Any, *, split: str | None = None) -> None:
+    """Add the ``path`` (image items) or ``caption`` (text items) to listed items (hubs, most-changed items).
+
+    Best effort: without readable data (precomputed vectors, a cache entry, a changed dataset) the items keep
+    their row and sample ids only.
+    """
+    lists = [(key.split("/", 1)[1], entry) for key, value in extras.items()
+             if key.startswith(("changed/", "hubness/")) for entry in
+             (value if isinstance(value, list) else value.get("hubs", []))]
+    if not lists:
+        return
+    try:
+        dataset = load_data(data, split=split)
+    except Exception:  # noqa: BLE001 - descriptions are optional; the numbers stand without them
+        return
+    for qualifier, entry in lists:
+        m = entry.get("modality") or (qualifier.split("_to_")[1] if "_to_" in qualifier else qualifier)
+        mod = dataset.modalities.get(m)
+        if mod is None or mod.kind == "embedding" or not 0 <= entry["item"] < len(mod.items):
+            continue
+        entry["path" if mod.kind == "image" else "caption"] = str(mod.items[entry["item"]])

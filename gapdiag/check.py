@@ -254,6 +254,9 @@ def load_rules(
         path, table, prefix = found
     else:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not a config file",
+                              hint=f"pass the {CONFIG_FILE} or pyproject.toml inside it")
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found", hint="check the --config path")
         data = _read_toml(path)
@@ -406,6 +409,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}", hint="fix the syntax at that line") from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8; a binary or Latin-1 file is not a config
+        raise ConfigError(
+            f"{path}: invalid TOML: not UTF-8 text (byte {e.start})", hint="save it as UTF-8"
+        ) from None
     except OSError as e:
         raise ConfigError(
             f"{path}: cannot read config ({e.strerror})", hint="check the path and permissions"
@@ -566,6 +573,7 @@ def check_reports(
     *,
     force: bool = False,
     registry: Mapping[str, Any] | None = None,
+    unavailable: Mapping[str, str] | None = None,
 ) -> CheckResult:
     """Evaluate ``rules`` on every metric of the two reports.
 
@@ -578,6 +586,8 @@ def check_reports(
         rules: From :func:`load_rules`.
         force: Compare even when the provenance guard finds conflicts (they become warnings).
         registry: Metric registry for directions and default tolerances (default: ``gapdiag.metrics.REGISTRY``).
+        unavailable: Base name -> why it could not be computed (e.g. the two-model metrics when the baseline's
+            vectors are not cached); a rule on such a metric is skipped with that reason.
 
     Raises:
         ProvenanceError: Different data, metric definitions or sampling, unless ``force``.
@@ -585,6 +595,7 @@ def check_reports(
     """
     registry = metric_registry() if registry is None else registry
     warnings = guard_provenance(baseline, current, force=force)
+    refuse_uncomputed_gates(current, baseline, rules, registry)
     names = list(dict.fromkeys([*baseline.metrics, *current.metrics]))
     outcomes = []
     for name in names:
@@ -607,12 +618,45 @@ def check_reports(
                     math.nan,
                     math.nan,
                     "skip",
-                    "the rule matches no metric in either report (typo, or not measured?)",
+                    (unavailable or {}).get(split_metric_name(key)[0])
+                    or "the rule matches no metric in either report (typo, or not measured?)",
                     rules.rules[key].describe(),
                     "config",
                 )
             )
     return CheckResult(outcomes, warnings, rules.source)
+
+
+def refuse_uncomputed_gates(
+    current: Report, baseline: Report, rules: RuleSet, registry: Mapping[str, Any]
+) -> None:
+    """A gated metric that the current measurement could not compute is an input error, neither pass nor fail.
+
+    Gated: a rule applies to it and either the baseline has a value or the config names it. Its absence says
+    nothing about the model (the data lacks class labels, K exceeds the gallery), so the gate cannot decide:
+    exit 2 with the reason, rather than 0 ("holds") or 1 ("regression").
+
+    Raises:
+        InputError: Naming each such metric and why it could not be computed.
+    """
+    gated = []
+    for name, reason in current.skipped.items():
+        if name in current.metrics or rules.resolve(name, registry)[0] is None:
+            continue
+        named = name in rules.rules or split_metric_name(name)[0] in rules.rules
+        if named or math.isfinite(baseline.metrics.get(name, math.nan)):
+            gated.append(f"{name} ({reason})")
+    if gated:
+        raise InputError(
+            f"gated metric(s) could not be computed for the current report: {'; '.join(gated)}",
+            hint="measure on data where they apply, or list them in the [check] ignore list",
+        )
+def two_model_bases(rules: RuleSet, registry: Mapping[str, Any] | None = None) -> set[str]:
+    """Base names of the rules' metrics that compare two embeddings (``linear_cka``, ``mutual_knn``): ``check``
+    computes them against the baseline's cached vectors only when a rule asks for them."""
+    registry = metric_registry() if registry is None else registry
+    bases = {split_metric_name(k)[0] for k in rules.rules}
+    return {b for b in bases if getattr(registry.get(b), "two_models", False)}
 
 
 def evaluate_rule(
@@ -712,10 +756,13 @@ def noise_margin(name: str, baseline: Report, current: Report) -> float | None:
 
 
 def format_value(v: float) -> str:
-    """Table text for a metric value: 4 decimals, scientific outside [1e-3, 1e4), an em dash when absent."""
+    """Table text for a metric value: the one display format of every gapdiag table
+    (:func:`gapdiag.presentation.format_number`, 4 significant digits), an em dash when absent."""
+    from gapdiag.presentation import format_number
+
     if v is None or not math.isfinite(v):
         return "—"
-    return f"{v:.4f}" if v == 0 or 1e-3 <= abs(v) < 1e4 else f"{v:.3e}"
+    return format_number(float(v))
 
 
 def format_delta(v: float) -> str:

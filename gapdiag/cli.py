@@ -18,11 +18,11 @@ from rich.table import Table
 
 from gapdiag import __version__
 from gapdiag.commands import check as _check_commands
+from gapdiag.commands import export as _export_commands
 from gapdiag.commands import plot as _plot_commands
 from gapdiag.commands._common import (
     BatchSizeOpt,
     CacheDirOpt,
-    DataArg,
     DeviceOpt,
     EmbeddingOptions,
     JsonOpt,
@@ -30,11 +30,13 @@ from gapdiag.commands._common import (
     PretrainedOpt,
     QuietOpt,
     SeedOpt,
+    TrainSeedOpt,
     WorkersOpt,
     console,
     embedding_options,
     err_console,
     print_json,
+    unbounded_console,
 )
 from gapdiag.errors import GapdiagError, InputError
 
@@ -107,10 +109,20 @@ def embed(
     console.print(f"[bold]{summary['model']}[/] on [bold]{summary['dataset']}[/]: "
                   + ", ".join(f"{n} {name}" for name, n in summary["counts"].items())
                   + f", d={summary['dim']}, {summary['dtype']}")
-    for line in summary["skipped"]:
-        err_console.print(f"[yellow]skipped:[/] {line}", highlight=False, soft_wrap=True)  # one line per skip
+    _print_skipped(summary["skipped"])
     if summary["key"]:
         console.print(f"cache entry {summary['key']}" + (f" in {summary['path']}" if summary["path"] else ""))
+
+
+def _print_skipped(rows: list[str], metrics: dict[str, str] | None = None) -> None:
+    """One stderr line per dropped row (``--skip-bad``) and per metric that did not apply, with its reason."""
+    from rich.markup import escape
+
+    for line in rows:
+        err_console.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    for name, reason in (metrics or {}).items():
+        err_console.print(f"[yellow]skipped metric:[/] {escape(name)}: {escape(reason)}", highlight=False,
+                          soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------------ measure
@@ -154,10 +166,23 @@ def measure(
         **embedding.api_kwargs(quiet=quiet or json_out))
     if out is not None:
         report.save(out)
+    # On stderr, also with --json (whose `skipped` map and provenance.skipped hold the same): never silent.
+    _print_skipped(list(report.provenance.get("skipped") or []), report.skipped)
     if json_out:
-        print_json(report.to_dict(include_extras=False))
+        from gapdiag.references import references_for
+
+        summary = report.to_dict(include_extras=False)
+        if report.extras.get("notes"):  # the one-line caveats, without the bulky arrays of the extras
+            summary["extras"] = {"notes": report.extras["notes"]}
+        # Published values to read the numbers against (additive key; docs/report-schema.md).
+        summary["references"] = [p.to_dict() for p in references_for(report.metrics)]
+        print_json(summary)
         return
     console.print(report_table(report))
+    for line in reference_lines(report):
+        console.print(line, style="dim", highlight=False, soft_wrap=True)
+    for note in report.extras.get("notes") or []:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     for direction, agreement in (report.extras.get("retrieval_agreement") or {}).items():
         console.print(f"approximate retrieval {direction}: {agreement:.1%} of the exact top-10 found (sampled queries)")
     if out is not None:
@@ -241,7 +266,11 @@ def shift(
     "--model gapdiag-tiny-vit --loss atp_cu --epochs 30 --out runs/atp`"))
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics.jsonl, model.safetensors); resumed if it exists.")],
-    data: DataArg = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", "-d",
+        help="Training data, any format `measure --data` reads; --split picks the rows trained on and "
+             "--eval-split those measured each epoch. Default: the bundled handwritten digits.",
+        rich_help_panel="Data")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Architecture/config JSON (random init) or checkpoint (fine-tune).")] = "gapdiag-tiny-vit",
     pretrained: PretrainedOpt = None,
     split: Annotated[str | None, typer.Option("--split", help="Training split of the manifest.")] = "train",
@@ -253,16 +282,22 @@ def train(
     batch_size: BatchSizeOpt = 128,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (cosine schedule with warm-up).")] = 1e-3,
     temperature: Annotated[float | None, typer.Option("--temperature", help="Fix τ (e.g. 0.1); default learnable.")] = None,
-    seed: SeedOpt = 0,
+    seed: TrainSeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     workers: WorkersOpt = 0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Epochs between checkpoints.")] = 1,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Delete the previous run's checkpoints, log and model in --out and start afresh.")] = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train or fine-tune an open_clip model with InfoNCE or a gap-closing loss; logs gap, Cos_TP and R@1 per
-    epoch to metrics.jsonl, checkpoints periodically and resumes after an interruption."""
+    epoch to metrics.jsonl, checkpoints periodically and resumes after an interruption.
+
+    A folder that holds checkpoints is resumed only when every setting that changes the result (model, data,
+    loss, epochs, batch size, lr, temperature, seed, precision) is the same; otherwise it stops and names the
+    settings that differ. `--restart` or a new `--out` starts afresh."""
     from gapdiag import api
     from gapdiag.train import train as run_training
 
@@ -272,7 +307,7 @@ def train(
     result = run_training(train_data, model, out_dir=out, pretrained=pretrained, loss=loss, loss_weights=weights,
                           eval_data=eval_data, epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature,
                           seed=seed, device=device, precision=precision, workers=workers,
-                          checkpoint_every=checkpoint_every, progress=not (quiet or json_out))
+                          checkpoint_every=checkpoint_every, progress=not (quiet or json_out), restart=restart)
     summary = {"out": str(result.out_dir), "model": str(result.model_path), "resumed_from_epoch": result.resumed_from,
                "epochs": result.epochs}
     if json_out:
@@ -304,13 +339,13 @@ def cache_ls(cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
     # The key is what `gapdiag cache rm` takes: never fold or cut it, whatever the terminal width.
     table.add_column("key", no_wrap=True, min_width=KEY_LENGTH)
     for col in ("model", "dataset", "counts", "dtype", "size", "created", "complete"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal wraps a value, never cuts it to "…"
     for e in entries:
         counts = ", ".join(f"{k}={v}" for k, v in (e.get("counts") or {}).items())
         size = e.get("size_bytes", e.get("size", 0)) or 0
         table.add_row(str(e.get("key")), str(e.get("model")), str(e.get("dataset")), counts, str(e.get("dtype")),
                       f"{size / 1e6:.1f} MB", str(e.get("created") or ""), "yes" if e.get("complete") else "no")
-    console.print(table)
+    unbounded_console().print(table)
 
 
 @cache_app.command("rm", epilog="Examples: `gapdiag cache rm 3f2a9c`, `gapdiag cache rm all`")
@@ -341,6 +376,13 @@ def cache_dir_cmd(cache_dir: CacheDirOpt = None) -> None:
 def report_table(report: Report) -> Table:
     """The rich table of a report: metrics grouped by family, with direction and bootstrap interval."""
     from gapdiag.metrics import REGISTRY
+    from gapdiag.presentation import (
+        direction_arrow,
+        format_interval,
+        format_number,
+        metric_family,
+        order_metrics,
+    )
     from gapdiag.report import split_metric_name
 
     prov = report.provenance
@@ -354,29 +396,29 @@ def report_table(report: Report) -> Table:
     if report.intervals:
         table.add_column("95% CI", justify="right")
     table.add_column("better", justify="center")
-    rows = []
-    for name, value in report.metrics.items():
+    # Grouped by family in the registry's order (gap, cone, uniformity, rank, retrieval, clustering, ...).
+    for name in order_metrics(report.metrics):
         base, qualifier = split_metric_name(name)
         info = REGISTRY.get(base)
-        family = getattr(info, "family", "")
-        hib = getattr(info, "higher_is_better", None)
-        rows.append((family, base, qualifier or "", value, hib, name))
-    # Group by family in the registry's order (gap, cone, uniformity, rank, retrieval, clustering, ...).
-    family_order = {f: i for i, f in enumerate(dict.fromkeys(getattr(m, "family", "") for m in REGISTRY.values()))}
-    base_order = {b: i for i, b in enumerate(REGISTRY)}
-    rows.sort(key=lambda r: (family_order.get(r[0], len(family_order)), base_order.get(r[1], len(base_order))))
-    for family, base, qualifier, value, hib, name in rows:
-        cells = [family, base, qualifier, f"{value:.4f}"]
+        cells = [metric_family(name), base, qualifier or "", format_number(report.metrics[name])]
         if report.intervals:
             lo_hi = report.intervals.get(name)
-            cells.append(f"[{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]" if lo_hi else "")
-        cells.append({True: "↑", False: "↓", None: ""}[hib])
+            cells.append(format_interval(lo_hi) if lo_hi else "")
+        cells.append(direction_arrow(getattr(info, "higher_is_better", None)))
         table.add_row(*cells)
     return table
 
 
+def reference_lines(report: Report) -> list[str]:
+    """One line per published reference point of a metric in the report (printed under the table)."""
+    from gapdiag.references import references_for
+
+    return [f"reference {p.metric}: {p.label()}" for p in references_for(report.metrics)]
+
+
 _plot_commands.register(app)
 _check_commands.register(app)
+_export_commands.register(app)
 
 
 def _print_error(message: str) -> None:
@@ -401,7 +443,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
-    except typer.Abort:
+    except typer.Abort as e:
+        if isinstance(e.__cause__, EOFError):
+            # click turns any EOFError escaping a command into Abort (Ctrl-D at a prompt); gapdiag has no prompts,
+            # so this is an unhandled error (np.load of a 0-byte file raised it), not the user stopping the run.
+            raise e.__cause__ from None
         err_console.print("aborted")
         return 130
     except KeyboardInterrupt:

@@ -43,12 +43,9 @@ class DistributedContext:
     def device(self, requested: str) -> str:
         """``auto`` or ``cuda`` under torchrun with GPUs -> this rank's own GPU (``cuda:LOCAL_RANK``, shared
         round-robin when ranks outnumber GPUs); an explicit ``cuda:N`` or ``cpu`` is kept."""
-        if requested in ("auto", "cuda") and self.enabled:
-            import torch
+        from gapdiag import device as devices
 
-            if torch.cuda.is_available():
-                return f"cuda:{self.local_rank % torch.cuda.device_count()}"
-        return requested
+        return str(devices.for_rank(requested, self.local_rank, self.enabled))
 
 
 def context_from_env(device: str = "auto") -> DistributedContext:
@@ -78,11 +75,12 @@ def context_from_env(device: str = "auto") -> DistributedContext:
 
 def process_group_backend(device: str, local_world_size: int) -> str:
     """``"nccl"`` if ``device`` puts every local rank on a GPU of its own, else ``"gloo"``."""
-    if not (device == "auto" or device == "cuda" or device.startswith("cuda:")):
-        return "gloo"
-    import torch
+    from gapdiag import device as devices
 
-    return "nccl" if torch.cuda.is_available() and local_world_size <= torch.cuda.device_count() else "gloo"
+    if not devices.wants_gpu(device):
+        return "gloo"
+    n = devices.cuda_count()
+    return "nccl" if n and local_world_size <= n else "gloo"
 
 
 def broadcast_object(ctx: DistributedContext, obj: Any) -> Any:

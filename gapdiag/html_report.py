@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +18,15 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from gapdiag.errors import InputError
-from gapdiag.plot import describe_provenance, ensure_output_dir
+from gapdiag.plot import DEFAULT_DPI, describe_provenance, ensure_output_dir
+from gapdiag.presentation import (
+    direction_text,
+    format_interval,
+    format_number,
+    group_by_family,
+    summarize,
+)
+from gapdiag.references import ReferencePoint, references_for
 from gapdiag.report import Report, split_metric_name
 
 FIGURE_FORMATS = ("png", "svg")
@@ -34,8 +41,18 @@ CAPTIONS: dict[str, str] = {
     "(Roy & Vetterli 2007). A fast drop-off means a collapsed, low-rank space.",
     "shift": "Shifting the modalities along the gap (λ = 0: the trained space). Where the loss is minimal at "
     "λ ≈ 0 the gap is what the contrastive loss prefers at that temperature (Liang et al. 2022, Sec. 4.2).",
+    "gap": "The joint set on the gap direction Δ̂ (x) and the residual's first principal direction (y), with each "
+    "modality's histogram of the Δ̂ projection on top: separate histograms are the gap. Bars: the dimensions that "
+    "carry ‖Δ‖².",
     "compare": "Metric values of several reports side by side (lines when the labels are training steps).",
 }
+
+#: Shown above the interactive map.
+INTERACTIVE_HELP = (
+    "Hover over a point for its caption, image path and class. Click a legend title to hide a modality, a "
+    "legend entry to hide one class of it; the menu shows one class in every modality. Click a point to draw "
+    "the lines to the other items of its sample (its true pairs). The static map above is the one for papers."
+)
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto;
@@ -45,13 +62,18 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-t
 table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0; }
 th, td { border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.base-start td { border-top: 2px solid #bbb; }
+tr.base-start td { border-top: 2px solid #bbb; } tr.family-start td { border-top: 3px solid #888; }
+td.family { font-weight: 600; color: #555; } td.ref { font-size: .85rem; color: #333; }
+.summary { background: #f6f8fa; border-left: 4px solid #0072B2; padding: .4rem 1rem; margin: 1rem 0; }
+.summary p { margin: .35rem 0; }
+table.references { width: 100%; font-size: .85rem; } table.references td.long { overflow-wrap: anywhere; }
+table.references td { white-space: normal; } table.references td.nowrap { white-space: nowrap; }
 figure { margin: 1.5rem 0; } figure img, figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: .9rem; margin-top: .3rem; }
 """
 
 
-def figure_to_png_base64(fig: Figure, *, dpi: int = 110) -> str:
+def figure_to_png_base64(fig: Figure, *, dpi: int = DEFAULT_DPI) -> str:
     """The figure as a base64-encoded PNG (for a ``data:image/png;base64,...`` URI)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
@@ -74,12 +96,9 @@ def figure_to_inline_svg(fig: Figure) -> str:
 
 
 def _format_value(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        return f"{value:.4g}"
+    """Numbers with the one display format of :func:`gapdiag.presentation.format_number`; text as is."""
+    if value is None or isinstance(value, (int, float)):
+        return format_number(value)
     return str(value)
 
 
@@ -113,42 +132,106 @@ def _provenance_table(report: Report) -> str:
     return f'<table class="provenance">{body}</table>'
 
 
-def _metrics_table(report: Report) -> str:
+def _metrics_table(report: Report, references: list[ReferencePoint]) -> str:
+    """Metrics grouped by family in the registry's (and the CLI table's) order; published values beside."""
     from gapdiag.metrics import REGISTRY
 
     has_intervals = bool(report.intervals)
-
     head = (
-        "<tr><th>metric</th><th>on</th><th>value</th>"
+        "<tr><th>family</th><th>metric</th><th>on</th><th>value</th>"
         + ("<th>bootstrap interval</th>" if has_intervals else "")
-        + "<th>better</th></tr>"
+        + "<th>better</th><th>published reference</th></tr>"
     )
-    # Group the rows of one base metric together, bases in order of first appearance.
-    grouped: dict[str, list[str]] = {}
-    for name in report.metrics:
-        grouped.setdefault(split_metric_name(name)[0], []).append(name)
+    numbered = {id(p): i for i, p in enumerate(references, 1)}
     rows = []
-    previous = None
-    for name in (n for names in grouped.values() for n in names):
-        value = report.metrics[name]
-        base, qualifier = split_metric_name(name)
-        interval = report.intervals.get(name)
-        info = REGISTRY.get(base)
-        description = f' title="{html.escape(info.description, quote=True)}"' if info else ""
-        cells = [
-            f"<td{description}>{html.escape(base) if base != previous else ''}</td>",
-            f"<td>{html.escape(qualifier or '—')}</td>",
-            f'<td class="num">{html.escape(_format_value(float(value)))}</td>',
-        ]
-        if has_intervals:
-            text = f"[{_format_value(interval[0])}, {_format_value(interval[1])}]" if interval else "—"
-            cells.append(f'<td class="num">{html.escape(text)}</td>')
-        direction = None if info is None else info.higher_is_better
-        cells.append(f"<td>{ {True: 'higher', False: 'lower', None: '—'}[direction] }</td>")
-        css = ' class="base-start"' if base != previous else ""
-        rows.append(f'<tr{css} data-metric="{html.escape(name, quote=True)}">{"".join(cells)}</tr>')
-        previous = base
+    for family, names in group_by_family(report.metrics):
+        previous = None
+        for row, name in enumerate(names):
+            base, qualifier = split_metric_name(name)
+            info = REGISTRY.get(base)
+            description = f' title="{html.escape(info.description, quote=True)}"' if info else ""
+            cells = [
+                f'<td class="family">{html.escape(family or "other") if row == 0 else ""}</td>',
+                f"<td{description}>{html.escape(base) if base != previous else ''}</td>",
+                f"<td>{html.escape(qualifier or '—')}</td>",
+                f'<td class="num">{html.escape(format_number(float(report.metrics[name])))}</td>',
+            ]
+            if has_intervals:
+                interval = format_interval(report.intervals.get(name))
+                cells.append(f'<td class="num">{html.escape(interval)}</td>')
+            cells.append(f"<td>{direction_text(None if info is None else info.higher_is_better)}</td>")
+            # Beside the first row of a base metric only: the published values apply to the base.
+            refs = [p for p in references if p.metric == base] if base != previous else []
+            cites = "; ".join(_reference_cite(p, numbered[id(p)]) for p in refs)
+            cells.append(f'<td class="ref">{cites}</td>')
+            css = "family-start" if row == 0 else ("base-start" if base != previous else "")
+            css_attr = f' class="{css}"' if css else ""
+            rows.append(f'<tr{css_attr} data-metric="{html.escape(name, quote=True)}">{"".join(cells)}</tr>')
+            previous = base
     return f'<table class="metrics"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _reference_cite(point: ReferencePoint, number: int) -> str:
+    """``CLIP RN50 0.8186 [2]`` linking to row 2 of the reference table."""
+    return (
+        f'{html.escape(point.model)} {point.value:.4g} '
+        f'<a href="#ref-{number}">[{number}]</a>'
+    )
+
+
+def _references_table(references: list[ReferencePoint]) -> str:
+    """Every published reference point with model, data, N and source (the link text has no scheme, so
+    the page names no fetchable URL)."""
+    rows = []
+    for i, p in enumerate(references, 1):
+        where = p.url.split("://", 1)[-1]
+        cells = [
+            f"{i}",
+            html.escape(p.metric),
+            f'<span class="num">{p.value:.4g}</span>',
+            html.escape(p.model),
+            html.escape(p.data),
+            f"{p.n:,}" if p.n is not None else "not stated",
+            f"{html.escape(p.source)} <span class=\"meta\">({html.escape(where)})</span>",
+            html.escape(p.note),
+        ]
+        # Paths in sources and notes may break anywhere; numbers and names stay whole.
+        css = ["nowrap", "nowrap", "nowrap", "", "", "nowrap", "long", "long"]
+        tds = "".join(f'<td class="{k}">{c}</td>' if k else f"<td>{c}</td>" for k, c in zip(css, cells))
+        rows.append(f'<tr id="ref-{i}">{tds}</tr>')
+    head = "".join(f"<th>{h}</th>" for h in ("#", "metric", "value", "model", "data", "N", "source", "note"))
+    head = f"<tr>{head}</tr>"
+    return (
+        '<p class="meta">Published values to read the numbers above against; the closer model, data and N '
+        "are to yours, the more comparable the number. Kept in gapdiag/reference_points.json.</p>"
+        f'<table class="references"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def _summary(report: Report) -> str:
+    sentences = summarize(report.metrics)
+    if not sentences:
+        return ""
+    return '<div class="summary">' + "".join(f"<p>{html.escape(t)}</p>" for t in sentences) + "</div>"
+
+
+def _data_line(report: Report) -> str:
+    """What was measured: dataset, split, sample size and seed (split and sample are part of the result)."""
+    dataset = report.provenance.get("dataset") or {}
+    sample = report.provenance.get("sample") or {}
+    counts = dataset.get("counts") or {}
+    n = dataset.get("n_samples")
+    size = sample.get("size")
+    parts = [
+        f"{dataset.get('name', 'unknown data')}"
+        + (f", {n:,} samples" if isinstance(n, int) else "")
+        + (f" ({', '.join(f'{k} {v:,}' for k, v in counts.items())})" if counts else ""),
+        f"split: {dataset.get('split') or 'as read (no --split)'}",
+        "quadratic metrics on "
+        + (f"a seeded sample of {size:,}" if size else "all samples (exact)")
+        + f", seed {sample.get('seed', 0)}",
+    ]
+    return html.escape("; ".join(parts)) + "."
 
 
 def _figure_block(name: str, fig: Figure, figure_format: str, dpi: int) -> str:
@@ -168,7 +251,8 @@ def render_html(
     *,
     title: str | None = None,
     figure_format: str = "png",
-    dpi: int = 110,
+    dpi: int = DEFAULT_DPI,
+    interactive: str | None = None,
 ) -> str:
     """A complete, self-contained HTML document for one report and its figures.
 
@@ -178,6 +262,8 @@ def render_html(
         title: Page title; default ``"gapdiag report — <model> on <dataset>"``.
         figure_format: ``"png"`` (base64 ``<img>``) or ``"svg"`` (inline vector graphics).
         dpi: Resolution of PNG figures.
+        interactive: An HTML fragment of the interactive map
+            (:func:`gapdiag.interactive_map.interactive_map_html`), shown after the figures; None for none.
 
     Returns:
         The HTML text (UTF-8), referencing no external resource.
@@ -189,6 +275,7 @@ def render_html(
         )
     title = title if title is not None else f"gapdiag report — {describe_provenance(report.provenance)}"
     figure_html = "".join(_figure_block(name, fig, figure_format, dpi) for name, fig in figures.items())
+    references = references_for(report.metrics)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -197,11 +284,24 @@ def render_html(
         f"<h1>{html.escape(title)}</h1>"
         f'<p class="meta">{len(report.metrics)} metrics, {len(figures)} figures; created {html.escape(report.created or "—")} '
         f"with gapdiag {html.escape(report.gapdiag_version)}.</p>"
-        f"<h2>Metrics</h2>{_metrics_table(report)}"
+        f'<p class="meta data">{_data_line(report)}</p>'
+        + _summary(report)
+        + f"<h2>Metrics</h2>{_metrics_table(report, references)}"
+        + (f"<h2>Published reference points</h2>{_references_table(references)}" if references else "")
+        + _diagnostics(report)
         + (f"<h2>Figures</h2>{figure_html}" if figures else "")
+        + (_interactive_section(interactive) if interactive else "")
         + f"<h2>Provenance</h2>{_provenance_table(report)}"
         "</body></html>\n"
     )
+
+
+def _interactive_section(fragment: str) -> str:
+    return f'<h2>Interactive map</h2><p class="meta">{html.escape(INTERACTIVE_HELP)}</p>{fragment}'
+def _diagnostics(report: Report) -> str:
+    from gapdiag.html_diagnostics import diagnostics_section
+
+    return diagnostics_section(report)
 
 
 def write_html(
@@ -211,7 +311,8 @@ def write_html(
     *,
     title: str | None = None,
     figure_format: str = "png",
-    dpi: int = 110,
+    dpi: int = DEFAULT_DPI,
+    interactive: str | None = None,
 ) -> Path:
     """Render with :func:`render_html` and write the file atomically (temp file + rename).
 
@@ -219,7 +320,9 @@ def write_html(
         InputError: the output directory cannot be created or written.
     """
     path = Path(path)
-    text = render_html(report, figures, title=title, figure_format=figure_format, dpi=dpi)
+    text = render_html(
+        report, figures, title=title, figure_format=figure_format, dpi=dpi, interactive=interactive
+    )
     ensure_output_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")
     try:

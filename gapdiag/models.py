@@ -13,7 +13,8 @@ Accepted ``--model`` values (open_clip's factory does the building; gapdiag reso
 
 Checkpoints are loaded with ``torch.load(weights_only=True)`` or safetensors: never unpickling arbitrary
 objects. The *resolution* (:func:`resolve_model`) is cheap and needs no network when the weights are local,
-so that a cache hit never builds the model.
+so that a cache hit never builds the model; it does not even import open_clip (whose import pulls in timm,
+torchvision and torch._dynamo): configs and pretrained-tag facts come from :mod:`gapdiag.model_index`.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gapdiag import model_index
 from gapdiag.errors import ModelError
+from gapdiag.hub import Hub, hub_access, offline_hint
 
-CONFIG_DIR = Path(__file__).parent / "model_configs"
+CONFIG_DIR = model_index.BUNDLED_CONFIG_DIR
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 PRECISIONS = ("fp32", "amp", "bf16")
 #: Metadata key under which ``gapdiag train`` stores the model config in a .safetensors checkpoint.
@@ -38,14 +42,21 @@ SAFETENSORS_CONFIG_KEY = "open_clip_config"
 _registered = False
 
 
-def register_bundled_configs() -> None:
-    """Register gapdiag's tiny configs (``gapdiag-tiny-*``) with open_clip, once per process."""
+def register_bundled_configs(extra: Path | None = None) -> None:
+    """Register gapdiag's tiny configs (``gapdiag-tiny-*``) with open_clip, once per process, and ``extra``
+    (a config file gapdiag wrote for a checkpoint or config JSON)."""
     global _registered
-    if not _registered:
-        import open_clip
+    import open_clip
 
+    if not _registered:
         open_clip.add_model_config(CONFIG_DIR)
         _registered = True
+    if extra is not None and extra not in _registered_files:
+        open_clip.add_model_config(extra)
+        _registered_files.add(extra)
+
+
+_registered_files: set[Path] = set()
 
 
 @dataclass
@@ -77,7 +88,7 @@ class ModelSpec:
             "model_cfg": self.model_cfg,
             "preprocess_cfg": self.preprocess_cfg,
             "pretrained": self.pretrained,
-            "pretrained_cfg": _pretrained_cfg(self.architecture, self.pretrained),
+            "pretrained_cfg": _pretrained_cfg(self.architecture, self.pretrained, cache_dir),
             "checkpoint_sha256": file_sha256(self.checkpoint, cache_dir=cache_dir) if self.checkpoint else None,
             "precision": precision,
             # build_model seeds the initialisation, so weights that no checkpoint sets are reproducible too.
@@ -122,24 +133,10 @@ class LoadedModel:
 
 
 def resolve_device(device: str = "auto") -> Any:
-    """``auto`` -> cuda > mps > cpu; an explicit device that is not available -> ModelError."""
-    import torch
+    """``auto`` -> cuda > mps > cpu as a ``torch.device`` (see :func:`gapdiag.device.resolve`)."""
+    from gapdiag import device as devices
 
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ModelError(f"unknown device {device!r}", hint="use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError("--device cuda requested but no CUDA GPU is available", hint="use --device cpu or auto")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ModelError("--device mps requested but MPS is not available", hint="use --device cpu or auto")
-    return dev
+    return devices.resolve(device).torch()
 
 
 def check_precision(precision: str, device: Any) -> str:
@@ -151,22 +148,32 @@ def check_precision(precision: str, device: Any) -> str:
     return precision
 
 
-def _pretrained_cfg(architecture: str, tag: str | None) -> dict[str, Any] | None:
+def _pretrained_cfg(architecture: str, tag: str | None, cache_dir: Path | None = None) -> dict[str, Any] | None:
     if not tag:
         return None
-    import open_clip
-
-    cfg = open_clip.get_pretrained_cfg(architecture, tag)
     # Only the parts that change the vectors; URLs and hub ids may change without changing weights.
-    return {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode", "quick_gelu") if k in cfg} or None
+    return model_index.pretrained_info(architecture, tag, cache_dir)[1]
+
+
+#: A safetensors header longer than this is not one (the format caps it at 100 MB).
+_SAFETENSORS_MAX_HEADER = 100_000_000
 
 
 def _read_safetensors_config(path: Path) -> dict[str, Any] | None:
-    from safetensors import safe_open
+    """The ``open_clip_config`` metadata of a .safetensors file, read from its JSON header.
 
+    The format is an 8-byte little-endian header length, then the JSON header (tensor offsets and
+    ``__metadata__``); reading it directly avoids importing torch for ``framework="pt"``.
+    """
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 2 <= size <= _SAFETENSORS_MAX_HEADER:
+                raise ValueError(f"header length {size} is out of range")
+            header = json.loads(f.read(size))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        meta = header.get("__metadata__") or {}
     except Exception as e:  # noqa: BLE001 - any parse failure means "not a readable safetensors file"
         raise ModelError(f"{path}: not a readable .safetensors file ({type(e).__name__}: {e})",
                          hint="re-export the checkpoint") from None
@@ -174,32 +181,33 @@ def _read_safetensors_config(path: Path) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
-def _register_config(cfg: dict[str, Any], stem: str) -> str:
-    """Register a model-config dict with open_clip under a name derived from ``stem`` and its content."""
-    import open_clip
+def _register_config(cfg: dict[str, Any], stem: str, cache_root: Path | None) -> str:
+    """Name a model-config dict after ``stem`` and its content; write it where open_clip can register it.
 
-    from gapdiag.cache import default_cache_dir
+    The file goes to ``<cache_root>/model_configs`` (so that nothing is written to the user's model folder)
+    and is handed to open_clip only when the model is built (:func:`build_model`).
+    """
     from gapdiag.data.base import hash_json
+    from gapdiag.settings import current
 
     model_cfg = cfg.get("model_cfg", cfg)
     for key in ("embed_dim", "vision_cfg", "text_cfg"):
         if key not in model_cfg:
             raise ModelError(f"model config {stem!r} has no {key!r}",
                              hint="use open_clip's format: {\"embed_dim\", \"vision_cfg\", \"text_cfg\"}")
-    existing = open_clip.get_model_config(stem)
+    existing = model_index.find_config(stem)
     if existing is not None and existing == model_cfg:
         return stem
     name = f"{stem}-{hash_json(model_cfg)[:8]}"
-    if open_clip.get_model_config(name) is None:
-        # open_clip registers configs from files; keep them in the cache dir so that nothing is written to
-        # the user's model folder.
-        cfg_dir = default_cache_dir() / "model_configs"
-        cfg_dir.mkdir(parents=True, exist_ok=True)
+    if model_index.find_config(name) is None:
+        cfg_dir = (cache_root if cache_root is not None else current().cache_root) / "model_configs"
         path = cfg_dir / f"{name}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(model_cfg, indent=2))
-        tmp.replace(path)
-        open_clip.add_model_config(path)
+        if not (path.is_file() and json.loads(path.read_text()) == model_cfg):
+            cfg_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(model_cfg, indent=2))
+            tmp.replace(path)
+        model_index.remember_config_file(name, path)
     return name
 
 
@@ -212,11 +220,9 @@ def _unknown_model(name: str) -> ModelError:
                       hint=hint)
 
 
-def resolve_model(model: str | Path, pretrained: str | None = None) -> ModelSpec:
-    """Turn ``--model``/``--pretrained`` into a :class:`ModelSpec` without building or downloading."""
-    import open_clip
-
-    register_bundled_configs()
+def resolve_model(model: str | Path, pretrained: str | None = None, *, cache_root: Path | None = None) -> ModelSpec:
+    """Turn ``--model``/``--pretrained`` into a :class:`ModelSpec` without building, downloading or importing
+    open_clip (configs a checkpoint or config JSON carries are kept under ``cache_root``/model_configs)."""
     text = str(model)
     path = Path(text).expanduser()
 
@@ -230,10 +236,10 @@ def resolve_model(model: str | Path, pretrained: str | None = None) -> ModelSpec
             cfg = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise ModelError(f"{path}:{e.lineno}: invalid JSON in model config ({e.msg})", hint="fix the file") from None
-        name = _register_config(cfg, path.stem)
-        return _with_checkpoint(ModelSpec(architecture=name, model_cfg=open_clip.get_model_config(name),
+        name = _register_config(cfg, path.stem, cache_root)
+        return _with_checkpoint(ModelSpec(architecture=name, model_cfg=model_index.find_config(name),
                                           preprocess_cfg=cfg.get("preprocess_cfg", {}), display_name=path.stem),
-                                pretrained)
+                                pretrained, cache_root)
 
     if path.suffix in CHECKPOINT_SUFFIXES or path.is_dir():
         if not path.exists():
@@ -255,21 +261,19 @@ def resolve_model(model: str | Path, pretrained: str | None = None) -> ModelSpec
         if cfg is None:
             raise ModelError(f"cannot tell the architecture of {path}",
                              hint="pass --model ARCH --pretrained FILE, or put open_clip_config.json beside it")
-        name = _register_config(cfg, cfg.get("name") or path.stem)
-        return ModelSpec(architecture=name, checkpoint=path, model_cfg=open_clip.get_model_config(name),
+        name = _register_config(cfg, cfg.get("name") or path.stem, cache_root)
+        return ModelSpec(architecture=name, checkpoint=path, model_cfg=model_index.find_config(name),
                          preprocess_cfg=cfg.get("preprocess_cfg", {}), display_name=path.stem)
 
     name = text.replace("/", "-")
-    cfg = open_clip.get_model_config(name)
+    cfg = model_index.find_config(name)
     if cfg is None:
         raise _unknown_model(text)
-    return _with_checkpoint(ModelSpec(architecture=name, model_cfg=cfg, display_name=name), pretrained)
+    return _with_checkpoint(ModelSpec(architecture=name, model_cfg=cfg, display_name=name), pretrained, cache_root)
 
 
-def _with_checkpoint(spec: ModelSpec, pretrained: str | None) -> ModelSpec:
+def _with_checkpoint(spec: ModelSpec, pretrained: str | None, cache_root: Path | None = None) -> ModelSpec:
     """Attach ``--pretrained`` (a local file or an open_clip tag) to an architecture spec."""
-    import open_clip
-
     if not pretrained:
         return spec
     p = Path(pretrained).expanduser()
@@ -279,10 +283,12 @@ def _with_checkpoint(spec: ModelSpec, pretrained: str | None) -> ModelSpec:
         spec.checkpoint = p
         spec.display_name = f"{spec.display_name}:{p.stem}"
         return spec
-    if open_clip.get_pretrained_cfg(spec.architecture, pretrained):
+    if model_index.pretrained_info(spec.architecture, pretrained, cache_root)[0]:
         spec.pretrained = pretrained
         spec.display_name = f"{spec.display_name}:{pretrained}"
         return spec
+    import open_clip
+
     tags = open_clip.list_pretrained_tags_by_model(spec.architecture)
     hint = f"known tags for {spec.architecture}: {', '.join(tags)}" if tags else f"{spec.architecture} has no pretrained tags; pass a checkpoint file"
     raise ModelError(f"--pretrained {pretrained!r} is neither a file nor a tag of {spec.architecture}", hint=hint)
@@ -298,26 +304,33 @@ def build_model(spec: ModelSpec, *, device: str = "auto", precision: str = "fp32
     import open_clip
     import torch
 
-    register_bundled_configs()
+    register_bundled_configs(model_index.written_config_file(spec.architecture))
     dev = resolve_device(device)
     check_precision(precision, dev)
     pre = spec.preprocess_cfg or {}
     transforms_kwargs = {"image_" + k: pre[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pre}
-    try:
-        with warnings.catch_warnings(), _quiet_open_clip(), torch.random.fork_rng(devices=[]):
-            warnings.simplefilter("ignore")
-            torch.manual_seed(init_seed)
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                spec.architecture, pretrained=spec.pretrained, device="cpu", weights_only=True, **transforms_kwargs)
-    except Exception as e:  # noqa: BLE001 - turned into one line below
-        raise _load_error(spec, e) from None
+    with hub_access(_needs_hub(spec)) as hub:
+        # The tokenizer first: it is cheap, and a missing optional package (transformers) or tokenizer download
+        # then fails before minutes of building and downloading weights. An hf-hub model's tokenizer is named
+        # in the config that comes with the weights, so it can only follow them.
+        tokenizer = None if spec.architecture.startswith("hf-hub:") else _tokenizer(spec, hub)
+        try:
+            with warnings.catch_warnings(), _quiet_open_clip(), torch.random.fork_rng(devices=[]):
+                warnings.simplefilter("ignore")
+                torch.manual_seed(init_seed)
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    spec.architecture, pretrained=spec.pretrained, device="cpu", weights_only=True,
+                    **transforms_kwargs)
+        except Exception as e:  # noqa: BLE001 - turned into one line below
+            raise _load_error(spec, e, hub) from None
+        if tokenizer is None:
+            tokenizer = _tokenizer(spec, hub)
     if spec.checkpoint is not None:
         try:
-            open_clip.load_checkpoint(model, str(spec.checkpoint), strict=True, weights_only=True)
+            _load_checkpoint(model, spec.checkpoint)
         except Exception as e:  # noqa: BLE001
             raise _checkpoint_error(spec, e) from None
     model = model.to(dev).eval()
-    tokenizer = open_clip.get_tokenizer(spec.architecture)
     return LoadedModel(model=model, preprocess=preprocess, tokenizer=tokenizer, spec=spec, device=dev,
                        precision=precision)
 
@@ -334,15 +347,67 @@ class _quiet_open_clip:
         logging.getLogger().setLevel(self._level)
 
 
-def _load_error(spec: ModelSpec, e: Exception) -> ModelError:
+def _needs_hub(spec: ModelSpec) -> bool:
+    """Whether building ``spec`` may download: a hub model, a pretrained tag, or a tokenizer kept on the hub."""
+    text_cfg = (spec.model_cfg or {}).get("text_cfg") or {}
+    return (spec.architecture.startswith("hf-hub:") or bool(spec.pretrained)
+            or bool(text_cfg.get("hf_tokenizer_name")) or "siglip" in spec.architecture.lower())
+
+
+#: Optional packages some open_clip models need, and the gapdiag extra that installs them.
+OPTIONAL_PACKAGES = {"transformers": "hf", "sentencepiece": "hf", "tokenizers": "hf"}
+
+
+def _tokenizer(spec: ModelSpec, hub: Hub) -> Callable[[list[str]], Any]:
+    """open_clip's tokenizer for ``spec``, or one line naming the package or download it is missing."""
+    import open_clip
+
+    try:
+        with _quiet_open_clip():
+            return open_clip.get_tokenizer(spec.architecture)
+    except ImportError as e:
+        package = (getattr(e, "name", None) or str(e)).split(".")[0]
+        install = f"pip install 'gapdiag[{OPTIONAL_PACKAGES[package]}]'" if package in OPTIONAL_PACKAGES \
+            else f"pip install {package}"
+        raise ModelError(f"model {spec.display_name or spec.architecture!r} needs the Python package {package!r} "
+                         f"for its tokenizer, which is not installed", hint=f"install it: {install}") from None
+    except Exception as e:  # noqa: BLE001 - a tokenizer kept on the hub that cannot be fetched
+        raise _load_error(spec, e, hub, what="the tokenizer") from None
+
+
+def _load_checkpoint(model: Any, path: Path) -> None:
+    """``open_clip.load_checkpoint`` with half-precision tensors read as float32.
+
+    open_clip resizes position embeddings that do not fit the model (another image size or context length)
+    with ``F.interpolate``, which has no float16 kernel on the CPU ("not implemented for 'Half'"); the model is
+    float32 anyway, so upcasting first gives the same weights a float32 checkpoint would.
+    """
+    from unittest import mock
+
+    import torch
+    from open_clip import factory
+
+    read = factory.load_state_dict
+
+    def read_as_float32(checkpoint_path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        state = read(checkpoint_path, *args, **kwargs)
+        return {k: v.float() if torch.is_tensor(v) and v.dtype in (torch.float16, torch.bfloat16) else v
+                for k, v in state.items()}
+
+    with mock.patch.object(factory, "load_state_dict", read_as_float32):
+        factory.load_checkpoint(model, str(path), strict=True, weights_only=True)
+
+
+def _load_error(spec: ModelSpec, e: Exception, hub: Hub | None = None, *, what: str = "weights") -> ModelError:
     # huggingface_hub appends a paragraph ("Last error: An error happened while trying to locate ...") that
     # says nothing the hint does not; keep the line that names the file and the repository.
     text = f"{type(e).__name__}: {e}".splitlines()[0].split(" Last error:")[0][:300]
     offline_markers = ("Failed to download", "HF Hub", "Connection", "resolve", "offline", "Max retries", "urlopen")
     if any(m.lower() in text.lower() for m in offline_markers) or spec.architecture.startswith("hf-hub:"):
-        what = spec.pretrained or spec.architecture
-        return ModelError(f"could not download weights for {what!r} ({text})",
-                          hint="no network? download once where there is one, or pass a local checkpoint file")
+        name = spec.pretrained or spec.architecture
+        where = f"; {hub.endpoint} is unreachable: {hub.unreachable}" if hub and hub.unreachable else ""
+        return ModelError(f"could not download {what} for {name!r} ({text}{where})",
+                          hint=offline_hint(spec.architecture, spec.pretrained))
     return ModelError(f"could not build model {spec.display_name or spec.architecture!r}: {text}",
                       hint="check --model/--pretrained")
 

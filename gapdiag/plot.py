@@ -31,7 +31,8 @@ from numpy.typing import NDArray
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics.blocked import unit_rows
-from gapdiag.report import Report
+from gapdiag.presentation import format_number, order_metrics
+from gapdiag.report import Report, split_metric_name
 
 #: Okabe–Ito colours, reordered so that the first two (blue, vermillion) separate image and text best.
 OKABE_ITO: tuple[str, ...] = (
@@ -48,12 +49,16 @@ OKABE_ITO: tuple[str, ...] = (
 MARKERS: tuple[str, ...] = ("o", "^", "s", "D", "v", "P", "X", "*")
 
 #: Every figure kind, in the order ``--kind all`` draws them.
-KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "shift", "compare")
+KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap", "shift", "compare")
 #: Kinds drawn from embeddings (the others read a shift result or reports).
-EMBEDDING_KINDS: tuple[str, ...] = ("map", "hist", "spectrum")
+EMBEDDING_KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap")
+#: Embedding figures drawn without ``--kind`` and by ``--kind all`` (``gap`` is asked for by name).
+DEFAULT_KINDS: tuple[str, ...] = ("map", "hist", "spectrum")
 METHODS: tuple[str, ...] = ("umap", "pca")
 COLOR_BY: tuple[str, ...] = ("modality", "class")
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
+#: PNG resolution of every figure, in files (``gapdiag plot``) and in the HTML report alike.
+DEFAULT_DPI = 150
 
 #: ``status(message)`` is called before slow steps (UMAP's first fit compiles numba code for ~10 s).
 StatusCallback = Callable[[str], None]
@@ -208,6 +213,68 @@ def map_coordinates(
     return np.asarray(reducer.fit_transform(unique), dtype=np.float64)[inverse]
 
 
+def _memoised_map(
+    es: EmbeddingSet, z: NDArray[np.float64], *, method: str, seed: int, status: StatusCallback | None
+) -> NDArray[np.float64]:
+    """:func:`map_coordinates`, read back from the cache when these very points were mapped before.
+
+    UMAP is seeded (one thread), so its embedding is a function of the points, the method, its parameters and
+    the umap version: kept under the vectors' cache entry (:mod:`gapdiag.derived`), a second ``plot`` or
+    ``report`` skips the fit (and numba's compilation).
+    """
+    import hashlib
+
+    from gapdiag import derived
+
+    parts = {
+        "points": hashlib.blake2b(np.ascontiguousarray(z).tobytes(), digest_size=20).hexdigest(),
+        "shape": list(z.shape),
+        "method": method,
+        "seed": seed,
+        "umap": _package_version("umap-learn") if method == "umap" else None,
+        "code": derived.code_stamp("plot.py"),
+    }
+    path = derived.memo_path(es, "map", parts, ".npy")
+    xy = derived.load_array(path)
+    if xy is None or xy.shape != (z.shape[0], 2):
+        xy = map_coordinates(z, method=method, seed=seed, status=status)
+        derived.save_array(path, xy)
+    return xy
+
+
+def _package_version(name: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+def map_layout(
+    es: EmbeddingSet,
+    *,
+    method: str = "umap",
+    max_pairs: int | None = 2000,
+    seed: int = 0,
+    status: StatusCallback | None = None,
+) -> tuple[NDArray[np.int64], dict[str, NDArray[Any]], dict[str, NDArray[Any]], dict[str, NDArray[Any]]]:
+    """The points of a map, shared by the static map and the interactive one in the HTML report.
+
+    Returns:
+        ``(chosen, keep, coords, samples)``: the drawn samples (:func:`select_samples`), and per modality
+        the row indices of its drawn items, their 2-D coordinates (all modalities projected jointly) and
+        the sample of each drawn item.
+    """
+    names = es.modality_names
+    chosen = select_samples(es.n_samples, max_pairs, seed)
+    keep = {m: np.flatnonzero(np.isin(es.sample_index[m], chosen)) for m in names}
+    blocks = [unit_rows(es.vectors[m], m, rows=keep[m]) for m in names]
+    xy = _memoised_map(es, np.vstack(blocks).astype(np.float64), method=method, seed=seed, status=status)
+    starts = np.cumsum([0] + [len(keep[m]) for m in names])
+    coords = {m: xy[starts[i] : starts[i + 1]] for i, m in enumerate(names)}
+    samples = {m: np.asarray(es.sample_index[m], dtype=np.int64)[keep[m]] for m in names}
+    return chosen, keep, coords, samples
+
+
 def plot_map(
     es: EmbeddingSet,
     *,
@@ -246,13 +313,7 @@ def plot_map(
             hint="use --color-by modality or a dataset with labels",
         )
     names = es.modality_names
-    chosen = select_samples(es.n_samples, max_pairs, seed)
-    keep = {m: np.flatnonzero(np.isin(es.sample_index[m], chosen)) for m in names}
-    blocks = [unit_rows(es.vectors[m], m, rows=keep[m]) for m in names]
-    xy = map_coordinates(np.vstack(blocks).astype(np.float64), method=method, seed=seed, status=status)
-    starts = np.cumsum([0] + [len(k) for k in keep.values()])
-    coords = {m: xy[starts[i] : starts[i + 1]] for i, m in enumerate(names)}
-    samples = {m: np.asarray(es.sample_index[m], dtype=np.int64)[keep[m]] for m in names}
+    chosen, _, coords, samples = map_layout(es, method=method, max_pairs=max_pairs, seed=seed, status=status)
 
     fig = _new_figure(7.5, 6.5)
     ax = fig.add_subplot()
@@ -425,7 +486,7 @@ def plot_similarity_histograms(
                         bins=edges,
                         alpha=0.55,
                         color=color,
-                        label=f"{label} (mean {values.mean():.3f})",
+                        label=f"{label} (mean {format_number(values.mean())})",
                     )
                     ax.axvline(values.mean(), color=color, linestyle="--", linewidth=1)
             ax.legend(fontsize="small")
@@ -669,7 +730,10 @@ def plot_compare(
         InputError: fewer than two reports, label count mismatch, or a requested metric missing from a report.
         ProvenanceError: the reports use different metric definitions.
     """
+    from matplotlib.patches import Patch
+
     from gapdiag.errors import ProvenanceError
+    from gapdiag.metrics import REGISTRY
 
     if len(reports) < 2:
         raise InputError(
@@ -687,7 +751,8 @@ def plot_compare(
             hint="re-measure them with one gapdiag version",
         )
     if metrics is None:
-        metrics = [m for m in reports[0].metrics if all(m in r.metrics for r in reports[1:])]
+        # Panels in the CLI table's order (registry families), not in whatever order a report lists them.
+        metrics = order_metrics(m for m in reports[0].metrics if all(m in r.metrics for r in reports[1:]))
         if not metrics:
             raise InputError(
                 f"reports {', '.join(map(str, labels))} share no metric",
@@ -706,9 +771,11 @@ def plot_compare(
     fig = _new_figure(3.3 * ncols, 2.7 * nrows + 0.6)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     x = np.asarray(steps) if steps is not None else np.arange(len(reports), dtype=np.float64)
+    colors = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(reports))]
     order = np.argsort(x, kind="stable")
     for ax, name in zip(axes, metrics):
         y = np.array([r.metrics[name] for r in reports], dtype=np.float64)
+        info = REGISTRY.get(split_metric_name(name)[0])
         lo_hi = [r.intervals.get(name) for r in reports]
         err = None
         if all(iv is not None for iv in lo_hi):
@@ -727,15 +794,29 @@ def plot_compare(
                 capsize=3,
             )
             drawn.lines[0].set_gid(f"metric/{name}")
+            for xi, yi in zip(x[order], y[order]):
+                ax.annotate(format_number(yi), (xi, yi), textcoords="offset points", xytext=(0, 5),
+                            ha="center", fontsize="x-small")
             ax.set_xlabel("epoch" if all("ep" in str(label).lower() for label in labels) else "step")
         else:
-            colors = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(reports))]
-            ax.bar(x, y, color=colors, yerr=err, capsize=3, gid=f"metric/{name}")
+            bars = ax.bar(x, y, color=colors, yerr=err, capsize=3, gid=f"metric/{name}")
+            ax.bar_label(bars, labels=[format_number(v) for v in y], fontsize="x-small", padding=2)
             ax.set_xticks(x, [str(label) for label in labels], rotation=30, ha="right", fontsize="small")
-        ax.set_title(name, fontsize="medium")
+        # Which way is better, from the metric registry (descriptive metrics have none).
+        direction = {True: "\n↑ higher is better", False: "\n↓ lower is better", None: ""}[
+            None if info is None else info.higher_is_better
+        ]
+        ax.set_title(name + direction, fontsize="medium")
+        ax.margins(y=0.15)  # room for the value labels
         ax.grid(True, axis="y", alpha=0.3)
     for ax in axes[len(metrics) :]:
         ax.set_visible(False)
+    if steps is None:
+        # One legend entry per bar colour, in the bars' (columns') left-to-right order: one row when it fits,
+        # else one column, so that reading order and column order agree (matplotlib fills columns first).
+        handles = [Patch(color=c, label=str(label)) for c, label in zip(colors, labels)]
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles) if len(handles) <= 6 else 1,
+                   fontsize="small", frameon=False)
     described = sorted({describe_provenance(r.provenance) for r in reports})
     default = "Comparison — " + ("; ".join(described) if len(described) <= 3 else f"{len(described)} setups")
     fig.suptitle(title if title is not None else default)
@@ -760,12 +841,12 @@ def parse_kinds(
     ]
     if not requested:
         implied = (["shift"] if have_shift else []) + (["compare"] if have_reports else [])
-        return implied or list(EMBEDDING_KINDS)
+        return implied or list(DEFAULT_KINDS)
     kinds: list[str] = []
     for kind in requested:
         if kind == "all":
             expanded = (
-                list(EMBEDDING_KINDS)
+                list(DEFAULT_KINDS)
                 + (["shift"] if have_shift else [])
                 + (["compare"] if have_reports else [])
             )
@@ -817,6 +898,10 @@ def make_figures(
             figures[kind] = plot_similarity_histograms(embeddings, seed=seed)
         elif kind == "spectrum":
             figures[kind] = plot_spectrum(embeddings)
+        elif kind == "gap":
+            from gapdiag.plot_gap import plot_gap
+
+            figures[kind] = plot_gap(embeddings, max_points=max_pairs, seed=seed)
         elif kind == "shift":
             if shift_result is None:
                 raise InputError("--kind shift needs a shift result", hint="pass --shift shift.json")
@@ -861,7 +946,7 @@ def _freeze_layout(fig: Figure) -> None:
     fig.set_layout_engine("none")
 
 
-def save_figure(fig: Figure, path: str | Path, format: str | None = None, dpi: int = 150) -> Path:
+def save_figure(fig: Figure, path: str | Path, format: str | None = None, dpi: int = DEFAULT_DPI) -> Path:
     """Write ``fig`` to ``path`` as PNG, SVG or PDF (``format`` defaults to the file suffix).
 
     The file is written under a temporary name in the same directory and then renamed, so an interrupted
@@ -894,7 +979,7 @@ def save_figure(fig: Figure, path: str | Path, format: str | None = None, dpi: i
 
 
 def save_figures(
-    figures: Mapping[str, Figure], out_dir: str | Path, *, format: str = "png", dpi: int = 150
+    figures: Mapping[str, Figure], out_dir: str | Path, *, format: str = "png", dpi: int = DEFAULT_DPI
 ) -> list[Path]:
     """Save every figure as ``<out_dir>/<stem>.<format>`` and return the paths in order."""
     _check_choice(format, FORMATS, "format")

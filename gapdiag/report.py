@@ -15,6 +15,7 @@ Schema (``schema_version`` 1; documented in docs/report-schema.md)::
       },
       "metrics": {"modality_gap/image-text": 0.81, "angular_value/image": 0.2, ...},
       "intervals": {"modality_gap/image-text": [lo, hi], ...},   # optional (bootstrap)
+      "skipped": {"v_measure_class/joint": "needs class labels"},  # optional: metrics that did not apply, why
       "extras": {...}                                              # optional arrays as lists (gap vector, spectra)
     }
 
@@ -62,6 +63,11 @@ class Report:
     def __getitem__(self, name: str) -> float:
         return self.metrics[name]
 
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Metrics that could not be computed on this data, each with its reason (``extras["skipped"]``)."""
+        return dict(self.extras.get("skipped") or {})
+
     def to_dict(self, *, include_extras: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "schema_version": self.schema_version,
@@ -73,8 +79,11 @@ class Report:
         }
         if self.intervals:
             out["intervals"] = {k: [_json_float(a), _json_float(b)] for k, (a, b) in self.intervals.items()}
-        if include_extras and self.extras:
-            out["extras"] = self.extras
+        if self.skipped:
+            out["skipped"] = self.skipped  # top level: `--json` leaves extras out, but never the reasons
+        extras = {k: v for k, v in self.extras.items() if k != "skipped"}
+        if include_extras and extras:
+            out["extras"] = extras
         return out
 
     def to_json(self, *, include_extras: bool = True, indent: int | None = 2) -> str:
@@ -106,12 +115,19 @@ class Report:
             else:
                 raise InputError(f"{source}: metric {k!r} has non-numeric value {v!r}",
                                  hint="metrics must map names to numbers")
-        intervals = {k: (float(a), float(b)) for k, (a, b) in data.get("intervals", {}).items()}
+        try:
+            intervals = {k: (float(a), float(b)) for k, (a, b) in (data.get("intervals") or {}).items()}
+        except (AttributeError, TypeError, ValueError):
+            raise InputError(f"{source}: 'intervals' must map metric names to [low, high] pairs",
+                             hint="pass a file written by `gapdiag measure --out`") from None
+        if not all(isinstance(data.get(k) or {}, dict) for k in ("provenance", "skipped", "extras")):
+            raise InputError(f"{source}: 'provenance', 'skipped' and 'extras' must be JSON objects",
+                             hint="pass a file written by `gapdiag measure --out`")
         return cls(
             metrics=metrics,
             provenance=data.get("provenance", {}),
             intervals=intervals,
-            extras=data.get("extras", {}),
+            extras={**(data.get("extras") or {}), **({"skipped": data["skipped"]} if data.get("skipped") else {})},
             created=data.get("created", ""),
             gapdiag_version=data.get("gapdiag_version", "unknown"),
             metric_definitions_version=data.get("metric_definitions_version", -1),
@@ -127,10 +143,14 @@ class Report:
             raise InputError(f"{path}: report not found", hint="check the path or run `gapdiag measure --out` first") from None
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})", hint="pass a report written by `gapdiag measure --out`") from None
-        except UnicodeDecodeError as e:  # a binary or re-encoded file (reports are written as UTF-8)
-            raise InputError(f"{path}: not a UTF-8 JSON report (byte {e.start})", hint="pass a report written by `gapdiag measure --out`") from None
-        except OSError as e:  # a folder, a symlink loop, no permission
-            raise InputError(f"{path}: cannot read report ({e.strerror or e})", hint="check the path") from None
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a directory, not a report", hint="pass the report JSON file inside it") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not a text file (not UTF-8), so not a report",
+                             hint="pass a report written by `gapdiag measure --out`") from None
+        except OSError as e:
+            raise InputError(f"{path}: cannot read the report ({e.strerror or e})",
+                             hint="check the path and its permissions") from None
         return cls.from_dict(data, source=str(path))
 
 

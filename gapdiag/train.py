@@ -93,6 +93,76 @@ def _latest_checkpoint(ckpt_dir: Path) -> tuple[int, Path] | None:
     return found[-1] if found else None
 
 
+#: What a checkpoint stores the run's settings under; a run resumes only when they equal the new run's.
+SETTINGS_KEY = "gapdiag_settings"
+#: Files of a run directory that ``restart`` deletes (nothing else in the folder is touched).
+RUN_FILES = ("metrics.jsonl", "model.safetensors", "run.json")
+
+
+def run_settings(spec: Any, data: PairedDataset, eval_data: PairedDataset | None, **settings: Any) -> dict[str, Any]:
+    """Everything that changes the trained weights or the logged metrics (not the device, workers or export).
+
+    ``epochs`` is among them because it sets the length of the cosine schedule: the same epoch of a 10- and a
+    20-epoch run trains with different learning rates.
+    """
+    from gapdiag.cache import file_sha256
+    from gapdiag.data.base import hash_json
+
+    model = {"architecture": spec.architecture, "pretrained": spec.pretrained,
+             "config": hash_json(spec.model_cfg)[:16] if spec.model_cfg else None,
+             "checkpoint_sha256": file_sha256(spec.checkpoint) if spec.checkpoint else None}
+    return {"model": model, "data": data.fingerprint or str(data.source), "n_samples": data.n_samples,
+            "eval_data": None if eval_data is None else (eval_data.fingerprint or str(eval_data.source)),
+            **settings}
+
+
+def _settings_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``["loss infonce -> cua", "data (another fingerprint)"]``: one phrase per setting that differs."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if a == b:
+            continue
+        if key in ("model", "data", "eval_data") and a is not None and b is not None:
+            out.append(f"{key} (another {'checkpoint or architecture' if key == 'model' else 'fingerprint'})")
+        else:
+            out.append(f"{key} {a!r} -> {b!r}")
+    return out
+
+
+def _load_resume_state(path: Path, out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The newest checkpoint, refused in one line when it is unreadable or from a run with other settings."""
+    import torch
+
+    hint = f"start afresh with --restart (deletes {out}'s checkpoints) or use a new --out folder"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated zip, pickled objects, not a torch file at all
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise InputError(f"{path}: cannot resume from this checkpoint ({type(e).__name__}: {reason})",
+                         hint=f"delete it to resume from the one before, or {hint}") from None
+    if not isinstance(state, dict) or not {"state_dict", "optimizer", "scheduler"} <= set(state):
+        raise InputError(f"{path}: not a gapdiag train checkpoint (no state_dict/optimizer/scheduler)",
+                         hint=f"delete it, or {hint}")
+    saved = state.get(SETTINGS_KEY)
+    if saved is None:
+        raise InputError(f"{out}: its checkpoints do not record the settings they were trained with, so resuming "
+                         "cannot be checked", hint=hint)
+    differences = _settings_differences(saved, settings)
+    if differences:
+        raise InputError(f"{out} holds a run with other settings ({'; '.join(differences)}): a run resumes only "
+                         "with the same settings", hint=hint)
+    return state
+
+
+def restart_run(out: Path) -> None:
+    """Delete what a previous run wrote in ``out`` (checkpoints, log, export) and nothing else."""
+    for ckpt in (out / "checkpoints").glob("epoch_*.pt"):
+        ckpt.unlink()
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
@@ -141,6 +211,7 @@ def train(
     checkpoint_every: int = 1,
     export_dtype: str = "float32",
     progress: bool = True,
+    restart: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with ``loss`` (see :data:`gapdiag.losses.LOSSES`).
 
@@ -154,6 +225,14 @@ def train(
         temperature: Fix τ (e.g. 0.1 as in Grassucci et al.); ``None`` = learnable, open_clip's init 1/0.07.
         seed: Seeds initialisation and data order; the same seed gives the same weights.
         precision: ``fp32``; ``amp`` or ``bf16`` autocast on CUDA.
+        restart: Delete a previous run's checkpoints, log and export in ``out_dir`` and start afresh. Without
+            it, a run in a folder that holds checkpoints resumes from the newest one, and only when every
+            setting that changes the result (model, data, loss and weights, epochs, batch size, lr, weight
+            decay, warm-up, temperature, seed, precision) is the same; otherwise it stops with one line naming
+            the settings that differ.
+
+    Raises:
+        InputError: Bad options or data; a checkpoint to resume from that is unreadable or from another run.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -170,9 +249,19 @@ def train(
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if restart:
+        restart_run(out)
 
-    torch.manual_seed(seed)
     spec = resolve_model(model, pretrained)
+    settings = run_settings(spec, data, eval_data, loss=loss, loss_weights=weights, epochs=epochs,
+                            batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                            temperature=temperature, seed=seed, precision=precision)
+    latest = _latest_checkpoint(ckpt_dir)
+    # Read and verify before building anything: a refused resume costs no model build.
+    resume = _load_resume_state(latest[1], out, settings) if latest is not None else None
+    if resume is None:
+        (out / "run.json").write_text(json.dumps(settings, indent=2, default=str) + "\n")  # for people to read
+    torch.manual_seed(seed)
     loaded = build_model(spec, device=device, precision=precision, init_seed=seed)
     net = loaded.model
     if temperature is not None:
@@ -193,10 +282,8 @@ def train(
     result = TrainResult(out_dir=out, model_path=out / "model.safetensors")
     log_path = out / "metrics.jsonl"
     start_epoch = 0
-    latest = _latest_checkpoint(ckpt_dir)
-    if latest is not None:
-        start_epoch, path = latest
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    if latest is not None and resume is not None:
+        start_epoch, state = latest[0], resume
         net.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -244,7 +331,8 @@ def train(
                 f.write(json.dumps(record) + "\n")
             if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
                 _atomic_torch_save({"epoch": epoch + 1, "name": spec.architecture, "state_dict": net.state_dict(),
-                                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                    SETTINGS_KEY: settings},
                                    ckpt_dir / f"epoch_{epoch + 1}.pt")
     export_safetensors(net, spec.architecture, spec.model_cfg or {}, result.model_path, dtype=export_dtype,
                        extra={"gapdiag_loss": loss, "gapdiag_seed": str(seed), "gapdiag_epochs": str(epochs)})

@@ -650,3 +650,94 @@ def test_cli_measures_now_with_the_baseline_sampling(cli_env, tmp_path, monkeypa
     )
     assert kw["progress"] is False
     assert Report.load(tmp_path / "new.json").metrics == BASE
+
+
+def _with_skipped(metrics, skipped) -> Report:
+    report = make_report(metrics)
+    report.extras["skipped"] = dict(skipped)
+    return report
+
+
+def test_a_gated_metric_that_could_not_be_computed_is_an_input_error_naming_why():
+    current = _with_skipped(
+        {k: v for k, v in BASE.items() if k != "recall_at_1/image_to_text"},
+        {"recall_at_1/image_to_text": "K=1 exceeds the gallery (0 items)"},
+    )
+    with pytest.raises(InputError, match=r"recall_at_1/image_to_text \(K=1 exceeds the gallery"):
+        check_reports(current, make_report(BASE), RuleSet(), registry=FAKE)
+
+
+def test_a_metric_named_by_a_config_rule_but_skipped_is_an_error_even_without_a_baseline_value(tmp_path):
+    rules = rules_from(tmp_path, "[check.rules.effective_rank]\nmin = 2\n")
+    base = {k: v for k, v in BASE.items() if not k.startswith("effective_rank")}
+    current = _with_skipped(base, {"effective_rank/image": "needs class labels"})
+    with pytest.raises(InputError, match="effective_rank/image"):
+        check_reports(current, make_report(base), rules, registry=FAKE)
+    # The same skip, ungated (no rule names it, no baseline value), stays a skip: it says nothing of the model.
+    assert statuses(current, base) == {k: statuses(base, base)[k] for k in base}
+
+
+def test_skipped_metrics_survive_the_report_round_trip(tmp_path):
+    report = _with_skipped(BASE, {"v_measure_class/joint": "needs class labels"})
+    data = report.to_dict(include_extras=False)
+    assert data["skipped"] == {"v_measure_class/joint": "needs class labels"}  # --json keeps the reasons
+    report.save(tmp_path / "r.json")
+    assert Report.load(tmp_path / "r.json").skipped == report.skipped
+
+
+@pytest.mark.parametrize(("what", "fragment"), [
+    ("dir", "is a directory"),
+    ("missing", "not found"),
+    ("binary", "not UTF-8"),
+    ("bad-intervals", "'intervals'"),
+    ("bad-provenance", "'provenance'"),
+])
+def test_every_unusable_baseline_is_one_line_exit_2(cli_env, tmp_path, capsys, what, fragment):
+    from cli_helpers import assert_one_line_error
+
+    cur = cli_env("cur.json", make_report(BASE))
+    base = tmp_path / "base"
+    if what == "dir":
+        base.mkdir()
+    elif what == "binary":
+        base.write_bytes(b"\xff\xfe\x00garbage")
+    elif what == "bad-intervals":
+        base.write_text('{"schema_version": 1, "metrics": {"a": 1}, "intervals": {"a": 5}}')
+    elif what == "bad-provenance":
+        base.write_text('{"schema_version": 1, "metrics": {"a": 1}, "provenance": [1]}')
+    for command in (["check", "--baseline", base, "--report", cur], ["compare", base, cur]):
+        code = run([str(a) for a in command])
+        out, err = capsys.readouterr()
+        assert_one_line_error(code, out, err, "base", fragment)  # 2, never 1 (which CI reads as a regression)
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    (b"[check\nmin = ", "invalid TOML"),
+    (b"\xff\xfe[check]", "not UTF-8"),
+    (None, "is a directory"),
+])
+def test_every_unusable_config_is_one_line_exit_2(cli_env, tmp_path, capsys, content, fragment):
+    from cli_helpers import assert_one_line_error
+
+    cur = cli_env("cur.json", make_report(BASE))
+    config = tmp_path / "conf.toml"
+    if content is None:
+        config.mkdir()
+    else:
+        config.write_bytes(content)
+    code, out, err = run(["check", "--baseline", cur, "--report", cur, "--config", str(config)]), *capsys.readouterr()
+    assert_one_line_error(code, out, err, "conf.toml", fragment)
+    (tmp_path / "gapdiag.toml").write_bytes(b"\xff\xfe")  # a discovered config too
+    code, out, err = run(["check", "--baseline", cur, "--report", cur]), *capsys.readouterr()
+    assert_one_line_error(code, out, err, "gapdiag.toml", "not UTF-8")
+
+
+def test_cli_gated_metric_skipped_in_the_current_report_exits_2_not_0_or_1(cli_env, capsys):
+    from cli_helpers import assert_one_line_error
+
+    base = cli_env("base.json", make_report(BASE))
+    current = _with_skipped({k: v for k, v in BASE.items() if k != "modality_gap/image-text"},
+                            {"modality_gap/image-text": "needs two modalities"})
+    cur = cli_env("cur.json", current)
+    code = run(["check", "--baseline", base, "--report", cur])
+    assert_one_line_error(code, *capsys.readouterr(), "modality_gap/image-text", "needs two modalities")

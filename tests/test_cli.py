@@ -281,6 +281,18 @@ def test_cache_ls_and_rm(capsys, tiny_checkpoint, manifest, isolated_cache):
     assert_one_line_error(*gapdiag(capsys, "cache", "rm", key), key, "cache ls")
 
 
+def test_cache_ls_without_a_terminal_prints_whole_values(capsys, monkeypatch, tiny_checkpoint, manifest):
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow CI log; capsys is no terminal either
+    code, out, _ = gapdiag(capsys, "embed", "-m", tiny_checkpoint, "-d", manifest, "--json")
+    entry = json.loads(out)
+    code, out, _ = gapdiag(capsys, "cache", "ls")
+    assert code == 0 and "…" not in out
+    row = next(line for line in out.splitlines() if entry["key"] in line)
+    created = json.loads(gapdiag(capsys, "cache", "ls", "--json")[1])["entries"][0]["created"]
+    for value in (entry["model"], entry["dataset"], "image=8, text=16", entry["dtype"], created):
+        assert value in row
+
+
 def test_cache_ls_lists_only_entries(capsys, tiny_checkpoint, manifest):
     code, out, _ = gapdiag(capsys, "embed", "-m", tiny_checkpoint, "-d", manifest, "--json")
     key = json.loads(out)["key"]

@@ -118,6 +118,29 @@ def test_cli_table_markdown_and_plot(reports, capsys):
     assert (reports / "figs" / "compare.png").stat().st_size > 0
 
 
+def test_cli_table_says_better_or_worse_in_words_under_short_headers(reports, capsys):
+    runs = reports / "runs" / "2026-12-01"
+    runs.mkdir(parents=True)
+    make_report(A).save(runs / "base.json")
+    make_report(B).save(runs / "candidate.json")
+    assert run(["compare", "runs/2026-12-01/base.json", "runs/2026-12-01/candidate.json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = {name: next(line for line in lines if name in line) for name in ("recall_at_1", "modality_gap")}
+    # Without colour the words carry the verdict: a rise is better for recall and worse for the gap.
+    assert "+0.1000 better" in row["recall_at_1"] and "+0.1000 worse" in row["modality_gap"]
+    assert not any(arrow in line for line in lines for arrow in "▲▼")
+    header = next(line for line in lines if "metric" in line)
+    assert "base" in header and "candidate" in header and "runs/" not in header
+    assert "base: runs/2026-12-01/base.json" in lines and "candidate: runs/2026-12-01/candidate.json" in lines
+
+
+def test_short_labels_are_unique():
+    from gapdiag.commands.check import short_labels
+
+    assert short_labels(["a/x.json", "b/y.json", "epoch 3"]) == ["x", "y", "epoch 3"]
+    assert short_labels(["a/x.json", "b/x.json"]) == ["1:x", "2:x"]
+
+
 def test_cli_measures_models_with_the_first_report_sampling(reports, monkeypatch, capsys):
     from gapdiag import api
 

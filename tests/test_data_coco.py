@@ -62,7 +62,7 @@ def test_one_image_item_per_image_and_all_its_captions(tmp_path: Path) -> None:
 def test_explicit_image_root(tmp_path: Path) -> None:
     path = _coco(tmp_path)
     (tmp_path / "val2017").rename(tmp_path / "pictures")
-    with pytest.raises(DatasetError, match=r"cannot find image 'china.jpg' in .*\(pass image_root=\)"):
+    with pytest.raises(DatasetError, match=r"cannot find image 'china.jpg' in .*\(pass --image-root DIR"):
         load_dataset(path)
     ds = load_dataset(path, image_root=tmp_path / "pictures")
     assert ds.modalities["image"].items[1] == tmp_path / "pictures" / "flower.jpg"

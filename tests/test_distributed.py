@@ -25,27 +25,24 @@ def test_ranks_own_disjoint_chunks_that_cover_everything():
 
 
 def test_backend_is_nccl_only_where_every_local_rank_has_its_own_gpu(monkeypatch):
-    import torch
-
+    from gapdiag import device as devices
     from gapdiag.distributed import process_group_backend
 
     assert process_group_backend("cpu", 2) == "gloo"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(devices, "cuda_count", lambda: 2)
     assert process_group_backend("auto", 2) == "nccl"
     assert process_group_backend("cuda", 2) == "nccl"
     assert process_group_backend("cuda:1", 1) == "nccl"
     assert process_group_backend("cpu", 2) == "gloo"  # --device cpu on a GPU machine: NCCL cannot carry it
     assert process_group_backend("auto", 3) == "gloo"  # NCCL refuses two ranks on one GPU
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "cuda_count", lambda: 0)
     assert process_group_backend("auto", 2) == "gloo"
 
 
 def test_auto_and_cuda_give_each_rank_its_own_gpu(monkeypatch):
-    import torch
+    from gapdiag import device as devices
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(devices, "cuda_count", lambda: 2)
     ranks = [DistributedContext(rank=r, world_size=3, local_rank=r) for r in range(3)]
     assert [c.device("auto") for c in ranks] == ["cuda:0", "cuda:1", "cuda:0"]
     assert [c.device("cuda") for c in ranks] == ["cuda:0", "cuda:1", "cuda:0"]

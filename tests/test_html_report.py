@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -24,6 +25,7 @@ from gapdiag.cli import run
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.html_report import render_html, write_html
+from gapdiag.metrics import REGISTRY
 from gapdiag.report import Report
 
 METRICS = {
@@ -117,7 +119,7 @@ def test_html_is_self_contained_with_metric_rows_and_png_images(figures):
             assert img.size == (round(fig.get_figwidth() * 40), round(fig.get_figheight() * 40))
     rows = {attrs["data-metric"] for attrs in tags.all("tr") if "data-metric" in attrs}
     assert rows == set(METRICS)
-    assert "0.8123" in tags.cells and "[0.8, 0.825]" in tags.cells and "lower" in tags.cells
+    assert "0.8123" in tags.cells and "[0.8000, 0.8250]" in tags.cells and "lower" in tags.cells
     # Special characters in provenance are escaped, not markup.
     assert "toy &lt;pairs&gt; &amp; co" in text and "<pairs>" not in text
 
@@ -129,6 +131,41 @@ def test_html_with_inline_svg_names_no_url(figures):
     assert len(tags.all("svg")) == 3 and not tags.all("img")
     with pytest.raises(InputError, match="unknown figure format 'gif'"):
         render_html(make_report(), figures, figure_format="gif")
+
+
+def test_html_opens_with_a_summary_then_metrics_grouped_by_family_and_references(figures):
+    report = make_report()
+    report.metrics = {"recall_at_1/text_to_image": 5.261e-05, **METRICS, "modality_separability/joint": 1.0}
+    report.provenance["dataset"]["split"] = "val"
+    report.provenance["sample"] = {"size": 5000, "seed": 3}
+    text = render_html(report, {"hist": figures["hist"]}, dpi=30)
+    body = text[text.index("<body>") :]
+    order = [body.index(marker) for marker in ('class="summary"', "<h2>Metrics", "<h2>Published reference",
+                                               "<h2>Figures", "<h2>Provenance")]
+    assert order == sorted(order)
+    assert "The modalities are linearly separable (1.000) although the gap is small" not in body  # gap 0.81
+    assert "linearly separable (1.000) and the gap is large (0.8123)" in body
+    assert "split: val" in body and "a seeded sample of 5,000, seed 3" in body
+    tags = parse(text)
+    rows = [a["data-metric"] for a in tags.all("tr") if "data-metric" in a]
+    families = [REGISTRY[r.split("/")[0]].family for r in rows]
+    registry_order = list(dict.fromkeys(m.family for m in REGISTRY.values()))
+    assert families == sorted(families, key=registry_order.index)
+    assert rows[0] == "modality_gap/image-text" and rows[-1] == "modality_separability/joint"
+    # One number format: 4 significant digits, no scientific notation for a small recall, no bare "1".
+    assert "0.00005261" in tags.cells and "1.000" in tags.cells and "7.500" in tags.cells
+    assert not [c for c in tags.cells if re.fullmatch(r"-?[\d.]+e[-+]\d+", c.strip())]
+    # Published values beside the gap, each with model, data, N and source; no URL scheme in the page.
+    assert "CLIP RN50 (OpenAI) 0.8186" in body and "5,000" in tags.cells
+    assert [a["id"] for a in tags.all("tr") if a.get("id", "").startswith("ref-")][:2] == ["ref-1", "ref-2"]
+    assert "journalovi.org/2024-humer-amumo" in body and "https://" not in body
+
+
+def test_summary_is_left_out_when_no_headline_metric_is_measured(figures):
+    report = make_report()
+    report.metrics = {"recall_at_1/text_to_image": 0.5}
+    text = render_html(report, {})
+    assert 'class="summary"' not in text and "<h2>Published reference" not in text
 
 
 def test_write_html_is_atomic_and_reports_unwritable_paths(tmp_path, figures):
@@ -326,3 +363,155 @@ def test_cli_report_errors_are_one_line(npz, tmp_path, capsys, args, message):
     )
     assert_one_line_error(code, out, err, message)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+# ------------------------------------------------------------------------------------------- interactive map
+
+
+def labelled_set(n: int = 12) -> EmbeddingSet:
+    """``small_set`` with three classes and three captions per image (1:N pairs, as in COCO)."""
+    es = small_set(n=n)
+    text = np.repeat(es.vectors["text"], 3, axis=0)
+    es.vectors["text"] = text + 0.05 * np.random.default_rng(1).normal(size=text.shape).astype(np.float32)
+    es.sample_index["text"] = np.repeat(np.arange(n), 3)
+    es.labels = np.arange(n) % 3
+    es.class_names = ["cat", "dog", "<b>fish</b>"]
+    return es
+
+
+HOVER_LABELS = {
+    "image": [f"images/{i}.png" for i in range(12)],
+    "text": [f"caption {i // 3}.{i % 3}" for i in range(36)],
+}
+
+
+def test_interactive_map_holds_hover_text_toggles_and_an_empty_pair_trace():
+    from gapdiag.interactive_map import PAIRS_TRACE, build_interactive_map
+
+    fig = build_interactive_map(labelled_set(), method="pca", labels=HOVER_LABELS)
+    points = [t for t in fig.data if t.name != PAIRS_TRACE]
+    assert fig.data[-1].name == PAIRS_TRACE and not fig.data[-1].x
+    # One trace per modality and class, grouped by modality in the legend.
+    assert sorted((t.legendgroup, t.name) for t in points) == sorted(
+        (m, c) for m in ("image", "text") for c in ("cat", "dog", "<b>fish</b>")
+    )
+    texts = {cd[0]: [] for t in points for cd in t.customdata}
+    for t in points:
+        for (sample, cls), hover in zip(t.customdata, t.text):
+            texts[sample].append(hover)
+            assert cls == sample % 3 and t.meta["class"] == cls
+    # Every sample has its image and its 3 captions, with path / caption and class in the hover text.
+    assert all(len(v) == 4 for v in texts.values()) and len(texts) == 12
+    assert any("images/4.png" in h and "class: dog" in h for h in texts[4])
+    assert sum("caption 4." in h for h in texts[4]) == 3
+    assert any("class: &lt;b&gt;fish&lt;/b&gt;" in h for h in texts[5])  # escaped, not markup
+    # The class menu shows one class in every modality (and keeps the pair trace).
+    (menu,) = fig.layout.updatemenus
+    assert [b.label for b in menu.buttons] == ["all classes", "class cat", "class dog", "class <b>fish</b>"]
+    dog = menu.buttons[2].args[0]["visible"]
+    assert dog == [t.name == PAIRS_TRACE or t.meta["class"] == 1 for t in fig.data]
+    assert "caption 4.0" in fig.to_json()  # the hover data travels in the figure JSON
+
+
+def test_interactive_map_without_labels_has_one_trace_per_modality_and_no_menu():
+    from gapdiag.interactive_map import build_interactive_map
+
+    fig = build_interactive_map(small_set(), method="pca", max_pairs=10)
+    assert [t.name for t in fig.data[:-1]] == ["image", "text"]
+    assert all(len(t.x) == 10 for t in fig.data[:-1]) and not fig.layout.updatemenus
+    assert fig.data[0].text[0].startswith("<b>image</b> · sample ")
+
+
+def test_item_labels_refuse_a_dataset_that_does_not_match_the_embeddings():
+    from gapdiag.data.base import Modality, PairedDataset
+    from gapdiag.interactive_map import item_labels
+
+    es = small_set(n=3)
+    modalities = {
+        "image": Modality("image", "image", [Path(f"{i}.png") for i in range(3)], np.arange(3)),
+        "text": Modality("text", "text", ["a", "b", "c"], np.arange(3)),
+    }
+    assert item_labels(PairedDataset("d", "d", modalities, 3), es) == {
+        "image": ["0.png", "1.png", "2.png"], "text": ["a", "b", "c"]}
+    modalities["text"] = Modality("text", "text", ["a", "b"], np.arange(2))
+    assert item_labels(PairedDataset("d", "d", modalities, 3), es) is None
+
+
+ERROR_HOOK = """<script>window.__errors = [];
+function __keep(m) { window.__errors.push(String(m));
+  document.documentElement.setAttribute('data-errors', JSON.stringify(window.__errors)); }
+window.addEventListener('error', function (e) { __keep(e.message); });
+var __consoleError = console.error;
+console.error = function () {
+  __keep([].slice.call(arguments).join(' ')); __consoleError.apply(console, arguments); };
+</script>"""
+
+MAP_PROBE = """<script>
+window.addEventListener('load', function () { setTimeout(function () {
+  var gd = document.getElementById('gapdiag-interactive-map');
+  var out = {errors: window.__errors, svg: !!gd.querySelector('svg.main-svg'),
+             points: gd.querySelectorAll('.scatterlayer .point').length};
+  try {
+    Plotly.Fx.hover(gd, [{curveNumber: 0, pointNumber: 0}]);
+    out.hover = (gd.querySelector('.hoverlayer .hovertext') || {}).textContent || '';
+    gd.emit('plotly_click', {points: [{customdata: gd.data[0].customdata[0]}]});
+    out.pairs = gd.data[gd.data.length - 1].x.length;
+  } catch (e) { out.exc = String(e); }
+  document.body.setAttribute('data-probe', JSON.stringify(out));
+}, 300); });
+</script></body>"""
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="chromium not installed (apt-get install -y --no-install-recommends chromium)",
+)
+def test_interactive_map_renders_hovers_and_draws_pair_lines_in_headless_chromium(tmp_path):
+    from gapdiag.interactive_map import build_interactive_map, interactive_map_html
+
+    fig = build_interactive_map(labelled_set(), method="pca", labels=HOVER_LABELS)
+    page = write_html(tmp_path / "r.html", make_report(), {}, interactive=interactive_map_html(fig))
+    text = page.read_text()
+    tags = parse(text)
+    # Offline: plotly.js is inline; no script, stylesheet or frame is loaded from anywhere.
+    assert not tags.all("link") and not tags.all("iframe")
+    assert all("src" not in attrs for attrs in tags.all("script"))
+    probed = tmp_path / "probed.html"
+    probed.write_text(text.replace("<head>", "<head>" + ERROR_HOOK, 1).replace("</body>", MAP_PROBE))
+    dom = chromium(
+        "--virtual-time-budget=10000", "--dump-dom", probed.as_uri(), user_dir=tmp_path / "profile"
+    ).stdout
+    (body,) = parse(dom).all("body")
+    probe = json.loads(body["data-probe"])
+    assert probe["errors"] == [] and "exc" not in probe, probe
+    assert probe["svg"] and probe["points"] == 12 + 36, probe
+    # First trace = image points of class "cat": sample 0, its path and class in the tooltip.
+    hover = probe["hover"]
+    assert "sample 0" in hover and "images/0.png" in hover and "class: cat" in hover
+    assert probe["pairs"] == 3 * 3  # image to each of its 3 captions: (x0, x1, gap) per line
+
+
+def test_cli_report_embeds_the_interactive_map_unless_asked_not_to(npz, tmp_path, capsys):
+    from tests.cli_helpers import gapdiag
+
+    base = ("report", "-d", npz, "--method", "pca", "--kind", "map", "--dpi", "30", "--json",
+            "--cache-dir", tmp_path / "cache")
+    code, out, _ = gapdiag(capsys, *base, "--out", tmp_path / "a.html")
+    assert code == 0 and json.loads(out)["interactive"] is True
+    assert 'id="gapdiag-interactive-map"' in (tmp_path / "a.html").read_text()
+    code, out, _ = gapdiag(capsys, *base, "--out", tmp_path / "b.html", "--no-interactive")
+    page = (tmp_path / "b.html").read_text()
+    assert code == 0 and json.loads(out)["interactive"] is False
+    assert "gapdiag-interactive-map" not in page and "https://" not in page and "<script" not in page
+def test_diagnostics_section_shows_where_the_gap_lives_and_the_hubs():
+    from gapdiag import api
+    from gapdiag.html_report import render_html
+
+    report = api.measure(device="cpu", progress=False)
+    page = render_html(report, {})
+    assert "<h2>Diagnostics</h2>" in page and "Where the gap lives" in page and "Hubs of retrieval" in page
+    hub = report.extras["hubness/image_to_text"]["hubs"][0]
+    assert f"#{hub['item']} ×{hub['occurrence']}" in page and hub["caption"] in page
+    assert f"{report.metrics['gap_bures/image-text']:.4g}" in page
+    bare = api.measure(device="cpu", progress=False, metrics=["modality_gap"])
+    assert "Diagnostics" not in render_html(bare, {})

@@ -157,3 +157,18 @@ def test_bad_input_raises_one_line_input_error(call, fragment):
     with pytest.raises(InputError) as info:
         call(x, y)
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_kmeans_fitted_on_a_bounded_sample_labels_every_point_the_same_way():
+    from gapdiag.metrics.clustering import _kmeans_v_measure
+
+    rng = np.random.default_rng(5)
+    centers = rng.normal(size=(3, 16)) * 3
+    truth = rng.integers(0, 3, size=900)
+    points = (centers[truth] + rng.normal(size=(900, 16))).astype(np.float32)
+    full = _kmeans_v_measure(points, truth, 3, seed=0, n_init=3, fit_samples=None)
+    # Under the bound nothing changes, bit for bit; above it, the sampled fit gives the same clustering.
+    assert _kmeans_v_measure(points, truth, 3, seed=0, n_init=3, fit_samples=900) == full
+    sampled = _kmeans_v_measure(points, truth, 3, seed=0, n_init=3, fit_samples=120)
+    assert sampled == pytest.approx(full, abs=0.02)
+    assert full > 0.9

@@ -182,13 +182,9 @@ def test_full_names_select_single_values():
 
 
 def test_class_metrics_are_skipped_without_labels_and_computed_with_them():
-    values, extras = compute_all(_es(12, 1), ["v_measure_class", "zero_shot_accuracy", "arithmetic_accuracy"])
-    assert values == {}
-    assert set(extras["skipped"]) == {
-        "v_measure_class/joint",
-        "zero_shot_accuracy/image",
-        "arithmetic_accuracy/image",
-    }
+    values, extras = compute_all(_es(12, 1))
+    assert not any(k.split("/")[0] in {"v_measure_class", "zero_shot_accuracy", "arithmetic_accuracy"} for k in values)
+    assert {"v_measure_class/joint", "zero_shot_accuracy/image", "arithmetic_accuracy/image"} <= set(extras["skipped"])
     values, _ = compute_all(_es(12, 1, labels=True), ["v_measure_class"])
     assert 0.0 <= values["v_measure_class/joint"] <= 1.0
 
@@ -327,7 +323,8 @@ def test_every_value_is_registered_and_within_its_bounds():
         assert math.isfinite(value), name
         assert (lo is None or value >= lo - 1e-9) and (hi is None or value <= hi + 1e-9), (name, value)
     produced = {n.split("/")[0] for n in values}
-    assert produced == set(REGISTRY) - {"zero_shot_accuracy", "arithmetic_accuracy"}
+    two_models = {b for b, info in REGISTRY.items() if info.two_models}  # produced by compare, not compute_all
+    assert produced == set(REGISTRY) - {"zero_shot_accuracy", "arithmetic_accuracy"} - two_models
 
 
 def test_every_registered_metric_has_a_docs_section():
@@ -373,3 +370,77 @@ def test_quadratic_passes_report_their_tiles_for_a_progress_bar():
     assert calls["uniformity image"] == [(i, 10) for i in range(1, 11)]  # upper tiles of 4 x 4
     assert calls["uniformity text"][-1] == (28, 28)  # 7 x 7 upper tiles
     assert calls["cross pass image-text"] == [(i, 28) for i in range(1, 29)]  # 4 x 7 tiles
+
+
+@pytest.mark.parametrize(("asked", "reason"), [
+    (["zero_shot_accuracy"], "zero_shot_accuracy: needs class_embeddings and labels"),
+    (["modality_gap", "v_measure_class"], "v_measure_class: needs class labels"),
+    (["arithmetic_accuracy/image"], "arithmetic_accuracy/image: needs attributes"),
+])
+def test_a_metric_asked_for_by_name_that_cannot_be_computed_is_an_error_saying_why(asked, reason):
+    with pytest.raises(InputError) as err:
+        compute_all(_es(12, 1), asked)
+    assert reason in str(err.value) and "\n" not in str(err.value)
+
+
+def test_one_class_skips_class_v_measure_by_default_and_is_an_error_by_name():
+    es = _es(12, 1, labels=True)
+    es.labels = np.zeros(12, dtype=np.int64)
+    values, extras = compute_all(es)  # the default set: every other metric still computed
+    assert "v_measure_class/joint" not in values and "modality_gap/image-text" in values
+    assert extras["skipped"]["v_measure_class/joint"] == "needs at least 2 classes (the data has 1)"
+    with pytest.raises(InputError, match=r"v_measure_class: needs at least 2 classes \(the data has 1\)"):
+        compute_all(es, ["v_measure_class"])
+
+
+def test_a_base_name_partly_produced_keeps_its_values_and_the_reason_for_the_rest():
+    values, extras = compute_all(_es(6, 2), ["recall_at_10"])  # 6 images: K=10 only fits the 12 texts
+    assert set(values) == {"recall_at_10/image_to_text"}
+    assert "exceeds the gallery" in extras["skipped"]["recall_at_10/text_to_image"]
+
+
+# ---------------------------------------------------------------------------------------------- the measure command
+
+
+def _one_class_manifest(root: Path) -> Path:
+    from data_fixtures import digits_manifest, write_csv
+
+    path, rows = digits_manifest(root, n=6)
+    header = ["image", "caption_1", "caption_2", "label", "class_name", "split"]
+    return write_csv(path, header, [[*row[:3], 0, "zero", row[5]] for row in rows])  # one class for every row
+
+
+def test_measure_on_one_class_skips_class_v_measure_and_says_so(capsys, tiny_checkpoint, tmp_path):
+    import json
+
+    from cli_helpers import assert_one_line_error, gapdiag
+
+    path = _one_class_manifest(tmp_path / "one-class")
+    code, out, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", path, "--json", "-q")
+    assert code == 0, err
+    report = json.loads(out)
+    assert "v_measure_class/joint" not in report["metrics"] and "modality_gap/image-text" in report["metrics"]
+    reason = "needs at least 2 classes (the data has 1)"
+    assert report["skipped"]["v_measure_class/joint"] == reason
+    assert report["skipped"]["zero_shot_accuracy/image"] == reason  # one prompt class: every image is "right"
+    assert f"skipped metric: v_measure_class/joint: {reason}" in err.splitlines()
+
+    code, out, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", path, "--metrics", "v_measure_class",
+                             "-q")
+    assert_one_line_error(code, out, err, "v_measure_class", reason)
+
+
+def test_measure_names_the_rows_skip_bad_dropped_on_stderr(capsys, tiny_checkpoint, tmp_path):
+    import json
+
+    from cli_helpers import gapdiag
+    from data_fixtures import digits_manifest
+
+    path, _ = digits_manifest(tmp_path / "broken", n=6)
+    (path.parent / "images" / "digit_2.png").unlink()
+    code, out, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", path, "--skip-bad", "--json",
+                             "--metrics", "modality_gap")
+    assert code == 0, err
+    skipped = json.loads(out)["provenance"]["skipped"]
+    assert len(skipped) == 1 and "digit_2.png" in skipped[0]
+    assert [line for line in err.splitlines() if line.startswith("skipped:")] == [f"skipped: {skipped[0]}"]

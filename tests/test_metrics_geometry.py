@@ -217,3 +217,12 @@ def test_uniformity_log_sum_exp_is_exact_at_a_high_temperature():
     assert uniformity_wang_isola(x, t=40.0, block_size=5) == pytest.approx(
         ref.uniformity(x, t=40.0), abs=1e-4
     )
+
+
+@pytest.mark.parametrize("t", [0.5, 2.0, 20.0])
+def test_uniformity_without_the_per_tile_shift_matches_the_reference(t):
+    """2t <= 40: tiles are exponentiated unshifted (terms in [e^-2t, e^2t]), within and across modalities."""
+    x, y, xs, ys = _data(23, 2, d=8, seed=9)
+    assert uniformity_wang_isola(x, t=t, block_size=4) == pytest.approx(ref.uniformity(x, t=t), rel=1e-5, abs=1e-6)
+    assert uniformity_cross(x, y, xs, ys, t=t, block_size=4) == pytest.approx(
+        ref.uniformity_cross(x, y, xs, ys, t=t), rel=1e-5, abs=1e-6)

@@ -330,8 +330,10 @@ def test_gpu_search_equals_the_reference_on_a_real_gpu():
 
 
 def test_a_gpu_index_beyond_the_visible_ones_is_a_one_line_error(monkeypatch):
+    from gapdiag import device as devices
     from gapdiag.metrics import retrieval
 
+    monkeypatch.setattr(devices, "gpu_possible", lambda: True)
     monkeypatch.setattr(retrieval, "_faiss_gpus", lambda: 0)
     monkeypatch.setattr(retrieval, "_torch_gpus", lambda: 2)
     assert retrieval._use_gpu("cuda:1") == ("torch", 1)

@@ -226,3 +226,72 @@ def test_checkpoint_and_pretrained_together_is_an_error(tiny_checkpoint, tmp_pat
     with pytest.raises(ModelError) as err:
         resolve_model(tiny_checkpoint, str(other))
     assert_one_line(err, "--pretrained")
+
+
+def test_half_precision_checkpoint_resized_to_another_image_size_loads_like_float32(tmp_path):
+    """Position embeddings of another image size are resized by open_clip, which has no float16 CPU kernel."""
+    from gapdiag.train import export_safetensors
+
+    cfg = json.loads(TINY_CFG.read_text())
+    model = tiny_model(3)
+    half = export_safetensors(model, TINY_ARCH, cfg, tmp_path / "half.safetensors", dtype="float16")
+    full = export_safetensors(model.half().float(), TINY_ARCH, cfg, tmp_path / "full.safetensors")
+    cfg["vision_cfg"]["image_size"] = 48  # 6×6 patches instead of 4×4: the position embedding is interpolated
+    bigger = tmp_path / "bigger.json"
+    bigger.write_text(json.dumps(cfg))
+    from_half = load_model(bigger, str(half), device="cpu").model
+    assert_same_weights(from_half, load_model(bigger, str(full), device="cpu").model)
+
+
+def test_tokenizer_needing_a_missing_package_names_the_extra(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from cli_helpers import assert_one_line_error, gapdiag
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed, whatever this venv holds
+    cfg = json.loads(TINY_CFG.read_text())
+    cfg["text_cfg"]["hf_tokenizer_name"] = "timm/ViT-B-16-SigLIP"
+    path = tmp_path / "hf-tokenizer.json"
+    path.write_text(json.dumps(cfg))
+    code, out, err = gapdiag(capsys, "measure", "-m", path, "--metrics", "modality_gap", "-q")
+    assert_one_line_error(code, out, err, "hf-tokenizer", "'transformers'", "gapdiag[hf]")
+
+
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: connection refused at once, nothing ever listens
+
+
+@pytest.mark.slow
+def test_unreachable_hub_fails_with_one_line_and_no_retry_storm(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=UNREACHABLE, HF_HOME=str(tmp_path / "hf"), GAPDIAG_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), env.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "gapdiag", "measure", "-m", "ViT-B-32", "-p", "laion2b_s34b_b79k", "-q",
+         "--metrics", "modality_gap"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Retrying" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "127.0.0.1:9 is unreachable" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
+
+
+def test_hub_probe_runs_only_when_online_and_restores_offline_mode(monkeypatch):
+    import huggingface_hub.constants
+
+    from gapdiag import hub
+
+    calls = []
+    monkeypatch.setattr(hub, "probe", lambda endpoint, timeout=0: calls.append(endpoint) or "refused")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with hub.hub_access(needs_hub=True) as found:
+        assert huggingface_hub.constants.HF_HUB_OFFLINE  # no answer: the build runs offline, without retries
+        assert found.unreachable == "refused"
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False
+    with hub.hub_access(needs_hub=False) as found:
+        assert found.unreachable is None
+    assert len(calls) == 1

@@ -306,10 +306,31 @@ def test_compare_bars_hold_the_metric_values_of_each_report():
     b = report({"modality_gap/image-text": 0.2, "cos_tp/image-text": 0.5})
     fig = gplot.plot_compare([a, b], ["infonce", "gap-closing"])
     visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in visible] == ["modality_gap/image-text", "cos_tp/image-text"]
+    assert [ax.get_title() for ax in visible] == [
+        "modality_gap/image-text\n↓ lower is better",
+        "cos_tp/image-text\n↑ higher is better",
+    ]
     np.testing.assert_allclose([p.get_height() for p in visible[0].patches], [0.8, 0.2])
     np.testing.assert_allclose([p.get_height() for p in visible[1].patches], [0.3, 0.5])
     assert [t.get_text() for t in visible[0].get_xticklabels()] == ["infonce", "gap-closing"]
+
+
+def test_compare_orders_panels_like_the_table_labels_values_and_keeps_the_legend_in_column_order():
+    values = {"recall_at_1/text_to_image": 5.261e-05, "unknown_metric": 2.0, "cos_tp/image-text": 1.0,
+              "modality_gap/image-text": 0.24}
+    labels = ["a", "b", "c"]
+    fig = gplot.plot_compare([report(values) for _ in labels], labels)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title().split("\n")[0] for ax in visible] == [
+        "modality_gap/image-text", "cos_tp/image-text", "recall_at_1/text_to_image", "unknown_metric"]
+    assert visible[3].get_title() == "unknown_metric"  # no direction known
+    # Bar value labels use the one number format of the tables (4 significant digits).
+    assert [t.get_text() for t in visible[2].texts] == ["0.00005261"] * 3
+    assert [t.get_text() for t in visible[1].texts] == ["1.000"] * 3
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == labels
+    colors = [tuple(p.get_facecolor()) for p in visible[0].patches]
+    assert [tuple(h.get_facecolor()) for h in legend.legend_handles] == colors  # legend i = column i
 
 
 def test_compare_draws_lines_over_epochs_sorted_by_step_with_intervals():

@@ -108,3 +108,70 @@ def test_cli_train_errors_are_one_line(tmp_path, capsys, args, fragments):
 def test_gap_closing_loss_weights_reach_the_loss(pairs, tmp_path):
     with pytest.raises(InputError, match="no weight 'lambda_x'"):
         train(pairs, out_dir=tmp_path / "run", loss="atp_cu", loss_weights={"lambda_x": 1.0}, epochs=1, **FAST)
+
+
+ONE_EPOCH = {**FAST, "epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def finished_run(pairs, tmp_path_factory):
+    """A one-epoch run (what every resume test starts from); tests copy it before changing it."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    train(pairs, out_dir=out, **ONE_EPOCH)
+    return out
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"loss": "cua"}, "loss 'infonce' -> 'cua'"),
+    ({"epochs": 2}, "epochs 1 -> 2"),  # more epochs stretch the cosine schedule: not the same run continued
+    ({"lr": 2e-3}, "lr 0.001 -> 0.002"),
+    ({"seed": 4}, "seed 3 -> 4"),
+    ({"batch_size": 6}, "batch_size 8 -> 6"),
+])
+def test_resume_with_another_setting_is_refused_naming_it(pairs, finished_run, tmp_path, change, named):
+    run = _copy(finished_run, tmp_path)
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(InputError) as err:
+        train(pairs, out_dir=run, **{**ONE_EPOCH, **change})
+    line = str(err.value)
+    assert "\n" not in line and named in line and "--restart" in line, line
+    assert (run / "model.safetensors").read_bytes() == before  # the old model is not passed off as the new one
+
+
+def test_resume_on_other_data_is_refused(finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path)
+    manifest, _ = digits_manifest(tmp_path / "other-data", n=20)
+    with pytest.raises(InputError, match=r"data \(another fingerprint\)"):
+        train(load_dataset(manifest), out_dir=run, **ONE_EPOCH)
+
+
+def test_restart_trains_afresh_with_the_new_settings(pairs, finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path)
+    result = train(pairs, out_dir=run, restart=True, **{**ONE_EPOCH, "loss": "cua"})
+    assert result.resumed_from == 0
+    fresh = train(pairs, out_dir=tmp_path / "fresh", **{**ONE_EPOCH, "loss": "cua"})
+    a, b = _state(result.model_path), _state(fresh.model_path)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    assert json.loads((run / "run.json").read_text())["loss"] == "cua"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled"])
+def test_unreadable_checkpoint_is_one_line_exit_2(finished_run, tmp_path, capsys, damage):
+    from cli_helpers import assert_one_line_error, gapdiag
+
+    run = _copy(finished_run, tmp_path)
+    ckpt = run / "checkpoints" / "epoch_1.pt"
+    if damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    else:
+        torch.save({"state_dict": Path("not a tensor")}, ckpt)  # a pickled object weights_only refuses
+    manifest, _ = digits_manifest(tmp_path / "digits", n=24)
+    code, out, err = gapdiag(capsys, "train", "--out", run, "-d", manifest, "--epochs", 1, "--batch-size", 8, "-q")
+    assert_one_line_error(code, out, err, "epoch_1.pt", "cannot resume", "--restart")

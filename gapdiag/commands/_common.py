@@ -18,9 +18,46 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+def _no_placeholder_after_flags() -> None:
+    """Show no ``<bool>`` type placeholder after on/off flags in ``--help``.
+
+    Typer >= 0.2x prints a type placeholder after every option, ``<bool>`` even after flags such as
+    ``--help``, ``--version`` or ``--json`` that take no value, which reads as if they wanted one. A flag
+    (not a counter) now shows nothing there; options with values keep ``<int>``, ``<path>``... Older Typer
+    has no such method and needs nothing.
+    """
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - Typer without its own option class
+        return
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_gapdiag_flags", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._gapdiag_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_no_placeholder_after_flags()
+
 #: Human output goes to stdout; progress and errors go to stderr so that ``--json`` output stays parseable.
 console = Console()
 err_console = Console(stderr=True)
+
+
+def unbounded_console() -> Console:
+    """The stdout console on a terminal; without one (a pipe, a CI log) a console as wide as the output needs.
+
+    Rich takes 80 columns when stdout is not a terminal and cuts table cells to fit; in a log or after a pipe
+    every value must stay whole (``gapdiag cache ls | grep digits``). Tables are as wide as their content, so
+    the large width only lifts the limit.
+    """
+    return console if console.is_terminal else Console(width=100_000, soft_wrap=True)
 
 
 def print_json(obj: Any) -> None:
@@ -40,8 +77,13 @@ def print_json(obj: Any) -> None:
 DataArg = Annotated[str | None, typer.Option(
     "--data", "-d",
     help="Dataset: a manifest (.csv/.tsv/.jsonl/.parquet), an ImageFolder directory, a COCO captions .json, "
-         "WebDataset shards (.tar, 'shard-{000..009}.tar'), or precomputed embeddings (.npz/.npy dir/.parquet). "
+         "WebDataset shards (.tar, 'shard-{000..009}.tar'), precomputed embeddings (.npz/.npy dir/.parquet), or "
+         "Hugging Face Parquet shards (file, folder or 'data/train-*.parquet'). "
          "Default: the bundled sample data (handwritten digits, test split).",
+    rich_help_panel="Data")]
+DataFormatOpt = Annotated[str | None, typer.Option(
+    "--data-format", help="Read --data as this format (a reader name from docs/datasets.md, e.g. manifest or "
+                          "webdataset) instead of detecting it; needed when the path fits two formats.",
     rich_help_panel="Data")]
 SplitOpt = Annotated[str | None, typer.Option(
     "--split", help="Keep only manifest rows whose 'split' column equals this (e.g. test).", rich_help_panel="Data")]
@@ -69,9 +111,14 @@ CacheDirOpt = Annotated[Path | None, typer.Option(
     rich_help_panel="Cache")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Stored vector dtype: float32 or float16.",
                                        rich_help_panel="Cache")]
+ImageRootOpt = Annotated[Path | None, typer.Option(
+    "--image-root", help="COCO captions JSON only: the folder that images[].file_name is relative to "
+                         "(default: searched beside the JSON).", rich_help_panel="Data")]
 SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images, count and report them.",
                                           rich_help_panel="Data")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (sampling, k-means, UMAP).")]
+TrainSeedOpt = Annotated[int, typer.Option(
+    "--seed", help="Random seed (weight initialisation, batch order, caption drawn per sample).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout only.")]
 
@@ -84,6 +131,9 @@ TextColumnOpt = Annotated[list[str] | None, typer.Option(
                           "text, captions or caption_1..n).", rich_help_panel="Data")]
 LabelColumnOpt = Annotated[str | None, typer.Option(
     "--label-column", help="Manifest class-label column (default: label).", rich_help_panel="Data")]
+ClassNameColumnOpt = Annotated[str | None, typer.Option(
+    "--class-name-column", help="Manifest column of class names for zero-shot prompts (default: class_name).",
+    rich_help_panel="Data")]
 TemplateOpt = Annotated[list[str] | None, typer.Option(
     "--template", help="Prompt template with {} for zero-shot classes, repeatable (default: 'a photo of a {}.').",
     rich_help_panel="Data")]
@@ -94,13 +144,16 @@ class EmbeddingOptions:
     """The data, model and cache options of one command, as parsed (see :func:`embedding_options`)."""
 
     data: str | None = None
+    data_format: str | None = None
     model: str | None = None
     pretrained: str | None = None
     split: str | None = None
     image_column: str | None = None
     text_column: list[str] | None = None
     label_column: str | None = None
+    class_name_column: str | None = None
     template: list[str] | None = None
+    image_root: Path | None = None
     device: str = "auto"
     precision: str = "fp32"
     batch_size: int = 64
@@ -116,7 +169,9 @@ class EmbeddingOptions:
         do not use them (precomputed embeddings) are not handed options they would reject.
         """
         readers = {"image_column": self.image_column, "text_columns": self.text_column or None,
-                   "label_column": self.label_column, "templates": self.template or None}
+                   "label_column": self.label_column, "class_name_column": self.class_name_column,
+                   "templates": self.template or None, "image_root": self.image_root,
+                   "format": self.data_format}
         return {"data": self.data, "split": self.split, "model": self.model, "pretrained": self.pretrained,
                 "device": self.device, "precision": self.precision, "batch_size": self.batch_size,
                 "workers": self.workers, "cache_dir": self.cache_dir, "dtype": self.dtype,
@@ -127,8 +182,10 @@ class EmbeddingOptions:
 _OPTION_TYPES: dict[str, Any] = {
     "data": DataArg, "model": ModelOpt, "pretrained": PretrainedOpt, "split": SplitOpt,
     "image_column": ImageColumnOpt, "text_column": TextColumnOpt, "label_column": LabelColumnOpt,
-    "template": TemplateOpt, "device": DeviceOpt, "precision": PrecisionOpt, "batch_size": BatchSizeOpt,
+    "class_name_column": ClassNameColumnOpt, "template": TemplateOpt, "image_root": ImageRootOpt,
+    "device": DeviceOpt, "precision": PrecisionOpt, "batch_size": BatchSizeOpt,
     "workers": WorkersOpt, "cache_dir": CacheDirOpt, "dtype": DtypeOpt, "skip_bad": SkipBadOpt,
+    "data_format": DataFormatOpt,
 }
 
 

@@ -61,6 +61,24 @@ MarkdownOpt = Annotated[
 _STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
 
 
+CompareSampleOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--sample",
+        min=1,
+        help="Samples for the quadratic metrics when measuring --model now; default: the first report's.",
+    ),
+]
+CompareSeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        help="Seed when measuring --model now; default: the first report's (the provenance guard needs them "
+        "equal).",
+    ),
+]
+
+
 def register(app: typer.Typer) -> None:
     """Add ``check`` and ``compare`` to the gapdiag app."""
     app.command(
@@ -174,7 +192,8 @@ def check(
     if out is not None:
         current.save(out)
 
-    result = chk.check_reports(current, base, rules, force=force)
+    unavailable = _similarity_to_baseline(base, current, chk.two_model_bases(rules), embedding.cache_dir)
+    result = chk.check_reports(current, base, rules, force=force, unavailable=unavailable)
     md = chk.to_markdown(result)
     if markdown is not None:
         _write_text(markdown, md, "--markdown")
@@ -189,6 +208,21 @@ def check(
     else:
         _print_check(result)
     result.raise_for_regression()
+
+
+def _similarity_to_baseline(base: Report, current: Report, bases: set[str], cache_dir: Path | None) -> dict[str, str]:
+    """Add CKA / mutual k-NN against the baseline's cached vectors to ``current`` when a rule asks for them;
+    returns base -> reason for those that cannot be computed (said plainly in the skip outcome)."""
+    if not bases:
+        return {}
+    from gapdiag import api
+
+    values, note = api.similarity_to_baseline(base, current, cache_dir=cache_dir)
+    current.metrics.update({k: v for k, v in values.items() if k.split("/")[0] in bases})
+    if note is not None:
+        err_console.print(f"[yellow]note:[/] {', '.join(sorted(bases))} not checked: {note}", highlight=False,
+                          soft_wrap=True)
+    return {b: f"not computed: {note}" for b in bases} if note else {}
 
 
 def _measure(
@@ -248,7 +282,8 @@ def _print_check(result: CheckResult) -> None:
 def compare(
     reports: Annotated[
         list[Path] | None,
-        typer.Argument(help="Report JSON files; the first is the reference for deltas.", show_default=False),
+        typer.Argument(help="Report JSON files or cache entry directories (`gapdiag cache ls`); the first is "
+                       "the reference for deltas.", show_default=False),
     ] = None,
     models: Annotated[
         list[str] | None,
@@ -277,8 +312,8 @@ def compare(
             "--plot", help="Write the comparison figure to DIR/compare.png.", rich_help_panel="Output"
         ),
     ] = None,
-    sample: SampleOpt = None,
-    seed: SeedOpt = None,
+    sample: CompareSampleOpt = None,
+    seed: CompareSeedOpt = None,
     quiet: QuietOpt = False,
     *,
     embedding: EmbeddingOptions,
@@ -286,7 +321,8 @@ def compare(
     """Compare two or more reports (or checkpoints measured now on the same data) side by side.
 
     Deltas are against the first column; arrows show the change, green where it is better and red where it is
-    worse (direction from the metric registry).
+    worse (direction from the metric registry). With exactly two checkpoints (`-m A -m B`) or cache entries,
+    also what changed item by item: linear CKA, mutual k-NN and the items whose neighbourhoods changed most.
     """
     from gapdiag import check as chk
     from gapdiag.report import Report
@@ -303,8 +339,15 @@ def compare(
         raise typer.BadParameter(
             f"{len(labels)} labels for {len(names)} reports/models: give one per column", param_hint="--label"
         )
-    loaded = [Report.load(p) for p in paths]
+    from gapdiag.api import _cache_entry_path
+
+    entries = [p for p in paths if _cache_entry_path(p) is not None]
     options = embedding.api_kwargs(quiet=quiet or json_out)
+    loaded = [
+        _measure(None, sample=sample, seed=seed, bootstrap=0, options={**options, "data": str(p)})
+        if p in entries else Report.load(p)
+        for p in paths
+    ]
     for m in models:
         loaded.append(
             _measure(
@@ -317,6 +360,13 @@ def compare(
         )
 
     comp = chk.compare_reports(loaded, labels or names, force=force)
+    embedded = [str(p) for p in entries] + models
+    similarity = None
+    if len(embedded) == 2 and len(names) == 2:
+        from gapdiag import api
+
+        rest = {k: v for k, v in options.items() if k not in ("progress", "model", "data")}
+        similarity = api.compare_models(embedded[0], embedded[1], options.get("data"), progress=False, **rest)
     if markdown is not None:
         _write_text(markdown, chk.comparison_to_markdown(comp), "--markdown")
     if plot is not None:
@@ -328,28 +378,77 @@ def compare(
     for w in comp.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     if json_out:
-        print_json(chk.comparison_to_json(comp))
+        out = chk.comparison_to_json(comp)
+        if similarity is not None:
+            out["similarity"] = similarity
+        print_json(out)
     else:
-        console.print(_comparison_table(comp))
+        headers = short_labels(comp.labels)
+        console.print(_comparison_table(comp, headers))
+        for header, label in zip(headers, comp.labels):
+            if header != label:  # the footnote: what each short column header stands for
+                console.print(f"{header}: {label}", highlight=False, soft_wrap=True)
+        if similarity is not None:
+            _print_similarity(similarity, headers)
 
 
-_ARROW_STYLE = {"better": "green", "worse": "red", "same": "dim", None: "dim"}
+def _print_similarity(similarity: dict[str, Any], labels: list[str], shown: int = 5) -> None:
+    """The item-by-item view of two checkpoints: CKA and mutual k-NN per set, then the most-changed items."""
+    from gapdiag.check import format_value
+
+    table = Table(title=f"what changed: {labels[0]} → {labels[1]}", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption="1 = unchanged; mutual k-NN = mean share of each item's 10 neighbours kept")
+    table.add_column("set", no_wrap=True)
+    table.add_column("linear CKA", justify="right")
+    table.add_column("mutual k-NN", justify="right")
+    values = similarity["metrics"]
+    for q in dict.fromkeys(k.split("/", 1)[1] for k in values):
+        table.add_row(q, format_value(values.get(f"linear_cka/{q}", math.nan)),
+                      format_value(values.get(f"mutual_knn/{q}", math.nan)))
+    console.print(table)
+    for key, items in similarity["extras"].items():
+        if not key.startswith("changed/") or key == "changed/joint":
+            continue
+        console.print(f"[bold]{key.split('/', 1)[1]}[/]: items whose neighbours changed most", highlight=False)
+        for it in items[:shown]:
+            what = it.get("caption") or it.get("path") or ""
+            console.print(f"  #{it['item']} (sample {it['sample']}) overlap {it['overlap']:.2f}  {what}",
+                          highlight=False, soft_wrap=True)
 
 
-def _comparison_table(comp: Comparison) -> Table:
+#: The change against the first column, in words: a CI log has no colour, and ▼ is better for a gap but
+#: worse for a recall.
+_VERDICT_STYLE = {"better": "green", "worse": "red", "same": "dim"}
+
+
+def short_labels(labels: list[str]) -> list[str]:
+    """Column headers for ``labels``: a report or checkpoint path becomes its file name without the suffix
+    (``runs/a/epoch3.json`` -> ``epoch3``), numbered where two coincide; other labels stay as they are."""
+    stems = [Path(label).stem if Path(label).suffix.lower() in _FILE_SUFFIXES or "/" in label else label
+             for label in labels]
+    stems = [stem or label for stem, label in zip(stems, labels)]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [f"{i}:{stem}" for i, stem in enumerate(stems, 1)]
+
+
+_FILE_SUFFIXES = frozenset({".json", ".safetensors", ".pt", ".pth", ".bin"})
+
+
+def _comparison_table(comp: Comparison, headers: list[str]) -> Table:
     from gapdiag.check import format_delta, format_value
 
     table = Table(
         title="gapdiag compare",
-        caption="Δ against the first column; green = better, red = worse",
+        caption="Δ against the first column; better/worse by each metric's direction",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
     table.add_column("metric", no_wrap=True)
     table.add_column("better", justify="center")
-    for label in comp.labels:
-        table.add_column(label, justify="right", overflow="fold")
+    for header in headers:
+        table.add_column(header, justify="right", overflow="fold")
     for row in comp.rows:
         cells = [
             row.metric,
@@ -360,8 +459,9 @@ def _comparison_table(comp: Comparison) -> Table:
             if math.isnan(delta):  # absent on one side
                 cells.append(format_value(value))
                 continue
-            arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
-            cells.append(f"{format_value(value)} [{_ARROW_STYLE[verdict]}]{format_delta(delta)} {arrow}[/]")
+            word = f" {verdict}" if verdict in ("better", "worse") else ""
+            style = _VERDICT_STYLE.get(verdict or "", "dim")
+            cells.append(f"{format_value(value)} [{style}]{format_delta(delta)}{word}[/]")
         table.add_row(*cells)
     return table
 

@@ -29,7 +29,7 @@ KindOpt = Annotated[
     typer.Option(
         "--kind",
         "-k",
-        help="Figures to draw: map, hist, spectrum, shift, compare or all; repeat the option or give a comma list. "
+        help="Figures to draw: map, hist, spectrum, gap, shift, compare or all; repeat the option or give a comma list. "
         "Default: map,hist,spectrum (or shift/compare when only --shift/--report are given).",
         rich_help_panel=_FIGURES,
     ),
@@ -46,7 +46,8 @@ ColorByOpt = Annotated[
     str,
     typer.Option(
         "--color-by",
-        help="Colour map points by modality or by class label (the marker always shows the modality).",
+        help="Colour map points by `modality` (a colour per modality) or `class` (a colour per class label); "
+        "the marker always shows the modality.",
         rich_help_panel=_FIGURES,
     ),
 ]
@@ -56,6 +57,16 @@ MaxPairsOpt = Annotated[
         "--max-pairs",
         min=1,
         help="Draw at most this many samples (true pairs) on the map, chosen with --seed.",
+        rich_help_panel=_FIGURES,
+    ),
+]
+DpiOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--dpi",
+        min=1,
+        help="Resolution of PNG figures in dots per inch; default 150, the same for plot and report.",
+        show_default=False,
         rich_help_panel=_FIGURES,
     ),
 ]
@@ -95,9 +106,7 @@ def plot(
         Path,
         typer.Option("--out", "-o", help="Output directory (created if missing).", rich_help_panel=_FIGURES),
     ] = Path("gapdiag-plots"),
-    dpi: Annotated[
-        int, typer.Option("--dpi", min=1, help="Resolution of PNG output.", rich_help_panel=_FIGURES)
-    ] = 150,
+    dpi: DpiOpt = None,
     seed: SeedOpt = 0,
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
@@ -114,6 +123,7 @@ def plot(
         list[str] | None,
         typer.Option(
             "--label",
+            "-l",
             help="Label of each --report in the comparison (default: file names). Labels such as "
             "'epoch 3' or 'step_1000' draw lines over training instead of bars.",
             rich_help_panel=_FIGURES,
@@ -127,8 +137,8 @@ def plot(
     """Draw figures of the embedding space into a directory: the modality-gap map, pair-similarity histograms,
     singular-value spectra, the embedding-shift landscape and report comparisons.
 
-    Files are named `<kind>[-<method>].<format>` (map-umap.png, hist.png, spectrum.png, shift.png, compare.png);
-    the paths written are printed, one per line (or a JSON list with --json).
+    Files are named `<kind>[-<method>].<format>` (map-umap.png, hist.png, spectrum.png, gap.png, shift.png,
+    compare.png); the paths written are printed, one per line (or a JSON list with --json).
     """
     from gapdiag import plot as gplot
     from gapdiag.report import Report
@@ -163,7 +173,7 @@ def plot(
         seed=seed,
         status=_status(quiet or json_out),
     )
-    paths = gplot.save_figures(figures, out, format=fmt, dpi=dpi)
+    paths = gplot.save_figures(figures, out, format=fmt, dpi=dpi or gplot.DEFAULT_DPI)
     if json_out:
         print_json([str(p) for p in paths])
         return
@@ -198,28 +208,39 @@ def report(
     color_by: ColorByOpt = "modality",
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
-    figure_format: Annotated[
+    fmt: Annotated[
         str,
         typer.Option(
-            "--figure-format",
-            help="png (base64 images) or svg (inline vector graphics).",
+            "--format",
+            "-f",
+            help="Figure format inside the page: png (base64 images) or svg (inline vector graphics).",
             rich_help_panel=_FIGURES,
         ),
     ] = "png",
-    dpi: Annotated[
-        int, typer.Option("--dpi", min=1, help="Resolution of PNG figures.", rich_help_panel=_FIGURES)
-    ] = 110,
+    figure_format: Annotated[
+        str | None, typer.Option("--figure-format", hidden=True, help="Old spelling of --format.")
+    ] = None,
+    dpi: DpiOpt = None,
     title: Annotated[
         str | None, typer.Option("--title", help="Page title (default: model and dataset).")
     ] = None,
+    interactive: Annotated[
+        bool,
+        typer.Option(
+            "--interactive/--no-interactive",
+            help="Add the interactive map (hover for caption / image path / class, toggles, pair lines on "
+            "click) when the map is drawn; it inlines plotly.js (~4.8 MB) so the page still works offline.",
+            rich_help_panel=_FIGURES,
+        ),
+    ] = True,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
     *,
     embedding: EmbeddingOptions,
 ) -> None:
-    """Write one self-contained HTML report: metric table with provenance and every figure embedded (no external
-    files or URLs; opens offline).
+    """Write one self-contained HTML report: a summary in words, the metric table beside published reference
+    values, every figure and an interactive map embedded, and the provenance (nothing fetched; opens offline).
     """
     from gapdiag import api
     from gapdiag import plot as gplot
@@ -227,10 +248,10 @@ def report(
     from gapdiag.html_report import FIGURE_FORMATS, write_html
     from gapdiag.report import Report
 
-    if figure_format not in FIGURE_FORMATS:
-        raise InputError(
-            f"unknown --figure-format {figure_format!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}"
-        )
+    # --figure-format: the spelling before plot and report shared --format; the error names the one given.
+    option, fmt = ("--figure-format", figure_format) if figure_format is not None else ("--format", fmt)
+    if fmt not in FIGURE_FORMATS:
+        raise InputError(f"unknown {option} {fmt!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}")
     gplot.check_options(method=method, color_by=color_by)
     if any("compare" in value for value in kind or []):
         raise InputError(
@@ -258,6 +279,10 @@ def report(
             device=embedding.device,
             progress=not silent,
         )
+        # The split is part of the result (the provenance of `measure` leaves it out); bundled data: test.
+        split = embedding.split or ("test" if embedding.data is None else None)
+        if split:
+            measured.provenance.setdefault("dataset", {}).setdefault("split", split)
     elif es is not None:
         _check_same_dataset(measured, es.provenance, from_report)
     figures = gplot.make_figures(
@@ -270,11 +295,55 @@ def report(
         seed=seed,
         status=_status(silent),
     )
-    path = write_html(out, measured, figures, title=title, figure_format=figure_format, dpi=dpi)
+    interactive_html = None
+    if interactive and "map" in kinds and es is not None:
+        from gapdiag.interactive_map import build_interactive_map, interactive_map_html
+
+        fig = build_interactive_map(
+            es,
+            method=method,
+            max_pairs=max_pairs,
+            seed=seed,
+            labels=_hover_labels(embedding.api_kwargs(quiet=True), es),
+            status=_status(silent),
+        )
+        interactive_html = interactive_map_html(fig)
+    path = write_html(
+        out,
+        measured,
+        figures,
+        title=title,
+        figure_format=fmt,
+        dpi=dpi or gplot.DEFAULT_DPI,
+        interactive=interactive_html,
+    )
     if json_out:
-        print_json({"path": str(path), "figures": list(figures), "metrics": len(measured.metrics)})
+        print_json(
+            {
+                "path": str(path),
+                "figures": list(figures),
+                "metrics": len(measured.metrics),
+                "interactive": interactive_html is not None,
+            }
+        )
         return
     console.print(str(path), highlight=False, soft_wrap=True)
+
+
+def _hover_labels(options: dict[str, Any], es: Any) -> dict[str, list[str]] | None:
+    """Captions and image paths for the interactive map's hover text, read from the dataset itself (the
+    cache holds vectors only). None when the data cannot be read as a dataset (``--data`` names a cache
+    entry): the map then shows modality, sample and class only."""
+    from gapdiag import api
+    from gapdiag.errors import GapdiagError
+    from gapdiag.interactive_map import item_labels
+
+    embed_only = ("model", "pretrained", "device", "precision", "batch_size", "workers", "cache_dir", "dtype",
+                  "progress")
+    try:
+        return item_labels(api.load_data(**{k: v for k, v in options.items() if k not in embed_only}), es)
+    except GapdiagError:
+        return None
 
 
 def _check_same_dataset(report: Any, provenance: dict[str, Any], source: Path) -> None:

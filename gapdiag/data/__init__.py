@@ -1,13 +1,15 @@
 """Dataset readers: files in, :class:`~gapdiag.data.base.PairedDataset` out.
 
-:func:`load_dataset` recognises the format from the path (see :func:`detect_format`) and calls one reader:
+Every reader registers itself in :mod:`gapdiag.data.registry` (name, aliases, detection, options, help).
+:func:`load_dataset` recognises the format from the path (see :func:`detect_format`) and calls that reader:
 
 =============  ==============================================================================================
-manifest       ``.csv`` / ``.tsv`` / ``.jsonl`` / ``.parquet`` table, or a folder holding ``manifest.<ext>``
+manifest       ``.csv`` / ``.tsv`` / ``.jsonl`` / ``.parquet`` table, or a folder holding one such table
 imagefolder    a folder of class sub-folders of images (text = prompt templates filled with the class name)
-coco           a COCO captions ``.json`` (``images`` + ``annotations``)
+coco           a COCO captions ``.json`` (``images`` + ``annotations``), or a folder holding one
 webdataset     a ``.tar`` shard, a brace pattern ``shard-{000..003}.tar``, or a folder of ``.tar`` shards
 precomputed    ``.npz``, a folder of ``<modality>.npy`` (memory-mapped), or a Parquet file of vector columns
+huggingface    Parquet shards exported by Hugging Face datasets (an image column of bytes), file/folder/glob
 =============  ==============================================================================================
 
 See docs/datasets.md for each format's columns and an example file.
@@ -18,14 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from gapdiag.data.base import DEFAULT_TEMPLATES, Modality, PairedDataset, fingerprint_files
-from gapdiag.data.coco import is_coco_json, read_coco
-from gapdiag.data.imagefolder import class_folders, read_imagefolder
+from gapdiag.data.base import DEFAULT_TEMPLATES, Modality, PairedDataset, check_templates, fingerprint_files
 from gapdiag.data.images import TarMember, load_image
-from gapdiag.data.manifest import MANIFEST_SUFFIXES, find_manifest, read_manifest
-from gapdiag.data.precomputed import parquet_has_vectors, read_npy_dir, read_npz, read_parquet_vectors
+from gapdiag.data.registry import ReaderSpec, reader, readers
 from gapdiag.data.sample import default_dataset, sample_data_dir
-from gapdiag.data.wds import is_shard_spec, read_webdataset
 from gapdiag.errors import DatasetError, InputError
 
 __all__ = [
@@ -33,84 +31,66 @@ __all__ = [
     "FORMATS",
     "Modality",
     "PairedDataset",
+    "ReaderSpec",
     "TarMember",
     "default_dataset",
     "detect_format",
     "fingerprint_files",
+    "is_pattern",
     "load_dataset",
     "load_image",
     "sample_data_dir",
 ]
 
-FORMATS: tuple[str, ...] = ("manifest", "imagefolder", "coco", "webdataset", "precomputed")
-_ALIASES = {
-    "wds": "webdataset",
-    "folder": "imagefolder",
-    "image_folder": "imagefolder",
-    "embeddings": "precomputed",
-    "npz": "precomputed",
-    "csv": "manifest",
-    "tsv": "manifest",
-    "jsonl": "manifest",
-}
-_ACCEPTED = (
-    "a manifest (.csv/.tsv/.jsonl/.parquet or a folder with manifest.csv), a folder of class sub-folders, "
-    "a COCO captions .json, WebDataset .tar shards, or precomputed .npz/.npy/.parquet embeddings"
-)
 
-#: Reader options each format understands; any other option given raises instead of being ignored.
-_OPTIONS: dict[str, frozenset[str]] = {
-    "manifest": frozenset(
-        {
-            "image_column",
-            "text_columns",
-            "label_column",
-            "class_name_column",
-            "attribute_columns",
-            "templates",
-            "split",
-            "skip_bad",
-        }
-    ),
-    "imagefolder": frozenset({"templates", "split", "skip_bad"}),
-    "coco": frozenset({"image_root", "skip_bad"}),
-    "webdataset": frozenset({"skip_bad"}),
-    "precomputed": frozenset({"skip_bad"}),
-}
+def __getattr__(name: str) -> object:
+    # FORMATS is read from the registry when asked for, so that a reader module registered later is listed.
+    if name == "FORMATS":
+        return tuple(spec.name for spec in readers())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _accepted() -> str:
+    accepted = [spec.accepted for spec in readers()]
+    return ", ".join(accepted[:-1]) + f", or {accepted[-1]}" if len(accepted) > 1 else accepted[0]
+
+
+def is_pattern(spec: str) -> bool:
+    """True for a brace or glob pattern (``shard-{000..003}.tar``, ``data/*.parquet``) rather than a path."""
+    return any(c in spec for c in "{*?[")
 
 
 def detect_format(path: str | Path) -> str:
-    """Which reader handles ``path``: one of :data:`FORMATS`.
+    """Which reader handles ``path``: the one registered reader that recognises it.
+
+    Every reader is asked; detection never picks between two readings. The one exception is an image folder
+    beside a file that points at images (a folder holding one manifest table, or one COCO ``.json``, and an
+    ``images/`` sub-folder): the sub-folders are that file's images, not classes.
 
     Raises:
-        DatasetError: The path does not exist or matches no format.
+        DatasetError: The path does not exist, no reader recognises it, or two do (the message names both and
+            how to choose with ``--data-format`` / ``format=``).
     """
     spec = str(path)
-    p = Path(spec)
-    if is_shard_spec(spec) and ("{" in spec or p.is_file()):
-        return "webdataset"
-    if p.is_dir():
-        if find_manifest(p) is not None:
-            return "manifest"
-        if any(p.glob("*.npy")):
-            return "precomputed"
-        if any(p.glob("*.tar")):
-            return "webdataset"
-        if class_folders(p):
-            return "imagefolder"
-        raise DatasetError(f"{p}: no images in this folder and no dataset file found (expected {_ACCEPTED})")
-    if not p.exists():
-        raise DatasetError(f"{p}: no such file or folder (check the path)")
-    suffix = p.suffix.lower()
-    if suffix == ".parquet":
-        return "precomputed" if parquet_has_vectors(p) else "manifest"
-    if suffix in MANIFEST_SUFFIXES:
-        return "manifest"
-    if suffix in (".npz", ".npy"):
-        return "precomputed"
-    if suffix == ".json" and is_coco_json(p):
-        return "coco"
-    raise DatasetError(f"{p}: unknown dataset format (expected {_ACCEPTED})")
+    if not is_pattern(spec) and not Path(spec).exists():
+        raise DatasetError(f"{spec}: no such file or folder (check the path)")
+    found = [(r, why) for r in readers() if (why := r.detect(spec))]
+    if any(r.owns_subfolders for r, _ in found):
+        found = [(r, why) for r, why in found if not r.reads_subfolders]
+    if not found:
+        if Path(spec).is_dir():
+            raise DatasetError(
+                f"{spec}: no images in this folder and no dataset file found (expected {_accepted()})"
+            )
+        raise DatasetError(f"{spec}: unknown dataset format (expected {_accepted()})")
+    if len(found) > 1:
+        readings = " and ".join(f"{r.name} ({why})" for r, why in found)
+        choose = " or ".join(f"--data-format {r.name}" for r, _ in found)
+        raise DatasetError(
+            f"{spec}: fits two dataset formats, {readings}; choose one with {choose} "
+            f"(format= in Python), or point --data at the file itself"
+        )
+    return found[0][0].name
 
 
 def load_dataset(
@@ -130,15 +110,16 @@ def load_dataset(
     """Read any supported dataset into a :class:`PairedDataset`.
 
     Args:
-        path: File, folder, or WebDataset brace pattern.
-        format: ``"auto"`` (see :func:`detect_format`) or one of :data:`FORMATS`.
-        image_column: Manifest column of image paths (default: ``image``/``image_path``/``filepath``/``path``).
-        text_columns: Manifest caption columns (default: ``caption``/``text``/``captions`` or ``caption_1..n``).
-        label_column: Manifest class label column (default: ``label``).
+        path: File, folder, or a brace/glob pattern (``shard-{000..003}.tar``, ``data/train-*.parquet``).
+        format: ``"auto"`` (see :func:`detect_format`) or a format name or alias (see :data:`FORMATS`).
+        image_column: Manifest/Parquet column of images (default: ``image``/``image_path``/``filepath``/``path``).
+        text_columns: Caption columns (default: ``caption``/``text``/``captions`` or ``caption_1..n``).
+        label_column: Class label column (default: ``label``).
         class_name_column: Manifest class name column (default: ``class_name``).
         attribute_columns: Manifest per-sample attribute columns (default: ``color``, ``shape``, ... present).
-        templates: Prompt templates with one ``{}``, for zero-shot classification and image-folder captions.
-        split: Keep one split (manifest ``split`` column, or an image folder's ``<split>/`` sub-folder).
+        templates: Prompt templates with exactly one ``{}``, for zero-shot classification and class captions.
+        split: Keep one split (manifest ``split`` column, an image folder's ``<split>/`` sub-folder, or the
+            Hugging Face shards of that split).
         image_root: COCO only: the folder ``file_name`` is relative to.
         skip_bad: Leave out rows whose image file is missing or whose caption/label is blank (listed in
             ``extra["skipped"]``) instead of failing. Images are not decoded here; undecodable images are
@@ -146,15 +127,21 @@ def load_dataset(
 
     Raises:
         DatasetError: Unreadable data (the message names the file, row and column, and the fix).
-        InputError: An option the format does not use, or a template without ``{}``.
+        InputError: An option the format does not use, or a template without exactly one ``{}``.
     """
-    if "{" not in str(path) and not Path(path).exists():
-        raise DatasetError(f"{path}: no such file or folder (check the path)")
-    fmt = _ALIASES.get(format, format)
-    if fmt == "auto":
-        fmt = detect_format(path)
-    if fmt not in FORMATS:
-        raise InputError(f"unknown dataset format {format!r} (use auto or one of {', '.join(FORMATS)})")
+    spec = str(path)
+    if not is_pattern(spec) and not Path(spec).exists():
+        raise DatasetError(f"{spec}: no such file or folder (check the path)")
+    if templates is not None:
+        check_templates(templates)
+    if format == "auto":
+        chosen = reader(detect_format(spec))
+    else:
+        chosen = reader(format)
+        if chosen is None:
+            names = ", ".join(r.name for r in readers())
+            raise InputError(f"unknown dataset format {format!r} (use auto or one of {names})")
+    assert chosen is not None  # detect_format only returns registered names
     options = {
         "image_column": image_column,
         "text_columns": text_columns,
@@ -165,46 +152,9 @@ def load_dataset(
         "split": split,
         "image_root": image_root,
     }
-    given = {k for k, v in options.items() if v is not None}
-    unused = sorted(given - _OPTIONS[fmt])
+    given = {k: v for k, v in options.items() if v is not None}
+    unused = sorted(set(given) - chosen.options)
     if unused:
-        raise InputError(f"{path}: option {unused[0]} does not apply to the {fmt} format (drop it)")
-    for t in templates or ():
-        if "{}" not in t:
-            raise InputError(
-                f"template {t!r} has no {{}} for the class name (write e.g. 'a photo of a {{}}.')"
-            )
+        raise InputError(f"{spec}: option {unused[0]} does not apply to the {chosen.name} format (drop it)")
+    return chosen.read(spec, skip_bad=skip_bad, **given)
 
-    p = Path(path)
-    if fmt == "manifest":
-        if p.is_dir():
-            found = find_manifest(p)
-            if found is None:
-                raise DatasetError(
-                    f"{p}: manifest not found (expected one of manifest.csv/.tsv/.jsonl/.parquet)"
-                )
-            p = found
-        return read_manifest(
-            p,
-            image_column=image_column,
-            text_columns=text_columns,
-            label_column=label_column,
-            class_name_column=class_name_column,
-            attribute_columns=attribute_columns,
-            templates=templates,
-            split=split,
-            skip_bad=skip_bad,
-        )
-    if fmt == "imagefolder":
-        return read_imagefolder(p, templates=templates, split=split)
-    if fmt == "coco":
-        return read_coco(p, image_root=None if image_root is None else Path(image_root), skip_bad=skip_bad)
-    if fmt == "webdataset":
-        return read_webdataset(path, skip_bad=skip_bad)
-    if p.is_dir():
-        return read_npy_dir(p)
-    if p.suffix.lower() == ".npy":
-        return read_npy_dir(p.parent)
-    if p.suffix.lower() == ".parquet":
-        return read_parquet_vectors(p)
-    return read_npz(p)

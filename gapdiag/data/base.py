@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.errors import DatasetError
+from gapdiag.errors import DatasetError, InputError
 
 ModalityKind = Literal["image", "text", "embedding"]
 
@@ -91,6 +91,27 @@ class PairedDataset:
         return {name: len(m) for name, m in self.modalities.items()}
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name if it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def not_utf8(data: bytes, where: str, fix: str = "re-save the file as UTF-8") -> DatasetError:
+    """The one-line error for text that is not UTF-8, naming the first bad line and byte of ``data``.
+
+    Found by decoding line by line: the offset in a ``UnicodeDecodeError`` raised while reading a text file
+    counts from the start of the decoder's buffer, not of the file. A newline never sits inside a UTF-8
+    multi-byte sequence, so decoding per line finds the same first bad byte.
+    """
+    for lineno, line in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return DatasetError(f"{where}:{lineno}: not UTF-8 text (byte 0x{line[exc.start]:02x}); {fix}")
+    return DatasetError(f"{where}: not UTF-8 text; {fix}")
+
+
 def hash_json(obj: Any) -> str:
     """SHA-256 of a JSON-serialisable object with sorted keys (stable across runs and platforms)."""
     payload = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
@@ -143,9 +164,10 @@ def _file_digest(path: Path) -> str:
 
 def _fingerprint_memo(stat_key: str) -> Path | None:
     try:
-        from gapdiag.cache import default_cache_dir
+        from gapdiag.settings import current
 
-        return default_cache_dir() / "fingerprints" / f"{stat_key[:32]}.txt"
+        # The cache root of the API call in progress (--cache-dir), never re-read from the environment here.
+        return current().cache_root / "fingerprints" / f"{stat_key[:32]}.txt"
     except Exception:  # noqa: BLE001 - no usable cache dir: fingerprint without a memo
         return None
 
@@ -210,6 +232,35 @@ def class_names_by_id(
             )
     # Ids that never occur get their number as name: prompts for them are never matched to a sample.
     return [by_id[i][0] if i in by_id else str(i) for i in range(max(by_id) + 1)] if by_id else []
+
+
+def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    """Check prompt templates before any data is read: each needs exactly one ``{}`` for the class name.
+
+    Raises:
+        InputError: An empty list, or a template with no ``{}``, two of them, a named field or a stray brace;
+            the message names the template.
+    """
+    import string
+
+    templates = tuple(templates)
+    if not templates:
+        raise InputError("no prompt template given (pass at least one, e.g. --template 'a photo of a {}.')")
+    for t in templates:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(t) if f is not None]
+        except ValueError as exc:  # "Single '}' encountered in format string"
+            raise InputError(
+                f"template {t!r}: {exc} (write {{{{ or }}}} for a literal brace, e.g. 'a photo of a {{}}.')"
+            ) from None
+        if fields != [""]:
+            shown = ", ".join("{" + f + "}" for f in fields)
+            problem = f"has {len(fields)} fields ({shown})" if fields else "has no {}"
+            raise InputError(
+                f"template {t!r} {problem}; it needs exactly one {{}} for the class name "
+                f"(write e.g. 'a photo of a {{}}.')"
+            )
+    return templates
 
 
 def template_captions(

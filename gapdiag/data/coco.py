@@ -10,23 +10,46 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gapdiag.data.base import ImageTextItems, PairedDataset, image_text_dataset
+from gapdiag.data.base import ImageTextItems, PairedDataset, image_text_dataset, not_utf8
 from gapdiag.data.images import missing_image_message
+from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 
 
-def is_coco_json(path: Path) -> bool:
-    """True if ``path`` is a JSON object with ``images`` and ``annotations`` lists (reads the file)."""
+def load_json(path: Path) -> Any:
+    """Parse a JSON file.
+
+    Raises:
+        DatasetError: Not UTF-8, or invalid JSON; the message gives the line and column.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return False
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); fix the file"
+        ) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path.read_bytes(), str(path)) from None
+
+
+def is_coco_data(data: Any) -> bool:
+    """True for a JSON object with ``images`` and ``annotations`` lists."""
     return (
         isinstance(data, dict)
         and isinstance(data.get("images"), list)
         and isinstance(data.get("annotations"), list)
     )
+
+
+def is_coco_json(path: Path) -> bool:
+    """True if ``path`` holds a COCO captions object (reads the file).
+
+    Raises:
+        DatasetError: The file is not valid JSON (it is named, with the line and column): a ``.json`` that
+            cannot be parsed is reported rather than called "unknown format".
+    """
+    return is_coco_data(load_json(path))
 
 
 def image_root_candidates(json_path: Path) -> list[Path]:
@@ -49,7 +72,8 @@ def _resolve_image_root(json_path: Path, first_file: str, image_root: Path | Non
         if (root / first_file).is_file():
             return root
     tried = ", ".join(str(c) for c in candidates)
-    raise DatasetError(f"{json_path.name}: cannot find image {first_file!r} in {tried} (pass image_root=)")
+    raise DatasetError(f"{json_path.name}: cannot find image {first_file!r} in {tried} "
+                       "(pass --image-root DIR; image_root= in Python)")
 
 
 def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = False) -> PairedDataset:
@@ -67,16 +91,8 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
             caption or a missing image file.
     """
     name = path.name
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{name}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    if not (
-        isinstance(data, dict)
-        and isinstance(data.get("images"), list)
-        and isinstance(data.get("annotations"), list)
-    ):
+    data = load_json(path)
+    if not is_coco_data(data):
         raise DatasetError(f"{name}: not a COCO captions file (needs 'images' and 'annotations' lists)")
     skipped: list[str] = []
 
@@ -89,6 +105,8 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
     for k, img in enumerate(data["images"]):
         if not isinstance(img, dict) or "id" not in img or not str(img.get("file_name", "")).strip():
             raise DatasetError(f"{name}: images[{k}] needs an 'id' and a 'file_name'")
+        if not isinstance(img["id"], (int, str)):
+            raise DatasetError(f"{name}: images[{k}] has id {img['id']!r}; ids must be integers or strings")
         if img["id"] in images_meta:
             raise DatasetError(f"{name}: images[{k}] repeats image id {img['id']} (ids must be unique)")
         images_meta[img["id"]] = img
@@ -98,8 +116,8 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
     captions_of: dict[Any, list[tuple[str, str]]] = {i: [] for i in images_meta}
     for k, ann in enumerate(data["annotations"]):
         where = f"{name}: annotations[{k}]"
-        if not isinstance(ann, dict) or "image_id" not in ann:
-            raise DatasetError(f"{where} has no 'image_id'")
+        if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), (int, str)):
+            raise DatasetError(f"{where} needs an 'image_id' (an integer or a string)")
         if ann["image_id"] not in captions_of:
             bad(f"{where} refers to unknown image id {ann['image_id']} (fix the id or pass --skip-bad)")
             continue
@@ -131,3 +149,48 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
         options={"image_root": str(root), "skip_bad": skip_bad},
         skipped=skipped,
     )
+
+
+#: A folder with more top-level ``.json`` files than this holds per-sample sidecars, not COCO annotation files;
+#: they are not parsed one by one to find out (name the COCO file with --data instead).
+MAX_JSON_FILES_SEARCHED = 16
+
+
+def _coco_files(folder: Path) -> list[Path]:
+    files = [f for f in sorted(folder.glob("*.json")) if not f.name.startswith(".")]
+    if len(files) > MAX_JSON_FILES_SEARCHED:
+        return []
+    return [f for f in files if is_coco_json(f)]
+
+
+def _detect(spec: str) -> str | None:
+    p = Path(spec)
+    if p.is_dir():
+        files = _coco_files(p)
+        return None if not files else f"COCO {', '.join(f.name for f in files)}"
+    if p.is_file() and p.suffix.lower() == ".json":
+        return f"COCO {p.name}" if is_coco_json(p) else None
+    return None
+
+
+@register_reader(
+    "coco",
+    detect=_detect,
+    accepted="a COCO captions .json",
+    help="COCO captions JSON: one sample per image, all its captions as text items.",
+    options=("image_root",),
+    order=30,
+    owns_subfolders=True,
+)
+def load_coco(spec: str, *, skip_bad: bool = False, image_root: str | Path | None = None) -> PairedDataset:
+    """Read a COCO captions file, or the one COCO file in a folder."""
+    path = Path(spec)
+    if path.is_dir():
+        files = _coco_files(path)
+        if len(files) != 1:
+            found = ", ".join(f.name for f in files) or "none"
+            raise DatasetError(
+                f"{path}: expected one COCO captions .json in the folder, found {found}; pass the file with --data"
+            )
+        path = files[0]
+    return read_coco(path, image_root=None if image_root is None else Path(image_root), skip_bad=skip_bad)

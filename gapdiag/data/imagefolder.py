@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from gapdiag.data.base import (
     template_captions,
 )
 from gapdiag.data.images import is_image_file
+from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 
 
@@ -78,3 +80,29 @@ def read_imagefolder(
         class_names=class_names,
         templates=templates,
     )
+
+
+def _detect(spec: str) -> str | None:
+    p = Path(spec)
+    if not p.is_dir():
+        return None
+    folders = class_folders(p)
+    if not folders:
+        return None
+    shown = ", ".join(f"{d.name}/" for d in folders[:3]) + (", ..." if len(folders) > 3 else "")
+    return f"class folder{'s' if len(folders) > 1 else ''} {shown}"
+
+
+@register_reader(
+    "imagefolder",
+    detect=_detect,
+    accepted="a folder of class sub-folders",
+    help="root/<class>/<image>: captions are the prompt templates filled with the class name.",
+    options=("templates", "split"),
+    aliases=("folder", "image_folder"),
+    order=20,
+    reads_subfolders=True,
+)
+def load_imagefolder(spec: str, *, skip_bad: bool = False, **options: Any) -> PairedDataset:
+    """Read an image folder (``skip_bad`` has nothing to skip: every image found exists)."""
+    return read_imagefolder(Path(spec), **options)

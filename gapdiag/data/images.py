@@ -1,8 +1,9 @@
 """Image items and how to open them.
 
 An image item of a :class:`~gapdiag.data.base.Modality` of kind ``"image"`` is either a file path
-(:class:`pathlib.Path`) or a :class:`TarMember` (an image stored inside a WebDataset shard, read on demand so
-that a large set never sits in memory). :func:`load_image` opens both.
+(:class:`pathlib.Path`), a :class:`TarMember` (an image stored inside a WebDataset shard) or a
+:class:`ParquetImage` (image bytes inside a Parquet file); the last two are read on demand so that a large set
+never sits in memory. :func:`load_image` opens all three.
 
 Readers only check that image files *exist* (cheap, one ``stat`` each); decoding happens once, in the embed
 step, which calls :func:`load_image` and turns its :class:`~gapdiag.errors.DatasetError` into a skipped item
@@ -11,6 +12,7 @@ when ``skip_bad`` is set.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +52,50 @@ class TarMember:
             return f.read(self.size)
 
 
-ImageItem = Path | TarMember
+@dataclass(frozen=True)
+class ParquetImage:
+    """An image stored as bytes in a Parquet file (a Hugging Face datasets export), read on demand.
+
+    Attributes:
+        shard: Path of the ``.parquet`` file.
+        row_group: Row group holding the image (the unit Parquet reads).
+        index: Row inside that row group.
+        column: The image column (raw bytes, or a ``{bytes, path}`` struct).
+        row: 1-based row in the file, for messages.
+    """
+
+    shard: Path
+    row_group: int
+    index: int
+    column: str
+    row: int
+
+    @property
+    def name(self) -> str:
+        return f"row {self.row}"
+
+    def __str__(self) -> str:
+        return f"{self.shard}:{self.row} column {self.column!r}"
+
+    def read_bytes(self) -> bytes:
+        data = _row_group_images(self.shard, self.row_group, self.column)[self.index]
+        return data or b""
+
+
+@functools.lru_cache(maxsize=4)
+def _row_group_images(shard: Path, row_group: int, column: str) -> list[bytes | None]:
+    """The image bytes of one row group: images are embedded in order, so one read serves many items."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(shard) as f:
+        array = f.read_row_group(row_group, columns=[column]).column(0).combine_chunks()
+    if pa.types.is_struct(array.type):
+        array = array.field("bytes")
+    return array.to_pylist()
+
+
+ImageItem = Path | TarMember | ParquetImage
 
 
 def is_image_file(path: Path) -> bool:
@@ -80,7 +125,7 @@ def load_image(item: ImageItem | str, location: str) -> Image.Image:
         DatasetError: The file does not exist, or cannot be decoded.
     """
     try:
-        if isinstance(item, TarMember):
+        if isinstance(item, (TarMember, ParquetImage)):
             source: Path | io.BytesIO = io.BytesIO(item.read_bytes())
             shown = str(item)
         else:
@@ -91,8 +136,9 @@ def load_image(item: ImageItem | str, location: str) -> Image.Image:
             return img.convert("RGB")
     except FileNotFoundError:
         raise DatasetError(missing_image_message(location, item)) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        # PIL reports truncated data as OSError and some malformed headers as SyntaxError/ValueError.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        # PIL reports truncated data as OSError, some malformed headers as SyntaxError/ValueError, and an image
+        # whose header claims billions of pixels as DecompressionBombError (not an OSError).
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DatasetError(
             f"{location}: cannot decode image {shown}: {detail} (replace the file or pass --skip-bad)"

@@ -34,9 +34,11 @@ from gapdiag.data.base import (
     class_names_by_id,
     encode_labels,
     image_text_dataset,
+    not_utf8,
     template_captions,
 )
 from gapdiag.data.images import missing_image_message
+from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 
 MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".jsonl", ".parquet")
@@ -63,11 +65,32 @@ class Table:
 
 
 def find_manifest(directory: Path) -> Path | None:
-    """The ``manifest.{csv,tsv,jsonl,parquet}`` inside ``directory``, if there is one."""
-    for name in MANIFEST_NAMES:
-        if (directory / name).is_file():
-            return directory / name
-    return None
+    """The one manifest table inside ``directory``, or ``None`` if it holds none.
+
+    A file named ``manifest.<ext>`` is the manifest; without one, the folder's only table file
+    (``.csv``/``.tsv``/``.jsonl``, or a ``.parquet`` without vector or image columns) is. Two candidates are
+    not guessed between.
+
+    Raises:
+        DatasetError: Several candidate tables (the message names them).
+    """
+    from gapdiag.data.parquet import parquet_kinds
+
+    named = [directory / n for n in MANIFEST_NAMES if (directory / n).is_file()]
+    tables = named or [
+        f
+        for f in sorted(directory.iterdir())
+        if f.suffix.lower() in MANIFEST_SUFFIXES
+        and not f.name.startswith(".")
+        and f.is_file()
+        and (f.suffix.lower() != ".parquet" or not parquet_kinds(f))
+    ]
+    if len(tables) > 1:
+        raise DatasetError(
+            f"{directory}: several manifest tables ({', '.join(f.name for f in tables)}); "
+            f"pass the one to read with --data {directory / tables[0].name}"
+        )
+    return tables[0] if tables else None
 
 
 def read_table(path: Path) -> Table:
@@ -92,7 +115,21 @@ def read_table(path: Path) -> Table:
     return table
 
 
+def _text_errors(path: Path, read: Any) -> Table:
+    """Run ``read(path)`` and turn encoding and CSV syntax errors into one-line messages naming the file."""
+    try:
+        return read(path)
+    except UnicodeDecodeError:
+        raise not_utf8(path.read_bytes(), path.name) from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path.name}: malformed table ({exc}); check the delimiter and quoting") from None
+
+
 def _read_delimited(path: Path, delimiter: str) -> Table:
+    return _text_errors(path, lambda p: _read_delimited_utf8(p, delimiter))
+
+
+def _read_delimited_utf8(path: Path, delimiter: str) -> Table:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = next(reader, None)
@@ -112,6 +149,10 @@ def _read_delimited(path: Path, delimiter: str) -> Table:
 
 
 def _read_jsonl(path: Path) -> Table:
+    return _text_errors(path, _read_jsonl_utf8)
+
+
+def _read_jsonl_utf8(path: Path) -> Table:
     columns: dict[str, None] = {}
     rows, locations = [], []
     with open(path, encoding="utf-8-sig") as f:
@@ -122,8 +163,9 @@ def _read_jsonl(path: Path) -> Table:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DatasetError(
-                    f"{path.name}:{lineno}: invalid JSON ({exc.msg}); write one object per line"
-                )
+                    f"{path.name}:{lineno}: invalid JSON at column {exc.colno} ({exc.msg}); "
+                    f"write one object per line"
+                ) from None
             if not isinstance(row, dict):
                 raise DatasetError(
                     f"{path.name}:{lineno}: expected a JSON object per line, got {type(row).__name__}"
@@ -135,29 +177,25 @@ def _read_jsonl(path: Path) -> Table:
 
 
 def _read_parquet(path: Path) -> Table:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from gapdiag.data.parquet import readable, read_table
 
-    try:
-        arrow = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise DatasetError(f"{path}: cannot read Parquet file: {str(exc).splitlines()[0]}") from None
-    rows = arrow.to_pylist()
+    arrow = read_table(path)
+    rows = readable(path, lambda _: arrow.to_pylist())
     return Table(path, arrow.column_names, rows, [f"{path.name}:{i + 1}" for i in range(len(rows))])
 
 
-def _is_blank(value: Any) -> bool:
+def is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
-def _captions_in_cell(value: Any) -> list[str] | None:
+def captions_in_cell(value: Any) -> list[str] | None:
     """The captions a cell holds: a list (Parquet/JSONL), a JSON list written as text, or one string.
 
     Returns ``None`` for a blank cell, and a list that may contain blank strings otherwise.
     """
     if isinstance(value, (list, tuple)):
         return [str(v) if v is not None else "" for v in value]
-    if _is_blank(value):
+    if is_blank(value):
         return None
     text = str(value).strip()
     if text.startswith("["):
@@ -170,7 +208,7 @@ def _captions_in_cell(value: Any) -> list[str] | None:
     return [text]
 
 
-def _pick(
+def pick_column(
     columns: Sequence[str], given: str | None, candidates: Sequence[str], path: Path, what: str, option: str
 ) -> str | None:
     """The column to use: ``given`` if it exists (else an error), or the first candidate present."""
@@ -184,10 +222,10 @@ def _pick(
     return next((lower[c] for c in candidates if c in lower), None)
 
 
-def _caption_columns(columns: Sequence[str], given: Sequence[str] | None, path: Path) -> list[str]:
+def caption_columns(columns: Sequence[str], given: Sequence[str] | None, path: Path) -> list[str]:
     if given:
         for c in given:
-            _pick(columns, c, (), path, "caption", "--text-column")
+            pick_column(columns, c, (), path, "caption", "--text-column")
         return list(given)
     numbered = sorted(
         ((int(m.group(1)), c) for c in columns if (m := _NUMBERED_CAPTION.match(c.lower()))),
@@ -212,7 +250,7 @@ def _labels(
     if label_col is None:
         return keep, None, None
     for i, row in enumerate(rows):
-        if _is_blank(row.get(label_col)):
+        if is_blank(row.get(label_col)):
             if not skip_bad:
                 raise DatasetError(
                     f"{locs[i]}: blank label in column {label_col!r} "
@@ -253,7 +291,7 @@ def _split_mask(table: Table, split_col: str | None, split: str) -> NDArray[np.b
 def _row_image(table: Table, i: int, column: str, skip_bad: bool, skipped: list[str]) -> Path | None:
     """Row ``i``'s image path (relative to the manifest's folder); ``None`` if skipped as blank or missing."""
     loc, raw = table.locations[i], table.rows[i].get(column)
-    if _is_blank(raw):
+    if is_blank(raw):
         problem = f"{loc}: empty image path in column {column!r}"
         if not skip_bad:
             raise DatasetError(f"{problem} (fill it or pass --skip-bad)")
@@ -275,7 +313,7 @@ def _row_captions(
     """Row ``i``'s ``(caption, location)`` pairs, in column order; blank ones fail or are skipped."""
     loc, out = table.locations[i], []
     for col in columns:
-        cell = _captions_in_cell(table.rows[i].get(col))
+        cell = captions_in_cell(table.rows[i].get(col))
         for cap in [""] if cell is None else cell:
             if not cap.strip():
                 problem = f"{loc}: empty caption in column {col!r}"
@@ -322,20 +360,20 @@ def read_manifest(
     """
     table = read_table(path)
     cols, name = table.columns, path.name
-    img_col = _pick(cols, image_column, IMAGE_COLUMNS, path, "image", "--image-column")
+    img_col = pick_column(cols, image_column, IMAGE_COLUMNS, path, "image", "--image-column")
     if img_col is None:
         raise DatasetError(
             f"{name}: no image column (looked for {', '.join(IMAGE_COLUMNS)}; "
             f"columns: {', '.join(cols)}); name it with --image-column"
         )
-    cap_cols = _caption_columns(cols, text_columns, path)
-    label_col = _pick(cols, label_column, LABEL_COLUMNS, path, "label", "--label-column")
-    cname_col = _pick(cols, class_name_column, CLASS_NAME_COLUMNS, path, "class name", "--class-name-column")
+    cap_cols = caption_columns(cols, text_columns, path)
+    label_col = pick_column(cols, label_column, LABEL_COLUMNS, path, "label", "--label-column")
+    cname_col = pick_column(cols, class_name_column, CLASS_NAME_COLUMNS, path, "class name", "--class-name-column")
     if attribute_columns is None:
         attr_cols = [c for c in cols if c.lower() in ATTRIBUTE_COLUMNS]
     else:
-        attr_cols = [_pick(cols, c, (), path, "attribute", "attribute_columns") for c in attribute_columns]
-    split_col = _pick(cols, None, (SPLIT_COLUMN,), path, "split", "--split")
+        attr_cols = [pick_column(cols, c, (), path, "attribute", "attribute_columns") for c in attribute_columns]
+    split_col = pick_column(cols, None, (SPLIT_COLUMN,), path, "split", "--split")
     templates = tuple(templates) if templates else DEFAULT_TEMPLATES
 
     rows, locs = table.rows, table.locations
@@ -390,3 +428,54 @@ def read_manifest(
         attributes=attributes or None,
         skipped=skipped,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registration: how a manifest is recognised and read from a path.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _detect(spec: str) -> str | None:
+    from gapdiag.data.parquet import parquet_kinds
+
+    p = Path(spec)
+    if p.is_dir():
+        found = find_manifest(p)
+        return None if found is None else f"table {found.name}"
+    suffix = p.suffix.lower()
+    if not p.is_file() or suffix not in MANIFEST_SUFFIXES:
+        return None
+    if suffix == ".parquet" and parquet_kinds(p):
+        return None  # vector or image columns: another reader's Parquet
+    return f"table {p.name}"
+
+
+@register_reader(
+    "manifest",
+    detect=_detect,
+    accepted="a manifest (.csv/.tsv/.jsonl/.parquet, or a folder holding one)",
+    help="One row per image: image path, caption(s), optional label, class name, split and attributes.",
+    options=(
+        "image_column",
+        "text_columns",
+        "label_column",
+        "class_name_column",
+        "attribute_columns",
+        "templates",
+        "split",
+    ),
+    aliases=("csv", "tsv", "jsonl"),
+    order=10,
+    owns_subfolders=True,
+)
+def load_manifest(spec: str, *, skip_bad: bool = False, **options: Any) -> PairedDataset:
+    """Read a manifest file, or the one manifest table in a folder (see :func:`find_manifest`)."""
+    path = Path(spec)
+    if path.is_dir():
+        found = find_manifest(path)
+        if found is None:
+            raise DatasetError(
+                f"{path}: manifest not found (expected one .csv/.tsv/.jsonl/.parquet table in the folder)"
+            )
+        path = found
+    return read_manifest(path, skip_bad=skip_bad, **options)

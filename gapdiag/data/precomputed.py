@@ -18,35 +18,29 @@ size and mtime (the vectors are not hashed, so a 1 GB file costs one ``stat``).
 
 from __future__ import annotations
 
+import zlib
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.data.base import DATA_FINGERPRINT_VERSION, Modality, PairedDataset, fingerprint_files
+from gapdiag.data.base import (
+    DATA_FINGERPRINT_VERSION,
+    Modality,
+    PairedDataset,
+    fingerprint_files,
+    first_line,
+    not_utf8,
+)
+from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 
 _SAMPLE_INDEX_PREFIX = "sample_index_"
 _RESERVED = frozenset({"labels", "label", "class_names", "class_embeddings"})
 #: Rows checked for NaN/inf at a time: bounds memory for memory-mapped arrays.
 _FINITE_CHUNK_ROWS = 65536
-
-
-def parquet_has_vectors(path: Path) -> bool:
-    """True if a Parquet file has a list-of-floats column (precomputed vectors, not a manifest)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowException):  # not a readable Parquet file: the manifest reader reports it
-        return False
-    return any(
-        (pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type))
-        and pa.types.is_floating(f.type.value_type)
-        for f in schema
-    )
 
 
 def _modality_order(names: list[str]) -> list[str]:
@@ -220,13 +214,32 @@ def _split_named_arrays(named: dict[str, NDArray[Any]], source: Path, files: lis
     )
 
 
+#: What numpy raises on an empty, truncated or foreign file: a 0-byte ``.npy`` raises ``EOFError`` (which click
+#: would report as a Ctrl-C "aborted"), a cut ``.npz`` ``zipfile.BadZipFile`` or ``zlib.error``.
+_NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _unreadable(path: Path, exc: BaseException) -> DatasetError:
+    detail = first_line(exc)
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head:
+        detail = "the file is empty"
+    elif not head.startswith((b"\x93NUMPY", b"PK")):  # neither .npy nor a zip (.npz)
+        detail = "not a NumPy file"  # numpy would blame pickling: it tries that on unknown bytes
+    how = "np.savez" if path.suffix.lower() == ".npz" else "np.save"
+    return DatasetError(f"{path}: cannot read {path.suffix.lower()} ({detail}); write it again with {how}")
+
+
 def read_npz(path: Path) -> PairedDataset:
     """Read an ``.npz`` of per-modality arrays (see the module docstring)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             named = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: cannot read .npz: {str(exc).splitlines()[0]}") from None
+    except _NUMPY_READ_ERRORS as exc:
+        raise _unreadable(path, exc) from None
+    except AttributeError:  # np.load returned an array, not an archive: a .npy named .npz
+        raise DatasetError(f"{path}: a single .npy array, not an .npz archive (rename it to .npy)") from None
     return _split_named_arrays(named, path, [path])
 
 
@@ -238,13 +251,15 @@ def read_npy_dir(folder: Path) -> PairedDataset:
         try:
             # Vectors stay on disk; small arrays (labels, names) are read whole.
             named[f.stem] = np.load(f, mmap_mode=None if f.stem in _RESERVED else "r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{f}: cannot read .npy: {str(exc).splitlines()[0]}") from None
+        except _NUMPY_READ_ERRORS as exc:
+            raise _unreadable(f, exc) from None
     names_txt = folder / "class_names.txt"
     if "class_names" not in named and names_txt.is_file():
-        named["class_names"] = np.array(
-            [s for s in names_txt.read_text(encoding="utf-8").splitlines() if s.strip()]
-        )
+        try:
+            lines = names_txt.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise not_utf8(names_txt.read_bytes(), str(names_txt)) from None
+        named["class_names"] = np.array([s for s in lines if s.strip()])
         files.append(names_txt)
     return _split_named_arrays(named, folder, files)
 
@@ -253,9 +268,10 @@ def read_parquet_vectors(path: Path) -> PairedDataset:
     """Read a Parquet file with one list-of-floats column per modality and an optional ``label`` column."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    from gapdiag.data.parquet import read_table
+
+    table = read_table(path)
     named: dict[str, NDArray[Any]] = {}
     for field in table.schema:
         col = table.column(field.name).combine_chunks()
@@ -281,3 +297,39 @@ def read_parquet_vectors(path: Path) -> PairedDataset:
                 raise DatasetError(f"{path.name}: column {field.name!r} has blanks (fill every row)")
             named[field.name] = np.asarray(col.to_numpy(zero_copy_only=False))
     return _split_named_arrays(named, path, [path])
+
+
+def _detect(spec: str) -> str | None:
+    from gapdiag.data.parquet import VECTORS, parquet_kinds
+
+    p = Path(spec)
+    if p.is_dir():
+        arrays = sorted(f.name for f in p.glob("*.npy"))
+        return None if not arrays else f"arrays {', '.join(arrays[:3])}" + (", ..." if len(arrays) > 3 else "")
+    suffix = p.suffix.lower()
+    if not p.is_file():
+        return None
+    if suffix in (".npz", ".npy") or (suffix == ".parquet" and VECTORS in parquet_kinds(p)):
+        return f"vectors {p.name}"
+    return None
+
+
+@register_reader(
+    "precomputed",
+    detect=_detect,
+    accepted="precomputed .npz/.npy/.parquet embeddings",
+    help="Vectors made elsewhere, one (n_items, d) array per modality; no model is run.",
+    aliases=("embeddings", "npz"),
+    order=50,
+)
+def load_precomputed(spec: str, *, skip_bad: bool = False) -> PairedDataset:
+    """Read an ``.npz``, a folder of ``.npy`` (or one of its files) or a vector Parquet file."""
+    path = Path(spec)
+    if path.is_dir():
+        return read_npy_dir(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return read_npy_dir(path.parent)
+    if suffix == ".parquet":
+        return read_parquet_vectors(path)
+    return read_npz(path)

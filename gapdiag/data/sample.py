@@ -1,5 +1,9 @@
 """The sample data shipped in the repository's ``sample_data/`` folder (built by scripts/build_sample_data.py).
 
+An installed wheel carries a copy inside the package (``gapdiag/bundled/sample_data/``, put there by
+setup.py), so that ``gapdiag measure`` with no arguments works without a checkout; an editable install reads
+the checkout's folder in place. Same files, so the same data fingerprint: caches and baselines carry over.
+
 - ``sample_data/digits``: scikit-learn's 1,797 handwritten digits (UCI Optical Recognition of Handwritten
   Digits) as 32x32 PNGs with three captions each, labels, class names and an 80/20 train/test split;
 - ``sample_data/shapes``: 480 rendered coloured shapes with captions and ``color``/``shape``/``size``/
@@ -16,10 +20,13 @@ from gapdiag.errors import DatasetError
 
 #: Environment variable that points at another sample-data folder.
 SAMPLE_DATA_ENV = "GAPDIAG_SAMPLE_DATA"
+#: Where a built wheel keeps its copy, relative to the ``gapdiag`` package (see setup.py).
+PACKAGED_SAMPLE_DATA = ("bundled", "sample_data")
 
 
 def sample_data_dir() -> Path:
-    """The sample-data folder: ``$GAPDIAG_SAMPLE_DATA``, else ``sample_data/`` beside the ``gapdiag`` package.
+    """The sample-data folder: ``$GAPDIAG_SAMPLE_DATA``; else the installed package's copy
+    (``gapdiag/bundled/sample_data``); else ``sample_data/`` of the checkout the package is imported from.
 
     Raises:
         DatasetError: The folder does not exist.
@@ -27,12 +34,18 @@ def sample_data_dir() -> Path:
     import gapdiag
 
     env = os.environ.get(SAMPLE_DATA_ENV)
-    folder = Path(env) if env else Path(gapdiag.__file__).resolve().parent.parent / "sample_data"
+    if env:
+        folder = Path(env)
+        how = f"${SAMPLE_DATA_ENV}"
+    else:
+        package = Path(gapdiag.__file__).resolve().parent
+        packaged = package.joinpath(*PACKAGED_SAMPLE_DATA)
+        folder = packaged if packaged.is_dir() else package.parent / "sample_data"
+        how = "the installed package or the repository checkout"
     if not folder.is_dir():
-        how = f"${SAMPLE_DATA_ENV}" if env else "the repository checkout"
         raise DatasetError(
-            f"{folder}: sample data not found (from {how}); run `python scripts/build_sample_data.py` "
-            f"in a gapdiag checkout or set {SAMPLE_DATA_ENV}"
+            f"{folder}: sample data not found (from {how}); reinstall gapdiag from a wheel or the checkout, "
+            f"run `python scripts/build_sample_data.py` in a checkout, or set {SAMPLE_DATA_ENV}"
         )
     return folder
 

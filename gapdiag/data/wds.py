@@ -26,8 +26,10 @@ from gapdiag.data.base import (
     class_names_by_id,
     encode_labels,
     image_text_dataset,
+    not_utf8,
 )
 from gapdiag.data.images import TarMember
+from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 
 IMAGE_KEYS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
@@ -79,27 +81,64 @@ def _index_shard(shard: Path) -> dict[str, dict[str, Any]]:
         raise DatasetError(
             f"{shard}: not an uncompressed tar shard ({exc}); re-pack it with `tar -cf`"
         ) from None
-    with tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, ext = base_plus_ext(member.name)
-            if key is None or Path(key).name.startswith("."):
-                continue
-            ext = ext.lower()
-            fields = samples.setdefault(key, {})
-            if ext in IMAGE_KEYS:
-                fields[ext] = TarMember(shard, member.name, member.offset_data, member.size)
-            elif ext in _TEXT_KEYS:
-                raw = tar.extractfile(member).read().decode("utf-8").strip()  # type: ignore[union-attr]
-                if ext == "json":
-                    try:
-                        fields[ext] = json.loads(raw)
-                    except json.JSONDecodeError as exc:
-                        raise DatasetError(f"{shard.name}:{member.name}: invalid JSON ({exc.msg})") from None
-                else:
-                    fields[ext] = raw
+    last = None  # the last member read whole, to say where a truncated shard stops
+    size = shard.stat().st_size
+    try:
+        with tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                if member.offset_data + member.size > size:
+                    raise tarfile.ReadError(f"member {member.name!r} ends past the end of the file")
+                key, ext = base_plus_ext(member.name)
+                if key is None or Path(key).name.startswith("."):
+                    continue
+                ext = ext.lower()
+                fields = samples.setdefault(key, {})
+                if ext in IMAGE_KEYS:
+                    fields[ext] = TarMember(shard, member.name, member.offset_data, member.size)
+                elif ext in _TEXT_KEYS:
+                    fields[ext] = _member_value(tar, member, shard, ext)
+                last = member.name
+            # tarfile ends quietly at a header cut short past the first member: what follows the last member
+            # must be the zero blocks that close an archive.
+            if not _only_zeros(shard, tar.offset):
+                raise tarfile.ReadError(f"unreadable tar header at byte {tar.offset}")
+    except (tarfile.ReadError, EOFError, OSError) as exc:
+        # The tar headers run past the end of the file (an interrupted download or copy).
+        after = f" after member {last!r}" if last else ""
+        raise DatasetError(
+            f"{shard}: truncated or corrupt tar shard{after} ({exc}); download or pack the shard again"
+        ) from None
     return samples
+
+
+def _only_zeros(path: Path, start: int) -> bool:
+    with open(path, "rb") as f:
+        f.seek(start)
+        for block in iter(lambda: f.read(1 << 16), b""):
+            if block.strip(b"\0"):
+                return False
+    return True
+
+
+def _member_value(tar: tarfile.TarFile, member: tarfile.TarInfo, shard: Path, ext: str) -> Any:
+    """The decoded text of a ``txt``/``cls`` member, or the parsed object of a ``json`` member."""
+    data = tar.extractfile(member).read()  # type: ignore[union-attr]
+    if len(data) < member.size:
+        raise tarfile.ReadError(f"member {member.name!r} ends early")
+    try:
+        raw = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise not_utf8(data, f"{shard.name}:{member.name}", "write captions as UTF-8") from None
+    if ext != "json":
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(
+            f"{shard.name}:{member.name}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
+        ) from None
 
 
 def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDataset:
@@ -165,3 +204,27 @@ def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDatase
         class_names=class_names,
         skipped=skipped,
     )
+
+
+def _detect(spec: str) -> str | None:
+    p = Path(spec)
+    if is_shard_spec(spec) and ("{" in spec or p.is_file()):
+        return f"shards {p.name}"
+    if p.is_dir():
+        shards = sorted(f.name for f in p.glob("*.tar") if f.is_file())
+        if shards:
+            return f"shards {shards[0]}" + (f" and {len(shards) - 1} more" if len(shards) > 1 else "")
+    return None
+
+
+@register_reader(
+    "webdataset",
+    detect=_detect,
+    accepted="WebDataset .tar shards",
+    help="Uncompressed .tar shards of <key>.<ext> members: an image, txt/json captions, optional cls label.",
+    aliases=("wds",),
+    order=40,
+)
+def load_webdataset(spec: str, *, skip_bad: bool = False) -> PairedDataset:
+    """Read WebDataset shards (see :func:`read_webdataset`)."""
+    return read_webdataset(spec, skip_bad=skip_bad)

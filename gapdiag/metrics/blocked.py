@@ -165,14 +165,23 @@ def _tile_view(buf: NDArray[np.float32], rows: int, cols: int) -> NDArray[np.flo
     return buf[: rows * cols].reshape(rows, cols)
 
 
+#: Up to this ``2t``, ``exp(2t·s)`` for scores ``s ∈ [−1, 1]`` stays far inside float32's range (e^±88).
+_UNSHIFTED_MAX_2T = 40.0
+
+
 def _logsumexp_scores(scores: NDArray[np.float32], t: float) -> float:
     """``log Σ exp(2t·(s − 1))`` over a score tile, in place (the tile is overwritten); −inf if empty.
 
-    ``exp(2t(s − 1)) = exp(−t‖u − v‖²)`` for unit vectors; shifting by the tile's own maximum keeps the
-    sum exact for any ``t`` (no underflow to zero).
+    ``exp(2t(s − 1)) = exp(−t‖u − v‖²)`` for unit vectors. For the usual temperatures (``2t ≤ 40``) every
+    term ``exp(2t·s)`` lies in ``[e^−2t, e^2t]``, so the tile is exponentiated as it is (two passes over it,
+    where shifting by its maximum took four); for larger ``t``, shifting by the tile's own maximum keeps the
+    sum exact (no underflow to zero).
     """
     if scores.size == 0:
         return -math.inf
+    if 2.0 * t <= _UNSHIFTED_MAX_2T:
+        np.multiply(scores, np.float32(2.0 * t), out=scores)
+        return _logsumexp_scaled(scores, 2.0 * t)
     smax = float(scores.max())
     if smax == -math.inf:
         return -math.inf
@@ -182,6 +191,14 @@ def _logsumexp_scores(scores: NDArray[np.float32], t: float) -> float:
     np.exp(scores, out=scores)
     # A float32 pairwise sum of terms in (0, 1] is accurate to ~1e-7 relative; tiles are combined in float64.
     return 2.0 * t * (smax - 1.0) + math.log(float(scores.sum()))
+
+
+def _logsumexp_scaled(scaled: NDArray[np.float32], two_t: float) -> float:
+    """``log Σ exp(v − 2t)`` over a tile that already holds ``v = 2t·s`` (``2t ≤ 40``), in place."""
+    np.exp(scaled, out=scaled)
+    # Terms lie in [e^-2t, e^2t]: a float32 pairwise sum keeps ~1e-6 relative; tiles are combined in float64.
+    total = float(scaled.sum())
+    return math.log(total) - two_t if total > 0.0 else -math.inf
 
 
 #: ``on_tile(done, total)``: called after each tile of a quadratic pass (drives a progress bar with an ETA).
@@ -206,8 +223,13 @@ def within_pass(
     lse = -math.inf
     n_tiles = -(-n // block_size)
     total, done = n_tiles * (n_tiles + 1) // 2, 0
+    # For the usual temperatures the row block is scaled by 2t once, so BLAS writes 2t·s and the tile needs
+    # only exp and sum (see _logsumexp_scores).
+    scaled = 2.0 * t <= _UNSHIFTED_MAX_2T
     for i0 in range(0, n, block_size):
         zi = z[i0 : i0 + block_size]
+        if scaled:
+            zi = zi * np.float32(2.0 * t)
         for j0 in range(i0, n, block_size):
             zj = z[j0 : j0 + block_size]
             s = _tile_view(buf, zi.shape[0], zj.shape[0])
@@ -217,7 +239,8 @@ def within_pass(
                 if j0 == i0:
                     # Diagonal tile: keep the strict upper triangle (pairs i < j).
                     strip[lower[r0:r1, : zj.shape[0]]] = -np.inf
-                lse = float(np.logaddexp(lse, _logsumexp_scores(strip, t)))
+                term = _logsumexp_scaled(strip, 2.0 * t) if scaled else _logsumexp_scores(strip, t)
+                lse = float(np.logaddexp(lse, term))
             done += 1
             if on_tile is not None:
                 on_tile(done, total)
@@ -236,6 +259,8 @@ class CrossPassResult:
         rank_ab: Per A item (query) in the original order, the rank of its first true B item (number of
             other-sample B items ranked ahead of it, ties toward the lower index); -1 if it has none.
         rank_ba: The same for B items as queries over A.
+        top_ab, top_ba: With ``topk > 0``: per query (original order) the original indices of its ``topk``
+            best gallery items, same-sample items included (hubness).
     """
 
     lse_all: float = -math.inf
@@ -244,6 +269,8 @@ class CrossPassResult:
     n_nonmatching: int = 0
     rank_ab: NDArray[np.int64] | None = None
     rank_ba: NDArray[np.int64] | None = None
+    top_ab: NDArray[np.int64] | None = None
+    top_ba: NDArray[np.int64] | None = None
 
 
 def _sorted_by_sample(
@@ -367,6 +394,7 @@ def cross_pass(
     retrieval: bool = True,
     block_size: int = DEFAULT_BLOCK_SIZE,
     on_tile: TileCallback | None = None,
+    topk: int = 0,
 ) -> CrossPassResult:
     """One fused pass over the tiles of ``Â B̂ᵀ`` (unit vectors in, float32 BLAS per tile).
 
@@ -392,7 +420,11 @@ def cross_pass(
         retrieval: Compute the ranks.
         block_size: Tile side.
         on_tile: Called as ``on_tile(done, total)`` after each tile of the main pass.
+        topk: Also keep each query's ``topk`` best gallery items in both directions (0 = no), on the tile scores
+            before same-sample entries are masked (:class:`~gapdiag.metrics.running_topk.RunningTopK`).
     """
+    from gapdiag.metrics.running_topk import RunningTopK
+
     _check_block_size(block_size)
     a, sa, oa = _sorted_by_sample(a, a_sample)
     b, sb, ob = _sorted_by_sample(b, b_sample)
@@ -411,6 +443,7 @@ def cross_pass(
     n_same = _count_same_sample_pairs(sa, sb)
     result = CrossPassResult(n_all=a.shape[0] * b.shape[0], n_nonmatching=a.shape[0] * b.shape[0] - n_same)
     dir_a, dir_b = _Direction.empty(a.shape[0]), _Direction.empty(b.shape[0])
+    top_a, top_b = (RunningTopK(a.shape[0], topk), RunningTopK(b.shape[0], topk)) if topk else (None, None)
     if retrieval:
         # Exact best true score per query, from the same-sample entries of the few overlapping tiles.
         for ta in tiles_a:
@@ -433,6 +466,9 @@ def cross_pass(
         # Every elementwise step runs on cache-sized row strips of the tile, while they are hot.
         for r0, r1 in _strips(ta, tb[1] - tb[0]):
             strip = s[r0 - ta[0] : r1 - ta[0]]
+            if top_a is not None and top_b is not None:
+                top_a.update(strip, r0, ob[rows_b])
+                top_b.update(strip, tb[0], oa[r0:r1], axis=0)
             same_vals = None
             if check_same:
                 same = sa[r0:r1, None] == sb[None, rows_b]
@@ -453,6 +489,8 @@ def cross_pass(
     if retrieval:
         result.rank_ab = _in_original_order(dir_a, oa)
         result.rank_ba = _in_original_order(dir_b, ob)
+    if top_a is not None and top_b is not None:
+        result.top_ab, result.top_ba = top_a.in_order(oa), top_b.in_order(ob)
     return result
 
 

@@ -38,7 +38,15 @@ from gapdiag.metrics.blocked import (
     within_pass,
 )
 from gapdiag.metrics.cone import angular_value_from_stats
+from gapdiag.metrics.diagnostics import (
+    HUBNESS,
+    hubness_diagnostics,
+    linear_diagnostics,
+    needs_gram,
+    sampled_diagnostics,
+)
 from gapdiag.metrics.gap import cos_nonmatching_from_sums, gap_vector_from_stats
+from gapdiag.metrics.hubness import HUBNESS_K
 from gapdiag.metrics.rank import (
     effective_rank_from_singular_values,
     rankme_from_singular_values,
@@ -124,7 +132,7 @@ def compute_all(
     extras: dict[str, Any] = {"variants": {}, "skipped": {}}
 
     # 1. Linear metrics on every item.
-    need_gram = bool(bases & {"effective_rank", "rankme", "uniformity_w2"})
+    need_gram = bool(bases & {"effective_rank", "rankme", "uniformity_w2"}) or needs_gram(bases)
     need_stats = need_gram or bool(bases & {"modality_gap", "angular_value", "cos_nonmatching"})
     stats: dict[str, LinearStats] = {}
     if need_stats:
@@ -132,6 +140,8 @@ def compute_all(
             say(f"linear pass: {m}")
             stats[m] = linear_stats(vecs[m], m, gram=need_gram, block_size=block_size)
     _linear_metrics(bases, names, pairs, vecs, samples, stats, values, extras, block_size, say)
+    if need_gram:
+        linear_diagnostics(bases, names, pairs, stats, values, extras)
     if "zero_shot_accuracy" in bases:
         _zero_shot(es, image, vecs[image], samples[image], values, extras, block_size, device, say)
 
@@ -159,31 +169,60 @@ def compute_all(
             device=device,
             say=say,
             on_tile=on_tile,
+            rows=rows,
         )
 
     for b, definition in VARIANTS.items():
         if b in bases or (b == "recall_at_k" and bases & set(_RECALL_KS)):
             extras["variants"][b] = definition
-    if wanted_full:
-        missing = sorted(wanted_full - set(values) - set(extras["skipped"]))
-        if missing:
-            raise InputError(
-                f"metric(s) {', '.join(missing)} not produced for modalities {names}; "
-                f"available: {', '.join(sorted(values))}"
-            )
+    if metrics is not None:
+        _require_requested(bare, wanted_full, values, extras["skipped"], names)
         values = {k: v for k, v in values.items() if k in wanted_full or k.split("/")[0] in bare}
     return values, extras
 
 
+def _require_requested(
+    bare: set[str], wanted_full: set[str], values: dict[str, float], skipped: dict[str, str], names: list[str]
+) -> None:
+    """A metric asked for by name must appear: one that produced no value at all is an error saying why.
+
+    A base name that produced some of its values (``recall_at_10`` in one direction only) is not an error;
+    the rest stays in ``skipped`` with its reason, which the CLI prints.
+    """
+    produced_bases = {k.split("/")[0] for k in values}
+    reasons = []
+    for name in sorted(wanted_full - set(values)):
+        if name in skipped:
+            reasons.append(f"{name}: {skipped[name]}")
+        else:
+            raise InputError(
+                f"metric(s) {name} not produced for modalities {names}; "
+                f"available: {', '.join(sorted(values))}"
+            )
+    for base in sorted(bare - produced_bases):
+        why = sorted({reason for full, reason in skipped.items() if full.split("/")[0] == base})
+        reasons.append(f"{base}: {'; '.join(why) or 'does not apply to this data'}")
+    if reasons:
+        raise InputError(
+            f"cannot compute the metric(s) asked for by name: {'; '.join(reasons)}",
+            hint="use data that has what they need, or leave them out of --metrics",
+        )
+
+
 def _select(metrics: Sequence[str] | None) -> tuple[set[str], set[str], set[str]]:
     """Bases to compute, bases asked for whole, and full names asked for (``base/qualifier``)."""
+    own = {b: None for b, info in REGISTRY.items() if not info.two_models}  # dict: registry order
     if metrics is None:
-        return set(REGISTRY), set(REGISTRY), set()
+        return set(own), set(own), set()
     if isinstance(metrics, str):
         metrics = [metrics]
     unknown = [m for m in metrics if m.split("/")[0] not in REGISTRY]
     if unknown:
-        raise InputError(f"unknown metric(s) {', '.join(unknown)}; valid names: {', '.join(REGISTRY)}")
+        raise InputError(f"unknown metric(s) {', '.join(unknown)}; valid names: {', '.join(own)}")
+    two = [m for m in metrics if m.split("/")[0] not in own]
+    if two:
+        raise InputError(f"{', '.join(two)} compare two models: use `gapdiag compare -m A -m B` "
+                         "(or check against a baseline whose vectors are cached)")
     full = {m for m in metrics if "/" in m}
     bare = {m for m in metrics if "/" not in m}
     return bare | {m.split("/")[0] for m in full}, bare, full
@@ -259,6 +298,11 @@ def _zero_shot(
     if es.class_embeddings is None or es.labels is None:
         extras["skipped"][f"zero_shot_accuracy/{image}"] = "needs class_embeddings and labels"
         return
+    if len(es.class_embeddings) < 2:  # one class: every image is "right", 1.0 says nothing
+        extras["skipped"][f"zero_shot_accuracy/{image}"] = (
+            f"needs at least 2 classes (the data has {len(es.class_embeddings)})"
+        )
+        return
     from gapdiag.metrics.zeroshot import zero_shot_accuracy
 
     say(f"zero-shot accuracy: {image}")
@@ -315,6 +359,7 @@ def _quadratic_metrics(
     device: str,
     say: Callable[[str], None],
     on_tile: Callable[[str, int, int], None] | None = None,
+    rows: dict[str, NDArray[np.intp] | None] | None = None,
 ) -> None:
     def ticker(step: str) -> Callable[[int, int], None] | None:
         return None if on_tile is None else (lambda done, total: on_tile(step, done, total))
@@ -330,10 +375,12 @@ def _quadratic_metrics(
             within[m] = within_pass(units[m], t=t, block_size=block_size, on_tile=ticker(f"uniformity {m}"))
             _put(values, extras, f"uniformity_wang_isola/{m}", log_mean_exp(within[m], n * (n - 1) // 2))
     cross: dict[tuple[str, str], CrossPassResult] = {}
+    hub = bool(bases & set(HUBNESS))
     fused_retrieval = bool(ks) and engine == "blocked"
+    rows = rows or {m: None for m in names}
     for a, b in pairs:
         need_u = wi or "uniformity_cross" in bases
-        if need_u or fused_retrieval:
+        if need_u or fused_retrieval or (hub and engine == "blocked"):
             say(f"cross pass: {a}-{b}")
             cross[a, b] = cross_pass(
                 units[a],
@@ -345,6 +392,7 @@ def _quadratic_metrics(
                 retrieval=fused_retrieval,
                 block_size=block_size,
                 on_tile=ticker(f"cross pass {a}-{b}"),
+                topk=HUBNESS_K if hub and engine == "blocked" else 0,
             )
         if "uniformity_cross" in bases:
             res = cross[a, b]
@@ -354,8 +402,9 @@ def _quadratic_metrics(
                 f"uniformity_cross/{a}-{b}",
                 log_mean_exp(res.lse_nonmatching, res.n_nonmatching),
             )
-        if ks:
-            _retrieval(a, b, units, sub, ks, cross.get((a, b)), engine, device, values, extras, say, seed=seed)
+        if ks or hub:
+            _retrieval(a, b, units, sub, ks, cross.get((a, b)), engine, device, values, extras, say, seed=seed,
+                       hub_bases=bases & set(HUBNESS), rows=rows)
     if wi:
         values["uniformity_wang_isola/joint"] = joint_uniformity(
             [within[m] for m in names],
@@ -368,6 +417,7 @@ def _quadratic_metrics(
 
         extras["variants"]["search_backend"] = search_backend(device, "flat" if engine == "faiss" else engine)
     _clustering(bases, es, names, image, units, sub, values, extras, seed, say)
+    sampled_diagnostics(bases, names, pairs, units, values, extras, seed)
 
 
 def _put(values: dict[str, float], extras: dict[str, Any], name: str, value: float) -> None:
@@ -392,10 +442,12 @@ def _retrieval(
     say: Callable[[str], None],
     *,
     seed: int = 0,
+    hub_bases: set[str] | None = None,
+    rows: dict[str, NDArray[np.intp] | None] | None = None,
 ) -> None:
-    for q, g, ranks in (
-        (a, b, None if fused is None else fused.rank_ab),
-        (b, a, None if fused is None else fused.rank_ba),
+    for q, g, ranks, top in (
+        (a, b, None if fused is None else fused.rank_ab, None if fused is None else fused.top_ab),
+        (b, a, None if fused is None else fused.rank_ba, None if fused is None else fused.top_ba),
     ):
         direction = f"{q}_to_{g}"
         usable = [k for k in ks if k <= units[g].shape[0]]
@@ -403,16 +455,18 @@ def _retrieval(
             extras["skipped"][f"recall_at_{k}/{direction}"] = (
                 f"K={k} exceeds the gallery ({units[g].shape[0]} items)"
             )
-        if not usable:
-            continue
+        recalls: dict[int, float] = {}
         if ranks is not None:
             recalls = hits_at_k(ranks, usable)
-        else:
-            from gapdiag.metrics.retrieval import recall_at_k
+        elif usable or (hub_bases and top is None):
+            from gapdiag.metrics.retrieval import recall_and_topk
 
             say(f"retrieval ({engine}): {direction}")
-            recalls = recall_at_k(units[q], units[g], sub[q], sub[g], usable, normalize=False, device=device,
-                                  engine=engine)
+            # Hubness reuses this search's top lists, searched HUBNESS_K deep when R@K alone would stop earlier.
+            recalls, top = recall_and_topk(units[q], units[g], sub[q], sub[g], usable or [1],
+                                           depth=HUBNESS_K if hub_bases else 0, normalize=False, device=device,
+                                           engine="faiss" if engine == "blocked" else engine)
+            recalls = recalls if usable else {}
             if engine in ("hnsw", "ivf"):
                 from gapdiag.metrics.retrieval import approximate_recall_agreement
 
@@ -422,6 +476,8 @@ def _retrieval(
                     seed=seed, normalize=False, device=device)
         for k, r in recalls.items():
             values[f"recall_at_{k}/{direction}"] = r
+        if hub_bases and top is not None:
+            hubness_diagnostics(hub_bases, direction, top, units[g].shape[0], (rows or {}).get(g), values, extras)
 
 
 def _clustering(
@@ -438,8 +494,14 @@ def _clustering(
 ) -> None:
     mats = [units[m] for m in names]
     if "v_measure_class" in bases:
+        in_subset = np.concatenate(list(sub.values()))
+        n_classes = 0 if es.labels is None else len(np.unique(np.asarray(es.labels)[in_subset]))
         if es.labels is None:
             extras["skipped"]["v_measure_class/joint"] = "needs class labels"
+        elif n_classes < 2:
+            # one class: V-Measure is 1.0 by definition and says nothing about the embedding space
+            reason = f"needs at least 2 classes (the data has {n_classes})"
+            extras["skipped"]["v_measure_class/joint"] = reason
         else:
             from gapdiag.metrics.clustering import v_measure_class
 

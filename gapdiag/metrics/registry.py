@@ -28,6 +28,8 @@ class MetricInfo:
         description: One line for tables and ``--help``.
         quadratic: Needs all pairs of items (sampled by ``compute_all(sample=...)``); False = one pass.
         also_joint: Per-modality metric that is also reported on the joint set (``base/joint``).
+        two_models: Compares two embeddings of the same data (``compare -m A -m B``, ``check`` against a
+            cached baseline); never produced by ``compute_all``.
     """
 
     name: str
@@ -39,10 +41,13 @@ class MetricInfo:
     description: str
     quadratic: bool
     also_joint: bool = False
+    two_models: bool = False
 
 
 _WI = "Wang & Isola, ICML 2020, §4.1"
 _GR = "Grassucci et al. 2026, §3"
+_SCH = "Schrodi et al., ICLR 2025 (Two effects, one trigger), §4"
+_HUB = "Radovanović et al., JMLR 2010; Feldbauer et al. 2018 (Robin Hood index)"
 _CB = "CLIP_benchmark zeroshot_retrieval.py; Radford et al., ICML 2021, §3"
 
 REGISTRY: dict[str, MetricInfo] = {
@@ -207,5 +212,41 @@ REGISTRY: dict[str, MetricInfo] = {
             "accuracy of attribute swaps by embedding arithmetic",
             True,
         ),
+        # Diagnostics beyond the centroid gap (docs/metrics.md, "Gap decomposition" and after).
+        MetricInfo("gap_w2_squared", False, (0.0, 6.0), "pair", "decomposition", _SCH,
+                   "squared 2-Wasserstein distance of Gaussian fits of the two modalities (centroid + Bures)", False),
+        MetricInfo("gap_bures", False, (0.0, 2.0), "pair", "decomposition", _SCH,
+                   "Bures (shape) term of the W2 split: tr(Sx + Sy - 2 (Sx^1/2 Sy Sx^1/2)^1/2)", False),
+        MetricInfo("gap_centroid_share", None, (0.0, 1.0), "pair", "decomposition", _SCH,
+                   "share of W2^2 carried by the centroid term |delta|^2", False),
+        *(
+            MetricInfo(f"gap_dims_{q}{basis}", None, (0.0, None), "pair", "decomposition", _SCH,
+                       f"dimensions ({'PCA basis of the joint set' if basis else 'model basis'}) carrying "
+                       f"{q} % of |delta|^2", False)
+            for basis in ("", "_pca")
+            for q in (50, 90)
+        ),
+        MetricInfo("mmd_centred", False, (None, 2.0), "pair", "decomposition", "Gretton et al., JMLR 2012, eq. 3",
+                   "unbiased MMD^2 (RBF, median heuristic) of the mean-centred modalities, on a seeded sample",
+                   True),
+        MetricInfo("mmd_pvalue", None, (0.0, 1.0), "pair", "decomposition", "Gretton et al., JMLR 2012, §5",
+                   "permutation p-value of mmd_centred (small = shapes differ)", True),
+        MetricInfo("hubness_skewness", False, (None, None), "direction", "hubness", _HUB,
+                   "skewness of the k-occurrence N_10 of gallery items (0 = even; large = hubs)", True),
+        MetricInfo("robin_hood", False, (0.0, 1.0), "direction", "hubness", _HUB,
+                   "share of top-10 slots that would move from hubs to give every gallery item the same count",
+                   True),
+        MetricInfo("antihub_share", False, (0.0, 1.0), "direction", "hubness", _HUB,
+                   "fraction of gallery items in no query's top 10", True),
+        MetricInfo("twonn_dimension", None, (0.0, None), "modality", "intrinsic",
+                   "Facco et al., Sci. Rep. 2017 (TwoNN), MLE form",
+                   "intrinsic dimension from 2-NN distance ratios (on at most 10000 points)", True, True),
+        MetricInfo("isoscore", True, (0.0, 1.0), "modality", "intrinsic", "Rudman et al., Findings ACL 2022, Alg. 1",
+                   "IsoScore: 1 = variance spread evenly over all dimensions, 0 = one direction", False, True),
+        MetricInfo("linear_cka", True, (None, 1.0), "modality", "similarity",
+                   "Kornblith et al., ICML 2019; Song et al., JMLR 2012 (unbiased HSIC)",
+                   "debiased linear CKA between two models' embeddings of the same items", False, True, True),
+        MetricInfo("mutual_knn", True, (0.0, 1.0), "modality", "similarity", "Huh et al., ICML 2024, §2",
+                   "mean overlap of the 10 nearest neighbours of each item under two models", True, True, True),
     )
 }

@@ -58,9 +58,9 @@ def _faiss_gpus() -> int:
 
 
 def _torch_gpus() -> int:
-    import torch
+    from gapdiag import device as devices
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return devices.cuda_count()
 
 
 def _use_gpu(device: str) -> tuple[str | None, int]:
@@ -68,19 +68,25 @@ def _use_gpu(device: str) -> tuple[str | None, int]:
 
     The backend is ``"faiss"`` (a FAISS GPU index) where the FAISS build has GPU support, else ``"torch"``
     (exact flat search with torch on CUDA: faiss-gpu needs CUDA 12 libraries that many GPU machines lack, while
-    torch brings its own).
+    torch brings its own). ``auto`` on a machine without any GPU device node imports neither FAISS nor torch.
     """
-    if device == "cpu":
+    from gapdiag import device as devices
+    from gapdiag.errors import ModelError
+
+    try:
+        dev = devices.parse(device)
+    except ModelError:
+        dev = devices.Device("mps")  # refused below, with the message that names what search accepts
+    if dev.kind == "cpu":
         return None, 0
-    if device == "auto":
+    if dev.kind == "auto":
+        if not devices.gpu_possible():
+            return None, 0
         if _faiss_gpus():
             return "faiss", 0
         return ("torch", 0) if _torch_gpus() else (None, 0)
-    if device == "cuda" or device.startswith("cuda:"):
-        suffix = device.split(":", 1)[1] if ":" in device else "0"
-        if not suffix.isdigit():
-            raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-        gpu_id = int(suffix)
+    if dev.kind == "cuda":
+        gpu_id = dev.index or 0
         visible = 0
         for backend, count in (("faiss", _faiss_gpus), ("torch", _torch_gpus)):
             n = count()
@@ -116,9 +122,9 @@ def _resolve_backend(device: str, index: str) -> tuple[str, int]:
 def search_device(model_device: str) -> str:
     """The search device that goes with a model on ``model_device``: the same one, except for accelerators
     that neither FAISS nor torch-on-CUDA search with (``mps``), which search on the CPU."""
-    if model_device in ("cpu", "auto", "cuda") or model_device.startswith("cuda:"):
-        return model_device
-    return "cpu"
+    from gapdiag import device as devices
+
+    return "cpu" if devices.parse(model_device).kind == "mps" else str(devices.parse(model_device))
 
 
 class _TorchFlatIndex:
@@ -464,6 +470,25 @@ def recall_at_k(
         >>> recall_at_k(txt, img, [0, 1, 1], [0, 1], ks=(1, 2), device="cpu")
         {1: 0.3333333333333333, 2: 1.0}
     """
+    return recall_and_topk(queries, gallery, query_sample, gallery_sample, ks, normalize=normalize, engine=engine,
+                           device=device, batch_size=batch_size)[0]
+
+
+def recall_and_topk(
+    queries: ArrayLike,
+    gallery: ArrayLike,
+    query_sample: ArrayLike,
+    gallery_sample: ArrayLike,
+    ks: Sequence[int] = (1, 5, 10),
+    *,
+    depth: int = 0,
+    normalize: bool = True,
+    engine: str = "faiss",
+    device: str = "auto",
+    batch_size: int = 1024,
+) -> tuple[dict[int, float], NDArray[np.int64]]:
+    """:func:`recall_at_k` plus the top lists it searched, at least ``depth`` deep (capped at the gallery size),
+    so that hubness reuses the retrieval search instead of searching again."""
     if engine not in RECALL_ENGINES:
         raise InputError(
             f"engine must be one of {', '.join(RECALL_ENGINES)} for recall_at_k, got {engine!r} "
@@ -480,11 +505,11 @@ def recall_at_k(
     ks = [_check_k(k, g.shape[0], "K") for k in ks]
     # "faiss" = exact IndexFlatIP; "hnsw"/"ivf" = approximate indexes for sets beyond exact reach.
     index = "flat" if engine == "faiss" else engine
-    _, top = _topk(q, g, max(ks), device=device, batch_size=batch_size, index=index)
+    _, top = _topk(q, g, max(*ks, min(depth, g.shape[0])), device=device, batch_size=batch_size, index=index)
     # Rank of the first hit per query (max(ks) when there is none): one pass serves every K.
-    hits = g_ids[top] == q_ids[:, None]
+    hits = g_ids[top[:, : max(ks)]] == q_ids[:, None]
     first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), max(ks))
-    return {k: float(np.mean(first_hit < k)) for k in ks}
+    return {k: float(np.mean(first_hit < k)) for k in ks}, top
 
 
 def approximate_recall_agreement(

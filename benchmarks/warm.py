@@ -1,0 +1,131 @@
+"""Warm re-measure: how close a repeated `gapdiag measure` comes to interpreter start-up (issue #12).
+
+    python benchmarks/warm.py                       # bundled default + a 500-image COCO set, 5 repeats
+    python benchmarks/warm.py --repeat 9 --n-images 500 --model ViT-B-32
+
+Everything is timed as a fresh process (what a user or CI step pays), in one run, so that the ratios hold on
+a noisy machine; each time is the median of ``--repeat`` runs:
+- ``python -c "import numpy"``: the start-up floor;
+- ``gapdiag --version`` and ``--help``: target < 0.5 s;
+- warm ``gapdiag measure`` on the bundled default (cache filled by one earlier run);
+- a 500-image COCO-format set (made from the bundled digits, 5 captions per image): a cold ``gapdiag measure``
+  into an empty cache (it embeds) and a warm one on the filled cache;
+- optionally (``--report``) a cold and a warm ``gapdiag report --method umap``.
+Targets: warm default ÷ numpy start-up <= 8; warm COCO ÷ cold COCO <= 0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GAPDIAG = [sys.executable, "-m", "gapdiag"]
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
+    return elapsed
+
+
+def median(cmd: list[str], env: dict[str, str], repeat: int) -> float:
+    return statistics.median(timed(cmd, env) for _ in range(repeat))
+
+
+def make_coco(root: Path, n_images: int) -> Path:
+    """A COCO-captions JSON over ``n_images`` of the bundled digits (upscaled to 64x64 RGB), 5 captions each."""
+    from PIL import Image
+
+    from gapdiag.data.sample import sample_data_dir
+
+    digits = sample_data_dir() / "digits"
+    rows = list(csv.DictReader(open(digits / "manifest.csv", newline="")))
+    if n_images > len(rows):
+        sys.exit(f"--n-images at most {len(rows)} (the bundled digits)")
+    images_dir = root / "images"
+    images_dir.mkdir(parents=True)
+    images, annotations = [], []
+    for i, row in enumerate(rows[:n_images]):
+        name = f"{i:06d}.jpg"
+        Image.open(digits / row["image"]).convert("RGB").resize((64, 64)).save(images_dir / name, quality=90)
+        images.append({"id": i, "file_name": name})
+        captions = [row[k] for k in ("caption_1", "caption_2", "caption_3") if row.get(k)]
+        captions += [f"a photo of the digit {row['class_name']}", f"handwritten {row['class_name']}"]
+        annotations += [{"id": len(annotations) + j, "image_id": i, "caption": c} for j, c in enumerate(captions[:5])]
+    path = root / "captions_bench.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations}))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5, help="median of N runs of each (default 5)")
+    parser.add_argument("--cold-repeat", type=int, default=2, help="median of N cold COCO runs (default 2)")
+    parser.add_argument("--n-images", type=int, default=500)
+    parser.add_argument("--model", default=None, help="for the COCO set; default: the bundled checkpoint")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--report", action="store_true", help="also time a cold and a warm `gapdiag report`")
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    env.pop("GAPDIAG_CACHE_DIR", None)
+    model = ["--model", args.model] if args.model else []
+    device = ["--device", args.device]
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        coco = make_coco(tmp / "coco", args.n_images)
+        numpy_t = median([sys.executable, "-c", "import numpy"], env, args.repeat)
+        version_t = median([*GAPDIAG, "--version"], env, args.repeat)
+        help_t = median([*GAPDIAG, "--help"], env, args.repeat)
+
+        default_cache = str(tmp / "cache-default")
+        default_cmd = [*GAPDIAG, "measure", "-q", "--cache-dir", default_cache, *device]
+        default_cold = timed(default_cmd, env)
+        default_warm = median(default_cmd, env, args.repeat)
+
+        colds = []
+        for k in range(args.cold_repeat):
+            cache = str(tmp / f"cache-coco-{k}")
+            colds.append(timed([*GAPDIAG, "measure", "-q", "--data", str(coco), *model, *device,
+                                "--cache-dir", cache], env))
+        coco_cmd = [*GAPDIAG, "measure", "-q", "--data", str(coco), *model, *device, "--cache-dir", cache]
+        coco_warm = median(coco_cmd, env, args.repeat)
+        coco_cold = statistics.median(colds)
+
+        report_times = None
+        if args.report:
+            out = str(tmp / "report.html")
+            report_cmd = [*GAPDIAG, "report", "-q", "--data", str(coco), *model, *device, "--cache-dir",
+                          str(tmp / "cache-report"), "--out", out]
+            report_times = (timed(report_cmd, env), median(report_cmd, env, max(1, args.repeat // 2)))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
+          f"median of {args.repeat} (cold COCO: {args.cold_repeat})")
+    print(f"python -c 'import numpy'          {numpy_t:7.3f} s")
+    print(f"gapdiag --version                 {version_t:7.3f} s   (target < 0.5 s)")
+    print(f"gapdiag --help                    {help_t:7.3f} s   (target < 0.5 s)")
+    print(f"measure, bundled default, cold    {default_cold:7.3f} s")
+    print(f"measure, bundled default, warm    {default_warm:7.3f} s")
+    print(f"measure, COCO {args.n_images} images, cold     {coco_cold:7.3f} s")
+    print(f"measure, COCO {args.n_images} images, warm     {coco_warm:7.3f} s")
+    if report_times:
+        print(f"report, COCO, cold / warm         {report_times[0]:7.3f} s / {report_times[1]:.3f} s")
+    print(f"ratio warm default / numpy start-up = {default_warm / numpy_t:6.2f}   (target <= 8)")
+    print(f"ratio warm COCO / cold COCO         = {coco_warm / coco_cold:6.3f}   (target <= 0.1)")
+
+
+if __name__ == "__main__":
+    main()

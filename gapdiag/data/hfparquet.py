@@ -1,0 +1,303 @@
+"""Hugging Face Parquet reader: image-text shards as ``datasets`` exports them, read without unpacking to files.
+
+Accepted paths:
+
+- one ``.parquet`` file, a glob (``data/train-*.parquet``), or a folder holding shards at its top level, in
+  ``data/`` (``data/train-00000-of-00002.parquet``, the Hub layout) or in one sub-folder per split
+  (``train/0000.parquet``); a sub-folder holding images is not searched (it is an image folder's class);
+- the image column holds Hugging Face's ``Image`` feature, a ``{bytes, path}`` struct, or raw bytes. A row with
+  only a ``path`` points at a file relative to the shard's folder;
+- captions: ``caption`` / ``text`` / ``captions`` (a string or a list of strings) or ``caption_1..n``, as in a
+  manifest; ``label``: integer class ids, named by the ``ClassLabel`` names that ``datasets`` stores in the file's
+  metadata. Without captions, labelled rows get the prompt templates filled with their class name.
+
+The split of a shard is its name's prefix (``train-00000-of-00002``) or its split folder; ``split=`` keeps one, and
+shards of several splits without ``split=`` are an error rather than a silent mix. Images stay in the files: each
+is a :class:`~gapdiag.data.images.ParquetImage` (shard, row group, row) decoded when embedded; the fingerprint
+hashes the shard files, so it covers the image bytes.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gapdiag.data.base import (
+    DEFAULT_TEMPLATES,
+    ImageTextItems,
+    PairedDataset,
+    encode_labels,
+    image_text_dataset,
+    template_captions,
+)
+from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
+from gapdiag.data.manifest import caption_columns, captions_in_cell, is_blank, pick_column
+from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
+from gapdiag.data.registry import register_reader
+from gapdiag.errors import DatasetError
+
+_SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d+-of-\d+$")
+
+
+def _has_images(path: Path) -> bool:
+    return IMAGES in parquet_kinds(path)
+
+
+def find_shards(spec: str) -> list[Path]:
+    """The Parquet files with an image column that ``spec`` names: a file, a glob or a folder (see module doc)."""
+    path = Path(spec)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():  # a glob pattern (a path that exists is never read as one: names may hold [ ])
+        return [p for p in map(Path, sorted(glob.glob(spec, recursive=True))) if p.suffix == ".parquet"]
+    subfolders = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    candidates = [*_parquet_files(path), *(p for d in subfolders for p in _parquet_files(d))]
+    return [p for p in candidates if _has_images(p)]
+
+
+def _parquet_files(folder: Path) -> list[Path]:
+    """The visible ``.parquet`` files in ``folder``; none if it holds images (a class folder, not shards).
+
+    Stopping at the first image keeps detection cheap beside an image folder of a million files.
+    """
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
+                return []
+            if entry.name.endswith(".parquet") and not entry.name.startswith(".") and entry.is_file():
+                found.append(Path(entry.path))
+    return sorted(found)
+
+
+def shard_split(shard: Path, root: Path) -> str | None:
+    """``train`` for ``train-00000-of-00002.parquet`` or ``train/0000.parquet``; ``None`` if the name has none."""
+    match = _SHARD_NAME.match(shard.stem)
+    if match:
+        return match.group("split")
+    if shard.parent != root and shard.parent.name != "data":
+        return shard.parent.name
+    return None
+
+
+def _select_split(shards: list[Path], spec: str, split: str | None) -> list[Path]:
+    root = Path(spec) if Path(spec).is_dir() else Path(spec).parent
+    splits = {s: shard_split(s, root) for s in shards}
+    found = sorted({v for v in splits.values() if v is not None})
+    if split is not None:
+        kept = [s for s in shards if splits[s] == split]
+        if not kept:
+            raise DatasetError(f"{spec}: no shard of split {split!r} (splits: {', '.join(found) or 'none'})")
+        return kept
+    if len(found) > 1:
+        raise DatasetError(f"{spec}: shards of several splits ({', '.join(found)}); choose one with --split")
+    return shards
+
+
+def _class_names(schema: Any, column: str) -> list[str] | None:
+    """The ``ClassLabel`` names ``datasets`` keeps in the schema metadata for ``column``, if any."""
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if raw is None:
+        return None
+    try:
+        features = json.loads(raw).get("info", {}).get("features", {})
+    except (ValueError, AttributeError):
+        return None
+    feature = features.get(column) if isinstance(features, dict) else None
+    names = feature.get("names") if isinstance(feature, dict) else None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
+def _image_column(schema: Any, given: str | None, shard: Path) -> str:
+    columns = list(schema.names)
+    if given is not None:
+        pick_column(columns, given, (), shard, "image", "--image-column")
+        if not is_image_type(schema.field(given).type):
+            kind = schema.field(given).type
+            raise DatasetError(f"{shard.name}: column {given!r} holds {kind}, not image bytes; fix --image-column")
+        return given
+    found = [f.name for f in schema if is_image_type(f.type)]
+    if len(found) > 1:
+        raise DatasetError(
+            f"{shard.name}: several image columns ({', '.join(found)}); choose one with --image-column"
+        )
+    if not found:
+        raise DatasetError(
+            f"{shard.name}: no image column ({{bytes, path}} struct or binary); columns: {', '.join(columns)}"
+        )
+    return found[0]
+
+
+def read_hf_parquet(
+    spec: str,
+    *,
+    image_column: str | None = None,
+    text_columns: Sequence[str] | None = None,
+    label_column: str | None = None,
+    templates: Sequence[str] | None = None,
+    split: str | None = None,
+    skip_bad: bool = False,
+) -> PairedDataset:
+    """Read Hugging Face Parquet shards into an image-text :class:`PairedDataset` (see the module docstring).
+
+    Raises:
+        DatasetError: No shard, mixed splits, shards with different columns, no image or caption column, a row
+            without image bytes or caption (with its file and row), or labels on only some rows.
+    """
+    shards = find_shards(spec)
+    if not shards:
+        raise DatasetError(f"{spec}: no Parquet file with an image column here (check the path or the pattern)")
+    shards = _select_split(shards, spec, split)
+    schema = read_schema(shards[0])
+    img_col = _image_column(schema, image_column, shards[0])
+    cap_cols = caption_columns(schema.names, text_columns, shards[0])
+    label_col = pick_column(schema.names, label_column, ("label", "labels"), shards[0], "label", "--label-column")
+    class_names = None if label_col is None else _class_names(schema, label_col)
+    if not cap_cols and class_names is None:
+        raise DatasetError(
+            f"{shards[0].name}: no caption column (looked for caption, text, captions, caption_1..n; columns: "
+            f"{', '.join(schema.names)}) and no ClassLabel names; name it with --text-column"
+        )
+    needed = [img_col, *cap_cols, *([label_col] if label_col else [])]
+    items, skipped, raw_labels = ImageTextItems(), [], []
+
+    def bad(message: str) -> None:
+        if not skip_bad:
+            raise DatasetError(f"{message} (fix the row or pass --skip-bad)")
+        skipped.append(message)
+
+    for shard in shards:
+        missing = [c for c in needed if c not in read_schema(shard).names]
+        if missing:
+            raise DatasetError(f"{shard}: no column {missing[0]!r}, which {shards[0].name} has (shards must match)")
+        row = 0
+        for group, cells, has_bytes, paths in readable(shard, lambda p: _read_cells(p, needed, img_col)):
+            for index, cell in enumerate(cells):
+                row += 1
+                loc = f"{shard.name}:{row}"
+                image = _image_item(shard, group, index, img_col, row, has_bytes[index], paths[index])
+                if isinstance(image, str):
+                    bad(f"{loc} column {img_col!r}: {image}")
+                    continue
+                every = _row_captions(cell, cap_cols, loc)
+                caps = [(c, where) for c, where in every if c]
+                if len(caps) < len(every):
+                    bad(f"{loc}: empty caption")  # with skip_bad: drop the blank ones, keep the rest
+                if cap_cols and not caps:
+                    continue
+                items.add(image, loc, caps)
+                raw_labels.append(None if label_col is None else cell.get(label_col))
+
+    labels = None
+    if label_col is not None:
+        if any(is_blank(v) for v in raw_labels):
+            first = items.image_locations[[is_blank(v) for v in raw_labels].index(True)]
+            raise DatasetError(f"{first}: blank label in column {label_col!r} (label every row)")
+        labels, names = encode_labels(raw_labels, f"{shards[0].name} column {label_col!r}")
+        class_names = names if names is not None else class_names
+    templates = tuple(templates) if templates else DEFAULT_TEMPLATES
+    if not cap_cols and labels is not None and class_names is not None:
+        captions, samples, cap_locs = template_captions(labels, class_names, templates, items.image_locations)
+        items = ImageTextItems(items.images, items.image_locations, captions, samples.tolist(), cap_locs)
+    if Path(spec).is_dir():
+        name = Path(spec).name
+    else:
+        name = shards[0].stem if len(shards) == 1 else shards[0].parent.name
+    return image_text_dataset(
+        name=name,
+        source=spec,
+        format="huggingface",
+        items=items,
+        files=shards,
+        # No split: the shard files it chose are hashed, so a glob of the same shards is the same data.
+        options={"image_column": img_col, "text_columns": cap_cols, "label_column": label_col},
+        labels=labels,
+        class_names=class_names,
+        templates=templates,
+        skipped=skipped,
+    )
+
+
+def _read_cells(
+    shard: Path, columns: Sequence[str], img_col: str
+) -> list[tuple[int, list[dict[str, Any]], list[bool], list[str | None]]]:
+    """Per row group: its index, the rows' non-image cells, and per row whether it has image bytes and its path.
+
+    The image bytes are read one row group at a time and dropped: images are read again when embedded.
+    """
+    import pyarrow.parquet as pq
+
+    out = []
+    with pq.ParquetFile(shard) as f:
+        for group in range(f.num_row_groups):
+            cells = f.read_row_group(group, columns=[c for c in columns if c != img_col]).to_pylist()
+            has_bytes, paths = _image_cells(f.read_row_group(group, columns=[img_col]).column(0))
+            out.append((group, cells, has_bytes, paths))
+    return out
+
+
+def _image_cells(column: Any) -> tuple[list[bool], list[str | None]]:
+    """Per row: whether the image column holds bytes, and the struct's ``path`` (for path-only rows)."""
+    import pyarrow as pa
+
+    array = column.combine_chunks()
+    if pa.types.is_struct(array.type):
+        present = np.asarray(array.is_valid()) & np.asarray(array.field("bytes").is_valid())
+        names = {array.type.field(i).name for i in range(array.type.num_fields)}
+        paths = array.field("path").to_pylist() if "path" in names else [None] * len(array)
+        paths = [p if ok else None for p, ok in zip(paths, np.asarray(array.is_valid()))]
+        return present.tolist(), paths
+    return np.asarray(array.is_valid()).tolist(), [None] * len(array)
+
+
+def _image_item(
+    shard: Path, group: int, index: int, column: str, row: int, has_bytes: bool, path: str | None
+) -> ParquetImage | Path | str:
+    """The row's image item, or a string saying why there is none."""
+    if has_bytes:
+        return ParquetImage(shard, group, index, column, row)
+    if path:  # datasets stores only the path when the image was never embedded: a file beside the shard
+        file = Path(path) if Path(path).is_absolute() else shard.parent / path
+        return file if file.is_file() else f"no image bytes, and image file not found: {file}"
+    return "no image (null)"
+
+
+def _row_captions(cell: dict[str, Any], columns: Sequence[str], loc: str) -> list[tuple[str, str]]:
+    out = []
+    for col in columns:
+        values = captions_in_cell(cell.get(col))
+        for caption in [""] if values is None else values:
+            out.append((caption.strip(), f"{loc} column {col!r}"))
+    return out
+
+
+def _detect(spec: str) -> str | None:
+    path = Path(spec)
+    if not path.is_dir() and path.suffix.lower() != ".parquet":
+        return None  # a file or a pattern of another format
+    shards = find_shards(spec)
+    if not shards or (not path.is_dir() and not _has_images(shards[0])):
+        return None
+    more = f" and {len(shards) - 1} more" if len(shards) > 1 else ""
+    return f"image shards {shards[0].name}{more}"
+
+
+@register_reader(
+    "huggingface",
+    detect=_detect,
+    accepted="Hugging Face Parquet shards with an image column",
+    help="Parquet as Hugging Face datasets exports it: an image column of {bytes, path} or bytes, captions, label.",
+    options=("image_column", "text_columns", "label_column", "templates", "split"),
+    aliases=("hf", "hf-parquet", "hf_parquet"),
+    order=60,
+)
+def load_hf_parquet(spec: str, *, skip_bad: bool = False, **options: Any) -> PairedDataset:
+    """Read Hugging Face Parquet shards (see :func:`read_hf_parquet`)."""
+    return read_hf_parquet(spec, skip_bad=skip_bad, **options)

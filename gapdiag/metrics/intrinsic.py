@@ -1,0 +1,115 @@
+"""Intrinsic dimension (TwoNN) and isotropy (IsoScore) of an embedding set.
+
+* **TwoNN** (Facco et al., Sci. Rep. 2017): for each point the ratio ``μ = r₂/r₁`` of its second to first
+  nearest-neighbour distance follows a Pareto law with shape ``d`` (the intrinsic dimension) when the density is
+  locally uniform. gapdiag uses the unbiased maximum-likelihood estimate ``d = (N − 1) / Σ log μ_i`` (Denti et al.
+  2022; scikit-dimension ``TwoNN(method="mle", discard_fraction=0)``), not the paper's linear fit; points with
+  ``r₁ = 0`` (duplicates) are dropped. Neighbours are exact (FAISS ``IndexFlatL2``).
+* **IsoScore** (Rudman et al., Findings of ACL 2022, Algorithm 1): how uniformly the variance is spread over
+  the ``n`` dimensions: PCA-rotate, take the variance vector, normalise it to norm ``√n``, measure its distance
+  to ``(1, …, 1)`` and rescale to ``[0, 1]`` (1 = isotropic, 0 = all variance in one direction). Only the
+  covariance's eigenvalues are needed, so it comes from the streamed statistics.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from gapdiag.errors import InputError
+from gapdiag.metrics.blocked import unit_rows
+
+#: TwoNN on at most this many points (seeded draw): 2-NN search is O(N²·d).
+TWONN_SAMPLE = 10000
+
+
+def two_nn_distances(x: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Distances ``(r₁, r₂)`` of each row to its first and second nearest other row (exact FAISS L2 search)."""
+    import faiss
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(x)
+    k = min(3, x.shape[0])
+    d2, ids = index.search(x, k)
+    # Drop each point's own entry (not always the first one when there are duplicates), keep the next two.
+    own = ids == np.arange(x.shape[0])[:, None]
+    own[own.sum(axis=1) == 0, -1] = True  # self not returned (many duplicates): drop the last instead
+    first_own = own.argmax(axis=1)
+    keep = np.ones_like(own)
+    keep[np.arange(x.shape[0]), first_own] = False
+    d = np.sqrt(np.clip(d2[keep].reshape(x.shape[0], k - 1).astype(np.float64), 0.0, None))
+    return d[:, 0], d[:, 1]
+
+
+def twonn_from_distances(r1: ArrayLike, r2: ArrayLike) -> float:
+    """Unbiased TwoNN MLE ``(N − 1) / Σ log(r₂/r₁)`` over the points with ``r₁ > 0`` (NaN with fewer than 2)."""
+    a, b = np.asarray(r1, dtype=np.float64), np.asarray(r2, dtype=np.float64)
+    ok = a > 0
+    mu = b[ok] / a[ok]
+    s = float(np.log(mu).sum())
+    return (mu.size - 1) / s if mu.size >= 2 and s > 0 else math.nan
+
+
+def twonn_dimension(
+    x: ArrayLike, *, sample: int | None = TWONN_SAMPLE, seed: int = 0, normalize: bool = True
+) -> float:
+    """Intrinsic dimension by TwoNN (Facco et al. 2017), unbiased MLE form.
+
+    ``d̂ = (N − 1) / Σ_i log(r₂(i) / r₁(i))``, with ``r₁, r₂`` the distances to the two nearest other points.
+
+    Args:
+        x: ``(N, D)`` points (N ≥ 3).
+        sample: Estimate on at most this many points (seeded draw without replacement); None = all.
+        seed: Seed of the draw.
+        normalize: L2-normalise rows first (what gapdiag's embeddings are compared as).
+
+    Returns:
+        The estimate (NaN when fewer than 2 points have a non-duplicate nearest neighbour).
+    """
+    pts = unit_rows(x, "x", normalize=normalize)
+    if pts.shape[0] < 3:
+        raise InputError(f"TwoNN needs at least 3 points, got {pts.shape[0]}")
+    if sample is not None and pts.shape[0] > sample:
+        rows = np.sort(np.random.default_rng(seed).choice(pts.shape[0], sample, replace=False))
+        pts = pts[rows]
+    return twonn_from_distances(*two_nn_distances(pts))
+
+
+def isoscore_from_cov(cov: ArrayLike) -> float:
+    """IsoScore from a covariance matrix (Rudman et al. 2022, Algorithm 1, steps 2–6).
+
+    With ``λ`` the covariance eigenvalues (the variances after PCA rotation) in ``n`` dimensions:
+    ``λ̂ = √n·λ/‖λ‖``, ``δ = ‖λ̂ − 1‖ / √(2(n − √n))``, ``ι = ((n − δ²(n − √n))² − n) / (n(n − 1))``.
+    """
+    c = np.asarray(cov, dtype=np.float64)
+    n = c.shape[0]
+    if c.ndim != 2 or c.shape[1] != n or n < 2:
+        raise InputError(f"IsoScore needs a square covariance of at least 2 dimensions, got shape {c.shape}")
+    lam = np.clip(np.linalg.eigvalsh((c + c.T) / 2.0), 0.0, None)
+    norm = float(np.linalg.norm(lam))
+    if norm == 0:
+        return math.nan
+    rn = math.sqrt(n)
+    lam_hat = rn * lam / norm
+    delta = float(np.linalg.norm(lam_hat - 1.0)) / math.sqrt(2.0 * (n - rn))
+    return ((n - delta**2 * (n - rn)) ** 2 - n) / (n * (n - 1))
+
+
+def isoscore(x: ArrayLike, *, normalize: bool = False) -> float:
+    """IsoScore of a point cloud (Rudman et al. 2022): 1 = variance spread evenly, 0 = one direction.
+
+    Uses the unbiased sample covariance (``N − 1``), as the reference implementation (``torch.cov``) does;
+    the score is scale-free, so the divisor does not change it.
+
+    Example:
+        >>> pts = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+        >>> round(isoscore(pts), 6)
+        1.0
+    """
+    pts = unit_rows(x, "x", normalize=normalize).astype(np.float64)
+    if pts.shape[0] < 2:
+        raise InputError(f"IsoScore needs at least 2 points, got {pts.shape[0]}")
+    return isoscore_from_cov(np.cov(pts, rowvar=False))

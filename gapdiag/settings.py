@@ -1,0 +1,62 @@
+"""Run settings resolved once at the edge (CLI or :mod:`gapdiag.api`) and handed down.
+
+The cache root comes from ``--cache-dir``/``cache_dir=``, else ``$GAPDIAG_CACHE_DIR``, else the platform's
+user cache directory: :meth:`Settings.build` is the one place that reads them. Code further down receives a
+:class:`Settings` (or its ``cache_root``) as an argument; code that readers call deep inside (the dataset
+fingerprint memo) reads :func:`current`, which :func:`use` sets for the duration of an API call, the way
+scikit-learn's ``config_context`` works. So ``--cache-dir X`` keeps every file gapdiag writes under ``X``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run needs to know about its environment.
+
+    Attributes:
+        cache_root: Root of the embedding cache and of every memo (fingerprints, hashes, model configs).
+        device: The ``--device`` request (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``); see
+            :mod:`gapdiag.device` for its resolution.
+        precision: ``fp32``, ``amp`` or ``bf16``.
+        quiet: No progress display.
+    """
+
+    cache_root: Path
+    device: str = "auto"
+    precision: str = "fp32"
+    quiet: bool = False
+
+    @classmethod
+    def build(cls, cache_dir: str | Path | None = None, *, device: str = "auto", precision: str = "fp32",
+              quiet: bool = False) -> Settings:
+        """Settings from explicit values; the cache root falls back to ``$GAPDIAG_CACHE_DIR`` or the user's
+        cache directory (:func:`gapdiag.cache.default_cache_dir`)."""
+        from gapdiag.cache import default_cache_dir
+
+        root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        return cls(cache_root=root, device=device, precision=precision, quiet=quiet)
+
+
+_CURRENT: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("gapdiag_settings", default=None)
+
+
+def current() -> Settings:
+    """The settings of the API call in progress, or defaults built from the environment outside one."""
+    return _CURRENT.get() or Settings.build()
+
+
+@contextlib.contextmanager
+def use(settings: Settings) -> Iterator[Settings]:
+    """Make ``settings`` what :func:`current` returns inside the ``with`` block (nestable, thread-safe)."""
+    token = _CURRENT.set(settings)
+    try:
+        yield settings
+    finally:
+        _CURRENT.reset(token)

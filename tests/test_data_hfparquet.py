@@ -1,0 +1,176 @@
+"""Hugging Face Parquet shards: image bytes read from the files, splits, fingerprint, bad rows, detection.
+
+The shards are built here with pyarrow from the bundled digit images (sample_data/digits), in the layout that
+``datasets`` exports: an ``image`` column of ``{bytes, path}`` structs, caption columns, a ``ClassLabel`` label
+whose names sit in the schema metadata.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from cli_helpers import assert_one_line_error, gapdiag
+from PIL import Image
+
+from gapdiag.data import detect_format, load_dataset, load_image, sample_data_dir
+from gapdiag.errors import DatasetError, InputError
+
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _digits(n: int, start: int = 0) -> list[dict[str, str]]:
+    with open(sample_data_dir() / "digits" / "manifest.csv", newline="") as f:
+        return list(csv.DictReader(f))[start : start + n]
+
+
+def _png(row: dict[str, str]) -> bytes:
+    return (sample_data_dir() / "digits" / row["image"]).read_bytes()
+
+
+def _write(path: Path, rows: list[dict[str, str]], *, raw_bytes: bool = False, captions: bool = True,
+           images: list[bytes | None] | None = None, row_group_size: int = 3) -> Path:
+    """One shard as ``datasets`` writes it (row groups of 3, so reads cross row groups)."""
+    data = images if images is not None else [_png(r) for r in rows]
+    if raw_bytes:
+        image = pa.array(data, pa.binary())
+    else:
+        image = pa.array([{"bytes": b, "path": Path(r["image"]).name} for b, r in zip(data, rows)],
+                         pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    columns = {"image": image, "label": pa.array([int(r["label"]) for r in rows], pa.int64())}
+    features = {"image": {"_type": "Image"}, "label": {"names": NAMES, "_type": "ClassLabel"}}
+    if captions:
+        columns["captions"] = pa.array([[r["caption_1"], r["caption_2"], r["caption_3"]] for r in rows])
+        features |= {"captions": {"feature": {"dtype": "string", "_type": "Value"}, "_type": "Sequence"}}
+    table = pa.table(columns)
+    meta = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.replace_schema_metadata(meta), path, row_group_size=row_group_size)
+    return path
+
+
+def test_single_shard_reads_images_captions_and_labels(tmp_path: Path) -> None:
+    rows = _digits(7)
+    path = _write(tmp_path / "digits.parquet", rows)
+    assert detect_format(path) == "huggingface"
+    ds = load_dataset(path)
+    assert ds.extra["format"] == "huggingface" and ds.n_samples == 7
+    assert ds.modalities["text"].items[:3] == [rows[0]["caption_1"], rows[0]["caption_2"], rows[0]["caption_3"]]
+    assert ds.modalities["text"].sample_index.tolist() == np.repeat(np.arange(7), 3).tolist()
+    assert ds.labels.tolist() == [int(r["label"]) for r in rows] and ds.class_names == NAMES
+    images = ds.modalities["image"]
+    for i in (0, 4, 6):  # the first, a middle and the last row group
+        want = np.asarray(Image.open(sample_data_dir() / "digits" / rows[i]["image"]).convert("RGB"))
+        assert np.array_equal(np.asarray(load_image(images.items[i], images.location(i))), want)
+    assert images.location(4) == "digits.parquet:5"
+
+
+def test_raw_bytes_column_and_class_label_captions(tmp_path: Path) -> None:
+    rows = _digits(4)
+    ds = load_dataset(_write(tmp_path / "d.parquet", rows, raw_bytes=True, captions=False), templates=["{} by hand"])
+    assert ds.modalities["text"].items == [f"{NAMES[int(r['label'])]} by hand" for r in rows]
+    assert np.asarray(load_image(ds.modalities["image"].items[3], "x")).shape == (32, 32, 3)
+
+
+def _hub_layout(root: Path) -> list[dict[str, str]]:
+    train = _digits(10)
+    _write(root / "data" / "train-00000-of-00002.parquet", train[:6])
+    _write(root / "data" / "train-00001-of-00002.parquet", train[6:])
+    _write(root / "data" / "test-00000-of-00001.parquet", _digits(3, start=100))
+    return train
+
+
+def test_hub_layout_shards_splits_and_globs(tmp_path: Path) -> None:
+    train = _hub_layout(tmp_path)
+    assert detect_format(tmp_path) == "huggingface"
+    with pytest.raises(DatasetError, match=r"shards of several splits \(test, train\); choose one with --split"):
+        load_dataset(tmp_path)
+    ds = load_dataset(tmp_path, split="train")
+    assert ds.n_samples == 10
+    assert ds.modalities["text"].items[::3] == [r["caption_1"] for r in train]
+    assert ds.modalities["image"].location(7) == "train-00001-of-00002.parquet:2"
+    pattern = str(tmp_path / "data" / "train-*.parquet")
+    assert detect_format(pattern) == "huggingface"
+    assert load_dataset(pattern).fingerprint == ds.fingerprint
+    assert load_dataset(tmp_path, split="test").n_samples == 3
+    with pytest.raises(DatasetError, match="no shard of split 'val' \\(splits: test, train\\)"):
+        load_dataset(tmp_path, split="val")
+
+
+def test_split_folders(tmp_path: Path) -> None:
+    _write(tmp_path / "train" / "0000.parquet", _digits(4))
+    _write(tmp_path / "validation" / "0000.parquet", _digits(2, start=50))
+    assert load_dataset(tmp_path, split="validation").n_samples == 2
+
+
+def test_fingerprint_covers_the_image_bytes(tmp_path: Path) -> None:
+    rows = _digits(5)
+    path = _write(tmp_path / "d.parquet", rows)
+    before = load_dataset(path).fingerprint
+    _write(path, rows)
+    assert load_dataset(path).fingerprint == before  # same bytes, same fingerprint
+    images = [_png(r) for r in rows]
+    images[3] = _png(_digits(1, start=40)[0])  # one image replaced; captions, labels and paths unchanged
+    _write(path, rows, images=images)
+    assert load_dataset(path).fingerprint != before
+
+
+def test_undecodable_image_names_the_file_and_row(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    rows = _digits(6)
+    images = [_png(r) for r in rows]
+    images[4] = images[4][:40]  # a cut PNG
+    path = _write(tmp_path / "d.parquet", rows, images=images)
+    code, out, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", path, "--json")
+    assert_one_line_error(code, out, err, "d.parquet:5", "cannot decode image", "--skip-bad")
+    code, out, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", path, "--skip-bad", "--json")
+    assert code == 0, err
+    assert json.loads(out)["provenance"]["dataset"]["n_samples"] == 5
+
+
+def test_null_image_and_blank_caption_rows(tmp_path: Path) -> None:
+    rows = _digits(4)
+    images: list[bytes | None] = [_png(r) for r in rows]
+    images[1] = None
+    path = _write(tmp_path / "d.parquet", rows, images=images)
+    with pytest.raises(DatasetError, match=r"d.parquet:2 column 'image': no image bytes, and image file not found"):
+        load_dataset(path)
+    ds = load_dataset(path, skip_bad=True)
+    assert ds.n_samples == 3 and ds.extra["skipped"][0].startswith("d.parquet:2")
+
+
+def test_path_only_rows_read_the_file_beside_the_shard(tmp_path: Path) -> None:
+    rows = _digits(2)
+    (tmp_path / Path(rows[1]["image"]).name).write_bytes(_png(rows[1]))
+    path = _write(tmp_path / "d.parquet", rows, images=[_png(rows[0]), None])
+    item = load_dataset(path).modalities["image"].items[1]
+    assert item == tmp_path / Path(rows[1]["image"]).name
+
+
+def test_parquet_kinds_are_told_apart_by_column_types(tmp_path: Path) -> None:
+    hf = _write(tmp_path / "hf.parquet", _digits(2))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(_png(_digits(1)[0]))
+    manifest = tmp_path / "manifest.parquet"
+    pq.write_table(pa.table({"image": ["images/a.png"], "caption": ["a zero"]}), manifest)
+    vectors = tmp_path / "vectors.parquet"
+    pq.write_table(pa.table({"image": [[0.1, 0.2], [0.3, 0.1]], "text": [[0.2, 0.2], [0.1, 0.3]]}), vectors)
+    assert [detect_format(p) for p in (hf, manifest, vectors)] == ["huggingface", "manifest", "precomputed"]
+    both = tmp_path / "both.parquet"
+    pq.write_table(pa.table({"image": pa.array([b"\x89PNG"]), "text": [[0.1, 0.2]], "caption": ["a zero"]}), both)
+    with pytest.raises(DatasetError, match="fits two dataset formats, precomputed .* and huggingface .*"
+                                           "--data-format precomputed or --data-format huggingface"):
+        detect_format(both)
+
+
+def test_options_the_format_does_not_use(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.parquet", _digits(2))
+    with pytest.raises(InputError, match="option image_root does not apply to the huggingface format"):
+        load_dataset(path, image_root=tmp_path)
+    ds = load_dataset(path, format="hf", text_columns=["captions"], label_column="label")
+    assert ds.modalities["text"].items[3] == _digits(2)[1]["caption_1"]

@@ -1,0 +1,267 @@
+"""Gap decomposition, MMD, hubness, TwoNN, IsoScore, CKA and mutual k-NN against brute-force references
+written here (full matrices, loops, scipy), and against the maintained libraries where there is one."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.stats
+
+from gapdiag.embeddings import EmbeddingSet
+from gapdiag.errors import InputError
+from gapdiag.metrics import compute_all
+from gapdiag.metrics.decomposition import gap_decomposition, mmd_test
+from gapdiag.metrics.hubness import hubness, k_occurrence, robin_hood, skewness
+from gapdiag.metrics.intrinsic import isoscore, two_nn_distances, twonn_dimension, twonn_from_distances
+from gapdiag.metrics.similarity import knn_indices, linear_cka, mutual_knn, neighbour_overlap
+
+
+def _unit(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _rotation(rng, d, k):
+    """A random orthonormal (d, k) frame: embeds k-dimensional data in d dimensions."""
+    return np.linalg.qr(rng.normal(size=(d, k)))[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Gap decomposition
+# ---------------------------------------------------------------------------------------------------------
+def _brute_w2(x, y):
+    mx, my = x.mean(0), y.mean(0)
+    cx, cy = np.cov(x, rowvar=False, bias=True), np.cov(y, rowvar=False, bias=True)
+    sx = np.real(scipy.linalg.sqrtm(cx))
+    cross = np.real(scipy.linalg.sqrtm(sx @ cy @ sx))
+    return float(np.sum((mx - my) ** 2)), float(np.trace(cx + cy - 2 * cross))
+
+
+def test_w2_split_matches_scipy_sqrtm():
+    rng = np.random.default_rng(0)
+    x = _unit(rng.normal(size=(80, 6)) + [2, 0, 0, 0, 0, 0])
+    y = _unit(rng.normal(size=(60, 6)) * [1, 3, 1, 1, 0.5, 1])
+    d = gap_decomposition(x.astype(np.float32), y.astype(np.float32))
+    centroid, bures = _brute_w2(_unit(x.astype(np.float32)), _unit(y.astype(np.float32)))
+    assert d["centroid"] == pytest.approx(centroid, rel=1e-5)
+    assert d["bures"] == pytest.approx(bures, rel=1e-4, abs=1e-7)
+    assert d["w2_squared"] == pytest.approx(centroid + bures, rel=1e-4)
+    assert d["centroid_share"] == pytest.approx(centroid / (centroid + bures), rel=1e-4)
+
+
+def test_dims_carrying_the_gap_by_brute_force_sorting():
+    rng = np.random.default_rng(1)
+    basis = _rotation(rng, 32, 32)
+    # The gap lives on three model axes (shares 0.6, 0.3, 0.1 of |delta|^2) and is rotated in the PCA view.
+    shift = np.zeros(32)
+    shift[[3, 7, 11]] = np.sqrt([0.6, 0.3, 0.1]) * 0.8
+    x = rng.normal(size=(400, 32)) * 0.05 + shift / 2
+    y = rng.normal(size=(400, 32)) * 0.05 - shift / 2
+    d = gap_decomposition(
+        x + 5 * basis[:, 0], y + 5 * basis[:, 0]
+    )  # far from the origin: normalising barely bends
+    xs, ys = _unit((x + 5 * basis[:, 0]).astype(np.float32)), _unit((y + 5 * basis[:, 0]).astype(np.float32))
+    delta = xs.mean(0) - ys.mean(0)
+    c = np.sort(delta**2 / np.sum(delta**2))[::-1]
+    want = {q: next(i + 1 for i in range(32) if c[: i + 1].sum() >= q) for q in (0.5, 0.9)}
+    assert (d["dims_50"], d["dims_90"]) == (want[0.5], want[0.9])
+    assert sum(d["contributions"]) == pytest.approx(1.0) and sum(d["contributions_pca"]) == pytest.approx(1.0)
+    assert d["top_dims"][0]["dim"] == int(np.argmax(delta**2))
+    joint = np.vstack([xs, ys])
+    _, _, vt = np.linalg.svd(joint - joint.mean(0), full_matrices=False)
+    cp = np.sort((vt @ delta) ** 2 / np.sum(delta**2))[::-1]
+    assert d["dims_90_pca"] == next(i + 1 for i in range(32) if cp[: i + 1].sum() >= 0.9)
+
+
+def _brute_mmd2(x, y):
+    z = np.vstack([x, y])
+    d2 = np.array([[np.sum((a - b) ** 2) for b in z] for a in z])
+    sigma2 = np.median(d2[np.triu_indices(len(z), 1)]) / 2
+    k = np.exp(-d2 / (2 * sigma2))
+    m, n = len(x), len(y)
+    kxx = sum(k[i, j] for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    kyy = sum(k[m + i, m + j] for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    kxy = sum(k[i, m + j] for i in range(m) for j in range(n)) / (m * n)
+    return kxx + kyy - 2 * kxy
+
+
+def test_mmd_matches_the_double_loop_and_tells_shapes_apart():
+    rng = np.random.default_rng(2)
+    x = _unit(rng.normal(size=(30, 5)) + 3)
+    y = _unit(rng.normal(size=(25, 5)) * [3, 1, 1, 1, 0.2] - 3)
+    mmd, p = mmd_test(x, y, sample=None, permutations=50, seed=0)
+    xc, yc = _unit(x.astype(np.float32)), _unit(y.astype(np.float32))
+    assert mmd == pytest.approx(_brute_mmd2(xc - xc.mean(0), yc - yc.mean(0)), rel=1e-5)
+    assert p == pytest.approx(1 / 51)
+    same_a, same_b = rng.normal(size=(60, 5)), rng.normal(size=(60, 5))
+    _, p_same = mmd_test(same_a, same_b, permutations=100, seed=0)
+    assert p_same > 0.05
+    assert mmd_test(x, y, permutations=20, seed=3) == mmd_test(x, y, permutations=20, seed=3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hubness
+# ---------------------------------------------------------------------------------------------------------
+def _brute_topk(q, g, k):
+    s = _unit(q) @ _unit(g).T
+    return np.array([sorted(range(len(g)), key=lambda j: (-s[i, j], j))[:k] for i in range(len(q))])
+
+
+def test_hubness_statistics_by_hand():
+    top = np.array([[0, 1], [0, 2], [0, 1], [0, 3]])
+    n_k = k_occurrence(top, 6)
+    assert n_k.tolist() == [4, 2, 1, 1, 0, 0]
+    assert skewness(n_k) == pytest.approx(scipy.stats.skew(n_k))
+    mean = 8 / 6
+    assert robin_hood(n_k) == pytest.approx(sum(abs(v - mean) for v in n_k) / 16)
+    h = hubness(top, 6, n_hubs=2)
+    assert h["antihub_share"] == pytest.approx(2 / 6)
+    assert h["hubs"] == [{"item": 0, "occurrence": 4}, {"item": 1, "occurrence": 2}]
+    assert math.isnan(skewness([3, 3, 3]))
+
+
+@pytest.mark.parametrize("engine", ["blocked", "faiss"])
+def test_compute_all_hubness_equals_brute_force_top10(engine):
+    rng = np.random.default_rng(4)
+    n = 23
+    img = rng.normal(size=(n, 8)).astype(np.float32)
+    txt = (np.repeat(img, 2, axis=0) + rng.normal(size=(2 * n, 8))).astype(np.float32)
+    es = EmbeddingSet(
+        {"image": img, "text": txt}, {"image": np.arange(n), "text": np.repeat(np.arange(n), 2)}, n
+    )
+    values, extras = compute_all(
+        es,
+        ["hubness_skewness", "robin_hood", "antihub_share", "recall_at_1"],
+        block_size=5,
+        retrieval_engine=engine,
+        device="cpu",
+    )
+    for q, g, name in ((img, txt, "image_to_text"), (txt, img, "text_to_image")):
+        n_k = k_occurrence(_brute_topk(q, g, 10), len(g))
+        assert values[f"hubness_skewness/{name}"] == pytest.approx(scipy.stats.skew(n_k), rel=1e-9)
+        assert values[f"robin_hood/{name}"] == pytest.approx(robin_hood(n_k), rel=1e-9)
+        assert values[f"antihub_share/{name}"] == pytest.approx(np.mean(n_k == 0))
+        assert extras[f"hubness/{name}"]["hubs"][0]["occurrence"] == n_k.max()
+    assert "recall_at_1/image_to_text" in values
+
+
+# ---------------------------------------------------------------------------------------------------------
+# TwoNN and IsoScore
+# ---------------------------------------------------------------------------------------------------------
+def test_twonn_on_a_linear_subspace_of_512_dims():
+    rng = np.random.default_rng(5)
+    # A Gaussian in a 5-dimensional subspace (no boundary, where TwoNN underestimates).
+    pts = rng.normal(size=(2000, 5)) @ _rotation(rng, 512, 5).T
+    assert twonn_dimension(pts, normalize=False) == pytest.approx(5, rel=0.1)
+
+
+def test_twonn_on_a_curved_manifold_in_512_dims():
+    rng = np.random.default_rng(6)
+    sphere = _unit(rng.normal(size=(3000, 5)))  # the 4-sphere: intrinsic dimension 4, curved
+    pts = sphere @ _rotation(rng, 512, 5).T
+    assert twonn_dimension(pts, normalize=False) == pytest.approx(4, rel=0.1)
+
+
+def test_twonn_agrees_with_scikit_dimension_and_brute_force_distances():
+    skdim = pytest.importorskip("skdim")
+    rng = np.random.default_rng(7)
+    pts = (rng.normal(size=(300, 3)) @ _rotation(rng, 40, 3).T).astype(np.float32)
+    r1, r2 = two_nn_distances(pts)
+    full = np.sqrt(((pts[:, None, :].astype(np.float64) - pts[None]) ** 2).sum(-1))
+    np.fill_diagonal(full, np.inf)
+    srt = np.sort(full, axis=1)
+    np.testing.assert_allclose(r1, srt[:, 0], rtol=1e-3)
+    np.testing.assert_allclose(r2, srt[:, 1], rtol=1e-3)
+    ref = skdim.id.TwoNN(method="mle", discard_fraction=0.0, dist=True).fit(np.c_[r1, r2]).dimension_
+    assert twonn_from_distances(r1, r2) == pytest.approx(ref, rel=1e-12)
+    ref_points = skdim.id.TwoNN(method="mle", discard_fraction=0.0).fit(pts.astype(np.float64)).dimension_
+    assert twonn_dimension(pts, normalize=False) == pytest.approx(ref_points, rel=1e-3)
+
+
+def test_twonn_drops_duplicates():
+    rng = np.random.default_rng(8)
+    pts = rng.normal(size=(200, 4))
+    assert math.isfinite(twonn_dimension(np.vstack([pts, pts[:20]]), normalize=False))
+
+
+def test_isoscore_isotropic_vs_one_direction_and_reference_package():
+    rng = np.random.default_rng(9)
+    iso = rng.normal(size=(4000, 16))
+    assert isoscore(iso) > 0.95
+    one = np.outer(rng.normal(size=4000), np.eye(16)[0]) + 1e-3 * rng.normal(size=(4000, 16))
+    assert isoscore(one) < 0.01
+    ref = pytest.importorskip("IsoScore.IsoScore")
+    mixed = rng.normal(size=(500, 12)) * np.linspace(0.2, 2, 12)
+    assert isoscore(mixed) == pytest.approx(float(ref.IsoScore(mixed)), abs=1e-6)  # float32 input vs float64
+
+
+def test_compute_all_reports_the_diagnostics_with_their_extras():
+    rng = np.random.default_rng(10)
+    n = 30
+    img = rng.normal(size=(n, 8)).astype(np.float32) + 1
+    txt = rng.normal(size=(n, 8)).astype(np.float32) - 1
+    es = EmbeddingSet({"image": img, "text": txt}, {"image": np.arange(n), "text": np.arange(n)}, n)
+    values, extras = compute_all(
+        es,
+        ["gap_w2_squared", "gap_bures", "modality_gap", "mmd_pvalue", "twonn_dimension", "isoscore"],
+        seed=0,
+    )
+    dec = extras["gap_decomposition/image-text"]
+    assert dec["centroid"] == pytest.approx(values["modality_gap/image-text"] ** 2, rel=1e-9)
+    assert values["gap_w2_squared/image-text"] == pytest.approx(
+        dec["centroid"] + values["gap_bures/image-text"]
+    )
+    assert {"twonn_dimension/joint", "isoscore/joint", "isoscore/image", "mmd_pvalue/image-text"} <= set(
+        values
+    )
+    with pytest.raises(InputError, match="compare two models"):
+        compute_all(es, ["linear_cka"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CKA and mutual k-NN
+# ---------------------------------------------------------------------------------------------------------
+def _brute_hsic_u(k, l):
+    n = k.shape[0]
+    k, l = k.copy(), l.copy()
+    np.fill_diagonal(k, 0)
+    np.fill_diagonal(l, 0)
+    one = np.ones(n)
+    return (
+        np.trace(k @ l)
+        + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
+        - 2 / (n - 2) * one @ k @ l @ one
+    ) / (n * (n - 3))
+
+
+@pytest.mark.parametrize("block_size", [7, 1000])
+def test_debiased_cka_equals_the_n_by_n_unbiased_hsic(block_size):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(41, 9))
+    y = x[:, :6] @ rng.normal(size=(6, 5)) + 0.7 * rng.normal(size=(41, 5))
+    xs, ys = _unit(x.astype(np.float32)), _unit(y.astype(np.float32))
+    k, l = xs @ xs.T, ys @ ys.T
+    want = _brute_hsic_u(k, l) / math.sqrt(_brute_hsic_u(k, k) * _brute_hsic_u(l, l))
+    assert linear_cka(x, y, block_size=block_size) == pytest.approx(want, rel=1e-6)
+    assert linear_cka(x, x @ _rotation(rng, 9, 9), normalize=False) == pytest.approx(1.0, abs=1e-9)
+    assert abs(linear_cka(x, rng.normal(size=(41, 5)))) < 0.2
+
+
+def test_cka_needs_the_same_items():
+    with pytest.raises(InputError, match="same items"):
+        linear_cka(np.ones((5, 3)), np.ones((6, 3)))
+
+
+def test_mutual_knn_equals_brute_force_neighbour_sets():
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(30, 6))
+    y = x + 0.8 * rng.normal(size=(30, 6))
+    nx = _brute_topk(x, x, 5)  # own index first (self-similarity 1), then the 4 nearest others
+    ny = _brute_topk(y, y, 5)
+    want = np.mean([len(set(nx[i][1:]) & set(ny[i][1:])) / 4 for i in range(30)])
+    assert mutual_knn(x, y, 4) == pytest.approx(want)
+    assert knn_indices(x, 4).tolist() == nx[:, 1:].tolist()
+    assert neighbour_overlap([[1, 2, 3]], [[3, 4, 1]]).tolist() == [pytest.approx(2 / 3)]
