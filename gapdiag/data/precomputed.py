@@ -21,6 +21,7 @@ from __future__ import annotations
 import zlib
 import zipfile
 from pathlib import Path
+from tokenize import TokenError
 from typing import Any
 
 import numpy as np
@@ -215,8 +216,9 @@ def _split_named_arrays(named: dict[str, NDArray[Any]], source: Path, files: lis
 
 
 #: What numpy raises on an empty, truncated or foreign file: a 0-byte ``.npy`` raises ``EOFError`` (which click
-#: would report as a Ctrl-C "aborted"), a cut ``.npz`` ``zipfile.BadZipFile`` or ``zlib.error``.
-_NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+#: would report as a Ctrl-C "aborted"), a cut ``.npz`` ``zipfile.BadZipFile`` or ``zlib.error``, and a damaged
+#: ``.npy`` header (parsed as a Python literal) ``SyntaxError`` or ``tokenize.TokenError`` (found by fuzzing).
+_NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, TokenError)
 
 
 def _unreadable(path: Path, exc: BaseException) -> DatasetError:
