@@ -267,3 +267,25 @@ def _image_and_text(es: EmbeddingSet) -> tuple[str, str]:
     if len(names) < 2:
         raise InputError("the shift experiment needs two modalities", hint="use paired data")
     return names[0], names[1]
+
+
+def cache_verify(key: str = "all", *, cache_dir: str | Path | None = None,
+                 progress: bool = False) -> list[dict[str, Any]]:
+    """Check every byte of cache entries against the checksums recorded when they were written.
+
+    Args:
+        key: An entry key, a unique key prefix, or ``"all"``.
+        cache_dir: The cache root (default: ``GAPDIAG_CACHE_DIR`` or the user cache dir).
+        progress: Show a progress display on stderr for large entries.
+
+    Returns:
+        One dict per entry: ``key``, ``complete``, ``ok``, ``files`` and ``problems``
+        (``[{"file", "reason"}]``); see :meth:`gapdiag.cache.EmbeddingCache.verify`.
+
+    Raises:
+        InputError: ``key`` matches no entry or several.
+        CacheError: The cache dir cannot be used.
+    """
+    from gapdiag.cache import EmbeddingCache
+
+    return EmbeddingCache(cache_dir).verify(key, progress=progress)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -37,7 +38,8 @@ import numpy as np
 import platformdirs
 from numpy.typing import ArrayLike, NDArray
 
-from gapdiag import __version__
+from gapdiag import __version__, fsutil
+from gapdiag import cache_integrity as integrity
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, EmbeddingError, InputError
 
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Bump whenever the layout of an entry or the way vectors are computed changes: every key changes with it.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: checksums of every stored file (meta.json, chunk sidecars)
 
 DTYPES = ("float32", "float16")
 KEY_LENGTH = 20
@@ -58,7 +60,6 @@ _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _MODALITY_RE = re.compile(r"[A-Za-z0-9_-]+")
 # Modality names that would collide with the side arrays of an entry.
 _RESERVED_MODALITIES = frozenset({"labels", "class_embeddings"})
-_HASH_BLOCK = 1 << 20
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -124,20 +125,6 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable. Not possible on every platform (Windows), where it is skipped.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_error(path: Path, exc: OSError) -> CacheError:
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return CacheError(f"disk full while writing {path}", hint="free space or use --cache-dir")
@@ -145,28 +132,24 @@ def _write_error(path: Path, exc: OSError) -> CacheError:
                       hint="check its permissions or use --cache-dir")
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through ``write(file)`` into a temp file in the same dir, fsync, then ``os.replace``.
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object], *,
+                  on_checksum: Callable[[str], object] | None = None) -> None:
+    """:func:`gapdiag.fsutil.atomic_write` with cache errors; optionally hands over the file's checksum.
 
-    On any failure the temp file is removed and ``path`` keeps its previous content (or stays absent).
+    ``on_checksum(checksum)`` gets the checksum of the written temp file before the rename that commits it, so
+    that the checksum is recorded (chunk sidecar, or ``meta.json`` which is written last) before the file counts.
 
     Raises:
-        CacheError: The write failed (disk full, permissions).
+        CacheError: The write failed (disk full, permissions); ``path`` is unchanged.
     """
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    def record(tmp: Path) -> None:
+        if on_checksum is not None:
+            on_checksum(integrity.checksum(tmp))
+
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        fsutil.atomic_write(path, write, before_replace=record)
     except OSError as exc:
-        _unlink_quietly(tmp)
         raise _write_error(path, exc) from exc
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
@@ -174,11 +157,12 @@ def _atomic_write_json(path: Path, obj: Any) -> None:
     _atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def _atomic_save_npy(path: Path, array: NDArray[Any]) -> None:
-    _atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+def _atomic_save_npy(path: Path, array: NDArray[Any], on_checksum: Callable[[str], object] | None = None) -> None:
+    _atomic_write(path, lambda f: np.save(f, array, allow_pickle=False), on_checksum=on_checksum)
 
 
-def _atomic_save_npz(path: Path, arrays: Mapping[str, NDArray[Any]]) -> None:
+def _atomic_save_npz(path: Path, arrays: Mapping[str, NDArray[Any]],
+                     on_checksum: Callable[[str], object] | None = None) -> None:
     # What np.savez writes, without passing names as keyword arguments: an attribute value such as "file"
     # would collide with savez's own parameters.
     def write(f: IO[bytes]) -> None:
@@ -187,7 +171,7 @@ def _atomic_save_npz(path: Path, arrays: Mapping[str, NDArray[Any]]) -> None:
                 with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
-    _atomic_write(path, write)
+    _atomic_write(path, write, on_checksum=on_checksum)
 
 
 def _mkdir(path: Path) -> None:
@@ -205,32 +189,13 @@ def _check_key(key: str) -> None:
 
 # ---------------------------------------------------------------------------------------- checkpoint hash
 
-_HASH_MEMO: dict[tuple[str, int, int, int], str] = {}
-
-
-def _sha256_of_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_HASH_BLOCK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _read_hashes(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}  # a missing or damaged memo only costs a re-hash
-    return data if isinstance(data, dict) else {}
-
-
 def file_sha256(path: str | Path, *, cache_dir: str | Path | None = None) -> str:
     """SHA-256 of a file (a checkpoint), memoised in-process and in ``<cache root>/hashes.json``.
 
     Hashing a multi-GB checkpoint takes seconds, so the digest is remembered per resolved path together with
-    the file's size, mtime and ctime (nanoseconds): any edit or replacement of the file invalidates it. The
-    on-disk memo is shared between processes and updated atomically under ``hashes.json.lock``; when the cache
-    dir cannot be written the digest is still returned, just not remembered.
+    the file's size, mtime, ctime (nanoseconds) and inode (:func:`gapdiag.fsutil.file_digest`): any edit or
+    replacement of the file invalidates it. The on-disk memo is shared between processes; when the cache dir
+    cannot be written the digest is still returned, just not remembered.
 
     Args:
         path: The file to hash.
@@ -240,39 +205,12 @@ def file_sha256(path: str | Path, *, cache_dir: str | Path | None = None) -> str
         InputError: The file does not exist or cannot be read.
     """
     p = Path(path).expanduser()
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     try:
-        resolved = p.resolve()
-        st = resolved.stat()
+        return fsutil.file_digest(p, memo_file=root / HASHES_FILE)
     except OSError as exc:
         raise InputError(f"cannot read {p}: {exc.strerror or _one_line(exc)}",
                          hint="check the checkpoint path") from exc
-    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
-    memo_key = (str(resolved), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if memo_key in _HASH_MEMO:
-        return _HASH_MEMO[memo_key]
-
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    memo_path = root / HASHES_FILE
-    entry = _read_hashes(memo_path).get(str(resolved))
-    if isinstance(entry, dict) and {k: entry.get(k) for k in stamp} == stamp and isinstance(entry.get("sha256"), str):
-        digest = entry["sha256"]
-    else:
-        try:
-            digest = _sha256_of_file(resolved)
-        except OSError as exc:
-            raise InputError(f"cannot read {p}: {exc.strerror or _one_line(exc)}",
-                             hint="check the checkpoint path") from exc
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            # Read-modify-write under a lock so that two processes hashing different files keep both entries.
-            with filelock.FileLock(str(root / f"{HASHES_FILE}.lock")):
-                hashes = _read_hashes(memo_path)
-                hashes[str(resolved)] = {**stamp, "sha256": digest}
-                _atomic_write_json(memo_path, hashes)
-        except (OSError, CacheError) as exc:
-            log.debug("checkpoint hash not memoised in %s: %s", memo_path, exc)
-    _HASH_MEMO[memo_key] = digest
-    return digest
 
 
 # ------------------------------------------------------------------------------------------------- cache
@@ -324,14 +262,17 @@ class EmbeddingCache:
     def _lock(self, key: str) -> filelock.BaseFileLock:
         return filelock.FileLock(str(self.root / f"{key}.lock"))
 
-    def get(self, key: str, *, mmap: bool = True) -> EmbeddingSet | None:
+    def get(self, key: str, *, mmap: bool = True, verify: bool = True, progress: bool = False) -> EmbeddingSet | None:
         """Load a complete entry; ``None`` if it is missing or still being built.
 
-        Cheap whatever the size: arrays are memory-mapped (``mmap=True``) and only their headers are checked
-        against ``meta.json``; nothing is hashed.
+        Arrays are memory-mapped (``mmap=True``); their headers are checked against ``meta.json`` and, with
+        ``verify``, every file's bytes against the checksum ``meta.json`` recorded when it was written, in one
+        streaming pass (about 1 s per GB; a file whose size, mtime, ctime and inode are unchanged since this
+        process last verified it is not read again). ``progress`` shows that pass on stderr for large entries.
 
         Raises:
-            CacheError: The entry is complete but damaged (unreadable file, wrong shape or dtype).
+            CacheError: The entry is complete but damaged (unreadable or missing file, wrong shape or dtype,
+                checksum mismatch): one line naming the entry's file.
         """
         entry = self.path(key)
         meta_path = entry / "meta.json"
@@ -359,6 +300,11 @@ class EmbeddingCache:
         attributes = _load_npz(entry / "attributes.npz", key) if "attributes" in arrays else None
         attribute_embeddings = (_load_npz(entry / "attribute_embeddings.npz", key)
                                 if "attribute_embeddings" in arrays else None)
+        if verify:
+            problems = integrity.verify_entry_files(entry, meta, progress=progress)
+            if problems:
+                name, reason = problems[0]
+                raise _corrupt(entry / name, key, reason)
         return EmbeddingSet(
             vectors=vectors, sample_index=sample_index, n_samples=n_samples, labels=labels,
             class_names=meta.get("class_names"), class_embeddings=class_embeddings, attributes=attributes,
@@ -375,7 +321,8 @@ class EmbeddingCache:
             raise _corrupt(meta_path, key, "not a JSON object")
         return meta
 
-    def writer(self, key: str, meta: Mapping[str, Any], *, chunk_size: int, shared: bool = False) -> EntryWriter:
+    def writer(self, key: str, meta: Mapping[str, Any], *, chunk_size: int, shared: bool = False,
+               progress: bool = False) -> EntryWriter:
         """An :class:`EntryWriter` (use it as a context manager) that builds or resumes entry ``key``.
 
         Args:
@@ -388,8 +335,9 @@ class EmbeddingCache:
             shared: Join a build that another process of the same distributed job prepared and locks (rank 0):
                 no lock is taken and nothing is discarded; only :meth:`EntryWriter.write_chunk` of this rank's own
                 chunks and :meth:`EntryWriter.is_done` may be used, never :meth:`EntryWriter.finalize`.
+            progress: Show the checksum pass over a large complete entry found on entering.
         """
-        return EntryWriter(self, key, meta, chunk_size=chunk_size, shared=shared)
+        return EntryWriter(self, key, meta, chunk_size=chunk_size, shared=shared, progress=progress)
 
     def _entry_dirs(self) -> list[Path]:
         try:
@@ -415,6 +363,7 @@ class EmbeddingCache:
                 else:
                     partial = json.loads((entry / "partial.json").read_text())
                     meta, created = partial.get("meta", {}), partial.get("started")
+                    row["why"] = self._why_incomplete(entry, partial)
                 dataset, model = meta.get("dataset") or {}, meta.get("model") or {}
                 row.update(dataset=dataset.get("name"), model=model.get("name"), counts=dataset.get("counts"),
                            dtype=meta.get("dtype"), created=created)
@@ -425,6 +374,86 @@ class EmbeddingCache:
             rows.append(row)
         return sorted(rows, key=lambda r: (r["created"] or "", r["key"]))
 
+    def _why_incomplete(self, entry: Path, partial: Mapping[str, Any]) -> str:
+        """Why an entry is not complete: being built (by whom), or stopped (with the reason recorded)."""
+        lock = self._lock(entry.name)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return f"being built by {integrity.describe_owner(Path(lock.lock_file))}"
+        lock.release()
+        n_chunks = len(list((entry / "chunks").glob("*.npy")))
+        reason = partial.get("stopped")
+        return (f"stopped: {reason}" if reason else "stopped") + f"; {n_chunks} chunks committed, the next " \
+            "run with the same settings resumes"
+
+    def _select(self, key_or_prefix: str) -> list[Path]:
+        """Entry dirs named by a key, a unique key prefix, or ``"all"``.
+
+        Raises:
+            InputError: The prefix matches no entry or several.
+        """
+        entries = self._entry_dirs()
+        if key_or_prefix == "all":
+            return entries
+        if not key_or_prefix:
+            raise InputError("empty cache key", hint="give a key or prefix from `gapdiag cache ls`, or 'all'")
+        exact = [p for p in entries if p.name == key_or_prefix]
+        targets = exact or [p for p in entries if p.name.startswith(key_or_prefix)]
+        if not targets:
+            raise InputError(f"no cache entry matches {key_or_prefix!r} in {self.root}",
+                             hint="see `gapdiag cache ls`")
+        if len(targets) > 1:
+            shown = ", ".join(p.name for p in targets[:5]) + (", ..." if len(targets) > 5 else "")
+            raise InputError(f"cache key prefix {key_or_prefix!r} matches {len(targets)} entries: {shown}",
+                             hint="give more characters of the key")
+        return targets
+
+    def verify(self, key_or_prefix: str = "all", *, progress: bool = False) -> list[dict[str, Any]]:
+        """Read every byte of the selected entries and check it against the recorded checksums.
+
+        Complete entries: every file against ``meta.json["checksums"]`` (plus the header checks of
+        :meth:`get`). Partial entries: every committed chunk against its sidecar (a bad chunk would be computed
+        again by the next run, but is reported here). Nothing is memoised: this is the full check.
+
+        Args:
+            key_or_prefix: A key, a unique key prefix, or ``"all"``.
+            progress: Show a progress display on stderr for large entries.
+
+        Returns:
+            One dict per entry: ``key``, ``complete``, ``ok``, ``files`` (how many were checked) and
+            ``problems`` (``[{"file": name, "reason": ...}]``, empty when ``ok``).
+
+        Raises:
+            InputError: The prefix matches no entry or several.
+        """
+        results = []
+        for entry in self._select(key_or_prefix):
+            complete = (entry / "meta.json").is_file()
+            problems: list[tuple[str, str]] = []
+            if complete:
+                n_files = 0
+                try:
+                    meta = self._read_meta(entry.name, entry / "meta.json")
+                    n_files = len(integrity.entry_files(meta))
+                except CacheError as exc:
+                    problems = [("meta.json", exc.message)]
+                except (KeyError, TypeError):
+                    problems = [("meta.json", "field 'modalities' missing or malformed")]
+                else:
+                    problems = integrity.verify_entry_files(entry, meta, memo=False, progress=progress)
+                    if not problems:
+                        try:
+                            self.get(entry.name, verify=False)  # shapes and dtypes against meta.json
+                        except CacheError as exc:
+                            problems = [("meta.json", exc.message)]
+            else:
+                n_files = len(list((entry / "chunks").glob("*.npy")))
+                problems = integrity.chunk_problems(entry / "chunks")
+            results.append({"key": entry.name, "complete": complete, "ok": not problems, "files": n_files,
+                            "problems": [{"file": f, "reason": r} for f, r in problems]})
+        return results
+
     def rm(self, key_or_prefix: str) -> list[str]:
         """Remove one entry by key or unique key prefix, or every entry with ``"all"``; return removed keys.
 
@@ -434,22 +463,9 @@ class EmbeddingCache:
             InputError: The prefix matches no entry or several.
             CacheError: The entry is being written by another process.
         """
-        entries = self._entry_dirs()
+        targets = self._select(key_or_prefix)
         if key_or_prefix == "all":
-            targets = entries
             _unlink_quietly(self.root / HASHES_FILE)
-        else:
-            if not key_or_prefix:
-                raise InputError("empty cache key", hint="give a key or prefix from `gapdiag cache ls`, or 'all'")
-            exact = [p for p in entries if p.name == key_or_prefix]
-            targets = exact or [p for p in entries if p.name.startswith(key_or_prefix)]
-            if not targets:
-                raise InputError(f"no cache entry matches {key_or_prefix!r} in {self.root}",
-                                 hint="see `gapdiag cache ls`")
-            if len(targets) > 1:
-                shown = ", ".join(p.name for p in targets[:5]) + (", ..." if len(targets) > 5 else "")
-                raise InputError(f"cache key prefix {key_or_prefix!r} matches {len(targets)} entries: {shown}",
-                                 hint="give more characters of the key")
         removed = []
         for entry in targets:
             lock = self._lock(entry.name)
@@ -529,7 +545,7 @@ class EntryWriter:
     """
 
     def __init__(self, cache: EmbeddingCache, key: str, meta: Mapping[str, Any], *, chunk_size: int,
-                 shared: bool = False) -> None:
+                 shared: bool = False, progress: bool = False) -> None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         self.cache = cache
@@ -547,6 +563,9 @@ class EntryWriter:
         self._dims: dict[str, int] = {}
         self._active = False
         self.shared = shared
+        self.progress = progress
+        # Chunks this writer wrote or checked: is_done() need not read them again; finalize() still does.
+        self._verified: set[Path] = set()
 
     @property
     def _chunks(self) -> Path:
@@ -565,11 +584,15 @@ class EntryWriter:
                                  hint="start every rank with the same data, model and cache dir")
             self._active = True
             return self
+        lock_path = Path(self._lock.lock_file)
         try:
             self._lock.acquire(timeout=0)
         except filelock.Timeout:
-            log.info("waiting for another gapdiag process that is building cache entry %s", self.key)
+            # A warning, so that it shows without logging configured: a silent wait of minutes looks like a hang.
+            log.warning("cache entry %s is being built by %s; waiting for it to finish (lock %s)",
+                        self.key, integrity.describe_owner(lock_path), lock_path)
             self._lock.acquire()
+        integrity.write_owner(lock_path, _utc_now())
         try:
             self._prepare()
         except BaseException:
@@ -578,15 +601,18 @@ class EntryWriter:
         self._active = True
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         self._active = False
+        if exc is not None and not self.shared and self.existing is None:
+            self._record_stop(exc)
         if not self.shared:
+            _unlink_quietly(integrity.owner_path(Path(self._lock.lock_file)))
             self._lock.release()
 
     def _prepare(self) -> None:
         if (self.dir / "meta.json").is_file():
             try:
-                self.existing = self.cache.get(self.key)
+                self.existing = self.cache.get(self.key, progress=self.progress)
             except CacheError as exc:
                 # We were asked to build this key and hold its lock: a damaged entry is rebuilt.
                 log.warning("rebuilding damaged cache entry %s: %s", self.key, exc)
@@ -597,23 +623,36 @@ class EntryWriter:
                 _unlink_quietly(self.dir / "partial.json")
                 return
         description = self._build_description()
+        started = _utc_now()
         if self.dir.exists():
             try:
                 previous = json.loads((self.dir / "partial.json").read_text())
             except (OSError, ValueError):
                 previous = None
             if isinstance(previous, dict):
-                previous.pop("started", None)
+                started = previous.pop("started", started)
+                previous.pop("stopped", None)  # why the last run stopped: no longer true once this one runs
             if previous != description:
                 if previous is not None or any(self.dir.iterdir()):
                     log.info("discarding partial cache entry %s built with other settings", self.key)
                 self._discard()
+                started = _utc_now()
         for directory in (self.dir, self._chunks):
             _mkdir(directory)
             for stray in directory.glob("*.tmp"):
                 _unlink_quietly(stray)
-        if not (self.dir / "partial.json").is_file():
-            _atomic_write_json(self.dir / "partial.json", {**description, "started": _utc_now()})
+        _atomic_write_json(self.dir / "partial.json", {**description, "started": started})
+
+    def _record_stop(self, exc: BaseException) -> None:
+        # Says in `gapdiag cache ls` why this partial entry stopped (its chunks stay for the next run).
+        path = self.dir / "partial.json"
+        try:
+            partial = json.loads(path.read_text())
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Interrupted" \
+                else f"{type(exc).__name__}: {_one_line(exc)}"
+            _atomic_write_json(path, {**partial, "stopped": reason[:300]})
+        except (OSError, ValueError, TypeError, CacheError):
+            pass  # the reason is a courtesy; the entry stays resumable without it
 
     def _discard(self) -> None:
         try:
@@ -653,7 +692,9 @@ class EntryWriter:
     def is_done(self, modality: str, start: int, end: int) -> bool:
         """Whether chunk ``[start, end)`` of ``modality`` is already committed (by this or a killed run).
 
-        A chunk file that cannot be read or has the wrong shape or dtype is removed and reported not done.
+        A chunk committed by another run is read once and checked against its checksum sidecar; a chunk whose
+        checksum fails, that cannot be read or has the wrong shape or dtype is removed (with a warning naming
+        it) and reported not done, so that it is computed again.
         """
         self._check_active()
         if self.existing is not None:
@@ -661,17 +702,25 @@ class EntryWriter:
         path = self._chunk_path(modality, start, end)
         if not path.is_file():
             return False
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-            valid = (array.ndim == 2 and array.shape[0] == end - start and array.dtype == np.dtype(self.dtype)
-                     and array.shape[1] == self._dims.setdefault(modality, array.shape[1]))
-            del array
-        except (OSError, ValueError, EOFError):
-            valid = False
-        if not valid:
-            log.warning("recomputing unreadable cache chunk %s", path)
+        if path in self._verified:
+            return True
+        reason = integrity.chunk_problem(path)
+        if reason is None:
+            try:
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
+                if not (array.ndim == 2 and array.shape[0] == end - start and array.dtype == np.dtype(self.dtype)
+                        and array.shape[1] == self._dims.setdefault(modality, array.shape[1])):
+                    reason = f"shape {array.shape} {array.dtype} is not ({end - start}, d) {self.dtype}"
+                del array
+            except (OSError, ValueError, EOFError) as exc:
+                reason = _one_line(exc)
+        if reason is not None:
+            log.warning("cache entry %s: re-embedding chunk %s (%s)", self.key, path.name, reason)
             _unlink_quietly(path)
-        return valid
+            _unlink_quietly(integrity.sidecar(path))
+            return False
+        self._verified.add(path)
+        return True
 
     def write_chunk(self, modality: str, start: int, vectors: ArrayLike) -> None:
         """Commit the vectors of items ``[start, start + len(vectors))`` of ``modality`` (atomic).
@@ -697,7 +746,36 @@ class EntryWriter:
         with np.errstate(over="ignore"):  # an overflow is reported just below, with the item range
             stored = np.ascontiguousarray(array, dtype=self.dtype)
         _check_finite(stored, modality, start, f"values overflow {self.dtype}; use --dtype float32")
-        _atomic_save_npy(path, stored)
+
+        def record(value: str) -> None:
+            try:
+                integrity.write_sidecar(path, value)
+            except OSError as exc:
+                raise _write_error(integrity.sidecar(path), exc) from exc
+
+        _atomic_save_npy(path, stored, on_checksum=record)
+        self._verified.add(path)
+
+    def _write_concatenated(self, f: IO[bytes], chunk_paths: list[Path], shape: tuple[int, int]) -> None:
+        """Write one ``.npy`` of ``shape`` from consecutive chunk files, holding one chunk in memory.
+
+        Each chunk is checked against its checksum as it is read: a chunk that changed since it was committed
+        must not end up in a file whose checksum would then vouch for it.
+
+        Raises:
+            CacheError: A chunk fails its checksum (it is removed: the next run computes it again).
+        """
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)), "fortran_order": False,
+                  "shape": shape}
+        np.lib.format.write_array_header_1_0(f, header)
+        for path in chunk_paths:
+            data = path.read_bytes()
+            if integrity.recorded_checksum(path) != integrity.checksum_of_bytes(data):
+                _unlink_quietly(path)
+                _unlink_quietly(integrity.sidecar(path))
+                raise CacheError(f"cache chunk {path} changed after it was committed (checksum mismatch)",
+                                 hint="run again: the chunk is computed again")
+            f.write(np.ascontiguousarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=self.dtype).data)
 
     def finalize(
         self,
@@ -758,23 +836,31 @@ class EntryWriter:
         if missing:
             raise ValueError(f"cannot finalize cache entry {self.key}: chunks not written: {', '.join(missing)}")
 
+        checksums: dict[str, str] = {}
+
+        def record(name: str) -> Callable[[str], None]:
+            return lambda value: checksums.__setitem__(name, value)
+
         for m in modalities:
             chunk_paths = [self._chunk_path(m, s, e) for s, e in ranges[m]]
             shape = (counts[m], self._dims[m])
             _atomic_write(self.dir / f"{m}.npy",
-                          lambda f, paths=chunk_paths, shape=shape: _write_concatenated(f, paths, shape, self.dtype))
-            _atomic_save_npy(self.dir / f"{m}.sample_index.npy", index[m])
+                          lambda f, paths=chunk_paths, shape=shape: self._write_concatenated(f, paths, shape),
+                          on_checksum=record(f"{m}.npy"))
+            _atomic_save_npy(self.dir / f"{m}.sample_index.npy", index[m], record(f"{m}.sample_index.npy"))
         for name, array in side.items():
-            _atomic_save_npy(self.dir / f"{name}.npy", array)
+            _atomic_save_npy(self.dir / f"{name}.npy", array, record(f"{name}.npy"))
         written = list(side)
         if attributes is not None:
             # Plain unicode arrays, never object arrays: they load without pickle.
             _atomic_save_npz(self.dir / "attributes.npz",
-                             {name: np.asarray(values).astype(str) for name, values in attributes.items()})
+                             {name: np.asarray(values).astype(str) for name, values in attributes.items()},
+                             record("attributes.npz"))
             written.append("attributes")
         if attribute_embeddings is not None:
             _atomic_save_npz(self.dir / "attribute_embeddings.npz",
-                             {name: np.asarray(v, dtype=np.float32) for name, v in attribute_embeddings.items()})
+                             {name: np.asarray(v, dtype=np.float32) for name, v in attribute_embeddings.items()},
+                             record("attribute_embeddings.npz"))
             written.append("attribute_embeddings")
 
         dataset["counts"] = counts
@@ -792,11 +878,14 @@ class EntryWriter:
             "gapdiag_version": __version__,
             "cache_format_version": CACHE_FORMAT_VERSION,
             "created": _utc_now(),
+            # Recorded from the files as written, before meta.json (the entry's commit point) exists.
+            "checksums": checksums,
         }
         _atomic_write_json(self.dir / "meta.json", meta)
         shutil.rmtree(self._chunks, ignore_errors=True)
         _unlink_quietly(self.dir / "partial.json")
-        result = self.cache.get(self.key)
+        # The checksums were just taken from these very files: no second pass over them.
+        result = self.cache.get(self.key, verify=False)
         assert result is not None  # meta.json was just written
         self.existing = result
         return result
@@ -808,11 +897,3 @@ def _check_finite(array: NDArray[Any], modality: str, start: int, hint: str) -> 
         first = start + int(np.argmin(finite))
         raise EmbeddingError(f"non-finite values (NaN or inf) in {modality} embeddings of items "
                              f"{start}-{start + len(array) - 1} (first at item {first})", hint=hint)
-
-
-def _write_concatenated(f: IO[bytes], chunk_paths: list[Path], shape: tuple[int, int], dtype: str) -> None:
-    """Write one ``.npy`` of ``shape`` from consecutive chunk files without holding them all in memory."""
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
-    np.lib.format.write_array_header_1_0(f, header)
-    for path in chunk_paths:
-        f.write(np.ascontiguousarray(np.load(path, allow_pickle=False), dtype=dtype).data)
