@@ -152,8 +152,12 @@ def hash_file(path: str | Path, *, on_block: Callable[[int], object] | None = No
     return h.hexdigest()
 
 
-def _settled(key: StatKey, hashed_at_ns: int) -> bool:
-    # Only a file that had not changed for RACY_SECONDS when it was hashed can be recognised by its stats.
+def settled(key: StatKey, hashed_at_ns: int) -> bool:
+    """Whether a file with stats ``key``, hashed from ``hashed_at_ns`` on, can be recognised by its stats later.
+
+    Only if it had not changed for :data:`RACY_SECONDS`: a write within the same tick of the file system's
+    coarse clock would keep size, mtime, ctime and inode all the same.
+    """
     return hashed_at_ns - key[3] >= RACY_SECONDS * 1e9
 
 
@@ -184,7 +188,7 @@ def file_digest(path: str | Path, *, memo_file: str | Path | None = None,
     hashed_at = time.time_ns()
     digest = hash_file(key[0], on_block=on_block)
     # Stats taken after hashing must still match, else the file changed under us: return, but never memoise.
-    if stat_key(path) != key or not _settled(key, hashed_at):
+    if stat_key(path) != key or not settled(key, hashed_at):
         return digest
     with _MEMO_LOCK:
         _MEMO[key] = digest

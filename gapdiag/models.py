@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gapdiag.errors import ModelError
+from gapdiag.fsutil import atomic_write_text
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -196,9 +197,7 @@ def _register_config(cfg: dict[str, Any], stem: str) -> str:
         cfg_dir = default_cache_dir() / "model_configs"
         cfg_dir.mkdir(parents=True, exist_ok=True)
         path = cfg_dir / f"{name}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(model_cfg, indent=2))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(model_cfg, indent=2))
         open_clip.add_model_config(path)
     return name
 
