@@ -26,6 +26,7 @@ import numpy as np
 import platformdirs
 import pytest
 
+import gapdiag
 import gapdiag.cache as cache_mod
 from gapdiag import fsutil
 from gapdiag.cache import EmbeddingCache, cache_key, default_cache_dir, file_sha256
@@ -309,7 +310,7 @@ def test_miss_then_hit_returns_the_stored_vectors_and_provenance(tmp_path):
     assert meta["dataset"] == {**META["dataset"], "counts": COUNTS}
     assert meta["dims"] == {"image": DIM, "text": DIM} and meta["modalities"] == ["image", "text"]
     assert meta["dtype"] == "float32" and meta["cache_format_version"] == cache_mod.CACHE_FORMAT_VERSION
-    assert meta["gapdiag_version"] == cache_mod.__version__
+    assert meta["gapdiag_version"] == gapdiag.__version__
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", meta["created"])
     for m in COUNTS:  # the streamed concatenation is exactly what np.save writes for the whole array
         buffer = io.BytesIO()
