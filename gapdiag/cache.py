@@ -17,7 +17,7 @@ loses at most the chunk it was computing.
 
 The key follows Hugging Face datasets' fingerprinting: a hash of everything that changes the vectors plus
 :data:`CACHE_FORMAT_VERSION`. Batch size and device stay out although they change the last bits of float32
-vectors (summation order, ~6e-7): far below any metric's precision, see ``docs/cache.md``.
+vectors (summation order, < 1e-6): far below any metric's precision, see ``docs/cache.md``.
 """
 
 from __future__ import annotations
