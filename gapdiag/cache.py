@@ -269,8 +269,9 @@ class EmbeddingCache:
 
         Arrays are memory-mapped (``mmap=True``); their headers are checked against ``meta.json`` and, with
         ``verify``, every file's bytes against the checksum ``meta.json`` recorded when it was written, in one
-        streaming pass (about 1 s per GB; a file whose size, mtime, ctime and inode are unchanged since this
-        process last verified it is not read again). ``progress`` shows that pass on stderr for large entries.
+        streaming pass (roughly 1-5 s per GB, see docs/cache.md). A file whose size, mtime, ctime and inode are
+        unchanged since this process last verified it is not read again. ``progress`` shows the pass on stderr
+        for large entries.
 
         Raises:
             CacheError: The entry is complete but damaged (unreadable or missing file, wrong shape or dtype,
