@@ -483,3 +483,23 @@ def describe_items(extras: dict[str, Any], data: Any, *, split: str | None = Non
         if mod is None or mod.kind == "embedding" or not 0 <= entry["item"] < len(mod.items):
             continue
         entry["path" if mod.kind == "image" else "caption"] = str(mod.items[entry["item"]])
+def cache_verify(key: str = "all", *, cache_dir: str | Path | None = None,
+                 progress: bool = False) -> list[dict[str, Any]]:
+    """Check every byte of cache entries against the checksums recorded when they were written.
+
+    Args:
+        key: An entry key, a unique key prefix, or ``"all"``.
+        cache_dir: The cache root (default: ``GAPDIAG_CACHE_DIR`` or the user cache dir).
+        progress: Show a progress display on stderr for large entries.
+
+    Returns:
+        One dict per entry: ``key``, ``complete``, ``ok``, ``files`` and ``problems``
+        (``[{"file", "reason"}]``); see :meth:`gapdiag.cache.EmbeddingCache.verify`.
+
+    Raises:
+        InputError: ``key`` matches no entry or several.
+        CacheError: The cache dir cannot be used.
+    """
+    from gapdiag.cache import EmbeddingCache
+
+    return EmbeddingCache(cache_dir).verify(key, progress=progress)

@@ -60,8 +60,10 @@ def embed_dataset(
 ) -> EmbeddingSet:
     """Embed every modality of ``dataset`` with the model of ``spec`` through ``cache``.
 
-    A complete cache entry is returned without building the model. Otherwise the model is built, chunks
-    already committed by an earlier (interrupted) run are skipped, and the entry is finalised. Under
+    A complete cache entry is returned without building the model (its files are checked against their
+    checksums first). Otherwise the model is built, then the entry is created or resumed: chunks already
+    committed by an earlier (interrupted) run are skipped if their checksum holds and re-embedded if not, and
+    the entry is finalised. Under
     ``torchrun`` (``dist`` from :func:`gapdiag.distributed.context_from_env`) each rank embeds its own share of
     the chunks and rank 0 finalises the one entry (see :mod:`gapdiag.distributed`).
     """
@@ -75,9 +77,11 @@ def embed_dataset(
                          hint="measure precomputed embeddings without --model")
     dist = dist or DistributedContext()
     key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache)
-    # Every rank must take the same branch (the barriers below must match): rank 0 decides.
-    if broadcast_object(dist, cache.get(key) is not None):
-        return cache.get(key)  # type: ignore[return-value]
+    # Every rank must take the same branch (the barriers below must match): rank 0 decides. A hit reads (and
+    # verifies) the entry once.
+    hit = cache.get(key, progress=progress and dist.is_main)
+    if broadcast_object(dist, hit is not None):
+        return hit if hit is not None else cache.get(key)  # type: ignore[return-value]
     meta = {
         "model": spec.describe(cache_dir=cache.root),
         "precision": precision,
@@ -92,22 +96,23 @@ def embed_dataset(
     }
     device = dist.device(device)
     progress = progress and dist.is_main
+    # The model is loaded before the entry is created: a model that cannot be loaded (no network for a
+    # download, a bad checkpoint) must not leave an empty partial entry behind.
+    loaded = build_model(spec, device=device, precision=precision)
     if not dist.is_main:
         dist.barrier()  # 1: rank 0 holds the lock and has prepared (resumed or discarded) the entry
         with cache.writer(key, meta, chunk_size=chunk_size, shared=True) as writer:
-            loaded = build_model(spec, device=device, precision=precision)
             _embed_chunks(writer, loaded, dataset, dist, batch_size=batch_size, workers=workers, memo={},
                           progress=False)
         dist.barrier()  # 2: every rank's chunks are committed
         dist.barrier()  # 3: rank 0 has finalised the entry
         return cache.get(key)  # type: ignore[return-value]
-    with cache.writer(key, meta, chunk_size=chunk_size) as writer:
+    with cache.writer(key, meta, chunk_size=chunk_size, progress=progress) as writer:
         dist.barrier()  # 1
         if writer.existing is not None:  # another process finished it while we waited for the lock
             dist.barrier()  # 2
             dist.barrier()  # 3
             return writer.existing
-        loaded = build_model(spec, device=device, precision=precision)
         text_memo: dict[str, np.ndarray] = {}
         _embed_chunks(writer, loaded, dataset, dist, batch_size=batch_size, workers=workers, memo=text_memo,
                       progress=progress)
