@@ -7,9 +7,11 @@ Commands parse options, call the library and print. Every user-caused failure is
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -344,7 +346,8 @@ def cache_ls(cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
         counts = ", ".join(f"{k}={v}" for k, v in (e.get("counts") or {}).items())
         size = e.get("size_bytes", e.get("size", 0)) or 0
         table.add_row(str(e.get("key")), str(e.get("model")), str(e.get("dataset")), counts, str(e.get("dtype")),
-                      f"{size / 1e6:.1f} MB", str(e.get("created") or ""), "yes" if e.get("complete") else "no")
+                      f"{size / 1e6:.1f} MB", str(e.get("created") or ""),
+                      "yes" if e.get("complete") else f"no: {e.get('why') or e.get('error') or 'unknown'}")
     unbounded_console().print(table)
 
 
@@ -359,6 +362,29 @@ def cache_rm(key: Annotated[str, typer.Argument(help="Entry key, unique key pref
         print_json({"removed": removed})
     else:
         console.print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
+
+
+@cache_app.command("verify", epilog="Examples: `gapdiag cache verify`, `gapdiag cache verify 3f2a9c --json`")
+def cache_verify(key: Annotated[str, typer.Argument(help="Entry key, unique key prefix, or `all`.")] = "all",
+                 cache_dir: CacheDirOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False) -> int:
+    """Check every stored file against its checksum; exit 2 naming each corrupt entry and file."""
+    from gapdiag.api import cache_verify as verify
+
+    results = verify(key, cache_dir=cache_dir, progress=not (quiet or json_out))
+    bad = [r for r in results if not r["ok"]]
+    if json_out:
+        print_json({"entries": results, "ok": not bad})
+    else:
+        for r in results:
+            state = "ok" if r["ok"] else "CORRUPT"
+            kind = "" if r["complete"] else " (partial: bad chunks are recomputed by the next run)"
+            console.print(f"{r['key']}  {state}  {r['files']} files{kind}", highlight=False)
+    if not bad:
+        return 0
+    named = "; ".join(f"{r['key']}/{p['file']}: {p['reason']}" for r in bad for p in r["problems"])
+    err_console.print(f"[bold red]error:[/] {len(bad)} of {len(results)} cache entries corrupt: {named} "
+                      f"(remove with `gapdiag cache rm KEY` and run again)", highlight=False, soft_wrap=True)
+    return 2
 
 
 @cache_app.command("dir", epilog="Example: `du -sh $(gapdiag cache dir)`")
@@ -435,7 +461,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("GAPDIAG_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
     try:
-        result = app(args=args, prog_name="gapdiag", standalone_mode=False)
+        with _interrupt_as(Interrupted):
+            result = app(args=args, prog_name="gapdiag", standalone_mode=False)
     except GapdiagError as e:
         if debug:
             raise
@@ -450,8 +477,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             raise e.__cause__ from None
         err_console.print("aborted")
         return 130
-    except KeyboardInterrupt:
-        err_console.print("interrupted: work committed so far is kept in the cache; run again to resume")
+    except (KeyboardInterrupt, Interrupted):
+        err_console.print("interrupted: work committed so far is kept in the cache; run again to resume",
+                          highlight=False, soft_wrap=True)
         return 130
     except _CLICK_ERRORS as e:  # usage errors (unknown option, missing argument): click's own message, exit 2
         if debug:
@@ -464,6 +492,36 @@ def run(argv: Sequence[str] | None = None) -> int:
         _print_error(e.format_message() + (f" (see `{ctx.command_path} --help`)" if ctx is not None else ""))
         return e.exit_code
     return result if isinstance(result, int) else 0
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) during a command.
+
+    Not a ``KeyboardInterrupt``: Typer turns those into a silent ``Exit(130)`` before :func:`run` sees them, which
+    would swallow the "interrupted ... run again to resume" message.
+    """
+
+
+@contextlib.contextmanager
+def _interrupt_as(exc_type: type[BaseException]) -> Iterator[None]:
+    """Raise ``exc_type`` instead of ``KeyboardInterrupt`` on SIGINT while the block runs (main thread only)."""
+    main_pid = os.getpid()
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        # Forked DataLoader workers inherit this handler; they expect a KeyboardInterrupt (and stay quiet).
+        raise exc_type() if os.getpid() == main_pid else KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, raise_interrupt)
+    except ValueError:  # not the main thread: signals cannot be handled here, leave them alone
+        yield
+        return
+    if previous is signal.SIG_IGN:  # started with SIGINT ignored (nohup, a background job): keep it so
+        signal.signal(signal.SIGINT, previous)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _click_error_types() -> tuple[type[BaseException], ...]:

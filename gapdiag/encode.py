@@ -72,8 +72,10 @@ def embed_dataset(
 ) -> EmbeddingSet:
     """Embed every modality of ``dataset`` with the model of ``spec`` through ``cache``.
 
-    A complete cache entry is returned without building the model. Otherwise the model is built, chunks
-    already committed by an earlier (interrupted) run are skipped, and the entry is finalised. Under
+    A complete cache entry is returned without building the model (its files are checked against their
+    checksums first). Otherwise the model is built, then the entry is created or resumed: chunks already
+    committed by an earlier (interrupted) run are skipped if their checksum holds and re-embedded if not, and
+    the entry is finalised. Under
     ``torchrun`` (``dist`` from :func:`gapdiag.distributed.context_from_env`) each rank embeds its own share of
     the chunks and rank 0 finalises the one entry (see :mod:`gapdiag.distributed`).
 
@@ -97,15 +99,19 @@ def embed_dataset(
     device = dist.device(device)
     backend = preprocess if preprocess != "auto" else ("device" if _is_cuda(device) else "pil")
     key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache, preprocess=backend)
-    prebuilt: LoadedModel | None = None
-    if preprocess == "auto" and backend == "device" and cache.get(key) is None:
+    # Every rank must take the same branch (the barriers below must match): rank 0 decides. A hit reads (and
+    # verifies) the entry once.
+    hit = cache.get(key, progress=progress and dist.is_main)
+    loaded: LoadedModel | None = None
+    if hit is None and preprocess == "auto" and backend == "device":
         # Only the built model tells whether its transform is one the tensor path reproduces.
-        prebuilt = build_model(spec, device=device, precision=precision)
-        backend = resolve_preprocess("auto", prebuilt.preprocess, prebuilt.device)
-        key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache, preprocess=backend)
-    # Every rank must take the same branch (the barriers below must match): rank 0 decides.
-    if broadcast_object(dist, cache.get(key) is not None):
-        return cache.get(key)  # type: ignore[return-value]
+        loaded = build_model(spec, device=device, precision=precision)
+        backend = resolve_preprocess("auto", loaded.preprocess, loaded.device)
+        if backend != "device":
+            key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache, preprocess=backend)
+            hit = cache.get(key, progress=progress and dist.is_main)
+    if broadcast_object(dist, hit is not None):
+        return hit if hit is not None else cache.get(key)  # type: ignore[return-value]
     meta = {
         "model": spec.describe(cache_dir=cache.root),
         "precision": precision,
@@ -120,28 +126,24 @@ def embed_dataset(
         **(extra_meta or {}),
     }
     progress = progress and dist.is_main
-
-    def model() -> LoadedModel:
-        loaded = prebuilt or build_model(spec, device=device, precision=precision)
-        resolve_preprocess(backend, loaded.preprocess, loaded.device)  # device for a transform it cannot copy
-        return loaded
-
+    # The model is loaded before the entry is created: a model that cannot be loaded (no network for a
+    # download, a bad checkpoint) must not leave an empty partial entry behind.
+    loaded = loaded or build_model(spec, device=device, precision=precision)
+    resolve_preprocess(backend, loaded.preprocess, loaded.device)  # device for a transform it cannot copy
     if not dist.is_main:
         dist.barrier()  # 1: rank 0 holds the lock and has prepared (resumed or discarded) the entry
         with cache.writer(key, meta, chunk_size=chunk_size, shared=True) as writer:
-            loaded = model()
             _embed_chunks(writer, loaded, dataset, dist, batch_size=batch_size, workers=workers, memo={},
                           progress=False, preprocess=backend)
         dist.barrier()  # 2: every rank's chunks are committed
         dist.barrier()  # 3: rank 0 has finalised the entry
         return cache.get(key)  # type: ignore[return-value]
-    with cache.writer(key, meta, chunk_size=chunk_size) as writer:
+    with cache.writer(key, meta, chunk_size=chunk_size, progress=progress) as writer:
         dist.barrier()  # 1
         if writer.existing is not None:  # another process finished it while we waited for the lock
             dist.barrier()  # 2
             dist.barrier()  # 3
             return writer.existing
-        loaded = model()
         text_memo: dict[str, np.ndarray] = {}
         _embed_chunks(writer, loaded, dataset, dist, batch_size=batch_size, workers=workers, memo=text_memo,
                       progress=progress, preprocess=backend)

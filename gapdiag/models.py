@@ -31,6 +31,7 @@ from typing import Any
 
 from gapdiag import model_index
 from gapdiag.errors import ModelError
+from gapdiag.fsutil import atomic_write_text
 from gapdiag.hub import Hub, hub_access, offline_hint
 
 CONFIG_DIR = model_index.BUNDLED_CONFIG_DIR
@@ -204,9 +205,7 @@ def _register_config(cfg: dict[str, Any], stem: str, cache_root: Path | None) ->
         path = cfg_dir / f"{name}.json"
         if not (path.is_file() and json.loads(path.read_text()) == model_cfg):
             cfg_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(model_cfg, indent=2))
-            tmp.replace(path)
+            atomic_write_text(path, json.dumps(model_cfg, indent=2))
         model_index.remember_config_file(name, path)
     return name
 

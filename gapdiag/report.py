@@ -35,6 +35,7 @@ from typing import Any
 
 from gapdiag import __version__
 from gapdiag.errors import InputError
+from gapdiag.fsutil import atomic_write_text
 
 SCHEMA_VERSION = 1
 # Bump when a metric's definition changes so that old and new reports are never silently compared.
@@ -163,9 +164,7 @@ def write_json(obj: Any, path: str | Path, *, what: str = "file") -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(obj, indent=2, default=_to_jsonable) + "\n")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(obj, indent=2, default=_to_jsonable) + "\n")
     except OSError as e:
         raise InputError(f"cannot write {what} {path}: {e.strerror or e}", hint="choose a writable --out path") from None
     return path

@@ -87,10 +87,10 @@ def instrument_encoding(
 
     ``setattr_`` is ``monkeypatch.setattr`` in a test, or plain ``setattr`` in a worker subprocess. The model
     that ``build_model`` returns has its ``encode_image``/``encode_text`` wrapped: they add the batch length to
-    the returned counts, image batches sleep ``delay`` seconds (to make a run slow enough to kill), and image
-    outputs become NaN once more than ``nan_after`` images were encoded. With ``kill_after``, the process
-    SIGKILLs itself when asked for more images once ``kill_after`` were encoded (the chunks before are
-    committed by then): a kill at an exact point, with no clock in the test.
+    the returned counts, image batches sleep ``delay`` seconds (so that two concurrent runs overlap), and
+    image outputs become NaN once more than ``nan_after`` images were encoded. With ``kill_after``, the
+    process SIGKILLs itself when asked for more images once ``kill_after`` were encoded (the chunks before
+    are committed by then): a kill at an exact point, with no clock in the test.
 
     Returns:
         ``{"image": n, "text": n}``, updated as the model encodes.

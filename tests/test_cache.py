@@ -26,7 +26,9 @@ import numpy as np
 import platformdirs
 import pytest
 
+import gapdiag
 import gapdiag.cache as cache_mod
+from gapdiag import fsutil
 from gapdiag.cache import EmbeddingCache, cache_key, default_cache_dir, file_sha256
 from gapdiag.errors import CacheError, EmbeddingError, InputError
 
@@ -222,7 +224,8 @@ def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 # --------------------------------------------------------------------------------------- checkpoint hash
 
 
-def test_file_sha256_is_the_sha256_and_is_invalidated_by_a_same_size_edit(tmp_path):
+def test_file_sha256_is_the_sha256_and_is_invalidated_by_a_same_size_edit(tmp_path, monkeypatch):
+    monkeypatch.setattr(fsutil, "RACY_SECONDS", 0)  # the file was written just now: remember it anyway
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"A" * 3000)
     assert file_sha256(ckpt, cache_dir=tmp_path / "c") == hashlib.sha256(b"A" * 3000).hexdigest()
@@ -239,11 +242,12 @@ def test_file_sha256_memo_is_shared_across_processes(tmp_path):
     ckpt, root = tmp_path / "model.bin", tmp_path / "c"
     ckpt.write_bytes(b"weights-1" * 100)
     call = f"print(c.file_sha256({str(ckpt)!r}, cache_dir={str(root)!r}))"
-    compute = "import gapdiag.cache as c\n" + call
+    # The file was written just now: remember its digest anyway (see fsutil.RACY_SECONDS).
+    compute = "import gapdiag.cache as c, gapdiag.fsutil as f\nf.RACY_SECONDS = 0\n" + call
     # Hashing is forbidden in this process: only the on-disk memo can answer.
-    memo_only = ("import gapdiag.cache as c\n"
-                 "def boom(path): raise SystemExit('re-hashed ' + str(path))\n"
-                 "c._sha256_of_file = boom\n" + call)
+    memo_only = ("import gapdiag.cache as c, gapdiag.fsutil as f\n"
+                 "def boom(path, **kw): raise SystemExit('re-hashed ' + str(path))\n"
+                 "f.hash_file = boom\n" + call)
 
     def run(code: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO,
@@ -306,7 +310,7 @@ def test_miss_then_hit_returns_the_stored_vectors_and_provenance(tmp_path):
     assert meta["dataset"] == {**META["dataset"], "counts": COUNTS}
     assert meta["dims"] == {"image": DIM, "text": DIM} and meta["modalities"] == ["image", "text"]
     assert meta["dtype"] == "float32" and meta["cache_format_version"] == cache_mod.CACHE_FORMAT_VERSION
-    assert meta["gapdiag_version"] == cache_mod.__version__
+    assert meta["gapdiag_version"] == gapdiag.__version__
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", meta["created"])
     for m in COUNTS:  # the streamed concatenation is exactly what np.save writes for the whole array
         buffer = io.BytesIO()
@@ -329,20 +333,189 @@ def test_float16_entries_store_float16(tmp_path):
     np.testing.assert_array_equal(cache.get("half").vectors["text"], expected("text", "float16"))
 
 
-def test_get_of_a_complete_entry_memory_maps_and_hashes_nothing(tmp_path, monkeypatch):
+def test_get_memory_maps_and_reads_each_file_once_per_state(tmp_path, monkeypatch):
+    monkeypatch.setattr(fsutil, "RACY_SECONDS", 0)  # the files were written just now: remember them anyway
+    fsutil.forget_digests()
     cache = EmbeddingCache(tmp_path / "c")
     build_entry(cache, "k")
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("get() must not hash anything")
-
-    monkeypatch.setattr(hashlib, "sha256", forbidden)
-    monkeypatch.setattr(cache_mod, "_sha256_of_file", forbidden)
+    hashed = []
+    hash_file = fsutil.hash_file
+    monkeypatch.setattr(fsutil, "hash_file", lambda path, **kw: hashed.append(Path(path).name) or hash_file(path, **kw))
     emb = cache.get("k")
     assert all(isinstance(v, np.memmap) for v in emb.vectors.values())
-    eager = cache.get("k", mmap=False)
+    assert sorted(hashed) == sorted(json.loads((cache.path("k") / "meta.json").read_text())["checksums"])
+    hashed.clear()
+    eager = cache.get("k", mmap=False)  # unchanged files (same size, mtime, ctime, inode): not read again
+    assert hashed == []
     assert not isinstance(eager.vectors["image"], np.memmap)
     np.testing.assert_array_equal(eager.vectors["image"], emb.vectors["image"])
+
+
+def test_meta_json_records_the_sha256_of_every_stored_file(tmp_path):
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "k", class_embeddings=np.eye(3, DIM), attributes={"colour": np.array(["r"] * N_SAMPLES)},
+                attribute_embeddings={"r": np.ones(DIM)})
+    entry = cache.path("k")
+    checksums = json.loads((entry / "meta.json").read_text())["checksums"]
+    stored = sorted(f for f in files_of(entry) if f != "meta.json")
+    assert sorted(checksums) == stored
+    for name in stored:
+        assert checksums[name] == "sha256:" + hashlib.sha256((entry / name).read_bytes()).hexdigest()
+
+
+def _flip_a_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x10  # in the vectors, past the .npy header: the header checks cannot see it
+    path.write_bytes(bytes(data))
+
+
+def _same_size_garbage(path: Path) -> None:
+    array = np.load(path)
+    np.save(path, np.random.default_rng(0).standard_normal(array.shape).astype(array.dtype))
+
+
+def _permute(path: Path) -> None:
+    np.save(path, np.load(path)[::-1].copy())
+
+
+@pytest.mark.parametrize("file, damage", [
+    ("image.npy", _flip_a_bit),
+    ("text.npy", _same_size_garbage),
+    ("text.sample_index.npy", _permute),
+    ("labels.npy", _permute),
+])
+def test_same_size_damage_of_a_final_file_is_one_line_naming_entry_and_file(tmp_path, file, damage):
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "k")
+    path = cache.path("k") / file
+    size = path.stat().st_size
+    cache.get("k")  # verified once in this process: the damage below must still be seen
+    damage(path)
+    assert path.stat().st_size == size
+    with pytest.raises(CacheError, match=f"corrupt cache file {re.escape(str(path))}: checksum mismatch") as info:
+        cache.get("k")
+    assert "`gapdiag cache rm k`" in str(info.value) and "\n" not in str(info.value)
+    # Asked to build that key, the writer rebuilds the damaged entry.
+    np.testing.assert_array_equal(build_entry(cache, "k").vectors["text"], expected("text"))
+
+
+def test_chunk_checksum_is_recorded_before_the_rename_that_commits_the_chunk(tmp_path, monkeypatch):
+    cache = EmbeddingCache(tmp_path / "c")
+    seen = []
+    replace = os.replace
+
+    def checking_replace(src, dst):
+        dst = Path(dst)
+        if dst.parent.name == "chunks" and dst.suffix == ".npy":
+            recorded = dst.with_name(dst.name + ".sha256").read_text().split()
+            seen.append(dst.name)
+            assert recorded == [hashlib.sha256(Path(src).read_bytes()).hexdigest(), dst.name]
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", checking_replace)
+    write_some_chunks(cache, "k", 2)
+    assert seen == ["image.0-4.npy", "image.4-8.npy"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "flipped", "no_checksum"])
+def test_a_bad_chunk_of_an_unfinished_run_is_re_embedded_on_resume(tmp_path, damage, caplog):
+    cache = EmbeddingCache(tmp_path / "c")
+    write_some_chunks(cache, "k", 2)
+    chunk = cache.path("k") / "chunks" / "image.4-8.npy"
+    if damage == "garbage":
+        _same_size_garbage(chunk)  # a readable chunk of the right shape and dtype: only the checksum knows
+    elif damage == "flipped":
+        _flip_a_bit(chunk)
+    else:
+        chunk.with_name(chunk.name + ".sha256").unlink()
+    computed = []
+    with caplog.at_level(logging.WARNING, logger="gapdiag.cache"):
+        emb = build_entry(cache, "k", on_chunk=lambda m, s, e: computed.append((m, s, e)))
+    assert ("image", 4, 8) in computed and ("image", 0, 4) not in computed
+    np.testing.assert_array_equal(emb.vectors["image"], expected("image"))
+    assert any("re-embedding chunk image.4-8.npy" in r.getMessage() for r in caplog.records)
+
+
+def test_a_chunk_changed_after_its_check_is_caught_while_assembling(tmp_path, monkeypatch):
+    cache = EmbeddingCache(tmp_path / "c")
+    with cache.writer("k", META, chunk_size=CHUNK) as w:
+        for m, n in COUNTS.items():
+            for s, e in w.chunk_ranges(m, n):
+                w.write_chunk(m, s, fake_vectors(m, s, e))
+        chunk = cache.path("k") / "chunks" / "text.8-12.npy"
+        _same_size_garbage(chunk)
+        with pytest.raises(CacheError, match="text.8-12.npy changed after it was committed"):
+            w.finalize(sample_index=SAMPLE_INDEX, labels=LABELS)
+    assert not chunk.exists() and not (cache.path("k") / "meta.json").exists()
+    np.testing.assert_array_equal(build_entry(cache, "k").vectors["text"], expected("text"))
+
+
+def test_verify_reports_every_corrupt_file_and_partial_chunk(tmp_path):
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "good")
+    build_entry(cache, "bad")
+    write_some_chunks(cache, "part", 2)
+    assert [r["ok"] for r in cache.verify()] == [True, True, True]
+    _flip_a_bit(cache.path("bad") / "text.npy")
+    _same_size_garbage(cache.path("part") / "chunks" / "image.0-4.npy")
+    results = {r["key"]: r for r in cache.verify()}
+    assert results["good"]["ok"] and results["good"]["files"] == 5
+    assert results["bad"]["problems"] == [{"file": "text.npy", "reason": results["bad"]["problems"][0]["reason"]}]
+    assert results["bad"]["problems"][0]["reason"].startswith("checksum mismatch")
+    assert results["part"]["problems"] == [{"file": "chunks/image.0-4.npy", "reason": "checksum mismatch"}]
+    assert [r["key"] for r in cache.verify("go")] == ["good"]
+
+
+def test_cache_verify_command_exit_codes(tmp_path, capsys):
+    from cli_helpers import assert_one_line_error, gapdiag
+
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "k1")
+    build_entry(cache, "k2")
+    code, out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", cache.root)
+    assert (code, err) == (0, "") and out.count(" ok ") == 2
+    _permute(cache.path("k2") / "image.sample_index.npy")
+    code, out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", cache.root, "--json")
+    assert code == 2
+    assert [e["ok"] for e in json.loads(out)["entries"]] == [True, False]
+    code, out, err = gapdiag(capsys, "cache", "verify", "k2", "--cache-dir", cache.root)
+    assert_one_line_error(code, "", err, "k2/image.sample_index.npy", "checksum mismatch", "gapdiag cache rm")
+    assert "CORRUPT" in out
+
+
+def test_a_second_writer_says_who_holds_the_lock_and_that_it_waits(tmp_path, caplog):
+    import socket
+    import threading
+
+    cache = EmbeddingCache(tmp_path / "c")
+    result = {}
+    with caplog.at_level(logging.WARNING, logger="gapdiag.cache"):
+        with cache.writer("k", META, chunk_size=CHUNK) as holder:
+            holder.chunk_ranges("image", COUNTS["image"])
+            holder.write_chunk("image", 0, fake_vectors("image", 0, 4))
+            waiter = threading.Thread(target=lambda: result.setdefault("emb", build_entry(cache, "k")))
+            waiter.start()
+            while not any("waiting" in r.getMessage() for r in caplog.records):
+                assert waiter.is_alive()
+                time.sleep(0.01)
+        waiter.join()
+    message = next(r.getMessage() for r in caplog.records if "waiting" in r.getMessage())
+    assert f"cache entry k is being built by pid {os.getpid()} on {socket.gethostname()}" in message
+    np.testing.assert_array_equal(result["emb"].vectors["image"], expected("image"))
+
+
+def test_ls_says_why_an_entry_is_incomplete(tmp_path):
+    cache = EmbeddingCache(tmp_path / "c")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        with cache.writer("k", META, chunk_size=CHUNK) as w:
+            w.chunk_ranges("image", COUNTS["image"])
+            w.write_chunk("image", 0, fake_vectors("image", 0, 4))
+            raise RuntimeError("CUDA out of memory")
+    (row,) = cache.ls()
+    assert row["complete"] is False
+    assert row["why"].startswith("stopped: RuntimeError: CUDA out of memory; 1 chunks committed")
+    with cache.writer("k", META, chunk_size=CHUNK):
+        assert cache.ls()[0]["why"].startswith(f"being built by pid {os.getpid()}")
 
 
 def test_an_incomplete_entry_is_a_miss(tmp_path):
@@ -409,7 +582,7 @@ def test_resume_after_sigkill_skips_done_chunks_and_is_byte_identical(tmp_path):
     cache = EmbeddingCache(root)
     first = logged(log1)
     assert first == ALL_CHUNKS[:4]
-    assert sorted(p.name for p in (root / "k" / "chunks").iterdir()) == sorted(
+    assert sorted(p.name for p in (root / "k" / "chunks").glob("*.npy")) == sorted(
         f"{m}.{s}-{e}.npy" for m, s, e in first)
     assert cache.get("k") is None
     assert [(r["key"], r["complete"]) for r in cache.ls()] == [("k", False)]
@@ -433,7 +606,7 @@ def test_a_second_writer_waits_for_the_lock_and_reuses_the_entry(tmp_path):
     first = start_worker(root, "k", tmp_path / "a.log", pause_after=2, tag="a")
     wait_until((tmp_path / "a.ready").exists, first, "holding the lock")
     second = start_worker(root, "k", tmp_path / "b.log", tag="b")
-    wait_until(lambda: "waiting for another gapdiag process" in (tmp_path / "b.stderr").read_text(), second,
+    wait_until(lambda: "waiting for it to finish" in (tmp_path / "b.stderr").read_text(), second,
                "waiting for the lock")
     (tmp_path / "a.release").touch()
     finish(first, "a", tmp_path), finish(second, "b", tmp_path)
@@ -504,7 +677,7 @@ def test_stray_temp_files_and_unreadable_chunks_are_removed_and_recomputed(tmp_p
         assert not stray.exists()
         w.chunk_ranges("image", COUNTS["image"])
         assert [w.is_done("image", s, e) for s, e in ((0, 4), (4, 8), (8, 10))] == [True, False, False]
-    assert sorted(p.name for p in chunks.iterdir()) == ["image.0-4.npy"]
+    assert sorted(p.name for p in chunks.iterdir()) == ["image.0-4.npy", "image.0-4.npy.sha256"]
     np.testing.assert_array_equal(build_entry(cache, "k").vectors["image"], expected("image"))
 
 
@@ -583,7 +756,8 @@ def test_disk_full_during_a_chunk_keeps_committed_chunks_and_the_build_resumes(t
         assert str(info.value) == f"disk full while writing {target} (free space or use --cache-dir)"
         monkeypatch.setattr(np, "save", real_save)
     chunks = cache.path("k") / "chunks"
-    assert sorted(p.name for p in chunks.iterdir()) == ["image.0-4.npy", "image.4-8.npy"]  # no temp file left
+    assert sorted(p.name for p in chunks.iterdir()) == ["image.0-4.npy", "image.0-4.npy.sha256", "image.4-8.npy",
+                                                      "image.4-8.npy.sha256"]  # no temp file left
     np.testing.assert_array_equal(np.load(chunks / "image.4-8.npy"), fake_vectors("image", 4, 8))
 
     computed = []

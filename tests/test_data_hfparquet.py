@@ -133,7 +133,7 @@ def test_undecodable_image_names_the_file_and_row(capsys, tmp_path: Path, tiny_c
     assert json.loads(out)["provenance"]["dataset"]["n_samples"] == 5
 
 
-def test_null_image_and_blank_caption_rows(tmp_path: Path) -> None:
+def test_rows_without_an_image_or_a_label(tmp_path: Path) -> None:
     rows = _digits(4)
     images: list[bytes | None] = [_png(r) for r in rows]
     images[1] = None
@@ -142,6 +142,23 @@ def test_null_image_and_blank_caption_rows(tmp_path: Path) -> None:
         load_dataset(path)
     ds = load_dataset(path, skip_bad=True)
     assert ds.n_samples == 3 and ds.extra["skipped"][0].startswith("d.parquet:2")
+    path = _write(tmp_path / "d.parquet", rows)  # images again, now a row without a label
+    table = pq.read_table(path)
+    blank = pa.array([1, None, 2, 3], pa.int64())
+    pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", blank), path)
+    with pytest.raises(DatasetError, match=r"d.parquet:2: blank label in column 'label' \(fix the row or pass"):
+        load_dataset(path)
+    assert load_dataset(path, skip_bad=True).labels.tolist() == [1, 2, 3]
+
+
+def test_blank_captions(tmp_path: Path) -> None:
+    rows = _digits(3)
+    rows[2] = {**rows[2], "caption_2": " "}
+    path = _write(tmp_path / "d.parquet", rows)
+    with pytest.raises(DatasetError, match=r"d.parquet:3: empty caption \(fix the row or pass --skip-bad\)"):
+        load_dataset(path)
+    ds = load_dataset(path, skip_bad=True)  # the blank caption is dropped, the row and its other captions kept
+    assert ds.n_samples == 3 and ds.counts()["text"] == 8
 
 
 def test_path_only_rows_read_the_file_beside_the_shard(tmp_path: Path) -> None:

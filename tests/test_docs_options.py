@@ -27,7 +27,7 @@ OTHER_TOOLS = frozenset({
     "--nproc-per-node", "--nnodes", "--no-deps", "--no-build-isolation", "--no-index", "--force-reinstall",
     "--system-site-packages", "--without-pip", "--python", "--user", "--upgrade", "--index-url",
     "--extra-index-url", "--pre", "--cov", "--durations", "--timeout", "--strict-markers", "--basetemp",
-    "--hypothesis-profile", "--hypothesis-seed", "--lf", "--standalone", "--rdzv-backend", "--rdzv-endpoint",
+    "--hypothesis-profile", "--hypothesis-seed", "--randomly-seed", "--lf", "--standalone", "--rdzv-backend", "--rdzv-endpoint",
     "--node-rank", "--master-addr", "--master-port", "--gpus", "--model-id", "--debug", "--body-file",
     "--no-install-recommends", "--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task",
     "--x", "--y", "--text",  # embedding-atlas, the viewer that `gapdiag export` points to

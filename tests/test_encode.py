@@ -302,3 +302,50 @@ def test_nan_embeddings_fail_with_one_line_and_keep_earlier_chunks(tiny_checkpoi
     es = embed(manifest, tiny_checkpoint, batch_size=4)
     assert counts["image"] == 4
     assert np.isfinite(np.asarray(es.vectors["image"])).all()
+
+
+# ---------------------------------------------------------------------------------- interrupts and failures
+
+
+def test_ctrl_c_prints_the_resume_message_exits_130_and_keeps_committed_chunks(tiny_checkpoint, manifest,
+                                                                               monkeypatch, capsys):
+    from cli_helpers import gapdiag
+
+    counts = instrument_encoding(monkeypatch.setattr, chunk_size=4)
+    build = enc.build_model
+
+    def build_then_interrupt(*args, **kwargs):
+        loaded = build(*args, **kwargs)
+        encode_image = loaded.model.encode_image
+
+        def encode(x, *a, **k):
+            if counts["image"] >= 4:  # one chunk committed: now the user presses Ctrl-C
+                os.kill(os.getpid(), signal.SIGINT)
+            return encode_image(x, *a, **k)
+
+        loaded.model.encode_image = encode
+        return loaded
+
+    monkeypatch.setattr(enc, "build_model", build_then_interrupt)
+    code, out, err = gapdiag(capsys, "embed", "-d", manifest, "-m", tiny_checkpoint, "--device", "cpu",
+                             "--batch-size", "4", "--quiet")
+    assert code == 130
+    assert err.strip() == "interrupted: work committed so far is kept in the cache; run again to resume"
+    cache = EmbeddingCache(os.environ["GAPDIAG_CACHE_DIR"])
+    assert [p.name for p in chunk_files(cache.root, "image")] == ["image.0-4.npy"]
+    (row,) = cache.ls()
+    assert row["complete"] is False and row["why"].startswith("stopped: interrupted; 1 chunks committed")
+
+
+def test_a_model_that_cannot_be_loaded_leaves_no_cache_entry(manifest, monkeypatch, tmp_path):
+    from gapdiag.errors import ModelError
+
+    def offline(*args, **kwargs):
+        raise ModelError("cannot download ViT-B-32 weights: no network", hint="pass a local checkpoint")
+
+    monkeypatch.setattr(enc, "build_model", offline)
+    with pytest.raises(ModelError, match="no network"):
+        embed(manifest, "ViT-B-32")
+    cache = EmbeddingCache(os.environ["GAPDIAG_CACHE_DIR"])
+    assert cache.ls() == []
+    assert not [p for p in cache.root.iterdir() if p.is_dir() and p.name not in ("fingerprints", "model_configs")]

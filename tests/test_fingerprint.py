@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
+from gapdiag import fsutil
 from gapdiag.data import load_dataset
 from tests.data_fixtures import digits_manifest
 
@@ -29,12 +30,51 @@ def test_changed_image_content_changes_the_fingerprint(tmp_path, monkeypatch):
 
 def test_the_memo_is_used_when_nothing_changed(tmp_path, monkeypatch):
     monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(fsutil, "RACY_SECONDS", 0)  # the files were written just now: memoise anyway
     manifest, _ = digits_manifest(tmp_path / "a", n=6)
     first = load_dataset(manifest).fingerprint
-    from gapdiag.data import base
+    fsutil.forget_digests()  # only the on-disk fingerprint memo may answer
 
-    def no_hashing(path):
+    def no_hashing(path, **kwargs):
         raise AssertionError(f"re-hashed {path} although nothing changed")
 
-    monkeypatch.setattr(base, "_file_digest", no_hashing)
+    monkeypatch.setattr(fsutil, "hash_file", no_hashing)
     assert load_dataset(manifest).fingerprint == first
+
+
+def _restore(path, st):
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_same_size_image_replaced_with_its_mtime_restored_is_not_a_stale_hit(tmp_path, monkeypatch):
+    # The memo is written (files count as settled at once) and keyed by size and mtime only on old versions:
+    # there, the replaced image below was a stale hit. The new file has another inode and ctime.
+    monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(fsutil, "RACY_SECONDS", 0)
+    manifest, _ = digits_manifest(tmp_path / "a", n=6)
+    before = load_dataset(manifest).fingerprint
+    assert list((tmp_path / "cache" / "fingerprints").iterdir())  # the memo exists and would answer
+    image = tmp_path / "a" / "images" / "digit_1.png"
+    st = image.stat()
+    replacement = image.with_name("new.png")
+    replacement.write_bytes(bytes(b ^ 0xFF for b in image.read_bytes()))  # same size, other bytes
+    os.replace(replacement, image)
+    _restore(image, st)
+    assert (image.stat().st_size, image.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert load_dataset(manifest).fingerprint != before
+
+
+def test_an_image_rewritten_in_place_right_after_fingerprinting_is_not_a_stale_hit(tmp_path, monkeypatch):
+    # Same inode, same size, mtime restored, and possibly the same ctime tick: only the racy rule (a file changed
+    # less than RACY_SECONDS before hashing is not memoised) tells this rewrite apart.
+    monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
+    manifest, _ = digits_manifest(tmp_path / "a", n=6)
+    before = load_dataset(manifest).fingerprint
+    image = tmp_path / "a" / "images" / "digit_1.png"
+    st = image.stat()
+    data = image.read_bytes()
+    with open(image, "r+b") as f:
+        f.write(bytes(b ^ 0xFF for b in data))
+    _restore(image, st)
+    assert (image.stat().st_ino, image.stat().st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+    assert load_dataset(manifest).fingerprint != before

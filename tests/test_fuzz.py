@@ -47,11 +47,6 @@ FUZZ = settings(
         HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large
     ],
 )
-# Reader bugs this suite found that the data branch fixes (non-UTF-8 manifests, truncated .npz "aborted"):
-# xfail until it is merged, then these pass (strict=False) and the markers go.
-DATA_BRANCH = pytest.mark.xfail(
-    strict=False, reason="reader errors fixed in the data branch (not merged yet)"
-)
 CASES: dict[str, int] = {}  # property -> cases tried in this run (printed by the last test, for the docs)
 
 
@@ -151,7 +146,6 @@ def _manifest_text(images: Path, delimiter: str) -> str:
     return text.replace(",", delimiter)
 
 
-@DATA_BRANCH
 @pytest.mark.parametrize("suffix", ["csv", "tsv"])
 @FUZZ
 @given(data=st.data())
@@ -175,11 +169,6 @@ json_values = st.recursive(
 )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="non-UTF-8 fixed in the data branch; open there: a JSONL row without a column the others have "
-    "(e.g. class_name) raises KeyError (data/manifest.py, class names of kept rows)",
-)
 @FUZZ
 @given(data=st.data())
 def test_fuzz_jsonl_manifest(images, data):
@@ -201,6 +190,36 @@ def test_fuzz_jsonl_manifest(images, data):
         check_dataset(result)
 
 
+def test_a_jsonl_row_without_a_column_is_a_one_line_error(images):
+    """Found by the long run: a row missing a key the other rows have raised KeyError (a traceback)."""
+    from gapdiag.data import load_dataset
+
+    rows = [
+        {"image": f"images/digit_{i}.png", "caption": f"digit {i}", "label": i % 2, "class_name": f"c{i % 2}"}
+        for i in range(4)
+    ]
+    del rows[1]["class_name"], rows[2]["caption"]
+    path = fresh(images, "manifest.jsonl")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    link_images(images, path.parent)
+    result = outcome(lambda: load_dataset(path), "manifest .jsonl")
+    assert isinstance(result, GapdiagError) and "manifest.jsonl:" in str(result)
+
+
+def test_a_damaged_npy_header_is_a_one_line_error(images):
+    """Found by the long run: numpy parses the header as a Python literal; a cut brace was a TokenError."""
+    from gapdiag.data import load_dataset
+
+    folder = fresh(images, "vectors")
+    folder.mkdir()
+    for name in ("image", "text"):
+        np.save(folder / f"{name}.npy", np.zeros((3, 4), np.float32))
+    raw = (folder / "image.npy").read_bytes()
+    (folder / "image.npy").write_bytes(raw.replace(b"}", b"", 1))
+    result = outcome(lambda: load_dataset(folder, format="precomputed"), "precomputed .npy folder")
+    assert isinstance(result, GapdiagError) and "image.npy" in str(result)
+
+
 # ----------------------------------------------------------------------------------------------------- COCO
 
 
@@ -213,9 +232,6 @@ def _coco(n: int = 3) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=False, reason="open: a list/dict image id raises TypeError (unhashable) in read_coco"
-)
 @FUZZ
 @given(data=st.data())
 def test_fuzz_coco_json(images, data):
@@ -273,7 +289,6 @@ odd_arrays = st.sampled_from(
 )
 
 
-@DATA_BRANCH
 @FUZZ
 @given(data=st.data())
 def test_fuzz_npz(images, data):
@@ -296,9 +311,6 @@ def test_fuzz_npz(images, data):
             assert np.isfinite(np.asarray(m.items)).all()
 
 
-@pytest.mark.xfail(
-    strict=False, reason="open: a damaged .npy header raises SyntaxError/TokenError in read_npy_dir"
-)
 @FUZZ
 @given(data=st.data())
 def test_fuzz_npy_folder(images, data):
@@ -378,9 +390,6 @@ toml_scalars = st.one_of(
 )
 
 
-@pytest.mark.xfail(
-    strict=False, reason="a non-UTF-8 config raised UnicodeDecodeError: fixed in the run branch"
-)
 @FUZZ
 @given(data=st.data())
 def test_fuzz_check_config(images, data):
@@ -499,7 +508,6 @@ def test_brackets_in_a_path_are_printed_as_written(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------- through the CLI
 
 
-@DATA_BRANCH
 @settings(FUZZ, max_examples=max(4, EXAMPLES // 5))
 @given(data=st.data())
 def test_fuzz_cli_measure_and_check_print_one_line(images, data, capsys):
@@ -561,7 +569,6 @@ def _read_back(cache: Any, key: str, what: str) -> Any:
     return es
 
 
-@pytest.mark.xfail(strict=False, reason="needs cache checksums (cache branch)")
 @FUZZ
 @given(data=st.data())
 def test_fuzz_cache_byte_damage_is_detected(data):
@@ -581,7 +588,6 @@ def test_fuzz_cache_byte_damage_is_detected(data):
             np.testing.assert_array_equal(result.sample_index[name], before.sample_index[name])
 
 
-@pytest.mark.xfail(strict=False, reason="needs cache checksums (cache branch)")
 @FUZZ
 @given(seed=st.integers(0, 2**32 - 1))
 def test_fuzz_cache_permuted_sample_index_is_detected(seed):

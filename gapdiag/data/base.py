@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from gapdiag import fsutil
 from gapdiag.errors import DatasetError, InputError
 
 ModalityKind = Literal["image", "text", "embedding"]
@@ -123,43 +125,33 @@ def fingerprint_files(paths: Sequence[Path], extra: Any = None) -> str:
 
     Content, not location: the same data in a fresh clone, in a CI checkout or on another machine (new paths,
     new mtimes) gets the same fingerprint, so cache entries and baseline reports stay valid; any edit of a
-    file, a caption or a label changes it. Hashing every file is paid once per (paths, sizes, mtimes): the
-    result is memoised in ``<cache dir>/fingerprints/`` keyed by those stats, so an unchanged dataset costs
-    only a ``stat`` per file. Like Hugging Face datasets' fingerprinting, anything that changes the output goes
-    in, nothing else does.
+    file, a caption or a label changes it. Hashing every file is paid once per file *state*: the result is
+    memoised in ``<cache dir>/fingerprints/`` keyed by each file's resolved path, size, mtime, ctime and inode
+    (:func:`gapdiag.fsutil.stat_key`), so an unchanged dataset costs only a ``stat`` per file, while a file
+    replaced or rewritten in place with its old size and mtime restored is hashed again (its ctime or inode
+    differ). Files changed less than :data:`gapdiag.fsutil.RACY_SECONDS` before hashing are not memoised (the
+    clock that stamps them is coarse). Like Hugging Face datasets' fingerprinting, anything that changes the
+    output goes in, nothing else does.
     """
-    resolved = [Path(p).resolve() for p in paths]
-    stats = [(str(p), *_stat(p)) for p in resolved]
-    memo = _fingerprint_memo(hash_json({"stats": stats, "extra": extra, "version": 2}))
+    stats = [fsutil.stat_key(p) for p in paths]
+    memo = _fingerprint_memo(hash_json({"stats": stats, "extra": extra, "version": 3}))
     if memo is not None and memo.is_file():
         cached = memo.read_text().strip()
         if len(cached) == 64:
             return cached
+    resolved = [Path(key[0]) for key in stats]
     root = Path(os.path.commonpath([str(p.parent) for p in resolved])) if resolved else Path(".")
-    entries = [[p.relative_to(root).as_posix(), _file_digest(p)] for p in resolved]
+    hashed_at = time.time_ns()
+    entries = [[p.relative_to(root).as_posix(), fsutil.file_digest(p)] for p in resolved]
     fingerprint = hash_json({"files": entries, "extra": extra})
-    if memo is not None:
+    unchanged = [fsutil.stat_key(p) for p in resolved] == stats
+    if memo is not None and unchanged and all(fsutil.settled(key, hashed_at) for key in stats):
         try:
             memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
-            tmp.write_text(fingerprint + "\n")
-            tmp.replace(memo)
+            fsutil.atomic_write_text(memo, fingerprint + "\n")
         except OSError:
             pass  # an unwritable cache dir only costs re-hashing next time
     return fingerprint
-
-
-def _stat(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fingerprint_memo(stat_key: str) -> Path | None:

@@ -148,8 +148,8 @@ def read_hf_parquet(
     """Read Hugging Face Parquet shards into an image-text :class:`PairedDataset` (see the module docstring).
 
     Raises:
-        DatasetError: No shard, mixed splits, shards with different columns, no image or caption column, a row
-            without image bytes or caption (with its file and row), or labels on only some rows.
+        DatasetError: No shard, mixed splits, shards with different columns, no image or caption column, or a
+            row without image bytes, caption or label (with its file and row; dropped instead with ``skip_bad``).
     """
     shards = find_shards(spec)
     if not shards:
@@ -192,14 +192,14 @@ def read_hf_parquet(
                     bad(f"{loc}: empty caption")  # with skip_bad: drop the blank ones, keep the rest
                 if cap_cols and not caps:
                     continue
+                if label_col is not None and is_blank(cell.get(label_col)):
+                    bad(f"{loc}: blank label in column {label_col!r}")
+                    continue
                 items.add(image, loc, caps)
                 raw_labels.append(None if label_col is None else cell.get(label_col))
 
     labels = None
     if label_col is not None:
-        if any(is_blank(v) for v in raw_labels):
-            first = items.image_locations[[is_blank(v) for v in raw_labels].index(True)]
-            raise DatasetError(f"{first}: blank label in column {label_col!r} (label every row)")
         labels, names = encode_labels(raw_labels, f"{shards[0].name} column {label_col!r}")
         class_names = names if names is not None else class_names
     templates = tuple(templates) if templates else DEFAULT_TEMPLATES

@@ -173,6 +173,8 @@ def _read_jsonl_utf8(path: Path) -> Table:
             columns.update(dict.fromkeys(row))
             rows.append(row)
             locations.append(f"{path.name}:{lineno}")
+    # A key missing from a row is a blank cell (as in CSV), not a KeyError later (found by fuzzing).
+    rows = [{c: row.get(c) for c in columns} for row in rows]
     return Table(path, list(columns), rows, locations)
 
 

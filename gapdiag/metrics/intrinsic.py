@@ -22,7 +22,7 @@ from gapdiag.errors import InputError
 from gapdiag.metrics.blocked import unit_rows
 
 #: TwoNN on at most this many points (seeded draw): 2-NN search is O(N²·d).
-TWONN_SAMPLE = 10000
+TWONN_SAMPLE = 5000
 
 
 def two_nn_distances(x: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -240,7 +240,7 @@ REGISTRY: dict[str, MetricInfo] = {
                    "fraction of gallery items in no query's top 10", True),
         MetricInfo("twonn_dimension", None, (0.0, None), "modality", "intrinsic",
                    "Facco et al., Sci. Rep. 2017 (TwoNN), MLE form",
-                   "intrinsic dimension from 2-NN distance ratios (on at most 10000 points)", True, True),
+                   "intrinsic dimension from 2-NN distance ratios (on at most 5000 points)", True, True),
         MetricInfo("isoscore", True, (0.0, 1.0), "modality", "intrinsic", "Rudman et al., Findings ACL 2022, Alg. 1",
                    "IsoScore: 1 = variance spread evenly over all dimensions, 0 = one direction", False, True),
         MetricInfo("linear_cka", True, (None, 1.0), "modality", "similarity",
