@@ -39,6 +39,8 @@ class _ByteItems:
             return i, missing_image_message(self.modality.location(i), item)
         except OSError as e:
             return i, f"{self.modality.location(i)}: cannot read image {item}: {e.strerror or e}"
+        except DatasetError as e:  # raised in a worker it would come back wrapped in a multi-line message
+            return i, e.one_line()
         return i, torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
