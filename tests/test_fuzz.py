@@ -206,6 +206,16 @@ def test_a_jsonl_row_without_a_column_is_a_one_line_error(images):
     assert isinstance(result, GapdiagError) and "manifest.jsonl:" in str(result)
 
 
+def test_an_image_path_too_long_for_the_os_is_a_one_line_error(images):
+    """Found by the long run: Path.is_file raises ENAMETOOLONG instead of answering False (a traceback)."""
+    from gapdiag.data import load_dataset
+
+    path = fresh(images, "manifest.csv")
+    path.write_text("image,caption\n" + "i" + "x" * 5000 + ".png,a digit\n")
+    result = outcome(lambda: load_dataset(path), "manifest .csv")
+    assert isinstance(result, GapdiagError) and "manifest.csv:2" in str(result) and "not found" in str(result)
+
+
 def test_a_damaged_npy_header_is_a_one_line_error(images):
     """Found by the long run: numpy parses the header as a Python literal; a cut brace was a TokenError."""
     from gapdiag.data import load_dataset

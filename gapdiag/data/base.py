@@ -168,6 +168,18 @@ def _fingerprint_memo(stat_key: str) -> Path | None:
 # Helpers shared by the readers in this package.
 # ---------------------------------------------------------------------------------------------------------
 
+def is_existing_file(path: Path) -> bool:
+    """``path.is_file()`` for a path read from a data file: a name the OS refuses (too long, a NUL byte) is no file.
+
+    ``Path.is_file`` raises on ENAMETOOLONG instead of answering False (found by fuzzing a manifest); the row then
+    gets the reader's one-line "image file not found" error, naming the path, rather than a traceback.
+    """
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 #: Bumped whenever a reader changes what it produces from the same files, so old cache entries stop matching.
 DATA_FINGERPRINT_VERSION = 1
 

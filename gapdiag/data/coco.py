@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gapdiag.data.base import ImageTextItems, PairedDataset, image_text_dataset, not_utf8
+from gapdiag.data.base import ImageTextItems, PairedDataset, image_text_dataset, is_existing_file, not_utf8
 from gapdiag.data.images import missing_image_message
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
@@ -69,7 +69,7 @@ def _resolve_image_root(json_path: Path, first_file: str, image_root: Path | Non
         return image_root
     candidates = image_root_candidates(json_path)
     for root in candidates:
-        if (root / first_file).is_file():
+        if is_existing_file(root / first_file):
             return root
     tried = ", ".join(str(c) for c in candidates)
     raise DatasetError(f"{json_path.name}: cannot find image {first_file!r} in {tried} "
@@ -135,7 +135,7 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
             bad(f"{where} has no caption (add one or pass --skip-bad)")
             continue
         file = root / str(img["file_name"])
-        if not file.is_file():
+        if not is_existing_file(file):
             bad(missing_image_message(where, file))
             continue
         items.add(file, where, captions_of[image_id])

@@ -35,6 +35,7 @@ from gapdiag.data.base import (
     PairedDataset,
     encode_labels,
     image_text_dataset,
+    is_existing_file,
     template_captions,
 )
 from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
@@ -265,7 +266,7 @@ def _image_item(
         return ParquetImage(shard, group, index, column, row)
     if path:  # datasets stores only the path when the image was never embedded: a file beside the shard
         file = Path(path) if Path(path).is_absolute() else shard.parent / path
-        return file if file.is_file() else f"no image bytes, and image file not found: {file}"
+        return file if is_existing_file(file) else f"no image bytes, and image file not found: {file}"
     return "no image (null)"
 
 

@@ -34,6 +34,7 @@ from gapdiag.data.base import (
     class_names_by_id,
     encode_labels,
     image_text_dataset,
+    is_existing_file,
     not_utf8,
     template_captions,
 )
@@ -301,7 +302,7 @@ def _row_image(table: Table, i: int, column: str, skip_bad: bool, skipped: list[
         return None
     image = Path(str(raw).strip()).expanduser()
     image = image if image.is_absolute() else table.path.parent / image
-    if not image.is_file():
+    if not is_existing_file(image):
         if not skip_bad:
             raise DatasetError(missing_image_message(f"{loc} column {column!r}", image))
         skipped.append(f"{loc}: image file not found: {image}")
