@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from gapdiag import derived
+from gapdiag.cache import KEY_LENGTH as CACHE_KEY_LENGTH  # noqa: F401 - for the CLI: commands import only the api
 from gapdiag.data.base import PairedDataset
+from gapdiag.distributed import is_main_process  # noqa: F401 - for the CLI
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
-from gapdiag.report import Report
+from gapdiag.references import references_for  # noqa: F401 - for the CLI
+from gapdiag.report import Report, write_json  # noqa: F401 - write_json for the CLI
 
 #: The bundled checkpoints (trained by scripts/train_bundled.py on sample_data/digits).
 BUNDLED_CHECKPOINTS = ("infonce", "gap_closing")
@@ -503,3 +506,51 @@ def cache_verify(key: str = "all", *, cache_dir: str | Path | None = None,
     from gapdiag.cache import EmbeddingCache
 
     return EmbeddingCache(cache_dir).verify(key, progress=progress)
+
+
+def cache_ls(*, cache_dir: str | Path | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """The cache root and one dict per entry (key, model, dataset, counts, dtype, size, created, complete).
+
+    Raises:
+        CacheError: The cache dir cannot be used.
+    """
+    from gapdiag.cache import EmbeddingCache
+
+    cache = EmbeddingCache(cache_dir)
+    return cache.root, cache.ls()
+
+
+def cache_rm(key: str, *, cache_dir: str | Path | None = None) -> list[str]:
+    """Remove cache entries by key, unique key prefix, or ``"all"``; returns the removed keys.
+
+    Raises:
+        InputError: ``key`` matches no entry or several.
+    """
+    from gapdiag.cache import EmbeddingCache
+
+    return EmbeddingCache(cache_dir).rm(key)
+
+
+def cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """The cache directory in use (``cache_dir``, else ``GAPDIAG_CACHE_DIR``, else the user cache dir)."""
+    from gapdiag.cache import EmbeddingCache
+
+    return EmbeddingCache(cache_dir).root
+
+
+def train(data: PairedDataset, model: str | Path = "gapdiag-tiny-vit", **options: Any) -> Any:
+    """Train or fine-tune an open_clip model; see :func:`gapdiag.train.train` for the options.
+
+    Returns:
+        The :class:`gapdiag.train.TrainResult` (run dir, model path, per-epoch metrics, resumed epoch).
+    """
+    # Imported here: gapdiag.train pulls in torch and open_clip, which a cache hit must not pay for.
+    from gapdiag.train import train as run_training
+
+    return run_training(data, model, **options)
+
+
+def parse_metric_list(text: str | None) -> list[str] | None:
+    """``"modality_gap, cos_tp"`` -> ``["modality_gap", "cos_tp"]``; ``None``/empty -> ``None`` (every metric)."""
+    names = [m.strip() for m in (text or "").split(",") if m.strip()]
+    return names or None

@@ -68,6 +68,14 @@ def direction_arrow(higher_is_better: bool | None) -> str:
 # ---------------------------------------------------------------------------------------------- ordering
 
 
+def higher_is_better(base: str) -> bool | None:
+    """The direction of a base metric from the registry (None for a metric it does not know)."""
+    from gapdiag.metrics import REGISTRY
+
+    info = REGISTRY.get(base)
+    return None if info is None else info.higher_is_better
+
+
 def metric_family(name: str) -> str:
     """Registry family of a full metric name (``"gap"``, ``"cone"``, ...); ``""`` for an unknown base."""
     from gapdiag.metrics import REGISTRY
