@@ -18,12 +18,17 @@ from typing import Any
 
 from gapdiag import derived
 from gapdiag.cache import KEY_LENGTH as CACHE_KEY_LENGTH  # noqa: F401 - for the CLI: commands import only the api
+from gapdiag.check.compare import Comparison, comparison_to_json as comparison_json  # noqa: F401 - for the CLI
+from gapdiag.check.evaluate import CheckResult  # noqa: F401 - for the CLI
+from gapdiag.check.render import to_json as check_json  # noqa: F401 - for the CLI
+from gapdiag.check.run import CheckRun, CompareRun, run_check, run_compare
 from gapdiag.data.base import PairedDataset
 from gapdiag.distributed import is_main_process  # noqa: F401 - for the CLI
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.references import references_for  # noqa: F401 - for the CLI
 from gapdiag.report import Report, write_json  # noqa: F401 - write_json for the CLI
+from gapdiag.report import _to_jsonable as to_jsonable  # noqa: F401 - the JSON encoding of --json output
 
 #: The bundled checkpoints (trained by scripts/train_bundled.py on sample_data/digits).
 BUNDLED_CHECKPOINTS = ("infonce", "gap_closing")
@@ -554,3 +559,71 @@ def parse_metric_list(text: str | None) -> list[str] | None:
     """``"modality_gap, cos_tp"`` -> ``["modality_gap", "cos_tp"]``; ``None``/empty -> ``None`` (every metric)."""
     names = [m.strip() for m in (text or "").split(",") if m.strip()]
     return names or None
+
+
+def plot(kinds: Sequence[str] | None = None, *, out: str | Path = "gapdiag-plots", **options: Any) -> Any:
+    """Draw figures of the embedding space into ``out`` (what ``gapdiag plot`` does).
+
+    Args:
+        kinds: map, hist, spectrum, gap, shift, compare or all (comma lists allowed); ``None`` = the default set.
+        out: Output directory (created if missing).
+        **options: ``reports``/``labels`` (compare), ``shift`` (a shift result JSON), ``method``, ``color_by``,
+            ``format``, ``dpi``, ``max_pairs``, ``seed``, ``status`` (a callback for progress messages), and the
+            options of :func:`embed` for the figures drawn from embeddings.
+
+    Returns:
+        A :class:`gapdiag.draw.PlotResult`: the paths written, in order, and remarks for the user.
+    """
+    # gapdiag.draw imports matplotlib: only when a figure is drawn, never on a cache hit of measure.
+    from gapdiag import draw
+
+    return draw.plot_figures(embed, kinds, out=Path(out), **options)
+
+
+def report(out: str | Path = "report.html", **options: Any) -> Any:
+    """Write one self-contained HTML report (what ``gapdiag report`` does).
+
+    Args:
+        out: The HTML file.
+        **options: ``from_report`` (reuse a measurement), ``metrics``, ``sample``, ``kinds``, ``method``,
+            ``color_by``, ``max_pairs``, ``shift``, ``format`` (png or svg), ``dpi``, ``title``, ``interactive``,
+            ``seed``, ``status``, and the options of :func:`embed`.
+
+    Returns:
+        A :class:`gapdiag.draw.ReportPage`: path, figures, number of metrics, whether the interactive map is in.
+    """
+    from gapdiag import draw  # matplotlib, as in plot()
+
+    return draw.write_report_page(embed, measure, load_data, Path(out), **options)
+
+
+def check(baseline: str | Path, report: str | Path | None = None, **options: Any) -> CheckRun:
+    """Gate a report (or a model measured now with the :func:`embed` options) against a baseline report.
+
+    Args:
+        baseline: The reference report JSON.
+        report: The candidate report JSON; ``None`` = measure now.
+        **options: ``config``, ``bootstrap``, ``force``, ``sample``, ``seed``, ``out`` (save the current report),
+            ``markdown``/``junit`` (CI files), and the options of :func:`embed`.
+
+    Returns:
+        A :class:`gapdiag.check.run.CheckRun`; ``result.raise_for_regression()`` raises on a broken rule.
+    """
+    return run_check(measure, similarity_to_baseline, baseline, report, **options)
+
+
+def compare(reports: Sequence[str | Path] = (), models: Sequence[str] = (), **options: Any) -> CompareRun:
+    """Two or more reports, cache entries or models measured now, side by side (what ``gapdiag compare`` does).
+
+    Args:
+        reports: Report JSON files or cache entry directories; the first is the reference for deltas.
+        models: Models measured now on the data of the :func:`embed` options, appended after the reports.
+        **options: ``labels``, ``force``, ``sample``, ``seed``, ``markdown``, ``plot`` (a directory), and the
+            options of :func:`embed`.
+
+    Returns:
+        A :class:`gapdiag.check.run.CompareRun`: the comparison, the reports, the item-by-item view of two
+        models (``similarity``) and the figure path.
+    """
+    return run_compare(measure, compare_models, lambda p: _cache_entry_path(p) is not None, reports, models,
+                       **options)

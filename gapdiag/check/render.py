@@ -12,26 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from gapdiag.check.rules import _STATUS_ICON
 from gapdiag.errors import InputError
+from gapdiag.presentation import format_delta, format_value  # noqa: F401 - re-exported: gapdiag.check.format_value
 
 if TYPE_CHECKING:  # evaluate uses format_value: the record type is only named here
     from gapdiag.check.evaluate import CheckResult
-
-
-def format_value(v: float) -> str:
-    """Table text for a metric value: the one display format of every gapdiag table
-    (:func:`gapdiag.presentation.format_number`, 4 significant digits), an em dash when absent."""
-    from gapdiag.presentation import format_number
-
-    if v is None or not math.isfinite(v):
-        return "—"
-    return format_number(float(v))
-
-
-def format_delta(v: float) -> str:
-    """Signed :func:`format_value`."""
-    if v is None or not math.isfinite(v):
-        return "—"
-    return ("+" if v >= 0 else "") + format_value(v)
 
 
 def _md_cell(text: str) -> str:
