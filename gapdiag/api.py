@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gapdiag import derived
+from gapdiag import derived, presentation  # noqa: F401 - presentation: how the CLI shows numbers
 from gapdiag.cache import KEY_LENGTH as CACHE_KEY_LENGTH  # noqa: F401 - for the CLI: commands import only the api
 from gapdiag.check.compare import Comparison, comparison_to_json as comparison_json  # noqa: F401 - for the CLI
 from gapdiag.check.evaluate import CheckResult  # noqa: F401 - for the CLI

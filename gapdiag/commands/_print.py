@@ -7,15 +7,8 @@ from rich.table import Table
 
 from gapdiag import api
 from gapdiag.commands._common import err_console
-from gapdiag.presentation import (
-    direction_arrow,
-    format_interval,
-    format_number,
-    higher_is_better,
-    metric_family,
-    order_metrics,
-    split_metric_name,
-)
+
+show = api.presentation  # the number format and metric order shared with the HTML report
 
 
 def print_skipped(rows: list[str], metrics: dict[str, str] | None = None) -> None:
@@ -42,13 +35,13 @@ def report_table(report: api.Report) -> Table:
         table.add_column("95% CI", justify="right")
     table.add_column("better", justify="center")
     # Grouped by family in the registry's order (gap, cone, uniformity, rank, retrieval, clustering, ...).
-    for name in order_metrics(report.metrics):
-        base, qualifier = split_metric_name(name)
-        cells = [metric_family(name), base, qualifier or "", format_number(report.metrics[name])]
+    for name in show.order_metrics(report.metrics):
+        base, qualifier = show.split_metric_name(name)
+        cells = [show.metric_family(name), base, qualifier or "", show.format_number(report.metrics[name])]
         if report.intervals:
             lo_hi = report.intervals.get(name)
-            cells.append(format_interval(lo_hi) if lo_hi else "")
-        cells.append(direction_arrow(higher_is_better(base)))
+            cells.append(show.format_interval(lo_hi) if lo_hi else "")
+        cells.append(show.direction_arrow(show.higher_is_better(base)))
         table.add_row(*cells)
     return table
 

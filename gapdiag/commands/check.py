@@ -26,7 +26,8 @@ from gapdiag.commands._common import (
     err_console,
     print_json,
 )
-from gapdiag.presentation import format_delta, format_value
+
+format_value, format_delta = api.presentation.format_value, api.presentation.format_delta
 
 if TYPE_CHECKING:
     from gapdiag.api import CheckResult, Comparison
