@@ -224,7 +224,7 @@ def measure(
                                         retrieval_engine=retrieval_engine,
                                         device=search_on)
     if describe:
-        describe_items(extras, data, split=embed_options.get("split"))
+        describe_items(extras, data, split=embed_options.get("split"), cache_dir=embed_options.get("cache_dir"))
     report = Report(metrics=values, provenance=_provenance(es, sample=sample, seed=seed, **embed_options),
                     intervals=intervals, extras=extras)
     derived.save_report(memo, report)
@@ -428,7 +428,7 @@ def compare_models(
     values, extras = compare_embeddings(esa, esb, k=k, top=top,
                                         device=search_device(embed_options.get("device", "auto")))
     if not any(isinstance(s, EmbeddingSet) or _cache_entry_path(s) is not None for s in (a, b)):
-        describe_items(extras, data, split=embed_options.get("split"))
+        describe_items(extras, data, split=embed_options.get("split"), cache_dir=embed_options.get("cache_dir"))
     return {"metrics": values, "extras": extras,
             "provenance": {"a": _provenance(esa, sample=None, seed=0), "b": _provenance(esb, sample=None, seed=0)}}
 
@@ -470,7 +470,8 @@ def similarity_to_baseline(
     return values, None
 
 
-def describe_items(extras: dict[str, Any], data: Any, *, split: str | None = None) -> None:
+def describe_items(extras: dict[str, Any], data: Any, *, split: str | None = None,
+                   cache_dir: str | Path | None = None) -> None:
     """Add the ``path`` (image items) or ``caption`` (text items) to listed items (hubs, most-changed items).
 
     Best effort: without readable data (precomputed vectors, a cache entry, a changed dataset) the items keep
@@ -481,8 +482,12 @@ def describe_items(extras: dict[str, Any], data: Any, *, split: str | None = Non
              (value if isinstance(value, list) else value.get("hubs", []))]
     if not lists:
         return
+    from gapdiag.settings import Settings, use
+
     try:
-        dataset = load_data(data, split=split)
+        # Under the call's cache root: reading the data memoises its fingerprint there (--cache-dir).
+        with use(Settings.build(cache_dir)):
+            dataset = load_data(data, split=split)
     except Exception:  # noqa: BLE001 - descriptions are optional; the numbers stand without them
         return
     for qualifier, entry in lists:

@@ -495,7 +495,7 @@ def _load_checked(path: Path, key: str, *, shape: tuple[int, ...] | None, dtype:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError as exc:
         raise _corrupt(path, key, "file is missing") from exc
-    except (OSError, ValueError, EOFError) as exc:
+    except fsutil.NUMPY_READ_ERRORS as exc:
         raise _corrupt(path, key, _one_line(exc)) from exc
     if shape is not None and array.shape != shape:
         raise _corrupt(path, key, f"expected shape {shape}, found {array.shape}")
@@ -512,7 +512,7 @@ def _load_npz(path: Path, key: str) -> dict[str, NDArray[Any]]:
             return {name: npz[name] for name in npz.files}
     except FileNotFoundError as exc:
         raise _corrupt(path, key, "file is missing") from exc
-    except (OSError, ValueError, EOFError) as exc:
+    except fsutil.NUMPY_READ_ERRORS as exc:
         raise _corrupt(path, key, _one_line(exc)) from exc
 
 

@@ -26,13 +26,19 @@ import json
 import os
 import threading
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from tokenize import TokenError
 from typing import IO, Any
 
 #: Digest algorithm of :func:`hash_file` and :func:`file_digest` (prefix of stored checksums).
 ALGORITHM = "sha256"
 #: A digest taken sooner than this after the file's last change (ctime) is not memoised.
+#: What ``np.load`` raises on a damaged ``.npy``/``.npz``: besides OSError/ValueError/EOFError, a garbled header
+#: reaches Python's literal parser (SyntaxError, TokenError) and a damaged archive zipfile/zlib.
+NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, TokenError)
 RACY_SECONDS = 2.0
 _BLOCK = 1 << 20
 

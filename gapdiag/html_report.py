@@ -209,10 +209,14 @@ def _references_table(references: list[ReferencePoint]) -> str:
 
 
 def _summary(report: Report) -> str:
+    """The headline numbers in words, then the one-line caveats of the measurement (``extras["notes"]``, e.g.
+    R@K on class-level captions), the same lines ``gapdiag measure`` prints under its table."""
     sentences = summarize(report.metrics)
-    if not sentences:
+    notes = [str(n) for n in report.extras.get("notes") or []]
+    if not sentences and not notes:
         return ""
-    return '<div class="summary">' + "".join(f"<p>{html.escape(t)}</p>" for t in sentences) + "</div>"
+    return ('<div class="summary">' + "".join(f"<p>{html.escape(t)}</p>" for t in sentences)
+            + "".join(f'<p class="note">Note: {html.escape(n)}</p>' for n in notes) + "</div>")
 
 
 def _data_line(report: Report) -> str:

@@ -204,6 +204,7 @@ def _register_config(cfg: dict[str, Any], stem: str, cache_root: Path | None) ->
         cfg_dir = (cache_root if cache_root is not None else current().cache_root) / "model_configs"
         path = cfg_dir / f"{name}.json"
         if not (path.is_file() and json.loads(path.read_text()) == model_cfg):
+            cfg_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(model_cfg, indent=2))
         model_index.remember_config_file(name, path)
     return name

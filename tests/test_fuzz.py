@@ -569,7 +569,6 @@ def _read_back(cache: Any, key: str, what: str) -> Any:
     return es
 
 
-@pytest.mark.xfail(strict=False, reason="needs cache checksums (cache branch)")
 @FUZZ
 @given(data=st.data())
 def test_fuzz_cache_byte_damage_is_detected(data):
@@ -589,7 +588,6 @@ def test_fuzz_cache_byte_damage_is_detected(data):
             np.testing.assert_array_equal(result.sample_index[name], before.sample_index[name])
 
 
-@pytest.mark.xfail(strict=False, reason="needs cache checksums (cache branch)")
 @FUZZ
 @given(seed=st.integers(0, 2**32 - 1))
 def test_fuzz_cache_permuted_sample_index_is_detected(seed):

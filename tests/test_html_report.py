@@ -515,3 +515,11 @@ def test_diagnostics_section_shows_where_the_gap_lives_and_the_hubs():
     assert f"{report.metrics['gap_bures/image-text']:.4g}" in page
     bare = api.measure(device="cpu", progress=False, metrics=["modality_gap"])
     assert "Diagnostics" not in render_html(bare, {})
+
+
+def test_measurement_notes_are_shown_under_the_summary(figures):
+    report = make_report()
+    report.extras["notes"] = ["R@K here is class-level: 70 of 80 captions repeat <another>"]
+    body = render_html(report, {"hist": figures["hist"]}, dpi=30)
+    assert "Note: R@K here is class-level: 70 of 80 captions repeat &lt;another&gt;" in body
+    assert body.index("Note: R@K") < body.index("<h2>Metrics")

@@ -7,13 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from data_fixtures import digits_manifest
 
-from gapdiag import api, derived
+from gapdiag import api, derived, fsutil
 
 MODEL_LIBRARIES = ("open_clip", "timm", "torchvision", "torch._dynamo")
 #: Runs the CLI in a fresh interpreter, then prints which model libraries the command imported.
@@ -48,6 +49,10 @@ def cold_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | dict[
     env = {k: v for k, v in os.environ.items() if k != "GAPDIAG_CACHE_DIR"}
     env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"),
                XDG_DATA_HOME=str(home / ".local/share"), PYTHONPATH=os.pathsep.join(sys.path))
+    # Files changed within RACY_SECONDS of hashing are not memoised (fsutil's racily-clean rule): let the
+    # freshly written data settle so that the cold run does write its fingerprint memo.
+    newest = max(p.stat().st_ctime for p in (tmp / "data").rglob("*"))
+    time.sleep(max(0.0, fsutil.RACY_SECONDS + 0.2 - (time.time() - newest)))
     imported, _ = _cli(["embed", "--data", data, "--model", model, "--cache-dir", cache, "-q"], env)
     return {"model": model, "data": data, "home": home, "cache": cache, "env": env, "cold_imports": imported}
 

@@ -18,10 +18,7 @@ size and mtime (the vectors are not hashed, so a 1 GB file costs one ``stat``).
 
 from __future__ import annotations
 
-import zlib
-import zipfile
 from pathlib import Path
-from tokenize import TokenError
 from typing import Any
 
 import numpy as np
@@ -37,6 +34,7 @@ from gapdiag.data.base import (
 )
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
+from gapdiag.fsutil import NUMPY_READ_ERRORS
 
 _SAMPLE_INDEX_PREFIX = "sample_index_"
 _RESERVED = frozenset({"labels", "label", "class_names", "class_embeddings"})
@@ -218,7 +216,7 @@ def _split_named_arrays(named: dict[str, NDArray[Any]], source: Path, files: lis
 #: What numpy raises on an empty, truncated or foreign file: a 0-byte ``.npy`` raises ``EOFError`` (which click
 #: would report as a Ctrl-C "aborted"), a cut ``.npz`` ``zipfile.BadZipFile`` or ``zlib.error``, and a damaged
 #: ``.npy`` header (parsed as a Python literal) ``SyntaxError`` or ``tokenize.TokenError`` (found by fuzzing).
-_NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, TokenError)
+_NUMPY_READ_ERRORS = NUMPY_READ_ERRORS
 
 
 def _unreadable(path: Path, exc: BaseException) -> DatasetError:
