@@ -26,6 +26,7 @@ from gapdiag.data.base import PairedDataset
 from gapdiag.distributed import is_main_process  # noqa: F401 - for the CLI
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
+from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.references import references_for  # noqa: F401 - for the CLI
 from gapdiag.report import Report, write_json  # noqa: F401 - write_json for the CLI
 from gapdiag.report import _to_jsonable as to_jsonable  # noqa: F401 - the JSON encoding of --json output
@@ -180,8 +181,7 @@ def measure(
     Returns:
         A :class:`~gapdiag.report.Report` with values, provenance and extras (gap vectors, spectra).
     """
-    if sample is not None and sample < 1:
-        raise InputError(f"--sample must be a positive number of samples (got {sample})")
+    check_sample_size(sample)  # before embedding: a bad --sample must not cost an embedding run
     es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
     # Hubs and changed items are named by path/caption only when measure read the data itself.
     describe = not isinstance(data, EmbeddingSet) and _cache_entry_path(data) is None

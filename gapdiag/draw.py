@@ -17,6 +17,7 @@ from gapdiag import plot as gplot
 from gapdiag.errors import GapdiagError, InputError, ProvenanceError
 from gapdiag.html_report import FIGURE_FORMATS, write_html
 from gapdiag.interactive_map import build_interactive_map, interactive_map_html, item_labels
+from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.report import Report
 
 Status = Callable[[str], None] | None
@@ -113,6 +114,8 @@ def write_report_page(
     kinds = gplot.parse_kinds(list(kinds or ["all"]), have_shift=shift is not None)
     shift_result = gplot.load_shift_result(shift) if shift is not None else None
     measured = Report.load(from_report) if from_report is not None else None
+    if measured is None:
+        check_sample_size(sample)  # before embedding, as measure itself does
     gplot.ensure_output_dir(Path(out).parent)
     notes = ["--metrics/--sample are ignored with --report"] if measured is not None and (metrics or sample) else []
     needs_embeddings = measured is None or any(k in gplot.EMBEDDING_KINDS for k in kinds)

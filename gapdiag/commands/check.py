@@ -36,7 +36,6 @@ SampleOpt = Annotated[
     int | None,
     typer.Option(
         "--sample",
-        min=1,
         help="Samples for the quadratic metrics when measuring now; default: the baseline's.",
     ),
 ]
@@ -67,7 +66,6 @@ CompareSampleOpt = Annotated[
     int | None,
     typer.Option(
         "--sample",
-        min=1,
         help="Samples for the quadratic metrics when measuring --model now; default: the first report's.",
     ),
 ]

@@ -70,7 +70,7 @@ def measure(
     metrics: Annotated[str | None, typer.Option(
         "--metrics", help="Comma-separated metric names (see docs/metrics.md); default: every metric that applies.")] = None,
     sample: Annotated[int | None, typer.Option(
-        "--sample", min=1, help="Use this many samples (seeded) for the quadratic metrics; default exact.")] = None,
+        "--sample", help="Use this many samples (seeded) for the quadratic metrics; default exact.")] = None,
     seed: SeedOpt = 0,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0,
                                            help="Bootstrap resamples for confidence intervals (0 = off).")] = 0,

@@ -166,7 +166,7 @@ def report(
     sample: Annotated[
         int | None,
         typer.Option(
-            "--sample", min=1, help="Use this many samples (seeded) for the quadratic metrics; default exact."
+            "--sample", help="Use this many samples (seeded) for the quadratic metrics; default exact."
         ),
     ] = None,
     kind: KindOpt = None,

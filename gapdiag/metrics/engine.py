@@ -53,6 +53,7 @@ from gapdiag.metrics.rank import (
     singular_values_from_stats,
 )
 from gapdiag.metrics.registry import REGISTRY
+from gapdiag.metrics.sampling import check_sample_size, seeded_samples
 from gapdiag.metrics.uniformity import joint_uniformity, w2_from_stats
 
 RETRIEVAL_ENGINES = ("auto", "faiss", "blocked", "hnsw", "ivf")
@@ -321,14 +322,11 @@ def _draw(
     n_samples: int, samples: dict[str, NDArray[np.int64]], sample: int | None, seed: int
 ) -> dict[str, NDArray[np.intp] | None]:
     """Rows of each modality whose sample is among ``sample`` seeded draws (None = all rows)."""
-    if sample is None:
-        return {m: None for m in samples}
-    if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 2:
-        raise InputError(f"sample must be an integer >= 2 (number of samples drawn), got {sample!r}")
-    if sample >= n_samples:
+    check_sample_size(sample)
+    if sample is None or sample >= n_samples:
         return {m: None for m in samples}
     drawn = np.zeros(n_samples, dtype=bool)
-    drawn[np.random.default_rng(seed).choice(n_samples, size=sample, replace=False)] = True
+    drawn[seeded_samples(n_samples, sample, seed)] = True
     # Sorted row indices keep the original item order (tie rule) and read memory maps sequentially.
     return {m: np.flatnonzero(drawn[s]) for m, s in samples.items()}
 
