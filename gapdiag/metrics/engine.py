@@ -45,7 +45,13 @@ from gapdiag.metrics.diagnostics import (
     needs_gram,
     sampled_diagnostics,
 )
-from gapdiag.metrics.gap import cos_nonmatching_from_sums, gap_vector_from_stats
+from gapdiag.metrics.gap import (
+    alignment_from_cos_tp,
+    cos_nonmatching_from_sums,
+    cos_tp_from_sum,
+    gap_vector_from_stats,
+    modality_gap_from_vector,
+)
 from gapdiag.metrics.hubness import HUBNESS_K
 from gapdiag.metrics.rank import (
     effective_rank_from_singular_values,
@@ -254,17 +260,17 @@ def _linear_metrics(
         q = f"{a}-{b}"
         if "modality_gap" in bases:
             gv = gap_vector_from_stats(stats[a], stats[b])
-            values[f"modality_gap/{q}"] = float(np.linalg.norm(gv))
+            values[f"modality_gap/{q}"] = modality_gap_from_vector(gv)
             extras[f"gap_vector/{q}"] = gv.tolist()
         if bases & {"cos_tp", "alignment", "cos_nonmatching"}:
             say(f"paired pass: {q}")
             ia, ib = true_pair_items(samples[a], samples[b], a, b)
             true_sum = paired_dot_sum(vecs[a], vecs[b], ia, ib, (a, b), block_size=block_size)
-            ctp = true_sum / ia.size
+            ctp = cos_tp_from_sum(true_sum, ia.size)
             if "cos_tp" in bases:
                 values[f"cos_tp/{q}"] = ctp
             if "alignment" in bases:
-                values[f"alignment/{q}"] = 2.0 - 2.0 * ctp  # ‖x̂ − ŷ‖² = 2 − 2 x̂·ŷ
+                values[f"alignment/{q}"] = alignment_from_cos_tp(ctp)
             if "cos_nonmatching" in bases:
                 values[f"cos_nonmatching/{q}"] = cos_nonmatching_from_sums(
                     stats[a], stats[b], true_sum, ia.size
