@@ -5,6 +5,7 @@ Usage::
     python benchmarks/measure.py                 # 50,000 pairs × 512 dims: times, ratio, peak RSS
     python benchmarks/measure.py --n 10000 --dim 256
     python benchmarks/measure.py --large         # 1,000,000 × 512 float16 memory map, sample=100000
+    python benchmarks/measure.py --device cuda   # all metrics on the GPU vs one GPU X·Yᵀ pass; equal to the CPU
 
 Target (issue #12): total ``compute_all`` time (all metrics) ÷ baseline pass time ≤ 2.4 on CPU; each stage is
 printed as a fraction of a pass so that a regression shows where.
@@ -57,6 +58,49 @@ def baseline_pass(x: np.ndarray, y: np.ndarray, block_size: int) -> float:
             yj = yn[j : j + block_size]
             np.dot(xi, yj.T, out=buf[: xi.shape[0] * yj.shape[0]].reshape(xi.shape[0], yj.shape[0]))
     return clock() - start
+
+
+def torch_pass(x: np.ndarray, y: np.ndarray, device: str, *, k: int = 0, block_size: int = 8192) -> float:
+    """Seconds for one bare X̂·Ŷᵀ pass with torch on ``device`` (IEEE float32), plus a top-k per row if ``k``.
+
+    The GPU yardstick of issue #15: uniformity and retrieval on the GPU are measured against it, in the same run.
+    """
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    xn = torch.nn.functional.normalize(torch.from_numpy(x).to(device).float(), dim=1)
+    yn = torch.nn.functional.normalize(torch.from_numpy(y).to(device).float(), dim=1)
+    (xn[:64] @ yn[:64].T).sum().item()  # warm-up: context and kernels
+    sync()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, xn.shape[0], block_size):
+            s = xn[i : i + block_size] @ yn.T
+            if k:
+                torch.topk(s, k, dim=1)
+        sync()
+    return time.perf_counter() - start
+
+
+def run_device(n: int, dim: int, block_size: int, seed: int, device: str) -> None:
+    """All metrics with ``compute_all(device=...)`` against one bare X·Yᵀ pass there, and against the CPU."""
+    x, y = paired_data(n, dim, seed)
+    base = torch_pass(x, y, device)
+    es = embedding_set(x, y)
+    compute_all(embedding_set(x[:256], y[:256]), device=device)  # warm-up
+    start = time.perf_counter()
+    values, extras = compute_all(es, block_size=block_size, seed=seed, device=device)
+    total = time.perf_counter() - start
+    cpu_values, _ = compute_all(es, block_size=block_size, seed=seed, device="cpu")
+    diff = max(abs(values[k] - cpu_values[k]) for k in cpu_values)
+    print(f"N={n} dim={dim} device={device} retrieval_engine={extras['variants'].get('retrieval_engine')} "
+          f"search_backend={extras['variants'].get('search_backend')}")
+    print(f"bare X·Yᵀ pass on {device}: {base:.3f} s")
+    print(f"compute_all (all metrics, {len(values)} values) on {device}: {total:.2f} s")
+    print(f"ratio: {total / base:.2f}   (target <= 3 on a GPU)")
+    print(f"max |{device} - cpu| over all values: {diff:.2e}   (target <= 1e-5)   "
+          f"same names: {values.keys() == cpu_values.keys()}")
 
 
 def embedding_set(x: np.ndarray, y: np.ndarray) -> EmbeddingSet:
@@ -150,12 +194,15 @@ def main() -> None:
         "--large", action="store_true", help="float16 memory-mapped cache, sampled quadratic metrics"
     )
     parser.add_argument("--sample", type=int, default=100_000, help="samples drawn with --large")
+    parser.add_argument("--device", default=None, help="cuda (or cpu, to try the script): the device comparison")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall-clock seconds (default) or this process's CPU seconds (steadier under load)")
     args = parser.parse_args()
     global clock
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    if args.large:
+    if args.device:
+        run_device(args.n or 50_000, args.dim, args.block_size, args.seed, args.device)
+    elif args.large:
         run_large(args.n or 1_000_000, args.dim, args.block_size, args.seed, args.sample)
     else:
         run_standard(args.n or 50_000, args.dim, args.block_size, args.seed)

@@ -77,6 +77,7 @@ def embed(
     skip_bad: bool = False,
     progress: bool = True,
     chunk_size: int | None = None,
+    preprocess: str = "auto",
     **reader_options: Any,
 ) -> EmbeddingSet:
     """Embed every modality of a dataset with a model, through the on-disk cache.
@@ -92,6 +93,9 @@ def embed(
         progress: Show a progress display (items/s, ETA) on stderr.
         chunk_size: Items per committed chunk (what a killed run can lose at most; the unit of work of a rank);
             default :data:`gapdiag.encode.DEFAULT_CHUNK_SIZE`.
+        preprocess: ``pil``, ``device`` (decode and transform images on the model's device) or ``auto``
+            (device on CUDA when the tensor path reproduces the model's transform, else pil); see
+            :mod:`gapdiag.device_preprocess`. Part of the cache key.
 
     Returns:
         The raw vectors with their alignment, labels and provenance (memory-mapped from the cache).
@@ -104,12 +108,13 @@ def embed(
     settings = Settings.build(cache_dir, device=device, precision=precision, quiet=not progress)
     with use(settings):
         return _embed(data, model, settings, pretrained=pretrained, split=split, batch_size=batch_size,
-                      workers=workers, dtype=dtype, skip_bad=skip_bad, chunk_size=chunk_size, **reader_options)
+                      workers=workers, dtype=dtype, skip_bad=skip_bad, chunk_size=chunk_size, preprocess=preprocess,
+                      **reader_options)
 
 
 def _embed(data: str | Path | PairedDataset | None, model: str | Path | None, settings: Any, *,
            pretrained: str | None, split: str | None, batch_size: int, workers: int, dtype: str, skip_bad: bool,
-           chunk_size: int | None, **reader_options: Any) -> EmbeddingSet:
+           chunk_size: int | None, preprocess: str = "auto", **reader_options: Any) -> EmbeddingSet:
     """:func:`embed` under ``settings`` (whose cache root every memo uses)."""
     from gapdiag.cache import EmbeddingCache
     from gapdiag.data.ops import skip_unreadable
@@ -132,7 +137,7 @@ def _embed(data: str | Path | PairedDataset | None, model: str | Path | None, se
     es = embed_dataset(dataset, spec, cache=cache, device=settings.device, precision=settings.precision,
                        batch_size=batch_size, workers=workers, dtype=dtype, progress=not settings.quiet,
                        extra_meta={"skipped": skipped}, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                       dist=context_from_env(settings.device))
+                       dist=context_from_env(settings.device), preprocess=preprocess)
     es.provenance["path"] = str(cache.path(es.provenance["key"]))
     # Exact, from the texts themselves: how many captions repeat another (the class-level caption note).
     es.provenance["repeated_items"] = {name: count_repeated_items(m.items)

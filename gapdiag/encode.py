@@ -28,10 +28,21 @@ EMBED_VERSION = 1
 DEFAULT_CHUNK_SIZE = 2048
 
 
+#: Bump when the tensor preprocess (gapdiag.device_preprocess) changes the pixels it produces.
+DEVICE_PREPROCESS_VERSION = 1
+
+
 def embedding_key(dataset: PairedDataset, spec: ModelSpec, *, precision: str, dtype: str,
-                  cache: EmbeddingCache | None = None) -> str:
-    """Cache key: everything that changes the stored vectors, and nothing that does not (batch size, device)."""
+                  cache: EmbeddingCache | None = None, preprocess: str = "pil") -> str:
+    """Cache key: everything that changes the stored vectors, and nothing that does not (batch size, device).
+
+    ``preprocess`` is the resolved backend (``pil`` or ``device``): the two give slightly different pixels, so
+    their vectors never share an entry. ``pil`` adds nothing, so keys written before the option stay valid;
+    the device transform itself follows from the model (already in the key) and the version below.
+    """
+    extra = {} if preprocess == "pil" else {"preprocess": f"{preprocess}/v{DEVICE_PREPROCESS_VERSION}"}
     return cache_key({
+        **extra,
         "embed_version": EMBED_VERSION,
         "model": spec.fingerprint(precision=precision, cache_dir=cache.root if cache else None),
         "dataset": dataset.fingerprint,
@@ -57,6 +68,7 @@ def embed_dataset(
     progress: bool = True,
     extra_meta: dict[str, Any] | None = None,
     dist: DistributedContext | None = None,
+    preprocess: str = "pil",
 ) -> EmbeddingSet:
     """Embed every modality of ``dataset`` with the model of ``spec`` through ``cache``.
 
@@ -66,6 +78,10 @@ def embed_dataset(
     the entry is finalised. Under
     ``torchrun`` (``dist`` from :func:`gapdiag.distributed.context_from_env`) each rank embeds its own share of
     the chunks and rank 0 finalises the one entry (see :mod:`gapdiag.distributed`).
+
+    ``preprocess``: ``pil`` (the model's own PIL transform in workers), ``device`` (decode and transform on the
+    model's device, :mod:`gapdiag.device_preprocess`) or ``auto`` (device on CUDA when the model's transform is
+    one the tensor path reproduces, else pil). Its resolved value is part of the cache key.
     """
     if dtype not in DTYPES:
         raise InputError(f"unknown --dtype {dtype!r}", hint="use float32 or float16")
@@ -76,10 +92,24 @@ def embed_dataset(
         raise InputError(f"modalities {unsupported} cannot be encoded by an open_clip model",
                          hint="measure precomputed embeddings without --model")
     dist = dist or DistributedContext()
-    key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache)
+    from gapdiag.device_preprocess import PREPROCESS_BACKENDS, resolve_preprocess
+
+    if preprocess not in PREPROCESS_BACKENDS:
+        raise InputError(f"unknown --preprocess {preprocess!r}", hint="use pil, device or auto")
+    device = dist.device(device)
+    backend = preprocess if preprocess != "auto" else ("device" if _is_cuda(device) else "pil")
+    key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache, preprocess=backend)
     # Every rank must take the same branch (the barriers below must match): rank 0 decides. A hit reads (and
     # verifies) the entry once.
     hit = cache.get(key, progress=progress and dist.is_main)
+    loaded: LoadedModel | None = None
+    if hit is None and preprocess == "auto" and backend == "device":
+        # Only the built model tells whether its transform is one the tensor path reproduces.
+        loaded = build_model(spec, device=device, precision=precision)
+        backend = resolve_preprocess("auto", loaded.preprocess, loaded.device)
+        if backend != "device":
+            key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache, preprocess=backend)
+            hit = cache.get(key, progress=progress and dist.is_main)
     if broadcast_object(dist, hit is not None):
         return hit if hit is not None else cache.get(key)  # type: ignore[return-value]
     meta = {
@@ -91,19 +121,20 @@ def embed_dataset(
         "class_names": dataset.class_names,
         "templates": list(dataset.templates),
         "dtype": dtype,
+        "preprocess": backend,
         "gapdiag_version": __version__,
         **(extra_meta or {}),
     }
-    device = dist.device(device)
     progress = progress and dist.is_main
     # The model is loaded before the entry is created: a model that cannot be loaded (no network for a
     # download, a bad checkpoint) must not leave an empty partial entry behind.
-    loaded = build_model(spec, device=device, precision=precision)
+    loaded = loaded or build_model(spec, device=device, precision=precision)
+    resolve_preprocess(backend, loaded.preprocess, loaded.device)  # device for a transform it cannot copy
     if not dist.is_main:
         dist.barrier()  # 1: rank 0 holds the lock and has prepared (resumed or discarded) the entry
         with cache.writer(key, meta, chunk_size=chunk_size, shared=True) as writer:
             _embed_chunks(writer, loaded, dataset, dist, batch_size=batch_size, workers=workers, memo={},
-                          progress=False)
+                          progress=False, preprocess=backend)
         dist.barrier()  # 2: every rank's chunks are committed
         dist.barrier()  # 3: rank 0 has finalised the entry
         return cache.get(key)  # type: ignore[return-value]
@@ -115,7 +146,7 @@ def embed_dataset(
             return writer.existing
         text_memo: dict[str, np.ndarray] = {}
         _embed_chunks(writer, loaded, dataset, dist, batch_size=batch_size, workers=workers, memo=text_memo,
-                      progress=progress)
+                      progress=progress, preprocess=backend)
         dist.barrier()  # 2
         class_embeddings = _class_embeddings(loaded, dataset, text_memo)
         attribute_embeddings = _attribute_embeddings(loaded, dataset, text_memo)
@@ -131,7 +162,8 @@ def embed_dataset(
 
 
 def _embed_chunks(writer: Any, loaded: LoadedModel, dataset: PairedDataset, dist: DistributedContext, *,
-                  batch_size: int, workers: int, memo: dict[str, np.ndarray], progress: bool) -> None:
+                  batch_size: int, workers: int, memo: dict[str, np.ndarray], progress: bool,
+                  preprocess: str = "pil") -> None:
     """Encode and commit every chunk this rank owns that no earlier run committed."""
     with progress_bar(progress, unit="items") as bar:
         number = 0  # chunks are numbered across modalities so that ranks stay balanced
@@ -144,7 +176,7 @@ def _embed_chunks(writer: Any, loaded: LoadedModel, dataset: PairedDataset, dist
                                 completed=sum(e - s for s, e in mine) - sum(e - s for s, e in todo))
             encode = _encode_images if modality.kind == "image" else _encode_texts
             for start, vectors in encode(loaded, modality, todo, batch_size=batch_size, workers=workers, memo=memo,
-                                         on_batch=lambda n, t=task: bar.advance(t, n)):
+                                         on_batch=lambda n, t=task: bar.advance(t, n), preprocess=preprocess):
                 writer.write_chunk(modality.name, start, vectors)
 
 
@@ -255,11 +287,18 @@ def _collate(batch: list[Any]) -> Any:
 
 
 def _encode_images(loaded: LoadedModel, modality: Modality, todo: Sequence[tuple[int, int]], *, batch_size: int,
-                   workers: int, memo: dict[str, np.ndarray], on_batch: Any) -> Iterator[tuple[int, np.ndarray]]:
+                   workers: int, memo: dict[str, np.ndarray], on_batch: Any,
+                   preprocess: str = "pil") -> Iterator[tuple[int, np.ndarray]]:
     import torch
     from torch.utils.data import DataLoader
 
     if not todo:
+        return
+    if preprocess == "device":
+        from gapdiag.device_loader import encode_images_on_device
+
+        yield from encode_images_on_device(loaded, modality, _batches(todo, batch_size), workers=workers,
+                                           on_batch=on_batch, assembler=_ChunkAssembler(todo), to_numpy=_to_numpy)
         return
     loader = DataLoader(_ImageItems(modality, loaded.preprocess), batch_sampler=_batches(todo, batch_size),
                         num_workers=workers, collate_fn=_collate, pin_memory=loaded.device.type == "cuda",
@@ -293,7 +332,8 @@ def encode_texts(loaded: LoadedModel, texts: Sequence[str], *, batch_size: int =
 
 
 def _encode_texts(loaded: LoadedModel, modality: Modality, todo: Sequence[tuple[int, int]], *, batch_size: int,
-                  workers: int, memo: dict[str, np.ndarray], on_batch: Any) -> Iterator[tuple[int, np.ndarray]]:
+                  workers: int, memo: dict[str, np.ndarray], on_batch: Any,
+                  preprocess: str = "pil") -> Iterator[tuple[int, np.ndarray]]:
     assembler = _ChunkAssembler(todo)
     for batch in _batches(todo, batch_size):
         texts = [modality.items[i] for i in batch]
@@ -303,6 +343,14 @@ def _encode_texts(loaded: LoadedModel, modality: Modality, todo: Sequence[tuple[
         vectors = encode_texts(loaded, texts, batch_size=batch_size, memo=memo)
         on_batch(len(vectors))
         yield from assembler.add(vectors)
+
+
+def _is_cuda(device: str) -> bool:
+    """Whether ``device`` means CUDA; only ``auto`` looks at the hardware (an explicit device is taken as said)."""
+    from gapdiag import device as devices
+
+    dev = devices.parse(device)
+    return (devices.resolve(dev) if dev.kind == "auto" else dev).kind == "cuda"
 
 
 def _class_embeddings(loaded: LoadedModel, dataset: PairedDataset, memo: dict[str, np.ndarray]) -> np.ndarray | None:

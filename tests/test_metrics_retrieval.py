@@ -378,3 +378,22 @@ def test_faiss_gpu_plumbing_with_a_stand_in_for_the_gpu_index(monkeypatch):
     searcher = retrieval._Searcher(retrieval.unit_rows(g, "g"), **{
         **{k: search_topk.__kwdefaults__[k] for k in retrieval._SEARCHER_OPTIONS}, "device": "cuda"})
     assert searcher.on_gpu and searcher.max_k == 2048  # FAISS GPU's selection limit
+
+
+def test_torch_backend_rescores_on_its_device_not_on_the_host(torch_search_on_cpu, monkeypatch):
+    """The candidates of the torch backend are rescored by torch (float64 on the tensors' device), and give the
+    float64 reference ranking, exact ties to the lower index, for candidate sets the rescoring chunks split."""
+    def host_rescoring(*args, **kwargs):
+        raise AssertionError("torch-backend candidates were rescored on the host")
+
+    monkeypatch.setattr(torch_search_on_cpu, "_exact_scores", host_rescoring)
+    monkeypatch.setattr(torch_search_on_cpu, "_CHUNK_ELEMENTS", 24 * 5)  # several row and column chunks
+    rng = np.random.default_rng(21)
+    q, g = rng.normal(size=(23, 24)), rng.normal(size=(211, 24))
+    g[100:117] = g[3]  # exact ties: must go to the lower index
+    q[:4] = g[3]
+    q[4:6] = -g[3]
+    scores, idx = search_topk(q, g, 12, device="cuda", batch_size=5, candidates=4)
+    ref_scores, ref_idx = ref_topk(q, g, 12)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)

@@ -101,6 +101,10 @@ DeviceOpt = Annotated[str, typer.Option(
     "--device", help="cuda, mps, cpu or auto (cuda > mps > cpu).", rich_help_panel="Model")]
 PrecisionOpt = Annotated[str, typer.Option(
     "--precision", help="fp32, amp (autocast on CUDA) or bf16 (CUDA).", rich_help_panel="Model")]
+PreprocessOpt = Annotated[str, typer.Option(
+    "--preprocess", help="Image decoding and transform: pil (the model's own transform, in workers), device "
+                         "(decode and transform on the GPU) or auto (device on CUDA when it reproduces the "
+                         "model's transform, else pil). Part of the cache key.", rich_help_panel="Model")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Items per forward pass.",
                                            rich_help_panel="Model")]
 WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=0,
@@ -162,6 +166,7 @@ class EmbeddingOptions:
     cache_dir: Path | None = None
     dtype: str = "float32"
     skip_bad: bool = False
+    preprocess: str = "auto"
 
     def api_kwargs(self, *, quiet: bool) -> dict[str, Any]:
         """The keyword arguments of :func:`gapdiag.api.embed` (and measure/shift) for these options.
@@ -176,7 +181,7 @@ class EmbeddingOptions:
         return {"data": self.data, "split": self.split, "model": self.model, "pretrained": self.pretrained,
                 "device": self.device, "precision": self.precision, "batch_size": self.batch_size,
                 "workers": self.workers, "cache_dir": self.cache_dir, "dtype": self.dtype,
-                "skip_bad": self.skip_bad, "progress": not quiet,
+                "skip_bad": self.skip_bad, "progress": not quiet, "preprocess": self.preprocess,
                 **{k: v for k, v in readers.items() if v is not None}}
 
 
@@ -186,7 +191,7 @@ _OPTION_TYPES: dict[str, Any] = {
     "class_name_column": ClassNameColumnOpt, "template": TemplateOpt, "image_root": ImageRootOpt,
     "device": DeviceOpt, "precision": PrecisionOpt, "batch_size": BatchSizeOpt,
     "workers": WorkersOpt, "cache_dir": CacheDirOpt, "dtype": DtypeOpt, "skip_bad": SkipBadOpt,
-    "data_format": DataFormatOpt,
+    "data_format": DataFormatOpt, "preprocess": PreprocessOpt,
 }
 
 

@@ -372,11 +372,19 @@ def _quadratic_metrics(
     wi = "uniformity_wang_isola" in bases
     ks = sorted(_RECALL_KS[b] for b in bases if b in _RECALL_KS)
     within: dict[str, float] = {}
+    # On CUDA the uniformity passes run there in torch; ranks and top-k stay with the numpy fused pass.
+    from gapdiag.metrics.torch_passes import cross_uniformity_torch, pass_device, within_pass_torch
+
+    gpu = pass_device(device)
     if wi:
         for m in names:
             say(f"uniformity pass: {m}")
             n = units[m].shape[0]
-            within[m] = within_pass(units[m], t=t, block_size=block_size, on_tile=ticker(f"uniformity {m}"))
+            if gpu is not None:
+                within[m] = within_pass_torch(units[m], device=gpu, t=t, block_size=block_size,
+                                              on_tile=ticker(f"uniformity {m}"))
+            else:
+                within[m] = within_pass(units[m], t=t, block_size=block_size, on_tile=ticker(f"uniformity {m}"))
             _put(values, extras, f"uniformity_wang_isola/{m}", log_mean_exp(within[m], n * (n - 1) // 2))
     cross: dict[tuple[str, str], CrossPassResult] = {}
     hub = bool(bases & set(HUBNESS))
@@ -384,7 +392,11 @@ def _quadratic_metrics(
     rows = rows or {m: None for m in names}
     for a, b in pairs:
         need_u = wi or "uniformity_cross" in bases
-        if need_u or fused_retrieval or (hub and engine == "blocked"):
+        if gpu is not None and need_u and not fused_retrieval and not (hub and engine == "blocked"):
+            say(f"cross pass: {a}-{b} ({gpu})")
+            cross[a, b] = cross_uniformity_torch(units[a], units[b], sub[a], sub[b], device=gpu, t=t,
+                                                 block_size=block_size, on_tile=ticker(f"cross pass {a}-{b}"))
+        elif need_u or fused_retrieval or (hub and engine == "blocked"):
             say(f"cross pass: {a}-{b}")
             cross[a, b] = cross_pass(
                 units[a],

@@ -131,7 +131,8 @@ class _TorchFlatIndex:
     """Exact inner-product search with torch on a CUDA GPU: what ``faiss.IndexFlatIP`` gives on a GPU.
 
     Used where the FAISS build has no GPU support. As with FAISS, its float32 scores only pick candidates:
-    :func:`_search_batch` rescores them exactly and widens near-ties in the same way.
+    :func:`_search_batch` rescores them exactly and widens near-ties in the same way, but the rescoring runs
+    here, on the device (:meth:`exact_scores`), so that only ``rows × candidates`` float64 scores cross back.
     """
 
     # Scores held on the device at once (1 GiB of float32): large galleries are searched in query slices.
@@ -160,6 +161,31 @@ class _TorchFlatIndex:
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
         return np.concatenate(scores), np.concatenate(indices).astype(np.int64, copy=False)
+
+    def exact_scores(self, q: NDArray[np.float32], cand: NDArray[np.int64]) -> NDArray[np.float64]:
+        """:func:`_exact_scores` on the device: float64 products of the float32 vectors, summed over ``d``.
+
+        float32·float32 products are exact in float64 and every candidate's sum runs through the same kernel
+        in the same order, so equal gallery vectors tie bit for bit, as on the host.
+        """
+        torch = self._torch
+        dev = self.gallery.device
+        rows, c = cand.shape
+        out = torch.empty((rows, c), dtype=torch.float64, device=dev)
+        # Bound the float64 temporaries (rows × candidates × d) as the host version does.
+        col_step = _rows_per_chunk(q.shape[1])
+        row_step = _rows_per_chunk(min(c, col_step) * q.shape[1])
+        with torch.inference_mode():
+            qd = torch.from_numpy(np.ascontiguousarray(q)).to(dev).double()
+            cd = torch.from_numpy(np.ascontiguousarray(cand)).to(dev)
+            for r in range(0, rows, row_step):
+                for c0 in range(0, c, col_step):
+                    cb = cd[r : r + row_step, c0 : c0 + col_step]
+                    vecs = self.gallery[cb.clamp(min=0)].double()
+                    vecs *= qd[r : r + row_step, None, :]
+                    out[r : r + row_step, c0 : c0 + col_step] = vecs.sum(dim=-1)
+            out[cd < 0] = -torch.inf
+            return out.cpu().numpy()
 
 
 def _torch_device(gpu_id: int) -> str:
@@ -223,6 +249,12 @@ class _Searcher:
     def max_k(self) -> int:
         return min(self.gallery.shape[0], _GPU_MAX_K) if self.on_gpu else self.gallery.shape[0]
 
+    def exact_scores(self, q: NDArray[np.float32], cand: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Exact scores of candidates ``cand`` for queries ``q``: on the GPU for the torch backend, else here."""
+        if isinstance(self.index, _TorchFlatIndex):
+            return self.index.exact_scores(q, cand)
+        return _exact_scores(q, self.gallery, cand)
+
     def raw_search(self, q: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         if self.kind == "hnsw":
             self.index.hnsw.efSearch = max(self.ef_search, k)
@@ -276,9 +308,7 @@ def _search_batch(
         # Something beyond the kk-th candidate may still tie with (or, after exact rescoring, beat) the k-th.
         widen = (kk < n_gallery) & (cand[:, -1] >= 0) & (dist[:, -1] >= dist[:, k - 1] - tol[todo])
         done = todo[~widen]
-        out_s[done], out_i[done] = _rank(
-            _exact_scores(q[done], searcher.gallery, cand[~widen]), cand[~widen], k
-        )
+        out_s[done], out_i[done] = _rank(searcher.exact_scores(q[done], cand[~widen]), cand[~widen], k)
         todo = todo[widen]
         if todo.size and kk >= searcher.max_k:
             # GPU selection cannot widen further: score these (rare) queries against the whole gallery.
