@@ -16,11 +16,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gapdiag import derived
+from gapdiag import derived, presentation  # noqa: F401 - presentation: how the CLI shows numbers
+from gapdiag.cache import KEY_LENGTH as CACHE_KEY_LENGTH  # noqa: F401 - for the CLI: commands import only the api
+from gapdiag.check.compare import Comparison, comparison_to_json as comparison_json  # noqa: F401 - for the CLI
+from gapdiag.check.evaluate import CheckResult  # noqa: F401 - for the CLI
+from gapdiag.check.render import to_json as check_json  # noqa: F401 - for the CLI
+from gapdiag.check.run import CheckRun, CompareRun, run_check, run_compare
 from gapdiag.data.base import PairedDataset
+from gapdiag.distributed import is_main_process  # noqa: F401 - for the CLI
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
-from gapdiag.report import Report
+from gapdiag.metrics.sampling import check_sample_size
+from gapdiag.references import references_for  # noqa: F401 - for the CLI
+from gapdiag.report import Report, write_json  # noqa: F401 - write_json for the CLI
+from gapdiag.report import _to_jsonable as to_jsonable  # noqa: F401 - the JSON encoding of --json output
 
 #: The bundled checkpoints (trained by scripts/train_bundled.py on sample_data/digits).
 BUNDLED_CHECKPOINTS = ("infonce", "gap_closing")
@@ -177,8 +186,7 @@ def measure(
     Returns:
         A :class:`~gapdiag.report.Report` with values, provenance and extras (gap vectors, spectra).
     """
-    if sample is not None and sample < 1:
-        raise InputError(f"--sample must be a positive number of samples (got {sample})")
+    check_sample_size(sample)  # before embedding: a bad --sample must not cost an embedding run
     es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
     # Hubs and changed items are named by path/caption only when measure read the data itself.
     describe = not isinstance(data, EmbeddingSet) and _cache_entry_path(data) is None
@@ -513,3 +521,119 @@ def cache_verify(key: str = "all", *, cache_dir: str | Path | None = None,
     from gapdiag.cache import EmbeddingCache
 
     return EmbeddingCache(cache_dir).verify(key, progress=progress)
+
+
+def cache_ls(*, cache_dir: str | Path | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """The cache root and one dict per entry (key, model, dataset, counts, dtype, size, created, complete).
+
+    Raises:
+        CacheError: The cache dir cannot be used.
+    """
+    from gapdiag.cache import EmbeddingCache
+
+    cache = EmbeddingCache(cache_dir)
+    return cache.root, cache.ls()
+
+
+def cache_rm(key: str, *, cache_dir: str | Path | None = None) -> list[str]:
+    """Remove cache entries by key, unique key prefix, or ``"all"``; returns the removed keys.
+
+    Raises:
+        InputError: ``key`` matches no entry or several.
+    """
+    from gapdiag.cache import EmbeddingCache
+
+    return EmbeddingCache(cache_dir).rm(key)
+
+
+def cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """The cache directory in use (``cache_dir``, else ``GAPDIAG_CACHE_DIR``, else the user cache dir)."""
+    from gapdiag.cache import EmbeddingCache
+
+    return EmbeddingCache(cache_dir).root
+
+
+def train(data: PairedDataset, model: str | Path = "gapdiag-tiny-vit", **options: Any) -> Any:
+    """Train or fine-tune an open_clip model; see :func:`gapdiag.train.train` for the options.
+
+    Returns:
+        The :class:`gapdiag.train.TrainResult` (run dir, model path, per-epoch metrics, resumed epoch).
+    """
+    # Imported here: gapdiag.train pulls in torch and open_clip, which a cache hit must not pay for.
+    from gapdiag.train import train as run_training
+
+    return run_training(data, model, **options)
+
+
+def parse_metric_list(text: str | None) -> list[str] | None:
+    """``"modality_gap, cos_tp"`` -> ``["modality_gap", "cos_tp"]``; ``None``/empty -> ``None`` (every metric)."""
+    names = [m.strip() for m in (text or "").split(",") if m.strip()]
+    return names or None
+
+
+def plot(kinds: Sequence[str] | None = None, *, out: str | Path = "gapdiag-plots", **options: Any) -> Any:
+    """Draw figures of the embedding space into ``out`` (what ``gapdiag plot`` does).
+
+    Args:
+        kinds: map, hist, spectrum, gap, shift, compare or all (comma lists allowed); ``None`` = the default set.
+        out: Output directory (created if missing).
+        **options: ``reports``/``labels`` (compare), ``shift`` (a shift result JSON), ``method``, ``color_by``,
+            ``format``, ``dpi``, ``max_pairs``, ``seed``, ``status`` (a callback for progress messages), and the
+            options of :func:`embed` for the figures drawn from embeddings.
+
+    Returns:
+        A :class:`gapdiag.draw.PlotResult`: the paths written, in order, and remarks for the user.
+    """
+    # gapdiag.draw imports matplotlib: only when a figure is drawn, never on a cache hit of measure.
+    from gapdiag import draw
+
+    return draw.plot_figures(embed, kinds, out=Path(out), **options)
+
+
+def report(out: str | Path = "report.html", **options: Any) -> Any:
+    """Write one self-contained HTML report (what ``gapdiag report`` does).
+
+    Args:
+        out: The HTML file.
+        **options: ``from_report`` (reuse a measurement), ``metrics``, ``sample``, ``kinds``, ``method``,
+            ``color_by``, ``max_pairs``, ``shift``, ``format`` (png or svg), ``dpi``, ``title``, ``interactive``,
+            ``seed``, ``status``, and the options of :func:`embed`.
+
+    Returns:
+        A :class:`gapdiag.draw.ReportPage`: path, figures, number of metrics, whether the interactive map is in.
+    """
+    from gapdiag import draw  # matplotlib, as in plot()
+
+    return draw.write_report_page(embed, measure, load_data, Path(out), **options)
+
+
+def check(baseline: str | Path, report: str | Path | None = None, **options: Any) -> CheckRun:
+    """Gate a report (or a model measured now with the :func:`embed` options) against a baseline report.
+
+    Args:
+        baseline: The reference report JSON.
+        report: The candidate report JSON; ``None`` = measure now.
+        **options: ``config``, ``bootstrap``, ``force``, ``sample``, ``seed``, ``out`` (save the current report),
+            ``markdown``/``junit`` (CI files), and the options of :func:`embed`.
+
+    Returns:
+        A :class:`gapdiag.check.run.CheckRun`; ``result.raise_for_regression()`` raises on a broken rule.
+    """
+    return run_check(measure, similarity_to_baseline, baseline, report, **options)
+
+
+def compare(reports: Sequence[str | Path] = (), models: Sequence[str] = (), **options: Any) -> CompareRun:
+    """Two or more reports, cache entries or models measured now, side by side (what ``gapdiag compare`` does).
+
+    Args:
+        reports: Report JSON files or cache entry directories; the first is the reference for deltas.
+        models: Models measured now on the data of the :func:`embed` options, appended after the reports.
+        **options: ``labels``, ``force``, ``sample``, ``seed``, ``markdown``, ``plot`` (a directory), and the
+            options of :func:`embed`.
+
+    Returns:
+        A :class:`gapdiag.check.run.CompareRun`: the comparison, the reports, the item-by-item view of two
+        models (``similarity``) and the figure path.
+    """
+    return run_compare(measure, compare_models, lambda p: _cache_entry_path(p) is not None, reports, models,
+                       **options)

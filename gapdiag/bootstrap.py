@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
+from gapdiag.metrics.sampling import check_sample_size
 
 #: ``compute_all``'s shape: ``(es, metrics, *, sample, seed) -> (values, extras)``.
 ComputeFn = Callable[..., tuple[dict[str, float], dict[str, Any]]]
@@ -154,8 +155,7 @@ def bootstrap_intervals(
         )
     if not 0.0 < confidence < 1.0:
         raise InputError(f"bootstrap confidence must lie in (0, 1), got {confidence}", hint="e.g. 0.95")
-    if sample is not None and sample < 1:
-        raise InputError(f"bootstrap sample size must be >= 1, got {sample}")
+    check_sample_size(sample)
     if es.n_samples < 1:
         raise InputError("cannot bootstrap an embedding set with no samples")
     if compute is None:

@@ -37,13 +37,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 import filelock
 import numpy as np
-import platformdirs
 from numpy.typing import NDArray
 
 from gapdiag import fsutil
 from gapdiag import cache_integrity as integrity
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, InputError
+from gapdiag.settings import default_cache_dir  # noqa: F401 - lives with the settings that carry the root
 
 if TYPE_CHECKING:
     from gapdiag.cache_writer import EntryWriter
@@ -65,14 +65,6 @@ _RESERVED_MODALITIES = frozenset({"labels", "class_embeddings"})
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-def default_cache_dir() -> Path:
-    """The cache root: ``$GAPDIAG_CACHE_DIR`` if set and non-empty, else the platform's user cache dir."""
-    env = os.environ.get("GAPDIAG_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(platformdirs.user_cache_dir("gapdiag", appauthor=False))
 
 
 def _json_default(obj: Any) -> Any:

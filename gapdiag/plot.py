@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.sampling import seeded_samples
 from gapdiag.presentation import format_number, order_metrics
 from gapdiag.report import Report, split_metric_name
 
@@ -136,10 +137,7 @@ def select_samples(n_samples: int, max_pairs: int | None, seed: int) -> NDArray[
     """The samples a plot shows: all of them, or a seeded uniform subset of ``max_pairs`` (sorted)."""
     if max_pairs is not None and max_pairs < 1:
         raise InputError(f"max_pairs must be at least 1, got {max_pairs}", hint="pass --max-pairs 1 or more")
-    if max_pairs is None or n_samples <= max_pairs:
-        return np.arange(n_samples, dtype=np.int64)
-    chosen = np.random.default_rng(seed).choice(n_samples, size=max_pairs, replace=False)
-    return np.sort(chosen).astype(np.int64)
+    return seeded_samples(n_samples, n_samples if max_pairs is None else max_pairs, seed)
 
 
 def _check_choice(value: str, choices: Sequence[str], option: str) -> None:

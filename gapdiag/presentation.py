@@ -48,6 +48,21 @@ def format_number(value: Any) -> str:
     return f"{v:.{SIGNIFICANT_DIGITS - 1}e}"
 
 
+def format_value(v: float) -> str:
+    """Table text for a metric value: the one display format of every gapdiag table
+    (:func:`format_number`, 4 significant digits), an em dash when absent."""
+    if v is None or not math.isfinite(v):
+        return "—"
+    return format_number(float(v))
+
+
+def format_delta(v: float) -> str:
+    """Signed :func:`format_value`."""
+    if v is None or not math.isfinite(v):
+        return "—"
+    return ("+" if v >= 0 else "") + format_value(v)
+
+
 def format_interval(interval: tuple[float, float] | None) -> str:
     """``[lo, hi]`` with :func:`format_number`; ``"—"`` when absent."""
     if interval is None:
@@ -66,6 +81,14 @@ def direction_arrow(higher_is_better: bool | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- ordering
+
+
+def higher_is_better(base: str) -> bool | None:
+    """The direction of a base metric from the registry (None for a metric it does not know)."""
+    from gapdiag.metrics import REGISTRY
+
+    info = REGISTRY.get(base)
+    return None if info is None else info.higher_is_better
 
 
 def metric_family(name: str) -> str:

@@ -11,9 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import platformdirs
+
+
+def default_cache_dir() -> Path:
+    """The cache root: ``$GAPDIAG_CACHE_DIR`` if set and non-empty, else the platform's user cache dir.
+
+    Here and not in :mod:`gapdiag.cache`: readers resolve paths through the settings, and must not import the store.
+    """
+    env = os.environ.get("GAPDIAG_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_cache_dir("gapdiag", appauthor=False))
 
 
 @dataclass(frozen=True)
@@ -37,9 +51,7 @@ class Settings:
     def build(cls, cache_dir: str | Path | None = None, *, device: str = "auto", precision: str = "fp32",
               quiet: bool = False) -> Settings:
         """Settings from explicit values; the cache root falls back to ``$GAPDIAG_CACHE_DIR`` or the user's
-        cache directory (:func:`gapdiag.cache.default_cache_dir`)."""
-        from gapdiag.cache import default_cache_dir
-
+        cache directory (:func:`default_cache_dir`)."""
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         return cls(cache_root=root, device=device, precision=precision, quiet=quiet)
 

@@ -532,7 +532,7 @@ def cli_env(tmp_path, monkeypatch):
     """Run the CLI in an empty directory with the fake registry; return a helper that writes reports."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    monkeypatch.setattr(chk, "metric_registry", lambda: FAKE)
+    monkeypatch.setattr(chk.rules, "metric_registry", lambda: FAKE)
 
     def write(name: str, report: Report) -> str:
         report.save(tmp_path / name)

@@ -368,3 +368,21 @@ def test_train_command_trains_logs_and_exports(capsys, manifest, tmp_path):
     assert code == 0, err
     code, _, err = gapdiag(capsys, "train", "--data", manifest, "--loss", "nope", "--out", tmp_path / "x")
     assert code == 2 and "unknown loss 'nope'" in err
+
+
+@pytest.mark.parametrize("argv", [("measure",), ("report", "--out", "r.html"),
+                                  ("compare", "a.json", "-m", "x")])
+def test_sample_floor_is_one_check_for_every_command(capsys, tmp_path, monkeypatch, argv):
+    """--sample has one floor (2, the pairwise metrics need two samples) and one message, whatever the command;
+    it is refused before anything is embedded (the cache stays empty)."""
+    from gapdiag.metrics.sampling import MIN_SAMPLE
+
+    monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    if argv[0] == "compare":
+        from gapdiag.report import Report
+
+        Report(metrics={"modality_gap/image-text": 0.5}).save(tmp_path / "a.json")
+    code, out, err = gapdiag(capsys, *argv, "--sample", str(MIN_SAMPLE - 1), "-q")
+    assert_one_line_error(code, out, err, "sample must be an integer >= 2", "--sample 2 or more")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

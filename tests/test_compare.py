@@ -92,7 +92,7 @@ def test_provenance_guard_against_the_first_report():
 @pytest.fixture
 def reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(chk, "metric_registry", lambda: FAKE)
+    monkeypatch.setattr(chk.rules, "metric_registry", lambda: FAKE)
     for name, values in (("a.json", A), ("b.json", B), ("c.json", C)):
         make_report(values).save(tmp_path / name)
     return tmp_path

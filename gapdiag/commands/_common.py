@@ -18,6 +18,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from gapdiag import api
+
+
 def _no_placeholder_after_flags() -> None:
     """Show no ``<bool>`` type placeholder after on/off flags in ``--help``.
 
@@ -62,9 +65,7 @@ def unbounded_console() -> Console:
 
 def print_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout, nothing else (machine-readable output for ``--json``)."""
-    from gapdiag.report import _to_jsonable
-
-    sys.stdout.write(json.dumps(obj, indent=2, default=_to_jsonable) + "\n")
+    sys.stdout.write(json.dumps(obj, indent=2, default=api.to_jsonable) + "\n")
     sys.stdout.flush()
 
 

@@ -1,6 +1,7 @@
 """``gapdiag check`` (regression gate against a baseline report) and ``gapdiag compare`` (side by side).
 
-Parsing and printing only: the rules, their evaluation and every output format live in :mod:`gapdiag.check`.
+Parsing and printing only: :func:`gapdiag.api.check` and :func:`gapdiag.api.compare` do the work (rules,
+evaluation and every output format live in :mod:`gapdiag.check`).
 Exit codes of ``check``: 0 every rule holds, 1 regression (:class:`gapdiag.check.RegressionError`), 2 bad usage
 or input (a :class:`gapdiag.errors.GapdiagError` or a typer usage error); :func:`gapdiag.cli.run` prints one line.
 """
@@ -15,6 +16,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from gapdiag import api
 from gapdiag.commands._common import (
     EmbeddingOptions,
     JsonOpt,
@@ -24,17 +26,16 @@ from gapdiag.commands._common import (
     err_console,
     print_json,
 )
-from gapdiag.errors import InputError
+
+format_value, format_delta = api.presentation.format_value, api.presentation.format_delta
 
 if TYPE_CHECKING:
-    from gapdiag.check import CheckResult, Comparison
-    from gapdiag.report import Report
+    from gapdiag.api import CheckResult, Comparison
 
 SampleOpt = Annotated[
     int | None,
     typer.Option(
         "--sample",
-        min=1,
         help="Samples for the quadratic metrics when measuring now; default: the baseline's.",
     ),
 ]
@@ -65,7 +66,6 @@ CompareSampleOpt = Annotated[
     int | None,
     typer.Option(
         "--sample",
-        min=1,
         help="Samples for the quadratic metrics when measuring --model now; default: the first report's.",
     ),
 ]
@@ -160,9 +160,6 @@ def check(
     hard bounds, optional bootstrap-noise awareness. Prints a table; writes Markdown/JUnit/JSON for CI; appends
     the Markdown to $GITHUB_STEP_SUMMARY when it is set. Exit 0 when every rule holds, 1 on a regression.
     """
-    from gapdiag import check as chk
-    from gapdiag.report import Report
-
     measuring = {"--data": embedding.data, "--model": embedding.model, "--pretrained": embedding.pretrained,
                  "--split": embedding.split}
     if report is not None and any(v is not None for v in measuring.values()):
@@ -177,73 +174,21 @@ def check(
             param_hint="--bootstrap",
         )
 
-    base = Report.load(baseline)
-    rules = chk.load_rules(config)
-    if report is not None:
-        current = Report.load(report)
-    else:
-        current = _measure(
-            base,
-            sample=sample,
-            seed=seed,
-            bootstrap=bootstrap,
-            options=embedding.api_kwargs(quiet=quiet or json_out),
-        )
-    if out is not None:
-        current.save(out)
-
-    unavailable = _similarity_to_baseline(base, current, chk.two_model_bases(rules), embedding.cache_dir)
-    result = chk.check_reports(current, base, rules, force=force, unavailable=unavailable)
-    md = chk.to_markdown(result)
-    if markdown is not None:
-        _write_text(markdown, md, "--markdown")
-    if junit is not None:
-        _write_text(junit, chk.to_junit_xml(result), "--junit")
-    chk.append_step_summary(md)
-
+    run = api.check(baseline, report, config=config, bootstrap=bootstrap, force=force, sample=sample, seed=seed,
+                    out=out, markdown=markdown, junit=junit, **embedding.api_kwargs(quiet=quiet or json_out))
+    for note in run.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    result = run.result
     for w in result.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     if json_out:
-        print_json(chk.to_json(result))
+        print_json(api.check_json(result))
     else:
         _print_check(result)
     result.raise_for_regression()
 
 
-def _similarity_to_baseline(base: Report, current: Report, bases: set[str], cache_dir: Path | None) -> dict[str, str]:
-    """Add CKA / mutual k-NN against the baseline's cached vectors to ``current`` when a rule asks for them;
-    returns base -> reason for those that cannot be computed (said plainly in the skip outcome)."""
-    if not bases:
-        return {}
-    from gapdiag import api
-
-    values, note = api.similarity_to_baseline(base, current, cache_dir=cache_dir)
-    current.metrics.update({k: v for k, v in values.items() if k.split("/")[0] in bases})
-    if note is not None:
-        err_console.print(f"[yellow]note:[/] {', '.join(sorted(bases))} not checked: {note}", highlight=False,
-                          soft_wrap=True)
-    return {b: f"not computed: {note}" for b in bases} if note else {}
-
-
-def _measure(
-    reference: Report | None, *, sample: int | None, seed: int | None, bootstrap: int, options: dict[str, Any]
-) -> Report:
-    """Measure now (``options`` from :meth:`EmbeddingOptions.api_kwargs`); sample size and seed default to the reference
-    report's so that the provenance guard can pass."""
-    from gapdiag import api
-
-    ref = ((reference.provenance or {}).get("sample") or {}) if reference is not None else {}
-    return api.measure(
-        sample=sample if sample is not None else ref.get("size"),
-        seed=seed if seed is not None else int(ref.get("seed") or 0),
-        bootstrap=bootstrap,
-        **options,
-    )
-
-
 def _print_check(result: CheckResult) -> None:
-    from gapdiag.check import format_delta, format_value
-
     table = Table(
         title="gapdiag check",
         caption=f"rules: {result.config or 'built-in defaults'}",
@@ -324,9 +269,6 @@ def compare(
     worse (direction from the metric registry). With exactly two checkpoints (`-m A -m B`) or cache entries,
     also what changed item by item: linear CKA, mutual k-NN and the items whose neighbourhoods changed most.
     """
-    from gapdiag import check as chk
-    from gapdiag.report import Report
-
     paths, models = list(reports or []), list(models or [])
     if len(paths) + len(models) < 2:
         raise typer.BadParameter(
@@ -339,46 +281,15 @@ def compare(
         raise typer.BadParameter(
             f"{len(labels)} labels for {len(names)} reports/models: give one per column", param_hint="--label"
         )
-    from gapdiag.api import _cache_entry_path
-
-    entries = [p for p in paths if _cache_entry_path(p) is not None]
-    options = embedding.api_kwargs(quiet=quiet or json_out)
-    loaded = [
-        _measure(None, sample=sample, seed=seed, bootstrap=0, options={**options, "data": str(p)})
-        if p in entries else Report.load(p)
-        for p in paths
-    ]
-    for m in models:
-        loaded.append(
-            _measure(
-                loaded[0] if loaded else None,
-                sample=sample,
-                seed=seed,
-                bootstrap=0,
-                options={**options, "model": m},
-            )
-        )
-
-    comp = chk.compare_reports(loaded, labels or names, force=force)
-    embedded = [str(p) for p in entries] + models
-    similarity = None
-    if len(embedded) == 2 and len(names) == 2:
-        from gapdiag import api
-
-        rest = {k: v for k, v in options.items() if k not in ("progress", "model", "data")}
-        similarity = api.compare_models(embedded[0], embedded[1], options.get("data"), progress=False, **rest)
-    if markdown is not None:
-        _write_text(markdown, chk.comparison_to_markdown(comp), "--markdown")
-    if plot is not None:
-        from gapdiag.plot import plot_compare, save_figures
-
-        written = save_figures({"compare": plot_compare(loaded, comp.labels)}, plot)
-        if not json_out:
-            console.print(f"figure written to {written[0]}")
+    run = api.compare(paths, models, labels=labels, force=force, sample=sample, seed=seed, markdown=markdown,
+                      plot=plot, **embedding.api_kwargs(quiet=quiet or json_out))
+    comp, similarity = run.comparison, run.similarity
+    if run.figure is not None and not json_out:
+        console.print(f"figure written to {run.figure}")
     for w in comp.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     if json_out:
-        out = chk.comparison_to_json(comp)
+        out = api.comparison_json(comp)
         if similarity is not None:
             out["similarity"] = similarity
         print_json(out)
@@ -394,8 +305,6 @@ def compare(
 
 def _print_similarity(similarity: dict[str, Any], labels: list[str], shown: int = 5) -> None:
     """The item-by-item view of two checkpoints: CKA and mutual k-NN per set, then the most-changed items."""
-    from gapdiag.check import format_value
-
     table = Table(title=f"what changed: {labels[0]} → {labels[1]}", box=box.SIMPLE_HEAD, pad_edge=False,
                   caption="1 = unchanged; mutual k-NN = mean share of each item's 10 neighbours kept")
     table.add_column("set", no_wrap=True)
@@ -436,8 +345,6 @@ _FILE_SUFFIXES = frozenset({".json", ".safetensors", ".pt", ".pth", ".bin"})
 
 
 def _comparison_table(comp: Comparison, headers: list[str]) -> Table:
-    from gapdiag.check import format_delta, format_value
-
     table = Table(
         title="gapdiag compare",
         caption="Δ against the first column; better/worse by each metric's direction",
@@ -464,13 +371,3 @@ def _comparison_table(comp: Comparison, headers: list[str]) -> Table:
             cells.append(f"{format_value(value)} [{style}]{format_delta(delta)}{word}[/]")
         table.add_row(*cells)
     return table
-
-
-def _write_text(path: Path, text: str, option: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise InputError(
-            f"cannot write {option} file {path}: {e.strerror}", hint=f"pass a writable path to {option}"
-        ) from None

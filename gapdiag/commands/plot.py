@@ -1,7 +1,7 @@
 """``gapdiag plot`` (figure files) and ``gapdiag report`` (one self-contained HTML file).
 
-Parsing and printing only: embeddings come from :func:`gapdiag.api.embed` (a cache hit after ``measure``
-or ``embed``), measurements from :func:`gapdiag.api.measure`, figures from :mod:`gapdiag.plot`.
+Parsing and printing only: :func:`gapdiag.api.plot` and :func:`gapdiag.api.report` do the work (embeddings
+from the cache after ``measure`` or ``embed``, figures from :mod:`gapdiag.plot`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gapdiag import api
 from gapdiag.commands._common import (
     EmbeddingOptions,
     JsonOpt,
@@ -87,13 +88,6 @@ def _status(quiet: bool) -> Any:
     return lambda message: err_console.print(f"[dim]{message}[/]", highlight=False)
 
 
-def _embeddings(needed: bool, options: dict[str, Any]) -> Any:
-    """The embeddings of the shared data/model options (a cache hit after measure/embed), or None if unneeded."""
-    from gapdiag import api
-
-    return api.embed(**options) if needed else None
-
-
 @embedding_options()
 def plot(
     kind: KindOpt = None,
@@ -140,40 +134,12 @@ def plot(
     Files are named `<kind>[-<method>].<format>` (map-umap.png, hist.png, spectrum.png, gap.png, shift.png,
     compare.png); the paths written are printed, one per line (or a JSON list with --json).
     """
-    from gapdiag import plot as gplot
-    from gapdiag.report import Report
-
-    gplot.check_options(method=method, color_by=color_by, format=fmt)
-    reports = [Report.load(p) for p in report or []]
-    kinds = gplot.parse_kinds(kind, have_shift=shift is not None, have_reports=bool(reports))
-    if reports and "compare" not in kinds:
-        err_console.print("[yellow]note:[/] --report is only used by --kind compare", highlight=False)
-    if label and len(label) != len(reports):
-        from gapdiag.errors import InputError
-
-        raise InputError(
-            f"{len(label)} --label values for {len(reports)} --report files",
-            hint="give one --label per --report",
-        )
-    shift_result = gplot.load_shift_result(shift) if shift is not None else None
-    gplot.ensure_output_dir(out)  # fail before embedding, not after
-    es = _embeddings(
-        any(k in gplot.EMBEDDING_KINDS for k in kinds),
-        embedding.api_kwargs(quiet=quiet or json_out),
-    )
-    figures = gplot.make_figures(
-        kinds,
-        embeddings=es,
-        shift_result=shift_result,
-        reports=reports,
-        labels=label or [p.stem for p in report or []],
-        method=method,
-        color_by=color_by,
-        max_pairs=max_pairs,
-        seed=seed,
-        status=_status(quiet or json_out),
-    )
-    paths = gplot.save_figures(figures, out, format=fmt, dpi=dpi or gplot.DEFAULT_DPI)
+    result = api.plot(kind, out=out, reports=report or [], labels=label, shift=shift, method=method,
+                      color_by=color_by, format=fmt, dpi=dpi, max_pairs=max_pairs, seed=seed,
+                      status=_status(quiet or json_out), **embedding.api_kwargs(quiet=quiet or json_out))
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+    paths = result.paths
     if json_out:
         print_json([str(p) for p in paths])
         return
@@ -200,7 +166,7 @@ def report(
     sample: Annotated[
         int | None,
         typer.Option(
-            "--sample", min=1, help="Use this many samples (seeded) for the quadratic metrics; default exact."
+            "--sample", help="Use this many samples (seeded) for the quadratic metrics; default exact."
         ),
     ] = None,
     kind: KindOpt = None,
@@ -242,122 +208,26 @@ def report(
     """Write one self-contained HTML report: a summary in words, the metric table beside published reference
     values, every figure and an interactive map embedded, and the provenance (nothing fetched; opens offline).
     """
-    from gapdiag import api
-    from gapdiag import plot as gplot
-    from gapdiag.errors import InputError
-    from gapdiag.html_report import FIGURE_FORMATS, write_html
-    from gapdiag.report import Report
-
     # --figure-format: the spelling before plot and report shared --format; the error names the one given.
     option, fmt = ("--figure-format", figure_format) if figure_format is not None else ("--format", fmt)
-    if fmt not in FIGURE_FORMATS:
-        raise InputError(f"unknown {option} {fmt!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}")
-    gplot.check_options(method=method, color_by=color_by)
-    if any("compare" in value for value in kind or []):
-        raise InputError(
-            "gapdiag report does not draw comparisons (its --report is the one measurement to show)",
-            hint="use `gapdiag plot --kind compare --report A.json --report B.json`",
-        )
-    kinds = gplot.parse_kinds(kind or ["all"], have_shift=shift is not None)
-    shift_result = gplot.load_shift_result(shift) if shift is not None else None
-    measured = Report.load(from_report) if from_report is not None else None
-    gplot.ensure_output_dir(out.parent)
     silent = quiet or json_out
-    if measured is not None and (metrics or sample):
-        err_console.print("[yellow]note:[/] --metrics/--sample are ignored with --report", highlight=False)
-    needs_embeddings = measured is None or any(k in gplot.EMBEDDING_KINDS for k in kinds)
-    es = _embeddings(
-        needs_embeddings,
-        embedding.api_kwargs(quiet=silent),
-    )
-    if measured is None:
-        measured = api.measure(
-            es,
-            metrics=[m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
-            sample=sample,
-            seed=seed,
-            device=embedding.device,
-            progress=not silent,
-        )
-        # The split is part of the result (the provenance of `measure` leaves it out); bundled data: test.
-        split = embedding.split or ("test" if embedding.data is None else None)
-        if split:
-            measured.provenance.setdefault("dataset", {}).setdefault("split", split)
-    elif es is not None:
-        _check_same_dataset(measured, es.provenance, from_report)
-    figures = gplot.make_figures(
-        kinds,
-        embeddings=es,
-        shift_result=shift_result,
-        method=method,
-        color_by=color_by,
-        max_pairs=max_pairs,
-        seed=seed,
-        status=_status(silent),
-    )
-    interactive_html = None
-    if interactive and "map" in kinds and es is not None:
-        from gapdiag.interactive_map import build_interactive_map, interactive_map_html
-
-        fig = build_interactive_map(
-            es,
-            method=method,
-            max_pairs=max_pairs,
-            seed=seed,
-            labels=_hover_labels(embedding.api_kwargs(quiet=True), es),
-            status=_status(silent),
-        )
-        interactive_html = interactive_map_html(fig)
-    path = write_html(
-        out,
-        measured,
-        figures,
-        title=title,
-        figure_format=fmt,
-        dpi=dpi or gplot.DEFAULT_DPI,
-        interactive=interactive_html,
-    )
+    page = api.report(out, from_report=from_report, metrics=api.parse_metric_list(metrics), sample=sample,
+                      kinds=kind, method=method, color_by=color_by, max_pairs=max_pairs, shift=shift, format=fmt,
+                      format_option=option, dpi=dpi, title=title, interactive=interactive, seed=seed,
+                      status=_status(silent), **embedding.api_kwargs(quiet=silent))
+    for note in page.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     if json_out:
         print_json(
             {
-                "path": str(path),
-                "figures": list(figures),
-                "metrics": len(measured.metrics),
-                "interactive": interactive_html is not None,
+                "path": str(page.path),
+                "figures": page.figures,
+                "metrics": page.metrics,
+                "interactive": page.interactive,
             }
         )
         return
-    console.print(str(path), highlight=False, soft_wrap=True)
-
-
-def _hover_labels(options: dict[str, Any], es: Any) -> dict[str, list[str]] | None:
-    """Captions and image paths for the interactive map's hover text, read from the dataset itself (the
-    cache holds vectors only). None when the data cannot be read as a dataset (``--data`` names a cache
-    entry): the map then shows modality, sample and class only."""
-    from gapdiag import api
-    from gapdiag.errors import GapdiagError
-    from gapdiag.interactive_map import item_labels
-
-    embed_only = ("model", "pretrained", "device", "precision", "batch_size", "workers", "cache_dir", "dtype",
-                  "progress", "preprocess")
-    try:
-        return item_labels(api.load_data(**{k: v for k, v in options.items() if k not in embed_only}), es)
-    except GapdiagError:
-        return None
-
-
-def _check_same_dataset(report: Any, provenance: dict[str, Any], source: Path) -> None:
-    """Refuse figures of one dataset next to the metrics of another (compared by dataset fingerprint)."""
-    from gapdiag.errors import ProvenanceError
-
-    measured = (report.provenance.get("dataset") or {}).get("fingerprint")
-    embedded = (provenance.get("dataset") or {}).get("fingerprint")
-    if measured and embedded and measured != embedded:
-        raise ProvenanceError(
-            f"{source} was measured on another dataset than --data gives (fingerprint "
-            f"{str(measured)[:12]} vs {str(embedded)[:12]})",
-            hint="pass the --data/--split the report was measured on",
-        )
+    console.print(str(page.path), highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

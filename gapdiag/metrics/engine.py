@@ -45,7 +45,13 @@ from gapdiag.metrics.diagnostics import (
     needs_gram,
     sampled_diagnostics,
 )
-from gapdiag.metrics.gap import cos_nonmatching_from_sums, gap_vector_from_stats
+from gapdiag.metrics.gap import (
+    alignment_from_cos_tp,
+    cos_nonmatching_from_sums,
+    cos_tp_from_sum,
+    gap_vector_from_stats,
+    modality_gap_from_vector,
+)
 from gapdiag.metrics.hubness import HUBNESS_K
 from gapdiag.metrics.rank import (
     effective_rank_from_singular_values,
@@ -53,6 +59,7 @@ from gapdiag.metrics.rank import (
     singular_values_from_stats,
 )
 from gapdiag.metrics.registry import REGISTRY
+from gapdiag.metrics.sampling import check_sample_size, seeded_samples
 from gapdiag.metrics.uniformity import joint_uniformity, w2_from_stats
 
 RETRIEVAL_ENGINES = ("auto", "faiss", "blocked", "hnsw", "ivf")
@@ -253,17 +260,17 @@ def _linear_metrics(
         q = f"{a}-{b}"
         if "modality_gap" in bases:
             gv = gap_vector_from_stats(stats[a], stats[b])
-            values[f"modality_gap/{q}"] = float(np.linalg.norm(gv))
+            values[f"modality_gap/{q}"] = modality_gap_from_vector(gv)
             extras[f"gap_vector/{q}"] = gv.tolist()
         if bases & {"cos_tp", "alignment", "cos_nonmatching"}:
             say(f"paired pass: {q}")
             ia, ib = true_pair_items(samples[a], samples[b], a, b)
             true_sum = paired_dot_sum(vecs[a], vecs[b], ia, ib, (a, b), block_size=block_size)
-            ctp = true_sum / ia.size
+            ctp = cos_tp_from_sum(true_sum, ia.size)
             if "cos_tp" in bases:
                 values[f"cos_tp/{q}"] = ctp
             if "alignment" in bases:
-                values[f"alignment/{q}"] = 2.0 - 2.0 * ctp  # ‖x̂ − ŷ‖² = 2 − 2 x̂·ŷ
+                values[f"alignment/{q}"] = alignment_from_cos_tp(ctp)
             if "cos_nonmatching" in bases:
                 values[f"cos_nonmatching/{q}"] = cos_nonmatching_from_sums(
                     stats[a], stats[b], true_sum, ia.size
@@ -321,14 +328,11 @@ def _draw(
     n_samples: int, samples: dict[str, NDArray[np.int64]], sample: int | None, seed: int
 ) -> dict[str, NDArray[np.intp] | None]:
     """Rows of each modality whose sample is among ``sample`` seeded draws (None = all rows)."""
-    if sample is None:
-        return {m: None for m in samples}
-    if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 2:
-        raise InputError(f"sample must be an integer >= 2 (number of samples drawn), got {sample!r}")
-    if sample >= n_samples:
+    check_sample_size(sample)
+    if sample is None or sample >= n_samples:
         return {m: None for m in samples}
     drawn = np.zeros(n_samples, dtype=bool)
-    drawn[np.random.default_rng(seed).choice(n_samples, size=sample, replace=False)] = True
+    drawn[seeded_samples(n_samples, sample, seed)] = True
     # Sorted row indices keep the original item order (tie rule) and read memory maps sequentially.
     return {m: np.flatnonzero(drawn[s]) for m, s in samples.items()}
 

@@ -63,7 +63,12 @@ def modality_gap(
         >>> round(modality_gap([[1.0, 0.0]], [[0.0, 3.0]]), 6)
         1.414214
     """
-    return float(np.linalg.norm(gap_vector(x, y, normalize=normalize, block_size=block_size)))
+    return modality_gap_from_vector(gap_vector(x, y, normalize=normalize, block_size=block_size))
+
+
+def modality_gap_from_vector(gap: NDArray[np.float64]) -> float:
+    """``‖Δ‖₂`` of a gap vector: the one formula of the modality gap (used by :func:`modality_gap` and the engine)."""
+    return float(np.linalg.norm(gap))
 
 
 def _pairs(
@@ -105,7 +110,18 @@ def cos_tp(
         0.853553
     """
     x, y, ix, iy = _pairs(x, y, x_sample, y_sample)
-    return paired_dot_sum(x, y, ix, iy, ("x", "y"), normalize=normalize, block_size=block_size) / ix.size
+    return cos_tp_from_sum(paired_dot_sum(x, y, ix, iy, ("x", "y"), normalize=normalize, block_size=block_size),
+                           ix.size)
+
+
+def cos_tp_from_sum(true_sum: float, n_true: int) -> float:
+    """``Cos_TP = (1/P) Σ_true x̂·ŷ`` from the summed true-pair cosines (one formula for :func:`cos_tp` and the engine)."""
+    return float(true_sum) / n_true
+
+
+def alignment_from_cos_tp(ctp: float) -> float:
+    """Alignment from Cos_TP: ``‖x̂ − ŷ‖² = 2 − 2 x̂·ŷ`` for unit vectors (one formula for :func:`alignment` and the engine)."""
+    return 2.0 - 2.0 * ctp
 
 
 def cos_nonmatching_from_sums(sx: LinearStats, sy: LinearStats, true_sum: float, n_true: int) -> float:
@@ -165,4 +181,4 @@ def alignment(
         >>> alignment([[1.0, 0.0]], [[0.0, 1.0]])
         2.0
     """
-    return 2.0 - 2.0 * cos_tp(x, y, x_sample, y_sample, block_size=block_size)
+    return alignment_from_cos_tp(cos_tp(x, y, x_sample, y_sample, block_size=block_size))

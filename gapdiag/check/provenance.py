@@ -1,0 +1,74 @@
+"""The provenance guard: refuse to compare reports of different models' data, samples or metric versions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gapdiag.errors import ProvenanceError
+from gapdiag.report import Report
+
+
+def provenance_conflicts(
+    reference: Report,
+    other: Report,
+    labels: tuple[str, str] = ("baseline", "current"),
+) -> tuple[list[str], list[str]]:
+    """``(conflicts, warnings)`` between two reports' provenance.
+
+    Conflicts (the numbers are not comparable): different dataset fingerprint, ``metric_definitions_version``,
+    sample size or sample seed. Warnings: different gapdiag version, a missing dataset fingerprint.
+    """
+    a, b = labels
+    conflicts: list[str] = []
+    warnings: list[str] = []
+
+    def pair(what: str, x: Any, y: Any) -> str:
+        return f"{what} {x} ({a}) vs {y} ({b})"
+
+    fa, fb = (_dig(r.provenance, "dataset", "fingerprint") for r in (reference, other))
+    if fa and fb and fa != fb:
+        conflicts.append(pair("different data: dataset fingerprint", str(fa)[:12], str(fb)[:12]))
+    elif not (fa and fb):
+        missing = a if not fa else b
+        warnings.append(
+            f"the {missing} report has no dataset fingerprint: cannot verify that both used the same data"
+        )
+    if reference.metric_definitions_version != other.metric_definitions_version:
+        conflicts.append(
+            pair(
+                "different metric definitions: metric_definitions_version",
+                reference.metric_definitions_version,
+                other.metric_definitions_version,
+            )
+        )
+    for key in ("size", "seed"):
+        x, y = (_dig(r.provenance, "sample", key) for r in (reference, other))
+        if x != y:
+            conflicts.append(pair(f"different sampling: sample {key}", x, y))
+    if reference.gapdiag_version != other.gapdiag_version:
+        warnings.append(
+            pair("different gapdiag versions: gapdiag", reference.gapdiag_version, other.gapdiag_version)
+        )
+    return conflicts, warnings
+
+
+def guard_provenance(
+    reference: Report, other: Report, *, force: bool, labels: tuple[str, str] = ("baseline", "current")
+) -> list[str]:
+    """Raise :class:`ProvenanceError` on conflicts unless ``force``; return the warnings (conflicts too if forced)."""
+    conflicts, warnings = provenance_conflicts(reference, other, labels)
+    if conflicts and not force:
+        raise ProvenanceError(
+            f"cannot compare {labels[0]} with {labels[1]}: " + "; ".join(conflicts),
+            hint="measure both with the same data, sample size and seed, or pass --force",
+        )
+    return [f"forced: {c}" for c in conflicts] + warnings
+
+
+def _dig(d: Mapping[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, Mapping):
+            return None
+        d = d.get(k)  # type: ignore[assignment]
+    return d

@@ -1,0 +1,125 @@
+"""The outputs of ``gapdiag check``: Markdown (GitHub step summary), JUnit XML and JSON."""
+
+from __future__ import annotations
+
+import math
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gapdiag.check.rules import _STATUS_ICON
+from gapdiag.errors import InputError
+from gapdiag.presentation import format_delta, format_value  # noqa: F401 - re-exported: gapdiag.check.format_value
+
+if TYPE_CHECKING:  # evaluate uses format_value: the record type is only named here
+    from gapdiag.check.evaluate import CheckResult
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def to_markdown(result: CheckResult) -> str:
+    """GitHub-flavoured Markdown: a summary line, one table row per outcome, then the warnings."""
+    icon = _STATUS_ICON["pass" if result.passed else "fail"]
+    lines = ["### gapdiag check", "", f"**{icon} {result.summary()}**", ""]
+    lines += _md_table(
+        ["", "Metric", "Baseline", "Current", "Δ", "Rule", "Reason"],
+        [
+            [
+                _STATUS_ICON[o.status],
+                f"`{o.name}`",
+                format_value(o.baseline),
+                format_value(o.current),
+                format_delta(o.delta),
+                o.rule,
+                o.reason,
+            ]
+            for o in result.outcomes
+        ],
+    )
+    if result.warnings:
+        lines += ["", *[f"> ⚠️ {w}" for w in result.warnings]]
+    if result.config:
+        lines += ["", f"Rules from `{result.config}`."]
+    return "\n".join(lines) + "\n"
+
+
+def to_junit_xml(result: CheckResult, *, suite: str = "gapdiag check") -> str:
+    """JUnit XML: one ``<testcase>`` per outcome, ``<failure>`` for fails, ``<skipped/>`` for skips."""
+    n = result.counts()
+    root = ET.Element(
+        "testsuites",
+        tests=str(len(result.outcomes)),
+        failures=str(n["fail"]),
+        errors="0",
+        skipped=str(n["skip"]),
+    )
+    ts = ET.SubElement(
+        root,
+        "testsuite",
+        name=suite,
+        tests=str(len(result.outcomes)),
+        failures=str(n["fail"]),
+        errors="0",
+        skipped=str(n["skip"]),
+    )
+    if result.warnings:
+        props = ET.SubElement(ts, "properties")
+        for w in result.warnings:
+            ET.SubElement(props, "property", name="warning", value=w)
+    for o in result.outcomes:
+        tc = ET.SubElement(ts, "testcase", classname="gapdiag.check", name=o.name)
+        detail = (
+            f"baseline {format_value(o.baseline)}, current {format_value(o.current)}, "
+            f"delta {format_delta(o.delta)}; rule: {o.rule or 'none'}"
+        )
+        if o.status == "fail":
+            ET.SubElement(tc, "failure", message=o.reason, type="regression").text = detail
+        elif o.status == "skip":
+            ET.SubElement(tc, "skipped", message=o.reason)
+        else:
+            ET.SubElement(tc, "system-out").text = f"{o.reason}; {detail}"
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def to_json(result: CheckResult) -> dict[str, Any]:
+    """A JSON-ready dict (absent values as ``null``)."""
+    return {
+        "passed": result.passed,
+        "exit_code": result.exit_code,
+        "counts": result.counts(),
+        "config": result.config,
+        "warnings": list(result.warnings),
+        "outcomes": [{f.name: _json_num(getattr(o, f.name)) for f in fields(o)} for o in result.outcomes],
+    }
+
+
+def _json_num(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def append_step_summary(markdown: str, path: str | Path | None = None) -> Path | None:
+    """Append ``markdown`` to ``path`` or ``$GITHUB_STEP_SUMMARY`` (never overwriting); ``None`` when unset."""
+    target = path or os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    target = Path(target)
+    try:
+        with target.open("a", encoding="utf-8") as f:
+            f.write("\n" + markdown if target.exists() and target.stat().st_size else markdown)
+    except OSError as e:
+        raise InputError(
+            f"{target}: cannot append the step summary ({e.strerror})", hint="check GITHUB_STEP_SUMMARY"
+        ) from None
+    return target

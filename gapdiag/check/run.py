@@ -1,0 +1,145 @@
+"""What ``gapdiag check`` and ``gapdiag compare`` do, as library calls behind :func:`gapdiag.api.check` and
+:func:`gapdiag.api.compare`: load or measure the reports, evaluate, write the CI files.
+
+Nothing here prints; remarks for the user come back in ``notes``. The api hands in its own ``measure`` (and
+the two-model comparisons) so that one code path serves the CLI and notebooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gapdiag.check.compare import Comparison, compare_reports, comparison_to_markdown
+from gapdiag.check.config import load_rules
+from gapdiag.check.evaluate import CheckResult, check_reports, two_model_bases
+from gapdiag.check.render import append_step_summary, to_junit_xml, to_markdown
+from gapdiag.errors import InputError
+from gapdiag.report import Report
+
+Measure = Callable[..., Report]
+
+
+@dataclass
+class CheckRun:
+    """The outcome of :func:`gapdiag.api.check`: the evaluated rules, the current report, remarks."""
+
+    result: CheckResult
+    current: Report
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CompareRun:
+    """The outcome of :func:`gapdiag.api.compare`: the table, the item-by-item view of two models, the figure."""
+
+    comparison: Comparison
+    reports: list[Report]
+    similarity: dict[str, Any] | None = None
+    figure: Path | None = None
+
+
+def measure_like(measure: Measure, reference: Report | None, *, sample: int | None, seed: int | None,
+                 bootstrap: int = 0, **options: Any) -> Report:
+    """Measure now; sample size and seed default to the reference report's so that the provenance guard can pass."""
+    ref = ((reference.provenance or {}).get("sample") or {}) if reference is not None else {}
+    return measure(sample=sample if sample is not None else ref.get("size"),
+                   seed=seed if seed is not None else int(ref.get("seed") or 0), bootstrap=bootstrap, **options)
+
+
+def run_check(
+    measure: Measure,
+    similarity_to_baseline: Callable[..., tuple[dict[str, float], str | None]],
+    baseline: str | Path,
+    report: str | Path | None = None,
+    *,
+    config: str | Path | None = None,
+    bootstrap: int = 0,
+    force: bool = False,
+    sample: int | None = None,
+    seed: int | None = None,
+    out: str | Path | None = None,
+    markdown: str | Path | None = None,
+    junit: str | Path | None = None,
+    **embed_options: Any,
+) -> CheckRun:
+    """Gate ``report`` (or a model measured now) against ``baseline`` (see :func:`gapdiag.api.check`)."""
+    base = Report.load(baseline)
+    rules = load_rules(config)
+    if report is not None:
+        current = Report.load(report)
+    else:
+        current = measure_like(measure, base, sample=sample, seed=seed, bootstrap=bootstrap, **embed_options)
+    if out is not None:
+        current.save(out)
+    notes: list[str] = []
+    unavailable: dict[str, str] = {}
+    bases = two_model_bases(rules)
+    if bases:  # CKA / mutual k-NN against the baseline's cached vectors, when a rule asks for them
+        values, note = similarity_to_baseline(base, current, cache_dir=embed_options.get("cache_dir"))
+        current.metrics.update({k: v for k, v in values.items() if k.split("/")[0] in bases})
+        if note is not None:
+            notes.append(f"{', '.join(sorted(bases))} not checked: {note}")
+            unavailable = {b: f"not computed: {note}" for b in bases}
+    result = check_reports(current, base, rules, force=force, unavailable=unavailable)
+    md = to_markdown(result)
+    if markdown is not None:
+        write_text(markdown, md, "--markdown")
+    if junit is not None:
+        write_text(junit, to_junit_xml(result), "--junit")
+    append_step_summary(md)
+    return CheckRun(result, current, notes)
+
+
+def run_compare(
+    measure: Measure,
+    compare_models: Callable[..., dict[str, Any]],
+    is_cache_entry: Callable[[Any], bool],
+    reports: Sequence[str | Path] = (),
+    models: Sequence[str] = (),
+    *,
+    labels: Sequence[str] | None = None,
+    force: bool = False,
+    sample: int | None = None,
+    seed: int | None = None,
+    markdown: str | Path | None = None,
+    plot: str | Path | None = None,
+    **embed_options: Any,
+) -> CompareRun:
+    """Reports, cache entries and models measured now, side by side (see :func:`gapdiag.api.compare`)."""
+    paths = [Path(p) for p in reports]
+    names = [str(p) for p in paths] + list(models)
+    entries = [p for p in paths if is_cache_entry(p)]
+    loaded = [measure_like(measure, None, sample=sample, seed=seed, **{**embed_options, "data": str(p)})
+              if p in entries else Report.load(p) for p in paths]
+    for m in models:
+        loaded.append(measure_like(measure, loaded[0] if loaded else None, sample=sample, seed=seed,
+                                   **{**embed_options, "model": m}))
+    comp = compare_reports(loaded, list(labels or names), force=force)
+    run = CompareRun(comp, loaded)
+    embedded = [str(p) for p in entries] + list(models)
+    if len(embedded) == 2 and len(names) == 2:
+        rest = {k: v for k, v in embed_options.items() if k not in ("progress", "model", "data")}
+        run.similarity = compare_models(embedded[0], embedded[1], embed_options.get("data"), progress=False, **rest)
+    if markdown is not None:
+        write_text(markdown, comparison_to_markdown(comp), "--markdown")
+    if plot is not None:
+        # matplotlib: imported only when a figure is asked for.
+        from gapdiag.plot import plot_compare, save_figures
+
+        run.figure = save_figures({"compare": plot_compare(loaded, comp.labels)}, plot)[0]
+    return run
+
+
+def write_text(path: str | Path, text: str, option: str) -> None:
+    """Write a CI output file (``--markdown``, ``--junit``); an unwritable path is one line naming the option."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise InputError(
+            f"cannot write {option} file {path}: {e.strerror}", hint=f"pass a writable path to {option}"
+        ) from None

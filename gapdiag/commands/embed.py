@@ -1,0 +1,189 @@
+"""``gapdiag embed``, ``gapdiag measure`` and ``gapdiag shift``: parsing and printing over :mod:`gapdiag.api`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gapdiag import api
+from gapdiag.commands._common import (
+    EmbeddingOptions,
+    JsonOpt,
+    QuietOpt,
+    SeedOpt,
+    console,
+    embedding_options,
+    print_json,
+)
+from gapdiag.commands._print import print_skipped, reference_lines, report_table
+from gapdiag.errors import InputError
+
+_EMBED_EPILOG = "Example: `gapdiag embed --data captions.csv --model ViT-B-32 --pretrained laion2b_s34b_b79k`"
+_MEASURE_EPILOG = (
+    "Examples:\n\n"
+    "`gapdiag measure` (bundled tiny CLIP + digits, offline)\n\n"
+    "`gapdiag measure -d coco/captions_val2017.json -m ViT-B-32 -p openai --sample 5000 --out report.json`\n\n"
+    "`gapdiag measure -d embeddings.npz --metrics modality_gap,cos_tp --json`")
+_SHIFT_EPILOG = ("Example: `gapdiag shift --lambdas -1:1:0.25 --out shift.json` then `gapdiag plot --kind shift --shift shift.json`")
+
+
+@embedding_options()
+def embed(
+    chunk_size: Annotated[int | None, typer.Option(
+        "--chunk-size", min=1, help="Items per committed chunk: the most an interrupted run loses, and the unit "
+                                    "of work of each torchrun rank. Default 2048.", rich_help_panel="Cache")] = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+    *,
+    embedding: EmbeddingOptions,
+) -> None:
+    """Embed every modality of a dataset and store the vectors in the cache (resumable, crash-safe).
+
+    A second run on the same model and data is a cache hit. A run that is interrupted (Ctrl-C, kill, out of
+    memory) resumes from the last committed chunk. Under `torchrun --nproc-per-node N -m gapdiag embed ...`
+    each rank embeds its share of the chunks and rank 0 writes the one cache entry (docs/scaling.md).
+    """
+    es = api.embed(chunk_size=chunk_size, **embedding.api_kwargs(quiet=quiet or json_out))
+    if not api.is_main_process():
+        return  # rank 0 reports for the whole distributed job
+    prov = es.provenance
+    summary = {"key": prov.get("key"), "path": prov.get("path"), "model": (prov.get("model") or {}).get("name"),
+               "dataset": (prov.get("dataset") or {}).get("name"), "counts": es.counts(), "dim": es.dim,
+               "dtype": str(next(iter(es.vectors.values())).dtype), "skipped": prov.get("skipped") or []}
+    if json_out:
+        print_json(summary)
+        return
+    console.print(f"[bold]{summary['model']}[/] on [bold]{summary['dataset']}[/]: "
+                  + ", ".join(f"{n} {name}" for name, n in summary["counts"].items())
+                  + f", d={summary['dim']}, {summary['dtype']}")
+    print_skipped(summary["skipped"])
+    if summary["key"]:
+        console.print(f"cache entry {summary['key']}" + (f" in {summary['path']}" if summary["path"] else ""))
+
+
+
+@embedding_options()
+def measure(
+    metrics: Annotated[str | None, typer.Option(
+        "--metrics", help="Comma-separated metric names (see docs/metrics.md); default: every metric that applies.")] = None,
+    sample: Annotated[int | None, typer.Option(
+        "--sample", help="Use this many samples (seeded) for the quadratic metrics; default exact.")] = None,
+    seed: SeedOpt = 0,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0,
+                                           help="Bootstrap resamples for confidence intervals (0 = off).")] = 0,
+    retrieval_engine: Annotated[str, typer.Option(
+        "--retrieval-engine",
+        help="auto (fused exact pass on CPU, exact search on a GPU), faiss (exact IndexFlatIP; on a GPU: FAISS GPU "
+             "or torch), blocked (fused exact), or hnsw / ivf (approximate FAISS indexes for very large sets; their "
+             "agreement with exact search on 1,000 sampled queries is reported).")] = "auto",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report JSON here.")] = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+    *,
+    embedding: EmbeddingOptions,
+) -> None:
+    """Measure the embedding-space geometry: modality gap, Cos_TP, angular value, uniformity, effective rank,
+    retrieval R@K, clustering V-Measure, zero-shot accuracy.
+
+    With no arguments it measures the bundled tiny InfoNCE checkpoint on the bundled handwritten-digits data.
+    """
+    report = api.measure(
+        metrics=api.parse_metric_list(metrics),
+        sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine,
+        **embedding.api_kwargs(quiet=quiet or json_out))
+    if out is not None:
+        report.save(out)
+    # On stderr, also with --json (whose `skipped` map and provenance.skipped hold the same): never silent.
+    print_skipped(list(report.provenance.get("skipped") or []), report.skipped)
+    if json_out:
+        summary = report.to_dict(include_extras=False)
+        if report.extras.get("notes"):  # the one-line caveats, without the bulky arrays of the extras
+            summary["extras"] = {"notes": report.extras["notes"]}
+        # Published values to read the numbers against (additive key; docs/report-schema.md).
+        summary["references"] = [p.to_dict() for p in api.references_for(report.metrics)]
+        print_json(summary)
+        return
+    console.print(report_table(report))
+    for line in reference_lines(report):
+        console.print(line, style="dim", highlight=False, soft_wrap=True)
+    for note in report.extras.get("notes") or []:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    for direction, agreement in (report.extras.get("retrieval_agreement") or {}).items():
+        console.print(f"approximate retrieval {direction}: {agreement:.1%} of the exact top-10 found (sampled queries)")
+    if out is not None:
+        console.print(f"report written to {out}")
+
+
+
+def _float_list(text: str | None, option: str) -> list[float] | None:
+    """Parse ``0.01,0.02`` or a range ``-1:1:0.25`` (start:stop:step, stop included)."""
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if step <= 0:
+                raise ValueError
+            n = round((stop - start) / step) + 1
+            return [round(start + i * step, 10) for i in range(max(n, 0))]
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{option} {text!r} is not a list of numbers",
+                         hint="use comma-separated values (0.01,0.1,1) or start:stop:step (-1:1:0.25)") from None
+
+
+
+@embedding_options()
+def shift(
+    lambdas: Annotated[str | None, typer.Option(
+        "--lambdas", help="Shift amounts λ: start:stop:step or a comma list. Default -1:1:0.25.")] = None,
+    temperatures: Annotated[str | None, typer.Option(
+        "--temperatures", help="Temperatures τ of the contrastive loss. Default 0.01,0.02,0.1,1.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the result JSON here.")] = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+    *,
+    embedding: EmbeddingOptions,
+) -> None:
+    """Liang et al.'s embedding-shift experiment: move images and texts along the gap vector and report, per λ,
+    the gap, the contrastive loss at several temperatures, R@1 and zero-shot accuracy."""
+    result = api.shift(lambdas=_float_list(lambdas, "--lambdas"), temperatures=_float_list(temperatures, "--temperatures"),
+                       **embedding.api_kwargs(quiet=quiet or json_out))
+    if out is not None:
+        api.write_json(result, out, what="shift result")
+    if json_out:
+        print_json(result)
+        return
+    table = Table(title="embedding shift (Liang et al. 2022)")
+    table.add_column("λ", justify="right")
+    table.add_column("gap", justify="right")
+    temps = list(result["loss"])
+    for t in temps:
+        table.add_column(f"loss τ={t}", justify="right")
+    table.add_column("R@1 i→t", justify="right")
+    table.add_column("R@1 t→i", justify="right")
+    zs = result.get("zero_shot_accuracy")
+    if zs:
+        table.add_column("zero-shot", justify="right")
+    r1 = result["recall_at_1"]
+    directions = list(r1)
+    for i, lam in enumerate(result["lambdas"]):
+        row = [f"{lam:+.2f}", f"{result['gap'][i]:.3f}"] + [f"{result['loss'][t][i]:.3f}" for t in temps]
+        row += [f"{r1[d][i]:.3f}" for d in directions[:2]]
+        if zs:
+            row.append(f"{zs[i]:.3f}")
+        table.add_row(*row)
+    console.print(table)
+    if out is not None:
+        console.print(f"written to {out}")
+
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``embed``, ``measure`` and ``shift`` to the gapdiag app."""
+    app.command(epilog=_EMBED_EPILOG)(embed)
+    app.command(epilog=_MEASURE_EPILOG)(measure)
+    app.command(epilog=_SHIFT_EPILOG)(shift)

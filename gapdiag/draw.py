@@ -1,0 +1,165 @@
+"""What ``gapdiag plot`` and ``gapdiag report`` do, as library calls behind :func:`gapdiag.api.plot` and
+:func:`gapdiag.api.report`: check the options, get the embeddings and the measurement, draw, write.
+
+This module imports matplotlib (through :mod:`gapdiag.plot`): the api imports it only when a figure is drawn.
+Nothing here prints: progress goes through the ``status`` callback, remarks for the user come back in ``notes``.
+The api hands in its own ``embed``/``measure``/``load_data`` so that one code path serves the CLI and notebooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gapdiag import plot as gplot
+from gapdiag.errors import GapdiagError, InputError, ProvenanceError
+from gapdiag.html_report import FIGURE_FORMATS, write_html
+from gapdiag.interactive_map import build_interactive_map, interactive_map_html, item_labels
+from gapdiag.metrics.sampling import check_sample_size
+from gapdiag.report import Report
+
+Status = Callable[[str], None] | None
+
+
+@dataclass
+class PlotResult:
+    """The figure files written by :func:`gapdiag.api.plot`, and remarks for the user."""
+
+    paths: list[Path]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReportPage:
+    """The HTML file written by :func:`gapdiag.api.report`: figures in it, metric count, remarks."""
+
+    path: Path
+    figures: list[str]
+    metrics: int
+    interactive: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def plot_figures(
+    embed: Callable[..., Any],
+    kinds: Sequence[str] | None,
+    *,
+    out: Path,
+    reports: Sequence[str | Path] = (),
+    labels: Sequence[str] | None = None,
+    shift: str | Path | None = None,
+    method: str = "umap",
+    color_by: str = "modality",
+    format: str = "png",
+    dpi: int | None = None,
+    max_pairs: int = 2000,
+    seed: int = 0,
+    status: Status = None,
+    **embed_options: Any,
+) -> PlotResult:
+    """Draw ``kinds`` into ``out`` (see :func:`gapdiag.api.plot`)."""
+    gplot.check_options(method=method, color_by=color_by, format=format)
+    loaded = [Report.load(p) for p in reports]
+    kinds = gplot.parse_kinds(list(kinds) if kinds else None, have_shift=shift is not None, have_reports=bool(loaded))
+    notes = ["--report is only used by --kind compare"] if loaded and "compare" not in kinds else []
+    if labels and len(labels) != len(loaded):
+        raise InputError(f"{len(labels)} --label values for {len(loaded)} --report files",
+                         hint="give one --label per --report")
+    shift_result = gplot.load_shift_result(shift) if shift is not None else None
+    gplot.ensure_output_dir(out)  # fail before embedding, not after
+    es = embed(**embed_options) if any(k in gplot.EMBEDDING_KINDS for k in kinds) else None
+    figures = gplot.make_figures(kinds, embeddings=es, shift_result=shift_result, reports=loaded,
+                                 labels=list(labels or [Path(p).stem for p in reports]), method=method,
+                                 color_by=color_by, max_pairs=max_pairs, seed=seed, status=status)
+    return PlotResult(gplot.save_figures(figures, out, format=format, dpi=dpi or gplot.DEFAULT_DPI), notes)
+
+
+def write_report_page(
+    embed: Callable[..., Any],
+    measure: Callable[..., Report],
+    load_data: Callable[..., Any],
+    out: Path,
+    *,
+    from_report: str | Path | None = None,
+    metrics: Sequence[str] | None = None,
+    sample: int | None = None,
+    kinds: Sequence[str] | None = None,
+    method: str = "umap",
+    color_by: str = "modality",
+    max_pairs: int = 2000,
+    shift: str | Path | None = None,
+    format: str = "png",
+    format_option: str = "--format",
+    dpi: int | None = None,
+    title: str | None = None,
+    interactive: bool = True,
+    seed: int = 0,
+    status: Status = None,
+    **embed_options: Any,
+) -> ReportPage:
+    """Measure (or reuse ``from_report``), draw and write one self-contained HTML page (see :func:`gapdiag.api.report`).
+
+    Long for a reason: it is the one sequence of the report (options, embeddings, measurement, figures, map,
+    page), each step a call; cutting it would only scatter that order over helpers.
+    """
+    # --figure-format: the spelling before plot and report shared --format; the error names the one given.
+    if format not in FIGURE_FORMATS:
+        raise InputError(f"unknown {format_option} {format!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}")
+    gplot.check_options(method=method, color_by=color_by)
+    if any("compare" in value for value in kinds or []):
+        raise InputError("gapdiag report does not draw comparisons (its --report is the one measurement to show)",
+                         hint="use `gapdiag plot --kind compare --report A.json --report B.json`")
+    kinds = gplot.parse_kinds(list(kinds or ["all"]), have_shift=shift is not None)
+    shift_result = gplot.load_shift_result(shift) if shift is not None else None
+    measured = Report.load(from_report) if from_report is not None else None
+    if measured is None:
+        check_sample_size(sample)  # before embedding, as measure itself does
+    gplot.ensure_output_dir(Path(out).parent)
+    notes = ["--metrics/--sample are ignored with --report"] if measured is not None and (metrics or sample) else []
+    needs_embeddings = measured is None or any(k in gplot.EMBEDDING_KINDS for k in kinds)
+    es = embed(**embed_options) if needs_embeddings else None
+    if measured is None:
+        measured = measure(es, metrics=metrics, sample=sample, seed=seed,
+                           device=embed_options.get("device", "auto"), progress=embed_options.get("progress", True))
+        # The split is part of the result (the provenance of `measure` leaves it out); bundled data: test.
+        split = embed_options.get("split") or ("test" if embed_options.get("data") is None else None)
+        if split:
+            measured.provenance.setdefault("dataset", {}).setdefault("split", split)
+    elif es is not None:
+        _check_same_dataset(measured, es.provenance, Path(from_report or ""))
+    figures = gplot.make_figures(kinds, embeddings=es, shift_result=shift_result, method=method, color_by=color_by,
+                                 max_pairs=max_pairs, seed=seed, status=status)
+    interactive_html = None
+    if interactive and "map" in kinds and es is not None:
+        fig = build_interactive_map(es, method=method, max_pairs=max_pairs, seed=seed,
+                                    labels=_hover_labels(load_data, embed_options, es), status=status)
+        interactive_html = interactive_map_html(fig)
+    path = write_html(out, measured, figures, title=title, figure_format=format, dpi=dpi or gplot.DEFAULT_DPI,
+                      interactive=interactive_html)
+    return ReportPage(path, list(figures), len(measured.metrics), interactive_html is not None, notes)
+
+
+def _hover_labels(load_data: Callable[..., Any], options: dict[str, Any], es: Any) -> dict[str, list[str]] | None:
+    """Captions and image paths for the interactive map's hover text, read from the dataset itself (the
+    cache holds vectors only). None when the data cannot be read as a dataset (``--data`` names a cache
+    entry): the map then shows modality, sample and class only."""
+    embed_only = ("model", "pretrained", "device", "precision", "batch_size", "workers", "cache_dir", "dtype",
+                  "progress", "preprocess")
+    try:
+        return item_labels(load_data(**{k: v for k, v in options.items() if k not in embed_only}), es)
+    except GapdiagError:
+        return None
+
+
+def _check_same_dataset(report: Report, provenance: dict[str, Any], source: Path) -> None:
+    """Refuse figures of one dataset next to the metrics of another (compared by dataset fingerprint)."""
+    measured = (report.provenance.get("dataset") or {}).get("fingerprint")
+    embedded = (provenance.get("dataset") or {}).get("fingerprint")
+    if measured and embedded and measured != embedded:
+        raise ProvenanceError(
+            f"{source} was measured on another dataset than --data gives (fingerprint "
+            f"{str(measured)[:12]} vs {str(embedded)[:12]})",
+            hint="pass the --data/--split the report was measured on",
+        )
