@@ -741,3 +741,19 @@ def test_cli_gated_metric_skipped_in_the_current_report_exits_2_not_0_or_1(cli_e
     cur = cli_env("cur.json", current)
     code = run(["check", "--baseline", base, "--report", cur])
     assert_one_line_error(code, *capsys.readouterr(), "modality_gap/image-text", "needs two modalities")
+
+
+def test_ci_output_files_are_written_atomically(tmp_path, monkeypatch):
+    """A --markdown/--junit file is replaced whole: a failure before the rename keeps the old file intact."""
+    import os
+
+    from gapdiag.check.run import write_text
+    from gapdiag.errors import InputError
+
+    target = tmp_path / "out" / "summary.md"
+    write_text(target, "old summary\n", "--markdown")
+    monkeypatch.setattr(os, "replace", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(InputError, match="--markdown"):
+        write_text(target, "new summary that never lands\n", "--markdown")
+    assert target.read_text() == "old summary\n"
+    assert [p.name for p in target.parent.iterdir()] == ["summary.md"]

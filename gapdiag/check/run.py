@@ -134,11 +134,14 @@ def run_compare(
 
 
 def write_text(path: str | Path, text: str, option: str) -> None:
-    """Write a CI output file (``--markdown``, ``--junit``); an unwritable path is one line naming the option."""
+    """Write a CI output file (``--markdown``, ``--junit``) atomically (a CI step that reads it never sees half a
+    file); an unwritable path is one line naming the option."""
+    from gapdiag.fsutil import atomic_write_text
+
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        atomic_write_text(path, text)
     except OSError as e:
         raise InputError(
             f"cannot write {option} file {path}: {e.strerror}", hint=f"pass a writable path to {option}"
