@@ -50,16 +50,24 @@ def bundled_checkpoint(name: str = DEFAULT_CHECKPOINT) -> Path:
 
 
 def load_data(data: str | Path | PairedDataset | None = None, *, split: str | None = None, skip_bad: bool = False,
-              **reader_options: Any) -> PairedDataset:
-    """Read a dataset (any supported format; see docs/datasets.md). ``None`` -> the bundled digits, test split."""
+              cache_dir: str | Path | None = None, **reader_options: Any) -> PairedDataset:
+    """Read a dataset (any supported format; see docs/datasets.md). ``None`` -> the bundled digits, test split.
+
+    ``cache_dir``: where the dataset fingerprint is memoised; ``None`` keeps the root of the call in progress
+    (:func:`gapdiag.settings.current`), so ``--cache-dir`` holds every memo whichever command reads the data.
+    """
+    import contextlib
+
     from gapdiag.data import load_dataset
     from gapdiag.data.sample import default_dataset
+    from gapdiag.settings import Settings, use
 
     if isinstance(data, PairedDataset):
         return data
-    if data is None:
-        return default_dataset(split=split or "test")
-    return load_dataset(data, split=split, skip_bad=skip_bad, **reader_options)
+    with use(Settings.build(cache_dir)) if cache_dir is not None else contextlib.nullcontext():
+        if data is None:
+            return default_dataset(split=split or "test")
+        return load_dataset(data, split=split, skip_bad=skip_bad, **reader_options)
 
 
 def embed(
@@ -487,12 +495,8 @@ def describe_items(extras: dict[str, Any], data: Any, *, split: str | None = Non
              (value if isinstance(value, list) else value.get("hubs", []))]
     if not lists:
         return
-    from gapdiag.settings import Settings, use
-
     try:
-        # Under the call's cache root: reading the data memoises its fingerprint there (--cache-dir).
-        with use(Settings.build(cache_dir)):
-            dataset = load_data(data, split=split)
+        dataset = load_data(data, split=split, cache_dir=cache_dir)
     except Exception:  # noqa: BLE001 - descriptions are optional; the numbers stand without them
         return
     for qualifier, entry in lists:

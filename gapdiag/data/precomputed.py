@@ -213,12 +213,6 @@ def _split_named_arrays(named: dict[str, NDArray[Any]], source: Path, files: lis
     )
 
 
-#: What numpy raises on an empty, truncated or foreign file: a 0-byte ``.npy`` raises ``EOFError`` (which click
-#: would report as a Ctrl-C "aborted"), a cut ``.npz`` ``zipfile.BadZipFile`` or ``zlib.error``, and a damaged
-#: ``.npy`` header (parsed as a Python literal) ``SyntaxError`` or ``tokenize.TokenError`` (found by fuzzing).
-_NUMPY_READ_ERRORS = NUMPY_READ_ERRORS
-
-
 def _unreadable(path: Path, exc: BaseException) -> DatasetError:
     detail = first_line(exc)
     with open(path, "rb") as f:
@@ -236,7 +230,7 @@ def read_npz(path: Path) -> PairedDataset:
     try:
         with np.load(path, allow_pickle=False) as data:
             named = {k: data[k] for k in data.files}
-    except _NUMPY_READ_ERRORS as exc:
+    except NUMPY_READ_ERRORS as exc:
         raise _unreadable(path, exc) from None
     except AttributeError:  # np.load returned an array, not an archive: a .npy named .npz
         raise DatasetError(f"{path}: a single .npy array, not an .npz archive (rename it to .npy)") from None
@@ -251,7 +245,7 @@ def read_npy_dir(folder: Path) -> PairedDataset:
         try:
             # Vectors stay on disk; small arrays (labels, names) are read whole.
             named[f.stem] = np.load(f, mmap_mode=None if f.stem in _RESERVED else "r", allow_pickle=False)
-        except _NUMPY_READ_ERRORS as exc:
+        except NUMPY_READ_ERRORS as exc:
             raise _unreadable(f, exc) from None
     names_txt = folder / "class_names.txt"
     if "class_names" not in named and names_txt.is_file():
