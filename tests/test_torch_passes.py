@@ -9,7 +9,8 @@ import pytest
 from test_metrics_engine import _es
 
 from gapdiag.metrics import compute_all
-from gapdiag.metrics.blocked import cross_pass, unit_rows, within_pass
+from gapdiag.metrics.blocked import unit_rows, within_pass
+from gapdiag.metrics.cross import cross_pass
 from gapdiag.metrics.torch_passes import cross_uniformity_torch, pass_device, within_pass_torch
 
 

@@ -112,7 +112,7 @@ def test_the_2d_map_is_read_back_for_the_same_points(manifest, monkeypatch):
 
 
 def test_version_and_help_import_no_heavy_library():
-    heavy = ("torch", "sklearn", "faiss", "open_clip", "matplotlib", "umap", "scipy")
+    heavy = ("torch", "sklearn", "faiss", "open_clip", "matplotlib", "umap", "scipy", "numba")
     for flag in ("--version", "--help"):
         code = ("import sys; from gapdiag.cli import run; run([%r]); "
                 "print('IMPORTED', [m for m in %r if m in sys.modules])" % (flag, heavy))

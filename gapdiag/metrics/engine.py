@@ -26,9 +26,7 @@ from gapdiag.metrics._validation import check_matrix, check_same_dim, check_samp
 from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_T,
-    CrossPassResult,
     LinearStats,
-    cross_pass,
     hits_at_k,
     iter_unit_blocks,
     linear_stats,
@@ -38,6 +36,7 @@ from gapdiag.metrics.blocked import (
     within_pass,
 )
 from gapdiag.metrics.cone import angular_value_from_stats
+from gapdiag.metrics.cross import CrossPassResult, cross_pass
 from gapdiag.metrics.diagnostics import (
     HUBNESS,
     hubness_diagnostics,

@@ -19,12 +19,11 @@ from numpy.typing import NDArray
 from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_T,
-    CrossPassResult,
     TileCallback,
     _check_block_size,
-    _count_same_sample_pairs,
     _tiles,
 )
+from gapdiag.metrics.cross import CrossPassResult, count_same_sample_pairs
 
 
 def pass_device(device: str) -> str | None:
@@ -115,7 +114,7 @@ def cross_uniformity_torch(
     block_size: int = DEFAULT_BLOCK_SIZE,
     on_tile: TileCallback | None = None,
 ) -> CrossPassResult:
-    """The uniformity terms of :func:`gapdiag.metrics.blocked.cross_pass` on ``device`` (no ranks, no top-k).
+    """The uniformity terms of :func:`gapdiag.metrics.cross.cross_pass` on ``device`` (no ranks, no top-k).
 
     ``lse_all = log Σ_{a,b} exp(−t‖â − b̂‖²)`` over all pairs and ``lse_nonmatching`` over pairs of different
     samples (cross-modal uniformity, Fahim et al.; the joint term of Wang & Isola).
@@ -123,7 +122,7 @@ def cross_uniformity_torch(
     import torch
 
     _check_block_size(block_size)
-    n_same = _count_same_sample_pairs(np.asarray(a_sample), np.asarray(b_sample))
+    n_same = count_same_sample_pairs(np.asarray(a_sample), np.asarray(b_sample))
     result = CrossPassResult(n_all=a.shape[0] * b.shape[0], n_nonmatching=a.shape[0] * b.shape[0] - n_same)
     tiles_a, tiles_b = _tiles(a.shape[0], block_size), _tiles(b.shape[0], block_size)
     total, done = len(tiles_a) * len(tiles_b), 0

@@ -25,12 +25,12 @@ from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_T,
     LinearStats,
-    cross_pass,
     linear_stats,
     log_mean_exp,
     unit_rows,
     within_pass,
 )
+from gapdiag.metrics.cross import cross_pass
 
 
 def uniformity_wang_isola(

@@ -1,0 +1,94 @@
+"""The compiled strip scan and the running top-K of the fused cross pass, against numpy written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gapdiag.metrics.cross import cross_pass
+from gapdiag.metrics.running_topk import RunningTopK
+from gapdiag.metrics.strip_scan import StripScanner
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("with_same", [False, True])
+def test_strip_scan_equals_numpy(with_same):
+    rng = np.random.default_rng(0)
+    # Scores on a coarse grid, so that many entries sit exactly on a bound (>= and > must be told apart).
+    s = (rng.integers(-8, 9, size=(37, 53)) / 8).astype(np.float32)
+    hi_r, hi_c = (rng.integers(-8, 9, size=37) / 8).astype(np.float32), (rng.integers(-8, 9, size=53) / 8).astype(np.float32)
+    lo_r, lo_c = hi_r - np.float32(0.125), hi_c - np.float32(0.125)
+    th_r, th_c = (rng.integers(4, 9, size=37) / 8).astype(np.float32), (rng.integers(4, 9, size=53) / 8).astype(np.float32)
+    hi_r[3] = lo_r[3] = th_c[5] = np.inf  # switched-off tests
+    same = rng.random((37, 53)) < 0.1 if with_same else None
+    other = np.ones_like(s, dtype=bool) if same is None else ~same
+    ahead_r, ahead_c, i, j = StripScanner()(s, same, (hi_r, lo_r, th_r), (hi_c, lo_c, th_c))
+    assert ahead_r.tolist() == (other & (s > hi_r[:, None])).sum(axis=1).tolist()
+    assert ahead_c.tolist() == (other & (s > hi_c[None, :])).sum(axis=0).tolist()
+    band = other & (((s >= lo_r[:, None]) & (s <= hi_r[:, None])) | ((s >= lo_c[None, :]) & (s <= hi_c[None, :])))
+    want_i, want_j = np.nonzero(band | (s >= th_r[:, None]) | (s >= th_c[None, :]))
+    assert i.tolist() == want_i.tolist() and j.tolist() == want_j.tolist()
+
+
+def test_strip_scan_grows_its_buffer_when_every_entry_is_a_candidate():
+    s = np.zeros((300, 400), dtype=np.float32)
+    low = np.full(300, -1, np.float32), np.full(300, -1, np.float32), np.full(300, -1, np.float32)
+    inf = np.full(400, np.inf, np.float32)
+    _, _, i, j = StripScanner()(s, None, low, (inf, inf, inf))
+    assert i.size == 300 * 400 and j[:401].tolist() == [*range(400), 0]
+
+
+def _brute_lists(n: int, entries: list[tuple[int, int, float]], k: int) -> list[list[int]]:
+    by_query: dict[int, list[tuple[float, int]]] = {q: [] for q in range(n)}
+    for q, g, v in entries:
+        by_query[q].append((-v, g))
+    return [[g for _, g in sorted(by_query[q])[:k]] + [-1] * (k - min(k, len(by_query[q]))) for q in range(n)]
+
+
+@pytest.mark.parametrize("layout", ["few per query", "one query with many ties"])
+def test_running_topk_merges_like_a_full_sort(layout):
+    rng = np.random.default_rng(1)
+    n, k = 40, 5
+    top = RunningTopK(n, k)
+    entries: list[tuple[int, int, float]] = []
+    for step in range(6):
+        if layout == "few per query":
+            q = rng.integers(0, n, size=60)
+        else:  # the wide-row case: one query holds most candidates, so merge sorts flat
+            q = np.concatenate([np.full(200, 7), rng.integers(0, n, size=5)])
+        v = (rng.integers(0, 6, size=q.size) / 4).astype(np.float32)  # many exact ties, broken by index
+        g = rng.integers(0, 1000, size=q.size)
+        # Feed only what could enter (>= the current K-th score), as the cross pass does.
+        enter = v >= top.scores[q, -1]
+        top.merge(q[enter], g[enter], v[enter])
+        entries += list(zip(q.tolist(), g.tolist(), v.tolist()))
+    # Ties between equal (score, index) pairs from repeated draws keep both; compare scores and indices.
+    assert top.in_order(np.arange(n)).tolist() == _brute_lists(n, entries, k)
+
+
+def test_cross_pass_top_lists_and_ranks_equal_brute_force_with_duplicates():
+    rng = np.random.default_rng(2)
+    base = _unit(rng.normal(size=(30, 6)))
+    a = base[rng.integers(0, 30, size=90)]  # duplicate vectors: exact ties everywhere
+    b = _unit(a + 0.3 * rng.normal(size=a.shape))[rng.permutation(90)]
+    sa, sb = rng.integers(0, 45, size=90), rng.integers(0, 45, size=90)
+    res = cross_pass(a, b, sa, sb, block_size=16, topk=10)
+    exact = a.astype(np.float64) @ b.astype(np.float64).T
+    for scores, q_sample, g_sample, top, rank in ((exact, sa, sb, res.top_ab, res.rank_ab),
+                                                   (exact.T, sb, sa, res.top_ba, res.rank_ba)):
+        f32 = scores.astype(np.float32)
+        # Top lists follow the tile's float32 scores (ties to the lower index), same-sample items included.
+        want = [sorted(range(f32.shape[1]), key=lambda g, q=q: (-f32[q, g], g))[:10] for q in range(f32.shape[0])]
+        assert top.tolist() == want
+        for q in range(scores.shape[0]):
+            true = np.flatnonzero(g_sample == q_sample[q])
+            if true.size == 0:
+                assert rank[q] == -1
+                continue
+            best = max(true, key=lambda g, q=q: (scores[q, g], -g))
+            others = g_sample != q_sample[q]
+            ahead = others & ((scores[q] > scores[q, best]) | ((scores[q] == scores[q, best]) & (np.arange(len(others)) < best)))
+            assert rank[q] == ahead.sum()
