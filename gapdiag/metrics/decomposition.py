@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
+from gapdiag.metrics._linalg import eigh, eigvalsh
 from gapdiag.metrics._validation import check_same_dim
 from gapdiag.metrics.blocked import LinearStats, linear_stats, unit_rows
 
@@ -42,7 +43,7 @@ def mean_and_cov(stats: LinearStats) -> tuple[NDArray[np.float64], NDArray[np.fl
 
 
 def _psd_sqrt(cov: NDArray[np.float64]) -> NDArray[np.float64]:
-    w, v = np.linalg.eigh((cov + cov.T) / 2.0)
+    w, v = eigh((cov + cov.T) / 2.0)
     # Rounding makes tiny eigenvalues of a rank-deficient covariance negative; they are 0.
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
@@ -51,7 +52,7 @@ def bures_term(cov_x: NDArray[np.float64], cov_y: NDArray[np.float64]) -> float:
     """``tr(Σx + Σy − 2 (Σx^½ Σy Σx^½)^½)`` (the squared Bures distance), ≥ 0; square roots via ``eigh``."""
     sx = _psd_sqrt(cov_x)
     m = sx @ cov_y @ sx
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2.0), 0.0, None)).sum()
+    cross = np.sqrt(np.clip(eigvalsh((m + m.T) / 2.0), 0.0, None)).sum()
     return max(float(np.trace(cov_x) + np.trace(cov_y) - 2.0 * cross), 0.0)
 
 
@@ -92,7 +93,7 @@ def gap_decomposition_from_stats(sx: LinearStats, sy: LinearStats, *, top: int =
     bures = bures_term(cx, cy)
     w2 = centroid + bures
     _, cj = mean_and_cov(sx + sy)
-    w, v = np.linalg.eigh(cj)
+    w, v = eigh(cj)
     basis = v[:, np.argsort(w)[::-1]]  # principal directions of the joint set, largest variance first
     c = contributions(delta)
     cp = contributions(delta, basis)

@@ -39,6 +39,7 @@ from gapdiag.metrics.cone import angular_value_from_stats
 from gapdiag.metrics.cross import CrossPassResult, cross_pass
 from gapdiag.metrics.diagnostics import (
     HUBNESS,
+    MMD,
     hubness_diagnostics,
     linear_diagnostics,
     needs_gram,
@@ -432,6 +433,8 @@ def _quadratic_metrics(
 
         extras["variants"]["search_backend"] = search_backend(device, "flat" if engine == "faiss" else engine)
     _clustering(bases, es, names, image, units, sub, values, extras, seed, say)
+    if bases & (MMD | {"twonn_dimension"}):
+        say("diagnostics: MMD test, TwoNN")
     sampled_diagnostics(bases, names, pairs, units, values, extras, seed)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
+from gapdiag.metrics._linalg import eigvalsh
 from gapdiag.metrics.blocked import unit_rows
 
 #: TwoNN on at most this many points (seeded draw): 2-NN search is O(N²·d).
@@ -88,7 +89,7 @@ def isoscore_from_cov(cov: ArrayLike) -> float:
     n = c.shape[0]
     if c.ndim != 2 or c.shape[1] != n or n < 2:
         raise InputError(f"IsoScore needs a square covariance of at least 2 dimensions, got shape {c.shape}")
-    lam = np.clip(np.linalg.eigvalsh((c + c.T) / 2.0), 0.0, None)
+    lam = np.clip(eigvalsh((c + c.T) / 2.0), 0.0, None)
     norm = float(np.linalg.norm(lam))
     if norm == 0:
         return math.nan

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from gapdiag.metrics._linalg import eigvalsh
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, LinearStats, linear_stats
 
@@ -19,7 +20,7 @@ def singular_values_from_stats(stats: LinearStats) -> NDArray[np.float64]:
     rest are zero by construction). The float64 Gram keeps σ down to about 1e-8·σ_max.
     """
     assert stats.gram is not None, "linear_stats(..., gram=True) is needed for the spectrum"
-    eig = np.linalg.eigvalsh(stats.gram)[::-1]
+    eig = eigvalsh(stats.gram)[::-1]
     return np.sqrt(np.clip(eig[: min(stats.n, eig.size)], 0.0, None))
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from gapdiag.errors import InputError
+from gapdiag.metrics._linalg import eigvalsh
 from gapdiag.metrics._validation import check_matrix, check_same_dim, default_sample_index
 from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
@@ -101,7 +102,7 @@ def w2_from_stats(stats: LinearStats) -> float:
     d = stats.total.size
     mu = stats.total / stats.n
     cov = stats.gram / stats.n - np.outer(mu, mu)
-    eig = np.clip(np.linalg.eigvalsh(cov), 0.0, None)
+    eig = np.clip(eigvalsh(cov), 0.0, None)
     w2_sq = float(mu @ mu) + 1.0 + float(eig.sum()) - 2.0 / math.sqrt(d) * float(np.sqrt(eig).sum())
     return -math.sqrt(max(w2_sq, 0.0))
 
