@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
 from gapdiag.metrics._linalg import eigh, eigvalsh
-from gapdiag.metrics._validation import check_same_dim
+from gapdiag.metrics._validation import check_matrix, check_same_dim
 from gapdiag.metrics.blocked import LinearStats, linear_stats, unit_rows
 
 #: Dimensions listed in the report's top-dimension list.
@@ -124,7 +124,6 @@ def gap_decomposition(x: ArrayLike, y: ArrayLike, *, top: int = TOP_DIMS) -> dic
         >>> round(d["centroid"], 6), round(d["bures"], 6), d["dims_50"]
         (2.0, 0.0, 1)
     """
-    from gapdiag.metrics._validation import check_matrix
 
     xa, ya = check_matrix(x, "x"), check_matrix(y, "y")
     check_same_dim(xa, ya, "x", "y")

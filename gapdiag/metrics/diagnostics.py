@@ -15,6 +15,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag.metrics.blocked import LinearStats
+from gapdiag.metrics.decomposition import (
+    MMD_PERMUTATIONS,
+    MMD_SAMPLE,
+    gap_decomposition_from_stats,
+    mean_and_cov,
+    mmd_test,
+)
+from gapdiag.metrics.hubness import HUBNESS_K, hubness
+from gapdiag.metrics.intrinsic import TWONN_SAMPLE, isoscore_from_cov, twonn_dimension
 
 DECOMPOSITION_LINEAR = {
     "gap_w2_squared": "w2_squared",
@@ -43,8 +52,6 @@ def linear_diagnostics(
     extras: dict[str, Any],
 ) -> None:
     """Gap decomposition per modality pair and IsoScore per modality and joint, from the streamed statistics."""
-    from gapdiag.metrics.decomposition import gap_decomposition_from_stats, mean_and_cov
-    from gapdiag.metrics.intrinsic import isoscore_from_cov
 
     if bases & set(DECOMPOSITION_LINEAR):
         for a, b in pairs:
@@ -73,8 +80,6 @@ def sampled_diagnostics(
     seed: int,
 ) -> None:
     """MMD test of the centred modalities per pair, TwoNN per modality and joint (bounded seeded samples)."""
-    from gapdiag.metrics.decomposition import MMD_PERMUTATIONS, MMD_SAMPLE, mmd_test
-    from gapdiag.metrics.intrinsic import TWONN_SAMPLE, twonn_dimension
 
     if bases & MMD:
         for a, b in pairs:
@@ -118,7 +123,6 @@ def hubness_diagnostics(
     extras: dict[str, Any],
 ) -> None:
     """Hubness of one retrieval direction from its top-K lists (``gallery_rows`` maps subset rows to items)."""
-    from gapdiag.metrics.hubness import HUBNESS_K, hubness
 
     h = hubness(top[:, : min(HUBNESS_K, top.shape[1])], n_gallery)
     for base, key in HUBNESS.items():

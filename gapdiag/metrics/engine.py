@@ -25,25 +25,16 @@ from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix, check_same_dim, check_sample_index, true_pair_items
 from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
-    DEFAULT_T,
     LinearStats,
-    hits_at_k,
     iter_unit_blocks,
     linear_stats,
-    log_mean_exp,
     paired_dot_sum,
     unit_rows,
-    within_pass,
 )
 from gapdiag.metrics.cone import angular_value_from_stats
-from gapdiag.metrics.cross import CrossPassResult, cross_pass
 from gapdiag.metrics.diagnostics import (
-    HUBNESS,
-    MMD,
-    hubness_diagnostics,
     linear_diagnostics,
     needs_gram,
-    sampled_diagnostics,
 )
 from gapdiag.metrics.gap import (
     alignment_from_cos_tp,
@@ -52,20 +43,21 @@ from gapdiag.metrics.gap import (
     gap_vector_from_stats,
     modality_gap_from_vector,
 )
-from gapdiag.metrics.hubness import HUBNESS_K
+from gapdiag.metrics.quadratic import RECALL_KS, QuadraticStep
 from gapdiag.metrics.rank import (
     effective_rank_from_singular_values,
     rankme_from_singular_values,
     singular_values_from_stats,
 )
 from gapdiag.metrics.registry import REGISTRY
+from gapdiag.metrics.retrieval import (
+    gpu_search_available,
+)
 from gapdiag.metrics.sampling import check_sample_size, seeded_samples
-from gapdiag.metrics.uniformity import joint_uniformity, w2_from_stats
+from gapdiag.metrics.uniformity import w2_from_stats
+from gapdiag.metrics.zeroshot import zero_shot_accuracy
 
 RETRIEVAL_ENGINES = ("auto", "faiss", "blocked", "hnsw", "ivf")
-#: Queries sampled to report how far an approximate engine's top-10 is from exact search.
-AGREEMENT_SAMPLE = 1000
-_RECALL_KS = {"recall_at_1": 1, "recall_at_5": 5, "recall_at_10": 10}
 
 # Names of the definitions used, copied into reports so that two reports are only compared like for like.
 VARIANTS: dict[str, str] = {
@@ -160,27 +152,12 @@ def compute_all(
         say("quadratic subset: normalising")
         units = {m: unit_rows(vecs[m], m, rows=rows[m], block_size=block_size) for m in names}
         sub = {m: samples[m] if rows[m] is None else samples[m][rows[m]] for m in names}
-        _quadratic_metrics(
-            quadratic,
-            es,
-            names,
-            pairs,
-            image,
-            units,
-            sub,
-            values,
-            extras,
-            block_size=block_size,
-            seed=seed,
-            engine=_resolve_engine(retrieval_engine, device),
-            device=device,
-            say=say,
-            on_tile=on_tile,
-            rows=rows,
-        )
+        QuadraticStep(quadratic, es, names, pairs, image, units, sub, rows, values, extras,
+                      block_size=block_size, seed=seed, engine=_resolve_engine(retrieval_engine, device),
+                      device=device, say=say, on_tile=on_tile).run()
 
     for b, definition in VARIANTS.items():
-        if b in bases or (b == "recall_at_k" and bases & set(_RECALL_KS)):
+        if b in bases or (b == "recall_at_k" and bases & set(RECALL_KS)):
             extras["variants"][b] = definition
     if metrics is not None:
         _require_requested(bare, wanted_full, values, extras["skipped"], names)
@@ -310,7 +287,6 @@ def _zero_shot(
             f"needs at least 2 classes (the data has {len(es.class_embeddings)})"
         )
         return
-    from gapdiag.metrics.zeroshot import zero_shot_accuracy
 
     say(f"zero-shot accuracy: {image}")
     classes = unit_rows(es.class_embeddings, "class_embeddings")
@@ -340,212 +316,6 @@ def _draw(
 def _resolve_engine(engine: str, device: str) -> str:
     if engine != "auto":
         return engine
-    from gapdiag.metrics.retrieval import gpu_search_available
 
     # On a GPU, exact search runs there (FAISS GPU index or torch); on the CPU the fused blocked pass is cheaper.
     return "faiss" if gpu_search_available(device) else "blocked"
-
-
-def _quadratic_metrics(
-    bases: set[str],
-    es: EmbeddingSet,
-    names: list[str],
-    pairs: list[tuple[str, str]],
-    image: str,
-    units: dict[str, NDArray[np.float32]],
-    sub: dict[str, NDArray[np.int64]],
-    values: dict[str, float],
-    extras: dict[str, Any],
-    *,
-    block_size: int,
-    seed: int,
-    engine: str,
-    device: str,
-    say: Callable[[str], None],
-    on_tile: Callable[[str, int, int], None] | None = None,
-    rows: dict[str, NDArray[np.intp] | None] | None = None,
-) -> None:
-    def ticker(step: str) -> Callable[[int, int], None] | None:
-        return None if on_tile is None else (lambda done, total: on_tile(step, done, total))
-
-    t = DEFAULT_T
-    wi = "uniformity_wang_isola" in bases
-    ks = sorted(_RECALL_KS[b] for b in bases if b in _RECALL_KS)
-    within: dict[str, float] = {}
-    # On CUDA the uniformity passes run there in torch; ranks and top-k stay with the numpy fused pass.
-    from gapdiag.metrics.torch_passes import cross_uniformity_torch, pass_device, within_pass_torch
-
-    gpu = pass_device(device)
-    if wi:
-        for m in names:
-            say(f"uniformity pass: {m}")
-            n = units[m].shape[0]
-            if gpu is not None:
-                within[m] = within_pass_torch(units[m], device=gpu, t=t, block_size=block_size,
-                                              on_tile=ticker(f"uniformity {m}"))
-            else:
-                within[m] = within_pass(units[m], t=t, block_size=block_size, on_tile=ticker(f"uniformity {m}"))
-            _put(values, extras, f"uniformity_wang_isola/{m}", log_mean_exp(within[m], n * (n - 1) // 2))
-    cross: dict[tuple[str, str], CrossPassResult] = {}
-    hub = bool(bases & set(HUBNESS))
-    fused_retrieval = bool(ks) and engine == "blocked"
-    rows = rows or {m: None for m in names}
-    for a, b in pairs:
-        need_u = wi or "uniformity_cross" in bases
-        if gpu is not None and need_u and not fused_retrieval and not (hub and engine == "blocked"):
-            say(f"cross pass: {a}-{b} ({gpu})")
-            cross[a, b] = cross_uniformity_torch(units[a], units[b], sub[a], sub[b], device=gpu, t=t,
-                                                 block_size=block_size, on_tile=ticker(f"cross pass {a}-{b}"))
-        elif need_u or fused_retrieval or (hub and engine == "blocked"):
-            say(f"cross pass: {a}-{b}")
-            cross[a, b] = cross_pass(
-                units[a],
-                units[b],
-                sub[a],
-                sub[b],
-                t=t,
-                uniformity=need_u,
-                retrieval=fused_retrieval,
-                block_size=block_size,
-                on_tile=ticker(f"cross pass {a}-{b}"),
-                topk=HUBNESS_K if hub and engine == "blocked" else 0,
-            )
-        if "uniformity_cross" in bases:
-            res = cross[a, b]
-            _put(
-                values,
-                extras,
-                f"uniformity_cross/{a}-{b}",
-                log_mean_exp(res.lse_nonmatching, res.n_nonmatching),
-            )
-        if ks or hub:
-            _retrieval(a, b, units, sub, ks, cross.get((a, b)), engine, device, values, extras, say, seed=seed,
-                       hub_bases=bases & set(HUBNESS), rows=rows)
-    if wi:
-        values["uniformity_wang_isola/joint"] = joint_uniformity(
-            [within[m] for m in names],
-            [units[m].shape[0] for m in names],
-            [r.lse_all for r in cross.values()],
-        )
-    extras["variants"]["retrieval_engine"] = engine if ks else None
-    if ks and engine in ("faiss", "hnsw", "ivf"):
-        from gapdiag.metrics.retrieval import search_backend
-
-        extras["variants"]["search_backend"] = search_backend(device, "flat" if engine == "faiss" else engine)
-    _clustering(bases, es, names, image, units, sub, values, extras, seed, say)
-    if bases & (MMD | {"twonn_dimension"}):
-        say("diagnostics: MMD test, TwoNN")
-    sampled_diagnostics(bases, names, pairs, units, values, extras, seed)
-
-
-def _put(values: dict[str, float], extras: dict[str, Any], name: str, value: float) -> None:
-    """Store a value, or record it as skipped when there were no pairs to average (a NaN is never reported)."""
-    if np.isnan(value):
-        extras["skipped"][name] = "no pairs to average over (too few items)"
-    else:
-        values[name] = value
-
-
-def _retrieval(
-    a: str,
-    b: str,
-    units: dict[str, NDArray[np.float32]],
-    sub: dict[str, NDArray[np.int64]],
-    ks: list[int],
-    fused: CrossPassResult | None,
-    engine: str,
-    device: str,
-    values: dict[str, float],
-    extras: dict[str, Any],
-    say: Callable[[str], None],
-    *,
-    seed: int = 0,
-    hub_bases: set[str] | None = None,
-    rows: dict[str, NDArray[np.intp] | None] | None = None,
-) -> None:
-    for q, g, ranks, top in (
-        (a, b, None if fused is None else fused.rank_ab, None if fused is None else fused.top_ab),
-        (b, a, None if fused is None else fused.rank_ba, None if fused is None else fused.top_ba),
-    ):
-        direction = f"{q}_to_{g}"
-        usable = [k for k in ks if k <= units[g].shape[0]]
-        for k in sorted(set(ks) - set(usable)):
-            extras["skipped"][f"recall_at_{k}/{direction}"] = (
-                f"K={k} exceeds the gallery ({units[g].shape[0]} items)"
-            )
-        recalls: dict[int, float] = {}
-        if ranks is not None:
-            recalls = hits_at_k(ranks, usable)
-        elif usable or (hub_bases and top is None):
-            from gapdiag.metrics.retrieval import recall_and_topk
-
-            say(f"retrieval ({engine}): {direction}")
-            # Hubness reuses this search's top lists, searched HUBNESS_K deep when R@K alone would stop earlier.
-            recalls, top = recall_and_topk(units[q], units[g], sub[q], sub[g], usable or [1],
-                                           depth=HUBNESS_K if hub_bases else 0, normalize=False, device=device,
-                                           engine="faiss" if engine == "blocked" else engine)
-            recalls = recalls if usable else {}
-            if engine in ("hnsw", "ivf"):
-                from gapdiag.metrics.retrieval import approximate_recall_agreement
-
-                # How much of the exact top-10 the approximate index finds, on a seeded sample of queries.
-                extras.setdefault("retrieval_agreement", {})[direction] = approximate_recall_agreement(
-                    units[q], units[g], k=min(10, units[g].shape[0]), index=engine, sample=AGREEMENT_SAMPLE,
-                    seed=seed, normalize=False, device=device)
-        for k, r in recalls.items():
-            values[f"recall_at_{k}/{direction}"] = r
-        if hub_bases and top is not None:
-            hubness_diagnostics(hub_bases, direction, top, units[g].shape[0], (rows or {}).get(g), values, extras)
-
-
-def _clustering(
-    bases: set[str],
-    es: EmbeddingSet,
-    names: list[str],
-    image: str,
-    units: dict[str, NDArray[np.float32]],
-    sub: dict[str, NDArray[np.int64]],
-    values: dict[str, float],
-    extras: dict[str, Any],
-    seed: int,
-    say: Callable[[str], None],
-) -> None:
-    mats = [units[m] for m in names]
-    if "v_measure_class" in bases:
-        in_subset = np.concatenate(list(sub.values()))
-        n_classes = 0 if es.labels is None else len(np.unique(np.asarray(es.labels)[in_subset]))
-        if es.labels is None:
-            extras["skipped"]["v_measure_class/joint"] = "needs class labels"
-        elif n_classes < 2:
-            # one class: V-Measure is 1.0 by definition and says nothing about the embedding space
-            reason = f"needs at least 2 classes (the data has {n_classes})"
-            extras["skipped"]["v_measure_class/joint"] = reason
-        else:
-            from gapdiag.metrics.clustering import v_measure_class
-
-            say("clustering: class V-Measure")
-            labels = np.asarray(es.labels)
-            values["v_measure_class/joint"] = v_measure_class(
-                mats, [labels[sub[m]] for m in names], seed=seed
-            )
-    if "v_measure_modality" in bases:
-        from gapdiag.metrics.clustering import v_measure_modality
-
-        say("clustering: modality V-Measure")
-        values["v_measure_modality/joint"] = v_measure_modality(mats, seed=seed)
-    if "modality_separability" in bases:
-        from gapdiag.metrics.clustering import modality_separability
-
-        say("modality separability")
-        values["modality_separability/joint"] = modality_separability(mats, seed=seed)
-    if "arithmetic_accuracy" in bases:
-        if not es.attributes or not es.attribute_embeddings:
-            extras["skipped"][f"arithmetic_accuracy/{image}"] = "needs attributes and attribute_embeddings"
-        else:
-            from gapdiag.metrics.arithmetic import arithmetic_accuracy
-
-            say("multimodal arithmetic")
-            attrs = {k: np.asarray(v)[sub[image]] for k, v in es.attributes.items()}
-            values[f"arithmetic_accuracy/{image}"] = arithmetic_accuracy(
-                units[image], attrs, es.attribute_embeddings, seed=seed
-            )

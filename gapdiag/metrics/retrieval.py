@@ -20,7 +20,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from gapdiag.errors import InputError
+from gapdiag import device as devices
+from gapdiag.errors import InputError, ModelError
 from gapdiag.metrics._validation import check_same_dim, check_sample_index
 from gapdiag.metrics.blocked import unit_rows
 
@@ -58,8 +59,6 @@ def _faiss_gpus() -> int:
 
 
 def _torch_gpus() -> int:
-    from gapdiag import device as devices
-
     return devices.cuda_count()
 
 
@@ -70,8 +69,6 @@ def _use_gpu(device: str) -> tuple[str | None, int]:
     (exact flat search with torch on CUDA: faiss-gpu needs CUDA 12 libraries that many GPU machines lack, while
     torch brings its own). ``auto`` on a machine without any GPU device node imports neither FAISS nor torch.
     """
-    from gapdiag import device as devices
-    from gapdiag.errors import ModelError
 
     try:
         dev = devices.parse(device)
@@ -122,7 +119,6 @@ def _resolve_backend(device: str, index: str) -> tuple[str, int]:
 def search_device(model_device: str) -> str:
     """The search device that goes with a model on ``model_device``: the same one, except for accelerators
     that neither FAISS nor torch-on-CUDA search with (``mps``), which search on the CPU."""
-    from gapdiag import device as devices
 
     return "cpu" if devices.parse(model_device).kind == "mps" else str(devices.parse(model_device))
 

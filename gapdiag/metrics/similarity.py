@@ -34,6 +34,7 @@ from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, iter_unit_blocks, unit_rows
+from gapdiag.metrics.retrieval import search_topk
 
 #: Neighbours compared by mutual k-NN alignment (Huh et al. use k = 10).
 KNN_K = 10
@@ -135,7 +136,6 @@ def knn_indices(
     x: ArrayLike, k: int = KNN_K, *, normalize: bool = True, device: str = "cpu"
 ) -> NDArray[np.int64]:
     """The ``k`` nearest *other* items of every item by cosine similarity (exact search; ties to the lower index)."""
-    from gapdiag.metrics.retrieval import search_topk
 
     pts = unit_rows(x, "x", normalize=normalize)
     n = pts.shape[0]

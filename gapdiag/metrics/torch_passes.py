@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gapdiag import device as devices
 from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_T,
@@ -28,7 +29,6 @@ from gapdiag.metrics.cross import CrossPassResult, count_same_sample_pairs
 
 def pass_device(device: str) -> str | None:
     """The torch device the pair passes run on for measure's ``device``: a CUDA device, or None (numpy)."""
-    from gapdiag import device as devices
 
     dev = devices.parse(device)
     if dev.kind == "auto":
