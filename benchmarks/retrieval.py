@@ -23,7 +23,8 @@ import numpy as np
 from measure import embedding_set, paired_data, torch_pass
 
 from gapdiag.metrics import compute_all
-from gapdiag.metrics.retrieval import search_backend, search_topk
+from gapdiag.metrics.retrieval import search_topk
+from gapdiag.metrics.search_index import search_backend
 
 RETRIEVAL = ["recall_at_1", "recall_at_5", "recall_at_10"]
 

@@ -41,7 +41,7 @@ def test_each_rank_gets_its_own_gpu_only_under_torchrun(monkeypatch):
 
 @pytest.mark.skipif(devices.gpu_possible(), reason="needs a machine without any GPU device node")
 def test_auto_on_a_machine_without_gpu_imports_neither_torch_nor_faiss():
-    code = ("import sys; from gapdiag import device; from gapdiag.metrics.retrieval import search_backend; "
+    code = ("import sys; from gapdiag import device; from gapdiag.metrics.search_index import search_backend; "
             "print(device.resolve('auto'), search_backend('auto'), "
             "sorted(m for m in ('torch', 'faiss') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gapdiag.errors import InputError
+from gapdiag.metrics.blocked import unit_rows
 from gapdiag.metrics.retrieval import approximate_recall_agreement, recall_at_k, search_topk
 
 
@@ -55,13 +56,13 @@ def test_search_topk_matches_full_matrix_with_odd_batches():
 
 def test_small_work_chunks_give_the_same_result(monkeypatch):
     # Rescoring is chunked over queries and candidates; chunks that divide nothing must not change a bit.
-    from gapdiag.metrics import retrieval
+    from gapdiag.metrics import search_index
 
     rng = np.random.default_rng(11)
     q, g = rng.normal(size=(13, 8)), rng.normal(size=(70, 8))
     g[40:50] = g[5]  # a tie group wider than a candidate chunk
     expected = search_topk(q, g, 9, device="cpu")
-    monkeypatch.setattr(retrieval, "_CHUNK_ELEMENTS", 50)
+    monkeypatch.setattr(search_index, "_CHUNK_ELEMENTS", 50)
     got = search_topk(q, g, 9, device="cpu", candidates=9)
     np.testing.assert_array_equal(got[1], expected[1])
     np.testing.assert_array_equal(got[0], expected[0])
@@ -263,7 +264,7 @@ def test_bad_input_raises_one_line_input_error(call, fragment):
 
 
 def test_cuda_request_without_any_gpu_is_an_input_error():
-    from gapdiag.metrics.retrieval import gpu_search_available
+    from gapdiag.metrics.search_index import gpu_search_available
 
     rng = np.random.default_rng(9)
     q, g = rng.normal(size=(3, 4)), rng.normal(size=(6, 4))
@@ -275,7 +276,7 @@ def test_cuda_request_without_any_gpu_is_an_input_error():
 
 
 def test_search_device_follows_the_model_except_where_nothing_searches_there():
-    from gapdiag.metrics.retrieval import search_device
+    from gapdiag.metrics.search_index import search_device
 
     assert [search_device(d) for d in ("cpu", "auto", "cuda", "cuda:1")] == ["cpu", "auto", "cuda", "cuda:1"]
     assert search_device("mps") == "cpu"  # neither FAISS nor torch-on-CUDA search on Metal
@@ -284,11 +285,11 @@ def test_search_device_follows_the_model_except_where_nothing_searches_there():
 @pytest.fixture
 def torch_search_on_cpu(monkeypatch):
     """Route every non-CPU search through the torch backend, run on the CPU (the CUDA code path minus CUDA)."""
-    from gapdiag.metrics import retrieval
+    from gapdiag.metrics import search_index
 
-    monkeypatch.setattr(retrieval, "_use_gpu", lambda device: (None, 0) if device == "cpu" else ("torch", 0))
-    monkeypatch.setattr(retrieval, "_torch_device", lambda gpu_id: "cpu")
-    return retrieval
+    monkeypatch.setattr(search_index, "_use_gpu", lambda device: (None, 0) if device == "cpu" else ("torch", 0))
+    monkeypatch.setattr(search_index, "_torch_device", lambda gpu_id: "cpu")
+    return search_index
 
 
 def test_torch_backend_gives_the_reference_ranking_ties_included(torch_search_on_cpu, monkeypatch):
@@ -316,7 +317,7 @@ def test_torch_backend_widens_exact_ties_that_float32_misorders(torch_search_on_
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_search_equals_the_reference_on_a_real_gpu():
-    from gapdiag.metrics.retrieval import search_backend
+    from gapdiag.metrics.search_index import search_backend
 
     assert search_backend("cuda") in ("faiss-gpu", "torch-cuda")
     rng = np.random.default_rng(13)
@@ -331,20 +332,20 @@ def test_gpu_search_equals_the_reference_on_a_real_gpu():
 
 def test_a_gpu_index_beyond_the_visible_ones_is_a_one_line_error(monkeypatch):
     from gapdiag import device as devices
-    from gapdiag.metrics import retrieval
+    from gapdiag.metrics import search_index
 
     monkeypatch.setattr(devices, "gpu_possible", lambda: True)
-    monkeypatch.setattr(retrieval, "_faiss_gpus", lambda: 0)
-    monkeypatch.setattr(retrieval, "_torch_gpus", lambda: 2)
-    assert retrieval._use_gpu("cuda:1") == ("torch", 1)
-    assert retrieval._use_gpu("auto") == ("torch", 0)
+    monkeypatch.setattr(search_index, "_faiss_gpus", lambda: 0)
+    monkeypatch.setattr(search_index, "_torch_gpus", lambda: 2)
+    assert search_index._use_gpu("cuda:1") == ("torch", 1)
+    assert search_index._use_gpu("auto") == ("torch", 0)
     with pytest.raises(InputError, match=r"only 2 GPU\(s\) are visible; use cuda:0..cuda:1"):
-        retrieval._use_gpu("cuda:2")
-    monkeypatch.setattr(retrieval, "_faiss_gpus", lambda: 1)
-    assert retrieval._use_gpu("cuda:0") == ("faiss", 0)
-    assert retrieval._use_gpu("cuda:1") == ("torch", 1)  # FAISS does not see that one; torch does
+        search_index._use_gpu("cuda:2")
+    monkeypatch.setattr(search_index, "_faiss_gpus", lambda: 1)
+    assert search_index._use_gpu("cuda:0") == ("faiss", 0)
+    assert search_index._use_gpu("cuda:1") == ("torch", 1)  # FAISS does not see that one; torch does
     with pytest.raises(InputError, match="'auto', 'cpu', 'cuda' or 'cuda:N'"):
-        retrieval._use_gpu("cuda:x")
+        search_index._use_gpu("cuda:x")
 
 
 def test_faiss_gpu_plumbing_with_a_stand_in_for_the_gpu_index(monkeypatch):
@@ -352,7 +353,7 @@ def test_faiss_gpu_plumbing_with_a_stand_in_for_the_gpu_index(monkeypatch):
     # the index is moved to the requested GPU, resources outlive it, selection is capped at 2048, results exact.
     import faiss
 
-    from gapdiag.metrics import retrieval
+    from gapdiag.metrics import search_index
 
     moved = []
 
@@ -367,7 +368,7 @@ def test_faiss_gpu_plumbing_with_a_stand_in_for_the_gpu_index(monkeypatch):
     monkeypatch.setattr(faiss, "StandardGpuResources", Resources, raising=False)
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
     monkeypatch.setattr(faiss, "index_cpu_to_gpu", index_cpu_to_gpu, raising=False)
-    assert retrieval.search_backend("cuda:1") == "faiss-gpu" and retrieval.search_backend("auto", "hnsw") == "faiss-cpu"
+    assert search_index.search_backend("cuda:1") == "faiss-gpu" and search_index.search_backend("auto", "hnsw") == "faiss-cpu"
     rng = np.random.default_rng(14)
     q, g = rng.normal(size=(20, 16)), rng.normal(size=(3000, 16))
     g[2500:2600] = g[3]
@@ -375,8 +376,8 @@ def test_faiss_gpu_plumbing_with_a_stand_in_for_the_gpu_index(monkeypatch):
     _, idx = search_topk(q, g, 101, device="cuda:1", candidates=101)
     np.testing.assert_array_equal(idx, ref_topk(q, g, 101)[1])
     assert moved == [(1, "IndexFlatIP")]
-    searcher = retrieval._Searcher(retrieval.unit_rows(g, "g"), **{
-        **{k: search_topk.__kwdefaults__[k] for k in retrieval._SEARCHER_OPTIONS}, "device": "cuda"})
+    searcher = search_index._Searcher(unit_rows(g, "g"), **{
+        **{k: search_topk.__kwdefaults__[k] for k in search_index._SEARCHER_OPTIONS}, "device": "cuda"})
     assert searcher.on_gpu and searcher.max_k == 2048  # FAISS GPU's selection limit
 
 
@@ -386,7 +387,10 @@ def test_torch_backend_rescores_on_its_device_not_on_the_host(torch_search_on_cp
     def host_rescoring(*args, **kwargs):
         raise AssertionError("torch-backend candidates were rescored on the host")
 
-    monkeypatch.setattr(torch_search_on_cpu, "_exact_scores", host_rescoring)
+    from gapdiag.metrics import retrieval
+
+    monkeypatch.setattr(torch_search_on_cpu, "exact_scores", host_rescoring)
+    monkeypatch.setattr(retrieval, "exact_scores", host_rescoring)
     monkeypatch.setattr(torch_search_on_cpu, "_CHUNK_ELEMENTS", 24 * 5)  # several row and column chunks
     rng = np.random.default_rng(21)
     q, g = rng.normal(size=(23, 24)), rng.normal(size=(211, 24))

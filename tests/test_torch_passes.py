@@ -57,7 +57,7 @@ def test_pass_device_is_torch_only_for_cuda() -> None:
 
 
 def test_measure_on_cuda_runs_the_torch_passes_and_equals_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gapdiag.metrics import quadratic, retrieval, torch_passes
+    from gapdiag.metrics import quadratic, search_index, torch_passes
 
     es = _es(37, 2, d=12, seed=5)
     on_cpu, _ = compute_all(es, device="cpu", block_size=8)
@@ -77,8 +77,8 @@ def test_measure_on_cuda_runs_the_torch_passes_and_equals_the_cpu(monkeypatch: p
     monkeypatch.setattr(quadratic, "pass_device", lambda device: "cpu" if device == "cuda" else None)
     monkeypatch.setattr(quadratic, "within_pass_torch", within)
     monkeypatch.setattr(quadratic, "cross_uniformity_torch", cross)
-    monkeypatch.setattr(retrieval, "_use_gpu", lambda device: (None, 0) if device == "cpu" else ("torch", 0))
-    monkeypatch.setattr(retrieval, "_torch_device", lambda gpu_id: "cpu")
+    monkeypatch.setattr(search_index, "_use_gpu", lambda device: (None, 0) if device == "cpu" else ("torch", 0))
+    monkeypatch.setattr(search_index, "_torch_device", lambda gpu_id: "cpu")
     on_gpu, _ = compute_all(es, device="cuda", block_size=8)
     assert "within" in calls and "cross" in calls
     assert on_gpu.keys() == on_cpu.keys()

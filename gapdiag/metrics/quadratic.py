@@ -23,7 +23,8 @@ from gapdiag.metrics.clustering import modality_separability, v_measure_class, v
 from gapdiag.metrics.cross import CrossPassResult, cross_pass
 from gapdiag.metrics.diagnostics import HUBNESS, MMD, hubness_diagnostics, sampled_diagnostics
 from gapdiag.metrics.hubness import HUBNESS_K
-from gapdiag.metrics.retrieval import approximate_recall_agreement, recall_and_topk, search_backend
+from gapdiag.metrics.retrieval import approximate_recall_agreement, recall_and_topk
+from gapdiag.metrics.search_index import search_backend
 from gapdiag.metrics.torch_passes import cross_uniformity_torch, pass_device, within_pass_torch
 from gapdiag.metrics.uniformity import joint_uniformity
 

@@ -15,32 +15,24 @@ and ties go to the lower gallery index on every device.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from gapdiag import device as devices
-from gapdiag.errors import InputError, ModelError
+from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_same_dim, check_sample_index
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.search_index import (
+    _SEARCHER_OPTIONS,
+    IndexKind,
+    _rows_per_chunk,
+    _Searcher,
+    exact_scores,
+)
 
-IndexKind = Literal["flat", "ivf", "hnsw"]
-
-# FAISS GPU k-selection is limited to this many results per query (GPU_MAX_SELECTION_K).
-_GPU_MAX_K = 2048
-# search_topk keywords that configure the FAISS index (the rest configure the search loop).
 #: Engines of :func:`recall_at_k`: exact FAISS search, or an approximate FAISS index.
 RECALL_ENGINES = ("faiss", "hnsw", "ivf")
-_SEARCHER_OPTIONS = ("index", "device", "nlist", "nprobe", "hnsw_m", "ef_search", "ef_construction", "seed")
-# Elements per step when rescoring or taking norms: bounds the float64 temporaries to ~32 MB.
-_CHUNK_ELEMENTS = 1 << 22
-
-
-def _rows_per_chunk(elements_per_row: int) -> int:
-    return max(1, _CHUNK_ELEMENTS // max(1, elements_per_row))
-
-
 def _check_k(k: int, n_gallery: int, name: str = "k") -> int:
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"{name} must be a positive integer, got {k!r}")
@@ -49,236 +41,6 @@ def _check_k(k: int, n_gallery: int, name: str = "k") -> int:
             f"{name}={k} is larger than the gallery ({n_gallery} items); choose {name} <= {n_gallery}"
         )
     return int(k)
-
-
-def _faiss_gpus() -> int:
-    """GPUs this FAISS build can use (0 for faiss-cpu, or faiss-gpu on a machine without a usable GPU)."""
-    import faiss
-
-    return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
-
-
-def _torch_gpus() -> int:
-    return devices.cuda_count()
-
-
-def _use_gpu(device: str) -> tuple[str | None, int]:
-    """Resolve ``device`` ("auto", "cpu", "cuda", "cuda:N") to (GPU search backend or None, GPU id).
-
-    The backend is ``"faiss"`` (a FAISS GPU index) where the FAISS build has GPU support, else ``"torch"``
-    (exact flat search with torch on CUDA: faiss-gpu needs CUDA 12 libraries that many GPU machines lack, while
-    torch brings its own). ``auto`` on a machine without any GPU device node imports neither FAISS nor torch.
-    """
-
-    try:
-        dev = devices.parse(device)
-    except ModelError:
-        dev = devices.Device("mps")  # refused below, with the message that names what search accepts
-    if dev.kind == "cpu":
-        return None, 0
-    if dev.kind == "auto":
-        if not devices.gpu_possible():
-            return None, 0
-        if _faiss_gpus():
-            return "faiss", 0
-        return ("torch", 0) if _torch_gpus() else (None, 0)
-    if dev.kind == "cuda":
-        gpu_id = dev.index or 0
-        visible = 0
-        for backend, count in (("faiss", _faiss_gpus), ("torch", _torch_gpus)):
-            n = count()
-            if gpu_id < n:
-                return backend, gpu_id
-            visible = max(visible, n)
-        if visible:
-            raise InputError(f"device={device!r} but only {visible} GPU(s) are visible; use cuda:0..cuda:{visible - 1}")
-        raise InputError(f"device={device!r} but neither FAISS nor torch sees a GPU here; "
-                         "use device='cpu' or 'auto'")
-    raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-
-
-def gpu_search_available(device: str) -> bool:
-    """Whether :func:`search_topk` with ``device`` searches on a GPU (a FAISS GPU build or torch on CUDA)."""
-    return _use_gpu(device)[0] is not None
-
-
-def search_backend(device: str, index: str = "flat") -> str:
-    """What runs :func:`search_topk` with ``device`` and ``index``: "faiss-gpu", "torch-cuda" or "faiss-cpu"."""
-    return _resolve_backend(device, index)[0]
-
-
-def _resolve_backend(device: str, index: str) -> tuple[str, int]:
-    """:func:`search_backend` and the GPU id it runs on."""
-    backend, gpu_id = _use_gpu(device)
-    # HNSW has no FAISS GPU implementation, and torch serves flat search only: the rest runs on the CPU.
-    if backend == "faiss" and index != "hnsw":
-        return "faiss-gpu", gpu_id
-    return ("torch-cuda", gpu_id) if backend == "torch" and index == "flat" else ("faiss-cpu", gpu_id)
-
-
-def search_device(model_device: str) -> str:
-    """The search device that goes with a model on ``model_device``: the same one, except for accelerators
-    that neither FAISS nor torch-on-CUDA search with (``mps``), which search on the CPU."""
-
-    return "cpu" if devices.parse(model_device).kind == "mps" else str(devices.parse(model_device))
-
-
-class _TorchFlatIndex:
-    """Exact inner-product search with torch on a CUDA GPU: what ``faiss.IndexFlatIP`` gives on a GPU.
-
-    Used where the FAISS build has no GPU support. As with FAISS, its float32 scores only pick candidates:
-    :func:`_search_batch` rescores them exactly and widens near-ties in the same way, but the rescoring runs
-    here, on the device (:meth:`exact_scores`), so that only ``rows × candidates`` float64 scores cross back.
-    """
-
-    # Scores held on the device at once (1 GiB of float32): large galleries are searched in query slices.
-    max_scores = 1 << 28
-
-    def __init__(self, gallery: NDArray[np.float32], device: str) -> None:
-        import torch
-
-        self._torch = torch
-        self.gallery = torch.from_numpy(np.ascontiguousarray(gallery)).to(device)
-
-    def search(self, q: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        torch = self._torch
-        rows = max(1, self.max_scores // self.gallery.shape[0])
-        scores, indices = [], []
-        tf32 = torch.backends.cuda.matmul.allow_tf32
-        # TF32 rounds inputs to 10 mantissa bits, far outside the rescoring window: IEEE float32 products only.
-        torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            with torch.inference_mode():
-                for r in range(0, q.shape[0], rows):
-                    block = torch.from_numpy(np.ascontiguousarray(q[r : r + rows])).to(self.gallery.device)
-                    top = torch.topk(block @ self.gallery.T, k, dim=1, largest=True, sorted=True)
-                    scores.append(top.values.cpu().numpy())
-                    indices.append(top.indices.cpu().numpy())
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-        return np.concatenate(scores), np.concatenate(indices).astype(np.int64, copy=False)
-
-    def exact_scores(self, q: NDArray[np.float32], cand: NDArray[np.int64]) -> NDArray[np.float64]:
-        """:func:`_exact_scores` on the device: float64 products of the float32 vectors, summed over ``d``.
-
-        float32·float32 products are exact in float64 and every candidate's sum runs through the same kernel
-        in the same order, so equal gallery vectors tie bit for bit, as on the host.
-        """
-        torch = self._torch
-        dev = self.gallery.device
-        rows, c = cand.shape
-        out = torch.empty((rows, c), dtype=torch.float64, device=dev)
-        # Bound the float64 temporaries (rows × candidates × d) as the host version does.
-        col_step = _rows_per_chunk(q.shape[1])
-        row_step = _rows_per_chunk(min(c, col_step) * q.shape[1])
-        with torch.inference_mode():
-            qd = torch.from_numpy(np.ascontiguousarray(q)).to(dev).double()
-            cd = torch.from_numpy(np.ascontiguousarray(cand)).to(dev)
-            for r in range(0, rows, row_step):
-                for c0 in range(0, c, col_step):
-                    cb = cd[r : r + row_step, c0 : c0 + col_step]
-                    vecs = self.gallery[cb.clamp(min=0)].double()
-                    vecs *= qd[r : r + row_step, None, :]
-                    out[r : r + row_step, c0 : c0 + col_step] = vecs.sum(dim=-1)
-            out[cd < 0] = -torch.inf
-            return out.cpu().numpy()
-
-
-def _torch_device(gpu_id: int) -> str:
-    return f"cuda:{gpu_id}"
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Index construction
-# ----------------------------------------------------------------------------------------------------------
-class _Searcher:
-    """A FAISS index over a normalised gallery plus what is needed to rescore and widen its searches."""
-
-    def __init__(
-        self,
-        gallery: NDArray[np.float32],
-        *,
-        index: str,
-        device: str,
-        nlist: int | None,
-        nprobe: int,
-        hnsw_m: int,
-        ef_search: int,
-        ef_construction: int,
-        seed: int,
-    ) -> None:
-        import faiss
-
-        if index not in ("flat", "ivf", "hnsw"):
-            raise InputError(f"index must be 'flat', 'ivf' or 'hnsw', got {index!r}")
-        self.gallery = gallery
-        self.kind = index
-        self.ef_search = ef_search
-        n, d = gallery.shape
-        self.backend, gpu_id = _resolve_backend(device, index)
-        self.on_gpu = self.backend == "faiss-gpu"
-        if self.backend == "torch-cuda":
-            self.index = _TorchFlatIndex(gallery, _torch_device(gpu_id))
-            return
-        if index == "flat":
-            cpu_index = faiss.IndexFlatIP(d)
-        elif index == "ivf":
-            # 4·sqrt(n) lists is FAISS's rule of thumb; at most n/39 so each centroid has 39 training points.
-            nlist = nlist or max(1, min(int(4 * np.sqrt(n)), n // 39))
-            if nlist > n:
-                raise InputError(f"nlist={nlist} is larger than the gallery ({n} items); lower nlist")
-            cpu_index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-            cpu_index.cp.seed = seed
-            cpu_index.train(gallery)
-            cpu_index.nprobe = min(nprobe, nlist)
-        else:
-            cpu_index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            cpu_index.hnsw.efConstruction = ef_construction
-        if self.on_gpu:
-            self._resources = faiss.StandardGpuResources()  # must outlive the GPU index
-            self.index = faiss.index_cpu_to_gpu(self._resources, gpu_id, cpu_index)
-        else:
-            self.index = cpu_index
-        self.index.add(gallery)
-
-    @property
-    def max_k(self) -> int:
-        return min(self.gallery.shape[0], _GPU_MAX_K) if self.on_gpu else self.gallery.shape[0]
-
-    def exact_scores(self, q: NDArray[np.float32], cand: NDArray[np.int64]) -> NDArray[np.float64]:
-        """Exact scores of candidates ``cand`` for queries ``q``: on the GPU for the torch backend, else here."""
-        if isinstance(self.index, _TorchFlatIndex):
-            return self.index.exact_scores(q, cand)
-        return _exact_scores(q, self.gallery, cand)
-
-    def raw_search(self, q: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        if self.kind == "hnsw":
-            self.index.hnsw.efSearch = max(self.ef_search, k)
-        return self.index.search(np.ascontiguousarray(q), k)
-
-
-def _exact_scores(
-    q: NDArray[np.float32], gallery: NDArray[np.float32], cand: NDArray[np.int64]
-) -> NDArray[np.float64]:
-    """Scores of candidates ``cand`` (rows, c) for queries ``q`` (rows, d); -inf where ``cand`` is -1.
-
-    float32·float32 products are exact in float64 and the sum runs in the same order for every candidate, so
-    equal gallery vectors get bit-identical scores, whatever kernel FAISS used.
-    """
-    rows, c = cand.shape
-    out = np.empty((rows, c), dtype=np.float64)
-    # Chunk candidates too: a query widened to a huge tie group may carry the whole gallery.
-    col_step = _rows_per_chunk(q.shape[1])
-    row_step = _rows_per_chunk(min(c, col_step) * q.shape[1])
-    for r in range(0, rows, row_step):
-        qr = q[r : r + row_step, None, :].astype(np.float64)
-        for c0 in range(0, c, col_step):
-            cb = cand[r : r + row_step, c0 : c0 + col_step]
-            vecs = gallery[np.where(cb >= 0, cb, 0)].astype(np.float64)
-            vecs *= qr
-            out[r : r + row_step, c0 : c0 + col_step] = vecs.sum(axis=-1)
-    out[cand < 0] = -np.inf
-    return out
 
 
 def _rank(
@@ -321,13 +83,14 @@ def _full_row_topk(
     approx = gallery @ q
     kth = np.partition(approx, approx.shape[0] - k)[approx.shape[0] - k]
     cand = np.nonzero(approx >= kth - tol)[0][None, :].astype(np.int64)
-    s, i = _rank(_exact_scores(q[None, :], gallery, cand), cand, k)
+    s, i = _rank(exact_scores(q[None, :], gallery, cand), cand, k)
     return s[0], i[0]
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------------------
+# Over 80 lines only by its docstring (every search option); ~35 lines of code.
 def search_topk(
     queries: ArrayLike,
     gallery: ArrayLike,
@@ -576,8 +339,8 @@ def approximate_recall_agreement(
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(q.shape[0], size=min(sample, q.shape[0]), replace=False))
     q = q[picked]
-    exact_scores, _ = _topk(q, g, k, device=device, index="flat")
+    exact_top, _ = _topk(q, g, k, device=device, index="flat")
     _, approx_idx = _topk(q, g, k, device=device, index=index, seed=seed, **index_options)
-    approx_scores = _exact_scores(q, g, approx_idx)
-    found = approx_scores >= exact_scores[:, -1:]
+    approx_scores = exact_scores(q, g, approx_idx)
+    found = approx_scores >= exact_top[:, -1:]
     return float(found.sum() / found.size)
