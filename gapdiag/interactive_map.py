@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from gapdiag.embeddings import EmbeddingSet
-from gapdiag.plot import OKABE_ITO, StatusCallback, _class_colors, describe_provenance, map_layout
+from gapdiag.figures.common import OKABE_ITO, StatusCallback, class_colors, describe_provenance
+from gapdiag.figures.embedding_map import map_layout
 
 #: ``id`` of the plot's ``<div>`` in the report.
 DIV_ID = "gapdiag-interactive-map"
@@ -105,7 +106,7 @@ def build_interactive_map(
     class_ids = np.asarray(es.labels, dtype=np.int64) if es.labels is not None else None
     n_classes = 0 if class_ids is None else max(len(es.class_names or []), int(class_ids.max()) + 1)
     class_names = (es.class_names or [str(c) for c in range(n_classes)]) if class_ids is not None else []
-    colors = [_as_css(c) for c in _class_colors(n_classes)] if n_classes else []
+    colors = [_as_css(c) for c in class_colors(n_classes)] if n_classes else []
     # SVG markers render everywhere (also without WebGL); beyond a few thousand points WebGL stays fluid.
     scatter = go.Scatter if sum(len(s) for s in samples.values()) <= _SVG_MAX_POINTS else go.Scattergl
     traces = []
