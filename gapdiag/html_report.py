@@ -18,7 +18,11 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from gapdiag.errors import InputError
-from gapdiag.plot import DEFAULT_DPI, describe_provenance, ensure_output_dir
+from gapdiag.figures.common import DEFAULT_DPI, describe_provenance
+from gapdiag.figures.files import ensure_output_dir
+from gapdiag.fsutil import atomic_write_text
+from gapdiag.html_diagnostics import diagnostics_section
+from gapdiag.metrics import REGISTRY
 from gapdiag.presentation import (
     direction_text,
     format_interval,
@@ -134,8 +138,6 @@ def _provenance_table(report: Report) -> str:
 
 def _metrics_table(report: Report, references: list[ReferencePoint]) -> str:
     """Metrics grouped by family in the registry's (and the CLI table's) order; published values beside."""
-    from gapdiag.metrics import REGISTRY
-
     has_intervals = bool(report.intervals)
     head = (
         "<tr><th>family</th><th>metric</th><th>on</th><th>value</th>"
@@ -292,7 +294,7 @@ def render_html(
         + _summary(report)
         + f"<h2>Metrics</h2>{_metrics_table(report, references)}"
         + (f"<h2>Published reference points</h2>{_references_table(references)}" if references else "")
-        + _diagnostics(report)
+        + diagnostics_section(report)
         + (f"<h2>Figures</h2>{figure_html}" if figures else "")
         + (_interactive_section(interactive) if interactive else "")
         + f"<h2>Provenance</h2>{_provenance_table(report)}"
@@ -302,10 +304,6 @@ def render_html(
 
 def _interactive_section(fragment: str) -> str:
     return f'<h2>Interactive map</h2><p class="meta">{html.escape(INTERACTIVE_HELP)}</p>{fragment}'
-def _diagnostics(report: Report) -> str:
-    from gapdiag.html_diagnostics import diagnostics_section
-
-    return diagnostics_section(report)
 
 
 def write_html(
@@ -318,7 +316,7 @@ def write_html(
     dpi: int = DEFAULT_DPI,
     interactive: str | None = None,
 ) -> Path:
-    """Render with :func:`render_html` and write the file atomically (temp file + rename).
+    """Render with :func:`render_html` and write the file atomically (:mod:`gapdiag.fsutil`).
 
     Raises:
         InputError: the output directory cannot be created or written.
@@ -328,11 +326,8 @@ def write_html(
         report, figures, title=title, figure_format=figure_format, dpi=dpi, interactive=interactive
     )
     ensure_output_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, text)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write {path}: {e.strerror}", hint="pass a writable --out path") from None
     return path

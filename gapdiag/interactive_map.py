@@ -11,12 +11,15 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from gapdiag.embeddings import EmbeddingSet
-from gapdiag.plot import OKABE_ITO, StatusCallback, _class_colors, describe_provenance, map_layout
+from gapdiag.figures.common import OKABE_ITO, StatusCallback, class_colors, describe_provenance
+from gapdiag.figures.embedding_map import map_layout
 
 #: ``id`` of the plot's ``<div>`` in the report.
 DIV_ID = "gapdiag-interactive-map"
@@ -76,6 +79,24 @@ def _hover(modality: str, sample: int, text: str | None, class_name: str | None)
     return "<br>".join(lines)
 
 
+@dataclass(frozen=True)
+class _Classes:
+    """The class of each sample (None without labels), how many classes, their names and CSS colours."""
+
+    ids: NDArray[np.int64] | None
+    count: int
+    names: Sequence[str]
+    colors: Sequence[str]
+
+    @classmethod
+    def of(cls, es: EmbeddingSet) -> _Classes:
+        ids = np.asarray(es.labels, dtype=np.int64) if es.labels is not None else None
+        count = 0 if ids is None else max(len(es.class_names or []), int(ids.max()) + 1)
+        names = (es.class_names or [str(c) for c in range(count)]) if ids is not None else []
+        colors = [_as_css(c) for c in class_colors(count)] if count else []
+        return cls(ids, count, names, colors)
+
+
 def build_interactive_map(
     es: EmbeddingSet,
     *,
@@ -100,52 +121,14 @@ def build_interactive_map(
     """
     import plotly.graph_objects as go
 
-    names = es.modality_names
     _, keep, coords, samples = map_layout(es, method=method, max_pairs=max_pairs, seed=seed, status=status)
-    class_ids = np.asarray(es.labels, dtype=np.int64) if es.labels is not None else None
-    n_classes = 0 if class_ids is None else max(len(es.class_names or []), int(class_ids.max()) + 1)
-    class_names = (es.class_names or [str(c) for c in range(n_classes)]) if class_ids is not None else []
-    colors = [_as_css(c) for c in _class_colors(n_classes)] if n_classes else []
+    classes = _Classes.of(es)
     # SVG markers render everywhere (also without WebGL); beyond a few thousand points WebGL stays fluid.
     scatter = go.Scatter if sum(len(s) for s in samples.values()) <= _SVG_MAX_POINTS else go.Scattergl
     traces = []
-    for i, m in enumerate(names):
-        item_class = class_ids[samples[m]] if class_ids is not None else np.full(len(samples[m]), -1)
-        groups = range(n_classes) if class_ids is not None else [-1]
-        for c in groups:
-            rows = np.flatnonzero(item_class == c)
-            if rows.size == 0:
-                continue
-            texts = [
-                _hover(
-                    m,
-                    int(samples[m][r]),
-                    labels[m][int(keep[m][r])] if labels and m in labels else None,
-                    class_names[c] if c >= 0 else None,
-                )
-                for r in rows
-            ]
-            traces.append(
-                scatter(
-                    x=coords[m][rows, 0].tolist(),
-                    y=coords[m][rows, 1].tolist(),
-                    mode="markers",
-                    name=m if c < 0 else class_names[c],
-                    legendgroup=m,
-                    legendgrouptitle={"text": m} if c >= 0 else None,
-                    marker={
-                        "symbol": _SYMBOLS[i % len(_SYMBOLS)],
-                        "color": OKABE_ITO[i % len(OKABE_ITO)] if c < 0 else colors[c],
-                        "size": 7,
-                        "opacity": 0.85,
-                    },
-                    text=texts,
-                    hovertemplate="%{text}<extra></extra>",
-                    # Plain lists, not typed arrays: the click handler reads them back from the page's data.
-                    customdata=[[int(s), int(c)] for s in samples[m][rows]],
-                    meta={"modality": m, "class": int(c)},
-                )
-            )
+    for i, m in enumerate(es.modality_names):
+        texts = labels[m] if labels and m in labels else None
+        traces += _modality_traces(scatter, i, m, coords[m], samples[m], keep[m], texts, classes)
     traces.append(
         go.Scatter(x=[], y=[], mode="lines", name=PAIRS_TRACE, line={"color": "#555555", "width": 1.5},
                    hoverinfo="skip")
@@ -163,9 +146,61 @@ def build_interactive_map(
         hovermode="closest",
         clickmode="event",
     )
-    if class_ids is not None:
-        fig.update_layout(updatemenus=[_class_menu(traces, class_names)])
+    if classes.ids is not None:
+        fig.update_layout(updatemenus=[_class_menu(traces, classes.names)])
     return fig
+
+
+def _modality_traces(
+    scatter: Any,
+    index: int,
+    modality: str,
+    xy: NDArray[np.float64],
+    item_samples: NDArray[np.int64],
+    item_rows: NDArray[np.int64],
+    texts: Sequence[str] | None,
+    classes: _Classes,
+) -> list[Any]:
+    """The traces of one modality's drawn items: one per class present (one in all without labels).
+
+    ``xy``, ``item_samples`` and ``item_rows`` hold each drawn item's coordinates, sample and row in the
+    modality; ``texts`` the hover text of every row of the modality, if any.
+    """
+    item_class = classes.ids[item_samples] if classes.ids is not None else np.full(len(item_samples), -1)
+    groups = range(classes.count) if classes.ids is not None else [-1]
+    traces = []
+    for c in groups:
+        rows = np.flatnonzero(item_class == c)
+        if rows.size == 0:
+            continue
+        class_name = classes.names[c] if c >= 0 else None
+        hover = [
+            _hover(modality, int(item_samples[r]), None if texts is None else texts[int(item_rows[r])],
+                   class_name)
+            for r in rows
+        ]
+        traces.append(
+            scatter(
+                x=xy[rows, 0].tolist(),
+                y=xy[rows, 1].tolist(),
+                mode="markers",
+                name=modality if c < 0 else classes.names[c],
+                legendgroup=modality,
+                legendgrouptitle={"text": modality} if c >= 0 else None,
+                marker={
+                    "symbol": _SYMBOLS[index % len(_SYMBOLS)],
+                    "color": OKABE_ITO[index % len(OKABE_ITO)] if c < 0 else classes.colors[c],
+                    "size": 7,
+                    "opacity": 0.85,
+                },
+                text=hover,
+                hovertemplate="%{text}<extra></extra>",
+                # Plain lists, not typed arrays: the click handler reads them back from the page's data.
+                customdata=[[int(s), int(c)] for s in item_samples[rows]],
+                meta={"modality": modality, "class": int(c)},
+            )
+        )
+    return traces
 
 
 def _class_menu(traces: Sequence[Any], class_names: Sequence[str]) -> dict[str, Any]:

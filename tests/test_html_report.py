@@ -179,6 +179,22 @@ def test_write_html_is_atomic_and_reports_unwritable_paths(tmp_path, figures):
         write_html(tmp_path / "file" / "r.html", make_report(), {})
 
 
+def test_a_failed_html_write_keeps_the_previous_page(tmp_path, monkeypatch):
+    import os
+
+    path = write_html(tmp_path / "r.html", make_report(), {}, title="first")
+    before = path.read_bytes()
+
+    def fsync_fails(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync_fails)  # the new page is written, but cannot be made durable
+    with pytest.raises(InputError, match="cannot write .*r.html: Input/output error"):
+        write_html(path, make_report(), {}, title="second")
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left
+
+
 # ---------------------------------------------------------------------------------------- headless Chromium
 
 PROBE = """<script>

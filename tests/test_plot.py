@@ -416,6 +416,22 @@ def test_a_figure_saves_to_the_same_bytes_every_time(tmp_path, fmt, monkeypatch)
     assert other.read_bytes() == first
 
 
+def test_an_interrupted_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    fig = gplot.plot_spectrum(two_cones(n=10))
+    path = gplot.save_figure(fig, tmp_path / "spectrum.png", dpi=30)
+    before = path.read_bytes()
+
+    def disk_full(self, fname, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG half a figure")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(fig), "savefig", disk_full)
+    with pytest.raises(InputError, match="cannot write .*spectrum.png: No space left on device"):
+        gplot.save_figure(fig, path, dpi=30)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spectrum.png"]  # no temporary file left
+
+
 def test_save_errors_name_the_path(tmp_path):
     fig = gplot.plot_spectrum(two_cones(n=10))
     blocker = tmp_path / "file"
