@@ -1,4 +1,4 @@
-"""Checksums of cache files and the owner note beside an entry's lock; used by :mod:`gapdiag.cache`.
+"""Checksums of cache files, and an entry's lock with the owner note beside it; used by :mod:`gapdiag.cache`.
 
 Every array a cache entry stores carries a checksum (``"sha256:<hex>"`` of the file's bytes) recorded before
 the rename that commits the file:
@@ -20,6 +20,8 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import filelock
 
 from gapdiag import fsutil
 
@@ -162,6 +164,14 @@ def chunk_problems(chunks_dir: Path) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------------------------------- lock owner
+
+
+def entry_lock(root: Path, key: str) -> filelock.BaseFileLock:
+    """The inter-process lock ``<root>/<key>.lock`` held while entry ``key`` is built or removed.
+
+    The lock file outlives the entry: deleting it could let two later writers lock two different files.
+    """
+    return filelock.FileLock(str(root / f"{key}.lock"))
 
 
 def owner_path(lock: Path) -> Path:

@@ -66,7 +66,8 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
+def unlink_quietly(path: Path) -> None:
+    """Remove ``path`` if it can be removed; a missing or protected file is left as it is."""
     try:
         path.unlink()
     except OSError:
@@ -94,7 +95,7 @@ def atomic_path(path: str | Path, *, before_replace: Callable[[Path], None] | No
             before_replace(tmp)
         os.replace(tmp, target)
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
     _fsync_dir(target.parent)
 
