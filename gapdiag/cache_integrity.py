@@ -24,6 +24,7 @@ from typing import Any
 import filelock
 
 from gapdiag import fsutil
+from gapdiag.progress import progress_bar
 
 #: Entries at least this large say that they are being verified (a progress display on stderr).
 VERIFY_PROGRESS_BYTES = 256 << 20
@@ -81,8 +82,6 @@ def verify_entry_files(entry: Path, meta: Mapping[str, Any], *, memo: bool = Tru
         except OSError:
             problems.append((name, "file is missing"))
     total = sum(sizes.values())
-    from gapdiag.progress import progress_bar  # rich: only imported once an entry is read
-
     with progress_bar(progress and total >= VERIFY_PROGRESS_BYTES, unit="MiB") as bar:
         task = bar.add_task(f"verify cache entry {entry.name}", total=total / 2**20)
 

@@ -35,12 +35,12 @@ from typing import IO, Any
 
 #: Digest algorithm of :func:`hash_file` and :func:`file_digest` (prefix of stored checksums).
 ALGORITHM = "sha256"
-#: A digest taken sooner than this after the file's last change (ctime) is not memoised.
 #: What ``np.load`` raises on an empty, truncated or foreign file: a 0-byte ``.npy`` raises ``EOFError`` (which
 #: click would report as a Ctrl-C "aborted"), a cut ``.npz`` ``zipfile.BadZipFile`` or ``zlib.error``, and a
 #: damaged ``.npy`` header (parsed as a Python literal) ``SyntaxError`` or ``tokenize.TokenError`` (found by
 #: fuzzing). Readers and the cache both catch exactly these.
 NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, TokenError)
+#: A digest taken sooner than this after the file's last change (ctime) is not memoised.
 RACY_SECONDS = 2.0
 _BLOCK = 1 << 20
 
