@@ -37,6 +37,11 @@ import filelock
 from numpy.typing import NDArray
 
 from gapdiag import cache_integrity as integrity
+
+# derived.py and model_index.py still import these two by their old private names from here; they live in
+# gapdiag.cache_files (atomic_write_json, atomic_save_npy), and the aliases go once those imports switch.
+from gapdiag.cache_files import atomic_save_npy as _atomic_save_npy  # noqa: F401
+from gapdiag.cache_files import atomic_write_json as _atomic_write_json  # noqa: F401
 from gapdiag.cache_files import corrupt, load_checked, load_npz, one_line
 from gapdiag.cache_keys import (
     CACHE_FORMAT_VERSION,
@@ -53,11 +58,6 @@ from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, InputError
 from gapdiag.fsutil import unlink_quietly
 from gapdiag.settings import default_cache_dir
-
-# derived.py and model_index.py still import these two by their old private names from here; they live in
-# gapdiag.cache_files (atomic_write_json, atomic_save_npy), and the aliases go once those imports switch.
-from gapdiag.cache_files import atomic_save_npy as _atomic_save_npy  # noqa: F401
-from gapdiag.cache_files import atomic_write_json as _atomic_write_json  # noqa: F401
 
 __all__ = ["CACHE_FORMAT_VERSION", "DTYPES", "HASHES_FILE", "KEY_LENGTH", "EmbeddingCache", "EntryWriter",
            "cache_key", "default_cache_dir", "file_sha256"]

@@ -28,8 +28,7 @@ import pytest
 
 import gapdiag
 import gapdiag.cache as cache_mod
-import gapdiag.cache_keys as cache_keys
-from gapdiag import fsutil
+from gapdiag import cache_keys, fsutil
 from gapdiag.cache import EmbeddingCache, cache_key, default_cache_dir, file_sha256
 from gapdiag.errors import CacheError, EmbeddingError, InputError
 

@@ -38,8 +38,8 @@ from gapdiag.data.base import (
     image_text_dataset,
     is_existing_file,
 )
-from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
 from gapdiag.data.columns import caption_columns, captions_in_cell, is_blank, pick_column
+from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
 from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gapdiag.data import parquet
 from gapdiag.data.base import (
     DEFAULT_TEMPLATES,
     ImageTextItems,
@@ -35,9 +36,8 @@ from gapdiag.data.base import (
     is_existing_file,
     not_utf8,
 )
-from gapdiag.data.images import missing_image_message
-from gapdiag.data import parquet
 from gapdiag.data.columns import CAPTION_COLUMNS, caption_columns, captions_in_cell, is_blank, pick_column
+from gapdiag.data.images import missing_image_message
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 
