@@ -1,4 +1,4 @@
-"""On-disk cache of embeddings: cache keys, checkpoint hashes, atomic chunked writes, checksums, resume, locking.
+"""On-disk cache of embeddings: open, read (verified), list, verify and remove entries.
 
 An entry is a directory that numpy alone can read (the layout is documented in ``docs/cache.md``)::
 
@@ -15,199 +15,52 @@ half of one; its checksum is recorded before that rename and verified on every r
 (:mod:`gapdiag.cache_integrity`). Vectors are committed in chunks of ``chunk_size`` items; a run that is killed
 loses at most the chunk it was computing.
 
-The key follows Hugging Face datasets' fingerprinting: a hash of everything that changes the vectors plus
-:data:`CACHE_FORMAT_VERSION`. Batch size and device stay out although they change the last bits of float32
-vectors (summation order, < 1e-6): far below any metric's precision, see ``docs/cache.md``.
+The cache is four modules, one job each, and callers import from this one:
+
+* :mod:`gapdiag.cache_keys`: the key (:func:`cache_key`, :data:`CACHE_FORMAT_VERSION`), the names files may
+  take, and the checkpoint hash in the key (:func:`file_sha256`);
+* :mod:`gapdiag.cache_files`: writing and reading one file (atomic, checksummed, one-line errors);
+* :mod:`gapdiag.cache_writer`: building one entry (:class:`EntryWriter`: chunks, resume, lock);
+* this module: :class:`EmbeddingCache`, a directory of entries.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import errno
-import hashlib
 import json
-import logging
 import os
-import re
 import shutil
-import zipfile
-from collections.abc import Callable, Mapping
-from pathlib import Path, PurePath
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import filelock
-import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag import fsutil
 from gapdiag import cache_integrity as integrity
+
+# derived.py and model_index.py still import these two by their old private names from here; they live in
+# gapdiag.cache_files (atomic_write_json, atomic_save_npy), and the aliases go once those imports switch.
+from gapdiag.cache_files import atomic_save_npy as _atomic_save_npy  # noqa: F401
+from gapdiag.cache_files import atomic_write_json as _atomic_write_json  # noqa: F401
+from gapdiag.cache_files import corrupt, load_checked, load_npz, one_line
+from gapdiag.cache_keys import (
+    CACHE_FORMAT_VERSION,
+    DTYPES,
+    HASHES_FILE,
+    KEY_LENGTH,
+    KEY_RE,
+    cache_key,
+    check_key,
+    file_sha256,
+)
+from gapdiag.cache_writer import EntryWriter
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, InputError
-from gapdiag.settings import default_cache_dir  # noqa: F401 - lives with the settings that carry the root
+from gapdiag.fsutil import unlink_quietly
+from gapdiag.settings import default_cache_dir
 
-if TYPE_CHECKING:
-    from gapdiag.cache_writer import EntryWriter
-
-log = logging.getLogger(__name__)
-
-#: Bump whenever the layout of an entry or the way vectors are computed changes: every key changes with it.
-CACHE_FORMAT_VERSION = 2  # 2: checksums of every stored file (meta.json, chunk sidecars)
-
-DTYPES = ("float32", "float16")
-KEY_LENGTH = 20
-HASHES_FILE = "hashes.json"
-
-# Keys and modality names become file names: keep them to characters that are safe on every filesystem.
-_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-_MODALITY_RE = re.compile(r"[A-Za-z0-9_-]+")
-# Modality names that would collide with the side arrays of an entry.
-_RESERVED_MODALITIES = frozenset({"labels", "class_embeddings"})
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-
-
-def _json_default(obj: Any) -> Any:
-    # Only values with one obvious JSON form. Anything else must fail rather than fall back to ``str``:
-    # a repr that hides a difference would turn into a wrong cache hit.
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, PurePath):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} value {obj!r} is not JSON-serialisable; cache keys and metadata "
-                    "accept JSON values (str, int, float, bool, None, lists, dicts) only")
-
-
-def _canonical_json(obj: Any) -> str:
-    """Compact JSON with sorted keys: the same value gives the same text on every run and platform."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default, allow_nan=False)
-
-
-def cache_key(parts: Mapping[str, Any]) -> str:
-    """Stable cache key: the first 20 hex digits of SHA-256 over ``parts`` and :data:`CACHE_FORMAT_VERSION`.
-
-    ``parts`` must hold everything that changes the vectors (model name and config, checkpoint SHA-256,
-    precision, dataset fingerprint, prompt templates, dtype, ...) and nothing that does not (batch size,
-    workers, device): the latter would only cause needless misses. Dict key order does not matter; list order
-    does.
-
-    Raises:
-        TypeError: A value is not JSON-serialisable (numpy scalars/arrays and paths are converted).
-
-    Example:
-        >>> cache_key({"a": 1, "b": [1, 2]}) == cache_key({"b": [1, 2], "a": 1})
-        True
-    """
-    payload = _canonical_json({"parts": dict(parts), "cache_format_version": CACHE_FORMAT_VERSION})
-    return hashlib.sha256(payload.encode()).hexdigest()[:KEY_LENGTH]
-
-
-def _utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
-
-
-def _write_error(path: Path, exc: OSError) -> CacheError:
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return CacheError(f"disk full while writing {path}", hint="free space or use --cache-dir")
-    return CacheError(f"cannot write {path}: {exc.strerror or _one_line(exc)}",
-                      hint="check its permissions or use --cache-dir")
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], object], *,
-                  on_checksum: Callable[[str], object] | None = None) -> None:
-    """:func:`gapdiag.fsutil.atomic_write` with cache errors; optionally hands over the file's checksum.
-
-    ``on_checksum(checksum)`` gets the checksum of the written temp file before the rename that commits it, so
-    that the checksum is recorded (chunk sidecar, or ``meta.json`` which is written last) before the file counts.
-
-    Raises:
-        CacheError: The write failed (disk full, permissions); ``path`` is unchanged.
-    """
-    def record(tmp: Path) -> None:
-        if on_checksum is not None:
-            on_checksum(integrity.checksum(tmp))
-
-    try:
-        fsutil.atomic_write(path, write, before_replace=record)
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
-    _atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def _atomic_save_npy(path: Path, array: NDArray[Any], on_checksum: Callable[[str], object] | None = None) -> None:
-    _atomic_write(path, lambda f: np.save(f, array, allow_pickle=False), on_checksum=on_checksum)
-
-
-def _atomic_save_npz(path: Path, arrays: Mapping[str, NDArray[Any]],
-                     on_checksum: Callable[[str], object] | None = None) -> None:
-    # What np.savez writes, without passing names as keyword arguments: an attribute value such as "file"
-    # would collide with savez's own parameters.
-    def write(f: IO[bytes]) -> None:
-        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-            for name, array in arrays.items():
-                with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-
-    _atomic_write(path, write, on_checksum=on_checksum)
-
-
-def _mkdir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-
-
-def _check_key(key: str) -> None:
-    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
-        raise InputError(f"invalid cache key {key!r}: use letters, digits, '-' and '_' only",
-                         hint="see `gapdiag cache ls` for the keys")
-
-
-# ---------------------------------------------------------------------------------------- checkpoint hash
-
-def file_sha256(path: str | Path, *, cache_dir: str | Path | None = None) -> str:
-    """SHA-256 of a file (a checkpoint), memoised in-process and in ``<cache root>/hashes.json``.
-
-    Hashing a multi-GB checkpoint takes seconds, so the digest is remembered per resolved path together with
-    the file's size, mtime, ctime (nanoseconds) and inode (:func:`gapdiag.fsutil.file_digest`): any edit or
-    replacement of the file invalidates it. The on-disk memo is shared between processes; when the cache dir
-    cannot be written the digest is still returned, just not remembered.
-
-    Args:
-        path: The file to hash.
-        cache_dir: Cache root holding ``hashes.json``; default :func:`default_cache_dir`.
-
-    Raises:
-        InputError: The file does not exist or cannot be read.
-    """
-    p = Path(path).expanduser()
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    try:
-        return fsutil.file_digest(p, memo_file=root / HASHES_FILE)
-    except OSError as exc:
-        raise InputError(f"cannot read {p}: {exc.strerror or _one_line(exc)}",
-                         hint="check the checkpoint path") from exc
-
-
-# ------------------------------------------------------------------------------------------------- cache
+__all__ = ["CACHE_FORMAT_VERSION", "DTYPES", "HASHES_FILE", "KEY_LENGTH", "EmbeddingCache", "EntryWriter",
+           "cache_key", "default_cache_dir", "file_sha256"]
 
 
 class EmbeddingCache:
@@ -246,15 +99,12 @@ class EmbeddingCache:
             raise CacheError(f"cache dir {self.root} is not writable",
                              hint="set --cache-dir or GAPDIAG_CACHE_DIR") from exc
         finally:
-            _unlink_quietly(probe)
+            unlink_quietly(probe)
 
     def path(self, key: str) -> Path:
         """Directory of the entry ``key`` (which need not exist)."""
-        _check_key(key)
+        check_key(key)
         return self.root / key
-
-    def _lock(self, key: str) -> filelock.BaseFileLock:
-        return filelock.FileLock(str(self.root / f"{key}.lock"))
 
     def get(self, key: str, *, mmap: bool = True, verify: bool = True, progress: bool = False) -> EmbeddingSet | None:
         """Load a complete entry; ``None`` if it is missing or still being built.
@@ -276,7 +126,7 @@ class EmbeddingCache:
         meta = self._read_meta(key, meta_path)
 
         def load(name: str, shape: tuple[int, ...] | None, dtype: str | None) -> NDArray[Any]:
-            return _load_checked(entry / name, key, shape=shape, dtype=dtype, mmap=mmap)
+            return load_checked(entry / name, key, shape=shape, dtype=dtype, mmap=mmap)
 
         try:
             modalities: list[str] = list(meta["modalities"])
@@ -286,20 +136,20 @@ class EmbeddingCache:
             dtype = str(meta["dtype"])
             arrays = list(meta.get("arrays", []))
         except (KeyError, TypeError, ValueError) as exc:
-            raise _corrupt(meta_path, key, f"field {_one_line(exc)} missing or malformed") from exc
+            raise corrupt(meta_path, key, f"field {one_line(exc)} missing or malformed") from exc
 
         vectors = {m: load(f"{m}.npy", (counts[m], dims[m]), dtype) for m in modalities}
         sample_index = {m: load(f"{m}.sample_index.npy", (counts[m],), "int64") for m in modalities}
         labels = load("labels.npy", (n_samples,), "int64") if "labels" in arrays else None
         class_embeddings = load("class_embeddings.npy", None, "float32") if "class_embeddings" in arrays else None
-        attributes = _load_npz(entry / "attributes.npz", key) if "attributes" in arrays else None
-        attribute_embeddings = (_load_npz(entry / "attribute_embeddings.npz", key)
+        attributes = load_npz(entry / "attributes.npz", key) if "attributes" in arrays else None
+        attribute_embeddings = (load_npz(entry / "attribute_embeddings.npz", key)
                                 if "attribute_embeddings" in arrays else None)
         if verify:
             problems = integrity.verify_entry_files(entry, meta, progress=progress)
             if problems:
                 name, reason = problems[0]
-                raise _corrupt(entry / name, key, reason)
+                raise corrupt(entry / name, key, reason)
         return EmbeddingSet(
             vectors=vectors, sample_index=sample_index, n_samples=n_samples, labels=labels,
             class_names=meta.get("class_names"), class_embeddings=class_embeddings, attributes=attributes,
@@ -311,9 +161,9 @@ class EmbeddingCache:
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError) as exc:
-            raise _corrupt(meta_path, key, _one_line(exc)) from exc
+            raise corrupt(meta_path, key, one_line(exc)) from exc
         if not isinstance(meta, dict):
-            raise _corrupt(meta_path, key, "not a JSON object")
+            raise corrupt(meta_path, key, "not a JSON object")
         return meta
 
     def writer(self, key: str, meta: Mapping[str, Any], *, chunk_size: int, shared: bool = False,
@@ -332,18 +182,16 @@ class EmbeddingCache:
                 chunks and :meth:`EntryWriter.is_done` may be used, never :meth:`EntryWriter.finalize`.
             progress: Show the checksum pass over a large complete entry found on entering.
         """
-        from gapdiag.cache_writer import EntryWriter  # a module of its own; it imports this one
-
         return EntryWriter(self, key, meta, chunk_size=chunk_size, shared=shared, progress=progress)
 
     def _entry_dirs(self) -> list[Path]:
         try:
             # Only folders an entry build created; the root also holds gapdiag's own memos (fingerprints/,
             # model_configs/) which are neither listed nor removed by `rm all`.
-            return sorted(p for p in self.root.iterdir() if p.is_dir() and _KEY_RE.fullmatch(p.name)
+            return sorted(p for p in self.root.iterdir() if p.is_dir() and KEY_RE.fullmatch(p.name)
                           and ((p / "meta.json").is_file() or (p / "partial.json").is_file()))
         except OSError as exc:
-            raise CacheError(f"cannot list cache dir {self.root}: {exc.strerror or _one_line(exc)}",
+            raise CacheError(f"cannot list cache dir {self.root}: {exc.strerror or one_line(exc)}",
                              hint="set --cache-dir or GAPDIAG_CACHE_DIR") from exc
 
     def ls(self) -> list[dict[str, Any]]:
@@ -366,14 +214,14 @@ class EmbeddingCache:
                            dtype=meta.get("dtype"), created=created)
             except (OSError, ValueError, AttributeError) as exc:
                 row.update(dataset=None, model=None, counts=None, dtype=None, created=None,
-                           error=_one_line(exc))
+                           error=one_line(exc))
             row["size_bytes"] = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
             rows.append(row)
         return sorted(rows, key=lambda r: (r["created"] or "", r["key"]))
 
     def _why_incomplete(self, entry: Path, partial: Mapping[str, Any]) -> str:
         """Why an entry is not complete: being built (by whom), or stopped (with the reason recorded)."""
-        lock = self._lock(entry.name)
+        lock = integrity.entry_lock(self.root, entry.name)
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
@@ -462,10 +310,10 @@ class EmbeddingCache:
         """
         targets = self._select(key_or_prefix)
         if key_or_prefix == "all":
-            _unlink_quietly(self.root / HASHES_FILE)
+            unlink_quietly(self.root / HASHES_FILE)
         removed = []
         for entry in targets:
-            lock = self._lock(entry.name)
+            lock = integrity.entry_lock(self.root, entry.name)
             try:
                 lock.acquire(timeout=0)
             except filelock.Timeout:
@@ -474,52 +322,10 @@ class EmbeddingCache:
             try:
                 shutil.rmtree(entry)
             except OSError as exc:
-                raise CacheError(f"cannot remove {entry}: {exc.strerror or _one_line(exc)}",
+                raise CacheError(f"cannot remove {entry}: {exc.strerror or one_line(exc)}",
                                  hint="check its permissions") from exc
             finally:
                 # The lock file stays: deleting it could let two later writers lock two different files.
                 lock.release()
             removed.append(entry.name)
         return removed
-
-
-def _corrupt(path: Path, key: str, reason: str) -> CacheError:
-    return CacheError(f"corrupt cache file {path}: {reason}",
-                      hint=f"remove the entry with `gapdiag cache rm {key}` and run again")
-
-
-def _load_checked(path: Path, key: str, *, shape: tuple[int, ...] | None, dtype: str | None,
-                  mmap: bool) -> NDArray[Any]:
-    """``np.load`` a cache array and check its header against what ``meta.json`` promises."""
-    try:
-        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise _corrupt(path, key, "file is missing") from exc
-    except fsutil.NUMPY_READ_ERRORS as exc:
-        raise _corrupt(path, key, _one_line(exc)) from exc
-    if shape is not None and array.shape != shape:
-        raise _corrupt(path, key, f"expected shape {shape}, found {array.shape}")
-    if shape is None and array.ndim != 2:
-        raise _corrupt(path, key, f"expected a 2-D array, found shape {array.shape}")
-    if dtype is not None and array.dtype != np.dtype(dtype):
-        raise _corrupt(path, key, f"expected dtype {dtype}, found {array.dtype}")
-    return array
-
-
-def _load_npz(path: Path, key: str) -> dict[str, NDArray[Any]]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except FileNotFoundError as exc:
-        raise _corrupt(path, key, "file is missing") from exc
-    except fsutil.NUMPY_READ_ERRORS as exc:
-        raise _corrupt(path, key, _one_line(exc)) from exc
-
-
-def __getattr__(name: str) -> Any:
-    # ``gapdiag.cache.EntryWriter`` keeps working although the class lives in gapdiag.cache_writer.
-    if name == "EntryWriter":
-        from gapdiag.cache_writer import EntryWriter
-
-        return EntryWriter
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

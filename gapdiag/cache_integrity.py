@@ -1,4 +1,4 @@
-"""Checksums of cache files and the owner note beside an entry's lock; used by :mod:`gapdiag.cache`.
+"""Checksums of cache files, and an entry's lock with the owner note beside it; used by :mod:`gapdiag.cache`.
 
 Every array a cache entry stores carries a checksum (``"sha256:<hex>"`` of the file's bytes) recorded before
 the rename that commits the file:
@@ -21,7 +21,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import filelock
+
 from gapdiag import fsutil
+from gapdiag.progress import progress_bar
 
 #: Entries at least this large say that they are being verified (a progress display on stderr).
 VERIFY_PROGRESS_BYTES = 256 << 20
@@ -79,8 +82,6 @@ def verify_entry_files(entry: Path, meta: Mapping[str, Any], *, memo: bool = Tru
         except OSError:
             problems.append((name, "file is missing"))
     total = sum(sizes.values())
-    from gapdiag.progress import progress_bar  # rich: only imported once an entry is read
-
     with progress_bar(progress and total >= VERIFY_PROGRESS_BYTES, unit="MiB") as bar:
         task = bar.add_task(f"verify cache entry {entry.name}", total=total / 2**20)
 
@@ -162,6 +163,14 @@ def chunk_problems(chunks_dir: Path) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------------------------------- lock owner
+
+
+def entry_lock(root: Path, key: str) -> filelock.BaseFileLock:
+    """The inter-process lock ``<root>/<key>.lock`` held while entry ``key`` is built or removed.
+
+    The lock file outlives the entry: deleting it could let two later writers lock two different files.
+    """
+    return filelock.FileLock(str(root / f"{key}.lock"))
 
 
 def owner_path(lock: Path) -> Path:

@@ -1,12 +1,14 @@
 """Building one cache entry: chunked atomic writes with checksums, resume, and the entry's lock.
 
-Split from :mod:`gapdiag.cache` (which opens, lists, verifies and removes entries); see ``docs/cache.md``.
+Split from :mod:`gapdiag.cache` (which opens, lists, verifies and removes entries) and handed out by
+:meth:`gapdiag.cache.EmbeddingCache.writer`; see ``docs/cache.md``.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,30 +20,29 @@ from numpy.typing import ArrayLike, NDArray
 
 from gapdiag import __version__
 from gapdiag import cache_integrity as integrity
-from gapdiag.cache import (
-    CACHE_FORMAT_VERSION,
-    DTYPES,
-    _MODALITY_RE,
-    _RESERVED_MODALITIES,
-    EmbeddingCache,
-    _atomic_save_npy,
-    _atomic_save_npz,
-    _atomic_write,
-    _atomic_write_json,
-    _canonical_json,
-    _mkdir,
-    _one_line,
-    _unlink_quietly,
-    _utc_now,
-    _write_error,
-    log,
+from gapdiag.cache_files import (
+    atomic_save_npy,
+    atomic_save_npz,
+    atomic_write,
+    atomic_write_json,
+    canonical_json,
+    make_dir,
+    one_line,
+    utc_now,
+    write_error,
 )
+from gapdiag.cache_keys import CACHE_FORMAT_VERSION, DTYPES, check_modality_name
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, EmbeddingError
+from gapdiag.fsutil import unlink_quietly
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from gapdiag.cache import EmbeddingCache  # which imports this module to hand out writers
+
+# The cache's one logger name (users filter on it), although the writer is a module of its own.
+log = logging.getLogger("gapdiag.cache")
 
 
 class EntryWriter:
@@ -74,13 +75,13 @@ class EntryWriter:
         self.key = key
         self.dir = cache.path(key)
         # Round-trip through JSON so that the comparison with partial.json sees exactly what is stored.
-        self.meta: dict[str, Any] = json.loads(_canonical_json(dict(meta)))
+        self.meta: dict[str, Any] = json.loads(canonical_json(dict(meta)))
         self.dtype: str = self.meta.setdefault("dtype", "float32")
         if self.dtype not in DTYPES:
             raise ValueError(f"meta dtype must be one of {DTYPES}, got {self.dtype!r}")
         self.chunk_size = int(chunk_size)
         self.existing: EmbeddingSet | None = None
-        self._lock = cache._lock(key)
+        self._lock = integrity.entry_lock(cache.root, key)
         self._n_items: dict[str, int] = {}
         self._dims: dict[str, int] = {}
         self._active = False
@@ -114,7 +115,7 @@ class EntryWriter:
             log.warning("cache entry %s is being built by %s; waiting for it to finish (lock %s)",
                         self.key, integrity.describe_owner(lock_path), lock_path)
             self._lock.acquire()
-        integrity.write_owner(lock_path, _utc_now())
+        integrity.write_owner(lock_path, utc_now())
         try:
             self._prepare()
         except BaseException:
@@ -128,7 +129,7 @@ class EntryWriter:
         if exc is not None and not self.shared and self.existing is None:
             self._record_stop(exc)
         if not self.shared:
-            _unlink_quietly(integrity.owner_path(Path(self._lock.lock_file)))
+            unlink_quietly(integrity.owner_path(Path(self._lock.lock_file)))
             self._lock.release()
 
     def _prepare(self) -> None:
@@ -142,10 +143,10 @@ class EntryWriter:
             else:
                 # A kill between meta.json and the clean-up leaves chunks behind; they are no longer needed.
                 shutil.rmtree(self._chunks, ignore_errors=True)
-                _unlink_quietly(self.dir / "partial.json")
+                unlink_quietly(self.dir / "partial.json")
                 return
         description = self._build_description()
-        started = _utc_now()
+        started = utc_now()
         if self.dir.exists():
             try:
                 previous = json.loads((self.dir / "partial.json").read_text())
@@ -158,12 +159,12 @@ class EntryWriter:
                 if previous is not None or any(self.dir.iterdir()):
                     log.info("discarding partial cache entry %s built with other settings", self.key)
                 self._discard()
-                started = _utc_now()
+                started = utc_now()
         for directory in (self.dir, self._chunks):
-            _mkdir(directory)
+            make_dir(directory)
             for stray in directory.glob("*.tmp"):
-                _unlink_quietly(stray)
-        _atomic_write_json(self.dir / "partial.json", {**description, "started": started})
+                unlink_quietly(stray)
+        atomic_write_json(self.dir / "partial.json", {**description, "started": started})
 
     def _record_stop(self, exc: BaseException) -> None:
         # Says in `gapdiag cache ls` why this partial entry stopped (its chunks stay for the next run).
@@ -171,8 +172,8 @@ class EntryWriter:
         try:
             partial = json.loads(path.read_text())
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Interrupted" \
-                else f"{type(exc).__name__}: {_one_line(exc)}"
-            _atomic_write_json(path, {**partial, "stopped": reason[:300]})
+                else f"{type(exc).__name__}: {one_line(exc)}"
+            atomic_write_json(path, {**partial, "stopped": reason[:300]})
         except (OSError, ValueError, TypeError, CacheError):
             pass  # the reason is a courtesy; the entry stays resumable without it
 
@@ -182,7 +183,7 @@ class EntryWriter:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise CacheError(f"cannot remove stale cache entry {self.dir}: {exc.strerror or _one_line(exc)}",
+            raise CacheError(f"cannot remove stale cache entry {self.dir}: {exc.strerror or one_line(exc)}",
                              hint="check its permissions or use --cache-dir") from exc
 
     def _check_active(self) -> None:
@@ -194,9 +195,7 @@ class EntryWriter:
 
         Deterministic, so a resumed run asks for the very chunks the killed run committed.
         """
-        if not _MODALITY_RE.fullmatch(modality) or modality in _RESERVED_MODALITIES:
-            raise ValueError(f"invalid modality name {modality!r} for the cache: use letters, digits, '-', '_' "
-                             f"and none of {sorted(_RESERVED_MODALITIES)}")
+        check_modality_name(modality)
         if n_items < 0:
             raise ValueError(f"n_items must be >= 0, got {n_items}")
         self._n_items[modality] = int(n_items)
@@ -235,11 +234,11 @@ class EntryWriter:
                     reason = f"shape {array.shape} {array.dtype} is not ({end - start}, d) {self.dtype}"
                 del array
             except (OSError, ValueError, EOFError) as exc:
-                reason = _one_line(exc)
+                reason = one_line(exc)
         if reason is not None:
             log.warning("cache entry %s: re-embedding chunk %s (%s)", self.key, path.name, reason)
-            _unlink_quietly(path)
-            _unlink_quietly(integrity.sidecar(path))
+            unlink_quietly(path)
+            unlink_quietly(integrity.sidecar(path))
             return False
         self._verified.add(path)
         return True
@@ -273,9 +272,9 @@ class EntryWriter:
             try:
                 integrity.write_sidecar(path, value)
             except OSError as exc:
-                raise _write_error(integrity.sidecar(path), exc) from exc
+                raise write_error(integrity.sidecar(path), exc) from exc
 
-        _atomic_save_npy(path, stored, on_checksum=record)
+        atomic_save_npy(path, stored, on_checksum=record)
         self._verified.add(path)
 
     def _write_concatenated(self, f: IO[bytes], chunk_paths: list[Path], shape: tuple[int, int]) -> None:
@@ -293,8 +292,8 @@ class EntryWriter:
         for path in chunk_paths:
             data = path.read_bytes()
             if integrity.recorded_checksum(path) != integrity.checksum_of_bytes(data):
-                _unlink_quietly(path)
-                _unlink_quietly(integrity.sidecar(path))
+                unlink_quietly(path)
+                unlink_quietly(integrity.sidecar(path))
                 raise CacheError(f"cache chunk {path} changed after it was committed (checksum mismatch)",
                                  hint="run again: the chunk is computed again")
             f.write(np.ascontiguousarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=self.dtype).data)
@@ -330,63 +329,77 @@ class EntryWriter:
             raise RuntimeError("only the process that holds the entry's lock (rank 0) may finalize it")
         if self.existing is not None:
             return self.existing
-        modalities = list(sample_index)
-        if not modalities:
+        if not sample_index:
             raise ValueError("finalize() needs the sample_index of at least one modality")
-        index = {m: np.asarray(sample_index[m], dtype=np.int64) for m in modalities}
-        counts = {m: int(index[m].shape[0]) for m in modalities}
+        index = {m: np.asarray(values, dtype=np.int64) for m, values in sample_index.items()}
         dataset = dict(self.meta.get("dataset") or {})
         n_samples = int(dataset.get("n_samples", max(int(i.max(initial=-1)) + 1 for i in index.values())))
 
         # Everything is validated before the first write, so a bad call leaves the chunks as they are.
-        for m in modalities:
-            if index[m].ndim != 1 or counts[m] == 0 or index[m].min() < 0 or index[m].max() >= n_samples:
-                raise ValueError(f"sample_index of {m!r} must be a non-empty 1-D array with values in "
-                                 f"[0, {n_samples})")
-        side: dict[str, NDArray[Any]] = {}
-        if labels is not None:
-            side["labels"] = np.asarray(labels, dtype=np.int64)
-            if side["labels"].shape != (n_samples,):
-                raise ValueError(f"labels must have shape ({n_samples},), got {side['labels'].shape}")
-        if class_embeddings is not None:
-            side["class_embeddings"] = np.asarray(class_embeddings, dtype=np.float32)
-            if side["class_embeddings"].ndim != 2:
-                raise ValueError("class_embeddings must be a 2-D (n_classes, d) array")
-            _check_finite(side["class_embeddings"], "class", 0, "check the text encoder and prompt templates")
-        ranges = {m: self.chunk_ranges(m, counts[m]) for m in modalities}
-        missing = [f"{m} items {s}-{e - 1}" for m in modalities for s, e in ranges[m] if not self.is_done(m, s, e)]
-        if missing:
-            raise ValueError(f"cannot finalize cache entry {self.key}: chunks not written: {', '.join(missing)}")
+        side = _side_arrays(index, n_samples, labels, class_embeddings)
+        ranges = self._committed_chunk_ranges(index)
 
         checksums: dict[str, str] = {}
+        self._write_vectors(index, ranges, checksums)
+        written = self._write_side_arrays(side, attributes, attribute_embeddings, checksums)
+        dataset["counts"] = {m: len(i) for m, i in index.items()}
+        dataset["n_samples"] = n_samples
+        self._write_meta(dataset, list(index), sorted(written), checksums)
+        shutil.rmtree(self._chunks, ignore_errors=True)
+        unlink_quietly(self.dir / "partial.json")
+        # The checksums were just taken from these very files: no second pass over them.
+        result = self.cache.get(self.key, verify=False)
+        assert result is not None  # meta.json was just written
+        self.existing = result
+        return result
 
-        def record(name: str) -> Callable[[str], None]:
-            return lambda value: checksums.__setitem__(name, value)
+    def _committed_chunk_ranges(self, index: Mapping[str, NDArray[np.int64]]) -> dict[str, list[tuple[int, int]]]:
+        """Each modality's chunk ranges, once every one of them is committed.
 
-        for m in modalities:
+        Raises:
+            ValueError: Chunks are missing (named by modality and items).
+        """
+        ranges = {m: self.chunk_ranges(m, len(i)) for m, i in index.items()}
+        missing = [f"{m} items {s}-{e - 1}" for m in index for s, e in ranges[m] if not self.is_done(m, s, e)]
+        if missing:
+            raise ValueError(f"cannot finalize cache entry {self.key}: chunks not written: {', '.join(missing)}")
+        return ranges
+
+    def _write_vectors(self, index: Mapping[str, NDArray[np.int64]], ranges: Mapping[str, list[tuple[int, int]]],
+                       checksums: dict[str, str]) -> None:
+        """``<modality>.npy`` (streamed from the chunks) and ``<modality>.sample_index.npy`` of every modality."""
+        for m, modality_index in index.items():
             chunk_paths = [self._chunk_path(m, s, e) for s, e in ranges[m]]
-            shape = (counts[m], self._dims[m])
-            _atomic_write(self.dir / f"{m}.npy",
-                          lambda f, paths=chunk_paths, shape=shape: self._write_concatenated(f, paths, shape),
-                          on_checksum=record(f"{m}.npy"))
-            _atomic_save_npy(self.dir / f"{m}.sample_index.npy", index[m], record(f"{m}.sample_index.npy"))
+            shape = (len(modality_index), self._dims[m])
+            atomic_write(self.dir / f"{m}.npy",
+                         lambda f, paths=chunk_paths, shape=shape: self._write_concatenated(f, paths, shape),
+                         on_checksum=_record_into(checksums, f"{m}.npy"))
+            atomic_save_npy(self.dir / f"{m}.sample_index.npy", modality_index,
+                            _record_into(checksums, f"{m}.sample_index.npy"))
+
+    def _write_side_arrays(self, side: Mapping[str, NDArray[Any]], attributes: Mapping[str, ArrayLike] | None,
+                           attribute_embeddings: Mapping[str, ArrayLike] | None,
+                           checksums: dict[str, str]) -> list[str]:
+        """Labels, class embeddings, attributes and attribute embeddings; returns the names of those written."""
         for name, array in side.items():
-            _atomic_save_npy(self.dir / f"{name}.npy", array, record(f"{name}.npy"))
+            atomic_save_npy(self.dir / f"{name}.npy", array, _record_into(checksums, f"{name}.npy"))
         written = list(side)
         if attributes is not None:
             # Plain unicode arrays, never object arrays: they load without pickle.
-            _atomic_save_npz(self.dir / "attributes.npz",
-                             {name: np.asarray(values).astype(str) for name, values in attributes.items()},
-                             record("attributes.npz"))
+            atomic_save_npz(self.dir / "attributes.npz",
+                            {name: np.asarray(values).astype(str) for name, values in attributes.items()},
+                            _record_into(checksums, "attributes.npz"))
             written.append("attributes")
         if attribute_embeddings is not None:
-            _atomic_save_npz(self.dir / "attribute_embeddings.npz",
-                             {name: np.asarray(v, dtype=np.float32) for name, v in attribute_embeddings.items()},
-                             record("attribute_embeddings.npz"))
+            atomic_save_npz(self.dir / "attribute_embeddings.npz",
+                            {name: np.asarray(v, dtype=np.float32) for name, v in attribute_embeddings.items()},
+                            _record_into(checksums, "attribute_embeddings.npz"))
             written.append("attribute_embeddings")
+        return written
 
-        dataset["counts"] = counts
-        dataset["n_samples"] = n_samples
+    def _write_meta(self, dataset: dict[str, Any], modalities: list[str], arrays: list[str],
+                    checksums: dict[str, str]) -> None:
+        """``meta.json``, written last: the commit point of the entry."""
         meta = {
             **self.meta,
             "key": self.key,
@@ -395,22 +408,47 @@ class EntryWriter:
             "dims": {m: self._dims[m] for m in modalities},
             "dtype": self.dtype,
             "class_names": self.meta.get("class_names"),
-            "arrays": sorted(written),
+            "arrays": arrays,
             "chunk_size": self.chunk_size,
             "gapdiag_version": __version__,
             "cache_format_version": CACHE_FORMAT_VERSION,
-            "created": _utc_now(),
+            "created": utc_now(),
             # Recorded from the files as written, before meta.json (the entry's commit point) exists.
             "checksums": checksums,
         }
-        _atomic_write_json(self.dir / "meta.json", meta)
-        shutil.rmtree(self._chunks, ignore_errors=True)
-        _unlink_quietly(self.dir / "partial.json")
-        # The checksums were just taken from these very files: no second pass over them.
-        result = self.cache.get(self.key, verify=False)
-        assert result is not None  # meta.json was just written
-        self.existing = result
-        return result
+        atomic_write_json(self.dir / "meta.json", meta)
+
+
+def _side_arrays(index: Mapping[str, NDArray[np.int64]], n_samples: int, labels: ArrayLike | None,
+                 class_embeddings: ArrayLike | None) -> dict[str, NDArray[Any]]:
+    """Check every sample index, and return the labels and class embeddings to store, checked.
+
+    Raises:
+        ValueError: A sample index is empty, not 1-D or out of ``[0, n_samples)``; the labels or class
+            embeddings have the wrong shape.
+        EmbeddingError: The class embeddings hold NaN or inf.
+    """
+    for m, modality_index in index.items():
+        if modality_index.ndim != 1 or len(modality_index) == 0 or modality_index.min() < 0 \
+                or modality_index.max() >= n_samples:
+            raise ValueError(f"sample_index of {m!r} must be a non-empty 1-D array with values in "
+                             f"[0, {n_samples})")
+    side: dict[str, NDArray[Any]] = {}
+    if labels is not None:
+        side["labels"] = np.asarray(labels, dtype=np.int64)
+        if side["labels"].shape != (n_samples,):
+            raise ValueError(f"labels must have shape ({n_samples},), got {side['labels'].shape}")
+    if class_embeddings is not None:
+        side["class_embeddings"] = np.asarray(class_embeddings, dtype=np.float32)
+        if side["class_embeddings"].ndim != 2:
+            raise ValueError("class_embeddings must be a 2-D (n_classes, d) array")
+        _check_finite(side["class_embeddings"], "class", 0, "check the text encoder and prompt templates")
+    return side
+
+
+def _record_into(checksums: dict[str, str], name: str) -> Callable[[str], None]:
+    """An ``on_checksum`` callback that records a file's checksum as ``checksums[name]``."""
+    return lambda value: checksums.__setitem__(name, value)
 
 
 def _check_finite(array: NDArray[Any], modality: str, start: int, hint: str) -> None:

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from gapdiag import __version__
-from gapdiag.cache import DTYPES, EmbeddingCache, cache_key
+from gapdiag import device as devices
+from gapdiag.cache import DTYPES, EmbeddingCache, EntryWriter, cache_key
 from gapdiag.data.base import Modality, PairedDataset
+from gapdiag.data.images import load_image
+from gapdiag.device_loader import encode_images_on_device
+from gapdiag.device_preprocess import PREPROCESS_BACKENDS, resolve_preprocess
 from gapdiag.distributed import DistributedContext, broadcast_object
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import DatasetError, InputError
+from gapdiag.metrics.zeroshot import build_classifier
 from gapdiag.models import LoadedModel, ModelSpec, build_model
 from gapdiag.progress import progress_bar
 
@@ -83,6 +88,33 @@ def embed_dataset(
     model's device, :mod:`gapdiag.device_preprocess`) or ``auto`` (device on CUDA when the model's transform is
     one the tensor path reproduces, else pil). Its resolved value is part of the cache key.
     """
+    _check_options(dataset, dtype=dtype, batch_size=batch_size, preprocess=preprocess)
+    dist = dist or DistributedContext()
+    device = dist.device(device)
+    found = _look_up(dataset, spec, cache, dist, device=device, precision=precision, dtype=dtype,
+                     preprocess=preprocess, progress=progress)
+    # Every rank must take the same branch (the barriers below must match): rank 0 decides.
+    if broadcast_object(dist, found.hit is not None):
+        return found.hit if found.hit is not None else cache.get(found.key)  # type: ignore[return-value]
+    meta = _entry_meta(dataset, spec, cache, precision=precision, dtype=dtype, preprocess=found.preprocess,
+                       extra_meta=extra_meta)
+    # The model is loaded before the entry is created: a model that cannot be loaded (no network for a
+    # download, a bad checkpoint) must not leave an empty partial entry behind.
+    loaded = found.loaded or build_model(spec, device=device, precision=precision)
+    resolve_preprocess(found.preprocess, loaded.preprocess, loaded.device)  # device for a transform it cannot copy
+    job = _EncodeJob(loaded, dataset, dist, batch_size=batch_size, workers=workers, preprocess=found.preprocess)
+    if not dist.is_main:
+        return _embed_share(cache, found.key, meta, job, chunk_size=chunk_size)
+    return _build_entry(cache, found.key, meta, job, chunk_size=chunk_size, progress=progress)
+
+
+def _check_options(dataset: PairedDataset, *, dtype: str, batch_size: int, preprocess: str) -> None:
+    """Refuse options :func:`embed_dataset` cannot follow, in one line each.
+
+    Raises:
+        InputError: An unknown dtype or preprocess backend, a batch size below 1, or a modality that is not
+            images or text.
+    """
     if dtype not in DTYPES:
         raise InputError(f"unknown --dtype {dtype!r}", hint="use float32 or float16")
     if batch_size < 1:
@@ -91,16 +123,27 @@ def embed_dataset(
     if unsupported:
         raise InputError(f"modalities {unsupported} cannot be encoded by an open_clip model",
                          hint="measure precomputed embeddings without --model")
-    dist = dist or DistributedContext()
-    from gapdiag.device_preprocess import PREPROCESS_BACKENDS, resolve_preprocess
-
     if preprocess not in PREPROCESS_BACKENDS:
         raise InputError(f"unknown --preprocess {preprocess!r}", hint="use pil, device or auto")
-    device = dist.device(device)
+
+
+class _LookUp(NamedTuple):
+    """Where :func:`embed_dataset` stands after asking the cache."""
+
+    key: str
+    hit: EmbeddingSet | None
+    #: The resolved backend, ``pil`` or ``device``.
+    preprocess: str
+    #: The model, when resolving ``auto`` already had to build it.
+    loaded: LoadedModel | None
+
+
+def _look_up(dataset: PairedDataset, spec: ModelSpec, cache: EmbeddingCache, dist: DistributedContext, *,
+             device: str, precision: str, dtype: str, preprocess: str, progress: bool) -> _LookUp:
+    """The entry's key under the resolved preprocess backend, and the entry if the cache holds it (read and
+    verified once)."""
     backend = preprocess if preprocess != "auto" else ("device" if _is_cuda(device) else "pil")
     key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache, preprocess=backend)
-    # Every rank must take the same branch (the barriers below must match): rank 0 decides. A hit reads (and
-    # verifies) the entry once.
     hit = cache.get(key, progress=progress and dist.is_main)
     loaded: LoadedModel | None = None
     if hit is None and preprocess == "auto" and backend == "device":
@@ -110,9 +153,13 @@ def embed_dataset(
         if backend != "device":
             key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache, preprocess=backend)
             hit = cache.get(key, progress=progress and dist.is_main)
-    if broadcast_object(dist, hit is not None):
-        return hit if hit is not None else cache.get(key)  # type: ignore[return-value]
-    meta = {
+    return _LookUp(key, hit, backend, loaded)
+
+
+def _entry_meta(dataset: PairedDataset, spec: ModelSpec, cache: EmbeddingCache, *, precision: str, dtype: str,
+                preprocess: str, extra_meta: dict[str, Any] | None) -> dict[str, Any]:
+    """What the entry's ``meta.json`` records about how its vectors were made."""
+    return {
         "model": spec.describe(cache_dir=cache.root),
         "precision": precision,
         "dataset": {"name": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint,
@@ -121,62 +168,78 @@ def embed_dataset(
         "class_names": dataset.class_names,
         "templates": list(dataset.templates),
         "dtype": dtype,
-        "preprocess": backend,
+        "preprocess": preprocess,
         "gapdiag_version": __version__,
         **(extra_meta or {}),
     }
-    progress = progress and dist.is_main
-    # The model is loaded before the entry is created: a model that cannot be loaded (no network for a
-    # download, a bad checkpoint) must not leave an empty partial entry behind.
-    loaded = loaded or build_model(spec, device=device, precision=precision)
-    resolve_preprocess(backend, loaded.preprocess, loaded.device)  # device for a transform it cannot copy
-    if not dist.is_main:
-        dist.barrier()  # 1: rank 0 holds the lock and has prepared (resumed or discarded) the entry
-        with cache.writer(key, meta, chunk_size=chunk_size, shared=True) as writer:
-            _embed_chunks(writer, loaded, dataset, dist, batch_size=batch_size, workers=workers, memo={},
-                          progress=False, preprocess=backend)
-        dist.barrier()  # 2: every rank's chunks are committed
-        dist.barrier()  # 3: rank 0 has finalised the entry
-        return cache.get(key)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class _EncodeJob:
+    """What a rank needs to encode its chunks of an entry."""
+
+    loaded: LoadedModel
+    dataset: PairedDataset
+    dist: DistributedContext
+    batch_size: int
+    workers: int
+    #: The resolved backend, ``pil`` or ``device``.
+    preprocess: str
+
+
+def _embed_share(cache: EmbeddingCache, key: str, meta: dict[str, Any], job: _EncodeJob, *,
+                 chunk_size: int) -> EmbeddingSet:
+    """A rank other than 0: embed this rank's chunks into the entry rank 0 prepared, then read what it finalised."""
+    job.dist.barrier()  # 1: rank 0 holds the lock and has prepared (resumed or discarded) the entry
+    with cache.writer(key, meta, chunk_size=chunk_size, shared=True) as writer:
+        _embed_chunks(writer, job, memo={}, progress=False)
+    job.dist.barrier()  # 2: every rank's chunks are committed
+    job.dist.barrier()  # 3: rank 0 has finalised the entry
+    return cache.get(key)  # type: ignore[return-value]
+
+
+def _build_entry(cache: EmbeddingCache, key: str, meta: dict[str, Any], job: _EncodeJob, *, chunk_size: int,
+                 progress: bool) -> EmbeddingSet:
+    """Rank 0 (or the only process): create or resume the entry under its lock, embed its chunks, finalise it.
+
+    The numbered barriers match those of :func:`_embed_share` on the other ranks.
+    """
     with cache.writer(key, meta, chunk_size=chunk_size, progress=progress) as writer:
-        dist.barrier()  # 1
+        job.dist.barrier()  # 1
         if writer.existing is not None:  # another process finished it while we waited for the lock
-            dist.barrier()  # 2
-            dist.barrier()  # 3
+            job.dist.barrier()  # 2
+            job.dist.barrier()  # 3
             return writer.existing
         text_memo: dict[str, np.ndarray] = {}
-        _embed_chunks(writer, loaded, dataset, dist, batch_size=batch_size, workers=workers, memo=text_memo,
-                      progress=progress, preprocess=backend)
-        dist.barrier()  # 2
-        class_embeddings = _class_embeddings(loaded, dataset, text_memo)
-        attribute_embeddings = _attribute_embeddings(loaded, dataset, text_memo)
+        _embed_chunks(writer, job, memo=text_memo, progress=progress)
+        job.dist.barrier()  # 2
+        dataset = job.dataset
         es = writer.finalize(
             sample_index={name: m.sample_index for name, m in dataset.modalities.items()},
             labels=dataset.labels,
-            class_embeddings=class_embeddings,
+            class_embeddings=_class_embeddings(job.loaded, dataset, text_memo),
             attributes=dataset.attributes,
-            attribute_embeddings=attribute_embeddings,
+            attribute_embeddings=_attribute_embeddings(job.loaded, dataset, text_memo),
         )
-        dist.barrier()  # 3
+        job.dist.barrier()  # 3
         return es
 
 
-def _embed_chunks(writer: Any, loaded: LoadedModel, dataset: PairedDataset, dist: DistributedContext, *,
-                  batch_size: int, workers: int, memo: dict[str, np.ndarray], progress: bool,
-                  preprocess: str = "pil") -> None:
+def _embed_chunks(writer: EntryWriter, job: _EncodeJob, *, memo: dict[str, np.ndarray], progress: bool) -> None:
     """Encode and commit every chunk this rank owns that no earlier run committed."""
     with progress_bar(progress, unit="items") as bar:
         number = 0  # chunks are numbered across modalities so that ranks stay balanced
-        for modality in dataset.modalities.values():
+        for modality in job.dataset.modalities.values():
             ranges = writer.chunk_ranges(modality.name, len(modality))
-            mine = [r for k, r in enumerate(ranges, start=number) if dist.owns(k)]
+            mine = [r for k, r in enumerate(ranges, start=number) if job.dist.owns(k)]
             number += len(ranges)
             todo = [r for r in mine if not writer.is_done(modality.name, *r)]
             task = bar.add_task(f"embed {modality.name}", total=sum(e - s for s, e in mine),
                                 completed=sum(e - s for s, e in mine) - sum(e - s for s, e in todo))
             encode = _encode_images if modality.kind == "image" else _encode_texts
-            for start, vectors in encode(loaded, modality, todo, batch_size=batch_size, workers=workers, memo=memo,
-                                         on_batch=lambda n, t=task: bar.advance(t, n), preprocess=preprocess):
+            for start, vectors in encode(job.loaded, modality, todo, batch_size=job.batch_size, workers=job.workers,
+                                         memo=memo, on_batch=lambda n, t=task: bar.advance(t, n),
+                                         preprocess=job.preprocess):
                 writer.write_chunk(modality.name, start, vectors)
 
 
@@ -263,8 +326,6 @@ class _ImageItems:
         return len(self.modality)
 
     def __getitem__(self, i: int) -> Any:
-        from gapdiag.data.images import load_image
-
         try:
             return self.preprocess(load_image(self.modality.items[i], self.modality.location(i)))
         except DatasetError as e:
@@ -295,8 +356,6 @@ def _encode_images(loaded: LoadedModel, modality: Modality, todo: Sequence[tuple
     if not todo:
         return
     if preprocess == "device":
-        from gapdiag.device_loader import encode_images_on_device
-
         yield from encode_images_on_device(loaded, modality, _batches(todo, batch_size), workers=workers,
                                            on_batch=on_batch, assembler=_ChunkAssembler(todo), to_numpy=_to_numpy)
         return
@@ -347,8 +406,6 @@ def _encode_texts(loaded: LoadedModel, modality: Modality, todo: Sequence[tuple[
 
 def _is_cuda(device: str) -> bool:
     """Whether ``device`` means CUDA; only ``auto`` looks at the hardware (an explicit device is taken as said)."""
-    from gapdiag import device as devices
-
     dev = devices.parse(device)
     return (devices.resolve(dev) if dev.kind == "auto" else dev).kind == "cuda"
 
@@ -357,8 +414,6 @@ def _class_embeddings(loaded: LoadedModel, dataset: PairedDataset, memo: dict[st
     """CLIP's zero-shot classifier: class-major prompts, averaged per class (see metrics.zeroshot)."""
     if not dataset.class_names:
         return None
-    from gapdiag.metrics.zeroshot import build_classifier
-
     prompts = [t.format(c) for c in dataset.class_names for t in dataset.templates]
     vectors = encode_texts(loaded, prompts, memo=memo)
     return build_classifier(vectors, len(dataset.class_names), len(dataset.templates)).astype(np.float32)

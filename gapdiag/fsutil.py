@@ -35,12 +35,12 @@ from typing import IO, Any
 
 #: Digest algorithm of :func:`hash_file` and :func:`file_digest` (prefix of stored checksums).
 ALGORITHM = "sha256"
-#: A digest taken sooner than this after the file's last change (ctime) is not memoised.
 #: What ``np.load`` raises on an empty, truncated or foreign file: a 0-byte ``.npy`` raises ``EOFError`` (which
 #: click would report as a Ctrl-C "aborted"), a cut ``.npz`` ``zipfile.BadZipFile`` or ``zlib.error``, and a
 #: damaged ``.npy`` header (parsed as a Python literal) ``SyntaxError`` or ``tokenize.TokenError`` (found by
 #: fuzzing). Readers and the cache both catch exactly these.
 NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, TokenError)
+#: A digest taken sooner than this after the file's last change (ctime) is not memoised.
 RACY_SECONDS = 2.0
 _BLOCK = 1 << 20
 
@@ -66,7 +66,8 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
+def unlink_quietly(path: Path) -> None:
+    """Remove ``path`` if it can be removed; a missing or protected file is left as it is."""
     try:
         path.unlink()
     except OSError:
@@ -94,7 +95,7 @@ def atomic_path(path: str | Path, *, before_replace: Callable[[Path], None] | No
             before_replace(tmp)
         os.replace(tmp, target)
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
     _fsync_dir(target.parent)
 

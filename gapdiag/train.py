@@ -15,15 +15,21 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gapdiag.data.base import PairedDataset
+from gapdiag import fsutil
+from gapdiag.cache import file_sha256
+from gapdiag.data.base import Modality, PairedDataset, hash_json
+from gapdiag.data.images import load_image
+from gapdiag.encode import embed_in_memory
 from gapdiag.errors import InputError
-from gapdiag.models import SAFETENSORS_CONFIG_KEY, build_model, resolve_model
+from gapdiag.metrics import compute_all
+from gapdiag.models import SAFETENSORS_CONFIG_KEY, LoadedModel, ModelSpec, build_model, resolve_model
 from gapdiag.progress import progress_bar
 
 #: Metrics logged per epoch (computed on the evaluation data by the metrics engine).
@@ -79,8 +85,6 @@ class _TrainItems:
         self.preprocess = preprocess
 
     def __getitem__(self, sample: int) -> Any:
-        from gapdiag.data.images import load_image
-
         i = int(self.image_of_sample[sample])
         return self.preprocess(load_image(self.image.items[i], self.image.location(i)))
 
@@ -105,9 +109,6 @@ def run_settings(spec: Any, data: PairedDataset, eval_data: PairedDataset | None
     ``epochs`` is among them because it sets the length of the cosine schedule: the same epoch of a 10- and a
     20-epoch run trains with different learning rates.
     """
-    from gapdiag.cache import file_sha256
-    from gapdiag.data.base import hash_json
-
     model = {"architecture": spec.architecture, "pretrained": spec.pretrained,
              "config": hash_json(spec.model_cfg)[:16] if spec.model_cfg else None,
              "checkpoint_sha256": file_sha256(spec.checkpoint) if spec.checkpoint else None}
@@ -155,6 +156,17 @@ def _load_resume_state(path: Path, out: Path, settings: dict[str, Any]) -> dict[
     return state
 
 
+def _cut_log(log_path: Path, epochs_done: int) -> list[dict[str, Any]]:
+    """The logged records of the epochs a resumed run keeps, with the log cut to them (empty for a new run).
+
+    A killed run may have logged one more epoch than its newest checkpoint holds; that line goes.
+    """
+    kept = [json.loads(line) for line in log_path.read_text().splitlines()[:epochs_done]] \
+        if epochs_done and log_path.exists() else []
+    fsutil.atomic_write_text(log_path, "".join(json.dumps(record) + "\n" for record in kept))
+    return kept
+
+
 def restart_run(out: Path) -> None:
     """Delete what a previous run wrote in ``out`` (checkpoints, log, export) and nothing else."""
     for ckpt in (out / "checkpoints").glob("epoch_*.pt"):
@@ -166,9 +178,8 @@ def restart_run(out: Path) -> None:
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with fsutil.atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def export_safetensors(model: Any, architecture: str, model_cfg: dict[str, Any], path: Path, *,
@@ -182,13 +193,13 @@ def export_safetensors(model: Any, architecture: str, model_cfg: dict[str, Any],
              for k, v in model.state_dict().items()}
     meta = {SAFETENSORS_CONFIG_KEY: json.dumps({"name": architecture, "model_cfg": model_cfg}), **(extra or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.chmod(0o644)  # safetensors writes 0600; a shared checkpoint should be readable like any other file
-    tmp.replace(path)
+    with fsutil.atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+        tmp.chmod(0o644)  # safetensors writes 0600; a shared checkpoint should be readable like any other file
     return path
 
 
+# Over 80 lines only by its 21 options and their documentation; the code is about 50 lines.
 def train(
     data: PairedDataset,
     model: str | Path = "gapdiag-tiny-vit",
@@ -234,12 +245,7 @@ def train(
     Raises:
         InputError: Bad options or data; a checkpoint to resume from that is unreadable or from another run.
     """
-    import torch
-    from torch.utils.data import DataLoader
-
-    from gapdiag.encode import embed_in_memory
-    from gapdiag.losses import get_loss
-    from gapdiag.metrics import compute_all
+    from gapdiag.losses import get_loss  # imports torch at its top
 
     if epochs < 1 or batch_size < 2:
         raise InputError(f"need epochs >= 1 and batch size >= 2 (got {epochs}, {batch_size})")
@@ -259,84 +265,136 @@ def train(
     latest = _latest_checkpoint(ckpt_dir)
     # Read and verify before building anything: a refused resume costs no model build.
     resume = _load_resume_state(latest[1], out, settings) if latest is not None else None
+    start_epoch = latest[0] if latest is not None else 0
     if resume is None:
-        (out / "run.json").write_text(json.dumps(settings, indent=2, default=str) + "\n")  # for people to read
-    torch.manual_seed(seed)
-    loaded = build_model(spec, device=device, precision=precision, init_seed=seed)
-    net = loaded.model
-    if temperature is not None:
-        with torch.no_grad():
-            net.logit_scale.fill_(math.log(1.0 / temperature))
-        net.logit_scale.requires_grad_(False)
-    params = [p for p in net.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-    steps_per_epoch = math.ceil(data.n_samples / batch_size)
-    total_steps = epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _cosine_with_warmup(step, warmup_steps,
-                                                                                              total_steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "amp")
+        fsutil.atomic_write_text(out / "run.json", json.dumps(settings, indent=2, default=str) + "\n")  # for people
+    stepper = _Stepper.build(spec, device=device, precision=precision, seed=seed, temperature=temperature,
+                             lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                             total_steps=epochs * math.ceil(data.n_samples / batch_size), loss_fn=loss_fn,
+                             weights=weights)
 
-    result = TrainResult(out_dir=out, model_path=out / "model.safetensors")
+    if resume is not None:
+        stepper.load(resume)
     log_path = out / "metrics.jsonl"
-    start_epoch = 0
-    if latest is not None and resume is not None:
-        start_epoch, state = latest[0], resume
-        net.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        result.resumed_from = start_epoch
-        result.epochs = [json.loads(line) for line in log_path.read_text().splitlines()[:start_epoch]] \
-            if log_path.exists() else []
-    # Keep the log consistent with the checkpoint we resume from (a killed run may have logged one more epoch).
-    log_path.write_text("".join(json.dumps(e) + "\n" for e in result.epochs))
+    result = TrainResult(out_dir=out, model_path=out / "model.safetensors", resumed_from=start_epoch,
+                         epochs=_cut_log(log_path, start_epoch))
 
-    items = _TrainItems(data, image_name, loaded.preprocess)
-    texts = data.modalities[text_name]
+    items = _TrainItems(data, image_name, stepper.loaded.preprocess)
     with progress_bar(progress, unit="pairs") as bar:
         task = bar.add_task(f"train {loss}", total=epochs * data.n_samples,
                             completed=start_epoch * data.n_samples)
         for epoch in range(start_epoch, epochs):
-            net.train()
             order, caption_items = _epoch_order(data, text_name, epoch, seed)
-            batches = [order[b:b + batch_size] for b in range(0, len(order), batch_size)]
-            batches = [b for b in batches if len(b) >= 2]  # contrastive losses need two pairs
-            loader = DataLoader(items, batch_sampler=[b.tolist() for b in batches], num_workers=workers)
-            t0, running = time.perf_counter(), 0.0
-            for images, batch in zip(loader, batches):
-                captions = [texts.items[i] for i in caption_items[batch]]
-                tokens = loaded.tokenizer(captions).to(loaded.device)
-                with loaded.autocast():
-                    x = net.encode_image(images.to(loaded.device), normalize=True)
-                    y = net.encode_text(tokens, normalize=True)
-                    value = loss_fn([x.float(), y.float()], net.logit_scale.exp(), **weights)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(value).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                with torch.no_grad():
-                    net.logit_scale.clamp_(0, math.log(100))  # as open_clip's training loop
-                running += float(value.detach()) * len(batch)
-                bar.advance(task, len(batch))
-            net.eval()
-            es = embed_in_memory(eval_data or data, loaded)
-            values, _ = compute_all(es, list(EPOCH_METRICS), progress=None)
-            record = {"epoch": epoch + 1, "loss": running / data.n_samples, "seconds": time.perf_counter() - t0,
-                      "temperature": float(1.0 / net.logit_scale.detach().exp()), **values}
+            t0 = time.perf_counter()
+            loss_sum = _train_epoch(stepper, items, data.modalities[text_name], order, caption_items,
+                                    batch_size=batch_size, workers=workers, advance=lambda n: bar.advance(task, n))
+            values = stepper.evaluate(eval_data or data)
+            record = {"epoch": epoch + 1, "loss": loss_sum / data.n_samples, "seconds": time.perf_counter() - t0,
+                      "temperature": stepper.temperature(), **values}
             result.epochs.append(record)
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
-                _atomic_torch_save({"epoch": epoch + 1, "name": spec.architecture, "state_dict": net.state_dict(),
-                                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                    SETTINGS_KEY: settings},
-                                   ckpt_dir / f"epoch_{epoch + 1}.pt")
-    export_safetensors(net, spec.architecture, spec.model_cfg or {}, result.model_path, dtype=export_dtype,
+                _atomic_torch_save({"epoch": epoch + 1, "name": spec.architecture, **stepper.state(),
+                                    SETTINGS_KEY: settings}, ckpt_dir / f"epoch_{epoch + 1}.pt")
+    export_safetensors(stepper.loaded.model, spec.architecture, spec.model_cfg or {}, result.model_path,
+                       dtype=export_dtype,
                        extra={"gapdiag_loss": loss, "gapdiag_seed": str(seed), "gapdiag_epochs": str(epochs)})
     return result
+
+
+@dataclass
+class _Stepper:
+    """The model being trained and what steps it: the loss and its weights, AdamW, the schedule, the scaler."""
+
+    loaded: LoadedModel
+    loss_fn: Callable[..., Any]
+    weights: dict[str, float]
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+
+    @classmethod
+    def build(cls, spec: ModelSpec, *, device: str, precision: str, seed: int, temperature: float | None,
+              lr: float, weight_decay: float, warmup_steps: int, total_steps: int, loss_fn: Callable[..., Any],
+              weights: dict[str, float]) -> _Stepper:
+        """Build the model from ``seed`` (τ fixed when ``temperature`` is given), AdamW without weight decay on
+        gains and biases, and a linear warm-up then cosine schedule over ``total_steps``."""
+        import torch
+
+        torch.manual_seed(seed)
+        loaded = build_model(spec, device=device, precision=precision, init_seed=seed)
+        net = loaded.model
+        if temperature is not None:
+            with torch.no_grad():
+                net.logit_scale.fill_(math.log(1.0 / temperature))
+            net.logit_scale.requires_grad_(False)
+        params = [p for p in net.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: _cosine_with_warmup(step, warmup_steps, total_steps))
+        scaler = torch.amp.GradScaler("cuda", enabled=precision == "amp")
+        return cls(loaded, loss_fn, weights, optimizer, scheduler, scaler)
+
+    def step(self, images: Any, captions: list[str]) -> float:
+        """One optimisation step on a batch of preprocessed images and their captions; returns the loss."""
+        import torch
+
+        net, loaded = self.loaded.model, self.loaded
+        tokens = loaded.tokenizer(captions).to(loaded.device)
+        with loaded.autocast():
+            x = net.encode_image(images.to(loaded.device), normalize=True)
+            y = net.encode_text(tokens, normalize=True)
+            value = self.loss_fn([x.float(), y.float()], net.logit_scale.exp(), **self.weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(value).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        with torch.no_grad():
+            net.logit_scale.clamp_(0, math.log(100))  # as open_clip's training loop
+        return float(value.detach())
+
+    def evaluate(self, data: PairedDataset) -> dict[str, float]:
+        """The per-epoch metrics (:data:`EPOCH_METRICS`) of the model as it is now, on ``data``."""
+        self.loaded.model.eval()
+        values, _ = compute_all(embed_in_memory(data, self.loaded), list(EPOCH_METRICS), progress=None)
+        return values
+
+    def temperature(self) -> float:
+        """τ = 1 / exp(logit_scale)."""
+        return float(1.0 / self.loaded.model.logit_scale.detach().exp())
+
+    def state(self) -> dict[str, Any]:
+        """The weights, optimizer and schedule a checkpoint stores (resume restores them with :meth:`load`)."""
+        return {"state_dict": self.loaded.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict()}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` stored."""
+        self.loaded.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+def _train_epoch(stepper: _Stepper, items: _TrainItems, texts: Modality, order: np.ndarray,
+                 caption_items: np.ndarray, *, batch_size: int, workers: int,
+                 advance: Callable[[int], object]) -> float:
+    """One pass over ``order`` in batches of ``batch_size``; returns the summed loss (mean loss × pairs)."""
+    from torch.utils.data import DataLoader
+
+    stepper.loaded.model.train()
+    batches = [order[b:b + batch_size] for b in range(0, len(order), batch_size)]
+    batches = [b for b in batches if len(b) >= 2]  # contrastive losses need two pairs
+    loader = DataLoader(items, batch_sampler=[b.tolist() for b in batches], num_workers=workers)
+    loss_sum = 0.0
+    for images, batch in zip(loader, batches):
+        loss_sum += stepper.step(images, [texts.items[i] for i in caption_items[batch]]) * len(batch)
+        advance(len(batch))
+    return loss_sum
 
 
 def _cosine_with_warmup(step: int, warmup: int, total: int) -> float:

@@ -28,7 +28,7 @@ import pytest
 
 import gapdiag
 import gapdiag.cache as cache_mod
-from gapdiag import fsutil
+from gapdiag import cache_keys, fsutil
 from gapdiag.cache import EmbeddingCache, cache_key, default_cache_dir, file_sha256
 from gapdiag.errors import CacheError, EmbeddingError, InputError
 
@@ -200,7 +200,7 @@ def test_cache_key_changes_when_any_part_changes(path, value):
 
 def test_cache_key_changes_with_the_format_version(monkeypatch):
     before = cache_key(BASE_PARTS)
-    monkeypatch.setattr(cache_mod, "CACHE_FORMAT_VERSION", cache_mod.CACHE_FORMAT_VERSION + 1)
+    monkeypatch.setattr(cache_keys, "CACHE_FORMAT_VERSION", cache_keys.CACHE_FORMAT_VERSION + 1)
     assert cache_key(BASE_PARTS) != before
 
 

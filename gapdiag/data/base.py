@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from gapdiag import fsutil
 from gapdiag.errors import DatasetError, InputError
+from gapdiag.settings import current
 
 ModalityKind = Literal["image", "text", "embedding"]
 
@@ -156,8 +157,6 @@ def fingerprint_files(paths: Sequence[Path], extra: Any = None) -> str:
 
 def _fingerprint_memo(stat_key: str) -> Path | None:
     try:
-        from gapdiag.settings import current
-
         # The cache root of the API call in progress (--cache-dir), never re-read from the environment here.
         return current().cache_root / "fingerprints" / f"{stat_key[:32]}.txt"
     except Exception:  # noqa: BLE001 - no usable cache dir: fingerprint without a memo
@@ -312,6 +311,12 @@ class ImageTextItems:
             self.captions.append(caption)
             self.caption_samples.append(sample)
             self.caption_locations.append(caption_location)
+
+    def with_template_captions(self, labels: NDArray[np.int64], class_names: Sequence[str],
+                               templates: Sequence[str]) -> ImageTextItems:
+        """These images with captions made from their class names instead (see :func:`template_captions`)."""
+        captions, samples, locations = template_captions(labels, class_names, templates, self.image_locations)
+        return ImageTextItems(self.images, self.image_locations, captions, samples.tolist(), locations)
 
 
 def image_text_dataset(

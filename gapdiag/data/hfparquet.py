@@ -24,6 +24,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,9 @@ from gapdiag.data.base import (
     encode_labels,
     image_text_dataset,
     is_existing_file,
-    template_captions,
 )
+from gapdiag.data.columns import caption_columns, captions_in_cell, is_blank, pick_column
 from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
-from gapdiag.data.manifest import caption_columns, captions_in_cell, is_blank, pick_column
 from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
@@ -156,17 +156,79 @@ def read_hf_parquet(
     if not shards:
         raise DatasetError(f"{spec}: no Parquet file with an image column here (check the path or the pattern)")
     shards = _select_split(shards, spec, split)
-    schema = read_schema(shards[0])
-    img_col = _image_column(schema, image_column, shards[0])
-    cap_cols = caption_columns(schema.names, text_columns, shards[0])
-    label_col = pick_column(schema.names, label_column, ("label", "labels"), shards[0], "label", "--label-column")
-    class_names = None if label_col is None else _class_names(schema, label_col)
-    if not cap_cols and class_names is None:
+    columns = _hf_columns(shards[0], image_column=image_column, text_columns=text_columns, label_column=label_column)
+    items, raw_labels, skipped = _read_rows(shards, columns, skip_bad)
+
+    labels, class_names = None, columns.class_names
+    if columns.label is not None:
+        labels, names = encode_labels(raw_labels, f"{shards[0].name} column {columns.label!r}")
+        class_names = names if names is not None else class_names
+    templates = tuple(templates) if templates else DEFAULT_TEMPLATES
+    if not columns.captions and labels is not None and class_names is not None:
+        items = items.with_template_captions(labels, class_names, templates)
+    if Path(spec).is_dir():
+        name = Path(spec).name
+    else:
+        name = shards[0].stem if len(shards) == 1 else shards[0].parent.name
+    return image_text_dataset(
+        name=name,
+        source=spec,
+        format="huggingface",
+        items=items,
+        files=shards,
+        # No split: the shard files it chose are hashed, so a glob of the same shards is the same data.
+        options={"image_column": columns.image, "text_columns": columns.captions, "label_column": columns.label},
+        labels=labels,
+        class_names=class_names,
+        templates=templates,
+        skipped=skipped,
+    )
+
+
+@dataclass(frozen=True)
+class _HfColumns:
+    """The columns Hugging Face shards are read from, and the ``ClassLabel`` names of the label column."""
+
+    image: str
+    captions: list[str]
+    label: str | None
+    class_names: list[str] | None
+
+    @property
+    def needed(self) -> list[str]:
+        """The columns every shard must have."""
+        return [self.image, *self.captions, *([self.label] if self.label else [])]
+
+
+def _hf_columns(shard: Path, *, image_column: str | None, text_columns: Sequence[str] | None,
+                label_column: str | None) -> _HfColumns:
+    """The columns given, or else found in the first shard's schema.
+
+    Raises:
+        DatasetError: No image column, or neither a caption column nor ``ClassLabel`` names.
+    """
+    schema = read_schema(shard)
+    image = _image_column(schema, image_column, shard)
+    captions = caption_columns(schema.names, text_columns, shard)
+    label = pick_column(schema.names, label_column, ("label", "labels"), shard, "label", "--label-column")
+    class_names = None if label is None else _class_names(schema, label)
+    if not captions and class_names is None:
         raise DatasetError(
-            f"{shards[0].name}: no caption column (looked for caption, text, captions, caption_1..n; columns: "
+            f"{shard.name}: no caption column (looked for caption, text, captions, caption_1..n; columns: "
             f"{', '.join(schema.names)}) and no ClassLabel names; name it with --text-column"
         )
-    needed = [img_col, *cap_cols, *([label_col] if label_col else [])]
+    return _HfColumns(image, captions, label, class_names)
+
+
+def _read_rows(shards: Sequence[Path], columns: _HfColumns,
+               skip_bad: bool) -> tuple[ImageTextItems, list[Any], list[str]]:
+    """Every row's image and captions, its raw label, and the rows skipped (a bad row fails without ``skip_bad``).
+
+    Raises:
+        DatasetError: A shard lacks a column of the first, or (without ``skip_bad``) a row has no image,
+            a blank caption or a blank label.
+    """
+    img_col, cap_cols, label_col = columns.image, columns.captions, columns.label
     items, skipped, raw_labels = ImageTextItems(), [], []
 
     def bad(message: str) -> None:
@@ -175,11 +237,11 @@ def read_hf_parquet(
         skipped.append(message)
 
     for shard in shards:
-        missing = [c for c in needed if c not in read_schema(shard).names]
+        missing = [c for c in columns.needed if c not in read_schema(shard).names]
         if missing:
             raise DatasetError(f"{shard}: no column {missing[0]!r}, which {shards[0].name} has (shards must match)")
         row = 0
-        for group, cells, has_bytes, paths in readable(shard, lambda p: _read_cells(p, needed, img_col)):
+        for group, cells, has_bytes, paths in readable(shard, lambda p: _read_cells(p, columns.needed, img_col)):
             for index, cell in enumerate(cells):
                 row += 1
                 loc = f"{shard.name}:{row}"
@@ -198,32 +260,7 @@ def read_hf_parquet(
                     continue
                 items.add(image, loc, caps)
                 raw_labels.append(None if label_col is None else cell.get(label_col))
-
-    labels = None
-    if label_col is not None:
-        labels, names = encode_labels(raw_labels, f"{shards[0].name} column {label_col!r}")
-        class_names = names if names is not None else class_names
-    templates = tuple(templates) if templates else DEFAULT_TEMPLATES
-    if not cap_cols and labels is not None and class_names is not None:
-        captions, samples, cap_locs = template_captions(labels, class_names, templates, items.image_locations)
-        items = ImageTextItems(items.images, items.image_locations, captions, samples.tolist(), cap_locs)
-    if Path(spec).is_dir():
-        name = Path(spec).name
-    else:
-        name = shards[0].stem if len(shards) == 1 else shards[0].parent.name
-    return image_text_dataset(
-        name=name,
-        source=spec,
-        format="huggingface",
-        items=items,
-        files=shards,
-        # No split: the shard files it chose are hashed, so a glob of the same shards is the same data.
-        options={"image_column": img_col, "text_columns": cap_cols, "label_column": label_col},
-        labels=labels,
-        class_names=class_names,
-        templates=templates,
-        skipped=skipped,
-    )
+    return items, raw_labels, skipped
 
 
 def _read_cells(

@@ -19,7 +19,6 @@ from gapdiag.data.base import (
     ImageTextItems,
     PairedDataset,
     image_text_dataset,
-    template_captions,
 )
 from gapdiag.data.images import is_image_file
 from gapdiag.data.registry import register_reader
@@ -67,8 +66,7 @@ def read_imagefolder(
         labels += [label] * len(files)
     label_arr = np.asarray(labels, dtype=np.int64)
     image_locs = [str(p.relative_to(root)) for p in images]
-    captions, cap_samples, cap_locs = template_captions(label_arr, class_names, templates, image_locs)
-    items = ImageTextItems(images, image_locs, captions, cap_samples.tolist(), cap_locs)
+    items = ImageTextItems(images, image_locs).with_template_captions(label_arr, class_names, templates)
     return image_text_dataset(
         name=root.name,
         source=str(root),

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gapdiag.data import parquet
 from gapdiag.data.base import (
     DEFAULT_TEMPLATES,
     ImageTextItems,
@@ -36,8 +35,8 @@ from gapdiag.data.base import (
     image_text_dataset,
     is_existing_file,
     not_utf8,
-    template_captions,
 )
+from gapdiag.data.columns import CAPTION_COLUMNS, caption_columns, captions_in_cell, is_blank, pick_column
 from gapdiag.data.images import missing_image_message
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
@@ -45,14 +44,11 @@ from gapdiag.errors import DatasetError
 MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".jsonl", ".parquet")
 MANIFEST_NAMES: tuple[str, ...] = tuple(f"manifest{s}" for s in MANIFEST_SUFFIXES)
 IMAGE_COLUMNS: tuple[str, ...] = ("image", "image_path", "filepath", "path", "file_name", "filename")
-CAPTION_COLUMNS: tuple[str, ...] = ("caption", "text", "captions")
 LABEL_COLUMNS: tuple[str, ...] = ("label",)
 CLASS_NAME_COLUMNS: tuple[str, ...] = ("class_name", "classname")
 SPLIT_COLUMN = "split"
 #: Columns read as per-sample attributes (``PairedDataset.attributes``) when present and not named otherwise.
 ATTRIBUTE_COLUMNS: tuple[str, ...] = ("color", "colour", "shape", "size", "position", "material", "texture")
-
-_NUMBERED_CAPTION = re.compile(r"^caption_?(\d+)$")
 
 
 @dataclass
@@ -75,8 +71,6 @@ def find_manifest(directory: Path) -> Path | None:
     Raises:
         DatasetError: Several candidate tables (the message names them).
     """
-    from gapdiag.data.parquet import parquet_kinds
-
     named = [directory / n for n in MANIFEST_NAMES if (directory / n).is_file()]
     tables = named or [
         f
@@ -84,7 +78,7 @@ def find_manifest(directory: Path) -> Path | None:
         if f.suffix.lower() in MANIFEST_SUFFIXES
         and not f.name.startswith(".")
         and f.is_file()
-        and (f.suffix.lower() != ".parquet" or not parquet_kinds(f))
+        and (f.suffix.lower() != ".parquet" or not parquet.parquet_kinds(f))
     ]
     if len(tables) > 1:
         raise DatasetError(
@@ -180,64 +174,9 @@ def _read_jsonl_utf8(path: Path) -> Table:
 
 
 def _read_parquet(path: Path) -> Table:
-    from gapdiag.data.parquet import readable, read_table
-
-    arrow = read_table(path)
-    rows = readable(path, lambda _: arrow.to_pylist())
+    arrow = parquet.read_table(path)
+    rows = parquet.readable(path, lambda _: arrow.to_pylist())
     return Table(path, arrow.column_names, rows, [f"{path.name}:{i + 1}" for i in range(len(rows))])
-
-
-def is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
-
-
-def captions_in_cell(value: Any) -> list[str] | None:
-    """The captions a cell holds: a list (Parquet/JSONL), a JSON list written as text, or one string.
-
-    Returns ``None`` for a blank cell, and a list that may contain blank strings otherwise.
-    """
-    if isinstance(value, (list, tuple)):
-        return [str(v) if v is not None else "" for v in value]
-    if is_blank(value):
-        return None
-    text = str(value).strip()
-    if text.startswith("["):
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError:
-            return [text]  # a caption that merely starts with a bracket
-        if isinstance(parsed, list):
-            return [str(v) if v is not None else "" for v in parsed]
-    return [text]
-
-
-def pick_column(
-    columns: Sequence[str], given: str | None, candidates: Sequence[str], path: Path, what: str, option: str
-) -> str | None:
-    """The column to use: ``given`` if it exists (else an error), or the first candidate present."""
-    if given is not None:
-        if given not in columns:
-            raise DatasetError(
-                f"{path.name}: no {what} column {given!r} (columns: {', '.join(columns)}); fix {option}"
-            )
-        return given
-    lower = {c.lower(): c for c in columns}
-    return next((lower[c] for c in candidates if c in lower), None)
-
-
-def caption_columns(columns: Sequence[str], given: Sequence[str] | None, path: Path) -> list[str]:
-    if given:
-        for c in given:
-            pick_column(columns, c, (), path, "caption", "--text-column")
-        return list(given)
-    numbered = sorted(
-        ((int(m.group(1)), c) for c in columns if (m := _NUMBERED_CAPTION.match(c.lower()))),
-        key=lambda t: t[0],
-    )
-    if numbered:
-        return [c for _, c in numbered]
-    lower = {c.lower(): c for c in columns}
-    return [lower[c] for c in CAPTION_COLUMNS if c in lower][:1]
 
 
 def _labels(
@@ -362,69 +301,34 @@ def read_manifest(
         DatasetError: A missing column, image, caption or label, with its row and column.
     """
     table = read_table(path)
-    cols, name = table.columns, path.name
-    img_col = pick_column(cols, image_column, IMAGE_COLUMNS, path, "image", "--image-column")
-    if img_col is None:
-        raise DatasetError(
-            f"{name}: no image column (looked for {', '.join(IMAGE_COLUMNS)}; "
-            f"columns: {', '.join(cols)}); name it with --image-column"
-        )
-    cap_cols = caption_columns(cols, text_columns, path)
-    label_col = pick_column(cols, label_column, LABEL_COLUMNS, path, "label", "--label-column")
-    cname_col = pick_column(cols, class_name_column, CLASS_NAME_COLUMNS, path, "class name", "--class-name-column")
-    if attribute_columns is None:
-        attr_cols = [c for c in cols if c.lower() in ATTRIBUTE_COLUMNS]
-    else:
-        attr_cols = [pick_column(cols, c, (), path, "attribute", "attribute_columns") for c in attribute_columns]
-    split_col = pick_column(cols, None, (SPLIT_COLUMN,), path, "split", "--split")
+    columns = _manifest_columns(table, image_column=image_column, text_columns=text_columns,
+                                label_column=label_column, class_name_column=class_name_column,
+                                attribute_columns=attribute_columns)
     templates = tuple(templates) if templates else DEFAULT_TEMPLATES
 
-    rows, locs = table.rows, table.locations
     skipped: list[str] = []
-    label_source = label_col or cname_col
-    keep, labels_all, class_names = _labels(table, label_source, cname_col, skip_bad, skipped)
+    keep, labels_all, class_names = _labels(table, columns.label, columns.class_name, skip_bad, skipped)
     if split is not None:
-        keep &= _split_mask(table, split_col, split)
-
-    if not cap_cols and not (labels_all is not None and class_names is not None):
+        keep &= _split_mask(table, columns.split, split)
+    if not columns.captions and not (labels_all is not None and class_names is not None):
         raise DatasetError(
-            f"{name}: no caption column (looked for {', '.join(CAPTION_COLUMNS)}, caption_1.."
-            f"caption_n; columns: {', '.join(cols)}); name it with --text-column"
+            f"{path.name}: no caption column (looked for {', '.join(CAPTION_COLUMNS)}, caption_1.."
+            f"caption_n; columns: {', '.join(table.columns)}); name it with --text-column"
         )
-
-    items = ImageTextItems()
-    sample_rows: list[int] = []
-    for i in np.flatnonzero(keep).tolist():
-        image = _row_image(table, i, img_col, skip_bad, skipped)
-        row_caps = _row_captions(table, i, cap_cols, skip_bad, skipped)
-        if image is None or (cap_cols and not row_caps):
-            continue
-        items.add(image, locs[i], row_caps)
-        sample_rows.append(i)
+    items, sample_rows = _gather_rows(table, np.flatnonzero(keep).tolist(), columns, skip_bad, skipped)
 
     labels = None if labels_all is None else labels_all[sample_rows]
-    if not cap_cols and labels is not None and class_names is not None:
-        captions, samples_arr, cap_locs = template_captions(
-            labels, class_names, templates, items.image_locations
-        )
-        items = ImageTextItems(items.images, items.image_locations, captions, samples_arr.tolist(), cap_locs)
-    attributes = {c: np.array([str(rows[i][c]).strip() for i in sample_rows], dtype=str) for c in attr_cols}
-    options = {
-        "image_column": img_col,
-        "text_columns": cap_cols,
-        "label_column": label_source,
-        "class_name_column": cname_col,
-        "attribute_columns": attr_cols,
-        "split": split,
-        "skip_bad": skip_bad,
-    }
+    if not columns.captions and labels is not None and class_names is not None:
+        items = items.with_template_captions(labels, class_names, templates)
+    attributes = {c: np.array([str(table.rows[i][c]).strip() for i in sample_rows], dtype=str)
+                  for c in columns.attributes}
     return image_text_dataset(
         name=path.parent.name if path.stem == "manifest" else path.stem,
         source=str(path),
         format="manifest",
         items=items,
         files=items.images,
-        options=options,
+        options={**columns.options(), "split": split, "skip_bad": skip_bad},
         labels=labels,
         class_names=class_names,
         templates=templates,
@@ -433,14 +337,72 @@ def read_manifest(
     )
 
 
+@dataclass(frozen=True)
+class _ManifestColumns:
+    """The columns a manifest is read from (see :func:`_manifest_columns`)."""
+
+    image: str
+    captions: list[str]
+    #: The label column, else the class-name column (its names then are the labels).
+    label: str | None
+    class_name: str | None
+    attributes: list[str]
+    split: str | None
+
+    def options(self) -> dict[str, Any]:
+        """The column options as the dataset records them."""
+        return {"image_column": self.image, "text_columns": self.captions, "label_column": self.label,
+                "class_name_column": self.class_name, "attribute_columns": self.attributes}
+
+
+def _manifest_columns(table: Table, *, image_column: str | None, text_columns: Sequence[str] | None,
+                      label_column: str | None, class_name_column: str | None,
+                      attribute_columns: Sequence[str] | None) -> _ManifestColumns:
+    """The columns given, or else found by name (see the module docstring).
+
+    Raises:
+        DatasetError: No image column, or a column given that the table does not have.
+    """
+    cols, path = table.columns, table.path
+    image = pick_column(cols, image_column, IMAGE_COLUMNS, path, "image", "--image-column")
+    if image is None:
+        raise DatasetError(
+            f"{path.name}: no image column (looked for {', '.join(IMAGE_COLUMNS)}; "
+            f"columns: {', '.join(cols)}); name it with --image-column"
+        )
+    captions = caption_columns(cols, text_columns, path)
+    label = pick_column(cols, label_column, LABEL_COLUMNS, path, "label", "--label-column")
+    class_name = pick_column(cols, class_name_column, CLASS_NAME_COLUMNS, path, "class name",
+                             "--class-name-column")
+    if attribute_columns is None:
+        attributes = [c for c in cols if c.lower() in ATTRIBUTE_COLUMNS]
+    else:
+        attributes = [pick_column(cols, c, (), path, "attribute", "attribute_columns") for c in attribute_columns]
+    split = pick_column(cols, None, (SPLIT_COLUMN,), path, "split", "--split")
+    return _ManifestColumns(image, captions, label or class_name, class_name, attributes, split)
+
+
+def _gather_rows(table: Table, rows: Sequence[int], columns: _ManifestColumns, skip_bad: bool,
+                 skipped: list[str]) -> tuple[ImageTextItems, list[int]]:
+    """The image and captions of each of ``rows``, and which rows they came from (bad rows fail or are skipped)."""
+    items = ImageTextItems()
+    sample_rows: list[int] = []
+    for i in rows:
+        image = _row_image(table, i, columns.image, skip_bad, skipped)
+        row_caps = _row_captions(table, i, columns.captions, skip_bad, skipped)
+        if image is None or (columns.captions and not row_caps):
+            continue
+        items.add(image, table.locations[i], row_caps)
+        sample_rows.append(i)
+    return items, sample_rows
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Registration: how a manifest is recognised and read from a path.
 # ---------------------------------------------------------------------------------------------------------
 
 
 def _detect(spec: str) -> str | None:
-    from gapdiag.data.parquet import parquet_kinds
-
     p = Path(spec)
     if p.is_dir():
         found = find_manifest(p)
@@ -448,7 +410,7 @@ def _detect(spec: str) -> str | None:
     suffix = p.suffix.lower()
     if not p.is_file() or suffix not in MANIFEST_SUFFIXES:
         return None
-    if suffix == ".parquet" and parquet_kinds(p):
+    if suffix == ".parquet" and parquet.parquet_kinds(p):
         return None  # vector or image columns: another reader's Parquet
     return f"table {p.name}"
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from gapdiag.data.base import PairedDataset, hash_json
+from gapdiag.data.images import load_image
 from gapdiag.errors import DatasetError
 
 
@@ -17,7 +18,6 @@ def find_unreadable(dataset: PairedDataset, *, threads: int = 4) -> list[tuple[s
     This costs one extra decode per image, paid only with ``--skip-bad``: the embedding pass can then assume
     every remaining image decodes, which keeps chunked resume simple and exact.
     """
-    from gapdiag.data.images import load_image
 
     def check(args: tuple[str, int]) -> tuple[str, int, str] | None:
         name, i = args

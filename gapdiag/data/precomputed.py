@@ -32,6 +32,7 @@ from gapdiag.data.base import (
     first_line,
     not_utf8,
 )
+from gapdiag.data.parquet import VECTORS, parquet_kinds, read_table
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 from gapdiag.fsutil import NUMPY_READ_ERRORS
@@ -84,6 +85,32 @@ def build_precomputed(
     """
     where = source.name
     sample_indices = dict(sample_indices or {})
+    dim = _check_arrays(arrays, sample_indices, where)
+    labels, n_samples = _labels_and_sample_count(labels, arrays, sample_indices, where)
+    modalities = {name: _modality(name, arrays[name], sample_indices.get(name), n_samples, where)
+                  for name in _modality_order(list(arrays))}
+    if n_samples == 0:
+        raise DatasetError(f"{where}: the dataset is empty (0 rows)")
+    _check_classes(labels, class_names, class_embeddings, dim, where)
+    return PairedDataset(
+        name=source.stem,
+        source=str(source),
+        modalities=modalities,
+        n_samples=n_samples,
+        labels=None if labels is None else labels.astype(np.int64),
+        class_names=class_names,
+        fingerprint=fingerprint_files(files, {"version": DATA_FINGERPRINT_VERSION, "format": "precomputed"}),
+        extra={"format": "precomputed", "class_embeddings": class_embeddings, "skipped": []},
+    )
+
+
+def _check_arrays(arrays: dict[str, NDArray[Any]], sample_indices: dict[str, NDArray[Any]], where: str) -> int:
+    """At least two 2-D float arrays of one dimension, and no sample index without its array; returns the
+    dimension.
+
+    Raises:
+        DatasetError: Naming the array and what is wrong with it.
+    """
     unknown = set(sample_indices) - set(arrays)
     if unknown:
         raise DatasetError(
@@ -110,6 +137,18 @@ def build_precomputed(
             f"{where}: dimension mismatch across modalities ({', '.join(f'{k}: {v}' for k, v in dims.items())}); "
             f"embed every modality into one shared space"
         )
+    return next(iter(dims.values()))
+
+
+def _labels_and_sample_count(labels: NDArray[Any] | None, arrays: dict[str, NDArray[Any]],
+                             sample_indices: dict[str, NDArray[Any]],
+                             where: str) -> tuple[NDArray[Any] | None, int]:
+    """The checked labels and the number of samples: one per label, else one per row of a modality without a
+    sample index (they must agree), else one past the largest sample index.
+
+    Raises:
+        DatasetError: Labels that are not 1-D non-negative integers, or row counts that disagree.
+    """
     rows = {name: a.shape[0] for name, a in arrays.items()}
     missing_index = [n for n in arrays if n not in sample_indices]
     if len({rows[n] for n in missing_index}) > 1:
@@ -117,81 +156,75 @@ def build_precomputed(
             f"{where}: modality count mismatch ({', '.join(f'{n}: {rows[n]} rows' for n in missing_index)}); "
             f"give equal row counts or sample_index_<modality> arrays"
         )
-    if labels is not None:
-        labels = np.asarray(labels)
-        if (
-            labels.ndim != 1
-            or not np.issubdtype(labels.dtype, np.integer)
-            or (labels.size and labels.min() < 0)
-        ):
-            raise DatasetError(
-                f"{where}: labels must be a 1-D array of non-negative integers "
-                f"(got shape {labels.shape}, dtype {labels.dtype})"
-            )
-        n_samples = int(labels.shape[0])
-        if missing_index and rows[missing_index[0]] != n_samples:
-            raise DatasetError(
-                f"{where}: labels has {n_samples} entries for {rows[missing_index[0]]} rows of "
-                f"{missing_index[0]!r} (give one label per sample)"
-            )
-    elif missing_index:
-        n_samples = rows[missing_index[0]]
-    else:
-        n_samples = max(int(np.max(s)) + 1 if len(s) else 0 for s in sample_indices.values())
-    modalities: dict[str, Modality] = {}
-    for name in _modality_order(list(arrays)):
-        index = np.asarray(sample_indices.get(name, np.arange(rows[name])))
-        if index.shape != (rows[name],) or not np.issubdtype(index.dtype, np.integer):
-            raise DatasetError(
-                f"{where}: sample_index_{name} must be {rows[name]} integers, one per {name} row "
-                f"(got shape {index.shape}, dtype {index.dtype})"
-            )
-        if index.size and (index.min() < 0 or index.max() >= n_samples):
-            raise DatasetError(
-                f"{where}: sample_index_{name} has values outside 0..{n_samples - 1} ({n_samples} samples)"
-            )
-        covered = np.bincount(index, minlength=n_samples) > 0
-        if not covered.all():
-            raise DatasetError(
-                f"{where}: sample {int(np.argmin(covered))} has no {name} item (every sample needs "
-                f"at least one item per modality; check the row counts or sample_index_{name})"
-            )
-        _check_finite(arrays[name], f"{where} modality {name!r}")
-        modalities[name] = Modality(name, "embedding", arrays[name], index.astype(np.int64))
-    if n_samples == 0:
-        raise DatasetError(f"{where}: the dataset is empty (0 rows)")
-    if (
-        class_names is not None
-        and labels is not None
-        and labels.size
-        and len(class_names) <= int(labels.max())
-    ):
+    if labels is None:
+        if missing_index:
+            return None, rows[missing_index[0]]
+        return None, max(int(np.max(s)) + 1 if len(s) else 0 for s in sample_indices.values())
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
+        raise DatasetError(
+            f"{where}: labels must be a 1-D array of non-negative integers "
+            f"(got shape {labels.shape}, dtype {labels.dtype})"
+        )
+    n_samples = int(labels.shape[0])
+    if missing_index and rows[missing_index[0]] != n_samples:
+        raise DatasetError(
+            f"{where}: labels has {n_samples} entries for {rows[missing_index[0]]} rows of "
+            f"{missing_index[0]!r} (give one label per sample)"
+        )
+    return labels, n_samples
+
+
+def _modality(name: str, array: NDArray[Any], sample_index: NDArray[Any] | None, n_samples: int,
+              where: str) -> Modality:
+    """One modality of precomputed vectors, its sample index checked (default: row i is sample i).
+
+    Raises:
+        DatasetError: A sample index of the wrong length or type, out of range, or leaving a sample without an
+            item; NaN or inf in a vector.
+    """
+    n_rows = array.shape[0]
+    index = np.asarray(np.arange(n_rows) if sample_index is None else sample_index)
+    if index.shape != (n_rows,) or not np.issubdtype(index.dtype, np.integer):
+        raise DatasetError(
+            f"{where}: sample_index_{name} must be {n_rows} integers, one per {name} row "
+            f"(got shape {index.shape}, dtype {index.dtype})"
+        )
+    if index.size and (index.min() < 0 or index.max() >= n_samples):
+        raise DatasetError(
+            f"{where}: sample_index_{name} has values outside 0..{n_samples - 1} ({n_samples} samples)"
+        )
+    covered = np.bincount(index, minlength=n_samples) > 0
+    if not covered.all():
+        raise DatasetError(
+            f"{where}: sample {int(np.argmin(covered))} has no {name} item (every sample needs "
+            f"at least one item per modality; check the row counts or sample_index_{name})"
+        )
+    _check_finite(array, f"{where} modality {name!r}")
+    return Modality(name, "embedding", array, index.astype(np.int64))
+
+
+def _check_classes(labels: NDArray[Any] | None, class_names: list[str] | None,
+                   class_embeddings: NDArray[Any] | None, dim: int, where: str) -> None:
+    """Class names cover every label; class embeddings are finite, ``(n_classes, dim)``, one per class name.
+
+    Raises:
+        DatasetError: Naming what does not match.
+    """
+    if class_names is not None and labels is not None and labels.size and len(class_names) <= int(labels.max()):
         raise DatasetError(
             f"{where}: {len(class_names)} class names for label {int(labels.max())} "
             f"(give one name per class id)"
         )
     if class_embeddings is not None:
         ce = np.asarray(class_embeddings)
-        if ce.ndim != 2 or ce.shape[1] != next(iter(dims.values())):
-            raise DatasetError(
-                f"{where}: class_embeddings has shape {ce.shape}; expected (n_classes, "
-                f"{next(iter(dims.values()))})"
-            )
+        if ce.ndim != 2 or ce.shape[1] != dim:
+            raise DatasetError(f"{where}: class_embeddings has shape {ce.shape}; expected (n_classes, {dim})")
         if class_names is not None and ce.shape[0] != len(class_names):
             raise DatasetError(
                 f"{where}: class_embeddings has {ce.shape[0]} rows for {len(class_names)} class names"
             )
         _check_finite(ce, f"{where} class_embeddings")
-    return PairedDataset(
-        name=source.stem,
-        source=str(source),
-        modalities=modalities,
-        n_samples=n_samples,
-        labels=None if labels is None else labels.astype(np.int64),
-        class_names=class_names,
-        fingerprint=fingerprint_files(files, {"version": DATA_FINGERPRINT_VERSION, "format": "precomputed"}),
-        extra={"format": "precomputed", "class_embeddings": class_embeddings, "skipped": []},
-    )
 
 
 def _split_named_arrays(named: dict[str, NDArray[Any]], source: Path, files: list[Path]) -> PairedDataset:
@@ -263,8 +296,6 @@ def read_parquet_vectors(path: Path) -> PairedDataset:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from gapdiag.data.parquet import read_table
-
     table = read_table(path)
     named: dict[str, NDArray[Any]] = {}
     for field in table.schema:
@@ -294,8 +325,6 @@ def read_parquet_vectors(path: Path) -> PairedDataset:
 
 
 def _detect(spec: str) -> str | None:
-    from gapdiag.data.parquet import VECTORS, parquet_kinds
-
     p = Path(spec)
     if p.is_dir():
         arrays = sorted(f.name for f in p.glob("*.npy"))

@@ -14,6 +14,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 #: ``detect(spec) -> reason | None``: a short "why" ("manifest pairs.csv") when the reader recognises the path.
@@ -96,10 +97,9 @@ def readers() -> list[ReaderSpec]:
     """Every registered reader, in ``order``; imports the modules of :mod:`gapdiag.data` once to find them."""
     global _LOADED
     if not _LOADED:
-        import gapdiag.data as package
-
-        for module in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{package.__name__}.{module.name}")
+        # The modules beside this one, found by path: importing the package here would be a cycle.
+        for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+            importlib.import_module(f"{__package__}.{module.name}")
         _LOADED = True
     return sorted(_READERS.values(), key=lambda spec: (spec.order, spec.name))
 

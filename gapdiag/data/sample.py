@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import gapdiag
 from gapdiag.data.base import PairedDataset
+from gapdiag.data.manifest import read_manifest
 from gapdiag.errors import DatasetError
 
 #: Environment variable that points at another sample-data folder.
@@ -31,8 +33,6 @@ def sample_data_dir() -> Path:
     Raises:
         DatasetError: The folder does not exist.
     """
-    import gapdiag
-
     env = os.environ.get(SAMPLE_DATA_ENV)
     if env:
         folder = Path(env)
@@ -52,6 +52,4 @@ def sample_data_dir() -> Path:
 
 def default_dataset(split: str | None = "test") -> PairedDataset:
     """The bundled default: the handwritten digits, ``split`` (``"train"``, ``"test"`` or ``None`` for all)."""
-    from gapdiag.data.manifest import read_manifest
-
     return read_manifest(sample_data_dir() / "digits" / "manifest.csv", split=split)

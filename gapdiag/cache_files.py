@@ -1,0 +1,173 @@
+"""How the cache writes and reads one file: atomic writes that hand over checksums, canonical JSON, and array
+loads checked against ``meta.json``; every failure is a one-line :class:`~gapdiag.errors.CacheError`.
+
+Shared by :mod:`gapdiag.cache` (reading entries), :mod:`gapdiag.cache_writer` (building them) and
+:mod:`gapdiag.cache_keys` (canonical JSON of the key). The crash-safe write itself is
+:func:`gapdiag.fsutil.atomic_write`; this module adds the cache's error messages and checksum hand-over.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import json
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePath
+from typing import IO, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gapdiag import cache_integrity as integrity
+from gapdiag import fsutil
+from gapdiag.errors import CacheError
+
+# ------------------------------------------------------------------------------------------------- JSON
+
+
+def json_default(obj: Any) -> Any:
+    """JSON form of numpy scalars and arrays and of paths; ``TypeError`` for anything else.
+
+    Only values with one obvious JSON form: anything else must fail rather than fall back to ``str``, since a
+    repr that hides a difference would turn into a wrong cache hit.
+    """
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, PurePath):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} value {obj!r} is not JSON-serialisable; cache keys and metadata "
+                    "accept JSON values (str, int, float, bool, None, lists, dicts) only")
+
+
+def canonical_json(obj: Any) -> str:
+    """Compact JSON with sorted keys: the same value gives the same text on every run and platform."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=json_default, allow_nan=False)
+
+
+def utc_now() -> str:
+    """The current UTC time to the second, ISO 8601 (``created``/``started`` stamps of an entry)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message folded onto one line (its type name when it has none)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+
+def write_error(path: Path, exc: OSError) -> CacheError:
+    """The one-line error for a failed write of ``path``: disk full, or what the OS said, with the fix."""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return CacheError(f"disk full while writing {path}", hint="free space or use --cache-dir")
+    return CacheError(f"cannot write {path}: {exc.strerror or one_line(exc)}",
+                      hint="check its permissions or use --cache-dir")
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object], *,
+                 on_checksum: Callable[[str], object] | None = None) -> None:
+    """:func:`gapdiag.fsutil.atomic_write` with cache errors; optionally hands over the file's checksum.
+
+    ``on_checksum(checksum)`` gets the checksum of the written temp file before the rename that commits it, so
+    that the checksum is recorded (chunk sidecar, or ``meta.json`` which is written last) before the file counts.
+
+    Raises:
+        CacheError: The write failed (disk full, permissions); ``path`` is unchanged.
+    """
+    def record(tmp: Path) -> None:
+        if on_checksum is not None:
+            on_checksum(integrity.checksum(tmp))
+
+    try:
+        fsutil.atomic_write(path, write, before_replace=record)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON with sorted keys, atomically (see :func:`atomic_write`)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=json_default, allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def atomic_save_npy(path: Path, array: NDArray[Any], on_checksum: Callable[[str], object] | None = None) -> None:
+    """``np.save`` (no pickle) atomically; ``on_checksum`` as in :func:`atomic_write`."""
+    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False), on_checksum=on_checksum)
+
+
+def atomic_save_npz(path: Path, arrays: Mapping[str, NDArray[Any]],
+                    on_checksum: Callable[[str], object] | None = None) -> None:
+    """An uncompressed ``.npz`` of ``arrays`` (no pickle), atomically; ``on_checksum`` as in :func:`atomic_write`."""
+    # What np.savez writes, without passing names as keyword arguments: an attribute value such as "file"
+    # would collide with savez's own parameters.
+    def write(f: IO[bytes]) -> None:
+        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, array in arrays.items():
+                with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+    atomic_write(path, write, on_checksum=on_checksum)
+
+
+def make_dir(path: Path) -> None:
+    """``mkdir -p`` with the cache's one-line error.
+
+    Raises:
+        CacheError: The directory cannot be created.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def corrupt(path: Path, key: str, reason: str) -> CacheError:
+    """The one-line error for a damaged file of entry ``key``, naming the file and the fix."""
+    return CacheError(f"corrupt cache file {path}: {reason}",
+                      hint=f"remove the entry with `gapdiag cache rm {key}` and run again")
+
+
+def load_checked(path: Path, key: str, *, shape: tuple[int, ...] | None, dtype: str | None,
+                 mmap: bool) -> NDArray[Any]:
+    """``np.load`` a cache array and check its header against what ``meta.json`` promises.
+
+    ``shape=None`` asks for any 2-D array.
+
+    Raises:
+        CacheError: The file is missing or unreadable, or its shape or dtype differ.
+    """
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise corrupt(path, key, "file is missing") from exc
+    except fsutil.NUMPY_READ_ERRORS as exc:
+        raise corrupt(path, key, one_line(exc)) from exc
+    if shape is not None and array.shape != shape:
+        raise corrupt(path, key, f"expected shape {shape}, found {array.shape}")
+    if shape is None and array.ndim != 2:
+        raise corrupt(path, key, f"expected a 2-D array, found shape {array.shape}")
+    if dtype is not None and array.dtype != np.dtype(dtype):
+        raise corrupt(path, key, f"expected dtype {dtype}, found {array.dtype}")
+    return array
+
+
+def load_npz(path: Path, key: str) -> dict[str, NDArray[Any]]:
+    """Every array of a cache ``.npz``, read into memory.
+
+    Raises:
+        CacheError: The file is missing or unreadable.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except FileNotFoundError as exc:
+        raise corrupt(path, key, "file is missing") from exc
+    except fsutil.NUMPY_READ_ERRORS as exc:
+        raise corrupt(path, key, one_line(exc)) from exc
