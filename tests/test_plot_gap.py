@@ -9,7 +9,7 @@ from cli_helpers import gapdiag
 
 from gapdiag import api
 from gapdiag.embeddings import EmbeddingSet
-from gapdiag.plot_gap import gap_projection, marginal_separation, plot_gap
+from gapdiag.figures.gap import gap_projection, marginal_separation, plot_gap
 
 
 def _es(img, txt):

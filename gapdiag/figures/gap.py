@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.figures.common import figure_title, modality_colors, new_figure
+from gapdiag.metrics._linalg import eigh
 from gapdiag.metrics.blocked import linear_stats, unit_rows
 from gapdiag.metrics.decomposition import contributions, dims_for_share, mean_and_cov
 
@@ -51,7 +52,7 @@ def gap_projection(
     mean, cov = mean_and_cov(sa + sb)
     # Covariance of the residual r = z − (z·u)u is P Σ P with P = I − uuᵀ: its top eigenvector is the y axis.
     p = np.eye(u.size) - np.outer(u, u)
-    w, v = np.linalg.eigh(p @ cov @ p)
+    w, v = eigh(p @ cov @ p)
     axis_y = v[:, int(np.argmax(w))]
     rng = np.random.default_rng(seed)
     xs, ys = {}, {}
