@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gapdiag.metrics import REGISTRY
 from gapdiag.report import split_metric_name
 
 #: Significant digits of every displayed metric value.
@@ -85,16 +86,12 @@ def direction_arrow(higher_is_better: bool | None) -> str:
 
 def higher_is_better(base: str) -> bool | None:
     """The direction of a base metric from the registry (None for a metric it does not know)."""
-    from gapdiag.metrics import REGISTRY
-
     info = REGISTRY.get(base)
     return None if info is None else info.higher_is_better
 
 
 def metric_family(name: str) -> str:
     """Registry family of a full metric name (``"gap"``, ``"cone"``, ...); ``""`` for an unknown base."""
-    from gapdiag.metrics import REGISTRY
-
     info = REGISTRY.get(split_metric_name(name)[0])
     return info.family if info is not None else ""
 
@@ -105,8 +102,6 @@ def order_metrics(names: Iterable[str]) -> list[str]:
     Within one base the names keep their given order (qualifiers as measured); unknown bases come last,
     in their given order. This is the order of the CLI table, the HTML report and the compare figure.
     """
-    from gapdiag.metrics import REGISTRY
-
     families = {f: i for i, f in enumerate(dict.fromkeys(m.family for m in REGISTRY.values()))}
     bases = {b: i for i, b in enumerate(REGISTRY)}
     names = list(dict.fromkeys(names))

@@ -17,6 +17,7 @@ from gapdiag.check.config import load_rules
 from gapdiag.check.evaluate import CheckResult, check_reports, two_model_bases
 from gapdiag.check.render import append_step_summary, to_junit_xml, to_markdown
 from gapdiag.errors import InputError
+from gapdiag.fsutil import atomic_write_text
 from gapdiag.report import Report
 
 Measure = Callable[..., Report]
@@ -136,8 +137,6 @@ def run_compare(
 def write_text(path: str | Path, text: str, option: str) -> None:
     """Write a CI output file (``--markdown``, ``--junit``) atomically (a CI step that reads it never sees half a
     file); an unwritable path is one line naming the option."""
-    from gapdiag.fsutil import atomic_write_text
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
