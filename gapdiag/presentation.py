@@ -124,6 +124,31 @@ def group_by_family(names: Iterable[str]) -> list[tuple[str, list[str]]]:
     return list(groups.items())
 
 
+# ------------------------------------------------------------------------- what changed between two models
+
+#: What the numbers of the item-by-item comparison of two models mean (under its table, terminal and Markdown).
+SIMILARITY_NOTE = "1 = unchanged; mutual k-NN = mean share of each item's 10 neighbours kept"
+
+
+def similarity_rows(similarity: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(set, linear CKA, mutual k-NN)`` as text for each modality and the joint set of
+    :func:`gapdiag.api.compare_models`'s result, in the order measured; an em dash where a value is absent."""
+    values = similarity["metrics"]
+    return [(q, format_value(values.get(f"linear_cka/{q}", math.nan)),
+             format_value(values.get(f"mutual_knn/{q}", math.nan)))
+            for q in dict.fromkeys(k.split("/", 1)[1] for k in values)]
+
+
+def most_changed(similarity: Mapping[str, Any], shown: int) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
+    """Per modality, its ``shown`` items whose neighbours changed most as ``(#row, sample, overlap, path or
+    caption)`` text; the joint set is left out (its items are the modalities' own)."""
+    changed = [(key.split("/", 1)[1], items) for key, items in similarity["extras"].items()
+               if key.startswith("changed/") and key != "changed/joint"]
+    return [(modality, [(f"#{it['item']}", str(it["sample"]), f"{it['overlap']:.2f}",
+                         it.get("caption") or it.get("path") or "") for it in items[:shown]])
+            for modality, items in changed]
+
+
 # ---------------------------------------------------------------------------------------- summary in words
 
 # Reading of the gap ‖Δ‖ (Liang et al. 2022): pretrained CLIP ≈ 0.82, gap-closing training ≈ 0.06.

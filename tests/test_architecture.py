@@ -239,8 +239,8 @@ def test_the_lazy_import_walker_follows_modules_to_heavy_libraries(tmp_path):
         "__init__.py": "",
         "sub/__init__.py": "from gapdiag import heavy\n",
         "sub/leaf.py": "",
-        "heavy.py": "import numpy\nif TYPE_CHECKING:\n    import scipy\ntry:\n    import torch.nn\nexcept ImportError:\n"
-                    "    pass\ndef f():\n    import matplotlib\n",
+        "heavy.py": "import numpy\nif TYPE_CHECKING:\n    import scipy\ntry:\n    import torch.nn\n"
+                    "except ImportError:\n    pass\ndef f():\n    import matplotlib\n",
         "light.py": "import numpy\n",
         "user.py": "def f():\n    from gapdiag.sub import leaf\n    from gapdiag import light\n",
         "has_torch.py": "import torch\nclass C:\n    def f(self):\n        import gapdiag.heavy\n",
