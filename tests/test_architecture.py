@@ -88,9 +88,9 @@ def test_the_library_never_imports_the_command_line():
 HEAVY_LIBRARIES = frozenset({"torch", "open_clip", "timm", "torchvision", "umap", "matplotlib", "sklearn", "faiss",
                              "plotly", "pyarrow", "PIL", "webdataset", "safetensors", "scipy", "transformers"})
 
-#: Function-level imports of gapdiag modules that load no heavy library, in files owned by other changes:
-#: ``(file relative to gapdiag/, imported module)``. Owned by another change; to be emptied at merge.
-LAZY_IMPORTS_TO_FIX = frozenset({
+#: Function-level imports of gapdiag modules that load no heavy library the importer lacks, in files of other
+#: changes: ``(file relative to gapdiag/, imported module)``.
+LAZY_IMPORTS_TO_FIX = frozenset({  # owned by another change; to be emptied at merge
     ("cache.py", "gapdiag.cache_writer"),
     ("cache_integrity.py", "gapdiag.progress"),
     ("data/base.py", "gapdiag.settings"),
