@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
+from gapdiag.metrics import compute_all
 from gapdiag.metrics.sampling import check_sample_size
 
 #: ``compute_all``'s shape: ``(es, metrics, *, sample, seed) -> (values, extras)``.
@@ -159,8 +160,7 @@ def bootstrap_intervals(
     if es.n_samples < 1:
         raise InputError("cannot bootstrap an embedding set with no samples")
     if compute is None:
-        from gapdiag.metrics import compute_all as compute
-
+        compute = compute_all
     m = es.n_samples if sample is None else min(sample, es.n_samples)
     rng = np.random.default_rng(seed)
     draws: list[dict[str, float]] = []

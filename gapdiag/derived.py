@@ -19,9 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gapdiag import __version__
+from gapdiag.cache import _atomic_save_npy, _atomic_write_json
+from gapdiag.data.base import hash_json
+from gapdiag.errors import GapdiagError
+from gapdiag.report import Report
+
 if TYPE_CHECKING:
     from gapdiag.embeddings import EmbeddingSet
-    from gapdiag.report import Report
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +37,6 @@ _PACKAGE = Path(__file__).parent
 @functools.lru_cache(maxsize=8)
 def code_stamp(*modules: str) -> str:
     """Version of gapdiag plus (size, mtime) of the given package-relative files or folders."""
-    from gapdiag import __version__
-    from gapdiag.data.base import hash_json
-
     stats = []
     for name in modules:
         path = _PACKAGE / name
@@ -45,8 +47,6 @@ def code_stamp(*modules: str) -> str:
 
 def memo_path(es: EmbeddingSet, kind: str, parts: dict[str, Any], suffix: str) -> Path | None:
     """Where the result ``kind`` with ``parts`` of ``es``'s cache entry lives; None if ``es`` has no entry."""
-    from gapdiag.data.base import hash_json
-
     prov = es.provenance or {}
     key, entry = prov.get("key"), prov.get("path")
     if not key or not entry:
@@ -56,9 +56,6 @@ def memo_path(es: EmbeddingSet, kind: str, parts: dict[str, Any], suffix: str) -
 
 def load_report(path: Path | None) -> Report | None:
     """The memoised report at ``path``, or None (missing or unreadable: recompute)."""
-    from gapdiag.errors import GapdiagError
-    from gapdiag.report import Report
-
     if path is None or not path.is_file():
         return None
     try:
@@ -70,8 +67,6 @@ def load_report(path: Path | None) -> Report | None:
 
 def save_report(path: Path | None, report: Report) -> None:
     """Memoise ``report`` at ``path`` (best effort)."""
-    from gapdiag.cache import _atomic_write_json
-
     if path is None:
         return
     try:
@@ -94,8 +89,6 @@ def load_array(path: Path | None) -> NDArray[Any] | None:
 
 def save_array(path: Path | None, array: NDArray[Any]) -> None:
     """Memoise ``array`` at ``path`` (best effort)."""
-    from gapdiag.cache import _atomic_save_npy
-
     if path is None:
         return
     try:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from gapdiag.data.base import Modality
+from gapdiag.data.images import load_image, missing_image_message
+from gapdiag.device_preprocess import DecodeStats, decode_batch, tensor_transform
 from gapdiag.errors import DatasetError, InputError
 
 
@@ -29,8 +31,6 @@ class _ByteItems:
 
     def __getitem__(self, i: int) -> Any:
         import torch
-
-        from gapdiag.data.images import missing_image_message
 
         item = self.modality.items[i]
         try:
@@ -55,9 +55,6 @@ def encode_images_on_device(loaded: Any, modality: Modality,
     """Encode the images of ``batches`` on ``loaded.device``; yields whole chunks as ``assembler`` releases them."""
     import torch
     from torch.utils.data import DataLoader
-
-    from gapdiag.data.images import load_image
-    from gapdiag.device_preprocess import DecodeStats, decode_batch, tensor_transform
 
     transform = tensor_transform(loaded.preprocess)
     if transform is None:

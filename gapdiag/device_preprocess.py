@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gapdiag.errors import InputError
+
 #: The values of ``--preprocess``.
 PREPROCESS_BACKENDS = ("pil", "device", "auto")
 
@@ -117,8 +119,6 @@ def resolve_preprocess(choice: str, preprocess: Any, device: Any) -> str:
     Raises:
         InputError: unknown choice, or ``device`` for a transform the tensor path cannot reproduce.
     """
-    from gapdiag.errors import InputError
-
     if choice not in PREPROCESS_BACKENDS:
         raise InputError(f"unknown --preprocess {choice!r}", hint="use pil, device or auto")
     if choice == "pil":

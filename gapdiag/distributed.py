@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from gapdiag import device as devices
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -43,8 +45,6 @@ class DistributedContext:
     def device(self, requested: str) -> str:
         """``auto`` or ``cuda`` under torchrun with GPUs -> this rank's own GPU (``cuda:LOCAL_RANK``, shared
         round-robin when ranks outnumber GPUs); an explicit ``cuda:N`` or ``cpu`` is kept."""
-        from gapdiag import device as devices
-
         return str(devices.for_rank(requested, self.local_rank, self.enabled))
 
 
@@ -75,8 +75,6 @@ def context_from_env(device: str = "auto") -> DistributedContext:
 
 def process_group_backend(device: str, local_world_size: int) -> str:
     """``"nccl"`` if ``device`` puts every local rank on a GPU of its own, else ``"gloo"``."""
-    from gapdiag import device as devices
-
     if not devices.wants_gpu(device):
         return "gloo"
     n = devices.cuda_count()

@@ -32,6 +32,7 @@ import numpy as np
 from gapdiag.data.base import PairedDataset
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
+from gapdiag.metrics.blocked import unit_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -61,8 +62,7 @@ def export_table(es: EmbeddingSet, dataset: PairedDataset | None = None, *, meth
     """
     import pyarrow as pa
 
-    from gapdiag.metrics.blocked import unit_rows
-    from gapdiag.plot import map_coordinates
+    from gapdiag.plot import map_coordinates  # matplotlib
 
     check_method(method)
     names = es.modality_names

@@ -21,6 +21,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from gapdiag.cache import _atomic_write_json
+
 log = logging.getLogger(__name__)
 
 #: gapdiag's bundled tiny configs (``gapdiag-tiny-*``).
@@ -118,8 +120,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _remember(path: Path, key: str, value: Any) -> None:
-    from gapdiag.cache import _atomic_write_json
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write_json(path, {**_read_json(path), key: value})

@@ -29,10 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gapdiag import device as devices
 from gapdiag import model_index
+from gapdiag.cache import file_sha256
+from gapdiag.data.base import hash_json
 from gapdiag.errors import ModelError
 from gapdiag.fsutil import atomic_write_text
 from gapdiag.hub import Hub, hub_access, offline_hint
+from gapdiag.settings import current as current_settings
 
 CONFIG_DIR = model_index.BUNDLED_CONFIG_DIR
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -82,8 +86,6 @@ class ModelSpec:
 
     def fingerprint(self, *, precision: str, cache_dir: Path | None = None) -> dict[str, Any]:
         """Everything about the model that changes the vectors (for the cache key); no device/batch size."""
-        from gapdiag.cache import file_sha256
-
         return {
             "architecture": self.architecture,
             "model_cfg": self.model_cfg,
@@ -98,8 +100,6 @@ class ModelSpec:
 
     def describe(self, *, cache_dir: Path | None = None) -> dict[str, Any]:
         """Provenance for reports (JSON-friendly)."""
-        from gapdiag.cache import file_sha256
-
         return {
             "name": self.display_name or self.architecture,
             "architecture": self.architecture,
@@ -135,8 +135,6 @@ class LoadedModel:
 
 def resolve_device(device: str = "auto") -> Any:
     """``auto`` -> cuda > mps > cpu as a ``torch.device`` (see :func:`gapdiag.device.resolve`)."""
-    from gapdiag import device as devices
-
     return devices.resolve(device).torch()
 
 
@@ -188,9 +186,6 @@ def _register_config(cfg: dict[str, Any], stem: str, cache_root: Path | None) ->
     The file goes to ``<cache_root>/model_configs`` (so that nothing is written to the user's model folder)
     and is handed to open_clip only when the model is built (:func:`build_model`).
     """
-    from gapdiag.data.base import hash_json
-    from gapdiag.settings import current
-
     model_cfg = cfg.get("model_cfg", cfg)
     for key in ("embed_dim", "vision_cfg", "text_cfg"):
         if key not in model_cfg:
@@ -201,7 +196,7 @@ def _register_config(cfg: dict[str, Any], stem: str, cache_root: Path | None) ->
         return stem
     name = f"{stem}-{hash_json(model_cfg)[:8]}"
     if model_index.find_config(name) is None:
-        cfg_dir = (cache_root if cache_root is not None else current().cache_root) / "model_configs"
+        cfg_dir = (cache_root if cache_root is not None else current_settings().cache_root) / "model_configs"
         path = cfg_dir / f"{name}.json"
         if not (path.is_file() and json.loads(path.read_text()) == model_cfg):
             cfg_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag.embeddings import EmbeddingSet
+from gapdiag.metrics.blocked import iter_unit_blocks
 
 #: Items that repeat another are reported once at least this share of a modality repeats (COCO has a few
 #: identical captions by chance; that does not change what R@K means).
@@ -30,8 +31,6 @@ def count_repeats(x: NDArray[Any], *, block_size: int = 65536) -> int:
     coordinates, wrapping arithmetic), block by block, so a memory-mapped million-row set is read once in
     ``block_size`` rows; two different rows share a hash with probability about n² / 2⁶⁴.
     """
-    from gapdiag.metrics.blocked import iter_unit_blocks
-
     n, d = x.shape
     weights = np.random.default_rng(0).integers(1, 2**62, size=d, dtype=np.int64)
     hashes = np.empty(n, dtype=np.int64)

@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gapdiag.metrics import REGISTRY
 from gapdiag.report import split_metric_name
 
 #: Significant digits of every displayed metric value.
@@ -85,16 +86,12 @@ def direction_arrow(higher_is_better: bool | None) -> str:
 
 def higher_is_better(base: str) -> bool | None:
     """The direction of a base metric from the registry (None for a metric it does not know)."""
-    from gapdiag.metrics import REGISTRY
-
     info = REGISTRY.get(base)
     return None if info is None else info.higher_is_better
 
 
 def metric_family(name: str) -> str:
     """Registry family of a full metric name (``"gap"``, ``"cone"``, ...); ``""`` for an unknown base."""
-    from gapdiag.metrics import REGISTRY
-
     info = REGISTRY.get(split_metric_name(name)[0])
     return info.family if info is not None else ""
 
@@ -105,8 +102,6 @@ def order_metrics(names: Iterable[str]) -> list[str]:
     Within one base the names keep their given order (qualifiers as measured); unknown bases come last,
     in their given order. This is the order of the CLI table, the HTML report and the compare figure.
     """
-    from gapdiag.metrics import REGISTRY
-
     families = {f: i for i, f in enumerate(dict.fromkeys(m.family for m in REGISTRY.values()))}
     bases = {b: i for i, b in enumerate(REGISTRY)}
     names = list(dict.fromkeys(names))
@@ -127,6 +122,31 @@ def group_by_family(names: Iterable[str]) -> list[tuple[str, list[str]]]:
     for name in order_metrics(names):
         groups.setdefault(metric_family(name), []).append(name)
     return list(groups.items())
+
+
+# ------------------------------------------------------------------------- what changed between two models
+
+#: What the numbers of the item-by-item comparison of two models mean (under its table, terminal and Markdown).
+SIMILARITY_NOTE = "1 = unchanged; mutual k-NN = mean share of each item's 10 neighbours kept"
+
+
+def similarity_rows(similarity: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(set, linear CKA, mutual k-NN)`` as text for each modality and the joint set of
+    :func:`gapdiag.api.compare_models`'s result, in the order measured; an em dash where a value is absent."""
+    values = similarity["metrics"]
+    return [(q, format_value(values.get(f"linear_cka/{q}", math.nan)),
+             format_value(values.get(f"mutual_knn/{q}", math.nan)))
+            for q in dict.fromkeys(k.split("/", 1)[1] for k in values)]
+
+
+def most_changed(similarity: Mapping[str, Any], shown: int) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
+    """Per modality, its ``shown`` items whose neighbours changed most as ``(#row, sample, overlap, path or
+    caption)`` text; the joint set is left out (its items are the modalities' own)."""
+    changed = [(key.split("/", 1)[1], items) for key, items in similarity["extras"].items()
+               if key.startswith("changed/") and key != "changed/joint"]
+    return [(modality, [(f"#{it['item']}", str(it["sample"]), f"{it['overlap']:.2f}",
+                         it.get("caption") or it.get("path") or "") for it in items[:shown]])
+            for modality, items in changed]
 
 
 # ---------------------------------------------------------------------------------------- summary in words

@@ -3,17 +3,22 @@ CKA / mutual k-NN against a baseline whose vectors are cached."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import gapdiag
+from cli_helpers import assert_one_line_error, gapdiag
 from conftest import export_tiny
 from test_metrics_diagnostics import _brute_hsic_u, _brute_topk, _unit
 
 from gapdiag import api
+from gapdiag.presentation import format_value
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +75,71 @@ def test_same_checkpoint_twice_changes_nothing_and_cache_entries_work(capsys, ma
     assert metrics["mutual_knn/text"] == pytest.approx(1.0)
     code, out, err = gapdiag(capsys, "compare", entry, entry, "--quiet")
     assert code == 0 and "what changed" in out and "mutual k-NN" in out
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """The tables of a Markdown text as rows of cells, after checking GitHub's table syntax: a blank line
+    before, a header row, a delimiter row with one ``---`` per column, then rows with as many cells (a ``|``
+    inside a cell escaped as ``\\|``)."""
+    lines, tables = text.split("\n"), []
+    for i, line in enumerate(lines):
+        if line.startswith("|") and (i == 0 or not lines[i - 1].startswith("|")):
+            assert i > 0 and lines[i - 1] == "", f"no blank line before the table at line {i + 1}"
+            block = list(itertools.takewhile(lambda x: x.startswith("|"), lines[i:]))
+            assert len(block) >= 2, block
+            rows = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", row)[1:-1]] for row in block]
+            assert all(row.endswith("|") for row in block), block
+            assert rows[1] and all(re.fullmatch(r":?-{3,}:?", c) for c in rows[1]), block[1]
+            assert {len(r) for r in rows} == {len(rows[0])}, block
+            tables.append([rows[0], *rows[2:]])
+    return tables
+
+
+def test_two_checkpoints_markdown_for_a_pr_comment(
+    capsys, tmp_path, manifest, tiny_checkpoint, second_checkpoint
+):
+    md = tmp_path / "pr" / "compare.md"
+    code, out, err = gapdiag(capsys, "compare", "-m", tiny_checkpoint, "-m", second_checkpoint, "-d", manifest,
+                             "--device", "cpu", "--json", "--quiet", "--markdown", md)
+    assert code == 0, err
+    sim, text = json.loads(out)["similarity"], md.read_text(encoding="utf-8")
+    metrics_table, similarity_table, *changed_tables = markdown_tables(text)
+    assert metrics_table[0][:2] == ["Metric", "Better"]  # the side-by-side report table comes first
+    assert f"### What changed: {tiny_checkpoint} → {second_checkpoint}" in text  # full labels, as in --json
+    values = sim["metrics"]
+    assert similarity_table == [["Set", "Linear CKA", "Mutual k-NN"]] + [
+        [q, format_value(values[f"linear_cka/{q}"]), format_value(values[f"mutual_knn/{q}"])]
+        for q in ("image", "text", "joint")]
+    assert "mutual k-NN = mean share of each item's 10 neighbours kept" in text
+    assert len(changed_tables) == 2  # image and text; the joint set's items are theirs
+    for modality, table in zip(("image", "text"), changed_tables):
+        assert f"**{modality}**: items whose neighbours changed most" in text
+        content = "path" if modality == "image" else "caption"
+        assert table == [["Item", "Sample", "Overlap", "Path or caption"]] + [
+            [f"#{it['item']}", str(it["sample"]), f"{it['overlap']:.2f}", it[content]]
+            for it in sim["extras"][f"changed/{modality}"][:5]]
+
+
+def test_two_checkpoints_markdown_is_written_atomically(
+    capsys, tmp_path, monkeypatch, manifest, tiny_checkpoint, second_checkpoint
+):
+    """A failure before the rename keeps the old file whole and leaves no temporary file beside it."""
+    md = tmp_path / "pr" / "compare.md"
+    md.parent.mkdir()
+    md.write_text("old comment\n")
+    real_replace = os.replace
+
+    def full_disk_for_the_markdown(src, dst, *args, **kwargs):
+        if Path(dst) == md:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full_disk_for_the_markdown)
+    code, out, err = gapdiag(capsys, "compare", "-m", tiny_checkpoint, "-m", second_checkpoint, "-d", manifest,
+                             "--device", "cpu", "--quiet", "--markdown", md)
+    assert_one_line_error(code, out, err, "--markdown", str(md))
+    assert md.read_text() == "old comment\n"
+    assert [p.name for p in md.parent.iterdir()] == ["compare.md"]
 
 
 def _rules(tmp_path, text):

@@ -90,4 +90,5 @@ from gapdiag.check.compare import (  # noqa: F401
     compare_reports,
     comparison_to_json,
     comparison_to_markdown,
+    similarity_to_markdown,
 )

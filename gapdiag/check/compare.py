@@ -9,8 +9,9 @@ from typing import Any
 
 from gapdiag.check import rules as _rules
 from gapdiag.check.provenance import guard_provenance
-from gapdiag.check.render import _json_num, _md_table, format_delta, format_value
+from gapdiag.check.render import _json_num, _md_cell, _md_table, format_delta, format_value
 from gapdiag.check.rules import Direction, registry_direction
+from gapdiag.presentation import SIMILARITY_NOTE, most_changed, similarity_rows
 from gapdiag.report import Report, split_metric_name
 
 
@@ -96,6 +97,18 @@ def comparison_to_markdown(comp: Comparison) -> str:
     lines = ["### gapdiag compare", "", *_md_table(header, body)]
     if comp.warnings:
         lines += ["", *[f"> ⚠️ {w}" for w in comp.warnings]]
+    return "\n".join(lines) + "\n"
+
+
+def similarity_to_markdown(similarity: Mapping[str, Any], labels: Sequence[str], *, shown: int = 5) -> str:
+    """What changed between two models, item by item, for a PR comment: the terminal's second table (linear CKA
+    and mutual k-NN per set) and, per modality, the ``shown`` items whose neighbours changed most."""
+    lines = [f"### What changed: {_md_cell(labels[0])} → {_md_cell(labels[1])}", ""]
+    lines += _md_table(["Set", "Linear CKA", "Mutual k-NN"], similarity_rows(similarity))
+    lines += ["", f"{SIMILARITY_NOTE}."]
+    for modality, items in most_changed(similarity, shown):
+        lines += ["", f"**{modality}**: items whose neighbours changed most", ""]
+        lines += _md_table(["Item", "Sample", "Overlap", "Path or caption"], items)
     return "\n".join(lines) + "\n"
 
 

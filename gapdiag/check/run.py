@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gapdiag.check.compare import Comparison, compare_reports, comparison_to_markdown
+from gapdiag.check.compare import Comparison, compare_reports, comparison_to_markdown, similarity_to_markdown
 from gapdiag.check.config import load_rules
 from gapdiag.check.evaluate import CheckResult, check_reports, two_model_bases
 from gapdiag.check.render import append_step_summary, to_junit_xml, to_markdown
 from gapdiag.errors import InputError
+from gapdiag.fsutil import atomic_write_text
 from gapdiag.report import Report
 
 Measure = Callable[..., Report]
@@ -124,7 +125,10 @@ def run_compare(
         rest = {k: v for k, v in embed_options.items() if k not in ("progress", "model", "data")}
         run.similarity = compare_models(embedded[0], embedded[1], embed_options.get("data"), progress=False, **rest)
     if markdown is not None:
-        write_text(markdown, comparison_to_markdown(comp), "--markdown")
+        md = comparison_to_markdown(comp)
+        if run.similarity is not None:
+            md += "\n" + similarity_to_markdown(run.similarity, comp.labels)
+        write_text(markdown, md, "--markdown")
     if plot is not None:
         # matplotlib: imported only when a figure is asked for.
         from gapdiag.plot import plot_compare, save_figures
@@ -136,8 +140,6 @@ def run_compare(
 def write_text(path: str | Path, text: str, option: str) -> None:
     """Write a CI output file (``--markdown``, ``--junit``) atomically (a CI step that reads it never sees half a
     file); an unwritable path is one line naming the option."""
-    from gapdiag.fsutil import atomic_write_text
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -58,10 +58,58 @@ MarkdownOpt = Annotated[
         "--markdown", help="Also write the result as a Markdown table to this file.", rich_help_panel="Output"
     ),
 ]
+BaselineOpt = Annotated[
+    Path, typer.Option("--baseline", help="The reference report JSON (`gapdiag measure --out`).")
+]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--report", "-r", help="The candidate's report JSON; without it, measure now with the model/data options."
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="gapdiag.toml or pyproject.toml with the rules; default: the nearest one, "
+        "else built-in defaults (docs/check.md).",
+    ),
+]
+BootstrapOpt = Annotated[
+    int,
+    typer.Option(
+        "--bootstrap", min=0, help="When measuring now: bootstrap resamples for the noise-aware rules (0 = off)."
+    ),
+]
+JunitOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit", help="Also write JUnit XML (one test case per metric) to this file.", rich_help_panel="Output"
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Write the current report JSON here (useful when measuring now).",
+        rich_help_panel="Output",
+    ),
+]
 
 _STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
 
 
+CompareMarkdownOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--markdown",
+        help="Also write the comparison as Markdown to this file (e.g. for a PR comment); with two checkpoints "
+        "or cache entries, what changed item by item too.",
+        rich_help_panel="Output",
+    ),
+]
 CompareSampleOpt = Annotated[
     int | None,
     typer.Option(
@@ -100,54 +148,15 @@ def register(app: typer.Typer) -> None:
 
 @embedding_options()
 def check(
-    baseline: Annotated[
-        Path, typer.Option("--baseline", help="The reference report JSON (`gapdiag measure --out`).")
-    ],
-    report: Annotated[
-        Path | None,
-        typer.Option(
-            "--report",
-            "-r",
-            help="The candidate's report JSON; without it, measure now with the model/data options.",
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="gapdiag.toml or pyproject.toml with the rules; default: the nearest one, "
-            "else built-in defaults (docs/check.md).",
-        ),
-    ] = None,
-    bootstrap: Annotated[
-        int,
-        typer.Option(
-            "--bootstrap",
-            min=0,
-            help="When measuring now: bootstrap resamples for the noise-aware rules (0 = off).",
-        ),
-    ] = 0,
+    baseline: BaselineOpt,
+    report: ReportOpt = None,
+    config: ConfigOpt = None,
+    bootstrap: BootstrapOpt = 0,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     markdown: MarkdownOpt = None,
-    junit: Annotated[
-        Path | None,
-        typer.Option(
-            "--junit",
-            help="Also write JUnit XML (one test case per metric) to this file.",
-            rich_help_panel="Output",
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Write the current report JSON here (useful when measuring now).",
-            rich_help_panel="Output",
-        ),
-    ] = None,
+    junit: JunitOpt = None,
+    out: OutOpt = None,
     sample: SampleOpt = None,
     seed: SeedOpt = None,
     quiet: QuietOpt = False,
@@ -160,20 +169,8 @@ def check(
     hard bounds, optional bootstrap-noise awareness. Prints a table; writes Markdown/JUnit/JSON for CI; appends
     the Markdown to $GITHUB_STEP_SUMMARY when it is set. Exit 0 when every rule holds, 1 on a regression.
     """
-    measuring = {"--data": embedding.data, "--model": embedding.model, "--pretrained": embedding.pretrained,
-                 "--split": embedding.split}
-    if report is not None and any(v is not None for v in measuring.values()):
-        given = ", ".join(k for k, v in measuring.items() if v is not None)
-        raise typer.BadParameter(
-            f"it excludes {given}: check a saved report, or measure now", param_hint="--report"
-        )
-    if report is not None and bootstrap:
-        raise typer.BadParameter(
-            "it needs measuring now; for a saved report run "
-            "`gapdiag measure --bootstrap N --out report.json` first",
-            param_hint="--bootstrap",
-        )
-
+    if report is not None:
+        _refuse_measuring_options(embedding, bootstrap)
     run = api.check(baseline, report, config=config, bootstrap=bootstrap, force=force, sample=sample, seed=seed,
                     out=out, markdown=markdown, junit=junit, **embedding.api_kwargs(quiet=quiet or json_out))
     for note in run.notes:
@@ -186,6 +183,23 @@ def check(
     else:
         _print_check(result)
     result.raise_for_regression()
+
+
+def _refuse_measuring_options(embedding: EmbeddingOptions, bootstrap: int) -> None:
+    """``--report`` checks a saved report: the options that measure now make no sense beside it."""
+    measuring = {"--data": embedding.data, "--model": embedding.model, "--pretrained": embedding.pretrained,
+                 "--split": embedding.split}
+    given = ", ".join(k for k, v in measuring.items() if v is not None)
+    if given:
+        raise typer.BadParameter(
+            f"it excludes {given}: check a saved report, or measure now", param_hint="--report"
+        )
+    if bootstrap:
+        raise typer.BadParameter(
+            "it needs measuring now; for a saved report run "
+            "`gapdiag measure --bootstrap N --out report.json` first",
+            param_hint="--bootstrap",
+        )
 
 
 def _print_check(result: CheckResult) -> None:
@@ -250,7 +264,7 @@ def compare(
     ] = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
-    markdown: MarkdownOpt = None,
+    markdown: CompareMarkdownOpt = None,
     plot: Annotated[
         Path | None,
         typer.Option(
@@ -306,23 +320,17 @@ def compare(
 def _print_similarity(similarity: dict[str, Any], labels: list[str], shown: int = 5) -> None:
     """The item-by-item view of two checkpoints: CKA and mutual k-NN per set, then the most-changed items."""
     table = Table(title=f"what changed: {labels[0]} → {labels[1]}", box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption="1 = unchanged; mutual k-NN = mean share of each item's 10 neighbours kept")
+                  caption=api.presentation.SIMILARITY_NOTE)
     table.add_column("set", no_wrap=True)
     table.add_column("linear CKA", justify="right")
     table.add_column("mutual k-NN", justify="right")
-    values = similarity["metrics"]
-    for q in dict.fromkeys(k.split("/", 1)[1] for k in values):
-        table.add_row(q, format_value(values.get(f"linear_cka/{q}", math.nan)),
-                      format_value(values.get(f"mutual_knn/{q}", math.nan)))
+    for row in api.presentation.similarity_rows(similarity):
+        table.add_row(*row)
     console.print(table)
-    for key, items in similarity["extras"].items():
-        if not key.startswith("changed/") or key == "changed/joint":
-            continue
-        console.print(f"[bold]{key.split('/', 1)[1]}[/]: items whose neighbours changed most", highlight=False)
-        for it in items[:shown]:
-            what = it.get("caption") or it.get("path") or ""
-            console.print(f"  #{it['item']} (sample {it['sample']}) overlap {it['overlap']:.2f}  {what}",
-                          highlight=False, soft_wrap=True)
+    for modality, items in api.presentation.most_changed(similarity, shown):
+        console.print(f"[bold]{modality}[/]: items whose neighbours changed most", highlight=False)
+        for row, sample, overlap, what in items:
+            console.print(f"  {row} (sample {sample}) overlap {overlap}  {what}", highlight=False, soft_wrap=True)
 
 
 #: The change against the first column, in words: a CI log has no colour, and ▼ is better for a gap but

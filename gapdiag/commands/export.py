@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from gapdiag import api
 from gapdiag.commands._common import (
     EmbeddingOptions,
     JsonOpt,
@@ -41,8 +42,6 @@ def export(
     The vectors come from the cache when `embed`/`measure` ran before. Columns: docs/cli.md.
     """
     import pyarrow.parquet as pq
-
-    from gapdiag import api
 
     path = api.export(out=out, method=map_method, seed=seed, vectors=vectors,
                       **embedding.api_kwargs(quiet=quiet or json_out))

@@ -8,6 +8,12 @@
 
 Every function takes paths or in-memory objects and returns plain objects (:class:`~gapdiag.report.Report`,
 :class:`~gapdiag.embeddings.EmbeddingSet`); nothing here prints except the optional progress display on stderr.
+
+The verbs are defined here; what they do at length lives beside them: :mod:`gapdiag.api.embedding` (reading
+data, embedding through the cache, the provenance of a report; :func:`load_data` and :func:`bundled_checkpoint`
+are defined there) and :mod:`gapdiag.api.measuring` (metrics with progress, memoised reports, item names, the
+similarity to a baseline's vectors). Names marked "for the CLI" are what the commands, which import only this
+door, show besides the verbs' results.
 """
 
 from __future__ import annotations
@@ -16,8 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gapdiag import derived, presentation  # noqa: F401 - presentation: how the CLI shows numbers
-from gapdiag.cache import KEY_LENGTH as CACHE_KEY_LENGTH  # noqa: F401 - for the CLI: commands import only the api
+from gapdiag import exporter, presentation  # noqa: F401 - presentation: for the CLI (how numbers are shown)
+from gapdiag.api import embedding, measuring
+from gapdiag.api.embedding import BUNDLED_CHECKPOINTS, DEFAULT_CHECKPOINT, bundled_checkpoint, load_data  # noqa: F401
+from gapdiag.api.measuring import describe_items, similarity_to_baseline
+from gapdiag.cache import KEY_LENGTH as CACHE_KEY_LENGTH  # noqa: F401 - for the CLI
+from gapdiag.cache import EmbeddingCache
 from gapdiag.check.compare import Comparison, comparison_to_json as comparison_json  # noqa: F401 - for the CLI
 from gapdiag.check.evaluate import CheckResult  # noqa: F401 - for the CLI
 from gapdiag.check.render import to_json as check_json  # noqa: F401 - for the CLI
@@ -26,48 +36,14 @@ from gapdiag.data.base import PairedDataset
 from gapdiag.distributed import is_main_process  # noqa: F401 - for the CLI
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
+from gapdiag.metrics.retrieval import search_device
 from gapdiag.metrics.sampling import check_sample_size
+from gapdiag.metrics.similarity import compare_embeddings
 from gapdiag.references import references_for  # noqa: F401 - for the CLI
 from gapdiag.report import Report, write_json  # noqa: F401 - write_json for the CLI
 from gapdiag.report import _to_jsonable as to_jsonable  # noqa: F401 - the JSON encoding of --json output
-
-#: The bundled checkpoints (trained by scripts/train_bundled.py on sample_data/digits).
-BUNDLED_CHECKPOINTS = ("infonce", "gap_closing")
-DEFAULT_CHECKPOINT = "infonce"
-
-
-def bundled_checkpoint(name: str = DEFAULT_CHECKPOINT) -> Path:
-    """Path of a bundled tiny checkpoint (``infonce`` or ``gap_closing``)."""
-    from gapdiag.data.sample import sample_data_dir
-
-    if name not in BUNDLED_CHECKPOINTS:
-        raise InputError(f"unknown bundled checkpoint {name!r}", hint=f"use one of {', '.join(BUNDLED_CHECKPOINTS)}")
-    path = sample_data_dir() / "checkpoints" / f"{name}.safetensors"
-    if not path.is_file():
-        raise InputError(f"bundled checkpoint missing: {path}",
-                         hint="rebuild it with `python scripts/train_bundled.py` or pass --model")
-    return path
-
-
-def load_data(data: str | Path | PairedDataset | None = None, *, split: str | None = None, skip_bad: bool = False,
-              cache_dir: str | Path | None = None, **reader_options: Any) -> PairedDataset:
-    """Read a dataset (any supported format; see docs/datasets.md). ``None`` -> the bundled digits, test split.
-
-    ``cache_dir``: where the dataset fingerprint is memoised; ``None`` keeps the root of the call in progress
-    (:func:`gapdiag.settings.current`), so ``--cache-dir`` holds every memo whichever command reads the data.
-    """
-    import contextlib
-
-    from gapdiag.data import load_dataset
-    from gapdiag.data.sample import default_dataset
-    from gapdiag.settings import Settings, use
-
-    if isinstance(data, PairedDataset):
-        return data
-    with use(Settings.build(cache_dir)) if cache_dir is not None else contextlib.nullcontext():
-        if data is None:
-            return default_dataset(split=split or "test")
-        return load_dataset(data, split=split, skip_bad=skip_bad, **reader_options)
+from gapdiag.settings import Settings, use
+from gapdiag.train import train as run_training
 
 
 def embed(
@@ -108,63 +84,14 @@ def embed(
     Returns:
         The raw vectors with their alignment, labels and provenance (memory-mapped from the cache).
     """
-    from gapdiag.settings import Settings, use
-
-    cached = _cache_entry(data)
+    cached = embedding.cache_entry(data)
     if cached is not None:
         return cached
     settings = Settings.build(cache_dir, device=device, precision=precision, quiet=not progress)
     with use(settings):
-        return _embed(data, model, settings, pretrained=pretrained, split=split, batch_size=batch_size,
-                      workers=workers, dtype=dtype, skip_bad=skip_bad, chunk_size=chunk_size, preprocess=preprocess,
-                      **reader_options)
-
-
-def _embed(data: str | Path | PairedDataset | None, model: str | Path | None, settings: Any, *,
-           pretrained: str | None, split: str | None, batch_size: int, workers: int, dtype: str, skip_bad: bool,
-           chunk_size: int | None, preprocess: str = "auto", **reader_options: Any) -> EmbeddingSet:
-    """:func:`embed` under ``settings`` (whose cache root every memo uses)."""
-    from gapdiag.cache import EmbeddingCache
-    from gapdiag.data.ops import skip_unreadable
-    from gapdiag.distributed import context_from_env
-    from gapdiag.encode import DEFAULT_CHUNK_SIZE, embed_dataset, embedding_set_from_precomputed
-    from gapdiag.models import resolve_model
-    from gapdiag.notes import count_repeated_items
-
-    dataset = load_data(data, split=split, skip_bad=skip_bad, **reader_options)
-    if all(m.kind == "embedding" for m in dataset.modalities.values()):
-        return embedding_set_from_precomputed(dataset)
-    # Rows the reader dropped (missing file, blank caption) and images that do not decode are both reported.
-    skipped: list[str] = list(dataset.extra.get("skipped") or [])
-    if skip_bad:
-        dataset, unreadable = skip_unreadable(dataset)
-        skipped += unreadable
-    spec = resolve_model(model if model is not None else bundled_checkpoint(), pretrained,
-                         cache_root=settings.cache_root)
-    cache = EmbeddingCache(settings.cache_root)
-    es = embed_dataset(dataset, spec, cache=cache, device=settings.device, precision=settings.precision,
-                       batch_size=batch_size, workers=workers, dtype=dtype, progress=not settings.quiet,
-                       extra_meta={"skipped": skipped}, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                       dist=context_from_env(settings.device), preprocess=preprocess)
-    es.provenance["path"] = str(cache.path(es.provenance["key"]))
-    # Exact, from the texts themselves: how many captions repeat another (the class-level caption note).
-    es.provenance["repeated_items"] = {name: count_repeated_items(m.items)
-                                       for name, m in dataset.modalities.items()}
-    return es
-
-
-def _cache_entry(data: Any) -> EmbeddingSet | None:
-    """``data`` may name a cache entry directory directly (``gapdiag cache ls`` prints them)."""
-    from gapdiag.cache import EmbeddingCache
-
-    if isinstance(data, (str, Path)) and (Path(data) / "meta.json").is_file():
-        entry = Path(data)
-        es = EmbeddingCache(entry.parent).get(entry.name)
-        if es is None:
-            raise InputError(f"{entry}: incomplete cache entry", hint="re-run `gapdiag embed` to finish it")
-        es.provenance["path"] = str(entry)
-        return es
-    return None
+        return embedding.embed_under(data, model, settings, pretrained=pretrained, split=split,
+                                     batch_size=batch_size, workers=workers, dtype=dtype, skip_bad=skip_bad,
+                                     chunk_size=chunk_size, preprocess=preprocess, **reader_options)
 
 
 def measure(
@@ -196,70 +123,17 @@ def measure(
     """
     check_sample_size(sample)  # before embedding: a bad --sample must not cost an embedding run
     es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
-    # Hubs and changed items are named by path/caption only when measure read the data itself.
-    describe = not isinstance(data, EmbeddingSet) and _cache_entry_path(data) is None
-    memo = _measure_memo(es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap,
-                         retrieval_engine=retrieval_engine, block_size=block_size, described=describe,
-                         device=_device_name(embed_options.get("device", "auto")))
-    reused = derived.load_report(memo)
-    if reused is not None:
-        return reused
-    # Imported only now: the metrics pull in FAISS (and scikit-learn when they cluster).
-    from gapdiag.metrics import compute_all
-    from gapdiag.metrics.retrieval import search_device
-    from gapdiag.progress import progress_bar
 
-    search_on = search_device(embed_options.get("device", "auto"))
-    with progress_bar(progress, unit="tiles") as bar:
-        status = _status_printer(progress, bar)
-        tasks: dict[str, Any] = {}
-
-        def on_tile(step: str, done: int, total: int) -> None:
-            if step not in tasks:
-                tasks[step] = bar.add_task(step, total=total)
-            bar.update(tasks[step], completed=done)
-
-        values, extras = compute_all(es, metrics, sample=sample, seed=seed, block_size=block_size,
-                                     retrieval_engine=retrieval_engine, device=search_on,
-                                     progress=status, on_tile=on_tile)
-    from gapdiag.notes import repeat_notes
-
-    extras["repeated_items"], notes = repeat_notes(es, list(values))
-    if notes:
-        extras["notes"] = notes
-    intervals = {}
-    if bootstrap:
-        from gapdiag.bootstrap import bootstrap_intervals
-
-        if status is not None:
-            status(f"bootstrap: {bootstrap} resamples")
-        intervals = bootstrap_intervals(es, metrics, n=bootstrap, seed=seed, sample=sample, block_size=block_size,
-                                        retrieval_engine=retrieval_engine,
-                                        device=search_on)
-    if describe:
+    def name_items(extras: dict[str, Any]) -> None:
         describe_items(extras, data, split=embed_options.get("split"), cache_dir=embed_options.get("cache_dir"))
-    report = Report(metrics=values, provenance=_provenance(es, sample=sample, seed=seed, **embed_options),
-                    intervals=intervals, extras=extras)
-    derived.save_report(memo, report)
-    return report
 
-
-def _measure_memo(es: EmbeddingSet, **parts: Any) -> Path | None:
-    """Where the report of these vectors with these settings is memoised (see :mod:`gapdiag.derived`).
-
-    The vectors are named by their cache key; the settings are everything :func:`measure` passes to the
-    metrics, the device included (GPU search agrees with the CPU only to ~1e-3), plus a stamp of the code that
-    computes them, so a new or edited metric is never answered from an old report.
-    """
-    from gapdiag.report import METRIC_DEFINITIONS_VERSION
-
-    metrics = parts.pop("metrics")
-    return derived.memo_path(es, "measure", {
-        **parts,
-        "metrics": list(metrics) if metrics is not None else None,
-        "definitions": METRIC_DEFINITIONS_VERSION,
-        "code": derived.code_stamp("metrics", "bootstrap.py", "api.py", "report.py", "embeddings.py"),
-    }, ".json")
+    # Hubs and changed items are named by path/caption only when measure read the data itself.
+    read_here = not isinstance(data, EmbeddingSet) and embedding.cache_entry_path(data) is None
+    return measuring.measure_embeddings(
+        es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine,
+        block_size=block_size, progress=progress, device=embed_options.get("device", "auto"),
+        provenance=embedding.report_provenance(es, sample=sample, seed=seed, **embed_options),
+        describe=name_items if read_here else None)
 
 
 def export(
@@ -287,75 +161,11 @@ def export(
     Returns:
         The path written.
     """
-    from gapdiag import exporter
-
     exporter.check_method(method)  # before any embedding work
-    es, dataset = _embeddings_with_items(data, model, progress=progress, **embed_options)
+    es, dataset = embedding.embeddings_with_items(embed, data, model, progress=progress, **embed_options)
     table = exporter.export_table(es, dataset, method=method, seed=seed, vectors=vectors,
-                                  status=_status_printer(progress))
+                                  status=measuring.status_printer(progress))
     return exporter.write_parquet(table, out)
-
-
-def _embeddings_with_items(data: Any, model: Any, *, progress: bool,
-                           **embed_options: Any) -> tuple[EmbeddingSet, PairedDataset | None]:
-    """The embeddings of ``data`` and the dataset they came from, item for item (``None`` if not at hand)."""
-    import inspect
-
-    from gapdiag.data.ops import skip_unreadable
-
-    if isinstance(data, EmbeddingSet):
-        return data, None
-    cached = _cache_entry(data)
-    if cached is not None:
-        return cached, None
-    own = set(inspect.signature(embed).parameters) - {"reader_options"}
-    reader = {k: v for k, v in embed_options.items() if k not in own}
-    rest = {k: v for k, v in embed_options.items() if k in own and k not in ("split", "skip_bad")}
-    dataset = load_data(data, split=embed_options.get("split"), skip_bad=bool(embed_options.get("skip_bad")),
-                        **reader)
-    if embed_options.get("skip_bad"):
-        # Dropped here, once, so that the rows of the dataset and of the embeddings stay aligned.
-        dataset, _ = skip_unreadable(dataset)
-    return embed(dataset, model, progress=progress, **rest), dataset
-
-
-def _provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device: str = "auto", **_: Any) -> dict[str, Any]:
-    prov = es.provenance or {}
-    model = dict(prov.get("model") or {})
-    if "precision" in prov:
-        model["precision"] = prov["precision"]
-    out = {
-        "model": model,
-        "dataset": dict(prov.get("dataset") or {}),
-        "sample": {"size": sample, "seed": seed},
-        "device": _device_name(device),
-        "dtype": prov.get("dtype"),
-    }
-    if prov.get("skipped"):
-        out["skipped"] = list(prov["skipped"])
-    if prov.get("key"):
-        out["cache_key"] = prov["key"]
-    return out
-
-
-def _device_name(device: str) -> str:
-    from gapdiag import device as devices
-
-    return str(devices.resolve(device))
-
-
-def _status_printer(enabled: bool, bar: Any = None) -> Any:
-    """Print each step of the metric computation with the time since the first (above a live progress bar)."""
-    if not enabled:
-        return None
-    import time
-
-    from rich.console import Console
-
-    console = getattr(bar, "console", None) or Console(stderr=True)
-    start = time.perf_counter()
-    # A long exact pass on a large set then shows where it is rather than looking like a hang.
-    return lambda message: console.print(f"[dim]{time.perf_counter() - start:7.1f}s  {message}[/]", highlight=False)
 
 
 def shift(
@@ -372,8 +182,8 @@ def shift(
     Returns the JSON-serialisable dict of :func:`gapdiag.shift.shift_experiment` (per λ: gap, loss per
     temperature, R@1 both ways, zero-shot accuracy when the data has classes), plus the provenance.
     """
+    # gapdiag.shift imports SciPy: only when the experiment runs, never on a cache hit of measure.
     from gapdiag import shift as shift_module
-    from gapdiag.metrics.retrieval import search_device
 
     es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
     image, text = _image_and_text(es)
@@ -386,7 +196,7 @@ def shift(
         es.vectors[image], es.vectors[text], x_sample=es.sample_index[image], y_sample=es.sample_index[text],
         class_embeddings=es.class_embeddings, labels=es.labels,
         device=search_device(embed_options.get("device", "auto")), **kwargs)
-    result["provenance"] = _provenance(es, sample=None, seed=0, **embed_options)
+    result["provenance"] = embedding.report_provenance(es, sample=None, seed=0, **embed_options)
     return result
 
 
@@ -404,7 +214,7 @@ def _embedding_set(source: Any, data: Any, progress: bool, embed_options: dict[s
     """An embedding set from an EmbeddingSet, a cache entry directory, or a model embedded on ``data``."""
     if isinstance(source, EmbeddingSet):
         return source
-    cached = _cache_entry(source)
+    cached = embedding.cache_entry(source)
     if cached is not None:
         return cached
     return embed(data, source, progress=progress, **embed_options)
@@ -433,78 +243,17 @@ def compare_models(
         ``{"metrics": {"linear_cka/<m>": ..., "mutual_knn/<m>": ...}, "extras": {"changed/<m>": [...], ...},
         "provenance": {"a": ..., "b": ...}}``; changed items carry ``path``/``caption`` when the data is at hand.
     """
-    from gapdiag.metrics.retrieval import search_device
-    from gapdiag.metrics.similarity import compare_embeddings
-
     esa = _embedding_set(a, data, progress, embed_options)
     esb = _embedding_set(b, data, progress, embed_options)
     values, extras = compare_embeddings(esa, esb, k=k, top=top,
                                         device=search_device(embed_options.get("device", "auto")))
-    if not any(isinstance(s, EmbeddingSet) or _cache_entry_path(s) is not None for s in (a, b)):
+    if not any(isinstance(s, EmbeddingSet) or embedding.cache_entry_path(s) is not None for s in (a, b)):
         describe_items(extras, data, split=embed_options.get("split"), cache_dir=embed_options.get("cache_dir"))
     return {"metrics": values, "extras": extras,
-            "provenance": {"a": _provenance(esa, sample=None, seed=0), "b": _provenance(esb, sample=None, seed=0)}}
+            "provenance": {"a": embedding.report_provenance(esa, sample=None, seed=0),
+                           "b": embedding.report_provenance(esb, sample=None, seed=0)}}
 
 
-def _cache_entry_path(source: Any) -> Path | None:
-    return Path(source) if isinstance(source, (str, Path)) and (Path(source) / "meta.json").is_file() else None
-
-
-def similarity_to_baseline(
-    baseline: Report, current: Report, *, cache_dir: str | Path | None = None, k: int = 10
-) -> tuple[dict[str, float], str | None]:
-    """CKA and mutual k-NN of the current vectors against the baseline's, when both are in the cache.
-
-    Reports keep the cache key of their vectors (``provenance.cache_key``). Returns ``(values, None)``, or
-    ``({}, reason)`` saying plainly why the item-by-item comparison is not possible.
-    """
-    from gapdiag.cache import EmbeddingCache
-    from gapdiag.metrics.similarity import compare_embeddings
-
-    keys = {}
-    for label, rep in (("baseline", baseline), ("current", current)):
-        key = (rep.provenance or {}).get("cache_key")
-        if not key:
-            return {}, (f"the {label} report keeps no cache key of its vectors (precomputed embeddings or an old "
-                        "report): re-measure it with `gapdiag measure --out` to compare item by item")
-        keys[label] = key
-    cache = EmbeddingCache(cache_dir)
-    sets = {}
-    for label, key in keys.items():
-        es = cache.get(key)
-        if es is None:
-            return {}, (f"the {label} vectors (cache key {key}) are not in the cache {cache.path(key).parent}; "
-                        "run check where they were embedded, or re-embed them")
-        sets[label] = es
-    try:
-        values, _ = compare_embeddings(sets["baseline"], sets["current"], k=k)
-    except InputError as e:
-        return {}, f"the baseline and current vectors hold different items ({e.message}); use the same data"
-    return values, None
-
-
-def describe_items(extras: dict[str, Any], data: Any, *, split: str | None = None,
-                   cache_dir: str | Path | None = None) -> None:
-    """Add the ``path`` (image items) or ``caption`` (text items) to listed items (hubs, most-changed items).
-
-    Best effort: without readable data (precomputed vectors, a cache entry, a changed dataset) the items keep
-    their row and sample ids only.
-    """
-    lists = [(key.split("/", 1)[1], entry) for key, value in extras.items()
-             if key.startswith(("changed/", "hubness/")) for entry in
-             (value if isinstance(value, list) else value.get("hubs", []))]
-    if not lists:
-        return
-    try:
-        dataset = load_data(data, split=split, cache_dir=cache_dir)
-    except Exception:  # noqa: BLE001 - descriptions are optional; the numbers stand without them
-        return
-    for qualifier, entry in lists:
-        m = entry.get("modality") or (qualifier.split("_to_")[1] if "_to_" in qualifier else qualifier)
-        mod = dataset.modalities.get(m)
-        if mod is None or mod.kind == "embedding" or not 0 <= entry["item"] < len(mod.items):
-            continue
-        entry["path" if mod.kind == "image" else "caption"] = str(mod.items[entry["item"]])
 def cache_verify(key: str = "all", *, cache_dir: str | Path | None = None,
                  progress: bool = False) -> list[dict[str, Any]]:
     """Check every byte of cache entries against the checksums recorded when they were written.
@@ -522,8 +271,6 @@ def cache_verify(key: str = "all", *, cache_dir: str | Path | None = None,
         InputError: ``key`` matches no entry or several.
         CacheError: The cache dir cannot be used.
     """
-    from gapdiag.cache import EmbeddingCache
-
     return EmbeddingCache(cache_dir).verify(key, progress=progress)
 
 
@@ -533,8 +280,6 @@ def cache_ls(*, cache_dir: str | Path | None = None) -> tuple[Path, list[dict[st
     Raises:
         CacheError: The cache dir cannot be used.
     """
-    from gapdiag.cache import EmbeddingCache
-
     cache = EmbeddingCache(cache_dir)
     return cache.root, cache.ls()
 
@@ -545,15 +290,11 @@ def cache_rm(key: str, *, cache_dir: str | Path | None = None) -> list[str]:
     Raises:
         InputError: ``key`` matches no entry or several.
     """
-    from gapdiag.cache import EmbeddingCache
-
     return EmbeddingCache(cache_dir).rm(key)
 
 
 def cache_dir(cache_dir: str | Path | None = None) -> Path:
     """The cache directory in use (``cache_dir``, else ``GAPDIAG_CACHE_DIR``, else the user cache dir)."""
-    from gapdiag.cache import EmbeddingCache
-
     return EmbeddingCache(cache_dir).root
 
 
@@ -563,9 +304,6 @@ def train(data: PairedDataset, model: str | Path = "gapdiag-tiny-vit", **options
     Returns:
         The :class:`gapdiag.train.TrainResult` (run dir, model path, per-epoch metrics, resumed epoch).
     """
-    # Imported here: gapdiag.train pulls in torch and open_clip, which a cache hit must not pay for.
-    from gapdiag.train import train as run_training
-
     return run_training(data, model, **options)
 
 
@@ -639,5 +377,5 @@ def compare(reports: Sequence[str | Path] = (), models: Sequence[str] = (), **op
         A :class:`gapdiag.check.run.CompareRun`: the comparison, the reports, the item-by-item view of two
         models (``similarity``) and the figure path.
     """
-    return run_compare(measure, compare_models, lambda p: _cache_entry_path(p) is not None, reports, models,
-                       **options)
+    return run_compare(measure, compare_models, lambda p: embedding.cache_entry_path(p) is not None, reports,
+                       models, **options)
