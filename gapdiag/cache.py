@@ -37,11 +37,6 @@ import filelock
 from numpy.typing import NDArray
 
 from gapdiag import cache_integrity as integrity
-
-# derived.py and model_index.py still import these two by their old private names from here; they live in
-# gapdiag.cache_files (atomic_write_json, atomic_save_npy), and the aliases go once those imports switch.
-from gapdiag.cache_files import atomic_save_npy as _atomic_save_npy  # noqa: F401
-from gapdiag.cache_files import atomic_write_json as _atomic_write_json  # noqa: F401
 from gapdiag.cache_files import corrupt, load_checked, load_npz, one_line
 from gapdiag.cache_keys import (
     CACHE_FORMAT_VERSION,

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag import __version__
-from gapdiag.cache import _atomic_save_npy, _atomic_write_json
+from gapdiag.cache_files import atomic_save_npy, atomic_write_json
 from gapdiag.data.base import hash_json
 from gapdiag.errors import GapdiagError
 from gapdiag.report import Report
@@ -71,7 +71,7 @@ def save_report(path: Path | None, report: Report) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_json(path, report.to_dict())
+        atomic_write_json(path, report.to_dict())
     except Exception as exc:  # noqa: BLE001 - a memo that cannot be written only costs recomputation
         log.debug("report not memoised at %s: %s", path, exc)
 
@@ -93,6 +93,6 @@ def save_array(path: Path | None, array: NDArray[Any]) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save_npy(path, np.ascontiguousarray(array))
+        atomic_save_npy(path, np.ascontiguousarray(array))
     except Exception as exc:  # noqa: BLE001
         log.debug("array not memoised at %s: %s", path, exc)

@@ -62,7 +62,7 @@ def export_table(es: EmbeddingSet, dataset: PairedDataset | None = None, *, meth
     """
     import pyarrow as pa
 
-    from gapdiag.plot import map_coordinates  # matplotlib
+    from gapdiag.figures.embedding_map import map_coordinates  # matplotlib
 
     check_method(method)
     names = es.modality_names

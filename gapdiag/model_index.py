@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gapdiag.cache import _atomic_write_json
+from gapdiag.cache_files import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _remember(path: Path, key: str, value: Any) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_json(path, {**_read_json(path), key: value})
+        atomic_write_json(path, {**_read_json(path), key: value})
     except Exception as exc:  # noqa: BLE001 - an unwritable memo only costs an open_clip import next time
         log.debug("pretrained tag not memoised in %s: %s", path, exc)

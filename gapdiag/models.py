@@ -22,7 +22,6 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -90,58 +90,8 @@ def test_the_library_never_imports_the_command_line():
 
 #: Third-party libraries slow to import (or optional) enough that a function may import them lazily, and with
 #: them a gapdiag module that loads one of them when it is imported.
-HEAVY_LIBRARIES = frozenset({"torch", "open_clip", "timm", "torchvision", "umap", "matplotlib", "sklearn", "faiss",
-                             "plotly", "pyarrow", "PIL", "webdataset", "safetensors", "scipy", "transformers"})
-
-#: Function-level imports of gapdiag modules that load no heavy library the importer lacks, in files of other
-#: changes: ``(file relative to gapdiag/, imported module)``.
-LAZY_IMPORTS_TO_FIX = frozenset({  # owned by another change; to be emptied at merge
-    ("cache.py", "gapdiag.cache_writer"),
-    ("cache_integrity.py", "gapdiag.progress"),
-    ("data/base.py", "gapdiag.settings"),
-    ("data/manifest.py", "gapdiag.data.parquet"),
-    ("data/ops.py", "gapdiag.data.images"),
-    ("data/precomputed.py", "gapdiag.data.parquet"),
-    ("data/registry.py", "gapdiag.data"),
-    ("data/sample.py", "gapdiag"),
-    ("data/sample.py", "gapdiag.data.manifest"),
-    ("encode.py", "gapdiag.data.images"),
-    ("encode.py", "gapdiag.device"),
-    ("encode.py", "gapdiag.device_loader"),
-    ("encode.py", "gapdiag.device_preprocess"),
-    ("encode.py", "gapdiag.metrics.zeroshot"),
-    ("html_report.py", "gapdiag.html_diagnostics"),
-    ("html_report.py", "gapdiag.metrics"),
-    ("metrics/blocked.py", "gapdiag.metrics.running_topk"),
-    ("metrics/decomposition.py", "gapdiag.metrics._validation"),
-    ("metrics/diagnostics.py", "gapdiag.metrics.decomposition"),
-    ("metrics/diagnostics.py", "gapdiag.metrics.hubness"),
-    ("metrics/diagnostics.py", "gapdiag.metrics.intrinsic"),
-    ("metrics/engine.py", "gapdiag.metrics.arithmetic"),
-    ("metrics/engine.py", "gapdiag.metrics.clustering"),
-    ("metrics/engine.py", "gapdiag.metrics.retrieval"),
-    ("metrics/engine.py", "gapdiag.metrics.torch_passes"),
-    ("metrics/engine.py", "gapdiag.metrics.zeroshot"),
-    ("metrics/retrieval.py", "gapdiag.device"),
-    ("metrics/retrieval.py", "gapdiag.errors"),
-    ("metrics/similarity.py", "gapdiag.metrics.retrieval"),
-    ("metrics/torch_passes.py", "gapdiag.device"),
-    ("plot.py", "gapdiag.errors"),
-    ("plot.py", "gapdiag.metrics"),
-    ("plot.py", "gapdiag.metrics._validation"),
-    ("plot.py", "gapdiag.metrics.blocked"),
-    ("plot.py", "gapdiag.metrics.rank"),
-    ("plot.py", "gapdiag.plot_gap"),
-    ("plot_gap.py", "gapdiag.metrics.blocked"),
-    ("plot_gap.py", "gapdiag.metrics.decomposition"),
-    ("shift.py", "gapdiag.metrics.retrieval"),
-    ("shift.py", "gapdiag.metrics.zeroshot"),
-    ("train.py", "gapdiag.cache"),
-    ("train.py", "gapdiag.data.base"),
-    ("train.py", "gapdiag.data.images"),
-    ("train.py", "gapdiag.encode"),
-    ("train.py", "gapdiag.metrics"),
-})
+HEAVY_LIBRARIES = frozenset({"torch", "open_clip", "timm", "torchvision", "umap", "numba", "matplotlib", "sklearn",
+                             "faiss", "plotly", "pyarrow", "PIL", "webdataset", "safetensors", "scipy", "transformers"})
 
 
 def module_source(root: Path, name: str) -> Path | None:
@@ -262,10 +212,6 @@ def test_the_lazy_import_walker_follows_modules_to_heavy_libraries(tmp_path):
 def test_function_level_imports_are_only_for_heavy_libraries():
     """Issue #13: a gapdiag import sits at module top level; a function imports a gapdiag module lazily only when
     that module loads a heavy library (torch, matplotlib, ...) that the importing module does not load already."""
-    found = lazy_internal_imports(PACKAGE.parent)
-    new = sorted(found - LAZY_IMPORTS_TO_FIX)
-    assert new == [], "move these imports to the top of the module (break a cycle by moving code): " + "; ".join(
-        f"{file} imports {module} in a function" for file, module in new)
-    fixed = sorted(LAZY_IMPORTS_TO_FIX - found)
-    assert fixed == [], "no longer lazy: remove these entries from LAZY_IMPORTS_TO_FIX: " + "; ".join(
-        f"{file} {module}" for file, module in fixed)
+    found = sorted(lazy_internal_imports(PACKAGE.parent))
+    assert found == [], "move these imports to the top of the module (break a cycle by moving code): " + "; ".join(
+        f"{file} imports {module} in a function" for file, module in found)

@@ -28,7 +28,8 @@ from gapdiag.api.embedding import BUNDLED_CHECKPOINTS, DEFAULT_CHECKPOINT, bundl
 from gapdiag.api.measuring import describe_items, similarity_to_baseline
 from gapdiag.cache import KEY_LENGTH as CACHE_KEY_LENGTH  # noqa: F401 - for the CLI
 from gapdiag.cache import EmbeddingCache
-from gapdiag.check.compare import Comparison, comparison_to_json as comparison_json  # noqa: F401 - for the CLI
+from gapdiag.check.compare import Comparison  # noqa: F401 - for the CLI
+from gapdiag.check.compare import comparison_to_json as comparison_json
 from gapdiag.check.evaluate import CheckResult  # noqa: F401 - for the CLI
 from gapdiag.check.render import to_json as check_json  # noqa: F401 - for the CLI
 from gapdiag.check.run import CheckRun, CompareRun, run_check, run_compare
@@ -36,8 +37,8 @@ from gapdiag.data.base import PairedDataset
 from gapdiag.distributed import is_main_process  # noqa: F401 - for the CLI
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
-from gapdiag.metrics.retrieval import search_device
 from gapdiag.metrics.sampling import check_sample_size
+from gapdiag.metrics.search_index import search_device
 from gapdiag.metrics.similarity import compare_embeddings
 from gapdiag.references import references_for  # noqa: F401 - for the CLI
 from gapdiag.report import Report, write_json  # noqa: F401 - write_json for the CLI

@@ -18,7 +18,7 @@ from gapdiag.bootstrap import bootstrap_intervals
 from gapdiag.cache import EmbeddingCache
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
-from gapdiag.metrics.retrieval import search_device
+from gapdiag.metrics.search_index import search_device
 from gapdiag.metrics.similarity import compare_embeddings
 from gapdiag.notes import repeat_notes
 from gapdiag.progress import progress_bar

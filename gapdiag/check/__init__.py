@@ -26,21 +26,15 @@ Semantics in one place (docs/check.md repeats them):
 
 from __future__ import annotations
 
-from gapdiag.check.rules import (  # noqa: F401
-    CONFIG_FILE,
-    DEFAULT_RANGE_FRACTION,
-    DEFAULT_RELATIVE_DROP,
-    Direction,
-    RegressionError,
-    Rule,
-    RuleSet,
-    Status,
-    _SLACK,
-    _STATUS_ICON,
-    _finite_bounds,
-    default_rule,
-    metric_registry,
-    registry_direction,
+from gapdiag.check.compare import (  # noqa: F401
+    _VERDICT_MARK,
+    Comparison,
+    ComparisonRow,
+    _verdict,
+    compare_reports,
+    comparison_to_json,
+    comparison_to_markdown,
+    similarity_to_markdown,
 )
 from gapdiag.check.config import (  # noqa: F401
     _CHECK_TYPES,
@@ -55,11 +49,6 @@ from gapdiag.check.config import (  # noqa: F401
     load_rules,
     parse_rules,
 )
-from gapdiag.check.provenance import (  # noqa: F401
-    _dig,
-    guard_provenance,
-    provenance_conflicts,
-)
 from gapdiag.check.evaluate import (  # noqa: F401
     CheckResult,
     RuleOutcome,
@@ -70,6 +59,11 @@ from gapdiag.check.evaluate import (  # noqa: F401
     noise_margin,
     refuse_uncomputed_gates,
     two_model_bases,
+)
+from gapdiag.check.provenance import (  # noqa: F401
+    _dig,
+    guard_provenance,
+    provenance_conflicts,
 )
 from gapdiag.check.render import (  # noqa: F401
     _json_num,
@@ -82,13 +76,19 @@ from gapdiag.check.render import (  # noqa: F401
     to_junit_xml,
     to_markdown,
 )
-from gapdiag.check.compare import (  # noqa: F401
-    Comparison,
-    ComparisonRow,
-    _VERDICT_MARK,
-    _verdict,
-    compare_reports,
-    comparison_to_json,
-    comparison_to_markdown,
-    similarity_to_markdown,
+from gapdiag.check.rules import (  # noqa: F401
+    _SLACK,
+    _STATUS_ICON,
+    CONFIG_FILE,
+    DEFAULT_RANGE_FRACTION,
+    DEFAULT_RELATIVE_DROP,
+    Direction,
+    RegressionError,
+    Rule,
+    RuleSet,
+    Status,
+    _finite_bounds,
+    default_rule,
+    metric_registry,
+    registry_direction,
 )

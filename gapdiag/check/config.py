@@ -12,7 +12,6 @@ from gapdiag.check.rules import CONFIG_FILE, Rule, RuleSet
 from gapdiag.errors import ConfigError
 from gapdiag.report import split_metric_name
 
-
 _RULE_TYPES: dict[str, str] = {
     "direction": "'higher' or 'lower'",
     "max_drop": "number",

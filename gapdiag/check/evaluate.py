@@ -10,7 +10,7 @@ from typing import Any
 from gapdiag.check import rules as _rules
 from gapdiag.check.provenance import guard_provenance
 from gapdiag.check.render import format_value
-from gapdiag.check.rules import RegressionError, Rule, RuleSet, Status, _SLACK
+from gapdiag.check.rules import _SLACK, RegressionError, Rule, RuleSet, Status
 from gapdiag.errors import InputError
 from gapdiag.report import Report, split_metric_name
 

@@ -131,7 +131,8 @@ def run_compare(
         write_text(markdown, md, "--markdown")
     if plot is not None:
         # matplotlib: imported only when a figure is asked for.
-        from gapdiag.plot import plot_compare, save_figures
+        from gapdiag.figures.compare import plot_compare
+        from gapdiag.figures.files import save_figures
 
         run.figure = save_figures({"compare": plot_compare(loaded, comp.labels)}, plot)[0]
     return run

@@ -8,7 +8,15 @@ import typer
 from rich.table import Table
 
 from gapdiag import api
-from gapdiag.commands._common import CacheDirOpt, JsonOpt, QuietOpt, console, err_console, print_json, unbounded_console
+from gapdiag.commands._common import (
+    CacheDirOpt,
+    JsonOpt,
+    QuietOpt,
+    console,
+    err_console,
+    print_json,
+    unbounded_console,
+)
 
 cache_app = typer.Typer(help="Inspect and clean the embedding cache.", no_args_is_help=True,
                         epilog="Examples: `gapdiag cache ls`, `gapdiag cache rm 3f2a9c`, `gapdiag cache dir`")
