@@ -23,7 +23,6 @@ holds the provenance (model, dataset fingerprint) and the projection as JSON.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ import numpy as np
 from gapdiag.data.base import PairedDataset
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
+from gapdiag.fsutil import atomic_path
 from gapdiag.metrics.blocked import unit_rows
 
 if TYPE_CHECKING:
@@ -104,20 +104,15 @@ def _contents(es: EmbeddingSet, dataset: PairedDataset | None) -> list[str | Non
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> Path:
-    """Write ``table`` to ``path`` atomically (a temporary file renamed into place; parents created)."""
+    """Write ``table`` to ``path`` atomically (:func:`gapdiag.fsutil.atomic_path`; parents created)."""
     import pyarrow.parquet as pq
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
     except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # the folder itself is not there or not writable
         raise InputError(f"cannot write {path}: {e.strerror or e}",
                          hint="pass a writable --out path") from None
     return path
