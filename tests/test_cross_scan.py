@@ -92,3 +92,26 @@ def test_cross_pass_top_lists_and_ranks_equal_brute_force_with_duplicates():
             others = g_sample != q_sample[q]
             ahead = others & ((scores[q] > scores[q, best]) | ((scores[q] == scores[q, best]) & (np.arange(len(others)) < best)))
             assert rank[q] == ahead.sum()
+
+
+@pytest.mark.parametrize("t", [2.0, 0.25, 16.0, 40.0])  # 2t <= 32: compiled float64 pass; beyond: numpy, shifted
+@pytest.mark.parametrize("mask", ["none", "same", "upper triangle"])
+def test_strip_uniformity_equals_float64_numpy(t, mask):
+    from gapdiag.metrics.blocked import strip_uniformity
+
+    rng = np.random.default_rng(3)
+    a, b = _unit(rng.normal(size=(50, 16))), _unit(rng.normal(size=(70, 16)))
+    s = a @ b.T
+    s64 = s.astype(np.float64)  # the sums are under test, not the float32 product
+    same = rng.random(s.shape) < 0.1 if mask == "same" else None
+    first_col = 3 if mask == "upper triangle" else None
+    counted = np.ones(s.shape, dtype=bool)
+    if first_col is not None:
+        counted = np.arange(70)[None, :] >= np.arange(50)[:, None] + first_col
+    other, matched = strip_uniformity(s.copy(), t, same, first_col)
+
+    def ref(keep):
+        return np.log(np.exp(2 * t * (s64[keep] - 1)).sum()) if keep.any() else -np.inf
+
+    assert other == pytest.approx(ref(counted & (True if same is None else ~same)), abs=1e-6)
+    assert matched == (pytest.approx(ref(same), abs=1e-6) if same is not None else -np.inf)

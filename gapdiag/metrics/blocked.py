@@ -164,24 +164,39 @@ def _tile_view(buf: NDArray[np.float32], rows: int, cols: int) -> NDArray[np.flo
     return buf[: rows * cols].reshape(rows, cols)
 
 
-#: Up to this ``2t``, ``exp(2t·s)`` for scores ``s ∈ [−1, 1]`` stays far inside float32's range (e^±88).
-_UNSHIFTED_MAX_2T = 40.0
+def strip_uniformity(
+    strip: NDArray[np.float32], t: float, same: NDArray[np.bool_] | None = None, first_col: int | None = None
+) -> tuple[float, float]:
+    """``log Σ exp(2t·(s − 1))`` over a strip of scores (``= log Σ exp(−t‖u − v‖²)`` for unit vectors).
 
+    Args:
+        strip: Scores; may be overwritten.
+        t: Temperature.
+        same: Entries summed separately (same-sample pairs), or None.
+        first_col: Only columns ``j >= i + first_col`` of row ``i`` count (a diagonal tile's upper triangle).
 
-def _logsumexp_scores(scores: NDArray[np.float32], t: float) -> float:
-    """``log Σ exp(2t·(s − 1))`` over a score tile, in place (the tile is overwritten); −inf if empty.
-
-    ``exp(2t(s − 1)) = exp(−t‖u − v‖²)`` for unit vectors. For the usual temperatures (``2t ≤ 40``) every
-    term ``exp(2t·s)`` lies in ``[e^−2t, e^2t]``, so the tile is exponentiated as it is (two passes over it,
-    where shifting by its maximum took four); for larger ``t``, shifting by the tile's own maximum keeps the
-    sum exact (no underflow to zero).
+    Returns:
+        ``(other, same)`` log-sums (``-inf`` when empty). For the usual temperatures (``2t <= 32``) the sums run
+        in float64 over a polynomial exp in one compiled pass (:func:`gapdiag.metrics.strip_scan.exp_terms`);
+        beyond, numpy's exp on the strip shifted by its maximum (no underflow to zero).
     """
-    if scores.size == 0:
-        return -math.inf
-    if 2.0 * t <= _UNSHIFTED_MAX_2T:
-        np.multiply(scores, np.float32(2.0 * t), out=scores)
-        return _logsumexp_scaled(scores, 2.0 * t)
-    smax = float(scores.max())
+    from gapdiag.metrics.strip_scan import MAX_TWO_T, exp_terms  # numba
+
+    if 2.0 * t <= MAX_TWO_T:
+        return exp_terms(strip, 2.0 * t, same, first_col)
+    same_term = -math.inf
+    if same is not None:
+        same_term = _logsumexp_shifted(strip[same], t)
+        strip[same] = -np.inf
+    if first_col is not None:
+        rows, cols = np.indices(strip.shape)
+        strip[cols < rows + first_col] = -np.inf
+    return _logsumexp_shifted(strip, t), same_term
+
+
+def _logsumexp_shifted(scores: NDArray[np.float32], t: float) -> float:
+    """``log Σ exp(2t·(s − 1))`` with numpy, shifted by the maximum, in place; −inf if empty."""
+    smax = float(scores.max()) if scores.size else -math.inf
     if smax == -math.inf:
         return -math.inf
     # v − m = 2t·(s − smax) with m = 2t·(smax − 1), computed in place on the tile (no temporaries).
@@ -190,14 +205,6 @@ def _logsumexp_scores(scores: NDArray[np.float32], t: float) -> float:
     np.exp(scores, out=scores)
     # A float32 pairwise sum of terms in (0, 1] is accurate to ~1e-7 relative; tiles are combined in float64.
     return 2.0 * t * (smax - 1.0) + math.log(float(scores.sum()))
-
-
-def _logsumexp_scaled(scaled: NDArray[np.float32], two_t: float) -> float:
-    """``log Σ exp(v − 2t)`` over a tile that already holds ``v = 2t·s`` (``2t ≤ 40``), in place."""
-    np.exp(scaled, out=scaled)
-    # Terms lie in [e^-2t, e^2t]: a float32 pairwise sum keeps ~1e-6 relative; tiles are combined in float64.
-    total = float(scaled.sum())
-    return math.log(total) - two_t if total > 0.0 else -math.inf
 
 
 #: ``on_tile(done, total)``: called after each tile of a quadratic pass (drives a progress bar with an ETA).
@@ -218,27 +225,18 @@ def within_pass(
     _check_block_size(block_size)
     n = z.shape[0]
     buf = np.empty(min(block_size, n) ** 2, dtype=np.float32)
-    lower = np.tri(min(block_size, n), dtype=bool)  # diagonal and below: pairs j <= i
     lse = -math.inf
     n_tiles = -(-n // block_size)
     total, done = n_tiles * (n_tiles + 1) // 2, 0
-    # For the usual temperatures the row block is scaled by 2t once, so BLAS writes 2t·s and the tile needs
-    # only exp and sum (see _logsumexp_scores).
-    scaled = 2.0 * t <= _UNSHIFTED_MAX_2T
     for i0 in range(0, n, block_size):
         zi = z[i0 : i0 + block_size]
-        if scaled:
-            zi = zi * np.float32(2.0 * t)
         for j0 in range(i0, n, block_size):
             zj = z[j0 : j0 + block_size]
             s = _tile_view(buf, zi.shape[0], zj.shape[0])
             np.dot(zi, zj.T, out=s)
             for r0, r1 in _strips((0, zi.shape[0]), zj.shape[0]):
-                strip = s[r0:r1]
-                if j0 == i0:
-                    # Diagonal tile: keep the strict upper triangle (pairs i < j).
-                    strip[lower[r0:r1, : zj.shape[0]]] = -np.inf
-                term = _logsumexp_scaled(strip, 2.0 * t) if scaled else _logsumexp_scores(strip, t)
+                # A diagonal tile keeps its strict upper triangle (pairs i < j): column > row.
+                term, _ = strip_uniformity(s[r0:r1], t, first_col=r0 + 1 if j0 == i0 else None)
                 lse = float(np.logaddexp(lse, term))
             done += 1
             if on_tile is not None:

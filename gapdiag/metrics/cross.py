@@ -21,10 +21,10 @@ from gapdiag.metrics.blocked import (
     DEFAULT_T,
     TileCallback,
     _check_block_size,
-    _logsumexp_scores,
     _strips,
     _tile_view,
     _tiles,
+    strip_uniformity,
 )
 from gapdiag.metrics.running_topk import RunningTopK
 
@@ -229,15 +229,9 @@ def cross_pass(
             if retrieval or topk:
                 scan.strip(strip, (r0, r1), same)
             if uniformity:
-                same_vals = None
-                if same is not None:
-                    same_vals = strip[same]
-                    strip[same] = -np.inf
-                nm = _logsumexp_scores(strip, t)
+                nm, same_term = strip_uniformity(strip, t, same)
                 result.lse_nonmatching = float(np.logaddexp(result.lse_nonmatching, nm))
-                if same_vals is not None:
-                    nm = float(np.logaddexp(nm, _logsumexp_scores(same_vals, t)))
-                result.lse_all = float(np.logaddexp(result.lse_all, nm))
+                result.lse_all = float(np.logaddexp(result.lse_all, np.logaddexp(nm, same_term)))
         scan.end_tile()
         if on_tile is not None:
             on_tile(done, total)

@@ -14,6 +14,8 @@ per machine (``cache=True``) and is only imported by the quadratic passes, never
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
@@ -64,6 +66,74 @@ def _scan(s, same, check_same, hi_r, lo_r, th_r, hi_c, lo_c, th_c, ahead_r, ahea
 
 
 _NO_MASK = np.zeros((0, 0), dtype=np.uint8)
+
+#: exp(x) is evaluated as p(x / 2^k)^(2^k), p the degree-10 Taylor polynomial: |x / 2^k| <= 1/2 keeps p's
+#: relative error under 2e-11 and the k squarings multiply it by 2^k (< 2e-9; ~1e-15 at the default t = 2,
+#: where |x| <= 4). Above ``MAX_TWO_T`` the callers use numpy's exp on max-shifted tiles instead.
+_SQUARINGS = 6
+MAX_TWO_T = 0.5 * 2**_SQUARINGS
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always", fastmath={"reassoc", "contract"})
+def _exp(x):
+    r = x * (0.5**_SQUARINGS)
+    p = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
+        1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800))))))))))
+    for _ in range(_SQUARINGS):
+        p = p * p
+    return p
+
+
+# fastmath "reassoc" lets the float64 sums run in vector lanes (the order of a float64 sum of positive terms
+# changes its value by ~1e-16 relative); no flag that assumes finite values is set.
+@njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "contract"})
+def _exp_sums(s, same, check_same, two_t, first_col, out):
+    n_rows, n_cols = s.shape
+    other = 0.0
+    matched = 0.0
+    for i in range(n_rows):
+        row = s[i]
+        start = max(0, i + first_col)
+        acc = 0.0
+        if check_same:
+            flags = same[i]
+            acc_same = 0.0
+            for j in range(start, n_cols):
+                e = _exp(two_t * row[j])
+                if flags[j]:
+                    acc_same += e
+                else:
+                    acc += e
+            matched += acc_same
+        else:
+            for j in range(start, n_cols):
+                acc += _exp(two_t * row[j])
+        other += acc
+    out[0] = other
+    out[1] = matched
+
+
+def exp_terms(
+    s: NDArray[np.float32], two_t: float, same: NDArray[np.bool_] | None = None, first_col: int | None = None
+) -> tuple[float, float]:
+    """``log Σ exp(2t·(s − 1))`` over a strip of scores, in float64 (``2t ≤ MAX_TWO_T``); nothing is modified.
+
+    Args:
+        s: ``(r, c)`` float32 scores of unit vectors.
+        two_t: ``2t``, the uniformity temperature doubled.
+        same: Entries whose sum is returned separately (same-sample pairs), or None.
+        first_col: Only columns ``j >= i + first_col`` of row ``i`` count (a diagonal tile's upper triangle),
+            or None for all.
+
+    Returns:
+        ``(other, same)`` log-sums; ``-inf`` for an empty sum.
+    """
+    if two_t > MAX_TWO_T:
+        raise ValueError(f"2t = {two_t} is beyond the polynomial exp's range ({MAX_TWO_T})")
+    out = np.empty(2)
+    mask = _NO_MASK if same is None else same.view(np.uint8)
+    _exp_sums(s, mask, same is not None, float(two_t), -(1 << 62) if first_col is None else first_col, out)
+    return tuple(math.log(v) - two_t if v > 0.0 else -math.inf for v in out)  # type: ignore[return-value]
 
 
 class StripScanner:
