@@ -14,6 +14,11 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
+def _lists(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    top = RunningTopK(n, k)
+    return top.scores, top.index
+
+
 @pytest.mark.parametrize("with_same", [False, True])
 def test_strip_scan_equals_numpy(with_same):
     rng = np.random.default_rng(0)
@@ -21,52 +26,39 @@ def test_strip_scan_equals_numpy(with_same):
     s = (rng.integers(-8, 9, size=(37, 53)) / 8).astype(np.float32)
     hi_r, hi_c = (rng.integers(-8, 9, size=37) / 8).astype(np.float32), (rng.integers(-8, 9, size=53) / 8).astype(np.float32)
     lo_r, lo_c = hi_r - np.float32(0.125), hi_c - np.float32(0.125)
-    th_r, th_c = (rng.integers(4, 9, size=37) / 8).astype(np.float32), (rng.integers(4, 9, size=53) / 8).astype(np.float32)
-    hi_r[3] = lo_r[3] = th_c[5] = np.inf  # switched-off tests
+    hi_r[3] = lo_r[3] = np.inf  # a query without a true item: nothing is counted for it
     same = rng.random((37, 53)) < 0.1 if with_same else None
     other = np.ones_like(s, dtype=bool) if same is None else ~same
-    ahead_r, ahead_c, i, j = StripScanner()(s, same, (hi_r, lo_r, th_r), (hi_c, lo_c, th_c))
+    k = 4
+    top_r, idx_r = _lists(37, k)
+    top_c, idx_c = _lists(53, k)
+    gal_r, gal_c = rng.permutation(1000)[:53], rng.permutation(1000)[:37]  # original indices of the items
+    th_c = top_c[:, -1].copy()
+    ahead_r, ahead_c, i, j = StripScanner()(s, same, (hi_r, lo_r, top_r, idx_r, gal_r),
+                                            (hi_c, lo_c, top_c, idx_c, gal_c, th_c))
     assert ahead_r.tolist() == (other & (s > hi_r[:, None])).sum(axis=1).tolist()
     assert ahead_c.tolist() == (other & (s > hi_c[None, :])).sum(axis=0).tolist()
     band = other & (((s >= lo_r[:, None]) & (s <= hi_r[:, None])) | ((s >= lo_c[None, :]) & (s <= hi_c[None, :])))
-    want_i, want_j = np.nonzero(band | (s >= th_r[:, None]) | (s >= th_c[None, :]))
+    want_i, want_j = np.nonzero(band)
     assert i.tolist() == want_i.tolist() and j.tolist() == want_j.tolist()
+    # The top-K lists: the k best of every entry (same-sample ones included) by (-score, original index).
+    for scores, gallery, lists, index in ((s, gal_r, top_r, idx_r), (s.T, gal_c, top_c, idx_c)):
+        for q in range(scores.shape[0]):
+            best = sorted(range(scores.shape[1]), key=lambda g, q=q: (-scores[q, g], gallery[g]))[:k]
+            assert index[q].tolist() == [gallery[g] for g in best]
+            assert lists[q].tolist() == [scores[q, g] for g in best]
+    assert th_c.tolist() == top_c[:, -1].tolist()  # the scan keeps the columns' thresholds in step
 
 
-def test_strip_scan_grows_its_buffer_when_every_entry_is_a_candidate():
+def test_strip_scan_returns_every_entry_when_all_are_near_ties():
     s = np.zeros((300, 400), dtype=np.float32)
-    low = np.full(300, -1, np.float32), np.full(300, -1, np.float32), np.full(300, -1, np.float32)
+    zero_r, zero_c = np.zeros(300, np.float32), np.zeros(400, np.float32)
+    top_r, idx_r = _lists(300, 0)
+    top_c, idx_c = _lists(400, 0)
     inf = np.full(400, np.inf, np.float32)
-    _, _, i, j = StripScanner()(s, None, low, (inf, inf, inf))
+    _, _, i, j = StripScanner()(s, None, (zero_r, zero_r, top_r, idx_r, np.arange(400)),
+                                (zero_c, zero_c, top_c, idx_c, np.arange(300), inf))
     assert i.size == 300 * 400 and j[:401].tolist() == [*range(400), 0]
-
-
-def _brute_lists(n: int, entries: list[tuple[int, int, float]], k: int) -> list[list[int]]:
-    by_query: dict[int, list[tuple[float, int]]] = {q: [] for q in range(n)}
-    for q, g, v in entries:
-        by_query[q].append((-v, g))
-    return [[g for _, g in sorted(by_query[q])[:k]] + [-1] * (k - min(k, len(by_query[q]))) for q in range(n)]
-
-
-@pytest.mark.parametrize("layout", ["few per query", "one query with many ties"])
-def test_running_topk_merges_like_a_full_sort(layout):
-    rng = np.random.default_rng(1)
-    n, k = 40, 5
-    top = RunningTopK(n, k)
-    entries: list[tuple[int, int, float]] = []
-    for step in range(6):
-        if layout == "few per query":
-            q = rng.integers(0, n, size=60)
-        else:  # the wide-row case: one query holds most candidates, so merge sorts flat
-            q = np.concatenate([np.full(200, 7), rng.integers(0, n, size=5)])
-        v = (rng.integers(0, 6, size=q.size) / 4).astype(np.float32)  # many exact ties, broken by index
-        g = rng.integers(0, 1000, size=q.size)
-        # Feed only what could enter (>= the current K-th score), as the cross pass does.
-        enter = v >= top.scores[q, -1]
-        top.merge(q[enter], g[enter], v[enter])
-        entries += list(zip(q.tolist(), g.tolist(), v.tolist()))
-    # Ties between equal (score, index) pairs from repeated draws keep both; compare scores and indices.
-    assert top.in_order(np.arange(n)).tolist() == _brute_lists(n, entries, k)
 
 
 def test_cross_pass_top_lists_and_ranks_equal_brute_force_with_duplicates():

@@ -219,7 +219,7 @@ def cross_pass(
         s = _tile_view(buf, ta[1] - ta[0], tb[1] - tb[0])
         np.dot(a[ta[0] : ta[1]], b[tb[0] : tb[1]].T, out=s)
         check_same = overlaps(ta, tb)
-        scan.begin_tile(s, ta, tb)
+        scan.begin_tile(ta, tb)
         # Every elementwise step runs on cache-sized row strips of the tile, while they are hot.
         for r0, r1 in _strips(ta, tb[1] - tb[0]):
             strip = s[r0 - ta[0] : r1 - ta[0]]
@@ -232,7 +232,6 @@ def cross_pass(
                 nm, same_term = strip_uniformity(strip, t, same)
                 result.lse_nonmatching = float(np.logaddexp(result.lse_nonmatching, nm))
                 result.lse_all = float(np.logaddexp(result.lse_all, np.logaddexp(nm, same_term)))
-        scan.end_tile()
         if on_tile is not None:
             on_tile(done, total)
     if retrieval:
@@ -245,7 +244,7 @@ def cross_pass(
 
 class _StripScan:
     """Applies :class:`~gapdiag.metrics.strip_scan.StripScanner` to a strip and folds its findings in: rank counts
-    of both directions (near-ties decided on exact scores) and the top-K candidates of both directions."""
+    of both directions (near-ties decided on exact scores); the scan itself keeps both directions' top-K lists."""
 
     def __init__(
         self,
@@ -267,39 +266,30 @@ class _StripScan:
         self.top_a = RunningTopK(a.shape[0], topk)
         self.top_b = RunningTopK(b.shape[0], topk)
 
-    def begin_tile(self, tile: NDArray[np.float32], rows: tuple[int, int], cols: tuple[int, int]) -> None:
-        """Start a tile: the column queries' top-K thresholds are fixed for the whole tile, and candidates of
-        both directions are merged once at its end (a threshold that is a little stale only admits a few more
-        candidates; the merge keeps the same K best, so the lists do not depend on this)."""
+    def begin_tile(self, rows: tuple[int, int], cols: tuple[int, int]) -> None:
+        """Start a tile: its columns' K-th scores, copied contiguous for the scan (which keeps them in step)."""
         self.rows, self.cols = rows, cols
-        self.th_b = self.top_b.thresholds(tile, cols[0], axis=0)
-        self.found: list[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]] = []
+        k = self.top_b.k
+        self.th_b = self.top_b.scores[cols[0] : cols[1], k - 1].copy() if k else np.full(
+            cols[1] - cols[0], np.inf, dtype=np.float32)
 
     def strip(self, strip: NDArray[np.float32], rows: tuple[int, int], same: NDArray[np.bool_] | None) -> None:
-        """Scan a row strip of the current tile (before its scores are overwritten by the uniformity step)."""
+        """Scan a row strip of the current tile (before the uniformity step may overwrite its scores)."""
         ra, cb = slice(*rows), slice(*self.cols)
-        th_a = self.top_a.thresholds(strip, rows[0], axis=1)
         ahead_a, ahead_b, i, j = self.scan_strip(
-            strip, same, (self.dir_a.hi[ra], self.dir_a.lo[ra], th_a), (self.dir_b.hi[cb], self.dir_b.lo[cb], self.th_b)
+            strip, same,
+            (self.dir_a.hi[ra], self.dir_a.lo[ra], self.top_a.scores[ra], self.top_a.index[ra], self.ob[cb]),
+            (self.dir_b.hi[cb], self.dir_b.lo[cb], self.top_b.scores[cb], self.top_b.index[cb], self.oa[ra],
+             self.th_b),
         )
-        if i.size:
+        if i.size:  # near-ties with a best true score: decided on exact scores
             v = strip[i, j]
             other = np.ones(i.size, dtype=bool) if same is None else ~same[i, j]
             qa, qb = i + rows[0], j + self.cols[0]
             ahead_a += self.dir_a.near_ties_won(i, qa, v, other, self.a, self.b, qb, self.ob, size=ahead_a.size)
             ahead_b += self.dir_b.near_ties_won(j, qb, v, other, self.b, self.a, qa, self.oa, size=ahead_b.size)
-            top = (v >= th_a[i]) | (v >= self.th_b[j])
-            self.found.append((qa[top], qb[top], v[top]))
         self.dir_a.rank[ra] += ahead_a
         self.dir_b.rank[cb] += ahead_b
-
-    def end_tile(self) -> None:
-        """Merge the tile's top-K candidates into both directions' lists."""
-        if not self.found or self.top_a.k == 0:
-            return
-        qa, qb, v = (np.concatenate(parts) for parts in zip(*self.found))
-        self.top_a.merge(qa, self.ob[qb], v)
-        self.top_b.merge(qb, self.oa[qa], v)
 
 
 def _in_original_order(direction: _Direction, order: NDArray[np.intp]) -> NDArray[np.int64]:

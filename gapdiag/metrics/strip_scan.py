@@ -21,19 +21,38 @@ from numba import njit
 from numpy.typing import NDArray
 
 
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _insert(scores, index, q, v, g):
+    """Put (v, g) into query q's list, kept ordered by (−score, index), if it beats the last entry."""
+    k = scores.shape[1]
+    last = k - 1
+    if v < scores[q, last] or (v == scores[q, last] and g > index[q, last]):
+        return
+    pos = last
+    while pos > 0 and (v > scores[q, pos - 1] or (v == scores[q, pos - 1] and g < index[q, pos - 1])):
+        scores[q, pos] = scores[q, pos - 1]
+        index[q, pos] = index[q, pos - 1]
+        pos -= 1
+    scores[q, pos] = v
+    index[q, pos] = g
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
-def _scan(s, same, check_same, hi_r, lo_r, th_r, hi_c, lo_c, th_c, ahead_r, ahead_c, out_i, out_j):
+def _scan(s, same, check_same, hi_r, lo_r, hi_c, lo_c, top_r, idx_r, gal_r, top_c, idx_c, gal_c, th_c,
+          ahead_r, ahead_c, out_i, out_j):
     n_rows, n_cols = s.shape
+    k = top_r.shape[1]
     n = 0
-    cap = out_i.shape[0]
+    hits = np.empty(n_cols, dtype=np.uint8)
     for i in range(n_rows):
         row = s[i]
         hr = hi_r[i]
         lr = lo_r[i]
-        tr = th_r[i]
+        tr = top_r[i, k - 1] if k else np.inf
         count = 0
-        flagged = False
-        # Branch-free counting so that the loop vectorises; a second loop emits the entries of flagged rows.
+        flagged = 0
+        # Branch-free, so that the loop vectorises: counts, and a 0/1 per entry that needs a closer look (a
+        # near-tie or a top-K candidate); the few flagged entries are then handled one by one.
         if check_same:
             other = same[i]
             for j in range(n_cols):
@@ -41,27 +60,37 @@ def _scan(s, same, check_same, hi_r, lo_r, th_r, hi_c, lo_c, th_c, ahead_r, ahea
                 o = other[j] == 0
                 count += o & (v > hr)
                 ahead_c[j] += o & (v > hi_c[j])
-                flagged |= (o & (v >= lr) & (v <= hr)) | (o & (v >= lo_c[j]) & (v <= hi_c[j])) | (v >= tr) | (
-                    v >= th_c[j]
-                )
+                hit = (o & (((v >= lr) & (v <= hr)) | ((v >= lo_c[j]) & (v <= hi_c[j])))) | (v >= tr) | (v >= th_c[j])
+                hits[j] = hit
+                flagged |= hit
         else:
             for j in range(n_cols):
                 v = row[j]
                 count += v > hr
                 ahead_c[j] += v > hi_c[j]
-                flagged |= ((v >= lr) & (v <= hr)) | ((v >= lo_c[j]) & (v <= hi_c[j])) | (v >= tr) | (v >= th_c[j])
+                hit = ((v >= lr) & (v <= hr)) | ((v >= lo_c[j]) & (v <= hi_c[j])) | (v >= tr) | (v >= th_c[j])
+                hits[j] = hit
+                flagged |= hit
         ahead_r[i] += count
-        if flagged:
-            for j in range(n_cols):
-                v = row[j]
-                o = True
-                if check_same:
-                    o = same[i, j] == 0
-                if (o and ((lr <= v <= hr) or (lo_c[j] <= v <= hi_c[j]))) or v >= tr or v >= th_c[j]:
-                    if n < cap:
-                        out_i[n] = i
-                        out_j[n] = j
-                    n += 1
+        if not flagged:
+            continue
+        for j in range(n_cols):
+            if not hits[j]:
+                continue
+            v = row[j]
+            # Top-K lists take every entry, same-sample ones included (hubness counts them); thresholds only rise.
+            if k and v >= top_r[i, k - 1]:
+                _insert(top_r, idx_r, i, v, gal_r[j])
+            if k and v >= th_c[j]:
+                _insert(top_c, idx_c, j, v, gal_c[i])
+                th_c[j] = top_c[j, k - 1]
+            o = True
+            if check_same:
+                o = same[i, j] == 0
+            if o and ((lr <= v <= hr) or (lo_c[j] <= v <= hi_c[j])):
+                out_i[n] = i
+                out_j[n] = j
+                n += 1
     return n
 
 
@@ -137,7 +166,8 @@ def exp_terms(
 
 
 class StripScanner:
-    """Scans strips of scores with :func:`_scan`, reusing its output buffers from strip to strip."""
+    """Scans strips of scores with :func:`_scan`, reusing its output buffers (one strip's size) from strip to
+    strip."""
 
     def __init__(self) -> None:
         self.out_i = self.out_j = np.empty(0, dtype=np.intp)
@@ -146,35 +176,34 @@ class StripScanner:
         self,
         s: NDArray[np.float32],
         same: NDArray[np.bool_] | None,
-        row_bounds: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]],
-        col_bounds: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]],
+        rows: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.int64], NDArray[np.int64]],
+        cols: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.int64], NDArray[np.int64],
+                    NDArray[np.float32]],
     ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.intp], NDArray[np.intp]]:
-        """Scan one strip of scores (rows: A queries, columns: B queries); nothing is modified.
+        """Scan one strip of scores (rows: A queries, columns: B queries); the scores are not modified.
 
         Args:
             s: ``(r, c)`` float32 scores, C-contiguous rows.
             same: ``(r, c)`` mask of same-sample entries (not counted as ahead nor as near-ties), or None.
-            row_bounds, col_bounds: ``(hi, lo, θ)`` per row / per column: ``s > hi`` counts as ahead,
-                ``lo ≤ s ≤ hi`` is a near-tie, ``s ≥ θ`` a top-K candidate (``+inf`` switches a test off).
+            rows: ``(hi, lo, top_scores, top_index, gallery)`` of the row queries: ``s > hi`` counts as ahead,
+                ``lo ≤ s ≤ hi`` is a near-tie (``+inf`` switches both off); ``top_scores``/``top_index``
+                ``(r, K)`` are their running top-K lists (best first, updated in place; ``K = 0``: none) and
+                ``gallery`` the original index of each column item (what a row's list records).
+            cols: The same for the column queries, plus ``θ``: each column's current K-th score, kept in step
+                with its list (a contiguous copy, so the counting loop reads it at full speed).
 
         Returns:
             ``(ahead_rows, ahead_cols, i, j)``: per row and per column the number of other-sample entries above
-            ``hi``, and the coordinates of every entry that is a near-tie of its row or column (other-sample)
-            or reaches a top-K threshold (any entry), in row-major order (views valid until the next call).
+            ``hi``, and the coordinates of the other-sample near-ties of a row or column (to be decided on exact
+            scores), in row-major order (views valid until the next call).
         """
         n_rows, n_cols = s.shape
         mask = _NO_MASK if same is None else same.view(np.uint8)
-        if self.out_i.size < 64 * n_rows:
-            self._grow(max(16384, 64 * n_rows))
-        while True:
-            ahead_r = np.zeros(n_rows, dtype=np.int64)
-            ahead_c = np.zeros(n_cols, dtype=np.int64)
-            found = _scan(s, mask, same is not None, *row_bounds, *col_bounds, ahead_r, ahead_c, self.out_i,
-                          self.out_j)
-            if found <= self.out_i.size:
-                return ahead_r, ahead_c, self.out_i[:found], self.out_j[:found]
-            self._grow(found)  # rare (the first tiles of a top-K): scan again with room for every entry
-
-    def _grow(self, capacity: int) -> None:
-        self.out_i = np.empty(capacity, dtype=np.intp)
-        self.out_j = np.empty(capacity, dtype=np.intp)
+        if self.out_i.size < n_rows * n_cols:  # room for every entry: a scan is never repeated
+            self.out_i = np.empty(n_rows * n_cols, dtype=np.intp)
+            self.out_j = np.empty(n_rows * n_cols, dtype=np.intp)
+        ahead_r = np.zeros(n_rows, dtype=np.int64)
+        ahead_c = np.zeros(n_cols, dtype=np.int64)
+        found = _scan(s, mask, same is not None, rows[0], rows[1], cols[0], cols[1], rows[2], rows[3], rows[4],
+                      cols[2], cols[3], cols[4], cols[5], ahead_r, ahead_c, self.out_i, self.out_j)
+        return ahead_r, ahead_c, self.out_i[:found], self.out_j[:found]
