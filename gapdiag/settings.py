@@ -18,6 +18,9 @@ from pathlib import Path
 
 import platformdirs
 
+#: Points gapdiag at another copy of the bundled sample data (read here, where settings are built).
+SAMPLE_DATA_ENV = "GAPDIAG_SAMPLE_DATA"
+
 
 def default_cache_dir() -> Path:
     """The cache root: ``$GAPDIAG_CACHE_DIR`` if set and non-empty, else the platform's user cache dir.
@@ -40,12 +43,14 @@ class Settings:
             :mod:`gapdiag.device` for its resolution.
         precision: ``fp32``, ``amp`` or ``bf16``.
         quiet: No progress display.
+        sample_data: The bundled sample-data folder to use instead of the installed one (``$GAPDIAG_SAMPLE_DATA``).
     """
 
     cache_root: Path
     device: str = "auto"
     precision: str = "fp32"
     quiet: bool = False
+    sample_data: Path | None = None
 
     @classmethod
     def build(cls, cache_dir: str | Path | None = None, *, device: str = "auto", precision: str = "fp32",
@@ -53,7 +58,9 @@ class Settings:
         """Settings from explicit values; the cache root falls back to ``$GAPDIAG_CACHE_DIR`` or the user's
         cache directory (:func:`default_cache_dir`)."""
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        return cls(cache_root=root, device=device, precision=precision, quiet=quiet)
+        sample_data = os.environ.get(SAMPLE_DATA_ENV)
+        return cls(cache_root=root, device=device, precision=precision, quiet=quiet,
+                   sample_data=Path(sample_data).expanduser() if sample_data else None)
 
 
 _CURRENT: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("gapdiag_settings", default=None)

@@ -12,8 +12,8 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from gapdiag.data import default_dataset, load_dataset, sample_data_dir
-from gapdiag.data.sample import SAMPLE_DATA_ENV
 from gapdiag.errors import DatasetError
+from gapdiag.settings import SAMPLE_DATA_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 #: The folders scripts/build_sample_data.py writes (sample_data/ may hold other generated files too).

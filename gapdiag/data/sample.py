@@ -12,16 +12,14 @@ the checkout's folder in place. Same files, so the same data fingerprint: caches
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import gapdiag
 from gapdiag.data.base import PairedDataset
 from gapdiag.data.manifest import read_manifest
 from gapdiag.errors import DatasetError
+from gapdiag.settings import SAMPLE_DATA_ENV, current
 
 #: Environment variable that points at another sample-data folder.
-SAMPLE_DATA_ENV = "GAPDIAG_SAMPLE_DATA"
 #: Where a built wheel keeps its copy, relative to the ``gapdiag`` package (see setup.py).
 PACKAGED_SAMPLE_DATA = ("bundled", "sample_data")
 
@@ -33,12 +31,12 @@ def sample_data_dir() -> Path:
     Raises:
         DatasetError: The folder does not exist.
     """
-    env = os.environ.get(SAMPLE_DATA_ENV)
-    if env:
-        folder = Path(env)
+    override = current().sample_data
+    if override is not None:
+        folder = override
         how = f"${SAMPLE_DATA_ENV}"
     else:
-        package = Path(gapdiag.__file__).resolve().parent
+        package = Path(__file__).resolve().parents[1]  # the gapdiag package
         packaged = package.joinpath(*PACKAGED_SAMPLE_DATA)
         folder = packaged if packaged.is_dir() else package.parent / "sample_data"
         how = "the installed package or the repository checkout"
