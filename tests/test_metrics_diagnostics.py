@@ -265,3 +265,29 @@ def test_mutual_knn_equals_brute_force_neighbour_sets():
     assert mutual_knn(x, y, 4) == pytest.approx(want)
     assert knn_indices(x, 4).tolist() == nx[:, 1:].tolist()
     assert neighbour_overlap([[1, 2, 3]], [[3, 4, 1]]).tolist() == [pytest.approx(2 / 3)]
+
+
+def test_joint_twonn_draws_from_the_stacked_set_without_stacking_it():
+    # More points than TwoNN's sample: compute_all gathers the drawn rows piece by piece; the estimate must be the
+    # one of the stacked set drawn as twonn_dimension draws it.
+    rng = np.random.default_rng(8)
+    img = _unit(rng.normal(size=(3100, 6)) @ rng.normal(size=(6, 16)))
+    txt = _unit(rng.normal(size=(3100, 4)) @ rng.normal(size=(4, 16)) + 0.5)
+    ids = np.arange(3100)
+    es = EmbeddingSet({"image": img, "text": txt}, {"image": ids, "text": ids}, 3100)
+    values, _ = compute_all(es, ["twonn_dimension"], seed=3)
+    stacked = np.concatenate([img, txt])
+    assert values["twonn_dimension/joint"] == twonn_dimension(stacked, seed=3)
+    assert values["twonn_dimension/image"] == twonn_dimension(img, seed=3)
+
+
+def test_mmd_reads_only_the_drawn_items():
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(300, 5)), rng.normal(size=(200, 5)) + 0.3
+    first = mmd_test(x, y, sample=50, permutations=20, seed=4)
+    draw = np.random.default_rng(4)
+    rows_x = np.sort(draw.choice(300, 50, replace=False))
+    rows_y = np.sort(draw.choice(200, 50, replace=False))
+    x[np.setdiff1d(np.arange(300), rows_x)] = np.nan  # items never drawn are never read
+    assert mmd_test(x, y, sample=50, permutations=20, seed=4) == first
+    assert mmd_test(x[rows_x], y[rows_y], sample=None, permutations=20, seed=4)[0] == pytest.approx(first[0])

@@ -168,15 +168,18 @@ def mmd_test(
     Returns:
         ``(mmd2, p_value)``.
     """
-    xa = unit_rows(x, "x", normalize=normalize).astype(np.float64)
-    ya = unit_rows(y, "y", normalize=normalize).astype(np.float64)
-    check_same_dim(xa, ya, "x", "y")
-    if xa.shape[0] < 2 or ya.shape[0] < 2:
-        raise InputError(f"the MMD test needs at least 2 items per set, got {xa.shape[0]} and {ya.shape[0]}")
+    x, y = check_matrix(x, "x"), check_matrix(y, "y")
+    check_same_dim(x, y, "x", "y")
+    if x.shape[0] < 2 or y.shape[0] < 2:
+        raise InputError(f"the MMD test needs at least 2 items per set, got {x.shape[0]} and {y.shape[0]}")
     rng = np.random.default_rng(seed)
+    # Draw first: only the drawn items are checked, normalised and converted (the rest is never read).
+    rows_x = rows_y = None
     if sample is not None:
-        xa = xa[np.sort(rng.choice(xa.shape[0], min(sample, xa.shape[0]), replace=False))]
-        ya = ya[np.sort(rng.choice(ya.shape[0], min(sample, ya.shape[0]), replace=False))]
+        rows_x = np.sort(rng.choice(x.shape[0], min(sample, x.shape[0]), replace=False))
+        rows_y = np.sort(rng.choice(y.shape[0], min(sample, y.shape[0]), replace=False))
+    xa = unit_rows(x, "x", rows=rows_x, normalize=normalize).astype(np.float64)
+    ya = unit_rows(y, "y", rows=rows_y, normalize=normalize).astype(np.float64)
     if centre:
         xa, ya = xa - xa.mean(axis=0), ya - ya.mean(axis=0)
     m, n = xa.shape[0], ya.shape[0]

@@ -23,7 +23,7 @@ from gapdiag.metrics.decomposition import (
     mmd_test,
 )
 from gapdiag.metrics.hubness import HUBNESS_K, hubness
-from gapdiag.metrics.intrinsic import TWONN_SAMPLE, isoscore_from_cov, twonn_dimension
+from gapdiag.metrics.intrinsic import TWONN_SAMPLE, isoscore_from_cov, twonn_dimension, twonn_rows
 
 DECOMPOSITION_LINEAR = {
     "gap_w2_squared": "w2_squared",
@@ -98,8 +98,7 @@ def sampled_diagnostics(
             f"<= {MMD_SAMPLE} items each, {MMD_PERMUTATIONS} permutations"
         )
     if "twonn_dimension" in bases:
-        joint = np.concatenate([units[m] for m in names])
-        for q, pts in [*((m, units[m]) for m in names), ("joint", joint)]:
+        for q, pts in [*((m, units[m]) for m in names), ("joint", _joint_twonn_points(units, names, seed))]:
             value = twonn_dimension(pts, seed=seed, normalize=False) if pts.shape[0] >= 3 else math.nan
             _put(
                 values,
@@ -111,6 +110,17 @@ def sampled_diagnostics(
         extras["variants"]["twonn_dimension"] = (
             f"TwoNN unbiased MLE (N-1)/sum log(r2/r1), exact FAISS 2-NN, <= {TWONN_SAMPLE} points"
         )
+
+
+def _joint_twonn_points(units: dict[str, NDArray[np.float32]], names: list[str], seed: int) -> NDArray[np.float32]:
+    """The points TwoNN draws from the joint set (all modalities stacked), gathered without stacking them all."""
+    sizes = [units[m].shape[0] for m in names]
+    rows = twonn_rows(sum(sizes), seed=seed)
+    if rows is None:
+        return np.concatenate([units[m] for m in names])
+    starts = np.cumsum([0, *sizes])
+    return np.concatenate([units[m][rows[(rows >= starts[i]) & (rows < starts[i + 1])] - starts[i]]
+                           for i, m in enumerate(names)])
 
 
 def hubness_diagnostics(

@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
 from gapdiag.metrics._linalg import eigvalsh
+from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import unit_rows
 
 #: TwoNN on at most this many points (seeded draw): 2-NN search is O(N²·d).
@@ -70,13 +71,19 @@ def twonn_dimension(
     Returns:
         The estimate (NaN when fewer than 2 points have a non-duplicate nearest neighbour).
     """
-    pts = unit_rows(x, "x", normalize=normalize)
-    if pts.shape[0] < 3:
-        raise InputError(f"TwoNN needs at least 3 points, got {pts.shape[0]}")
-    if sample is not None and pts.shape[0] > sample:
-        rows = np.sort(np.random.default_rng(seed).choice(pts.shape[0], sample, replace=False))
-        pts = pts[rows]
-    return twonn_from_distances(*two_nn_distances(pts))
+    x = check_matrix(x, "x")
+    if x.shape[0] < 3:
+        raise InputError(f"TwoNN needs at least 3 points, got {x.shape[0]}")
+    # Draw first: only the drawn points are checked, normalised and copied (the rest is never read).
+    rows = twonn_rows(x.shape[0], sample, seed)
+    return twonn_from_distances(*two_nn_distances(unit_rows(x, "x", rows=rows, normalize=normalize)))
+
+
+def twonn_rows(n: int, sample: int | None = TWONN_SAMPLE, seed: int = 0) -> NDArray[np.intp] | None:
+    """The sorted rows :func:`twonn_dimension` estimates on (a seeded draw of ``sample``), or None for all."""
+    if sample is None or n <= sample:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
 
 
 def isoscore_from_cov(cov: ArrayLike) -> float:
