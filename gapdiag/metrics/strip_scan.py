@@ -43,7 +43,9 @@ def _scan(s, same, check_same, hi_r, lo_r, hi_c, lo_c, top_r, idx_r, gal_r, top_
     n_rows, n_cols = s.shape
     k = top_r.shape[1]
     n = 0
-    hits = np.empty(n_cols, dtype=np.uint8)
+    n_words = (n_cols + 7) // 8
+    hits = np.zeros(n_words * 8, dtype=np.uint8)
+    words = hits.view(np.uint64)  # 8 flags at a time: the few set ones are found without testing every entry
     for i in range(n_rows):
         row = s[i]
         hr = hi_r[i]
@@ -74,23 +76,27 @@ def _scan(s, same, check_same, hi_r, lo_r, hi_c, lo_c, top_r, idx_r, gal_r, top_
         ahead_r[i] += count
         if not flagged:
             continue
-        for j in range(n_cols):
-            if not hits[j]:
+        for w in range(n_words):
+            if words[w] == 0:
                 continue
-            v = row[j]
-            # Top-K lists take every entry, same-sample ones included (hubness counts them); thresholds only rise.
-            if k and v >= top_r[i, k - 1]:
-                _insert(top_r, idx_r, i, v, gal_r[j])
-            if k and v >= th_c[j]:
-                _insert(top_c, idx_c, j, v, gal_c[i])
-                th_c[j] = top_c[j, k - 1]
-            o = True
-            if check_same:
-                o = same[i, j] == 0
-            if o and ((lr <= v <= hr) or (lo_c[j] <= v <= hi_c[j])):
-                out_i[n] = i
-                out_j[n] = j
-                n += 1
+            for j in range(8 * w, min(8 * w + 8, n_cols)):
+                if not hits[j]:
+                    continue
+                v = row[j]
+                # Top-K lists take every entry, same-sample ones included (hubness counts them); thresholds
+                # only rise.
+                if k and v >= top_r[i, k - 1]:
+                    _insert(top_r, idx_r, i, v, gal_r[j])
+                if k and v >= th_c[j]:
+                    _insert(top_c, idx_c, j, v, gal_c[i])
+                    th_c[j] = top_c[j, k - 1]
+                o = True
+                if check_same:
+                    o = same[i, j] == 0
+                if o and ((lr <= v <= hr) or (lo_c[j] <= v <= hi_c[j])):
+                    out_i[n] = i
+                    out_j[n] = j
+                    n += 1
     return n
 
 
