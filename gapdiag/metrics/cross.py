@@ -125,17 +125,16 @@ class _Direction:
         local: NDArray[np.intp],
         queries: NDArray[np.intp],
         scores: NDArray[np.float32],
-        other: NDArray[np.bool_],
         query_vectors: NDArray[np.float32],
         gallery_vectors: NDArray[np.float32],
         gallery: NDArray[np.intp],
         gallery_order: NDArray[np.intp],
         size: int,
     ) -> NDArray[np.int64]:
-        """Per query of a strip (``local`` index, ``size`` of them), how many of these candidate entries are
-        near-ties that the exact score puts ahead of the query's best true item (higher exact score, or equal
-        with a lower original gallery index)."""
-        band = other & (scores >= self.lo[queries]) & (scores <= self.hi[queries])
+        """Per query of a strip (``local`` index, ``size`` of them), how many of these other-sample candidate
+        entries are near-ties that the exact score puts ahead of the query's best true item (higher exact score,
+        or equal with a lower original gallery index)."""
+        band = (scores >= self.lo[queries]) & (scores <= self.hi[queries])
         if not band.any():
             return np.zeros(size, dtype=np.int64)
         q, g = queries[band], gallery[band]
@@ -212,14 +211,14 @@ def cross_pass(
     # Without retrieval the +inf thresholds switch the rank counting off (nothing is above +inf).
     dir_a.freeze(_score_tolerance(a.shape[1]))
     dir_b.freeze(_score_tolerance(a.shape[1]))
-    scan = _StripScan(a, b, sa, sb, oa, ob, dir_a, dir_b, topk)
+    scan = _StripScan(a, b, oa, ob, dir_a, dir_b, topk)
 
     total = len(tiles_a) * len(tiles_b)
     for done, (ta, tb) in enumerate(itertools.product(tiles_a, tiles_b), start=1):
         s = _tile_view(buf, ta[1] - ta[0], tb[1] - tb[0])
         np.dot(a[ta[0] : ta[1]], b[tb[0] : tb[1]].T, out=s)
         check_same = overlaps(ta, tb)
-        scan.begin_tile(ta, tb)
+        scan.begin_tile(tb)
         # Every elementwise step runs on cache-sized row strips of the tile, while they are hot.
         for r0, r1 in _strips(ta, tb[1] - tb[0]):
             strip = s[r0 - ta[0] : r1 - ta[0]]
@@ -250,8 +249,6 @@ class _StripScan:
         self,
         a: NDArray[np.float32],
         b: NDArray[np.float32],
-        sa: NDArray[np.int64],
-        sb: NDArray[np.int64],
         oa: NDArray[np.intp],
         ob: NDArray[np.intp],
         dir_a: _Direction,
@@ -261,14 +258,14 @@ class _StripScan:
         from gapdiag.metrics.strip_scan import StripScanner  # numba: compiled on first use
 
         self.scan_strip = StripScanner()
-        self.a, self.b, self.sa, self.sb, self.oa, self.ob = a, b, sa, sb, oa, ob
+        self.a, self.b, self.oa, self.ob = a, b, oa, ob
         self.dir_a, self.dir_b = dir_a, dir_b
         self.top_a = RunningTopK(a.shape[0], topk)
         self.top_b = RunningTopK(b.shape[0], topk)
 
-    def begin_tile(self, rows: tuple[int, int], cols: tuple[int, int]) -> None:
+    def begin_tile(self, cols: tuple[int, int]) -> None:
         """Start a tile: its columns' K-th scores, copied contiguous for the scan (which keeps them in step)."""
-        self.rows, self.cols = rows, cols
+        self.cols = cols
         k = self.top_b.k
         self.th_b = self.top_b.scores[cols[0] : cols[1], k - 1].copy() if k else np.full(
             cols[1] - cols[0], np.inf, dtype=np.float32)
@@ -282,12 +279,11 @@ class _StripScan:
             (self.dir_b.hi[cb], self.dir_b.lo[cb], self.top_b.scores[cb], self.top_b.index[cb], self.oa[ra],
              self.th_b),
         )
-        if i.size:  # near-ties with a best true score: decided on exact scores
+        if i.size:  # other-sample near-ties with a best true score: decided on exact scores
             v = strip[i, j]
-            other = np.ones(i.size, dtype=bool) if same is None else ~same[i, j]
             qa, qb = i + rows[0], j + self.cols[0]
-            ahead_a += self.dir_a.near_ties_won(i, qa, v, other, self.a, self.b, qb, self.ob, size=ahead_a.size)
-            ahead_b += self.dir_b.near_ties_won(j, qb, v, other, self.b, self.a, qa, self.oa, size=ahead_b.size)
+            ahead_a += self.dir_a.near_ties_won(i, qa, v, self.a, self.b, qb, self.ob, size=ahead_a.size)
+            ahead_b += self.dir_b.near_ties_won(j, qb, v, self.b, self.a, qa, self.oa, size=ahead_b.size)
         self.dir_a.rank[ra] += ahead_a
         self.dir_b.rank[cb] += ahead_b
 
