@@ -1,15 +1,16 @@
-"""One compiled scan per row strip of a cross-pass tile: rank counts in both directions and the rare entries.
+"""Compiled passes over the row strips of a pair-pass tile: rank counts, near-ties, top-K lists, uniformity sums.
 
 The fused cross pass (:mod:`gapdiag.metrics.cross`) asks four questions of every score ``s_ij`` of a tile (rows
 are A queries, columns B queries): is it surely ahead of row ``i``'s best true score (``s > hi_i``), surely
 ahead of column ``j``'s (``s > hi_j``), inside one of the two near-tie bands (``lo ≤ s ≤ hi``, decided later
 on exact scores), or at least one of the running top-K thresholds (``s ≥ θ``, hubness)? Asked with numpy,
 that is about ten elementwise passes over the tile, each as long as a good part of its matrix product; here it
-is one pass that keeps only counts and emits the few ``(i, j)`` that need more (the bands and the top-K
-candidates), so the cross pass costs little more than its product and the uniformity ``exp``.
+is one pass (:class:`StripScanner`) that keeps the counts, inserts top-K candidates into their lists as it meets
+them and hands back only the few near-ties. :func:`exp_terms` sums the uniformity terms of a strip in float64 in
+one more pass (the within-set pass uses it too).
 
-numba is a dependency of umap-learn (gapdiag's map) and is declared by gapdiag too; the kernel is compiled once
-per machine (``cache=True``) and is only imported by the quadratic passes, never on a cache hit.
+numba is a dependency of umap-learn (gapdiag's map) and is declared by gapdiag too; the kernels are compiled once
+per machine (``cache=True``) and are only imported by the quadratic passes, never on a cache hit.
 """
 
 from __future__ import annotations
