@@ -11,8 +11,8 @@ Two kinds of pass, both exact:
   symmetric). The cross pass fuses, in the same tiles, the log-sum-exp terms of cross-modal and joint
   uniformity with exact retrieval ranks and top-K lists in both directions.
 
-Log-sum-exp terms are streamed exactly: each tile contributes ``m + log Σ exp(v − m)`` with ``m`` its own
-maximum, combined with ``logaddexp``; nothing is dropped or sampled.
+Log-sum-exp terms are streamed exactly: each row strip contributes ``log Σ exp(2t·(s − 1))``, summed in float64
+(:func:`strip_uniformity`), and strips are combined with ``logaddexp``; nothing is dropped or sampled.
 """
 
 from __future__ import annotations

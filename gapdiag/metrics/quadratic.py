@@ -58,6 +58,8 @@ class QuadraticStep:
     say: Callable[[str], None]
     on_tile: Callable[[str, int, int], None] | None = None
     ks: list[int] = field(init=False)
+    gpu: str | None = field(init=False)
+    hub_bases: set[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.ks = sorted(RECALL_KS[b] for b in self.bases if b in RECALL_KS)
