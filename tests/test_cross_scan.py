@@ -33,8 +33,8 @@ def test_strip_scan_equals_numpy(with_same):
     top_r, idx_r = _lists(37, k)
     top_c, idx_c = _lists(53, k)
     gal_r, gal_c = rng.permutation(1000)[:53], rng.permutation(1000)[:37]  # original indices of the items
-    th_c = top_c[:, -1].copy()
-    ahead_r, ahead_c, i, j = StripScanner()(s, same, (hi_r, lo_r, top_r, idx_r, gal_r),
+    th_r, th_c = top_r[:, -1].copy(), top_c[:, -1].copy()
+    ahead_r, ahead_c, i, j = StripScanner()(s, same, (hi_r, lo_r, top_r, idx_r, gal_r, th_r),
                                             (hi_c, lo_c, top_c, idx_c, gal_c, th_c))
     assert ahead_r.tolist() == (other & (s > hi_r[:, None])).sum(axis=1).tolist()
     assert ahead_c.tolist() == (other & (s > hi_c[None, :])).sum(axis=0).tolist()
@@ -47,7 +47,8 @@ def test_strip_scan_equals_numpy(with_same):
             best = sorted(range(scores.shape[1]), key=lambda g, q=q: (-scores[q, g], gallery[g]))[:k]
             assert index[q].tolist() == [gallery[g] for g in best]
             assert lists[q].tolist() == [scores[q, g] for g in best]
-    assert th_c.tolist() == top_c[:, -1].tolist()  # the scan keeps the columns' thresholds in step
+    # the scan keeps the thresholds in step with the lists
+    assert th_r.tolist() == top_r[:, -1].tolist() and th_c.tolist() == top_c[:, -1].tolist()
 
 
 def test_strip_scan_returns_every_entry_when_all_are_near_ties():
@@ -55,9 +56,9 @@ def test_strip_scan_returns_every_entry_when_all_are_near_ties():
     zero_r, zero_c = np.zeros(300, np.float32), np.zeros(400, np.float32)
     top_r, idx_r = _lists(300, 0)
     top_c, idx_c = _lists(400, 0)
-    inf = np.full(400, np.inf, np.float32)
-    _, _, i, j = StripScanner()(s, None, (zero_r, zero_r, top_r, idx_r, np.arange(400)),
-                                (zero_c, zero_c, top_c, idx_c, np.arange(300), inf))
+    inf_r, inf_c = np.full(300, np.inf, np.float32), np.full(400, np.inf, np.float32)
+    _, _, i, j = StripScanner()(s, None, (zero_r, zero_r, top_r, idx_r, np.arange(400), inf_r),
+                                (zero_c, zero_c, top_c, idx_c, np.arange(300), inf_c))
     assert i.size == 300 * 400 and j[:401].tolist() == [*range(400), 0]
 
 

@@ -368,9 +368,11 @@ def test_quadratic_passes_report_their_tiles_for_a_progress_bar():
     without, _ = compute_all(es, ["uniformity_wang_isola", "recall_at_1"], block_size=16,
                              retrieval_engine="blocked")
     assert with_ticks == without
-    assert calls["uniformity image"] == [(i, 10) for i in range(1, 11)]  # upper tiles of 4 x 4
-    assert calls["uniformity text"][-1] == (28, 28)  # 7 x 7 upper tiles
-    assert calls["cross pass image-text"] == [(i, 28) for i in range(1, 29)]  # 4 x 7 tiles
+    # One tick per product: the 6 tiles right of the diagonal of 4 x 4, and each diagonal tile in 4 row bands
+    # (the last one has 2 rows: 2 bands).
+    assert calls["uniformity image"] == [(i, 20) for i in range(1, 21)]
+    assert calls["uniformity text"][-1] == (49, 49)  # 7 x 7: 21 right of the diagonal, 6 x 4 + 4 bands
+    assert calls["cross pass image-text"] == [(i, 52) for i in range(1, 53)]  # 4 row tiles x 13 bands of 8 columns
 
 
 @pytest.mark.parametrize(("asked", "reason"), [

@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_block_values, check_matrix
+from gapdiag.metrics.tile_workers import TileWorkers, resolve_threads
 
 DEFAULT_BLOCK_SIZE = 2048
 # Wang & Isola's temperature; exp(-t·‖u - v‖²) = exp(2t·(u·v - 1)) for unit vectors.
@@ -217,31 +218,64 @@ def within_pass(
     t: float = DEFAULT_T,
     block_size: int = DEFAULT_BLOCK_SIZE,
     on_tile: TileCallback | None = None,
+    threads: int | None = None,
 ) -> float:
     """``log Σ_{i<j} exp(−t‖ẑ_i − ẑ_j‖²)`` over the unordered pairs of unit vectors ``z`` (upper tiles only).
 
-    Returns -inf when ``z`` has fewer than two rows.
+    The tiles run on ``threads`` workers (None: every available core; the result does not depend on it, see
+    :mod:`gapdiag.metrics.tile_workers`). Returns -inf when ``z`` has fewer than two rows.
     """
     _check_block_size(block_size)
     n = z.shape[0]
-    buf = np.empty(min(block_size, n) ** 2, dtype=np.float32)
+    side = min(block_size, n)
+
+    def tile_terms(job: tuple[int, int, int, int], buf: NDArray[np.float32], tick: Callable[[], None]) -> list[float]:
+        i0, i1, j0, j1 = job
+        s = _tile_view(buf, i1 - i0, j1 - j0)
+        np.dot(z[i0:i1], z[j0:j1].T, out=s)
+        # Only pairs i < j count: a tile reaching the diagonal keeps, in row i, the columns j > i.
+        terms = [strip_uniformity(s[r0:r1], t, first_col=i0 + r0 + 1 - j0 if j0 <= i0 + r0 else None)[0]
+                 for r0, r1 in _strips((0, i1 - i0), j1 - j0)]
+        tick()
+        return terms
+
+    jobs = _upper_tiles(n, block_size)
+    workers = TileWorkers(resolve_threads(threads), lambda: np.empty(side * side, dtype=np.float32))
     lse = -math.inf
-    n_tiles = -(-n // block_size)
-    total, done = n_tiles * (n_tiles + 1) // 2, 0
-    for i0 in range(0, n, block_size):
-        zi = z[i0 : i0 + block_size]
-        for j0 in range(i0, n, block_size):
-            zj = z[j0 : j0 + block_size]
-            s = _tile_view(buf, zi.shape[0], zj.shape[0])
-            np.dot(zi, zj.T, out=s)
-            for r0, r1 in _strips((0, zi.shape[0]), zj.shape[0]):
-                # A diagonal tile keeps its strict upper triangle (pairs i < j): column > row.
-                term, _ = strip_uniformity(s[r0:r1], t, first_col=r0 + 1 if j0 == i0 else None)
-                lse = float(np.logaddexp(lse, term))
-            done += 1
-            if on_tile is not None:
-                on_tile(done, total)
+    for terms in workers.map(jobs, tile_terms, _counter(on_tile, len(jobs))):
+        for term in terms:  # combined in job order: the same float whatever the thread count
+            lse = float(np.logaddexp(lse, term))
     return lse
+
+
+#: A diagonal tile is computed as this many row bands, each from its own diagonal rightwards: 10/16 of the
+#: tile's products instead of all of them (the pairs below the diagonal are not needed).
+_DIAGONAL_BANDS = 4
+
+
+def _upper_tiles(n: int, block_size: int) -> list[tuple[int, int, int, int]]:
+    """``(row start, row stop, column start, column stop)`` products covering the pairs ``i < j`` of ``n`` items:
+    the tiles right of the diagonal whole, the diagonal tiles as :data:`_DIAGONAL_BANDS` row bands."""
+    jobs = []
+    for i0, i1 in _tiles(n, block_size):
+        band = -(-(i1 - i0) // _DIAGONAL_BANDS)
+        jobs += [(r, min(r + band, i1), r, i1) for r in range(i0, i1, band)]
+        jobs += [(i0, i1, j0, j1) for j0, j1 in _tiles(n, block_size) if j0 > i0]
+    return jobs
+
+
+def _counter(on_tile: TileCallback | None, total: int) -> Callable[[], None] | None:
+    """A no-argument tick that calls ``on_tile(done, total)`` with a running count."""
+    if on_tile is None:
+        return None
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        on_tile(done, total)
+
+    return tick
 
 
 def _tiles(n: int, block_size: int) -> list[tuple[int, int]]:

@@ -14,18 +14,25 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import check_same_dim
+from gapdiag.metrics._validation import check_matrix, check_same_dim
 from gapdiag.metrics.blocked import unit_rows
 
 
-def _joint(vectors_by_modality: Sequence[ArrayLike], min_modalities: int) -> list[NDArray[np.float32]]:
-    """Normalised float32 copies of every modality, checked to share one dimension."""
+def _joint(
+    vectors_by_modality: Sequence[ArrayLike], min_modalities: int, normalized: bool = False
+) -> list[NDArray[np.float32]]:
+    """Normalised float32 copies of every modality (``normalized``: the arrays themselves, already checked unit
+    float32 vectors), checked to share one dimension."""
     if len(vectors_by_modality) < min_modalities:
         raise InputError(
             f"need at least {min_modalities} modalities, got {len(vectors_by_modality)}; "
             "pass one array per modality"
         )
-    mats = [unit_rows(v, f"modality {m}") for m, v in enumerate(vectors_by_modality)]
+    if normalized:
+        mats = [check_matrix(np.asarray(v, dtype=np.float32), f"modality {m}")
+                for m, v in enumerate(vectors_by_modality)]
+    else:
+        mats = [unit_rows(v, f"modality {m}") for m, v in enumerate(vectors_by_modality)]
     for m, mat in enumerate(mats[1:], start=1):
         check_same_dim(mats[0], mat, "modality 0", f"modality {m}")
     return mats
@@ -38,6 +45,11 @@ def _subsample(n: int, max_samples: int | None, seed: int) -> NDArray[np.intp]:
     if max_samples < 1:
         raise InputError(f"max_samples must be >= 1, got {max_samples}")
     return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+
+
+def _take(x: NDArray[Any], rows: NDArray[np.intp]) -> NDArray[Any]:
+    """``x[rows]``, without the copy when ``rows`` is every row in order (:func:`_subsample` kept them all)."""
+    return x if rows.size == x.shape[0] else x[rows]
 
 
 #: k-means is fitted on at most this many points (a seeded uniform sample) and then labels every point.
@@ -68,7 +80,7 @@ def _kmeans_v_measure(
     if fit_samples is None or points.shape[0] <= fit_samples:
         predicted = kmeans.fit_predict(points)
     else:
-        predicted = kmeans.fit(points[_subsample(points.shape[0], fit_samples, seed)]).predict(points)
+        predicted = kmeans.fit(_take(points, _subsample(points.shape[0], fit_samples, seed))).predict(points)
     return float(v_measure_score(truth, predicted))
 
 
@@ -79,6 +91,7 @@ def v_measure_class(
     seed: int = 0,
     n_init: int = 10,
     max_samples: int | None = 100_000,
+    normalized: bool = False,
 ) -> float:
     """V-Measure of k-means clusters of the joint set against class labels (Grassucci et al. 2026).
 
@@ -100,6 +113,8 @@ def v_measure_class(
             (KMeans on ~1e5 points takes seconds; None = never subsample). Above
             :data:`KMEANS_FIT_SAMPLES` points, the centroids are fitted on a seeded sample of that size and
             every point is labelled by its nearest centroid.
+        normalized: The arrays are already checked float32 unit vectors (``compute_all``'s): used as they are
+            instead of normalised copies.
 
     Returns:
         V-Measure in [0, 1].
@@ -107,7 +122,7 @@ def v_measure_class(
     Raises:
         InputError: Bad arrays, label arrays whose length differs from their modality, fewer than two classes.
     """
-    mats = _joint(vectors_by_modality, 1)
+    mats = _joint(vectors_by_modality, 1, normalized)
     if len(labels_by_modality) != len(mats):
         raise InputError(
             f"got {len(mats)} modalities but {len(labels_by_modality)} label arrays; give one per modality"
@@ -120,7 +135,7 @@ def v_measure_class(
         labels.append(arr)
     points, truth = np.concatenate(mats), np.concatenate(labels)
     keep = _subsample(points.shape[0], max_samples, seed)
-    return _kmeans_v_measure(points[keep], truth[keep], np.unique(truth[keep]).size, seed, n_init)
+    return _kmeans_v_measure(_take(points, keep), truth[keep], np.unique(truth[keep]).size, seed, n_init)
 
 
 def v_measure_modality(
@@ -129,6 +144,7 @@ def v_measure_modality(
     seed: int = 0,
     n_init: int = 10,
     max_samples: int | None = 100_000,
+    normalized: bool = False,
 ) -> float:
     """V-Measure of k-means clusters of the joint set against modality labels (label-free gap companion).
 
@@ -138,16 +154,16 @@ def v_measure_modality(
 
     Args:
         vectors_by_modality: One ``(n_m, d)`` array per modality, at least two.
-        seed, n_init, max_samples: As in :func:`v_measure_class`.
+        seed, n_init, max_samples, normalized: As in :func:`v_measure_class`.
 
     Returns:
         V-Measure in [0, 1].
     """
-    mats = _joint(vectors_by_modality, 2)
+    mats = _joint(vectors_by_modality, 2, normalized)
     points = np.concatenate(mats)
     truth = np.repeat(np.arange(len(mats)), [m.shape[0] for m in mats])
     keep = _subsample(points.shape[0], max_samples, seed)
-    return _kmeans_v_measure(points[keep], truth[keep], len(mats), seed, n_init)
+    return _kmeans_v_measure(_take(points, keep), truth[keep], len(mats), seed, n_init)
 
 
 def modality_separability(
@@ -156,6 +172,7 @@ def modality_separability(
     seed: int = 0,
     max_samples: int = 20_000,
     test_fraction: float = 0.5,
+    normalized: bool = False,
 ) -> float:
     """Held-out accuracy of a linear classifier telling the modalities apart.
 
@@ -173,6 +190,7 @@ def modality_separability(
         seed: Seed of the subsample and of the split.
         max_samples: Items per modality at most.
         test_fraction: Share of each modality's items held out for testing.
+        normalized: As in :func:`v_measure_class`.
 
     Returns:
         Held-out accuracy in [0, 1].
@@ -182,7 +200,7 @@ def modality_separability(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    mats = _joint(vectors_by_modality, 2)
+    mats = _joint(vectors_by_modality, 2, normalized)
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}")
     n = min(max_samples, min(m.shape[0] for m in mats))

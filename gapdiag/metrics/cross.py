@@ -9,9 +9,10 @@ the product itself (``benchmarks/measure.py`` prints the stages as fractions of 
 
 from __future__ import annotations
 
-import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,12 +22,17 @@ from gapdiag.metrics.blocked import (
     DEFAULT_T,
     TileCallback,
     _check_block_size,
+    _counter,
     _strips,
     _tile_view,
     _tiles,
     strip_uniformity,
 )
 from gapdiag.metrics.running_topk import RunningTopK
+from gapdiag.metrics.tile_workers import TileWorkers, resolve_threads
+
+if TYPE_CHECKING:
+    from gapdiag.metrics.strip_scan import StripScanner
 
 
 @dataclass
@@ -157,6 +163,7 @@ def cross_pass(
     block_size: int = DEFAULT_BLOCK_SIZE,
     on_tile: TileCallback | None = None,
     topk: int = 0,
+    threads: int | None = None,
 ) -> CrossPassResult:
     """One fused pass over the tiles of ``Â B̂ᵀ`` (unit vectors in, float32 BLAS per tile).
 
@@ -184,12 +191,13 @@ def cross_pass(
         on_tile: Called as ``on_tile(done, total)`` after each tile of the main pass.
         topk: Also keep each query's ``topk`` best gallery items in both directions (0 = no), on the tile scores
             before same-sample entries are masked (:class:`~gapdiag.metrics.running_topk.RunningTopK`).
+        threads: Workers walking the column tiles (None: every available core); the result does not depend on
+            it (:mod:`gapdiag.metrics.tile_workers`).
     """
     _check_block_size(block_size)
     a, sa, oa = _sorted_by_sample(a, a_sample)
     b, sb, ob = _sorted_by_sample(b, b_sample)
     tiles_a, tiles_b = _tiles(a.shape[0], block_size), _tiles(b.shape[0], block_size)
-    buf = np.empty(min(block_size, a.shape[0]) * min(block_size, b.shape[0]), dtype=np.float32)
 
     def overlaps(ta: tuple[int, int], tb: tuple[int, int]) -> bool:
         # Items are sorted by sample, so each tile spans a contiguous range of sample ids.
@@ -211,81 +219,140 @@ def cross_pass(
     # Without retrieval the +inf thresholds switch the rank counting off (nothing is above +inf).
     dir_a.freeze(_score_tolerance(a.shape[1]))
     dir_b.freeze(_score_tolerance(a.shape[1]))
-    scan = _StripScan(a, b, oa, ob, dir_a, dir_b, topk)
-
-    total = len(tiles_a) * len(tiles_b)
-    for done, (ta, tb) in enumerate(itertools.product(tiles_a, tiles_b), start=1):
-        s = _tile_view(buf, ta[1] - ta[0], tb[1] - tb[0])
-        np.dot(a[ta[0] : ta[1]], b[tb[0] : tb[1]].T, out=s)
-        check_same = overlaps(ta, tb)
-        scan.begin_tile(tb)
-        # Every elementwise step runs on cache-sized row strips of the tile, while they are hot.
-        for r0, r1 in _strips(ta, tb[1] - tb[0]):
-            strip = s[r0 - ta[0] : r1 - ta[0]]
-            same = sa[r0:r1, None] == sb[None, tb[0] : tb[1]] if check_same else None
-            if same is not None and not same.any():
-                same = None
-            if retrieval or topk:
-                scan.strip(strip, (r0, r1), same)
-            if uniformity:
-                nm, same_term = strip_uniformity(strip, t, same)
+    walk = _ColumnWalk(a, b, sa, sb, oa, ob, dir_a, dir_b, RunningTopK(b.shape[0], topk), tiles_a, overlaps,
+                       t if uniformity else None, retrieval or topk > 0,
+                       _kth_score_floor(a, b, topk), _kth_score_floor(b, a, topk))
+    workers = TileWorkers(resolve_threads(threads), walk.new_worker)
+    # One job per column band, so only one worker updates a column's counts and top-K list (the rows' are per
+    # worker). Bands half a tile wide: the last job, which may run alone, is short.
+    bands = _tiles(b.shape[0], max(1, block_size // 2))
+    terms = workers.map(bands, walk.column, _counter(on_tile, len(tiles_a) * len(bands)))
+    for ia in range(len(tiles_a)):  # combined in the order of a one-thread walk: the same floats on any machine
+        for column in terms:
+            for nm, same_term in column[ia]:
                 result.lse_nonmatching = float(np.logaddexp(result.lse_nonmatching, nm))
                 result.lse_all = float(np.logaddexp(result.lse_all, np.logaddexp(nm, same_term)))
-        if on_tile is not None:
-            on_tile(done, total)
     if retrieval:
+        dir_a.rank = sum((w.rank_a for w in workers.states), np.zeros(a.shape[0], dtype=np.int64))
         result.rank_ab = _in_original_order(dir_a, oa)
         result.rank_ba = _in_original_order(dir_b, ob)
     if topk:
-        result.top_ab, result.top_ba = scan.top_a.in_order(oa), scan.top_b.in_order(ob)
+        top_a = RunningTopK.merged([w.top_a for w in workers.states])
+        result.top_ab, result.top_ba = top_a.in_order(oa), walk.top_b.in_order(ob)
     return result
 
 
-class _StripScan:
-    """Applies :class:`~gapdiag.metrics.strip_scan.StripScanner` to a strip and folds its findings in: rank counts
-    of both directions (near-ties decided on exact scores); the scan itself keeps both directions' top-K lists."""
+@dataclass
+class _Worker:
+    """One worker's scratch and partial results: its tile buffer and scanner, and for the row queries the rank
+    counts and top-K lists over the column tiles it walked (summed / merged after the pass)."""
 
-    def __init__(
-        self,
-        a: NDArray[np.float32],
-        b: NDArray[np.float32],
-        oa: NDArray[np.intp],
-        ob: NDArray[np.intp],
-        dir_a: _Direction,
-        dir_b: _Direction,
-        topk: int,
-    ) -> None:
+    buf: NDArray[np.float32]
+    scan: StripScanner
+    rank_a: NDArray[np.int64]
+    top_a: RunningTopK
+    th_a: NDArray[np.float32]  # the rows' insertion thresholds (see StripScanner)
+
+
+@dataclass
+class _ColumnWalk:
+    """Walks one column tile of ``Â B̂ᵀ`` down all row tiles: the products, the compiled strip scan (rank counts
+    of both directions, near-ties decided on exact scores, top-K lists) and the uniformity terms."""
+
+    a: NDArray[np.float32]
+    b: NDArray[np.float32]
+    sa: NDArray[np.int64]
+    sb: NDArray[np.int64]
+    oa: NDArray[np.intp]
+    ob: NDArray[np.intp]
+    dir_a: _Direction
+    dir_b: _Direction
+    top_b: RunningTopK
+    tiles_a: list[tuple[int, int]]
+    overlaps: Callable[[tuple[int, int], tuple[int, int]], bool]
+    t: float | None  # None: no uniformity terms
+    scanning: bool  # ranks or top-K lists wanted
+    floor_a: NDArray[np.float32]  # per query, a score at or below its final K-th (+inf: no lists)
+    floor_b: NDArray[np.float32]
+
+    def new_worker(self) -> _Worker:
+        """A worker's state; its tile buffer grows to the first tile it computes."""
         from gapdiag.metrics.strip_scan import StripScanner  # numba: compiled on first use
 
-        self.scan_strip = StripScanner()
-        self.a, self.b, self.oa, self.ob = a, b, oa, ob
-        self.dir_a, self.dir_b = dir_a, dir_b
-        self.top_a = RunningTopK(a.shape[0], topk)
-        self.top_b = RunningTopK(b.shape[0], topk)
+        return _Worker(np.empty(0, dtype=np.float32), StripScanner(), np.zeros(len(self.a), dtype=np.int64),
+                       RunningTopK(len(self.a), self.top_b.k), self.floor_a.copy())
 
-    def begin_tile(self, cols: tuple[int, int]) -> None:
-        """Start a tile: its columns' K-th scores, copied contiguous for the scan (which keeps them in step)."""
-        self.cols = cols
+    def column(self, tb: tuple[int, int], w: _Worker, tick: Callable[[], None]) -> list[list[tuple[float, float]]]:
+        """Walk column tile ``tb``; returns per row tile the ``(other, same)`` uniformity terms of its strips."""
+        sa, sb, cb = self.sa, self.sb, slice(*tb)
+        n_cols = tb[1] - tb[0]
         k = self.top_b.k
-        self.th_b = self.top_b.scores[cols[0] : cols[1], k - 1].copy() if k else np.full(
-            cols[1] - cols[0], np.inf, dtype=np.float32)
+        # The columns' insertion thresholds, contiguous for the scan (which keeps them in step with the lists).
+        th_b = np.maximum(self.top_b.scores[cb, k - 1], self.floor_b[cb]) if k else self.floor_b[cb].copy()
+        terms = []
+        for ta in self.tiles_a:
+            if w.buf.size < (ta[1] - ta[0]) * n_cols:
+                w.buf = np.empty((ta[1] - ta[0]) * n_cols, dtype=np.float32)
+            s = _tile_view(w.buf, ta[1] - ta[0], n_cols)
+            np.dot(self.a[ta[0] : ta[1]], self.b[cb].T, out=s)
+            check_same = self.overlaps(ta, tb)
+            tile_terms = []
+            # Every elementwise step runs on cache-sized row strips of the tile, while they are hot.
+            for r0, r1 in _strips(ta, n_cols):
+                strip = s[r0 - ta[0] : r1 - ta[0]]
+                same = sa[r0:r1, None] == sb[None, cb] if check_same else None
+                if same is not None and not same.any():
+                    same = None
+                if self.scanning:
+                    self.scan_strip(w, strip, (r0, r1), tb, same, th_b)
+                if self.t is not None:
+                    tile_terms.append(strip_uniformity(strip, self.t, same))
+            terms.append(tile_terms)
+            tick()
+        return terms
 
-    def strip(self, strip: NDArray[np.float32], rows: tuple[int, int], same: NDArray[np.bool_] | None) -> None:
-        """Scan a row strip of the current tile (before the uniformity step may overwrite its scores)."""
-        ra, cb = slice(*rows), slice(*self.cols)
-        ahead_a, ahead_b, i, j = self.scan_strip(
+    def scan_strip(self, w: _Worker, strip: NDArray[np.float32], rows: tuple[int, int], cols: tuple[int, int],
+                   same: NDArray[np.bool_] | None, th_b: NDArray[np.float32]) -> None:
+        """Scan a row strip (before the uniformity step may overwrite its scores) and fold its findings in."""
+        ra, cb = slice(*rows), slice(*cols)
+        ahead_a, ahead_b, i, j = w.scan(
             strip, same,
-            (self.dir_a.hi[ra], self.dir_a.lo[ra], self.top_a.scores[ra], self.top_a.index[ra], self.ob[cb]),
-            (self.dir_b.hi[cb], self.dir_b.lo[cb], self.top_b.scores[cb], self.top_b.index[cb], self.oa[ra],
-             self.th_b),
+            (self.dir_a.hi[ra], self.dir_a.lo[ra], w.top_a.scores[ra], w.top_a.index[ra], self.ob[cb], w.th_a[ra]),
+            (self.dir_b.hi[cb], self.dir_b.lo[cb], self.top_b.scores[cb], self.top_b.index[cb], self.oa[ra], th_b),
         )
         if i.size:  # other-sample near-ties with a best true score: decided on exact scores
             v = strip[i, j]
-            qa, qb = i + rows[0], j + self.cols[0]
+            qa, qb = i + rows[0], j + cols[0]
             ahead_a += self.dir_a.near_ties_won(i, qa, v, self.a, self.b, qb, self.ob, size=ahead_a.size)
             ahead_b += self.dir_b.near_ties_won(j, qb, v, self.b, self.a, qa, self.oa, size=ahead_b.size)
-        self.dir_a.rank[ra] += ahead_a
+        w.rank_a[ra] += ahead_a
         self.dir_b.rank[cb] += ahead_b
+
+
+#: Gallery items scored up front per query to find a floor under its final K-th score (see _kth_score_floor).
+_FLOOR_GALLERY = 256
+
+
+def _kth_score_floor(q: NDArray[np.float32], g: NDArray[np.float32], k: int) -> NDArray[np.float32]:
+    """Per query, a float32 score at or below the K-th best tile score it will have over the whole gallery.
+
+    The K-th best score over any ``_FLOOR_GALLERY`` gallery items is at most the K-th over all of them, and
+    lowering it by twice the BLAS rounding bound covers a tile product rounding the same score differently. The
+    scan inserts nothing below it, so the top-K lists start selective instead of taking every entry of their
+    first tiles (at 30,000 × 512 those insertions had cost about 0.1 of a pass). +inf with ``k = 0`` (no lists);
+    -inf when the gallery has ``k`` items or fewer (every item is in every list).
+    """
+    if k == 0:
+        return np.full(q.shape[0], np.inf, dtype=np.float32)
+    m = min(g.shape[0], max(_FLOOR_GALLERY, k))
+    if m <= k:
+        return np.full(q.shape[0], -np.inf, dtype=np.float32)
+    floor = np.empty(q.shape[0], dtype=np.float32)
+    step = max(1, (1 << 22) // m)  # about 16 MiB of scores at a time
+    for r in range(0, q.shape[0], step):
+        kth = np.partition(q[r : r + step] @ g[:m].T, m - k, axis=1)[:, m - k]
+        floor[r : r + step] = kth - np.float32(2.0 * _score_tolerance(q.shape[1]))
+    return np.nextafter(floor, np.float32(-np.inf))
 
 
 def _in_original_order(direction: _Direction, order: NDArray[np.intp]) -> NDArray[np.int64]:

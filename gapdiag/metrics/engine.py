@@ -52,6 +52,7 @@ from gapdiag.metrics.rank import (
 from gapdiag.metrics.registry import REGISTRY
 from gapdiag.metrics.sampling import check_sample_size, seeded_samples
 from gapdiag.metrics.search_index import gpu_search_available
+from gapdiag.metrics.tile_workers import resolve_threads
 from gapdiag.metrics.uniformity import w2_from_stats
 from gapdiag.metrics.zeroshot import zero_shot_accuracy
 
@@ -81,6 +82,7 @@ def compute_all(
     device: str = "auto",
     progress: Callable[[str], None] | None = None,
     on_tile: Callable[[str, int, int], None] | None = None,
+    threads: int | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Compute the selected metrics of an embedding set (all registered ones by default).
 
@@ -104,6 +106,8 @@ def compute_all(
         progress: Called with a short message before each step.
         on_tile: Called as ``on_tile(step, done, total)`` after each tile of the quadratic passes (the long
             part on large sets), so that callers can show a progress bar with a rate and an ETA.
+        threads: CPU threads of the quadratic passes (None = every core this process may use). The values do
+            not depend on it (:mod:`gapdiag.metrics.tile_workers`).
 
     Returns:
         ``(values, extras)``: values by full metric name; extras with ``gap_vector/<pair>`` and
@@ -153,7 +157,7 @@ def compute_all(
         sub = {m: samples[m] if rows[m] is None else samples[m][rows[m]] for m in names}
         QuadraticStep(quadratic, es, names, pairs, image, units, sub, rows, values, extras,
                       block_size=block_size, seed=seed, engine=_resolve_engine(retrieval_engine, device),
-                      device=device, say=say, on_tile=on_tile).run()
+                      device=device, say=say, on_tile=on_tile, threads=resolve_threads(threads)).run()
 
     for b, definition in VARIANTS.items():
         if b in bases or (b == "recall_at_k" and bases & set(RECALL_KS)):

@@ -57,6 +57,7 @@ class QuadraticStep:
     device: str
     say: Callable[[str], None]
     on_tile: Callable[[str, int, int], None] | None = None
+    threads: int = 1
     ks: list[int] = field(init=False)
     gpu: str | None = field(init=False)
     hub_bases: set[str] = field(init=False)
@@ -99,7 +100,8 @@ class QuadraticStep:
                 within[m] = within_pass_torch(z, device=self.gpu, t=DEFAULT_T, block_size=self.block_size,
                                               on_tile=tick)
             else:
-                within[m] = within_pass(z, t=DEFAULT_T, block_size=self.block_size, on_tile=tick)
+                within[m] = within_pass(z, t=DEFAULT_T, block_size=self.block_size, on_tile=tick,
+                                        threads=self.threads)
             n = z.shape[0]
             self.put(f"uniformity_wang_isola/{m}", log_mean_exp(within[m], n * (n - 1) // 2))
         return within
@@ -119,7 +121,7 @@ class QuadraticStep:
             self.say(f"cross pass: {a}-{b}")
             res = cross_pass(ua, ub, self.sub[a], self.sub[b], t=DEFAULT_T, uniformity=need_u,
                              retrieval=fused_ranks, block_size=self.block_size, on_tile=tick,
-                             topk=HUBNESS_K if fused_top else 0)
+                             topk=HUBNESS_K if fused_top else 0, threads=self.threads)
         if "uniformity_cross" in self.bases and res is not None:
             self.put(f"uniformity_cross/{a}-{b}", log_mean_exp(res.lse_nonmatching, res.n_nonmatching))
         if self.ks or self.hub_bases:
@@ -179,13 +181,13 @@ class QuadraticStep:
                 self.say("clustering: class V-Measure")
                 labels = np.asarray(es.labels)
                 self.values["v_measure_class/joint"] = v_measure_class(mats, [labels[sub[m]] for m in names],
-                                                                       seed=self.seed)
+                                                                       seed=self.seed, normalized=True)
         if "v_measure_modality" in bases:
             self.say("clustering: modality V-Measure")
-            self.values["v_measure_modality/joint"] = v_measure_modality(mats, seed=self.seed)
+            self.values["v_measure_modality/joint"] = v_measure_modality(mats, seed=self.seed, normalized=True)
         if "modality_separability" in bases:
             self.say("modality separability")
-            self.values["modality_separability/joint"] = modality_separability(mats, seed=self.seed)
+            self.values["modality_separability/joint"] = modality_separability(mats, seed=self.seed, normalized=True)
         if "arithmetic_accuracy" in bases:
             image = self.image
             if not es.attributes or not es.attribute_embeddings:

@@ -28,6 +28,20 @@ class RunningTopK:
         self.scores = np.full((n, k), -np.inf, dtype=np.float32)
         self.index = np.full((n, k), _NO_INDEX, dtype=np.int64)
 
+    @classmethod
+    def merged(cls, parts: list[RunningTopK]) -> RunningTopK:
+        """The top-``k`` of the union of several lists over disjoint galleries (the pass's workers' row lists):
+        the same lists a single walk over every gallery item would have kept, whatever the split."""
+        out = cls(parts[0].scores.shape[0], parts[0].k)
+        if out.k == 0:
+            return out
+        scores = np.concatenate([p.scores for p in parts], axis=1)
+        index = np.concatenate([p.index for p in parts], axis=1)
+        order = np.lexsort((index, -scores), axis=-1)[:, : out.k]  # by (−score, index), as the scan inserts
+        out.scores = np.take_along_axis(scores, order, axis=1)
+        out.index = np.take_along_axis(index, order, axis=1)
+        return out
+
     def in_order(self, order: NDArray[np.intp]) -> NDArray[np.int64]:
         """The index lists with queries back in their original order (``order[p]`` = original row of ``p``)."""
         out = np.empty_like(self.index)

@@ -39,7 +39,7 @@ def _insert(scores, index, q, v, g):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _scan(s, same, check_same, hi_r, lo_r, hi_c, lo_c, top_r, idx_r, gal_r, top_c, idx_c, gal_c, th_c,
+def _scan(s, same, check_same, hi_r, lo_r, hi_c, lo_c, top_r, idx_r, gal_r, th_r, top_c, idx_c, gal_c, th_c,
           ahead_r, ahead_c, out_i, out_j):
     n_rows, n_cols = s.shape
     k = top_r.shape[1]
@@ -51,8 +51,8 @@ def _scan(s, same, check_same, hi_r, lo_r, hi_c, lo_c, top_r, idx_r, gal_r, top_
         row = s[i]
         hr = hi_r[i]
         lr = lo_r[i]
-        tr = top_r[i, k - 1] if k else np.inf
-        count = 0
+        tr = th_r[i]
+        count = np.int32(0)
         flagged = 0
         # Branch-free, so that the loop vectorises: counts, and a 0/1 per entry that needs a closer look (a
         # near-tie or a top-K candidate); the few flagged entries are then handled one by one.
@@ -61,16 +61,16 @@ def _scan(s, same, check_same, hi_r, lo_r, hi_c, lo_c, top_r, idx_r, gal_r, top_
             for j in range(n_cols):
                 v = row[j]
                 o = other[j] == 0
-                count += o & (v > hr)
-                ahead_c[j] += o & (v > hi_c[j])
+                count += np.int32(o & (v > hr))
+                ahead_c[j] += np.int32(o & (v > hi_c[j]))
                 hit = (o & (((v >= lr) & (v <= hr)) | ((v >= lo_c[j]) & (v <= hi_c[j])))) | (v >= tr) | (v >= th_c[j])
                 hits[j] = hit
                 flagged |= hit
         else:
             for j in range(n_cols):
                 v = row[j]
-                count += v > hr
-                ahead_c[j] += v > hi_c[j]
+                count += np.int32(v > hr)
+                ahead_c[j] += np.int32(v > hi_c[j])
                 hit = ((v >= lr) & (v <= hr)) | ((v >= lo_c[j]) & (v <= hi_c[j])) | (v >= tr) | (v >= th_c[j])
                 hits[j] = hit
                 flagged |= hit
@@ -86,11 +86,13 @@ def _scan(s, same, check_same, hi_r, lo_r, hi_c, lo_c, top_r, idx_r, gal_r, top_
                 v = row[j]
                 # Top-K lists take every entry, same-sample ones included (hubness counts them); thresholds
                 # only rise.
-                if k and v >= top_r[i, k - 1]:
+                # thresholds only rise: the K-th score, or a floor under the final K-th known from the start
+                if k and v >= th_r[i]:
                     _insert(top_r, idx_r, i, v, gal_r[j])
+                    th_r[i] = max(th_r[i], top_r[i, k - 1])
                 if k and v >= th_c[j]:
                     _insert(top_c, idx_c, j, v, gal_c[i])
-                    th_c[j] = top_c[j, k - 1]
+                    th_c[j] = max(th_c[j], top_c[j, k - 1])
                 o = True
                 if check_same:
                     o = same[i, j] == 0
@@ -183,7 +185,8 @@ class StripScanner:
         self,
         s: NDArray[np.float32],
         same: NDArray[np.bool_] | None,
-        rows: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.int64], NDArray[np.int64]],
+        rows: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.int64], NDArray[np.int64],
+                    NDArray[np.float32]],
         cols: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.int64], NDArray[np.int64],
                     NDArray[np.float32]],
     ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.intp], NDArray[np.intp]]:
@@ -192,12 +195,15 @@ class StripScanner:
         Args:
             s: ``(r, c)`` float32 scores, C-contiguous rows.
             same: ``(r, c)`` mask of same-sample entries (not counted as ahead nor as near-ties), or None.
-            rows: ``(hi, lo, top_scores, top_index, gallery)`` of the row queries: ``s > hi`` counts as ahead,
+            rows: ``(hi, lo, top_scores, top_index, gallery, θ)`` of the row queries: ``s > hi`` counts as ahead,
                 ``lo ≤ s ≤ hi`` is a near-tie (``+inf`` switches both off); ``top_scores``/``top_index``
-                ``(r, K)`` are their running top-K lists (best first, updated in place; ``K = 0``: none) and
-                ``gallery`` the original index of each column item (what a row's list records).
-            cols: The same for the column queries, plus ``θ``: each column's current K-th score, kept in step
-                with its list (a contiguous copy, so the counting loop reads it at full speed).
+                ``(r, K)`` are their running top-K lists (best first, updated in place; ``K = 0``: none),
+                ``gallery`` the original index of each column item (what a row's list records) and ``θ`` each
+                row's insertion threshold: entries below it are not inserted. It must start at or below the
+                final K-th score (the list's current K-th, or a known floor under it; ``+inf`` with ``K = 0``)
+                and the scan raises it to the list's K-th as the list fills (contiguous, so the counting loop
+                reads it at full speed).
+            cols: The same for the column queries.
 
         Returns:
             ``(ahead_rows, ahead_cols, i, j)``: per row and per column the number of other-sample entries above
@@ -210,7 +216,7 @@ class StripScanner:
             self.out_i = np.empty(n_rows * n_cols, dtype=np.intp)
             self.out_j = np.empty(n_rows * n_cols, dtype=np.intp)
         ahead_r = np.zeros(n_rows, dtype=np.int64)
-        ahead_c = np.zeros(n_cols, dtype=np.int64)
+        ahead_c = np.zeros(n_cols, dtype=np.int32)
         found = _scan(s, mask, same is not None, rows[0], rows[1], cols[0], cols[1], rows[2], rows[3], rows[4],
-                      cols[2], cols[3], cols[4], cols[5], ahead_r, ahead_c, self.out_i, self.out_j)
+                      rows[5], cols[2], cols[3], cols[4], cols[5], ahead_r, ahead_c, self.out_i, self.out_j)
         return ahead_r, ahead_c, self.out_i[:found], self.out_j[:found]
