@@ -222,7 +222,7 @@ def cross_pass(
     walk = _ColumnWalk(a, b, sa, sb, oa, ob, dir_a, dir_b, RunningTopK(b.shape[0], topk), tiles_a, overlaps,
                        t if uniformity else None, retrieval or topk > 0,
                        _kth_score_floor(a, b, topk), _kth_score_floor(b, a, topk))
-    workers = TileWorkers(resolve_threads(threads), walk.new_worker)
+    workers = TileWorkers(_affordable_workers(resolve_threads(threads), a.shape[0], topk), walk.new_worker)
     # One job per column band, so only one worker updates a column's counts and top-K list (the rows' are per
     # worker). Bands half a tile wide: the last job, which may run alone, is short.
     bands = _tiles(b.shape[0], max(1, block_size // 2))
@@ -327,6 +327,17 @@ class _ColumnWalk:
             ahead_b += self.dir_b.near_ties_won(j, qb, v, self.b, self.a, qa, self.oa, size=ahead_b.size)
         w.rank_a[ra] += ahead_a
         self.dir_b.rank[cb] += ahead_b
+
+
+#: Memory all workers' own row state may take together (rank counts, thresholds, top-K lists).
+_WORKER_STATE_BUDGET = 1 << 30
+
+
+def _affordable_workers(threads: int, n_rows: int, topk: int) -> int:
+    """``threads``, or fewer when each worker's copy of the row state would together exceed
+    :data:`_WORKER_STATE_BUDGET` (a million queries with top-10 lists take 132 MB per worker)."""
+    per_worker = n_rows * (8 + 4 + 12 * topk)
+    return max(1, min(threads, _WORKER_STATE_BUDGET // max(per_worker, 1)))
 
 
 #: Gallery items scored up front per query to find a floor under its final K-th score (see _kth_score_floor).
