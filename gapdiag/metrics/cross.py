@@ -1,10 +1,11 @@
 """The fused cross pass: cross-modal and joint uniformity, exact retrieval ranks and top-K lists in one walk.
 
-It walks the tiles of ``Â B̂ᵀ`` (float32 BLAS, one tile in memory) and asks every score what the metrics need:
-the log-sum-exp terms of uniformity (numpy, in place), and, in one compiled scan per row strip
-(:mod:`gapdiag.metrics.strip_scan`), how many gallery items rank ahead of each query's best true item in both
-directions and which entries are near-ties or top-K candidates. So retrieval R@K and hubness add little to
-the product itself (``benchmarks/measure.py`` prints the stages as fractions of a bare pass).
+It walks the tiles of ``Â B̂ᵀ`` (float32 BLAS, one tile per worker in memory; column bands on every core, see
+:mod:`gapdiag.metrics.tile_workers`) and asks every score what the metrics need: the log-sum-exp terms of
+uniformity, and, in one compiled scan per row strip (:mod:`gapdiag.metrics.strip_scan`), how many gallery items
+rank ahead of each query's best true item in both directions and which entries are near-ties or top-K
+candidates. So retrieval R@K and hubness add little to the product itself (``benchmarks/measure.py`` prints the
+stages as fractions of a bare pass).
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ def cross_pass(
         on_tile: Called as ``on_tile(done, total)`` after each tile of the main pass.
         topk: Also keep each query's ``topk`` best gallery items in both directions (0 = no), on the tile scores
             before same-sample entries are masked (:class:`~gapdiag.metrics.running_topk.RunningTopK`).
-        threads: Workers walking the column tiles (None: every available core); the result does not depend on
+        threads: Workers walking the column bands (None: every available core); the result does not depend on
             it (:mod:`gapdiag.metrics.tile_workers`).
     """
     _check_block_size(block_size)
@@ -245,7 +246,7 @@ def cross_pass(
 @dataclass
 class _Worker:
     """One worker's scratch and partial results: its tile buffer and scanner, and for the row queries the rank
-    counts and top-K lists over the column tiles it walked (summed / merged after the pass)."""
+    counts and top-K lists over the column bands it walked (summed / merged after the pass)."""
 
     buf: NDArray[np.float32]
     scan: StripScanner
@@ -256,7 +257,7 @@ class _Worker:
 
 @dataclass
 class _ColumnWalk:
-    """Walks one column tile of ``Â B̂ᵀ`` down all row tiles: the products, the compiled strip scan (rank counts
+    """Walks one column band of ``Â B̂ᵀ`` down all row tiles: the products, the compiled strip scan (rank counts
     of both directions, near-ties decided on exact scores, top-K lists) and the uniformity terms."""
 
     a: NDArray[np.float32]
@@ -283,7 +284,7 @@ class _ColumnWalk:
                        RunningTopK(len(self.a), self.top_b.k), self.floor_a.copy())
 
     def column(self, tb: tuple[int, int], w: _Worker, tick: Callable[[], None]) -> list[list[tuple[float, float]]]:
-        """Walk column tile ``tb``; returns per row tile the ``(other, same)`` uniformity terms of its strips."""
+        """Walk column band ``tb``; returns per row tile the ``(other, same)`` uniformity terms of its strips."""
         sa, sb, cb = self.sa, self.sb, slice(*tb)
         n_cols = tb[1] - tb[0]
         k = self.top_b.k
