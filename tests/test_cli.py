@@ -386,3 +386,25 @@ def test_sample_floor_is_one_check_for_every_command(capsys, tmp_path, monkeypat
     code, out, err = gapdiag(capsys, *argv, "--sample", str(MIN_SAMPLE - 1), "-q")
     assert_one_line_error(code, out, err, "sample must be an integer >= 2", "--sample 2 or more")
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_measure_threads_reaches_the_pair_passes_and_leaves_the_numbers_alone(capsys, tiny_checkpoint, manifest,
+                                                                             tmp_path, monkeypatch):
+    import gapdiag.metrics as metrics_module
+
+    calls = []
+    real = metrics_module.compute_all
+    monkeypatch.setattr(metrics_module, "compute_all", lambda *a, **k: calls.append(k) or real(*a, **k))
+    runs = {}
+    for threads in ("1", "3"):  # separate caches: a memoised report would not be recomputed
+        code, out, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", manifest, "--json",
+                                 "--threads", threads, "--cache-dir", tmp_path / threads)
+        assert code == 0, err
+        runs[threads] = json.loads(out)["metrics"]
+    assert [c["threads"] for c in calls] == [1, 3]
+    assert runs["1"] == runs["3"]  # the same bits
+
+
+def test_measure_threads_must_be_positive(capsys, tiny_checkpoint, manifest):
+    code, _, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", manifest, "--threads", "0")
+    assert code == 2 and "--threads" in err and "Traceback" not in err

@@ -108,3 +108,26 @@ def test_strip_uniformity_equals_float64_numpy(t, mask):
 
     assert other == pytest.approx(ref(counted & (True if same is None else ~same)), abs=1e-6)
     assert matched == (pytest.approx(ref(same), abs=1e-6) if same is not None else -np.inf)
+
+
+def test_polynomial_exp_is_within_its_documented_error():
+    from numba import njit
+
+    from gapdiag.metrics.strip_scan import MAX_TWO_T, _exp, exp_terms
+
+    @njit
+    def values(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = _exp(x[i])
+        return out
+
+    x = np.linspace(-MAX_TWO_T, MAX_TWO_T, 200_001)
+    err = np.abs(values(x) / np.exp(x) - 1)
+    assert err.max() < 1e-8 and err[np.abs(x) <= 4].max() < 1e-11  # docs/metrics.md, "Uniformity sums"
+    s = np.random.default_rng(0).uniform(-1, 1, size=(40, 70)).astype(np.float32)
+    other, same = exp_terms(s, 4.0)
+    assert other == pytest.approx(np.log(np.exp(4.0 * s.astype(np.float64) - 4.0).sum()), abs=1e-11)
+    assert same == -np.inf
+    with pytest.raises(ValueError, match="beyond the polynomial"):
+        exp_terms(s, MAX_TWO_T * 2)

@@ -106,6 +106,7 @@ def measure(
     retrieval_engine: str = "auto",
     block_size: int = 2048,
     progress: bool = True,
+    threads: int | None = None,
     **embed_options: Any,
 ) -> Report:
     """Measure the geometry of the embedding space: gap, Cos_TP, angular value, uniformity, rank, R@K, V-Measure.
@@ -117,6 +118,7 @@ def measure(
         sample: Draw this many samples (seeded) for the quadratic metrics; ``None`` = exact on everything.
         seed: Seed for sampling, k-means and bootstrap.
         bootstrap: Number of bootstrap resamples for confidence intervals (0 = none).
+        threads: CPU threads of the pair passes (None = every core); the values do not depend on it.
         **embed_options: Passed to :func:`embed` (pretrained, split, device, batch_size, cache_dir, ...).
 
     Returns:
@@ -132,7 +134,7 @@ def measure(
     read_here = not isinstance(data, EmbeddingSet) and embedding.cache_entry_path(data) is None
     return measuring.measure_embeddings(
         es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine,
-        block_size=block_size, progress=progress, device=embed_options.get("device", "auto"),
+        block_size=block_size, progress=progress, device=embed_options.get("device", "auto"), threads=threads,
         provenance=embedding.report_provenance(es, sample=sample, seed=seed, **embed_options),
         describe=name_items if read_here else None)
 

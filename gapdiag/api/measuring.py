@@ -30,11 +30,12 @@ MEASURE_CODE = ("metrics", "bootstrap.py", "api", "report.py", "embeddings.py")
 
 def measure_embeddings(es: EmbeddingSet, *, metrics: Sequence[str] | None, sample: int | None, seed: int,
                        bootstrap: int, retrieval_engine: str, block_size: int, progress: bool, device: str,
-                       provenance: dict[str, Any], describe: Callable[[dict[str, Any]], None] | None) -> Report:
+                       provenance: dict[str, Any], describe: Callable[[dict[str, Any]], None] | None,
+                       threads: int | None = None) -> Report:
     """The report of :func:`gapdiag.api.measure` on ``es``, read back from its memo when nothing changed.
 
     ``device`` is the one asked for (``auto``, ...); ``describe`` names the listed items (hubs, changed items)
-    in the extras when the data is at hand.
+    in the extras when the data is at hand. ``threads`` is not part of the memo: the values do not depend on it.
     """
     memo = measure_memo(es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap,
                         retrieval_engine=retrieval_engine, block_size=block_size, described=describe is not None,
@@ -55,7 +56,7 @@ def measure_embeddings(es: EmbeddingSet, *, metrics: Sequence[str] | None, sampl
         # Through the package, where a test can stand in a compute_all of its own.
         values, extras = metrics_package.compute_all(es, metrics, sample=sample, seed=seed, block_size=block_size,
                                                      retrieval_engine=retrieval_engine, device=search_on,
-                                                     progress=status, on_tile=on_tile)
+                                                     progress=status, on_tile=on_tile, threads=threads)
     extras["repeated_items"], notes = repeat_notes(es, list(values))
     if notes:
         extras["notes"] = notes
@@ -64,7 +65,7 @@ def measure_embeddings(es: EmbeddingSet, *, metrics: Sequence[str] | None, sampl
         if status is not None:
             status(f"bootstrap: {bootstrap} resamples")
         intervals = bootstrap_intervals(es, metrics, n=bootstrap, seed=seed, sample=sample, block_size=block_size,
-                                        retrieval_engine=retrieval_engine, device=search_on)
+                                        retrieval_engine=retrieval_engine, device=search_on, threads=threads)
     if describe is not None:
         describe(extras)
     report = Report(metrics=values, provenance=provenance, intervals=intervals, extras=extras)

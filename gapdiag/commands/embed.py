@@ -80,6 +80,9 @@ def measure(
              "or torch), blocked (fused exact), or hnsw / ivf (approximate FAISS indexes for very large sets; their "
              "agreement with exact search on 1,000 sampled queries is reported).")] = "auto",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report JSON here.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="CPU threads of the pair passes (uniformity, retrieval); default: every core. "
+                                 "The numbers do not depend on it.")] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
     *,
@@ -92,7 +95,7 @@ def measure(
     """
     report = api.measure(
         metrics=api.parse_metric_list(metrics),
-        sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine,
+        sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine, threads=threads,
         **embedding.api_kwargs(quiet=quiet or json_out))
     if out is not None:
         report.save(out)

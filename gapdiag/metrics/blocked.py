@@ -177,9 +177,10 @@ def strip_uniformity(
         first_col: Only columns ``j >= i + first_col`` of row ``i`` count (a diagonal tile's upper triangle).
 
     Returns:
-        ``(other, same)`` log-sums (``-inf`` when empty). For the usual temperatures (``2t <= 32``) the sums run
-        in float64 over a polynomial exp in one compiled pass (:func:`gapdiag.metrics.strip_scan.exp_terms`);
-        beyond, numpy's exp on the strip shifted by its maximum (no underflow to zero).
+        ``(other, same)`` log-sums (``-inf`` when empty). For the usual temperatures (``2t <= 8``; the
+        literature's t is 2) the sums run in float64 over a polynomial exp in one compiled pass
+        (:func:`gapdiag.metrics.strip_scan.exp_terms`); beyond, numpy's exp on the strip shifted by its maximum
+        (no underflow to zero).
     """
     from gapdiag.metrics.strip_scan import MAX_TWO_T, exp_terms  # numba
 
