@@ -29,7 +29,7 @@ from gapdiag.api.measuring import describe_items, similarity_to_baseline
 from gapdiag.cache import KEY_LENGTH as CACHE_KEY_LENGTH  # noqa: F401 - for the CLI
 from gapdiag.cache import EmbeddingCache
 from gapdiag.check.compare import Comparison  # noqa: F401 - for the CLI
-from gapdiag.check.compare import comparison_to_json as comparison_json
+from gapdiag.check.compare import comparison_to_json as comparison_json  # noqa: F401 - for the CLI
 from gapdiag.check.evaluate import CheckResult  # noqa: F401 - for the CLI
 from gapdiag.check.render import to_json as check_json  # noqa: F401 - for the CLI
 from gapdiag.check.run import CheckRun, CompareRun, run_check, run_compare
