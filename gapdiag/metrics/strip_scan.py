@@ -84,9 +84,8 @@ def _scan(s, same, check_same, hi_r, lo_r, hi_c, lo_c, top_r, idx_r, gal_r, th_r
                 if not hits[j]:
                     continue
                 v = row[j]
-                # Top-K lists take every entry, same-sample ones included (hubness counts them); thresholds
-                # only rise.
-                # thresholds only rise: the K-th score, or a floor under the final K-th known from the start
+                # Top-K lists take every entry, same-sample ones included (hubness counts them). Thresholds only
+                # rise: the K-th score, or a floor under the final K-th known from the start.
                 if k and v >= th_r[i]:
                     _insert(top_r, idx_r, i, v, gal_r[j])
                     th_r[i] = max(th_r[i], top_r[i, k - 1])

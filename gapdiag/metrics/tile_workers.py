@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from gapdiag.errors import InputError
+from gapdiag.metrics._linalg import one_blas_thread
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -43,15 +43,6 @@ def resolve_threads(threads: int | None) -> int:
     if threads < 1:
         raise InputError(f"threads must be a positive integer, got {threads}")
     return threads
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """Limit BLAS to one thread for the block (the pair passes' products; see the module docstring)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 class _Stop(Exception):
