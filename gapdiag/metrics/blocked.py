@@ -6,9 +6,9 @@ Two kinds of pass, both exact:
   them to float32, check them and L2-normalise them. Sums, per-set Gram matrices and paired dot products are
   accumulated in float64, so a memory-mapped float16 cache of a million items is never converted whole.
 * **Pair passes** (:func:`within_pass` here, :func:`~gapdiag.metrics.cross.cross_pass`) walk the ``N × M``
-  score matrix ``Â B̂ᵀ`` in ``block_size × block_size`` tiles (float32 BLAS) and never hold more than one tile,
-  so memory is ``O(N·d + block²)``. The within-set pass visits upper-triangle tiles only (the matrix is
-  symmetric). The cross pass fuses, in the same tiles, the log-sum-exp terms of cross-modal and joint
+  score matrix ``Â B̂ᵀ`` in ``block_size × block_size`` tiles (float32 BLAS) and never hold more than one tile
+  per worker thread (:mod:`gapdiag.metrics.tile_workers`), so memory is ``O(N·d + threads·block²)``. The
+  within-set pass visits upper-triangle tiles only (the matrix is symmetric). The cross pass fuses, in the same tiles, the log-sum-exp terms of cross-modal and joint
   uniformity with exact retrieval ranks and top-K lists in both directions.
 
 Log-sum-exp terms are streamed exactly: each row strip contributes ``log Σ exp(2t·(s − 1))``, summed in float64
@@ -241,7 +241,9 @@ def within_pass(
         return terms
 
     jobs = _upper_tiles(n, block_size)
-    workers = TileWorkers(resolve_threads(threads), lambda: np.empty(side * side, dtype=np.float32))
+    # No more workers than jobs: each holds a tile buffer.
+    workers = TileWorkers(min(resolve_threads(threads), max(len(jobs), 1)),
+                          lambda: np.empty(side * side, dtype=np.float32))
     lse = -math.inf
     for terms in workers.map(jobs, tile_terms, _counter(on_tile, len(jobs))):
         for term in terms:  # combined in job order: the same float whatever the thread count

@@ -223,10 +223,11 @@ def cross_pass(
     walk = _ColumnWalk(a, b, sa, sb, oa, ob, dir_a, dir_b, RunningTopK(b.shape[0], topk), tiles_a, overlaps,
                        t if uniformity else None, retrieval or topk > 0,
                        _kth_score_floor(a, b, topk), _kth_score_floor(b, a, topk))
-    workers = TileWorkers(_affordable_workers(resolve_threads(threads), a.shape[0], topk), walk.new_worker)
     # One job per column band, so only one worker updates a column's counts and top-K list (the rows' are per
-    # worker). Bands half a tile wide: the last job, which may run alone, is short.
+    # worker). Bands half a tile wide: the last job, which may run alone, is short. No more workers than bands.
     bands = _tiles(b.shape[0], max(1, block_size // 2))
+    workers = TileWorkers(_affordable_workers(min(resolve_threads(threads), max(len(bands), 1)), a.shape[0], topk),
+                          walk.new_worker)
     terms = workers.map(bands, walk.column, _counter(on_tile, len(tiles_a) * len(bands)))
     for ia in range(len(tiles_a)):  # combined in the order of a one-thread walk: the same floats on any machine
         for column in terms:

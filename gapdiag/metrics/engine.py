@@ -99,7 +99,7 @@ def compute_all(
             for the quadratic metrics (uniformity, retrieval, clustering, separability, arithmetic). The
             linear metrics always use every item. None = exact on all items.
         seed: Seed of the sample draw and of clustering / separability / arithmetic.
-        block_size: Rows per block and tile side (memory O(N·d + block²)).
+        block_size: Rows per block and tile side (memory O(N·d + threads·block²)).
         retrieval_engine: "blocked" (fused exact pass), "faiss" (exact ``IndexFlatIP``) or "auto" (FAISS
             when a GPU is usable, the fused pass on CPU). Both rank by exact scores with the same tie rule.
         device: "auto", "cpu", "cuda" or "cuda:N" (FAISS and zero-shot search).
