@@ -104,10 +104,11 @@ def test_workers_return_results_in_job_order_and_tick_on_the_calling_thread():
         tick()
         return job * job
 
-    pool = TileWorkers(3, list)
+    pool = TileWorkers(3, list, 40)
     assert pool.map(range(40), work, lambda: ticks.append(threading.get_ident())) == [j * j for j in range(40)]
     assert sorted(j for state in pool.states for j in state) == list(range(40))
     assert len(ticks) == 40 and set(ticks) == {caller}
+    assert len(TileWorkers(8, list, 3).states) == 3 and len(TileWorkers(8, list, 0).states) == 1  # a state each
 
 
 def test_a_failing_job_raises_in_the_caller_and_stops_the_others():
@@ -121,7 +122,7 @@ def test_a_failing_job_raises_in_the_caller_and_stops_the_others():
         return job
 
     with pytest.raises(InputError, match="bad tile 3"):
-        TileWorkers(2, lambda: None).map(range(1000), work)
+        TileWorkers(2, lambda: None, 1000).map(range(1000), work)
     assert len(started) < 1000
 
 

@@ -241,9 +241,7 @@ def within_pass(
         return terms
 
     jobs = _upper_tiles(n, block_size)
-    # No more workers than jobs: each holds a tile buffer.
-    workers = TileWorkers(min(resolve_threads(threads), max(len(jobs), 1)),
-                          lambda: np.empty(side * side, dtype=np.float32))
+    workers = TileWorkers(resolve_threads(threads), lambda: np.empty(side * side, dtype=np.float32), len(jobs))
     lse = -math.inf
     for terms in workers.map(jobs, tile_terms, _counter(on_tile, len(jobs))):
         for term in terms:  # combined in job order: the same float whatever the thread count

@@ -224,10 +224,9 @@ def cross_pass(
                        t if uniformity else None, retrieval or topk > 0,
                        _kth_score_floor(a, b, topk), _kth_score_floor(b, a, topk))
     # One job per column band, so only one worker updates a column's counts and top-K list (the rows' are per
-    # worker). Bands half a tile wide: the last job, which may run alone, is short. No more workers than bands.
+    # worker). Bands half a tile wide: the last job, which may run alone, is short.
     bands = _tiles(b.shape[0], max(1, block_size // 2))
-    workers = TileWorkers(_affordable_workers(min(resolve_threads(threads), max(len(bands), 1)), a.shape[0], topk),
-                          walk.new_worker)
+    workers = TileWorkers(_affordable_workers(resolve_threads(threads), a.shape[0], topk), walk.new_worker, len(bands))
     terms = workers.map(bands, walk.column, _counter(on_tile, len(tiles_a) * len(bands)))
     for ia in range(len(tiles_a)):  # combined in the order of a one-thread walk: the same floats on any machine
         for column in terms:
@@ -288,9 +287,9 @@ class _ColumnWalk:
         """Walk column band ``tb``; returns per row tile the ``(other, same)`` uniformity terms of its strips."""
         sa, sb, cb = self.sa, self.sb, slice(*tb)
         n_cols = tb[1] - tb[0]
-        k = self.top_b.k
-        # The columns' insertion thresholds, contiguous for the scan (which keeps them in step with the lists).
-        th_b = np.maximum(self.top_b.scores[cb, k - 1], self.floor_b[cb]) if k else self.floor_b[cb].copy()
+        # The columns' insertion thresholds, contiguous for the scan (which raises them as the lists fill). A band
+        # is one job, walked once, so its columns' lists are still empty here: the floors are where they start.
+        th_b = self.floor_b[cb].copy()
         terms = []
         for ta in self.tiles_a:
             if w.buf.size < (ta[1] - ta[0]) * n_cols:

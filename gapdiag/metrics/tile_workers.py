@@ -51,15 +51,16 @@ class _Stop(Exception):
 
 
 class TileWorkers(Generic[State]):
-    """A pool of ``threads`` workers, each with its own scratch ``State`` (buffers, per-worker partial results).
+    """A pool of ``threads`` workers (no more than ``n_jobs``: each holds its own state), each with its own scratch
+    ``State`` (buffers, per-worker partial results).
 
     :meth:`map` hands jobs out one at a time, in order, to whichever worker is free; job results come back in job
     order whatever the thread count, and :attr:`states` holds each worker's state afterwards (to be merged by the
     caller). Progress (``tick``) is reported on the calling thread, so callbacks need not be thread-safe.
     """
 
-    def __init__(self, threads: int, make_state: Callable[[], State]) -> None:
-        self.states = [make_state() for _ in range(threads)]
+    def __init__(self, threads: int, make_state: Callable[[], State], n_jobs: int) -> None:
+        self.states = [make_state() for _ in range(max(1, min(threads, n_jobs)))]
 
     def map(
         self,
