@@ -49,9 +49,10 @@ def test_within_pass_gives_the_same_bits_on_any_number_of_threads(block_size):
 
 @pytest.mark.parametrize(("n", "block_size"), [(37, 8), (37, 5), (64, 16), (3, 2), (2, 9)])
 def test_within_pass_counts_every_pair_once(n, block_size):
-    # Equal vectors: every pair's term is exp(0) = 1, so the log-sum is log of the number of pairs i < j.
+    # Equal vectors: every pair's term is exp(0) = 1, so the log-sum is log of the number of pairs i < j (to the
+    # float32 exp's 2 ulp, here the same for every term; one pair more or less would move it by > 1e-3).
     z = np.tile(_unit(np.ones((1, 4))), (n, 1))
-    assert within_pass(z, block_size=block_size, threads=2) == pytest.approx(math.log(n * (n - 1) / 2), abs=1e-10)
+    assert within_pass(z, block_size=block_size, threads=2) == pytest.approx(math.log(n * (n - 1) / 2), abs=3e-7)
     covered = np.zeros((n, n), dtype=int)
     for i0, i1, j0, j1 in _upper_tiles(n, block_size):
         covered[i0:i1, j0:j1] += 1
