@@ -134,3 +134,19 @@ def test_compiled_exp_is_within_its_documented_error():
         assert same == -np.inf
     with pytest.raises(ValueError, match="beyond the compiled exp"):
         exp_terms(s, MAX_TWO_T * 2)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4096])
+def test_same_sample_pairs_are_every_pair_once_in_row_major_order(monkeypatch, batch):
+    from gapdiag.metrics import cross
+
+    monkeypatch.setattr(cross, "_PAIR_BATCH", batch)
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        sa = np.sort(rng.integers(0, 12, rng.integers(0, 40)))
+        sb = np.sort(rng.integers(0, 12, rng.integers(0, 40)))
+        batches = list(cross._same_sample_pairs(sa, sb))
+        got = [(r, c) for rows, cols in batches for r, c in zip(rows.tolist(), cols.tolist())]
+        assert got == [(r, c) for r in range(sa.size) for c in range(sb.size) if sa[r] == sb[c]]
+        # A batch holds whole rows, and more than `batch` pairs only when one row alone has more.
+        assert all(rows.size <= batch or np.unique(rows).size == 1 for rows, _ in batches)

@@ -11,7 +11,7 @@ stages as fractions of a bare pass).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -198,7 +198,7 @@ def cross_pass(
     _check_block_size(block_size)
     a, sa, oa = _sorted_by_sample(a, a_sample)
     b, sb, ob = _sorted_by_sample(b, b_sample)
-    tiles_a, tiles_b = _tiles(a.shape[0], block_size), _tiles(b.shape[0], block_size)
+    tiles_a = _tiles(a.shape[0], block_size)
 
     def overlaps(ta: tuple[int, int], tb: tuple[int, int]) -> bool:
         # Items are sorted by sample, so each tile spans a contiguous range of sample ids.
@@ -208,15 +208,11 @@ def cross_pass(
     result = CrossPassResult(n_all=a.shape[0] * b.shape[0], n_nonmatching=a.shape[0] * b.shape[0] - n_same)
     dir_a, dir_b = _Direction.empty(a.shape[0]), _Direction.empty(b.shape[0])
     if retrieval:
-        # Exact best true score per query, from the same-sample entries of the few overlapping tiles.
-        for ta in tiles_a:
-            for tb in tiles_b:
-                if overlaps(ta, tb):
-                    r, c = np.nonzero(sa[ta[0] : ta[1], None] == sb[None, tb[0] : tb[1]])
-                    r, c = r + ta[0], c + tb[0]
-                    exact = exact_scores(a[r], b[c])
-                    dir_a.update_best(r, exact, ob[c])
-                    dir_b.update_best(c, exact, oa[r])
+        # Exact best true score per query, from the same-sample pairs.
+        for r, c in _same_sample_pairs(sa, sb):
+            exact = exact_scores(a[r], b[c])
+            dir_a.update_best(r, exact, ob[c])
+            dir_b.update_best(c, exact, oa[r])
     # Without retrieval the +inf thresholds switch the rank counting off (nothing is above +inf).
     dir_a.freeze(_score_tolerance(a.shape[1]))
     dir_b.freeze(_score_tolerance(a.shape[1]))
@@ -372,6 +368,32 @@ def _in_original_order(direction: _Direction, order: NDArray[np.intp]) -> NDArra
     out = np.empty_like(ranks)
     out[order] = ranks
     return out
+
+
+#: Same-sample pairs scored exactly at a time (a few MiB of float64 copies of their vectors).
+_PAIR_BATCH = 4096
+
+
+def _same_sample_pairs(
+    sa: NDArray[np.int64], sb: NDArray[np.int64]
+) -> Iterator[tuple[NDArray[np.intp], NDArray[np.intp]]]:
+    """``(rows, cols)`` of every pair with ``sa[row] == sb[col]`` (both sorted), in batches of about
+    :data:`_PAIR_BATCH` pairs: a binary search per row, so the cost follows the number of items and pairs, not
+    that of the tiles they sit in."""
+    first = np.searchsorted(sb, sa, side="left")
+    count = np.searchsorted(sb, sa, side="right") - first
+    ends = np.cumsum(count)
+    row = 0
+    while row < sa.size:
+        # Rows whose pairs fit in the batch (at least one row, however many pairs it has).
+        stop = max(row + 1, int(np.searchsorted(ends, ends[row] - count[row] + _PAIR_BATCH, side="right")))
+        rows = np.repeat(np.arange(row, stop), count[row:stop])
+        if rows.size:
+            # Column of each pair: its row's first match plus its position among that row's matches.
+            starts = np.repeat(ends[row:stop] - count[row:stop], count[row:stop])
+            cols = np.repeat(first[row:stop], count[row:stop]) + np.arange(rows.size) - (starts - starts[0])
+            yield rows, cols
+        row = stop
 
 
 def count_same_sample_pairs(sa: NDArray[np.int64], sb: NDArray[np.int64]) -> int:
