@@ -150,3 +150,14 @@ def test_same_sample_pairs_are_every_pair_once_in_row_major_order(monkeypatch, b
         assert got == [(r, c) for r in range(sa.size) for c in range(sb.size) if sa[r] == sb[c]]
         # A batch holds whole rows, and more than `batch` pairs only when one row alone has more.
         assert all(rows.size <= batch or np.unique(rows).size == 1 for rows, _ in batches)
+
+
+@pytest.mark.parametrize(("n", "width"), [(0, 3), (1, 1), (10, 8), (50_000, 1024), (2049, 1024)])
+def test_column_bands_cover_every_column_once_and_end_narrow(n, width):
+    from gapdiag.metrics.cross import _column_bands
+
+    bands = _column_bands(n, width)
+    assert [c for start, stop in bands for c in range(start, stop)] == list(range(n))
+    if n > 2 * width:  # the last 2·width columns go in quarter bands
+        assert all(stop - start <= max(1, width // 4) for start, stop in bands if start >= n - 2 * width)
+        assert max(stop - start for start, stop in bands) <= width

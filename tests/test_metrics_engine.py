@@ -372,7 +372,8 @@ def test_quadratic_passes_report_their_tiles_for_a_progress_bar():
     # (the last one has 2 rows: 2 bands).
     assert calls["uniformity image"] == [(i, 20) for i in range(1, 21)]
     assert calls["uniformity text"][-1] == (49, 49)  # 7 x 7: 21 right of the diagonal, 6 x 4 + 4 bands
-    assert calls["cross pass image-text"] == [(i, 52) for i in range(1, 53)]  # 4 row tiles x 13 bands of 8 columns
+    # 4 row tiles x 19 column bands: 84 columns in bands of 8 (the last of 4), the last 16 in bands of 2.
+    assert calls["cross pass image-text"] == [(i, 76) for i in range(1, 77)]
 
 
 @pytest.mark.parametrize(("asked", "reason"), [

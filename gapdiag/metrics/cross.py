@@ -220,8 +220,8 @@ def cross_pass(
                        t if uniformity else None, retrieval or topk > 0,
                        _kth_score_floor(a, b, topk), _kth_score_floor(b, a, topk))
     # One job per column band, so only one worker updates a column's counts and top-K list (the rows' are per
-    # worker). Bands half a tile wide: the last job, which may run alone, is short.
-    bands = _tiles(b.shape[0], max(1, block_size // 2))
+    # worker).
+    bands = _column_bands(b.shape[0], max(1, block_size // 2))
     workers = TileWorkers(_affordable_workers(resolve_threads(threads), a.shape[0], topk), walk.new_worker, len(bands))
     terms = workers.map(bands, walk.column, _counter(on_tile, len(tiles_a) * len(bands)))
     for ia in range(len(tiles_a)):  # combined in the order of a one-thread walk: the same floats on any machine
@@ -324,6 +324,17 @@ class _ColumnWalk:
             ahead_b += self.dir_b.near_ties_won(j, qb, v, self.b, self.a, qa, self.oa, size=ahead_b.size)
         w.rank_a[ra] += ahead_a
         self.dir_b.rank[cb] += ahead_b
+
+
+def _column_bands(n: int, width: int) -> list[tuple[int, int]]:
+    """Bands of ``width`` columns, then the last ``2·width`` columns in bands a quarter as wide.
+
+    Jobs are handed out in order, so the pass ends on short jobs: the last one, which may run while the other
+    workers have nothing left, is short (at 50,000 × 512 a band of 1,024 columns is about a second). The bands do
+    not depend on the number of workers, so neither do the values.
+    """
+    tail = max(0, n - 2 * width)
+    return _tiles(tail, width) + [(tail + s, tail + e) for s, e in _tiles(n - tail, max(1, width // 4))]
 
 
 #: Memory all workers' own row state may take together (rank counts, thresholds, top-K lists).
