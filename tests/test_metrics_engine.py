@@ -448,3 +448,25 @@ def test_measure_names_the_rows_skip_bad_dropped_on_stderr(capsys, tiny_checkpoi
     skipped = json.loads(out)["provenance"]["skipped"]
     assert len(skipped) == 1 and "digit_2.png" in skipped[0]
     assert [line for line in err.splitlines() if line.startswith("skipped:")] == [f"skipped: {skipped[0]}"]
+
+
+def test_the_linear_pass_keeps_the_unit_vectors_the_quadratic_step_would_make():
+    from gapdiag.metrics.blocked import linear_stats, paired_dot_sum
+    from gapdiag.metrics.engine import true_pair_items
+
+    es = _es(70, 3, d=7, seed=6, shuffle=True)
+    x, y = es.vectors["image"], es.vectors["text"]
+    kept = np.empty(y.shape, dtype=np.float32)
+    stats = linear_stats(y, "text", block_size=16, units_out=kept)
+    assert np.array_equal(kept, unit_rows(y, "text", block_size=16))
+    assert np.array_equal(stats.total, linear_stats(y, "text", block_size=16).total)
+    ia, ib = true_pair_items(es.sample_index["image"], es.sample_index["text"], "image", "text")
+    # The paired pass on kept unit vectors gives the same float as on the raw vectors (gathered, shuffled pairs).
+    assert paired_dot_sum(unit_rows(x, "image"), kept, ia, ib, block_size=16, checked_units=True) == paired_dot_sum(
+        x, y, ia, ib, block_size=16)
+    # compute_all: the quadratic metrics are the same whether their unit vectors were kept by the linear pass (all
+    # metrics) or made by the quadratic step itself (no linear metric asked for, so no linear pass).
+    quadratic = ["uniformity_wang_isola", "uniformity_cross", "recall_at_1", "recall_at_5", "hubness_skewness"]
+    alone, _ = compute_all(es, quadratic, block_size=16, retrieval_engine="blocked")
+    with_linear, _ = compute_all(es, block_size=16, retrieval_engine="blocked")
+    assert alone and alone == {k: with_linear[k] for k in alone}

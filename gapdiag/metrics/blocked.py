@@ -110,16 +110,21 @@ def linear_stats(
     gram: bool = True,
     normalize: bool = True,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    units_out: NDArray[np.float32] | None = None,
 ) -> LinearStats:
     """One streamed pass: count, sum and (optionally) Gram matrix of the normalised rows of ``x``.
 
-    The Gram matrix is accumulated in float64 so that small singular values survive the squaring.
+    The Gram matrix is accumulated in float64 so that small singular values survive the squaring. With
+    ``units_out`` (an ``x``-shaped float32 array) the checked, normalised rows are also kept there: the same values
+    :func:`unit_rows` gives, without a second pass over ``x``.
     """
     x = check_matrix(x, name)
     d = x.shape[1]
     total = np.zeros(d, dtype=np.float64)
     g = np.zeros((d, d), dtype=np.float64) if gram else None
-    for _, block in iter_unit_blocks(x, name, block_size=block_size, normalize=normalize):
+    for start, block in iter_unit_blocks(x, name, block_size=block_size, normalize=normalize):
+        if units_out is not None:
+            units_out[start : start + block.shape[0]] = block
         b64 = block.astype(np.float64)
         total += b64.sum(axis=0)
         if g is not None:
@@ -136,9 +141,19 @@ def paired_dot_sum(
     *,
     normalize: bool = True,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    checked_units: bool = False,
 ) -> float:
-    """``Σ_p x̂[ix_p] · ŷ[iy_p]`` over the given pairs, streamed ``block_size`` pairs at a time."""
+    """``Σ_p x̂[ix_p] · ŷ[iy_p]`` over the given pairs, streamed ``block_size`` pairs at a time.
+
+    ``checked_units``: ``x`` and ``y`` are float32 unit vectors already checked (:func:`unit_rows`,
+    ``linear_stats(units_out=...)``): their rows are used as they are, with the same sum as from the raw vectors.
+    """
     total = 0.0
+    if checked_units:
+        for start in range(0, ix.size, block_size):
+            bx, by = x[ix[start : start + block_size]], y[iy[start : start + block_size]]
+            total += float(np.einsum("ij,ij->", bx, by, dtype=np.float64))
+        return total
     blocks_x = iter_unit_blocks(
         x, names[0], block_size=block_size, rows=_unless_all(ix, x.shape[0]), normalize=normalize
     )

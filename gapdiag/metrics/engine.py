@@ -4,7 +4,8 @@ Plan of the computation (each vector is read once per pass, no ``N × N`` matrix
 
 1. One linear pass per modality (:func:`~gapdiag.metrics.blocked.linear_stats`): sums and Gram matrices give
    the gap, angular value, effective rank, RankMe and −W₂; one paired pass gives Cos_TP, alignment and the
-   non-matching cosine. These always use every item.
+   non-matching cosine. These always use every item. When the quadratic step takes every item too, the linear
+   pass keeps the unit vectors it makes (the paired pass and step 2 use them: the raw vectors are read once).
 2. The quadratic metrics run on all items, or on the items of ``sample`` drawn samples: per modality one
    within-set pass over upper-triangle tiles (uniformity), per modality pair one fused cross pass
    (cross-modal and joint uniformity plus exact retrieval ranks in both directions), then clustering,
@@ -136,24 +137,30 @@ def compute_all(
     # 1. Linear metrics on every item.
     need_gram = bool(bases & {"effective_rank", "rankme", "uniformity_w2"}) or needs_gram(bases)
     need_stats = need_gram or bool(bases & {"modality_gap", "angular_value", "cos_nonmatching"})
+    quadratic = {b for b in bases if REGISTRY[b].quadratic}
+    rows = _draw(es.n_samples, samples, sample, seed) if quadratic else {}
+    # When the quadratic step takes every item, the linear pass keeps the unit vectors it makes for it (and for the
+    # paired pass): one pass over the raw vectors instead of three.
+    units: dict[str, NDArray[np.float32]] = {}
+    if need_stats and quadratic and all(r is None for r in rows.values()):
+        units = {m: np.empty(vecs[m].shape, dtype=np.float32) for m in names}
     stats: dict[str, LinearStats] = {}
     if need_stats:
         for m in names:
             say(f"linear pass: {m}")
-            stats[m] = linear_stats(vecs[m], m, gram=need_gram, block_size=block_size)
-    _linear_metrics(bases, names, pairs, vecs, samples, stats, values, extras, block_size, say)
+            stats[m] = linear_stats(vecs[m], m, gram=need_gram, block_size=block_size, units_out=units.get(m))
+    _linear_metrics(bases, names, pairs, vecs, units, samples, stats, values, extras, block_size, say)
     if need_gram:
         linear_diagnostics(bases, names, pairs, stats, values, extras)
     if "zero_shot_accuracy" in bases:
         _zero_shot(es, image, vecs[image], samples[image], values, extras, block_size, device, say)
 
     # 2. Quadratic metrics on all items or on the items of the drawn samples.
-    quadratic = {b for b in bases if REGISTRY[b].quadratic}
     if quadratic:
-        rows = _draw(es.n_samples, samples, sample, seed)
         extras["variants"]["sample"] = {"size": sample, "seed": seed}
-        say("quadratic subset: normalising")
-        units = {m: unit_rows(vecs[m], m, rows=rows[m], block_size=block_size) for m in names}
+        if not units:
+            say("quadratic subset: normalising")
+            units = {m: unit_rows(vecs[m], m, rows=rows[m], block_size=block_size) for m in names}
         sub = {m: samples[m] if rows[m] is None else samples[m][rows[m]] for m in names}
         QuadraticStep(quadratic, es, names, pairs, image, units, sub, rows, values, extras,
                       block_size=block_size, seed=seed, engine=_resolve_engine(retrieval_engine, device),
@@ -229,6 +236,7 @@ def _linear_metrics(
     names: list[str],
     pairs: list[tuple[str, str]],
     vecs: dict[str, NDArray[Any]],
+    units: dict[str, NDArray[np.float32]],
     samples: dict[str, NDArray[np.int64]],
     stats: dict[str, LinearStats],
     values: dict[str, float],
@@ -245,7 +253,10 @@ def _linear_metrics(
         if bases & {"cos_tp", "alignment", "cos_nonmatching"}:
             say(f"paired pass: {q}")
             ia, ib = true_pair_items(samples[a], samples[b], a, b)
-            true_sum = paired_dot_sum(vecs[a], vecs[b], ia, ib, (a, b), block_size=block_size)
+            if units:
+                true_sum = paired_dot_sum(units[a], units[b], ia, ib, block_size=block_size, checked_units=True)
+            else:
+                true_sum = paired_dot_sum(vecs[a], vecs[b], ia, ib, (a, b), block_size=block_size)
             ctp = cos_tp_from_sum(true_sum, ia.size)
             if "cos_tp" in bases:
                 values[f"cos_tp/{q}"] = ctp
