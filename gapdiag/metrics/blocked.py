@@ -193,8 +193,8 @@ def strip_uniformity(
 
     Returns:
         ``(other, same)`` log-sums (``-inf`` when empty). For the usual temperatures (``2t <= 8``; the
-        literature's t is 2) the sums run in float64 over a polynomial exp in one compiled pass
-        (:func:`gapdiag.metrics.strip_scan.exp_terms`); beyond, numpy's exp on the strip shifted by its maximum
+        literature's t is 2) one compiled pass sums float32 terms (a 2-ulp exp) in float32 chunks and float64
+        beyond (:func:`gapdiag.metrics.strip_scan.exp_terms`); beyond, numpy's exp on the strip shifted by its maximum
         (no underflow to zero).
     """
     from gapdiag.metrics.strip_scan import MAX_TWO_T, exp_terms  # numba
