@@ -193,9 +193,9 @@ def strip_uniformity(
 
     Returns:
         ``(other, same)`` log-sums (``-inf`` when empty). For the usual temperatures (``2t <= 8``; the
-        literature's t is 2) one compiled pass sums float32 terms (a 2-ulp exp) in float32 chunks and float64
-        beyond (:func:`gapdiag.metrics.strip_scan.exp_terms`); beyond, numpy's exp on the strip shifted by its maximum
-        (no underflow to zero).
+        literature's t is 2) one compiled pass sums float32 terms (a 2-ulp exp) in float32 chunks, and the chunks
+        in float64 (:func:`gapdiag.metrics.strip_scan.exp_terms`); at higher temperatures, numpy's exp on the
+        strip shifted by its maximum (no underflow to zero).
     """
     from gapdiag.metrics.strip_scan import MAX_TWO_T, exp_terms  # numba
 
