@@ -3,10 +3,12 @@
 Why not let BLAS thread each product, as a plain ``np.dot`` does? Because the compiled steps that follow it on the
 tile (the rank scan, the exp sums) run on one core, and while they run the other cores wait. Here each worker
 takes a whole job (one or several tiles), computes its products with BLAS limited to one thread and scans them
-itself, so every core is busy with both. Measured at 30,000 × 512 on 2 cores: two one-thread workers computed the bare products
-in 0.86–0.96 of the time of OpenBLAS's own two threads, and with the exp sums in 0.92–1.0 instead of 1.19–1.24;
-at 50,000 × 512 the within-set passes went from 0.66–0.68 of a pass to 0.50–0.51 and the cross pass from 1.58
-to 1.15, with the other changes listed in docs/benchmarks.md.
+itself, so every core is busy with both. Measured at 30,000 × 512 on 2 cores: two one-thread workers computed
+the bare products in 0.86–0.96 of the time of OpenBLAS's own two threads, and with the exp sums in 0.92–1.0
+instead of 1.19–1.24; on a later day, 2048 × 1024 tiles ran at the same rate either way (115–119 vs 117
+GFLOPS), so the gain is the scan and exp no longer leaving a core idle. At 50,000 × 512 the within-set passes
+went from 0.66–0.68 of a pass to 0.50–0.51 and the cross pass from 1.58 to 1.15, with the other changes listed
+in docs/benchmarks.md.
 
 Results do not depend on the number of threads: every product is a one-thread BLAS call (OpenBLAS's threaded
 products round differently from its one-thread ones), and callers combine what the jobs return in job order.
