@@ -26,7 +26,6 @@ The cache is four modules, one job each, and callers import from this one:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Mapping
@@ -51,7 +50,7 @@ from gapdiag.cache_keys import (
 from gapdiag.cache_writer import EntryWriter
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, InputError
-from gapdiag.fsutil import unlink_quietly
+from gapdiag.fsutil import loads_json, unlink_quietly
 from gapdiag.settings import default_cache_dir
 
 __all__ = ["CACHE_FORMAT_VERSION", "DTYPES", "HASHES_FILE", "KEY_LENGTH", "EmbeddingCache", "EntryWriter",
@@ -154,7 +153,7 @@ class EmbeddingCache:
     @staticmethod
     def _read_meta(key: str, meta_path: Path) -> dict[str, Any]:
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = loads_json(meta_path.read_text())
         except (OSError, ValueError) as exc:
             raise corrupt(meta_path, key, one_line(exc)) from exc
         if not isinstance(meta, dict):
@@ -198,10 +197,10 @@ class EmbeddingCache:
             row: dict[str, Any] = {"key": entry.name, "complete": complete}
             try:
                 if complete:
-                    meta = json.loads((entry / "meta.json").read_text())
+                    meta = loads_json((entry / "meta.json").read_text())
                     created = meta.get("created")
                 else:
-                    partial = json.loads((entry / "partial.json").read_text())
+                    partial = loads_json((entry / "partial.json").read_text())
                     meta, created = partial.get("meta", {}), partial.get("started")
                     row["why"] = self._why_incomplete(entry, partial)
                 dataset, model = meta.get("dataset") or {}, meta.get("model") or {}

@@ -14,7 +14,6 @@ a chunk before a resumed build counts it as done.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping
@@ -190,7 +189,7 @@ def write_owner(lock: Path, started: str) -> None:
 def describe_owner(lock: Path) -> str:
     """``"pid 123 on host h since 2026-...``" from the owner note, or ``"another gapdiag process"``."""
     try:
-        note = json.loads(owner_path(lock).read_text())
+        note = fsutil.loads_json(owner_path(lock).read_text())
         return f"pid {int(note['pid'])} on {note['host']} (since {note['started']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another gapdiag process"

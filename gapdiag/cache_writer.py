@@ -34,7 +34,7 @@ from gapdiag.cache_files import (
 from gapdiag.cache_keys import CACHE_FORMAT_VERSION, DTYPES, check_modality_name
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, EmbeddingError
-from gapdiag.fsutil import unlink_quietly
+from gapdiag.fsutil import loads_json, unlink_quietly
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -149,7 +149,7 @@ class EntryWriter:
         started = utc_now()
         if self.dir.exists():
             try:
-                previous = json.loads((self.dir / "partial.json").read_text())
+                previous = loads_json((self.dir / "partial.json").read_text())
             except (OSError, ValueError):
                 previous = None
             if isinstance(previous, dict):
@@ -170,7 +170,7 @@ class EntryWriter:
         # Says in `gapdiag cache ls` why this partial entry stopped (its chunks stay for the next run).
         path = self.dir / "partial.json"
         try:
-            partial = json.loads(path.read_text())
+            partial = loads_json(path.read_text())
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Interrupted" \
                 else f"{type(exc).__name__}: {one_line(exc)}"
             atomic_write_json(path, {**partial, "stopped": reason[:300]})

@@ -128,6 +128,20 @@ def atomic_write_json(path: str | Path, obj: Any, *, default: Callable[[Any], An
     atomic_write_text(path, text)
 
 
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads`` that also reports nesting too deep to parse as a ``json.JSONDecodeError``.
+
+    Python's parser recurses once per nesting level, so ``'[' * 100000`` raises ``RecursionError`` rather than a
+    decode error; every reader of JSON that a user or a damaged file can hand us calls this instead, so one
+    ``except json.JSONDecodeError`` covers both and the caller names the file as it does for any bad JSON.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        raise json.JSONDecodeError("nested too deeply to parse", doc, 0) from None
+
+
 # ------------------------------------------------------------------------------------------------ digests
 
 
@@ -208,7 +222,7 @@ def file_digest(path: str | Path, *, memo_file: str | Path | None = None,
 
 def _read_memo(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = loads_json(path.read_text())
     except (OSError, ValueError):
         return {}  # a missing or damaged memo only costs a re-hash
     return data if isinstance(data, dict) else {}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gapdiag.cache_files import atomic_write_json
+from gapdiag.fsutil import loads_json
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def find_config(name: str) -> dict[str, Any] | None:
 @functools.lru_cache(maxsize=256)
 def _load_config_cached(path: str, mtime_ns: int) -> str | None:
     try:
-        cfg = json.loads(Path(path).read_text())
+        cfg = loads_json(Path(path).read_text())
     except (OSError, ValueError):
         return None
     return json.dumps(cfg) if isinstance(cfg, dict) and all(k in cfg for k in REQUIRED_KEYS) else None
@@ -86,7 +87,7 @@ def _load_config_cached(path: str, mtime_ns: int) -> str | None:
 
 def _load_config(path: Path) -> dict[str, Any] | None:
     text = _load_config_cached(str(path), path.stat().st_mtime_ns)
-    return json.loads(text) if text is not None else None  # a fresh dict per call, like open_clip's deepcopy
+    return loads_json(text) if text is not None else None  # a fresh dict per call, like open_clip's deepcopy
 
 
 def pretrained_info(architecture: str, tag: str, cache_root: Path | None) -> tuple[bool, dict[str, Any] | None]:
@@ -113,7 +114,7 @@ def pretrained_info(architecture: str, tag: str, cache_root: Path | None) -> tup
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = loads_json(path.read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -33,7 +33,7 @@ from gapdiag import model_index
 from gapdiag.cache import file_sha256
 from gapdiag.data.base import hash_json
 from gapdiag.errors import ModelError
-from gapdiag.fsutil import atomic_write_text
+from gapdiag.fsutil import atomic_write_text, loads_json
 from gapdiag.hub import Hub, hub_access, offline_hint
 from gapdiag.settings import current as current_settings
 
@@ -168,7 +168,7 @@ def _read_safetensors_config(path: Path) -> dict[str, Any] | None:
             size = int.from_bytes(f.read(8), "little")
             if not 2 <= size <= _SAFETENSORS_MAX_HEADER:
                 raise ValueError(f"header length {size} is out of range")
-            header = json.loads(f.read(size))
+            header = loads_json(f.read(size))
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
         meta = header.get("__metadata__") or {}
@@ -176,7 +176,7 @@ def _read_safetensors_config(path: Path) -> dict[str, Any] | None:
         raise ModelError(f"{path}: not a readable .safetensors file ({type(e).__name__}: {e})",
                          hint="re-export the checkpoint") from None
     raw = meta.get(SAFETENSORS_CONFIG_KEY)
-    return json.loads(raw) if raw else None
+    return loads_json(raw) if raw else None
 
 
 def _register_config(cfg: dict[str, Any], stem: str, cache_root: Path | None) -> str:
@@ -197,7 +197,7 @@ def _register_config(cfg: dict[str, Any], stem: str, cache_root: Path | None) ->
     if model_index.find_config(name) is None:
         cfg_dir = (cache_root if cache_root is not None else current_settings().cache_root) / "model_configs"
         path = cfg_dir / f"{name}.json"
-        if not (path.is_file() and json.loads(path.read_text()) == model_cfg):
+        if not (path.is_file() and loads_json(path.read_text()) == model_cfg):
             cfg_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(model_cfg, indent=2))
         model_index.remember_config_file(name, path)
@@ -226,7 +226,7 @@ def resolve_model(model: str | Path, pretrained: str | None = None, *, cache_roo
         if not path.is_file():
             raise ModelError(f"model config not found: {path}", hint="check the path")
         try:
-            cfg = json.loads(path.read_text())
+            cfg = loads_json(path.read_text())
         except json.JSONDecodeError as e:
             raise ModelError(f"{path}:{e.lineno}: invalid JSON in model config ({e.msg})", hint="fix the file") from None
         name = _register_config(cfg, path.stem, cache_root)
@@ -243,14 +243,14 @@ def resolve_model(model: str | Path, pretrained: str | None = None, *, cache_roo
                 raise ModelError(f"{path}: directory without open_clip_config.json",
                                  hint="pass the checkpoint file with --model ARCH --pretrained FILE")
             return ModelSpec(architecture=f"local-dir:{path}", display_name=path.name,
-                             model_cfg=json.loads(ckpt_cfg.read_text()).get("model_cfg"))
+                             model_cfg=loads_json(ckpt_cfg.read_text()).get("model_cfg"))
         if pretrained:
             raise ModelError(f"--pretrained {pretrained!r} given together with checkpoint file {path}",
                              hint="use --model ARCH --pretrained FILE, or --model FILE alone")
         cfg = _read_safetensors_config(path) if path.suffix == ".safetensors" else None
         sidecar = path.parent / "open_clip_config.json"
         if cfg is None and sidecar.is_file():
-            cfg = json.loads(sidecar.read_text())
+            cfg = loads_json(sidecar.read_text())
         if cfg is None:
             raise ModelError(f"cannot tell the architecture of {path}",
                              hint="pass --model ARCH --pretrained FILE, or put open_clip_config.json beside it")

@@ -35,7 +35,7 @@ from typing import Any
 
 from gapdiag import __version__
 from gapdiag.errors import InputError
-from gapdiag.fsutil import atomic_write_text
+from gapdiag.fsutil import atomic_write_text, loads_json
 
 SCHEMA_VERSION = 1
 # Bump when a metric's definition changes so that old and new reports are never silently compared.
@@ -139,7 +139,7 @@ class Report:
     def load(cls, path: str | Path) -> Report:
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = loads_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError(f"{path}: report not found", hint="check the path or run `gapdiag measure --out` first") from None
         except json.JSONDecodeError as e:

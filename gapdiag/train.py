@@ -161,7 +161,7 @@ def _cut_log(log_path: Path, epochs_done: int) -> list[dict[str, Any]]:
 
     A killed run may have logged one more epoch than its newest checkpoint holds; that line goes.
     """
-    kept = [json.loads(line) for line in log_path.read_text().splitlines()[:epochs_done]] \
+    kept = [fsutil.loads_json(line) for line in log_path.read_text().splitlines()[:epochs_done]] \
         if epochs_done and log_path.exists() else []
     fsutil.atomic_write_text(log_path, "".join(json.dumps(record) + "\n" for record in kept))
     return kept

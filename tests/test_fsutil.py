@@ -67,3 +67,15 @@ def test_a_file_changed_just_before_hashing_is_not_memoised(tmp_path, monkeypatc
     monkeypatch.setattr(fsutil, "hash_file", lambda p, **kw: hashed.append(p) or hash_file(p, **kw))
     fsutil.file_digest(path)
     assert len(hashed) == 1
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"a":' * 100_000, b"[" * 100_000])
+def test_json_nested_too_deeply_is_a_decode_error_not_a_recursion_error(text):
+    with pytest.raises(json.JSONDecodeError, match="nested too deeply"):
+        fsutil.loads_json(text)
+
+
+def test_loads_json_parses_what_json_parses():
+    assert fsutil.loads_json('{"a": [1, 2.5, null]}') == {"a": [1, 2.5, None]}
+    with pytest.raises(json.JSONDecodeError):
+        fsutil.loads_json("{")

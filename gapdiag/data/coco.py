@@ -14,6 +14,7 @@ from gapdiag.data.base import ImageTextItems, PairedDataset, image_text_dataset,
 from gapdiag.data.images import missing_image_message
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
+from gapdiag.fsutil import loads_json
 
 
 def load_json(path: Path) -> Any:
@@ -24,7 +25,7 @@ def load_json(path: Path) -> Any:
     """
     try:
         with open(path, encoding="utf-8-sig") as f:
-            return json.load(f)
+            return loads_json(f.read())
     except json.JSONDecodeError as exc:
         raise DatasetError(
             f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); fix the file"

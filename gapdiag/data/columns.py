@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gapdiag.errors import DatasetError
+from gapdiag.fsutil import loads_json
 
 CAPTION_COLUMNS: tuple[str, ...] = ("caption", "text", "captions")
 
@@ -35,7 +36,7 @@ def captions_in_cell(value: Any) -> list[str] | None:
     text = str(value).strip()
     if text.startswith("["):
         try:
-            parsed = json.loads(text)
+            parsed = loads_json(text)
         except json.JSONDecodeError:
             return [text]  # a caption that merely starts with a bracket
         if isinstance(parsed, list):

@@ -20,7 +20,6 @@ hashes the shard files, so it covers the image bytes.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
 from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
+from gapdiag.fsutil import loads_json
 
 _SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d+-of-\d+$")
 
@@ -108,7 +108,7 @@ def _class_names(schema: Any, column: str) -> list[str] | None:
     if raw is None:
         return None
     try:
-        features = json.loads(raw).get("info", {}).get("features", {})
+        features = loads_json(raw).get("info", {}).get("features", {})
     except (ValueError, AttributeError):
         return None
     feature = features.get(column) if isinstance(features, dict) else None

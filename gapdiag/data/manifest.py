@@ -40,6 +40,7 @@ from gapdiag.data.columns import CAPTION_COLUMNS, caption_columns, captions_in_c
 from gapdiag.data.images import missing_image_message
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
+from gapdiag.fsutil import loads_json
 
 MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".jsonl", ".parquet")
 MANIFEST_NAMES: tuple[str, ...] = tuple(f"manifest{s}" for s in MANIFEST_SUFFIXES)
@@ -155,7 +156,7 @@ def _read_jsonl_utf8(path: Path) -> Table:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = loads_json(line)
             except json.JSONDecodeError as exc:
                 raise DatasetError(
                     f"{path.name}:{lineno}: invalid JSON at column {exc.colno} ({exc.msg}); "

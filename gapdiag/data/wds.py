@@ -31,6 +31,7 @@ from gapdiag.data.base import (
 from gapdiag.data.images import TarMember
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
+from gapdiag.fsutil import loads_json
 
 IMAGE_KEYS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
 _TEXT_KEYS = ("txt", "json", "cls")
@@ -134,7 +135,7 @@ def _member_value(tar: tarfile.TarFile, member: tarfile.TarInfo, shard: Path, ex
     if ext != "json":
         return raw
     try:
-        return json.loads(raw)
+        return loads_json(raw)
     except json.JSONDecodeError as exc:
         raise DatasetError(
             f"{shard.name}:{member.name}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from gapdiag.errors import InputError
 from gapdiag.figures.common import MARKERS, OKABE_ITO, figure_title, new_figure
+from gapdiag.fsutil import loads_json
 
 _SHIFT_KEYS = ("lambdas", "gap", "loss", "recall_at_1")
 
@@ -56,7 +57,7 @@ def load_shift_result(path: str | Path) -> dict[str, Any]:
     """Read and validate a shift result written by ``gapdiag shift --out``."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = loads_json(path.read_text())
     except FileNotFoundError:
         raise InputError(
             f"{path}: shift result not found", hint="run `gapdiag shift --out FILE` first"
