@@ -1,11 +1,12 @@
-"""Progress display shared by every long-running step (embedding, metrics, training): rates and ETA on stderr."""
+"""Progress display shared by every long-running step (embedding, metrics, training): rates and ETA on stderr;
+and the console every gapdiag output goes through, which writes whole lines off a terminal."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,6 +17,31 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+
+#: The width of a console that does not write to a terminal: far wider than any line gapdiag prints.
+UNBOUNDED_WIDTH = 100_000
+
+
+class LogConsole(Console):
+    """rich's console on a terminal; off one (a pipe, a file, a CI log) as wide as each line needs.
+
+    Without a terminal rich assumes 80 columns (or ``$COLUMNS``) and squeezes a wider table to fit: cells cut
+    to "…", rows wrapped onto three lines, a value folded into its delta. In a log or after a pipe every
+    value must stay whole and every row on one line (``gapdiag check > log``, ``gapdiag compare | grep``), so
+    off a terminal the width is unbounded; tables and lines are as wide as their content, never padded to it.
+    Whether the output is a terminal is decided at each print, so the same console serves a redirected
+    ``sys.stdout`` (tests, notebooks) correctly.
+    """
+
+    @property  # type: ignore[override]
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        return size if self.is_terminal else ConsoleDimensions(UNBOUNDED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
 
 class _NullProgress:
@@ -57,5 +83,5 @@ def progress_bar(enabled: bool = True, *, unit: str = "it") -> Iterator[Progress
     columns = (SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
                TaskProgressColumn(), MofNCompleteColumn(), RateColumn(unit), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+    with Progress(*columns, console=LogConsole(stderr=True), transient=False) as progress:
         yield progress
