@@ -74,6 +74,13 @@ class RateColumn(TextColumn):
         return Text(f"{speed:,.0f} {self.unit}/s" if speed else f"- {self.unit}/s", style="progress.data.speed")
 
 
+def print_line(bar: Progress | _NullProgress, text: str) -> None:
+    """``text`` as a line of its own: above the live display on a terminal, plainly in a log (where rich draws
+    the bar only once, at the end); nothing when the display is off (``--quiet``)."""
+    if isinstance(bar, Progress):
+        bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def progress_bar(enabled: bool = True, *, unit: str = "it") -> Iterator[Progress | _NullProgress]:
     """A rich progress display on stderr with count, rate and ETA; a silent stand-in when disabled."""

@@ -162,3 +162,28 @@ def test_measure_through_a_pipe_prints_whole_rows_also_with_intervals(embeddings
         assert len(rows) == 1, (name, piped.stdout)
         lo, hi = report["intervals"][name]
         assert format_value(value) in rows[0] and f"[{format_value(lo)}, {format_value(hi)}]" in rows[0]
+
+
+def test_train_prints_one_plain_line_per_epoch_into_a_log(tmp_path, capsys):
+    from cli_helpers import gapdiag
+    from data_fixtures import digits_manifest
+
+    manifest, _ = digits_manifest(tmp_path / "data", n=12)
+    code, out, err = gapdiag(capsys, "train", "-d", manifest, "--out", tmp_path / "run", "--epochs", "2",
+                             "--batch-size", "4", "--device", "cpu")  # capsys: stderr is no terminal
+    assert code == 0, err
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    for line, record in zip(lines, logged):
+        cells = line.split()
+        # loss, then every metric the trainer measured, each as "name value", then the epoch's seconds
+        assert cells[2:4] == ["loss", format_value(record["loss"])]
+        for name, value in record.items():
+            if "/" in name:
+                assert cells[cells.index(name) + 1] == format_value(value), (name, line)
+        assert cells[cells.index("τ") + 1] == format_value(record["temperature"])
+
+    code, out, err = gapdiag(capsys, "train", "-d", manifest, "--out", tmp_path / "quiet", "--epochs", "1",
+                             "--batch-size", "4", "--device", "cpu", "--quiet")
+    assert code == 0 and not [line for line in err.splitlines() if line.startswith("epoch ")]
