@@ -539,3 +539,40 @@ def test_measurement_notes_are_shown_under_the_summary(figures):
     body = render_html(report, {"hist": figures["hist"]}, dpi=30)
     assert "Note: R@K here is class-level: 70 of 80 captions repeat &lt;another&gt;" in body
     assert body.index("Note: R@K") < body.index("<h2>Metrics")
+
+
+def test_report_right_after_measure_reuses_its_measurement(manifest, tiny_checkpoint, tmp_path, monkeypatch,
+                                                           capsys):
+    """`gapdiag report` on the model and data `gapdiag measure` just measured reads the memo back: the metric
+    engine is not called again (issue #30 §4: 47.6 s recomputed on real data)."""
+    import gapdiag.metrics as metrics_package
+
+    common = ["-d", str(manifest), "-m", str(tiny_checkpoint), "--device", "cpu", "-q"]
+    assert run(["measure", *common, "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)["metrics"]
+
+    def no_recomputation(*args, **kwargs):
+        raise AssertionError("the metrics were computed again")
+
+    monkeypatch.setattr(metrics_package, "compute_all", no_recomputation)
+    out = tmp_path / "r.html"
+    assert run(["report", *common, "--kind", "hist", "--no-interactive", "--dpi", "30", "--out", str(out)]) == 0
+    rows = {a["data-metric"] for a in parse(out.read_text()).all("tr") if "data-metric" in a}
+    assert rows == {name for name, value in measured.items() if value is not None}
+
+
+def test_measure_right_after_report_reuses_its_measurement_and_names_the_listed_items(
+        manifest, tiny_checkpoint, tmp_path, monkeypatch):
+    import gapdiag.metrics as metrics_package
+    from gapdiag import api
+
+    options = {"model": str(tiny_checkpoint), "device": "cpu", "progress": False}
+    api.report(tmp_path / "r.html", data=str(manifest), kinds=["hist"], interactive=False, dpi=30, **options)
+
+    def no_recomputation(*args, **kwargs):
+        raise AssertionError("the metrics were computed again")
+
+    monkeypatch.setattr(metrics_package, "compute_all", no_recomputation)
+    report = api.measure(str(manifest), **options)
+    hubs = [hub for key, value in report.extras.items() if key.startswith("hubness/") for hub in value["hubs"]]
+    assert hubs and all(hub.get("path") or hub.get("caption") for hub in hubs)
