@@ -187,3 +187,46 @@ def test_train_prints_one_plain_line_per_epoch_into_a_log(tmp_path, capsys):
     code, out, err = gapdiag(capsys, "train", "-d", manifest, "--out", tmp_path / "quiet", "--epochs", "1",
                              "--batch-size", "4", "--device", "cpu", "--quiet")
     assert code == 0 and not [line for line in err.splitlines() if line.startswith("epoch ")]
+
+
+class FakeClock:
+    """A clock the test moves by hand: progress lines depend on time, the test does not wait for it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_off_a_terminal_is_a_plain_line_every_interval_and_at_the_end(capsys):
+    import datetime
+
+    from gapdiag.progress import PLAIN_INTERVAL_S, print_line, progress_bar
+
+    def hms(seconds: float) -> str:
+        return str(datetime.timedelta(seconds=int(seconds)))
+
+    clock = FakeClock()
+    with progress_bar(True, unit="items", clock=clock) as bar:  # capsys: stderr is no terminal
+        task = bar.add_task("embed image", total=1000)
+        bar.advance(task, 100)
+        clock.now += PLAIN_INTERVAL_S / 2
+        bar.advance(task, 100)  # too soon for another line
+        clock.now += PLAIN_INTERVAL_S
+        bar.advance(task, 300)
+        print_line(bar, "a status line")
+        other = bar.add_task("embed text", total=10)
+        bar.update(other, completed=10)  # done: its last line at once
+        clock.now += 1
+        bar.update(task, completed=1000)
+    lines = capsys.readouterr().err.splitlines()
+    at = 1.5 * PLAIN_INTERVAL_S
+    assert lines == [
+        "embed image 0/1,000 items (0%)",
+        f"embed image 500/1,000 items (50%), {500 / at:,.0f} items/s, elapsed {hms(at)}, eta {hms(500 / (500 / at))}",
+        "a status line",
+        "embed text 0/10 items (0%)",
+        "embed text 10/10 items (100%), done in 0:00:00",
+        f"embed image 1,000/1,000 items (100%), done in {hms(at + 1)}",
+    ]
