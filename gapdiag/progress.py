@@ -40,7 +40,12 @@ class LogConsole(Console):
     @property  # type: ignore[override]
     def size(self) -> ConsoleDimensions:
         size = Console.size.fget(self)  # type: ignore[attr-defined]
-        return size if self.is_terminal else ConsoleDimensions(UNBOUNDED_WIDTH, size.height)
+        return size if self.is_live else ConsoleDimensions(UNBOUNDED_WIDTH, size.height)
+
+    @property
+    def is_live(self) -> bool:
+        """A terminal or a notebook: a display that redraws (rich's width, live progress bars)."""
+        return self.is_terminal or self.is_jupyter
 
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
@@ -171,7 +176,7 @@ def progress_bar(enabled: bool = True, *, unit: str = "it",
         yield _NullProgress()
         return
     console = LogConsole(stderr=True)
-    if not console.is_terminal:
+    if not console.is_live:
         yield PlainProgress(console, unit, clock=clock)
         return
     columns = (SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),

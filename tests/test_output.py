@@ -230,3 +230,12 @@ def test_progress_off_a_terminal_is_a_plain_line_every_interval_and_at_the_end(c
         "embed text 10/10 items (100%), done in 0:00:00",
         f"embed image 1,000/1,000 items (100%), done in {hms(at + 1)}",
     ]
+
+
+def test_the_console_is_unbounded_only_where_nothing_redraws():
+    from gapdiag.progress import UNBOUNDED_WIDTH, LogConsole
+
+    assert LogConsole(force_terminal=False).size.width == UNBOUNDED_WIDTH  # a pipe, a file, a CI log
+    assert LogConsole(force_terminal=True, width=77).size.width == 77  # a terminal keeps its width
+    notebook = LogConsole(force_jupyter=True)  # a notebook renders live too: rich's width, rich's bars
+    assert notebook.is_live and notebook.size.width < UNBOUNDED_WIDTH
