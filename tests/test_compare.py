@@ -125,9 +125,11 @@ def test_cli_table_says_better_or_worse_in_words_under_short_headers(reports, ca
     make_report(B).save(runs / "candidate.json")
     assert run(["compare", "runs/2026-12-01/base.json", "runs/2026-12-01/candidate.json"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    row = {name: next(line for line in lines if name in line) for name in ("recall_at_1", "modality_gap")}
-    # Without colour the words carry the verdict: a rise is better for recall and worse for the gap.
-    assert "+0.1000 better" in row["recall_at_1"] and "+0.1000 worse" in row["modality_gap"]
+    row = {name: next(line for line in lines if name in line).split() for name in ("recall_at_1", "modality_gap")}
+    # Without colour the words carry the verdict: a rise is better for recall and worse for the gap. The value,
+    # its delta and the word are cells of their own.
+    assert row["recall_at_1"][-3:] == ["0.7000", "+0.1000", "better"]
+    assert row["modality_gap"][-3:] == ["0.9000", "+0.1000", "worse"]
     assert not any(arrow in line for line in lines for arrow in "▲▼")
     header = next(line for line in lines if "metric" in line)
     assert "base" in header and "candidate" in header and "runs/" not in header

@@ -539,3 +539,68 @@ def test_measurement_notes_are_shown_under_the_summary(figures):
     body = render_html(report, {"hist": figures["hist"]}, dpi=30)
     assert "Note: R@K here is class-level: 70 of 80 captions repeat &lt;another&gt;" in body
     assert body.index("Note: R@K") < body.index("<h2>Metrics")
+
+
+def test_report_right_after_measure_reuses_its_measurement(manifest, tiny_checkpoint, tmp_path, monkeypatch,
+                                                           capsys):
+    """`gapdiag report` on the model and data `gapdiag measure` just measured reads the memo back: the metric
+    engine is not called again (issue #30 §4: 47.6 s recomputed on real data)."""
+    import gapdiag.metrics as metrics_package
+
+    common = ["-d", str(manifest), "-m", str(tiny_checkpoint), "--device", "cpu", "-q"]
+    assert run(["measure", *common, "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)["metrics"]
+
+    def no_recomputation(*args, **kwargs):
+        raise AssertionError("the metrics were computed again")
+
+    monkeypatch.setattr(metrics_package, "compute_all", no_recomputation)
+    out = tmp_path / "r.html"
+    assert run(["report", *common, "--kind", "hist", "--no-interactive", "--dpi", "30", "--out", str(out)]) == 0
+    rows = {a["data-metric"] for a in parse(out.read_text()).all("tr") if "data-metric" in a}
+    assert rows == {name for name, value in measured.items() if value is not None}
+
+
+def test_measure_right_after_report_reuses_its_measurement_and_names_the_listed_items(
+        manifest, tiny_checkpoint, tmp_path, monkeypatch):
+    import gapdiag.metrics as metrics_package
+    from gapdiag import api
+
+    options = {"model": str(tiny_checkpoint), "device": "cpu", "progress": False}
+    api.report(tmp_path / "r.html", data=str(manifest), kinds=["hist"], interactive=False, dpi=30, **options)
+
+    def no_recomputation(*args, **kwargs):
+        raise AssertionError("the metrics were computed again")
+
+    monkeypatch.setattr(metrics_package, "compute_all", no_recomputation)
+    report = api.measure(str(manifest), **options)
+    hubs = [hub for key, value in report.extras.items() if key.startswith("hubness/") for hub in value["hubs"]]
+    assert hubs and all(hub.get("path") or hub.get("caption") for hub in hubs)
+
+
+def _class_colours(n_classes: int) -> list[tuple[float, float, float]]:
+    """The marker colour of each class in the interactive map of an embedding set with ``n_classes`` classes."""
+    from matplotlib.colors import to_rgb
+
+    from gapdiag.interactive_map import build_interactive_map
+
+    es = small_set(n=3 * n_classes)
+    es.labels = np.arange(3 * n_classes) % n_classes
+    es.class_names = [f"class {c}" for c in range(n_classes)]
+    fig = build_interactive_map(es, method="pca")
+    by_class = {t.meta["class"]: t.marker.color for t in fig.data if t.meta is not None}
+    assert sorted(by_class) == list(range(n_classes))
+    css = [by_class[c] for c in range(n_classes)]
+    return [tuple(int(v) / 255 for v in c[4:-1].split(",")) if c.startswith("rgb(") else to_rgb(c) for c in css]
+
+
+@pytest.mark.parametrize("n_classes", [10, 14, 30])
+def test_interactive_map_colours_classes_with_a_categorical_palette(n_classes):
+    """More classes than Okabe–Ito's 8 colours are still categories: no colour order that reads as a scale
+    (issue #30 §4: ten digits were coloured with viridis, dark to light), and any two classes told apart."""
+    rgb = np.array(_class_colours(n_classes))
+    luminance = rgb @ np.array([0.2126, 0.7152, 0.0722])
+    steps = np.diff(luminance)
+    assert not (np.all(steps > 0) or np.all(steps < 0)), "the class colours run along a lightness scale"
+    distance = np.sqrt(((rgb[:, None] - rgb[None]) ** 2).sum(-1))[~np.eye(n_classes, dtype=bool)]
+    assert distance.min() > (0.2 if n_classes <= 10 else 0.03)

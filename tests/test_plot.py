@@ -22,6 +22,7 @@ from gapdiag import plot as gplot
 from gapdiag.cli import run
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError, ProvenanceError
+from gapdiag.figures.compare import VERDICT_COLORS
 from gapdiag.report import Report
 
 PROVENANCE = {"model": {"name": "toy-clip"}, "dataset": {"name": "two-cones"}}
@@ -301,36 +302,89 @@ def report(values: dict[str, float], dataset: str = "two-cones", **kw) -> Report
     return Report(metrics=values, provenance={"model": {"name": "toy"}, "dataset": {"name": dataset}}, **kw)
 
 
-def test_compare_bars_hold_the_metric_values_of_each_report():
-    a = report({"modality_gap/image-text": 0.8, "cos_tp/image-text": 0.3, "only_a": 1.0})
-    b = report({"modality_gap/image-text": 0.2, "cos_tp/image-text": 0.5})
+def _visible_axes(fig):
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def assert_every_text_inside(fig) -> None:
+    """Nothing is cut at the figure's edge (titles, tick labels, legends: everything drawn), and a change
+    written beside its bar stays inside its panel."""
+    fig.canvas.draw()  # lays the figure out as saving does
+    renderer = fig.canvas.get_renderer()
+    drawn = fig.get_tightbbox(renderer)  # inches
+    assert drawn.x0 >= -0.01 and drawn.y0 >= -0.01, drawn
+    assert drawn.x1 <= fig.get_figwidth() + 0.01 and drawn.y1 <= fig.get_figheight() + 0.01, drawn
+    for ax in _visible_axes(fig):
+        for text in ax.texts:
+            box = text.get_window_extent(renderer)
+            assert ax.bbox.x0 - 1 <= box.x0 and box.x1 <= ax.bbox.x1 + 1, text.get_text()
+
+
+TWO = {
+    # family gap: the gap falls by 75 % of its size, cos_tp rises by 0.01 of 0.31
+    "modality_gap/image-text": (0.8, 0.2), "cos_tp/image-text": (0.3, 0.31),
+    # retrieval: R@1 drops by 10 % of 0.5; rank: +0.5 of 10.5
+    "recall_at_1/image_to_text": (0.5, 0.45), "effective_rank/joint": (10.0, 10.5),
+}
+
+
+def test_compare_draws_one_panel_per_family_largest_change_first_on_one_axis():
+    a = report({name: v[0] for name, v in TWO.items()} | {"only_a": 1.0})
+    b = report({name: v[1] for name, v in TWO.items()})
     fig = gplot.plot_compare([a, b], ["infonce", "gap-closing"])
-    visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in visible] == [
-        "modality_gap/image-text\n↓ lower is better",
-        "cos_tp/image-text\n↑ higher is better",
-    ]
-    np.testing.assert_allclose([p.get_height() for p in visible[0].patches], [0.8, 0.2])
-    np.testing.assert_allclose([p.get_height() for p in visible[1].patches], [0.3, 0.5])
-    assert [t.get_text() for t in visible[0].get_xticklabels()] == ["infonce", "gap-closing"]
+    axes = _visible_axes(fig)
+    assert [ax.get_title(loc="left") for ax in axes] == ["gap", "retrieval", "rank"]
+    rows = [[t.get_text() for t in ax.get_yticklabels()] for ax in axes]
+    assert rows[0] == ["modality_gap/image-text ↓   0.8000 → 0.2000", "cos_tp/image-text ↑   0.3000 → 0.3100"]
+    bars = {p.get_gid(): p for ax in axes for p in ax.patches}
+    # Bar length: the change in % of the metric's size (largest |value|, at least 5 % of its registry range).
+    expected = {"modality_gap/image-text": -75.0, "cos_tp/image-text": 100 * 0.01 / 0.31,
+                "recall_at_1/image_to_text": -10.0, "effective_rank/joint": 100 * 0.5 / 10.5}
+    for name, width in expected.items():
+        assert bars[f"delta/{name}/gap-closing"].get_width() == pytest.approx(width)
+    colour = {name: to_rgba(bars[f"delta/{name}/gap-closing"].get_facecolor()) for name in expected}
+    assert colour["modality_gap/image-text"] == to_rgba(VERDICT_COLORS["better"])  # lower gap: better
+    assert colour["recall_at_1/image_to_text"] == to_rgba(VERDICT_COLORS["worse"])
+    assert [t.get_text().strip() for t in axes[0].texts] == ["-0.6000", "+0.01000"]  # the change itself
+    assert all(ax.get_xlim() == axes[0].get_xlim() for ax in axes)  # one scale for every panel
+    low, high = axes[0].get_xlim()
+    assert low == -high and high >= 75
+    assert all(any(list(line.get_xdata()) == [0, 0] for line in ax.lines) for ax in axes)  # the zero line
+    assert_every_text_inside(fig)
 
 
-def test_compare_orders_panels_like_the_table_labels_values_and_keeps_the_legend_in_column_order():
-    values = {"recall_at_1/text_to_image": 5.261e-05, "unknown_metric": 2.0, "cos_tp/image-text": 1.0,
-              "modality_gap/image-text": 0.24}
-    labels = ["a", "b", "c"]
-    fig = gplot.plot_compare([report(values) for _ in labels], labels)
-    visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title().split("\n")[0] for ax in visible] == [
-        "modality_gap/image-text", "cos_tp/image-text", "recall_at_1/text_to_image", "unknown_metric"]
-    assert visible[3].get_title() == "unknown_metric"  # no direction known
-    # Bar value labels use the one number format of the tables (4 significant digits).
-    assert [t.get_text() for t in visible[2].texts] == ["0.00005261"] * 3
-    assert [t.get_text() for t in visible[1].texts] == ["1.000"] * 3
+def test_a_full_report_is_one_readable_figure_not_a_panel_per_metric():
+    from gapdiag.metrics import REGISTRY
+
+    names = [f"{base}/{q}" for base in REGISTRY for q in ("image", "text", "joint")]
+    rng = np.random.default_rng(0)
+    a = report({n: float(v) for n, v in zip(names, rng.uniform(0.1, 0.9, len(names)))})
+    b = report({n: v * float(f) for (n, v), f in zip(a.metrics.items(), rng.uniform(0.5, 1.5, len(names)))})
+    fig = gplot.plot_compare([a, b], ["a", "b"])
+    axes = _visible_axes(fig)
+    families = {info.family for info in REGISTRY.values()}
+    assert len(axes) == len(families) and len(names) > 3 * len(families)
+    assert sum(len(ax.get_yticklabels()) for ax in axes) == len(names)
+    assert fig.get_figheight() <= 0.4 * len(names) + 0.8 * len(families) + 2  # a row per metric, no more
+    for ax in axes:
+        for label in (*ax.get_yticklabels(), *ax.get_xticklabels()):
+            assert label.get_fontsize() >= 7 and label.get_rotation() == 0
+    assert_every_text_inside(fig)
+
+
+def test_compare_of_several_reports_gives_each_its_colour_and_says_better_or_worse_in_words():
+    a, b, c = (report({"modality_gap/image-text": g, "recall_at_1/image_to_text": r})
+               for g, r in ((0.8, 0.5), (0.6, 0.4), (0.9, 0.6)))
+    fig = gplot.plot_compare([a, b, c], ["base", "b", "c"])
     (legend,) = fig.legends
-    assert [t.get_text() for t in legend.get_texts()] == labels
-    colors = [tuple(p.get_facecolor()) for p in visible[0].patches]
-    assert [tuple(h.get_facecolor()) for h in legend.legend_handles] == colors  # legend i = column i
+    assert [t.get_text() for t in legend.get_texts()] == ["b", "c"]
+    colours = [to_rgba(h.get_facecolor()) for h in legend.legend_handles]
+    assert len(set(colours)) == 2 and not {to_rgba(c) for c in VERDICT_COLORS.values()} & set(colours)
+    bars = {p.get_gid(): to_rgba(p.get_facecolor()) for ax in _visible_axes(fig) for p in ax.patches}
+    assert bars["delta/modality_gap/image-text/b"] == colours[0] and bars["delta/recall_at_1/image_to_text/c"] \
+        == colours[1]
+    words = [t.get_text().strip() for ax in _visible_axes(fig) for t in ax.texts]
+    assert "-0.2000 better" in words and "+0.1000 worse" in words and "+0.1000 better" in words
 
 
 def test_compare_draws_lines_over_epochs_sorted_by_step_with_intervals():
@@ -339,8 +393,22 @@ def test_compare_draws_lines_over_epochs_sorted_by_step_with_intervals():
     ax = fig.axes[0]
     (line,) = [line for line in ax.lines if line.get_gid() == "metric/m"]
     np.testing.assert_allclose(line.get_xdata(), [2, 5, 10])
-    np.testing.assert_allclose(line.get_ydata(), [0.1, 0.2, 0.3])
+    # The change from the first step, in % of the metric's size (0.3: no registry range for "m").
+    np.testing.assert_allclose(line.get_ydata(), [0.0, 100 * 0.1 / 0.3, 100 * 0.2 / 0.3])
     assert ax.collections  # error bars
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["m    0.1000 → 0.2000, 0.3000"]
+
+
+def test_a_tiny_change_over_epochs_stays_small_and_no_label_is_cut():
+    """Issue #30: a 0.0003 change of Cos_TP was stretched to the full height, its value labels cut."""
+    reports = [report({"cos_tp/image-text": v}) for v in (0.8320, 0.8321, 0.8323)]
+    fig = gplot.plot_compare(reports, ["epoch 1", "epoch 2", "epoch 3"])
+    (ax,) = _visible_axes(fig)
+    (line,) = [line for line in ax.lines if line.get_gid() == "metric/cos_tp/image-text"]
+    low, high = ax.get_ylim()
+    drawn = max(line.get_ydata()) - min(line.get_ydata())
+    assert drawn / (high - low) < 0.02  # 0.0003 of a cosine is a flat line, not the whole axis
+    assert_every_text_inside(fig)
 
 
 def test_step_values_recognise_epoch_and_step_labels_only():

@@ -40,6 +40,7 @@ from gapdiag.errors import InputError
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.metrics.search_index import search_device
 from gapdiag.metrics.similarity import compare_embeddings
+from gapdiag.progress import LogConsole  # noqa: F401 - for the CLI: whole lines off a terminal
 from gapdiag.references import references_for  # noqa: F401 - for the CLI
 from gapdiag.report import Report, write_json  # noqa: F401 - write_json for the CLI
 from gapdiag.report import _to_jsonable as to_jsonable  # noqa: F401 - the JSON encoding of --json output

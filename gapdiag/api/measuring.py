@@ -37,10 +37,17 @@ def measure_embeddings(es: EmbeddingSet, *, metrics: Sequence[str] | None, sampl
     ``device`` is the one asked for (``auto``, ...); ``describe`` names the listed items (hubs, changed items)
     in the extras when the data is at hand. ``threads`` is not part of the memo: the values do not depend on it.
     """
-    memo = measure_memo(es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap,
-                        retrieval_engine=retrieval_engine, block_size=block_size, described=describe is not None,
-                        device=str(provenance["device"]))
+    settings = {"metrics": metrics, "sample": sample, "seed": seed, "bootstrap": bootstrap,
+                "retrieval_engine": retrieval_engine, "block_size": block_size, "device": str(provenance["device"])}
+    memo = measure_memo(es, **settings, described=describe is not None)
     reused = derived.load_report(memo)
+    if reused is None:
+        # The same numbers memoised with the listed items named (`measure` on the data) or not (`report`, which
+        # hands over its vectors): either serves, and a caller that names items adds the names once.
+        reused = derived.load_report(measure_memo(es, **settings, described=describe is None))
+        if reused is not None and describe is not None:
+            describe(reused.extras)
+            derived.save_report(memo, reused)
     if reused is not None:
         return reused
     search_on = search_device(device)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from gapdiag import api
 
@@ -49,18 +48,10 @@ def _no_placeholder_after_flags() -> None:
 _no_placeholder_after_flags()
 
 #: Human output goes to stdout; progress and errors go to stderr so that ``--json`` output stays parseable.
-console = Console()
-err_console = Console(stderr=True)
-
-
-def unbounded_console() -> Console:
-    """The stdout console on a terminal; without one (a pipe, a CI log) a console as wide as the output needs.
-
-    Rich takes 80 columns when stdout is not a terminal and cuts table cells to fit; in a log or after a pipe
-    every value must stay whole (``gapdiag cache ls | grep digits``). Tables are as wide as their content, so
-    the large width only lifts the limit.
-    """
-    return console if console.is_terminal else Console(width=100_000, soft_wrap=True)
+#: Both take the terminal's width on a terminal and print whole rows off one (a pipe, a file, a CI log):
+#: ``gapdiag check > log`` and ``gapdiag compare | cat`` keep every cell whole and every row on one line.
+console = api.LogConsole()
+err_console = api.LogConsole(stderr=True)
 
 
 def print_json(obj: Any) -> None:

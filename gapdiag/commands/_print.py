@@ -1,12 +1,16 @@
-"""How the measuring commands show their results: the metric table, reference lines, skipped rows."""
+"""How the commands show their results: the metric table, reference lines, skipped rows, and the rule that
+keeps numbers whole in every table."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from gapdiag import api
-from gapdiag.commands._common import err_console
+from gapdiag.commands._common import console, err_console
 
 show = api.presentation  # the number format and metric order shared with the HTML report
 
@@ -19,6 +23,23 @@ def print_skipped(rows: list[str], metrics: dict[str, str] | None = None) -> Non
         err_console.print(f"[yellow]skipped metric:[/] {escape(name)}: {escape(reason)}", highlight=False,
                           soft_wrap=True)
 
+
+def print_table(table: Table, *, give_way: Collection[str] = ()) -> None:
+    """Print ``table`` on stdout with its numbers whole; on a narrow terminal only the columns headed
+    ``give_way`` fold.
+
+    Every other column is at least as wide as its widest cell, so a number is never cut to "0.8…" (which
+    reads as another number) nor wrapped: the metric name folds instead, a header wraps or folds (never cut
+    to "zero-…"), and a table that still does not fit wraps at the terminal's edge rather than being cropped
+    there. Off a terminal nothing gives way at all: the console is unbounded (:class:`gapdiag.progress.LogConsole`).
+    """
+    for column in table.columns:
+        column.no_wrap = False
+        column.overflow = "fold"
+        if column.header not in give_way:
+            column.min_width = max((Text.from_markup(cell).cell_len for cell in column.cells
+                                    if isinstance(cell, str)), default=None)
+    console.print(table, crop=False)
 
 
 def report_table(report: api.Report) -> Table:

@@ -15,7 +15,6 @@ from gapdiag.commands._common import (
     console,
     err_console,
     print_json,
-    unbounded_console,
 )
 
 cache_app = typer.Typer(help="Inspect and clean the embedding cache.", no_args_is_help=True,
@@ -40,7 +39,7 @@ def cache_ls(cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
         table.add_row(str(e.get("key")), str(e.get("model")), str(e.get("dataset")), counts, str(e.get("dtype")),
                       f"{size / 1e6:.1f} MB", str(e.get("created") or ""),
                       "yes" if e.get("complete") else f"no: {e.get('why') or e.get('error') or 'unknown'}")
-    unbounded_console().print(table)
+    console.print(table)
 
 
 @cache_app.command("rm", epilog="Examples: `gapdiag cache rm 3f2a9c`, `gapdiag cache rm all`")

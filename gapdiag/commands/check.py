@@ -26,6 +26,7 @@ from gapdiag.commands._common import (
     err_console,
     print_json,
 )
+from gapdiag.commands._print import print_table
 
 format_value, format_delta = api.presentation.format_value, api.presentation.format_delta
 
@@ -210,7 +211,6 @@ def _print_check(result: CheckResult) -> None:
         pad_edge=False,
         collapse_padding=True,
     )
-    # Only the rule text may wrap: metric names and numbers must stay whole in an 80-column CI log.
     for col, justify in (
         ("metric", "left"),
         ("baseline", "right"),
@@ -219,7 +219,7 @@ def _print_check(result: CheckResult) -> None:
         ("rule", "left"),
         ("status", "left"),
     ):
-        table.add_column(col, justify=justify, no_wrap=col != "rule")  # type: ignore[arg-type]
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for o in result.outcomes:
         table.add_row(
             o.name,
@@ -229,7 +229,8 @@ def _print_check(result: CheckResult) -> None:
             o.rule or "—",
             _STATUS_STYLE[o.status],
         )
-    console.print(table)
+    # On a narrow terminal the rule text folds; metric names, numbers and statuses stay whole.
+    print_table(table, give_way=("rule",))
     for o in result.outcomes:
         if o.status == "fail":
             console.print(f"[red]❌ {o.name}[/]: {o.reason}", highlight=False)
@@ -309,7 +310,7 @@ def compare(
         print_json(out)
     else:
         headers = short_labels(comp.labels)
-        console.print(_comparison_table(comp, headers))
+        print_table(_comparison_table(comp, headers), give_way=("metric",))
         for header, label in zip(headers, comp.labels):
             if header != label:  # the footnote: what each short column header stands for
                 console.print(f"{header}: {label}", highlight=False, soft_wrap=True)
@@ -353,6 +354,8 @@ _FILE_SUFFIXES = frozenset({".json", ".safetensors", ".pt", ".pth", ".bin"})
 
 
 def _comparison_table(comp: Comparison, headers: list[str]) -> Table:
+    """Values side by side; after each column but the first its delta and verdict, each a cell of its own, so
+    that values, deltas and words line up and never run together (``gapdiag compare | cat``)."""
     table = Table(
         title="gapdiag compare",
         caption="Δ against the first column; better/worse by each metric's direction",
@@ -360,22 +363,19 @@ def _comparison_table(comp: Comparison, headers: list[str]) -> Table:
         pad_edge=False,
         collapse_padding=True,
     )
-    table.add_column("metric", no_wrap=True)
+    table.add_column("metric")
     table.add_column("better", justify="center")
-    for header in headers:
-        table.add_column(header, justify="right", overflow="fold")
+    table.add_column(headers[0], justify="right")
+    for header in headers[1:]:
+        table.add_column(header, justify="right")
+        table.add_column("Δ", justify="right")
+        table.add_column("", justify="left")
     for row in comp.rows:
-        cells = [
-            row.metric,
-            {"higher": "↑", "lower": "↓", None: ""}[row.direction],
-            format_value(row.values[0]),
-        ]
+        cells = [row.metric, {"higher": "↑", "lower": "↓", None: ""}[row.direction], format_value(row.values[0])]
         for value, delta, verdict in zip(row.values[1:], row.deltas[1:], row.verdicts[1:]):
-            if math.isnan(delta):  # absent on one side
-                cells.append(format_value(value))
-                continue
-            word = f" {verdict}" if verdict in ("better", "worse") else ""
             style = _VERDICT_STYLE.get(verdict or "", "dim")
-            cells.append(f"{format_value(value)} [{style}]{format_delta(delta)}{word}[/]")
+            word = verdict if verdict in ("better", "worse") else ""
+            shown = "" if math.isnan(delta) else format_delta(delta)  # absent on one side: no delta
+            cells += [format_value(value), f"[{style}]{shown}[/]", f"[{style}]{word}[/]"]
         table.add_row(*cells)
     return table

@@ -18,7 +18,7 @@ from gapdiag.commands._common import (
     embedding_options,
     print_json,
 )
-from gapdiag.commands._print import print_skipped, reference_lines, report_table
+from gapdiag.commands._print import print_skipped, print_table, reference_lines, report_table
 from gapdiag.errors import InputError
 
 _EMBED_EPILOG = "Example: `gapdiag embed --data captions.csv --model ViT-B-32 --pretrained laion2b_s34b_b79k`"
@@ -109,7 +109,7 @@ def measure(
         summary["references"] = [p.to_dict() for p in api.references_for(report.metrics)]
         print_json(summary)
         return
-    console.print(report_table(report))
+    print_table(report_table(report), give_way=("family", "metric"))
     for line in reference_lines(report):
         console.print(line, style="dim", highlight=False, soft_wrap=True)
     for note in report.extras.get("notes") or []:
@@ -179,7 +179,7 @@ def shift(
         if zs:
             row.append(f"{zs[i]:.3f}")
         table.add_row(*row)
-    console.print(table)
+    print_table(table)
     if out is not None:
         console.print(f"written to {out}")
 

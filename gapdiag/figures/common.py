@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.colors import hsv_to_rgb, to_hex
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
@@ -71,13 +72,22 @@ def modality_colors(names: Sequence[str]) -> dict[str, str]:
     return {name: OKABE_ITO[i % len(OKABE_ITO)] for i, name in enumerate(names)}
 
 
-def class_colors(n_classes: int) -> list[Any]:
-    """One colour per class: Okabe–Ito while it has enough colours, else evenly spaced viridis (RGBA)."""
+def class_colors(n_classes: int) -> list[str]:
+    """One categorical colour per class (hex), shared by the static and the interactive map.
+
+    Okabe–Ito while it has enough colours (8); up to 20 classes matplotlib's tab20 with its strong half first
+    (so 10 classes get tab10, the palette most papers use); beyond, hues around the colour wheel by the golden
+    angle with alternating saturation and brightness. Never a continuous colour map: classes have no order,
+    and viridis's dark-to-light steps made ten digit classes read as a scale.
+    """
     if n_classes <= len(OKABE_ITO):
         return list(OKABE_ITO[:n_classes])
-    # More classes than any colour-blind-safe qualitative palette holds: viridis stays ordered in lightness.
-    cmap = colormaps["viridis"]
-    return [cmap(i / max(n_classes - 1, 1)) for i in range(n_classes)]
+    if n_classes <= 20:
+        tab20 = colormaps["tab20"].colors
+        return [to_hex(c) for c in (*tab20[0::2], *tab20[1::2])[:n_classes]]
+    golden = (3 - 5**0.5) / 2  # consecutive classes land far apart on the hue circle, never in order
+    return [to_hex(hsv_to_rgb(((i * golden) % 1.0, 0.75 if i % 3 else 0.5, 0.95 if i % 2 else 0.7)))
+            for i in range(n_classes)]
 
 
 def check_choice(value: str, choices: Sequence[str], option: str) -> None:

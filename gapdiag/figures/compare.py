@@ -1,11 +1,12 @@
-"""Metric values of two or more reports side by side: a bar per report, or a line over training steps."""
+"""Two or more reports compared in one figure: the change of every metric against a reference, one panel per
+metric family, the largest changes first; over training steps, one line per metric."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -16,15 +17,24 @@ from numpy.typing import NDArray
 from gapdiag.errors import InputError, ProvenanceError
 from gapdiag.figures.common import OKABE_ITO, describe_provenance, new_figure
 from gapdiag.metrics import REGISTRY
-from gapdiag.presentation import format_number, order_metrics
+from gapdiag.presentation import direction_arrow, format_delta, format_number, higher_is_better, order_metrics
 from gapdiag.report import Report, split_metric_name
 
 # Labels such as "3", "epoch 3", "step_1000", "ep-2" turn a comparison into a curve over training.
 _STEP_LABEL = re.compile(
     r"^\s*(?:epoch|step|ep|iter(?:ation)?|it|e|s)?[\s_=:-]*(\d+(?:\.\d+)?)\s*$", re.IGNORECASE
 )
-#: Up to this many reports, the legend is one row; beyond, one column (see :func:`_bar_legend`).
-_LEGEND_ROW_MAX = 6
+#: The smallest half-width (lines: half-height) of the figure's one axis, in % of a metric's size
+#: (:func:`metric_scale`): a change far below it stays visibly small instead of being stretched to the full
+#: axis (issue #30: a 0.0003 change of a cosine was drawn as tall as a 0.2 one).
+MIN_SPAN = 2.0
+#: The least magnitude a metric's change is read against, as a share of its registry range (:func:`metric_scale`).
+RANGE_FLOOR = 0.05
+#: Bar colours by verdict when one report is compared with the reference (Okabe–Ito: green, vermillion, grey).
+VERDICT_COLORS = {"better": "#009E73", "worse": "#D55E00", None: "#999999"}
+_VERDICT_NAMES = {"better": "better", "worse": "worse", None: "no direction, or unchanged"}
+#: Inches per metric row (times √(compared reports)) and per family panel's frame (title, axis) of the bar figure.
+_ROW_INCHES, _PANEL_INCHES = 0.3, 0.75
 
 
 def step_values(labels: Sequence[str]) -> list[float] | None:
@@ -38,6 +48,77 @@ def step_values(labels: Sequence[str]) -> list[float] | None:
     return values
 
 
+def metric_scale(name: str, values: Sequence[float]) -> float:
+    """The size a change of metric ``name`` is read against: the largest magnitude among ``values``, but at
+    least 5 % of the metric's registry range where it has one, and 1 where everything is 0.
+
+    So a gap going from 0.24 to 0.046 is a change of 0.81, R@1 going from 0.020 to 0.027 one of 0.14 (5 % of
+    [0, 1] is the floor, so a near-zero value does not turn a tiny change into a huge one), and 3 -> 10
+    gap dimensions one of 0.7.
+    """
+    largest = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+    info = REGISTRY.get(split_metric_name(name)[0])
+    lo, hi = info.bounds if info is not None else (None, None)
+    if lo is not None and hi is not None and math.isfinite(hi - lo):
+        largest = max(largest, RANGE_FLOOR * (hi - lo))
+    return largest or 1.0
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    """One metric across the reports, in drawing order: values, changes against the first, verdicts."""
+
+    name: str
+    values: NDArray[np.float64]
+    deltas: NDArray[np.float64]
+    verdicts: list[str | None]
+    scale: float
+
+    @property
+    def relative(self) -> NDArray[np.float64]:
+        """The changes in % of the metric's size (:func:`metric_scale`): what the figure draws."""
+        return 100.0 * self.deltas / self.scale
+
+    @property
+    def size(self) -> float:
+        """The largest change in % of the metric's size: what "the changes that matter first" sorts by."""
+        changes = np.abs(self.relative[1:])
+        return float(np.nanmax(changes)) if np.isfinite(changes).any() else 0.0
+
+
+def metric_changes(reports: Sequence[Report], metrics: Sequence[str]) -> list[MetricChange]:
+    """:class:`MetricChange` of each metric, against the first report (the reference)."""
+    out = []
+    for name in metrics:
+        values = np.array([r.metrics[name] for r in reports], dtype=np.float64)
+        deltas = values - values[0]
+        higher = higher_is_better(split_metric_name(name)[0])
+        verdicts: list[str | None] = [None]
+        for d in deltas[1:]:
+            verdicts.append(None if higher is None or not d or not math.isfinite(d)
+                            else "better" if (d > 0) == higher else "worse")
+        out.append(MetricChange(name, values, deltas, verdicts, metric_scale(name, values)))
+    return out
+
+
+def families_by_change(changes: Sequence[MetricChange]) -> list[tuple[str, list[MetricChange]]]:
+    """The metrics grouped by registry family (unknown metrics under "other"): inside a family the metrics
+    with a direction by the size of their change (:attr:`MetricChange.size`), largest first, then the
+    descriptive ones (no better or worse: counts, p-values) the same way; the families in the order of their
+    first metric. Ties keep the table's order."""
+    groups: dict[str, list[MetricChange]] = {}
+    for change in changes:
+        info = REGISTRY.get(split_metric_name(change.name)[0])
+        groups.setdefault(info.family if info is not None else "other", []).append(change)
+    ranked = [(family, sorted(members, key=_importance)) for family, members in groups.items()]
+    return sorted(ranked, key=lambda group: _importance(group[1][0]))
+
+
+def _importance(change: MetricChange) -> tuple[int, float]:
+    """Sort key: metrics with a direction before descriptive ones, then the larger change first."""
+    return (0 if higher_is_better(split_metric_name(change.name)[0]) is not None else 1, -change.size)
+
+
 def plot_compare(
     reports: Sequence[Report],
     labels: Sequence[str],
@@ -45,11 +126,21 @@ def plot_compare(
     *,
     title: str | None = None,
 ) -> Figure:
-    """Metric values of two or more reports side by side: one small panel per metric.
+    """Two or more reports in one figure: how much each metric changed against the first report.
 
-    When every label names a training step or epoch (``"epoch 3"``, ``"step_1000"``, ``"5"``), each panel is a
-    line over the steps; otherwise a bar per report. Bootstrap intervals, where the reports have them, are
-    drawn as error bars.
+    One panel per metric family (gap, cone, uniformity, rank, retrieval, ...) and one row per metric, on one
+    axis for the whole figure: the change in % of the metric's size (:func:`metric_scale`), a bar from the
+    zero line, the change itself written at the bar's end. The changes that matter come first
+    (:func:`families_by_change`). With two reports the bars are green where the change is better and
+    vermillion where it is worse (the registry's direction), grey without a direction; with more, one colour
+    per report and the verdict in words. Each row names the metric, which way is better (↑/↓) and its values
+    (first → others).
+
+    When every label names a training step or epoch (``"epoch 3"``, ``"step_1000"``, ``"5"``), each family
+    panel holds one line per metric over the steps instead, the change from the first step on the same kind
+    of axis (shared by every panel) against the zero line, the values in the panel's legend; bootstrap
+    intervals, where every report has one, are error bars. The axis always spans at least :data:`MIN_SPAN`
+    % either side of zero, so a tiny change stays small.
 
     Args:
         reports: The reports, at least two, measured with the same metric definitions.
@@ -63,27 +154,19 @@ def plot_compare(
     """
     metrics = _compared_metrics(reports, labels, metrics)
     steps = step_values(labels)
-    ncols = min(4, len(metrics))
-    nrows = math.ceil(len(metrics) / ncols)
-    fig = new_figure(3.3 * ncols, 2.7 * nrows + 0.6)
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    x = np.asarray(steps) if steps is not None else np.arange(len(reports), dtype=np.float64)
-    colors = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(reports))]
-    for ax, name in zip(axes, metrics):
-        y = np.array([r.metrics[name] for r in reports], dtype=np.float64)
-        err = _error_bars(y, [r.intervals.get(name) for r in reports])
-        if steps is not None:
-            _draw_step_panel(ax, x, y, err, name, labels)
-        else:
-            _draw_bar_panel(ax, x, y, err, name, labels, colors)
-        _finish_panel(ax, name)
-    for ax in axes[len(metrics) :]:
-        ax.set_visible(False)
+    if steps is not None:  # the reference of a training curve is its first step
+        order = np.argsort(steps, kind="stable")
+        reports, labels, steps = [reports[i] for i in order], [labels[i] for i in order], [steps[i] for i in order]
+    families = families_by_change(metric_changes(reports, metrics))
     if steps is None:
-        _bar_legend(fig, colors, labels)
+        fig = _bar_figure(families, reports, labels)
+    else:
+        fig = _line_figure(families, reports, labels, np.asarray(steps, dtype=np.float64))
     described = sorted({describe_provenance(r.provenance) for r in reports})
     default = "Comparison — " + ("; ".join(described) if len(described) <= 3 else f"{len(described)} setups")
-    fig.suptitle(title if title is not None else default)
+    reading = (f"change against {labels[0]} in % of each metric's size (its largest |value| here, at least 5 % "
+               "of its range),\ngrouped by family, the largest change first")
+    fig.suptitle(f"{title if title is not None else default}\n{reading}", fontsize="medium")
     return fig
 
 
@@ -140,65 +223,94 @@ def _error_bars(
     )
 
 
-def _draw_step_panel(
-    ax: Axes,
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    err: NDArray[np.float64] | None,
-    name: str,
-    labels: Sequence[str],
-) -> None:
-    """One metric as a line over training steps, each point labelled with its value
-    (``gid="metric/<name>"``)."""
-    order = np.argsort(x, kind="stable")
-    drawn = ax.errorbar(
-        x[order],
-        y[order],
-        yerr=None if err is None else err[:, order],
-        color=OKABE_ITO[0],
-        marker="o",
-        markersize=4,
-        linewidth=1.5,
-        capsize=3,
-    )
-    drawn.lines[0].set_gid(f"metric/{name}")
-    for xi, yi in zip(x[order], y[order]):
-        ax.annotate(format_number(yi), (xi, yi), textcoords="offset points", xytext=(0, 5),
-                    ha="center", fontsize="x-small")
-    ax.set_xlabel("epoch" if all("ep" in str(label).lower() for label in labels) else "step")
+#: What the one axis of the figure measures (the subtitle says what the size is).
+_AXIS = "change, % of the metric's size"
+#: One colour per compared report when there are several: none of them green or vermillion, which mean
+#: better and worse in the figure of one compared report.
+_REPORT_COLORS = ("#0072B2", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
 
 
-def _draw_bar_panel(
-    ax: Axes,
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    err: NDArray[np.float64] | None,
-    name: str,
-    labels: Sequence[str],
-    colors: Sequence[str],
-) -> None:
-    """One metric as a bar per report, each labelled with its value (``gid="metric/<name>"``)."""
-    bars = ax.bar(x, y, color=colors, yerr=err, capsize=3, gid=f"metric/{name}")
-    ax.bar_label(bars, labels=[format_number(v) for v in y], fontsize="x-small", padding=2)
-    ax.set_xticks(x, [str(label) for label in labels], rotation=30, ha="right", fontsize="small")
+def _bar_figure(families: list[tuple[str, list[MetricChange]]], reports: Sequence[Report],
+                labels: Sequence[str]) -> Figure:
+    """The change of each metric as a horizontal bar per compared report, one panel per family, one axis."""
+    rows = [len(members) for _, members in families]
+    compared = len(reports) - 1
+    fig = new_figure(9.0, _ROW_INCHES * sum(rows) * max(1.0, compared**0.5) + _PANEL_INCHES * len(rows) + 1.2)
+    axes = fig.subplots(len(families), 1, squeeze=False, sharex=True, gridspec_kw={"height_ratios": rows})[:, 0]
+    colors = [_REPORT_COLORS[i % len(_REPORT_COLORS)] for i in range(compared)] if compared > 1 else None
+    for ax, (family, members) in zip(axes, families):
+        _draw_bar_panel(ax, family, members, colors, labels)
+    largest = max((c.size for _, members in families for c in members), default=0.0)
+    half = 1.6 * max(largest, MIN_SPAN)  # room beside the longest bar for its written change
+    axes[-1].set_xlim(-half, half)  # symmetric around the zero line; shared by every panel
+    axes[-1].set_xlabel(_AXIS, fontsize="small")
+    if colors is None:  # one compared report: the colour says better or worse
+        shown = dict.fromkeys(v for _, members in families for c in members for v in c.verdicts[1:])
+        handles = [Patch(color=VERDICT_COLORS[v], label=_VERDICT_NAMES[v]) for v in ("better", "worse", None)
+                   if v in shown]
+    else:
+        handles = [Patch(color=c, label=str(label)) for c, label in zip(colors, labels[1:])]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize="small", frameon=False)
+    return fig
 
 
-def _finish_panel(ax: Axes, name: str) -> None:
-    """Title the panel with the metric and which way is better (from the registry; descriptive metrics have
-    no direction), and leave room for the value labels."""
-    info = REGISTRY.get(split_metric_name(name)[0])
-    direction = {True: "\n↑ higher is better", False: "\n↓ lower is better", None: ""}[
-        None if info is None else info.higher_is_better
-    ]
-    ax.set_title(name + direction, fontsize="medium")
-    ax.margins(y=0.15)  # room for the value labels
-    ax.grid(True, axis="y", alpha=0.3)
+def _draw_bar_panel(ax: Axes, family: str, members: Sequence[MetricChange], colors: Sequence[str] | None,
+                    labels: Sequence[str]) -> None:
+    """One family: a row per metric, a bar per compared report from the zero line to its relative change
+    (``gid="delta/<metric>/<label>"``), the change itself written at the bar's end."""
+    compared = len(labels) - 1
+    height = 0.8 / compared
+    for row, change in enumerate(members):
+        for i in range(compared):
+            delta, verdict = change.deltas[i + 1], change.verdicts[i + 1]
+            x = float(change.relative[i + 1]) if math.isfinite(delta) else 0.0
+            y = row - 0.4 + height * (i + 0.5)
+            ax.barh(y, x, height=height * 0.9, color=VERDICT_COLORS[verdict] if colors is None else colors[i],
+                    gid=f"delta/{change.name}/{labels[i + 1]}")
+            word = f" {verdict}" if colors is not None and verdict else ""
+            ax.text(x, y, f" {format_delta(delta)}{word} ", ha="left" if x >= 0 else "right", va="center",
+                    fontsize="small")
+    ax.set_yticks(range(len(members)), [_row_label(c) for c in members], fontsize="small")
+    ax.set_ylim(len(members) - 0.5, -0.5)  # the largest change on top
+    ax.axvline(0.0, color="black", linewidth=0.9)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.tick_params(axis="x", labelsize="small", labelbottom=True)  # every panel keeps the scale in view
+    ax.set_title(family, loc="left", fontsize="medium", fontweight="bold")
 
 
-def _bar_legend(fig: Figure, colors: Sequence[Any], labels: Sequence[str]) -> None:
-    """One legend entry per bar colour, in the bars' (columns') left-to-right order."""
-    # One row when it fits, else one column, so that reading order and column order agree (matplotlib fills
-    # columns first).
-    handles = [Patch(color=c, label=str(label)) for c, label in zip(colors, labels)]
-    fig.legend(handles=handles, loc="outside lower center",
-               ncol=len(handles) if len(handles) <= _LEGEND_ROW_MAX else 1, fontsize="small", frameon=False)
+def _row_label(change: MetricChange) -> str:
+    """``modality_gap/image-text ↓   0.2405 → 0.04629`` (several compared reports: ``→ a, b``)."""
+    arrow = direction_arrow(higher_is_better(split_metric_name(change.name)[0]))
+    values = ", ".join(format_number(v) for v in change.values[1:])
+    return f"{change.name} {arrow}   {format_number(change.values[0])} → {values}"
+
+
+def _line_figure(families: list[tuple[str, list[MetricChange]]], reports: Sequence[Report],
+                 labels: Sequence[str], steps: NDArray[np.float64]) -> Figure:
+    """The change of each metric over training steps: a panel per family, a line per metric, one axis for all
+    panels with its zero line; the values themselves in each panel's legend (outside the plot, never cut)."""
+    fig = new_figure(10.0, 2.4 * len(families) + 1.2)
+    axes = fig.subplots(len(families), 1, squeeze=False, sharex=True, sharey=True)[:, 0]
+    for ax, (family, members) in zip(axes, families):
+        for i, change in enumerate(members):
+            err = _error_bars(change.values, [r.intervals.get(change.name) for r in reports])
+            drawn = ax.errorbar(steps, change.relative, yerr=None if err is None else 100.0 * err / change.scale,
+                                color=OKABE_ITO[i % len(OKABE_ITO)], marker="os^Dv"[i // len(OKABE_ITO) % 5],
+                                markersize=4, linewidth=1.5, capsize=3, label=_row_label(change))
+            drawn.lines[0].set_gid(f"metric/{change.name}")
+        ax.axhline(0.0, color="black", linewidth=0.9)
+        ax.set_title(family, loc="left", fontsize="medium", fontweight="bold")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
+    everything = np.array([v for _, members in families for c in members for v in c.relative if math.isfinite(v)])
+    low, high = min(0.0, float(everything.min(initial=0.0))), max(0.0, float(everything.max(initial=0.0)))
+    pad = 0.1 * max(high - low, 2 * MIN_SPAN)
+    axes[-1].set_ylim(min(low, -MIN_SPAN) - pad, max(high, MIN_SPAN) + pad)
+    fig.supylabel(_AXIS, fontsize="small")
+    axes[-1].set_xticks(steps, [f"{s:g}" for s in steps])
+    axes[-1].set_xlabel(_step_unit(labels))
+    return fig
+
+
+def _step_unit(labels: Sequence[str]) -> str:
+    return "epoch" if all("ep" in str(label).lower() for label in labels) else "step"

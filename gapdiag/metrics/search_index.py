@@ -7,13 +7,13 @@ hide past the cut-off and rescores exactly (:func:`exact_scores`), so results do
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag import device as devices
-from gapdiag.errors import InputError, ModelError
+from gapdiag.errors import GapdiagError, InputError, ModelError
 
 IndexKind = Literal["flat", "ivf", "hnsw"]
 
@@ -29,10 +29,43 @@ def _rows_per_chunk(elements_per_row: int) -> int:
     return max(1, _CHUNK_ELEMENTS // max(1, elements_per_row))
 
 
+#: The FAISS wheels that provide ``import faiss``; each writes the same ``faiss/`` folder.
+FAISS_DISTRIBUTIONS = ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu11")
+
+
+def load_faiss() -> Any:
+    """The ``faiss`` module, or a one-line error naming the fix when the FAISS install is missing or damaged.
+
+    faiss-cpu (gapdiag's dependency) and faiss-gpu (its by-hand replacement, docs/install.md) write the same
+    ``faiss/`` folder: with both installed the last one wins, and uninstalling either takes the other's files
+    with it, so that pip still lists a FAISS that ``import faiss`` cannot find, or finds without its library
+    (no ``IndexFlatIP``). Checked in scratch environments; see docs/install.md.
+    """
+    try:
+        import faiss
+
+        faiss.IndexFlatIP  # noqa: B018 - a half-removed faiss/ imports but holds no indexes
+    except (ImportError, AttributeError) as e:
+        from importlib import metadata
+
+        installed = []
+        for name in FAISS_DISTRIBUTIONS:
+            try:
+                installed.append(f"{name} {metadata.version(name)}")
+            except metadata.PackageNotFoundError:
+                continue
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GapdiagError(
+            f"FAISS cannot be loaded ({type(e).__name__}: {reason}); installed: {', '.join(installed) or 'none'}"
+            + (" (two FAISS builds overwrite each other's faiss/ folder)" if len(installed) > 1 else ""),
+            hint="reinstall one build: `pip uninstall -y faiss-cpu faiss-gpu && pip install faiss-cpu`, "
+                 "or faiss-gpu for FAISS on a GPU, see docs/install.md") from None
+    return faiss
+
+
 def _faiss_gpus() -> int:
     """GPUs this FAISS build can use (0 for faiss-cpu, or faiss-gpu on a machine without a usable GPU)."""
-    import faiss
-
+    faiss = load_faiss()
     return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
 
 
@@ -185,8 +218,7 @@ class _Searcher:
         ef_construction: int,
         seed: int,
     ) -> None:
-        import faiss
-
+        faiss = load_faiss()
         if index not in ("flat", "ivf", "hnsw"):
             raise InputError(f"index must be 'flat', 'ivf' or 'hnsw', got {index!r}")
         self.gallery = gallery
