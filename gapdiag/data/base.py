@@ -115,6 +115,22 @@ def not_utf8(data: bytes, where: str, fix: str = "re-save the file as UTF-8") ->
     return DatasetError(f"{where}: not UTF-8 text; {fix}")
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice (``json.loads`` would keep the last value silently); ``args[0]`` is the key."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for the readers' JSON: the object as a dict, or :class:`DuplicateKey`."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def hash_json(obj: Any) -> str:
     """SHA-256 of a JSON-serialisable object with sorted keys (stable across runs and platforms)."""
     payload = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
@@ -166,6 +182,29 @@ def _fingerprint_memo(stat_key: str) -> Path | None:
 # ---------------------------------------------------------------------------------------------------------
 # Helpers shared by the readers in this package.
 # ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Skips:
+    """Bad rows of one read: the first raises, or with ``skip_bad`` each is dropped and listed.
+
+    Every line says what was dropped (``"m.csv:4: empty caption in column 'caption_2' (caption dropped)"``); the
+    lines become ``PairedDataset.extra["skipped"]``, which the CLI prints one per line (``skipped: ...``) and the
+    report keeps in its provenance, so the count of skips is the count of lines.
+    """
+
+    skip_bad: bool
+    lines: list[str] = field(default_factory=list)
+
+    def bad(self, problem: str, fix: str, dropped: str) -> None:
+        """``problem`` (``"file:row: what is wrong"``): raise it with ``fix``, or list it with what was ``dropped``.
+
+        Raises:
+            DatasetError: ``"{problem} ({fix})"`` unless ``skip_bad``.
+        """
+        if not self.skip_bad:
+            raise DatasetError(f"{problem} ({fix})")
+        self.lines.append(f"{problem} ({dropped} dropped)")
 
 def is_existing_file(path: Path) -> bool:
     """``path.is_file()`` for a path read from a data file: a name the OS refuses (too long, a NUL byte) is no file.

@@ -33,11 +33,12 @@ from gapdiag.data.base import (
     DEFAULT_TEMPLATES,
     ImageTextItems,
     PairedDataset,
+    Skips,
     encode_labels,
     image_text_dataset,
     is_existing_file,
 )
-from gapdiag.data.columns import caption_columns, captions_in_cell, is_blank, pick_column
+from gapdiag.data.columns import caption_columns, duplicated_column, is_blank, pick_column, row_captions
 from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
 from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
 from gapdiag.data.registry import register_reader
@@ -208,6 +209,10 @@ def _hf_columns(shard: Path, *, image_column: str | None, text_columns: Sequence
         DatasetError: No image column, or neither a caption column nor ``ClassLabel`` names.
     """
     schema = read_schema(shard)
+    twice = duplicated_column(schema.names)
+    if twice:
+        raise DatasetError(f"{shard.name}: column {twice[0]!r} appears twice (columns {twice[1]} and {twice[2]}); "
+                           f"rename one")
     image = _image_column(schema, image_column, shard)
     captions = caption_columns(schema.names, text_columns, shard)
     label = pick_column(schema.names, label_column, ("label", "labels"), shard, "label", "--label-column")
@@ -229,13 +234,7 @@ def _read_rows(shards: Sequence[Path], columns: _HfColumns,
             a blank caption or a blank label.
     """
     img_col, cap_cols, label_col = columns.image, columns.captions, columns.label
-    items, skipped, raw_labels = ImageTextItems(), [], []
-
-    def bad(message: str) -> None:
-        if not skip_bad:
-            raise DatasetError(f"{message} (fix the row or pass --skip-bad)")
-        skipped.append(message)
-
+    items, skips, raw_labels = ImageTextItems(), Skips(skip_bad), []
     for shard in shards:
         missing = [c for c in columns.needed if c not in read_schema(shard).names]
         if missing:
@@ -247,20 +246,17 @@ def _read_rows(shards: Sequence[Path], columns: _HfColumns,
                 loc = f"{shard.name}:{row}"
                 image = _image_item(shard, group, index, img_col, row, has_bytes[index], paths[index])
                 if isinstance(image, str):
-                    bad(f"{loc} column {img_col!r}: {image}")
-                    continue
-                every = _row_captions(cell, cap_cols, loc)
-                caps = [(c, where) for c, where in every if c]
-                if len(caps) < len(every):
-                    bad(f"{loc}: empty caption")  # with skip_bad: drop the blank ones, keep the rest
-                if cap_cols and not caps:
+                    skips.bad(f"{loc} column {img_col!r}: {image}", "fix the row or pass --skip-bad", "row")
                     continue
                 if label_col is not None and is_blank(cell.get(label_col)):
-                    bad(f"{loc}: blank label in column {label_col!r}")
+                    skips.bad(f"{loc}: blank label in column {label_col!r}", "fix the row or pass --skip-bad", "row")
+                    continue
+                caps = row_captions(cell, cap_cols, loc, skips)
+                if cap_cols and not caps:
                     continue
                 items.add(image, loc, caps)
                 raw_labels.append(None if label_col is None else cell.get(label_col))
-    return items, raw_labels, skipped
+    return items, raw_labels, skips.lines
 
 
 def _read_cells(
@@ -305,15 +301,6 @@ def _image_item(
         file = Path(path) if Path(path).is_absolute() else shard.parent / path
         return file if is_existing_file(file) else f"no image bytes, and image file not found: {file}"
     return "no image (null)"
-
-
-def _row_captions(cell: dict[str, Any], columns: Sequence[str], loc: str) -> list[tuple[str, str]]:
-    out = []
-    for col in columns:
-        values = captions_in_cell(cell.get(col))
-        for caption in [""] if values is None else values:
-            out.append((caption.strip(), f"{loc} column {col!r}"))
-    return out
 
 
 def _detect(spec: str) -> str | None:
