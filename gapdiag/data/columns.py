@@ -52,12 +52,14 @@ def _listed_caption(value: Any, where: str) -> str:
                        f"(quote each one)")
 
 
-def captions_in_cell(value: Any, where: str) -> list[str] | None:
+def captions_in_cell(value: Any, where: str, *, text_lists: bool = True) -> list[str] | None:
     """The captions a cell holds: a list (Parquet/JSONL), a JSON list written as text, or one string.
 
     Args:
         value: The cell.
         where: The row and column (``"m.jsonl:3: column 'caption'"``), for the error message.
+        text_lists: Read a string that holds a JSON list (``["a", "b"]``) as that list: for CSV/TSV, whose cells
+            are all text. Formats with real lists (JSON, Parquet) keep every string as one caption, as written.
 
     Returns:
         ``None`` for a blank cell; otherwise a list, which may be empty (``[]``) or hold blank strings.
@@ -72,7 +74,7 @@ def captions_in_cell(value: Any, where: str) -> list[str] | None:
     if not isinstance(value, str):
         raise DatasetError(f"{where} holds {describe_value(value)}, not text (write the caption as a string)")
     text = value.strip()
-    if text.startswith("["):
+    if text_lists and text.startswith("["):
         try:
             parsed = loads_json(text)
         except json.JSONDecodeError:
@@ -82,31 +84,42 @@ def captions_in_cell(value: Any, where: str) -> list[str] | None:
     return [text]
 
 
-def row_captions(cells: Mapping[str, Any], columns: Sequence[str], loc: str,
-                 skips: Skips) -> list[tuple[str, str]]:
-    """One row's ``(caption, location)`` pairs, in column order, each caption stripped of surrounding white space.
+#: Where a sample's captions come from: ``(name for messages, location of its captions, the cell)``, e.g.
+#: ``("column 'caption_2'", "m.csv:4 column 'caption_2'", "a cat")``.
+CaptionSource = tuple[str, str, Any]
+
+
+def column_sources(cells: Mapping[str, Any], columns: Sequence[str], loc: str) -> list[CaptionSource]:
+    """The caption columns of one table row as :data:`CaptionSource` triples."""
+    return [(f"column {c!r}", f"{loc} column {c!r}", cells.get(c)) for c in columns]
+
+
+def sample_captions(sources: Sequence[CaptionSource], loc: str, skips: Skips, *, text_lists: bool = True,
+                    sample: str = "row") -> list[tuple[str, str]]:
+    """One sample's ``(caption, location)`` pairs, in source order, each stripped of surrounding white space.
 
     A blank caption or an empty caption list (``[]``) fails; with ``skip_bad`` it is dropped (one line each), or,
-    when the row is left without any caption, the row is (one line naming every problem). Its caller drops a row
-    for which this returns nothing.
+    when the ``sample`` (a row, a sample) is left without any caption, the sample is (one line naming every
+    problem). Its caller drops a sample for which this returns nothing. ``text_lists``: see
+    :func:`captions_in_cell`.
 
     Raises:
         DatasetError: A cell that is not text (see :func:`captions_in_cell`), or a blank caption or empty list
             without ``skip_bad``.
     """
     kept, problems = [], []
-    for col in columns:
-        cell = captions_in_cell(cells.get(col), f"{loc}: column {col!r}")
+    for name, location, value in sources:
+        cell = captions_in_cell(value, f"{loc}: {name}", text_lists=text_lists)
         if cell == []:
-            problems.append((f"empty caption list in column {col!r}", "write at least one caption", "empty list"))
+            problems.append((f"empty caption list in {name}", "write at least one caption", "empty list"))
         for caption in [""] if cell is None else cell:
             if caption.strip():
-                kept.append((caption.strip(), f"{loc} column {col!r}"))
+                kept.append((caption.strip(), location))
             else:
-                problems.append((f"empty caption in column {col!r}", "write one", "caption"))
+                problems.append((f"empty caption in {name}", "write one", "caption"))
     if problems and not kept:
         skips.bad(f"{loc}: " + "; ".join(p for p, _, _ in problems), f"{problems[0][1]}, or pass --skip-bad",
-                  "row")
+                  sample)
     for problem, fix, dropped in problems if kept else ():
         skips.bad(f"{loc}: {problem}", f"{fix}, or pass --skip-bad to drop it", dropped)
     return kept

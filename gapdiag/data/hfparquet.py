@@ -38,7 +38,14 @@ from gapdiag.data.base import (
     image_text_dataset,
     is_existing_file,
 )
-from gapdiag.data.columns import caption_columns, duplicated_column, is_blank, pick_column, row_captions
+from gapdiag.data.columns import (
+    caption_columns,
+    column_sources,
+    duplicated_column,
+    is_blank,
+    pick_column,
+    sample_captions,
+)
 from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
 from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
 from gapdiag.data.registry import register_reader
@@ -251,7 +258,7 @@ def _read_rows(shards: Sequence[Path], columns: _HfColumns,
                 if label_col is not None and is_blank(cell.get(label_col)):
                     skips.bad(f"{loc}: blank label in column {label_col!r}", "fix the row or pass --skip-bad", "row")
                     continue
-                caps = row_captions(cell, cap_cols, loc, skips)
+                caps = sample_captions(column_sources(cell, cap_cols, loc), loc, skips, text_lists=False)
                 if cap_cols and not caps:
                     continue
                 items.add(image, loc, caps)

@@ -34,7 +34,14 @@ from gapdiag.data.base import (
     image_text_dataset,
     is_existing_file,
 )
-from gapdiag.data.columns import CAPTION_COLUMNS, caption_columns, is_blank, pick_column, row_captions
+from gapdiag.data.columns import (
+    CAPTION_COLUMNS,
+    caption_columns,
+    column_sources,
+    is_blank,
+    pick_column,
+    sample_captions,
+)
 from gapdiag.data.registry import register_reader
 from gapdiag.data.tables import MANIFEST_SUFFIXES, Table, read_table
 from gapdiag.errors import DatasetError
@@ -267,7 +274,9 @@ def _gather_rows(table: Table, rows: Sequence[int], columns: _ManifestColumns,
         image = _row_image(table, i, columns.image, skips)
         if image is None:
             continue
-        row_caps = row_captions(table.rows[i], columns.captions, table.locations[i], skips)
+        loc = table.locations[i]
+        row_caps = sample_captions(column_sources(table.rows[i], columns.captions, loc), loc, skips,
+                                   text_lists=table.text_only)
         if columns.captions and not row_caps:
             continue
         items.add(image, table.locations[i], row_caps)

@@ -32,6 +32,8 @@ class Table:
     columns: list[str]
     rows: list[dict[str, Any]]
     locations: list[str]
+    #: Every cell is text (CSV/TSV): a cell holding a JSON list (``["a", "b"]``) is read as a list of captions.
+    text_only: bool = False
 
 
 def read_table(path: Path, skips: Skips) -> Table:
@@ -77,7 +79,7 @@ def _read_delimited(path: Path, delimiter: str, skips: Skips) -> Table:
         reader = csv.reader(f, delimiter=delimiter)
         header = next(reader, None)
         if header is None:
-            return Table(path, [], [], [])
+            return Table(path, [], [], [], text_only=True)
         columns = [c.strip() for c in header]
         twice = duplicated_column(columns)
         if twice:
@@ -98,7 +100,7 @@ def _read_delimited(path: Path, delimiter: str, skips: Skips) -> Table:
                 continue
             rows.append(dict(zip(columns, record + [""] * (len(columns) - len(record)))))
             locations.append(location)
-    return Table(path, columns, rows, locations)
+    return Table(path, columns, rows, locations, text_only=True)
 
 
 def _read_jsonl(path: Path, skips: Skips) -> Table:
