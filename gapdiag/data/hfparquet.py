@@ -34,7 +34,6 @@ from gapdiag.data.base import (
     ImageTextItems,
     PairedDataset,
     Skips,
-    encode_labels,
     image_text_dataset,
     is_existing_file,
 )
@@ -47,6 +46,7 @@ from gapdiag.data.columns import (
     sample_captions,
 )
 from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
+from gapdiag.data.labels import encode_labels
 from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
@@ -169,7 +169,7 @@ def read_hf_parquet(
 
     labels, class_names = None, columns.class_names
     if columns.label is not None:
-        labels, names = encode_labels(raw_labels, f"{shards[0].name} column {columns.label!r}")
+        labels, names = encode_labels(raw_labels, items.image_locations)
         class_names = names if names is not None else class_names
     templates = tuple(templates) if templates else DEFAULT_TEMPLATES
     if not columns.captions and labels is not None and class_names is not None:

@@ -29,8 +29,6 @@ from gapdiag.data.base import (
     ImageTextItems,
     PairedDataset,
     Skips,
-    class_names_by_id,
-    encode_labels,
     image_text_dataset,
     is_existing_file,
 )
@@ -42,6 +40,7 @@ from gapdiag.data.columns import (
     pick_column,
     sample_captions,
 )
+from gapdiag.data.labels import class_names_by_id, encode_labels
 from gapdiag.data.registry import register_reader
 from gapdiag.data.tables import MANIFEST_SUFFIXES, Table, read_table
 from gapdiag.errors import DatasetError
@@ -104,9 +103,7 @@ def _labels(
                 skips.bad(problem, "fill every row, drop the column, or pass --skip-bad", "row")
             keep[i] = False
     kept = np.flatnonzero(keep)
-    encoded, class_names = encode_labels(
-        [rows[i][label_col] for i in kept], f"{table.path.name} column {label_col!r}"
-    )
+    encoded, class_names = encode_labels([rows[i][label_col] for i in kept], [locs[i] for i in kept])
     if cname_col is not None and cname_col != label_col:
         class_names = class_names_by_id(
             encoded,

@@ -25,14 +25,13 @@ from gapdiag.data.base import (
     ImageTextItems,
     PairedDataset,
     Skips,
-    class_names_by_id,
-    encode_labels,
     image_text_dataset,
     not_utf8,
     unique_keys,
 )
 from gapdiag.data.columns import CaptionSource, sample_captions
 from gapdiag.data.images import TarMember
+from gapdiag.data.labels import class_names_by_id, encode_labels, label_value
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 from gapdiag.fsutil import loads_json
@@ -195,6 +194,24 @@ def _caption_sources(fields: dict[str, Any], meta: dict[str, Any], loc: str) -> 
     return sources
 
 
+def _sample_label(fields: dict[str, Any], meta: dict[str, Any], loc: str) -> Any:
+    """The sample's label: its ``cls`` member (a class id, webdataset's convention), else its json ``label``.
+
+    Raises:
+        DatasetError: A ``cls`` member that is not a class id, or one that differs from the json ``label``.
+    """
+    cls, label = fields.get("cls"), meta.get("label")
+    if cls is None or not cls.strip():
+        return label
+    value = label_value(cls, loc)
+    if isinstance(value, str):
+        raise DatasetError(f"{loc}: cls member holds {cls!r}, not a class id (a whole number 0, 1, 2, ...); "
+                           f"put class names in the json 'label'")
+    if label is not None and label_value(label, loc) != value:
+        raise DatasetError(f"{loc}: cls member {value} and json label {label!r} differ (keep one)")
+    return value
+
+
 def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDataset:
     """Read WebDataset shards into an image-text :class:`PairedDataset`.
 
@@ -233,7 +250,7 @@ def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDatase
             if not caps:
                 continue
             items.add(image, loc, caps)
-            raw_labels.append(fields.get("cls", meta.get("label")))
+            raw_labels.append(_sample_label(fields, meta, loc))
             names.append(meta.get("class_name"))
 
     labels = class_names = None
@@ -242,7 +259,7 @@ def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDatase
         if not all(has_label):
             first = items.image_locations[has_label.index(False)]
             raise DatasetError(f"{first}: sample has no label while others have one (label every sample)")
-        labels, class_names = encode_labels(raw_labels, f"{shards[0].parent} labels")
+        labels, class_names = encode_labels(raw_labels, items.image_locations)
         if class_names is None and all(n is not None for n in names):
             class_names = class_names_by_id(
                 labels, [str(n) for n in names], items.image_locations, "json 'class_name'"
