@@ -21,6 +21,7 @@ from gapdiag.data.base import (
     unique_keys,
 )
 from gapdiag.data.columns import captions_in_cell, describe_value
+from gapdiag.data.images import image_path_problem
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 from gapdiag.fsutil import loads_json
@@ -119,8 +120,9 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
             skips.bad(f"{where} has no caption", "add one or pass --skip-bad", "image")
             continue
         file = root / img["file_name"]
-        if not is_existing_file(file):
-            skips.bad(f"{where}: image file not found: {file}", "fix the path or pass --skip-bad", "image")
+        problem = image_path_problem(file)
+        if problem is not None:
+            skips.bad(f"{where}: {problem}", "fix the path or pass --skip-bad", "image")
             continue
         items.add(file, where, captions_of[image_id])
 

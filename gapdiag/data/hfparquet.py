@@ -35,7 +35,6 @@ from gapdiag.data.base import (
     PairedDataset,
     Skips,
     image_text_dataset,
-    is_existing_file,
 )
 from gapdiag.data.columns import (
     caption_columns,
@@ -45,7 +44,7 @@ from gapdiag.data.columns import (
     pick_column,
     sample_captions,
 )
-from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
+from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage, image_path_problem
 from gapdiag.data.labels import encode_labels
 from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
 from gapdiag.data.registry import register_reader
@@ -306,7 +305,8 @@ def _image_item(
         return ParquetImage(shard, group, index, column, row)
     if path:  # datasets stores only the path when the image was never embedded: a file beside the shard
         file = Path(path) if Path(path).is_absolute() else shard.parent / path
-        return file if is_existing_file(file) else f"no image bytes, and image file not found: {file}"
+        problem = image_path_problem(file)
+        return file if problem is None else f"no image bytes, and {problem}"
     return "no image (null)"
 
 

@@ -12,8 +12,11 @@ when ``skip_bad`` is set.
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +111,34 @@ def missing_image_message(location: str, path: object) -> str:
     return f"{location}: image file not found: {path} (fix the path or pass --skip-bad)"
 
 
+def image_path_problem(path: Path) -> str | None:
+    """What keeps ``path`` from being read as an image file, in words, or ``None`` for a regular file.
+
+    Says what the path is rather than "not found" for everything: a folder, a symbolic link loop, a link to
+    nothing, a device or FIFO, a file it may not read. A name the OS refuses (too long, a NUL byte) is not found.
+    One ``stat`` (a second for a missing path: is it a broken link).
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"{path} is a broken symbolic link (to {os.readlink(path)}, which does not exist)"
+        return f"image file not found: {path}"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{path} is a symbolic link loop"
+        if exc.errno == errno.EACCES:
+            return f"{path} cannot be read (permission denied)"
+        return f"image file not found: {path} ({exc.strerror or exc})"
+    except ValueError:  # a NUL byte in the name
+        return f"image file not found: {path!r}"
+    if stat.S_ISDIR(mode):
+        return f"{path} is a folder, not an image file"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file (a device, FIFO or socket)"
+    return None
+
+
 def load_image(item: ImageItem | str, location: str) -> Image.Image:
     """Open and fully decode one image item as RGB.
 
@@ -124,6 +155,10 @@ def load_image(item: ImageItem | str, location: str) -> Image.Image:
     Raises:
         DatasetError: The file does not exist, or cannot be decoded.
     """
+    if not isinstance(item, (TarMember, ParquetImage)):
+        problem = image_path_problem(Path(item))
+        if problem is not None:
+            raise DatasetError(f"{location}: {problem}", hint="fix the path or pass --skip-bad")
     try:
         if isinstance(item, (TarMember, ParquetImage)):
             source: Path | io.BytesIO = io.BytesIO(item.read_bytes())

@@ -30,7 +30,6 @@ from gapdiag.data.base import (
     PairedDataset,
     Skips,
     image_text_dataset,
-    is_existing_file,
 )
 from gapdiag.data.columns import (
     CAPTION_COLUMNS,
@@ -40,6 +39,7 @@ from gapdiag.data.columns import (
     pick_column,
     sample_captions,
 )
+from gapdiag.data.images import image_path_problem
 from gapdiag.data.labels import class_names_by_id, encode_labels
 from gapdiag.data.registry import register_reader
 from gapdiag.data.tables import MANIFEST_SUFFIXES, Table, read_table
@@ -140,9 +140,9 @@ def _row_image(table: Table, i: int, column: str, skips: Skips) -> Path | None:
         return None
     image = Path(str(raw).strip()).expanduser()
     image = image if image.is_absolute() else table.path.parent / image
-    if not is_existing_file(image):
-        skips.bad(f"{loc} column {column!r}: image file not found: {image}", "fix the path or pass --skip-bad",
-                  "row")
+    problem = image_path_problem(image)
+    if problem is not None:
+        skips.bad(f"{loc} column {column!r}: {problem}", "fix the path or pass --skip-bad", "row")
         return None
     return image
 
