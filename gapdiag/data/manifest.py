@@ -4,9 +4,10 @@ Columns (auto-detected by name unless given):
 
 - image path (``image``, ``image_path``, ``filepath``, ``path``, ``file_name``, ``filename``), relative to the
   manifest's folder or absolute;
-- captions: ``caption`` / ``text`` / ``captions``, or ``caption_1`` .. ``caption_n``. Several columns, or a cell
-  holding a JSON list of strings, give several captions of the same image (1:N in modality ``"text"``);
-- optional ``label`` (ints are class ids; strings map to ids in sorted order and become the class names),
+- captions: every ``caption`` and ``caption_1`` .. ``caption_N`` column (``caption`` first, then by number), or
+  ``text``, or ``captions`` (:func:`gapdiag.data.columns.caption_columns`). Several columns, or a cell holding a
+  list of strings, give several captions of the same image (1:N in modality ``"text"``), each as written;
+- optional ``label`` (class ids or class names, one type per dataset: :mod:`gapdiag.data.labels`),
   ``class_name``, ``split`` (filtered by ``split=``) and attribute columns (``color``, ``shape``, ...).
 
 Every error names the row as ``manifest.csv:17``: the line number in CSV/TSV (header = line 1) and JSON Lines
@@ -174,8 +175,9 @@ def read_manifest(
         attribute_columns: Per-sample attribute columns (default: those of :data:`ATTRIBUTE_COLUMNS` present).
         templates: Zero-shot prompt templates with one ``{}`` (default ``("a photo of a {}.",)``).
         split: Keep only rows whose ``split`` column equals this.
-        skip_bad: Drop rows with a missing image file, a blank label or no caption, and blank captions,
-            instead of failing; they are listed in ``extra["skipped"]``. Images are not decoded here.
+        skip_bad: Drop bad rows (a missing image, a blank label, no caption, too many fields) and blank captions
+            instead of failing; each drop is one line in ``extra["skipped"]`` saying what was dropped
+            (docs/datasets.md, "Bad input and skip_bad"). Images are not decoded here.
 
     Raises:
         DatasetError: A missing column, image, caption or label, with its row and column.
