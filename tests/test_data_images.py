@@ -188,9 +188,9 @@ def test_a_large_image_decodes_without_a_python_warning(tmp_path: Path, monkeypa
 
     from PIL import Image
 
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # the 24 x 16 photo (384 px) is "large"
     path = tmp_path / "large.png"
     photo_image(1).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # the 24 x 16 photo (384 px) is "large"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         img = load_image(path, "m.csv:8")
@@ -199,3 +199,30 @@ def test_a_large_image_decodes_without_a_python_warning(tmp_path: Path, monkeypa
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # now more than twice the limit
     with pytest.raises(DatasetError, match=r"^m.csv:8: cannot decode image .*large.png: Image size \(384 pixels\)"):
         load_image(path, "m.csv:8")
+
+
+def test_decoding_threads_print_no_warning_and_restore_the_filters(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``--skip-bad`` pre-pass decodes in a thread pool: no Pillow warning either, and the warning filters are
+    the user's again afterwards (a catch_warnings per thread would restore them out of order)."""
+    import warnings
+
+    from data_fixtures import write_csv
+    from PIL import Image
+
+    from gapdiag.data import load_dataset
+    from gapdiag.data.ops import skip_unreadable
+
+    rows = []
+    for i in range(24):
+        photo_image(i % 2).save(tmp_path / f"p{i}.png")
+        rows.append([f"p{i}.png", f"photo {i}"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # every 24 x 16 photo (384 px) is "large"
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    dataset = load_dataset(write_csv(tmp_path / "m.csv", ["image", "caption"], [*rows, ["bad.png", "broken"]]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filters = list(warnings.filters)
+        kept, reasons = skip_unreadable(dataset)
+        assert warnings.filters == filters
+    assert caught == [] and kept.n_samples == 24 and len(reasons) == 1 and "bad.png" in reasons[0]

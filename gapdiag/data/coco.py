@@ -20,7 +20,7 @@ from gapdiag.data.base import (
     not_utf8,
     unique_keys,
 )
-from gapdiag.data.columns import captions_in_cell, describe_value
+from gapdiag.data.columns import captions_in_cell, describe_value, is_blank
 from gapdiag.data.images import image_path_problem
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
@@ -145,7 +145,7 @@ def _images_by_id(images: list[Any], name: str) -> dict[Any, dict[str, Any]]:
     """
     images_meta: dict[Any, dict[str, Any]] = {}
     for k, img in enumerate(images):
-        if not isinstance(img, dict) or "id" not in img or not str(img.get("file_name", "")).strip():
+        if not isinstance(img, dict) or "id" not in img or is_blank(img.get("file_name")):
             raise DatasetError(f"{name}: images[{k}] needs an 'id' and a 'file_name'")
         if not isinstance(img["id"], (int, str)) or isinstance(img["id"], bool):
             raise DatasetError(f"{name}: images[{k}] has id {img['id']!r}; ids must be integers or strings")

@@ -17,6 +17,7 @@ import functools
 import io
 import os
 import stat
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -164,28 +165,42 @@ class _PillowQuiet:
     ``warnings.catch_warnings`` changes process-wide state: entered and left by several decoding threads
     (``--skip-bad`` decodes in a thread pool) it would restore the filters out of order. So the first thread in
     enters one ``catch_warnings`` and the last one out leaves it; warnings from other modules are untouched.
+    Where the filters are per thread (``sys.flags.context_aware_warnings``, free-threaded Python 3.14) each
+    thread enters its own.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users = 0
-        self._context: warnings.catch_warnings | None = None
+        self._shared: warnings.catch_warnings | None = None
+        self._own = threading.local()
+
+    @staticmethod
+    def _enter() -> warnings.catch_warnings:
+        context = warnings.catch_warnings()
+        context.__enter__()
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        return context
 
     def __enter__(self) -> None:
+        if getattr(sys.flags, "context_aware_warnings", False):
+            self._own.__dict__.setdefault("contexts", []).append(self._enter())
+            return
         with self._lock:
             if self._users == 0:
-                self._context = warnings.catch_warnings()
-                self._context.__enter__()
-                warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-                warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+                self._shared = self._enter()
             self._users += 1
 
     def __exit__(self, *exc: object) -> None:
+        if getattr(sys.flags, "context_aware_warnings", False):
+            self._own.contexts.pop().__exit__(None, None, None)
+            return
         with self._lock:
             self._users -= 1
-            if self._users == 0 and self._context is not None:
-                self._context.__exit__(None, None, None)
-                self._context = None
+            if self._users == 0 and self._shared is not None:
+                self._shared.__exit__(None, None, None)
+                self._shared = None
 
 
 _PILLOW_QUIET = _PillowQuiet()
