@@ -285,8 +285,8 @@ def load_image(item: ImageItem | str, location: str) -> Image.Image:
             img.load()
             _upright(img)
             return to_rgb(img)
-    except FileNotFoundError:
-        raise DatasetError(missing_image_message(location, item)) from None
+    except FileNotFoundError:  # gone since it was checked
+        raise DatasetError(f"{location}: image file not found: {item}", hint="fix the path or pass --skip-bad") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         # PIL reports truncated data as OSError, some malformed headers as SyntaxError/ValueError, and an image
         # whose header claims billions of pixels as DecompressionBombError (not an OSError); _Unreadable is a
