@@ -112,3 +112,17 @@ def test_encode_labels_names_sorted_and_ids_kept() -> None:
     ids, names = encode_labels([4, "4", 4.0, "04"], ["a:1", "a:2", "a:3", "a:4"], "label")
     assert ids.tolist() == [4, 4, 4, 4] and names is None
     assert ids.dtype == np.int64
+
+
+def test_a_huge_id_with_class_names_is_refused_not_expanded(tmp_path: Path) -> None:
+    """Ids that never occur are named by their number, one zero-shot prompt each: a label 10**9 beside a
+    class_name column used to build a billion names."""
+    write_digits(tmp_path, [0, 1])
+    path = write_csv(tmp_path / "m.csv", ["image", "caption", "label", "class_name"],
+                     [["digit_0.png", "a", 0, "zero"], ["digit_1.png", "b", 10**9, "big"]])
+    with pytest.raises(DatasetError, match=r"^m.csv:3: label 1000000000 leaves 999999999 class ids below it without "
+                                           r"a name"):
+        load_dataset(path)
+    path = write_csv(tmp_path / "m.csv", ["image", "caption", "label", "class_name"],
+                     [["digit_0.png", "a", 0, "zero"], ["digit_1.png", "b", 3, "three"]])
+    assert load_dataset(path).class_names == ["zero", "1", "2", "three"]
