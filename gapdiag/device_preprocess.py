@@ -8,13 +8,14 @@ read bytes. Anything in the ``Compose`` it does not know means "not reproducible
 the PIL path.
 
 Decoding: JPEG and PNG go through ``torchvision.io`` (JPEGs batched on CUDA); everything else, and what it
-cannot take (CMYK JPEG, 16-bit PNG, a decode error), falls back per image to the PIL path's decoder
-(:func:`gapdiag.data.images.load_image`), counted in :attr:`DecodeStats.fallbacks`.
+cannot take or would decode otherwise than the PIL path (CMYK JPEG, 16-bit PNG, an EXIF/XMP orientation, a
+decode error), falls back per image to the PIL path's decoder (:func:`gapdiag.data.images.load_image`), counted in
+:attr:`DecodeStats.fallbacks`: both paths see the same upright, 8-bit pixels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,21 +146,84 @@ class DecodeStats:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
-def _jpeg_components(data: bytes) -> int | None:
-    """Colour components in a JPEG's frame header (3 = YCbCr/RGB, 1 = gray, 4 = CMYK/YCCK), None if not found."""
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """``(marker, payload)`` of a JPEG's header segments, up to the start of the image data (or of ``data``)."""
     i = 2
-    while i + 9 < len(data):
+    while i + 4 <= len(data):
         if data[i] != 0xFF:
-            return None
+            return
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no header segment follows
+            return
         length = int.from_bytes(data[i + 2:i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return data[i + 9]
+        yield marker, data[i + 4:i + 2 + length]
         i += 2 + length
+
+
+def _jpeg_components(data: bytes) -> int | None:
+    """Colour components in a JPEG's frame header (3 = YCbCr/RGB, 1 = gray, 4 = CMYK/YCCK), None if not found."""
+    for marker, payload in _jpeg_segments(data):
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return payload[5] if len(payload) > 5 else None
     return None
+
+
+def _tiff_orientation(tiff: bytes) -> int | None:
+    """The Orientation tag (0x0112) of an EXIF block's first IFD; ``None`` without one, ``-1`` if unreadable."""
+    endian = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if endian is None or len(tiff) < 8:
+        return -1
+    ifd = int.from_bytes(tiff[4:8], endian)  # type: ignore[arg-type]
+    if ifd + 2 > len(tiff):
+        return -1
+    for k in range(int.from_bytes(tiff[ifd:ifd + 2], endian)):  # type: ignore[arg-type]
+        entry = tiff[ifd + 2 + 12 * k:ifd + 14 + 12 * k]
+        if len(entry) < 12:
+            return -1
+        if int.from_bytes(entry[:2], endian) == 0x0112:  # type: ignore[arg-type]
+            return int.from_bytes(entry[8:10], endian)  # type: ignore[arg-type]  # a SHORT, first in its field
+    return None
+
+
+def _may_be_rotated(data: bytes) -> bool:
+    """Whether PIL would turn this JPEG or PNG by an orientation (``ImageOps.exif_transpose``, as ``load_image``).
+
+    Pillow reads the first EXIF block (JPEG APP1 ``Exif``, PNG ``eXIf``, or the ``Raw profile type exif`` text
+    some tools write) and, without an Orientation there, the XMP packet. Orientations 2..8 turn the image; an
+    EXIF block this cannot read, or an XMP packet or text chunk that may hold one, counts as turned: the PIL path
+    then decides, so the two paths never disagree.
+    """
+    if data.startswith(_JPEG_MAGIC):
+        exif_seen = False
+        for marker, payload in _jpeg_segments(data):
+            if marker != 0xE1:
+                continue
+            if payload.startswith(b"Exif\0\0") and not exif_seen:
+                exif_seen = True
+                orientation = _tiff_orientation(payload[6:])
+                if orientation == -1 or (orientation is not None and 2 <= orientation <= 8):
+                    return True
+            elif b"tiff:Orientation" in payload:
+                return True
+        return False
+    i = len(_PNG_MAGIC)
+    while i + 8 <= len(data):
+        length, kind = int.from_bytes(data[i:i + 4], "big"), data[i + 4:i + 8]
+        if kind == b"eXIf":
+            return True
+        if kind in (b"tEXt", b"zTXt", b"iTXt") and data[i + 8:i + 8 + 80].split(b"\0", 1)[0] in (
+                b"XML:com.adobe.xmp", b"Raw profile type exif"):
+            return True
+        if kind == b"IEND":
+            break
+        i += 12 + length
+    return False
 
 
 def _png_depth(data: bytes) -> int:
@@ -167,12 +231,20 @@ def _png_depth(data: bytes) -> int:
 
 
 def fallback_reason(data: bytes) -> str | None:
-    """Why these bytes cannot take the tensor decoder (``None`` = they can)."""
+    """Why these bytes cannot take the tensor decoder (``None`` = they can).
+
+    ``data`` is the file's start (a JPEG's header segments sit in its first 64 KiB) or, for a PNG, the whole file
+    (an ``eXIf`` chunk may follow the image data).
+    """
     if data.startswith(_JPEG_MAGIC):
         components = _jpeg_components(data)
-        return None if components in (1, 3) else "jpeg with %s components" % components
+        if components not in (1, 3):
+            return f"jpeg with {components} components"
+        return "exif orientation" if _may_be_rotated(data) else None
     if data.startswith(_PNG_MAGIC):
-        return None if _png_depth(data) <= 8 else "16-bit png"
+        if _png_depth(data) > 8:
+            return "16-bit png"
+        return "exif orientation" if _may_be_rotated(data) else None
     return "not jpeg/png"
 
 
@@ -190,8 +262,8 @@ def decode_batch(payloads: Sequence[Any], device: Any, stats: DecodeStats,
     on_cuda = getattr(device, "type", str(device)) == "cuda"
     gpu_jpegs: list[int] = []
     for pos, data in enumerate(payloads):
-        head = bytes(data[:1 << 16].cpu().numpy()) if hasattr(data, "numpy") else bytes(data[:1 << 16])
-        reason = fallback_reason(head)
+        head = _bytes(data[:1 << 16])
+        reason = fallback_reason(_bytes(data) if head.startswith(_PNG_MAGIC) else head)
         if reason is not None:
             stats.fell_back(reason)
             out[pos] = _pil_to_tensor(fallback(pos), device)
@@ -221,6 +293,11 @@ def decode_batch(payloads: Sequence[Any], device: Any, stats: DecodeStats,
                     stats.fell_back("decode error")
                     out[p] = _pil_to_tensor(fallback(p), device)
     return out
+
+
+def _bytes(data: Any) -> bytes:
+    """A byte tensor (or bytes) as ``bytes``."""
+    return bytes(data.cpu().numpy()) if hasattr(data, "numpy") else bytes(data)
 
 
 def _pil_to_tensor(image: Any, device: Any) -> Any:

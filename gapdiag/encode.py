@@ -18,7 +18,7 @@ from gapdiag import __version__
 from gapdiag import device as devices
 from gapdiag.cache import DTYPES, EmbeddingCache, EntryWriter, cache_key
 from gapdiag.data.base import Modality, PairedDataset
-from gapdiag.data.images import load_image
+from gapdiag.data.images import IMAGE_DECODE_VERSION, load_image
 from gapdiag.device_loader import encode_images_on_device
 from gapdiag.device_preprocess import PREPROCESS_BACKENDS, resolve_preprocess
 from gapdiag.distributed import DistributedContext, broadcast_object
@@ -43,9 +43,13 @@ def embedding_key(dataset: PairedDataset, spec: ModelSpec, *, precision: str, dt
 
     ``preprocess`` is the resolved backend (``pil`` or ``device``): the two give slightly different pixels, so
     their vectors never share an entry. ``pil`` adds nothing, so keys written before the option stay valid;
-    the device transform itself follows from the model (already in the key) and the version below.
+    the device transform itself follows from the model (already in the key) and the version below. A dataset
+    with images also carries :data:`gapdiag.data.images.IMAGE_DECODE_VERSION`: vectors of images decoded under
+    an older rule (16-bit PNGs clipped, EXIF orientation ignored) are never reused.
     """
     extra = {} if preprocess == "pil" else {"preprocess": f"{preprocess}/v{DEVICE_PREPROCESS_VERSION}"}
+    if any(m.kind == "image" for m in dataset.modalities.values()):
+        extra["image_decode"] = IMAGE_DECODE_VERSION  # how load_image turns bytes into pixels (both backends)
     return cache_key({
         **extra,
         "embed_version": EMBED_VERSION,

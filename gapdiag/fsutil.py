@@ -128,15 +128,17 @@ def atomic_write_json(path: str | Path, obj: Any, *, default: Callable[[Any], An
     atomic_write_text(path, text)
 
 
-def loads_json(text: str | bytes) -> Any:
+def loads_json(text: str | bytes, *,
+               object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
     """``json.loads`` that also reports nesting too deep to parse as a ``json.JSONDecodeError``.
 
     Python's parser recurses once per nesting level, so ``'[' * 100000`` raises ``RecursionError`` rather than a
     decode error; every reader of JSON that a user or a damaged file can hand us calls this instead, so one
     ``except json.JSONDecodeError`` covers both and the caller names the file as it does for any bad JSON.
+    ``object_pairs_hook`` is ``json.loads``' (the dataset readers refuse an object that repeats a key with it).
     """
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=object_pairs_hook)
     except RecursionError:
         doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         raise json.JSONDecodeError("nested too deeply to parse", doc, 0) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,40 @@ def test_fingerprint_tracks_captions(tmp_path: Path) -> None:
     data["annotations"][0]["caption"] = "something else"
     path.write_text(json.dumps(data))
     assert load_dataset(path).fingerprint != base
+
+
+def test_a_caption_list_is_several_captions_as_written(tmp_path: Path) -> None:
+    """COCO ``"caption": ["a", "b"]`` used to become the one caption "['a', 'b']"."""
+    annotations = [{"image_id": 1, "caption": ["a temple", "a roof, red"]}, {"image_id": 2, "caption": "a flower"},
+                   {"image_id": 7, "caption": '["kept", "as text"]'}]
+    ds = load_dataset(_coco(tmp_path, annotations=annotations))
+    assert list(ds.modalities["text"].items) == ["a temple", "a roof, red", "a flower", '["kept", "as text"]']
+    np.testing.assert_array_equal(ds.modalities["text"].sample_index, [0, 0, 1, 2])
+
+
+@pytest.mark.parametrize("value, fragment", [({"en": "a"}, "holds an object"), (5, "holds a number (5)"),
+                                             (["a", 7], "holds a list with a number (7)")])
+def test_a_caption_that_is_not_text_is_refused(tmp_path: Path, value: object, fragment: str) -> None:
+    annotations = [{"image_id": i, "caption": "x"} for i in (1, 2)] + [{"image_id": 7, "caption": value}]
+    with pytest.raises(DatasetError, match=r"^captions_val2017.json: annotations\[2\] field 'caption' " + re.escape(fragment)):
+        load_dataset(_coco(tmp_path, annotations=annotations))
+
+
+def test_an_empty_caption_list_is_refused_or_skipped_and_counted(tmp_path: Path) -> None:
+    annotations = [{"image_id": i, "caption": "x"} for i in (1, 2)] + [{"image_id": 7, "caption": []}]
+    path = _coco(tmp_path, annotations=annotations)
+    with pytest.raises(DatasetError, match=r"annotations\[2\]: empty caption list for image id 7 \(write one"):
+        load_dataset(path)
+    ds = load_dataset(path, skip_bad=True)
+    assert ds.n_samples == 2
+    assert ds.extra["skipped"] == [
+        "captions_val2017.json: annotations[2]: empty caption list for image id 7 (annotation dropped)",
+        "captions_val2017.json: images[2] (id 7) has no caption (image dropped)",
+    ]
+
+
+def test_a_repeated_key_is_refused(tmp_path: Path) -> None:
+    path = _coco(tmp_path)
+    path.write_text(path.read_text().replace('"caption": "a red flower"', '"caption": "a red flower", "caption": "x"'))
+    with pytest.raises(DatasetError, match=r"captions_val2017.json: key 'caption' appears twice in one object"):
+        load_dataset(path)

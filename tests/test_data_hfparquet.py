@@ -155,10 +155,38 @@ def test_blank_captions(tmp_path: Path) -> None:
     rows = _digits(3)
     rows[2] = {**rows[2], "caption_2": " "}
     path = _write(tmp_path / "d.parquet", rows)
-    with pytest.raises(DatasetError, match=r"d.parquet:3: empty caption \(fix the row or pass --skip-bad\)"):
+    with pytest.raises(DatasetError, match=r"^d.parquet:3: empty caption in column 'captions' \(write one, or pass "
+                                           r"--skip-bad to drop it\)$"):
         load_dataset(path)
     ds = load_dataset(path, skip_bad=True)  # the blank caption is dropped, the row and its other captions kept
     assert ds.n_samples == 3 and ds.counts()["text"] == 8
+    assert ds.extra["skipped"] == ["d.parquet:3: empty caption in column 'captions' (caption dropped)"]
+
+
+def test_an_empty_caption_list_is_refused_or_skipped_and_counted(tmp_path: Path) -> None:
+    """An image whose caption list is ``[]`` used to vanish with no error and no skipped row."""
+    rows = _digits(3)
+    path = _write(tmp_path / "d.parquet", rows)
+    table = pq.read_table(path)
+    lists = pa.array([[r["caption_1"]] if i != 1 else [] for i, r in enumerate(rows)], pa.list_(pa.string()))
+    pq.write_table(table.set_column(table.schema.get_field_index("captions"), "captions", lists), path)
+    with pytest.raises(DatasetError, match=r"^d.parquet:2: empty caption list in column 'captions' \(write"):
+        load_dataset(path)
+    ds = load_dataset(path, skip_bad=True)
+    assert ds.n_samples == 2 and ds.modalities["text"].items == [rows[0]["caption_1"], rows[2]["caption_1"]]
+    assert ds.extra["skipped"] == ["d.parquet:2: empty caption list in column 'captions' (row dropped)"]
+
+
+def test_caption_and_numbered_caption_columns_all_count(tmp_path: Path) -> None:
+    """``caption`` beside ``caption_1``..: every column counts, ``caption`` first, then by number."""
+    rows = _digits(2)
+    path = _write(tmp_path / "d.parquet", rows, captions=False)
+    table = pq.read_table(path)
+    for name, key in (("caption_10", "caption_3"), ("caption", "caption_1"), ("caption_2", "caption_2")):
+        table = table.append_column(name, pa.array([r[key] for r in rows]))
+    pq.write_table(table, path)
+    ds = load_dataset(path)
+    assert ds.modalities["text"].items == [r[k] for r in rows for k in ("caption_1", "caption_2", "caption_3")]
 
 
 def test_path_only_rows_read_the_file_beside_the_shard(tmp_path: Path) -> None:

@@ -189,7 +189,7 @@ def test_empty_caption_names_row_and_column(tmp_path: Path) -> None:
     assert _one_line(exc).startswith("manifest.csv:4: empty caption in column 'caption_2'")
     ds = load_dataset(path, skip_bad=True)  # drops only that caption
     assert ds.counts() == {"image": 4, "text": 7}
-    assert ds.extra["skipped"] == ["manifest.csv:4: empty caption in column 'caption_2'"]
+    assert ds.extra["skipped"] == ["manifest.csv:4: empty caption in column 'caption_2' (caption dropped)"]
 
 
 def test_missing_manifest(tmp_path: Path) -> None:
@@ -249,3 +249,149 @@ def test_no_caption_column(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "m.csv", ["image", "note"], [["digit_0.png", "x"]])
     with pytest.raises(DatasetError, match="m.csv: no caption column.*--text-column"):
         load_dataset(path)
+
+
+# ------------------------------------------------- issue #24: every caption kept exactly as written, in order
+
+
+def test_caption_and_numbered_caption_columns_all_count(tmp_path: Path) -> None:
+    """``caption,caption_1`` (what the test-data generators write) gives two captions per image, not one."""
+    write_digits(tmp_path, list(range(5)))
+    rows = [[f"digit_{i}.png", f"plain {i}", f"first {i}"] for i in range(5)]
+    ds = load_dataset(write_csv(tmp_path / "m.csv", ["image", "caption", "caption_1"], rows))
+    assert ds.counts() == {"image": 5, "text": 10}
+    assert list(ds.modalities["text"].items) == [c for r in rows for c in r[1:]]
+    assert ds.modalities["text"].location(1) == "m.csv:2 column 'caption_1'"
+
+
+def test_caption_columns_are_ordered_caption_then_by_number(tmp_path: Path) -> None:
+    """``caption`` first, then ``caption_N`` by number: ``caption_10`` after ``caption_2`` (not as text sorts)."""
+    write_digits(tmp_path, [0, 1])
+    header = ["image", "caption_10", "caption_2", "caption", "caption_1", "label"]
+    rows = [["digit_0.png", "ten", "two", "plain", "one", 0], ["digit_1.png", "x10", "x2", "x", "x1", 1]]
+    ds = load_dataset(write_csv(tmp_path / "m.csv", header, rows))
+    assert list(ds.modalities["text"].items) == ["plain", "one", "two", "ten", "x", "x1", "x2", "x10"]
+    np.testing.assert_array_equal(ds.modalities["text"].sample_index, [0, 0, 0, 0, 1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("other", ["text", "captions"])
+def test_two_kinds_of_caption_column_are_not_guessed_between(tmp_path: Path, other: str) -> None:
+    write_digits(tmp_path, [0])
+    path = write_csv(tmp_path / "m.csv", ["image", "caption_1", other], [["digit_0.png", "a zero", "nought"]])
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(path)
+    assert _one_line(exc).startswith(f"m.csv: columns 'caption_1' and '{other}' both hold captions")
+    assert "--text-column" in str(exc.value)
+    both = load_dataset(path, text_columns=["caption_1", other])  # named: both count, in the order given
+    assert list(both.modalities["text"].items) == ["a zero", "nought"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_an_empty_caption_list_is_refused_or_skipped_and_counted(tmp_path: Path, fmt: str) -> None:
+    """``[]`` used to drop the image with no error and no skipped row."""
+    write_digits(tmp_path, [0, 1, 2])
+    rows = [{"image": f"digit_{i}.png", "captions": [f"digit {i}"] if i != 1 else []} for i in range(3)]
+    path = tmp_path / f"m.{fmt}"
+    if fmt == "csv":
+        write_csv(path, ["image", "captions"], [[r["image"], json.dumps(r["captions"])] for r in rows])
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    row = "3" if fmt == "csv" else "2"  # CSV: the line (header = line 1); JSON Lines: the line; Parquet: the row
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(path)
+    assert _one_line(exc).startswith(f"m.{fmt}:{row}: empty caption list in column 'captions'")
+    ds = load_dataset(path, skip_bad=True)
+    assert ds.n_samples == 2 and list(ds.modalities["text"].items) == ["digit 0", "digit 2"]
+    assert ds.extra["skipped"] == [f"m.{fmt}:{row}: empty caption list in column 'captions' (row dropped)"]
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_a_row_with_more_fields_than_the_header_is_refused(tmp_path: Path, delimiter: str) -> None:
+    """``img/a.png,a cat, on a mat`` (an unquoted comma; or an extra tab in a TSV) used to give "a cat"."""
+    write_digits(tmp_path, [0, 1])
+    suffix = "csv" if delimiter == "," else "tsv"
+    path = tmp_path / f"m.{suffix}"
+    lines = ["image,caption", "digit_0.png,a zero", "digit_1.png,a one, on a mat"]
+    path.write_text("\n".join(line.replace(",", delimiter) for line in lines) + "\n")
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(path)
+    message = _one_line(exc)
+    assert message.startswith(f"m.{suffix}:3: 3 fields but the header has 2 columns")
+    assert "quote" in message
+    ds = load_dataset(path, skip_bad=True)
+    assert list(ds.modalities["text"].items) == ["a zero"]
+    assert ds.extra["skipped"] == [f"m.{suffix}:3: 3 fields but the header has 2 columns (row dropped)"]
+
+
+def test_a_duplicated_column_name_is_refused(tmp_path: Path) -> None:
+    """``caption,caption`` used to keep the last of the two."""
+    write_digits(tmp_path, [0])
+    path = tmp_path / "m.csv"
+    path.write_text("image,caption,caption\ndigit_0.png,a zero,nought\n")
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(path)
+    assert _one_line(exc).startswith("m.csv:1: column 'caption' appears twice in the header (columns 2 and 3)")
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"image": "digit_0.png", "caption": "a zero", "caption": "nought"}\n')
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(path)
+    assert _one_line(exc).startswith("m.jsonl:1: key 'caption' appears twice in the object")
+    path = tmp_path / "m.parquet"
+    table = pa.table([pa.array(["digit_0.png"]), pa.array(["a zero"]), pa.array(["nought"])],
+                     names=["image", "caption", "caption"])
+    pq.write_table(table, path)
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(path)
+    assert _one_line(exc).startswith("m.parquet: column 'caption' appears twice (columns 2 and 3)")
+
+
+@pytest.mark.parametrize(
+    "value, fragment",
+    [({"en": "a"}, "column 'caption' holds an object"), (5, "column 'caption' holds a number (5)"),
+     (True, "column 'caption' holds a boolean (true)"), (["a", {"en": "b"}], "column 'caption' holds a list with an object")],
+)
+def test_a_caption_that_is_not_text_is_refused(tmp_path: Path, value: object, fragment: str) -> None:
+    """JSONL ``{"en": "a"}`` used to become the caption "{'en': 'a'}"."""
+    write_digits(tmp_path, [0, 1])
+    path = tmp_path / "m.jsonl"
+    rows = [{"image": "digit_0.png", "caption": "a zero"}, {"image": "digit_1.png", "caption": value}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(path)
+    assert _one_line(exc).startswith(f"m.jsonl:2: {fragment}")
+
+
+def test_a_list_of_captions_in_json_lines_is_several_captions(tmp_path: Path) -> None:
+    write_digits(tmp_path, [0])
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"image": "digit_0.png", "caption": ["a", "b, with a comma", "[c]"]}) + "\n")
+    assert list(load_dataset(path).modalities["text"].items) == ["a", "b, with a comma", "[c]"]
+
+
+def test_skip_bad_lists_each_dropped_caption_and_row_once(tmp_path: Path) -> None:
+    """What ``--skip-bad`` drops, one line each, saying what went: a caption, or a row (never both for one row).
+
+    Rows of another split are not listed: they are not part of the dataset read.
+    """
+    write_digits(tmp_path, list(range(6)))
+    header = ["image", "caption_1", "caption_2", "label", "split"]
+    rows = [
+        ["digit_0.png", "a zero", "nought", 0, "test"],
+        ["digit_1.png", "a one", " ", 1, "test"],           # one blank caption: the caption goes
+        ["digit_2.png", "", "", 2, "test"],                 # no caption left: the row goes, one line
+        ["gone.png", "", "", 3, "test"],                    # missing image: the row goes, one line
+        ["digit_4.png", "a four", "4", "", "test"],         # blank label: the row goes
+        ["digit_5.png", "a five", "5", "", "train"],        # blank label in another split: not listed
+    ]
+    path = write_csv(tmp_path / "m.csv", header, rows)
+    ds = load_dataset(path, split="test", skip_bad=True)
+    assert [p.name for p in ds.modalities["image"].items] == ["digit_0.png", "digit_1.png"]
+    assert list(ds.modalities["text"].items) == ["a zero", "nought", "a one"]
+    assert ds.extra["skipped"] == [
+        "m.csv:6: blank label in column 'label' (row dropped)",
+        "m.csv:3: empty caption in column 'caption_2' (caption dropped)",
+        "m.csv:4: empty caption in column 'caption_1'; empty caption in column 'caption_2' (row dropped)",
+        f"m.csv:5 column 'image': image file not found: {tmp_path / 'gone.png'} (row dropped)",
+    ]

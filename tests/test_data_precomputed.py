@@ -161,3 +161,16 @@ def test_fingerprint_is_stable_and_follows_the_file(tmp_path: Path) -> None:
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert load_dataset(path).fingerprint != base
+
+
+def test_a_classifier_with_fewer_rows_than_classes_names_the_file(capsys, tmp_path: Path) -> None:
+    """Issue #24 item 8: the error came from the zero-shot metric, without the file ("labels must be integers in
+    [0, 3)")."""
+    from cli_helpers import assert_one_line_error, gapdiag
+
+    path = tmp_path / "emb.npz"
+    np.savez(path, image=_vectors(6), text=_vectors(6), labels=np.array([0, 1, 2, 3, 4, 0]),
+             class_embeddings=_vectors(3))
+    code, out, err = gapdiag(capsys, "measure", "-d", path, "--json")
+    assert_one_line_error(code, out, err, "emb.npz: class_embeddings has 3 rows for label 4",
+                          "one row per class id")

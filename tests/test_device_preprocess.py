@@ -182,3 +182,49 @@ def test_nvjpeg_batch_on_cuda_matches_the_pil_path(loaded: Any, tmp_path: Path) 
     reference = torch.stack([loaded.preprocess(Image.open(p).convert("RGB")) for p in paths])
     assert _cosines(pixels.numpy(), reference.numpy()).min() >= 0.999
     assert stats.fallbacks == 3
+
+
+# ------------------------------- issue #24 item 7: the tensor decoder agrees with the reader rules (load_image)
+
+
+def _rotated(folder: Path) -> dict[str, Path]:
+    """Photos stored sideways with an EXIF orientation (JPEG APP1, PNG eXIf, XMP), one upright, a 16-bit PNG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stored = photo_image(0).resize((96, 64), Image.BICUBIC).transpose(Image.Transpose.ROTATE_90)
+    six, one = Image.Exif(), Image.Exif()
+    six[0x0112], one[0x0112] = 6, 1
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    paths = {name: folder / name for name in ("exif6.jpg", "exif1.jpg", "exif6.png", "xmp6.jpg", "deep.png")}
+    stored.save(paths["exif6.jpg"], "JPEG", exif=six.tobytes(), quality=95)
+    stored.save(paths["exif1.jpg"], "JPEG", exif=one.tobytes(), quality=95)
+    stored.save(paths["exif6.png"], "PNG", exif=six.tobytes())
+    stored.save(paths["xmp6.jpg"], "JPEG", xmp=xmp, quality=95)
+    Image.fromarray(np.asarray(stored.convert("L"), dtype=np.uint16) * 257).save(paths["deep.png"])
+    return paths
+
+
+def test_an_exif_orientation_takes_the_pil_decoder(tmp_path: Path) -> None:
+    paths = _rotated(tmp_path)
+    assert fallback_reason(paths["exif6.jpg"].read_bytes()) == "exif orientation"
+    assert fallback_reason(paths["exif6.png"].read_bytes()) == "exif orientation"
+    assert fallback_reason(paths["xmp6.jpg"].read_bytes()) == "exif orientation"
+    assert fallback_reason(paths["exif1.jpg"].read_bytes()) is None  # upright as stored: the tensor decoder
+
+
+def test_the_tensor_path_decodes_as_the_reader_does(loaded: Any, tmp_path: Path) -> None:
+    """Rotated photos and a 16-bit PNG on the ``--preprocess device`` path (CPU tensors here; CUDA takes the same
+    fallbacks): the pixels are load_image's, upright and scaled, not the stored ones."""
+    import torch
+
+    from gapdiag.data.images import load_image
+
+    paths = list(_rotated(tmp_path).values())
+    payloads = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in paths]
+    stats = DecodeStats()
+    images = decode_batch(payloads, torch.device("cpu"), stats, lambda i: load_image(paths[i], paths[i].name))
+    for path, image in zip(paths, images):
+        want = np.asarray(load_image(path, path.name)).transpose(2, 0, 1)
+        assert image.shape == want.shape, path.name  # upright: 96 wide, 64 high
+        if path.name != "exif1.jpg":  # the PIL decoder: the very pixels; exif1.jpg: libjpeg-turbo vs PIL's libjpeg
+            np.testing.assert_array_equal(image.numpy(), want, err_msg=path.name)
+    assert stats.reasons == {"exif orientation": 3, "16-bit png": 1} and stats.decoded == 1

@@ -78,3 +78,56 @@ def test_an_image_rewritten_in_place_right_after_fingerprinting_is_not_a_stale_h
     _restore(image, st)
     assert (image.stat().st_ino, image.stat().st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
     assert load_dataset(manifest).fingerprint != before
+
+
+# ------------------------------------- issue #24: the cache key changes wherever the returned data changes
+
+
+def test_every_field_a_reader_returns_is_in_the_fingerprint(tmp_path, monkeypatch):
+    """A reader that returns other captions, alignment, labels, class names, templates or attributes from the same
+    files gets another fingerprint (so another cache key): the fingerprint hashes what is returned, not only the
+    files. This is why the readers of issue #24 (which return more captions, other labels) need no version bump."""
+    import numpy as np
+
+    from gapdiag.data.base import ImageTextItems, image_text_dataset
+
+    monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
+    _, _ = digits_manifest(tmp_path, n=2)
+    images = sorted((tmp_path / "images").iterdir())
+
+    def fingerprint(captions=(("a", "b"), ("c",)), labels=(0, 1), names=("zero", "one"), templates=("a {}.",),
+                    attributes=("red", "blue")):
+        items = ImageTextItems()
+        for image, caps in zip(images, captions):
+            items.add(image, image.name, [(c, image.name) for c in caps])
+        return image_text_dataset(name="d", source="d", format="manifest", items=items, files=images,
+                                  labels=np.asarray(labels, np.int64), class_names=list(names),
+                                  templates=templates, attributes={"color": list(attributes)}).fingerprint
+
+    base = fingerprint()
+    assert fingerprint() == base
+    changed = [fingerprint(captions=(("a",), ("c",))),               # a caption dropped (caption,caption_1)
+               fingerprint(captions=(("a",), ("b", "c"))),           # a caption moved to another sample
+               fingerprint(captions=(("a", "b"), ("c", "[c]"))),     # a caption added
+               fingerprint(labels=(1, 1)), fingerprint(names=("0", "1")), fingerprint(templates=("{}",)),
+               fingerprint(attributes=("red", "red"))]
+    assert len({base, *changed}) == len(changed) + 1
+
+
+def test_the_image_decode_rule_is_in_the_cache_key(tmp_path, monkeypatch):
+    """Decoding changed (16-bit and float images scaled, EXIF orientation applied): vectors of images decoded the
+    old way must not be reused, so the decode rule's version is part of the key of every dataset with images."""
+    from gapdiag import encode
+    from gapdiag.api import bundled_checkpoint
+    from gapdiag.data.images import IMAGE_DECODE_VERSION
+    from gapdiag.models import resolve_model
+
+    monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
+    manifest, _ = digits_manifest(tmp_path, n=3)
+    dataset = load_dataset(manifest)
+    spec = resolve_model(bundled_checkpoint(), None)
+    key = encode.embedding_key(dataset, spec, precision="fp32", dtype="float32")
+    assert IMAGE_DECODE_VERSION >= 2
+    monkeypatch.setattr(encode, "IMAGE_DECODE_VERSION", IMAGE_DECODE_VERSION - 1)
+    assert encode.embedding_key(dataset, spec, precision="fp32", dtype="float32") != key
+    assert encode.embedding_key(dataset, spec, precision="fp32", dtype="float32", preprocess="device") != key

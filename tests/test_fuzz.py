@@ -190,6 +190,50 @@ def test_fuzz_jsonl_manifest(images, data):
         check_dataset(result)
 
 
+CAPTION_LAYOUT = ["caption", "caption_1", "caption_2", "caption_3", "caption_10"]  # the documented order
+caption_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(",\t\"'[]{} "),
+                       min_size=1, max_size=12).filter(lambda t: t.strip() and not t.strip().startswith("["))
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_manifest_keeps_captions_and_labels_as_written(images, data):
+    """Issue #24: a valid manifest (any caption columns of the ``caption``/``caption_N`` kind in any header order,
+    captions with commas, tabs, quotes and braces, labels as ids or as names) reads back exactly as written:
+    every caption, in the documented order (``caption``, then ``caption_N`` by number), and every label."""
+    import csv
+
+    from gapdiag.data import load_dataset
+
+    CASES["manifest as written"] = CASES.get("manifest as written", 0) + 1
+    columns = data.draw(st.lists(st.sampled_from(CAPTION_LAYOUT), min_size=1, max_size=5, unique=True))
+    n = data.draw(st.integers(1, 5))
+    captions = [{c: data.draw(caption_text) for c in columns} for _ in range(n)]
+    kind = data.draw(st.sampled_from(["none", "ids", "names"]))
+    labels = [data.draw(st.integers(0, 30) if kind == "ids" else st.sampled_from(["cat", "dog", "émeu", "9a"]))
+              for _ in range(n)] if kind != "none" else []
+    fmt = data.draw(st.sampled_from(["csv", "tsv", "jsonl"]))
+    rows = [{"image": f"images/digit_{i}.png", **captions[i], **({"label": labels[i]} if labels else {})}
+            for i in range(n)]
+    path = fresh(images, f"m.{fmt}")
+    link_images(images, path.parent)
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    else:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="," if fmt == "csv" else "\t")
+            writer.writeheader()
+            writer.writerows(rows)
+    ds = load_dataset(path)
+    order = [c for c in CAPTION_LAYOUT if c in columns]
+    assert list(ds.modalities["text"].items) == [captions[i][c].strip() for i in range(n) for c in order]
+    assert ds.modalities["text"].sample_index.tolist() == [i for i in range(n) for _ in order]
+    if kind == "ids":
+        assert ds.labels.tolist() == labels and ds.class_names is None
+    elif kind == "names":
+        assert [ds.class_names[y] for y in ds.labels] == labels
+
+
 def test_a_jsonl_row_without_a_column_is_a_one_line_error(images):
     """Found by the long run: a row missing a key the other rows have raised KeyError (a traceback)."""
     from gapdiag.data import load_dataset

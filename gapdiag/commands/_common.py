@@ -123,10 +123,12 @@ ImageColumnOpt = Annotated[str | None, typer.Option(
     "--image-column", help="Manifest column of image paths (default: image, image_path, filepath or path).",
     rich_help_panel="Data")]
 TextColumnOpt = Annotated[list[str] | None, typer.Option(
-    "--text-column", help="Manifest caption column; repeat for several captions per image (default: caption, "
-                          "text, captions or caption_1..n).", rich_help_panel="Data")]
+    "--text-column", help="Manifest caption column; repeat for several captions per image, in that order "
+                          "(default: every caption and caption_1..N column, caption first, then by number; else "
+                          "text or captions).", rich_help_panel="Data")]
 LabelColumnOpt = Annotated[str | None, typer.Option(
-    "--label-column", help="Manifest class-label column (default: label).", rich_help_panel="Data")]
+    "--label-column", help="Manifest class-label column (default: label); class ids (0, 1, 2, ...) or class "
+                           "names, one type per dataset.", rich_help_panel="Data")]
 ClassNameColumnOpt = Annotated[str | None, typer.Option(
     "--class-name-column", help="Manifest column of class names for zero-shot prompts (default: class_name).",
     rich_help_panel="Data")]

@@ -121,9 +121,10 @@ def load_dataset(
         split: Keep one split (manifest ``split`` column, an image folder's ``<split>/`` sub-folder, or the
             Hugging Face shards of that split).
         image_root: COCO only: the folder ``file_name`` is relative to.
-        skip_bad: Leave out rows whose image file is missing or whose caption/label is blank (listed in
-            ``extra["skipped"]``) instead of failing. Images are not decoded here; undecodable images are
-            skipped by the embed step, which calls :func:`load_image`.
+        skip_bad: Leave out bad rows and blank captions instead of failing (a missing image, a blank caption or
+            label, an empty caption list, a row with too many fields, the rest of a truncated shard); each drop
+            is one line in ``extra["skipped"]`` saying what was dropped (docs/datasets.md). Images are not
+            decoded here; undecodable images are skipped by the embed step, which calls :func:`load_image`.
 
     Raises:
         DatasetError: Unreadable data (the message names the file, row and column, and the fix).

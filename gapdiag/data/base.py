@@ -115,6 +115,22 @@ def not_utf8(data: bytes, where: str, fix: str = "re-save the file as UTF-8") ->
     return DatasetError(f"{where}: not UTF-8 text; {fix}")
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice (``json.loads`` would keep the last value silently); ``args[0]`` is the key."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for the readers' JSON: the object as a dict, or :class:`DuplicateKey`."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def hash_json(obj: Any) -> str:
     """SHA-256 of a JSON-serialisable object with sorted keys (stable across runs and platforms)."""
     payload = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
@@ -167,6 +183,29 @@ def _fingerprint_memo(stat_key: str) -> Path | None:
 # Helpers shared by the readers in this package.
 # ---------------------------------------------------------------------------------------------------------
 
+
+@dataclass
+class Skips:
+    """Bad rows of one read: the first raises, or with ``skip_bad`` each is dropped and listed.
+
+    Every line says what was dropped (``"m.csv:4: empty caption in column 'caption_2' (caption dropped)"``); the
+    lines become ``PairedDataset.extra["skipped"]``, which the CLI prints one per line (``skipped: ...``) and the
+    report keeps in its provenance, so the count of skips is the count of lines.
+    """
+
+    skip_bad: bool
+    lines: list[str] = field(default_factory=list)
+
+    def bad(self, problem: str, fix: str, dropped: str) -> None:
+        """``problem`` (``"file:row: what is wrong"``): raise it with ``fix``, or list it with what was ``dropped``.
+
+        Raises:
+            DatasetError: ``"{problem} ({fix})"`` unless ``skip_bad``.
+        """
+        if not self.skip_bad:
+            raise DatasetError(f"{problem} ({fix})")
+        self.lines.append(f"{problem} ({dropped} dropped)")
+
 def is_existing_file(path: Path) -> bool:
     """``path.is_file()`` for a path read from a data file: a name the OS refuses (too long, a NUL byte) is no file.
 
@@ -179,62 +218,11 @@ def is_existing_file(path: Path) -> bool:
         return False
 
 
-#: Bumped whenever a reader changes what it produces from the same files, so old cache entries stop matching.
+#: Bumped whenever a reader changes what it produces from the same files in a way the fingerprint does not see,
+#: so old cache entries stop matching. Not bumped for the readers of issue #24: what they return (captions and
+#: their alignment, labels, class names) is hashed as returned (:func:`image_text_dataset`), so the fingerprint
+#: changes exactly for the files read differently, and reports of data read as before stay comparable.
 DATA_FINGERPRINT_VERSION = 1
-
-
-def encode_labels(values: Sequence[Any], where: str) -> tuple[NDArray[np.int64], list[str] | None]:
-    """Turn raw per-sample labels into class ids.
-
-    Integers (or strings holding integers) are kept as class ids; any other strings are mapped to ids in
-    sorted order, and the sorted strings become the class names.
-
-    Args:
-        values: One non-blank label per sample (ints or strings).
-        where: File (and column) the labels came from, for the error message.
-
-    Returns:
-        ``(labels, class_names)``; ``class_names`` is ``None`` for integer labels.
-
-    Raises:
-        DatasetError: A negative integer label.
-    """
-    texts = [str(v).strip() for v in values]
-    try:
-        ids = np.array([int(t) for t in texts], dtype=np.int64)
-    except ValueError:
-        names = sorted(set(texts))
-        index = {name: i for i, name in enumerate(names)}
-        return np.array([index[t] for t in texts], dtype=np.int64), names
-    if ids.size and ids.min() < 0:
-        raise DatasetError(f"{where}: negative class label {int(ids.min())} (labels must be 0, 1, 2, ...)")
-    return ids, None
-
-
-def class_names_by_id(
-    labels: NDArray[np.int64], names: Sequence[str], locations: Sequence[str], what: str
-) -> list[str]:
-    """``class_names[id]`` from a per-sample class name; every label id must map to one name.
-
-    Args:
-        labels: Class id per sample.
-        names: Class name per sample.
-        locations: Where each sample came from, for the error message.
-        what: What holds the names (e.g. ``"column 'class_name'"``).
-
-    Raises:
-        DatasetError: One label id with two different names.
-    """
-    by_id: dict[int, tuple[str, str]] = {}
-    for label, name, loc in zip(labels.tolist(), names, locations):
-        seen = by_id.setdefault(label, (name, loc))
-        if seen[0] != name:
-            raise DatasetError(
-                f"{loc}: {what} {name!r} for label {label} differs from {seen[0]!r} at {seen[1]} "
-                f"(use one name per label)"
-            )
-    # Ids that never occur get their number as name: prompts for them are never matched to a sample.
-    return [by_id[i][0] if i in by_id else str(i) for i in range(max(by_id) + 1)] if by_id else []
 
 
 def check_templates(templates: Sequence[str]) -> tuple[str, ...]:

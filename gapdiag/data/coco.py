@@ -10,8 +10,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gapdiag.data.base import ImageTextItems, PairedDataset, image_text_dataset, is_existing_file, not_utf8
-from gapdiag.data.images import missing_image_message
+from gapdiag.data.base import (
+    DuplicateKey,
+    ImageTextItems,
+    PairedDataset,
+    Skips,
+    image_text_dataset,
+    is_existing_file,
+    not_utf8,
+    unique_keys,
+)
+from gapdiag.data.columns import captions_in_cell, describe_value, is_blank
+from gapdiag.data.images import image_path_problem
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 from gapdiag.fsutil import loads_json
@@ -21,15 +31,18 @@ def load_json(path: Path) -> Any:
     """Parse a JSON file.
 
     Raises:
-        DatasetError: Not UTF-8, or invalid JSON; the message gives the line and column.
+        DatasetError: Not UTF-8, invalid JSON (the message gives the line and column), or an object that repeats
+            a key (JSON would keep the last value silently).
     """
     try:
         with open(path, encoding="utf-8-sig") as f:
-            return loads_json(f.read())
+            return loads_json(f.read(), object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         raise DatasetError(
             f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); fix the file"
         ) from None
+    except DuplicateKey as exc:
+        raise DatasetError(f"{path}: key {exc.args[0]!r} appears twice in one object; keep one") from None
     except UnicodeDecodeError:
         raise not_utf8(path.read_bytes(), str(path)) from None
 
@@ -95,49 +108,21 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
     data = load_json(path)
     if not is_coco_data(data):
         raise DatasetError(f"{name}: not a COCO captions file (needs 'images' and 'annotations' lists)")
-    skipped: list[str] = []
+    skips = Skips(skip_bad)
+    images_meta = _images_by_id(data["images"], name)
+    captions_of = _captions_by_image(data["annotations"], images_meta, name, skips)
 
-    def bad(message: str) -> None:
-        if not skip_bad:
-            raise DatasetError(message)
-        skipped.append(message.split(" (")[0])
-
-    images_meta: dict[Any, dict[str, Any]] = {}
-    for k, img in enumerate(data["images"]):
-        if not isinstance(img, dict) or "id" not in img or not str(img.get("file_name", "")).strip():
-            raise DatasetError(f"{name}: images[{k}] needs an 'id' and a 'file_name'")
-        if not isinstance(img["id"], (int, str)):
-            raise DatasetError(f"{name}: images[{k}] has id {img['id']!r}; ids must be integers or strings")
-        if img["id"] in images_meta:
-            raise DatasetError(f"{name}: images[{k}] repeats image id {img['id']} (ids must be unique)")
-        images_meta[img["id"]] = img
-    if not images_meta:
-        raise DatasetError(f"{name}: the dataset is empty ('images' has no entries)")
-
-    captions_of: dict[Any, list[tuple[str, str]]] = {i: [] for i in images_meta}
-    for k, ann in enumerate(data["annotations"]):
-        where = f"{name}: annotations[{k}]"
-        if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), (int, str)):
-            raise DatasetError(f"{where} needs an 'image_id' (an integer or a string)")
-        if ann["image_id"] not in captions_of:
-            bad(f"{where} refers to unknown image id {ann['image_id']} (fix the id or pass --skip-bad)")
-            continue
-        caption = str(ann.get("caption") or "").strip()
-        if not caption:
-            bad(f"{where}: empty caption for image id {ann['image_id']} (write one or pass --skip-bad)")
-            continue
-        captions_of[ann["image_id"]].append((caption, f"{name}: annotations[{k}]"))
-
-    root = _resolve_image_root(path, str(next(iter(images_meta.values()))["file_name"]), image_root)
+    root = _resolve_image_root(path, next(iter(images_meta.values()))["file_name"], image_root)
     items = ImageTextItems()
     for k, (image_id, img) in enumerate(images_meta.items()):
         where = f"{name}: images[{k}] (id {image_id})"
         if not captions_of[image_id]:
-            bad(f"{where} has no caption (add one or pass --skip-bad)")
+            skips.bad(f"{where} has no caption", "add one or pass --skip-bad", "image")
             continue
-        file = root / str(img["file_name"])
-        if not is_existing_file(file):
-            bad(missing_image_message(where, file))
+        file = root / img["file_name"]
+        problem = image_path_problem(file)
+        if problem is not None:
+            skips.bad(f"{where}: {problem}", "fix the path or pass --skip-bad", "image")
             continue
         items.add(file, where, captions_of[image_id])
 
@@ -148,8 +133,63 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
         items=items,
         files=items.images,
         options={"image_root": str(root), "skip_bad": skip_bad},
-        skipped=skipped,
+        skipped=skips.lines,
     )
+
+
+def _images_by_id(images: list[Any], name: str) -> dict[Any, dict[str, Any]]:
+    """``images`` by id, checked: every entry an object with a unique integer or string ``id`` and a file name.
+
+    Raises:
+        DatasetError: Naming the entry (``images[3]``) and what is wrong with it.
+    """
+    images_meta: dict[Any, dict[str, Any]] = {}
+    for k, img in enumerate(images):
+        if not isinstance(img, dict) or "id" not in img or is_blank(img.get("file_name")):
+            raise DatasetError(f"{name}: images[{k}] needs an 'id' and a 'file_name'")
+        if not isinstance(img["id"], (int, str)) or isinstance(img["id"], bool):
+            raise DatasetError(f"{name}: images[{k}] has id {img['id']!r}; ids must be integers or strings")
+        if not isinstance(img["file_name"], str):
+            raise DatasetError(f"{name}: images[{k}] field 'file_name' holds {describe_value(img['file_name'])}, "
+                               f"not text (write the file name as a string)")
+        if img["id"] in images_meta:
+            raise DatasetError(f"{name}: images[{k}] repeats image id {img['id']} (ids must be unique)")
+        images_meta[img["id"]] = img
+    if not images_meta:
+        raise DatasetError(f"{name}: the dataset is empty ('images' has no entries)")
+    return images_meta
+
+
+def _captions_by_image(annotations: list[Any], images_meta: dict[Any, Any], name: str,
+                       skips: Skips) -> dict[Any, list[tuple[str, str]]]:
+    """Every image's ``(caption, location)`` pairs from ``annotations``, as written.
+
+    An annotation's ``caption`` is a string, or a list of strings (several captions); anything else is an error
+    naming it. A caption of an unknown image id, a blank caption or an empty list fails, or is dropped with
+    ``skip_bad`` (one line each).
+    """
+    captions_of: dict[Any, list[tuple[str, str]]] = {i: [] for i in images_meta}
+    for k, ann in enumerate(annotations):
+        where = f"{name}: annotations[{k}]"
+        if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), (int, str)) or isinstance(
+                ann.get("image_id"), bool):
+            raise DatasetError(f"{where} needs an 'image_id' (an integer or a string)")
+        image_id = ann["image_id"]
+        if image_id not in captions_of:
+            skips.bad(f"{where} refers to unknown image id {image_id}", "fix the id or pass --skip-bad",
+                      "annotation")
+            continue
+        captions = captions_in_cell(ann.get("caption"), f"{where} field 'caption'", text_lists=False)
+        if captions == []:
+            skips.bad(f"{where}: empty caption list for image id {image_id}", "write one or pass --skip-bad",
+                      "annotation")
+        for caption in [""] if captions is None else captions:
+            if not caption.strip():
+                skips.bad(f"{where}: empty caption for image id {image_id}", "write one or pass --skip-bad",
+                          "caption")
+                continue
+            captions_of[image_id].append((caption.strip(), where))
+    return captions_of
 
 
 #: A folder with more top-level ``.json`` files than this holds per-sample sidecars, not COCO annotation files;

@@ -33,12 +33,19 @@ from gapdiag.data.base import (
     DEFAULT_TEMPLATES,
     ImageTextItems,
     PairedDataset,
-    encode_labels,
+    Skips,
     image_text_dataset,
-    is_existing_file,
 )
-from gapdiag.data.columns import caption_columns, captions_in_cell, is_blank, pick_column
-from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage
+from gapdiag.data.columns import (
+    caption_columns,
+    column_sources,
+    duplicated_column,
+    is_blank,
+    pick_column,
+    sample_captions,
+)
+from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage, image_path_problem
+from gapdiag.data.labels import encode_labels
 from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
@@ -161,7 +168,7 @@ def read_hf_parquet(
 
     labels, class_names = None, columns.class_names
     if columns.label is not None:
-        labels, names = encode_labels(raw_labels, f"{shards[0].name} column {columns.label!r}")
+        labels, names = encode_labels(raw_labels, items.image_locations)
         class_names = names if names is not None else class_names
     templates = tuple(templates) if templates else DEFAULT_TEMPLATES
     if not columns.captions and labels is not None and class_names is not None:
@@ -208,6 +215,10 @@ def _hf_columns(shard: Path, *, image_column: str | None, text_columns: Sequence
         DatasetError: No image column, or neither a caption column nor ``ClassLabel`` names.
     """
     schema = read_schema(shard)
+    twice = duplicated_column(schema.names)
+    if twice:
+        raise DatasetError(f"{shard.name}: column {twice[0]!r} appears twice (columns {twice[1]} and {twice[2]}); "
+                           f"rename one")
     image = _image_column(schema, image_column, shard)
     captions = caption_columns(schema.names, text_columns, shard)
     label = pick_column(schema.names, label_column, ("label", "labels"), shard, "label", "--label-column")
@@ -229,13 +240,7 @@ def _read_rows(shards: Sequence[Path], columns: _HfColumns,
             a blank caption or a blank label.
     """
     img_col, cap_cols, label_col = columns.image, columns.captions, columns.label
-    items, skipped, raw_labels = ImageTextItems(), [], []
-
-    def bad(message: str) -> None:
-        if not skip_bad:
-            raise DatasetError(f"{message} (fix the row or pass --skip-bad)")
-        skipped.append(message)
-
+    items, skips, raw_labels = ImageTextItems(), Skips(skip_bad), []
     for shard in shards:
         missing = [c for c in columns.needed if c not in read_schema(shard).names]
         if missing:
@@ -247,20 +252,17 @@ def _read_rows(shards: Sequence[Path], columns: _HfColumns,
                 loc = f"{shard.name}:{row}"
                 image = _image_item(shard, group, index, img_col, row, has_bytes[index], paths[index])
                 if isinstance(image, str):
-                    bad(f"{loc} column {img_col!r}: {image}")
-                    continue
-                every = _row_captions(cell, cap_cols, loc)
-                caps = [(c, where) for c, where in every if c]
-                if len(caps) < len(every):
-                    bad(f"{loc}: empty caption")  # with skip_bad: drop the blank ones, keep the rest
-                if cap_cols and not caps:
+                    skips.bad(f"{loc} column {img_col!r}: {image}", "fix the row or pass --skip-bad", "row")
                     continue
                 if label_col is not None and is_blank(cell.get(label_col)):
-                    bad(f"{loc}: blank label in column {label_col!r}")
+                    skips.bad(f"{loc}: blank label in column {label_col!r}", "fix the row or pass --skip-bad", "row")
+                    continue
+                caps = sample_captions(column_sources(cell, cap_cols, loc), loc, skips, text_lists=False)
+                if cap_cols and not caps:
                     continue
                 items.add(image, loc, caps)
                 raw_labels.append(None if label_col is None else cell.get(label_col))
-    return items, raw_labels, skipped
+    return items, raw_labels, skips.lines
 
 
 def _read_cells(
@@ -303,17 +305,9 @@ def _image_item(
         return ParquetImage(shard, group, index, column, row)
     if path:  # datasets stores only the path when the image was never embedded: a file beside the shard
         file = Path(path) if Path(path).is_absolute() else shard.parent / path
-        return file if is_existing_file(file) else f"no image bytes, and image file not found: {file}"
+        problem = image_path_problem(file)
+        return file if problem is None else f"no image bytes, and {problem}"
     return "no image (null)"
-
-
-def _row_captions(cell: dict[str, Any], columns: Sequence[str], loc: str) -> list[tuple[str, str]]:
-    out = []
-    for col in columns:
-        values = captions_in_cell(cell.get(col))
-        for caption in [""] if values is None else values:
-            out.append((caption.strip(), f"{loc} column {col!r}"))
-    return out
 
 
 def _detect(spec: str) -> str | None:

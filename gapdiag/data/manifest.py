@@ -4,9 +4,10 @@ Columns (auto-detected by name unless given):
 
 - image path (``image``, ``image_path``, ``filepath``, ``path``, ``file_name``, ``filename``), relative to the
   manifest's folder or absolute;
-- captions: ``caption`` / ``text`` / ``captions``, or ``caption_1`` .. ``caption_n``. Several columns, or a cell
-  holding a JSON list of strings, give several captions of the same image (1:N in modality ``"text"``);
-- optional ``label`` (ints are class ids; strings map to ids in sorted order and become the class names),
+- captions: every ``caption`` and ``caption_1`` .. ``caption_N`` column (``caption`` first, then by number), or
+  ``text``, or ``captions`` (:func:`gapdiag.data.columns.caption_columns`). Several columns, or a cell holding a
+  list of strings, give several captions of the same image (1:N in modality ``"text"``), each as written;
+- optional ``label`` (class ids or class names, one type per dataset: :mod:`gapdiag.data.labels`),
   ``class_name``, ``split`` (filtered by ``split=``) and attribute columns (``color``, ``shape``, ...).
 
 Every error names the row as ``manifest.csv:17``: the line number in CSV/TSV (header = line 1) and JSON Lines
@@ -15,8 +16,6 @@ files, the 1-based row number in Parquet files.
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,19 +29,23 @@ from gapdiag.data.base import (
     DEFAULT_TEMPLATES,
     ImageTextItems,
     PairedDataset,
-    class_names_by_id,
-    encode_labels,
+    Skips,
     image_text_dataset,
-    is_existing_file,
-    not_utf8,
 )
-from gapdiag.data.columns import CAPTION_COLUMNS, caption_columns, captions_in_cell, is_blank, pick_column
-from gapdiag.data.images import missing_image_message
+from gapdiag.data.columns import (
+    CAPTION_COLUMNS,
+    caption_columns,
+    column_sources,
+    is_blank,
+    pick_column,
+    sample_captions,
+)
+from gapdiag.data.images import image_path_problem
+from gapdiag.data.labels import class_names_by_id, encode_labels
 from gapdiag.data.registry import register_reader
+from gapdiag.data.tables import MANIFEST_SUFFIXES, Table, read_table
 from gapdiag.errors import DatasetError
-from gapdiag.fsutil import loads_json
 
-MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".jsonl", ".parquet")
 MANIFEST_NAMES: tuple[str, ...] = tuple(f"manifest{s}" for s in MANIFEST_SUFFIXES)
 IMAGE_COLUMNS: tuple[str, ...] = ("image", "image_path", "filepath", "path", "file_name", "filename")
 LABEL_COLUMNS: tuple[str, ...] = ("label",)
@@ -50,16 +53,6 @@ CLASS_NAME_COLUMNS: tuple[str, ...] = ("class_name", "classname")
 SPLIT_COLUMN = "split"
 #: Columns read as per-sample attributes (``PairedDataset.attributes``) when present and not named otherwise.
 ATTRIBUTE_COLUMNS: tuple[str, ...] = ("color", "colour", "shape", "size", "position", "material", "texture")
-
-
-@dataclass
-class Table:
-    """Rows of a manifest as dicts, with the location of each row for messages."""
-
-    path: Path
-    columns: list[str]
-    rows: list[dict[str, Any]]
-    locations: list[str]
 
 
 def find_manifest(directory: Path) -> Path | None:
@@ -89,101 +82,13 @@ def find_manifest(directory: Path) -> Path | None:
     return tables[0] if tables else None
 
 
-def read_table(path: Path) -> Table:
-    """Read a CSV/TSV/JSONL/Parquet table with every cell as read (strings for CSV/TSV).
-
-    Raises:
-        DatasetError: The file is missing, malformed, or has no data rows.
-    """
-    if not path.is_file():
-        raise DatasetError(f"{path}: manifest not found (check the path)")
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        table = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
-    elif suffix == ".jsonl":
-        table = _read_jsonl(path)
-    elif suffix == ".parquet":
-        table = _read_parquet(path)
-    else:
-        raise DatasetError(f"{path}: not a manifest (use one of {', '.join(MANIFEST_SUFFIXES)})")
-    if not table.rows:
-        raise DatasetError(f"{path}: the manifest has no data rows (add one row per image)")
-    return table
-
-
-def _text_errors(path: Path, read: Any) -> Table:
-    """Run ``read(path)`` and turn encoding and CSV syntax errors into one-line messages naming the file."""
-    try:
-        return read(path)
-    except UnicodeDecodeError:
-        raise not_utf8(path.read_bytes(), path.name) from None
-    except csv.Error as exc:
-        raise DatasetError(f"{path.name}: malformed table ({exc}); check the delimiter and quoting") from None
-
-
-def _read_delimited(path: Path, delimiter: str) -> Table:
-    return _text_errors(path, lambda p: _read_delimited_utf8(p, delimiter))
-
-
-def _read_delimited_utf8(path: Path, delimiter: str) -> Table:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            return Table(path, [], [], [])
-        columns = [c.strip() for c in header]
-        rows, locations = [], []
-        start = reader.line_num + 1
-        for record in reader:
-            if any(cell.strip() for cell in record):
-                record = record + [""] * (len(columns) - len(record))
-                rows.append(dict(zip(columns, record)))
-                locations.append(f"{path.name}:{start}")
-            # A quoted cell may span lines: the next record starts after the last line this one used.
-            start = reader.line_num + 1
-    return Table(path, columns, rows, locations)
-
-
-def _read_jsonl(path: Path) -> Table:
-    return _text_errors(path, _read_jsonl_utf8)
-
-
-def _read_jsonl_utf8(path: Path) -> Table:
-    columns: dict[str, None] = {}
-    rows, locations = [], []
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = loads_json(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(
-                    f"{path.name}:{lineno}: invalid JSON at column {exc.colno} ({exc.msg}); "
-                    f"write one object per line"
-                ) from None
-            if not isinstance(row, dict):
-                raise DatasetError(
-                    f"{path.name}:{lineno}: expected a JSON object per line, got {type(row).__name__}"
-                )
-            columns.update(dict.fromkeys(row))
-            rows.append(row)
-            locations.append(f"{path.name}:{lineno}")
-    # A key missing from a row is a blank cell (as in CSV), not a KeyError later (found by fuzzing).
-    rows = [{c: row.get(c) for c in columns} for row in rows]
-    return Table(path, list(columns), rows, locations)
-
-
-def _read_parquet(path: Path) -> Table:
-    arrow = parquet.read_table(path)
-    rows = parquet.readable(path, lambda _: arrow.to_pylist())
-    return Table(path, arrow.column_names, rows, [f"{path.name}:{i + 1}" for i in range(len(rows))])
-
-
 def _labels(
-    table: Table, label_col: str | None, cname_col: str | None, skip_bad: bool, skipped: list[str]
+    table: Table, label_col: str | None, cname_col: str | None, wanted: NDArray[np.bool_], skips: Skips
 ) -> tuple[NDArray[np.bool_], NDArray[np.int64] | None, list[str] | None]:
-    """Class id of every row (-1 where blank and skipped), over all rows so that every split shares the ids.
+    """Class id of every row (-1 where blank), over all rows so that every split shares the ids.
+
+    A blank label fails (anywhere in the file), or with ``skip_bad`` drops its row; only rows in ``wanted`` (the
+    split read) are listed as dropped.
 
     Returns:
         ``(rows kept, labels per row or None, class names or None)``.
@@ -194,17 +99,12 @@ def _labels(
         return keep, None, None
     for i, row in enumerate(rows):
         if is_blank(row.get(label_col)):
-            if not skip_bad:
-                raise DatasetError(
-                    f"{locs[i]}: blank label in column {label_col!r} "
-                    f"(fill every row, drop the column, or pass --skip-bad)"
-                )
-            skipped.append(f"{locs[i]}: blank label in column {label_col!r}")
+            problem = f"{locs[i]}: blank label in column {label_col!r}"
+            if wanted[i] or not skips.skip_bad:  # fails in any split; listed as dropped in the split read
+                skips.bad(problem, "fill every row, drop the column, or pass --skip-bad", "row")
             keep[i] = False
     kept = np.flatnonzero(keep)
-    encoded, class_names = encode_labels(
-        [rows[i][label_col] for i in kept], f"{table.path.name} column {label_col!r}"
-    )
+    encoded, class_names = encode_labels([rows[i][label_col] for i in kept], [locs[i] for i in kept])
     if cname_col is not None and cname_col != label_col:
         class_names = class_names_by_id(
             encoded,
@@ -217,9 +117,11 @@ def _labels(
     return keep, labels, class_names
 
 
-def _split_mask(table: Table, split_col: str | None, split: str) -> NDArray[np.bool_]:
-    """Rows whose split column equals ``split``."""
+def _split_mask(table: Table, split_col: str | None, split: str | None) -> NDArray[np.bool_]:
+    """Rows whose split column equals ``split`` (every row for ``None``)."""
     name = table.path.name
+    if split is None:
+        return np.ones(len(table.rows), dtype=bool)
     if split_col is None:
         raise DatasetError(
             f"{name}: split {split!r} asked for but there is no {SPLIT_COLUMN!r} column (add one or drop --split)"
@@ -231,41 +133,19 @@ def _split_mask(table: Table, split_col: str | None, split: str) -> NDArray[np.b
     return mask
 
 
-def _row_image(table: Table, i: int, column: str, skip_bad: bool, skipped: list[str]) -> Path | None:
+def _row_image(table: Table, i: int, column: str, skips: Skips) -> Path | None:
     """Row ``i``'s image path (relative to the manifest's folder); ``None`` if skipped as blank or missing."""
     loc, raw = table.locations[i], table.rows[i].get(column)
     if is_blank(raw):
-        problem = f"{loc}: empty image path in column {column!r}"
-        if not skip_bad:
-            raise DatasetError(f"{problem} (fill it or pass --skip-bad)")
-        skipped.append(problem)
+        skips.bad(f"{loc}: empty image path in column {column!r}", "fill it or pass --skip-bad", "row")
         return None
     image = Path(str(raw).strip()).expanduser()
     image = image if image.is_absolute() else table.path.parent / image
-    if not is_existing_file(image):
-        if not skip_bad:
-            raise DatasetError(missing_image_message(f"{loc} column {column!r}", image))
-        skipped.append(f"{loc}: image file not found: {image}")
+    problem = image_path_problem(image)
+    if problem is not None:
+        skips.bad(f"{loc} column {column!r}: {problem}", "fix the path or pass --skip-bad", "row")
         return None
     return image
-
-
-def _row_captions(
-    table: Table, i: int, columns: Sequence[str], skip_bad: bool, skipped: list[str]
-) -> list[tuple[str, str]]:
-    """Row ``i``'s ``(caption, location)`` pairs, in column order; blank ones fail or are skipped."""
-    loc, out = table.locations[i], []
-    for col in columns:
-        cell = captions_in_cell(table.rows[i].get(col))
-        for cap in [""] if cell is None else cell:
-            if not cap.strip():
-                problem = f"{loc}: empty caption in column {col!r}"
-                if not skip_bad:
-                    raise DatasetError(f"{problem} (write one, or pass --skip-bad to drop it)")
-                skipped.append(problem)
-                continue
-            out.append((cap.strip(), f"{loc} column {col!r}"))
-    return out
 
 
 def read_manifest(
@@ -295,28 +175,29 @@ def read_manifest(
         attribute_columns: Per-sample attribute columns (default: those of :data:`ATTRIBUTE_COLUMNS` present).
         templates: Zero-shot prompt templates with one ``{}`` (default ``("a photo of a {}.",)``).
         split: Keep only rows whose ``split`` column equals this.
-        skip_bad: Drop rows with a missing image file, a blank label or no caption, and blank captions,
-            instead of failing; they are listed in ``extra["skipped"]``. Images are not decoded here.
+        skip_bad: Drop bad rows (a missing image, a blank label, no caption, too many fields) and blank captions
+            instead of failing; each drop is one line in ``extra["skipped"]`` saying what was dropped
+            (docs/datasets.md, "Bad input and skip_bad"). Images are not decoded here.
 
     Raises:
         DatasetError: A missing column, image, caption or label, with its row and column.
     """
-    table = read_table(path)
+    skips = Skips(skip_bad)
+    table = read_table(path, skips)
     columns = _manifest_columns(table, image_column=image_column, text_columns=text_columns,
                                 label_column=label_column, class_name_column=class_name_column,
                                 attribute_columns=attribute_columns)
     templates = tuple(templates) if templates else DEFAULT_TEMPLATES
 
-    skipped: list[str] = []
-    keep, labels_all, class_names = _labels(table, columns.label, columns.class_name, skip_bad, skipped)
-    if split is not None:
-        keep &= _split_mask(table, columns.split, split)
+    wanted = _split_mask(table, columns.split, split)
+    keep, labels_all, class_names = _labels(table, columns.label, columns.class_name, wanted, skips)
+    keep &= wanted
     if not columns.captions and not (labels_all is not None and class_names is not None):
         raise DatasetError(
             f"{path.name}: no caption column (looked for {', '.join(CAPTION_COLUMNS)}, caption_1.."
             f"caption_n; columns: {', '.join(table.columns)}); name it with --text-column"
         )
-    items, sample_rows = _gather_rows(table, np.flatnonzero(keep).tolist(), columns, skip_bad, skipped)
+    items, sample_rows = _gather_rows(table, np.flatnonzero(keep).tolist(), columns, skips)
 
     labels = None if labels_all is None else labels_all[sample_rows]
     if not columns.captions and labels is not None and class_names is not None:
@@ -334,7 +215,7 @@ def read_manifest(
         class_names=class_names,
         templates=templates,
         attributes=attributes or None,
-        skipped=skipped,
+        skipped=skips.lines,
     )
 
 
@@ -383,15 +264,19 @@ def _manifest_columns(table: Table, *, image_column: str | None, text_columns: S
     return _ManifestColumns(image, captions, label or class_name, class_name, attributes, split)
 
 
-def _gather_rows(table: Table, rows: Sequence[int], columns: _ManifestColumns, skip_bad: bool,
-                 skipped: list[str]) -> tuple[ImageTextItems, list[int]]:
+def _gather_rows(table: Table, rows: Sequence[int], columns: _ManifestColumns,
+                 skips: Skips) -> tuple[ImageTextItems, list[int]]:
     """The image and captions of each of ``rows``, and which rows they came from (bad rows fail or are skipped)."""
     items = ImageTextItems()
     sample_rows: list[int] = []
     for i in rows:
-        image = _row_image(table, i, columns.image, skip_bad, skipped)
-        row_caps = _row_captions(table, i, columns.captions, skip_bad, skipped)
-        if image is None or (columns.captions and not row_caps):
+        image = _row_image(table, i, columns.image, skips)
+        if image is None:
+            continue
+        loc = table.locations[i]
+        row_caps = sample_captions(column_sources(table.rows[i], columns.captions, loc), loc, skips,
+                                   text_lists=table.text_only)
+        if columns.captions and not row_caps:
             continue
         items.add(image, table.locations[i], row_caps)
         sample_rows.append(i)

@@ -16,7 +16,8 @@ def find_unreadable(dataset: PairedDataset, *, threads: int = 4) -> list[tuple[s
     """Decode every image item once; return ``(modality, item index, one-line reason)`` for each failure.
 
     This costs one extra decode per image, paid only with ``--skip-bad``: the embedding pass can then assume
-    every remaining image decodes, which keeps chunked resume simple and exact.
+    every remaining image decodes, which keeps chunked resume simple and exact. The reason says what is wrong and
+    that the sample is dropped (``"m.csv:5: cannot decode image ... (sample dropped)"``), as the readers' lines do.
     """
 
     def check(args: tuple[str, int]) -> tuple[str, int, str] | None:
@@ -25,7 +26,7 @@ def find_unreadable(dataset: PairedDataset, *, threads: int = 4) -> list[tuple[s
         try:
             load_image(modality.items[i], modality.location(i))
         except DatasetError as e:
-            return name, i, e.one_line()
+            return name, i, f"{e.message} (sample dropped)"
         return None
 
     jobs = [(name, i) for name, m in dataset.modalities.items() if m.kind == "image" for i in range(len(m))]

@@ -220,6 +220,9 @@ def _check_classes(labels: NDArray[Any] | None, class_names: list[str] | None,
         ce = np.asarray(class_embeddings)
         if ce.ndim != 2 or ce.shape[1] != dim:
             raise DatasetError(f"{where}: class_embeddings has shape {ce.shape}; expected (n_classes, {dim})")
+        if labels is not None and labels.size and ce.shape[0] <= int(labels.max()):
+            raise DatasetError(f"{where}: class_embeddings has {ce.shape[0]} rows for label {int(labels.max())} "
+                               f"(give one row per class id 0..{int(labels.max())})")
         if class_names is not None and ce.shape[0] != len(class_names):
             raise DatasetError(
                 f"{where}: class_embeddings has {ce.shape[0]} rows for {len(class_names)} class names"

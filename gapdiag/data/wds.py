@@ -21,14 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from gapdiag.data.base import (
+    DuplicateKey,
     ImageTextItems,
     PairedDataset,
-    class_names_by_id,
-    encode_labels,
+    Skips,
     image_text_dataset,
     not_utf8,
+    unique_keys,
 )
+from gapdiag.data.columns import CaptionSource, sample_captions
 from gapdiag.data.images import TarMember
+from gapdiag.data.labels import class_names_by_id, encode_labels, label_value
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 from gapdiag.fsutil import loads_json
@@ -63,16 +66,29 @@ def shard_paths(spec: str | Path) -> list[Path]:
     return shards
 
 
-def _captions_from_json(meta: dict[str, Any]) -> list[str]:
-    for key in ("captions", "caption", "text"):
-        value = meta.get(key)
-        if value is not None:
-            return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-    return []
+def _json_captions(meta: dict[str, Any], loc: str) -> tuple[str, Any] | None:
+    """The json member's caption field and its value (``captions``, ``caption`` or ``text``), if it has one.
+
+    Raises:
+        DatasetError: Two of those fields are present (which one holds the captions would be a guess).
+    """
+    present = [k for k in ("captions", "caption", "text") if meta.get(k) is not None]
+    if len(present) > 1:
+        raise DatasetError(f"{loc}.json: fields {present[0]!r} and {present[1]!r} both hold captions; keep one")
+    return (present[0], meta[present[0]]) if present else None
 
 
-def _index_shard(shard: Path) -> dict[str, dict[str, Any]]:
-    """Key -> {ext: TarMember for images, decoded value for txt/json/cls}, in shard order."""
+def _index_shard(shard: Path, skips: Skips) -> dict[str, dict[str, Any]]:
+    """Key -> {ext: TarMember for images, decoded value for txt/json/cls}, in shard order.
+
+    A sample's members sit together, once each (webdataset groups consecutive members by key): a key seen again
+    after another key, or a member name seen twice, is an error. A shard cut short (no end-of-archive block, a
+    member past the end, an unreadable header) fails, or with ``skip_bad`` keeps the samples read whole before
+    the cut and drops the one being read and the rest (one line).
+
+    Raises:
+        DatasetError: Not a tar file, a repeated sample key, or (without ``skip_bad``) a truncated shard.
+    """
     from webdataset.tariterators import base_plus_ext
 
     samples: dict[str, dict[str, Any]] = {}
@@ -82,45 +98,61 @@ def _index_shard(shard: Path) -> dict[str, dict[str, Any]]:
         raise DatasetError(
             f"{shard}: not an uncompressed tar shard ({exc}); re-pack it with `tar -cf`"
         ) from None
-    last = None  # the last member read whole, to say where a truncated shard stops
+    last = current = None  # the last member read whole, and the sample of the last member begun
+    members_of: dict[str, set[str]] = {}
     size = shard.stat().st_size
     try:
         with tar:
             for member in tar:
                 if not member.isfile():
                     continue
-                if member.offset_data + member.size > size:
-                    raise tarfile.ReadError(f"member {member.name!r} ends past the end of the file")
                 key, ext = base_plus_ext(member.name)
                 if key is None or Path(key).name.startswith("."):
                     continue
                 ext = ext.lower()
+                seen = members_of.setdefault(key, set())
+                if ext in seen or (seen and key != current):
+                    raise DatasetError(
+                        f"{shard.name}: member {member.name!r} repeats sample {key!r} (a sample's members must sit "
+                        f"together, once each, as webdataset reads them); pack the shard again"
+                    )
+                seen.add(ext)
+                current = key
+                if member.offset_data + member.size > size:
+                    raise tarfile.ReadError(f"member {member.name!r} ends past the end of the file")
                 fields = samples.setdefault(key, {})
                 if ext in IMAGE_KEYS:
                     fields[ext] = TarMember(shard, member.name, member.offset_data, member.size)
                 elif ext in _TEXT_KEYS:
                     fields[ext] = _member_value(tar, member, shard, ext)
                 last = member.name
-            # tarfile ends quietly at a header cut short past the first member: what follows the last member
-            # must be the zero blocks that close an archive.
-            if not _only_zeros(shard, tar.offset):
-                raise tarfile.ReadError(f"unreadable tar header at byte {tar.offset}")
+            _check_archive_end(shard, tar.offset, size)
     except (tarfile.ReadError, EOFError, OSError) as exc:
         # The tar headers run past the end of the file (an interrupted download or copy).
         after = f" after member {last!r}" if last else ""
-        raise DatasetError(
-            f"{shard}: truncated or corrupt tar shard{after} ({exc}); download or pack the shard again"
-        ) from None
+        dropped = f"sample {current!r} and the rest of the shard" if current else "the rest of the shard"
+        skips.bad(f"{shard}: truncated or corrupt tar shard{after}: {exc}", "download or pack the shard again",
+                  dropped)
+        samples.pop(current, None)
     return samples
 
 
-def _only_zeros(path: Path, start: int) -> bool:
-    with open(path, "rb") as f:
-        f.seek(start)
+def _check_archive_end(shard: Path, offset: int, size: int) -> None:
+    """What follows the last member must be the zero blocks that close an archive (at least one of 512 bytes).
+
+    tarfile stops quietly at a header cut short past the first member, and at the end of the file: a shard cut
+    exactly between two members (an interrupted download) reads as a whole, shorter one without this check.
+
+    Raises:
+        tarfile.ReadError: No end-of-archive block, or other bytes after the last member.
+    """
+    if size - offset < tarfile.BLOCKSIZE:
+        raise tarfile.ReadError("no end-of-archive block")
+    with open(shard, "rb") as f:
+        f.seek(offset)
         for block in iter(lambda: f.read(1 << 16), b""):
             if block.strip(b"\0"):
-                return False
-    return True
+                raise tarfile.ReadError(f"unreadable tar header at byte {offset}")
 
 
 def _member_value(tar: tarfile.TarFile, member: tarfile.TarInfo, shard: Path, ext: str) -> Any:
@@ -135,11 +167,49 @@ def _member_value(tar: tarfile.TarFile, member: tarfile.TarInfo, shard: Path, ex
     if ext != "json":
         return raw
     try:
-        return loads_json(raw)
+        return loads_json(raw, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         raise DatasetError(
             f"{shard.name}:{member.name}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
         ) from None
+    except DuplicateKey as exc:
+        raise DatasetError(f"{shard.name}:{member.name}: key {exc.args[0]!r} appears twice; keep one") from None
+
+
+def _caption_sources(fields: dict[str, Any], meta: dict[str, Any], loc: str) -> list[CaptionSource]:
+    """A sample's captions: its ``txt`` member, then its json caption field.
+
+    img2dataset writes the caption twice, as the ``txt`` member and as json ``caption``: a json caption string
+    equal to the ``txt`` member is that same caption, counted once.
+    """
+    key = loc.rsplit(":", 1)[-1]
+    sources: list[CaptionSource] = []
+    if "txt" in fields:
+        sources.append((f"member '{key}.txt'", loc, fields["txt"]))
+    field = _json_captions(meta, loc)
+    if field is not None:
+        name, value = field
+        if not ("txt" in fields and isinstance(value, str) and value.strip() == fields["txt"].strip()):
+            sources.append((f"json field {name!r}", loc, value))
+    return sources
+
+
+def _sample_label(fields: dict[str, Any], meta: dict[str, Any], loc: str) -> Any:
+    """The sample's label: its ``cls`` member (a class id, webdataset's convention), else its json ``label``.
+
+    Raises:
+        DatasetError: A ``cls`` member that is not a class id, or one that differs from the json ``label``.
+    """
+    cls, label = fields.get("cls"), meta.get("label")
+    if cls is None or not cls.strip():
+        return label
+    value = label_value(cls, loc)
+    if isinstance(value, str):
+        raise DatasetError(f"{loc}: cls member holds {cls!r}, not a class id (a whole number 0, 1, 2, ...); "
+                           f"put class names in the json 'label'")
+    if label is not None and label_value(label, loc) != value:
+        raise DatasetError(f"{loc}: cls member {value} and json label {label!r} differ (keep one)")
+    return value
 
 
 def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDataset:
@@ -147,40 +217,40 @@ def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDatase
 
     Args:
         spec: A ``.tar`` path, a brace pattern (``data/shard-{000..003}.tar``) or a folder of shards.
-        skip_bad: Drop samples without an image, without a caption or with a blank caption, instead of
-            failing; they are listed in ``extra["skipped"]``.
+        skip_bad: Drop samples without an image or without a caption, blank captions, and the rest of a
+            truncated shard, instead of failing; each is listed in ``extra["skipped"]``.
 
     Raises:
-        DatasetError: A sample without image or caption, a blank caption, a malformed ``cls``/``json`` member,
-            or labels on only some samples.
+        DatasetError: A sample without image or caption, a blank caption, a caption that is not text, a
+            malformed ``cls``/``json`` member, a repeated sample key, a truncated shard, or labels on only some
+            samples.
     """
     shards = shard_paths(spec)
-    skipped: list[str] = []
+    skips = Skips(skip_bad)
     items = ImageTextItems()
     raw_labels: list[Any] = []
     names: list[str | None] = []
     for shard in shards:
-        for key, fields in _index_shard(shard).items():
+        for key, fields in _index_shard(shard, skips).items():
             loc = f"{shard.name}:{key}"
             image = next((fields[k] for k in IMAGE_KEYS if k in fields), None)
             meta = fields.get("json", {})
             if not isinstance(meta, dict):
                 raise DatasetError(f"{loc}.json: expected a JSON object, got {type(meta).__name__}")
-            caps = ([fields["txt"]] if "txt" in fields else []) + _captions_from_json(meta)
-            problem = None
+            sources = _caption_sources(fields, meta, loc)
             if image is None:
-                problem = f"{loc}: sample has no image ({'/'.join(IMAGE_KEYS)} member)"
-            elif not caps:
-                problem = f"{loc}: sample has no caption (txt member or json 'caption')"
-            elif any(not c.strip() for c in caps):
-                problem = f"{loc}: empty caption"
-            if problem:
-                if not skip_bad:
-                    raise DatasetError(f"{problem} (fix the shard or pass --skip-bad)")
-                skipped.append(problem)
+                skips.bad(f"{loc}: sample has no image ({'/'.join(IMAGE_KEYS)} member)",
+                          "fix the shard or pass --skip-bad", "sample")
                 continue
-            items.add(image, loc, [(cap.strip(), loc) for cap in caps])
-            raw_labels.append(fields.get("cls", meta.get("label")))
+            if not sources:
+                skips.bad(f"{loc}: sample has no caption (txt member or json 'caption')",
+                          "fix the shard or pass --skip-bad", "sample")
+                continue
+            caps = sample_captions(sources, loc, skips, text_lists=False, sample="sample")
+            if not caps:
+                continue
+            items.add(image, loc, caps)
+            raw_labels.append(_sample_label(fields, meta, loc))
             names.append(meta.get("class_name"))
 
     labels = class_names = None
@@ -189,7 +259,7 @@ def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDatase
         if not all(has_label):
             first = items.image_locations[has_label.index(False)]
             raise DatasetError(f"{first}: sample has no label while others have one (label every sample)")
-        labels, class_names = encode_labels(raw_labels, f"{shards[0].parent} labels")
+        labels, class_names = encode_labels(raw_labels, items.image_locations)
         if class_names is None and all(n is not None for n in names):
             class_names = class_names_by_id(
                 labels, [str(n) for n in names], items.image_locations, "json 'class_name'"
@@ -203,7 +273,7 @@ def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDatase
         options={"skip_bad": skip_bad},
         labels=labels,
         class_names=class_names,
-        skipped=skipped,
+        skipped=skips.lines,
     )
 
 
