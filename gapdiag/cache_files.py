@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import hashlib
 import json
 import zipfile
 from collections.abc import Callable, Mapping
@@ -45,6 +46,21 @@ def json_default(obj: Any) -> Any:
 def canonical_json(obj: Any) -> str:
     """Compact JSON with sorted keys: the same value gives the same text on every run and platform."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=json_default, allow_nan=False)
+
+
+#: The field of ``meta.json`` that holds the checksum of every other field (the key, the files' checksums...).
+META_CHECKSUM = "meta_checksum"
+
+
+def meta_checksum(meta: Mapping[str, Any]) -> str:
+    """``"sha256:<hex>"`` of ``meta``'s canonical JSON without its own :data:`META_CHECKSUM` field.
+
+    Canonical (sorted keys, no whitespace), so the indented ``meta.json`` on disk, parsed again, gives the same
+    text: rewriting it with other whitespace keeps the checksum, changing any value (a class name, an entry of
+    ``arrays``, the key) does not.
+    """
+    body = canonical_json({k: v for k, v in meta.items() if k != META_CHECKSUM})
+    return f"{fsutil.ALGORITHM}:{hashlib.new(fsutil.ALGORITHM, body.encode()).hexdigest()}"
 
 
 def utc_now() -> str:

@@ -20,7 +20,9 @@ from gapdiag.errors import InputError
 from gapdiag.settings import default_cache_dir
 
 #: Bump whenever the layout of an entry or the way vectors are computed changes: every key changes with it.
-CACHE_FORMAT_VERSION = 2  # 2: checksums of every stored file (meta.json, chunk sidecars)
+#: 2: checksums of every stored file (meta.json, chunk sidecars); 3: meta.json carries its own checksum over
+#: everything else in it, the entry's key included (an edited meta.json or a moved entry folder is detected).
+CACHE_FORMAT_VERSION = 3
 
 DTYPES = ("float32", "float16")
 KEY_LENGTH = 20

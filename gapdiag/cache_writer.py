@@ -21,12 +21,14 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag import __version__
 from gapdiag import cache_integrity as integrity
 from gapdiag.cache_files import (
+    META_CHECKSUM,
     atomic_save_npy,
     atomic_save_npz,
     atomic_write,
     atomic_write_json,
     canonical_json,
     make_dir,
+    meta_checksum,
     one_line,
     utc_now,
     write_error,
@@ -416,6 +418,10 @@ class EntryWriter:
             # Recorded from the files as written, before meta.json (the entry's commit point) exists.
             "checksums": checksums,
         }
+        # As it will read back (JSON types only), then sealed: the key, the arrays listed and every file's
+        # checksum are inside what meta_checksum covers, so an edit or a moved folder is caught on reading.
+        meta = json.loads(canonical_json(meta))
+        meta[META_CHECKSUM] = meta_checksum(meta)
         atomic_write_json(self.dir / "meta.json", meta)
 
 

@@ -1,0 +1,148 @@
+"""Issue #23, the results store: an entry is bound to its key and its metadata (items 3, 14), a damaged entry is
+rebuilt by whoever is asked to build it (item 17), and a full disk is called a full disk.
+
+The entries are built with the closed-form fake vectors of ``test_cache`` (no model).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, gapdiag
+from test_cache import CHUNK, COUNTS, META, _flip_a_bit, _permute, build_entry, expected, write_some_chunks
+
+from gapdiag import cache_files, cache_keys
+from gapdiag.cache import EmbeddingCache
+from gapdiag.errors import CacheError
+
+OTHER_META = {**META, "dataset": {**META["dataset"], "name": "other", "fingerprint": "e" * 64}}
+
+
+def _edit_meta(entry: Path, edit) -> None:
+    """Change ``meta.json`` as a person with an editor would: parse, change, write back (valid JSON)."""
+    meta = json.loads((entry / "meta.json").read_text())
+    edit(meta)
+    (entry / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+# ---------------------------------------------------------------------------- item 3: key and metadata bound
+
+
+def test_two_entry_folders_swapped_with_mv_are_detected_by_get_and_verify(tmp_path):
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "aaaa")
+    build_entry(cache, "bbbb", meta=OTHER_META)
+    a, b, t = cache.path("aaaa"), cache.path("bbbb"), tmp_path / "c" / "swap"
+    os.rename(a, t)
+    os.rename(b, a)
+    os.rename(t, b)
+    for key, other in (("aaaa", "bbbb"), ("bbbb", "aaaa")):
+        with pytest.raises(CacheError, match=f"{key}/meta.json: .*entry {other}.*moved") as info:
+            cache.get(key)
+        assert "\n" not in str(info.value) and f"gapdiag cache rm {key}" in str(info.value)
+    results = {r["key"]: r for r in cache.verify()}
+    for key, other in (("aaaa", "bbbb"), ("bbbb", "aaaa")):
+        assert not results[key]["ok"]
+        assert results[key]["problems"][0]["file"] == "meta.json"
+        assert f"entry {other}" in results[key]["problems"][0]["reason"]
+
+
+@pytest.mark.parametrize("edit, what", [
+    (lambda m: m["arrays"].remove("labels"), "labels dropped from arrays"),
+    (lambda m: m["dataset"].update(n_samples=m["dataset"]["n_samples"]), "unchanged"),
+    (lambda m: m.update(class_names=["a", "b", "z"]), "a class name"),
+    (lambda m: m["dataset"].update(name="someone else"), "the dataset name"),
+    (lambda m: m.update(key="other"), "the key"),
+    (lambda m: m.update(modalities=["image"]), "a modality dropped"),
+])
+def test_an_edited_meta_json_is_detected(tmp_path, edit, what):
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "k")
+    _edit_meta(cache.path("k"), edit)
+    if what == "unchanged":  # rewritten with other whitespace, same content: still the entry it was
+        np.testing.assert_array_equal(cache.get("k").labels, build_entry(cache, "k").labels)
+        return
+    with pytest.raises(CacheError, match=r"corrupt cache file .*k/meta\.json: ") as info:
+        cache.get("k")
+    assert "\n" not in str(info.value)
+    (result,) = cache.verify("k")
+    assert not result["ok"] and result["problems"][0]["file"] == "meta.json", what
+
+
+def test_meta_json_records_its_own_checksum_over_everything_else(tmp_path):
+    cache = EmbeddingCache(tmp_path / "c")
+    meta = build_entry(cache, "k").provenance
+    body = {k: v for k, v in meta.items() if k != "meta_checksum"}
+    import hashlib
+
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    assert meta["meta_checksum"] == "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    assert body["key"] == "k" and "checksums" in body  # the key and every file's checksum are inside it
+
+
+def test_an_entry_of_the_previous_cache_format_is_named_with_what_to_run(tmp_path, capsys):
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "old")
+    build_entry(cache, "new")
+
+    def downgrade(m):  # what gapdiag before the meta checksum wrote
+        m.pop("meta_checksum")
+        m["cache_format_version"] = 2
+
+    _edit_meta(cache.path("old"), downgrade)
+    with pytest.raises(CacheError, match="older gapdiag.*cache format 2.*gapdiag cache rm old"):
+        cache.get("old")
+    rows = {r["key"]: r for r in cache.ls()}
+    assert "older gapdiag" in rows["old"]["error"] and "error" not in rows["new"]
+    assert rows["old"]["dataset"] == "toy"  # still described
+    code, out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", cache.root)
+    assert_one_line_error(code, "", err, "1 of 2", "old/meta.json", "older gapdiag", "cache rm")
+    assert cache_keys.CACHE_FORMAT_VERSION == 3
+
+
+# -------------------------------------------------------------- item 14: one bad meta.json, its entry only
+
+BAD_META = {
+    "nested too deeply": "[" * 100_000,
+    "not JSON": "{not json",
+    "a list": "[1, 2]",
+    "created is a number": json.dumps({"created": 5, "dataset": {"name": "x"}}),
+    "counts is a string": json.dumps({"dataset": {"counts": "x", "name": ["a"]}, "created": "z"}),
+    "modalities is a number": json.dumps({"modalities": 5, "arrays": 7, "checksums": []}),
+    "empty": "",
+    "not UTF-8": b"\xff\xfe{".decode("latin-1"),
+}
+
+
+@pytest.mark.parametrize("content", list(BAD_META.values()), ids=list(BAD_META))
+def test_one_bad_meta_json_affects_its_own_entry_only(tmp_path, capsys, content):
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "good")
+    build_entry(cache, "bad")
+    write_some_chunks(cache, "part", 1)
+    (cache.path("bad") / "meta.json").write_bytes(content.encode("latin-1" if "\xff" in content else "utf-8"))
+
+    rows = {r["key"]: r for r in cache.ls()}
+    assert set(rows) == {"good", "bad", "part"}
+    assert "error" in rows["bad"] and "error" not in rows["good"]
+    assert rows["good"]["counts"] == COUNTS
+    code, out, err = gapdiag(capsys, "cache", "ls", "--cache-dir", cache.root)
+    assert code == 0 and "good" in out and "bad" in out and err == "", err
+    code, out, err = gapdiag(capsys, "cache", "ls", "--cache-dir", cache.root, "--json")
+    assert code == 0 and len(json.loads(out)["entries"]) == 3
+
+    results = {r["key"]: r["ok"] for r in cache.verify()}
+    assert results == {"good": True, "bad": False, "part": True}
+    code, out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", cache.root)
+    assert_one_line_error(code, "", err, "1 of 3", "bad/meta.json")
+
+    np.testing.assert_array_equal(cache.get("good").vectors["text"], expected("text"))
+    with pytest.raises(CacheError, match="bad/meta.json"):
+        cache.get("bad")
