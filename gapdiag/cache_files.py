@@ -9,7 +9,6 @@ Shared by :mod:`gapdiag.cache` (reading entries), :mod:`gapdiag.cache_writer` (b
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import hashlib
 import json
 import zipfile
@@ -78,7 +77,7 @@ def one_line(exc: BaseException) -> str:
 
 def write_error(path: Path, exc: OSError) -> CacheError:
     """The one-line error for a failed write of ``path``: disk full, or what the OS said, with the fix."""
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+    if fsutil.is_disk_full(exc):
         return CacheError(f"disk full while writing {path}", hint="free space or use --cache-dir")
     return CacheError(f"cannot write {path}: {exc.strerror or one_line(exc)}",
                       hint="check its permissions or use --cache-dir")

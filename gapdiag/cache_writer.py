@@ -139,8 +139,9 @@ class EntryWriter:
             try:
                 self.existing = self.cache.get(self.key, progress=self.progress)
             except CacheError as exc:
-                # We were asked to build this key and hold its lock: a damaged entry is rebuilt.
-                log.warning("rebuilding damaged cache entry %s: %s", self.key, exc)
+                # We were asked to build this key and hold its lock: a damaged entry is rebuilt, and the warning
+                # says what was damaged (not the error's "remove the entry" hint: nothing is left to do).
+                log.warning("cache entry %s is damaged (%s); embedding it again", self.key, exc.message)
                 self._discard()
             else:
                 # A kill between meta.json and the clean-up leaves chunks behind; they are no longer needed.

@@ -21,9 +21,11 @@ SHA-256 because on CPUs with SHA extensions hashlib's OpenSSL SHA-256 is the fas
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 import zipfile
@@ -140,6 +142,20 @@ def loads_json(text: str | bytes) -> Any:
     except RecursionError:
         doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         raise json.JSONDecodeError("nested too deeply to parse", doc, 0) from None
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """Whether a failed write means the disk (or the user's quota) is full.
+
+    ``ENOSPC``/``EDQUOT``, and also numpy's short write: ``np.save`` writes arrays with C ``fwrite``, which
+    reports a full disk as ``OSError("3200 requested and 992 written")`` with no errno.
+    """
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return True
+    return exc.errno is None and _SHORT_WRITE.search(str(exc)) is not None
+
+
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 
 
 # ------------------------------------------------------------------------------------------------ digests

@@ -146,3 +146,114 @@ def test_one_bad_meta_json_affects_its_own_entry_only(tmp_path, capsys, content)
     np.testing.assert_array_equal(cache.get("good").vectors["text"], expected("text"))
     with pytest.raises(CacheError, match="bad/meta.json"):
         cache.get("bad")
+
+
+# ----------------------------------------------------- item 17: embed rebuilds a damaged entry, with a warning
+
+
+def _swap_in(other_entry: Path):
+    """Damage: the entry's folder replaced by another entry's folder (a `mv` gone wrong)."""
+    def damage(entry: Path) -> None:
+        import shutil
+
+        shutil.rmtree(entry)
+        shutil.copytree(other_entry, entry)
+    return damage
+
+
+DAMAGES = {
+    "a flipped bit in image.npy": lambda e: _flip_a_bit(e / "image.npy"),
+    "text.npy missing": lambda e: (e / "text.npy").unlink(),
+    "text.npy truncated": lambda e: (e / "text.npy").write_bytes((e / "text.npy").read_bytes()[:-40]),
+    "sample_index permuted": lambda e: _permute(e / "text.sample_index.npy"),
+    "labels dropped from meta.json": lambda e: _edit_meta(e, lambda m: m["arrays"].remove("labels")),
+    "meta.json not JSON": lambda e: (e / "meta.json").write_text("{"),
+    "meta.json nested too deeply": lambda e: (e / "meta.json").write_text("[" * 100_000),
+    "another entry's folder": "swap",
+}
+NAMED = {"a flipped bit in image.npy": "image.npy", "text.npy missing": "text.npy",
+         "text.npy truncated": "text.npy", "sample_index permuted": "text.sample_index.npy"}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_embed_rebuilds_a_damaged_entry_with_one_warning_naming_the_damage(manifest, tmp_path, caplog, damage):
+    from data_fixtures import digits_manifest
+
+    from gapdiag import api
+
+    first = api.embed(manifest, progress=False, device="cpu")
+    vectors = {m: np.array(v) for m, v in first.vectors.items()}
+    entry, key = Path(first.provenance["path"]), first.provenance["key"]
+    if DAMAGES[damage] == "swap":
+        other_data, _ = digits_manifest(tmp_path / "other", n=5)
+        other = api.embed(other_data, progress=False, device="cpu")
+        _swap_in(Path(other.provenance["path"]))(entry)
+    else:
+        DAMAGES[damage](entry)
+    with caplog.at_level(logging.WARNING):
+        again = api.embed(manifest, progress=False, device="cpu")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    (line,) = warnings
+    assert line.startswith(f"cache entry {key} is damaged") and "embedding it again" in line and "\n" not in line
+    assert "cache rm" not in line  # nothing for the user to do: it is being rebuilt
+    assert NAMED.get(damage, "meta.json") in line
+    for m, v in vectors.items():  # same model, data, batch size and device: the very same vectors
+        np.testing.assert_array_equal(again.vectors[m], v)
+    assert again.labels is not None
+    (result,) = EmbeddingCache(entry.parent).verify(key)
+    assert result["ok"]
+
+
+def test_verify_still_reports_a_damaged_entry_that_nothing_rebuilt(manifest, capsys):
+    from gapdiag import api
+
+    es = api.embed(manifest, progress=False, device="cpu")
+    _flip_a_bit(Path(es.provenance["path"]) / "image.npy")
+    code, out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", Path(es.provenance["path"]).parent)
+    assert_one_line_error(code, "", err, f"{es.provenance['key']}/image.npy", "checksum mismatch")
+
+
+def test_a_cache_entry_given_as_data_is_refused_when_damaged(manifest, capsys):
+    """`-d <entry folder>` reads vectors that nothing could rebuild: the damage stops the command, named."""
+    from gapdiag import api
+
+    es = api.embed(manifest, progress=False, device="cpu")
+    entry = Path(es.provenance["path"])
+    _flip_a_bit(entry / "text.npy")
+    code, out, err = gapdiag(capsys, "measure", "-d", entry, "-q")
+    assert_one_line_error(code, out, err, "corrupt cache file", "text.npy", f"gapdiag cache rm {entry.name}")
+
+
+# ----------------------------------------------------------------------------- item 17: a full disk, in words
+
+
+def test_a_short_write_by_numpy_is_reported_as_disk_full(tmp_path, monkeypatch):
+    """numpy writes arrays with C fwrite; when the disk fills it raises ``OSError("3200 requested and 992
+    written")`` with no errno, which was reported as "cannot write ... (check its permissions...)"."""
+    cache = EmbeddingCache(tmp_path / "c")
+    write_some_chunks(cache, "k", 1)
+    real_save = np.save
+
+    def short_save(file, array, **kw):
+        real_save(file, array[: len(array) // 2], **kw)
+        raise OSError(f"{array.nbytes} requested and {array.nbytes // 3} written")
+
+    monkeypatch.setattr(np, "save", short_save)
+    with pytest.raises(CacheError, match=r"disk full while writing .*image\.4-8\.npy") as info:
+        build_entry(cache, "k")  # resumes: chunk 0-4 is done, 4-8 is written next
+    assert "permissions" not in str(info.value) and "\n" not in str(info.value)
+    monkeypatch.setattr(np, "save", real_save)
+    assert [p.name for p in (cache.path("k") / "chunks").glob("*.npy")] == ["image.0-4.npy"]  # kept, no torn file
+    np.testing.assert_array_equal(build_entry(cache, "k").vectors["image"], expected("image"))
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
+                                     OSError(errno.EDQUOT, "Disk quota exceeded"),
+                                     OSError("3200 requested and 992 written")])
+def test_every_disk_full_of_the_cache_says_disk_full(tmp_path, failure):
+    error = cache_files.write_error(tmp_path / "x.npy", failure)
+    assert error.message.startswith(f"disk full while writing {tmp_path / 'x.npy'}"), error.message
+    assert "permissions" not in error.one_line()
+    other = cache_files.write_error(tmp_path / "x.npy", OSError(errno.EACCES, "Permission denied"))
+    assert "Permission denied" in other.message and "disk full" not in other.message
