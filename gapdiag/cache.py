@@ -271,8 +271,9 @@ class EmbeddingCache:
     def verify(self, key_or_prefix: str = "all", *, progress: bool = False) -> list[dict[str, Any]]:
         """Read every byte of the selected entries and check it against the recorded checksums.
 
-        Complete entries: every file against ``meta.json["checksums"]`` (plus the header checks of
-        :meth:`get`). Partial entries: every committed chunk against its sidecar (a bad chunk would be computed
+        Complete entries: ``meta.json`` (format, its own checksum, its key), every file against
+        ``meta.json["checksums"]`` (plus the header checks of :meth:`get`), and every result memoised from it
+        under ``derived/<key>/`` against its sidecar. Partial entries: every committed chunk against its sidecar (a bad chunk would be computed
         again by the next run, but is reported here). Nothing is memoised: this is the full check.
 
         Args:
@@ -298,6 +299,9 @@ class EmbeddingCache:
                     problems = integrity.verify_entry_files(entry, meta, memo=False, progress=progress)
                     if not problems:
                         self.get(entry.name, verify=False)  # shapes and dtypes against meta.json
+                    memos = integrity.derived_files(self.root, entry.name)
+                    n_files += len(memos)
+                    problems += integrity.derived_problems(self.root, entry.name)
                 except CacheError as exc:
                     problems = [("meta.json", exc.message)]
                 except (KeyError, TypeError):
@@ -312,7 +316,7 @@ class EmbeddingCache:
     def rm(self, key_or_prefix: str) -> list[str]:
         """Remove one entry by key or unique key prefix, or every entry with ``"all"``; return removed keys.
 
-        ``"all"`` also forgets the checkpoint hashes (``hashes.json``).
+        The entry's derived results (``derived/<key>/``) go with it. ``"all"`` also forgets the checkpoint hashes (``hashes.json``).
 
         Raises:
             InputError: The prefix matches no entry or several.
@@ -331,6 +335,8 @@ class EmbeddingCache:
                                  hint="wait for it to finish, then remove it") from None
             try:
                 shutil.rmtree(entry)
+                # The results derived from its vectors go with it (they could never be read again).
+                shutil.rmtree(self.root / integrity.DERIVED_DIR / entry.name, ignore_errors=True)
             except OSError as exc:
                 raise CacheError(f"cannot remove {entry}: {exc.strerror or one_line(exc)}",
                                  hint="check its permissions") from exc
