@@ -51,7 +51,7 @@ from gapdiag.cache_writer import EntryWriter
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, InputError
 from gapdiag.fsutil import loads_json, unlink_quietly
-from gapdiag.settings import default_cache_dir
+from gapdiag.settings import cache_root, default_cache_dir
 
 __all__ = ["CACHE_FORMAT_VERSION", "DTYPES", "HASHES_FILE", "KEY_LENGTH", "EmbeddingCache", "EntryWriter",
            "cache_key", "default_cache_dir", "file_sha256"]
@@ -80,9 +80,10 @@ class EmbeddingCache:
         """Open (and create) the cache directory.
 
         Raises:
+            InputError: ``root`` is empty (``--cache-dir ''``).
             CacheError: The directory cannot be created or written.
         """
-        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.root = cache_root(root)
         probe = self.root / f".write-test.{os.getpid()}.tmp"
         try:
             self.root.mkdir(parents=True, exist_ok=True)

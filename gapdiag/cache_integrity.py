@@ -187,8 +187,8 @@ def derived_problems(root: Path, key: str) -> list[tuple[str, str]]:
     for memo in derived_files(root, key):
         _, reason = read_verified(memo)
         if reason is not None:
-            problems.append((f"{DERIVED_DIR}/{memo.name}", f"{reason}; the next run that needs it computes it "
-                                                           "again"))
+            again = "the next run that needs it computes it again"
+            problems.append((f"{DERIVED_DIR}/{memo.name}", f"{reason}; {again}"))
     return problems
 
 

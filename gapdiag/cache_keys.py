@@ -17,7 +17,7 @@ from typing import Any
 from gapdiag import fsutil
 from gapdiag.cache_files import canonical_json, one_line
 from gapdiag.errors import InputError
-from gapdiag.settings import default_cache_dir
+from gapdiag.settings import cache_root
 
 #: Bump whenever the layout of an entry or the way vectors are computed changes: every key changes with it.
 #: 2: checksums of every stored file (meta.json, chunk sidecars); 3: meta.json carries its own checksum over
@@ -93,7 +93,7 @@ def file_sha256(path: str | Path, *, cache_dir: str | Path | None = None) -> str
         InputError: The file does not exist or cannot be read.
     """
     p = Path(path).expanduser()
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root = cache_root(cache_dir)
     try:
         return fsutil.file_digest(p, memo_file=root / HASHES_FILE)
     except OSError as exc:

@@ -34,7 +34,7 @@ from gapdiag import cache_integrity as integrity
 from gapdiag.cache_files import atomic_write, json_default
 from gapdiag.data.base import hash_json
 from gapdiag.errors import GapdiagError
-from gapdiag.fsutil import NUMPY_READ_ERRORS, loads_json, unlink_quietly
+from gapdiag.fsutil import NUMPY_READ_ERRORS, loads_json, remove_stale_temps, unlink_quietly
 from gapdiag.report import Report
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ def _save(path: Path | None, write: Callable[[Any], object]) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path.parent)  # gapdiag's own folder: any killed writer's temporary file goes
         atomic_write(path, write, on_checksum=lambda value: integrity.write_sidecar(path, value))
     except Exception as exc:  # noqa: BLE001 - a memo that cannot be written only costs recomputation
         log.debug("not memoised at %s: %s", path, exc)

@@ -10,13 +10,12 @@ import errno
 import json
 import logging
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, gapdiag
-from test_cache import CHUNK, COUNTS, META, _flip_a_bit, _permute, build_entry, expected, write_some_chunks
+from test_cache import COUNTS, META, _flip_a_bit, _permute, build_entry, expected, write_some_chunks
 
 from gapdiag import cache_files, cache_keys
 from gapdiag.cache import EmbeddingCache
@@ -102,7 +101,7 @@ def test_an_entry_of_the_previous_cache_format_is_named_with_what_to_run(tmp_pat
     rows = {r["key"]: r for r in cache.ls()}
     assert "older gapdiag" in rows["old"]["error"] and "error" not in rows["new"]
     assert rows["old"]["dataset"] == "toy"  # still described
-    code, out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", cache.root)
+    code, _out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", cache.root)
     assert_one_line_error(code, "", err, "1 of 2", "old/meta.json", "older gapdiag", "cache rm")
     assert cache_keys.CACHE_FORMAT_VERSION == 3
 
@@ -210,7 +209,7 @@ def test_verify_still_reports_a_damaged_entry_that_nothing_rebuilt(manifest, cap
 
     es = api.embed(manifest, progress=False, device="cpu")
     _flip_a_bit(Path(es.provenance["path"]) / "image.npy")
-    code, out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", Path(es.provenance["path"]).parent)
+    code, _out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", Path(es.provenance["path"]).parent)
     assert_one_line_error(code, "", err, f"{es.provenance['key']}/image.npy", "checksum mismatch")
 
 
@@ -257,3 +256,27 @@ def test_every_disk_full_of_the_cache_says_disk_full(tmp_path, failure):
     assert "permissions" not in error.one_line()
     other = cache_files.write_error(tmp_path / "x.npy", OSError(errno.EACCES, "Permission denied"))
     assert "Permission denied" in other.message and "disk full" not in other.message
+
+
+def test_no_change_of_a_byte_of_meta_json_is_read_as_other_metadata(tmp_path):
+    """Exhaustive over the file: each byte XOR 0x01, 0x20 and 0x80. A changed meta.json is either refused, or
+    (a change JSON cannot see, e.g. inside whitespace) read back with exactly the metadata that was written."""
+    cache = EmbeddingCache(tmp_path / "c")
+    written = build_entry(cache, "k").provenance
+    path = cache.path("k") / "meta.json"
+    original = path.read_bytes()
+    refused = same = 0
+    for position in range(len(original)):
+        for flip in (0x01, 0x20, 0x80):
+            data = bytearray(original)
+            data[position] ^= flip
+            path.write_bytes(bytes(data))
+            try:
+                meta = cache.get("k", verify=False).provenance
+            except CacheError:
+                refused += 1
+            else:
+                assert meta == written, (position, flip)
+                same += 1
+    path.write_bytes(original)
+    assert refused + same == 3 * len(original) and refused > 0.99 * 3 * len(original)

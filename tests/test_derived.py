@@ -82,13 +82,13 @@ def test_cache_verify_reports_a_tampered_memo(manifest, isolated_cache, capsys):
     report = api.measure(manifest, progress=False, device="cpu")
     (memo,) = _memos(isolated_cache, "measure")
     key = report.provenance["cache_key"]
-    code, out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", isolated_cache)
+    code, _out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", isolated_cache)
     assert code == 0 and err == "", err
     _edit_one_digit(memo)
     (result,) = EmbeddingCache(isolated_cache).verify(key)
     assert not result["ok"]
     assert result["problems"] == [{"file": f"derived/{memo.name}", "reason": result["problems"][0]["reason"]}]
-    code, out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", isolated_cache)
+    code, _out, err = gapdiag(capsys, "cache", "verify", "--cache-dir", isolated_cache)
     assert_one_line_error(code, "", err, f"{key}/derived/{memo.name}", "checksum mismatch")
 
 
