@@ -147,3 +147,18 @@ def test_skipped_rows_are_named_by_this_run(tmp_path):
     again = api.measure(copy, device="cpu", progress=False, skip_bad=True, metrics=["modality_gap"])
     assert first.provenance["skipped"] and again.provenance["skipped"]
     assert all("copy" in line for line in again.provenance["skipped"]), again.provenance["skipped"]
+
+
+def test_datasets_derived_from_ones_without_a_fingerprint_get_a_content_fingerprint_too(tmp_path):
+    """Concatenated or filtered in-memory datasets: a hash of empty fingerprints would be one key for all."""
+    from gapdiag.data.ops import concat_datasets, drop_samples
+
+    images = write_digits(tmp_path / "img", [0, 1, 2, 3])
+    a, b = in_memory(images[:2], ["a zero", "a one"]), in_memory(images[2:], ["a two", "a three"])
+    c = in_memory(images[2:], ["a cat", "a dog"])
+    ab, ac = concat_datasets([a, b]), concat_datasets([a, c])
+    keys = {api.embed(d, device="cpu", progress=False).provenance["key"] for d in (ab, ac)}
+    assert len(keys) == 2
+    dropped = [drop_samples(d, {0}, ["row 1: unreadable"]) for d in (ab, ac)]
+    keys = {api.embed(d, device="cpu", progress=False).provenance["key"] for d in dropped}
+    assert len(keys) == 2
