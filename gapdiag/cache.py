@@ -36,7 +36,7 @@ import filelock
 from numpy.typing import NDArray
 
 from gapdiag import cache_integrity as integrity
-from gapdiag.cache_files import corrupt, load_checked, load_npz, one_line
+from gapdiag.cache_files import META_CHECKSUM, corrupt, load_checked, load_npz, meta_checksum, one_line
 from gapdiag.cache_keys import (
     CACHE_FORMAT_VERSION,
     DTYPES,
@@ -51,7 +51,7 @@ from gapdiag.cache_writer import EntryWriter
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, InputError
 from gapdiag.fsutil import loads_json, unlink_quietly
-from gapdiag.settings import default_cache_dir
+from gapdiag.settings import cache_root, default_cache_dir
 
 __all__ = ["CACHE_FORMAT_VERSION", "DTYPES", "HASHES_FILE", "KEY_LENGTH", "EmbeddingCache", "EntryWriter",
            "cache_key", "default_cache_dir", "file_sha256"]
@@ -80,9 +80,10 @@ class EmbeddingCache:
         """Open (and create) the cache directory.
 
         Raises:
+            InputError: ``root`` is empty (``--cache-dir ''``).
             CacheError: The directory cannot be created or written.
         """
-        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.root = cache_root(root)
         probe = self.root / f".write-test.{os.getpid()}.tmp"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -152,14 +153,21 @@ class EmbeddingCache:
 
     @staticmethod
     def _read_meta(key: str, meta_path: Path) -> dict[str, Any]:
+        """``meta.json`` of entry ``key``, checked: a JSON object of this cache format, sealed by its own checksum
+        (:func:`gapdiag.cache_files.meta_checksum`) and naming ``key``.
+
+        Raises:
+            CacheError: It cannot be read or parsed, comes from another cache format, was edited after it was
+                written, or belongs to another entry (a moved or swapped folder); one line naming the file.
+        """
         try:
-            meta = loads_json(meta_path.read_text())
+            meta = loads_json(meta_path.read_bytes())
         except (OSError, ValueError) as exc:
             raise corrupt(meta_path, key, one_line(exc)) from exc
         if not isinstance(meta, dict):
             raise corrupt(meta_path, key, "not a JSON object")
+        check_meta(meta, key, meta_path)
         return meta
-
     def writer(self, key: str, meta: Mapping[str, Any], *, chunk_size: int, shared: bool = False,
                progress: bool = False) -> EntryWriter:
         """An :class:`EntryWriter` (use it as a context manager) that builds or resumes entry ``key``.
@@ -190,28 +198,41 @@ class EmbeddingCache:
 
     def ls(self) -> list[dict[str, Any]]:
         """One summary per entry, oldest first: key, dataset, model, counts, dtype, size_bytes, created,
-        complete (``False`` for an entry being built or left by a killed run; ``error`` if unreadable)."""
-        rows = []
-        for entry in self._entry_dirs():
-            complete = (entry / "meta.json").is_file()
-            row: dict[str, Any] = {"key": entry.name, "complete": complete}
-            try:
-                if complete:
-                    meta = loads_json((entry / "meta.json").read_text())
-                    created = meta.get("created")
-                else:
-                    partial = loads_json((entry / "partial.json").read_text())
-                    meta, created = partial.get("meta", {}), partial.get("started")
-                    row["why"] = self._why_incomplete(entry, partial)
-                dataset, model = meta.get("dataset") or {}, meta.get("model") or {}
-                row.update(dataset=dataset.get("name"), model=model.get("name"), counts=dataset.get("counts"),
-                           dtype=meta.get("dtype"), created=created)
-            except (OSError, ValueError, AttributeError) as exc:
-                row.update(dataset=None, model=None, counts=None, dtype=None, created=None,
-                           error=one_line(exc))
-            row["size_bytes"] = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
-            rows.append(row)
+        complete (``False`` for an entry being built or left by a killed run, with ``why``), and ``error`` for
+        an entry whose ``meta.json`` or ``partial.json`` cannot be trusted (that entry only: the others are
+        listed as usual)."""
+        rows = [self._describe(entry) for entry in self._entry_dirs()]
         return sorted(rows, key=lambda r: (r["created"] or "", r["key"]))
+
+    def _describe(self, entry: Path) -> dict[str, Any]:
+        """The :meth:`ls` row of one entry; whatever its files hold, every field has its documented type."""
+        complete = (entry / "meta.json").is_file()
+        row: dict[str, Any] = {"key": entry.name, "complete": complete}
+        meta: Any = {}
+        created: Any = None
+        try:
+            if complete:
+                meta = loads_json((entry / "meta.json").read_bytes())
+                created = meta.get("created") if isinstance(meta, dict) else None
+                self._read_meta(entry.name, entry / "meta.json")  # the checks of a read, for `error`
+            else:
+                partial = loads_json((entry / "partial.json").read_bytes())
+                if not isinstance(partial, dict):
+                    raise ValueError("partial.json is not a JSON object")
+                meta, created = partial.get("meta"), partial.get("started")
+                row["why"] = self._why_incomplete(entry, partial)
+        except CacheError as exc:
+            row["error"] = exc.message
+        except (OSError, ValueError) as exc:
+            row["error"] = one_line(exc)
+        meta = meta if isinstance(meta, dict) else {}
+        dataset, model = (v if isinstance(v, dict) else {} for v in (meta.get("dataset"), meta.get("model")))
+        counts = dataset.get("counts")
+        row.update(dataset=_text(dataset.get("name")), model=_text(model.get("name")), dtype=_text(meta.get("dtype")),
+                   created=_text(created), size_bytes=_size(entry),
+                   counts={m: n for m, n in counts.items() if isinstance(n, int) and not isinstance(n, bool)}
+                   if isinstance(counts, dict) else None)
+        return row
 
     def _why_incomplete(self, entry: Path, partial: Mapping[str, Any]) -> str:
         """Why an entry is not complete: being built (by whom), or stopped (with the reason recorded)."""
@@ -222,7 +243,7 @@ class EmbeddingCache:
             return f"being built by {integrity.describe_owner(Path(lock.lock_file))}"
         lock.release()
         n_chunks = len(list((entry / "chunks").glob("*.npy")))
-        reason = partial.get("stopped")
+        reason = _text(partial.get("stopped"))
         return (f"stopped: {reason}" if reason else "stopped") + f"; {n_chunks} chunks committed, the next " \
             "run with the same settings resumes"
 
@@ -251,8 +272,9 @@ class EmbeddingCache:
     def verify(self, key_or_prefix: str = "all", *, progress: bool = False) -> list[dict[str, Any]]:
         """Read every byte of the selected entries and check it against the recorded checksums.
 
-        Complete entries: every file against ``meta.json["checksums"]`` (plus the header checks of
-        :meth:`get`). Partial entries: every committed chunk against its sidecar (a bad chunk would be computed
+        Complete entries: ``meta.json`` (format, its own checksum, its key), every file against
+        ``meta.json["checksums"]`` (plus the header checks of :meth:`get`), and every result memoised from it
+        under ``derived/<key>/`` against its sidecar. Partial entries: every committed chunk against its sidecar (a bad chunk would be computed
         again by the next run, but is reported here). Nothing is memoised: this is the full check.
 
         Args:
@@ -275,17 +297,16 @@ class EmbeddingCache:
                 try:
                     meta = self._read_meta(entry.name, entry / "meta.json")
                     n_files = len(integrity.entry_files(meta))
+                    problems = integrity.verify_entry_files(entry, meta, memo=False, progress=progress)
+                    if not problems:
+                        self.get(entry.name, verify=False)  # shapes and dtypes against meta.json
+                    memos = integrity.derived_files(self.root, entry.name)
+                    n_files += len(memos)
+                    problems += integrity.derived_problems(self.root, entry.name)
                 except CacheError as exc:
                     problems = [("meta.json", exc.message)]
                 except (KeyError, TypeError):
                     problems = [("meta.json", "field 'modalities' missing or malformed")]
-                else:
-                    problems = integrity.verify_entry_files(entry, meta, memo=False, progress=progress)
-                    if not problems:
-                        try:
-                            self.get(entry.name, verify=False)  # shapes and dtypes against meta.json
-                        except CacheError as exc:
-                            problems = [("meta.json", exc.message)]
             else:
                 n_files = len(list((entry / "chunks").glob("*.npy")))
                 problems = integrity.chunk_problems(entry / "chunks")
@@ -296,7 +317,7 @@ class EmbeddingCache:
     def rm(self, key_or_prefix: str) -> list[str]:
         """Remove one entry by key or unique key prefix, or every entry with ``"all"``; return removed keys.
 
-        ``"all"`` also forgets the checkpoint hashes (``hashes.json``).
+        The entry's derived results (``derived/<key>/``) go with it. ``"all"`` also forgets the checkpoint hashes (``hashes.json``).
 
         Raises:
             InputError: The prefix matches no entry or several.
@@ -315,6 +336,8 @@ class EmbeddingCache:
                                  hint="wait for it to finish, then remove it") from None
             try:
                 shutil.rmtree(entry)
+                # The results derived from its vectors go with it (they could never be read again).
+                shutil.rmtree(self.root / integrity.DERIVED_DIR / entry.name, ignore_errors=True)
             except OSError as exc:
                 raise CacheError(f"cannot remove {entry}: {exc.strerror or one_line(exc)}",
                                  hint="check its permissions") from exc
@@ -323,3 +346,51 @@ class EmbeddingCache:
                 lock.release()
             removed.append(entry.name)
         return removed
+
+
+def check_meta(meta: Mapping[str, Any], key: str, meta_path: Path) -> None:
+    """Refuse a parsed ``meta.json`` that is not what gapdiag wrote for entry ``key``.
+
+    Raises:
+        CacheError: Another cache format (named, with what to run), no or a wrong :data:`META_CHECKSUM` (the
+            file was edited), or another entry's key (the folder was moved, renamed or swapped).
+    """
+    version = meta.get("cache_format_version")
+    if version != CACHE_FORMAT_VERSION:
+        if isinstance(version, int) and not isinstance(version, bool):
+            age = "an older" if version < CACHE_FORMAT_VERSION else "a newer"
+            raise CacheError(f"cache entry {key} was written by {age} gapdiag (cache format {version}; this "
+                             f"gapdiag reads format {CACHE_FORMAT_VERSION})",
+                             hint=f"remove it with `gapdiag cache rm {key}`: it is never used again, the next run "
+                                  "embeds under a new key")
+        raise corrupt(meta_path, key, "field 'cache_format_version' missing or malformed")
+    recorded = meta.get(META_CHECKSUM)
+    if not isinstance(recorded, str):
+        raise corrupt(meta_path, key, f"no {META_CHECKSUM} recorded")
+    found = meta_checksum(meta)
+    if found != recorded:
+        raise corrupt(meta_path, key, f"checksum mismatch: edited after it was written ({META_CHECKSUM} is "
+                                      f"{recorded[:19]}…, its content gives {found[:19]}…)")
+    if meta.get("key") != key:
+        raise corrupt(meta_path, key, f"it belongs to entry {meta.get('key')}, not {key} (the entry folder was "
+                                      "moved, renamed or swapped)")
+
+
+def _text(value: Any) -> str | None:
+    """``value`` if it is a string, else ``None``: what :meth:`EmbeddingCache.ls` shows of a field."""
+    return value if isinstance(value, str) else None
+
+
+def _size(entry: Path) -> int:
+    """Bytes of the files under ``entry``; a file removed while it is counted (a `cache rm` elsewhere) counts 0."""
+    total = 0
+    try:
+        for path in entry.rglob("*"):
+            try:
+                if path.is_file():
+                    total += path.stat().st_size
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return total

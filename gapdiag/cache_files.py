@@ -9,7 +9,7 @@ Shared by :mod:`gapdiag.cache` (reading entries), :mod:`gapdiag.cache_writer` (b
 from __future__ import annotations
 
 import datetime as _dt
-import errno
+import hashlib
 import json
 import zipfile
 from collections.abc import Callable, Mapping
@@ -47,6 +47,21 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=json_default, allow_nan=False)
 
 
+#: The field of ``meta.json`` that holds the checksum of every other field (the key, the files' checksums...).
+META_CHECKSUM = "meta_checksum"
+
+
+def meta_checksum(meta: Mapping[str, Any]) -> str:
+    """``"sha256:<hex>"`` of ``meta``'s canonical JSON without its own :data:`META_CHECKSUM` field.
+
+    Canonical (sorted keys, no whitespace), so the indented ``meta.json`` on disk, parsed again, gives the same
+    text: rewriting it with other whitespace keeps the checksum, changing any value (a class name, an entry of
+    ``arrays``, the key) does not.
+    """
+    body = canonical_json({k: v for k, v in meta.items() if k != META_CHECKSUM})
+    return f"{fsutil.ALGORITHM}:{hashlib.new(fsutil.ALGORITHM, body.encode()).hexdigest()}"
+
+
 def utc_now() -> str:
     """The current UTC time to the second, ISO 8601 (``created``/``started`` stamps of an entry)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -62,7 +77,7 @@ def one_line(exc: BaseException) -> str:
 
 def write_error(path: Path, exc: OSError) -> CacheError:
     """The one-line error for a failed write of ``path``: disk full, or what the OS said, with the fix."""
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+    if fsutil.is_disk_full(exc):
         return CacheError(f"disk full while writing {path}", hint="free space or use --cache-dir")
     return CacheError(f"cannot write {path}: {exc.strerror or one_line(exc)}",
                       hint="check its permissions or use --cache-dir")

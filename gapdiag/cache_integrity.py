@@ -149,6 +149,49 @@ def chunk_problem(chunk: Path) -> str | None:
     return None if found == recorded else "checksum mismatch"
 
 
+def read_verified(path: Path) -> tuple[bytes | None, str | None]:
+    """A file's bytes checked against its ``.sha256`` sidecar, read once (so nothing can change between the
+    check and the use): ``(bytes, None)``, or ``(None, why not)``."""
+    recorded = recorded_checksum(path)
+    if recorded is None:
+        return None, "no checksum recorded"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}"
+    found = checksum_of_bytes(data)
+    if found != recorded:
+        return None, f"checksum mismatch (its .sha256 has {recorded[:19]}…, the file has {found[:19]}…)"
+    return data, None
+
+
+# ------------------------------------------------------------------------------------------ derived results
+
+#: Results derived from an entry's vectors live in ``<root>/derived/<key>/`` (:mod:`gapdiag.derived`).
+DERIVED_DIR = "derived"
+
+
+def derived_files(root: Path, key: str) -> list[Path]:
+    """The memoised results of entry ``key`` (each with its ``.sha256`` sidecar, not listed)."""
+    folder = root / DERIVED_DIR / key
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                      and p.suffix not in (SIDECAR_SUFFIX, ".tmp"))
+    except OSError:
+        return []
+
+
+def derived_problems(root: Path, key: str) -> list[tuple[str, str]]:
+    """``("derived/<file>", reason)`` of every memoised result of entry ``key`` that fails its checksum."""
+    problems = []
+    for memo in derived_files(root, key):
+        _, reason = read_verified(memo)
+        if reason is not None:
+            again = "the next run that needs it computes it again"
+            problems.append((f"{DERIVED_DIR}/{memo.name}", f"{reason}; {again}"))
+    return problems
+
+
 def chunk_problems(chunks_dir: Path) -> list[tuple[str, str]]:
     """``(chunk file name, reason)`` of every chunk of a partial entry that fails its checksum."""
     if not chunks_dir.is_dir():

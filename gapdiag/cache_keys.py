@@ -17,10 +17,12 @@ from typing import Any
 from gapdiag import fsutil
 from gapdiag.cache_files import canonical_json, one_line
 from gapdiag.errors import InputError
-from gapdiag.settings import default_cache_dir
+from gapdiag.settings import cache_root
 
 #: Bump whenever the layout of an entry or the way vectors are computed changes: every key changes with it.
-CACHE_FORMAT_VERSION = 2  # 2: checksums of every stored file (meta.json, chunk sidecars)
+#: 2: checksums of every stored file (meta.json, chunk sidecars); 3: meta.json carries its own checksum over
+#: everything else in it, the entry's key included (an edited meta.json or a moved entry folder is detected).
+CACHE_FORMAT_VERSION = 3
 
 DTYPES = ("float32", "float16")
 KEY_LENGTH = 20
@@ -91,7 +93,7 @@ def file_sha256(path: str | Path, *, cache_dir: str | Path | None = None) -> str
         InputError: The file does not exist or cannot be read.
     """
     p = Path(path).expanduser()
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root = cache_root(cache_dir)
     try:
         return fsutil.file_digest(p, memo_file=root / HASHES_FILE)
     except OSError as exc:

@@ -21,12 +21,14 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag import __version__
 from gapdiag import cache_integrity as integrity
 from gapdiag.cache_files import (
+    META_CHECKSUM,
     atomic_save_npy,
     atomic_save_npz,
     atomic_write,
     atomic_write_json,
     canonical_json,
     make_dir,
+    meta_checksum,
     one_line,
     utc_now,
     write_error,
@@ -137,8 +139,9 @@ class EntryWriter:
             try:
                 self.existing = self.cache.get(self.key, progress=self.progress)
             except CacheError as exc:
-                # We were asked to build this key and hold its lock: a damaged entry is rebuilt.
-                log.warning("rebuilding damaged cache entry %s: %s", self.key, exc)
+                # We were asked to build this key and hold its lock: a damaged entry is rebuilt, and the warning
+                # says what was damaged (not the error's "remove the entry" hint: nothing is left to do).
+                log.warning("cache entry %s is damaged (%s); embedding it again", self.key, exc.message)
                 self._discard()
             else:
                 # A kill between meta.json and the clean-up leaves chunks behind; they are no longer needed.
@@ -416,6 +419,10 @@ class EntryWriter:
             # Recorded from the files as written, before meta.json (the entry's commit point) exists.
             "checksums": checksums,
         }
+        # As it will read back (JSON types only), then sealed: the key, the arrays listed and every file's
+        # checksum are inside what meta_checksum covers, so an edit or a moved folder is caught on reading.
+        meta = json.loads(canonical_json(meta))
+        meta[META_CHECKSUM] = meta_checksum(meta)
         atomic_write_json(self.dir / "meta.json", meta)
 
 

@@ -3,26 +3,38 @@
 A warm ``gapdiag measure``, ``report`` or ``plot`` on unchanged vectors recomputes nothing: the metrics
 (scikit-learn's k-means and logistic regression alone take seconds to import) and the UMAP embedding (numba
 compilation, ~10 s) are read back. Each result lives in ``<cache root>/derived/<entry key>/<hash>.<ext>``
-where the hash covers everything that changes the result: the parameters the caller passes and a stamp of
-gapdiag's own code (version plus size and mtime of the modules that compute it), so editing or upgrading
-gapdiag never serves an old result. An entry without a cache key (vectors passed in memory, precomputed
-files) is never memoised. Writes are atomic; an unwritable cache only costs the recomputation.
+where the hash covers everything that changes the result: the parameters the caller passes, the entry's
+``meta_checksum`` (so a memo belongs to the very bytes it was computed from: the memos of another entry, or of
+this key before it was rebuilt, are never found) and a stamp of gapdiag's own code (version plus size and
+mtime of the modules that compute it), so editing or upgrading gapdiag never serves an old result. An entry
+without a cache key (vectors passed in memory, precomputed files) is never memoised.
+
+Memos carry checksums exactly like vectors: a ``<memo>.sha256`` sidecar (``sha256sum`` format) is written
+before the rename that commits the memo and checked on every read, from the very bytes that are then parsed.
+A memo that fails it (edited, damaged, no sidecar) is never used: one warning line says so, the memo is
+removed and the result computed again (and memoised anew); ``gapdiag cache verify`` reports it. Writes are
+atomic; an unwritable cache only costs the recomputation.
 """
 
 from __future__ import annotations
 
 import functools
+import io
+import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag import __version__
-from gapdiag.cache_files import atomic_save_npy, atomic_write_json
+from gapdiag import cache_integrity as integrity
+from gapdiag.cache_files import atomic_write, json_default
 from gapdiag.data.base import hash_json
 from gapdiag.errors import GapdiagError
+from gapdiag.fsutil import NUMPY_READ_ERRORS, loads_json, remove_stale_temps, unlink_quietly
 from gapdiag.report import Report
 
 if TYPE_CHECKING:
@@ -30,8 +42,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DERIVED_DIR = "derived"
+DERIVED_DIR = integrity.DERIVED_DIR
 _PACKAGE = Path(__file__).parent
+T = TypeVar("T")
 
 
 @functools.lru_cache(maxsize=8)
@@ -46,53 +59,63 @@ def code_stamp(*modules: str) -> str:
 
 
 def memo_path(es: EmbeddingSet, kind: str, parts: dict[str, Any], suffix: str) -> Path | None:
-    """Where the result ``kind`` with ``parts`` of ``es``'s cache entry lives; None if ``es`` has no entry."""
+    """Where the result ``kind`` with ``parts`` of ``es``'s cache entry lives; None if ``es`` is no verified entry."""
     prov = es.provenance or {}
-    key, entry = prov.get("key"), prov.get("path")
-    if not key or not entry:
+    key, entry, sealed = prov.get("key"), prov.get("path"), prov.get("meta_checksum")
+    if not key or not entry or not sealed:
         return None
-    return Path(entry).parent / DERIVED_DIR / str(key) / f"{kind}-{hash_json(parts)[:32]}{suffix}"
+    name = hash_json({**parts, "entry": sealed})[:32]
+    return Path(entry).parent / DERIVED_DIR / str(key) / f"{kind}-{name}{suffix}"
 
 
-def load_report(path: Path | None) -> Report | None:
-    """The memoised report at ``path``, or None (missing or unreadable: recompute)."""
+def _load(path: Path | None, what: str, parse: Callable[[bytes], T]) -> T | None:
+    """The memo at ``path`` parsed from bytes that passed its checksum; None (recompute) otherwise.
+
+    A memo that exists but fails its checksum is removed with one warning line naming it.
+    """
     if path is None or not path.is_file():
         return None
+    data, reason = integrity.read_verified(path)
+    if data is None:
+        log.warning("memoised %s %s: %s; computing it again", what, path, reason)
+        unlink_quietly(path)
+        unlink_quietly(integrity.sidecar(path))
+        return None
     try:
-        return Report.load(path)
-    except (GapdiagError, OSError, ValueError) as exc:
-        log.debug("ignoring memoised report %s: %s", path, exc)
+        return parse(data)
+    except (GapdiagError, *NUMPY_READ_ERRORS) as exc:  # checksum right, content not ours (another version)
+        log.debug("ignoring memoised %s %s: %s", what, path, exc)
         return None
 
 
-def save_report(path: Path | None, report: Report) -> None:
-    """Memoise ``report`` at ``path`` (best effort)."""
+def _save(path: Path | None, write: Callable[[Any], object]) -> None:
+    """Memoise at ``path`` through ``write(binary file)``, its sidecar recorded before the rename (best effort)."""
     if path is None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, report.to_dict())
+        remove_stale_temps(path.parent)  # gapdiag's own folder: any killed writer's temporary file goes
+        atomic_write(path, write, on_checksum=lambda value: integrity.write_sidecar(path, value))
     except Exception as exc:  # noqa: BLE001 - a memo that cannot be written only costs recomputation
-        log.debug("report not memoised at %s: %s", path, exc)
+        log.debug("not memoised at %s: %s", path, exc)
+
+
+def load_report(path: Path | None) -> Report | None:
+    """The memoised report at ``path``, or None (missing, unreadable or failing its checksum: recompute)."""
+    return _load(path, "report", lambda data: Report.from_dict(loads_json(data), source=str(path)))
+
+
+def save_report(path: Path | None, report: Report) -> None:
+    """Memoise ``report`` at ``path`` (best effort: extras that have no JSON form are not memoised)."""
+    _save(path, lambda f: f.write(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=json_default,
+                                             allow_nan=False).encode() + b"\n"))
 
 
 def load_array(path: Path | None) -> NDArray[Any] | None:
     """The memoised array at ``path`` (``.npy``), or None."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        log.debug("ignoring memoised array %s: %s", path, exc)
-        return None
+    return _load(path, "array", lambda data: np.load(io.BytesIO(data), allow_pickle=False))
 
 
 def save_array(path: Path | None, array: NDArray[Any]) -> None:
     """Memoise ``array`` at ``path`` (best effort)."""
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_save_npy(path, np.ascontiguousarray(array))
-    except Exception as exc:  # noqa: BLE001
-        log.debug("array not memoised at %s: %s", path, exc)
+    _save(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))

@@ -18,6 +18,7 @@ from gapdiag.errors import GapdiagError, InputError, ProvenanceError
 from gapdiag.html_report import FIGURE_FORMATS, write_html
 from gapdiag.interactive_map import build_interactive_map, interactive_map_html, item_labels
 from gapdiag.metrics.sampling import check_sample_size
+from gapdiag.outputs import check_outputs
 from gapdiag.report import Report
 
 Status = Callable[[str], None] | None
@@ -67,6 +68,10 @@ def plot_figures(
     if labels and len(labels) != len(loaded):
         raise InputError(f"{len(labels)} --label values for {len(loaded)} --report files",
                          hint="give one --label per --report")
+    # Each figure file against what this command reads (a --shift saved as figs/shift.png): before any work.
+    check_outputs({}, {"--report": list(reports), "--shift": shift, "--data": embed_options.get("data"),
+                       "--model": embed_options.get("model"), "--pretrained": embed_options.get("pretrained")},
+                  folders={"--out": (out, [f"{gplot.figure_stem(k, method)}.{format}" for k in kinds])})
     shift_result = gplot.load_shift_result(shift) if shift is not None else None
     gplot.ensure_output_dir(out)  # fail before embedding, not after
     es = embed(**embed_options) if any(k in gplot.EMBEDDING_KINDS for k in kinds) else None

@@ -23,7 +23,7 @@ from gapdiag.device_loader import encode_images_on_device
 from gapdiag.device_preprocess import PREPROCESS_BACKENDS, resolve_preprocess
 from gapdiag.distributed import DistributedContext, broadcast_object
 from gapdiag.embeddings import EmbeddingSet
-from gapdiag.errors import DatasetError, InputError
+from gapdiag.errors import CacheError, DatasetError, InputError
 from gapdiag.metrics.zeroshot import build_classifier
 from gapdiag.models import LoadedModel, ModelSpec, build_model
 from gapdiag.progress import progress_bar
@@ -148,7 +148,7 @@ def _look_up(dataset: PairedDataset, spec: ModelSpec, cache: EmbeddingCache, dis
     verified once)."""
     backend = preprocess if preprocess != "auto" else ("device" if _is_cuda(device) else "pil")
     key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache, preprocess=backend)
-    hit = cache.get(key, progress=progress and dist.is_main)
+    hit = _get_or_rebuild(cache, key, progress=progress and dist.is_main)
     loaded: LoadedModel | None = None
     if hit is None and preprocess == "auto" and backend == "device":
         # Only the built model tells whether its transform is one the tensor path reproduces.
@@ -156,8 +156,21 @@ def _look_up(dataset: PairedDataset, spec: ModelSpec, cache: EmbeddingCache, dis
         backend = resolve_preprocess("auto", loaded.preprocess, loaded.device)
         if backend != "device":
             key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache, preprocess=backend)
-            hit = cache.get(key, progress=progress and dist.is_main)
+            hit = _get_or_rebuild(cache, key, progress=progress and dist.is_main)
     return _LookUp(key, hit, backend, loaded)
+
+
+def _get_or_rebuild(cache: EmbeddingCache, key: str, *, progress: bool) -> EmbeddingSet | None:
+    """The verified entry ``key``, or ``None`` when it is missing or damaged.
+
+    We are asked to embed this data with this model, so a damaged entry is a miss: the writer, under the
+    entry's lock, says what was damaged (one warning) and builds it again (docs/cache.md). Only an entry given
+    as data (``-d <entry folder>``), which nothing could rebuild, stops with the damage.
+    """
+    try:
+        return cache.get(key, progress=progress)
+    except CacheError:
+        return None
 
 
 def _entry_meta(dataset: PairedDataset, spec: ModelSpec, cache: EmbeddingCache, *, precision: str, dtype: str,

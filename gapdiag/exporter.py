@@ -33,6 +33,7 @@ from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.fsutil import atomic_path
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.outputs import write_error
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -113,6 +114,5 @@ def write_parquet(table: pa.Table, path: str | Path) -> Path:
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
     except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}",
-                         hint="pass a writable --out path") from None
+        raise write_error(path, e, what="Parquet file") from None
     return path

@@ -21,9 +21,12 @@ SHA-256 because on CPUs with SHA extensions hashlib's OpenSSL SHA-256 is the fas
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import stat
 import threading
 import time
 import zipfile
@@ -74,19 +77,84 @@ def unlink_quietly(path: Path) -> None:
         pass
 
 
+def is_special_file(path: Path) -> bool:
+    """Whether ``path`` (links followed) exists and is neither a regular file nor a folder: a FIFO, a device, a
+    socket (``/dev/null``, ``/dev/stdout`` and ``>(cmd)`` pipes among them)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (another user's counts); unsure means yes."""
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there: never guess
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: it exists, it is someone else's
+    return True
+
+
+def remove_stale_temps(directory: Path, name: str | None = None) -> None:
+    """Remove the ``.<name>.<pid>.<thread>.tmp`` files that a killed writer left in ``directory``.
+
+    Only those of ``name`` (every name when ``None``: a folder gapdiag owns, such as ``derived/<key>/``), and
+    only when their process is no longer alive on this machine: a live writer's temporary file is its own.
+    (A writer on another machine sharing the folder over a network file system is not seen; its file could be
+    removed while it writes, which makes that write fail rather than be torn.)
+    """
+    pattern = re.compile(re.escape(f".{name}.") if name is not None else r"\..+\.")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for entry in names:
+        match = _TEMP_SUFFIX.search(entry)
+        if match is None or not pattern.fullmatch(entry[:match.start()]):
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and not _pid_alive(pid):
+            unlink_quietly(directory / entry)
+
+
+_TEMP_SUFFIX = re.compile(r"(?<=\.)(\d+)\.\d+\.tmp$")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, before_replace: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; when the block succeeds, fsync it and move it onto ``path``.
 
     For writers that want a file name (``savefig``, ``torch.save``). ``before_replace(tmp)`` runs after the
     fsync and before the rename that commits the file (e.g. to record its checksum first). On any exception the
-    temporary file is removed and ``path`` keeps its previous content (or stays absent).
+    temporary file is removed and ``path`` keeps its previous content (or stays absent). Temporary files of
+    ``path`` that a killed writer left behind are removed first (:func:`remove_stale_temps`).
+
+    An existing ``path`` that is not a regular file (a FIFO, a device such as ``/dev/null``, a pipe behind
+    ``/dev/stdout``) is yielded itself and written directly: a rename would replace the node, and as root
+    ``--out /dev/null`` would turn the system's ``/dev/null`` into a regular file. Nothing is atomic about such a
+    write, and nothing needs to be. With ``before_replace`` (a checksummed cache file) it is refused.
 
     Raises:
-        OSError: The temporary file cannot be written, synced or renamed.
+        OSError: The temporary file cannot be written, synced or renamed; or ``before_replace`` is given for a
+            path that is not a regular file.
     """
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    if is_special_file(target):
+        if before_replace is not None:
+            raise OSError(errno.EINVAL, "not a regular file", str(target))
+        yield target
+        return
+    remove_stale_temps(target.parent, target.name)
+    tmp = _temp_name(target)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -142,6 +210,20 @@ def loads_json(text: str | bytes, *,
     except RecursionError:
         doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         raise json.JSONDecodeError("nested too deeply to parse", doc, 0) from None
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """Whether a failed write means the disk (or the user's quota) is full.
+
+    ``ENOSPC``/``EDQUOT``, and also numpy's short write: ``np.save`` writes arrays with C ``fwrite``, which
+    reports a full disk as ``OSError("3200 requested and 992 written")`` with no errno.
+    """
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return True
+    return exc.errno is None and _SHORT_WRITE.search(str(exc)) is not None
+
+
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 
 
 # ------------------------------------------------------------------------------------------------ digests

@@ -23,6 +23,7 @@ from gapdiag.figures.files import ensure_output_dir
 from gapdiag.fsutil import atomic_write_text
 from gapdiag.html_diagnostics import diagnostics_section
 from gapdiag.metrics import REGISTRY
+from gapdiag.outputs import write_error
 from gapdiag.presentation import (
     direction_text,
     format_interval,
@@ -329,5 +330,5 @@ def write_html(
     try:
         atomic_write_text(path, text)
     except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror}", hint="pass a writable --out path") from None
+        raise write_error(path, e, what="report page") from None
     return path

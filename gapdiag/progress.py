@@ -21,7 +21,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-
 #: The width of a console that does not write to a terminal: far wider than any line gapdiag prints.
 UNBOUNDED_WIDTH = 100_000
 

@@ -36,6 +36,7 @@ from typing import Any
 from gapdiag import __version__
 from gapdiag.errors import InputError
 from gapdiag.fsutil import atomic_write_text, loads_json
+from gapdiag.outputs import write_error
 
 SCHEMA_VERSION = 1
 # Bump when a metric's definition changes so that old and new reports are never silently compared.
@@ -166,7 +167,7 @@ def write_json(obj: Any, path: str | Path, *, what: str = "file") -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(obj, indent=2, default=_to_jsonable) + "\n")
     except OSError as e:
-        raise InputError(f"cannot write {what} {path}: {e.strerror or e}", hint="choose a writable --out path") from None
+        raise write_error(path, e, what=what) from None
     return path
 
 

@@ -18,7 +18,8 @@ door, show besides the verbs' results.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,13 @@ from gapdiag.errors import InputError
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.metrics.search_index import search_device
 from gapdiag.metrics.similarity import compare_embeddings
+from gapdiag.outputs import check_outputs, output_folder
 from gapdiag.progress import LogConsole  # noqa: F401 - for the CLI: whole lines off a terminal
 from gapdiag.references import references_for  # noqa: F401 - for the CLI
-from gapdiag.report import Report, write_json  # noqa: F401 - write_json for the CLI
+from gapdiag.report import Report, write_json
 from gapdiag.report import _to_jsonable as to_jsonable  # noqa: F401 - the JSON encoding of --json output
 from gapdiag.settings import Settings, use
+from gapdiag.train import RUN_FILES
 from gapdiag.train import train as run_training
 
 
@@ -108,6 +111,7 @@ def measure(
     block_size: int = 2048,
     progress: bool = True,
     threads: int | None = None,
+    out: str | Path | None = None,
     **embed_options: Any,
 ) -> Report:
     """Measure the geometry of the embedding space: gap, Cos_TP, angular value, uniformity, rank, R@K, V-Measure.
@@ -120,24 +124,30 @@ def measure(
         seed: Seed for sampling, k-means and bootstrap.
         bootstrap: Number of bootstrap resamples for confidence intervals (0 = none).
         threads: CPU threads of the pair passes (None = every core); the values do not depend on it.
+        out: Also save the report JSON here (checked before any work: never one of the inputs).
         **embed_options: Passed to :func:`embed` (pretrained, split, device, batch_size, cache_dir, ...).
 
     Returns:
         A :class:`~gapdiag.report.Report` with values, provenance and extras (gap vectors, spectra).
     """
     check_sample_size(sample)  # before embedding: a bad --sample must not cost an embedding run
-    es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
+    check_outputs({"--out": out}, _inputs(data, model, embed_options))
 
     def name_items(extras: dict[str, Any]) -> None:
         describe_items(extras, data, split=embed_options.get("split"), cache_dir=embed_options.get("cache_dir"))
 
-    # Hubs and changed items are named by path/caption only when measure read the data itself.
-    read_here = not isinstance(data, EmbeddingSet) and embedding.cache_entry_path(data) is None
-    return measuring.measure_embeddings(
-        es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine,
-        block_size=block_size, progress=progress, device=embed_options.get("device", "auto"), threads=threads,
-        provenance=embedding.report_provenance(es, sample=sample, seed=seed, **embed_options),
-        describe=name_items if read_here else None)
+    with _edge(embed_options):
+        es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
+        # Hubs and changed items are named by path/caption only when measure read the data itself.
+        read_here = not isinstance(data, EmbeddingSet) and embedding.cache_entry_path(data) is None
+        report = measuring.measure_embeddings(
+            es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine,
+            block_size=block_size, progress=progress, device=embed_options.get("device", "auto"), threads=threads,
+            provenance=embedding.report_provenance(es, sample=sample, seed=seed, **embed_options),
+            describe=name_items if read_here else None)
+    if out is not None:
+        report.save(out)
+    return report
 
 
 def export(
@@ -166,9 +176,11 @@ def export(
         The path written.
     """
     exporter.check_method(method)  # before any embedding work
-    es, dataset = embedding.embeddings_with_items(embed, data, model, progress=progress, **embed_options)
-    table = exporter.export_table(es, dataset, method=method, seed=seed, vectors=vectors,
-                                  status=measuring.status_printer(progress))
+    check_outputs({"--out": out}, _inputs(data, model, embed_options))
+    with _edge(embed_options):
+        es, dataset = embedding.embeddings_with_items(embed, data, model, progress=progress, **embed_options)
+        table = exporter.export_table(es, dataset, method=method, seed=seed, vectors=vectors,
+                                      status=measuring.status_printer(progress))
     return exporter.write_parquet(table, out)
 
 
@@ -179,16 +191,29 @@ def shift(
     lambdas: Sequence[float] | None = None,
     temperatures: Sequence[float] | None = None,
     progress: bool = True,
+    out: str | Path | None = None,
     **embed_options: Any,
 ) -> dict[str, Any]:
     """Liang et al.'s embedding-shift experiment on a dataset's image and text embeddings.
 
     Returns the JSON-serialisable dict of :func:`gapdiag.shift.shift_experiment` (per λ: gap, loss per
-    temperature, R@1 both ways, zero-shot accuracy when the data has classes), plus the provenance.
+    temperature, R@1 both ways, zero-shot accuracy when the data has classes), plus the provenance; also
+    written to ``out`` when given (checked before any work: never one of the inputs).
     """
     # gapdiag.shift imports SciPy: only when the experiment runs, never on a cache hit of measure.
     from gapdiag import shift as shift_module
 
+    check_outputs({"--out": out}, _inputs(data, model, embed_options))
+    with _edge(embed_options):
+        result = _shift(shift_module, data, model, lambdas, temperatures, progress, embed_options)
+    if out is not None:
+        write_json(result, out, what="shift result")
+    return result
+
+
+def _shift(shift_module: Any, data: Any, model: Any, lambdas: Sequence[float] | None,
+           temperatures: Sequence[float] | None, progress: bool, embed_options: dict[str, Any]) -> dict[str, Any]:
+    """The body of :func:`shift`: embed, move along the gap, measure."""
     es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
     image, text = _image_and_text(es)
     kwargs: dict[str, Any] = {}
@@ -247,10 +272,11 @@ def compare_models(
         ``{"metrics": {"linear_cka/<m>": ..., "mutual_knn/<m>": ...}, "extras": {"changed/<m>": [...], ...},
         "provenance": {"a": ..., "b": ...}}``; changed items carry ``path``/``caption`` when the data is at hand.
     """
-    esa = _embedding_set(a, data, progress, embed_options)
-    esb = _embedding_set(b, data, progress, embed_options)
-    values, extras = compare_embeddings(esa, esb, k=k, top=top,
-                                        device=search_device(embed_options.get("device", "auto")))
+    with _edge(embed_options):
+        esa = _embedding_set(a, data, progress, embed_options)
+        esb = _embedding_set(b, data, progress, embed_options)
+        values, extras = compare_embeddings(esa, esb, k=k, top=top,
+                                            device=search_device(embed_options.get("device", "auto")))
     if not any(isinstance(s, EmbeddingSet) or embedding.cache_entry_path(s) is not None for s in (a, b)):
         describe_items(extras, data, split=embed_options.get("split"), cache_dir=embed_options.get("cache_dir"))
     return {"metrics": values, "extras": extras,
@@ -308,7 +334,13 @@ def train(data: PairedDataset, model: str | Path = "gapdiag-tiny-vit", **options
     Returns:
         The :class:`gapdiag.train.TrainResult` (run dir, model path, per-epoch metrics, resumed epoch).
     """
-    return run_training(data, model, **options)
+    out_dir = options.get("out_dir")
+    eval_source = getattr(options.get("eval_data"), "source", None)
+    check_outputs({}, {"--model": model, "--pretrained": options.get("pretrained"),
+                       "--data": [data.source, *([eval_source] if eval_source else [])]},
+                  folders={"--out": (out_dir, RUN_FILES)})
+    with _edge({}):
+        return run_training(data, model, **options)
 
 
 def parse_metric_list(text: str | None) -> list[str] | None:
@@ -333,7 +365,9 @@ def plot(kinds: Sequence[str] | None = None, *, out: str | Path = "gapdiag-plots
     # gapdiag.draw imports matplotlib: only when a figure is drawn, never on a cache hit of measure.
     from gapdiag import draw
 
-    return draw.plot_figures(embed, kinds, out=Path(out), **options)
+    output_folder(out, "--out")
+    with _edge(options):
+        return draw.plot_figures(embed, kinds, out=Path(out), **options)
 
 
 def report(out: str | Path = "report.html", **options: Any) -> Any:
@@ -350,7 +384,10 @@ def report(out: str | Path = "report.html", **options: Any) -> Any:
     """
     from gapdiag import draw  # matplotlib, as in plot()
 
-    return draw.write_report_page(embed, measure, load_data, Path(out), **options)
+    check_outputs({"--out": out}, {"--report": options.get("from_report"), "--shift": options.get("shift"),
+                                   **_inputs(options.get("data"), options.get("model"), options)})
+    with _edge(options):
+        return draw.write_report_page(embed, measure, load_data, Path(out), **options)
 
 
 def check(baseline: str | Path, report: str | Path | None = None, **options: Any) -> CheckRun:
@@ -365,7 +402,11 @@ def check(baseline: str | Path, report: str | Path | None = None, **options: Any
     Returns:
         A :class:`gapdiag.check.run.CheckRun`; ``result.raise_for_regression()`` raises on a broken rule.
     """
-    return run_check(measure, similarity_to_baseline, baseline, report, **options)
+    check_outputs({option: options.get(option[2:]) for option in ("--out", "--markdown", "--junit")},
+                  {"--baseline": baseline, "--report": report, "--config": options.get("config"),
+                   **_inputs(options.get("data"), options.get("model"), options)})
+    with _edge(options):
+        return run_check(measure, similarity_to_baseline, baseline, report, **options)
 
 
 def compare(reports: Sequence[str | Path] = (), models: Sequence[str] = (), **options: Any) -> CompareRun:
@@ -381,5 +422,23 @@ def compare(reports: Sequence[str | Path] = (), models: Sequence[str] = (), **op
         A :class:`gapdiag.check.run.CompareRun`: the comparison, the reports, the item-by-item view of two
         models (``similarity``) and the figure path.
     """
-    return run_compare(measure, compare_models, lambda p: embedding.cache_entry_path(p) is not None, reports,
-                       models, **options)
+    check_outputs({"--markdown": options.get("markdown")},
+                  {"REPORTS": list(reports), **_inputs(options.get("data"), list(models), options)},
+                  folders={"--plot": (options.get("plot"), ["compare.png"])})
+    with _edge(options):
+        return run_compare(measure, compare_models, lambda p: embedding.cache_entry_path(p) is not None, reports,
+                           models, **options)
+
+
+def _inputs(data: Any, model: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The files a verb reads, by the option that names them (for :func:`gapdiag.outputs.check_outputs`)."""
+    return {"--data": data, "--model": model, "--pretrained": options.get("pretrained")}
+
+
+@contextlib.contextmanager
+def _edge(options: dict[str, Any]) -> Iterator[None]:
+    """Resolve the settings of a verb once, at the door (its cache root, from ``cache_dir=`` or the defaults),
+    for everything the verb computes: the dataset fingerprint memo and numba's compile cache follow that root
+    (:func:`gapdiag.settings.use`)."""
+    with use(Settings.build(options.get("cache_dir"))):
+        yield

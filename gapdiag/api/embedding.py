@@ -7,16 +7,20 @@ here because embedding needs them. The provenance a report keeps of its vectors 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gapdiag import device as devices
-from gapdiag import encode
+from gapdiag import encode, fsutil
 from gapdiag.cache import EmbeddingCache
 from gapdiag.data import load_dataset
-from gapdiag.data.base import PairedDataset
+from gapdiag.data.base import Modality, PairedDataset, hash_json
 from gapdiag.data.ops import skip_unreadable
 from gapdiag.data.sample import default_dataset, sample_data_dir
 from gapdiag.distributed import context_from_env
@@ -54,7 +58,19 @@ def load_data(data: str | Path | PairedDataset | None = None, *, split: str | No
     with use(Settings.build(cache_dir)) if cache_dir is not None else contextlib.nullcontext():
         if data is None:
             return default_dataset(split=split or "test")
-        return load_dataset(data, split=split, skip_bad=skip_bad, **reader_options)
+        dataset = load_dataset(data, split=split, skip_bad=skip_bad, **reader_options)
+    if not dataset.name:
+        # Readers name data after its folder or file; a path such as `manifest.csv` or `.` in the current
+        # folder has an empty one (`Path("manifest.csv").parent.name == ""`): name it after the folder it is in.
+        dataset.name = folder_name(dataset.source)
+    return dataset
+
+
+def folder_name(source: str | Path) -> str:
+    """The name of the folder ``source`` (a file, a shard pattern or a folder) lives in, resolved: ``digits`` for
+    ``manifest.csv`` or ``.`` read inside ``.../digits``."""
+    path = Path(source).expanduser().resolve()
+    return (path if path.is_dir() else path.parent).name or str(path)
 
 
 def embed_under(data: str | Path | PairedDataset | None, model: str | Path | None, settings: Settings, *,
@@ -64,6 +80,8 @@ def embed_under(data: str | Path | PairedDataset | None, model: str | Path | Non
     dataset = load_data(data, split=split, skip_bad=skip_bad, **reader_options)
     if all(m.kind == "embedding" for m in dataset.modalities.values()):
         return encode.embedding_set_from_precomputed(dataset)
+    if not dataset.fingerprint:  # built in memory: the key must still follow what it holds
+        dataset = dataclasses.replace(dataset, fingerprint=content_fingerprint(dataset))
     # Rows the reader dropped (missing file, blank caption) and images that do not decode are both reported.
     skipped: list[str] = list(dataset.extra.get("skipped") or [])
     if skip_bad:
@@ -76,6 +94,12 @@ def embed_under(data: str | Path | PairedDataset | None, model: str | Path | Non
                               batch_size=batch_size, workers=workers, dtype=dtype, progress=not settings.quiet,
                               extra_meta={"skipped": skipped}, chunk_size=chunk_size or encode.DEFAULT_CHUNK_SIZE,
                               dist=context_from_env(settings.device), preprocess=preprocess)
+    # The entry may have been filled by another run (a copy of the data, the checkpoint by another path): its
+    # numbers are ours, its words are not. The provenance says how *this* run named the data and the model.
+    es.provenance["model"] = {**(es.provenance.get("model") or {}), **spec.describe(cache_dir=settings.cache_root)}
+    es.provenance["dataset"] = {**(es.provenance.get("dataset") or {}), "name": dataset.name,
+                                "source": dataset.source}
+    es.provenance["skipped"] = skipped
     es.provenance["path"] = str(cache.path(es.provenance["key"]))
     # Exact, from the texts themselves: how many captions repeat another (the class-level caption note).
     es.provenance["repeated_items"] = {name: count_repeated_items(m.items)
@@ -130,7 +154,7 @@ def report_provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device
     out = {
         "model": model,
         "dataset": dict(prov.get("dataset") or {}),
-        "sample": {"size": sample, "seed": seed},
+        "sample": sample_used(sample, seed, es.n_samples),
         "device": device_name(device),
         "dtype": prov.get("dtype"),
     }
@@ -139,6 +163,73 @@ def report_provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device
     if prov.get("key"):
         out["cache_key"] = prov["key"]
     return out
+
+
+def sample_used(sample: int | None, seed: int, n_samples: int) -> dict[str, Any]:
+    """The ``sample`` record of a report: the size actually used (``None``: every sample, exact), and the size
+    asked for when it was not used (``--sample 100000`` on 359 samples measures all of them)."""
+    if sample is None or sample < n_samples:
+        return {"size": sample, "seed": seed}
+    return {"size": None, "requested": sample, "seed": seed}
+
+
+#: Bumped whenever :func:`content_fingerprint` hashes something else, so old cache keys stop matching.
+CONTENT_FINGERPRINT_VERSION = 1
+
+
+def content_fingerprint(dataset: PairedDataset) -> str:
+    """The fingerprint of a dataset built in memory without one (``fingerprint=""``), from what it holds.
+
+    SHA-256 (:func:`gapdiag.data.base.hash_json`) over: per modality, in order, its name, kind, ``sample_index``
+    and the SHA-256 of each item's content (an image file's bytes, memoised per file state like a reader's
+    fingerprint; a tar or Parquet image's bytes; a caption's UTF-8 text; a vector's bytes); then the labels,
+    class names, templates and attributes. Names, paths and the source are left out: the same content elsewhere
+    keeps its fingerprint, any change of an image, caption, label or pairing gives another, so two datasets
+    never share a cache key.
+
+    Raises:
+        InputError: An item whose content cannot be read or has no byte form (e.g. a PIL image object):
+            one line naming the item, with the fix.
+    """
+    modalities = [{"name": name, "kind": m.kind, "sample_index": _array_digest(m.sample_index),
+                   "items": [_item_digest(m, i) for i in range(len(m))]} for name, m in dataset.modalities.items()]
+    return hash_json({
+        "version": CONTENT_FINGERPRINT_VERSION,
+        "modalities": modalities,
+        "n_samples": dataset.n_samples,
+        "labels": None if dataset.labels is None else _array_digest(dataset.labels),
+        "class_names": dataset.class_names,
+        "templates": list(dataset.templates),
+        "attributes": {k: [str(v) for v in values] for k, values in (dataset.attributes or {}).items()},
+    })
+
+
+def _array_digest(values: Any) -> str:
+    array = np.ascontiguousarray(values)
+    return hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).hexdigest()
+
+
+def _item_digest(modality: Modality, i: int) -> str:
+    """SHA-256 of item ``i``'s content (see :func:`content_fingerprint`)."""
+    item = modality.items[i]
+    fix = "give image file paths and caption strings, or set the dataset's fingerprint"
+    if modality.kind == "embedding":
+        return _array_digest(item)
+    if modality.kind == "text":
+        if not isinstance(item, str):
+            raise InputError(f"{modality.location(i)}: a caption of type {type(item).__name__} cannot be "
+                             "fingerprinted", hint=fix)
+        return hashlib.sha256(item.encode("utf-8", "surrogatepass")).hexdigest()
+    if hasattr(item, "read_bytes") and not isinstance(item, Path):  # a tar member or a Parquet image
+        return hashlib.sha256(item.read_bytes()).hexdigest()
+    if not isinstance(item, (str, Path)):
+        raise InputError(f"{modality.location(i)}: an image item of type {type(item).__name__} cannot be "
+                         "fingerprinted", hint=fix)
+    try:
+        return fsutil.file_digest(item)
+    except OSError as exc:
+        raise InputError(f"{modality.location(i)}: cannot read image {item} to fingerprint the dataset "
+                         f"({exc.strerror or exc})", hint="check the path") from None
 
 
 def device_name(device: str) -> str:

@@ -32,24 +32,34 @@ def measure_embeddings(es: EmbeddingSet, *, metrics: Sequence[str] | None, sampl
                        bootstrap: int, retrieval_engine: str, block_size: int, progress: bool, device: str,
                        provenance: dict[str, Any], describe: Callable[[dict[str, Any]], None] | None,
                        threads: int | None = None) -> Report:
-    """The report of :func:`gapdiag.api.measure` on ``es``, read back from its memo when nothing changed.
+    """The report of :func:`gapdiag.api.measure` on ``es``, its numbers read back from the memo when nothing
+    changed.
 
     ``device`` is the one asked for (``auto``, ...); ``describe`` names the listed items (hubs, changed items)
     in the extras when the data is at hand. ``threads`` is not part of the memo: the values do not depend on it.
+    The memo keeps numbers only: the provenance is always this run's, and the listed items are named from this
+    run's data (the memo was maybe filled by a run on a copy of the data, elsewhere).
     """
-    settings = {"metrics": metrics, "sample": sample, "seed": seed, "bootstrap": bootstrap,
-                "retrieval_engine": retrieval_engine, "block_size": block_size, "device": str(provenance["device"])}
-    memo = measure_memo(es, **settings, described=describe is not None)
+    memo = measure_memo(es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap,
+                        retrieval_engine=retrieval_engine, block_size=block_size, device=str(provenance["device"]))
     reused = derived.load_report(memo)
-    if reused is None:
-        # The same numbers memoised with the listed items named (`measure` on the data) or not (`report`, which
-        # hands over its vectors): either serves, and a caller that names items adds the names once.
-        reused = derived.load_report(measure_memo(es, **settings, described=describe is None))
-        if reused is not None and describe is not None:
-            describe(reused.extras)
-            derived.save_report(memo, reused)
     if reused is not None:
-        return reused
+        report = Report(metrics=reused.metrics, provenance=provenance, intervals=reused.intervals,
+                        extras=reused.extras)
+    else:
+        report = _measure(es, metrics=metrics, sample=sample, seed=seed, bootstrap=bootstrap,
+                          retrieval_engine=retrieval_engine, block_size=block_size, progress=progress,
+                          device=device, provenance=provenance, threads=threads)
+        derived.save_report(memo, report)  # before the items are named: the words stay out of the memo
+    if describe is not None:
+        describe(report.extras)
+    return report
+
+
+def _measure(es: EmbeddingSet, *, metrics: Sequence[str] | None, sample: int | None, seed: int, bootstrap: int,
+             retrieval_engine: str, block_size: int, progress: bool, device: str, provenance: dict[str, Any],
+             threads: int | None) -> Report:
+    """Compute the report of :func:`measure_embeddings`: the metrics, repeat notes and bootstrap intervals."""
     search_on = search_device(device)
     with progress_bar(progress, unit="tiles") as bar:
         status = status_printer(progress, bar)
@@ -73,11 +83,7 @@ def measure_embeddings(es: EmbeddingSet, *, metrics: Sequence[str] | None, sampl
             status(f"bootstrap: {bootstrap} resamples")
         intervals = bootstrap_intervals(es, metrics, n=bootstrap, seed=seed, sample=sample, block_size=block_size,
                                         retrieval_engine=retrieval_engine, device=search_on, threads=threads)
-    if describe is not None:
-        describe(extras)
-    report = Report(metrics=values, provenance=provenance, intervals=intervals, extras=extras)
-    derived.save_report(memo, report)
-    return report
+    return Report(metrics=values, provenance=provenance, intervals=intervals, extras=extras)
 
 
 def measure_memo(es: EmbeddingSet, **parts: Any) -> Path | None:

@@ -16,8 +16,8 @@ from gapdiag.check.compare import Comparison, compare_reports, comparison_to_mar
 from gapdiag.check.config import load_rules
 from gapdiag.check.evaluate import CheckResult, check_reports, two_model_bases
 from gapdiag.check.render import append_step_summary, to_junit_xml, to_markdown
-from gapdiag.errors import InputError
 from gapdiag.fsutil import atomic_write_text
+from gapdiag.outputs import write_error
 from gapdiag.report import Report
 
 Measure = Callable[..., Report]
@@ -146,6 +146,4 @@ def write_text(path: str | Path, text: str, option: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, text)
     except OSError as e:
-        raise InputError(
-            f"cannot write {option} file {path}: {e.strerror}", hint=f"pass a writable path to {option}"
-        ) from None
+        raise write_error(path, e, what=f"{option} file", option=option) from None

@@ -101,8 +101,10 @@ BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="It
 WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=0,
                                          help="Data-loading worker processes (0 = in the main process).",
                                          rich_help_panel="Model")]
+# Paths that a command writes (and --cache-dir) reach the api as the string typed (``path_type=str``): ``Path``
+# would turn ``''`` into the current folder and drop the ``/`` of ``dir/``, which gapdiag.outputs must see.
 CacheDirOpt = Annotated[Path | None, typer.Option(
-    "--cache-dir", envvar="GAPDIAG_CACHE_DIR",
+    "--cache-dir", envvar="GAPDIAG_CACHE_DIR", path_type=str,
     help="Embedding cache directory (default: the user cache dir; env GAPDIAG_CACHE_DIR).",
     rich_help_panel="Cache")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Stored vector dtype: float32 or float16.",

@@ -38,8 +38,15 @@ def cache_ls(cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
         size = e.get("size_bytes", e.get("size", 0)) or 0
         table.add_row(str(e.get("key")), str(e.get("model")), str(e.get("dataset")), counts, str(e.get("dtype")),
                       f"{size / 1e6:.1f} MB", str(e.get("created") or ""),
-                      "yes" if e.get("complete") else f"no: {e.get('why') or e.get('error') or 'unknown'}")
+                      _state(e))
     console.print(table)
+
+
+def _state(entry: dict[str, object]) -> str:
+    """The "complete" cell: yes, no (and why), or damaged (and what `gapdiag cache verify` would say)."""
+    if entry.get("error"):
+        return f"{'damaged' if entry.get('complete') else 'no'}: {entry['error']}"
+    return "yes" if entry.get("complete") else f"no: {entry.get('why') or 'unknown'}"
 
 
 @cache_app.command("rm", epilog="Examples: `gapdiag cache rm 3f2a9c`, `gapdiag cache rm all`")

@@ -56,7 +56,8 @@ ForceOpt = Annotated[
 MarkdownOpt = Annotated[
     Path | None,
     typer.Option(
-        "--markdown", help="Also write the result as a Markdown table to this file.", rich_help_panel="Output"
+        "--markdown", path_type=str, help="Also write the result as a Markdown table to this file.",
+        rich_help_panel="Output",
     ),
 ]
 BaselineOpt = Annotated[
@@ -86,7 +87,8 @@ BootstrapOpt = Annotated[
 JunitOpt = Annotated[
     Path | None,
     typer.Option(
-        "--junit", help="Also write JUnit XML (one test case per metric) to this file.", rich_help_panel="Output"
+        "--junit", path_type=str, help="Also write JUnit XML (one test case per metric) to this file.",
+        rich_help_panel="Output",
     ),
 ]
 OutOpt = Annotated[
@@ -94,6 +96,7 @@ OutOpt = Annotated[
     typer.Option(
         "--out",
         "-o",
+        path_type=str,
         help="Write the current report JSON here (useful when measuring now).",
         rich_help_panel="Output",
     ),
@@ -106,6 +109,7 @@ CompareMarkdownOpt = Annotated[
     Path | None,
     typer.Option(
         "--markdown",
+        path_type=str,
         help="Also write the comparison as Markdown to this file (e.g. for a PR comment); with two checkpoints "
         "or cache entries, what changed item by item too.",
         rich_help_panel="Output",
@@ -269,7 +273,8 @@ def compare(
     plot: Annotated[
         Path | None,
         typer.Option(
-            "--plot", help="Write the comparison figure to DIR/compare.png.", rich_help_panel="Output"
+            "--plot", path_type=str, help="Write the comparison figure to DIR/compare.png.",
+            rich_help_panel="Output",
         ),
     ] = None,
     sample: CompareSampleOpt = None,

@@ -79,7 +79,8 @@ def measure(
         help="auto (fused exact pass on CPU, exact search on a GPU), faiss (exact IndexFlatIP; on a GPU: FAISS GPU "
              "or torch), blocked (fused exact), or hnsw / ivf (approximate FAISS indexes for very large sets; their "
              "agreement with exact search on 1,000 sampled queries is reported).")] = "auto",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", path_type=str,
+                                             help="Write the report JSON here.")] = None,
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1, help="CPU threads of the pair passes (uniformity, retrieval); default: every core. "
                                  "The numbers do not depend on it.")] = None,
@@ -96,9 +97,7 @@ def measure(
     report = api.measure(
         metrics=api.parse_metric_list(metrics),
         sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine, threads=threads,
-        **embedding.api_kwargs(quiet=quiet or json_out))
-    if out is not None:
-        report.save(out)
+        out=out, **embedding.api_kwargs(quiet=quiet or json_out))
     # On stderr, also with --json (whose `skipped` map and provenance.skipped hold the same): never silent.
     print_skipped(list(report.provenance.get("skipped") or []), report.skipped)
     if json_out:
@@ -145,7 +144,8 @@ def shift(
         "--lambdas", help="Shift amounts λ: start:stop:step or a comma list. Default -1:1:0.25.")] = None,
     temperatures: Annotated[str | None, typer.Option(
         "--temperatures", help="Temperatures τ of the contrastive loss. Default 0.01,0.02,0.1,1.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the result JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", path_type=str,
+                                             help="Write the result JSON here.")] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
     *,
@@ -154,9 +154,7 @@ def shift(
     """Liang et al.'s embedding-shift experiment: move images and texts along the gap vector and report, per λ,
     the gap, the contrastive loss at several temperatures, R@1 and zero-shot accuracy."""
     result = api.shift(lambdas=_float_list(lambdas, "--lambdas"), temperatures=_float_list(temperatures, "--temperatures"),
-                       **embedding.api_kwargs(quiet=quiet or json_out))
-    if out is not None:
-        api.write_json(result, out, what="shift result")
+                       out=out, **embedding.api_kwargs(quiet=quiet or json_out))
     if json_out:
         print_json(result)
         return

@@ -23,7 +23,7 @@ from gapdiag.commands._common import (
 
 @embedding_options()
 def export(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")] = Path(
+    out: Annotated[Path, typer.Option("--out", "-o", path_type=str, help="Parquet file to write.")] = Path(
         "gapdiag-export.parquet"),
     map_method: Annotated[str, typer.Option(
         "--map", help="Projection of the x, y columns, as in `gapdiag plot --kind map`: pca (deterministic) "

@@ -98,7 +98,8 @@ def plot(
     ] = "png",
     out: Annotated[
         Path,
-        typer.Option("--out", "-o", help="Output directory (created if missing).", rich_help_panel=_FIGURES),
+        typer.Option("--out", "-o", path_type=str, help="Output directory (created if missing).",
+                     rich_help_panel=_FIGURES),
     ] = Path("gapdiag-plots"),
     dpi: DpiOpt = None,
     seed: SeedOpt = 0,
@@ -149,7 +150,8 @@ def plot(
 
 @embedding_options()
 def report(
-    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
+    out: Annotated[Path, typer.Option("--out", "-o", path_type=str, help="HTML file to write.")] = Path(
+        "report.html"),
     from_report: Annotated[
         Path | None,
         typer.Option(

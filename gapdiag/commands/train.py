@@ -27,7 +27,7 @@ _EPILOG = (
 
 
 def train(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics.jsonl, model.safetensors); resumed if it exists.")],
+    out: Annotated[Path, typer.Option("--out", "-o", path_type=str, help="Run directory (checkpoints, metrics.jsonl, model.safetensors); resumed if it exists.")],
     data: Annotated[str | None, typer.Option(
         "--data", "-d",
         help="Training data, any format `measure --data` reads; --split picks the rows trained on and "

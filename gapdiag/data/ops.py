@@ -59,7 +59,8 @@ def drop_samples(dataset: PairedDataset, bad_samples: set[int], reasons: list[st
         n_samples=int(keep.sum()),
         labels=dataset.labels[keep] if dataset.labels is not None else None,
         attributes={k: np.asarray(v)[keep] for k, v in dataset.attributes.items()} if dataset.attributes else None,
-        fingerprint=hash_json({"base": dataset.fingerprint, "dropped": sorted(reasons)}),
+        # Without a base fingerprint (built in memory) none is made up: the api fingerprints the content instead.
+        fingerprint=hash_json({"base": dataset.fingerprint, "dropped": sorted(reasons)}) if dataset.fingerprint else "",
     )
 
 
@@ -114,5 +115,6 @@ def concat_datasets(datasets: list[PairedDataset], *, name: str | None = None) -
         labels=labels,
         class_names=class_names,
         templates=datasets[0].templates,
-        fingerprint=hash_json([d.fingerprint for d in datasets]),
+        # A hash of empty fingerprints would be one key for every such stack: leave it to the content fingerprint.
+        fingerprint=hash_json([d.fingerprint for d in datasets]) if all(d.fingerprint for d in datasets) else "",
     )

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.colors import hsv_to_rgb, to_hex
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import hsv_to_rgb, to_hex
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 

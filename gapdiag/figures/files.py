@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from gapdiag.errors import InputError
 from gapdiag.figures.common import DEFAULT_DPI, check_choice
 from gapdiag.fsutil import atomic_path
+from gapdiag.outputs import write_error
 
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 
@@ -67,9 +68,7 @@ def save_figure(fig: Figure, path: str | Path, format: str | None = None, dpi: i
         with atomic_path(path) as tmp, rc_context({"svg.hashsalt": "gapdiag"}):
             fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
     except OSError as e:
-        raise InputError(
-            f"cannot write {path}: {e.strerror}", hint="pass a writable directory to --out"
-        ) from None
+        raise write_error(path, e, what="figure") from None
     return path
 
 
