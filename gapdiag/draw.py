@@ -22,6 +22,42 @@ from gapdiag.report import Report
 
 Status = Callable[[str], None] | None
 
+#: The finest resolution figures are drawn at: print quality is 300-600 dpi, and 100,000 dpi asked the renderer
+#: for gigabytes (a MemoryError from Agg, not one line).
+MAX_DPI = 1200
+#: The most pixels one figure may have (about 400 MB as RGBA), and per side Agg's own limit (< 2**16).
+MAX_PIXELS = 100_000_000
+MAX_SIDE = 2**16 - 1
+
+
+def check_dpi(dpi: int | None) -> int:
+    """``dpi`` (``None`` = :data:`gapdiag.plot.DEFAULT_DPI`) if it is a whole number in ``1..MAX_DPI``.
+
+    Raises:
+        InputError: Naming ``--dpi`` and the range.
+    """
+    if dpi is None:
+        return gplot.DEFAULT_DPI
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 1 <= dpi <= MAX_DPI:
+        raise InputError(f"--dpi {dpi!r} is outside 1..{MAX_DPI}",
+                         hint=f"pass --dpi from 1 to {MAX_DPI} (default {gplot.DEFAULT_DPI}; 300-600 for print)")
+    return dpi
+
+
+def check_pixels(figures: dict[str, Any], dpi: int) -> None:
+    """Refuse before rendering a figure that would be too large at ``dpi`` (a wide comparison or many pairs).
+
+    Raises:
+        InputError: Naming the figure, its size in pixels and the largest ``--dpi`` that fits.
+    """
+    for name, fig in figures.items():
+        width, height = fig.get_size_inches()
+        w, h = width * dpi, height * dpi
+        if w * h > MAX_PIXELS or max(w, h) > MAX_SIDE:
+            fits = int(min((MAX_PIXELS / (width * height)) ** 0.5, MAX_SIDE / max(width, height)))
+            raise InputError(f"the {name} figure would be {w:.0f} x {h:.0f} pixels at --dpi {dpi} (at most "
+                             f"{MAX_PIXELS:,} pixels and {MAX_SIDE} per side)", hint=f"pass --dpi {fits} or less")
+
 
 @dataclass
 class PlotResult:
@@ -60,6 +96,7 @@ def plot_figures(
     **embed_options: Any,
 ) -> PlotResult:
     """Draw ``kinds`` into ``out`` (see :func:`gapdiag.api.plot`)."""
+    dpi = check_dpi(dpi)
     gplot.check_options(method=method, color_by=color_by, format=format)
     loaded = [Report.load(p) for p in reports]
     kinds = gplot.parse_kinds(list(kinds) if kinds else None, have_shift=shift is not None, have_reports=bool(loaded))
@@ -73,7 +110,8 @@ def plot_figures(
     figures = gplot.make_figures(kinds, embeddings=es, shift_result=shift_result, reports=loaded,
                                  labels=list(labels or [Path(p).stem for p in reports]), method=method,
                                  color_by=color_by, max_pairs=max_pairs, seed=seed, status=status)
-    return PlotResult(gplot.save_figures(figures, out, format=format, dpi=dpi or gplot.DEFAULT_DPI), notes)
+    check_pixels(figures, dpi)
+    return PlotResult(gplot.save_figures(figures, out, format=format, dpi=dpi), notes)
 
 
 def write_report_page(
@@ -107,6 +145,7 @@ def write_report_page(
     # --figure-format: the spelling before plot and report shared --format; the error names the one given.
     if format not in FIGURE_FORMATS:
         raise InputError(f"unknown {format_option} {format!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}")
+    dpi = check_dpi(dpi)
     gplot.check_options(method=method, color_by=color_by)
     if any("compare" in value for value in kinds or []):
         raise InputError("gapdiag report does not draw comparisons (its --report is the one measurement to show)",
@@ -136,7 +175,9 @@ def write_report_page(
         fig = build_interactive_map(es, method=method, max_pairs=max_pairs, seed=seed,
                                     labels=_hover_labels(load_data, embed_options, es), status=status)
         interactive_html = interactive_map_html(fig)
-    path = write_html(out, measured, figures, title=title, figure_format=format, dpi=dpi or gplot.DEFAULT_DPI,
+    if format == "png":
+        check_pixels(figures, dpi)
+    path = write_html(out, measured, figures, title=title, figure_format=format, dpi=dpi,
                       interactive=interactive_html)
     return ReportPage(path, list(figures), len(measured.metrics), interactive_html is not None, notes)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from gapdiag import exporter, presentation  # noqa: F401 - presentation: for the CLI (how numbers are shown)
 from gapdiag.api import embedding, measuring
+from gapdiag.api.options import check_seed
 from gapdiag.api.embedding import BUNDLED_CHECKPOINTS, DEFAULT_CHECKPOINT, bundled_checkpoint, load_data  # noqa: F401
 from gapdiag.api.measuring import describe_items, similarity_to_baseline
 from gapdiag.cache import KEY_LENGTH as CACHE_KEY_LENGTH  # noqa: F401 - for the CLI
@@ -124,7 +125,8 @@ def measure(
     Returns:
         A :class:`~gapdiag.report.Report` with values, provenance and extras (gap vectors, spectra).
     """
-    check_sample_size(sample)  # before embedding: a bad --sample must not cost an embedding run
+    check_sample_size(sample)  # before embedding: a bad --sample or --seed must not cost an embedding run
+    check_seed(seed)
     es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
 
     def name_items(extras: dict[str, Any]) -> None:
@@ -165,6 +167,7 @@ def export(
         The path written.
     """
     exporter.check_method(method)  # before any embedding work
+    check_seed(seed)
     es, dataset = embedding.embeddings_with_items(embed, data, model, progress=progress, **embed_options)
     table = exporter.export_table(es, dataset, method=method, seed=seed, vectors=vectors,
                                   status=measuring.status_printer(progress))
@@ -301,12 +304,23 @@ def cache_dir(cache_dir: str | Path | None = None) -> Path:
     return EmbeddingCache(cache_dir).root
 
 
-def train(data: PairedDataset, model: str | Path = "gapdiag-tiny-vit", **options: Any) -> Any:
+def train(data: str | Path | PairedDataset | None = None, model: str | Path = "gapdiag-tiny-vit", *,
+          split: str | None = None, eval_split: str | None = None, **options: Any) -> Any:
     """Train or fine-tune an open_clip model; see :func:`gapdiag.train.train` for the options.
+
+    Args:
+        data: Training pairs: a dataset, or a path read with :func:`load_data` (``None`` = the bundled digits).
+        split: With a path: the rows trained on.
+        eval_split: With a path: the rows measured after each epoch (``eval_data``; default: the training rows).
 
     Returns:
         The :class:`gapdiag.train.TrainResult` (run dir, model path, per-epoch metrics, resumed epoch).
     """
+    check_seed(options.get("seed"))  # before the data is read: a bad --seed costs nothing
+    if not isinstance(data, PairedDataset):
+        if eval_split:
+            options["eval_data"] = load_data(data, split=eval_split)
+        data = load_data(data, split=split)
     return run_training(data, model, **options)
 
 
@@ -332,6 +346,7 @@ def plot(kinds: Sequence[str] | None = None, *, out: str | Path = "gapdiag-plots
     # gapdiag.draw imports matplotlib: only when a figure is drawn, never on a cache hit of measure.
     from gapdiag import draw
 
+    check_seed(options.get("seed"))
     return draw.plot_figures(embed, kinds, out=Path(out), **options)
 
 
@@ -349,6 +364,7 @@ def report(out: str | Path = "report.html", **options: Any) -> Any:
     """
     from gapdiag import draw  # matplotlib, as in plot()
 
+    check_seed(options.get("seed"))
     return draw.write_report_page(embed, measure, load_data, Path(out), **options)
 
 
@@ -364,6 +380,7 @@ def check(baseline: str | Path, report: str | Path | None = None, **options: Any
     Returns:
         A :class:`gapdiag.check.run.CheckRun`; ``result.raise_for_regression()`` raises on a broken rule.
     """
+    check_seed(options.get("seed"))
     return run_check(measure, similarity_to_baseline, baseline, report, **options)
 
 
@@ -380,5 +397,6 @@ def compare(reports: Sequence[str | Path] = (), models: Sequence[str] = (), **op
         A :class:`gapdiag.check.run.CompareRun`: the comparison, the reports, the item-by-item view of two
         models (``similarity``) and the figure path.
     """
+    check_seed(options.get("seed"))
     return run_compare(measure, compare_models, lambda p: embedding.cache_entry_path(p) is not None, reports,
                        models, **options)

@@ -69,6 +69,17 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def output_path(value: str) -> Path:
+    """The ``parser`` of every option that names a file or folder to write: the path as given, except ``''``.
+
+    ``Path('')`` is ``Path('.')``: ``--out ''`` would write a report onto the current folder, or figures into
+    it, when the user meant a file name that an empty shell variable swallowed.
+    """
+    if value == "":
+        raise typer.BadParameter("an empty path names no file or folder; give a path")
+    return Path(value)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Options shared by every command that embeds (measure, embed, plot, check, compare, shift), defined once.
 # Commands get them all through the :func:`embedding_options` decorator (one ``embedding`` parameter); the

@@ -24,6 +24,7 @@ from gapdiag.commands._common import (
     console,
     embedding_options,
     err_console,
+    output_path,
     print_json,
 )
 
@@ -55,7 +56,8 @@ ForceOpt = Annotated[
 MarkdownOpt = Annotated[
     Path | None,
     typer.Option(
-        "--markdown", help="Also write the result as a Markdown table to this file.", rich_help_panel="Output"
+        "--markdown", help="Also write the result as a Markdown table to this file.", rich_help_panel="Output",
+        parser=output_path,
     ),
 ]
 BaselineOpt = Annotated[
@@ -85,7 +87,8 @@ BootstrapOpt = Annotated[
 JunitOpt = Annotated[
     Path | None,
     typer.Option(
-        "--junit", help="Also write JUnit XML (one test case per metric) to this file.", rich_help_panel="Output"
+        "--junit", help="Also write JUnit XML (one test case per metric) to this file.", rich_help_panel="Output",
+        parser=output_path,
     ),
 ]
 OutOpt = Annotated[
@@ -95,6 +98,7 @@ OutOpt = Annotated[
         "-o",
         help="Write the current report JSON here (useful when measuring now).",
         rich_help_panel="Output",
+        parser=output_path,
     ),
 ]
 
@@ -108,6 +112,7 @@ CompareMarkdownOpt = Annotated[
         help="Also write the comparison as Markdown to this file (e.g. for a PR comment); with two checkpoints "
         "or cache entries, what changed item by item too.",
         rich_help_panel="Output",
+        parser=output_path,
     ),
 ]
 CompareSampleOpt = Annotated[
@@ -268,7 +273,8 @@ def compare(
     plot: Annotated[
         Path | None,
         typer.Option(
-            "--plot", help="Write the comparison figure to DIR/compare.png.", rich_help_panel="Output"
+            "--plot", help="Write the comparison figure to DIR/compare.png.", rich_help_panel="Output",
+            parser=output_path,
         ),
     ] = None,
     sample: CompareSampleOpt = None,

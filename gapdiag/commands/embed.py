@@ -16,6 +16,7 @@ from gapdiag.commands._common import (
     SeedOpt,
     console,
     embedding_options,
+    output_path,
     print_json,
 )
 from gapdiag.commands._print import print_skipped, reference_lines, report_table
@@ -79,7 +80,8 @@ def measure(
         help="auto (fused exact pass on CPU, exact search on a GPU), faiss (exact IndexFlatIP; on a GPU: FAISS GPU "
              "or torch), blocked (fused exact), or hnsw / ivf (approximate FAISS indexes for very large sets; their "
              "agreement with exact search on 1,000 sampled queries is reported).")] = "auto",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report JSON here.",
+                                                              parser=output_path)] = None,
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1, help="CPU threads of the pair passes (uniformity, retrieval); default: every core. "
                                  "The numbers do not depend on it.")] = None,
@@ -145,7 +147,8 @@ def shift(
         "--lambdas", help="Shift amounts λ: start:stop:step or a comma list. Default -1:1:0.25.")] = None,
     temperatures: Annotated[str | None, typer.Option(
         "--temperatures", help="Temperatures τ of the contrastive loss. Default 0.01,0.02,0.1,1.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the result JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the result JSON here.",
+                                                              parser=output_path)] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
     *,

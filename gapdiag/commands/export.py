@@ -17,13 +17,15 @@ from gapdiag.commands._common import (
     QuietOpt,
     console,
     embedding_options,
+    output_path,
     print_json,
 )
 
 
 @embedding_options()
 def export(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")] = Path(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.",
+                                                       parser=output_path)] = Path(
         "gapdiag-export.parquet"),
     map_method: Annotated[str, typer.Option(
         "--map", help="Projection of the x, y columns, as in `gapdiag plot --kind map`: pca (deterministic) "

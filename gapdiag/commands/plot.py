@@ -20,6 +20,7 @@ from gapdiag.commands._common import (
     console,
     embedding_options,
     err_console,
+    output_path,
     print_json,
 )
 
@@ -65,8 +66,7 @@ DpiOpt = Annotated[
     int | None,
     typer.Option(
         "--dpi",
-        min=1,
-        help="Resolution of PNG figures in dots per inch; default 150, the same for plot and report.",
+        help="Resolution of PNG figures in dots per inch, 1 to 1200; default 150, the same for plot and report.",
         show_default=False,
         rich_help_panel=_FIGURES,
     ),
@@ -98,7 +98,8 @@ def plot(
     ] = "png",
     out: Annotated[
         Path,
-        typer.Option("--out", "-o", help="Output directory (created if missing).", rich_help_panel=_FIGURES),
+        typer.Option("--out", "-o", help="Output directory (created if missing).", rich_help_panel=_FIGURES,
+                     parser=output_path),
     ] = Path("gapdiag-plots"),
     dpi: DpiOpt = None,
     seed: SeedOpt = 0,
@@ -149,7 +150,7 @@ def plot(
 
 @embedding_options()
 def report(
-    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.", parser=output_path)] = Path("report.html"),
     from_report: Annotated[
         Path | None,
         typer.Option(
