@@ -69,11 +69,34 @@ def _print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
 
 
+#: Exit code of an unexpected exception (a bug): sysexits' EX_SOFTWARE. Never 1, which ``check`` uses for "regression
+#: found" (Python's own exit code for an uncaught exception), nor 2 ("your input"), nor 3 ("the gate decided nothing").
+INTERNAL_ERROR = 70
+
+
 def run(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI on ``argv`` and return the exit code (what :func:`main` and the tests call)."""
+    """Run the CLI on ``argv`` and return the exit code (what :func:`main` and the tests call).
+
+    An exception that is not a :class:`GapdiagError` is a bug: one line naming it and ``--debug``, exit
+    :data:`INTERNAL_ERROR` (``--debug`` re-raises it with its traceback).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("GAPDIAG_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
+    try:
+        return _run(args, debug)
+    except Exception as e:  # noqa: BLE001 - whatever escaped is reported as one line, never as exit 1
+        if debug:
+            raise
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        _print_error(f"internal error (a gapdiag bug, not your input): {type(e).__name__}"
+                     + (f": {first}" if first else "")
+                     + " (rerun with --debug for the traceback and report it)")
+        return INTERNAL_ERROR
+
+
+def _run(args: list[str], debug: bool) -> int:
+    """:func:`run` for the parsed ``args``: GapdiagError, usage errors and interrupts become their exit codes."""
     try:
         with _interrupt_as(Interrupted):
             result = app(args=args, prog_name="gapdiag", standalone_mode=False)

@@ -3,7 +3,9 @@
 Parsing and printing only: :func:`gapdiag.api.check` and :func:`gapdiag.api.compare` do the work (rules,
 evaluation and every output format live in :mod:`gapdiag.check`).
 Exit codes of ``check``: 0 every rule holds, 1 regression (:class:`gapdiag.check.RegressionError`), 2 bad usage
-or input (a :class:`gapdiag.errors.GapdiagError` or a typer usage error); :func:`gapdiag.cli.run` prints one line.
+or input (a :class:`gapdiag.errors.GapdiagError` or a typer usage error), 3 the gate could not decide
+(:class:`gapdiag.check.GateUndecidedError`), 70 a bug (:data:`gapdiag.cli.INTERNAL_ERROR`); :func:`gapdiag.cli.run`
+prints one line.
 """
 
 from __future__ import annotations
@@ -139,7 +141,10 @@ def register(app: typer.Typer) -> None:
             "Examples:\n\n"
             "`gapdiag check --baseline baseline.json --report new.json`\n\n"
             "`gapdiag check --baseline baseline.json -m new.pt -d data.csv --junit junit.xml --markdown summary.md`\n\n"
-            "Exit codes: 0 all rules hold, 1 regression, 2 bad usage or input. Rules: docs/check.md."
+            "Exit codes: 0 every rule holds; 1 regression (a rule failed); 2 bad usage or input (unreadable report "
+            "or config, reports that must not be compared, a rule no value can meet); 3 the gate could not decide "
+            "(it checked nothing, or read impossible values such as a gap of -5); 70 internal error (a bug). "
+            "Rules: docs/check.md."
         )
     )(check)
     app.command(
@@ -172,7 +177,8 @@ def check(
 
     Every metric is checked against the rules of gapdiag.toml (or built-in defaults): tolerated worsening,
     hard bounds, optional bootstrap-noise awareness. Prints a table; writes Markdown/JUnit/JSON for CI; appends
-    the Markdown to $GITHUB_STEP_SUMMARY when it is set. Exit 0 when every rule holds, 1 on a regression.
+    the Markdown to $GITHUB_STEP_SUMMARY when it is set. Exit 0 when every rule holds, 1 on a regression, 3 when
+    the gate could not decide (see the exit codes below).
     """
     if report is not None:
         _refuse_measuring_options(embedding, bootstrap)
