@@ -187,7 +187,7 @@ def _hover_labels(load_data: Callable[..., Any], options: dict[str, Any], es: An
     cache holds vectors only). None when the data cannot be read as a dataset (``--data`` names a cache
     entry): the map then shows modality, sample and class only."""
     embed_only = ("model", "pretrained", "device", "precision", "batch_size", "workers", "dtype",
-                  "progress", "preprocess")
+                  "progress", "preprocess", "random_init")
     try:
         # cache_dir stays: load_data memoises the data's fingerprint under it (--cache-dir).
         return item_labels(load_data(**{k: v for k, v in options.items() if k not in embed_only}), es)

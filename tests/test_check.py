@@ -871,3 +871,27 @@ def test_a_crash_inside_check_is_never_exit_1(cli_env, capsys, monkeypatch):
     assert "regression" not in line
     with pytest.raises(TypeError):
         run(["check", "--baseline", base, "--report", base, "--debug"])
+
+
+# ------------------------------------------------------------- issue #23 item 1: random weights against trained ones
+
+
+def _weights(random_init):
+    report = make_report(BASE)
+    if random_init is not None:
+        report.provenance["model"]["random_init"] = random_init
+    return report
+
+
+def test_a_random_init_run_against_a_trained_baseline_is_a_gate_conflict_and_a_compare_warning():
+    with pytest.raises(ProvenanceError, match=r"random-init weights \(current\) against trained weights \(baseline\)"):
+        check_reports(_weights(True), _weights(False), RuleSet(), registry=FAKE)
+    with pytest.raises(ProvenanceError, match=r"trained weights \(current\) against random-init weights"):
+        check_reports(_weights(False), _weights(True), RuleSet(), registry=FAKE)
+    forced = check_reports(_weights(True), _weights(False), RuleSet(), registry=FAKE, force=True)
+    assert any(w.startswith("forced: random-init weights") for w in forced.warnings)
+    # compare shows what training changed: a warning, not a refusal.
+    comparison = chk.compare_reports([_weights(False), _weights(True)], ["trained", "random"])
+    assert any("random-init weights (random)" in w for w in comparison.warnings)
+    # Reports that do not say (older gapdiag, precomputed vectors) are not guessed at.
+    assert check_reports(_weights(None), _weights(False), RuleSet(), registry=FAKE).passed

@@ -498,7 +498,7 @@ def test_odd_paths_are_one_line_errors(images, kind, capsys):
     else:
         path = folder / "empty"
         path.mkdir()
-    for command in (["measure", "-d", path, "-m", "gapdiag-tiny-vit", "-q"], ["report", "-d", path, "-q"]):
+    for command in (["measure", "-d", path, "-m", "gapdiag-tiny-vit", "--random-init", "-q"], ["report", "-d", path, "-q"]):
         assert_one_line_error(*gapdiag(capsys, *command, "--cache-dir", folder / "cache"), str(path.name))
     for reader in ("report", "config"):
         from gapdiag.check import load_rules

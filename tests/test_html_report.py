@@ -539,3 +539,21 @@ def test_measurement_notes_are_shown_under_the_summary(figures):
     body = render_html(report, {"hist": figures["hist"]}, dpi=30)
     assert "Note: R@K here is class-level: 70 of 80 captions repeat &lt;another&gt;" in body
     assert body.index("Note: R@K") < body.index("<h2>Metrics")
+
+
+def test_the_interactive_map_of_a_random_init_model_still_names_its_items(manifest, tmp_path, monkeypatch):
+    """--random-init is a model option: the hover text reads the dataset without it (a reader handed it would
+    refuse, and the map would silently lose its captions)."""
+    from gapdiag import api, draw
+
+    seen = {}
+    real = draw.build_interactive_map
+
+    def spy(es, **kwargs):
+        seen["labels"] = kwargs.get("labels")
+        return real(es, **kwargs)
+
+    monkeypatch.setattr(draw, "build_interactive_map", spy)
+    api.report(tmp_path / "r.html", data=manifest, model="gapdiag-tiny-vit", random_init=True, kinds=["map"],
+               method="pca", metrics=["modality_gap"], device="cpu", progress=False)
+    assert seen["labels"] is not None and any("digit" in str(v) or "/" in str(v) for v in seen["labels"].values())

@@ -64,6 +64,7 @@ def embed(
     progress: bool = True,
     chunk_size: int | None = None,
     preprocess: str = "auto",
+    random_init: bool = False,
     **reader_options: Any,
 ) -> EmbeddingSet:
     """Embed every modality of a dataset with a model, through the on-disk cache.
@@ -82,6 +83,9 @@ def embed(
         preprocess: ``pil``, ``device`` (decode and transform images on the model's device) or ``auto``
             (device on CUDA when the tensor path reproduces the model's transform, else pil); see
             :mod:`gapdiag.device_preprocess`. Part of the cache key.
+        random_init: Embed with an architecture's random initial weights on purpose (an architecture name or
+            config JSON without ``pretrained``); without it such a model is refused, listing its pretrained tags.
+            Recorded as ``random_init`` in the provenance.
 
     Returns:
         The raw vectors with their alignment, labels and provenance (memory-mapped from the cache).
@@ -93,7 +97,8 @@ def embed(
     with use(settings):
         return embedding.embed_under(data, model, settings, pretrained=pretrained, split=split,
                                      batch_size=batch_size, workers=workers, dtype=dtype, skip_bad=skip_bad,
-                                     chunk_size=chunk_size, preprocess=preprocess, **reader_options)
+                                     chunk_size=chunk_size, preprocess=preprocess, random_init=random_init,
+                                     **reader_options)
 
 
 def measure(

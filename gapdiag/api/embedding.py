@@ -22,7 +22,7 @@ from gapdiag.data.sample import default_dataset, sample_data_dir
 from gapdiag.distributed import context_from_env
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
-from gapdiag.models import resolve_model
+from gapdiag.models import require_weights, resolve_model, weights_are_random
 from gapdiag.notes import count_repeated_items
 from gapdiag.settings import Settings, use
 
@@ -59,7 +59,8 @@ def load_data(data: str | Path | PairedDataset | None = None, *, split: str | No
 
 def embed_under(data: str | Path | PairedDataset | None, model: str | Path | None, settings: Settings, *,
                 pretrained: str | None, split: str | None, batch_size: int, workers: int, dtype: str, skip_bad: bool,
-                chunk_size: int | None, preprocess: str = "auto", **reader_options: Any) -> EmbeddingSet:
+                chunk_size: int | None, preprocess: str = "auto", random_init: bool = False,
+                **reader_options: Any) -> EmbeddingSet:
     """:func:`gapdiag.api.embed` under ``settings`` (whose cache root every memo uses)."""
     dataset = load_data(data, split=split, skip_bad=skip_bad, **reader_options)
     if all(m.kind == "embedding" for m in dataset.modalities.values()):
@@ -71,6 +72,7 @@ def embed_under(data: str | Path | PairedDataset | None, model: str | Path | Non
         skipped += unreadable
     spec = resolve_model(model if model is not None else bundled_checkpoint(), pretrained,
                          cache_root=settings.cache_root)
+    require_weights(spec, random_init=random_init)
     cache = EmbeddingCache(settings.cache_root)
     es = encode.embed_dataset(dataset, spec, cache=cache, device=settings.device, precision=settings.precision,
                               batch_size=batch_size, workers=workers, dtype=dtype, progress=not settings.quiet,
@@ -125,6 +127,9 @@ def report_provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device
     """The provenance a report keeps: model (with precision), dataset, sampling, device, dtype, cache key."""
     prov = es.provenance or {}
     model = dict(prov.get("model") or {})
+    if "architecture" in model and "random_init" not in model:  # an entry cached before random_init was recorded
+        model["random_init"] = weights_are_random(model["architecture"], model.get("pretrained"),
+                                                  model.get("checkpoint"))
     if "precision" in prov:
         model["precision"] = prov["precision"]
     out = {

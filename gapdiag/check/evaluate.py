@@ -108,12 +108,13 @@ def check_reports(
             vectors are not cached); a rule on such a metric is skipped with that reason.
 
     Raises:
-        ProvenanceError: Different data, metric definitions or sampling, unless ``force``.
+        ProvenanceError: Different data, metric definitions or sampling, or random-init weights on one side and
+            trained ones on the other, unless ``force``.
         ConfigError: A config rule with a drop limit on a metric whose direction is unknown.
         GateUndecidedError: A value outside its metric's bounds in either report, or no metric checked at all.
     """
     registry = _rules.metric_registry() if registry is None else registry
-    warnings = guard_provenance(baseline, current, force=force)
+    warnings = guard_provenance(baseline, current, force=force, gate=True)
     refuse_impossible_values(current, baseline, registry)
     refuse_uncomputed_gates(current, baseline, rules, registry)
     names = list(dict.fromkeys([*baseline.metrics, *current.metrics]))

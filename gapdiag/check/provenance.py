@@ -13,15 +13,23 @@ def provenance_conflicts(
     reference: Report,
     other: Report,
     labels: tuple[str, str] = ("baseline", "current"),
+    *,
+    gate: bool = False,
 ) -> tuple[list[str], list[str]]:
     """``(conflicts, warnings)`` between two reports' provenance.
 
     Conflicts (the numbers are not comparable): different dataset fingerprint, ``metric_definitions_version``,
-    sample size or sample seed. Warnings: different gapdiag version, a missing dataset fingerprint.
+    sample size or sample seed; for a ``gate`` (``check``) also random-init weights on one side and trained ones
+    on the other, which ``compare`` only warns about (showing what training changed is a fair comparison, gating
+    a release on it is not). Warnings: different gapdiag version, a missing dataset fingerprint.
     """
     a, b = labels
     conflicts: list[str] = []
     warnings: list[str] = []
+    random = [_dig(r.provenance, "model", "random_init") for r in (reference, other)]
+    if None not in random and random[0] != random[1]:
+        words = [f"{'random-init' if r else 'trained'} weights ({label})" for r, label in zip(random, labels)]
+        (conflicts if gate else warnings).append(f"{words[1]} against {words[0]}")
 
     def pair(what: str, x: Any, y: Any) -> str:
         return f"{what} {x} ({a}) vs {y} ({b})"
@@ -54,14 +62,19 @@ def provenance_conflicts(
 
 
 def guard_provenance(
-    reference: Report, other: Report, *, force: bool, labels: tuple[str, str] = ("baseline", "current")
+    reference: Report,
+    other: Report,
+    *,
+    force: bool,
+    labels: tuple[str, str] = ("baseline", "current"),
+    gate: bool = False,
 ) -> list[str]:
     """Raise :class:`ProvenanceError` on conflicts unless ``force``; return the warnings (conflicts too if forced)."""
-    conflicts, warnings = provenance_conflicts(reference, other, labels)
+    conflicts, warnings = provenance_conflicts(reference, other, labels, gate=gate)
     if conflicts and not force:
         raise ProvenanceError(
             f"cannot compare {labels[0]} with {labels[1]}: " + "; ".join(conflicts),
-            hint="measure both with the same data, sample size and seed, or pass --force",
+            hint="measure both with the same data, sample size, seed and kind of weights, or pass --force",
         )
     return [f"forced: {c}" for c in conflicts] + warnings
 

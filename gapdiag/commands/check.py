@@ -52,7 +52,8 @@ SeedOpt = Annotated[
 ForceOpt = Annotated[
     bool,
     typer.Option(
-        "--force", help="Compare reports measured on different data, metric definitions or sampling (warns)."
+        "--force", help="Compare reports measured on different data, metric definitions or sampling, or (check) "
+                        "random-init weights against trained ones (warns)."
     ),
 ]
 MarkdownOpt = Annotated[
