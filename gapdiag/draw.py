@@ -18,6 +18,7 @@ from gapdiag.errors import GapdiagError, InputError, ProvenanceError
 from gapdiag.html_report import FIGURE_FORMATS, write_html
 from gapdiag.interactive_map import build_interactive_map, interactive_map_html, item_labels
 from gapdiag.metrics.sampling import check_sample_size
+from gapdiag.options import EMBED_DEFAULTS, MODEL_OPTIONS, READER_OPTIONS, refuse_options, set_options
 from gapdiag.report import Report
 
 Status = Callable[[str], None] | None
@@ -28,6 +29,30 @@ MAX_DPI = 1200
 #: The most pixels one figure may have (about 400 MB as RGBA), and per side Agg's own limit (< 2**16).
 MAX_PIXELS = 100_000_000
 MAX_SIDE = 2**16 - 1
+
+
+#: The figures each figure option is drawn into: an option that none of the drawn figures uses is refused.
+FIGURE_OPTION_KINDS: dict[str, tuple[str, ...]] = {
+    "method": ("map",), "color_by": ("map",), "max_pairs": ("map", "gap"), "seed": ("map", "hist", "gap"),
+    "reports": ("compare",), "labels": ("compare",), "shift": ("shift",),
+}
+#: The defaults of those options in :func:`plot_figures` and :func:`write_report_page` (a default is not "given").
+FIGURE_DEFAULTS: dict[str, Any] = {"method": "umap", "color_by": "modality", "max_pairs": 2000, "seed": 0}
+
+
+def refuse_unused_figure_options(kinds: Sequence[str], options: dict[str, Any], embed_options: dict[str, Any]) -> None:
+    """Refuse a figure option that none of ``kinds`` uses (``--method`` without a map, ``--report`` without
+    ``--kind compare``), and the data and model options when no figure is drawn from embeddings.
+
+    Raises:
+        InputError: Naming the options and the figures drawn.
+    """
+    unused = [name for name, used_by in FIGURE_OPTION_KINDS.items() if name in options and not set(used_by) & set(kinds)]
+    names = set_options(options, unused, FIGURE_DEFAULTS)
+    if not any(k in gplot.EMBEDDING_KINDS for k in kinds):
+        names += set_options(embed_options, ("data", *MODEL_OPTIONS, *READER_OPTIONS, "device"), EMBED_DEFAULTS)
+    refuse_options(names, f"the figures drawn ({', '.join(kinds)})",
+                   "no figure drawn uses them (--kind picks the figures)")
 
 
 def check_dpi(dpi: int | None) -> int:
@@ -98,9 +123,12 @@ def plot_figures(
     """Draw ``kinds`` into ``out`` (see :func:`gapdiag.api.plot`)."""
     dpi = check_dpi(dpi)
     gplot.check_options(method=method, color_by=color_by, format=format)
+    kinds = gplot.parse_kinds(list(kinds) if kinds else None, have_shift=shift is not None, have_reports=bool(reports))
+    refuse_unused_figure_options(kinds, {"method": method, "color_by": color_by, "max_pairs": max_pairs,
+                                         "seed": seed, "reports": reports, "labels": labels, "shift": shift},
+                                 embed_options)
     loaded = [Report.load(p) for p in reports]
-    kinds = gplot.parse_kinds(list(kinds) if kinds else None, have_shift=shift is not None, have_reports=bool(loaded))
-    notes = ["--report is only used by --kind compare"] if loaded and "compare" not in kinds else []
+    notes: list[str] = []
     if labels and len(labels) != len(loaded):
         raise InputError(f"{len(labels)} --label values for {len(loaded)} --report files",
                          hint="give one --label per --report")
@@ -151,12 +179,19 @@ def write_report_page(
         raise InputError("gapdiag report does not draw comparisons (its --report is the one measurement to show)",
                          hint="use `gapdiag plot --kind compare --report A.json --report B.json`")
     kinds = gplot.parse_kinds(list(kinds or ["all"]), have_shift=shift is not None)
+    # Measuring now uses the seed whatever the figures; a reused measurement has no use for --metrics/--sample.
+    figure_options = {"method": method, "color_by": color_by, "max_pairs": max_pairs, "shift": shift,
+                      **({"seed": seed} if from_report is not None else {})}
+    refuse_unused_figure_options(kinds, figure_options, embed_options)
+    if from_report is not None:
+        refuse_options(set_options({"metrics": metrics, "sample": sample}, ("metrics", "sample"), {}),
+                       f"a reused measurement (--report {from_report})", "the page shows that report's metrics")
     shift_result = gplot.load_shift_result(shift) if shift is not None else None
     measured = Report.load(from_report) if from_report is not None else None
     if measured is None:
         check_sample_size(sample)  # before embedding, as measure itself does
     gplot.ensure_output_dir(Path(out).parent)
-    notes = ["--metrics/--sample are ignored with --report"] if measured is not None and (metrics or sample) else []
+    notes: list[str] = []
     needs_embeddings = measured is None or any(k in gplot.EMBEDDING_KINDS for k in kinds)
     es = embed(**embed_options) if needs_embeddings else None
     if measured is None:

@@ -110,3 +110,165 @@ def test_a_figure_too_large_at_its_dpi_is_refused_before_rendering_naming_a_dpi_
     assert "hist figure would be 72000 x 5040 pixels" in line and f"{MAX_PIXELS:,}" in line, line
     fits = int(line.rsplit("--dpi ", 1)[1].split()[0])
     check_pixels({"hist": new_figure(60.0, 4.2)}, fits)  # the dpi it names does fit
+
+
+# ------------------------------------------------------------- item 6: options that do not apply are refused
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, tiny_checkpoint) -> dict[str, str]:
+    """One input of each kind: a manifest, precomputed vectors, a cache entry, reports, a shift result."""
+    import json
+
+    import numpy as np
+    from data_fixtures import digits_manifest
+
+    from gapdiag import api
+
+    root = tmp_path_factory.mktemp("inputs")
+    manifest, _ = digits_manifest(root / "data", n=8)
+    rng = np.random.default_rng(0)
+    for name in ("emb", "emb2"):
+        np.savez(root / f"{name}.npz", image=rng.normal(size=(12, 8)).astype("float32"),
+                 text=rng.normal(size=(12, 8)).astype("float32"))
+    np.savez(root / "other.npz", image=rng.normal(size=(10, 8)).astype("float32"),
+             text=rng.normal(size=(10, 8)).astype("float32"))
+    entry = api.embed(manifest, tiny_checkpoint, cache_dir=root / "cache", device="cpu", progress=False)
+    a, b = _reports(root)
+    (root / "shift.json").write_text(json.dumps({"lambdas": [0.0], "gap": [0.5], "loss": {"0.1": [1.0]},
+                                                 "recall_at_1": {"image_to_text": [0.1], "text_to_image": [0.1]}}))
+    return {"manifest": str(manifest), "npz": str(root / "emb.npz"), "npz2": str(root / "emb2.npz"),
+            "other": str(root / "other.npz"), "entry": entry.provenance["path"], "a": str(a), "b": str(b),
+            "shift": str(root / "shift.json"), "ckpt": str(tiny_checkpoint), "root": str(root)}
+
+
+#: Model options: they only matter when a model embeds images and captions.
+MODEL_OPTIONS = [("--model", "x.safetensors"), ("--pretrained", "openai"), ("--random-init", None),
+                 ("--precision", "amp"), ("--preprocess", "pil"), ("--batch-size", "8"), ("--workers", "2"),
+                 ("--dtype", "float16"), ("--skip-bad", None)]
+#: Reader options: they only matter when a dataset file is read.
+READER_OPTIONS = [("--split", "test"), ("--data-format", "manifest"), ("--image-column", "img"),
+                  ("--text-column", "txt"), ("--label-column", "lab"), ("--class-name-column", "cls"),
+                  ("--template", "a {{}}"), ("--image-root", "images")]
+
+
+def _case(argv, option, value=None, fragment=None):
+    return pytest.param(argv, [option, *([value] if value is not None else [])], fragment or option,
+                        id=f"{' '.join(argv)} {option}")
+
+
+APPLY_CASES = [
+    # (command and input, the option, what the one line names)
+    *[_case(["measure", "-d", "{npz}"], o, v) for o, v in MODEL_OPTIONS],
+    *[_case([c, "-d", "{npz}"], "--model", "x.safetensors") for c in ("embed", "shift", "export", "plot", "report")],
+    _case(["embed", "-d", "{npz}"], "--chunk-size", "10"),
+    _case(["export", "-d", "{npz}", "--map", "pca"], "--seed", "3"),  # PCA is deterministic
+    _case(["check", "--baseline", "{a}", "-d", "{npz}"], "--model", "x.safetensors"),
+    _case(["compare", "-m", "{ckpt}", "-m", "{ckpt}", "-d", "{npz}"], "--batch-size", "8"),
+    *[_case(["measure", "-d", "{entry}"], o, v) for o, v in MODEL_OPTIONS + READER_OPTIONS],
+    _case(["embed", "-d", "{entry}"], "--chunk-size", "10"),
+    _case(["measure"], "--pretrained", "openai", "--model"),  # a tag of which architecture?
+    # check a saved report: nothing is measured now
+    *[_case(["check", "--baseline", "{a}", "--report", "{b}"], o, v)
+      for o, v in [("--data", "{manifest}"), ("--random-init", None), ("--sample", "10"), ("--seed", "3"),
+                   ("--precision", "amp"), ("--batch-size", "8"), ("--device", "cpu"), ("--image-column", "x"),
+                   ("--dtype", "float16")]],
+    # compare saved reports: nothing is measured now
+    *[_case(["compare", "{a}", "{b}"], o, v)
+      for o, v in [("--data", "{manifest}"), ("--pretrained", "openai"), ("--random-init", None),
+                   ("--sample", "10"), ("--seed", "1"), ("--split", "test"), ("--batch-size", "8")]],
+    _case(["compare", "{npz}", "{npz2}"], "--data", "{manifest}"),  # vectors of their own
+    # plot: each option to the figure that uses it
+    _case(["plot", "--kind", "shift", "--shift", "{shift}"], "--data", "{manifest}"),
+    _case(["plot", "--kind", "shift", "--shift", "{shift}"], "--model", "{ckpt}"),
+    _case(["plot", "--kind", "compare", "--report", "{a}", "--report", "{b}"], "--seed", "3"),
+    _case(["plot", "--kind", "hist", "-d", "{npz}"], "--method", "pca"),
+    _case(["plot", "--kind", "hist", "-d", "{npz}"], "--color-by", "class"),
+    _case(["plot", "--kind", "spectrum", "-d", "{npz}"], "--max-pairs", "10"),
+    _case(["plot", "--kind", "spectrum", "-d", "{npz}"], "--seed", "3"),
+    _case(["plot", "--kind", "hist", "-d", "{npz}"], "--report", "{a}"),
+    _case(["plot", "--kind", "hist", "-d", "{npz}"], "--shift", "{shift}"),
+    _case(["plot", "--kind", "hist", "-d", "{npz}"], "--label", "x"),
+    # report -r reuses a measurement
+    _case(["report", "-r", "{a}", "-d", "{npz}"], "--metrics", "modality_gap"),
+    _case(["report", "-r", "{a}", "-d", "{npz}"], "--sample", "10"),
+    _case(["report", "--kind", "hist", "-d", "{npz}"], "--method", "pca"),
+    _case(["report", "--kind", "hist", "-d", "{npz}"], "--shift", "{shift}"),
+]
+
+
+@pytest.mark.parametrize(("argv", "extra", "fragment"), APPLY_CASES)
+def test_an_option_that_does_not_apply_to_the_input_is_refused(capsys, tmp_path, monkeypatch, inputs, argv, extra,
+                                                                fragment):
+    """Ignored options lied: `compare -m nosuch_a -m nosuch_b -d EMB` printed CKA = 1.0, `measure -m X` on vectors
+    measured the vectors. Each such option is one line naming it, exit 2, before any work."""
+    monkeypatch.chdir(tmp_path)
+    argv = [a.format(**inputs) for a in [*argv, *extra]]
+    code, out, err = gapdiag(capsys, *argv, "-q", "--cache-dir", tmp_path / "cache")
+    line = assert_one_line_error(code, out, err, fragment.format(**inputs))
+    assert "does not apply" in line or "do not apply" in line or "needs" in line, line
+    assert not (tmp_path / "cache").exists() or not [p for p in (tmp_path / "cache").iterdir()
+                                                       if p.name != "fingerprints"]
+
+
+@pytest.mark.parametrize("verb", ["measure", "shift", "export"])
+def test_the_api_refuses_model_options_beside_vectors_in_memory(inputs, tmp_path, verb):
+    from gapdiag import api
+    from gapdiag.errors import InputError
+
+    es = api.embed(inputs["npz"], progress=False)
+    kwargs = {"out": tmp_path / "e.parquet"} if verb == "export" else {}
+    with pytest.raises(InputError, match="--model does not apply"):
+        getattr(api, verb)(es, "ViT-B-32", progress=False, **kwargs)
+    with pytest.raises(InputError, match="--split does not apply"):
+        getattr(api, verb)(es, split="test", progress=False, **kwargs)
+    assert not (tmp_path / "e.parquet").exists()
+
+
+def test_options_that_apply_are_still_accepted(capsys, tmp_path, inputs):
+    """The refusals are exact: what an input uses goes through."""
+    code, _, err = gapdiag(capsys, "measure", "-d", inputs["npz"], "--device", "cpu", "--sample", "5", "--seed", "2",
+                           "--metrics", "modality_gap", "-q", "--cache-dir", tmp_path / "cache")
+    assert code == 0, err
+    code, _, err = gapdiag(capsys, "plot", "--kind", "map", "-d", inputs["npz"], "--method", "pca", "--color-by",
+                           "modality", "--max-pairs", "5", "--seed", "1", "-q", "--out", tmp_path / "figs")
+    assert code == 0, err
+
+
+# ------------------------------------------------------ item 6: compare two precomputed sets of the same items
+
+
+def test_compare_two_precomputed_sets_of_the_same_items(capsys, inputs):
+    """What api.compare_models does with two embedding sets, on the command line: the metric table and the
+    item-by-item view (CKA, mutual k-NN), with a warning that the items cannot be verified beyond their shape."""
+    import json
+
+    code, out, err = gapdiag(capsys, "compare", inputs["npz"], inputs["npz2"], "--json", "-q")
+    assert code == 0, err
+    result = json.loads(out)
+    assert {"linear_cka/image", "mutual_knn/text"} <= set(result["similarity"]["metrics"])
+    assert 0 < result["similarity"]["metrics"]["linear_cka/image"] < 0.99  # two independent random sets
+    assert any("precomputed" in w for w in result["warnings"]), result["warnings"]
+    code, out, err = gapdiag(capsys, "compare", inputs["npz"], inputs["npz"], "--json", "-q")
+    assert code == 0 and json.loads(out)["similarity"]["metrics"]["linear_cka/image"] == pytest.approx(1.0)
+
+
+def test_compare_precomputed_sets_of_other_items_is_one_line(capsys, inputs):
+    code, out, err = gapdiag(capsys, "compare", inputs["npz"], inputs["other"], "-q")
+    assert_one_line_error(code, out, err, "12", "10")
+
+
+def test_compare_a_dataset_file_is_refused_naming_the_way_to_compare_models_on_it(capsys, inputs):
+    code, out, err = gapdiag(capsys, "compare", inputs["a"], inputs["manifest"], "-q")
+    assert_one_line_error(code, out, err, inputs["manifest"], "-d")
+
+
+def test_the_embed_defaults_that_options_compare_with_are_the_api_s():
+    """gapdiag.options.EMBED_DEFAULTS says what "not given" is; it must not drift from api.embed's signature."""
+    import inspect
+
+    from gapdiag import api
+    from gapdiag.options import EMBED_DEFAULTS
+
+    signature = inspect.signature(api.embed).parameters
+    assert {k: signature[k].default for k in EMBED_DEFAULTS} == EMBED_DEFAULTS

@@ -330,8 +330,6 @@ def test_cli_report_of_a_measurement_and_its_shift_needs_no_embeddings(tmp_path)
     code = run(
         [
             "report",
-            "-d",
-            str(tmp_path / "never-read.npz"),
             "--report",
             str(tmp_path / "m.json"),
             "--shift",
@@ -347,6 +345,11 @@ def test_cli_report_of_a_measurement_and_its_shift_needs_no_embeddings(tmp_path)
     )
     assert code == 0
     assert [a["alt"] for a in parse((tmp_path / "r.html").read_text()).all("img")] == ["shift"]
+    # --data would not be read by any figure of this page: refused rather than ignored (issue #23).
+    assert run(["report", "-d", str(tmp_path / "never-read.npz"), "--report", str(tmp_path / "m.json"),
+                "--shift", str(tmp_path / "shift.json"), "--kind", "shift", "--out", str(tmp_path / "r2.html"),
+                "-q"]) == 2
+    assert not (tmp_path / "r2.html").exists()
 
 
 @pytest.mark.parametrize(

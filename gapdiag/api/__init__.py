@@ -24,7 +24,6 @@ from typing import Any
 
 from gapdiag import exporter, presentation  # noqa: F401 - presentation: for the CLI (how numbers are shown)
 from gapdiag.api import embedding, measuring
-from gapdiag.api.options import check_seed
 from gapdiag.api.embedding import BUNDLED_CHECKPOINTS, DEFAULT_CHECKPOINT, bundled_checkpoint, load_data  # noqa: F401
 from gapdiag.api.measuring import describe_items, similarity_to_baseline
 from gapdiag.cache import KEY_LENGTH as CACHE_KEY_LENGTH  # noqa: F401 - for the CLI
@@ -41,6 +40,15 @@ from gapdiag.errors import InputError
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.metrics.search_index import search_device
 from gapdiag.metrics.similarity import compare_embeddings
+from gapdiag.options import (
+    EMBED_DEFAULTS,
+    MODEL_OPTIONS,
+    READER_OPTIONS,
+    check_seed,
+    refuse_beside_vectors,
+    refuse_options,
+    set_options,
+)
 from gapdiag.references import references_for  # noqa: F401 - for the CLI
 from gapdiag.report import Report, write_json  # noqa: F401 - write_json for the CLI
 from gapdiag.report import _to_jsonable as to_jsonable  # noqa: F401 - the JSON encoding of --json output
@@ -90,15 +98,22 @@ def embed(
     Returns:
         The raw vectors with their alignment, labels and provenance (memory-mapped from the cache).
     """
+    options = {"model": model, "pretrained": pretrained, "random_init": random_init, "precision": precision,
+               "preprocess": preprocess, "batch_size": batch_size, "workers": workers, "dtype": dtype,
+               "chunk_size": chunk_size, "skip_bad": skip_bad, "split": split, **reader_options}
     cached = embedding.cache_entry(data)
     if cached is not None:
+        refuse_beside_vectors(options, f"the cache entry {data}")
         return cached
+    if pretrained and model is None:
+        raise InputError(f"--pretrained {pretrained!r} needs --model: it is a tag or checkpoint of an architecture",
+                         hint="pass --model ARCH with it (e.g. -m ViT-B-32 -p openai), or --model FILE alone")
     settings = Settings.build(cache_dir, device=device, precision=precision, quiet=not progress)
     with use(settings):
         return embedding.embed_under(data, model, settings, pretrained=pretrained, split=split,
                                      batch_size=batch_size, workers=workers, dtype=dtype, skip_bad=skip_bad,
                                      chunk_size=chunk_size, preprocess=preprocess, random_init=random_init,
-                                     **reader_options)
+                                     given=options, **reader_options)
 
 
 def measure(
@@ -132,7 +147,7 @@ def measure(
     """
     check_sample_size(sample)  # before embedding: a bad --sample or --seed must not cost an embedding run
     check_seed(seed)
-    es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
+    es = _vectors_or_embed(data, model, progress, embed_options)
 
     def name_items(extras: dict[str, Any]) -> None:
         describe_items(extras, data, split=embed_options.get("split"), cache_dir=embed_options.get("cache_dir"))
@@ -173,6 +188,9 @@ def export(
     """
     exporter.check_method(method)  # before any embedding work
     check_seed(seed)
+    if method != "umap":
+        refuse_options(set_options({"seed": seed}, ("seed",), {"seed": 0}), f"--map {method}",
+                       "it is deterministic; only UMAP is seeded")
     es, dataset = embedding.embeddings_with_items(embed, data, model, progress=progress, **embed_options)
     table = exporter.export_table(es, dataset, method=method, seed=seed, vectors=vectors,
                                   status=measuring.status_printer(progress))
@@ -196,7 +214,7 @@ def shift(
     # gapdiag.shift imports SciPy: only when the experiment runs, never on a cache hit of measure.
     from gapdiag import shift as shift_module
 
-    es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
+    es = _vectors_or_embed(data, model, progress, embed_options)
     image, text = _image_and_text(es)
     kwargs: dict[str, Any] = {}
     if lambdas is not None:
@@ -209,6 +227,13 @@ def shift(
         device=search_device(embed_options.get("device", "auto")), **kwargs)
     result["provenance"] = embedding.report_provenance(es, sample=None, seed=0, **embed_options)
     return result
+
+
+def _vectors_or_embed(data: Any, model: Any, progress: bool, embed_options: dict[str, Any]) -> EmbeddingSet:
+    """``data`` itself when it is an :class:`EmbeddingSet` (model and reader options are refused then), else
+    :func:`embed` of it."""
+    vectors = embedding.given_vectors(data, model, embed_options)
+    return vectors if vectors is not None else embed(data, model, progress=progress, **embed_options)
 
 
 def _image_and_text(es: EmbeddingSet) -> tuple[str, str]:
@@ -384,8 +409,16 @@ def check(baseline: str | Path, report: str | Path | None = None, **options: Any
 
     Returns:
         A :class:`gapdiag.check.run.CheckRun`; ``result.raise_for_regression()`` raises on a broken rule.
+
+    Raises:
+        InputError: With ``report``, an option that would measure now (data, model, reader, sampling options).
     """
     check_seed(options.get("seed"))
+    if report is not None:
+        measuring = ("data", *MODEL_OPTIONS, *READER_OPTIONS, "device", "sample", "seed", "bootstrap")
+        refuse_options(set_options(options, measuring, EMBED_DEFAULTS), f"a saved report (--report {report})",
+                       "they measure the candidate now, --report reads it (measure with them first: "
+                       "`gapdiag measure ... --out report.json`)")
     return run_check(measure, similarity_to_baseline, baseline, report, **options)
 
 
@@ -393,7 +426,9 @@ def compare(reports: Sequence[str | Path] = (), models: Sequence[str] = (), **op
     """Two or more reports, cache entries or models measured now, side by side (what ``gapdiag compare`` does).
 
     Args:
-        reports: Report JSON files or cache entry directories; the first is the reference for deltas.
+        reports: Report JSON files, cache entry directories or precomputed embedding files (``.npz``, a folder
+            of ``.npy``, ``.parquet``); the first is the reference for deltas. Two sets of vectors (and nothing
+            else) are also compared item by item, as :func:`compare_models` does.
         models: Models measured now on the data of the :func:`embed` options, appended after the reports.
         **options: ``labels``, ``force``, ``sample``, ``seed``, ``markdown``, ``plot`` (a directory), and the
             options of :func:`embed`.
@@ -403,5 +438,4 @@ def compare(reports: Sequence[str | Path] = (), models: Sequence[str] = (), **op
         models (``similarity``) and the figure path.
     """
     check_seed(options.get("seed"))
-    return run_compare(measure, compare_models, lambda p: embedding.cache_entry_path(p) is not None, reports,
-                       models, **options)
+    return run_compare(measure, compare_models, embedding.compared_vectors, reports, models, **options)

@@ -152,7 +152,8 @@ def register(app: typer.Typer) -> None:
         epilog=(
             "Examples:\n\n"
             "`gapdiag compare base.json new.json`\n\n"
-            "`gapdiag compare -d data.csv -m epoch1.pt -m epoch2.pt --plot figs/`"
+            "`gapdiag compare -d data.csv -m epoch1.pt -m epoch2.pt --plot figs/`\n\n"
+            "`gapdiag compare released.npz candidate.npz` (two precomputed sets of the same items)"
         )
     )(compare)
 
@@ -181,8 +182,6 @@ def check(
     the Markdown to $GITHUB_STEP_SUMMARY when it is set. Exit 0 when every rule holds, 1 on a regression, 3 when
     the gate could not decide (see the exit codes below).
     """
-    if report is not None:
-        _refuse_measuring_options(embedding, bootstrap)
     run = api.check(baseline, report, config=config, bootstrap=bootstrap, force=force, sample=sample, seed=seed,
                     out=out, markdown=markdown, junit=junit, **embedding.api_kwargs(quiet=quiet or json_out))
     for note in run.notes:
@@ -195,23 +194,6 @@ def check(
     else:
         _print_check(result)
     result.raise_for_regression()
-
-
-def _refuse_measuring_options(embedding: EmbeddingOptions, bootstrap: int) -> None:
-    """``--report`` checks a saved report: the options that measure now make no sense beside it."""
-    measuring = {"--data": embedding.data, "--model": embedding.model, "--pretrained": embedding.pretrained,
-                 "--split": embedding.split}
-    given = ", ".join(k for k, v in measuring.items() if v is not None)
-    if given:
-        raise typer.BadParameter(
-            f"it excludes {given}: check a saved report, or measure now", param_hint="--report"
-        )
-    if bootstrap:
-        raise typer.BadParameter(
-            "it needs measuring now; for a saved report run "
-            "`gapdiag measure --bootstrap N --out report.json` first",
-            param_hint="--bootstrap",
-        )
 
 
 def _print_check(result: CheckResult) -> None:
@@ -253,8 +235,9 @@ def _print_check(result: CheckResult) -> None:
 def compare(
     reports: Annotated[
         list[Path] | None,
-        typer.Argument(help="Report JSON files or cache entry directories (`gapdiag cache ls`); the first is "
-                       "the reference for deltas.", show_default=False),
+        typer.Argument(help="Report JSON files, cache entry directories (`gapdiag cache ls`) or precomputed "
+                       "embedding files (.npz, .npy folder, .parquet); the first is the reference for deltas.",
+                       show_default=False),
     ] = None,
     models: Annotated[
         list[str] | None,
@@ -293,8 +276,9 @@ def compare(
     """Compare two or more reports (or checkpoints measured now on the same data) side by side.
 
     Deltas are against the first column; arrows show the change, green where it is better and red where it is
-    worse (direction from the metric registry). With exactly two checkpoints (`-m A -m B`) or cache entries,
-    also what changed item by item: linear CKA, mutual k-NN and the items whose neighbourhoods changed most.
+    worse (direction from the metric registry). With exactly two checkpoints (`-m A -m B`), cache entries or
+    precomputed embedding files of the same items, also what changed item by item: linear CKA, mutual k-NN and
+    the items whose neighbourhoods changed most.
     """
     paths, models = list(reports or []), list(models or [])
     if len(paths) + len(models) < 2:
