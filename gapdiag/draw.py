@@ -203,6 +203,7 @@ def write_report_page(
             measured.provenance.setdefault("dataset", {}).setdefault("split", split)
     elif es is not None:
         _check_same_dataset(measured, es.provenance, Path(from_report or ""))
+        _check_same_model(measured, es.provenance, Path(from_report or ""))
     figures = gplot.make_figures(kinds, embeddings=es, shift_result=shift_result, method=method, color_by=color_by,
                                  max_pairs=max_pairs, seed=seed, status=status)
     interactive_html = None
@@ -228,6 +229,23 @@ def _hover_labels(load_data: Callable[..., Any], options: dict[str, Any], es: An
         return item_labels(load_data(**{k: v for k, v in options.items() if k not in embed_only}), es)
     except GapdiagError:
         return None
+
+
+#: What tells two models apart in a provenance: a field both record and that differs means another model.
+MODEL_IDENTITY = ("architecture", "pretrained", "checkpoint_sha256", "random_init")
+
+
+def _check_same_model(report: Report, provenance: dict[str, Any], source: Path) -> None:
+    """Refuse figures of one model next to the metrics of another (architecture, tag, checkpoint bytes)."""
+    measured = report.provenance.get("model") or {}
+    embedded = provenance.get("model") or {}
+    differ = [key for key in MODEL_IDENTITY if key in measured and key in embedded and measured[key] != embedded[key]]
+    if differ:
+        raise ProvenanceError(
+            f"{source} was measured with another model than --model gives ({measured.get('name')} vs "
+            f"{embedded.get('name')}: {', '.join(differ)} differ)",
+            hint="pass the -m/--model (and --pretrained) the report was measured with",
+        )
 
 
 def _check_same_dataset(report: Report, provenance: dict[str, Any], source: Path) -> None:

@@ -560,3 +560,24 @@ def test_the_interactive_map_of_a_random_init_model_still_names_its_items(manife
     api.report(tmp_path / "r.html", data=manifest, model="gapdiag-tiny-vit", random_init=True, kinds=["map"],
                method="pca", metrics=["modality_gap"], device="cpu", progress=False)
     assert seen["labels"] is not None and any("digit" in str(v) or "/" in str(v) for v in seen["labels"].values())
+
+
+def test_cli_report_of_one_model_with_the_figures_of_another_is_refused(capsys, tmp_path, manifest,
+                                                                         tiny_checkpoint):
+    """`report -r base.json -m other.safetensors` drew a page titled for the report's model around the other
+    model's map: refused like a dataset mismatch (issue #23 item 8), in one line naming both."""
+    from conftest import export_tiny
+
+    other = export_tiny(tmp_path / "other.safetensors", seed=7)
+    base = tmp_path / "base.json"
+    code, _, err = gapdiag(capsys, "measure", "-d", manifest, "-m", tiny_checkpoint, "--out", base, "-q",
+                           "--metrics", "modality_gap")
+    assert code == 0, err
+    common = ["report", "-r", base, "-d", manifest, "--kind", "hist", "-q", "--no-interactive"]
+    code, out, err = gapdiag(capsys, *common, "-m", other, "--out", tmp_path / "r.html")
+    assert_one_line_error(code, out, err, str(base), "another model", "other", "tiny", "-m/--model")
+    assert not (tmp_path / "r.html").exists()
+    code, _, err = gapdiag(capsys, *common, "-m", "gapdiag-tiny-vit", "--random-init", "--out", tmp_path / "r.html")
+    assert_one_line_error(code, _, err, "another model")
+    code, _, err = gapdiag(capsys, *common, "-m", tiny_checkpoint, "--out", tmp_path / "r.html")
+    assert code == 0, err  # the report's own model
