@@ -272,3 +272,36 @@ def test_the_embed_defaults_that_options_compare_with_are_the_api_s():
 
     signature = inspect.signature(api.embed).parameters
     assert {k: signature[k].default for k in EMBED_DEFAULTS} == EMBED_DEFAULTS
+
+
+# ------------------------------------------------------------------ item 14: JSON nested too deeply to parse
+
+
+DEEP = "[" * 100_000
+
+
+@pytest.mark.parametrize("where", ["coco", "coco-detected", "jsonl", "check-baseline", "compare", "plot-report",
+                                   "plot-shift", "report-report", "model-config", "train-run-json"])
+def test_json_nested_too_deeply_is_one_line_everywhere_a_user_hands_us_json(capsys, tmp_path, monkeypatch, where):
+    """`'[' * 100000` raised RecursionError (a traceback, exit 1) in the readers and report loaders."""
+    monkeypatch.chdir(tmp_path)
+    good, _ = _reports(tmp_path)
+    deep = tmp_path / ("manifest.jsonl" if where == "jsonl" else "deep.json")
+    deep.write_text(DEEP if where != "jsonl" else '{"image": "a.png", "caption": "x"}\n' + DEEP + "\n")
+    argv = {
+        "coco": ["measure", "-d", deep, "--data-format", "coco"],
+        "coco-detected": ["measure", "-d", deep],
+        "report-report": ["report", "-r", deep, "--kind", "shift", "--shift", deep, "--out", tmp_path / "r.html"],
+        "model-config": ["measure", "-m", deep, "--random-init"],
+        "train-run-json": ["train", "--out", tmp_path],  # a folder whose run.json is the deep file
+        "jsonl": ["measure", "-d", deep],
+        "check-baseline": ["check", "--baseline", deep, "--report", good],
+        "compare": ["compare", good, deep],
+        "plot-report": ["plot", "--kind", "compare", "--report", good, "--report", deep, "--out", tmp_path / "f"],
+        "plot-shift": ["plot", "--kind", "shift", "--shift", deep, "--out", tmp_path / "f"],
+    }[where]
+    if where == "train-run-json":
+        deep.rename(tmp_path / "run.json")
+        deep = tmp_path / "run.json"
+    code, out, err = gapdiag(capsys, *argv, "-q")
+    assert_one_line_error(code, out, err, deep.name)
