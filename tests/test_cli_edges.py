@@ -305,3 +305,74 @@ def test_json_nested_too_deeply_is_one_line_everywhere_a_user_hands_us_json(caps
         deep = tmp_path / "run.json"
     code, out, err = gapdiag(capsys, *argv, "-q")
     assert_one_line_error(code, out, err, deep.name)
+
+
+# ------------------------------------------------------- item 18: no Python warning reaches stderr as Python prints it
+
+
+def _no_python_warning(err: str) -> None:
+    """Python prints ``path:line: SomeWarning: message`` and the source line below it."""
+    assert "Warning:" not in err and ".py:" not in err, err
+
+
+def test_values_beyond_float32_are_one_error_line_without_numpy_s_overflow_warning(tmp_path):
+    """In a real process (pytest would catch the warning in-process): numpy's overflow warning printed two lines
+    of source before the error."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    path = tmp_path / "huge.npz"
+    np.savez(path, image=np.full((6, 4), 1e300), text=np.ones((6, 4)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "GAPDIAG_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "gapdiag", "measure", "-d", str(path), "--metrics", "modality_gap",
+                           "-q"], capture_output=True, text=True, env=env, check=False)
+    assert_one_line_error(proc.returncode, proc.stdout, proc.stderr, "NaN or inf")
+    _no_python_warning(proc.stderr)
+
+
+def test_a_library_warning_on_a_successful_run_is_one_clean_line(capsys, tmp_path):
+    """scikit-learn's k-means on identical points warns; the user sees one `warning:` line, not a source dump."""
+    import numpy as np
+
+    path = tmp_path / "same.npz"
+    point = np.random.default_rng(0).normal(size=(1, 8)).astype("float32")
+    np.savez(path, image=np.repeat(point, 30, 0), text=np.repeat(point, 30, 0))
+    code, _, err = gapdiag(capsys, "measure", "-d", path, "--metrics", "v_measure_modality", "-q")
+    assert code == 0, err
+    _no_python_warning(err)
+    lines = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1 and "distinct clusters" in lines[0] and "from sklearn" in lines[0], err
+
+
+@pytest.mark.parametrize("command", ["embed", "train"])
+def test_more_workers_than_cores_is_one_clean_line(capsys, tmp_path, tiny_checkpoint, command):
+    """torch's DataLoader advice about worker counts came as two multi-line UserWarnings."""
+    import os
+
+    from data_fixtures import digits_manifest
+
+    manifest, _ = digits_manifest(tmp_path / "data", n=8)
+    workers = str((os.cpu_count() or 1) + 2)
+    argv = (["embed", "-m", tiny_checkpoint, "--cache-dir", tmp_path / "cache"] if command == "embed" else
+            ["train", "--epochs", "1", "--batch-size", "8", "--split", "train", "--eval-split", "train",
+             "--out", tmp_path / "run"])
+    code, _, err = gapdiag(capsys, *argv, "-d", manifest, "--workers", workers, "-q")
+    assert code == 0, err
+    _no_python_warning(err)
+    lines = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1 and "DataLoader will create" in lines[0] and "from torch" in lines[0], err
+
+
+def test_debug_shows_python_warnings_as_python_prints_them(capsys, tmp_path):
+    import numpy as np
+
+    from gapdiag.cli import run
+
+    path = tmp_path / "same.npz"
+    point = np.ones((1, 8), dtype="float32")
+    np.savez(path, image=np.repeat(point, 30, 0), text=np.repeat(point, 30, 0))
+    with pytest.warns(Warning, match="distinct clusters"):
+        assert run(["measure", "-d", str(path), "--metrics", "v_measure_modality", "-q", "--debug"]) == 0
