@@ -92,7 +92,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         if code == 0:
             _print_warnings(caught)
         return code
-    except Exception as e:  # noqa: BLE001 - whatever escaped is reported as one line, never as exit 1
+    except Exception as e:  # whatever escaped is reported as one line, never as exit 1
         if debug:
             raise
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""

@@ -151,20 +151,18 @@ def refuse_unmeetable_rules(rules: Mapping[str, Rule], source: str, prefix: str,
         inherited = rules.get(base) if base != name else None
         rule = own.over(inherited)
         key = f"{prefix}.rules.{_toml_key(name)}"
-
-        def origin(field: str) -> str:
-            from_base = getattr(own, field) is None and inherited is not None
-            return f" (from {prefix}.rules.{_toml_key(base)})" if from_base else ""
-
+        # Where each bound comes from, for the message: " (from check.rules.modality_gap)" when inherited.
+        origin = {field: f" (from {prefix}.rules.{_toml_key(base)})"
+                  if getattr(own, field) is None and inherited is not None else "" for field in ("min", "max")}
         if rule.min is not None and rule.max is not None and rule.min > rule.max:
-            raise ConfigError(f"{source}: {key}: min {rule.min:g}{origin('min')} is above max {rule.max:g}"
-                              f"{origin('max')}: no value can meet both", hint="change one of the two bounds")
+            raise ConfigError(f"{source}: {key}: min {rule.min:g}{origin['min']} is above max {rule.max:g}"
+                              f"{origin['max']}: no value can meet both", hint="change one of the two bounds")
         low, high = _rules.finite_bounds(registry.get(base))
         if rule.min is not None and high is not None and rule.min > high:
-            raise ConfigError(f"{source}: {key}: min {rule.min:g}{origin('min')} is above the highest possible "
+            raise ConfigError(f"{source}: {key}: min {rule.min:g}{origin['min']} is above the highest possible "
                               f"value {high:g} of {base}", hint=f"set min at most {high:g}")
         if rule.max is not None and low is not None and rule.max < low:
-            raise ConfigError(f"{source}: {key}: max {rule.max:g}{origin('max')} is below the lowest possible "
+            raise ConfigError(f"{source}: {key}: max {rule.max:g}{origin['max']} is below the lowest possible "
                               f"value {low:g} of {base}", hint=f"set max at least {low:g}")
 
 
