@@ -267,7 +267,8 @@ def _bare_vs_embed(api: Any, loaded: Any, model: str, pretrained: str | None, ar
     bare = min(_timed(lambda: bare_loop(loaded, dataset, batch)) for _ in range(args.repeat))
     embed_times, hit_times = [], []
     options = {"model": model, "pretrained": pretrained, "device": device, "precision": precision,
-               "batch_size": batch, "workers": workers, "progress": False}
+               "batch_size": batch, "workers": workers, "progress": False,
+               "random_init": loaded.spec.random_init}  # --pretrained none: random weights, timing only
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as cache:
             def run(cache_dir: Path = Path(cache)) -> None:

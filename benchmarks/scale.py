@@ -73,7 +73,10 @@ def bench_embed(repeat: int, chunk_size: int, model: str | None, device: str = "
         memo = tmp / "memo" / "fingerprints"
         args = ["embed", "--data", str(manifest), "--device", device, "--chunk-size", str(chunk_size), "--quiet"]
         if model:
-            args += ["--model", model]
+            from gapdiag.models import resolve_model
+
+            # An architecture alone has random weights (a real model's cost per item, no download): opt in.
+            args += ["--model", model, *(["--random-init"] if resolve_model(model).random_init else [])]
         one = _run([sys.executable, "-m", "gapdiag", *args], tmp / "one", memo=memo)
         # Each rank gets OMP_NUM_THREADS=threads (torchrun's default is 1): the same per-process budget, one process.
         budget = {"OMP_NUM_THREADS": str(threads)}

@@ -80,6 +80,15 @@ def make_coco(root: Path, n_images: int) -> Path:
     return path
 
 
+def _model_args(model: str | None) -> list[str]:
+    """``--model`` for the timed commands; an architecture alone (random weights: timing only) opts in."""
+    if not model:
+        return []
+    from gapdiag.models import resolve_model
+
+    return ["--model", model, *(["--random-init"] if resolve_model(model).random_init else [])]
+
+
 def report_timings(coco: Path, model: list[str], device: list[str], tmp: Path, env: dict[str, str],
                    repeat: int) -> tuple[float, float]:
     """A cold `gapdiag report` (embeds, measures, draws) and the median of warm ones on the same cache."""
@@ -107,7 +116,7 @@ def main() -> None:
 
     env = dict(os.environ)
     env.pop("GAPDIAG_CACHE_DIR", None)
-    model = ["--model", args.model] if args.model else []
+    model = _model_args(args.model)
     device = ["--device", args.device]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

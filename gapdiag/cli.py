@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 
 import typer
@@ -69,11 +70,70 @@ def _print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
 
 
+#: Exit code of an unexpected exception (a bug): sysexits' EX_SOFTWARE. Never 1, which ``check`` uses for "regression
+#: found" (Python's own exit code for an uncaught exception), nor 2 ("your input"), nor 3 ("the gate decided nothing").
+INTERNAL_ERROR = 70
+
+
 def run(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI on ``argv`` and return the exit code (what :func:`main` and the tests call)."""
+    """Run the CLI on ``argv`` and return the exit code (what :func:`main` and the tests call).
+
+    An exception that is not a :class:`GapdiagError` is a bug: one line naming it and ``--debug``, exit
+    :data:`INTERNAL_ERROR` (``--debug`` re-raises it with its traceback).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("GAPDIAG_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
+    try:
+        if debug:  # a developer's run: Python's own warnings, with their file and line
+            return _run(args, debug)
+        with warnings.catch_warnings(record=True) as caught:
+            code = _run(args, debug)
+        if code == 0:
+            _print_warnings(caught)
+        return code
+    except Exception as e:  # whatever escaped is reported as one line, never as exit 1
+        if debug:
+            raise
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        _print_error(f"internal error (a gapdiag bug, not your input): {type(e).__name__}"
+                     + (f": {first}" if first else "")
+                     + " (rerun with --debug for the traceback and report it)")
+        return INTERNAL_ERROR
+
+
+def _print_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
+    """Each distinct Python warning raised during a command that succeeded, as one ``warning:`` line naming its
+    kind and package, without the file, line and source text Python prints (torch's DataLoader worker advice,
+    scikit-learn's convergence notes...). A command that failed prints only its one error line: the warnings
+    that led to it (numpy's overflow before "contains NaN or inf") are dropped with the run.
+
+    Warnings raised in forked worker processes stay there (nothing is printed for them); ``--debug`` shows every
+    warning as Python prints it.
+    """
+    from rich.markup import escape
+
+    seen: set[str] = set()
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if not text or text in seen:
+            continue
+        seen.add(text)
+        err_console.print(f"[yellow]warning:[/] {escape(text)} ({w.category.__name__} from {_package(w.filename)})",
+                          highlight=False, soft_wrap=True)
+
+
+def _package(filename: str) -> str:
+    """The package a warning came from: the folder under site-packages (or gapdiag), else the file's name."""
+    parts = os.path.normpath(filename).split(os.sep)
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            return parts[parts.index(marker) + 1].removesuffix(".py")
+    return "gapdiag" if "gapdiag" in parts else os.path.basename(filename).removesuffix(".py")
+
+
+def _run(args: list[str], debug: bool) -> int:
+    """:func:`run` for the parsed ``args``: GapdiagError, usage errors and interrupts become their exit codes."""
     try:
         with _interrupt_as(Interrupted):
             result = app(args=args, prog_name="gapdiag", standalone_mode=False)

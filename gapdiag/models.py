@@ -97,15 +97,61 @@ class ModelSpec:
             "init_seed": 0,
         }
 
+    @property
+    def random_init(self) -> bool:
+        """Whether the built model keeps its seeded initialisation: no pretrained tag, no checkpoint, no hub."""
+        return weights_are_random(self.architecture, self.pretrained, self.checkpoint)
+
     def describe(self, *, cache_dir: Path | None = None) -> dict[str, Any]:
-        """Provenance for reports (JSON-friendly)."""
+        """Provenance for reports (JSON-friendly); a random-init model says so in its name too."""
         return {
-            "name": self.display_name or self.architecture,
+            "name": (self.display_name or self.architecture) + (" (random init)" if self.random_init else ""),
             "architecture": self.architecture,
             "pretrained": self.pretrained,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "checkpoint_sha256": file_sha256(self.checkpoint, cache_dir=cache_dir) if self.checkpoint else None,
+            "random_init": self.random_init,
         }
+
+
+def weights_are_random(architecture: str, pretrained: str | None, checkpoint: Any) -> bool:
+    """Whether a model named ``architecture`` with this ``pretrained`` tag and ``checkpoint`` has random weights.
+
+    An architecture name or a config JSON alone is built from its seeded initialisation; a pretrained tag, a
+    checkpoint file, an ``hf-hub:`` id or a ``local-dir:`` folder brings weights.
+    """
+    return not pretrained and not checkpoint and not architecture.startswith(("hf-hub:", "local-dir:"))
+
+
+def require_weights(spec: ModelSpec, *, random_init: bool) -> None:
+    """Refuse to embed with random weights unless asked to (``--random-init``), and the opt-in beside weights.
+
+    Random weights give ordinary-looking numbers that describe no trained model (``-m ViT-B-32`` without
+    ``-p``): one line listing the architecture's pretrained tags, or saying it has none, and the opt-in.
+
+    Raises:
+        ModelError: Random weights without ``random_init``, or ``random_init`` with a tag or checkpoint.
+    """
+    if random_init and not spec.random_init:
+        weights = spec.pretrained or spec.checkpoint or spec.architecture
+        raise ModelError(f"--random-init given with the weights of {weights}",
+                         hint="drop --random-init to measure those weights, or drop the weights to measure random ones")
+    if not spec.random_init or random_init:
+        return
+    import open_clip  # only on this error path: the tags are open_clip's
+
+    opt_in = "or --random-init to measure random weights on purpose (API: random_init=True)"
+    tags = open_clip.list_pretrained_tags_by_model(spec.architecture)
+    if tags:
+        raise ModelError(f"{spec.architecture} without --pretrained has random weights, whose numbers describe no "
+                         f"trained model (pretrained tags of {spec.architecture}: {', '.join(tags)})",
+                         hint=f"pass --pretrained TAG, e.g. -p {tags[0]}, {opt_in}")
+    bundled = " or leave -m out for the bundled trained checkpoint," if spec.architecture.startswith(
+        "gapdiag-tiny") else ""
+    raise ModelError(f"{spec.display_name or spec.architecture} has no pretrained weights: without a checkpoint its "
+                     "weights are random, and its numbers would describe no trained model",
+                     hint=f"pass a checkpoint (-m FILE.safetensors, or this --model with -p FILE),{bundled} "
+                          f"{opt_in}")
 
 
 @dataclass

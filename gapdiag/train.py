@@ -100,6 +100,8 @@ def _latest_checkpoint(ckpt_dir: Path) -> tuple[int, Path] | None:
 
 #: What a checkpoint stores the run's settings under; a run resumes only when they equal the new run's.
 SETTINGS_KEY = "gapdiag_settings"
+#: What a checkpoint stores the SHA-256 of everything else it holds under (:func:`checkpoint_digest`).
+DIGEST_KEY = "gapdiag_sha256"
 #: Files of a run directory that ``restart`` deletes (nothing else in the folder is touched).
 RUN_FILES = ("metrics.jsonl", "model.safetensors", "run.json")
 
@@ -146,6 +148,15 @@ def _load_resume_state(path: Path, out: Path, settings: dict[str, Any]) -> dict[
     if not isinstance(state, dict) or not {"state_dict", "optimizer", "scheduler"} <= set(state):
         raise InputError(f"{path}: not a gapdiag train checkpoint (no state_dict/optimizer/scheduler)",
                          hint=f"delete it, or {hint}")
+    # torch.load checks no checksum: a flipped bit in the tensor data loads as other weights.
+    stored = state.pop(DIGEST_KEY, None)
+    if stored is None:
+        raise InputError(f"{path}: cannot resume from this checkpoint (it carries no checksum, so damage to it "
+                         "could not be told apart from weights)", hint=f"delete it, or {hint}")
+    if stored != checkpoint_digest(state):
+        raise InputError(f"{path}: cannot resume from this checkpoint (its contents do not match the checksum "
+                         "written with it: the file is damaged)",
+                         hint=f"delete it to resume from the one before, or {hint}")
     saved = state.get(SETTINGS_KEY)
     if saved is None:
         raise InputError(f"{out}: its checkpoints do not record the settings they were trained with, so resuming "
@@ -155,6 +166,34 @@ def _load_resume_state(path: Path, out: Path, settings: dict[str, Any]) -> dict[
         raise InputError(f"{out} holds a run with other settings ({'; '.join(differences)}): a run resumes only "
                          "with the same settings", hint=hint)
     return state
+
+
+def _refuse_replacing_another_run(out: Path, settings: dict[str, Any]) -> None:
+    """A folder with no checkpoint may still hold a finished run (its checkpoints deleted to save space): its
+    model, ``run.json`` and log are replaced only by a run with the same settings (which trains it again, to the
+    same bytes), never by another one, nor when ``run.json`` cannot tell.
+
+    Raises:
+        InputError: Naming the settings that differ, or the run file that cannot be read, and ``--restart``.
+    """
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if not found:
+        return
+    hint = f"start afresh with --restart (deletes {out}'s run files) or use a new --out folder"
+    path = out / "run.json"
+    try:
+        saved = fsutil.loads_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{out} holds {', '.join(found)} of a run whose settings are unknown (no run.json)",
+                         hint=hint) from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read the settings of the run in {out} ({type(e).__name__})",
+                         hint=hint) from None
+    now = json.loads(json.dumps(settings, default=str))  # as run.json holds them
+    differences = _settings_differences(saved, now) if isinstance(saved, dict) else ["run.json is not an object"]
+    if differences:
+        raise InputError(f"{out} holds a finished run with other settings ({'; '.join(differences)}; from {path}): "
+                         "a run is replaced only by one with the same settings", hint=hint)
 
 
 def _cut_log(log_path: Path, epochs_done: int) -> list[dict[str, Any]]:
@@ -183,11 +222,58 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def checkpoint_digest(state: Any) -> str:
+    """SHA-256 of a checkpoint's contents: every tensor's dtype, shape and bytes, every other value's ``repr``,
+    mappings in sorted key order (the same contents give the same digest however they were built).
+
+    Stored in the checkpoint under :data:`DIGEST_KEY` and verified on resume.
+    """
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+
+    def add(obj: Any) -> None:
+        if torch.is_tensor(obj):
+            flat = obj.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(f"T{obj.dtype}{tuple(obj.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        elif isinstance(obj, dict):
+            digest.update(f"D{len(obj)}".encode())
+            for key in sorted(obj, key=repr):
+                digest.update(repr(key).encode())
+                add(obj[key])
+        elif isinstance(obj, (list, tuple)):
+            digest.update(f"L{len(obj)}".encode())
+            for item in obj:
+                add(item)
+        else:
+            digest.update(f"V{obj!r}".encode())
+
+    add(state)
+    return digest.hexdigest()
+
+
+def _deterministic_safetensors(data: bytes) -> bytes:
+    """``data`` (a .safetensors file) with its JSON header in a fixed order: metadata keys sorted, tensors by
+    offset. safetensors writes the metadata in hash-map order, random per process, so identical exports had
+    different bytes (another hash, another cache key). The tensor bytes and their offsets are unchanged."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    meta = header.pop("__metadata__", None)
+    ordered = {**({"__metadata__": dict(sorted(meta.items()))} if meta is not None else {}),
+               **dict(sorted(header.items(), key=lambda kv: (kv[1]["data_offsets"][0], kv[0])))}
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes with spaces
+    return len(text).to_bytes(8, "little") + text + data[8 + size:]
+
+
 def export_safetensors(model: Any, architecture: str, model_cfg: dict[str, Any], path: Path, *,
                        dtype: str = "float32", extra: dict[str, str] | None = None) -> Path:
     """Write ``model``'s weights as .safetensors with its config in the metadata (self-describing checkpoint)."""
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     cast = {"float32": torch.float32, "float16": torch.float16}[dtype]
     state = {k: v.detach().to("cpu", cast if v.is_floating_point() else v.dtype).contiguous()
@@ -195,8 +281,8 @@ def export_safetensors(model: Any, architecture: str, model_cfg: dict[str, Any],
     meta = {SAFETENSORS_CONFIG_KEY: json.dumps({"name": architecture, "model_cfg": model_cfg}), **(extra or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     with fsutil.atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
-        tmp.chmod(0o644)  # safetensors writes 0600; a shared checkpoint should be readable like any other file
+        tmp.write_bytes(_deterministic_safetensors(save(state, metadata=meta)))
+        tmp.chmod(0o644)  # a shared checkpoint should be readable like any other file
     return path
 
 
@@ -255,7 +341,6 @@ def train(
     image_name, text_name = _pairs(data)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     if restart:
         restart_run(out)
 
@@ -267,6 +352,9 @@ def train(
     # Read and verify before building anything: a refused resume costs no model build.
     resume = _load_resume_state(latest[1], out, settings) if latest is not None else None
     start_epoch = latest[0] if latest is not None else 0
+    if resume is None:
+        _refuse_replacing_another_run(out, settings)  # before anything is written, the folder included
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
     if resume is None:
         fsutil.atomic_write_text(out / "run.json", json.dumps(settings, indent=2, default=str) + "\n")  # for people
     stepper = _Stepper.build(spec, device=device, precision=precision, seed=seed, temperature=temperature,
@@ -297,8 +385,9 @@ def train(
                 f.write(json.dumps(record) + "\n")
             print_line(bar, epoch_line(record, epochs))
             if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
-                _atomic_torch_save({"epoch": epoch + 1, "name": spec.architecture, **stepper.state(),
-                                    SETTINGS_KEY: settings}, ckpt_dir / f"epoch_{epoch + 1}.pt")
+                payload = {"epoch": epoch + 1, "name": spec.architecture, **stepper.state(), SETTINGS_KEY: settings}
+                _atomic_torch_save({**payload, DIGEST_KEY: checkpoint_digest(payload)},
+                                   ckpt_dir / f"epoch_{epoch + 1}.pt")
     export_safetensors(stepper.loaded.model, spec.architecture, spec.model_cfg or {}, result.model_path,
                        dtype=export_dtype,
                        extra={"gapdiag_loss": loss, "gapdiag_seed": str(seed), "gapdiag_epochs": str(epochs)})

@@ -609,7 +609,8 @@ def test_cli_usage_errors_exit_2(cli_env, capsys, extra, fragment):
 
     from gapdiag.cli import app
 
-    assert CliRunner().invoke(app, ["check", *extra]).exit_code == 2  # the bare Typer app agrees
+    if "--report" not in extra:  # options that do not apply to --report are refused by the api (issue #23)
+        assert CliRunner().invoke(app, ["check", *extra]).exit_code == 2  # the bare Typer app agrees
 
 
 def test_cli_measures_now_with_the_baseline_sampling(cli_env, tmp_path, monkeypatch, capsys):
@@ -757,3 +758,141 @@ def test_ci_output_files_are_written_atomically(tmp_path, monkeypatch):
         write_text(target, "new summary that never lands\n", "--markdown")
     assert target.read_text() == "old summary\n"
     assert [p.name for p in target.parent.iterdir()] == ["summary.md"]
+
+
+# ------------------------------------------------------------------ issue #23 item 7: a gate that decides nothing
+
+
+@pytest.mark.parametrize(("baseline", "why"), [
+    ({}, "the baseline has no metrics"),
+    ({k: math.nan for k in BASE}, "no finite baseline value"),  # null in the JSON file
+])
+def test_a_gate_that_checked_nothing_fails_with_its_own_exit_code(baseline, why):
+    with pytest.raises(chk.GateUndecidedError) as err:
+        check_reports(make_report(BASE), make_report(baseline), RuleSet(), registry=FAKE)
+    assert err.value.exit_code == 3 and "checked nothing" in str(err.value) and why in str(err.value), err.value
+
+
+def test_only_listed_rules_that_match_nothing_check_nothing(tmp_path):
+    rules = rules_from(tmp_path, "[check]\nonly_listed = true\nignore = ['recall_at_1', 'modality_gap', "
+                                 "'effective_rank']\n")
+    with pytest.raises(chk.GateUndecidedError, match="checked nothing"):
+        check_reports(make_report(BASE), make_report(BASE), rules, registry=FAKE)
+
+
+@pytest.mark.parametrize(("side", "name", "value", "fragment"), [
+    ("current", "modality_gap/image-text", -5.0, "modality_gap/image-text = -5 (current) is outside [0, 2]"),
+    ("current", "recall_at_1/image_to_text", 7.0, "recall_at_1/image_to_text = 7 (current) is outside [0, 1]"),
+    ("baseline", "recall_at_1/text_to_image", -0.5, "recall_at_1/text_to_image = -0.5 (baseline)"),
+    ("baseline", "effective_rank/image", math.inf, "effective_rank/image = inf (baseline)"),
+    ("current", "cos_nonmatching/image-text", 1.5, "cos_nonmatching/image-text = 1.5"),  # ungated, still impossible
+])
+def test_impossible_values_fail_with_the_undecided_exit_code(side, name, value, fragment):
+    """A value outside the registry's bounds (or infinite) is no measurement: a forged or damaged report.
+    It must not pass (gap -5 "improved") nor count as a regression."""
+    current, baseline = dict(BASE), dict(BASE)
+    (current if side == "current" else baseline)[name] = value
+    with pytest.raises(chk.GateUndecidedError) as err:
+        check_reports(make_report(current), make_report(baseline), RuleSet(), registry=FAKE)
+    assert err.value.exit_code == 3 and fragment in str(err.value), str(err.value)
+
+
+def test_values_on_the_bounds_up_to_float_rounding_are_possible():
+    edge = {**BASE, "recall_at_1/image_to_text": 1.0 + 1e-9, "modality_gap/image-text": 0.0}
+    assert statuses(edge, edge)["recall_at_1/image_to_text"] == "pass"
+
+
+@pytest.mark.parametrize(("metrics", "fragment"), [
+    ({}, "checked nothing"),
+    ({k: None for k in BASE}, "checked nothing"),
+    ({**BASE, "modality_gap/image-text": "Infinity"}, "inf (baseline)"),
+])
+def test_cli_undecided_gate_exits_3_with_one_line(cli_env, tmp_path, capsys, metrics, fragment):
+    """null, Infinity or {} in a baseline file: exit 3, not 0 ("47 skipped") and not 1 ("regression")."""
+    text = json.dumps({"schema_version": 1, "metric_definitions_version": 1, "metrics": metrics,
+                       "provenance": make_report(BASE).provenance}).replace('"Infinity"', "Infinity")
+    (tmp_path / "base.json").write_text(text)
+    cur = cli_env("cur.json", make_report(BASE))
+    code, out, err = gapdiag(capsys, "check", "--baseline", tmp_path / "base.json", "--report", cur,
+                             "--markdown", tmp_path / "s.md")
+    assert_one_line_error(code, out, err, fragment, exit_code=3)
+    assert not (tmp_path / "s.md").exists()  # no summary that reads "passed"
+
+
+def test_check_help_lists_every_exit_code(capsys):
+    code, out, _ = gapdiag(capsys, "check", "--help")
+    text = " ".join(out.split())
+    assert code == 0 and all(f"{n} " in text for n in ("0", "1", "2", "3")), text
+    assert "checked nothing" in text
+
+
+# ------------------------------------------------------------- issue #23 item 16: check never exits 1 unless it found a regression
+
+
+def test_a_contradictory_inherited_rule_is_a_config_error(tmp_path):
+    """max = 1 on the base with min = 5 on one full name: the resolved rule can never hold, so every run would
+    read as a regression; it is a config error naming both keys."""
+    with pytest.raises(ConfigError) as err:
+        rules_from(tmp_path, '[check.rules.modality_gap]\nmax = 1\n[check.rules."modality_gap/image-text"]\nmin = 5\n')
+    line = str(err.value)
+    assert "modality_gap/image-text" in line and "min 5" in line and "max 1" in line and "\n" not in line, line
+
+
+@pytest.mark.parametrize(("rule", "fragment"), [
+    ("min = 5", "min 5 is above the highest possible value 1"),
+    ("max = -1", "max -1 is below the lowest possible value 0"),
+])
+def test_a_bound_no_value_can_meet_is_a_config_error(tmp_path, rule, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        rules_from(tmp_path, f"[check.rules.recall_at_1]\n{rule}\n")
+
+
+def test_cli_contradictory_rule_exits_2(cli_env, tmp_path, capsys):
+    base = cli_env("base.json", make_report(BASE))
+    (tmp_path / "gapdiag.toml").write_text(
+        '[check.rules.modality_gap]\nmax = 1\n[check.rules."modality_gap/image-text"]\nmin = 5\n')
+    assert_one_line_error(*gapdiag(capsys, "check", "--baseline", base, "--report", base), "gapdiag.toml",
+                          "modality_gap/image-text")
+
+
+def test_a_crash_inside_check_is_never_exit_1(cli_env, capsys, monkeypatch):
+    """1 tells CI "regression found"; an unexpected exception (a bug) exits 70 with one line, and --debug still
+    shows the traceback."""
+    import gapdiag.check.run as check_run
+
+    base = cli_env("base.json", make_report(BASE))
+
+    def crash(*args, **kwargs):
+        raise TypeError("something no test foresaw")
+
+    monkeypatch.setattr(check_run, "check_reports", crash)
+    code, out, err = gapdiag(capsys, "check", "--baseline", base, "--report", base)
+    line = assert_one_line_error(code, out, err, "internal error", "TypeError: something no test foresaw",
+                                 "--debug", exit_code=70)
+    assert "regression" not in line
+    with pytest.raises(TypeError):
+        run(["check", "--baseline", base, "--report", base, "--debug"])
+
+
+# ------------------------------------------------------------- issue #23 item 1: random weights against trained ones
+
+
+def _weights(random_init):
+    report = make_report(BASE)
+    if random_init is not None:
+        report.provenance["model"]["random_init"] = random_init
+    return report
+
+
+def test_a_random_init_run_against_a_trained_baseline_is_a_gate_conflict_and_a_compare_warning():
+    with pytest.raises(ProvenanceError, match=r"random-init weights \(current\) against trained weights \(baseline\)"):
+        check_reports(_weights(True), _weights(False), RuleSet(), registry=FAKE)
+    with pytest.raises(ProvenanceError, match=r"trained weights \(current\) against random-init weights"):
+        check_reports(_weights(False), _weights(True), RuleSet(), registry=FAKE)
+    forced = check_reports(_weights(True), _weights(False), RuleSet(), registry=FAKE, force=True)
+    assert any(w.startswith("forced: random-init weights") for w in forced.warnings)
+    # compare shows what training changed: a warning, not a refusal.
+    comparison = chk.compare_reports([_weights(False), _weights(True)], ["trained", "random"])
+    assert any("random-init weights (random)" in w for w in comparison.warnings)
+    # Reports that do not say (older gapdiag, precomputed vectors) are not guessed at.
+    assert check_reports(_weights(None), _weights(False), RuleSet(), registry=FAKE).passed

@@ -171,14 +171,21 @@ def test_check_gates_on_cka_to_the_cached_baseline(
     assert code == 0, out
     assert outcomes["linear_cka/image"]["status"] == "pass"
 
-    # The baseline's vectors are gone: said plainly, not a silent pass of a rule nobody evaluated.
+    # The baseline's vectors are gone: said plainly, not a silent pass of a rule nobody evaluated. With no
+    # other rule (only_listed) the gate checked nothing: exit 3 (issue #23), the reason in the one line.
     key = api.Report.load(base).provenance["cache_key"]
     shutil.rmtree(api.embed(manifest, tiny_checkpoint, device="cpu", progress=False).provenance["path"])
     code, out, err = gapdiag(
         capsys, "check", "--baseline", base, "--report", cur, "--config", strict, "--json"
     )
+    assert_one_line_error(code, out, err, "checked nothing", key, "not in the cache", exit_code=3)
+    # Beside a rule that is checked, the unavailable one is a skip with its reason and a note.
+    both = _rules(tmp_path, f"[check]\nonly_listed = true\n[check.rules.linear_cka]\nmin = {cka + 1e-3}\n"
+                            "[check.rules.modality_gap]\nmax = 2\n")
+    code, out, err = gapdiag(capsys, "check", "--baseline", base, "--report", cur, "--config", both, "--json")
     outcome = next(o for o in json.loads(out)["outcomes"] if o["name"] == "linear_cka")
     assert (
-        outcome["status"] == "skip" and key in outcome["reason"] and "not in the cache" in outcome["reason"]
+        code == 0 and outcome["status"] == "skip" and key in outcome["reason"]
+        and "not in the cache" in outcome["reason"]
     )
     assert "linear_cka not checked" in err

@@ -62,14 +62,14 @@ def _cuda_available() -> bool:
     not _cuda_available(), reason="needs a CUDA GPU (ranks on GPUs: NCCL, or gloo when they share one)"))])
 def test_two_ranks_write_the_same_vectors_as_one_process(tmp_path, device):
     manifest, _ = digits_manifest(tmp_path / "data", n=40)
-    single = api.embed(manifest, "gapdiag-tiny-vit", cache_dir=tmp_path / "single", chunk_size=8, progress=False,
-                       device=device)
+    single = api.embed(manifest, "gapdiag-tiny-vit", random_init=True, cache_dir=tmp_path / "single", chunk_size=8,
+                       progress=False, device=device)
 
     env = {**os.environ, "GAPDIAG_CACHE_DIR": str(tmp_path / "multi"), "OMP_NUM_THREADS": "1"}
     torchrun = str(Path(sys.executable).parent / "torchrun")
     proc = subprocess.run(
         [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "gapdiag", "embed", "--data", str(manifest),
-         "--model", "gapdiag-tiny-vit", "--device", device, "--chunk-size", "8", "--quiet", "--json"],
+         "--model", "gapdiag-tiny-vit", "--random-init", "--device", device, "--chunk-size", "8", "--quiet", "--json"],
         env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count('"key"') == 1  # only rank 0 reports

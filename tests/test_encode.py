@@ -345,7 +345,7 @@ def test_a_model_that_cannot_be_loaded_leaves_no_cache_entry(manifest, monkeypat
 
     monkeypatch.setattr(enc, "build_model", offline)
     with pytest.raises(ModelError, match="no network"):
-        embed(manifest, "ViT-B-32")
+        embed(manifest, "ViT-B-32", random_init=True)
     cache = EmbeddingCache(os.environ["GAPDIAG_CACHE_DIR"])
     assert cache.ls() == []
     assert not [p for p in cache.root.iterdir() if p.is_dir() and p.name not in ("fingerprints", "model_configs")]

@@ -330,8 +330,6 @@ def test_cli_report_of_a_measurement_and_its_shift_needs_no_embeddings(tmp_path)
     code = run(
         [
             "report",
-            "-d",
-            str(tmp_path / "never-read.npz"),
             "--report",
             str(tmp_path / "m.json"),
             "--shift",
@@ -347,6 +345,11 @@ def test_cli_report_of_a_measurement_and_its_shift_needs_no_embeddings(tmp_path)
     )
     assert code == 0
     assert [a["alt"] for a in parse((tmp_path / "r.html").read_text()).all("img")] == ["shift"]
+    # --data would not be read by any figure of this page: refused rather than ignored (issue #23).
+    assert run(["report", "-d", str(tmp_path / "never-read.npz"), "--report", str(tmp_path / "m.json"),
+                "--shift", str(tmp_path / "shift.json"), "--kind", "shift", "--out", str(tmp_path / "r2.html"),
+                "-q"]) == 2
+    assert not (tmp_path / "r2.html").exists()
 
 
 @pytest.mark.parametrize(
@@ -604,3 +607,40 @@ def test_interactive_map_colours_classes_with_a_categorical_palette(n_classes):
     assert not (np.all(steps > 0) or np.all(steps < 0)), "the class colours run along a lightness scale"
     distance = np.sqrt(((rgb[:, None] - rgb[None]) ** 2).sum(-1))[~np.eye(n_classes, dtype=bool)]
     assert distance.min() > (0.2 if n_classes <= 10 else 0.03)
+def test_the_interactive_map_of_a_random_init_model_still_names_its_items(manifest, tmp_path, monkeypatch):
+    """--random-init is a model option: the hover text reads the dataset without it (a reader handed it would
+    refuse, and the map would silently lose its captions)."""
+    from gapdiag import api, draw
+
+    seen = {}
+    real = draw.build_interactive_map
+
+    def spy(es, **kwargs):
+        seen["labels"] = kwargs.get("labels")
+        return real(es, **kwargs)
+
+    monkeypatch.setattr(draw, "build_interactive_map", spy)
+    api.report(tmp_path / "r.html", data=manifest, model="gapdiag-tiny-vit", random_init=True, kinds=["map"],
+               method="pca", metrics=["modality_gap"], device="cpu", progress=False)
+    assert seen["labels"] is not None and any("digit" in str(v) or "/" in str(v) for v in seen["labels"].values())
+
+
+def test_cli_report_of_one_model_with_the_figures_of_another_is_refused(capsys, tmp_path, manifest,
+                                                                         tiny_checkpoint):
+    """`report -r base.json -m other.safetensors` drew a page titled for the report's model around the other
+    model's map: refused like a dataset mismatch (issue #23 item 8), in one line naming both."""
+    from conftest import export_tiny
+
+    other = export_tiny(tmp_path / "other.safetensors", seed=7)
+    base = tmp_path / "base.json"
+    code, _, err = gapdiag(capsys, "measure", "-d", manifest, "-m", tiny_checkpoint, "--out", base, "-q",
+                           "--metrics", "modality_gap")
+    assert code == 0, err
+    common = ["report", "-r", base, "-d", manifest, "--kind", "hist", "-q", "--no-interactive"]
+    code, out, err = gapdiag(capsys, *common, "-m", other, "--out", tmp_path / "r.html")
+    assert_one_line_error(code, out, err, str(base), "another model", "other", "tiny", "-m/--model")
+    assert not (tmp_path / "r.html").exists()
+    code, _, err = gapdiag(capsys, *common, "-m", "gapdiag-tiny-vit", "--random-init", "--out", tmp_path / "r.html")
+    assert_one_line_error(code, _, err, "another model")
+    code, _, err = gapdiag(capsys, *common, "-m", tiny_checkpoint, "--out", tmp_path / "r.html")
+    assert code == 0, err  # the report's own model

@@ -253,7 +253,7 @@ def test_tokenizer_needing_a_missing_package_names_the_extra(tmp_path, monkeypat
     cfg["text_cfg"]["hf_tokenizer_name"] = "timm/ViT-B-16-SigLIP"
     path = tmp_path / "hf-tokenizer.json"
     path.write_text(json.dumps(cfg))
-    code, out, err = gapdiag(capsys, "measure", "-m", path, "--metrics", "modality_gap", "-q")
+    code, out, err = gapdiag(capsys, "measure", "-m", path, "--random-init", "--metrics", "modality_gap", "-q")
     assert_one_line_error(code, out, err, "hf-tokenizer", "'transformers'", "gapdiag[hf]")
 
 
@@ -295,3 +295,89 @@ def test_hub_probe_runs_only_when_online_and_restores_offline_mode(monkeypatch):
     with hub.hub_access(needs_hub=False) as found:
         assert found.unreachable is None
     assert len(calls) == 1
+
+
+# ------------------------------------------------------------------- issue #23 item 1: random weights, said aloud
+
+
+def _empty(cache: Path) -> bool:
+    return not cache.exists() or not any(cache.iterdir())
+
+
+@pytest.mark.parametrize(("model", "tags"), [
+    ("ViT-B-32", ["openai", "laion2b_s34b_b79k"]),
+    ("ViT-B-16-SigLIP", ["webli"]),
+])
+def test_an_architecture_with_pretrained_tags_and_no_weights_is_refused_listing_its_tags(
+        capsys, manifest, isolated_cache, model, tags):
+    """`measure -m ViT-B-32` without -p measured random weights and printed ordinary-looking numbers."""
+    from cli_helpers import assert_one_line_error, gapdiag
+
+    code, out, err = gapdiag(capsys, "measure", "-m", model, "-d", manifest, "-q")
+    line = assert_one_line_error(code, out, err, model, "--pretrained", "--random-init", *tags)
+    assert "random" in line
+    assert _empty(isolated_cache / model) and not list(isolated_cache.glob("*/meta.json"))  # nothing embedded
+
+
+@pytest.mark.parametrize("model", [TINY_ARCH, "config"])
+def test_an_architecture_without_pretrained_weights_needs_the_opt_in_too(capsys, manifest, tmp_path, model):
+    """gapdiag-tiny-vit is the architecture of the bundled checkpoints, not one of them: measuring it by name (or
+    a config JSON) is random weights, which a user who meant the bundled model must not get silently."""
+    from cli_helpers import assert_one_line_error, gapdiag
+
+    if model == "config":
+        model = tmp_path / "my-tiny.json"
+        shutil.copy(TINY_CFG, model)
+    code, out, err = gapdiag(capsys, "measure", "-m", model, "-d", manifest, "-q")
+    assert_one_line_error(code, out, err, "no pretrained weights", "--random-init", "checkpoint")
+
+
+def test_random_init_on_purpose_is_measured_and_recorded(capsys, manifest):
+    from cli_helpers import gapdiag
+
+    code, out, err = gapdiag(capsys, "measure", "-m", TINY_ARCH, "--random-init", "-d", manifest, "--json",
+                             "--metrics", "modality_gap")
+    assert code == 0, err
+    model = json.loads(out)["provenance"]["model"]
+    assert model["random_init"] is True and "random init" in model["name"]
+
+
+def test_trained_weights_are_recorded_as_not_random(capsys, manifest, tiny_checkpoint):
+    import gapdiag
+
+    report = gapdiag.measure(manifest, tiny_checkpoint, metrics=["modality_gap"], progress=False, device="cpu")
+    assert report.provenance["model"]["random_init"] is False
+    assert gapdiag.measure(manifest, metrics=["modality_gap"], progress=False,
+                           device="cpu").provenance["model"]["random_init"] is False  # the bundled default
+
+
+@pytest.mark.parametrize("weights", ["checkpoint-model", "checkpoint-pretrained"])
+def test_random_init_with_weights_is_refused(capsys, manifest, tiny_checkpoint, weights):
+    from cli_helpers import assert_one_line_error, gapdiag
+
+    model = ["-m", tiny_checkpoint] if weights == "checkpoint-model" else ["-m", TINY_ARCH, "-p", tiny_checkpoint]
+    code, out, err = gapdiag(capsys, "measure", *model, "--random-init", "-d", manifest, "-q")
+    assert_one_line_error(code, out, err, "--random-init", str(tiny_checkpoint))
+
+
+def test_the_api_needs_the_opt_in_as_well(manifest):
+    import gapdiag
+
+    with pytest.raises(ModelError, match="random_init=True"):
+        gapdiag.embed(manifest, TINY_ARCH, progress=False, device="cpu")
+    es = gapdiag.embed(manifest, TINY_ARCH, random_init=True, progress=False, device="cpu")
+    assert es.provenance["model"]["random_init"] is True
+
+
+def test_check_refuses_a_random_init_run_against_a_trained_baseline_unless_forced(capsys, manifest,
+                                                                                   tiny_checkpoint, tmp_path):
+    from cli_helpers import assert_one_line_error, gapdiag
+
+    base = tmp_path / "base.json"
+    code, _, err = gapdiag(capsys, "measure", "-m", tiny_checkpoint, "-d", manifest, "-q", "--out", base)
+    assert code == 0, err
+    now = ["-m", TINY_ARCH, "--random-init", "-d", manifest, "-q"]
+    code, out, err = gapdiag(capsys, "check", "--baseline", base, *now)
+    assert_one_line_error(code, out, err, "random-init weights (current)", "trained weights (baseline)", "--force")
+    code, out, err = gapdiag(capsys, "check", "--baseline", base, *now, "--force")
+    assert code in (0, 1) and "forced: " in err and "random-init" in err, err

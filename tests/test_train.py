@@ -175,3 +175,130 @@ def test_unreadable_checkpoint_is_one_line_exit_2(finished_run, tmp_path, capsys
     manifest, _ = digits_manifest(tmp_path / "digits", n=24)
     code, out, err = gapdiag(capsys, "train", "--out", run, "-d", manifest, "--epochs", 1, "--batch-size", 8, "-q")
     assert_one_line_error(code, out, err, "epoch_1.pt", "cannot resume", "--restart")
+
+
+# ------------------------------------------------------- issue #23 item 9: checksummed checkpoints, deterministic bytes
+
+
+def _flip_a_bit_in_the_tensor_data(path: Path) -> None:
+    """One bit flipped in the middle of the largest tensor record of a torch zip checkpoint (stored, not
+    compressed): the file still loads, with other weights."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        assert info.compress_type == zipfile.ZIP_STORED
+    raw = bytearray(path.read_bytes())
+    name_len = int.from_bytes(raw[info.header_offset + 26:info.header_offset + 28], "little")
+    extra_len = int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    raw[start + info.file_size // 2] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def test_a_checkpoint_with_one_flipped_bit_is_refused_on_resume(pairs, finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path)
+    before = {name: (run / name).read_bytes() for name in ("model.safetensors", "run.json", "metrics.jsonl")}
+    ckpt = run / "checkpoints" / "epoch_1.pt"
+    _flip_a_bit_in_the_tensor_data(ckpt)
+    torch.load(ckpt, map_location="cpu", weights_only=True)  # torch itself notices nothing
+    with pytest.raises(InputError) as err:
+        train(pairs, out_dir=run, **ONE_EPOCH)
+    line = str(err.value)
+    assert "\n" not in line and "epoch_1.pt" in line and "checksum" in line and "--restart" in line, line
+    assert {name: (run / name).read_bytes() for name in before} == before  # nothing rewritten from it
+
+
+def test_cli_a_checkpoint_with_one_flipped_bit_is_one_line_exit_2(finished_run, tmp_path, capsys):
+    run = _copy(finished_run, tmp_path)
+    _flip_a_bit_in_the_tensor_data(run / "checkpoints" / "epoch_1.pt")
+    manifest, _ = digits_manifest(tmp_path / "digits", n=24)
+    code, out, err = gapdiag(capsys, "train", "--out", run, "-d", manifest, "--epochs", 1, "--batch-size", 8, "-q")
+    assert_one_line_error(code, out, err, "epoch_1.pt", "checksum")
+
+
+def test_the_exported_model_is_the_same_bytes_every_time(tmp_path):
+    """safetensors writes its metadata in hash-map order (random per map): the hash of a model, and the cache key
+    made from it, changed between two identical exports."""
+    from conftest import tiny_model
+
+    from gapdiag.models import resolve_model
+    from gapdiag.train import export_safetensors
+
+    model, cfg = tiny_model(1), resolve_model("gapdiag-tiny-vit").model_cfg
+    extra = {"gapdiag_loss": "infonce", "gapdiag_seed": "0", "gapdiag_epochs": "3", "a": "1", "b": "2"}
+    written = {export_safetensors(model, "gapdiag-tiny-vit", cfg, tmp_path / f"m{i}.safetensors",
+                                  extra=extra).read_bytes() for i in range(8)}
+    assert len(written) == 1
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "m0.safetensors"), framework="pt") as f:  # still a valid safetensors file
+        assert f.metadata()["gapdiag_epochs"] == "3" and set(f.keys()) == set(model.state_dict())
+        key = next(iter(f.keys()))
+        assert torch.equal(f.get_tensor(key), model.state_dict()[key])
+
+
+def test_two_identical_training_runs_write_identical_model_bytes(pairs, finished_run, tmp_path):
+    again = train(pairs, out_dir=tmp_path / "again", **ONE_EPOCH)
+    assert again.model_path.read_bytes() == (finished_run / "model.safetensors").read_bytes()
+
+
+# ------------------------------------------- issue #23 item 12: a finished run is never overwritten by other settings
+
+
+def _run_files(run: Path) -> dict[str, bytes]:
+    return {name: (run / name).read_bytes() for name in ("model.safetensors", "run.json", "metrics.jsonl")}
+
+
+def test_a_finished_run_without_checkpoints_is_not_overwritten_by_other_settings(pairs, finished_run, tmp_path):
+    """With its checkpoints deleted, `train --lr 0.01 --epochs 2` into a finished run replaced its model, run.json
+    and metrics, although different settings must stop and write nothing."""
+    import shutil
+
+    run = _copy(finished_run, tmp_path)
+    shutil.rmtree(run / "checkpoints")
+    before = _run_files(run)
+    with pytest.raises(InputError) as err:
+        train(pairs, out_dir=run, **{**ONE_EPOCH, "lr": 0.01, "epochs": 2})
+    line = str(err.value)
+    assert "\n" not in line and "lr 0.001 -> 0.01" in line and "epochs 1 -> 2" in line and "--restart" in line, line
+    assert _run_files(run) == before and not (run / "checkpoints").exists()
+
+
+def test_cli_a_finished_run_without_checkpoints_is_not_overwritten(finished_run, tmp_path, capsys):
+    import shutil
+
+    run = _copy(finished_run, tmp_path)
+    shutil.rmtree(run / "checkpoints")
+    before = _run_files(run)
+    manifest, _ = digits_manifest(tmp_path / "digits", n=24)
+    code, out, err = gapdiag(capsys, "train", "--out", run, "-d", manifest, "--lr", "0.01", "--epochs", 2, "-q")
+    assert_one_line_error(code, out, err, "run.json", "--restart")
+    assert _run_files(run) == before and not (run / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("damage", ["run.json unreadable", "run.json deleted"])
+def test_a_run_whose_settings_cannot_be_read_is_not_overwritten(pairs, finished_run, tmp_path, damage):
+    import shutil
+
+    run = _copy(finished_run, tmp_path)
+    shutil.rmtree(run / "checkpoints")
+    if damage == "run.json unreadable":
+        (run / "run.json").write_text("{ not json")
+    else:
+        (run / "run.json").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(InputError, match="--restart"):
+        train(pairs, out_dir=run, **ONE_EPOCH)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_the_same_settings_train_a_run_without_checkpoints_again(pairs, finished_run, tmp_path):
+    """Nothing to resume from and nothing that differs: the run is trained again, to the same bytes."""
+    import shutil
+
+    run = _copy(finished_run, tmp_path)
+    shutil.rmtree(run / "checkpoints")
+    result = train(pairs, out_dir=run, **ONE_EPOCH)
+    assert result.resumed_from == 0
+    assert result.model_path.read_bytes() == (finished_run / "model.safetensors").read_bytes()

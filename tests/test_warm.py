@@ -53,7 +53,7 @@ def cold_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | dict[
     # freshly written data settle so that the cold run does write its fingerprint memo.
     newest = max(p.stat().st_ctime for p in (tmp / "data").rglob("*"))
     time.sleep(max(0.0, fsutil.RACY_SECONDS + 0.2 - (time.time() - newest)))
-    imported, _ = _cli(["embed", "--data", data, "--model", model, "--cache-dir", cache, "-q"], env)
+    imported, _ = _cli(["embed", "--data", data, "--model", model, "--random-init", "--cache-dir", cache, "-q"], env)
     return {"model": model, "data": data, "home": home, "cache": cache, "env": env, "cold_imports": imported}
 
 
@@ -67,7 +67,8 @@ def test_cache_dir_keeps_every_write_under_it(cold_run):
 
 
 def test_warm_measure_embed_check_import_no_model_library(cold_run, tmp_path):
-    common = ["--data", cold_run["data"], "--model", cold_run["model"], "--cache-dir", cold_run["cache"], "-q"]
+    common = ["--data", cold_run["data"], "--model", cold_run["model"], "--random-init", "--cache-dir",
+              cold_run["cache"], "-q"]
     env, base = cold_run["env"], tmp_path / "base.json"
     for args in (["measure", *common, "--out", base], ["embed", *common], ["check", "--baseline", base, *common]):
         imported, _ = _cli(args, env)

@@ -41,6 +41,15 @@ from gapdiag.errors import InputError
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.metrics.search_index import search_device
 from gapdiag.metrics.similarity import compare_embeddings
+from gapdiag.options import (
+    EMBED_DEFAULTS,
+    MODEL_OPTIONS,
+    READER_OPTIONS,
+    check_seed,
+    refuse_beside_vectors,
+    refuse_options,
+    set_options,
+)
 from gapdiag.outputs import check_outputs, output_folder
 from gapdiag.progress import LogConsole  # noqa: F401 - for the CLI: whole lines off a terminal
 from gapdiag.references import references_for  # noqa: F401 - for the CLI
@@ -67,6 +76,7 @@ def embed(
     progress: bool = True,
     chunk_size: int | None = None,
     preprocess: str = "auto",
+    random_init: bool = False,
     **reader_options: Any,
 ) -> EmbeddingSet:
     """Embed every modality of a dataset with a model, through the on-disk cache.
@@ -85,18 +95,29 @@ def embed(
         preprocess: ``pil``, ``device`` (decode and transform images on the model's device) or ``auto``
             (device on CUDA when the tensor path reproduces the model's transform, else pil); see
             :mod:`gapdiag.device_preprocess`. Part of the cache key.
+        random_init: Embed with an architecture's random initial weights on purpose (an architecture name or
+            config JSON without ``pretrained``); without it such a model is refused, listing its pretrained tags.
+            Recorded as ``random_init`` in the provenance.
 
     Returns:
         The raw vectors with their alignment, labels and provenance (memory-mapped from the cache).
     """
+    options = {"model": model, "pretrained": pretrained, "random_init": random_init, "precision": precision,
+               "preprocess": preprocess, "batch_size": batch_size, "workers": workers, "dtype": dtype,
+               "chunk_size": chunk_size, "skip_bad": skip_bad, "split": split, **reader_options}
     cached = embedding.cache_entry(data)
     if cached is not None:
+        refuse_beside_vectors(options, f"the cache entry {data}")
         return cached
+    if pretrained and model is None:
+        raise InputError(f"--pretrained {pretrained!r} needs --model: it is a tag or checkpoint of an architecture",
+                         hint="pass --model ARCH with it (e.g. -m ViT-B-32 -p openai), or --model FILE alone")
     settings = Settings.build(cache_dir, device=device, precision=precision, quiet=not progress)
     with use(settings):
         return embedding.embed_under(data, model, settings, pretrained=pretrained, split=split,
                                      batch_size=batch_size, workers=workers, dtype=dtype, skip_bad=skip_bad,
-                                     chunk_size=chunk_size, preprocess=preprocess, **reader_options)
+                                     chunk_size=chunk_size, preprocess=preprocess, random_init=random_init,
+                                     given=options, **reader_options)
 
 
 def measure(
@@ -130,14 +151,15 @@ def measure(
     Returns:
         A :class:`~gapdiag.report.Report` with values, provenance and extras (gap vectors, spectra).
     """
-    check_sample_size(sample)  # before embedding: a bad --sample must not cost an embedding run
+    check_sample_size(sample)  # before embedding: a bad --sample or --seed must not cost an embedding run
+    check_seed(seed)
     check_outputs({"--out": out}, _inputs(data, model, embed_options))
 
     def name_items(extras: dict[str, Any]) -> None:
         describe_items(extras, data, split=embed_options.get("split"), cache_dir=embed_options.get("cache_dir"))
 
     with _edge(embed_options):
-        es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
+        es = _vectors_or_embed(data, model, progress, embed_options)
         # Hubs and changed items are named by path/caption only when measure read the data itself.
         read_here = not isinstance(data, EmbeddingSet) and embedding.cache_entry_path(data) is None
         report = measuring.measure_embeddings(
@@ -176,6 +198,10 @@ def export(
         The path written.
     """
     exporter.check_method(method)  # before any embedding work
+    check_seed(seed)
+    if method != "umap":
+        refuse_options(set_options({"seed": seed}, ("seed",), {"seed": 0}), f"--map {method}",
+                       "it is deterministic; only UMAP is seeded")
     check_outputs({"--out": out}, _inputs(data, model, embed_options))
     with _edge(embed_options):
         es, dataset = embedding.embeddings_with_items(embed, data, model, progress=progress, **embed_options)
@@ -214,7 +240,7 @@ def shift(
 def _shift(shift_module: Any, data: Any, model: Any, lambdas: Sequence[float] | None,
            temperatures: Sequence[float] | None, progress: bool, embed_options: dict[str, Any]) -> dict[str, Any]:
     """The body of :func:`shift`: embed, move along the gap, measure."""
-    es = data if isinstance(data, EmbeddingSet) else embed(data, model, progress=progress, **embed_options)
+    es = _vectors_or_embed(data, model, progress, embed_options)
     image, text = _image_and_text(es)
     kwargs: dict[str, Any] = {}
     if lambdas is not None:
@@ -227,6 +253,13 @@ def _shift(shift_module: Any, data: Any, model: Any, lambdas: Sequence[float] | 
         device=search_device(embed_options.get("device", "auto")), **kwargs)
     result["provenance"] = embedding.report_provenance(es, sample=None, seed=0, **embed_options)
     return result
+
+
+def _vectors_or_embed(data: Any, model: Any, progress: bool, embed_options: dict[str, Any]) -> EmbeddingSet:
+    """``data`` itself when it is an :class:`EmbeddingSet` (model and reader options are refused then), else
+    :func:`embed` of it."""
+    vectors = embedding.given_vectors(data, model, embed_options)
+    return vectors if vectors is not None else embed(data, model, progress=progress, **embed_options)
 
 
 def _image_and_text(es: EmbeddingSet) -> tuple[str, str]:
@@ -328,18 +361,30 @@ def cache_dir(cache_dir: str | Path | None = None) -> Path:
     return EmbeddingCache(cache_dir).root
 
 
-def train(data: PairedDataset, model: str | Path = "gapdiag-tiny-vit", **options: Any) -> Any:
+def train(data: str | Path | PairedDataset | None = None, model: str | Path = "gapdiag-tiny-vit", *,
+          split: str | None = None, eval_split: str | None = None, **options: Any) -> Any:
     """Train or fine-tune an open_clip model; see :func:`gapdiag.train.train` for the options.
+
+    Args:
+        data: Training pairs: a dataset, or a path read with :func:`load_data` (``None`` = the bundled digits).
+        split: With a path: the rows trained on.
+        eval_split: With a path: the rows measured after each epoch (``eval_data``; default: the training rows).
 
     Returns:
         The :class:`gapdiag.train.TrainResult` (run dir, model path, per-epoch metrics, resumed epoch).
     """
+    check_seed(options.get("seed"))  # before the data is read: a bad --seed costs nothing
     out_dir = options.get("out_dir")
     eval_source = getattr(options.get("eval_data"), "source", None)
+    train_source = getattr(data, "source", data)
     check_outputs({}, {"--model": model, "--pretrained": options.get("pretrained"),
-                       "--data": [data.source, *([eval_source] if eval_source else [])]},
+                       "--data": [train_source, *([eval_source] if eval_source else [])]},
                   folders={"--out": (out_dir, RUN_FILES)})
     with _edge({}):
+        if not isinstance(data, PairedDataset):
+            if eval_split:
+                options["eval_data"] = load_data(data, split=eval_split)
+            data = load_data(data, split=split)
         return run_training(data, model, **options)
 
 
@@ -365,6 +410,7 @@ def plot(kinds: Sequence[str] | None = None, *, out: str | Path = "gapdiag-plots
     # gapdiag.draw imports matplotlib: only when a figure is drawn, never on a cache hit of measure.
     from gapdiag import draw
 
+    check_seed(options.get("seed"))
     output_folder(out, "--out")
     with _edge(options):
         return draw.plot_figures(embed, kinds, out=Path(out), **options)
@@ -384,6 +430,7 @@ def report(out: str | Path = "report.html", **options: Any) -> Any:
     """
     from gapdiag import draw  # matplotlib, as in plot()
 
+    check_seed(options.get("seed"))
     check_outputs({"--out": out}, {"--report": options.get("from_report"), "--shift": options.get("shift"),
                                    **_inputs(options.get("data"), options.get("model"), options)})
     with _edge(options):
@@ -401,7 +448,16 @@ def check(baseline: str | Path, report: str | Path | None = None, **options: Any
 
     Returns:
         A :class:`gapdiag.check.run.CheckRun`; ``result.raise_for_regression()`` raises on a broken rule.
+
+    Raises:
+        InputError: With ``report``, an option that would measure now (data, model, reader, sampling options).
     """
+    check_seed(options.get("seed"))
+    if report is not None:
+        measuring = ("data", *MODEL_OPTIONS, *READER_OPTIONS, "device", "sample", "seed", "bootstrap")
+        refuse_options(set_options(options, measuring, EMBED_DEFAULTS), f"a saved report (--report {report})",
+                       "they measure the candidate now, --report reads it (measure with them first: "
+                       "`gapdiag measure ... --out report.json`)")
     check_outputs({option: options.get(option[2:]) for option in ("--out", "--markdown", "--junit")},
                   {"--baseline": baseline, "--report": report, "--config": options.get("config"),
                    **_inputs(options.get("data"), options.get("model"), options)})
@@ -413,7 +469,9 @@ def compare(reports: Sequence[str | Path] = (), models: Sequence[str] = (), **op
     """Two or more reports, cache entries or models measured now, side by side (what ``gapdiag compare`` does).
 
     Args:
-        reports: Report JSON files or cache entry directories; the first is the reference for deltas.
+        reports: Report JSON files, cache entry directories or precomputed embedding files (``.npz``, a folder
+            of ``.npy``, ``.parquet``); the first is the reference for deltas. Two sets of vectors (and nothing
+            else) are also compared item by item, as :func:`compare_models` does.
         models: Models measured now on the data of the :func:`embed` options, appended after the reports.
         **options: ``labels``, ``force``, ``sample``, ``seed``, ``markdown``, ``plot`` (a directory), and the
             options of :func:`embed`.
@@ -422,12 +480,12 @@ def compare(reports: Sequence[str | Path] = (), models: Sequence[str] = (), **op
         A :class:`gapdiag.check.run.CompareRun`: the comparison, the reports, the item-by-item view of two
         models (``similarity``) and the figure path.
     """
+    check_seed(options.get("seed"))
     check_outputs({"--markdown": options.get("markdown")},
                   {"REPORTS": list(reports), **_inputs(options.get("data"), list(models), options)},
                   folders={"--plot": (options.get("plot"), ["compare.png"])})
     with _edge(options):
-        return run_compare(measure, compare_models, lambda p: embedding.cache_entry_path(p) is not None, reports,
-                           models, **options)
+        return run_compare(measure, compare_models, embedding.compared_vectors, reports, models, **options)
 
 
 def _inputs(data: Any, model: Any, options: dict[str, Any]) -> dict[str, Any]:

@@ -19,15 +19,16 @@ import numpy as np
 from gapdiag import device as devices
 from gapdiag import encode, fsutil
 from gapdiag.cache import EmbeddingCache
-from gapdiag.data import load_dataset
+from gapdiag.data import detect_format, load_dataset
 from gapdiag.data.base import Modality, PairedDataset, hash_json
 from gapdiag.data.ops import skip_unreadable
 from gapdiag.data.sample import default_dataset, sample_data_dir
 from gapdiag.distributed import context_from_env
 from gapdiag.embeddings import EmbeddingSet
-from gapdiag.errors import InputError
-from gapdiag.models import resolve_model
+from gapdiag.errors import DatasetError, InputError
+from gapdiag.models import require_weights, resolve_model, weights_are_random
 from gapdiag.notes import count_repeated_items
+from gapdiag.options import MODEL_OPTIONS, refuse_beside_vectors
 from gapdiag.settings import Settings, use
 
 #: The bundled checkpoints (trained by scripts/train_bundled.py on sample_data/digits).
@@ -75,10 +76,15 @@ def folder_name(source: str | Path) -> str:
 
 def embed_under(data: str | Path | PairedDataset | None, model: str | Path | None, settings: Settings, *,
                 pretrained: str | None, split: str | None, batch_size: int, workers: int, dtype: str, skip_bad: bool,
-                chunk_size: int | None, preprocess: str = "auto", **reader_options: Any) -> EmbeddingSet:
-    """:func:`gapdiag.api.embed` under ``settings`` (whose cache root every memo uses)."""
+                chunk_size: int | None, preprocess: str = "auto", random_init: bool = False,
+                given: dict[str, Any] | None = None, **reader_options: Any) -> EmbeddingSet:
+    """:func:`gapdiag.api.embed` under ``settings`` (whose cache root every memo uses); ``given`` holds the
+    options as passed, so that those a precomputed set has no use for are refused."""
     dataset = load_data(data, split=split, skip_bad=skip_bad, **reader_options)
     if all(m.kind == "embedding" for m in dataset.modalities.values()):
+        # The reader has refused the reader options it does not use; what a model would do is refused here.
+        refuse_beside_vectors({k: v for k, v in (given or {}).items() if k in MODEL_OPTIONS},
+                              f"the precomputed embeddings {dataset.source}")
         return encode.embedding_set_from_precomputed(dataset)
     if not dataset.fingerprint:  # built in memory: the key must still follow what it holds
         dataset = dataclasses.replace(dataset, fingerprint=content_fingerprint(dataset))
@@ -89,6 +95,7 @@ def embed_under(data: str | Path | PairedDataset | None, model: str | Path | Non
         skipped += unreadable
     spec = resolve_model(model if model is not None else bundled_checkpoint(), pretrained,
                          cache_root=settings.cache_root)
+    require_weights(spec, random_init=random_init)
     cache = EmbeddingCache(settings.cache_root)
     es = encode.embed_dataset(dataset, spec, cache=cache, device=settings.device, precision=settings.precision,
                               batch_size=batch_size, workers=workers, dtype=dtype, progress=not settings.quiet,
@@ -124,15 +131,47 @@ def cache_entry(data: Any) -> EmbeddingSet | None:
     return es
 
 
+def compared_vectors(source: str | Path) -> EmbeddingSet | None:
+    """The vectors a path given to ``compare`` holds (a cache entry or precomputed embeddings); None for a report
+    (a ``.json`` file, or a path no dataset reader recognises: reading it as a report names what is wrong).
+
+    Raises:
+        InputError: The path is a dataset that a model would have to embed (compare models on it with ``-d``).
+    """
+    cached = cache_entry(source)
+    if cached is not None:
+        return cached
+    path = Path(source)
+    if path.suffix.lower() == ".json":
+        return None
+    try:
+        reader = detect_format(path)
+    except DatasetError:
+        return None
+    if reader != "precomputed":
+        raise InputError(f"{path} is a dataset ({reader}), not a report, cache entry or precomputed embeddings",
+                         hint=f"compare models on it with `gapdiag compare -m MODEL_A -m MODEL_B -d {path}`")
+    return encode.embedding_set_from_precomputed(load_data(path))
+
+
+def given_vectors(data: Any, model: Any, embed_options: dict[str, Any]) -> EmbeddingSet | None:
+    """``data`` when it is an :class:`EmbeddingSet` (whose vectors no model or reader option can change: those
+    are refused), else None."""
+    if not isinstance(data, EmbeddingSet):
+        return None
+    refuse_beside_vectors({"model": model, **embed_options}, "embeddings given in memory (an EmbeddingSet)")
+    return data
+
+
 def embeddings_with_items(embed: Callable[..., EmbeddingSet], data: Any, model: Any, *, progress: bool,
                           **embed_options: Any) -> tuple[EmbeddingSet, PairedDataset | None]:
     """The embeddings of ``data`` (by ``embed``, :func:`gapdiag.api.embed`) and the dataset they came from, item
     for item (``None`` if not at hand)."""
-    if isinstance(data, EmbeddingSet):
-        return data, None
-    cached = cache_entry(data)
-    if cached is not None:
-        return cached, None
+    vectors = given_vectors(data, model, embed_options)
+    if vectors is not None:
+        return vectors, None
+    if cache_entry_path(data) is not None:
+        return embed(data, model, progress=progress, **embed_options), None
     own = set(inspect.signature(embed).parameters) - {"reader_options"}
     reader = {k: v for k, v in embed_options.items() if k not in own}
     rest = {k: v for k, v in embed_options.items() if k in own and k not in ("split", "skip_bad")}
@@ -149,6 +188,9 @@ def report_provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device
     """The provenance a report keeps: model (with precision), dataset, sampling, device, dtype, cache key."""
     prov = es.provenance or {}
     model = dict(prov.get("model") or {})
+    if "architecture" in model and "random_init" not in model:  # an entry cached before random_init was recorded
+        model["random_init"] = weights_are_random(model["architecture"], model.get("pretrained"),
+                                                  model.get("checkpoint"))
     if "precision" in prov:
         model["precision"] = prov["precision"]
     out = {

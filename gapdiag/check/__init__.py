@@ -48,6 +48,7 @@ from gapdiag.check.config import (  # noqa: F401
     find_config,
     load_rules,
     parse_rules,
+    refuse_unmeetable_rules,
 )
 from gapdiag.check.evaluate import (  # noqa: F401
     CheckResult,
@@ -57,6 +58,8 @@ from gapdiag.check.evaluate import (  # noqa: F401
     check_reports,
     evaluate_rule,
     noise_margin,
+    refuse_checking_nothing,
+    refuse_impossible_values,
     refuse_uncomputed_gates,
     two_model_bases,
 )
@@ -83,12 +86,15 @@ from gapdiag.check.rules import (  # noqa: F401
     DEFAULT_RANGE_FRACTION,
     DEFAULT_RELATIVE_DROP,
     Direction,
+    GateUndecidedError,
     RegressionError,
     Rule,
     RuleSet,
     Status,
     _finite_bounds,
     default_rule,
+    finite_bounds,
     metric_registry,
+    outside_bounds,
     registry_direction,
 )

@@ -42,11 +42,12 @@ def compare_reports(
     *,
     force: bool = False,
     registry: Mapping[str, Any] | None = None,
+    precomputed_pair: bool = False,
 ) -> Comparison:
     """Side-by-side values of several reports with deltas against the first and better/worse verdicts.
 
     Directions come from the registry (``higher_is_better``). Every report must pass the provenance guard
-    against the first one.
+    against the first one (``precomputed_pair``: see :func:`gapdiag.check.provenance.provenance_conflicts`).
 
     Raises:
         ProvenanceError: A report measured on other data or settings than the first, unless ``force``.
@@ -57,7 +58,8 @@ def compare_reports(
     registry = _rules.metric_registry() if registry is None else registry
     warnings: list[str] = []
     for label, r in zip(labels[1:], reports[1:]):
-        warnings += guard_provenance(reports[0], r, force=force, labels=(labels[0], label))
+        warnings += guard_provenance(reports[0], r, force=force, labels=(labels[0], label),
+                                     precomputed_pair=precomputed_pair)
     rows = []
     for name in dict.fromkeys(k for r in reports for k in r.metrics):
         direction = registry_direction(registry.get(split_metric_name(name)[0]))

@@ -126,6 +126,7 @@ def parse_rules(
         )
     for name in ignore:
         check_name(name, f"{prefix}.ignore")
+    refuse_unmeetable_rules(rules, source, prefix, registry or {})
     return RuleSet(
         rules=rules,
         only_listed=_typed(table, "only_listed", bool, source, prefix, default=False),
@@ -133,6 +134,36 @@ def parse_rules(
         noise_aware=_typed(table, "noise_aware", bool, source, prefix, default=False),
         source=source,
     )
+
+
+def refuse_unmeetable_rules(rules: Mapping[str, Rule], source: str, prefix: str, registry: Mapping[str, Any]) -> None:
+    """A rule no value can meet would fail every run as a "regression" (exit 1); it is a config error (exit 2).
+
+    Checked on each rule as it applies, a full name inheriting its base rule's unset bounds: ``min > max``
+    (``max = 1`` on ``modality_gap`` with ``min = 5`` on ``"modality_gap/image-text"``), or a bound beyond the
+    metric's registry range (``min = 5`` on ``recall_at_1``, whose values lie in [0, 1]).
+
+    Raises:
+        ConfigError: Naming the rule's key, where each bound comes from, and the fix.
+    """
+    for name, own in rules.items():
+        base = split_metric_name(name)[0]
+        inherited = rules.get(base) if base != name else None
+        rule = own.over(inherited)
+        key = f"{prefix}.rules.{_toml_key(name)}"
+        # Where each bound comes from, for the message: " (from check.rules.modality_gap)" when inherited.
+        origin = {field: f" (from {prefix}.rules.{_toml_key(base)})"
+                  if getattr(own, field) is None and inherited is not None else "" for field in ("min", "max")}
+        if rule.min is not None and rule.max is not None and rule.min > rule.max:
+            raise ConfigError(f"{source}: {key}: min {rule.min:g}{origin['min']} is above max {rule.max:g}"
+                              f"{origin['max']}: no value can meet both", hint="change one of the two bounds")
+        low, high = _rules.finite_bounds(registry.get(base))
+        if rule.min is not None and high is not None and rule.min > high:
+            raise ConfigError(f"{source}: {key}: min {rule.min:g}{origin['min']} is above the highest possible "
+                              f"value {high:g} of {base}", hint=f"set min at most {high:g}")
+        if rule.max is not None and low is not None and rule.max < low:
+            raise ConfigError(f"{source}: {key}: max {rule.max:g}{origin['max']} is below the lowest possible "
+                              f"value {low:g} of {base}", hint=f"set max at least {low:g}")
 
 
 def _parse_rule(name: str, spec: Any, source: str, key: str) -> Rule:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +11,16 @@ from typing import Any
 from gapdiag.check import rules as _rules
 from gapdiag.check.provenance import guard_provenance
 from gapdiag.check.render import format_value
-from gapdiag.check.rules import _SLACK, RegressionError, Rule, RuleSet, Status
+from gapdiag.check.rules import (
+    _SLACK,
+    GateUndecidedError,
+    RegressionError,
+    Rule,
+    RuleSet,
+    Status,
+    finite_bounds,
+    outside_bounds,
+)
 from gapdiag.errors import InputError
 from gapdiag.report import Report, split_metric_name
 
@@ -98,11 +108,14 @@ def check_reports(
             vectors are not cached); a rule on such a metric is skipped with that reason.
 
     Raises:
-        ProvenanceError: Different data, metric definitions or sampling, unless ``force``.
+        ProvenanceError: Different data, metric definitions or sampling, or random-init weights on one side and
+            trained ones on the other, unless ``force``.
         ConfigError: A config rule with a drop limit on a metric whose direction is unknown.
+        GateUndecidedError: A value outside its metric's bounds in either report, or no metric checked at all.
     """
     registry = _rules.metric_registry() if registry is None else registry
-    warnings = guard_provenance(baseline, current, force=force)
+    warnings = guard_provenance(baseline, current, force=force, gate=True)
+    refuse_impossible_values(current, baseline, registry)
     refuse_uncomputed_gates(current, baseline, rules, registry)
     names = list(dict.fromkeys([*baseline.metrics, *current.metrics]))
     outcomes = []
@@ -132,7 +145,56 @@ def check_reports(
                     "config",
                 )
             )
+    refuse_checking_nothing(outcomes, baseline)
     return CheckResult(outcomes, warnings, rules.source)
+
+
+def refuse_impossible_values(current: Report, baseline: Report, registry: Mapping[str, Any]) -> None:
+    """A value no measurement can have is a damaged or forged report, never a pass or a regression.
+
+    Impossible: infinite (gapdiag writes a non-finite value as null), or outside its metric's registry bounds
+    beyond float rounding (a gap of -5 would "improve", R@1 = 7 would pass any floor). Metrics the registry does
+    not know are only checked for infinity.
+
+    Raises:
+        GateUndecidedError: Naming each impossible value, its report and its bounds (exit 3).
+    """
+    found = []
+    for label, report in (("current", current), ("baseline", baseline)):
+        for name, value in report.metrics.items():
+            low, high = finite_bounds(registry.get(split_metric_name(name)[0]))
+            if math.isinf(value):
+                found.append(f"{name} = {value:g} ({label}) is not finite")
+            elif not math.isnan(value) and outside_bounds(value, low, high):
+                span = f"[{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
+                found.append(f"{name} = {value:g} ({label}) is outside {span}")
+    if found:
+        shown = "; ".join(found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
+        raise GateUndecidedError(
+            f"gapdiag check: impossible values, not measurements: {shown}",
+            hint="the report is damaged or was not written by gapdiag: measure again with `gapdiag measure --out`",
+        )
+
+
+def refuse_checking_nothing(outcomes: list[RuleOutcome], baseline: Report) -> None:
+    """A gate that passed or failed no metric decided nothing; it must not read as "every rule holds".
+
+    Raises:
+        GateUndecidedError: Saying why nothing was checked (exit 3).
+    """
+    if any(o.status != "skip" for o in outcomes):
+        return
+    if not baseline.metrics:
+        why = "the baseline has no metrics"
+    elif not any(math.isfinite(v) for v in baseline.metrics.values()):
+        why = f"no finite baseline value (its {len(baseline.metrics)} metrics are all NaN or null)"
+    else:
+        reasons = Counter(o.reason for o in outcomes).most_common(2)
+        why = f"all {len(outcomes)} metrics were skipped (" + "; ".join(f"{n}: {r}" for r, n in reasons) + ")"
+    raise GateUndecidedError(
+        f"gapdiag check: the gate checked nothing: {why}",
+        hint="pass a baseline written by `gapdiag measure --out`, and rules that gate its metrics",
+    )
 
 
 def refuse_uncomputed_gates(

@@ -31,6 +31,14 @@ class RegressionError(GapdiagError):
     exit_code = 1
 
 
+class GateUndecidedError(GapdiagError):
+    """The gate could not decide: it checked nothing (every metric skipped, an empty or all-NaN baseline) or read
+    values no measurement can have (a gap of -5, R@1 = 7, infinity). Exit 3: neither "holds" (0) nor
+    "regression" (1), and not a usage error (2) either, so CI can tell the three apart."""
+
+    exit_code = 3
+
+
 # --------------------------------------------------------------------------------------------------------
 # Rules
 # --------------------------------------------------------------------------------------------------------
@@ -165,6 +173,18 @@ def registry_direction(info: Any | None) -> Direction | None:
     """``"higher"``/``"lower"`` from a registry entry's ``higher_is_better`` (``None``: no entry or no direction)."""
     hib = getattr(info, "higher_is_better", None)
     return None if hib is None else ("higher" if hib else "lower")
+
+
+def finite_bounds(info: Any | None) -> tuple[float | None, float | None]:
+    """``(low, high)`` of a registry entry, ``None`` on a side without a finite bound (or without an entry)."""
+    return _finite_bounds(getattr(info, "bounds", None))
+
+
+def outside_bounds(value: float, low: float | None, high: float | None) -> bool:
+    """Whether ``value`` lies outside ``[low, high]`` by more than float rounding (a relative 1e-6 of the bound:
+    a cosine of 1.0000001 from float32 vectors is on the bound, not beyond it)."""
+    return (low is not None and value < low - 1e-6 * max(1.0, abs(low))) or (
+        high is not None and value > high + 1e-6 * max(1.0, abs(high)))
 
 
 def _finite_bounds(bounds: Any) -> tuple[float | None, float | None]:

@@ -16,7 +16,9 @@ from gapdiag.check.compare import Comparison, compare_reports, comparison_to_mar
 from gapdiag.check.config import load_rules
 from gapdiag.check.evaluate import CheckResult, check_reports, two_model_bases
 from gapdiag.check.render import append_step_summary, to_junit_xml, to_markdown
+from gapdiag.embeddings import EmbeddingSet
 from gapdiag.fsutil import atomic_write_text
+from gapdiag.options import EMBED_DEFAULTS, MODEL_OPTIONS, READER_OPTIONS, refuse_options, set_options
 from gapdiag.outputs import write_error
 from gapdiag.report import Report
 
@@ -97,7 +99,7 @@ def run_check(
 def run_compare(
     measure: Measure,
     compare_models: Callable[..., dict[str, Any]],
-    is_cache_entry: Callable[[Any], bool],
+    load_vectors: Callable[[Path], EmbeddingSet | None],
     reports: Sequence[str | Path] = (),
     models: Sequence[str] = (),
     *,
@@ -109,21 +111,28 @@ def run_compare(
     plot: str | Path | None = None,
     **embed_options: Any,
 ) -> CompareRun:
-    """Reports, cache entries and models measured now, side by side (see :func:`gapdiag.api.compare`)."""
+    """Reports, vectors (cache entries, precomputed files) and models measured now, side by side (see
+    :func:`gapdiag.api.compare`); ``load_vectors`` gives a path's vectors, or None for a report file."""
     paths = [Path(p) for p in reports]
     names = [str(p) for p in paths] + list(models)
-    entries = [p for p in paths if is_cache_entry(p)]
-    loaded = [measure_like(measure, None, sample=sample, seed=seed, **{**embed_options, "data": str(p)})
-              if p in entries else Report.load(p) for p in paths]
+    vectors = {p: load_vectors(p) for p in paths}
+    sources = [vectors[p] for p in paths if vectors[p] is not None]
+    refuse_unused_compare_options(models, bool(sources), {**embed_options, "sample": sample, "seed": seed})
+    measuring = {k: v for k, v in embed_options.items() if k in ("device", "progress")}
+    loaded = [Report.load(p) if vectors[p] is None else
+              measure_like(measure, None, sample=sample, seed=seed, data=vectors[p], **measuring) for p in paths]
     for m in models:
         loaded.append(measure_like(measure, loaded[0] if loaded else None, sample=sample, seed=seed,
                                    **{**embed_options, "model": m}))
-    comp = compare_reports(loaded, list(labels or names), force=force)
-    run = CompareRun(comp, loaded)
-    embedded = [str(p) for p in entries] + list(models)
-    if len(embedded) == 2 and len(names) == 2:
+    similarity = None
+    embedded = [*sources, *models]
+    if len(embedded) == 2 and len(names) == 2:  # first: it refuses two sets of different items in one line
         rest = {k: v for k, v in embed_options.items() if k not in ("progress", "model", "data")}
-        run.similarity = compare_models(embedded[0], embedded[1], embed_options.get("data"), progress=False, **rest)
+        similarity = compare_models(embedded[0], embedded[1], embed_options.get("data"), progress=False, **rest)
+    # Two precomputed files always have two fingerprints; equal shapes and pairing are what there is to check.
+    pair = len(sources) == 2 == len(names) and not any(es.provenance.get("key") for es in sources)
+    comp = compare_reports(loaded, list(labels or names), force=force, precomputed_pair=pair)
+    run = CompareRun(comp, loaded, similarity)
     if markdown is not None:
         md = comparison_to_markdown(comp)
         if run.similarity is not None:
@@ -136,6 +145,24 @@ def run_compare(
 
         run.figure = save_figures({"compare": plot_compare(loaded, comp.labels)}, plot)[0]
     return run
+
+
+def refuse_unused_compare_options(models: Sequence[str], vectors: bool, options: dict[str, Any]) -> None:
+    """Refuse what no column of a comparison uses: the data, model and reader options without a ``--model`` (only
+    models are measured on ``--data``), and with saved reports alone also the sampling and the device.
+
+    Raises:
+        InputError: Naming the options.
+    """
+    if models:
+        return
+    unused: tuple[str, ...] = ("data", *MODEL_OPTIONS, *READER_OPTIONS)
+    if not vectors:
+        unused += ("sample", "seed", "device")
+    refuse_options(set_options(options, unused, EMBED_DEFAULTS),
+                   "compared reports and vectors" if vectors else "compared reports",
+                   "only a --model is measured now, on --data" if vectors else
+                   "saved reports are compared as they are, nothing is measured now")
 
 
 def write_text(path: str | Path, text: str, option: str) -> None:

@@ -90,6 +90,10 @@ PretrainedOpt = Annotated[str | None, typer.Option(
     rich_help_panel="Model")]
 DeviceOpt = Annotated[str, typer.Option(
     "--device", help="cuda, mps, cpu or auto (cuda > mps > cpu).", rich_help_panel="Model")]
+RandomInitOpt = Annotated[bool, typer.Option(
+    "--random-init", help="Embed an architecture's random initial weights on purpose (--model ARCH or a config "
+                          "JSON without --pretrained); without it that is refused. Recorded as random_init.",
+    rich_help_panel="Model")]
 PrecisionOpt = Annotated[str, typer.Option(
     "--precision", help="fp32, amp (autocast on CUDA) or bf16 (CUDA).", rich_help_panel="Model")]
 PreprocessOpt = Annotated[str, typer.Option(
@@ -147,6 +151,7 @@ class EmbeddingOptions:
     data_format: str | None = None
     model: str | None = None
     pretrained: str | None = None
+    random_init: bool = False
     split: str | None = None
     image_column: str | None = None
     text_column: list[str] | None = None
@@ -174,14 +179,15 @@ class EmbeddingOptions:
                    "templates": self.template or None, "image_root": self.image_root,
                    "format": self.data_format}
         return {"data": self.data, "split": self.split, "model": self.model, "pretrained": self.pretrained,
-                "device": self.device, "precision": self.precision, "batch_size": self.batch_size,
+                "random_init": self.random_init, "device": self.device, "precision": self.precision, "batch_size": self.batch_size,
                 "workers": self.workers, "cache_dir": self.cache_dir, "dtype": self.dtype,
                 "skip_bad": self.skip_bad, "progress": not quiet, "preprocess": self.preprocess,
                 **{k: v for k, v in readers.items() if v is not None}}
 
 
 _OPTION_TYPES: dict[str, Any] = {
-    "data": DataArg, "model": ModelOpt, "pretrained": PretrainedOpt, "split": SplitOpt,
+    "data": DataArg, "model": ModelOpt, "pretrained": PretrainedOpt, "random_init": RandomInitOpt,
+    "split": SplitOpt,
     "image_column": ImageColumnOpt, "text_column": TextColumnOpt, "label_column": LabelColumnOpt,
     "class_name_column": ClassNameColumnOpt, "template": TemplateOpt, "image_root": ImageRootOpt,
     "device": DeviceOpt, "precision": PrecisionOpt, "batch_size": BatchSizeOpt,

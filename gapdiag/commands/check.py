@@ -3,7 +3,9 @@
 Parsing and printing only: :func:`gapdiag.api.check` and :func:`gapdiag.api.compare` do the work (rules,
 evaluation and every output format live in :mod:`gapdiag.check`).
 Exit codes of ``check``: 0 every rule holds, 1 regression (:class:`gapdiag.check.RegressionError`), 2 bad usage
-or input (a :class:`gapdiag.errors.GapdiagError` or a typer usage error); :func:`gapdiag.cli.run` prints one line.
+or input (a :class:`gapdiag.errors.GapdiagError` or a typer usage error), 3 the gate could not decide
+(:class:`gapdiag.check.GateUndecidedError`), 70 a bug (:data:`gapdiag.cli.INTERNAL_ERROR`); :func:`gapdiag.cli.run`
+prints one line.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ SeedOpt = Annotated[
 ForceOpt = Annotated[
     bool,
     typer.Option(
-        "--force", help="Compare reports measured on different data, metric definitions or sampling (warns)."
+        "--force", help="Compare reports measured on different data, metric definitions or sampling, or (check) "
+                        "random-init weights against trained ones (warns)."
     ),
 ]
 MarkdownOpt = Annotated[
@@ -139,14 +142,18 @@ def register(app: typer.Typer) -> None:
             "Examples:\n\n"
             "`gapdiag check --baseline baseline.json --report new.json`\n\n"
             "`gapdiag check --baseline baseline.json -m new.pt -d data.csv --junit junit.xml --markdown summary.md`\n\n"
-            "Exit codes: 0 all rules hold, 1 regression, 2 bad usage or input. Rules: docs/check.md."
+            "Exit codes: 0 every rule holds; 1 regression (a rule failed); 2 bad usage or input (unreadable report "
+            "or config, reports that must not be compared, a rule no value can meet); 3 the gate could not decide "
+            "(it checked nothing, or read impossible values such as a gap of -5); 70 internal error (a bug). "
+            "Rules: docs/check.md."
         )
     )(check)
     app.command(
         epilog=(
             "Examples:\n\n"
             "`gapdiag compare base.json new.json`\n\n"
-            "`gapdiag compare -d data.csv -m epoch1.pt -m epoch2.pt --plot figs/`"
+            "`gapdiag compare -d data.csv -m epoch1.pt -m epoch2.pt --plot figs/`\n\n"
+            "`gapdiag compare released.npz candidate.npz` (two precomputed sets of the same items)"
         )
     )(compare)
 
@@ -172,10 +179,9 @@ def check(
 
     Every metric is checked against the rules of gapdiag.toml (or built-in defaults): tolerated worsening,
     hard bounds, optional bootstrap-noise awareness. Prints a table; writes Markdown/JUnit/JSON for CI; appends
-    the Markdown to $GITHUB_STEP_SUMMARY when it is set. Exit 0 when every rule holds, 1 on a regression.
+    the Markdown to $GITHUB_STEP_SUMMARY when it is set. Exit 0 when every rule holds, 1 on a regression, 3 when
+    the gate could not decide (see the exit codes below).
     """
-    if report is not None:
-        _refuse_measuring_options(embedding, bootstrap)
     run = api.check(baseline, report, config=config, bootstrap=bootstrap, force=force, sample=sample, seed=seed,
                     out=out, markdown=markdown, junit=junit, **embedding.api_kwargs(quiet=quiet or json_out))
     for note in run.notes:
@@ -188,23 +194,6 @@ def check(
     else:
         _print_check(result)
     result.raise_for_regression()
-
-
-def _refuse_measuring_options(embedding: EmbeddingOptions, bootstrap: int) -> None:
-    """``--report`` checks a saved report: the options that measure now make no sense beside it."""
-    measuring = {"--data": embedding.data, "--model": embedding.model, "--pretrained": embedding.pretrained,
-                 "--split": embedding.split}
-    given = ", ".join(k for k, v in measuring.items() if v is not None)
-    if given:
-        raise typer.BadParameter(
-            f"it excludes {given}: check a saved report, or measure now", param_hint="--report"
-        )
-    if bootstrap:
-        raise typer.BadParameter(
-            "it needs measuring now; for a saved report run "
-            "`gapdiag measure --bootstrap N --out report.json` first",
-            param_hint="--bootstrap",
-        )
 
 
 def _print_check(result: CheckResult) -> None:
@@ -246,8 +235,9 @@ def _print_check(result: CheckResult) -> None:
 def compare(
     reports: Annotated[
         list[Path] | None,
-        typer.Argument(help="Report JSON files or cache entry directories (`gapdiag cache ls`); the first is "
-                       "the reference for deltas.", show_default=False),
+        typer.Argument(help="Report JSON files, cache entry directories (`gapdiag cache ls`) or precomputed "
+                       "embedding files (.npz, .npy folder, .parquet); the first is the reference for deltas.",
+                       show_default=False),
     ] = None,
     models: Annotated[
         list[str] | None,
@@ -286,8 +276,9 @@ def compare(
     """Compare two or more reports (or checkpoints measured now on the same data) side by side.
 
     Deltas are against the first column; arrows show the change, green where it is better and red where it is
-    worse (direction from the metric registry). With exactly two checkpoints (`-m A -m B`) or cache entries,
-    also what changed item by item: linear CKA, mutual k-NN and the items whose neighbourhoods changed most.
+    worse (direction from the metric registry). With exactly two checkpoints (`-m A -m B`), cache entries or
+    precomputed embedding files of the same items, also what changed item by item: linear CKA, mutual k-NN and
+    the items whose neighbourhoods changed most.
     """
     paths, models = list(reports or []), list(models or [])
     if len(paths) + len(models) < 2:

@@ -65,8 +65,7 @@ DpiOpt = Annotated[
     int | None,
     typer.Option(
         "--dpi",
-        min=1,
-        help="Resolution of PNG figures in dots per inch; default 150, the same for plot and report.",
+        help="Resolution of PNG figures in dots per inch, 1 to 1200; default 150, the same for plot and report.",
         show_default=False,
         rich_help_panel=_FIGURES,
     ),

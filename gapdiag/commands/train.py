@@ -61,12 +61,10 @@ def train(
     loss, epochs, batch size, lr, temperature, seed, precision) is the same; otherwise it stops and names the
     settings that differ. `--restart` or a new `--out` starts afresh."""
     weights = {k: v for k, v in (("lambda_atp", lambda_atp), ("lambda_cu", lambda_cu)) if v is not None}
-    train_data = api.load_data(data, split=split)
-    eval_data = api.load_data(data, split=eval_split) if eval_split else None
-    result = api.train(train_data, model, out_dir=out, pretrained=pretrained, loss=loss, loss_weights=weights,
-                          eval_data=eval_data, epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature,
-                          seed=seed, device=device, precision=precision, workers=workers,
-                          checkpoint_every=checkpoint_every, progress=not (quiet or json_out), restart=restart)
+    result = api.train(data, model, split=split, eval_split=eval_split, out_dir=out, pretrained=pretrained,
+                       loss=loss, loss_weights=weights, epochs=epochs, batch_size=batch_size, lr=lr,
+                       temperature=temperature, seed=seed, device=device, precision=precision, workers=workers,
+                       checkpoint_every=checkpoint_every, progress=not (quiet or json_out), restart=restart)
     summary = {"out": str(result.out_dir), "model": str(result.model_path), "resumed_from_epoch": result.resumed_from,
                "epochs": result.epochs}
     if json_out:
