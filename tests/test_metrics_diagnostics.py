@@ -15,7 +15,13 @@ from gapdiag.errors import InputError
 from gapdiag.metrics import compute_all
 from gapdiag.metrics.decomposition import gap_decomposition, mmd_test
 from gapdiag.metrics.hubness import hubness, k_occurrence, robin_hood, skewness
-from gapdiag.metrics.intrinsic import isoscore, two_nn_distances, twonn_dimension, twonn_from_distances
+from gapdiag.metrics.intrinsic import (
+    isoscore,
+    two_nn_distances,
+    twonn_dimension,
+    twonn_estimate,
+    twonn_from_distances,
+)
 from gapdiag.metrics.similarity import knn_indices, linear_cka, mutual_knn, neighbour_overlap
 
 
@@ -181,10 +187,72 @@ def test_twonn_agrees_with_scikit_dimension_and_brute_force_distances():
     assert twonn_dimension(pts, normalize=False) == pytest.approx(ref_points, rel=1e-3)
 
 
-def test_twonn_drops_duplicates():
+def _brute_twonn(pts):
+    """TwoNN MLE on the distinct rows, with float64 distances from a full matrix (no search, no float32)."""
+    pts = np.unique(np.asarray(pts, dtype=np.float64), axis=0)
+    full = np.sqrt(((pts[:, None, :] - pts[None]) ** 2).sum(-1))
+    np.fill_diagonal(full, np.inf)
+    srt = np.sort(full, axis=1)
+    return (len(pts) - 1) / np.log(srt[:, 1] / srt[:, 0]).sum()
+
+
+def test_twonn_ignores_exact_duplicates_instead_of_collapsing():
+    # Issue #25: 400 x 512 with 40 rows repeated read 1.6 (float32 FAISS puts a duplicate 3e-4 to 9e-4 away, so
+    # it was never dropped) instead of the estimate of the distinct points.
     rng = np.random.default_rng(8)
-    pts = rng.normal(size=(200, 4))
-    assert math.isfinite(twonn_dimension(np.vstack([pts, pts[:20]]), normalize=False))
+    pts = _unit(rng.normal(size=(400, 512))).astype(np.float32)
+    with_dups = pts.copy()
+    with_dups[360:] = pts[:40]
+    distinct = twonn_dimension(with_dups[:360], normalize=False)
+    assert distinct > 50  # a Gaussian in 512 dimensions; TwoNN underestimates at N = 360, but not to 1.6
+    assert twonn_dimension(with_dups, normalize=False) == distinct  # the copies add nothing
+    shuffled = with_dups[rng.permutation(400)]
+    assert twonn_dimension(shuffled, normalize=False) == pytest.approx(distinct, rel=1e-12)
+
+
+def test_twonn_duplicates_in_compute_all_keep_the_estimate_of_the_distinct_points():
+    # A caption set where a few captions repeat (one template caption 6 times, two others twice).
+    rng = np.random.default_rng(13)
+    img = (rng.normal(size=(120, 5)) @ rng.normal(size=(5, 32))).astype(np.float32)
+    txt = img + (0.3 * rng.normal(size=(120, 32))).astype(np.float32)
+    repeated = txt.copy()
+    repeated[[10, 20, 30, 40, 50]] = repeated[0]
+    repeated[[61, 71]] = repeated[[60, 70]]
+    ids = np.arange(120)
+
+    def text_twonn(t):
+        es = EmbeddingSet({"image": img, "text": t}, {"image": ids, "text": ids}, 120)
+        return compute_all(es, ["twonn_dimension"], device="cpu")[0]["twonn_dimension/text"]
+
+    keep = np.setdiff1d(ids, [10, 20, 30, 40, 50, 61, 71])
+    assert text_twonn(repeated) == pytest.approx(_brute_twonn(_unit(txt[keep])), rel=1e-6)
+    assert text_twonn(repeated) > 0.8 * text_twonn(txt)  # was 2.2 instead of 5.1 on a real caption set
+
+
+def test_twonn_near_duplicates_use_exact_distances():
+    # Copies moved by 1e-5: float32 search cannot see distances that small (its rounding of |x - y|^2 is ~1e-7,
+    # a distance of ~3e-4), so they are measured again in float64; the estimate is the brute-force one.
+    # (FAISS computes |x|^2 + |y|^2 - 2 x.y for 512 dimensions; it found 0 or 2e-7 to 6e-7 for these 1e-10.)
+    rng = np.random.default_rng(14)
+    pts = _unit(rng.normal(size=(300, 8)) @ _rotation(rng, 512, 8).T).astype(np.float32)
+    near = np.vstack([pts, pts[:30] + (1e-5 / np.sqrt(512) * rng.normal(size=(30, 512))).astype(np.float32)])
+    assert len(np.unique(near, axis=0)) == 330
+    assert twonn_dimension(near, normalize=False) == pytest.approx(_brute_twonn(near), rel=1e-6)
+    assert twonn_dimension(pts, normalize=False) == pytest.approx(_brute_twonn(pts), rel=1e-4)  # float32 as before
+
+
+def test_twonn_of_identical_or_too_few_points_is_skipped_with_the_real_reason():
+    same = np.tile(np.float32([0.6, 0.8, 0.0]), (50, 1))
+    assert math.isnan(twonn_dimension(same))
+    value, why = twonn_estimate(same)
+    assert math.isnan(value) and "1 distinct" in why and "50" in why
+    value, why = twonn_estimate(np.vstack([same, [[0.0, 0.0, 1.0]]]))
+    assert math.isnan(value) and "2 distinct" in why
+    value, why = twonn_estimate(np.eye(3)[:2])
+    assert math.isnan(value) and "at least 3 points" in why and "2" in why
+    # -0.0 and 0.0 are one point (equal values, different bytes).
+    signed = np.array([[0.0, 1.0], [-0.0, 1.0], [1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
+    assert twonn_estimate(signed, normalize=False)[0] == pytest.approx(_brute_twonn(signed[1:]), rel=1e-6)
 
 
 def test_isoscore_isotropic_vs_one_direction_and_reference_package():

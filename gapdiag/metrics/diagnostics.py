@@ -23,7 +23,7 @@ from gapdiag.metrics.decomposition import (
     mmd_test,
 )
 from gapdiag.metrics.hubness import HUBNESS_K, hubness
-from gapdiag.metrics.intrinsic import TWONN_SAMPLE, isoscore_from_cov, twonn_dimension, twonn_rows
+from gapdiag.metrics.intrinsic import TWONN_SAMPLE, isoscore_from_cov, twonn_estimate, twonn_rows
 
 DECOMPOSITION_LINEAR = {
     "gap_w2_squared": "w2_squared",
@@ -99,16 +99,11 @@ def sampled_diagnostics(
         )
     if "twonn_dimension" in bases:
         for q, pts in [*((m, units[m]) for m in names), ("joint", _joint_twonn_points(units, names, seed))]:
-            value = twonn_dimension(pts, seed=seed, normalize=False) if pts.shape[0] >= 3 else math.nan
-            _put(
-                values,
-                extras,
-                f"twonn_dimension/{q}",
-                value,
-                "fewer than 2 points with a distinct nearest neighbour (duplicate items)",
-            )
+            value, why = twonn_estimate(pts, seed=seed, normalize=False)
+            _put(values, extras, f"twonn_dimension/{q}", value, why or "")
         extras["variants"]["twonn_dimension"] = (
-            f"TwoNN unbiased MLE (N-1)/sum log(r2/r1), exact FAISS 2-NN, <= {TWONN_SAMPLE} points"
+            f"TwoNN unbiased MLE (N-1)/sum log(r2/r1) on the distinct points, exact FAISS 2-NN (float64 below "
+            f"float32 rounding), <= {TWONN_SAMPLE} points"
         )
 
 
