@@ -58,8 +58,8 @@ def measure_embeddings(es: EmbeddingSet, *, metrics: Sequence[str] | None, sampl
                                                      retrieval_engine=retrieval_engine, device=search_on,
                                                      progress=status, on_tile=on_tile, threads=threads)
     extras["repeated_items"], notes = repeat_notes(es, list(values))
-    if notes:
-        extras["notes"] = notes
+    if notes:  # after the metrics' own notes (a below-chance separability)
+        extras["notes"] = [*extras.get("notes", []), *notes]
     intervals = {}
     if bootstrap:
         if status is not None:

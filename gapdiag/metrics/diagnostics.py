@@ -23,7 +23,7 @@ from gapdiag.metrics.decomposition import (
     mmd_test,
 )
 from gapdiag.metrics.hubness import HUBNESS_K, hubness
-from gapdiag.metrics.intrinsic import TWONN_SAMPLE, isoscore_from_cov, twonn_estimate, twonn_rows
+from gapdiag.metrics.intrinsic import NO_VARIANCE, TWONN_SAMPLE, isoscore_from_cov, twonn_estimate, twonn_rows
 
 DECOMPOSITION_LINEAR = {
     "gap_w2_squared": "w2_squared",
@@ -59,7 +59,12 @@ def linear_diagnostics(
             dec = gap_decomposition_from_stats(stats[a], stats[b])
             for base, key in DECOMPOSITION_LINEAR.items():
                 if base in bases:
-                    _put(values, extras, f"{base}/{q}", float(dec[key]), "the two centroids coincide")
+                    value = float(dec[key])
+                    if key.startswith("dims") and dec["centroid"] == 0:  # Δ = 0: no share of it to carry
+                        value = math.nan
+                    why = ("the two modalities' Gaussian fits coincide (W2 = 0)" if key == "centroid_share"
+                           else "the two centroids coincide: the gap has no direction")
+                    _put(values, extras, f"{base}/{q}", value, why)
             extras[f"gap_decomposition/{q}"] = {
                 k: dec[k]
                 for k in ("centroid", "bures", "w2_squared", "top_dims", "contributions", "contributions_pca")
@@ -67,7 +72,10 @@ def linear_diagnostics(
     if "isoscore" in bases:
         joint = sum((stats[m] for m in names[1:]), stats[names[0]])
         for q, st in [*((m, stats[m]) for m in names), ("joint", joint)]:
-            _put(values, extras, f"isoscore/{q}", isoscore_from_cov(mean_and_cov(st)[1]), "no variance")
+            assert st.gram is not None, "linear_stats(..., gram=True) is needed for IsoScore"
+            noise = NO_VARIANCE * float(np.trace(st.gram)) / st.n  # the scale of the sums that cancel in cov
+            _put(values, extras, f"isoscore/{q}", isoscore_from_cov(mean_and_cov(st)[1], noise=noise),
+                 "no variance: every vector is the same (up to float rounding)")
 
 
 def sampled_diagnostics(

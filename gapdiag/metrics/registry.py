@@ -220,7 +220,7 @@ REGISTRY: dict[str, MetricInfo] = {
         MetricInfo("gap_centroid_share", None, (0.0, 1.0), "pair", "decomposition", _SCH,
                    "share of W2^2 carried by the centroid term |delta|^2", False),
         *(
-            MetricInfo(f"gap_dims_{q}{basis}", None, (0.0, None), "pair", "decomposition", _SCH,
+            MetricInfo(f"gap_dims_{q}{basis}", None, (1.0, None), "pair", "decomposition", _SCH,
                        f"dimensions ({'PCA basis of the joint set' if basis else 'model basis'}) carrying "
                        f"{q} % of |delta|^2", False)
             for basis in ("", "_pca")
