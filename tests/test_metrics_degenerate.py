@@ -18,15 +18,22 @@ import pytest
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.metrics import REGISTRY, compute_all
 from gapdiag.metrics.bounds import keep_in_bounds, rounding_slack
+from gapdiag.metrics.similarity import compare_embeddings
 
 
 def _es(img: np.ndarray, txt: np.ndarray, per: int = 1, labels: bool = True) -> EmbeddingSet:
-    n = img.shape[0]
+    """Image and text vectors, with (``labels``) three classes, a zero-shot classifier and two attributes."""
+    n, d = img.shape
+    rng = np.random.default_rng(99)
+    colours, shapes = np.array(["red", "blue", "green"]), np.array(["cube", "ball"])
     return EmbeddingSet(
         vectors={"image": img.astype(np.float32), "text": txt.astype(np.float32)},
         sample_index={"image": np.arange(n), "text": np.repeat(np.arange(n), per)},
         n_samples=n,
         labels=np.arange(n) % 3 if labels else None,
+        class_embeddings=rng.normal(size=(3, d)).astype(np.float32) if labels else None,
+        attributes={"colour": colours[np.arange(n) % 3], "shape": shapes[np.arange(n) // 3 % 2]} if labels else None,
+        attribute_embeddings={w: rng.normal(size=d).astype(np.float32) for w in [*colours, *shapes]},
     )
 
 
@@ -171,3 +178,45 @@ def test_closed_gap_reads_as_inseparable_not_as_better_than_chance():
     assert values["modality_separability/joint"] == 0.5
     (note,) = [n for n in extras.get("notes", []) if "modality_separability/joint" in n]
     assert "below chance" in note
+
+
+def test_the_cases_exercise_every_metric_compute_all_produces():
+    produced: set[str] = set()
+    for make in CASES.values():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            produced |= {name.split("/")[0] for name in compute_all(make(), device="cpu")[0]}
+    assert produced == {base for base, info in REGISTRY.items() if not info.two_models}
+
+
+# Two models (compare, and check against a cached baseline): compare_embeddings is their entry point.
+def _pair(x: np.ndarray, y: np.ndarray) -> tuple[EmbeddingSet, EmbeddingSet]:
+    return _es(x, x[::-1].copy(), labels=False), _es(y, y[::-1].copy(), labels=False)
+
+
+TWO_MODEL_CASES = {
+    "the same vectors": lambda: _pair(*[_random(30, 8, 6)[0]] * 2),
+    "duplicates": lambda: _pair(np.repeat(_random(10, 8, 7)[0], 3, axis=0), _random(30, 8, 8)[0]),
+    "one model constant": lambda: _pair(np.ones((30, 8)), _random(30, 8, 9)[0]),
+    "three items": lambda: _pair(_random(3, 8, 10)[0], _random(3, 8, 11)[0]),
+    "d=2": lambda: _pair(_random(30, 2, 12)[0], _random(30, 2, 13)[0]),
+}
+
+
+@pytest.mark.parametrize("case", list(TWO_MODEL_CASES))
+def test_two_model_metrics_stay_in_their_bounds_or_say_why_not(case):
+    values, extras = compare_embeddings(*TWO_MODEL_CASES[case]())
+    for name, value in values.items():
+        info = REGISTRY[name.split("/")[0]]
+        lo, hi = info.bounds
+        assert info.two_models and (lo is None or value >= lo) and (hi is None or value <= hi), (name, value)
+    skipped = extras["skipped"]
+    assert not set(skipped) & set(values) and not any("bug" in why for why in skipped.values())
+    for q in ("image", "text", "joint"):  # every two-model metric of every set has a value or a reason
+        assert {f"{b}/{q}" for b, info in REGISTRY.items() if info.two_models} <= set(values) | set(skipped)
+    if case == "one model constant":
+        assert "no variance" in skipped["linear_cka/image"] and "no variance" in skipped["linear_cka_biased/image"]
+    if case == "three items":
+        assert "at least 4 items" in skipped["linear_cka/image"] and "linear_cka_biased/image" in values
+    if case == "the same vectors":
+        assert all(1 - 1e-12 <= values[f"{b}/image"] <= 1 for b in ("linear_cka", "linear_cka_biased"))

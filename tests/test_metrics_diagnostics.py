@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import reference as ref
 import scipy.linalg
 import scipy.stats
 
@@ -22,7 +23,13 @@ from gapdiag.metrics.intrinsic import (
     twonn_estimate,
     twonn_from_distances,
 )
-from gapdiag.metrics.similarity import knn_indices, linear_cka, mutual_knn, neighbour_overlap
+from gapdiag.metrics.similarity import (
+    knn_indices,
+    linear_cka,
+    linear_cka_biased,
+    mutual_knn,
+    neighbour_overlap,
+)
 
 
 def _unit(x):
@@ -187,15 +194,6 @@ def test_twonn_agrees_with_scikit_dimension_and_brute_force_distances():
     assert twonn_dimension(pts, normalize=False) == pytest.approx(ref_points, rel=1e-3)
 
 
-def _brute_twonn(pts):
-    """TwoNN MLE on the distinct rows, with float64 distances from a full matrix (no search, no float32)."""
-    pts = np.unique(np.asarray(pts, dtype=np.float64), axis=0)
-    full = np.sqrt(((pts[:, None, :] - pts[None]) ** 2).sum(-1))
-    np.fill_diagonal(full, np.inf)
-    srt = np.sort(full, axis=1)
-    return (len(pts) - 1) / np.log(srt[:, 1] / srt[:, 0]).sum()
-
-
 def test_twonn_ignores_exact_duplicates_instead_of_collapsing():
     # Issue #25: 400 x 512 with 40 rows repeated read 1.6 (float32 FAISS puts a duplicate 3e-4 to 9e-4 away, so
     # it was never dropped) instead of the estimate of the distinct points.
@@ -225,7 +223,7 @@ def test_twonn_duplicates_in_compute_all_keep_the_estimate_of_the_distinct_point
         return compute_all(es, ["twonn_dimension"], device="cpu")[0]["twonn_dimension/text"]
 
     keep = np.setdiff1d(ids, [10, 20, 30, 40, 50, 61, 71])
-    assert text_twonn(repeated) == pytest.approx(_brute_twonn(_unit(txt[keep])), rel=1e-6)
+    assert text_twonn(repeated) == pytest.approx(ref.twonn(_unit(txt[keep])), rel=1e-6)
     assert text_twonn(repeated) > 0.8 * text_twonn(txt)  # was 2.2 instead of 5.1 on a real caption set
 
 
@@ -237,8 +235,8 @@ def test_twonn_near_duplicates_use_exact_distances():
     pts = _unit(rng.normal(size=(300, 8)) @ _rotation(rng, 512, 8).T).astype(np.float32)
     near = np.vstack([pts, pts[:30] + (1e-5 / np.sqrt(512) * rng.normal(size=(30, 512))).astype(np.float32)])
     assert len(np.unique(near, axis=0)) == 330
-    assert twonn_dimension(near, normalize=False) == pytest.approx(_brute_twonn(near), rel=1e-6)
-    assert twonn_dimension(pts, normalize=False) == pytest.approx(_brute_twonn(pts), rel=1e-4)  # float32 as before
+    assert twonn_dimension(near, normalize=False) == pytest.approx(ref.twonn(near), rel=1e-6)
+    assert twonn_dimension(pts, normalize=False) == pytest.approx(ref.twonn(pts), rel=1e-4)  # float32 as before
 
 
 def test_twonn_of_identical_or_too_few_points_is_skipped_with_the_real_reason():
@@ -252,7 +250,7 @@ def test_twonn_of_identical_or_too_few_points_is_skipped_with_the_real_reason():
     assert math.isnan(value) and "at least 3 points" in why and "2" in why
     # -0.0 and 0.0 are one point (equal values, different bytes).
     signed = np.array([[0.0, 1.0], [-0.0, 1.0], [1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
-    assert twonn_estimate(signed, normalize=False)[0] == pytest.approx(_brute_twonn(signed[1:]), rel=1e-6)
+    assert twonn_estimate(signed, normalize=False)[0] == pytest.approx(ref.twonn(signed[1:]), rel=1e-6)
 
 
 def test_isoscore_isotropic_vs_one_direction_and_reference_package():
@@ -316,6 +314,44 @@ def test_debiased_cka_equals_the_n_by_n_unbiased_hsic(block_size):
     assert linear_cka(x, y, block_size=block_size) == pytest.approx(want, rel=1e-6)
     assert linear_cka(x, x @ _rotation(rng, 9, 9), normalize=False) == pytest.approx(1.0, abs=1e-9)
     assert abs(linear_cka(x, rng.normal(size=(41, 5)))) < 0.2
+
+
+@pytest.mark.parametrize("block_size", [7, 1000])
+def test_biased_cka_equals_the_n_by_n_centred_kernels(block_size):
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(37, 9))
+    y = x[:, :6] @ rng.normal(size=(6, 5)) + 0.7 * rng.normal(size=(37, 5))
+    want = ref.linear_cka_biased(_unit(x.astype(np.float32)), _unit(y.astype(np.float32)))
+    assert linear_cka_biased(x, y, block_size=block_size) == pytest.approx(want, rel=1e-6)  # float32 units
+    raw = ref.linear_cka_biased(x.astype(np.float32), y.astype(np.float32))  # gapdiag reads float32
+    assert linear_cka_biased(x, y, normalize=False) == pytest.approx(raw, rel=1e-9)
+    # Biased and debiased differ: the biased form is pulled up by the dimension of the features at small N.
+    assert abs(linear_cka(x, y) - linear_cka_biased(x, y)) > 0.02
+
+
+def test_biased_cka_closed_forms():
+    # Two orthogonal centred features of equal norm, against the first alone: |YᵀX|²/(|XᵀX| |YᵀY|) = 1/√2.
+    x = np.array([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
+    assert linear_cka_biased(x, x[:, :1], normalize=False) == pytest.approx(1 / math.sqrt(2), rel=1e-12)
+    rng = np.random.default_rng(16)
+    z = rng.normal(size=(30, 6))
+    # Invariant to rotation, isotropic scale and a shift (HSIC centres the kernels); 1 against itself.
+    moved = 3.0 * z @ _rotation(rng, 6, 6) + 5.0
+    assert linear_cka_biased(z, moved, normalize=False) == pytest.approx(1.0, abs=1e-12)
+    assert linear_cka_biased(z, z, normalize=False) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_cka_values_stay_in_their_range_and_constant_representations_have_none():
+    rng = np.random.default_rng(17)
+    for seed in range(200):  # tiny N: where an estimator would leave its range if it could
+        r = np.random.default_rng(seed)
+        n = int(r.integers(4, 8))
+        x, y = r.normal(size=(n, 3)), r.normal(size=(n, 2))
+        assert -1.0 <= linear_cka(x, y) <= 1.0  # HSIC_u is an inner product of U-centred kernels
+        assert 0.0 <= linear_cka_biased(x, y) <= 1.0
+    constant = np.ones((10, 4))
+    assert math.isnan(linear_cka(constant, rng.normal(size=(10, 4))))
+    assert math.isnan(linear_cka_biased(constant, rng.normal(size=(10, 4))))
 
 
 def test_cka_needs_the_same_items():

@@ -246,6 +246,10 @@ REGISTRY: dict[str, MetricInfo] = {
         MetricInfo("linear_cka", True, (None, 1.0), "modality", "similarity",
                    "Kornblith et al., ICML 2019; Song et al., JMLR 2012 (unbiased HSIC)",
                    "debiased linear CKA between two models' embeddings of the same items", False, True, True),
+        MetricInfo("linear_cka_biased", True, (0.0, 1.0), "modality", "similarity",
+                   "Kornblith et al., ICML 2019, eq. 5; Gretton et al., ALT 2005 (biased HSIC)",
+                   "linear CKA with the biased HSIC, as most papers report it (debiased: linear_cka)", False, True,
+                   True),
         MetricInfo("mutual_knn", True, (0.0, 1.0), "modality", "similarity", "Huh et al., ICML 2024, §2",
                    "mean overlap of the 10 nearest neighbours of each item under two models", True, True, True),
     )
