@@ -3,6 +3,7 @@ encode loop, float16, text dedupe, 1:N alignment, resume after a real kill, conc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -24,7 +25,8 @@ from gapdiag.cache import EmbeddingCache
 from gapdiag.data import load_dataset
 from gapdiag.data.images import load_image
 from gapdiag.errors import DatasetError, EmbeddingError
-from gapdiag.models import load_model
+from gapdiag.metrics.zeroshot import build_classifier
+from gapdiag.models import load_model, resolve_model
 
 TESTS = Path(__file__).parent
 
@@ -97,6 +99,33 @@ def test_changed_caption_is_a_miss(tiny_checkpoint, tmp_path):
     np.testing.assert_allclose(
         np.delete(text_after, changed, 0), np.delete(text_before, changed, 0), atol=1e-5
     )
+
+
+def test_changed_templates_are_a_miss_and_the_classifier_follows_them(tiny_checkpoint, manifest):
+    # The prompt templates only shape the zero-shot classifier (class_embeddings), not the caption vectors: a
+    # stale entry would keep the old classifier and measure zero-shot accuracy with prompts the user did not give.
+    one, two = ["a photo of a {}."], ["a sketch of a {}.", "a drawing of a {}."]
+    photo, sketch = embed(manifest, tiny_checkpoint, templates=one), embed(manifest, tiny_checkpoint, templates=two)
+    assert sketch.provenance["key"] != photo.provenance["key"]
+    loaded = load_model(tiny_checkpoint, device="cpu")
+    for es, templates in ((photo, one), (sketch, two)):
+        names = load_dataset(manifest).class_names
+        prompts = enc.encode_texts(loaded, [t.format(c) for c in names for t in templates])
+        want = build_classifier(prompts, len(names), len(templates))
+        np.testing.assert_allclose(es.class_embeddings, want, atol=1e-5)
+
+
+def test_the_key_covers_the_templates_whatever_the_reader_fingerprints(tiny_checkpoint, manifest):
+    # Every reader hashes the templates into its fingerprint today; the key keeps them too, so a reader that
+    # forgets them can never serve a classifier built from other prompts (issue #25, realistic bug (a)).
+    ds = load_dataset(manifest, templates=["a photo of a {}."])
+    other = dataclasses.replace(ds, templates=("a sketch of a {}.",))  # same fingerprint, other prompts
+    spec = resolve_model(tiny_checkpoint)
+    keys = {enc.embedding_key(d, spec, precision="fp32", dtype="float32") for d in (ds, other)}
+    assert len(keys) == 2
+    no_classes = dataclasses.replace(ds, class_names=None)  # no classifier: the templates change nothing
+    sketches = dataclasses.replace(no_classes, templates=("a sketch of a {}.",))
+    assert len({enc.embedding_key(d, spec, precision="fp32", dtype="float32") for d in (no_classes, sketches)}) == 1
 
 
 def test_changed_image_file_is_a_miss(tiny_checkpoint, manifest):
