@@ -112,7 +112,30 @@ def test_mmd_matches_the_double_loop_and_tells_shapes_apart():
     same_a, same_b = rng.normal(size=(60, 5)), rng.normal(size=(60, 5))
     _, p_same = mmd_test(same_a, same_b, permutations=100, seed=0)
     assert p_same > 0.05
-    assert mmd_test(x, y, permutations=20, seed=3) == mmd_test(x, y, permutations=20, seed=3)
+    # The p-value counts the seeded relabellings as Gretton et al. do (the same labels, brute-force statistics).
+    labels = _seeded_relabellings(seed=3, m=30, n=25, permutations=20)
+    want = ref.mmd_permutation_pvalue(xc - xc.mean(0), yc - yc.mean(0), labels)
+    got = mmd_test(x, y, sample=None, permutations=20, seed=3)
+    assert got[0] == pytest.approx(want[0], rel=1e-5) and got[1] == want[1]
+
+
+def _seeded_relabellings(seed: int, m: int, n: int, permutations: int) -> np.ndarray:
+    """The relabellings ``mmd_test(sample=None, seed=seed)`` draws: permutations of (1 × m, 0 × n), in order."""
+    rng = np.random.default_rng(seed)
+    base = np.r_[np.ones(m), np.zeros(n)]
+    return np.array([rng.permutation(base) for _ in range(permutations)])
+
+
+def test_mmd_pvalue_counts_relabellings_that_tie_with_the_observed_split():
+    # p = (1 + #{permuted MMD² >= observed}) / (1 + P): a relabelling that reproduces the observed split ties with
+    # it exactly and must count (with ">" the p-value of this data fell to 1/(1 + P): realistic bug (d)).
+    x, y = np.tile([1.0, 0.0, 0.0], (3, 1)), np.tile([0.0, 1.0, 0.0], (2, 1))  # one split of 10 separates them
+    labels = _seeded_relabellings(seed=5, m=3, n=2, permutations=60)
+    mmd, p = mmd_test(x, y, sample=None, permutations=60, seed=5, centre=False, normalize=False)
+    want_mmd, want_p = ref.mmd_permutation_pvalue(x, y, labels)
+    observed_split = int((labels == np.r_[np.ones(3), np.zeros(2)]).all(axis=1).sum())
+    assert observed_split > 0 and want_p == (1 + observed_split) / 61
+    assert mmd == pytest.approx(want_mmd, rel=1e-12) and p == want_p
 
 
 # ---------------------------------------------------------------------------------------------------------
