@@ -227,9 +227,9 @@ WORKER = textwrap.dedent("""
     from conftest import instrument_encoding
     import gapdiag.encode as enc
     from gapdiag import api
-    ckpt, data, cache, out, delay, kill_after, role = sys.argv[2:9]
+    ckpt, data, cache, out, kill_after, role = sys.argv[2:8]
     kill_after = int(kill_after) if kill_after else None
-    counts = instrument_encoding(setattr, chunk_size=4, delay=float(delay), kill_after=kill_after)
+    counts = instrument_encoding(setattr, chunk_size=4, kill_after=kill_after)
     if role == "hold":
         # Holding the entry lock (inside the writer, before the first image batch): say so, wait for the test.
         build = enc.build_model
@@ -268,7 +268,6 @@ def start_worker(
     data: Path,
     cache: Path,
     out: str,
-    delay: float = 0.0,
     kill_after: int | None = None,
     role: str = "",
 ) -> subprocess.Popen:
@@ -286,7 +285,6 @@ def start_worker(
                 str(data),
                 str(cache),
                 str(tmp_path / out),
-                str(delay),
                 "" if kill_after is None else str(kill_after),
                 role,
             ],
