@@ -7,7 +7,8 @@ Usage (from the repository root, with gapdiag's dev environment; cosmic-ray is n
     python scripts/mutation_sample.py gapdiag/metrics/intrinsic.py --sample 0     # one module, every mutant
 
 For each module it writes a cosmic-ray config (the module, the tests that exercise it, a timeout), runs
-``cosmic-ray init``, marks every mutant outside a seeded sample of ``--sample`` as skipped (0 = all), runs
+``cosmic-ray init``, marks the mutants of type annotations (never evaluated: equivalent) and every other mutant
+outside a seeded sample of ``--sample`` as skipped (0 = all), runs
 ``cosmic-ray exec`` and prints the killed / survived counts and the diff of every survivor; ``--out`` keeps the
 sessions (``cr-report <out>/<module>.sqlite`` or ``cr-html`` show them again). Each mutant runs the module's tests
 in ``MODULES`` (a few seconds each, ``-x``): the map must follow the code when modules move.
@@ -20,6 +21,7 @@ do not edit while it runs. CPU: one mutant at a time; ``nice -n 10`` on a shared
 from __future__ import annotations
 
 import argparse
+import ast
 import random
 import shlex
 import subprocess
@@ -66,19 +68,49 @@ def _toml_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _keep_sample(session: Path, sample: int, seed: int) -> tuple[int, int]:
-    """Mark every pending mutant outside a seeded sample of ``sample`` as skipped; ``(all, kept)``."""
+def _annotation_spans(module: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """``(start, end)`` (line, column) of every type annotation of a module that is never evaluated.
+
+    gapdiag's modules start with ``from __future__ import annotations``: ``int | None`` mutated to ``int * None``
+    changes nothing at run time (an equivalent mutant), so such mutants are left out before the sample is drawn.
+    """
+    tree = ast.parse((REPO / module).read_text(encoding="utf-8"))
+    future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and
+                 any(a.name == "annotations" for a in n.names) for n in tree.body)
+    if not future:
+        return []
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            found.append(node.returns)
+        elif isinstance(node, (ast.arg, ast.AnnAssign)) and node.annotation is not None:
+            found.append(node.annotation)
+    return [((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0)) for n in found]
+
+
+def _keep_sample(session: Path, module: str, sample: int, seed: int) -> tuple[int, int, int]:
+    """Skip the mutants of annotations, then every other pending mutant outside a seeded sample of ``sample``;
+    ``(all, in annotations, kept)``."""
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
+    spans = _annotation_spans(module)
+
+    def in_annotation(item: object) -> bool:
+        return all(any(lo <= tuple(m.start_pos) < hi for lo, hi in spans) for m in item.mutations)  # type: ignore[attr-defined]
+
     with use_db(str(session)) as db:
-        ids = sorted(item.job_id for item in db.pending_work_items)
+        pending = list(db.pending_work_items)
+        typed = [item.job_id for item in pending if in_annotation(item)]
+        db.set_multiple_results(typed, WorkResult(output="mutates a type annotation, never evaluated",
+                                                  worker_outcome=WorkerOutcome.SKIPPED))
+        ids = sorted({item.job_id for item in pending} - set(typed))
         if sample <= 0 or sample >= len(ids):
-            return len(ids), len(ids)
+            return len(pending), len(typed), len(ids)
         keep = set(random.Random(seed).sample(ids, sample))
         skip = [job for job in ids if job not in keep]
         db.set_multiple_results(skip, WorkResult(output="not in the sample", worker_outcome=WorkerOutcome.SKIPPED))
-        return len(ids), len(keep)
+        return len(pending), len(typed), len(keep)
 
 
 def _summary(session: Path) -> tuple[int, int, list[str]]:
@@ -109,8 +141,8 @@ def run_module(module: str, tests: str, *, sample: int, seed: int, out: Path, ti
     session.unlink(missing_ok=True)
     try:
         subprocess.run([COSMIC_RAY, "init", str(config), str(session)], cwd=REPO, check=True)
-        total, kept = _keep_sample(session, sample, seed)
-        print(f"{module}: {kept} of {total} mutants", flush=True)
+        total, typed, kept = _keep_sample(session, module, sample, seed)
+        print(f"{module}: {kept} of {total - typed} mutants ({typed} more only change annotations)", flush=True)
         subprocess.run([COSMIC_RAY, "exec", str(config), str(session)], cwd=REPO, check=True)
     finally:
         if subprocess.run(["git", "diff", "--quiet", "--", module], cwd=REPO, check=False).returncode != 0:

@@ -18,6 +18,7 @@ from gapdiag.metrics.decomposition import gap_decomposition, mmd_test
 from gapdiag.metrics.hubness import hubness, k_occurrence, robin_hood, skewness
 from gapdiag.metrics.intrinsic import (
     isoscore,
+    isoscore_from_cov,
     two_nn_distances,
     twonn_dimension,
     twonn_estimate,
@@ -262,6 +263,32 @@ def test_twonn_near_duplicates_use_exact_distances():
     assert twonn_dimension(pts, normalize=False) == pytest.approx(ref.twonn(pts), rel=1e-4)  # float32 as before
 
 
+def test_two_nn_distances_are_the_float32_search_except_within_rounding_of_zero():
+    # Only distances float32 cannot resolve are measured again: every other value is what it always was.
+    import faiss
+
+    rng = np.random.default_rng(18)
+    pts = _unit(rng.normal(size=(200, 512))).astype(np.float32)
+    index = faiss.IndexFlatL2(512)
+    index.add(pts)
+    d2, _ = index.search(pts, 3)
+    r1, r2 = two_nn_distances(pts)
+    np.testing.assert_array_equal(r1, np.sqrt(d2[:, 1].astype(np.float64)))
+    np.testing.assert_array_equal(r2, np.sqrt(d2[:, 2].astype(np.float64)))
+
+
+def test_twonn_draws_with_seed_0_by_default():
+    pts = _unit(np.random.default_rng(19).normal(size=(60, 6)))
+    assert twonn_estimate(pts, sample=40) == twonn_estimate(pts, sample=40, seed=0)
+    assert twonn_dimension(pts, sample=40) == twonn_dimension(pts, sample=40, seed=0)
+
+
+def test_isoscore_refuses_a_covariance_that_is_not_square():
+    for bad in (np.ones((3, 2)), np.ones(3), np.ones((1, 1))):
+        with pytest.raises(InputError, match="square covariance"):
+            isoscore_from_cov(bad)
+
+
 def test_twonn_of_identical_or_too_few_points_is_skipped_with_the_real_reason():
     same = np.tile(np.float32([0.6, 0.8, 0.0]), (50, 1))
     assert math.isnan(twonn_dimension(same))
@@ -392,6 +419,16 @@ def test_mutual_knn_equals_brute_force_neighbour_sets():
     assert mutual_knn(x, y, 4) == pytest.approx(want)
     assert knn_indices(x, 4).tolist() == nx[:, 1:].tolist()
     assert neighbour_overlap([[1, 2, 3]], [[3, 4, 1]]).tolist() == [pytest.approx(2 / 3)]
+
+
+def test_neighbour_overlap_equals_set_intersections_whatever_the_largest_index():
+    rng = np.random.default_rng(20)
+    for top in (7, 8, 33):  # odd and even largest indices: row keys must never collide across rows
+        nx = np.array([rng.choice(top + 1, 3, replace=False) for _ in range(40)])
+        ny = np.array([rng.choice(top + 1, 3, replace=False) for _ in range(40)])
+        want = [len(set(a) & set(b)) / 3 for a, b in zip(nx, ny)]
+        assert neighbour_overlap(nx, ny).tolist() == pytest.approx(want)
+    assert neighbour_overlap([[3], [2]], [[1], [0]]).tolist() == [0.0, 0.0]
 
 
 def test_joint_twonn_draws_from_the_stacked_set_without_stacking_it():
