@@ -20,7 +20,7 @@ from gapdiag.embeddings import EmbeddingSet
 from gapdiag.metrics.arithmetic import arithmetic_accuracy
 from gapdiag.metrics.blocked import DEFAULT_T, hits_at_k, log_mean_exp, within_pass
 from gapdiag.metrics.clustering import (
-    held_out_modality_accuracy,
+    modality_separability,
     separability_from_accuracy,
     v_measure_class,
     v_measure_modality,
@@ -192,7 +192,7 @@ class QuadraticStep:
             self.values["v_measure_modality/joint"] = v_measure_modality(mats, seed=self.seed, normalized=True)
         if "modality_separability" in bases:
             self.say("modality separability")
-            accuracy = held_out_modality_accuracy(mats, seed=self.seed, normalized=True)
+            accuracy = modality_separability(mats, seed=self.seed, normalized=True, at_least_chance=False)
             chance = 1.0 / len(mats)
             self.values["modality_separability/joint"] = separability_from_accuracy(accuracy, len(mats))
             if accuracy < chance:
