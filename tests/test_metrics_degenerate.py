@@ -197,7 +197,7 @@ def _pair(x: np.ndarray, y: np.ndarray) -> tuple[EmbeddingSet, EmbeddingSet]:
 TWO_MODEL_CASES = {
     "the same vectors": lambda: _pair(*[_random(30, 8, 6)[0]] * 2),
     "duplicates": lambda: _pair(np.repeat(_random(10, 8, 7)[0], 3, axis=0), _random(30, 8, 8)[0]),
-    "one model constant": lambda: _pair(np.ones((30, 8)), _random(30, 8, 9)[0]),
+    "one model constant": lambda: _pair(np.repeat(_random(1, 8, 14)[0], 300, axis=0), _random(300, 8, 9)[0]),
     "three items": lambda: _pair(_random(3, 8, 10)[0], _random(3, 8, 11)[0]),
     "d=2": lambda: _pair(_random(30, 2, 12)[0], _random(30, 2, 13)[0]),
 }

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag.metrics.blocked import LinearStats
+from gapdiag.metrics.bounds import NO_VARIANCE
 from gapdiag.metrics.decomposition import (
     MMD_PERMUTATIONS,
     MMD_SAMPLE,
@@ -23,7 +24,7 @@ from gapdiag.metrics.decomposition import (
     mmd_test,
 )
 from gapdiag.metrics.hubness import HUBNESS_K, hubness
-from gapdiag.metrics.intrinsic import NO_VARIANCE, TWONN_SAMPLE, isoscore_from_cov, twonn_estimate, twonn_rows
+from gapdiag.metrics.intrinsic import TWONN_SAMPLE, isoscore_from_cov, twonn_estimate, twonn_rows
 
 DECOMPOSITION_LINEAR = {
     "gap_w2_squared": "w2_squared",
@@ -73,7 +74,8 @@ def linear_diagnostics(
         joint = sum((stats[m] for m in names[1:]), stats[names[0]])
         for q, st in [*((m, stats[m]) for m in names), ("joint", joint)]:
             assert st.gram is not None, "linear_stats(..., gram=True) is needed for IsoScore"
-            noise = NO_VARIANCE * float(np.trace(st.gram)) / st.n  # the scale of the sums that cancel in cov
+            # The largest eigenvalue against the scale of the sums that cancel in the covariance.
+            noise = NO_VARIANCE * float(np.trace(st.gram)) / st.n
             _put(values, extras, f"isoscore/{q}", isoscore_from_cov(mean_and_cov(st)[1], noise=noise),
                  "no variance: every vector is the same (up to float rounding)")
 

@@ -157,12 +157,6 @@ def twonn_rows(n: int, sample: int | None = TWONN_SAMPLE, seed: int = 0) -> NDAr
     return np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
 
 
-#: A covariance streamed from sums (``Σx̂x̂ᵀ/N − μμᵀ``) whose largest eigenvalue is at most this share of the
-#: second moment ``tr(Σx̂x̂ᵀ)/N`` has no variance: identical vectors leave ~5e-15 of float64 rounding there, on
-#: which IsoScore read 0.0057; 1e-12 is a spread of ~1e-6 along every direction, far below any real embedding's.
-NO_VARIANCE = 1e-12
-
-
 def isoscore_from_cov(cov: ArrayLike, *, noise: float = 0.0) -> float:
     """IsoScore from a covariance matrix (Rudman et al. 2022, Algorithm 1, steps 2–6).
 

@@ -41,7 +41,7 @@ from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, iter_unit_blocks, unit_rows
-from gapdiag.metrics.bounds import keep_in_bounds
+from gapdiag.metrics.bounds import NO_VARIANCE, keep_in_bounds
 from gapdiag.metrics.retrieval import search_topk
 
 #: Neighbours compared by mutual k-NN alignment (Huh et al. use k = 10).
@@ -97,17 +97,17 @@ def _accumulate(blocks: list[tuple[NDArray[np.float64], NDArray[np.float64]]], p
 
 
 def _cka_sums(
-    x: ArrayLike, y: ArrayLike, *, normalize: bool, block_size: int, min_items: int
+    x: ArrayLike, y: ArrayLike, *, normalize: bool, block_size: int, form: str
 ) -> tuple[_HsicSums, _HsicSums, _HsicSums]:
-    """The item sums of (X, Y), (X, X) and (Y, Y) for the CKA of two representations of the same items."""
+    """The item sums of (X, Y), (X, X) and (Y, Y) for the CKA ``form`` of two representations of the same items."""
     xa, ya = check_matrix(x, "x"), check_matrix(y, "y")
     if xa.shape[0] != ya.shape[0]:
         raise InputError(
             f"CKA compares the same items: x has {xa.shape[0]} rows but y has {ya.shape[0]}; "
             "embed the same data with both models"
         )
-    if xa.shape[0] < min_items:
-        raise InputError(f"this CKA needs at least {min_items} items, got {xa.shape[0]}")
+    if xa.shape[0] < CKA_MIN_ITEMS[form]:
+        raise InputError(f"{form} needs at least {CKA_MIN_ITEMS[form]} items, got {xa.shape[0]}")
     p, q = xa.shape[1], ya.shape[1]
     bx = [
         b.astype(np.float64) for _, b in iter_unit_blocks(xa, "x", block_size=block_size, normalize=normalize)
@@ -119,10 +119,26 @@ def _cka_sums(
         list(zip(by, by)), q, q)
 
 
+def _no_variance(own: _HsicSums) -> bool:
+    """Whether a representation (its sums with itself) varies only by rounding: its centred total variance
+    ``tr(XᵀX) − ‖s_x‖²/N`` is at most :data:`~gapdiag.metrics.bounds.NO_VARIANCE` of ``tr(XᵀX)``."""
+    second = float(np.trace(own.cross))
+    return second - float(own.sx @ own.sx) / own.n <= NO_VARIANCE * second
+
+
 def _ratio(xy: float, xx: float, yy: float) -> float:
-    """``xy/√(xx·yy)``; NaN when a representation has no variance (a denominator of 0)."""
-    denom = xx * yy
-    return xy / math.sqrt(denom) if denom > 0 else math.nan
+    return xy / math.sqrt(xx * yy)
+
+
+def _cka_forms(xy: _HsicSums, xx: _HsicSums, yy: _HsicSums) -> dict[str, float]:
+    """Both CKA forms from one pass of sums (the debiased one from 4 items); NaN for a representation without
+    variance, whose HSICs are rounding noise (one vector repeated read ~1e-19, not "unrelated")."""
+    if _no_variance(xx) or _no_variance(yy):
+        return dict.fromkeys(CKA_MIN_ITEMS, math.nan)
+    forms = {"linear_cka_biased": _ratio(xy.hsic_biased(), xx.hsic_biased(), yy.hsic_biased())}
+    if xy.n >= CKA_MIN_ITEMS["linear_cka"]:
+        forms["linear_cka"] = _ratio(xy.hsic(), xx.hsic(), yy.hsic())
+    return forms
 
 
 #: Items the two CKA forms need: the unbiased HSIC divides by N(N − 3), the biased one by (N − 1)².
@@ -156,8 +172,8 @@ def linear_cka(
         >>> round(linear_cka(x, x @ np.linalg.qr(rng.normal(size=(8, 8)))[0], normalize=False), 6)
         1.0
     """
-    xy, xx, yy = _cka_sums(x, y, normalize=normalize, block_size=block_size, min_items=CKA_MIN_ITEMS["linear_cka"])
-    return _ratio(xy.hsic(), xx.hsic(), yy.hsic())
+    sums = _cka_sums(x, y, normalize=normalize, block_size=block_size, form="linear_cka")
+    return _cka_forms(*sums)["linear_cka"]
 
 
 def linear_cka_biased(
@@ -179,10 +195,9 @@ def linear_cka_biased(
         >>> round(linear_cka_biased(x, x[:, :1], normalize=False), 6)  # 1/√2
         0.707107
     """
-    xy, xx, yy = _cka_sums(x, y, normalize=normalize, block_size=block_size,
-                           min_items=CKA_MIN_ITEMS["linear_cka_biased"])
     # ‖X_cᵀY_c‖²/(‖X_cᵀX_c‖·‖Y_cᵀY_c‖): the HSICs are squared norms, the denominator their square roots.
-    return _ratio(xy.hsic_biased(), xx.hsic_biased(), yy.hsic_biased())
+    sums = _cka_sums(x, y, normalize=normalize, block_size=block_size, form="linear_cka_biased")
+    return _cka_forms(*sums)["linear_cka_biased"]
 
 
 def knn_indices(
@@ -314,16 +329,13 @@ def _cka_values(q: str, xa: NDArray[np.float32], xb: NDArray[np.float32], values
                 skipped: dict[str, str]) -> None:
     """Both CKA forms of one set from one pass of sums, or the reason each is missing."""
     n = xa.shape[0]
+    for base, least in CKA_MIN_ITEMS.items():
+        if n < least:
+            skipped[f"{base}/{q}"] = f"needs at least {least} items, got {n}"
     if n < CKA_MIN_ITEMS["linear_cka_biased"]:
-        skipped.update({f"{b}/{q}": f"needs at least {CKA_MIN_ITEMS[b]} items, got {n}" for b in CKA_MIN_ITEMS})
         return
-    xy, xx, yy = _cka_sums(xa, xb, normalize=False, block_size=DEFAULT_BLOCK_SIZE, min_items=1)
-    forms = {"linear_cka_biased": _ratio(xy.hsic_biased(), xx.hsic_biased(), yy.hsic_biased())}
-    if n >= CKA_MIN_ITEMS["linear_cka"]:
-        forms["linear_cka"] = _ratio(xy.hsic(), xx.hsic(), yy.hsic())
-    else:
-        skipped[f"linear_cka/{q}"] = f"needs at least {CKA_MIN_ITEMS['linear_cka']} items (unbiased HSIC), got {n}"
-    for base, value in forms.items():
+    sums = _cka_sums(xa, xb, normalize=False, block_size=DEFAULT_BLOCK_SIZE, form="linear_cka_biased")
+    for base, value in _cka_forms(*sums).items():
         if math.isnan(value):
             skipped[f"{base}/{q}"] = "a representation has no variance (every vector the same)"
         else:
