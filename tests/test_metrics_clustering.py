@@ -79,6 +79,15 @@ def test_a_closed_gap_is_inseparable_at_chance_never_below_it():
     assert modality_separability([x, x.copy(), x.copy()]) == pytest.approx(1 / 3)
 
 
+def test_subsamples_draw_distinct_points_sorted_and_seeded():
+    from gapdiag.metrics.clustering import _subsample
+
+    rows = _subsample(1000, 600, seed=3)
+    assert len(np.unique(rows)) == 600 and np.all(np.diff(rows) > 0)  # without replacement, in order
+    np.testing.assert_array_equal(rows, _subsample(1000, 600, seed=3))
+    np.testing.assert_array_equal(_subsample(5, 600, seed=3), np.arange(5))
+
+
 def test_separability_is_balanced_for_one_to_many_data():
     # Five captions per image from the same distribution: "always text" would score 5/6 without balancing.
     rng = np.random.default_rng(5)

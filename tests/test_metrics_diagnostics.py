@@ -14,7 +14,7 @@ import scipy.stats
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics import compute_all
-from gapdiag.metrics.decomposition import gap_decomposition, mmd_test
+from gapdiag.metrics.decomposition import dims_for_share, gap_decomposition, mmd_test
 from gapdiag.metrics.hubness import hubness, k_occurrence, robin_hood, skewness
 from gapdiag.metrics.intrinsic import (
     isoscore,
@@ -158,6 +158,14 @@ def test_hubness_statistics_by_hand():
     assert h["antihub_share"] == pytest.approx(2 / 6)
     assert h["hubs"] == [{"item": 0, "occurrence": 4}, {"item": 1, "occurrence": 2}]
     assert math.isnan(skewness([3, 3, 3]))
+    # Asked for more hubs than items that occur at all: only those are listed, never an item no query retrieves.
+    assert [h["item"] for h in hubness(top, 6, n_hubs=10)["hubs"]] == [0, 1, 2, 3]
+
+
+def test_dims_for_share_of_no_gap_is_zero_and_of_one_dimension_is_one():
+    assert dims_for_share(np.zeros(4), 0.5) == 0  # nothing to carry (the engine skips it: no gap direction)
+    assert dims_for_share(np.array([0.0, 1.0, 0.0]), 0.9) == 1
+    assert dims_for_share(np.array([0.5, 0.5]), 0.5) == 1  # a share reached exactly is not rounded past
 
 
 @pytest.mark.parametrize("engine", ["blocked", "faiss"])
@@ -283,10 +291,20 @@ def test_twonn_draws_with_seed_0_by_default():
     assert twonn_dimension(pts, sample=40) == twonn_dimension(pts, sample=40, seed=0)
 
 
-def test_isoscore_refuses_a_covariance_that_is_not_square():
+def test_isoscore_refuses_a_covariance_that_is_not_square_and_too_few_points():
     for bad in (np.ones((3, 2)), np.ones(3), np.ones((1, 1))):
         with pytest.raises(InputError, match="square covariance"):
             isoscore_from_cov(bad)
+    with pytest.raises(InputError, match="at least 2 points, got 1"):
+        isoscore(np.ones((1, 3)))
+
+
+def test_isoscore_noise_is_compared_with_the_covariance_itself():
+    # The covariance's own eigenvalues, not a rescaled copy: at or below ``noise`` there is no variance.
+    cov = np.diag([4e-12, 1e-12, 0.0])
+    assert math.isnan(isoscore_from_cov(cov, noise=4e-12))
+    assert isoscore_from_cov(cov, noise=3.9e-12) == pytest.approx(isoscore_from_cov(cov))
+    assert math.isnan(isoscore_from_cov(np.zeros((3, 3))))
 
 
 def test_twonn_of_identical_or_too_few_points_is_skipped_with_the_real_reason():
