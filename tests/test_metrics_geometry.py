@@ -170,6 +170,10 @@ def _one_line(excinfo) -> str:
     return msg
 
 
+def test_two_items_have_the_angular_value_of_their_one_pair():
+    assert angular_value(np.array([[1.0, 0.0], [0.6, 0.8]])) == pytest.approx(0.6)
+
+
 @pytest.mark.parametrize(
     "call, needle",
     [
@@ -187,6 +191,7 @@ def _one_line(excinfo) -> str:
         (lambda: cos_tp(np.ones((4, 2)), np.ones((4, 2)), [0, 0, 1, 1], [0, 0, 1, 1]), "one item per sample"),
         (lambda: cos_tp(np.ones((2, 2)), np.ones((2, 2)), [0, 1], None), "both"),
         (lambda: uniformity_wang_isola(np.eye(3), block_size=0), "block_size"),
+        (lambda: uniformity_cross(np.eye(2)[:1], np.eye(2)[1:]), "no non-matching pairs"),  # one sample each
     ],
 )
 def test_bad_input_raises_one_line_input_error(call, needle):
