@@ -165,6 +165,11 @@ def test_a_value_past_its_bound_by_rounding_is_the_bound_and_further_out_is_skip
     keep_in_bounds(values, skipped, 512)
     assert values == {"uniformity_wang_isola/image": 0.0, "isoscore/text": 0.0, "angular_value/text": 0.25}
     assert "1.5" in skipped["cos_tp/image-text"] and "bug" in skipped["cos_tp/image-text"]
+    assert "[-1.0, 1.0]" in skipped["cos_tp/image-text"]
+    edge = {"uniformity_wang_isola/image": rounding_slack(512), "uniformity_w2/joint": 1.0}
+    keep_in_bounds(edge, skipped, 512)  # exactly the slack past the bound still counts as rounding
+    assert edge == {"uniformity_wang_isola/image": 0.0}
+    assert "[-inf, 0.0]" in skipped["uniformity_w2/joint"]
     assert rounding_slack(512) == pytest.approx(2.44e-4, rel=1e-3)
     small = {"uniformity_wang_isola/image": 1e-5}
     keep_in_bounds(small, skipped, 2)  # 2 dimensions: rounding reaches only ~1e-6
