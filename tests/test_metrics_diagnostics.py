@@ -158,6 +158,8 @@ def test_hubness_statistics_by_hand():
     assert h["antihub_share"] == pytest.approx(2 / 6)
     assert h["hubs"] == [{"item": 0, "occurrence": 4}, {"item": 1, "occurrence": 2}]
     assert math.isnan(skewness([3, 3, 3]))
+    assert robin_hood([1, 0, 0]) == pytest.approx(2 / 3)  # one occurrence in all: still defined
+    assert math.isnan(robin_hood([0, 0, 0]))
     # Asked for more hubs than items that occur at all: only those are listed, never an item no query retrieves.
     assert [h["item"] for h in hubness(top, 6, n_hubs=10)["hubs"]] == [0, 1, 2, 3]
 
