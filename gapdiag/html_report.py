@@ -40,8 +40,9 @@ FIGURE_FORMATS = ("png", "svg")
 CAPTIONS: dict[str, str] = {
     "map": "All modalities projected together; a grey line joins each true pair. Two separate clouds joined by "
     "long parallel lines are the modality gap (Liang et al. 2022, Fig. 1).",
-    "hist": "Cosine similarity of true pairs against random non-matching pairs. The true-pair mean is Cos_TP; "
-    "the further apart the two histograms, the better the alignment.",
+    "hist": "Cosine similarity of true pairs against random non-matching pairs. Bars: samples of pairs (the "
+    "legend says how many of how many); dashed lines: the means over every pair, cos_tp and cos_nonmatching "
+    "in the table. The further apart the two histograms, the better the alignment.",
     "spectrum": "Singular values of the normalised embeddings (log scale); dashed lines mark the effective rank "
     "(Roy & Vetterli 2007). A fast drop-off means a collapsed, low-rank space.",
     "shift": "Shifting the modalities along the gap (λ = 0: the trained space). Where the loss is minimal at "

@@ -40,7 +40,9 @@ from gapdiag.outputs import write_error
 
 SCHEMA_VERSION = 1
 # Bump when a metric's definition changes so that old and new reports are never silently compared.
-METRIC_DEFINITIONS_VERSION = 1
+# 2: TwoNN on the distinct points (duplicates had collapsed it); separability below chance reads 1/M; values
+#    within rounding past a registry bound are set to it, further out skipped (issue #25).
+METRIC_DEFINITIONS_VERSION = 2
 
 
 def split_metric_name(name: str) -> tuple[str, str | None]:

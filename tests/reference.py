@@ -202,3 +202,52 @@ def modality_separability(
                                         options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10_000}).x
         predicted = (x_test @ theta[: d * m].reshape(d, m) + theta[d * m:]).argmax(1)
     return float((predicted == y_test).mean())
+
+
+# ------------------------------------------------------------------------------------------- diagnostics
+
+
+def twonn(points) -> float:
+    """TwoNN MLE (N − 1)/Σ log(r₂/r₁) over the distinct rows, distances from the full float64 matrix."""
+    pts = np.unique(np.asarray(points, dtype=np.float64), axis=0)
+    full = cdist(pts, pts)
+    np.fill_diagonal(full, np.inf)
+    srt = np.sort(full, axis=1)
+    return float((len(pts) - 1) / np.log(srt[:, 1] / srt[:, 0]).sum())
+
+
+def linear_cka_biased(x, y) -> float:
+    """Linear CKA with the biased HSIC of Gretton et al. 2005: tr(KHLH)/√(tr(KHKH)·tr(LHLH)), H = I − 11ᵀ/N.
+
+    Kornblith et al. 2019, eq. 3 with linear kernels K = XXᵀ, L = YYᵀ (the (N−1)⁻² of HSIC cancels), on N × N
+    matrices.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n = x.shape[0]
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, l = h @ (x @ x.T) @ h, h @ (y @ y.T) @ h
+    return float(np.trace(k @ l) / np.sqrt(np.trace(k @ k) * np.trace(l @ l)))
+
+
+def mmd_permutation_pvalue(x, y, labels) -> tuple[float, float]:
+    """Unbiased MMD² (RBF, σ² = half the median squared distance) of x vs y and its permutation p-value.
+
+    ``labels``: one row per permutation, 1 for the items (of the pooled [x; y]) that play x. p = (1 + #{permuted
+    MMD² ≥ observed})/(1 + P) (Gretton et al. 2012, §5), every statistic by double loops over the pooled set.
+    """
+    z = np.vstack([np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)])
+    d2 = cdist(z, z, "sqeuclidean")
+    sigma2 = np.median(pdist(z, "sqeuclidean")) / 2
+    k = np.exp(-d2 / (2 * sigma2))
+
+    def mmd2(is_x) -> float:
+        a, b = np.flatnonzero(is_x), np.flatnonzero(~is_x)
+        m, n = len(a), len(b)
+        kxx = sum(k[i, j] for i in a for j in a if i != j) / (m * (m - 1))
+        kyy = sum(k[i, j] for i in b for j in b if i != j) / (n * (n - 1))
+        kxy = sum(k[i, j] for i in a for j in b) / (m * n)
+        return kxx + kyy - 2 * kxy
+
+    observed = mmd2(np.arange(len(z)) < len(x))
+    permuted = [mmd2(np.asarray(row, dtype=bool)) for row in labels]
+    return observed, (1 + sum(p >= observed for p in permuted)) / (1 + len(permuted))

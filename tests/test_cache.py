@@ -483,23 +483,46 @@ def test_cache_verify_command_exit_codes(tmp_path, capsys):
     assert "CORRUPT" in out
 
 
-def test_a_second_writer_says_who_holds_the_lock_and_that_it_waits(tmp_path, caplog):
+def test_a_second_writer_says_who_holds_the_lock_and_that_it_waits(tmp_path, caplog, monkeypatch):
     import socket
     import threading
 
+    import filelock
+
+    from gapdiag import cache_integrity
+
+    # Set once the waiter is about to block on the entry lock, or has ended: waiting on it never hangs and needs
+    # no clock (it replaced a poll of the log records without a timeout).
+    blocking = threading.Event()
+
+    class SignallingLock(filelock.FileLock):
+        def acquire(self, timeout=None, *args, **kwargs):
+            if timeout is None or timeout < 0:  # the blocking wait (a try with timeout=0 comes first)
+                blocking.set()
+            return super().acquire(timeout, *args, **kwargs)
+
+    monkeypatch.setattr(cache_integrity, "entry_lock", lambda root, key: SignallingLock(str(root / f"{key}.lock")))
     cache = EmbeddingCache(tmp_path / "c")
     result = {}
+
+    def wait_for_the_entry() -> None:
+        try:
+            result["emb"] = build_entry(cache, "k")
+        finally:
+            blocking.set()
+
     with caplog.at_level(logging.WARNING, logger="gapdiag.cache"):
         with cache.writer("k", META, chunk_size=CHUNK) as holder:
             holder.chunk_ranges("image", COUNTS["image"])
             holder.write_chunk("image", 0, fake_vectors("image", 0, 4))
-            waiter = threading.Thread(target=lambda: result.setdefault("emb", build_entry(cache, "k")))
+            waiter = threading.Thread(target=wait_for_the_entry)
             waiter.start()
-            while not any("waiting" in r.getMessage() for r in caplog.records):
-                assert waiter.is_alive()
-                time.sleep(0.01)
-        waiter.join()
-    message = next(r.getMessage() for r in caplog.records if "waiting" in r.getMessage())
+            blocking.wait()
+            assert waiter.is_alive() and "emb" not in result  # it waits for the holder instead of building
+            said = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+            assert said, "the second writer waited without saying so"
+        waiter.join()  # the holder let go: the waiter takes the lock and reuses the entry
+    message = said[0]
     assert f"cache entry k is being built by pid {os.getpid()} on {socket.gethostname()}" in message
     np.testing.assert_array_equal(result["emb"].vectors["image"], expected("image"))
 

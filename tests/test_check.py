@@ -336,6 +336,21 @@ def test_noise_aware_fails_exactly_when_symmetric_intervals_separate(current):
         assert "noise margin" in got.reason
 
 
+def test_noise_aware_passes_when_the_intervals_just_touch():
+    # The documented rule fails only when the intervals separate: a worsening exactly equal to the margin (the
+    # intervals touch) passes, by a hair more fails. Binary fractions, so the boundary is exact (the cases above
+    # never land on it; moving "<=" to "<" passed them: realistic bug (f) of issue #25).
+    rules = RuleSet(rules={"recall_at_1": Rule("recall_at_1", max_drop=0.0625, noise_aware=True)})
+
+    def status(current: float) -> str:
+        base = make_report({"recall_at_1/t": 0.75}, intervals={"recall_at_1/t": (0.625, 0.875)})
+        cur = make_report({"recall_at_1/t": current}, intervals={"recall_at_1/t": (current - 0.125, current + 0.125)})
+        return check_reports(cur, base, rules, registry=FAKE).outcomes[0].status
+
+    assert status(0.5) == "pass"  # worsening 0.25 == margin 0.125 + 0.125
+    assert status(0.5 - 2.0**-40) == "fail"  # still exact: the margin stays 0.25
+
+
 def test_noise_aware_borrows_a_missing_interval_and_needs_at_least_one():
     # Only the baseline has an interval (half-width 0.03): margin 2 × 0.03.
     assert _noise_case(0.75, 0.0, cur_half=-1).status == "pass"

@@ -76,15 +76,55 @@ def test_cross_pass_top_lists_and_ranks_equal_brute_force_with_duplicates():
         # Top lists follow the tile's float32 scores (ties to the lower index), same-sample items included.
         want = [sorted(range(f32.shape[1]), key=lambda g, q=q: (-f32[q, g], g))[:10] for q in range(f32.shape[0])]
         assert top.tolist() == want
-        for q in range(scores.shape[0]):
-            true = np.flatnonzero(g_sample == q_sample[q])
-            if true.size == 0:
-                assert rank[q] == -1
-                continue
-            best = max(true, key=lambda g, q=q: (scores[q, g], -g))
-            others = g_sample != q_sample[q]
-            ahead = others & ((scores[q] > scores[q, best]) | ((scores[q] == scores[q, best]) & (np.arange(len(others)) < best)))
-            assert rank[q] == ahead.sum()
+        assert rank.tolist() == _exact_ranks(scores, q_sample, g_sample)
+
+
+def _exact_ranks(scores: np.ndarray, q_sample: np.ndarray, g_sample: np.ndarray) -> list[int]:
+    """Per query: other-sample items with a higher exact score than its best true item, or an equal one and a
+    lower index (-1 without a true item): the rank the cross pass promises."""
+    ranks = []
+    for q in range(scores.shape[0]):
+        true = np.flatnonzero(g_sample == q_sample[q])
+        if true.size == 0:
+            ranks.append(-1)
+            continue
+        best = max(true, key=lambda g, q=q: (scores[q, g], -g))
+        others = g_sample != q_sample[q]
+        lower = np.arange(len(others)) < best
+        ranks.append(int((others & ((scores[q] > scores[q, best]) | ((scores[q] == scores[q, best]) & lower))).sum()))
+    return ranks
+
+
+@pytest.mark.parametrize("error", [+1.5, -1.5])
+def test_ranks_stay_exact_while_float32_scores_err_within_the_documented_bound(monkeypatch, error):
+    """Ranks are exact whenever the float32 tile scores are within 2·d·2⁻²⁴ of the exact ones (docs/metrics.md,
+    "Passes"): the bound BLAS allows, which no real run comes near, so the products here err on purpose, by
+    ±1.5·d·2⁻²⁴. A near-tie band half as wide (realistic bug (c)) counted the pushed-up exact tie as ahead, or
+    missed the pushed-down item that is ahead by one ulp."""
+    rng = np.random.default_rng(3)
+    d, n = 16, 12
+    a = _unit(rng.normal(size=(n, d)))
+    b = _unit(a + 0.05 * rng.normal(size=(n, d)))
+    tie = b[0].copy()  # exactly as close to query 0 as its true item, at a higher index: not ahead
+    j = int(np.argmax(a[0]))
+    ahead = b[0].copy()
+    ahead[j] = np.nextafter(ahead[j], np.float32(np.inf))  # one ulp closer to query 0: ahead
+    b = np.vstack([b, tie, ahead])
+    sa, sb = np.arange(n), np.r_[np.arange(n), n, n + 1]
+    exact = a.astype(np.float64) @ b.astype(np.float64).T
+    assert exact[0, n] == exact[0, 0] < exact[0, n + 1] < exact[0, 0] + 1e-7
+    real_dot, offset = np.dot, np.float32(error * d * 2.0**-24)
+
+    def erring_dot(x, y, out=None):
+        product = real_dot(x, y, out=out)
+        product += offset
+        return product
+
+    monkeypatch.setattr(np, "dot", erring_dot)
+    res = cross_pass(a, b, sa, sb, block_size=8, uniformity=False, threads=1)
+    monkeypatch.undo()
+    assert res.rank_ab.tolist() == _exact_ranks(exact, sa, sb) and res.rank_ab[0] == 1
+    assert res.rank_ba.tolist() == _exact_ranks(exact.T, sb, sa)
 
 
 @pytest.mark.parametrize("t", [2.0, 0.25, 16.0, 40.0])  # 2t <= 32: compiled float64 pass; beyond: numpy, shifted

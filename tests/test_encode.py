@@ -3,6 +3,7 @@ encode loop, float16, text dedupe, 1:N alignment, resume after a real kill, conc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -24,7 +25,8 @@ from gapdiag.cache import EmbeddingCache
 from gapdiag.data import load_dataset
 from gapdiag.data.images import load_image
 from gapdiag.errors import DatasetError, EmbeddingError
-from gapdiag.models import load_model
+from gapdiag.metrics.zeroshot import build_classifier
+from gapdiag.models import load_model, resolve_model
 
 TESTS = Path(__file__).parent
 
@@ -97,6 +99,33 @@ def test_changed_caption_is_a_miss(tiny_checkpoint, tmp_path):
     np.testing.assert_allclose(
         np.delete(text_after, changed, 0), np.delete(text_before, changed, 0), atol=1e-5
     )
+
+
+def test_changed_templates_are_a_miss_and_the_classifier_follows_them(tiny_checkpoint, manifest):
+    # The prompt templates only shape the zero-shot classifier (class_embeddings), not the caption vectors: a
+    # stale entry would keep the old classifier and measure zero-shot accuracy with prompts the user did not give.
+    one, two = ["a photo of a {}."], ["a sketch of a {}.", "a drawing of a {}."]
+    photo, sketch = embed(manifest, tiny_checkpoint, templates=one), embed(manifest, tiny_checkpoint, templates=two)
+    assert sketch.provenance["key"] != photo.provenance["key"]
+    loaded = load_model(tiny_checkpoint, device="cpu")
+    for es, templates in ((photo, one), (sketch, two)):
+        names = load_dataset(manifest).class_names
+        prompts = enc.encode_texts(loaded, [t.format(c) for c in names for t in templates])
+        want = build_classifier(prompts, len(names), len(templates))
+        np.testing.assert_allclose(es.class_embeddings, want, atol=1e-5)
+
+
+def test_the_key_covers_the_templates_whatever_the_reader_fingerprints(tiny_checkpoint, manifest):
+    # Every reader hashes the templates into its fingerprint today; the key keeps them too, so a reader that
+    # forgets them can never serve a classifier built from other prompts (issue #25, realistic bug (a)).
+    ds = load_dataset(manifest, templates=["a photo of a {}."])
+    other = dataclasses.replace(ds, templates=("a sketch of a {}.",))  # same fingerprint, other prompts
+    spec = resolve_model(tiny_checkpoint)
+    keys = {enc.embedding_key(d, spec, precision="fp32", dtype="float32") for d in (ds, other)}
+    assert len(keys) == 2
+    no_classes = dataclasses.replace(ds, class_names=None)  # no classifier: the templates change nothing
+    sketches = dataclasses.replace(no_classes, templates=("a sketch of a {}.",))
+    assert len({enc.embedding_key(d, spec, precision="fp32", dtype="float32") for d in (no_classes, sketches)}) == 1
 
 
 def test_changed_image_file_is_a_miss(tiny_checkpoint, manifest):
@@ -196,10 +225,36 @@ WORKER = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from conftest import instrument_encoding
+    import gapdiag.encode as enc
     from gapdiag import api
-    ckpt, data, cache, out, delay, kill_after = sys.argv[2:8]
+    ckpt, data, cache, out, kill_after, role = sys.argv[2:8]
     kill_after = int(kill_after) if kill_after else None
-    counts = instrument_encoding(setattr, chunk_size=4, delay=float(delay), kill_after=kill_after)
+    counts = instrument_encoding(setattr, chunk_size=4, kill_after=kill_after)
+    if role == "hold":
+        # Holding the entry lock (inside the writer, before the first image batch): say so, wait for the test.
+        build = enc.build_model
+        def holding_build(*args, **kwargs):
+            loaded = build(*args, **kwargs)
+            encode_image, held = loaded.model.encode_image, []
+            def encode(x, *a, **k):
+                if not held:
+                    held.append(True)
+                    print("HOLDING", flush=True)
+                    sys.stdin.readline()
+                return encode_image(x, *a, **k)
+            loaded.model.encode_image = encode
+            return loaded
+        enc.build_model = holding_build
+    if role == "wait":
+        # Say so as the entry lock is about to block (after a try with timeout=0 failed).
+        import filelock
+        from gapdiag import cache_integrity
+        class AnnouncingLock(filelock.FileLock):
+            def acquire(self, timeout=None, *a, **k):
+                if timeout is None or timeout < 0:
+                    print("BLOCKING", flush=True)
+                return super().acquire(timeout, *a, **k)
+        cache_integrity.entry_lock = lambda root, key: AnnouncingLock(str(root / f"{key}.lock"))
     es = api.embed(data, ckpt, cache_dir=cache, device="cpu", batch_size=2, progress=False)
     np.savez(out, **{name: np.asarray(v) for name, v in es.vectors.items()})
     with open(out + ".json", "w") as f:
@@ -213,26 +268,43 @@ def start_worker(
     data: Path,
     cache: Path,
     out: str,
-    delay: float = 0.0,
     kill_after: int | None = None,
+    role: str = "",
 ) -> subprocess.Popen:
+    """A worker process embedding ``data``; its stdout is a pipe (``role`` "hold"/"wait" print there, "hold" reads
+    its stdin), its stderr goes to ``<out>.stderr`` (a pipe nobody reads could fill and block it)."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(script),
-            str(TESTS),
-            str(ckpt),
-            str(data),
-            str(cache),
-            str(tmp_path / out),
-            str(delay),
-            "" if kill_after is None else str(kill_after),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with open(tmp_path / f"{out}.stderr", "w") as err:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                str(TESTS),
+                str(ckpt),
+                str(data),
+                str(cache),
+                str(tmp_path / out),
+                "" if kill_after is None else str(kill_after),
+                role,
+            ],
+            stdin=subprocess.PIPE if role == "hold" else None,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+
+
+def stderr_of(tmp_path: Path, out: str) -> str:
+    """What a worker wrote to stderr so far (never waits)."""
+    return (tmp_path / f"{out}.stderr").read_text()
+
+
+def finish(proc: subprocess.Popen, tmp_path: Path, out: str) -> str:
+    """Wait for a worker to end (its stdin, if any, closed by the caller); its stderr."""
+    proc.stdout.read()
+    proc.wait()
+    return stderr_of(tmp_path, out)
 
 
 def chunk_files(cache: Path, modality: str) -> list[Path]:
@@ -246,7 +318,7 @@ def test_resume_after_kill_encodes_only_missing_chunks(tiny_checkpoint, tmp_path
     cache = tmp_path / "cache"
     # The worker kills itself (SIGKILL, no cleanup) as it starts on image 8: two chunks of 4 are committed.
     proc = start_worker(tmp_path, tiny_checkpoint, data, cache, "killed.npz", kill_after=8)
-    _, err = proc.communicate()
+    err = finish(proc, tmp_path, "killed.npz")
     assert proc.returncode == -signal.SIGKILL, err
     assert [p.name for p in chunk_files(cache, "image")] == ["image.0-4.npy", "image.4-8.npy"]
     committed = 8
@@ -267,18 +339,33 @@ def test_resume_after_kill_encodes_only_missing_chunks(tiny_checkpoint, tmp_path
 
 @pytest.mark.slow
 def test_two_processes_embedding_the_same_entry(tiny_checkpoint, tmp_path):
+    # The second process starts while the first holds the entry lock mid-build, and must wait for it: the first
+    # says when it holds the lock, the second when it blocks on it, and only then is the first let go. (Started
+    # together with a sleep per batch, the two passed whether or not they overlapped.) No clock: each step waits
+    # for a line from a worker, and a worker that dies ends that wait.
     n = 8
     data, _ = digits_manifest(tmp_path / "data", n=n)
     cache = tmp_path / "cache"
-    procs = [start_worker(tmp_path, tiny_checkpoint, data, cache, f"out{i}.npz", delay=0.1) for i in range(2)]
-    for proc in procs:
-        _, err = proc.communicate()
-        assert proc.returncode == 0, err
+    holder = start_worker(tmp_path, tiny_checkpoint, data, cache, "out0.npz", role="hold")
+    waiter = None
+    try:
+        assert holder.stdout.readline().strip() == "HOLDING", stderr_of(tmp_path, "out0.npz")
+        waiter = start_worker(tmp_path, tiny_checkpoint, data, cache, "out1.npz", role="wait")
+        assert waiter.stdout.readline().strip() == "BLOCKING", stderr_of(tmp_path, "out1.npz")
+        holder.stdin.write("go\n")
+        holder.stdin.close()
+        errs = [finish(p, tmp_path, f"out{i}.npz") for i, p in enumerate((holder, waiter))]
+    finally:
+        for p in (holder, waiter):
+            if p is not None and p.poll() is None:
+                p.kill()
+    assert holder.returncode == 0 and waiter.returncode == 0, errs
+    assert f"is being built by pid {holder.pid}" in errs[1]  # the waiter named who held the lock
     outs = [np.load(tmp_path / f"out{i}.npz") for i in range(2)]
     for name in outs[0].files:
         assert outs[0][name].tobytes() == outs[1][name].tobytes()
     counts = [json.loads((tmp_path / f"out{i}.npz.json").read_text()) for i in range(2)]
-    assert sum(c["image"] for c in counts) == n  # one process encoded, the other waited and read the entry
+    assert counts[0]["image"] == n and counts[1]["image"] == 0  # the waiter read the entry the holder built
     assert len([e for e in EmbeddingCache(cache).ls() if e["complete"]]) == 1
     assert not list(cache.glob("*/partial.json")) and not list(cache.glob("*/chunks"))  # nothing half-built
 

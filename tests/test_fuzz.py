@@ -30,7 +30,7 @@ from data_fixtures import digit_image, digits_manifest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from gapdiag.errors import GapdiagError
+from gapdiag.errors import GapdiagError, InputError
 
 EXAMPLES = int(os.environ.get("GAPDIAG_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(
@@ -47,7 +47,7 @@ FUZZ = settings(
         HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large
     ],
 )
-CASES: dict[str, int] = {}  # property -> cases tried in this run (printed by the last test, for the docs)
+CASES: dict[str, int] = {}  # property -> cases tried in this run (printed after the module, for the docs)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -665,6 +665,32 @@ def test_fuzz_cache_permuted_sample_index_is_detected(seed):
             np.testing.assert_array_equal(result.sample_index[name], before.sample_index[name])
 
 
-def test_zz_report_case_counts():
-    """Print how many cases each property tried in this run (docs/reliability.md records a long run)."""
+@pytest.fixture(scope="module", autouse=True)
+def report_case_counts():
+    """After the module: print how many cases each property tried (``-s`` shows it; docs/reliability.md records
+    a long run). Printing is no test, so it lives here and not in a test that cannot fail."""
+    yield
     print("\nfuzz cases:", json.dumps(CASES, sort_keys=True))
+
+
+def test_the_harness_lets_every_other_exception_through_and_counts_cases():
+    """What every property relies on: ``outcome`` passes a one-line GapdiagError back as a result, fails a
+    multi-line or empty one, lets any other exception through (a traceback for the user), and counts the case."""
+
+    def raises(exc: BaseException) -> Callable[[], Any]:
+        def call() -> Any:
+            raise exc
+
+        return call
+
+    before = CASES.get("harness", 0)
+    assert outcome(lambda: 42, "harness") == 42
+    err = InputError("a bad row", hint="fix it")
+    assert outcome(raises(err), "harness") is err
+    for bad in (InputError("two\nlines"), InputError("  ")):
+        with pytest.raises(AssertionError):
+            outcome(raises(bad), "harness")
+    for other in (KeyError("label"), UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")):
+        with pytest.raises(type(other)):
+            outcome(raises(other), "harness")
+    assert CASES["harness"] == before + 6

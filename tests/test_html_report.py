@@ -146,6 +146,9 @@ def test_html_opens_with_a_summary_then_metrics_grouped_by_family_and_references
     assert "The modalities are linearly separable (1.000) although the gap is small" not in body  # gap 0.81
     assert "linearly separable (1.000) and the gap is large (0.8123)" in body
     assert "split: val" in body and "a seeded sample of 5,000, seed 3" in body
+    # One quantity, one number (issue #25): the histogram's caption says its bars are samples and its means the
+    # table's, so the reader never compares a sample mean with cos_nonmatching.
+    assert "Bars: samples of pairs" in body and "every pair, cos_tp and cos_nonmatching in the table" in body
     tags = parse(text)
     rows = [a["data-metric"] for a in tags.all("tr") if "data-metric" in a]
     families = [REGISTRY[r.split("/")[0]].family for r in rows]

@@ -69,6 +69,29 @@ def test_far_apart_modalities_score_one():
     assert modality_separability([x, y, z]) == 1.0
 
 
+def test_a_closed_gap_is_inseparable_at_chance_never_below_it():
+    # Each item has an exact twin in the other modality: the classifier learns one twin's label and is then
+    # wrong on purpose about the other (the held-out accuracy falls to 0.0 on real gap-closed embeddings).
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(40, 64))
+    assert modality_separability([x, x.copy()], at_least_chance=False) < 0.35
+    assert modality_separability([x, x.copy()]) == 0.5
+    assert modality_separability([x, x.copy(), x.copy()]) == pytest.approx(1 / 3)
+
+
+def test_subsamples_draw_distinct_points_sorted_and_seeded():
+    from gapdiag.metrics.clustering import _subsample, _take
+
+    x = np.arange(30.0).reshape(10, 3)
+    np.testing.assert_array_equal(_take(x, np.array([1, 4, 7])), x[[1, 4, 7]])  # as many rows as columns
+    assert _take(x, np.arange(10)) is x  # every row: no copy
+
+    rows = _subsample(1000, 600, seed=3)
+    assert len(np.unique(rows)) == 600 and np.all(np.diff(rows) > 0)  # without replacement, in order
+    np.testing.assert_array_equal(rows, _subsample(1000, 600, seed=3))
+    np.testing.assert_array_equal(_subsample(5, 600, seed=3), np.arange(5))
+
+
 def test_separability_is_balanced_for_one_to_many_data():
     # Five captions per image from the same distribution: "always text" would score 5/6 without balancing.
     rng = np.random.default_rng(5)
@@ -131,7 +154,8 @@ def test_modality_separability_matches_a_reference_logistic_regression(sizes):
     for seed in range(3):
         mods = scaled_modalities(seed, sizes, 4, 0.8)
         expected = ref.modality_separability(mods, seed=seed)
-        assert modality_separability(mods, seed=seed) == expected, (sizes, seed)
+        assert modality_separability(mods, seed=seed, at_least_chance=False) == expected, (sizes, seed)
+        assert modality_separability(mods, seed=seed) == max(expected, 1 / len(sizes)), (sizes, seed)
         sensitive += ref.modality_separability(mods, seed=seed, normalize=False) != expected
     assert sensitive >= 2
 
@@ -140,6 +164,8 @@ def test_modality_separability_matches_a_reference_logistic_regression(sizes):
     "call, fragment",
     [
         (lambda x, y: v_measure_class([x, y], [np.zeros(10)]), "label arrays"),
+        (lambda x, y: v_measure_class([x, y], [np.arange(10) % 2] * 3), "label arrays"),
+        (lambda x, y: v_measure_class([x, y], [np.zeros((10, 1)), np.zeros((10, 1))]), "modality 0"),
         (lambda x, y: v_measure_class([x, y], [np.arange(10) % 2, np.arange(9) % 2]), "modality 1"),
         (lambda x, y: v_measure_class([x, y], [np.zeros(10), np.zeros(10)]), "2 distinct labels"),
         (lambda x, y: v_measure_class([x, y], [np.arange(10) % 2, np.arange(10) % 2], n_init=0), "n_init"),
@@ -159,16 +185,22 @@ def test_bad_input_raises_one_line_input_error(call, fragment):
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
-def test_kmeans_fitted_on_a_bounded_sample_labels_every_point_the_same_way():
+def test_kmeans_fitted_on_a_bounded_sample_labels_every_point_the_same_way(monkeypatch):
     from gapdiag.metrics.clustering import _kmeans_v_measure
 
     rng = np.random.default_rng(5)
     centers = rng.normal(size=(3, 16)) * 3
     truth = rng.integers(0, 3, size=900)
     points = (centers[truth] + rng.normal(size=(900, 16))).astype(np.float32)
+    from sklearn.cluster import KMeans
+
+    fitted: list[int] = []  # how many points each k-means fit saw
+    fit = KMeans.fit
+    monkeypatch.setattr(KMeans, "fit", lambda self, x, *a, **k: (fitted.append(len(x)), fit(self, x, *a, **k))[1])
     full = _kmeans_v_measure(points, truth, 3, seed=0, n_init=3, fit_samples=None)
     # Under the bound nothing changes, bit for bit; above it, the sampled fit gives the same clustering.
     assert _kmeans_v_measure(points, truth, 3, seed=0, n_init=3, fit_samples=900) == full
     sampled = _kmeans_v_measure(points, truth, 3, seed=0, n_init=3, fit_samples=120)
     assert sampled == pytest.approx(full, abs=0.02)
     assert full > 0.9
+    assert fitted == [900, 900, 120]  # the bound is what makes it cheap: the last fit saw only its sample

@@ -7,16 +7,30 @@ import math
 
 import numpy as np
 import pytest
+import reference as ref
 import scipy.linalg
 import scipy.stats
 
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics import compute_all
-from gapdiag.metrics.decomposition import gap_decomposition, mmd_test
+from gapdiag.metrics.decomposition import dims_for_share, gap_decomposition, mmd_test
 from gapdiag.metrics.hubness import hubness, k_occurrence, robin_hood, skewness
-from gapdiag.metrics.intrinsic import isoscore, two_nn_distances, twonn_dimension, twonn_from_distances
-from gapdiag.metrics.similarity import knn_indices, linear_cka, mutual_knn, neighbour_overlap
+from gapdiag.metrics.intrinsic import (
+    isoscore,
+    isoscore_from_cov,
+    two_nn_distances,
+    twonn_dimension,
+    twonn_estimate,
+    twonn_from_distances,
+)
+from gapdiag.metrics.similarity import (
+    knn_indices,
+    linear_cka,
+    linear_cka_biased,
+    mutual_knn,
+    neighbour_overlap,
+)
 
 
 def _unit(x):
@@ -99,7 +113,30 @@ def test_mmd_matches_the_double_loop_and_tells_shapes_apart():
     same_a, same_b = rng.normal(size=(60, 5)), rng.normal(size=(60, 5))
     _, p_same = mmd_test(same_a, same_b, permutations=100, seed=0)
     assert p_same > 0.05
-    assert mmd_test(x, y, permutations=20, seed=3) == mmd_test(x, y, permutations=20, seed=3)
+    # The p-value counts the seeded relabellings as Gretton et al. do (the same labels, brute-force statistics).
+    labels = _seeded_relabellings(seed=3, m=30, n=25, permutations=20)
+    want = ref.mmd_permutation_pvalue(xc - xc.mean(0), yc - yc.mean(0), labels)
+    got = mmd_test(x, y, sample=None, permutations=20, seed=3)
+    assert got[0] == pytest.approx(want[0], rel=1e-5) and got[1] == want[1]
+
+
+def _seeded_relabellings(seed: int, m: int, n: int, permutations: int) -> np.ndarray:
+    """The relabellings ``mmd_test(sample=None, seed=seed)`` draws: permutations of (1 × m, 0 × n), in order."""
+    rng = np.random.default_rng(seed)
+    base = np.r_[np.ones(m), np.zeros(n)]
+    return np.array([rng.permutation(base) for _ in range(permutations)])
+
+
+def test_mmd_pvalue_counts_relabellings_that_tie_with_the_observed_split():
+    # p = (1 + #{permuted MMD² >= observed}) / (1 + P): a relabelling that reproduces the observed split ties with
+    # it exactly and must count (with ">" the p-value of this data fell to 1/(1 + P): realistic bug (d)).
+    x, y = np.tile([1.0, 0.0, 0.0], (3, 1)), np.tile([0.0, 1.0, 0.0], (2, 1))  # one split of 10 separates them
+    labels = _seeded_relabellings(seed=5, m=3, n=2, permutations=60)
+    mmd, p = mmd_test(x, y, sample=None, permutations=60, seed=5, centre=False, normalize=False)
+    want_mmd, want_p = ref.mmd_permutation_pvalue(x, y, labels)
+    observed_split = int((labels == np.r_[np.ones(3), np.zeros(2)]).all(axis=1).sum())
+    assert observed_split > 0 and want_p == (1 + observed_split) / 61
+    assert mmd == pytest.approx(want_mmd, rel=1e-12) and p == want_p
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -121,6 +158,16 @@ def test_hubness_statistics_by_hand():
     assert h["antihub_share"] == pytest.approx(2 / 6)
     assert h["hubs"] == [{"item": 0, "occurrence": 4}, {"item": 1, "occurrence": 2}]
     assert math.isnan(skewness([3, 3, 3]))
+    assert robin_hood([1, 0, 0]) == pytest.approx(2 / 3)  # one occurrence in all: still defined
+    assert math.isnan(robin_hood([0, 0, 0]))
+    # Asked for more hubs than items that occur at all: only those are listed, never an item no query retrieves.
+    assert [h["item"] for h in hubness(top, 6, n_hubs=10)["hubs"]] == [0, 1, 2, 3]
+
+
+def test_dims_for_share_of_no_gap_is_zero_and_of_one_dimension_is_one():
+    assert dims_for_share(np.zeros(4), 0.5) == 0  # nothing to carry (the engine skips it: no gap direction)
+    assert dims_for_share(np.array([0.0, 1.0, 0.0]), 0.9) == 1
+    assert dims_for_share(np.array([0.5, 0.5]), 0.5) == 1  # a share reached exactly is not rounded past
 
 
 @pytest.mark.parametrize("engine", ["blocked", "faiss"])
@@ -181,10 +228,99 @@ def test_twonn_agrees_with_scikit_dimension_and_brute_force_distances():
     assert twonn_dimension(pts, normalize=False) == pytest.approx(ref_points, rel=1e-3)
 
 
-def test_twonn_drops_duplicates():
+def test_twonn_ignores_exact_duplicates_instead_of_collapsing():
+    # Issue #25: 400 x 512 with 40 rows repeated read 1.6 (float32 FAISS puts a duplicate 3e-4 to 9e-4 away, so
+    # it was never dropped) instead of the estimate of the distinct points.
     rng = np.random.default_rng(8)
-    pts = rng.normal(size=(200, 4))
-    assert math.isfinite(twonn_dimension(np.vstack([pts, pts[:20]]), normalize=False))
+    pts = _unit(rng.normal(size=(400, 512))).astype(np.float32)
+    with_dups = pts.copy()
+    with_dups[360:] = pts[:40]
+    distinct = twonn_dimension(with_dups[:360], normalize=False)
+    assert distinct > 50  # a Gaussian in 512 dimensions; TwoNN underestimates at N = 360, but not to 1.6
+    assert twonn_dimension(with_dups, normalize=False) == distinct  # the copies add nothing
+    shuffled = with_dups[rng.permutation(400)]
+    assert twonn_dimension(shuffled, normalize=False) == pytest.approx(distinct, rel=1e-12)
+
+
+def test_twonn_duplicates_in_compute_all_keep_the_estimate_of_the_distinct_points():
+    # A caption set where a few captions repeat (one template caption 6 times, two others twice).
+    rng = np.random.default_rng(13)
+    img = (rng.normal(size=(120, 5)) @ rng.normal(size=(5, 32))).astype(np.float32)
+    txt = img + (0.3 * rng.normal(size=(120, 32))).astype(np.float32)
+    repeated = txt.copy()
+    repeated[[10, 20, 30, 40, 50]] = repeated[0]
+    repeated[[61, 71]] = repeated[[60, 70]]
+    ids = np.arange(120)
+
+    def text_twonn(t):
+        es = EmbeddingSet({"image": img, "text": t}, {"image": ids, "text": ids}, 120)
+        return compute_all(es, ["twonn_dimension"], device="cpu")[0]["twonn_dimension/text"]
+
+    keep = np.setdiff1d(ids, [10, 20, 30, 40, 50, 61, 71])
+    assert text_twonn(repeated) == pytest.approx(ref.twonn(_unit(txt[keep])), rel=1e-6)
+    assert text_twonn(repeated) > 0.8 * text_twonn(txt)  # was 2.2 instead of 5.1 on a real caption set
+
+
+def test_twonn_near_duplicates_use_exact_distances():
+    # Copies moved by 1e-5: float32 search cannot see distances that small (its rounding of |x - y|^2 is ~1e-7,
+    # a distance of ~3e-4), so they are measured again in float64; the estimate is the brute-force one.
+    # (FAISS computes |x|^2 + |y|^2 - 2 x.y for 512 dimensions; it found 0 or 2e-7 to 6e-7 for these 1e-10.)
+    rng = np.random.default_rng(14)
+    pts = _unit(rng.normal(size=(300, 8)) @ _rotation(rng, 512, 8).T).astype(np.float32)
+    near = np.vstack([pts, pts[:30] + (1e-5 / np.sqrt(512) * rng.normal(size=(30, 512))).astype(np.float32)])
+    assert len(np.unique(near, axis=0)) == 330
+    assert twonn_dimension(near, normalize=False) == pytest.approx(ref.twonn(near), rel=1e-6)
+    assert twonn_dimension(pts, normalize=False) == pytest.approx(ref.twonn(pts), rel=1e-4)  # float32 as before
+
+
+def test_two_nn_distances_are_the_float32_search_except_within_rounding_of_zero():
+    # Only distances float32 cannot resolve are measured again: every other value is what it always was.
+    import faiss
+
+    rng = np.random.default_rng(18)
+    pts = _unit(rng.normal(size=(200, 512))).astype(np.float32)
+    index = faiss.IndexFlatL2(512)
+    index.add(pts)
+    d2, _ = index.search(pts, 3)
+    r1, r2 = two_nn_distances(pts)
+    np.testing.assert_array_equal(r1, np.sqrt(d2[:, 1].astype(np.float64)))
+    np.testing.assert_array_equal(r2, np.sqrt(d2[:, 2].astype(np.float64)))
+
+
+def test_twonn_draws_with_seed_0_by_default():
+    pts = _unit(np.random.default_rng(19).normal(size=(60, 6)))
+    assert twonn_estimate(pts, sample=40) == twonn_estimate(pts, sample=40, seed=0)
+    assert twonn_dimension(pts, sample=40) == twonn_dimension(pts, sample=40, seed=0)
+
+
+def test_isoscore_refuses_a_covariance_that_is_not_square_and_too_few_points():
+    for bad in (np.ones((3, 2)), np.ones(3), np.ones((1, 1))):
+        with pytest.raises(InputError, match="square covariance"):
+            isoscore_from_cov(bad)
+    with pytest.raises(InputError, match="at least 2 points, got 1"):
+        isoscore(np.ones((1, 3)))
+
+
+def test_isoscore_noise_is_compared_with_the_covariance_itself():
+    # The covariance's own eigenvalues, not a rescaled copy: at or below ``noise`` there is no variance.
+    cov = np.diag([4e-12, 1e-12, 0.0])
+    assert math.isnan(isoscore_from_cov(cov, noise=4e-12))
+    assert isoscore_from_cov(cov, noise=3.9e-12) == pytest.approx(isoscore_from_cov(cov))
+    assert math.isnan(isoscore_from_cov(np.zeros((3, 3))))
+
+
+def test_twonn_of_identical_or_too_few_points_is_skipped_with_the_real_reason():
+    same = np.tile(np.float32([0.6, 0.8, 0.0]), (50, 1))
+    assert math.isnan(twonn_dimension(same))
+    value, why = twonn_estimate(same)
+    assert math.isnan(value) and "1 distinct" in why and "50" in why
+    value, why = twonn_estimate(np.vstack([same, [[0.0, 0.0, 1.0]]]))
+    assert math.isnan(value) and "2 distinct" in why
+    value, why = twonn_estimate(np.eye(3)[:2])
+    assert math.isnan(value) and "at least 3 points" in why and "2" in why
+    # -0.0 and 0.0 are one point (equal values, different bytes).
+    signed = np.array([[0.0, 1.0], [-0.0, 1.0], [1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
+    assert twonn_estimate(signed, normalize=False)[0] == pytest.approx(ref.twonn(signed[1:]), rel=1e-6)
 
 
 def test_isoscore_isotropic_vs_one_direction_and_reference_package():
@@ -250,6 +386,45 @@ def test_debiased_cka_equals_the_n_by_n_unbiased_hsic(block_size):
     assert abs(linear_cka(x, rng.normal(size=(41, 5)))) < 0.2
 
 
+@pytest.mark.parametrize("block_size", [7, 1000])
+def test_biased_cka_equals_the_n_by_n_centred_kernels(block_size):
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(37, 9))
+    y = x[:, :6] @ rng.normal(size=(6, 5)) + 0.7 * rng.normal(size=(37, 5))
+    want = ref.linear_cka_biased(_unit(x.astype(np.float32)), _unit(y.astype(np.float32)))
+    assert linear_cka_biased(x, y, block_size=block_size) == pytest.approx(want, rel=1e-6)  # float32 units
+    raw = ref.linear_cka_biased(x.astype(np.float32), y.astype(np.float32))  # gapdiag reads float32
+    assert linear_cka_biased(x, y, normalize=False) == pytest.approx(raw, rel=1e-9)
+    # Biased and debiased differ: the biased form is pulled up by the dimension of the features at small N.
+    assert abs(linear_cka(x, y) - linear_cka_biased(x, y)) > 0.02
+
+
+def test_biased_cka_closed_forms():
+    # Two orthogonal centred features of equal norm, against the first alone: |YᵀX|²/(|XᵀX| |YᵀY|) = 1/√2.
+    x = np.array([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
+    assert linear_cka_biased(x, x[:, :1], normalize=False) == pytest.approx(1 / math.sqrt(2), rel=1e-12)
+    rng = np.random.default_rng(16)
+    z = rng.normal(size=(30, 6))
+    # Invariant to rotation, isotropic scale and a shift (HSIC centres the kernels); 1 against itself.
+    moved = 3.0 * z @ _rotation(rng, 6, 6) + 5.0
+    assert linear_cka_biased(z, moved, normalize=False) == pytest.approx(1.0, abs=1e-12)
+    assert linear_cka_biased(z, z, normalize=False) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_cka_values_stay_in_their_range_and_constant_representations_have_none():
+    rng = np.random.default_rng(17)
+    for seed in range(200):  # tiny N: where an estimator would leave its range if it could
+        r = np.random.default_rng(seed)
+        n = int(r.integers(4, 8))
+        x, y = r.normal(size=(n, 3)), r.normal(size=(n, 2))
+        assert -1.0 <= linear_cka(x, y) <= 1.0  # HSIC_u is an inner product of U-centred kernels
+        assert 0.0 <= linear_cka_biased(x, y) <= 1.0
+    for n in (10, 500):  # one vector repeated: its centred sums are rounding noise (~1e-16), not a variance
+        constant = np.repeat(rng.normal(size=(1, 16)), n, axis=0)
+        assert math.isnan(linear_cka(constant, rng.normal(size=(n, 4))))
+        assert math.isnan(linear_cka_biased(constant, rng.normal(size=(n, 4))))
+
+
 def test_cka_needs_the_same_items():
     with pytest.raises(InputError, match="same items"):
         linear_cka(np.ones((5, 3)), np.ones((6, 3)))
@@ -265,6 +440,16 @@ def test_mutual_knn_equals_brute_force_neighbour_sets():
     assert mutual_knn(x, y, 4) == pytest.approx(want)
     assert knn_indices(x, 4).tolist() == nx[:, 1:].tolist()
     assert neighbour_overlap([[1, 2, 3]], [[3, 4, 1]]).tolist() == [pytest.approx(2 / 3)]
+
+
+def test_neighbour_overlap_equals_set_intersections_whatever_the_largest_index():
+    rng = np.random.default_rng(20)
+    for top in (7, 8, 33):  # odd and even largest indices: row keys must never collide across rows
+        nx = np.array([rng.choice(top + 1, 3, replace=False) for _ in range(40)])
+        ny = np.array([rng.choice(top + 1, 3, replace=False) for _ in range(40)])
+        want = [len(set(a) & set(b)) / 3 for a, b in zip(nx, ny)]
+        assert neighbour_overlap(nx, ny).tolist() == pytest.approx(want)
+    assert neighbour_overlap([[3], [2]], [[1], [0]]).tolist() == [0.0, 0.0]
 
 
 def test_joint_twonn_draws_from_the_stacked_set_without_stacking_it():

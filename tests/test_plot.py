@@ -199,6 +199,25 @@ def test_similarity_histograms_subsample_true_pairs_beyond_max_pairs():
     np.testing.assert_array_equal(ax.containers[0].datavalues, again.containers[0].datavalues)
 
 
+def test_histogram_means_are_the_measured_ones_and_the_bars_say_what_they_sample():
+    # Issue #25: the report's histogram gave the non-matching mean of its random pairs (0.2648) where the table's
+    # cos_nonmatching, over every pair, read 0.2751. One quantity, one number: the figure's means are the
+    # table's, and the legend says how many pairs the bars were drawn from.
+    from gapdiag.metrics import compute_all
+    from gapdiag.presentation import format_number
+
+    es = two_cones(n=25, captions=2)
+    measured, _ = compute_all(es, ["cos_tp", "cos_nonmatching"], device="cpu")
+    cos_tp, cos_nm = measured["cos_tp/image-text"], measured["cos_nonmatching/image-text"]
+    for max_pairs, drawn in ((None, "all 50"), (10, "10 of 50")):
+        (ax,) = gplot.plot_similarity_histograms(es, seed=0, max_pairs=max_pairs).axes
+        true_label, other_label = (t.get_text() for t in ax.get_legend().get_texts())
+        assert f"mean {format_number(cos_tp)}" in true_label and drawn in true_label
+        n_drawn = 50 if max_pairs is None else 10  # as many non-matching pairs as true pairs
+        assert f"mean {format_number(cos_nm)}" in other_label and f"{n_drawn} of 1,200" in other_label
+        assert [line.get_xdata()[0] for line in ax.lines] == pytest.approx([cos_tp, cos_nm], abs=1e-12)
+
+
 def test_random_non_matching_pairs_never_pair_a_sample_with_itself_and_are_seeded():
     sa = np.arange(5)
     sb = np.repeat(np.arange(5), 2)

@@ -7,14 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from data_fixtures import digits_manifest
 
-from gapdiag import api, derived, fsutil
+from gapdiag import api, derived
 
 MODEL_LIBRARIES = ("open_clip", "timm", "torchvision", "torch._dynamo")
 #: Runs the CLI in a fresh interpreter, then prints which model libraries the command imported.
@@ -24,9 +23,14 @@ _RUN_AND_REPORT = (
 )
 
 
-def _cli(args: list[object], env: dict[str, str]) -> tuple[list[str], str]:
-    proc = subprocess.run([sys.executable, "-c", _RUN_AND_REPORT, *map(str, args)], capture_output=True,
-                          text=True, env=env)
+#: Files changed within RACY_SECONDS of hashing are not memoised (fsutil's racily-clean rule); the cold run treats
+#: the data it was just given as settled, so that it writes its fingerprint memo without a wait on the clock.
+_SETTLED = "import gapdiag.fsutil as f; f.RACY_SECONDS = 0; "
+
+
+def _cli(args: list[object], env: dict[str, str], *, settled: bool = False) -> tuple[list[str], str]:
+    code = (_SETTLED if settled else "") + _RUN_AND_REPORT
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.startswith("IMPORTED"))
     return json.loads(line.split(" ", 1)[1].replace("'", '"')), proc.stdout
@@ -49,11 +53,8 @@ def cold_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | dict[
     env = {k: v for k, v in os.environ.items() if k != "GAPDIAG_CACHE_DIR"}
     env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"),
                XDG_DATA_HOME=str(home / ".local/share"), PYTHONPATH=os.pathsep.join(sys.path))
-    # Files changed within RACY_SECONDS of hashing are not memoised (fsutil's racily-clean rule): let the
-    # freshly written data settle so that the cold run does write its fingerprint memo.
-    newest = max(p.stat().st_ctime for p in (tmp / "data").rglob("*"))
-    time.sleep(max(0.0, fsutil.RACY_SECONDS + 0.2 - (time.time() - newest)))
-    imported, _ = _cli(["embed", "--data", data, "--model", model, "--random-init", "--cache-dir", cache, "-q"], env)
+    imported, _ = _cli(["embed", "--data", data, "--model", model, "--random-init", "--cache-dir", cache, "-q"], env,
+                       settled=True)
     return {"model": model, "data": data, "home": home, "cache": cache, "env": env, "cold_imports": imported}
 
 

@@ -75,8 +75,8 @@ def _measure(es: EmbeddingSet, *, metrics: Sequence[str] | None, sample: int | N
                                                      retrieval_engine=retrieval_engine, device=search_on,
                                                      progress=status, on_tile=on_tile, threads=threads)
     extras["repeated_items"], notes = repeat_notes(es, list(values))
-    if notes:
-        extras["notes"] = notes
+    if notes:  # after the metrics' own notes (a below-chance separability)
+        extras["notes"] = [*extras.get("notes", []), *notes]
     intervals = {}
     if bootstrap:
         if status is not None:

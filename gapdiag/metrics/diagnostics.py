@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag.metrics.blocked import LinearStats
+from gapdiag.metrics.bounds import NO_VARIANCE
 from gapdiag.metrics.decomposition import (
     MMD_PERMUTATIONS,
     MMD_SAMPLE,
@@ -23,7 +24,7 @@ from gapdiag.metrics.decomposition import (
     mmd_test,
 )
 from gapdiag.metrics.hubness import HUBNESS_K, hubness
-from gapdiag.metrics.intrinsic import TWONN_SAMPLE, isoscore_from_cov, twonn_dimension, twonn_rows
+from gapdiag.metrics.intrinsic import TWONN_SAMPLE, isoscore_from_cov, twonn_estimate, twonn_rows
 
 DECOMPOSITION_LINEAR = {
     "gap_w2_squared": "w2_squared",
@@ -59,7 +60,12 @@ def linear_diagnostics(
             dec = gap_decomposition_from_stats(stats[a], stats[b])
             for base, key in DECOMPOSITION_LINEAR.items():
                 if base in bases:
-                    _put(values, extras, f"{base}/{q}", float(dec[key]), "the two centroids coincide")
+                    value = float(dec[key])
+                    if key.startswith("dims") and dec["centroid"] == 0:  # Δ = 0: no share of it to carry
+                        value = math.nan
+                    why = ("the two modalities' Gaussian fits coincide (W2 = 0)" if key == "centroid_share"
+                           else "the two centroids coincide: the gap has no direction")
+                    _put(values, extras, f"{base}/{q}", value, why)
             extras[f"gap_decomposition/{q}"] = {
                 k: dec[k]
                 for k in ("centroid", "bures", "w2_squared", "top_dims", "contributions", "contributions_pca")
@@ -67,7 +73,11 @@ def linear_diagnostics(
     if "isoscore" in bases:
         joint = sum((stats[m] for m in names[1:]), stats[names[0]])
         for q, st in [*((m, stats[m]) for m in names), ("joint", joint)]:
-            _put(values, extras, f"isoscore/{q}", isoscore_from_cov(mean_and_cov(st)[1]), "no variance")
+            assert st.gram is not None, "linear_stats(..., gram=True) is needed for IsoScore"
+            # The largest eigenvalue against the scale of the sums that cancel in the covariance.
+            noise = NO_VARIANCE * float(np.trace(st.gram)) / st.n
+            _put(values, extras, f"isoscore/{q}", isoscore_from_cov(mean_and_cov(st)[1], noise=noise),
+                 "no variance: every vector is the same (up to float rounding)")
 
 
 def sampled_diagnostics(
@@ -99,16 +109,11 @@ def sampled_diagnostics(
         )
     if "twonn_dimension" in bases:
         for q, pts in [*((m, units[m]) for m in names), ("joint", _joint_twonn_points(units, names, seed))]:
-            value = twonn_dimension(pts, seed=seed, normalize=False) if pts.shape[0] >= 3 else math.nan
-            _put(
-                values,
-                extras,
-                f"twonn_dimension/{q}",
-                value,
-                "fewer than 2 points with a distinct nearest neighbour (duplicate items)",
-            )
+            value, why = twonn_estimate(pts, seed=seed, normalize=False)
+            _put(values, extras, f"twonn_dimension/{q}", value, why or "")
         extras["variants"]["twonn_dimension"] = (
-            f"TwoNN unbiased MLE (N-1)/sum log(r2/r1), exact FAISS 2-NN, <= {TWONN_SAMPLE} points"
+            f"TwoNN unbiased MLE (N-1)/sum log(r2/r1) on the distinct points, exact FAISS 2-NN (float64 below "
+            f"float32 rounding), <= {TWONN_SAMPLE} points"
         )
 
 

@@ -32,6 +32,7 @@ from gapdiag.metrics.blocked import (
     paired_dot_sum,
     unit_rows,
 )
+from gapdiag.metrics.bounds import keep_in_bounds
 from gapdiag.metrics.cone import angular_value_from_stats
 from gapdiag.metrics.diagnostics import (
     linear_diagnostics,
@@ -169,6 +170,8 @@ def compute_all(
     for b, definition in VARIANTS.items():
         if b in bases or (b == "recall_at_k" and bases & set(RECALL_KS)):
             extras["variants"][b] = definition
+    # Rounding past a bound a metric cannot cross (identical vectors: uniformity +4e-7) is set to the bound.
+    keep_in_bounds(values, extras["skipped"], vecs[names[0]].shape[1])
     if metrics is not None:
         _require_requested(bare, wanted_full, values, extras["skipped"], names)
         values = {k: v for k, v in values.items() if k in wanted_full or k.split("/")[0] in bare}

@@ -19,7 +19,12 @@ from numpy.typing import NDArray
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.metrics.arithmetic import arithmetic_accuracy
 from gapdiag.metrics.blocked import DEFAULT_T, hits_at_k, log_mean_exp, within_pass
-from gapdiag.metrics.clustering import modality_separability, v_measure_class, v_measure_modality
+from gapdiag.metrics.clustering import (
+    modality_separability,
+    separability_from_accuracy,
+    v_measure_class,
+    v_measure_modality,
+)
 from gapdiag.metrics.cross import CrossPassResult, cross_pass
 from gapdiag.metrics.diagnostics import HUBNESS, MMD, hubness_diagnostics, sampled_diagnostics
 from gapdiag.metrics.hubness import HUBNESS_K
@@ -187,7 +192,14 @@ class QuadraticStep:
             self.values["v_measure_modality/joint"] = v_measure_modality(mats, seed=self.seed, normalized=True)
         if "modality_separability" in bases:
             self.say("modality separability")
-            self.values["modality_separability/joint"] = modality_separability(mats, seed=self.seed, normalized=True)
+            accuracy = modality_separability(mats, seed=self.seed, normalized=True, at_least_chance=False)
+            chance = 1.0 / len(mats)
+            self.values["modality_separability/joint"] = separability_from_accuracy(accuracy, len(mats))
+            if accuracy < chance:
+                self.extras.setdefault("notes", []).append(
+                    f"modality_separability/joint: the held-out accuracy {accuracy:.4g} is below chance "
+                    f"({chance:.4g}), shown as chance: a linear classifier finds no modality signal (with a closed "
+                    "gap each test item's near-twin was learnt with the other label)")
         if "arithmetic_accuracy" in bases:
             image = self.image
             if not es.attributes or not es.attribute_embeddings:

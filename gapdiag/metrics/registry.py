@@ -220,7 +220,7 @@ REGISTRY: dict[str, MetricInfo] = {
         MetricInfo("gap_centroid_share", None, (0.0, 1.0), "pair", "decomposition", _SCH,
                    "share of W2^2 carried by the centroid term |delta|^2", False),
         *(
-            MetricInfo(f"gap_dims_{q}{basis}", None, (0.0, None), "pair", "decomposition", _SCH,
+            MetricInfo(f"gap_dims_{q}{basis}", None, (1.0, None), "pair", "decomposition", _SCH,
                        f"dimensions ({'PCA basis of the joint set' if basis else 'model basis'}) carrying "
                        f"{q} % of |delta|^2", False)
             for basis in ("", "_pca")
@@ -246,6 +246,10 @@ REGISTRY: dict[str, MetricInfo] = {
         MetricInfo("linear_cka", True, (None, 1.0), "modality", "similarity",
                    "Kornblith et al., ICML 2019; Song et al., JMLR 2012 (unbiased HSIC)",
                    "debiased linear CKA between two models' embeddings of the same items", False, True, True),
+        MetricInfo("linear_cka_biased", True, (0.0, 1.0), "modality", "similarity",
+                   "Kornblith et al., ICML 2019, eq. 5; Gretton et al., ALT 2005 (biased HSIC)",
+                   "linear CKA with the biased HSIC, as most papers report it (debiased: linear_cka)", False, True,
+                   True),
         MetricInfo("mutual_knn", True, (0.0, 1.0), "modality", "similarity", "Huh et al., ICML 2024, §2",
                    "mean overlap of the 10 nearest neighbours of each item under two models", True, True, True),
     )
