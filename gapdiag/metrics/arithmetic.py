@@ -17,6 +17,7 @@ from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_same_dim
 from gapdiag.metrics.blocked import unit_rows
 from gapdiag.metrics.retrieval import search_topk
+from gapdiag.metrics.sampling import sorted_choice
 
 
 def _encode_attributes(
@@ -131,7 +132,7 @@ def arithmetic_accuracy(
         )
 
     rng = np.random.default_rng(seed)
-    drawn = np.sort(rng.choice(pair_img.size, size=min(max_queries, pair_img.size), replace=False))
+    drawn = sorted_choice(rng, pair_img.size, max_queries)
     q_attr, q_img = pair_attr[drawn], pair_img[drawn]
     pick = rng.random(drawn.size)
     q_target = np.empty(drawn.size, dtype=np.int64)

@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix, check_same_dim
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.sampling import seeded_samples, sorted_choice
 
 
 def _joint(
@@ -44,7 +45,7 @@ def _subsample(n: int, max_samples: int | None, seed: int) -> NDArray[np.intp]:
         return np.arange(n)
     if max_samples < 1:
         raise InputError(f"max_samples must be >= 1, got {max_samples}")
-    return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+    return seeded_samples(n, max_samples, seed)
 
 
 def _take(x: NDArray[Any], rows: NDArray[np.intp]) -> NDArray[Any]:
@@ -217,7 +218,7 @@ def modality_separability(
     if n < 2:
         raise InputError(f"each modality needs at least 2 items to split into train and test, got {n}")
     rng = np.random.default_rng(seed)
-    points = np.concatenate([m[np.sort(rng.choice(m.shape[0], size=n, replace=False))] for m in mats])
+    points = np.concatenate([m[sorted_choice(rng, m.shape[0], n)] for m in mats])
     truth = np.repeat(np.arange(len(mats)), n)
     x_train, x_test, y_train, y_test = train_test_split(
         points, truth, test_size=test_fraction, stratify=truth, random_state=seed

@@ -26,6 +26,7 @@ from gapdiag.errors import InputError
 from gapdiag.metrics._linalg import eigh, eigvalsh
 from gapdiag.metrics._validation import check_matrix, check_same_dim
 from gapdiag.metrics.blocked import LinearStats, linear_stats, unit_rows
+from gapdiag.metrics.sampling import sorted_choice
 
 #: Dimensions listed in the report's top-dimension list.
 TOP_DIMS = 10
@@ -176,8 +177,8 @@ def mmd_test(
     # Draw first: only the drawn items are checked, normalised and converted (the rest is never read).
     rows_x = rows_y = None
     if sample is not None:
-        rows_x = np.sort(rng.choice(x.shape[0], min(sample, x.shape[0]), replace=False))
-        rows_y = np.sort(rng.choice(y.shape[0], min(sample, y.shape[0]), replace=False))
+        rows_x = sorted_choice(rng, x.shape[0], sample)
+        rows_y = sorted_choice(rng, y.shape[0], sample)
     xa = unit_rows(x, "x", rows=rows_x, normalize=normalize).astype(np.float64)
     ya = unit_rows(y, "y", rows=rows_y, normalize=normalize).astype(np.float64)
     if centre:

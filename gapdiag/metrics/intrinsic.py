@@ -25,6 +25,7 @@ from gapdiag.errors import InputError
 from gapdiag.metrics._linalg import eigvalsh
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.sampling import seeded_samples
 
 #: TwoNN on at most this many points (seeded draw): 2-NN search is O(N²·d).
 TWONN_SAMPLE = 5000
@@ -154,7 +155,7 @@ def twonn_rows(n: int, sample: int | None = TWONN_SAMPLE, seed: int = 0) -> NDAr
     """The sorted rows :func:`twonn_dimension` estimates on (a seeded draw of ``sample``), or None for all."""
     if sample is None or n <= sample:
         return None
-    return np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+    return seeded_samples(n, sample, seed)
 
 
 def isoscore_from_cov(cov: ArrayLike, *, noise: float = 0.0) -> float:

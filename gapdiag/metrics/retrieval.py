@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_same_dim, check_sample_index
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.sampling import sorted_choice
 from gapdiag.metrics.search_index import (
     _SEARCHER_OPTIONS,
     IndexKind,
@@ -337,7 +338,7 @@ def approximate_recall_agreement(
     if sample < 1:
         raise InputError(f"sample must be >= 1, got {sample}")
     rng = np.random.default_rng(seed)
-    picked = np.sort(rng.choice(q.shape[0], size=min(sample, q.shape[0]), replace=False))
+    picked = sorted_choice(rng, q.shape[0], sample)
     q = q[picked]
     exact_top, _ = _topk(q, g, k, device=device, index="flat")
     _, approx_idx = _topk(q, g, k, device=device, index=index, seed=seed, **index_options)
