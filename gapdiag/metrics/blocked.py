@@ -103,6 +103,20 @@ class LinearStats:
         return LinearStats(self.n + other.n, self.total + other.total, gram)
 
 
+def joint_stats(parts: Sequence[LinearStats]) -> LinearStats:
+    """The statistics of the joint set (the parts stacked): counts, sums and Gram matrices add up.
+
+    Added left to right, ``((s₀ + s₁) + s₂) + …``: the order every joint value (rank, −W₂, IsoScore, the PCA
+    basis of the gap decomposition) has always been computed in. The Gram matrix is None if a part has none.
+
+    Raises:
+        InputError: No part.
+    """
+    if not parts:
+        raise InputError("joint statistics need at least one set of statistics")
+    return sum(parts[1:], parts[0])
+
+
 def linear_stats(
     x: NDArray[Any],
     name: str = "vectors",

@@ -29,6 +29,7 @@ from gapdiag.metrics.blocked import (
     _tiles,
     strip_uniformity,
 )
+from gapdiag.metrics.rounding import score_tolerance
 from gapdiag.metrics.running_topk import RunningTopK
 from gapdiag.metrics.tile_workers import TileWorkers, resolve_threads
 
@@ -75,11 +76,6 @@ def _sorted_by_sample(
 def exact_scores(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float64]:
     """Row-wise ``a_p · b_p`` in float64: float32 products are exact in float64, so equal vectors tie exactly."""
     return (a.astype(np.float64) * b.astype(np.float64)).sum(axis=-1)
-
-
-def _score_tolerance(d: int) -> float:
-    """Bound on |float32 BLAS score − exact score| for unit vectors (d·2⁻²⁴), doubled for safety."""
-    return 2.0 * d * 2.0**-24
 
 
 @dataclass
@@ -214,8 +210,8 @@ def cross_pass(
             dir_a.update_best(r, exact, ob[c])
             dir_b.update_best(c, exact, oa[r])
     # Without retrieval the +inf thresholds switch the rank counting off (nothing is above +inf).
-    dir_a.freeze(_score_tolerance(a.shape[1]))
-    dir_b.freeze(_score_tolerance(a.shape[1]))
+    dir_a.freeze(score_tolerance(a.shape[1]))
+    dir_b.freeze(score_tolerance(a.shape[1]))
     walk = _ColumnWalk(a, b, sa, sb, oa, ob, dir_a, dir_b, RunningTopK(b.shape[0], topk), tiles_a, overlaps,
                        t if uniformity else None, retrieval or topk > 0,
                        _kth_score_floor(a, b, topk), _kth_score_floor(b, a, topk))
@@ -370,7 +366,7 @@ def _kth_score_floor(q: NDArray[np.float32], g: NDArray[np.float32], k: int) -> 
     step = max(1, (1 << 22) // m)  # about 16 MiB of scores at a time
     for r in range(0, q.shape[0], step):
         kth = np.partition(q[r : r + step] @ g[:m].T, m - k, axis=1)[:, m - k]
-        floor[r : r + step] = kth - np.float32(2.0 * _score_tolerance(q.shape[1]))
+        floor[r : r + step] = kth - np.float32(2.0 * score_tolerance(q.shape[1]))
     return np.nextafter(floor, np.float32(-np.inf))
 
 

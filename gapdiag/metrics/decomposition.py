@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._linalg import eigh, eigvalsh
 from gapdiag.metrics._validation import check_matrix, check_same_dim
-from gapdiag.metrics.blocked import LinearStats, linear_stats, unit_rows
+from gapdiag.metrics.blocked import LinearStats, joint_stats, linear_stats, unit_rows
 from gapdiag.metrics.sampling import sorted_choice
 
 #: Dimensions listed in the report's top-dimension list.
@@ -93,7 +93,7 @@ def gap_decomposition_from_stats(sx: LinearStats, sy: LinearStats, *, top: int =
     centroid = float(delta @ delta)
     bures = bures_term(cx, cy)
     w2 = centroid + bures
-    _, cj = mean_and_cov(sx + sy)
+    _, cj = mean_and_cov(joint_stats([sx, sy]))
     w, v = eigh(cj)
     basis = v[:, np.argsort(w)[::-1]]  # principal directions of the joint set, largest variance first
     c = contributions(delta)

@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.metrics.blocked import LinearStats
-from gapdiag.metrics.bounds import NO_VARIANCE
+from gapdiag.metrics.blocked import LinearStats, joint_stats
 from gapdiag.metrics.decomposition import (
     MMD_PERMUTATIONS,
     MMD_SAMPLE,
@@ -25,6 +24,7 @@ from gapdiag.metrics.decomposition import (
 )
 from gapdiag.metrics.hubness import HUBNESS_K, hubness
 from gapdiag.metrics.intrinsic import TWONN_SAMPLE, isoscore_from_cov, twonn_estimate, twonn_rows
+from gapdiag.metrics.rounding import NO_VARIANCE
 
 DECOMPOSITION_LINEAR = {
     "gap_w2_squared": "w2_squared",
@@ -71,12 +71,12 @@ def linear_diagnostics(
                 for k in ("centroid", "bures", "w2_squared", "top_dims", "contributions", "contributions_pca")
             }
     if "isoscore" in bases:
-        joint = sum((stats[m] for m in names[1:]), stats[names[0]])
+        joint = joint_stats([stats[m] for m in names])
         for q, st in [*((m, stats[m]) for m in names), ("joint", joint)]:
-            assert st.gram is not None, "linear_stats(..., gram=True) is needed for IsoScore"
+            _, cov = mean_and_cov(st)  # InputError without the Gram matrix
             # The largest eigenvalue against the scale of the sums that cancel in the covariance.
             noise = NO_VARIANCE * float(np.trace(st.gram)) / st.n
-            _put(values, extras, f"isoscore/{q}", isoscore_from_cov(mean_and_cov(st)[1], noise=noise),
+            _put(values, extras, f"isoscore/{q}", isoscore_from_cov(cov, noise=noise),
                  "no variance: every vector is the same (up to float rounding)")
 
 

@@ -28,6 +28,7 @@ from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     LinearStats,
     iter_unit_blocks,
+    joint_stats,
     linear_stats,
     paired_dot_sum,
     unit_rows,
@@ -273,7 +274,7 @@ def _linear_metrics(
         for m in names:
             values[f"angular_value/{m}"] = angular_value_from_stats(stats[m])
     if bases & {"effective_rank", "rankme"}:
-        joint = sum((stats[m] for m in names[1:]), stats[names[0]])
+        joint = joint_stats([stats[m] for m in names])
         for q, st in [*((m, stats[m]) for m in names), ("joint", joint)]:
             s = singular_values_from_stats(st)
             extras[f"spectrum/{q}"] = s.tolist()
@@ -282,7 +283,7 @@ def _linear_metrics(
             if "rankme" in bases:
                 values[f"rankme/{q}"] = rankme_from_singular_values(s)
     if "uniformity_w2" in bases:
-        values["uniformity_w2/joint"] = w2_from_stats(sum((stats[m] for m in names[1:]), stats[names[0]]))
+        values["uniformity_w2/joint"] = w2_from_stats(joint_stats([stats[m] for m in names]))
 
 
 def _zero_shot(

@@ -25,6 +25,7 @@ from gapdiag.errors import InputError
 from gapdiag.metrics._linalg import eigvalsh
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.rounding import score_tolerance
 from gapdiag.metrics.sampling import seeded_samples
 
 #: TwoNN on at most this many points (seeded draw): 2-NN search is O(N²·d).
@@ -39,9 +40,10 @@ def distance_tolerance(d: int) -> float:
     """Bound on the float32 rounding of a FAISS squared L2 distance between unit vectors in ``d`` dimensions.
 
     ``‖x − y‖² = ‖x‖² + ‖y‖² − 2x·y`` in float32: each of the three terms is within ``d·2⁻²⁴`` of its exact value,
-    so the sum is within ``4·d·2⁻²⁴``; doubled for safety, as the cross pass does for its scores.
+    so the sum is within ``4·d·2⁻²⁴``; doubled for safety, as the cross pass does for its scores: four
+    :func:`~gapdiag.metrics.rounding.score_tolerance`.
     """
-    return 8.0 * d * 2.0**-24
+    return 4.0 * score_tolerance(d)
 
 
 def two_nn_distances(x: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from gapdiag.errors import InputError
 from gapdiag.metrics._linalg import eigvalsh
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, LinearStats, linear_stats
@@ -19,7 +20,8 @@ def singular_values_from_stats(stats: LinearStats) -> NDArray[np.float64]:
     ``σ_k = sqrt(λ_k(XᵀX))`` with eigenvalues clipped at 0; only the ``min(N, d)`` largest are kept (the
     rest are zero by construction). The float64 Gram keeps σ down to about 1e-8·σ_max.
     """
-    assert stats.gram is not None, "linear_stats(..., gram=True) is needed for the spectrum"
+    if stats.gram is None:
+        raise InputError("the spectrum needs the Gram matrix: linear_stats(..., gram=True)")
     eig = eigvalsh(stats.gram)[::-1]
     return np.sqrt(np.clip(eig[: min(stats.n, eig.size)], 0.0, None))
 

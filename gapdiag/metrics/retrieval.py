@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_same_dim, check_sample_index
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.rounding import score_tolerance
 from gapdiag.metrics.sampling import sorted_choice
 from gapdiag.metrics.search_index import (
     _SEARCHER_OPTIONS,
@@ -197,13 +198,13 @@ def _topk(
         raise InputError(f"unknown search option(s) {sorted(unknown)}; see search_topk for the options")
     searcher = _Searcher(g, **{**options, **searcher_options})
     first_k = max(k, candidates if candidates is not None else max(2 * k, k + 16))
-    # |float32 FAISS score − exact score| <= d·2⁻²⁴·‖q‖·‖g‖ (summation error bound, with slack); twice that,
-    # since both the k-th score and an unseen item's score can be off, is the window of possible ties.
+    # |float32 FAISS score − exact score| <= score_tolerance(d)·‖q‖·‖g‖ (d·2⁻²⁴ with slack); twice that, since
+    # both the k-th score and an unseen item's score can be off, is the window of possible ties.
     g, step = searcher.gallery, _rows_per_chunk(q.shape[1])
     gallery_norm = max(
         float(np.linalg.norm(g[s : s + step], axis=1).max()) for s in range(0, g.shape[0], step)
     )
-    tol = 4.0 * q.shape[1] * 2.0**-24 * gallery_norm * np.linalg.norm(q, axis=1).astype(np.float64)
+    tol = 2.0 * score_tolerance(q.shape[1]) * gallery_norm * np.linalg.norm(q, axis=1).astype(np.float64)
     scores = np.empty((q.shape[0], k), dtype=np.float64)
     indices = np.empty((q.shape[0], k), dtype=np.int64)
     for start in range(0, q.shape[0], batch_size):

@@ -23,6 +23,8 @@ from numba import njit, types
 from numba.extending import intrinsic
 from numpy.typing import NDArray
 
+from gapdiag.errors import InputError
+
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _insert(scores, index, q, v, g):
@@ -217,7 +219,7 @@ def exp_terms(
         ``(other, same)`` log-sums; ``-inf`` for an empty sum.
     """
     if two_t > MAX_TWO_T:
-        raise ValueError(f"2t = {two_t} is beyond the compiled exp's range ({MAX_TWO_T})")
+        raise InputError(f"2t = {two_t} is beyond the compiled exp's range ({MAX_TWO_T}); use strip_uniformity")
     out = np.empty(2)
     mask = _NO_MASK if same is None else same.view(np.uint8)
     _exp_sums(s, mask, same is not None, float(two_t), -(1 << 62) if first_col is None else first_col, out)

@@ -26,6 +26,7 @@ from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_T,
     LinearStats,
+    joint_stats,
     linear_stats,
     log_mean_exp,
     unit_rows,
@@ -98,7 +99,8 @@ def uniformity_cross(
 
 def w2_from_stats(stats: LinearStats) -> float:
     """``−W₂`` from the count, sum and Gram matrix of the joint set (see :func:`uniformity_w2`)."""
-    assert stats.gram is not None, "linear_stats(..., gram=True) is needed for W2"
+    if stats.gram is None:
+        raise InputError("-W2 needs the Gram matrix: linear_stats(..., gram=True)")
     d = stats.total.size
     mu = stats.total / stats.n
     cov = stats.gram / stats.n - np.outer(mu, mu)
@@ -129,7 +131,7 @@ def uniformity_w2(*sets: ArrayLike, block_size: int = DEFAULT_BLOCK_SIZE) -> flo
     for k, a in enumerate(arrays[1:], start=1):
         check_same_dim(arrays[0], a, "set 0", f"set {k}")
     stats = [linear_stats(a, f"set {k}", block_size=block_size) for k, a in enumerate(arrays)]
-    return w2_from_stats(sum(stats[1:], stats[0]))
+    return w2_from_stats(joint_stats(stats))
 
 
 def joint_uniformity(
