@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix, check_same_dim
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.passes import Passes, Skip, Value
 from gapdiag.metrics.sampling import seeded_samples, sorted_choice
 
 
@@ -232,3 +233,40 @@ def modality_separability(
 def separability_from_accuracy(accuracy: float, n_modalities: int) -> float:
     """``max(accuracy, 1/M)``: the reported separability from the held-out accuracy (see :func:`modality_separability`)."""
     return max(float(accuracy), 1.0 / n_modalities)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# From the passes of compute_all (the registry's value functions): the quadratic subset's unit vectors
+# ---------------------------------------------------------------------------------------------------------
+def v_measure_class_value(p: Passes, q: str) -> Value:
+    """``v_measure_class/joint`` on the items in play; skipped without labels or with one class."""
+    labels = p.es.labels
+    if labels is None:
+        return Skip("needs class labels")
+    labels = np.asarray(labels)
+    n_classes = len(np.unique(labels[np.concatenate(list(p.sub.values()))]))
+    if n_classes < 2:  # one class: V-Measure is 1.0 by definition and says nothing about the embedding space
+        return Skip(f"needs at least 2 classes (the data has {n_classes})")
+    p.say("clustering: class V-Measure")
+    return v_measure_class([p.units[m] for m in p.names], [labels[p.sub[m]] for m in p.names], seed=p.seed,
+                           normalized=True)
+
+
+def v_measure_modality_value(p: Passes, q: str) -> float:
+    """``v_measure_modality/joint`` on the items in play."""
+    p.say("clustering: modality V-Measure")
+    return v_measure_modality([p.units[m] for m in p.names], seed=p.seed, normalized=True)
+
+
+def modality_separability_value(p: Passes, q: str) -> float:
+    """``modality_separability/joint`` on the items in play; a held-out accuracy below chance reads as chance,
+    with a note giving the accuracy itself."""
+    p.say("modality separability")
+    mats = [p.units[m] for m in p.names]
+    accuracy = modality_separability(mats, seed=p.seed, normalized=True, at_least_chance=False)
+    chance = 1.0 / len(mats)
+    if accuracy < chance:
+        p.note(f"modality_separability/joint: the held-out accuracy {accuracy:.4g} is below chance ({chance:.4g}), "
+               "shown as chance: a linear classifier finds no modality signal (with a closed gap each test item's "
+               "near-twin was learnt with the other label)")
+    return separability_from_accuracy(accuracy, len(mats))

@@ -7,6 +7,7 @@ from numpy.typing import ArrayLike
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, LinearStats, linear_stats
+from gapdiag.metrics.passes import Passes
 
 
 def angular_value_from_stats(stats: LinearStats) -> float:
@@ -34,3 +35,8 @@ def angular_value(x: ArrayLike, *, block_size: int = DEFAULT_BLOCK_SIZE) -> floa
     """
     x = check_matrix(x, "x")
     return angular_value_from_stats(linear_stats(x, "x", gram=False, block_size=block_size))
+
+
+def angular_value_value(p: Passes, m: str) -> float:
+    """``angular_value/<m>`` from the linear pass's sums (compute_all's value function)."""
+    return angular_value_from_stats(p.stats[m])

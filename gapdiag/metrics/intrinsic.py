@@ -25,7 +25,9 @@ from gapdiag.errors import InputError
 from gapdiag.metrics._linalg import eigvalsh
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import unit_rows
-from gapdiag.metrics.rounding import score_tolerance
+from gapdiag.metrics.decomposition import mean_and_cov
+from gapdiag.metrics.passes import Passes, Value, finite_or_skip
+from gapdiag.metrics.rounding import NO_VARIANCE, score_tolerance
 from gapdiag.metrics.sampling import seeded_samples
 
 #: TwoNN on at most this many points (seeded draw): 2-NN search is O(N²·d).
@@ -202,3 +204,35 @@ def isoscore(x: ArrayLike, *, normalize: bool = False) -> float:
     if pts.shape[0] < 2:
         raise InputError(f"IsoScore needs at least 2 points, got {pts.shape[0]}")
     return isoscore_from_cov(np.cov(pts, rowvar=False))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# From the passes of compute_all (the registry's value functions)
+# ---------------------------------------------------------------------------------------------------------
+def isoscore_value(p: Passes, q: str) -> Value:
+    """``isoscore/<m|joint>`` from the linear pass's sums and Gram matrices; skipped without variance."""
+    st = p.stats_of(q)
+    _, cov = mean_and_cov(st)  # InputError without the Gram matrix
+    # The largest eigenvalue against the scale of the sums that cancel in the covariance.
+    noise = NO_VARIANCE * float(np.trace(st.gram)) / st.n
+    return finite_or_skip(isoscore_from_cov(cov, noise=noise), "no variance: every vector is the same (up to float "
+                          "rounding)")
+
+
+def twonn_value(p: Passes, q: str) -> Value:
+    """``twonn_dimension/<m|joint>`` on at most :data:`TWONN_SAMPLE` of the items in play (seeded)."""
+    p.say(f"diagnostics: TwoNN {q}")
+    points = _joint_points(p) if q == "joint" else p.units[q]
+    value, why = twonn_estimate(points, seed=p.seed, normalize=False)
+    return finite_or_skip(value, why or "")
+
+
+def _joint_points(p: Passes) -> NDArray[np.float32]:
+    """The points TwoNN draws from the joint set (all modalities stacked), gathered without stacking them all."""
+    sizes = [p.units[m].shape[0] for m in p.names]
+    rows = twonn_rows(sum(sizes), seed=p.seed)
+    if rows is None:
+        return np.concatenate([p.units[m] for m in p.names])
+    starts = np.cumsum([0, *sizes])
+    return np.concatenate([p.units[m][rows[(rows >= starts[i]) & (rows < starts[i + 1])] - starts[i]]
+                           for i, m in enumerate(p.names)])

@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_same_dim, check_sample_index
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.passes import Passes, Skip, Value
 from gapdiag.metrics.rounding import score_tolerance
 from gapdiag.metrics.sampling import sorted_choice
 from gapdiag.metrics.search_index import (
@@ -346,3 +347,12 @@ def approximate_recall_agreement(
     approx_scores = exact_scores(q, g, approx_idx)
     found = approx_scores >= exact_top[:, -1:]
     return float(found.sum() / found.size)
+
+
+def recall_value(p: Passes, direction: str, *, k: int) -> Value:
+    """``recall_at_<k>/<q_to_g>`` from the ranks of the cross pass or the search (compute_all's value function);
+    skipped when K exceeds the gallery."""
+    n_gallery = p.units[p.direction(direction)[1]].shape[0]
+    if k > n_gallery:
+        return Skip(f"K={k} exceeds the gallery ({n_gallery} items)")
+    return p.recall[direction][k]

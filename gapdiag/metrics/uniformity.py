@@ -33,6 +33,7 @@ from gapdiag.metrics.blocked import (
     within_pass,
 )
 from gapdiag.metrics.cross import cross_pass
+from gapdiag.metrics.passes import Passes, Value, finite_or_skip
 
 
 def uniformity_wang_isola(
@@ -145,3 +146,27 @@ def joint_uniformity(
     total = sum(counts)
     lse = float(np.logaddexp.reduce(np.array([*within_lse, *cross_lse_all], dtype=np.float64)))
     return log_mean_exp(lse, total * (total - 1) // 2)
+
+
+#: Why a uniformity has no value: a modality with one item has no pair (a NaN is never reported).
+NO_PAIRS = "no pairs to average over (too few items)"
+
+
+def uniformity_wang_isola_value(p: Passes, q: str) -> Value:
+    """``uniformity_wang_isola/<m>`` from the within-set pass; ``/joint`` from every within and cross pass."""
+    if q == "joint":
+        return joint_uniformity([p.within[m] for m in p.names], [p.units[m].shape[0] for m in p.names],
+                                [p.cross[pair].lse_all for pair in p.pair_names()])
+    n = p.units[q].shape[0]
+    return finite_or_skip(log_mean_exp(p.within[q], n * (n - 1) // 2), NO_PAIRS)
+
+
+def uniformity_cross_value(p: Passes, pair: str) -> Value:
+    """``uniformity_cross/<a-b>`` from the cross pass's terms over pairs of different samples."""
+    res = p.cross[pair]
+    return finite_or_skip(log_mean_exp(res.lse_nonmatching, res.n_nonmatching), NO_PAIRS)
+
+
+def uniformity_w2_value(p: Passes, q: str) -> float:
+    """``uniformity_w2/joint`` from the joint set's linear statistics."""
+    return w2_from_stats(p.stats_of(q))
