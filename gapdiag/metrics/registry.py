@@ -23,7 +23,7 @@ from gapdiag.metrics.clustering import (
     v_measure_class_value,
     v_measure_modality_value,
 )
-from gapdiag.metrics.cone import angular_value_value
+from gapdiag.metrics.cone import angular_value_value, conformity_w1_value
 from gapdiag.metrics.decomposition import MMD_PERMUTATIONS, MMD_SAMPLE, decomposition_value, mmd_value
 from gapdiag.metrics.gap import alignment_value, cos_nonmatching_value, cos_tp_value, modality_gap_value
 from gapdiag.metrics.hubness import HUBNESS_K, hubness_value
@@ -108,6 +108,7 @@ def _needs(*needs: str) -> frozenset[str]:
 _WI = "Wang & Isola, ICML 2020, §4.1"
 _GR = "Grassucci et al. 2026, §3"
 _SCH = "Schrodi et al., ICLR 2025 (Two effects, one trigger), §4"
+_LG = "Levi & Gilboa, ICML 2025 (The Double-Ellipsoid Geometry of CLIP)"
 _HUB = "Radovanović et al., JMLR 2010; Feldbauer et al. 2018 (Robin Hood index)"
 _CB = "CLIP_benchmark zeroshot_retrieval.py; Radford et al., ICML 2021, §3"
 _DECOMPOSITION = {"gap_w2_squared": "w2_squared", "gap_bures": "bures", "gap_centroid_share": "centroid_share",
@@ -149,6 +150,9 @@ REGISTRY: dict[str, MetricInfo] = {
                    "mean squared distance of true pairs (= 2 - 2 cos_tp)", _needs(PAIRED), alignment_value),
         MetricInfo("angular_value", False, (-1.0, 1.0), "modality", "cone", _GR + ".1; Liang et al. 2022, §3",
                    "mean pairwise cosine within a modality (cone effect)", _needs(SUMS), angular_value_value),
+        MetricInfo("conformity_w1", False, (0.0, 2.0), "pair", "cone", _LG,
+                   "W1 distance between the modalities' conformity distributions (item's mean cosine to its modality)",
+                   _needs(SUMS, ITEMS), conformity_w1_value),
         MetricInfo("uniformity_wang_isola", False, (-8.0, 0.0), "modality", "uniformity", _WI,
                    "log mean exp(-2 |u - v|^2) over unordered pairs; lower is more uniform",
                    _needs(SAMPLE, WITHIN, CROSS), uniformity_wang_isola_value, also_joint=True,
