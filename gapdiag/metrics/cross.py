@@ -307,11 +307,15 @@ class _ColumnWalk:
     def scan_strip(self, w: _Worker, strip: NDArray[np.float32], rows: tuple[int, int], cols: tuple[int, int],
                    same: NDArray[np.bool_] | None, th_b: NDArray[np.float32]) -> None:
         """Scan a row strip (before the uniformity step may overwrite its scores) and fold its findings in."""
+        from gapdiag.metrics.strip_scan import QueryState  # numba: loaded by the quadratic passes only
+
         ra, cb = slice(*rows), slice(*cols)
         ahead_a, ahead_b, i, j = w.scan(
             strip, same,
-            (self.dir_a.hi[ra], self.dir_a.lo[ra], w.top_a.scores[ra], w.top_a.index[ra], self.ob[cb], w.th_a[ra]),
-            (self.dir_b.hi[cb], self.dir_b.lo[cb], self.top_b.scores[cb], self.top_b.index[cb], self.oa[ra], th_b),
+            QueryState(hi=self.dir_a.hi[ra], lo=self.dir_a.lo[ra], top_scores=w.top_a.scores[ra],
+                       top_index=w.top_a.index[ra], gallery=self.ob[cb], threshold=w.th_a[ra]),
+            QueryState(hi=self.dir_b.hi[cb], lo=self.dir_b.lo[cb], top_scores=self.top_b.scores[cb],
+                       top_index=self.top_b.index[cb], gallery=self.oa[ra], threshold=th_b),
         )
         if i.size:  # other-sample near-ties with a best true score: decided on exact scores
             v = strip[i, j]

@@ -46,7 +46,7 @@ from gapdiag.metrics.tile_workers import resolve_threads
 RETRIEVAL_ENGINES = ("auto", "faiss", "blocked", "hnsw", "ivf")
 
 
-# Over 80 lines only by its docstring (the public entry point documents every argument); ~60 lines of code.
+# Over 80 lines only by its docstring (the public entry point documents every argument); ~45 lines of code.
 def compute_all(
     es: EmbeddingSet,
     metrics: Sequence[str] | None = None,
