@@ -99,3 +99,28 @@ def test_the_compiled_exp_refuses_a_temperature_beyond_its_range_with_an_input_e
 
     with pytest.raises(InputError, match="beyond"):
         exp_terms(np.zeros((2, 2), dtype=np.float32), MAX_TWO_T * 2)
+
+
+def test_no_private_name_crosses_a_module_boundary_in_the_metrics():
+    """A name another module imports is public (named without ``_``): what a module promises to others is visible."""
+    crossing = []
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gapdiag"):
+                crossing += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert not crossing, f"make these public or move the code: {crossing}"
+
+
+def test_search_settings_have_one_source_of_defaults_and_no_signature_introspection():
+    import inspect
+
+    from gapdiag.metrics import search_index
+    from gapdiag.metrics.retrieval import search_topk
+
+    settings = search_index.IndexSettings()
+    signature = inspect.signature(search_topk).parameters
+    assert all(signature[name].default == getattr(settings, name) for name in search_index.IndexSettings.option_names())
+    used = [path.name for path in _modules() if "__kwdefaults__" in path.read_text(encoding="utf-8")]
+    assert not used, f"read the defaults from IndexSettings: {used}"
+    with pytest.raises(InputError, match="unknown search option"):
+        search_index.IndexSettings.of({"nprobes": 3})

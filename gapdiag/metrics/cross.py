@@ -22,12 +22,12 @@ from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_T,
     TileCallback,
-    _check_block_size,
-    _counter,
-    _strips,
-    _tile_view,
-    _tiles,
+    check_block_size,
+    row_strips,
     strip_uniformity,
+    tile_counter,
+    tile_ranges,
+    tile_view,
 )
 from gapdiag.metrics.rounding import score_tolerance
 from gapdiag.metrics.running_topk import RunningTopK
@@ -191,10 +191,10 @@ def cross_pass(
         threads: Workers walking the column bands (None: every available core); the result does not depend on
             it (:mod:`gapdiag.metrics.tile_workers`).
     """
-    _check_block_size(block_size)
+    check_block_size(block_size)
     a, sa, oa = _sorted_by_sample(a, a_sample)
     b, sb, ob = _sorted_by_sample(b, b_sample)
-    tiles_a = _tiles(a.shape[0], block_size)
+    tiles_a = tile_ranges(a.shape[0], block_size)
 
     def overlaps(ta: tuple[int, int], tb: tuple[int, int]) -> bool:
         # Items are sorted by sample, so each tile spans a contiguous range of sample ids.
@@ -219,7 +219,7 @@ def cross_pass(
     # worker).
     bands = _column_bands(b.shape[0], max(1, block_size // 2))
     workers = TileWorkers(_affordable_workers(resolve_threads(threads), a.shape[0], topk), walk.new_worker, len(bands))
-    terms = workers.map(bands, walk.column, _counter(on_tile, len(tiles_a) * len(bands)))
+    terms = workers.map(bands, walk.column, tile_counter(on_tile, len(tiles_a) * len(bands)))
     for ia in range(len(tiles_a)):  # combined in the order of a one-thread walk: the same floats on any machine
         for column in terms:
             for nm, same_term in column[ia]:
@@ -286,12 +286,12 @@ class _ColumnWalk:
         for ta in self.tiles_a:
             if w.buf.size < (ta[1] - ta[0]) * n_cols:
                 w.buf = np.empty((ta[1] - ta[0]) * n_cols, dtype=np.float32)
-            s = _tile_view(w.buf, ta[1] - ta[0], n_cols)
+            s = tile_view(w.buf, ta[1] - ta[0], n_cols)
             np.dot(self.a[ta[0] : ta[1]], self.b[cb].T, out=s)
             check_same = self.overlaps(ta, tb)
             tile_terms = []
             # Every elementwise step runs on cache-sized row strips of the tile, while they are hot.
-            for r0, r1 in _strips(ta, n_cols):
+            for r0, r1 in row_strips(ta, n_cols):
                 strip = s[r0 - ta[0] : r1 - ta[0]]
                 same = sa[r0:r1, None] == sb[None, cb] if check_same else None
                 if same is not None and not same.any():
@@ -334,7 +334,7 @@ def _column_bands(n: int, width: int) -> list[tuple[int, int]]:
     not depend on the number of workers, so neither do the values.
     """
     tail = max(0, n - 2 * width)
-    return _tiles(tail, width) + [(tail + s, tail + e) for s, e in _tiles(n - tail, max(1, width // 4))]
+    return tile_ranges(tail, width) + [(tail + s, tail + e) for s, e in tile_ranges(n - tail, max(1, width // 4))]
 
 
 #: Memory all workers' own row state may take together (rank counts, thresholds, top-K lists).
