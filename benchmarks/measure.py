@@ -203,7 +203,9 @@ def diagnostics_own_work(x: np.ndarray, y: np.ndarray, block_size: int, seed: in
     fastest of ``repeat`` each), the decomposition and IsoScore from the streamed statistics, MMD and TwoNN."""
     from gapdiag.metrics.blocked import linear_stats, unit_rows
     from gapdiag.metrics.cross import cross_pass
-    from gapdiag.metrics.diagnostics import DECOMPOSITION_LINEAR, MMD, linear_diagnostics, sampled_diagnostics
+    from gapdiag.metrics.engine import evaluate
+    from gapdiag.metrics.passes import Passes
+    from gapdiag.metrics.registry import REGISTRY
 
     ua, ub = unit_rows(x, "image"), unit_rows(y, "text")
     ids = np.arange(x.shape[0])
@@ -214,14 +216,18 @@ def diagnostics_own_work(x: np.ndarray, y: np.ndarray, block_size: int, seed: in
             cross_pass(ua, ub, ids, ids, block_size=block_size, topk=k)
             times.append(clock() - start)
     top = max(0.0, min(runs[10]) - min(runs[0]))
-    names, pairs = ["image", "text"], [("image", "text")]
-    stats = {"image": linear_stats(x, "image", gram=True), "text": linear_stats(y, "text", gram=True)}
-    out: tuple[dict, dict] = ({}, {"variants": {}, "skipped": {}})
+    # The diagnostics' values from the passes' results, as compute_all evaluates them (hubness: above).
+    passes = Passes(embedding_set(x, y), ["image", "text"], [("image", "text")], "image", {"image": x, "text": y},
+                    {"image": ids, "text": ids}, {"variants": {}, "skipped": {}}, seed, block_size, "cpu",
+                    lambda _msg: None, rows={"image": None, "text": None},
+                    stats={"image": linear_stats(x, "image", gram=True), "text": linear_stats(y, "text", gram=True)},
+                    units={"image": ua, "text": ub}, sub={"image": ids, "text": ids})
+    diagnostics = [info for info in REGISTRY.values() if info.family in ("decomposition", "intrinsic")]
     start = clock()
-    linear_diagnostics(set(DECOMPOSITION_LINEAR) | {"isoscore"}, names, pairs, stats, *out)
+    evaluate(passes, [info for info in diagnostics if not info.quadratic], {})
     linear = clock() - start
     start = clock()
-    sampled_diagnostics(MMD | {"twonn_dimension"}, names, pairs, {"image": ua, "text": ub}, *out, seed)
+    evaluate(passes, [info for info in diagnostics if info.quadratic], {})
     sampled = clock() - start
     print(f"  hubness top-10 in the cross pass {top:.2f} s (fastest with {min(runs[10]):.2f} s, without "
           f"{min(runs[0]):.2f} s), decomposition + IsoScore {linear:.2f} s, MMD + TwoNN {sampled:.2f} s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 import scipy.special
+import scipy.stats
 from scipy.spatial.distance import cdist, pdist
 
 
@@ -49,6 +50,19 @@ def angular_value(x) -> float:
     g = unit(x) @ unit(x).T
     n = g.shape[0]
     return float(g[~np.eye(n, dtype=bool)].mean())
+
+
+def conformity(x) -> np.ndarray:
+    """Per item, the mean cosine to every other item of its set (Levi & Gilboa, ICML 2025), by a loop over the
+    full N×N cosine matrix."""
+    sims = unit(x) @ unit(x).T
+    n = sims.shape[0]
+    return np.array([np.mean([sims[i, j] for j in range(n) if j != i]) for i in range(n)])
+
+
+def conformity_w1(x, y) -> float:
+    """Wasserstein-1 distance of the two sets' conformity distributions (scipy's 1-D W1)."""
+    return float(scipy.stats.wasserstein_distance(conformity(x), conformity(y)))
 
 
 def uniformity(x, t: float = 2.0) -> float:

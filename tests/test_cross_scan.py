@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
 from gapdiag.metrics.cross import cross_pass
 from gapdiag.metrics.running_topk import RunningTopK
-from gapdiag.metrics.strip_scan import StripScanner
+from gapdiag.metrics.strip_scan import QueryState, StripScanner
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -34,8 +36,9 @@ def test_strip_scan_equals_numpy(with_same):
     top_c, idx_c = _lists(53, k)
     gal_r, gal_c = rng.permutation(1000)[:53], rng.permutation(1000)[:37]  # original indices of the items
     th_r, th_c = top_r[:, -1].copy(), top_c[:, -1].copy()
-    ahead_r, ahead_c, i, j = StripScanner()(s, same, (hi_r, lo_r, top_r, idx_r, gal_r, th_r),
-                                            (hi_c, lo_c, top_c, idx_c, gal_c, th_c))
+    rows = QueryState(hi=hi_r, lo=lo_r, top_scores=top_r, top_index=idx_r, gallery=gal_r, threshold=th_r)
+    cols = QueryState(hi=hi_c, lo=lo_c, top_scores=top_c, top_index=idx_c, gallery=gal_c, threshold=th_c)
+    ahead_r, ahead_c, i, j = StripScanner()(s, same, rows, cols)
     assert ahead_r.tolist() == (other & (s > hi_r[:, None])).sum(axis=1).tolist()
     assert ahead_c.tolist() == (other & (s > hi_c[None, :])).sum(axis=0).tolist()
     band = other & (((s >= lo_r[:, None]) & (s <= hi_r[:, None])) | ((s >= lo_c[None, :]) & (s <= hi_c[None, :])))
@@ -51,14 +54,27 @@ def test_strip_scan_equals_numpy(with_same):
     assert th_r.tolist() == top_r[:, -1].tolist() and th_c.tolist() == top_c[:, -1].tolist()
 
 
+def test_the_compiled_scan_takes_named_inputs():
+    """Each side of a strip is one named structure (a numba-typed NamedTuple), not six arrays read by position."""
+    from gapdiag.metrics import strip_scan
+
+    assert QueryState._fields == ("hi", "lo", "top_scores", "top_index", "gallery", "threshold")
+    assert list(inspect.signature(strip_scan._scan.py_func).parameters) == [
+        "s", "same", "check_same", "rows", "cols", "out"]
+    with pytest.raises(TypeError):  # a plain tuple read by position is not accepted any more
+        StripScanner()(np.zeros((2, 2), np.float32), None, (np.zeros(2),) * 6, (np.zeros(2),) * 6)
+
+
 def test_strip_scan_returns_every_entry_when_all_are_near_ties():
     s = np.zeros((300, 400), dtype=np.float32)
     zero_r, zero_c = np.zeros(300, np.float32), np.zeros(400, np.float32)
     top_r, idx_r = _lists(300, 0)
     top_c, idx_c = _lists(400, 0)
     inf_r, inf_c = np.full(300, np.inf, np.float32), np.full(400, np.inf, np.float32)
-    _, _, i, j = StripScanner()(s, None, (zero_r, zero_r, top_r, idx_r, np.arange(400), inf_r),
-                                (zero_c, zero_c, top_c, idx_c, np.arange(300), inf_c))
+    _, _, i, j = StripScanner()(
+        s, None,
+        QueryState(hi=zero_r, lo=zero_r, top_scores=top_r, top_index=idx_r, gallery=np.arange(400), threshold=inf_r),
+        QueryState(hi=zero_c, lo=zero_c, top_scores=top_c, top_index=idx_c, gallery=np.arange(300), threshold=inf_c))
     assert i.size == 300 * 400 and j[:401].tolist() == [*range(400), 0]
 
 

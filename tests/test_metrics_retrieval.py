@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 
@@ -152,7 +154,7 @@ def test_capped_selection_falls_back_to_scoring_the_whole_gallery(monkeypatch):
     # FAISS GPU selects at most 2048 results; emulate a cap of 4 so the CPU run takes the same fallback.
     from gapdiag.metrics import retrieval
 
-    monkeypatch.setattr(retrieval._Searcher, "max_k", property(lambda self: 4))
+    monkeypatch.setattr(retrieval.Searcher, "max_k", property(lambda self: 4))
     g = np.zeros((30, 3), dtype=np.float32)
     g[:, 0] = 1.0
     g[::2, 1] = -5.0  # even rows point away; the 15 odd rows tie exactly
@@ -376,8 +378,7 @@ def test_faiss_gpu_plumbing_with_a_stand_in_for_the_gpu_index(monkeypatch):
     _, idx = search_topk(q, g, 101, device="cuda:1", candidates=101)
     np.testing.assert_array_equal(idx, ref_topk(q, g, 101)[1])
     assert moved == [(1, "IndexFlatIP")]
-    searcher = search_index._Searcher(unit_rows(g, "g"), **{
-        **{k: search_topk.__kwdefaults__[k] for k in search_index._SEARCHER_OPTIONS}, "device": "cuda"})
+    searcher = search_index.Searcher(unit_rows(g, "g"), **{**asdict(search_index.IndexSettings()), "device": "cuda"})
     assert searcher.on_gpu and searcher.max_k == 2048  # FAISS GPU's selection limit
 
 

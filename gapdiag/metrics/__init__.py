@@ -2,7 +2,8 @@
 
 Every metric function takes raw embeddings (L2-normalised inside, block by block); definitions and sources
 are in docs/metrics.md and in each function's docstring. Names of results are ``base/qualifier`` with the
-base a key of :data:`REGISTRY`.
+base a key of :data:`REGISTRY`, whose entries also say which passes each metric needs and how their results
+become its value: :func:`compute_all` plans the passes from them (docs/metrics.md, "How the engine plans passes").
 """
 
 from __future__ import annotations

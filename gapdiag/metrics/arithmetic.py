@@ -16,7 +16,9 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_same_dim
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.passes import Passes, Skip, Value
 from gapdiag.metrics.retrieval import search_topk
+from gapdiag.metrics.sampling import sorted_choice
 
 
 def _encode_attributes(
@@ -131,7 +133,7 @@ def arithmetic_accuracy(
         )
 
     rng = np.random.default_rng(seed)
-    drawn = np.sort(rng.choice(pair_img.size, size=min(max_queries, pair_img.size), replace=False))
+    drawn = sorted_choice(rng, pair_img.size, max_queries)
     q_attr, q_img = pair_attr[drawn], pair_img[drawn]
     pick = rng.random(drawn.size)
     q_target = np.empty(drawn.size, dtype=np.int64)
@@ -152,3 +154,14 @@ def arithmetic_accuracy(
     _, top = search_topk(queries, x, 2, normalize=False, device=device)
     answer = np.where(top[:, 0] == q_img, top[:, 1], top[:, 0])
     return float(np.mean(combo[answer] == q_target))
+
+
+def arithmetic_accuracy_value(p: Passes, image: str) -> Value:
+    """``arithmetic_accuracy/<image>`` on the image items in play, with their samples' attributes (compute_all's
+    value function); skipped without attributes and their word embeddings."""
+    es = p.es
+    if not es.attributes or not es.attribute_embeddings:
+        return Skip("needs attributes and attribute_embeddings")
+    p.say("multimodal arithmetic")
+    attrs = {k: np.asarray(v)[p.sub[image]] for k, v in es.attributes.items()}
+    return arithmetic_accuracy(p.units[image], attrs, es.attribute_embeddings, seed=p.seed)

@@ -54,7 +54,7 @@ def iter_unit_blocks(
     Raises:
         InputError: NaN/inf entries or a zero vector (named by its row).
     """
-    _check_block_size(block_size)
+    check_block_size(block_size)
     n = x.shape[0] if rows is None else rows.shape[0]
     for start in range(0, n, block_size):
         stop = min(start + block_size, n)
@@ -101,6 +101,20 @@ class LinearStats:
     def __add__(self, other: LinearStats) -> LinearStats:
         gram = None if self.gram is None or other.gram is None else self.gram + other.gram
         return LinearStats(self.n + other.n, self.total + other.total, gram)
+
+
+def joint_stats(parts: Sequence[LinearStats]) -> LinearStats:
+    """The statistics of the joint set (the parts stacked): counts, sums and Gram matrices add up.
+
+    Added left to right, ``((s₀ + s₁) + s₂) + …``: the order every joint value (rank, −W₂, IsoScore, the PCA
+    basis of the gap decomposition) has always been computed in. The Gram matrix is None if a part has none.
+
+    Raises:
+        InputError: No part.
+    """
+    if not parts:
+        raise InputError("joint statistics need at least one set of statistics")
+    return sum(parts[1:], parts[0])
 
 
 def linear_stats(
@@ -170,12 +184,12 @@ def _unless_all(rows: NDArray[np.intp], n: int) -> NDArray[np.intp] | None:
     return None if rows.size == n and bool(np.all(rows == np.arange(n))) else rows
 
 
-def _check_block_size(block_size: int) -> None:
+def check_block_size(block_size: int) -> None:
     if block_size < 1:
         raise InputError(f"block_size must be a positive integer, got {block_size}")
 
 
-def _tile_view(buf: NDArray[np.float32], rows: int, cols: int) -> NDArray[np.float32]:
+def tile_view(buf: NDArray[np.float32], rows: int, cols: int) -> NDArray[np.float32]:
     """A C-contiguous ``rows × cols`` view of a flat buffer (``np.dot(out=...)`` needs contiguity)."""
     return buf[: rows * cols].reshape(rows, cols)
 
@@ -241,24 +255,24 @@ def within_pass(
     The tiles run on ``threads`` workers (None: every available core; the result does not depend on it, see
     :mod:`gapdiag.metrics.tile_workers`). Returns -inf when ``z`` has fewer than two rows.
     """
-    _check_block_size(block_size)
+    check_block_size(block_size)
     n = z.shape[0]
     side = min(block_size, n)
 
     def tile_terms(job: tuple[int, int, int, int], buf: NDArray[np.float32], tick: Callable[[], None]) -> list[float]:
         i0, i1, j0, j1 = job
-        s = _tile_view(buf, i1 - i0, j1 - j0)
+        s = tile_view(buf, i1 - i0, j1 - j0)
         np.dot(z[i0:i1], z[j0:j1].T, out=s)
         # Only pairs i < j count: a tile reaching the diagonal keeps, in row i, the columns j > i.
         terms = [strip_uniformity(s[r0:r1], t, first_col=i0 + r0 + 1 - j0 if j0 <= i0 + r0 else None)[0]
-                 for r0, r1 in _strips((0, i1 - i0), j1 - j0)]
+                 for r0, r1 in row_strips((0, i1 - i0), j1 - j0)]
         tick()
         return terms
 
     jobs = _upper_tiles(n, block_size)
     workers = TileWorkers(resolve_threads(threads), lambda: np.empty(side * side, dtype=np.float32), len(jobs))
     lse = -math.inf
-    for terms in workers.map(jobs, tile_terms, _counter(on_tile, len(jobs))):
+    for terms in workers.map(jobs, tile_terms, tile_counter(on_tile, len(jobs))):
         for term in terms:  # combined in job order: the same float whatever the thread count
             lse = float(np.logaddexp(lse, term))
     return lse
@@ -273,14 +287,14 @@ def _upper_tiles(n: int, block_size: int) -> list[tuple[int, int, int, int]]:
     """``(row start, row stop, column start, column stop)`` products covering the pairs ``i < j`` of ``n`` items:
     the tiles right of the diagonal whole, the diagonal tiles as :data:`_DIAGONAL_BANDS` row bands."""
     jobs = []
-    for i0, i1 in _tiles(n, block_size):
+    for i0, i1 in tile_ranges(n, block_size):
         band = -(-(i1 - i0) // _DIAGONAL_BANDS)
         jobs += [(r, min(r + band, i1), r, i1) for r in range(i0, i1, band)]
-        jobs += [(i0, i1, j0, j1) for j0, j1 in _tiles(n, block_size) if j0 > i0]
+        jobs += [(i0, i1, j0, j1) for j0, j1 in tile_ranges(n, block_size) if j0 > i0]
     return jobs
 
 
-def _counter(on_tile: TileCallback | None, total: int) -> Callable[[], None] | None:
+def tile_counter(on_tile: TileCallback | None, total: int) -> Callable[[], None] | None:
     """A no-argument tick that calls ``on_tile(done, total)`` with a running count."""
     if on_tile is None:
         return None
@@ -294,7 +308,7 @@ def _counter(on_tile: TileCallback | None, total: int) -> Callable[[], None] | N
     return tick
 
 
-def _tiles(n: int, block_size: int) -> list[tuple[int, int]]:
+def tile_ranges(n: int, block_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + block_size, n)) for s in range(0, n, block_size)]
 
 
@@ -302,7 +316,7 @@ def _tiles(n: int, block_size: int) -> list[tuple[int, int]]:
 _STRIP_ELEMENTS = 1 << 18
 
 
-def _strips(rows: tuple[int, int], n_cols: int) -> list[tuple[int, int]]:
+def row_strips(rows: tuple[int, int], n_cols: int) -> list[tuple[int, int]]:
     """Split the row range of a tile into strips of about ``_STRIP_ELEMENTS`` scores."""
     step = max(1, _STRIP_ELEMENTS // max(n_cols, 1))
     return [(r, min(r + step, rows[1])) for r in range(rows[0], rows[1], step)]

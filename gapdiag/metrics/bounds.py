@@ -7,8 +7,9 @@ rounding of the unit-vector scores it comes from (:func:`rounding_slack`) is set
 closed form of the degenerate case that reaches that bound. A value further out is no rounding: it is skipped
 with a reason that asks for a bug report, and never shown.
 
-The other rounding rule lives here too: :data:`NO_VARIANCE`, below which a spread computed from streamed sums is
-rounding and the metrics that divide by it (IsoScore, CKA) are skipped instead of reading noise.
+The other rounding rule, :data:`~gapdiag.metrics.rounding.NO_VARIANCE` (below it a spread computed from streamed
+sums is rounding, and the metrics that divide by it, IsoScore and CKA, are skipped instead of reading noise), and
+the tolerance itself live in :mod:`gapdiag.metrics.rounding`.
 """
 
 from __future__ import annotations
@@ -17,21 +18,7 @@ import math
 from collections.abc import Mapping
 
 from gapdiag.metrics.registry import REGISTRY, MetricInfo
-
-#: A spread streamed from sums (``Σx̂x̂ᵀ/N − μμᵀ``) at most this share of the second moment ``tr(Σx̂x̂ᵀ)/N`` is no
-#: variance: one vector repeated leaves ~5e-15 of float64 rounding there, on which IsoScore read 0.0057 and CKA
-#: ~1e-19; 1e-12 is a spread of ~1e-6 along a direction, far below any real embedding's.
-NO_VARIANCE = 1e-12
-
-
-def rounding_slack(d: int) -> float:
-    """How far float32 rounding can carry a metric of unit vectors in ``d`` dimensions past a bound: ``8·d·2⁻²⁴``.
-
-    A float32 score of two unit vectors is within ``2·d·2⁻²⁴`` of the exact one (the bound the cross pass uses);
-    the uniformities multiply a score error by ``2t = 4`` (``log mean exp(2t(s − 1))``), the angular value by at
-    most 2 (``(‖Σx̂‖² − N)/(N(N − 1))``): ``8·d·2⁻²⁴`` covers both.
-    """
-    return 8.0 * d * 2.0**-24
+from gapdiag.metrics.rounding import rounding_slack
 
 
 def keep_in_bounds(

@@ -16,6 +16,8 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix, check_same_dim
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.passes import Passes, Skip, Value
+from gapdiag.metrics.sampling import seeded_samples, sorted_choice
 
 
 def _joint(
@@ -44,7 +46,7 @@ def _subsample(n: int, max_samples: int | None, seed: int) -> NDArray[np.intp]:
         return np.arange(n)
     if max_samples < 1:
         raise InputError(f"max_samples must be >= 1, got {max_samples}")
-    return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+    return seeded_samples(n, max_samples, seed)
 
 
 def _take(x: NDArray[Any], rows: NDArray[np.intp]) -> NDArray[Any]:
@@ -217,7 +219,7 @@ def modality_separability(
     if n < 2:
         raise InputError(f"each modality needs at least 2 items to split into train and test, got {n}")
     rng = np.random.default_rng(seed)
-    points = np.concatenate([m[np.sort(rng.choice(m.shape[0], size=n, replace=False))] for m in mats])
+    points = np.concatenate([m[sorted_choice(rng, m.shape[0], n)] for m in mats])
     truth = np.repeat(np.arange(len(mats)), n)
     x_train, x_test, y_train, y_test = train_test_split(
         points, truth, test_size=test_fraction, stratify=truth, random_state=seed
@@ -231,3 +233,40 @@ def modality_separability(
 def separability_from_accuracy(accuracy: float, n_modalities: int) -> float:
     """``max(accuracy, 1/M)``: the reported separability from the held-out accuracy (see :func:`modality_separability`)."""
     return max(float(accuracy), 1.0 / n_modalities)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# From the passes of compute_all (the registry's value functions): the quadratic subset's unit vectors
+# ---------------------------------------------------------------------------------------------------------
+def v_measure_class_value(p: Passes, q: str) -> Value:
+    """``v_measure_class/joint`` on the items in play; skipped without labels or with one class."""
+    labels = p.es.labels
+    if labels is None:
+        return Skip("needs class labels")
+    labels = np.asarray(labels)
+    n_classes = len(np.unique(labels[np.concatenate(list(p.sub.values()))]))
+    if n_classes < 2:  # one class: V-Measure is 1.0 by definition and says nothing about the embedding space
+        return Skip(f"needs at least 2 classes (the data has {n_classes})")
+    p.say("clustering: class V-Measure")
+    return v_measure_class([p.units[m] for m in p.names], [labels[p.sub[m]] for m in p.names], seed=p.seed,
+                           normalized=True)
+
+
+def v_measure_modality_value(p: Passes, q: str) -> float:
+    """``v_measure_modality/joint`` on the items in play."""
+    p.say("clustering: modality V-Measure")
+    return v_measure_modality([p.units[m] for m in p.names], seed=p.seed, normalized=True)
+
+
+def modality_separability_value(p: Passes, q: str) -> float:
+    """``modality_separability/joint`` on the items in play; a held-out accuracy below chance reads as chance,
+    with a note giving the accuracy itself."""
+    p.say("modality separability")
+    mats = [p.units[m] for m in p.names]
+    accuracy = modality_separability(mats, seed=p.seed, normalized=True, at_least_chance=False)
+    chance = 1.0 / len(mats)
+    if accuracy < chance:
+        p.note(f"modality_separability/joint: the held-out accuracy {accuracy:.4g} is below chance ({chance:.4g}), "
+               "shown as chance: a linear classifier finds no modality signal (with a closed gap each test item's "
+               "near-twin was learnt with the other label)")
+    return separability_from_accuracy(accuracy, len(mats))

@@ -1,12 +1,19 @@
-"""Angular value: the cone effect of one modality (Liang et al. 2022, §3; Grassucci et al. 2026)."""
+"""The cone of each modality: its angular value (Liang et al. 2022, §3; Grassucci et al. 2026) and each item's
+conformity, compared between modalities by ``conformity_w1`` (Levi & Gilboa, ICML 2025).
+
+Both come from the linear pass's sum ``S = Σ_j x̂_j`` of a modality: the angular value from ``‖S‖²``, an item's
+conformity from one more dot product, ``x̂_i · S`` (the mean of the conformities is the angular value).
+"""
 
 from __future__ import annotations
 
-from numpy.typing import ArrayLike
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix
-from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, LinearStats, linear_stats
+from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, LinearStats, iter_unit_blocks, linear_stats
+from gapdiag.metrics.passes import Passes, Skip, Value
 
 
 def angular_value_from_stats(stats: LinearStats) -> float:
@@ -34,3 +41,101 @@ def angular_value(x: ArrayLike, *, block_size: int = DEFAULT_BLOCK_SIZE) -> floa
     """
     x = check_matrix(x, "x")
     return angular_value_from_stats(linear_stats(x, "x", gram=False, block_size=block_size))
+
+
+def angular_value_value(p: Passes, m: str) -> float:
+    """``angular_value/<m>`` from the linear pass's sums (compute_all's value function)."""
+    return angular_value_from_stats(p.stats[m])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Conformity (Levi & Gilboa, "The Double-Ellipsoid Geometry of CLIP", ICML 2025)
+# ---------------------------------------------------------------------------------------------------------
+def conformity_from_dots(dots: ArrayLike, n: int) -> NDArray[np.float64]:
+    """Per-item conformity from ``x̂_i · S`` (``S`` the sum of the ``n`` unit vectors of the modality):
+    ``c_i = (x̂_i · S − 1) / (n − 1)``, since ``x̂_i · x̂_i = 1`` is the one term of ``x̂_i · S`` that is no other item."""
+    if n < 2:
+        raise InputError(f"conformity needs at least 2 items (the mean over the other items), got {n}")
+    return (np.asarray(dots, dtype=np.float64) - 1.0) / (n - 1)
+
+
+def conformity(x: ArrayLike, *, block_size: int = DEFAULT_BLOCK_SIZE) -> NDArray[np.float64]:
+    """Conformity of every item of one modality: its mean cosine to the other items (Levi & Gilboa, ICML 2025).
+
+    ``c_i = (1/(N−1)) Σ_{j≠i} x̂_i·x̂_j = (x̂_i·S − 1)/(N − 1)`` with ``S = Σ_j x̂_j``: two streamed O(N·d) passes
+    (the sum, then one dot per item), no N×N matrix. In ``[−1, 1]``; high = an item near the modality's common
+    direction ("conforming"), low = an outlier. Its mean over the items is the angular value.
+
+    Args:
+        x: ``(N, d)`` embeddings of one modality, N >= 2.
+        block_size: Rows read at a time.
+
+    Example:
+        >>> conformity([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]).round(6).tolist()
+        [-0.5, 0.0, -0.5]
+    """
+    x = check_matrix(x, "x")
+    total = linear_stats(x, "x", gram=False, block_size=block_size).total
+    dots = [block.astype(np.float64) @ total for _, block in iter_unit_blocks(x, "x", block_size=block_size)]
+    return conformity_from_dots(np.concatenate(dots), x.shape[0])
+
+
+def wasserstein_1d(u: ArrayLike, v: ArrayLike) -> float:
+    """Wasserstein-1 distance ``∫ |F_u(t) − F_v(t)| dt`` between the empirical distributions of two samples.
+
+    Each value weighs ``1/size`` of its sample. Over the sorted union of the values, the gaps between consecutive
+    values times the difference of the two CDFs there (as ``scipy.stats.wasserstein_distance``), O(n log n).
+
+    Example:
+        >>> wasserstein_1d([0.0, 1.0], [0.5])
+        0.5
+    """
+    a, b = np.sort(np.asarray(u, dtype=np.float64).ravel()), np.sort(np.asarray(v, dtype=np.float64).ravel())
+    if a.size == 0 or b.size == 0:
+        raise InputError(f"W1 compares two non-empty samples, got sizes {a.size} and {b.size} (an empty one)")
+    values = np.sort(np.concatenate([a, b]))
+    cdf_a = np.searchsorted(a, values[:-1], side="right") / a.size
+    cdf_b = np.searchsorted(b, values[:-1], side="right") / b.size
+    return float(np.sum(np.abs(cdf_a - cdf_b) * np.diff(values)))
+
+
+def conformity_w1(x: ArrayLike, y: ArrayLike, *, block_size: int = DEFAULT_BLOCK_SIZE) -> float:
+    """W1 distance between the conformity distributions of two modalities (Levi & Gilboa, ICML 2025).
+
+    ``W1(C_x, C_y)`` with ``C_x = {c_i}`` the conformities of the items of ``x`` within ``x`` (:func:`conformity`)
+    and likewise for ``y``; the numbers of items may differ (1:N data). In ``[0, 2]``; 0 = images and texts are
+    as conforming as each other. Levi & Gilboa find that CLIP's modality gap optimises the match of the two
+    distributions (moving the modalities off that offset raises this distance), so lower is better in that sense;
+    read it beside the gap, not as a quality score alone.
+
+    Example:
+        >>> conformity_w1([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 0.0]])  # conformities 0, 0 vs 1, 1
+        1.0
+    """
+    return wasserstein_1d(conformity(x, block_size=block_size), conformity(y, block_size=block_size))
+
+
+def conformity_w1_value(p: Passes, pair: str) -> Value:
+    """``conformity_w1/<a-b>`` from the linear pass's sums and one more read of every item (compute_all's value
+    function); each modality's conformities are computed once, summarised in ``extras["conformity/<m>"]``."""
+    per_modality = [_conformity_of(p, m) for m in p.pair(pair)]
+    if any(c is None for c in per_modality):
+        return Skip("needs at least 2 items per modality (conformity is a mean over the other items)")
+    return wasserstein_1d(*per_modality)
+
+
+def _conformity_of(p: Passes, m: str) -> NDArray[np.float64] | None:
+    """The conformities of modality ``m``'s items (None with fewer than 2), once."""
+
+    def of_modality() -> NDArray[np.float64] | None:
+        stats = p.stats[m]
+        if stats.n < 2:
+            return None
+        p.say(f"conformity: {m}")
+        dots = [block.astype(np.float64) @ stats.total for _, block in p.unit_blocks(m)]
+        c = conformity_from_dots(np.concatenate(dots), stats.n)
+        p.extras[f"conformity/{m}"] = {"mean": float(c.mean()), "std": float(c.std()), "min": float(c.min()),
+                                       "median": float(np.median(c)), "max": float(c.max())}
+        return c
+
+    return p.once(("conformity", m), of_modality)

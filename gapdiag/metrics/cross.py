@@ -22,13 +22,14 @@ from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_T,
     TileCallback,
-    _check_block_size,
-    _counter,
-    _strips,
-    _tile_view,
-    _tiles,
+    check_block_size,
+    row_strips,
     strip_uniformity,
+    tile_counter,
+    tile_ranges,
+    tile_view,
 )
+from gapdiag.metrics.rounding import score_tolerance
 from gapdiag.metrics.running_topk import RunningTopK
 from gapdiag.metrics.tile_workers import TileWorkers, resolve_threads
 
@@ -75,11 +76,6 @@ def _sorted_by_sample(
 def exact_scores(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float64]:
     """Row-wise ``a_p · b_p`` in float64: float32 products are exact in float64, so equal vectors tie exactly."""
     return (a.astype(np.float64) * b.astype(np.float64)).sum(axis=-1)
-
-
-def _score_tolerance(d: int) -> float:
-    """Bound on |float32 BLAS score − exact score| for unit vectors (d·2⁻²⁴), doubled for safety."""
-    return 2.0 * d * 2.0**-24
 
 
 @dataclass
@@ -195,10 +191,10 @@ def cross_pass(
         threads: Workers walking the column bands (None: every available core); the result does not depend on
             it (:mod:`gapdiag.metrics.tile_workers`).
     """
-    _check_block_size(block_size)
+    check_block_size(block_size)
     a, sa, oa = _sorted_by_sample(a, a_sample)
     b, sb, ob = _sorted_by_sample(b, b_sample)
-    tiles_a = _tiles(a.shape[0], block_size)
+    tiles_a = tile_ranges(a.shape[0], block_size)
 
     def overlaps(ta: tuple[int, int], tb: tuple[int, int]) -> bool:
         # Items are sorted by sample, so each tile spans a contiguous range of sample ids.
@@ -214,8 +210,8 @@ def cross_pass(
             dir_a.update_best(r, exact, ob[c])
             dir_b.update_best(c, exact, oa[r])
     # Without retrieval the +inf thresholds switch the rank counting off (nothing is above +inf).
-    dir_a.freeze(_score_tolerance(a.shape[1]))
-    dir_b.freeze(_score_tolerance(a.shape[1]))
+    dir_a.freeze(score_tolerance(a.shape[1]))
+    dir_b.freeze(score_tolerance(a.shape[1]))
     walk = _ColumnWalk(a, b, sa, sb, oa, ob, dir_a, dir_b, RunningTopK(b.shape[0], topk), tiles_a, overlaps,
                        t if uniformity else None, retrieval or topk > 0,
                        _kth_score_floor(a, b, topk), _kth_score_floor(b, a, topk))
@@ -223,7 +219,7 @@ def cross_pass(
     # worker).
     bands = _column_bands(b.shape[0], max(1, block_size // 2))
     workers = TileWorkers(_affordable_workers(resolve_threads(threads), a.shape[0], topk), walk.new_worker, len(bands))
-    terms = workers.map(bands, walk.column, _counter(on_tile, len(tiles_a) * len(bands)))
+    terms = workers.map(bands, walk.column, tile_counter(on_tile, len(tiles_a) * len(bands)))
     for ia in range(len(tiles_a)):  # combined in the order of a one-thread walk: the same floats on any machine
         for column in terms:
             for nm, same_term in column[ia]:
@@ -290,12 +286,12 @@ class _ColumnWalk:
         for ta in self.tiles_a:
             if w.buf.size < (ta[1] - ta[0]) * n_cols:
                 w.buf = np.empty((ta[1] - ta[0]) * n_cols, dtype=np.float32)
-            s = _tile_view(w.buf, ta[1] - ta[0], n_cols)
+            s = tile_view(w.buf, ta[1] - ta[0], n_cols)
             np.dot(self.a[ta[0] : ta[1]], self.b[cb].T, out=s)
             check_same = self.overlaps(ta, tb)
             tile_terms = []
             # Every elementwise step runs on cache-sized row strips of the tile, while they are hot.
-            for r0, r1 in _strips(ta, n_cols):
+            for r0, r1 in row_strips(ta, n_cols):
                 strip = s[r0 - ta[0] : r1 - ta[0]]
                 same = sa[r0:r1, None] == sb[None, cb] if check_same else None
                 if same is not None and not same.any():
@@ -311,11 +307,15 @@ class _ColumnWalk:
     def scan_strip(self, w: _Worker, strip: NDArray[np.float32], rows: tuple[int, int], cols: tuple[int, int],
                    same: NDArray[np.bool_] | None, th_b: NDArray[np.float32]) -> None:
         """Scan a row strip (before the uniformity step may overwrite its scores) and fold its findings in."""
+        from gapdiag.metrics.strip_scan import QueryState  # numba: loaded by the quadratic passes only
+
         ra, cb = slice(*rows), slice(*cols)
         ahead_a, ahead_b, i, j = w.scan(
             strip, same,
-            (self.dir_a.hi[ra], self.dir_a.lo[ra], w.top_a.scores[ra], w.top_a.index[ra], self.ob[cb], w.th_a[ra]),
-            (self.dir_b.hi[cb], self.dir_b.lo[cb], self.top_b.scores[cb], self.top_b.index[cb], self.oa[ra], th_b),
+            QueryState(hi=self.dir_a.hi[ra], lo=self.dir_a.lo[ra], top_scores=w.top_a.scores[ra],
+                       top_index=w.top_a.index[ra], gallery=self.ob[cb], threshold=w.th_a[ra]),
+            QueryState(hi=self.dir_b.hi[cb], lo=self.dir_b.lo[cb], top_scores=self.top_b.scores[cb],
+                       top_index=self.top_b.index[cb], gallery=self.oa[ra], threshold=th_b),
         )
         if i.size:  # other-sample near-ties with a best true score: decided on exact scores
             v = strip[i, j]
@@ -334,7 +334,7 @@ def _column_bands(n: int, width: int) -> list[tuple[int, int]]:
     not depend on the number of workers, so neither do the values.
     """
     tail = max(0, n - 2 * width)
-    return _tiles(tail, width) + [(tail + s, tail + e) for s, e in _tiles(n - tail, max(1, width // 4))]
+    return tile_ranges(tail, width) + [(tail + s, tail + e) for s, e in tile_ranges(n - tail, max(1, width // 4))]
 
 
 #: Memory all workers' own row state may take together (rank counts, thresholds, top-K lists).
@@ -370,7 +370,7 @@ def _kth_score_floor(q: NDArray[np.float32], g: NDArray[np.float32], k: int) -> 
     step = max(1, (1 << 22) // m)  # about 16 MiB of scores at a time
     for r in range(0, q.shape[0], step):
         kth = np.partition(q[r : r + step] @ g[:m].T, m - k, axis=1)[:, m - k]
-        floor[r : r + step] = kth - np.float32(2.0 * _score_tolerance(q.shape[1]))
+        floor[r : r + step] = kth - np.float32(2.0 * score_tolerance(q.shape[1]))
     return np.nextafter(floor, np.float32(-np.inf))
 
 

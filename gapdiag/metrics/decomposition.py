@@ -25,7 +25,9 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._linalg import eigh, eigvalsh
 from gapdiag.metrics._validation import check_matrix, check_same_dim
-from gapdiag.metrics.blocked import LinearStats, linear_stats, unit_rows
+from gapdiag.metrics.blocked import LinearStats, joint_stats, linear_stats, unit_rows
+from gapdiag.metrics.passes import Passes, Skip, Value, finite_or_skip
+from gapdiag.metrics.sampling import sorted_choice
 
 #: Dimensions listed in the report's top-dimension list.
 TOP_DIMS = 10
@@ -92,7 +94,7 @@ def gap_decomposition_from_stats(sx: LinearStats, sy: LinearStats, *, top: int =
     centroid = float(delta @ delta)
     bures = bures_term(cx, cy)
     w2 = centroid + bures
-    _, cj = mean_and_cov(sx + sy)
+    _, cj = mean_and_cov(joint_stats([sx, sy]))
     w, v = eigh(cj)
     basis = v[:, np.argsort(w)[::-1]]  # principal directions of the joint set, largest variance first
     c = contributions(delta)
@@ -176,8 +178,8 @@ def mmd_test(
     # Draw first: only the drawn items are checked, normalised and converted (the rest is never read).
     rows_x = rows_y = None
     if sample is not None:
-        rows_x = np.sort(rng.choice(x.shape[0], min(sample, x.shape[0]), replace=False))
-        rows_y = np.sort(rng.choice(y.shape[0], min(sample, y.shape[0]), replace=False))
+        rows_x = sorted_choice(rng, x.shape[0], sample)
+        rows_y = sorted_choice(rng, y.shape[0], sample)
     xa = unit_rows(x, "x", rows=rows_x, normalize=normalize).astype(np.float64)
     ya = unit_rows(y, "y", rows=rows_y, normalize=normalize).astype(np.float64)
     if centre:
@@ -213,3 +215,45 @@ def _mmd2_for_labels(k: NDArray[np.float64], a: NDArray[np.float64], m: int, n: 
     yy = (b * kb).sum(axis=0) - n
     xy = (a * kb).sum(axis=0)
     return xx / (m * (m - 1)) + yy / (n * (n - 1)) - 2.0 * xy / (m * n)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# From the passes of compute_all (the registry's value functions)
+# ---------------------------------------------------------------------------------------------------------
+#: The parts of the decomposition reported in ``extras["gap_decomposition/<a-b>"]``.
+_EXTRAS = ("centroid", "bures", "w2_squared", "top_dims", "contributions", "contributions_pca")
+
+
+def decomposition_value(p: Passes, pair: str, *, key: str) -> Value:
+    """One number (``key`` of :func:`gap_decomposition_from_stats`) of a pair's gap decomposition, from the linear
+    pass's Gram matrices; the decomposition is computed once per pair and its lists go to
+    ``extras["gap_decomposition/<a-b>"]``. Skipped where the gap has no direction (coinciding centroids) or the
+    share no whole (coinciding Gaussian fits)."""
+
+    def of_pair() -> dict[str, Any]:
+        a, b = p.pair(pair)
+        dec = gap_decomposition_from_stats(p.stats[a], p.stats[b])
+        p.extras[f"gap_decomposition/{pair}"] = {k: dec[k] for k in _EXTRAS}
+        return dec
+
+    dec = p.once(("gap_decomposition", pair), of_pair)
+    value = float(dec[key])
+    if key.startswith("dims") and dec["centroid"] == 0:  # Δ = 0: no share of it to carry
+        value = math.nan
+    return finite_or_skip(value, "the two modalities' Gaussian fits coincide (W2 = 0)" if key == "centroid_share"
+                          else "the two centroids coincide: the gap has no direction")
+
+
+def mmd_value(p: Passes, pair: str, *, part: int) -> Value:
+    """The MMD test of a pair's centred modalities on the items in play, run once per pair (``part`` 0: MMD²,
+    1: its p-value); skipped with fewer than 2 items in a modality."""
+
+    def of_pair() -> tuple[float, float] | None:
+        a, b = p.pair(pair)
+        if min(p.units[a].shape[0], p.units[b].shape[0]) < 2:
+            return None
+        p.say(f"diagnostics: MMD test {pair}")
+        return mmd_test(p.units[a], p.units[b], seed=p.seed, normalize=False)
+
+    test = p.once(("mmd", pair), of_pair)
+    return Skip("needs at least 2 items per modality") if test is None else test[part]

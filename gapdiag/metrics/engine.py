@@ -1,21 +1,26 @@
-"""``compute_all``: every registered metric of an :class:`~gapdiag.embeddings.EmbeddingSet` in few passes.
+"""``compute_all``: every registered metric of an :class:`~gapdiag.embeddings.EmbeddingSet`, planned from the registry.
 
-Plan of the computation (each vector is read once per pass, no ``N × N`` matrix is ever held):
+The engine knows passes, not metrics. Each registry entry (:class:`~gapdiag.metrics.registry.MetricInfo`) names
+the passes it needs and the function from their results to its value; :class:`~gapdiag.metrics.passes.Plan` is
+the union of the needs of the metrics asked for, and each planned pass runs once (each vector is read once per
+pass, no ``N × N`` matrix is ever held):
 
-1. One linear pass per modality (:func:`~gapdiag.metrics.blocked.linear_stats`): sums and Gram matrices give
-   the gap, angular value, effective rank, RankMe and −W₂; one paired pass gives Cos_TP, alignment and the
-   non-matching cosine. These always use every item. When the quadratic step takes every item too, the linear
-   pass keeps the unit vectors it makes (the paired pass and step 2 use them: the raw vectors are read once).
-2. The quadratic metrics run on all items, or on the items of ``sample`` drawn samples: per modality one
-   within-set pass over upper-triangle tiles (uniformity), per modality pair one fused cross pass
-   (cross-modal and joint uniformity plus exact retrieval ranks in both directions), then clustering,
-   separability and multimodal arithmetic on the same subset.
+1. Linear passes over every item: per modality the count, sum and (``gram``) Gram matrix of the unit vectors
+   (:func:`~gapdiag.metrics.blocked.linear_stats`), per modality pair the sum of the true-pair cosines. Then the
+   value of every linear metric asked for. When the quadratic step takes every item too, the linear pass keeps
+   the unit vectors it makes (the paired pass and step 2 use them: the raw vectors are read once).
+2. Quadratic passes on all items, or on the items of ``sample`` drawn samples (:mod:`~gapdiag.metrics.quadratic`):
+   per modality one within-set pass, per modality pair one fused cross pass (uniformity terms, exact retrieval
+   ranks and top-K lists in both directions) or an exact search. Then the value of every quadratic metric.
+
+Values come out per metric in registry order, per qualifier in dataset order; a value a metric cannot give on
+this data is a ``Skip`` with its reason (``extras["skipped"]``).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,53 +31,22 @@ from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix, check_same_dim, check_sample_index, true_pair_items
 from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
-    LinearStats,
-    iter_unit_blocks,
     linear_stats,
     paired_dot_sum,
     unit_rows,
 )
 from gapdiag.metrics.bounds import keep_in_bounds
-from gapdiag.metrics.cone import angular_value_from_stats
-from gapdiag.metrics.diagnostics import (
-    linear_diagnostics,
-    needs_gram,
-)
-from gapdiag.metrics.gap import (
-    alignment_from_cos_tp,
-    cos_nonmatching_from_sums,
-    cos_tp_from_sum,
-    gap_vector_from_stats,
-    modality_gap_from_vector,
-)
-from gapdiag.metrics.quadratic import RECALL_KS, QuadraticStep
-from gapdiag.metrics.rank import (
-    effective_rank_from_singular_values,
-    rankme_from_singular_values,
-    singular_values_from_stats,
-)
-from gapdiag.metrics.registry import REGISTRY
+from gapdiag.metrics.passes import RANKS, TOP_K, Passes, Plan, Skip
+from gapdiag.metrics.quadratic import QuadraticPasses
+from gapdiag.metrics.registry import REGISTRY, MetricInfo
 from gapdiag.metrics.sampling import check_sample_size, seeded_samples
 from gapdiag.metrics.search_index import gpu_search_available
 from gapdiag.metrics.tile_workers import resolve_threads
-from gapdiag.metrics.uniformity import w2_from_stats
-from gapdiag.metrics.zeroshot import zero_shot_accuracy
 
 RETRIEVAL_ENGINES = ("auto", "faiss", "blocked", "hnsw", "ivf")
 
-# Names of the definitions used, copied into reports so that two reports are only compared like for like.
-VARIANTS: dict[str, str] = {
-    "modality_gap": "norm of mean(x̂) - mean(ŷ), centroids not renormalised (Liang et al. 2022)",
-    "uniformity_wang_isola": "log mean exp(-2|u-v|^2) over unordered pairs, t=2 (Wang & Isola 2020)",
-    "uniformity_cross": "log mean exp(-2|x-y|^2) over cross-modal pairs of different samples (Fahim et al. 2024)",
-    "uniformity_w2": "-W2 of a Gaussian fit to the joint set vs N(0, I/d), eigh clipped at 0 (Fang et al. 2024)",
-    "effective_rank": "Roy & Vetterli 2007 on uncentred singular values (not squared)",
-    "rankme": "Garrido et al. 2023 on uncentred singular values, p + 1e-7",
-    "recall_at_k": "CLIP_benchmark: hit if any true item in top k, ties toward lower gallery index",
-}
 
-
-# Over 80 lines only by its docstring (the public entry point documents every argument); ~60 lines of code.
+# Over 80 lines only by its docstring (the public entry point documents every argument); ~45 lines of code.
 def compute_all(
     es: EmbeddingSet,
     metrics: Sequence[str] | None = None,
@@ -130,52 +104,76 @@ def compute_all(
     for m in names[1:]:
         check_same_dim(vecs[names[0]], vecs[m], names[0], m)
     samples = {m: _checked_samples(es, m, vecs[m].shape[0]) for m in names}
-    pairs = list(itertools.combinations(names, 2))
-    image = "image" if "image" in names else names[0]
-    values: dict[str, float] = {}
     extras: dict[str, Any] = {"variants": {}, "skipped": {}}
+    passes = Passes(es, names, list(itertools.combinations(names, 2)), "image" if "image" in names else names[0],
+                    vecs, samples, extras, seed, block_size, device, say)
+    infos = [info for b, info in REGISTRY.items() if b in bases]  # registry order
+    plan = plan_passes(infos)
+    passes.rows = _draw(es.n_samples, samples, sample, seed) if plan.quadratic else {}
+    values: dict[str, float] = {}
 
     # 1. Linear metrics on every item.
-    need_gram = bool(bases & {"effective_rank", "rankme", "uniformity_w2"}) or needs_gram(bases)
-    need_stats = need_gram or bool(bases & {"modality_gap", "angular_value", "cos_nonmatching"})
-    quadratic = {b for b in bases if REGISTRY[b].quadratic}
-    rows = _draw(es.n_samples, samples, sample, seed) if quadratic else {}
-    # When the quadratic step takes every item, the linear pass keeps the unit vectors it makes for it (and for the
-    # paired pass): one pass over the raw vectors instead of three.
-    units: dict[str, NDArray[np.float32]] = {}
-    if need_stats and quadratic and all(r is None for r in rows.values()):
-        units = {m: np.empty(vecs[m].shape, dtype=np.float32) for m in names}
-    stats: dict[str, LinearStats] = {}
-    if need_stats:
-        for m in names:
-            say(f"linear pass: {m}")
-            stats[m] = linear_stats(vecs[m], m, gram=need_gram, block_size=block_size, units_out=units.get(m))
-    _linear_metrics(bases, names, pairs, vecs, units, samples, stats, values, extras, block_size, say)
-    if need_gram:
-        linear_diagnostics(bases, names, pairs, stats, values, extras)
-    if "zero_shot_accuracy" in bases:
-        _zero_shot(es, image, vecs[image], samples[image], values, extras, block_size, device, say)
+    _linear_passes(passes, plan)
+    evaluate(passes, [info for info in infos if not info.quadratic], values)
 
     # 2. Quadratic metrics on all items or on the items of the drawn samples.
-    if quadratic:
+    if plan.quadratic:
         extras["variants"]["sample"] = {"size": sample, "seed": seed}
-        if not units:
+        rows = passes.rows
+        if not passes.units:
             say("quadratic subset: normalising")
-            units = {m: unit_rows(vecs[m], m, rows=rows[m], block_size=block_size) for m in names}
-        sub = {m: samples[m] if rows[m] is None else samples[m][rows[m]] for m in names}
-        QuadraticStep(quadratic, es, names, pairs, image, units, sub, rows, values, extras,
-                      block_size=block_size, seed=seed, engine=_resolve_engine(retrieval_engine, device),
-                      device=device, say=say, on_tile=on_tile, threads=resolve_threads(threads)).run()
+            passes.units = {m: unit_rows(vecs[m], m, rows=rows[m], block_size=block_size) for m in names}
+        passes.sub = {m: samples[m] if rows[m] is None else samples[m][rows[m]] for m in names}
+        QuadraticPasses(passes, plan, engine=_resolve_engine(retrieval_engine, device), on_tile=on_tile,
+                        threads=resolve_threads(threads)).run()
+        evaluate(passes, [info for info in infos if info.quadratic], values)
 
-    for b, definition in VARIANTS.items():
-        if b in bases or (b == "recall_at_k" and bases & set(RECALL_KS)):
-            extras["variants"][b] = definition
+    for info in infos:
+        if info.variant is not None:
+            extras["variants"][info.variant[0]] = info.variant[1]
     # Rounding past a bound a metric cannot cross (identical vectors: uniformity +4e-7) is set to the bound.
     keep_in_bounds(values, extras["skipped"], vecs[names[0]].shape[1])
     if metrics is not None:
         _require_requested(bare, wanted_full, values, extras["skipped"], names)
         values = {k: v for k, v in values.items() if k in wanted_full or k.split("/")[0] in bare}
     return values, extras
+
+
+def plan_passes(infos: Iterable[MetricInfo]) -> Plan:
+    """The passes these metrics need: the union of their registry ``needs``, the K of every R@K and the deepest
+    top-K list."""
+    infos = list(infos)
+    return Plan(
+        needs=frozenset().union(*(info.needs for info in infos)),
+        ks=tuple(sorted({info.k for info in infos if RANKS in info.needs})),
+        top_k=max((info.k for info in infos if TOP_K in info.needs), default=0),
+    )
+
+
+def evaluate(passes: Passes, infos: Iterable[MetricInfo], values: dict[str, float]) -> None:
+    """Every qualifier's value of these metrics from the passes' results, into ``values``; a :class:`Skip` goes to
+    ``extras["skipped"]`` with its reason."""
+    for info in infos:
+        if info.value is None:
+            raise InputError(f"{info.name} is not computed by compute_all (no value function in its registry entry)")
+        for q in qualifiers(passes, info):
+            value = info.value(passes, q)
+            if isinstance(value, Skip):
+                passes.extras["skipped"][f"{info.name}/{q}"] = value.reason
+            else:
+                values[f"{info.name}/{q}"] = value
+
+
+def qualifiers(passes: Passes, info: MetricInfo) -> list[str]:
+    """What follows the ``/`` of each of a metric's values on this data, from its registry qualifier kind."""
+    kinds = {
+        "pair": passes.pair_names(),
+        "modality": passes.names + (["joint"] if info.also_joint else []),
+        "direction": passes.direction_names(),
+        "joint": ["joint"],
+        "image": [passes.image],
+    }
+    return kinds[info.qualifier]
 
 
 def _require_requested(
@@ -234,87 +232,29 @@ def _checked_samples(es: EmbeddingSet, m: str, n_items: int) -> NDArray[np.int64
     return s
 
 
-def _linear_metrics(
-    bases: set[str],
-    names: list[str],
-    pairs: list[tuple[str, str]],
-    vecs: dict[str, NDArray[Any]],
-    units: dict[str, NDArray[np.float32]],
-    samples: dict[str, NDArray[np.int64]],
-    stats: dict[str, LinearStats],
-    values: dict[str, float],
-    extras: dict[str, Any],
-    block_size: int,
-    say: Callable[[str], None],
-) -> None:
-    for a, b in pairs:
-        q = f"{a}-{b}"
-        if "modality_gap" in bases:
-            gv = gap_vector_from_stats(stats[a], stats[b])
-            values[f"modality_gap/{q}"] = modality_gap_from_vector(gv)
-            extras[f"gap_vector/{q}"] = gv.tolist()
-        if bases & {"cos_tp", "alignment", "cos_nonmatching"}:
-            say(f"paired pass: {q}")
-            ia, ib = true_pair_items(samples[a], samples[b], a, b)
-            if units:
-                true_sum = paired_dot_sum(units[a], units[b], ia, ib, block_size=block_size, checked_units=True)
-            else:
-                true_sum = paired_dot_sum(vecs[a], vecs[b], ia, ib, (a, b), block_size=block_size)
-            ctp = cos_tp_from_sum(true_sum, ia.size)
-            if "cos_tp" in bases:
-                values[f"cos_tp/{q}"] = ctp
-            if "alignment" in bases:
-                values[f"alignment/{q}"] = alignment_from_cos_tp(ctp)
-            if "cos_nonmatching" in bases:
-                values[f"cos_nonmatching/{q}"] = cos_nonmatching_from_sums(
-                    stats[a], stats[b], true_sum, ia.size
-                )
-    if "angular_value" in bases:
+def _linear_passes(passes: Passes, plan: Plan) -> None:
+    """Per modality the linear statistics, per pair the true-pair sums: whichever the plan needs."""
+    names, vecs, say = passes.names, passes.vecs, passes.say
+    # When the quadratic step takes every item, the linear pass keeps the unit vectors it makes for it (and for the
+    # paired pass): one pass over the raw vectors instead of three.
+    if plan.stats and plan.quadratic and all(r is None for r in passes.rows.values()):
+        passes.units = {m: np.empty(vecs[m].shape, dtype=np.float32) for m in names}
+    if plan.stats:
         for m in names:
-            values[f"angular_value/{m}"] = angular_value_from_stats(stats[m])
-    if bases & {"effective_rank", "rankme"}:
-        joint = sum((stats[m] for m in names[1:]), stats[names[0]])
-        for q, st in [*((m, stats[m]) for m in names), ("joint", joint)]:
-            s = singular_values_from_stats(st)
-            extras[f"spectrum/{q}"] = s.tolist()
-            if "effective_rank" in bases:
-                values[f"effective_rank/{q}"] = effective_rank_from_singular_values(s)
-            if "rankme" in bases:
-                values[f"rankme/{q}"] = rankme_from_singular_values(s)
-    if "uniformity_w2" in bases:
-        values["uniformity_w2/joint"] = w2_from_stats(sum((stats[m] for m in names[1:]), stats[names[0]]))
-
-
-def _zero_shot(
-    es: EmbeddingSet,
-    image: str,
-    x: NDArray[Any],
-    sample: NDArray[np.int64],
-    values: dict[str, float],
-    extras: dict[str, Any],
-    block_size: int,
-    device: str,
-    say: Callable[[str], None],
-) -> None:
-    if es.class_embeddings is None or es.labels is None:
-        extras["skipped"][f"zero_shot_accuracy/{image}"] = "needs class_embeddings and labels"
+            say(f"linear pass: {m}")
+            passes.stats[m] = linear_stats(vecs[m], m, gram=plan.gram, block_size=passes.block_size,
+                                           units_out=passes.units.get(m))
+    if not plan.paired:
         return
-    if len(es.class_embeddings) < 2:  # one class: every image is "right", 1.0 says nothing
-        extras["skipped"][f"zero_shot_accuracy/{image}"] = (
-            f"needs at least 2 classes (the data has {len(es.class_embeddings)})"
-        )
-        return
-
-    say(f"zero-shot accuracy: {image}")
-    classes = unit_rows(es.class_embeddings, "class_embeddings")
-    labels = np.asarray(es.labels)[sample]
-    correct = 0.0
-    # Accuracy is a mean over images, so blocks weighted by their size give it exactly, in bounded memory.
-    for start, block in iter_unit_blocks(x, image, block_size=8 * block_size):
-        stop = start + block.shape[0]
-        acc = zero_shot_accuracy(block, classes, labels[start:stop], normalize=False, device=device)
-        correct += acc * block.shape[0]
-    values[f"zero_shot_accuracy/{image}"] = correct / x.shape[0]
+    units = passes.units
+    for (a, b), q in zip(passes.pairs, passes.pair_names()):
+        say(f"paired pass: {q}")
+        ia, ib = true_pair_items(passes.samples[a], passes.samples[b], a, b)
+        if units:
+            true_sum = paired_dot_sum(units[a], units[b], ia, ib, block_size=passes.block_size, checked_units=True)
+        else:
+            true_sum = paired_dot_sum(vecs[a], vecs[b], ia, ib, (a, b), block_size=passes.block_size)
+        passes.true_pairs[q] = (true_sum, ia.size)
 
 
 def _draw(

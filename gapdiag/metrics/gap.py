@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix, check_same_dim, default_sample_index, true_pair_items
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, LinearStats, linear_stats, paired_dot_sum
+from gapdiag.metrics.passes import Passes
 
 
 def gap_vector_from_stats(sx: LinearStats, sy: LinearStats) -> NDArray[np.float64]:
@@ -182,3 +183,34 @@ def alignment(
         2.0
     """
     return alignment_from_cos_tp(cos_tp(x, y, x_sample, y_sample, block_size=block_size))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# From the passes of compute_all (the registry's value functions)
+# ---------------------------------------------------------------------------------------------------------
+def modality_gap_value(p: Passes, pair: str) -> float:
+    """``modality_gap/<a-b>`` from the linear pass's sums; the gap vector goes to ``extras["gap_vector/<a-b>"]``."""
+
+    def gap_vector_of_pair() -> NDArray[np.float64]:
+        a, b = p.pair(pair)
+        gv = gap_vector_from_stats(p.stats[a], p.stats[b])
+        p.extras[f"gap_vector/{pair}"] = gv.tolist()
+        return gv
+
+    return modality_gap_from_vector(p.once(("gap_vector", pair), gap_vector_of_pair))
+
+
+def cos_tp_value(p: Passes, pair: str) -> float:
+    """``cos_tp/<a-b>`` from the paired pass."""
+    return cos_tp_from_sum(*p.true_pairs[pair])
+
+
+def alignment_value(p: Passes, pair: str) -> float:
+    """``alignment/<a-b>`` from the paired pass (``2 − 2·Cos_TP``)."""
+    return alignment_from_cos_tp(cos_tp_value(p, pair))
+
+
+def cos_nonmatching_value(p: Passes, pair: str) -> float:
+    """``cos_nonmatching/<a-b>`` from the linear pass's sums and the paired pass."""
+    a, b = p.pair(pair)
+    return cos_nonmatching_from_sums(p.stats[a], p.stats[b], *p.true_pairs[pair])

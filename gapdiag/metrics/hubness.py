@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
+from gapdiag.metrics.passes import Passes, Value, finite_or_skip
 
 #: Depth of the top-K lists hubness is measured on (Radovanović et al. use k = 5 and 10).
 HUBNESS_K = 10
@@ -82,3 +83,22 @@ def hubness(top: ArrayLike, n_gallery: int, *, n_hubs: int = TOP_HUBS) -> dict[s
         "max_occurrence": int(n_k.max()) if n_k.size else 0,
         "hubs": [{"item": int(g), "occurrence": int(n_k[g])} for g in order if n_k[g] > 0],
     }
+
+
+def hubness_value(p: Passes, direction: str, *, key: str) -> Value:
+    """One statistic (``key``: ``skewness``, ``robin_hood``, ``antihub_share``) of a direction's hubness, from its
+    top-K lists (compute_all's value function). The statistics are computed once per direction, and the hubs,
+    named by their item rows, go to ``extras["hubness/<q_to_g>"]``."""
+
+    def of_direction() -> dict[str, Any]:
+        gallery = p.direction(direction)[1]
+        top = p.top[direction]
+        h = hubness(top[:, : min(HUBNESS_K, top.shape[1])], p.units[gallery].shape[0])
+        rows = p.rows.get(gallery)  # the drawn items (sample=n): hubs are named by their rows in the data
+        for hub in h["hubs"]:
+            if rows is not None:
+                hub["item"] = int(rows[hub["item"]])
+        p.extras[f"hubness/{direction}"] = {"k": h["k"], "max_occurrence": h["max_occurrence"], "hubs": h["hubs"]}
+        return h
+
+    return finite_or_skip(p.once(("hubness", direction), of_direction)[key], "all gallery items occur equally often")

@@ -25,6 +25,10 @@ from gapdiag.errors import InputError
 from gapdiag.metrics._linalg import eigvalsh
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.decomposition import mean_and_cov
+from gapdiag.metrics.passes import Passes, Value, finite_or_skip
+from gapdiag.metrics.rounding import NO_VARIANCE, score_tolerance
+from gapdiag.metrics.sampling import seeded_samples
 
 #: TwoNN on at most this many points (seeded draw): 2-NN search is O(N²·d).
 TWONN_SAMPLE = 5000
@@ -38,9 +42,10 @@ def distance_tolerance(d: int) -> float:
     """Bound on the float32 rounding of a FAISS squared L2 distance between unit vectors in ``d`` dimensions.
 
     ``‖x − y‖² = ‖x‖² + ‖y‖² − 2x·y`` in float32: each of the three terms is within ``d·2⁻²⁴`` of its exact value,
-    so the sum is within ``4·d·2⁻²⁴``; doubled for safety, as the cross pass does for its scores.
+    so the sum is within ``4·d·2⁻²⁴``; doubled for safety, as the cross pass does for its scores: four
+    :func:`~gapdiag.metrics.rounding.score_tolerance`.
     """
-    return 8.0 * d * 2.0**-24
+    return 4.0 * score_tolerance(d)
 
 
 def two_nn_distances(x: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -154,7 +159,7 @@ def twonn_rows(n: int, sample: int | None = TWONN_SAMPLE, seed: int = 0) -> NDAr
     """The sorted rows :func:`twonn_dimension` estimates on (a seeded draw of ``sample``), or None for all."""
     if sample is None or n <= sample:
         return None
-    return np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+    return seeded_samples(n, sample, seed)
 
 
 def isoscore_from_cov(cov: ArrayLike, *, noise: float = 0.0) -> float:
@@ -199,3 +204,35 @@ def isoscore(x: ArrayLike, *, normalize: bool = False) -> float:
     if pts.shape[0] < 2:
         raise InputError(f"IsoScore needs at least 2 points, got {pts.shape[0]}")
     return isoscore_from_cov(np.cov(pts, rowvar=False))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# From the passes of compute_all (the registry's value functions)
+# ---------------------------------------------------------------------------------------------------------
+def isoscore_value(p: Passes, q: str) -> Value:
+    """``isoscore/<m|joint>`` from the linear pass's sums and Gram matrices; skipped without variance."""
+    st = p.stats_of(q)
+    _, cov = mean_and_cov(st)  # InputError without the Gram matrix
+    # The largest eigenvalue against the scale of the sums that cancel in the covariance.
+    noise = NO_VARIANCE * float(np.trace(st.gram)) / st.n
+    return finite_or_skip(isoscore_from_cov(cov, noise=noise), "no variance: every vector is the same (up to float "
+                          "rounding)")
+
+
+def twonn_value(p: Passes, q: str) -> Value:
+    """``twonn_dimension/<m|joint>`` on at most :data:`TWONN_SAMPLE` of the items in play (seeded)."""
+    p.say(f"diagnostics: TwoNN {q}")
+    points = _joint_points(p) if q == "joint" else p.units[q]
+    value, why = twonn_estimate(points, seed=p.seed, normalize=False)
+    return finite_or_skip(value, why or "")
+
+
+def _joint_points(p: Passes) -> NDArray[np.float32]:
+    """The points TwoNN draws from the joint set (all modalities stacked), gathered without stacking them all."""
+    sizes = [p.units[m].shape[0] for m in p.names]
+    rows = twonn_rows(sum(sizes), seed=p.seed)
+    if rows is None:
+        return np.concatenate([p.units[m] for m in p.names])
+    starts = np.cumsum([0, *sizes])
+    return np.concatenate([p.units[m][rows[(rows >= starts[i]) & (rows < starts[i + 1])] - starts[i]]
+                           for i, m in enumerate(p.names)])

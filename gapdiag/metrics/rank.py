@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from gapdiag.errors import InputError
 from gapdiag.metrics._linalg import eigvalsh
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, LinearStats, linear_stats
+from gapdiag.metrics.passes import Passes
 
 # RankMe's epsilon (Garrido et al. 2023, eq. 1 and their reference code).
 RANKME_EPS = 1e-7
@@ -19,7 +21,8 @@ def singular_values_from_stats(stats: LinearStats) -> NDArray[np.float64]:
     ``σ_k = sqrt(λ_k(XᵀX))`` with eigenvalues clipped at 0; only the ``min(N, d)`` largest are kept (the
     rest are zero by construction). The float64 Gram keeps σ down to about 1e-8·σ_max.
     """
-    assert stats.gram is not None, "linear_stats(..., gram=True) is needed for the spectrum"
+    if stats.gram is None:
+        raise InputError("the spectrum needs the Gram matrix: linear_stats(..., gram=True)")
     eig = eigvalsh(stats.gram)[::-1]
     return np.sqrt(np.clip(eig[: min(stats.n, eig.size)], 0.0, None))
 
@@ -79,3 +82,25 @@ def rankme(x: ArrayLike, *, normalize: bool = True, block_size: int = DEFAULT_BL
         2.0
     """
     return rankme_from_singular_values(singular_values(x, normalize=normalize, block_size=block_size))
+
+
+def spectrum_of(p: Passes, q: str) -> NDArray[np.float64]:
+    """The singular values of a modality or of the joint set from the linear pass's Gram matrices, once per
+    qualifier; also reported in ``extras["spectrum/<q>"]``."""
+
+    def spectrum() -> NDArray[np.float64]:
+        s = singular_values_from_stats(p.stats_of(q))
+        p.extras[f"spectrum/{q}"] = s.tolist()
+        return s
+
+    return p.once(("spectrum", q), spectrum)
+
+
+def effective_rank_value(p: Passes, q: str) -> float:
+    """``effective_rank/<m|joint>`` from the spectrum (compute_all's value function)."""
+    return effective_rank_from_singular_values(spectrum_of(p, q))
+
+
+def rankme_value(p: Passes, q: str) -> float:
+    """``rankme/<m|joint>`` from the spectrum (compute_all's value function)."""
+    return rankme_from_singular_values(spectrum_of(p, q))

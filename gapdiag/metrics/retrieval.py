@@ -15,6 +15,7 @@ and ties go to the lower gallery index on every device.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -23,13 +24,10 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_same_dim, check_sample_index
 from gapdiag.metrics.blocked import unit_rows
-from gapdiag.metrics.search_index import (
-    _SEARCHER_OPTIONS,
-    IndexKind,
-    _rows_per_chunk,
-    _Searcher,
-    exact_scores,
-)
+from gapdiag.metrics.passes import Passes, Skip, Value
+from gapdiag.metrics.rounding import score_tolerance
+from gapdiag.metrics.sampling import sorted_choice
+from gapdiag.metrics.search_index import IndexKind, IndexSettings, Searcher, exact_scores, rows_per_chunk
 
 #: Engines of :func:`recall_at_k`: exact FAISS search, or an approximate FAISS index.
 RECALL_ENGINES = ("faiss", "hnsw", "ivf")
@@ -53,7 +51,7 @@ def _rank(
 
 
 def _search_batch(
-    searcher: _Searcher, q: NDArray[np.float32], k: int, first_k: int, tol: NDArray[np.float64]
+    searcher: Searcher, q: NDArray[np.float32], k: int, first_k: int, tol: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     n_gallery = searcher.gallery.shape[0]
     out_s = np.empty((q.shape[0], k), dtype=np.float64)
@@ -97,16 +95,16 @@ def search_topk(
     k: int,
     *,
     normalize: bool = True,
-    device: str = "auto",
-    index: IndexKind = "flat",
-    nlist: int | None = None,
-    nprobe: int = 16,
-    hnsw_m: int = 32,
-    ef_search: int = 128,
-    ef_construction: int = 200,
+    device: str = IndexSettings.device,
+    index: IndexKind = IndexSettings.index,
+    nlist: int | None = IndexSettings.nlist,
+    nprobe: int = IndexSettings.nprobe,
+    hnsw_m: int = IndexSettings.hnsw_m,
+    ef_search: int = IndexSettings.ef_search,
+    ef_construction: int = IndexSettings.ef_construction,
     candidates: int | None = None,
     batch_size: int = 1024,
-    seed: int = 0,
+    seed: int = IndexSettings.seed,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Top-k gallery items per query by cosine similarity, ties broken toward the lower gallery index.
 
@@ -189,20 +187,16 @@ def _topk(
     k = _check_k(k, g.shape[0])
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    # search_topk's keyword defaults are the one source of the index settings.
-    options = {key: search_topk.__kwdefaults__[key] for key in _SEARCHER_OPTIONS}
-    unknown = set(searcher_options) - set(options)
-    if unknown:
-        raise InputError(f"unknown search option(s) {sorted(unknown)}; see search_topk for the options")
-    searcher = _Searcher(g, **{**options, **searcher_options})
+    # The options set here, IndexSettings' defaults (search_topk's) for the rest.
+    searcher = Searcher(g, **asdict(IndexSettings.of(searcher_options)))
     first_k = max(k, candidates if candidates is not None else max(2 * k, k + 16))
-    # |float32 FAISS score − exact score| <= d·2⁻²⁴·‖q‖·‖g‖ (summation error bound, with slack); twice that,
-    # since both the k-th score and an unseen item's score can be off, is the window of possible ties.
-    g, step = searcher.gallery, _rows_per_chunk(q.shape[1])
+    # |float32 FAISS score − exact score| <= score_tolerance(d)·‖q‖·‖g‖ (d·2⁻²⁴ with slack); twice that, since
+    # both the k-th score and an unseen item's score can be off, is the window of possible ties.
+    g, step = searcher.gallery, rows_per_chunk(q.shape[1])
     gallery_norm = max(
         float(np.linalg.norm(g[s : s + step], axis=1).max()) for s in range(0, g.shape[0], step)
     )
-    tol = 4.0 * q.shape[1] * 2.0**-24 * gallery_norm * np.linalg.norm(q, axis=1).astype(np.float64)
+    tol = 2.0 * score_tolerance(q.shape[1]) * gallery_norm * np.linalg.norm(q, axis=1).astype(np.float64)
     scores = np.empty((q.shape[0], k), dtype=np.float64)
     indices = np.empty((q.shape[0], k), dtype=np.int64)
     for start in range(0, q.shape[0], batch_size):
@@ -337,10 +331,19 @@ def approximate_recall_agreement(
     if sample < 1:
         raise InputError(f"sample must be >= 1, got {sample}")
     rng = np.random.default_rng(seed)
-    picked = np.sort(rng.choice(q.shape[0], size=min(sample, q.shape[0]), replace=False))
+    picked = sorted_choice(rng, q.shape[0], sample)
     q = q[picked]
     exact_top, _ = _topk(q, g, k, device=device, index="flat")
     _, approx_idx = _topk(q, g, k, device=device, index=index, seed=seed, **index_options)
     approx_scores = exact_scores(q, g, approx_idx)
     found = approx_scores >= exact_top[:, -1:]
     return float(found.sum() / found.size)
+
+
+def recall_value(p: Passes, direction: str, *, k: int) -> Value:
+    """``recall_at_<k>/<q_to_g>`` from the ranks of the cross pass or the search (compute_all's value function);
+    skipped when K exceeds the gallery."""
+    n_gallery = p.units[p.direction(direction)[1]].shape[0]
+    if k > n_gallery:
+        return Skip(f"K={k} exceeds the gallery ({n_gallery} items)")
+    return p.recall[direction][k]

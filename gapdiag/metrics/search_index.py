@@ -7,6 +7,8 @@ hide past the cut-off and rescores exactly (:func:`exact_scores`), so results do
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -19,14 +21,46 @@ IndexKind = Literal["flat", "ivf", "hnsw"]
 
 # FAISS GPU k-selection is limited to this many results per query (GPU_MAX_SELECTION_K).
 _GPU_MAX_K = 2048
-# search_topk keywords that configure the FAISS index (the rest configure the search loop).
-_SEARCHER_OPTIONS = ("index", "device", "nlist", "nprobe", "hnsw_m", "ef_search", "ef_construction", "seed")
 # Elements per step when rescoring or taking norms: bounds the float64 temporaries to ~32 MB.
 _CHUNK_ELEMENTS = 1 << 22
 
 
-def _rows_per_chunk(elements_per_row: int) -> int:
+def rows_per_chunk(elements_per_row: int) -> int:
+    """Rows of ``elements_per_row`` float64 values that fit one step of about ``_CHUNK_ELEMENTS`` (at least 1)."""
     return max(1, _CHUNK_ELEMENTS // max(1, elements_per_row))
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How a :class:`Searcher` builds its index: the keywords of :func:`~gapdiag.metrics.retrieval.search_topk`
+    that configure FAISS (the rest configure the search loop). These defaults are ``search_topk``'s, the one
+    source of them: its signature reads them, and callers that set only some options get them for the rest."""
+
+    index: IndexKind = "flat"
+    device: str = "auto"
+    nlist: int | None = None
+    nprobe: int = 16
+    hnsw_m: int = 32
+    ef_search: int = 128
+    ef_construction: int = 200
+    seed: int = 0
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The option names."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> IndexSettings:
+        """The settings with ``options`` set and the defaults for the rest.
+
+        Raises:
+            InputError: An option that configures no index.
+        """
+        unknown = set(options) - set(cls.option_names())
+        if unknown:
+            raise InputError(f"unknown search option(s) {sorted(unknown)}; see search_topk for the options")
+        return cls(**options)
 
 
 #: The FAISS wheels that provide ``import faiss``; each writes the same ``faiss/`` folder.
@@ -180,8 +214,8 @@ class _TorchFlatIndex:
         rows, c = cand.shape
         out = torch.empty((rows, c), dtype=torch.float64, device=dev)
         # Bound the float64 temporaries (rows × candidates × d) as the host version does.
-        col_step = _rows_per_chunk(q.shape[1])
-        row_step = _rows_per_chunk(min(c, col_step) * q.shape[1])
+        col_step = rows_per_chunk(q.shape[1])
+        row_step = rows_per_chunk(min(c, col_step) * q.shape[1])
         with torch.inference_mode():
             qd = torch.from_numpy(np.ascontiguousarray(q)).to(dev).double()
             cd = torch.from_numpy(np.ascontiguousarray(cand)).to(dev)
@@ -202,7 +236,7 @@ def _torch_device(gpu_id: int) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # Index construction
 # ----------------------------------------------------------------------------------------------------------
-class _Searcher:
+class Searcher:
     """A FAISS index over a normalised gallery plus what is needed to rescore and widen its searches."""
 
     def __init__(
@@ -278,8 +312,8 @@ def exact_scores(
     rows, c = cand.shape
     out = np.empty((rows, c), dtype=np.float64)
     # Chunk candidates too: a query widened to a huge tie group may carry the whole gallery.
-    col_step = _rows_per_chunk(q.shape[1])
-    row_step = _rows_per_chunk(min(c, col_step) * q.shape[1])
+    col_step = rows_per_chunk(q.shape[1])
+    row_step = rows_per_chunk(min(c, col_step) * q.shape[1])
     for r in range(0, rows, row_step):
         qr = q[r : r + row_step, None, :].astype(np.float64)
         for c0 in range(0, c, col_step):

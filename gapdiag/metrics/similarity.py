@@ -41,8 +41,9 @@ from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, iter_unit_blocks, unit_rows
-from gapdiag.metrics.bounds import NO_VARIANCE, keep_in_bounds
+from gapdiag.metrics.bounds import keep_in_bounds
 from gapdiag.metrics.retrieval import search_topk
+from gapdiag.metrics.rounding import NO_VARIANCE
 
 #: Neighbours compared by mutual k-NN alignment (Huh et al. use k = 10).
 KNN_K = 10
@@ -121,7 +122,7 @@ def _cka_sums(
 
 def _no_variance(own: _HsicSums) -> bool:
     """Whether a representation (its sums with itself) varies only by rounding: its centred total variance
-    ``tr(XᵀX) − ‖s_x‖²/N`` is at most :data:`~gapdiag.metrics.bounds.NO_VARIANCE` of ``tr(XᵀX)``."""
+    ``tr(XᵀX) − ‖s_x‖²/N`` is at most :data:`~gapdiag.metrics.rounding.NO_VARIANCE` of ``tr(XᵀX)``."""
     second = float(np.trace(own.cross))
     return second - float(own.sx @ own.sx) / own.n <= NO_VARIANCE * second
 

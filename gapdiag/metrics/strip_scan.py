@@ -6,8 +6,11 @@ ahead of column ``j``'s (``s > hi_j``), inside one of the two near-tie bands (``
 on exact scores), or at least one of the running top-K thresholds (``s ≥ θ``, hubness)? Asked with numpy,
 that is about ten elementwise passes over the tile, each as long as a good part of its matrix product; here it
 is one pass (:class:`StripScanner`) that keeps the counts, inserts top-K candidates into their lists as it meets
-them and hands back only the few near-ties. :func:`exp_terms` sums the uniformity terms of a strip in one more
-pass (float32 terms, float64 sums; the within-set pass uses it too).
+them and hands back only the few near-ties. What it reads and updates about the queries of each side of the strip
+is one named structure, :class:`QueryState` (thresholds, top-K lists, insertion floors), and what it writes is a
+:class:`ScanOutput`: NamedTuples of arrays, which numba compiles field by field like separate arguments.
+:func:`exp_terms` sums the uniformity terms of a strip in one more pass (float32 terms, float64 sums; the
+within-set pass uses it too).
 
 numba is a dependency of umap-learn (gapdiag's map) and is declared by gapdiag too; the kernels are compiled once
 per machine (``cache=True``) and are only imported by the quadratic passes, never on a cache hit.
@@ -16,12 +19,51 @@ per machine (``cache=True``) and are only imported by the quadratic passes, neve
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 from numpy.typing import NDArray
+
+from gapdiag.errors import InputError
+
+
+class QueryState(NamedTuple):
+    """What the scan knows about the queries along one side of a strip (its rows, or its columns), and updates.
+
+    A NamedTuple of arrays, which numba types field by field: the compiled scan reads each by name.
+
+    Attributes:
+        hi: ``(n,)`` float32: an other-sample score ``s > hi`` ranks ahead of the query's best true item.
+        lo: ``(n,)`` float32: ``lo ≤ s ≤ hi`` is a near-tie, decided later on exact scores (``+inf`` in both
+            switches the counting off: a query without a true item, or no ranks wanted).
+        top_scores: ``(n, K)`` float32: the running top-K scores, best first, updated in place (``K = 0``: none).
+        top_index: ``(n, K)`` int64: their original gallery indices.
+        gallery: ``(m,)`` int64: the original index of each item on the *other* side, what a list records.
+        threshold: ``(n,)`` float32 θ: entries below it are not inserted. It must start at or below the final K-th
+            score (the list's current K-th, or a known floor under it; ``+inf`` with ``K = 0``); the scan raises it
+            to the list's K-th as the list fills (contiguous, so the counting loop reads it at full speed).
+    """
+
+    hi: NDArray[np.float32]
+    lo: NDArray[np.float32]
+    top_scores: NDArray[np.float32]
+    top_index: NDArray[np.int64]
+    gallery: NDArray[np.int64]
+    threshold: NDArray[np.float32]
+
+
+class ScanOutput(NamedTuple):
+    """Where the compiled scan writes: per row and per column the number of other-sample entries above ``hi``
+    (``ahead_rows`` int64, ``ahead_cols`` int32, added to), and the coordinates of the near-ties (``near_i``,
+    ``near_j``, room for every entry of the strip; the scan returns how many it wrote)."""
+
+    ahead_rows: NDArray[np.int64]
+    ahead_cols: NDArray[np.int32]
+    near_i: NDArray[np.intp]
+    near_j: NDArray[np.intp]
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -41,8 +83,12 @@ def _insert(scores, index, q, v, g):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _scan(s, same, check_same, hi_r, lo_r, hi_c, lo_c, top_r, idx_r, gal_r, th_r, top_c, idx_c, gal_c, th_c,
-          ahead_r, ahead_c, out_i, out_j):
+def _scan(s, same, check_same, rows, cols, out):
+    """One pass over a strip ``s`` (see :class:`StripScanner`); returns the number of near-ties written to ``out``."""
+    # Named fields bound to locals once: the loops below see plain arrays, as when they were passed one by one.
+    hi_r, lo_r, top_r, idx_r, gal_r, th_r = rows.hi, rows.lo, rows.top_scores, rows.top_index, rows.gallery, rows.threshold
+    hi_c, lo_c, top_c, idx_c, gal_c, th_c = cols.hi, cols.lo, cols.top_scores, cols.top_index, cols.gallery, cols.threshold
+    ahead_r, ahead_c, out_i, out_j = out.ahead_rows, out.ahead_cols, out.near_i, out.near_j
     n_rows, n_cols = s.shape
     k = top_r.shape[1]
     n = 0
@@ -217,7 +263,7 @@ def exp_terms(
         ``(other, same)`` log-sums; ``-inf`` for an empty sum.
     """
     if two_t > MAX_TWO_T:
-        raise ValueError(f"2t = {two_t} is beyond the compiled exp's range ({MAX_TWO_T})")
+        raise InputError(f"2t = {two_t} is beyond the compiled exp's range ({MAX_TWO_T}); use strip_uniformity")
     out = np.empty(2)
     mask = _NO_MASK if same is None else same.view(np.uint8)
     _exp_sums(s, mask, same is not None, float(two_t), -(1 << 62) if first_col is None else first_col, out)
@@ -232,41 +278,30 @@ class StripScanner:
         self.out_i = self.out_j = np.empty(0, dtype=np.intp)
 
     def __call__(
-        self,
-        s: NDArray[np.float32],
-        same: NDArray[np.bool_] | None,
-        rows: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.int64], NDArray[np.int64],
-                    NDArray[np.float32]],
-        cols: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.int64], NDArray[np.int64],
-                    NDArray[np.float32]],
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.intp], NDArray[np.intp]]:
+        self, s: NDArray[np.float32], same: NDArray[np.bool_] | None, rows: QueryState, cols: QueryState
+    ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.intp], NDArray[np.intp]]:
         """Scan one strip of scores (rows: A queries, columns: B queries); the scores are not modified.
 
         Args:
             s: ``(r, c)`` float32 scores, C-contiguous rows.
             same: ``(r, c)`` mask of same-sample entries (not counted as ahead nor as near-ties), or None.
-            rows: ``(hi, lo, top_scores, top_index, gallery, θ)`` of the row queries: ``s > hi`` counts as ahead,
-                ``lo ≤ s ≤ hi`` is a near-tie (``+inf`` switches both off); ``top_scores``/``top_index``
-                ``(r, K)`` are their running top-K lists (best first, updated in place; ``K = 0``: none),
-                ``gallery`` the original index of each column item (what a row's list records) and ``θ`` each
-                row's insertion threshold: entries below it are not inserted. It must start at or below the
-                final K-th score (the list's current K-th, or a known floor under it; ``+inf`` with ``K = 0``)
-                and the scan raises it to the list's K-th as the list fills (contiguous, so the counting loop
-                reads it at full speed).
-            cols: The same for the column queries.
+            rows: The row queries' thresholds, top-K lists and insertion thresholds (:class:`QueryState`; its
+                ``gallery`` names the columns' items).
+            cols: The same for the column queries (its ``gallery`` names the rows' items).
 
         Returns:
             ``(ahead_rows, ahead_cols, i, j)``: per row and per column the number of other-sample entries above
             ``hi``, and the coordinates of the other-sample near-ties of a row or column (to be decided on exact
             scores), in row-major order (views valid until the next call).
         """
+        if not isinstance(rows, QueryState) or not isinstance(cols, QueryState):
+            raise TypeError("rows and cols are QueryState(hi=..., lo=..., top_scores=..., top_index=..., gallery=..., "
+                            "threshold=...)")
         n_rows, n_cols = s.shape
         mask = _NO_MASK if same is None else same.view(np.uint8)
         if self.out_i.size < n_rows * n_cols:  # room for every entry: a scan is never repeated
             self.out_i = np.empty(n_rows * n_cols, dtype=np.intp)
             self.out_j = np.empty(n_rows * n_cols, dtype=np.intp)
-        ahead_r = np.zeros(n_rows, dtype=np.int64)
-        ahead_c = np.zeros(n_cols, dtype=np.int32)
-        found = _scan(s, mask, same is not None, rows[0], rows[1], cols[0], cols[1], rows[2], rows[3], rows[4],
-                      rows[5], cols[2], cols[3], cols[4], cols[5], ahead_r, ahead_c, self.out_i, self.out_j)
-        return ahead_r, ahead_c, self.out_i[:found], self.out_j[:found]
+        out = ScanOutput(np.zeros(n_rows, dtype=np.int64), np.zeros(n_cols, dtype=np.int32), self.out_i, self.out_j)
+        found = _scan(s, mask, same is not None, rows, cols, out)
+        return out.ahead_rows, out.ahead_cols, self.out_i[:found], self.out_j[:found]

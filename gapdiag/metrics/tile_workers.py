@@ -1,18 +1,18 @@
-"""Runs the tiles of a pair pass on several CPU threads, each with a one-thread BLAS product.
+"""Runs the tiles of a pair pass on several CPU threads, each worker with its own one-thread BLAS product.
 
-Why not let BLAS thread each product, as a plain ``np.dot`` does? Because the compiled steps that follow it on the
-tile (the rank scan, the exp sums) run on one core, and while they run the other cores wait. Here each worker
-takes a whole job (one or several tiles), computes its products with BLAS limited to one thread and scans them
-itself, so every core is busy with both. Measured at 30,000 × 512 on 2 cores: two one-thread workers computed
-the bare products in 0.86–0.96 of the time of OpenBLAS's own two threads, and with the exp sums in 0.92–1.0
-instead of 1.19–1.24; on a later day, 2048 × 1024 tiles ran at the same rate either way (115–119 vs 117
-GFLOPS), so the gain is the scan and exp no longer leaving a core idle. At 50,000 × 512 the within-set passes
-went from 0.66–0.68 of a pass to 0.50–0.51 and the cross pass from 1.58 to 1.15, with the other changes listed
-in docs/benchmarks.md.
+What: :class:`TileWorkers` hands the jobs of a pass (a tile of the within-set pass, a column band of the cross
+pass) to one worker per core, in order; each worker computes its jobs' matrix products with BLAS limited to one
+thread and runs the compiled steps on them itself (the rank scan and the exp sums,
+:mod:`gapdiag.metrics.strip_scan`); the results come back in job order. numpy's products and the numba kernels
+release the GIL, so the threads run in parallel.
+
+Why not let BLAS thread each product, as a plain ``np.dot`` does: the compiled steps that follow a product run on
+one core, and while they run the other cores would wait. With whole jobs per worker every core is busy with
+both the products and the scans, and two one-thread products together run at least as fast as BLAS's own
+threads (the measurements are in docs/benchmarks.md, "the pair passes on every core").
 
 Results do not depend on the number of threads: every product is a one-thread BLAS call (OpenBLAS's threaded
 products round differently from its one-thread ones), and callers combine what the jobs return in job order.
-numpy's products and the numba kernels release the GIL, so the threads run in parallel.
 """
 
 from __future__ import annotations

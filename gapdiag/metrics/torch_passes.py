@@ -21,8 +21,8 @@ from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_T,
     TileCallback,
-    _check_block_size,
-    _tiles,
+    check_block_size,
+    tile_ranges,
 )
 from gapdiag.metrics.cross import CrossPassResult, count_same_sample_pairs
 
@@ -84,9 +84,9 @@ def within_pass_torch(
     """
     import torch
 
-    _check_block_size(block_size)
+    check_block_size(block_size)
     n = z.shape[0]
-    tiles = _tiles(n, block_size)
+    tiles = tile_ranges(n, block_size)
     total, done = len(tiles) * (len(tiles) + 1) // 2, 0
     terms = []
     with _NoTF32(), torch.inference_mode():
@@ -121,10 +121,10 @@ def cross_uniformity_torch(
     """
     import torch
 
-    _check_block_size(block_size)
+    check_block_size(block_size)
     n_same = count_same_sample_pairs(np.asarray(a_sample), np.asarray(b_sample))
     result = CrossPassResult(n_all=a.shape[0] * b.shape[0], n_nonmatching=a.shape[0] * b.shape[0] - n_same)
-    tiles_a, tiles_b = _tiles(a.shape[0], block_size), _tiles(b.shape[0], block_size)
+    tiles_a, tiles_b = tile_ranges(a.shape[0], block_size), tile_ranges(b.shape[0], block_size)
     total, done = len(tiles_a) * len(tiles_b), 0
     all_terms, nm_terms = [], []
     with _NoTF32(), torch.inference_mode():

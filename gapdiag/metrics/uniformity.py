@@ -26,12 +26,14 @@ from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_T,
     LinearStats,
+    joint_stats,
     linear_stats,
     log_mean_exp,
     unit_rows,
     within_pass,
 )
 from gapdiag.metrics.cross import cross_pass
+from gapdiag.metrics.passes import Passes, Value, finite_or_skip
 
 
 def uniformity_wang_isola(
@@ -98,7 +100,8 @@ def uniformity_cross(
 
 def w2_from_stats(stats: LinearStats) -> float:
     """``−W₂`` from the count, sum and Gram matrix of the joint set (see :func:`uniformity_w2`)."""
-    assert stats.gram is not None, "linear_stats(..., gram=True) is needed for W2"
+    if stats.gram is None:
+        raise InputError("-W2 needs the Gram matrix: linear_stats(..., gram=True)")
     d = stats.total.size
     mu = stats.total / stats.n
     cov = stats.gram / stats.n - np.outer(mu, mu)
@@ -129,7 +132,7 @@ def uniformity_w2(*sets: ArrayLike, block_size: int = DEFAULT_BLOCK_SIZE) -> flo
     for k, a in enumerate(arrays[1:], start=1):
         check_same_dim(arrays[0], a, "set 0", f"set {k}")
     stats = [linear_stats(a, f"set {k}", block_size=block_size) for k, a in enumerate(arrays)]
-    return w2_from_stats(sum(stats[1:], stats[0]))
+    return w2_from_stats(joint_stats(stats))
 
 
 def joint_uniformity(
@@ -143,3 +146,27 @@ def joint_uniformity(
     total = sum(counts)
     lse = float(np.logaddexp.reduce(np.array([*within_lse, *cross_lse_all], dtype=np.float64)))
     return log_mean_exp(lse, total * (total - 1) // 2)
+
+
+#: Why a uniformity has no value: a modality with one item has no pair (a NaN is never reported).
+NO_PAIRS = "no pairs to average over (too few items)"
+
+
+def uniformity_wang_isola_value(p: Passes, q: str) -> Value:
+    """``uniformity_wang_isola/<m>`` from the within-set pass; ``/joint`` from every within and cross pass."""
+    if q == "joint":
+        return joint_uniformity([p.within[m] for m in p.names], [p.units[m].shape[0] for m in p.names],
+                                [p.cross[pair].lse_all for pair in p.pair_names()])
+    n = p.units[q].shape[0]
+    return finite_or_skip(log_mean_exp(p.within[q], n * (n - 1) // 2), NO_PAIRS)
+
+
+def uniformity_cross_value(p: Passes, pair: str) -> Value:
+    """``uniformity_cross/<a-b>`` from the cross pass's terms over pairs of different samples."""
+    res = p.cross[pair]
+    return finite_or_skip(log_mean_exp(res.lse_nonmatching, res.n_nonmatching), NO_PAIRS)
+
+
+def uniformity_w2_value(p: Passes, q: str) -> float:
+    """``uniformity_w2/joint`` from the joint set's linear statistics."""
+    return w2_from_stats(p.stats_of(q))

@@ -7,6 +7,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.metrics.passes import Passes, Skip, Value
 from gapdiag.metrics.retrieval import search_topk
 
 
@@ -93,3 +94,23 @@ def zero_shot_accuracy(
     # Top-1 search over the classes gives the lower-index tie rule for free.
     _, predicted = search_topk(x, w, 1, normalize=False, device=device)
     return float(np.mean(predicted[:, 0] == y))
+
+
+def zero_shot_accuracy_value(p: Passes, image: str) -> Value:
+    """``zero_shot_accuracy/<image>`` on every image item, read again block by block (compute_all's value
+    function); skipped without class embeddings and labels, or with one class (every image "right")."""
+    es = p.es
+    if es.class_embeddings is None or es.labels is None:
+        return Skip("needs class_embeddings and labels")
+    if len(es.class_embeddings) < 2:  # one class: every image is "right", 1.0 says nothing
+        return Skip(f"needs at least 2 classes (the data has {len(es.class_embeddings)})")
+    p.say(f"zero-shot accuracy: {image}")
+    classes = unit_rows(es.class_embeddings, "class_embeddings")
+    labels = np.asarray(es.labels)[p.samples[image]]
+    correct = 0.0
+    # Accuracy is a mean over images, so blocks weighted by their size give it exactly, in bounded memory.
+    for start, block in p.unit_blocks(image, block_size=8 * p.block_size):
+        stop = start + block.shape[0]
+        acc = zero_shot_accuracy(block, classes, labels[start:stop], normalize=False, device=p.device)
+        correct += acc * block.shape[0]
+    return correct / p.vecs[image].shape[0]
