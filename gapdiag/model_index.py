@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gapdiag.cache_files import atomic_write_json
+from gapdiag.cache.files import atomic_write_json
 from gapdiag.fsutil import loads_json
 
 log = logging.getLogger(__name__)

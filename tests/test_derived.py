@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, gapdiag
 
-from gapdiag import api, derived
-from gapdiag.cache import EmbeddingCache
+from gapdiag import api
+from gapdiag.cache import EmbeddingCache, derived
 
 GAP = "modality_gap/image-text"
 

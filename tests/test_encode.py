@@ -248,7 +248,7 @@ WORKER = textwrap.dedent("""
     if role == "wait":
         # Say so as the entry lock is about to block (after a try with timeout=0 failed).
         import filelock
-        from gapdiag import cache_integrity
+        from gapdiag.cache import integrity as cache_integrity
         class AnnouncingLock(filelock.FileLock):
             def acquire(self, timeout=None, *a, **k):
                 if timeout is None or timeout < 0:

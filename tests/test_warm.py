@@ -1,5 +1,5 @@
 """The warm path: a cache hit imports no model library, --cache-dir keeps every write under it, and measured
-reports and 2-D maps are reused from the cache (gapdiag/derived.py)."""
+reports and 2-D maps are reused from the cache (gapdiag/cache/derived.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from data_fixtures import digits_manifest
 
-from gapdiag import api, derived
+from gapdiag import api
+from gapdiag.cache import derived
 
 MODEL_LIBRARIES = ("open_clip", "timm", "torchvision", "torch._dynamo")
 #: Runs the CLI in a fresh interpreter, then prints which model libraries the command imported.

@@ -1,5 +1,5 @@
 """Measuring an embedding set, behind :func:`gapdiag.api.measure`: the metrics with a progress display, the
-memoised report (:mod:`gapdiag.derived`), paths and captions for the listed items, and the item-by-item
+memoised report (:mod:`gapdiag.cache.derived`), paths and captions for the listed items, and the item-by-item
 similarity of two reports' cached vectors (:func:`gapdiag.api.check`)."""
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from typing import Any
 
 from rich.console import Console
 
-from gapdiag import derived
 from gapdiag import metrics as metrics_package
 from gapdiag.api.embedding import load_data
 from gapdiag.bootstrap import bootstrap_intervals
-from gapdiag.cache import EmbeddingCache
+from gapdiag.cache import EmbeddingCache, derived
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics.search_index import search_device
@@ -87,7 +86,7 @@ def _measure(es: EmbeddingSet, *, metrics: Sequence[str] | None, sample: int | N
 
 
 def measure_memo(es: EmbeddingSet, **parts: Any) -> Path | None:
-    """Where the report of these vectors with these settings is memoised (see :mod:`gapdiag.derived`).
+    """Where the report of these vectors with these settings is memoised (see :mod:`gapdiag.cache.derived`).
 
     The vectors are named by their cache key; the settings are everything :func:`measure_embeddings` passes to
     the metrics, the device included (GPU search agrees with the CPU only to ~1e-3), plus a stamp of the code

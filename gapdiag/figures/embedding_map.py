@@ -1,7 +1,7 @@
 """The modality-gap map: every modality projected jointly to 2-D (UMAP or PCA), true pairs joined by lines.
 
 UMAP is imported inside :func:`map_coordinates` only when ``method="umap"``; its seeded fit is memoised under
-the vectors' cache entry (:mod:`gapdiag.derived`), so a second ``plot`` or ``report`` skips it.
+the vectors' cache entry (:mod:`gapdiag.cache.derived`), so a second ``plot`` or ``report`` skips it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import NDArray
 
-from gapdiag import derived
+from gapdiag.cache import derived
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.figures.common import (
@@ -94,7 +94,7 @@ def _memoised_map(
     """:func:`map_coordinates`, read back from the cache when these very points were mapped before.
 
     UMAP is seeded (one thread), so its embedding is a function of the points, the method, its parameters and
-    the umap version: kept under the vectors' cache entry (:mod:`gapdiag.derived`), a second ``plot`` or
+    the umap version: kept under the vectors' cache entry (:mod:`gapdiag.cache.derived`), a second ``plot`` or
     ``report`` skips the fit (and numba's compilation).
     """
     parts = {

@@ -1,8 +1,8 @@
 """How the cache writes and reads one file: atomic writes that hand over checksums, canonical JSON, and array
 loads checked against ``meta.json``; every failure is a one-line :class:`~gapdiag.errors.CacheError`.
 
-Shared by :mod:`gapdiag.cache` (reading entries), :mod:`gapdiag.cache_writer` (building them) and
-:mod:`gapdiag.cache_keys` (canonical JSON of the key). The crash-safe write itself is
+Shared by :mod:`gapdiag.cache` (reading entries), :mod:`gapdiag.cache.writer` (building them) and
+:mod:`gapdiag.cache.keys` (canonical JSON of the key). The crash-safe write itself is
 :func:`gapdiag.fsutil.atomic_write`; this module adds the cache's error messages and checksum hand-over.
 """
 
@@ -19,8 +19,8 @@ from typing import IO, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag import cache_integrity as integrity
 from gapdiag import fsutil
+from gapdiag.cache import integrity
 from gapdiag.errors import CacheError
 
 # ------------------------------------------------------------------------------------------------- JSON

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gapdiag import fsutil
-from gapdiag.cache_files import canonical_json, one_line
+from gapdiag.cache.files import canonical_json, one_line
 from gapdiag.errors import InputError
 from gapdiag.settings import cache_root
 

@@ -12,16 +12,11 @@ An entry is a directory that numpy alone can read (the layout is documented in `
 Every file is written to a temporary file in the same directory, fsynced and moved into place with
 ``os.replace`` (:mod:`gapdiag.fsutil`), so a killed process leaves either the old file or the new one, never
 half of one; its checksum is recorded before that rename and verified on every read
-(:mod:`gapdiag.cache_integrity`). Vectors are committed in chunks of ``chunk_size`` items; a run that is killed
+(:mod:`gapdiag.cache.integrity`). Vectors are committed in chunks of ``chunk_size`` items; a run that is killed
 loses at most the chunk it was computing.
 
-The cache is four modules, one job each, and callers import from this one:
-
-* :mod:`gapdiag.cache_keys`: the key (:func:`cache_key`, :data:`CACHE_FORMAT_VERSION`), the names files may
-  take, and the checkpoint hash in the key (:func:`file_sha256`);
-* :mod:`gapdiag.cache_files`: writing and reading one file (atomic, checksummed, one-line errors);
-* :mod:`gapdiag.cache_writer`: building one entry (:class:`EntryWriter`: chunks, resume, lock);
-* this module: :class:`EmbeddingCache`, a directory of entries.
+This module is :class:`EmbeddingCache`, a directory of entries; the other modules of :mod:`gapdiag.cache` hold
+the key, one file's write and read, the entry's build and the checksums, and callers import from the package.
 """
 
 from __future__ import annotations
@@ -35,9 +30,9 @@ from typing import Any
 import filelock
 from numpy.typing import NDArray
 
-from gapdiag import cache_integrity as integrity
-from gapdiag.cache_files import META_CHECKSUM, corrupt, load_checked, load_npz, meta_checksum, one_line
-from gapdiag.cache_keys import (
+from gapdiag.cache import integrity
+from gapdiag.cache.files import META_CHECKSUM, corrupt, load_checked, load_npz, meta_checksum, one_line
+from gapdiag.cache.keys import (
     CACHE_FORMAT_VERSION,
     DTYPES,
     HASHES_FILE,
@@ -47,7 +42,7 @@ from gapdiag.cache_keys import (
     check_key,
     file_sha256,
 )
-from gapdiag.cache_writer import EntryWriter
+from gapdiag.cache.writer import EntryWriter
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, InputError
 from gapdiag.fsutil import loads_json, unlink_quietly
@@ -154,7 +149,7 @@ class EmbeddingCache:
     @staticmethod
     def _read_meta(key: str, meta_path: Path) -> dict[str, Any]:
         """``meta.json`` of entry ``key``, checked: a JSON object of this cache format, sealed by its own checksum
-        (:func:`gapdiag.cache_files.meta_checksum`) and naming ``key``.
+        (:func:`gapdiag.cache.files.meta_checksum`) and naming ``key``.
 
         Raises:
             CacheError: It cannot be read or parsed, comes from another cache format, was edited after it was

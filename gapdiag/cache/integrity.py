@@ -167,7 +167,7 @@ def read_verified(path: Path) -> tuple[bytes | None, str | None]:
 
 # ------------------------------------------------------------------------------------------ derived results
 
-#: Results derived from an entry's vectors live in ``<root>/derived/<key>/`` (:mod:`gapdiag.derived`).
+#: Results derived from an entry's vectors live in ``<root>/derived/<key>/`` (:mod:`gapdiag.cache.derived`).
 DERIVED_DIR = "derived"
 
 

@@ -1,6 +1,6 @@
 """Building one cache entry: chunked atomic writes with checksums, resume, and the entry's lock.
 
-Split from :mod:`gapdiag.cache` (which opens, lists, verifies and removes entries) and handed out by
+Split from :mod:`gapdiag.cache.store` (which opens, lists, verifies and removes entries) and handed out by
 :meth:`gapdiag.cache.EmbeddingCache.writer`; see ``docs/cache.md``.
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag import __version__
-from gapdiag import cache_integrity as integrity
-from gapdiag.cache_files import (
+from gapdiag.cache import integrity
+from gapdiag.cache.files import (
     META_CHECKSUM,
     atomic_save_npy,
     atomic_save_npz,
@@ -33,7 +33,7 @@ from gapdiag.cache_files import (
     utc_now,
     write_error,
 )
-from gapdiag.cache_keys import CACHE_FORMAT_VERSION, DTYPES, check_modality_name
+from gapdiag.cache.keys import CACHE_FORMAT_VERSION, DTYPES, check_modality_name
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, EmbeddingError
 from gapdiag.fsutil import loads_json, unlink_quietly
@@ -41,7 +41,7 @@ from gapdiag.fsutil import loads_json, unlink_quietly
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from gapdiag.cache import EmbeddingCache  # which imports this module to hand out writers
+    from gapdiag.cache.store import EmbeddingCache  # which imports this module to hand out writers
 
 # The cache's one logger name (users filter on it), although the writer is a module of its own.
 log = logging.getLogger("gapdiag.cache")

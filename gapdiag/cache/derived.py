@@ -30,8 +30,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag import __version__
-from gapdiag import cache_integrity as integrity
-from gapdiag.cache_files import atomic_write, json_default
+from gapdiag.cache import integrity
+from gapdiag.cache.files import atomic_write, json_default
 from gapdiag.data.base import hash_json
 from gapdiag.errors import GapdiagError
 from gapdiag.fsutil import NUMPY_READ_ERRORS, loads_json, remove_stale_temps, unlink_quietly
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DERIVED_DIR = integrity.DERIVED_DIR
-_PACKAGE = Path(__file__).parent
+_PACKAGE = Path(__file__).parents[1]  # the gapdiag package: code_stamp names files relative to it
 T = TypeVar("T")
 
 
