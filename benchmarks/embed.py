@@ -208,7 +208,7 @@ def main() -> None:
 
     from gapdiag import api
     from gapdiag.device import resolve
-    from gapdiag.models import build_model, resolve_model
+    from gapdiag.models.loading import build_model, resolve_model
 
     device = str(resolve(args.device))
     cuda = device.startswith("cuda")

@@ -84,7 +84,7 @@ def _model_args(model: str | None) -> list[str]:
     """``--model`` for the timed commands; an architecture alone (random weights: timing only) opts in."""
     if not model:
         return []
-    from gapdiag.models import resolve_model
+    from gapdiag.models.loading import resolve_model
 
     return ["--model", model, *(["--random-init"] if resolve_model(model).random_init else [])]
 

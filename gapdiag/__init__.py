@@ -20,7 +20,7 @@ _EXPORTS = {
     "export": ("gapdiag.api", "export"),
     "load_data": ("gapdiag.api", "load_data"),
     "bundled_checkpoint": ("gapdiag.api", "bundled_checkpoint"),
-    "load_model": ("gapdiag.models", "load_model"),
+    "load_model": ("gapdiag.models.loading", "load_model"),
     "Report": ("gapdiag.report", "Report"),
     "EmbeddingSet": ("gapdiag.embeddings", "EmbeddingSet"),
     "PairedDataset": ("gapdiag.data.base", "PairedDataset"),

@@ -25,7 +25,7 @@ from gapdiag.distributed import DistributedContext, broadcast_object
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, DatasetError, InputError
 from gapdiag.metrics.zeroshot import build_classifier
-from gapdiag.models import LoadedModel, ModelSpec, build_model
+from gapdiag.models.loading import LoadedModel, ModelSpec, build_model
 from gapdiag.progress import progress_bar
 
 #: Bump when the way vectors are computed changes, so that old cache entries are never reused.

@@ -29,7 +29,7 @@ from gapdiag.data.images import load_image
 from gapdiag.encode import embed_in_memory
 from gapdiag.errors import InputError
 from gapdiag.metrics import compute_all
-from gapdiag.models import SAFETENSORS_CONFIG_KEY, LoadedModel, ModelSpec, build_model, resolve_model
+from gapdiag.models.loading import SAFETENSORS_CONFIG_KEY, LoadedModel, ModelSpec, build_model, resolve_model
 from gapdiag.presentation import format_number
 from gapdiag.progress import print_line, progress_bar
 

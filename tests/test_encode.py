@@ -26,7 +26,7 @@ from gapdiag.data import load_dataset
 from gapdiag.data.images import load_image
 from gapdiag.errors import DatasetError, EmbeddingError
 from gapdiag.metrics.zeroshot import build_classifier
-from gapdiag.models import load_model, resolve_model
+from gapdiag.models.loading import load_model, resolve_model
 
 TESTS = Path(__file__).parent
 

@@ -120,7 +120,7 @@ def test_the_image_decode_rule_is_in_the_cache_key(tmp_path, monkeypatch):
     from gapdiag import encode
     from gapdiag.api import bundled_checkpoint
     from gapdiag.data.images import IMAGE_DECODE_VERSION
-    from gapdiag.models import resolve_model
+    from gapdiag.models.loading import resolve_model
 
     monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
     manifest, _ = digits_manifest(tmp_path, n=3)

@@ -11,9 +11,9 @@ import torch
 from conftest import TINY_ARCH, export_tiny, tiny_model
 
 from gapdiag.errors import ModelError
-from gapdiag.models import load_model, resolve_model
+from gapdiag.models.loading import load_model, resolve_model
 
-TINY_CFG = Path(__file__).parent.parent / "gapdiag" / "model_configs" / f"{TINY_ARCH}.json"
+TINY_CFG = Path(__file__).parent.parent / "gapdiag" / "models" / "configs" / f"{TINY_ARCH}.json"
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -283,7 +283,7 @@ def test_unreachable_hub_fails_with_one_line_and_no_retry_storm(tmp_path):
 def test_hub_probe_runs_only_when_online_and_restores_offline_mode(monkeypatch):
     import huggingface_hub.constants
 
-    from gapdiag import hub
+    from gapdiag.models import hub
 
     calls = []
     monkeypatch.setattr(hub, "probe", lambda endpoint, timeout=0: calls.append(endpoint) or "refused")

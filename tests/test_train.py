@@ -11,7 +11,7 @@ from cli_helpers import assert_one_line_error, gapdiag
 
 from gapdiag.data import load_dataset
 from gapdiag.errors import InputError
-from gapdiag.models import resolve_model
+from gapdiag.models.loading import resolve_model
 from gapdiag.train import EPOCH_METRICS, train
 from tests.data_fixtures import digits_manifest
 
@@ -48,7 +48,7 @@ def test_train_logs_every_epoch_and_exports_a_loadable_model(pairs, tmp_path):
 
 
 def test_training_changes_the_weights(pairs, tmp_path):
-    from gapdiag.models import build_model
+    from gapdiag.models.loading import build_model
 
     # the initial weights train() starts from: the architecture initialised from the run's seed
     initial = build_model(resolve_model("gapdiag-tiny-vit"), device="cpu", init_seed=FAST["seed"]).model.state_dict()
@@ -222,7 +222,7 @@ def test_the_exported_model_is_the_same_bytes_every_time(tmp_path):
     made from it, changed between two identical exports."""
     from conftest import tiny_model
 
-    from gapdiag.models import resolve_model
+    from gapdiag.models.loading import resolve_model
     from gapdiag.train import export_safetensors
 
     model, cfg = tiny_model(1), resolve_model("gapdiag-tiny-vit").model_cfg

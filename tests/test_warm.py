@@ -43,7 +43,7 @@ def cold_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | dict[
 
     The model is a config JSON that no registry knows, so gapdiag must write its config for open_clip.
     """
-    from gapdiag.models import CONFIG_DIR
+    from gapdiag.models.loading import CONFIG_DIR
 
     tmp = tmp_path_factory.mktemp("warm")
     data, _ = digits_manifest(tmp / "data", n=8)

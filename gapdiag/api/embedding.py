@@ -26,7 +26,7 @@ from gapdiag.data.sample import default_dataset, sample_data_dir
 from gapdiag.distributed import context_from_env
 from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import DatasetError, InputError
-from gapdiag.models import require_weights, resolve_model, weights_are_random
+from gapdiag.models.loading import require_weights, resolve_model, weights_are_random
 from gapdiag.notes import count_repeated_items
 from gapdiag.options import MODEL_OPTIONS, refuse_beside_vectors
 from gapdiag.settings import Settings, use

@@ -14,7 +14,7 @@ Accepted ``--model`` values (open_clip's factory does the building; gapdiag reso
 Checkpoints are loaded with ``torch.load(weights_only=True)`` or safetensors: never unpickling arbitrary
 objects. The *resolution* (:func:`resolve_model`) is cheap and needs no network when the weights are local,
 so that a cache hit never builds the model; it does not even import open_clip (whose import pulls in timm,
-torchvision and torch._dynamo): configs and pretrained-tag facts come from :mod:`gapdiag.model_index`.
+torchvision and torch._dynamo): configs and pretrained-tag facts come from :mod:`gapdiag.models.loading.index`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from gapdiag import device as devices
-from gapdiag import model_index
 from gapdiag.cache import file_sha256
 from gapdiag.data.base import hash_json
 from gapdiag.errors import ModelError
 from gapdiag.fsutil import atomic_write_text, loads_json
-from gapdiag.hub import Hub, hub_access, offline_hint
+from gapdiag.models import index as model_index
+from gapdiag.models.hub import Hub, hub_access, offline_hint
 from gapdiag.settings import current as current_settings
 
 CONFIG_DIR = model_index.BUNDLED_CONFIG_DIR

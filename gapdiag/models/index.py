@@ -27,7 +27,7 @@ from gapdiag.fsutil import loads_json
 log = logging.getLogger(__name__)
 
 #: gapdiag's bundled tiny configs (``gapdiag-tiny-*``).
-BUNDLED_CONFIG_DIR = Path(__file__).parent / "model_configs"
+BUNDLED_CONFIG_DIR = Path(__file__).parent / "configs"
 #: The keys open_clip requires of an architecture config (its registry skips files without them).
 REQUIRED_KEYS = ("embed_dim", "vision_cfg", "text_cfg")
 #: Parts of a pretrained tag's config that change the vectors; URLs and hub ids may change without them.
