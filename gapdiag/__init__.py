@@ -22,7 +22,7 @@ _EXPORTS = {
     "bundled_checkpoint": ("gapdiag.api", "bundled_checkpoint"),
     "load_model": ("gapdiag.models.loading", "load_model"),
     "Report": ("gapdiag.report", "Report"),
-    "EmbeddingSet": ("gapdiag.embeddings", "EmbeddingSet"),
+    "EmbeddingSet": ("gapdiag.vectors", "EmbeddingSet"),
     "PairedDataset": ("gapdiag.data.base", "PairedDataset"),
     "GapdiagError": ("gapdiag.errors", "GapdiagError"),
 }

@@ -2,7 +2,7 @@
 
 A sample is the unit of resampling: one COCO image with its five captions is drawn (or not) as a whole, so
 the caption-to-image structure of every replicate matches the original data. Each replicate is a fresh
-:class:`~gapdiag.embeddings.EmbeddingSet` on which every metric is recomputed, and the interval of a metric is
+:class:`~gapdiag.vectors.EmbeddingSet` on which every metric is recomputed, and the interval of a metric is
 the percentile interval of its replicate values (Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993,
 ch. 13): for confidence ``c`` and replicate values ``θ*_1..θ*_B``,
 ``[quantile(θ*, (1 - c) / 2), quantile(θ*, (1 + c) / 2)]``.
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics import compute_all
 from gapdiag.metrics.sampling import check_sample_size
+from gapdiag.vectors import EmbeddingSet
 
 #: ``compute_all``'s shape: ``(es, metrics, *, sample, seed) -> (values, extras)``.
 ComputeFn = Callable[..., tuple[dict[str, float], dict[str, Any]]]

@@ -6,7 +6,7 @@ torch costs seconds, and a warm cache hit on a CPU machine needs nothing from it
 is asked once, on first use, and the answer is kept for the process.
 
 Everything else receives the resolved value: the model loader (:func:`gapdiag.models.loading.resolve_device`), the
-distributed context (:mod:`gapdiag.distributed`) and the search backends (:mod:`gapdiag.metrics.retrieval`).
+distributed context (:mod:`gapdiag.embedding.distributed`) and the search backends (:mod:`gapdiag.metrics.retrieval`).
 """
 
 from __future__ import annotations

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gapdiag.data.base import PairedDataset
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.fsutil import atomic_path
 from gapdiag.metrics.blocked import unit_rows
 from gapdiag.outputs import write_error
+from gapdiag.vectors import EmbeddingSet
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.figures.common import OKABE_ITO, StatusCallback, class_colors, describe_provenance
 from gapdiag.figures.embedding_map import map_layout
+from gapdiag.vectors import EmbeddingSet
 
 #: ``id`` of the plot's ``<div>`` in the report.
 DIV_ID = "gapdiag-interactive-map"

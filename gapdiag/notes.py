@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.metrics.blocked import iter_unit_blocks
+from gapdiag.vectors import EmbeddingSet
 
 #: Items that repeat another are reported once at least this share of a modality repeats (COCO has a few
 #: identical captions by chance; that does not change what R@K means).

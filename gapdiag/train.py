@@ -26,7 +26,7 @@ from gapdiag import fsutil
 from gapdiag.cache import file_sha256
 from gapdiag.data.base import Modality, PairedDataset, hash_json
 from gapdiag.data.images import load_image
-from gapdiag.encode import embed_in_memory
+from gapdiag.embedding.encode import embed_in_memory
 from gapdiag.errors import InputError
 from gapdiag.metrics import compute_all
 from gapdiag.models.loading import SAFETENSORS_CONFIG_KEY, LoadedModel, ModelSpec, build_model, resolve_model

@@ -83,7 +83,7 @@ def instrument_encoding(
     nan_after: int | None = None,
     kill_after: int | None = None,
 ) -> dict[str, int]:
-    """Patch :mod:`gapdiag.encode` to commit every ``chunk_size`` items and to count what the towers encode.
+    """Patch :mod:`gapdiag.embedding.encode` to commit every ``chunk_size`` items and to count what the towers encode.
 
     ``setattr_`` is ``monkeypatch.setattr`` in a test, or plain ``setattr`` in a worker subprocess. The model
     that ``build_model`` returns has its ``encode_image``/``encode_text`` wrapped: they add the batch length to
@@ -97,7 +97,7 @@ def instrument_encoding(
     """
     import torch
 
-    import gapdiag.encode as enc
+    import gapdiag.embedding.encode as enc
 
     counts = {"image": 0, "text": 0}
     build_model = enc.build_model

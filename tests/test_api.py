@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import gapdiag.encode as enc
+import gapdiag.embedding.encode as enc
 from gapdiag import api
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import DatasetError, InputError
 from gapdiag.report import split_metric_name
+from gapdiag.vectors import EmbeddingSet
 
 ONE_CAPTION = {"text_columns": ["caption_1"]}  # 1:1 pairs, so that pair i is image i with text i
 

@@ -16,7 +16,7 @@ from cli_helpers import assert_one_line_error, gapdiag
 from data_fixtures import photo_image, write_csv
 from PIL import Image
 
-from gapdiag.device_preprocess import (
+from gapdiag.embedding.preprocess import (
     DecodeStats,
     decode_batch,
     fallback_reason,
@@ -140,7 +140,7 @@ def test_embeddings_match_the_pil_path(tmp_path: Path) -> None:
 
 def test_backend_is_part_of_the_cache_key_and_pil_keeps_todays_key(tmp_path: Path) -> None:
     from gapdiag.api import bundled_checkpoint, load_data
-    from gapdiag.encode import embedding_key
+    from gapdiag.embedding.encode import embedding_key
     from gapdiag.models.loading import resolve_model
 
     dataset = load_data(str(_manifest(tmp_path)))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gapdiag import api
-from gapdiag.distributed import DistributedContext
+from gapdiag.embedding.distributed import DistributedContext
 from tests.data_fixtures import digits_manifest
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def test_ranks_own_disjoint_chunks_that_cover_everything():
 
 def test_backend_is_nccl_only_where_every_local_rank_has_its_own_gpu(monkeypatch):
     from gapdiag import device as devices
-    from gapdiag.distributed import process_group_backend
+    from gapdiag.embedding.distributed import process_group_backend
 
     assert process_group_backend("cpu", 2) == "gloo"
     monkeypatch.setattr(devices, "cuda_count", lambda: 2)

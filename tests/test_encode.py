@@ -19,7 +19,7 @@ import torch
 from conftest import export_tiny, instrument_encoding
 from data_fixtures import digit_image, digits_manifest, write_csv
 
-import gapdiag.encode as enc
+import gapdiag.embedding.encode as enc
 from gapdiag import api
 from gapdiag.cache import EmbeddingCache
 from gapdiag.data import load_dataset
@@ -225,7 +225,7 @@ WORKER = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from conftest import instrument_encoding
-    import gapdiag.encode as enc
+    import gapdiag.embedding.encode as enc
     from gapdiag import api
     ckpt, data, cache, out, kill_after, role = sys.argv[2:8]
     kill_after = int(kill_after) if kill_after else None

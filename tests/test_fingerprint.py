@@ -117,9 +117,9 @@ def test_every_field_a_reader_returns_is_in_the_fingerprint(tmp_path, monkeypatc
 def test_the_image_decode_rule_is_in_the_cache_key(tmp_path, monkeypatch):
     """Decoding changed (16-bit and float images scaled, EXIF orientation applied): vectors of images decoded the
     old way must not be reused, so the decode rule's version is part of the key of every dataset with images."""
-    from gapdiag import encode
     from gapdiag.api import bundled_checkpoint
     from gapdiag.data.images import IMAGE_DECODE_VERSION
+    from gapdiag.embedding import encode
     from gapdiag.models.loading import resolve_model
 
     monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))

@@ -22,11 +22,11 @@ from PIL import Image
 
 from gapdiag import plot as gplot
 from gapdiag.cli import run
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.html_report import render_html, write_html
 from gapdiag.metrics import REGISTRY
 from gapdiag.report import Report
+from gapdiag.vectors import EmbeddingSet
 
 METRICS = {
     "modality_gap/image-text": 0.8123,

@@ -20,10 +20,10 @@ from PIL import Image
 
 from gapdiag import plot as gplot
 from gapdiag.cli import run
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError, ProvenanceError
 from gapdiag.figures.compare import VERDICT_COLORS
 from gapdiag.report import Report
+from gapdiag.vectors import EmbeddingSet
 
 PROVENANCE = {"model": {"name": "toy-clip"}, "dataset": {"name": "two-cones"}}
 

@@ -7,7 +7,7 @@
 >>> es = gapdiag.embed("captions.csv", "ViT-B-32", pretrained="laion2b_s34b_b79k")  # doctest: +SKIP
 
 Every function takes paths or in-memory objects and returns plain objects (:class:`~gapdiag.report.Report`,
-:class:`~gapdiag.embeddings.EmbeddingSet`); nothing here prints except the optional progress display on stderr.
+:class:`~gapdiag.vectors.EmbeddingSet`); nothing here prints except the optional progress display on stderr.
 
 The verbs are defined here; what they do at length lives beside them: :mod:`gapdiag.api.embedding` (reading
 data, embedding through the cache, the provenance of a report; :func:`load_data` and :func:`bundled_checkpoint`
@@ -35,8 +35,7 @@ from gapdiag.check.evaluate import CheckResult  # noqa: F401 - for the CLI
 from gapdiag.check.render import to_json as check_json  # noqa: F401 - for the CLI
 from gapdiag.check.run import CheckRun, CompareRun, run_check, run_compare
 from gapdiag.data.base import PairedDataset
-from gapdiag.distributed import is_main_process  # noqa: F401 - for the CLI
-from gapdiag.embeddings import EmbeddingSet
+from gapdiag.embedding.distributed import is_main_process  # noqa: F401 - for the CLI
 from gapdiag.errors import InputError
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.metrics.search_index import search_device
@@ -58,6 +57,7 @@ from gapdiag.report import _to_jsonable as to_jsonable  # noqa: F401 - the JSON 
 from gapdiag.settings import Settings, use
 from gapdiag.train import RUN_FILES
 from gapdiag.train import train as run_training
+from gapdiag.vectors import EmbeddingSet
 
 
 def embed(
@@ -91,10 +91,10 @@ def embed(
         skip_bad: Drop samples whose image cannot be decoded (reported in the provenance) instead of failing.
         progress: Show a progress display (items/s, ETA) on stderr.
         chunk_size: Items per committed chunk (what a killed run can lose at most; the unit of work of a rank);
-            default :data:`gapdiag.encode.DEFAULT_CHUNK_SIZE`.
+            default :data:`gapdiag.embedding.encode.DEFAULT_CHUNK_SIZE`.
         preprocess: ``pil``, ``device`` (decode and transform images on the model's device) or ``auto``
             (device on CUDA when the tensor path reproduces the model's transform, else pil); see
-            :mod:`gapdiag.device_preprocess`. Part of the cache key.
+            :mod:`gapdiag.embedding.preprocess`. Part of the cache key.
         random_init: Embed with an architecture's random initial weights on purpose (an architecture name or
             config JSON without ``pretrained``); without it such a model is refused, listing its pretrained tags.
             Recorded as ``random_init`` in the provenance.

@@ -17,19 +17,20 @@ from typing import Any
 import numpy as np
 
 from gapdiag import device as devices
-from gapdiag import encode, fsutil
+from gapdiag import fsutil
 from gapdiag.cache import EmbeddingCache
 from gapdiag.data import detect_format, load_dataset
 from gapdiag.data.base import Modality, PairedDataset, hash_json
 from gapdiag.data.ops import skip_unreadable
 from gapdiag.data.sample import default_dataset, sample_data_dir
-from gapdiag.distributed import context_from_env
-from gapdiag.embeddings import EmbeddingSet
+from gapdiag.embedding import encode
+from gapdiag.embedding.distributed import context_from_env
 from gapdiag.errors import DatasetError, InputError
 from gapdiag.models.loading import require_weights, resolve_model, weights_are_random
 from gapdiag.notes import count_repeated_items
 from gapdiag.options import MODEL_OPTIONS, refuse_beside_vectors
 from gapdiag.settings import Settings, use
+from gapdiag.vectors import EmbeddingSet
 
 #: The bundled checkpoints (trained by scripts/train_bundled.py on sample_data/digits).
 BUNDLED_CHECKPOINTS = ("infonce", "gap_closing")

@@ -38,7 +38,7 @@ from gapdiag.fsutil import NUMPY_READ_ERRORS, loads_json, remove_stale_temps, un
 from gapdiag.report import Report
 
 if TYPE_CHECKING:
-    from gapdiag.embeddings import EmbeddingSet
+    from gapdiag.vectors import EmbeddingSet
 
 log = logging.getLogger(__name__)
 

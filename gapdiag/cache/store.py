@@ -43,10 +43,10 @@ from gapdiag.cache.keys import (
     file_sha256,
 )
 from gapdiag.cache.writer import EntryWriter
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, InputError
 from gapdiag.fsutil import loads_json, unlink_quietly
 from gapdiag.settings import cache_root, default_cache_dir
+from gapdiag.vectors import EmbeddingSet
 
 __all__ = ["CACHE_FORMAT_VERSION", "DTYPES", "HASHES_FILE", "KEY_LENGTH", "EmbeddingCache", "EntryWriter",
            "cache_key", "default_cache_dir", "file_sha256"]

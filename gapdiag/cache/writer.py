@@ -34,9 +34,9 @@ from gapdiag.cache.files import (
     write_error,
 )
 from gapdiag.cache.keys import CACHE_FORMAT_VERSION, DTYPES, check_modality_name
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import CacheError, EmbeddingError
 from gapdiag.fsutil import loads_json, unlink_quietly
+from gapdiag.vectors import EmbeddingSet
 
 if TYPE_CHECKING:
     from typing_extensions import Self

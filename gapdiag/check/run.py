@@ -16,11 +16,11 @@ from gapdiag.check.compare import Comparison, compare_reports, comparison_to_mar
 from gapdiag.check.config import load_rules
 from gapdiag.check.evaluate import CheckResult, check_reports, two_model_bases
 from gapdiag.check.render import append_step_summary, to_junit_xml, to_markdown
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.fsutil import atomic_write_text
 from gapdiag.options import EMBED_DEFAULTS, MODEL_OPTIONS, READER_OPTIONS, refuse_options, set_options
 from gapdiag.outputs import write_error
 from gapdiag.report import Report
+from gapdiag.vectors import EmbeddingSet
 
 Measure = Callable[..., Report]
 

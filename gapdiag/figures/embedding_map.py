@@ -19,7 +19,6 @@ from matplotlib.lines import Line2D
 from numpy.typing import NDArray
 
 from gapdiag.cache import derived
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.figures.common import (
     MARKERS,
@@ -33,6 +32,7 @@ from gapdiag.figures.common import (
     select_samples,
 )
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.vectors import EmbeddingSet
 
 METHODS: tuple[str, ...] = ("umap", "pca")
 COLOR_BY: tuple[str, ...] = ("modality", "class")

@@ -16,12 +16,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.figures.common import figure_title, modality_colors, new_figure
 from gapdiag.metrics._linalg import eigh
 from gapdiag.metrics.blocked import linear_stats, unit_rows
 from gapdiag.metrics.decomposition import contributions, dims_for_share, mean_and_cov
+from gapdiag.vectors import EmbeddingSet
 
 #: Bars in the contribution chart.
 TOP_BARS = 20

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.embeddings import EmbeddingSet
+from gapdiag.vectors import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix, check_same_dim, check_sample_index, true_pair_items
 from gapdiag.metrics.blocked import (

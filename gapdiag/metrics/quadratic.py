@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.embeddings import EmbeddingSet
+from gapdiag.vectors import EmbeddingSet
 from gapdiag.metrics.arithmetic import arithmetic_accuracy
 from gapdiag.metrics.blocked import DEFAULT_T, hits_at_k, log_mean_exp, within_pass
 from gapdiag.metrics.clustering import (

@@ -1,4 +1,8 @@
-"""Embedded vectors of a dataset: what the cache stores and what metrics and plots read."""
+"""Embedded vectors of a dataset (:class:`EmbeddingSet`): what the cache stores and what metrics and plots read.
+
+The record every room passes, on the ground floor beside the errors: the embedding room writes it through the
+cache, and the cache, the metrics, the figures and the report read it; it imports none of them.
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 DataLoader workers only read each image's bytes (a file, a tar member, a Parquet cell) into uint8 tensors in
 pinned memory; the main process copies them to the device without blocking, decodes them there (nvJPEG on
-CUDA, see :func:`gapdiag.device_preprocess.decode_batch`) and applies the tensor transform. DataLoader's
+CUDA, see :func:`gapdiag.embedding.preprocess.decode_batch`) and applies the tensor transform. DataLoader's
 ``prefetch_factor`` keeps a few batches read ahead, so reading overlaps the forward passes.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from gapdiag.data.base import Modality
 from gapdiag.data.images import load_image, missing_image_message
-from gapdiag.device_preprocess import DecodeStats, decode_batch, tensor_transform
+from gapdiag.embedding.preprocess import DecodeStats, decode_batch, tensor_transform
 from gapdiag.errors import DatasetError, InputError
 
 

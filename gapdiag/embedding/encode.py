@@ -19,21 +19,21 @@ from gapdiag import device as devices
 from gapdiag.cache import DTYPES, EmbeddingCache, EntryWriter, cache_key
 from gapdiag.data.base import Modality, PairedDataset
 from gapdiag.data.images import IMAGE_DECODE_VERSION, load_image
-from gapdiag.device_loader import encode_images_on_device
-from gapdiag.device_preprocess import PREPROCESS_BACKENDS, resolve_preprocess
-from gapdiag.distributed import DistributedContext, broadcast_object
-from gapdiag.embeddings import EmbeddingSet
+from gapdiag.embedding.distributed import DistributedContext, broadcast_object
+from gapdiag.embedding.loader import encode_images_on_device
+from gapdiag.embedding.preprocess import PREPROCESS_BACKENDS, resolve_preprocess
 from gapdiag.errors import CacheError, DatasetError, InputError
 from gapdiag.metrics.zeroshot import build_classifier
 from gapdiag.models.loading import LoadedModel, ModelSpec, build_model
 from gapdiag.progress import progress_bar
+from gapdiag.vectors import EmbeddingSet
 
 #: Bump when the way vectors are computed changes, so that old cache entries are never reused.
 EMBED_VERSION = 1
 DEFAULT_CHUNK_SIZE = 2048
 
 
-#: Bump when the tensor preprocess (gapdiag.device_preprocess) changes the pixels it produces.
+#: Bump when the tensor preprocess (gapdiag.embedding.preprocess) changes the pixels it produces.
 DEVICE_PREPROCESS_VERSION = 1
 
 
@@ -85,11 +85,11 @@ def embed_dataset(
     checksums first). Otherwise the model is built, then the entry is created or resumed: chunks already
     committed by an earlier (interrupted) run are skipped if their checksum holds and re-embedded if not, and
     the entry is finalised. Under
-    ``torchrun`` (``dist`` from :func:`gapdiag.distributed.context_from_env`) each rank embeds its own share of
-    the chunks and rank 0 finalises the one entry (see :mod:`gapdiag.distributed`).
+    ``torchrun`` (``dist`` from :func:`gapdiag.embedding.distributed.context_from_env`) each rank embeds its own share of
+    the chunks and rank 0 finalises the one entry (see :mod:`gapdiag.embedding.distributed`).
 
     ``preprocess``: ``pil`` (the model's own PIL transform in workers), ``device`` (decode and transform on the
-    model's device, :mod:`gapdiag.device_preprocess`) or ``auto`` (device on CUDA when the model's transform is
+    model's device, :mod:`gapdiag.embedding.preprocess`) or ``auto`` (device on CUDA when the model's transform is
     one the tensor path reproduces, else pil). Its resolved value is part of the cache key.
     """
     _check_options(dataset, dtype=dtype, batch_size=batch_size, preprocess=preprocess)
