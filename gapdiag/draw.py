@@ -15,12 +15,12 @@ from typing import Any
 
 from gapdiag import plot as gplot
 from gapdiag.errors import GapdiagError, InputError, ProvenanceError
-from gapdiag.html_report import FIGURE_FORMATS, write_html
-from gapdiag.interactive_map import build_interactive_map, interactive_map_html, item_labels
+from gapdiag.figures.interactive_map import build_interactive_map, interactive_map_html, item_labels
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.options import EMBED_DEFAULTS, MODEL_OPTIONS, READER_OPTIONS, refuse_options, set_options
 from gapdiag.outputs import check_outputs
 from gapdiag.report import Report
+from gapdiag.report.html import FIGURE_FORMATS, write_html
 
 Status = Callable[[str], None] | None
 

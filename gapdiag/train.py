@@ -30,8 +30,8 @@ from gapdiag.embedding.encode import embed_in_memory
 from gapdiag.errors import InputError
 from gapdiag.metrics import compute_all
 from gapdiag.models.loading import SAFETENSORS_CONFIG_KEY, LoadedModel, ModelSpec, build_model, resolve_model
-from gapdiag.presentation import format_number
 from gapdiag.progress import print_line, progress_bar
+from gapdiag.report.presentation import format_number
 
 #: Metrics logged per epoch (computed on the evaluation data by the metrics engine).
 EPOCH_METRICS = ("modality_gap", "cos_tp", "recall_at_1")

@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gapdiag"
 
 #: What a command module may import from gapdiag.
-COMMAND_ALLOWED = ("gapdiag.api", "gapdiag.errors", "gapdiag.presentation", "gapdiag.commands")
+COMMAND_ALLOWED = ("gapdiag.api", "gapdiag.errors", "gapdiag.report.presentation", "gapdiag.commands")
 
 
 def gapdiag_imports(path: Path) -> list[tuple[int, str]]:

@@ -204,7 +204,7 @@ def test_histogram_means_are_the_measured_ones_and_the_bars_say_what_they_sample
     # cos_nonmatching, over every pair, read 0.2751. One quantity, one number: the figure's means are the
     # table's, and the legend says how many pairs the bars were drawn from.
     from gapdiag.metrics import compute_all
-    from gapdiag.presentation import format_number
+    from gapdiag.report.presentation import format_number
 
     es = two_cones(n=25, captions=2)
     measured, _ = compute_all(es, ["cos_tp", "cos_nonmatching"], device="cpu")

@@ -23,7 +23,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from gapdiag import exporter, presentation  # noqa: F401 - presentation: for the CLI (how numbers are shown)
 from gapdiag.api import embedding, measuring
 from gapdiag.api.embedding import BUNDLED_CHECKPOINTS, DEFAULT_CHECKPOINT, bundled_checkpoint, load_data  # noqa: F401
 from gapdiag.api.measuring import describe_items, similarity_to_baseline
@@ -51,9 +50,14 @@ from gapdiag.options import (
 )
 from gapdiag.outputs import check_outputs, output_folder
 from gapdiag.progress import LogConsole  # noqa: F401 - for the CLI: whole lines off a terminal
-from gapdiag.references import references_for  # noqa: F401 - for the CLI
-from gapdiag.report import Report, write_json
-from gapdiag.report import _to_jsonable as to_jsonable  # noqa: F401 - the JSON encoding of --json output
+from gapdiag.report import (
+    Report,
+    presentation,  # noqa: F401 - for the CLI (how numbers are shown)
+    write_json,
+)
+from gapdiag.report import export as exporter
+from gapdiag.report.record import _to_jsonable as to_jsonable  # noqa: F401 - the JSON encoding of --json output
+from gapdiag.report.references import references_for  # noqa: F401 - for the CLI
 from gapdiag.settings import Settings, use
 from gapdiag.train import RUN_FILES
 from gapdiag.train import train as run_training
@@ -184,7 +188,7 @@ def export(
     **embed_options: Any,
 ) -> Path:
     """Write the embeddings, their 2-D map and item metadata as Parquet, one row per item (see
-    :mod:`gapdiag.exporter` for the columns), for pandas, polars, DuckDB or embedding viewers.
+    :mod:`gapdiag.report.export` for the columns), for pandas, polars, DuckDB or embedding viewers.
 
     Args:
         data, model: As for :func:`embed` (the vectors come from the cache when they are there).

@@ -27,8 +27,8 @@ from gapdiag.embedding import encode
 from gapdiag.embedding.distributed import context_from_env
 from gapdiag.errors import DatasetError, InputError
 from gapdiag.models.loading import require_weights, resolve_model, weights_are_random
-from gapdiag.notes import count_repeated_items
 from gapdiag.options import MODEL_OPTIONS, refuse_beside_vectors
+from gapdiag.report.notes import count_repeated_items
 from gapdiag.settings import Settings, use
 from gapdiag.vectors import EmbeddingSet
 

@@ -18,13 +18,13 @@ from gapdiag.cache import EmbeddingCache, derived
 from gapdiag.errors import InputError
 from gapdiag.metrics.search_index import search_device
 from gapdiag.metrics.similarity import compare_embeddings
-from gapdiag.notes import repeat_notes
 from gapdiag.progress import progress_bar
 from gapdiag.report import METRIC_DEFINITIONS_VERSION, Report
+from gapdiag.report.notes import repeat_notes
 from gapdiag.vectors import EmbeddingSet
 
 #: The code a measured report depends on (package-relative): editing any of it invalidates memoised reports.
-MEASURE_CODE = ("metrics", "bootstrap.py", "api", "report.py", "vectors.py")
+MEASURE_CODE = ("metrics", "bootstrap.py", "api", "report/record.py", "vectors.py")
 
 
 def measure_embeddings(es: EmbeddingSet, *, metrics: Sequence[str] | None, sample: int | None, seed: int,

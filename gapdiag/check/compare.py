@@ -11,8 +11,8 @@ from gapdiag.check import rules as _rules
 from gapdiag.check.provenance import guard_provenance
 from gapdiag.check.render import _json_num, _md_cell, _md_table, format_delta, format_value
 from gapdiag.check.rules import Direction, registry_direction
-from gapdiag.presentation import SIMILARITY_NOTE, most_changed, similarity_rows
 from gapdiag.report import Report, split_metric_name
+from gapdiag.report.presentation import SIMILARITY_NOTE, most_changed, similarity_rows
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gapdiag.check.rules import _STATUS_ICON
 from gapdiag.errors import InputError
-from gapdiag.presentation import format_delta, format_value
+from gapdiag.report.presentation import format_delta, format_value
 
 if TYPE_CHECKING:  # evaluate uses format_value: the record type is only named here
     from gapdiag.check.evaluate import CheckResult

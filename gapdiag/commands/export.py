@@ -1,6 +1,6 @@
 """``gapdiag export``: embeddings, 2-D map and item metadata as Parquet for other tools.
 
-Parsing and printing only: :func:`gapdiag.api.export` builds the table (columns: :mod:`gapdiag.exporter`).
+Parsing and printing only: :func:`gapdiag.api.export` builds the table (columns: :mod:`gapdiag.report.export`).
 """
 
 from __future__ import annotations

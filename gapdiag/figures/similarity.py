@@ -17,7 +17,7 @@ from gapdiag.errors import InputError
 from gapdiag.figures.common import OKABE_ITO, figure_title, modality_pairs, new_figure
 from gapdiag.metrics.blocked import linear_stats, paired_dot_sum, unit_rows
 from gapdiag.metrics.gap import cos_nonmatching_from_sums, cos_tp_from_sum
-from gapdiag.presentation import format_number
+from gapdiag.report.presentation import format_number
 from gapdiag.vectors import EmbeddingSet
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
 
-from gapdiag.report import split_metric_name
+from gapdiag.report.record import split_metric_name
 
 DATA_FILE = "reference_points.json"
 
@@ -58,7 +58,7 @@ class ReferencePoint:
 @cache
 def load_reference_points() -> tuple[ReferencePoint, ...]:
     """Every reference point of the packaged data file, in file order."""
-    text = resources.files("gapdiag").joinpath(DATA_FILE).read_text(encoding="utf-8")
+    text = resources.files("gapdiag.report").joinpath(DATA_FILE).read_text(encoding="utf-8")
     return tuple(ReferencePoint(**point) for point in json.loads(text)["points"])
 
 

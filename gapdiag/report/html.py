@@ -21,18 +21,18 @@ from gapdiag.errors import InputError
 from gapdiag.figures.common import DEFAULT_DPI, describe_provenance
 from gapdiag.figures.files import ensure_output_dir
 from gapdiag.fsutil import atomic_write_text
-from gapdiag.html_diagnostics import diagnostics_section
 from gapdiag.metrics import REGISTRY
 from gapdiag.outputs import write_error
-from gapdiag.presentation import (
+from gapdiag.report.diagnostics import diagnostics_section
+from gapdiag.report.presentation import (
     direction_text,
     format_interval,
     format_number,
     group_by_family,
     summarize,
 )
-from gapdiag.references import ReferencePoint, references_for
-from gapdiag.report import Report, split_metric_name
+from gapdiag.report.record import Report, split_metric_name
+from gapdiag.report.references import ReferencePoint, references_for
 
 FIGURE_FORMATS = ("png", "svg")
 
@@ -102,7 +102,7 @@ def figure_to_inline_svg(fig: Figure) -> str:
 
 
 def _format_value(value: Any) -> str:
-    """Numbers with the one display format of :func:`gapdiag.presentation.format_number`; text as is."""
+    """Numbers with the one display format of :func:`gapdiag.report.presentation.format_number`; text as is."""
     if value is None or isinstance(value, (int, float)):
         return format_number(value)
     return str(value)
@@ -271,7 +271,7 @@ def render_html(
         figure_format: ``"png"`` (base64 ``<img>``) or ``"svg"`` (inline vector graphics).
         dpi: Resolution of PNG figures.
         interactive: An HTML fragment of the interactive map
-            (:func:`gapdiag.interactive_map.interactive_map_html`), shown after the figures; None for none.
+            (:func:`gapdiag.figures.interactive_map.interactive_map_html`), shown after the figures; None for none.
 
     Returns:
         The HTML text (UTF-8), referencing no external resource.

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gapdiag.metrics import REGISTRY
-from gapdiag.report import split_metric_name
+from gapdiag.report.record import split_metric_name
 
 #: Significant digits of every displayed metric value.
 SIGNIFICANT_DIGITS = 4

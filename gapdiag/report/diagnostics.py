@@ -10,7 +10,7 @@ import html
 import math
 from typing import Any
 
-from gapdiag.report import Report
+from gapdiag.report.record import Report
 
 #: Hubs shown per direction.
 SHOWN_HUBS = 5
