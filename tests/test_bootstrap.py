@@ -1,11 +1,11 @@
-"""Bootstrap resampling of samples and percentile intervals (gapdiag.bootstrap)."""
+"""Bootstrap resampling of samples and percentile intervals (gapdiag.check.bootstrap)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gapdiag.bootstrap import bootstrap_intervals, percentile_intervals, resample_embedding_set
+from gapdiag.check.bootstrap import bootstrap_intervals, percentile_intervals, resample_embedding_set
 from gapdiag.errors import InputError
 from gapdiag.vectors import EmbeddingSet
 

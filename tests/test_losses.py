@@ -1,4 +1,4 @@
-"""Tests of gapdiag.losses against hand-computed cases and brute-force numpy references written here."""
+"""Tests of gapdiag.training.losses against hand-computed cases and brute-force numpy references written here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gapdiag.errors import InputError
-from gapdiag.losses import (
+from gapdiag.training.losses import (
     LOSSES,
     LearnableTemperature,
     alignment_loss,

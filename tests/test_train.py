@@ -12,7 +12,7 @@ from cli_helpers import assert_one_line_error, gapdiag
 from gapdiag.data import load_dataset
 from gapdiag.errors import InputError
 from gapdiag.models.loading import resolve_model
-from gapdiag.train import EPOCH_METRICS, train
+from gapdiag.training.train import EPOCH_METRICS, train
 from tests.data_fixtures import digits_manifest
 
 FAST = {"model": "gapdiag-tiny-vit", "batch_size": 8, "lr": 1e-3, "warmup_steps": 2, "seed": 3, "device": "cpu",
@@ -60,7 +60,7 @@ def test_training_changes_the_weights(pairs, tmp_path):
 def test_resume_after_interruption_gives_the_uninterrupted_weights(pairs, tmp_path, monkeypatch):
     full = train(pairs, out_dir=tmp_path / "full", epochs=3, **FAST)
 
-    import gapdiag.train as train_module
+    import gapdiag.training.train as train_module
 
     real_order = train_module._epoch_order
 
@@ -223,7 +223,7 @@ def test_the_exported_model_is_the_same_bytes_every_time(tmp_path):
     from conftest import tiny_model
 
     from gapdiag.models.loading import resolve_model
-    from gapdiag.train import export_safetensors
+    from gapdiag.training.train import export_safetensors
 
     model, cfg = tiny_model(1), resolve_model("gapdiag-tiny-vit").model_cfg
     extra = {"gapdiag_loss": "infonce", "gapdiag_seed": "0", "gapdiag_epochs": "3", "a": "1", "b": "2"}

@@ -59,8 +59,8 @@ from gapdiag.report import export as exporter
 from gapdiag.report.record import _to_jsonable as to_jsonable  # noqa: F401 - the JSON encoding of --json output
 from gapdiag.report.references import references_for  # noqa: F401 - for the CLI
 from gapdiag.settings import Settings, use
-from gapdiag.train import RUN_FILES
-from gapdiag.train import train as run_training
+from gapdiag.training.train import RUN_FILES
+from gapdiag.training.train import train as run_training
 from gapdiag.vectors import EmbeddingSet
 
 
@@ -226,12 +226,12 @@ def shift(
 ) -> dict[str, Any]:
     """Liang et al.'s embedding-shift experiment on a dataset's image and text embeddings.
 
-    Returns the JSON-serialisable dict of :func:`gapdiag.shift.shift_experiment` (per λ: gap, loss per
+    Returns the JSON-serialisable dict of :func:`gapdiag.training.shift.shift_experiment` (per λ: gap, loss per
     temperature, R@1 both ways, zero-shot accuracy when the data has classes), plus the provenance; also
     written to ``out`` when given (checked before any work: never one of the inputs).
     """
-    # gapdiag.shift imports SciPy: only when the experiment runs, never on a cache hit of measure.
-    from gapdiag import shift as shift_module
+    # gapdiag.training.shift imports SciPy: only when the experiment runs, never on a cache hit of measure.
+    from gapdiag.training import shift as shift_module
 
     check_outputs({"--out": out}, _inputs(data, model, embed_options))
     with _edge(embed_options):
@@ -367,7 +367,7 @@ def cache_dir(cache_dir: str | Path | None = None) -> Path:
 
 def train(data: str | Path | PairedDataset | None = None, model: str | Path = "gapdiag-tiny-vit", *,
           split: str | None = None, eval_split: str | None = None, **options: Any) -> Any:
-    """Train or fine-tune an open_clip model; see :func:`gapdiag.train.train` for the options.
+    """Train or fine-tune an open_clip model; see :func:`gapdiag.training.train.train` for the options.
 
     Args:
         data: Training pairs: a dataset, or a path read with :func:`load_data` (``None`` = the bundled digits).
@@ -375,7 +375,7 @@ def train(data: str | Path | PairedDataset | None = None, model: str | Path = "g
         eval_split: With a path: the rows measured after each epoch (``eval_data``; default: the training rows).
 
     Returns:
-        The :class:`gapdiag.train.TrainResult` (run dir, model path, per-epoch metrics, resumed epoch).
+        The :class:`gapdiag.training.train.TrainResult` (run dir, model path, per-epoch metrics, resumed epoch).
     """
     check_seed(options.get("seed"))  # before the data is read: a bad --seed costs nothing
     out_dir = options.get("out_dir")

@@ -13,8 +13,8 @@ from rich.console import Console
 
 from gapdiag import metrics as metrics_package
 from gapdiag.api.embedding import load_data
-from gapdiag.bootstrap import bootstrap_intervals
 from gapdiag.cache import EmbeddingCache, derived
+from gapdiag.check.bootstrap import bootstrap_intervals
 from gapdiag.errors import InputError
 from gapdiag.metrics.search_index import search_device
 from gapdiag.metrics.similarity import compare_embeddings
@@ -24,7 +24,7 @@ from gapdiag.report.notes import repeat_notes
 from gapdiag.vectors import EmbeddingSet
 
 #: The code a measured report depends on (package-relative): editing any of it invalidates memoised reports.
-MEASURE_CODE = ("metrics", "bootstrap.py", "api", "report/record.py", "vectors.py")
+MEASURE_CODE = ("metrics", "check/bootstrap.py", "api", "report/record.py", "vectors.py")
 
 
 def measure_embeddings(es: EmbeddingSet, *, metrics: Sequence[str] | None, sample: int | None, seed: int,

@@ -1,7 +1,7 @@
 """Train or fine-tune an open_clip model with one of the papers' objectives (``gapdiag train``).
 
 Each epoch draws, for every training sample, its image and one of its captions (seeded), and minimises the
-chosen loss from :data:`gapdiag.losses.LOSSES`. After each epoch the model is evaluated on ``eval_data``
+chosen loss from :data:`gapdiag.training.losses.LOSSES`. After each epoch the model is evaluated on ``eval_data``
 (gap, Cos_TP, R@1) and a line is appended to ``<out>/metrics.jsonl``; every ``checkpoint_every`` epochs a
 checkpoint in open_clip's training format (``{"epoch", "name", "state_dict", "optimizer"}``) is written
 atomically to ``<out>/checkpoints/epoch_<n>.pt``. A run started again on the same ``out`` resumes from the
@@ -311,7 +311,7 @@ def train(
     progress: bool = True,
     restart: bool = False,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` with ``loss`` (see :data:`gapdiag.losses.LOSSES`).
+    """Train ``model`` on ``data`` with ``loss`` (see :data:`gapdiag.training.losses.LOSSES`).
 
     Args:
         data: Training pairs (one image and one text modality; a sample's captions are drawn uniformly).
@@ -332,7 +332,7 @@ def train(
     Raises:
         InputError: Bad options or data; a checkpoint to resume from that is unreadable or from another run.
     """
-    from gapdiag.losses import get_loss  # imports torch at its top
+    from gapdiag.training.losses import get_loss  # imports torch at its top
 
     if epochs < 1 or batch_size < 2:
         raise InputError(f"need epochs >= 1 and batch size >= 2 (got {epochs}, {batch_size})")
