@@ -1,7 +1,7 @@
 """What ``gapdiag plot`` and ``gapdiag report`` do, as library calls behind :func:`gapdiag.api.plot` and
 :func:`gapdiag.api.report`: check the options, get the embeddings and the measurement, draw, write.
 
-This module imports matplotlib (through :mod:`gapdiag.plot`): the api imports it only when a figure is drawn.
+This module imports matplotlib (through :mod:`gapdiag.figures`): the api imports it only when a figure is drawn.
 Nothing here prints: progress goes through the ``status`` callback, remarks for the user come back in ``notes``.
 The api hands in its own ``embed``/``measure``/``load_data`` so that one code path serves the CLI and notebooks.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gapdiag import plot as gplot
+from gapdiag import figures as gplot
 from gapdiag.errors import GapdiagError, InputError, ProvenanceError
 from gapdiag.figures.interactive_map import build_interactive_map, interactive_map_html, item_labels
 from gapdiag.metrics.sampling import check_sample_size
@@ -57,7 +57,7 @@ def refuse_unused_figure_options(kinds: Sequence[str], options: dict[str, Any], 
 
 
 def check_dpi(dpi: int | None) -> int:
-    """``dpi`` (``None`` = :data:`gapdiag.plot.DEFAULT_DPI`) if it is a whole number in ``1..MAX_DPI``.
+    """``dpi`` (``None`` = :data:`gapdiag.figures.DEFAULT_DPI`) if it is a whole number in ``1..MAX_DPI``.
 
     Raises:
         InputError: Naming ``--dpi`` and the range.

@@ -20,7 +20,7 @@ import pytest
 from cli_helpers import assert_one_line_error, gapdiag
 from PIL import Image
 
-from gapdiag import plot as gplot
+from gapdiag import figures as gplot
 from gapdiag.cli import run
 from gapdiag.errors import InputError
 from gapdiag.metrics import REGISTRY

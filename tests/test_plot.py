@@ -1,4 +1,4 @@
-"""Tests of gapdiag.plot and the `gapdiag plot` command on small synthetic embeddings (two cones).
+"""Tests of gapdiag.figures and the `gapdiag plot` command on small synthetic embeddings (two cones).
 
 Figures are checked through their artists (scatter offsets, pair segments, bar heights, line data) against
 references computed here with numpy, and through the files they write (PNG decodes, SVG parses, PDF header).
@@ -18,7 +18,7 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_rgba
 from PIL import Image
 
-from gapdiag import plot as gplot
+from gapdiag import figures as gplot
 from gapdiag.cli import run
 from gapdiag.errors import InputError, ProvenanceError
 from gapdiag.figures.compare import VERDICT_COLORS

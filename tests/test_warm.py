@@ -102,7 +102,7 @@ def test_vectors_without_a_cache_entry_are_never_memoised(manifest, monkeypatch)
 
 
 def test_the_2d_map_is_read_back_for_the_same_points(manifest, monkeypatch):
-    from gapdiag import plot
+    from gapdiag import figures as plot
     from gapdiag.figures import embedding_map
 
     es = api.embed(manifest, progress=False, device="cpu")

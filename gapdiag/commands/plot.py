@@ -1,7 +1,7 @@
 """``gapdiag plot`` (figure files) and ``gapdiag report`` (one self-contained HTML file).
 
 Parsing and printing only: :func:`gapdiag.api.plot` and :func:`gapdiag.api.report` do the work (embeddings
-from the cache after ``measure`` or ``embed``, figures from :mod:`gapdiag.plot`).
+from the cache after ``measure`` or ``embed``, figures from :mod:`gapdiag.figures`).
 """
 
 from __future__ import annotations

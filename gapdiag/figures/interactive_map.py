@@ -3,7 +3,7 @@
 Researchers hover over a point to read its caption, image path and class; click legend entries to hide a
 modality (group title) or a class within it, or pick one class for all modalities from the menu; click a
 point to draw the lines to the other items of its sample (its true pairs). The static PNG/SVG map stays
-the figure for papers (:func:`gapdiag.plot.plot_map`). Plotly is imported inside the functions.
+the figure for papers (:func:`gapdiag.figures.plot_map`). Plotly is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def build_interactive_map(
 
     Args:
         es: Embeddings; all modalities are projected jointly, as in the static map.
-        method, max_pairs, seed, status: As for :func:`gapdiag.plot.plot_map`.
+        method, max_pairs, seed, status: As for :func:`gapdiag.figures.plot_map`.
         labels: Optional hover text per item of each modality (see :func:`item_labels`).
     """
     import plotly.graph_objects as go

@@ -36,7 +36,7 @@ from gapdiag.report.references import ReferencePoint, references_for
 
 FIGURE_FORMATS = ("png", "svg")
 
-#: What to look for in each figure, shown under it (keys are figure kinds; see gapdiag.plot.KINDS).
+#: What to look for in each figure, shown under it (keys are figure kinds; see gapdiag.figures.KINDS).
 CAPTIONS: dict[str, str] = {
     "map": "All modalities projected together; a grey line joins each true pair. Two separate clouds joined by "
     "long parallel lines are the modality gap (Liang et al. 2022, Fig. 1).",
