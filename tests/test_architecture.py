@@ -214,3 +214,75 @@ def test_function_level_imports_are_only_for_heavy_libraries():
     found = sorted(lazy_internal_imports(PACKAGE.parent))
     assert found == [], "move these imports to the top of the module (break a cycle by moving code): " + "; ".join(
         f"{file} imports {module} in a function" for file, module in found)
+
+
+# ------------------------------------------------------------------------- no cycles (issue #26, item 3)
+
+
+def module_graph(root: Path, package: str = "gapdiag") -> dict[str, set[str]]:
+    """Module -> the gapdiag modules it imports, every import counted: at the top, in functions and under
+    ``if TYPE_CHECKING`` (a cycle closed through a type hint is a cycle too). ``from gapdiag.cache import
+    integrity`` names the module ``gapdiag.cache.integrity``, not the package that holds it."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((root / package).rglob("*.py")):
+        name = module_name(root, path)
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                targets.update(t for t in imported_modules(root, node) if t == package or t.startswith(package + "."))
+        graph[name] = targets - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of ``graph`` with more than one node (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def test_the_cycle_finder_sees_a_cycle_through_a_type_hint(tmp_path):
+    package = tmp_path / "gapdiag"
+    package.mkdir()
+    sources = {"__init__.py": "", "a.py": "from gapdiag import b\n",
+               "b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from gapdiag.a import x\n",
+               "c.py": "def f():\n    import gapdiag.a\n", "d.py": "import gapdiag.c\n"}
+    for name, text in sources.items():
+        (package / name).write_text(text)
+    assert cycles(module_graph(tmp_path)) == [["gapdiag.a", "gapdiag.b"]]
+    (package / "a.py").write_text("import gapdiag.d\n")
+    assert cycles(module_graph(tmp_path)) == [["gapdiag.a", "gapdiag.c", "gapdiag.d"]]
+
+
+def test_no_module_imports_itself_back():
+    """No two gapdiag modules import each other, directly or round a loop, not even through a type hint (the
+    cache store and its writer, the gate's evaluation and its rendering did): break a loop by moving code."""
+    assert cycles(module_graph(PACKAGE.parent)) == []

@@ -28,28 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import filelock
-from numpy.typing import NDArray
 
 from gapdiag.cache import integrity
-from gapdiag.cache.files import META_CHECKSUM, corrupt, load_checked, load_npz, meta_checksum, one_line
-from gapdiag.cache.keys import (
-    CACHE_FORMAT_VERSION,
-    DTYPES,
-    HASHES_FILE,
-    KEY_LENGTH,
-    KEY_RE,
-    cache_key,
-    check_key,
-    file_sha256,
-)
+from gapdiag.cache.entry import read_entry, read_meta
+from gapdiag.cache.files import one_line
+from gapdiag.cache.keys import HASHES_FILE, KEY_RE, check_key
 from gapdiag.cache.writer import EntryWriter
 from gapdiag.errors import CacheError, InputError
 from gapdiag.fsutil import loads_json, unlink_quietly
-from gapdiag.settings import cache_root, default_cache_dir
+from gapdiag.settings import cache_root
 from gapdiag.vectors import EmbeddingSet
-
-__all__ = ["CACHE_FORMAT_VERSION", "DTYPES", "HASHES_FILE", "KEY_LENGTH", "EmbeddingCache", "EntryWriter",
-           "cache_key", "default_cache_dir", "file_sha256"]
 
 
 class EmbeddingCache:
@@ -97,72 +85,16 @@ class EmbeddingCache:
         return self.root / key
 
     def get(self, key: str, *, mmap: bool = True, verify: bool = True, progress: bool = False) -> EmbeddingSet | None:
-        """Load a complete entry; ``None`` if it is missing or still being built.
-
-        Arrays are memory-mapped (``mmap=True``); their headers are checked against ``meta.json`` and, with
-        ``verify``, every file's bytes against the checksum ``meta.json`` recorded when it was written, in one
-        streaming pass (roughly 1-5 s per GB, see docs/cache.md). A file whose size, mtime, ctime and inode are
-        unchanged since this process last verified it is not read again. ``progress`` shows the pass on stderr
-        for large entries.
+        """Load a complete entry; ``None`` if it is missing or still being built (see
+        :func:`gapdiag.cache.entry.read_entry`: arrays memory-mapped with ``mmap``, every file's bytes checked
+        against ``meta.json`` with ``verify``, the pass shown on stderr with ``progress``).
 
         Raises:
             CacheError: The entry is complete but damaged (unreadable or missing file, wrong shape or dtype,
                 checksum mismatch): one line naming the entry's file.
         """
-        entry = self.path(key)
-        meta_path = entry / "meta.json"
-        if not meta_path.is_file():
-            return None
-        meta = self._read_meta(key, meta_path)
+        return read_entry(self.path(key), key, mmap=mmap, verify=verify, progress=progress)
 
-        def load(name: str, shape: tuple[int, ...] | None, dtype: str | None) -> NDArray[Any]:
-            return load_checked(entry / name, key, shape=shape, dtype=dtype, mmap=mmap)
-
-        try:
-            modalities: list[str] = list(meta["modalities"])
-            counts = {m: int(meta["dataset"]["counts"][m]) for m in modalities}
-            dims = {m: int(meta["dims"][m]) for m in modalities}
-            n_samples = int(meta["dataset"]["n_samples"])
-            dtype = str(meta["dtype"])
-            arrays = list(meta.get("arrays", []))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise corrupt(meta_path, key, f"field {one_line(exc)} missing or malformed") from exc
-
-        vectors = {m: load(f"{m}.npy", (counts[m], dims[m]), dtype) for m in modalities}
-        sample_index = {m: load(f"{m}.sample_index.npy", (counts[m],), "int64") for m in modalities}
-        labels = load("labels.npy", (n_samples,), "int64") if "labels" in arrays else None
-        class_embeddings = load("class_embeddings.npy", None, "float32") if "class_embeddings" in arrays else None
-        attributes = load_npz(entry / "attributes.npz", key) if "attributes" in arrays else None
-        attribute_embeddings = (load_npz(entry / "attribute_embeddings.npz", key)
-                                if "attribute_embeddings" in arrays else None)
-        if verify:
-            problems = integrity.verify_entry_files(entry, meta, progress=progress)
-            if problems:
-                name, reason = problems[0]
-                raise corrupt(entry / name, key, reason)
-        return EmbeddingSet(
-            vectors=vectors, sample_index=sample_index, n_samples=n_samples, labels=labels,
-            class_names=meta.get("class_names"), class_embeddings=class_embeddings, attributes=attributes,
-            attribute_embeddings=attribute_embeddings, provenance=meta,
-        )
-
-    @staticmethod
-    def _read_meta(key: str, meta_path: Path) -> dict[str, Any]:
-        """``meta.json`` of entry ``key``, checked: a JSON object of this cache format, sealed by its own checksum
-        (:func:`gapdiag.cache.files.meta_checksum`) and naming ``key``.
-
-        Raises:
-            CacheError: It cannot be read or parsed, comes from another cache format, was edited after it was
-                written, or belongs to another entry (a moved or swapped folder); one line naming the file.
-        """
-        try:
-            meta = loads_json(meta_path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise corrupt(meta_path, key, one_line(exc)) from exc
-        if not isinstance(meta, dict):
-            raise corrupt(meta_path, key, "not a JSON object")
-        check_meta(meta, key, meta_path)
-        return meta
     def writer(self, key: str, meta: Mapping[str, Any], *, chunk_size: int, shared: bool = False,
                progress: bool = False) -> EntryWriter:
         """An :class:`EntryWriter` (use it as a context manager) that builds or resumes entry ``key``.
@@ -179,7 +111,7 @@ class EmbeddingCache:
                 chunks and :meth:`EntryWriter.is_done` may be used, never :meth:`EntryWriter.finalize`.
             progress: Show the checksum pass over a large complete entry found on entering.
         """
-        return EntryWriter(self, key, meta, chunk_size=chunk_size, shared=shared, progress=progress)
+        return EntryWriter(self.root, key, meta, chunk_size=chunk_size, shared=shared, progress=progress)
 
     def _entry_dirs(self) -> list[Path]:
         try:
@@ -209,7 +141,7 @@ class EmbeddingCache:
             if complete:
                 meta = loads_json((entry / "meta.json").read_bytes())
                 created = meta.get("created") if isinstance(meta, dict) else None
-                self._read_meta(entry.name, entry / "meta.json")  # the checks of a read, for `error`
+                read_meta(entry.name, entry / "meta.json")  # the checks of a read, for `error`
             else:
                 partial = loads_json((entry / "partial.json").read_bytes())
                 if not isinstance(partial, dict):
@@ -290,7 +222,7 @@ class EmbeddingCache:
             if complete:
                 n_files = 0
                 try:
-                    meta = self._read_meta(entry.name, entry / "meta.json")
+                    meta = read_meta(entry.name, entry / "meta.json")
                     n_files = len(integrity.entry_files(meta))
                     problems = integrity.verify_entry_files(entry, meta, memo=False, progress=progress)
                     if not problems:
@@ -341,34 +273,6 @@ class EmbeddingCache:
                 lock.release()
             removed.append(entry.name)
         return removed
-
-
-def check_meta(meta: Mapping[str, Any], key: str, meta_path: Path) -> None:
-    """Refuse a parsed ``meta.json`` that is not what gapdiag wrote for entry ``key``.
-
-    Raises:
-        CacheError: Another cache format (named, with what to run), no or a wrong :data:`META_CHECKSUM` (the
-            file was edited), or another entry's key (the folder was moved, renamed or swapped).
-    """
-    version = meta.get("cache_format_version")
-    if version != CACHE_FORMAT_VERSION:
-        if isinstance(version, int) and not isinstance(version, bool):
-            age = "an older" if version < CACHE_FORMAT_VERSION else "a newer"
-            raise CacheError(f"cache entry {key} was written by {age} gapdiag (cache format {version}; this "
-                             f"gapdiag reads format {CACHE_FORMAT_VERSION})",
-                             hint=f"remove it with `gapdiag cache rm {key}`: it is never used again, the next run "
-                                  "embeds under a new key")
-        raise corrupt(meta_path, key, "field 'cache_format_version' missing or malformed")
-    recorded = meta.get(META_CHECKSUM)
-    if not isinstance(recorded, str):
-        raise corrupt(meta_path, key, f"no {META_CHECKSUM} recorded")
-    found = meta_checksum(meta)
-    if found != recorded:
-        raise corrupt(meta_path, key, f"checksum mismatch: edited after it was written ({META_CHECKSUM} is "
-                                      f"{recorded[:19]}…, its content gives {found[:19]}…)")
-    if meta.get("key") != key:
-        raise corrupt(meta_path, key, f"it belongs to entry {meta.get('key')}, not {key} (the entry folder was "
-                                      "moved, renamed or swapped)")
 
 
 def _text(value: Any) -> str | None:

@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from gapdiag import __version__
 from gapdiag.cache import integrity
+from gapdiag.cache.entry import read_entry
 from gapdiag.cache.files import (
     META_CHECKSUM,
     atomic_save_npy,
@@ -33,15 +34,13 @@ from gapdiag.cache.files import (
     utc_now,
     write_error,
 )
-from gapdiag.cache.keys import CACHE_FORMAT_VERSION, DTYPES, check_modality_name
+from gapdiag.cache.keys import CACHE_FORMAT_VERSION, DTYPES, check_key, check_modality_name
 from gapdiag.errors import CacheError, EmbeddingError
 from gapdiag.fsutil import loads_json, unlink_quietly
 from gapdiag.vectors import EmbeddingSet
 
 if TYPE_CHECKING:
     from typing_extensions import Self
-
-    from gapdiag.cache.store import EmbeddingCache  # which imports this module to hand out writers
 
 # The cache's one logger name (users filter on it), although the writer is a module of its own.
 log = logging.getLogger("gapdiag.cache")
@@ -62,6 +61,7 @@ class EntryWriter:
     next run.
 
     Attributes:
+        root: The cache directory the entry lives in.
         key: The entry's key.
         dir: The entry's directory.
         dtype: Stored dtype ("float32" or "float16").
@@ -69,13 +69,14 @@ class EntryWriter:
         existing: The complete entry found on entering, else ``None``.
     """
 
-    def __init__(self, cache: EmbeddingCache, key: str, meta: Mapping[str, Any], *, chunk_size: int,
+    def __init__(self, root: Path, key: str, meta: Mapping[str, Any], *, chunk_size: int,
                  shared: bool = False, progress: bool = False) -> None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        self.cache = cache
+        check_key(key)
+        self.root = Path(root)
         self.key = key
-        self.dir = cache.path(key)
+        self.dir = self.root / key
         # Round-trip through JSON so that the comparison with partial.json sees exactly what is stored.
         self.meta: dict[str, Any] = json.loads(canonical_json(dict(meta)))
         self.dtype: str = self.meta.setdefault("dtype", "float32")
@@ -83,7 +84,7 @@ class EntryWriter:
             raise ValueError(f"meta dtype must be one of {DTYPES}, got {self.dtype!r}")
         self.chunk_size = int(chunk_size)
         self.existing: EmbeddingSet | None = None
-        self._lock = integrity.entry_lock(cache.root, key)
+        self._lock = integrity.entry_lock(self.root, key)
         self._n_items: dict[str, int] = {}
         self._dims: dict[str, int] = {}
         self._active = False
@@ -137,7 +138,7 @@ class EntryWriter:
     def _prepare(self) -> None:
         if (self.dir / "meta.json").is_file():
             try:
-                self.existing = self.cache.get(self.key, progress=self.progress)
+                self.existing = read_entry(self.dir, self.key, progress=self.progress)
             except CacheError as exc:
                 # We were asked to build this key and hold its lock: a damaged entry is rebuilt, and the warning
                 # says what was damaged (not the error's "remove the entry" hint: nothing is left to do).
@@ -351,8 +352,10 @@ class EntryWriter:
         shutil.rmtree(self._chunks, ignore_errors=True)
         unlink_quietly(self.dir / "partial.json")
         # The checksums were just taken from these very files: no second pass over them.
-        result = self.cache.get(self.key, verify=False)
-        assert result is not None  # meta.json was just written
+        result = read_entry(self.dir, self.key, verify=False)
+        if result is None:  # meta.json was just written: only another process removing the entry gets here
+            raise CacheError(f"cache entry {self.key} was removed while it was being finished",
+                             hint="run again without removing the cache entry meanwhile")
         self.existing = result
         return result
 
