@@ -209,15 +209,18 @@ def main() -> None:
     from gapdiag import api
     from gapdiag.device import resolve
     from gapdiag.models.loading import build_model, resolve_model
+    from gapdiag.settings import Settings
 
-    device = str(resolve(args.device))
+    resolved = resolve(args.device)
+    device = str(resolved)
     cuda = device.startswith("cuda")
     precision = args.precision or ("bf16" if cuda else "fp32")
     workers = args.workers if args.workers is not None else (8 if cuda else 1)
     seconds = args.seconds if args.seconds is not None else (2.0 if cuda else 0.3)
     pretrained = None if args.pretrained in (None, "none") else args.pretrained
     model = args.model or api.bundled_checkpoint()
-    loaded = build_model(resolve_model(model, pretrained), device=device, precision=precision)
+    spec = resolve_model(model, pretrained, cache_root=Settings.build().cache_root)
+    loaded = build_model(spec, device=resolved, precision=precision)
     print(f"device {loaded.device}, model {loaded.spec.display_name}, precision {precision}, workers {workers}")
 
     sweep = [64, 128, 256, 512, 1024] if cuda else [16, 64]

@@ -24,7 +24,7 @@ from gapdiag.commands import embed as embed_commands
 from gapdiag.commands import export as export_commands
 from gapdiag.commands import plot as plot_commands
 from gapdiag.commands import train as train_commands
-from gapdiag.commands._common import err_console
+from gapdiag.commands.common import err_console
 from gapdiag.errors import GapdiagError
 
 app = typer.Typer(

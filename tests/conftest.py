@@ -39,7 +39,7 @@ def tiny_model(seed: int, architecture: str = TINY_ARCH) -> Any:
     """
     import torch
 
-    from gapdiag.models.loading import load_model
+    from gapdiag.api import load_model
 
     model = load_model(architecture, device="cpu").model
     generator = torch.Generator().manual_seed(seed)

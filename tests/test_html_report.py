@@ -613,16 +613,16 @@ def test_interactive_map_colours_classes_with_a_categorical_palette(n_classes):
 def test_the_interactive_map_of_a_random_init_model_still_names_its_items(manifest, tmp_path, monkeypatch):
     """--random-init is a model option: the hover text reads the dataset without it (a reader handed it would
     refuse, and the map would silently lose its captions)."""
-    from gapdiag import api, draw
+    from gapdiag import api, figures
 
     seen = {}
-    real = draw.build_interactive_map
+    real = figures.build_interactive_map
 
     def spy(es, **kwargs):
         seen["labels"] = kwargs.get("labels")
         return real(es, **kwargs)
 
-    monkeypatch.setattr(draw, "build_interactive_map", spy)
+    monkeypatch.setattr(figures, "build_interactive_map", spy)
     api.report(tmp_path / "r.html", data=manifest, model="gapdiag-tiny-vit", random_init=True, kinds=["map"],
                method="pca", metrics=["modality_gap"], device="cpu", progress=False)
     assert seen["labels"] is not None and any("digit" in str(v) or "/" in str(v) for v in seen["labels"].values())

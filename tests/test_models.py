@@ -11,7 +11,9 @@ import torch
 from conftest import TINY_ARCH, export_tiny, tiny_model
 
 from gapdiag.errors import ModelError
-from gapdiag.models.loading import load_model, resolve_model
+from gapdiag.api import load_model
+from gapdiag.models import loading
+from gapdiag.settings import Settings
 
 TINY_CFG = Path(__file__).parent.parent / "gapdiag" / "models" / "configs" / f"{TINY_ARCH}.json"
 
@@ -381,3 +383,8 @@ def test_check_refuses_a_random_init_run_against_a_trained_baseline_unless_force
     assert_one_line_error(code, out, err, "random-init weights (current)", "trained weights (baseline)", "--force")
     code, out, err = gapdiag(capsys, "check", "--baseline", base, *now, "--force")
     assert code in (0, 1) and "forced: " in err and "random-init" in err, err
+
+
+def resolve_model(model, pretrained=None):
+    """:func:`gapdiag.models.loading.resolve_model` under this test's cache root (what the api hands it)."""
+    return loading.resolve_model(model, pretrained, cache_root=Settings.build().cache_root)

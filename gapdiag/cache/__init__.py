@@ -13,9 +13,11 @@ api resolves the root with it once, at the door, and hands it to :class:`Embeddi
 """
 
 from gapdiag.cache.keys import CACHE_FORMAT_VERSION, DTYPES, HASHES_FILE, KEY_LENGTH, cache_key, file_sha256
-from gapdiag.cache.store import EmbeddingCache
+from gapdiag.cache.store import EmbeddingCache, EntryCheck, EntrySummary, FileProblem
 from gapdiag.cache.writer import EntryWriter
 from gapdiag.settings import default_cache_dir
 
-__all__ = ["CACHE_FORMAT_VERSION", "DTYPES", "HASHES_FILE", "KEY_LENGTH", "EmbeddingCache", "EntryWriter",
-           "cache_key", "default_cache_dir", "file_sha256"]
+__all__ = [
+    "CACHE_FORMAT_VERSION", "DTYPES", "EmbeddingCache", "EntryCheck", "EntrySummary", "EntryWriter",
+    "FileProblem", "HASHES_FILE", "KEY_LENGTH", "cache_key", "default_cache_dir", "file_sha256",
+]

@@ -1,5 +1,8 @@
 """Results derived from a cache entry's vectors, kept beside the cache: measured reports and 2-D maps.
 
+The store keeps values, not records: a report is memoised as its JSON (``Report.to_dict()``) and read back as
+JSON, which the api turns into a :class:`~gapdiag.report.Report` again; the cache imports nothing of the report.
+
 A warm ``gapdiag measure``, ``report`` or ``plot`` on unchanged vectors recomputes nothing: the metrics
 (scikit-learn's k-means and logistic regression alone take seconds to import) and the UMAP embedding (numba
 compilation, ~10 s) are read back. Each result lives in ``<cache root>/derived/<entry key>/<hash>.<ext>``
@@ -35,7 +38,6 @@ from gapdiag.cache.files import atomic_write, json_default
 from gapdiag.data.base import hash_json
 from gapdiag.errors import GapdiagError
 from gapdiag.fsutil import NUMPY_READ_ERRORS, loads_json, remove_stale_temps, unlink_quietly
-from gapdiag.report import Report
 
 if TYPE_CHECKING:
     from gapdiag.vectors import EmbeddingSet
@@ -100,14 +102,15 @@ def _save(path: Path | None, write: Callable[[Any], object]) -> None:
         log.debug("not memoised at %s: %s", path, exc)
 
 
-def load_report(path: Path | None) -> Report | None:
-    """The memoised report at ``path``, or None (missing, unreadable or failing its checksum: recompute)."""
-    return _load(path, "report", lambda data: Report.from_dict(loads_json(data), source=str(path)))
+def load_json(path: Path | None) -> Any:
+    """The JSON value memoised at ``path`` (a measured report's ``to_dict()``), or None (missing, unreadable or
+    failing its checksum: recompute)."""
+    return _load(path, "result", loads_json)
 
 
-def save_report(path: Path | None, report: Report) -> None:
-    """Memoise ``report`` at ``path`` (best effort: extras that have no JSON form are not memoised)."""
-    _save(path, lambda f: f.write(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=json_default,
+def save_json(path: Path | None, value: Any) -> None:
+    """Memoise the JSON value ``value`` at ``path`` (best effort: a value that has no JSON form is not memoised)."""
+    _save(path, lambda f: f.write(json.dumps(value, indent=2, sort_keys=True, default=json_default,
                                              allow_nan=False).encode() + b"\n"))
 
 

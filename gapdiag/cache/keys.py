@@ -17,7 +17,6 @@ from typing import Any
 from gapdiag import fsutil
 from gapdiag.cache.files import canonical_json, one_line
 from gapdiag.errors import InputError
-from gapdiag.settings import cache_root
 
 #: Bump whenever the layout of an entry or the way vectors are computed changes: every key changes with it.
 #: 2: checksums of every stored file (meta.json, chunk sidecars); 3: meta.json carries its own checksum over
@@ -87,15 +86,15 @@ def file_sha256(path: str | Path, *, cache_dir: str | Path | None = None) -> str
 
     Args:
         path: The file to hash.
-        cache_dir: Cache root holding ``hashes.json``; default :func:`default_cache_dir`.
+        cache_dir: Cache root holding ``hashes.json``; ``None`` remembers the digest in this process only.
 
     Raises:
         InputError: The file does not exist or cannot be read.
     """
     p = Path(path).expanduser()
-    root = cache_root(cache_dir)
+    memo_file = None if cache_dir is None else Path(cache_dir) / HASHES_FILE
     try:
-        return fsutil.file_digest(p, memo_file=root / HASHES_FILE)
+        return fsutil.file_digest(p, memo_file=memo_file)
     except OSError as exc:
         raise InputError(f"cannot read {p}: {exc.strerror or one_line(exc)}",
                          hint="check the checkpoint path") from exc

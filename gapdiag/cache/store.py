@@ -25,7 +25,7 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import filelock
 
@@ -36,8 +36,43 @@ from gapdiag.cache.keys import HASHES_FILE, KEY_RE, check_key
 from gapdiag.cache.writer import EntryWriter
 from gapdiag.errors import CacheError, InputError
 from gapdiag.fsutil import loads_json, unlink_quietly
-from gapdiag.settings import cache_root
 from gapdiag.vectors import EmbeddingSet
+
+
+class EntrySummary(TypedDict, total=False):
+    """One row of :meth:`EmbeddingCache.ls`: every field has its documented type, whatever the entry's files hold.
+
+    ``why`` is there for an incomplete entry, ``error`` for an entry whose ``meta.json`` or ``partial.json``
+    cannot be trusted.
+    """
+
+    key: str
+    complete: bool
+    dataset: str | None
+    model: str | None
+    dtype: str | None
+    created: str | None
+    size_bytes: int
+    counts: dict[str, int] | None
+    why: str
+    error: str
+
+
+class FileProblem(TypedDict):
+    """A file of an entry that failed its check, and why."""
+
+    file: str
+    reason: str
+
+
+class EntryCheck(TypedDict):
+    """One entry of :meth:`EmbeddingCache.verify`: ``ok`` when no file has a problem."""
+
+    key: str
+    complete: bool
+    ok: bool
+    files: int
+    problems: list[FileProblem]
 
 
 class EmbeddingCache:
@@ -45,7 +80,7 @@ class EmbeddingCache:
 
     Typical use (what ``gapdiag.embed`` does)::
 
-        cache = EmbeddingCache(cache_dir)
+        cache = EmbeddingCache(settings.cache_root)
         emb = cache.get(key)
         if emb is None:
             with cache.writer(key, meta, chunk_size=4096) as w:
@@ -59,14 +94,17 @@ class EmbeddingCache:
         root: The cache directory.
     """
 
-    def __init__(self, root: str | Path | None = None) -> None:
-        """Open (and create) the cache directory.
+    def __init__(self, root: str | Path) -> None:
+        """Open (and create) the cache directory ``root``, resolved by the caller: the api resolves ``--cache-dir``,
+        ``$GAPDIAG_CACHE_DIR`` or the user cache dir once (:meth:`gapdiag.settings.Settings.build`).
 
         Raises:
-            InputError: ``root`` is empty (``--cache-dir ''``).
+            InputError: ``root`` is empty (``Path('')`` would be the current folder).
             CacheError: The directory cannot be created or written.
         """
-        self.root = cache_root(root)
+        if not str(root).strip():
+            raise InputError("the cache root is empty", hint="give a folder (--cache-dir DIR)")
+        self.root = Path(root).expanduser()
         probe = self.root / f".write-test.{os.getpid()}.tmp"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -123,7 +161,7 @@ class EmbeddingCache:
             raise CacheError(f"cannot list cache dir {self.root}: {exc.strerror or one_line(exc)}",
                              hint="set --cache-dir or GAPDIAG_CACHE_DIR") from exc
 
-    def ls(self) -> list[dict[str, Any]]:
+    def ls(self) -> list[EntrySummary]:
         """One summary per entry, oldest first: key, dataset, model, counts, dtype, size_bytes, created,
         complete (``False`` for an entry being built or left by a killed run, with ``why``), and ``error`` for
         an entry whose ``meta.json`` or ``partial.json`` cannot be trusted (that entry only: the others are
@@ -131,10 +169,10 @@ class EmbeddingCache:
         rows = [self._describe(entry) for entry in self._entry_dirs()]
         return sorted(rows, key=lambda r: (r["created"] or "", r["key"]))
 
-    def _describe(self, entry: Path) -> dict[str, Any]:
+    def _describe(self, entry: Path) -> EntrySummary:
         """The :meth:`ls` row of one entry; whatever its files hold, every field has its documented type."""
         complete = (entry / "meta.json").is_file()
-        row: dict[str, Any] = {"key": entry.name, "complete": complete}
+        row: EntrySummary = {"key": entry.name, "complete": complete}
         meta: Any = {}
         created: Any = None
         try:
@@ -196,7 +234,7 @@ class EmbeddingCache:
                              hint="give more characters of the key")
         return targets
 
-    def verify(self, key_or_prefix: str = "all", *, progress: bool = False) -> list[dict[str, Any]]:
+    def verify(self, key_or_prefix: str = "all", *, progress: bool = False) -> list[EntryCheck]:
         """Read every byte of the selected entries and check it against the recorded checksums.
 
         Complete entries: ``meta.json`` (format, its own checksum, its key), every file against
@@ -215,7 +253,7 @@ class EmbeddingCache:
         Raises:
             InputError: The prefix matches no entry or several.
         """
-        results = []
+        results: list[EntryCheck] = []
         for entry in self._select(key_or_prefix):
             complete = (entry / "meta.json").is_file()
             problems: list[tuple[str, str]] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import fields
@@ -112,12 +111,10 @@ def json_number(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def append_step_summary(markdown: str, path: str | Path | None = None) -> Path | None:
-    """Append ``markdown`` to ``path`` or ``$GITHUB_STEP_SUMMARY`` (never overwriting); ``None`` when unset."""
-    target = path or os.environ.get("GITHUB_STEP_SUMMARY")
-    if not target:
-        return None
-    target = Path(target)
+def append_step_summary(markdown: str, path: str | Path) -> Path:
+    """Append ``markdown`` to the step summary file ``path`` (never overwriting); the api reads where it is from
+    ``$GITHUB_STEP_SUMMARY``."""
+    target = Path(path)
     try:
         with target.open("a", encoding="utf-8") as f:
             f.write("\n" + markdown if target.exists() and target.stat().st_size else markdown)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from gapdiag import api
-from gapdiag.commands._common import (
+from gapdiag.commands.common import (
     CacheDirOpt,
     JsonOpt,
     QuietOpt,

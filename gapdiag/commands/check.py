@@ -19,7 +19,7 @@ from rich import box
 from rich.table import Table
 
 from gapdiag import api
-from gapdiag.commands._common import (
+from gapdiag.commands.common import (
     EmbeddingOptions,
     JsonOpt,
     QuietOpt,
@@ -28,7 +28,7 @@ from gapdiag.commands._common import (
     err_console,
     print_json,
 )
-from gapdiag.commands._print import print_table
+from gapdiag.commands.printing import print_table
 
 format_value, format_delta = api.presentation.format_value, api.presentation.format_delta
 
@@ -293,7 +293,7 @@ def compare(
             f"{len(labels)} labels for {len(names)} reports/models: give one per column", param_hint="--label"
         )
     run = api.compare(paths, models, labels=labels, force=force, sample=sample, seed=seed, markdown=markdown,
-                      plot=plot, **embedding.api_kwargs(quiet=quiet or json_out))
+                      plot=plot, **embedding.api_kwargs(quiet=quiet or json_out, model=False))
     comp, similarity = run.comparison, run.similarity
     if run.figure is not None and not json_out:
         console.print(f"figure written to {run.figure}")

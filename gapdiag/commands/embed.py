@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from gapdiag import api
-from gapdiag.commands._common import (
+from gapdiag.commands.common import (
     EmbeddingOptions,
     JsonOpt,
     QuietOpt,
@@ -18,7 +18,7 @@ from gapdiag.commands._common import (
     embedding_options,
     print_json,
 )
-from gapdiag.commands._print import print_skipped, print_table, reference_lines, report_table
+from gapdiag.commands.printing import print_skipped, print_table, reference_lines, report_table
 from gapdiag.errors import InputError
 
 _EMBED_EPILOG = "Example: `gapdiag embed --data captions.csv --model ViT-B-32 --pretrained laion2b_s34b_b79k`"

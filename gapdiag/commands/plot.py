@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from gapdiag import api
-from gapdiag.commands._common import (
+from gapdiag.commands.common import (
     EmbeddingOptions,
     JsonOpt,
     QuietOpt,
@@ -136,7 +136,8 @@ def plot(
     """
     result = api.plot(kind, out=out, reports=report or [], labels=label, shift=shift, method=method,
                       color_by=color_by, format=fmt, dpi=dpi, max_pairs=max_pairs, seed=seed,
-                      status=_status(quiet or json_out), **embedding.api_kwargs(quiet=quiet or json_out))
+                      status=_status(quiet or json_out),
+                      **embedding.api_kwargs(quiet=quiet or json_out, format_keyword="data_format"))
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     paths = result.paths
@@ -215,7 +216,7 @@ def report(
     page = api.report(out, from_report=from_report, metrics=api.parse_metric_list(metrics), sample=sample,
                       kinds=kind, method=method, color_by=color_by, max_pairs=max_pairs, shift=shift, format=fmt,
                       format_option=option, dpi=dpi, title=title, interactive=interactive, seed=seed,
-                      status=_status(silent), **embedding.api_kwargs(quiet=silent))
+                      status=_status(silent), **embedding.api_kwargs(quiet=silent, format_keyword="data_format"))
     for note in page.notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     if json_out:

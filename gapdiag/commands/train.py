@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gapdiag import api
-from gapdiag.commands._common import (
+from gapdiag.commands.common import (
     BatchSizeOpt,
     DeviceOpt,
     JsonOpt,

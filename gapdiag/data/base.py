@@ -23,7 +23,6 @@ from numpy.typing import NDArray
 
 from gapdiag import fsutil
 from gapdiag.errors import DatasetError, InputError
-from gapdiag.settings import current
 
 ModalityKind = Literal["image", "text", "embedding"]
 
@@ -137,21 +136,22 @@ def hash_json(obj: Any) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def fingerprint_files(paths: Sequence[Path], extra: Any = None) -> str:
+def fingerprint_files(paths: Sequence[Path], extra: Any = None, *, memo_dir: Path | None = None) -> str:
     """Fingerprint a list of files by their contents and paths relative to each other, plus ``extra``.
 
     Content, not location: the same data in a fresh clone, in a CI checkout or on another machine (new paths,
     new mtimes) gets the same fingerprint, so cache entries and baseline reports stay valid; any edit of a
     file, a caption or a label changes it. Hashing every file is paid once per file *state*: the result is
-    memoised in ``<cache dir>/fingerprints/`` keyed by each file's resolved path, size, mtime, ctime and inode
-    (:func:`gapdiag.fsutil.stat_key`), so an unchanged dataset costs only a ``stat`` per file, while a file
-    replaced or rewritten in place with its old size and mtime restored is hashed again (its ctime or inode
-    differ). Files changed less than :data:`gapdiag.fsutil.RACY_SECONDS` before hashing are not memoised (the
+    memoised in ``memo_dir`` (``<cache root>/fingerprints/``, handed down by the api; ``None`` keeps no memo)
+    keyed by each file's resolved path, size, mtime, ctime and inode (:func:`gapdiag.fsutil.stat_key`), so an
+    unchanged dataset costs only a ``stat`` per file, while a file replaced or rewritten in place with its old
+    size and mtime restored is hashed again (its ctime or inode differ). Files changed less than :data:`gapdiag.fsutil.RACY_SECONDS` before hashing are not memoised (the
     clock that stamps them is coarse). Like Hugging Face datasets' fingerprinting, anything that changes the
     output goes in, nothing else does.
     """
     stats = [fsutil.stat_key(p) for p in paths]
-    memo = _fingerprint_memo(hash_json({"stats": stats, "extra": extra, "version": 3}))
+    memo_name = hash_json({"stats": stats, "extra": extra, "version": 3})[:32]
+    memo = None if memo_dir is None else Path(memo_dir) / f"{memo_name}.txt"
     if memo is not None and memo.is_file():
         cached = memo.read_text().strip()
         if len(cached) == 64:
@@ -169,14 +169,6 @@ def fingerprint_files(paths: Sequence[Path], extra: Any = None) -> str:
         except OSError:
             pass  # an unwritable cache dir only costs re-hashing next time
     return fingerprint
-
-
-def _fingerprint_memo(stat_key: str) -> Path | None:
-    try:
-        # The cache root of the API call in progress (--cache-dir), never re-read from the environment here.
-        return current().cache_root / "fingerprints" / f"{stat_key[:32]}.txt"
-    except Exception:  # noqa: BLE001 - no usable cache dir: fingerprint without a memo
-        return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -320,6 +312,7 @@ def image_text_dataset(
     templates: Sequence[str] = DEFAULT_TEMPLATES,
     attributes: dict[str, NDArray[Any]] | None = None,
     skipped: Sequence[str] = (),
+    memo_dir: Path | None = None,
 ) -> PairedDataset:
     """Assemble an image-text :class:`PairedDataset` (one image per sample, any number of captions).
 
@@ -332,6 +325,7 @@ def image_text_dataset(
         files: Files whose size and mtime go into the fingerprint (image files, or tar shards).
         options: Reader options that change the output (columns used, split...).
         skipped: ``"location: reason"`` of every row left out by ``skip_bad``; kept in ``extra["skipped"]``.
+        memo_dir: Folder of the fingerprint memo (:func:`fingerprint_files`); ``None``: no memo.
 
     Raises:
         DatasetError: No samples are left.
@@ -372,6 +366,6 @@ def image_text_dataset(
         class_names=class_names,
         templates=templates,
         attributes=attrs,
-        fingerprint=fingerprint_files(files, extra),
+        fingerprint=fingerprint_files(files, extra, memo_dir=memo_dir),
         extra={"format": format, "skipped": list(skipped)},
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gapdiag import device as devices
+from gapdiag.device import Device
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,16 @@ class DistributedContext:
 
             dist.barrier()
 
-    def device(self, requested: str) -> str:
-        """``auto`` or ``cuda`` under torchrun with GPUs -> this rank's own GPU (``cuda:LOCAL_RANK``, shared
-        round-robin when ranks outnumber GPUs); an explicit ``cuda:N`` or ``cpu`` is kept."""
-        return str(devices.for_rank(requested, self.local_rank, self.enabled))
+    def device(self, requested: Device) -> Device:
+        """The resolved ``cuda`` under torchrun with GPUs -> this rank's own GPU (``cuda:LOCAL_RANK``, shared
+        round-robin when ranks outnumber GPUs); an explicit ``cuda:N``, ``cpu`` or ``mps`` is kept."""
+        return devices.for_rank(requested, self.local_rank, self.enabled)
 
 
-def context_from_env(device: str = "auto") -> DistributedContext:
+def context_from_env(device: Device) -> DistributedContext:
     """Read torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK) and join the process group if needed.
 
-    The backend follows ``device`` (what the command was asked to embed on): NCCL where each rank of this node
+    The backend follows the resolved ``device`` (what the command embeds on): NCCL where each rank of this node
     has a GPU of its own, gloo otherwise -- on CPU (``--device cpu`` on a GPU machine included) and where more
     ranks than GPUs share a node (NCCL refuses two ranks on one GPU). Ranks exchange only control messages
     (barriers, rank 0's errors); the vectors travel through the shared cache directory, so gloo costs nothing.
@@ -73,9 +74,9 @@ def context_from_env(device: str = "auto") -> DistributedContext:
     return DistributedContext(rank=rank, world_size=world, local_rank=local)
 
 
-def process_group_backend(device: str, local_world_size: int) -> str:
-    """``"nccl"`` if ``device`` puts every local rank on a GPU of its own, else ``"gloo"``."""
-    if not devices.wants_gpu(device):
+def process_group_backend(device: Device, local_world_size: int) -> str:
+    """``"nccl"`` if the resolved ``device`` puts every local rank on a GPU of its own, else ``"gloo"``."""
+    if not device.is_cuda:
         return "gloo"
     n = devices.cuda_count()
     return "nccl" if n and local_world_size <= n else "gloo"

@@ -15,10 +15,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gapdiag import __version__
-from gapdiag import device as devices
 from gapdiag.cache import DTYPES, EmbeddingCache, EntryWriter, cache_key
 from gapdiag.data.base import Modality, PairedDataset
 from gapdiag.data.images import IMAGE_DECODE_VERSION, load_image
+from gapdiag.device import Device
 from gapdiag.embedding.distributed import DistributedContext, broadcast_object
 from gapdiag.embedding.loader import encode_images_on_device
 from gapdiag.embedding.preprocess import PREPROCESS_BACKENDS, resolve_preprocess
@@ -68,7 +68,7 @@ def embed_dataset(
     spec: ModelSpec,
     *,
     cache: EmbeddingCache,
-    device: str = "auto",
+    device: Device,
     precision: str = "fp32",
     batch_size: int = 64,
     workers: int = 0,
@@ -79,7 +79,8 @@ def embed_dataset(
     dist: DistributedContext | None = None,
     preprocess: str = "pil",
 ) -> EmbeddingSet:
-    """Embed every modality of ``dataset`` with the model of ``spec`` through ``cache``.
+    """Embed every modality of ``dataset`` with the model of ``spec`` through ``cache``, on the resolved ``device``
+    (:func:`gapdiag.device.resolve`, at the api's door; under torchrun each rank takes its own GPU of it).
 
     A complete cache entry is returned without building the model (its files are checked against their
     checksums first). Otherwise the model is built, then the entry is created or resumed: chunks already
@@ -143,10 +144,10 @@ class _LookUp(NamedTuple):
 
 
 def _look_up(dataset: PairedDataset, spec: ModelSpec, cache: EmbeddingCache, dist: DistributedContext, *,
-             device: str, precision: str, dtype: str, preprocess: str, progress: bool) -> _LookUp:
+             device: Device, precision: str, dtype: str, preprocess: str, progress: bool) -> _LookUp:
     """The entry's key under the resolved preprocess backend, and the entry if the cache holds it (read and
     verified once)."""
-    backend = preprocess if preprocess != "auto" else ("device" if _is_cuda(device) else "pil")
+    backend = preprocess if preprocess != "auto" else ("device" if device.is_cuda else "pil")
     key = embedding_key(dataset, spec, precision=precision, dtype=dtype, cache=cache, preprocess=backend)
     hit = _get_or_rebuild(cache, key, progress=progress and dist.is_main)
     loaded: LoadedModel | None = None
@@ -419,12 +420,6 @@ def _encode_texts(loaded: LoadedModel, modality: Modality, todo: Sequence[tuple[
         vectors = encode_texts(loaded, texts, batch_size=batch_size, memo=memo)
         on_batch(len(vectors))
         yield from assembler.add(vectors)
-
-
-def _is_cuda(device: str) -> bool:
-    """Whether ``device`` means CUDA; only ``auto`` looks at the hardware (an explicit device is taken as said)."""
-    dev = devices.parse(device)
-    return (devices.resolve(dev) if dev.kind == "auto" else dev).kind == "cuda"
 
 
 def _class_embeddings(loaded: LoadedModel, dataset: PairedDataset, memo: dict[str, np.ndarray]) -> np.ndarray | None:

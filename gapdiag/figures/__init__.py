@@ -30,19 +30,25 @@ names from the embeddings' (or reports') provenance. File names are predictable:
 from __future__ import annotations
 
 from gapdiag.figures.common import (
-    DEFAULT_DPI,
     MARKERS,
     OKABE_ITO,
     StatusCallback,
-    describe_provenance,
     modality_colors,
     modality_pairs,
     select_samples,
 )
 from gapdiag.figures.compare import plot_compare, step_values
-from gapdiag.figures.embedding_map import COLOR_BY, METHODS, map_coordinates, map_layout, plot_map
-from gapdiag.figures.files import FORMATS, ensure_output_dir, save_figure, save_figures
+from gapdiag.figures.embedding_map import (
+    COLOR_BY,
+    METHODS,
+    item_coordinates,
+    map_coordinates,
+    map_layout,
+    plot_map,
+)
+from gapdiag.figures.files import FORMATS, MAX_DPI, check_dpi, check_pixels, save_figure, save_figures
 from gapdiag.figures.gap import gap_projection, marginal_separation, plot_gap
+from gapdiag.figures.interactive_map import build_interactive_map, interactive_map_html, item_labels
 from gapdiag.figures.kinds import (
     DEFAULT_KINDS,
     EMBEDDING_KINDS,
@@ -55,6 +61,8 @@ from gapdiag.figures.kinds import (
 from gapdiag.figures.shift import load_shift_result, plot_shift, validate_shift_result
 from gapdiag.figures.similarity import plot_similarity_histograms, random_non_matching_pairs
 from gapdiag.figures.spectrum import plot_spectrum
+from gapdiag.outputs import ensure_output_dir
+from gapdiag.report.presentation import DEFAULT_DPI, describe_provenance
 
 __all__ = [
     "COLOR_BY",
@@ -64,14 +72,21 @@ __all__ = [
     "FORMATS",
     "KINDS",
     "MARKERS",
+    "MAX_DPI",
     "METHODS",
     "OKABE_ITO",
     "StatusCallback",
+    "build_interactive_map",
+    "check_dpi",
     "check_options",
+    "check_pixels",
     "describe_provenance",
     "ensure_output_dir",
     "figure_stem",
     "gap_projection",
+    "interactive_map_html",
+    "item_coordinates",
+    "item_labels",
     "load_shift_result",
     "make_figures",
     "map_coordinates",

@@ -88,6 +88,14 @@ def map_coordinates(
     return np.asarray(reducer.fit_transform(unique), dtype=np.float64)[inverse]
 
 
+def item_coordinates(es: EmbeddingSet, *, method: str = "pca", seed: int = 0,
+                     status: StatusCallback | None = None) -> NDArray[np.float32]:
+    """2-D coordinates of every item of ``es``, modality after modality (the rows of ``gapdiag export``): all
+    modalities unit-normalised and projected together by :func:`map_coordinates`, as on the map figure."""
+    z = np.vstack([unit_rows(es.vectors[m], m) for m in es.modality_names]).astype(np.float64)
+    return map_coordinates(z, method=method, seed=seed, status=status).astype(np.float32)
+
+
 def _memoised_map(
     es: EmbeddingSet, z: NDArray[np.float64], *, method: str, seed: int, status: StatusCallback | None
 ) -> NDArray[np.float64]:

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.figures.common import OKABE_ITO, StatusCallback, class_colors, describe_provenance
+from gapdiag.figures.common import OKABE_ITO, StatusCallback, class_colors
 from gapdiag.figures.embedding_map import map_layout
+from gapdiag.report.presentation import describe_provenance
 from gapdiag.vectors import EmbeddingSet
 
 #: ``id`` of the plot's ``<div>`` in the report.

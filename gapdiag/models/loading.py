@@ -28,14 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gapdiag import device as devices
 from gapdiag.cache import file_sha256
 from gapdiag.data.base import hash_json
+from gapdiag.device import Device
 from gapdiag.errors import ModelError
 from gapdiag.fsutil import atomic_write_text, loads_json
 from gapdiag.models import index as model_index
 from gapdiag.models.hub import Hub, hub_access, offline_hint
-from gapdiag.settings import current as current_settings
 
 CONFIG_DIR = model_index.BUNDLED_CONFIG_DIR
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -178,11 +177,6 @@ class LoadedModel:
         return contextlib.nullcontext()
 
 
-def resolve_device(device: str = "auto") -> Any:
-    """``auto`` -> cuda > mps > cpu as a ``torch.device`` (see :func:`gapdiag.device.resolve`)."""
-    return devices.resolve(device).torch()
-
-
 def check_precision(precision: str, device: Any) -> str:
     if precision not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
@@ -225,7 +219,7 @@ def _read_safetensors_config(path: Path) -> dict[str, Any] | None:
     return loads_json(raw) if raw else None
 
 
-def _register_config(cfg: dict[str, Any], stem: str, cache_root: Path | None) -> str:
+def _register_config(cfg: dict[str, Any], stem: str, cache_root: Path) -> str:
     """Name a model-config dict after ``stem`` and its content; write it where open_clip can register it.
 
     The file goes to ``<cache_root>/model_configs`` (so that nothing is written to the user's model folder)
@@ -241,7 +235,7 @@ def _register_config(cfg: dict[str, Any], stem: str, cache_root: Path | None) ->
         return stem
     name = f"{stem}-{hash_json(model_cfg)[:8]}"
     if model_index.find_config(name) is None:
-        cfg_dir = (cache_root if cache_root is not None else current_settings().cache_root) / "model_configs"
+        cfg_dir = Path(cache_root) / "model_configs"
         path = cfg_dir / f"{name}.json"
         if not (path.is_file() and loads_json(path.read_text()) == model_cfg):
             cfg_dir.mkdir(parents=True, exist_ok=True)
@@ -259,9 +253,10 @@ def _unknown_model(name: str) -> ModelError:
                       hint=hint)
 
 
-def resolve_model(model: str | Path, pretrained: str | None = None, *, cache_root: Path | None = None) -> ModelSpec:
+def resolve_model(model: str | Path, pretrained: str | None = None, *, cache_root: Path) -> ModelSpec:
     """Turn ``--model``/``--pretrained`` into a :class:`ModelSpec` without building, downloading or importing
-    open_clip (configs a checkpoint or config JSON carries are kept under ``cache_root``/model_configs)."""
+    open_clip. ``cache_root`` (resolved by the api) keeps the configs a checkpoint or config JSON carries
+    (``<cache_root>/model_configs``) and what a pretrained tag adds to the key."""
     text = str(model)
     path = Path(text).expanduser()
 
@@ -311,7 +306,7 @@ def resolve_model(model: str | Path, pretrained: str | None = None, *, cache_roo
     return _with_checkpoint(ModelSpec(architecture=name, model_cfg=cfg, display_name=name), pretrained, cache_root)
 
 
-def _with_checkpoint(spec: ModelSpec, pretrained: str | None, cache_root: Path | None = None) -> ModelSpec:
+def _with_checkpoint(spec: ModelSpec, pretrained: str | None, cache_root: Path) -> ModelSpec:
     """Attach ``--pretrained`` (a local file or an open_clip tag) to an architecture spec."""
     if not pretrained:
         return spec
@@ -333,8 +328,9 @@ def _with_checkpoint(spec: ModelSpec, pretrained: str | None, cache_root: Path |
     raise ModelError(f"--pretrained {pretrained!r} is neither a file nor a tag of {spec.architecture}", hint=hint)
 
 
-def build_model(spec: ModelSpec, *, device: str = "auto", precision: str = "fp32", init_seed: int = 0) -> LoadedModel:
-    """Build the model described by ``spec`` (downloading through open_clip if it must) on ``device``.
+def build_model(spec: ModelSpec, *, device: Device, precision: str = "fp32", init_seed: int = 0) -> LoadedModel:
+    """Build the model described by ``spec`` (downloading through open_clip if it must) on the resolved ``device``
+    (:func:`gapdiag.device.resolve`, at the api's door).
 
     Weights that no checkpoint overwrites are initialised from ``init_seed`` (without touching the global RNG),
     so a randomly initialised architecture gives the same vectors in every process: the cache key of
@@ -344,7 +340,7 @@ def build_model(spec: ModelSpec, *, device: str = "auto", precision: str = "fp32
     import torch
 
     register_bundled_configs(model_index.written_config_file(spec.architecture))
-    dev = resolve_device(device)
+    dev = device.torch()
     check_precision(precision, dev)
     pre = spec.preprocess_cfg or {}
     transforms_kwargs = {"image_" + k: pre[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pre}
@@ -472,8 +468,3 @@ def _checkpoint_error(spec: ModelSpec, e: Exception) -> ModelError:
     first = text.splitlines()[0][:200] if text else type(e).__name__
     return ModelError(f"cannot load checkpoint {spec.checkpoint}: {first}", hint="is it a CLIP state_dict?")
 
-
-def load_model(model: str | Path, pretrained: str | None = None, *, device: str = "auto",
-               precision: str = "fp32") -> LoadedModel:
-    """Resolve and build in one call (what notebooks use): ``load_model("ViT-B-32", "laion2b_s34b_b79k")``."""
-    return build_model(resolve_model(model, pretrained), device=device, precision=precision)

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from gapdiag.data.base import PairedDataset
 from gapdiag.errors import InputError
 from gapdiag.fsutil import atomic_path
-from gapdiag.metrics.blocked import unit_rows
 from gapdiag.outputs import write_error
 from gapdiag.vectors import EmbeddingSet
 
@@ -48,27 +48,26 @@ def check_method(method: str) -> None:
         raise InputError(f"unknown --map {method!r}", hint=f"choose one of: {', '.join(MAP_METHODS)}")
 
 
-def export_table(es: EmbeddingSet, dataset: PairedDataset | None = None, *, method: str = "pca",
-                 seed: int = 0, vectors: bool = True, status: Any = None) -> pa.Table:
+def export_table(es: EmbeddingSet, dataset: PairedDataset | None = None, *, xy: NDArray[np.floating],
+                 method: str = "pca", seed: int = 0, vectors: bool = True) -> pa.Table:
     """The export table of ``es`` (columns in the module docstring).
 
     Args:
-        es: The embeddings (all modalities are exported and projected together).
+        es: The embeddings (all modalities are exported, one row per item, modality after modality).
         dataset: The dataset ``es`` was embedded from, item for item, for the ``content`` column; ``None``
             (or a precomputed dataset) leaves it null.
-        method: ``"pca"`` (deterministic) or ``"umap"`` (seeded), as for the map figure.
-        seed: Seeds UMAP.
+        xy: ``(n_items, 2)`` map coordinates of those rows, in that order
+            (:func:`gapdiag.figures.embedding_map.item_coordinates`).
+        method, seed: How ``xy`` was projected, recorded in the schema metadata.
         vectors: Include the ``vector`` column.
-        status: Called with a message before a slow UMAP fit.
     """
     import pyarrow as pa
 
-    from gapdiag.figures.embedding_map import map_coordinates  # matplotlib
-
     check_method(method)
     names = es.modality_names
-    xy = map_coordinates(np.vstack([unit_rows(es.vectors[m], m) for m in names]).astype(np.float64),
-                         method=method, seed=seed, status=status).astype(np.float32)
+    xy = np.asarray(xy, dtype=np.float32)
+    if xy.shape != (sum(es.counts().values()), 2):
+        raise ValueError(f"xy has shape {xy.shape}: one row of two coordinates per item is needed")
     samples = np.concatenate([np.asarray(es.sample_index[m], dtype=np.int64) for m in names])
     modality = np.concatenate([np.full(es.vectors[m].shape[0], m, dtype=object) for m in names])
     columns: dict[str, Any] = {

@@ -18,13 +18,13 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from gapdiag.errors import InputError
-from gapdiag.figures.common import DEFAULT_DPI, describe_provenance
-from gapdiag.figures.files import ensure_output_dir
 from gapdiag.fsutil import atomic_write_text
 from gapdiag.metrics import REGISTRY
-from gapdiag.outputs import write_error
+from gapdiag.outputs import ensure_output_dir, write_error
 from gapdiag.report.diagnostics import diagnostics_section
 from gapdiag.report.presentation import (
+    DEFAULT_DPI,
+    describe_provenance,
     direction_text,
     format_interval,
     format_number,

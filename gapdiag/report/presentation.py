@@ -14,10 +14,24 @@ from typing import Any
 from gapdiag.metrics import REGISTRY
 from gapdiag.report.record import split_metric_name
 
+#: PNG resolution of every figure, in files (``gapdiag plot``) and in the HTML report alike.
+DEFAULT_DPI = 150
+
 #: Significant digits of every displayed metric value.
 SIGNIFICANT_DIGITS = 4
 # Fixed-point notation between these powers of ten; scientific outside (a 1e-12 would print 16 zeros).
 _FIXED_MIN_EXP, _FIXED_MAX_EXP = -5, 6
+
+
+def describe_provenance(provenance: Mapping[str, Any]) -> str:
+    """``"<model> on <dataset>"`` from a provenance dict (``{"model": {"name"}, "dataset": {"name"}}``): what
+    figure titles and the report page call a measurement."""
+    model = (provenance.get("model") or {}).get("name") or "unknown model"
+    pretrained = (provenance.get("model") or {}).get("pretrained")
+    if pretrained and pretrained not in str(model):
+        model = f"{model} ({pretrained})"
+    dataset = (provenance.get("dataset") or {}).get("name") or "unknown data"
+    return f"{model} on {dataset}"
 
 
 def format_number(value: Any) -> str:

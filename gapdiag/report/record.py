@@ -91,7 +91,7 @@ class Report:
         return out
 
     def to_json(self, *, include_extras: bool = True, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(include_extras=include_extras), indent=indent, default=_to_jsonable)
+        return json.dumps(self.to_dict(include_extras=include_extras), indent=indent, default=to_jsonable)
 
     def save(self, path: str | Path) -> Path:
         """Write the report atomically (temp file + rename), so a crash never leaves half a report.
@@ -167,7 +167,7 @@ def write_json(obj: Any, path: str | Path, *, what: str = "file") -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(obj, indent=2, default=_to_jsonable) + "\n")
+        atomic_write_text(path, json.dumps(obj, indent=2, default=to_jsonable) + "\n")
     except OSError as e:
         raise write_error(path, e, what=what) from None
     return path
@@ -178,7 +178,7 @@ def _json_float(v: float) -> float | None:
     return None if math.isnan(v) or math.isinf(v) else v
 
 
-def _to_jsonable(obj: Any) -> Any:
+def to_jsonable(obj: Any) -> Any:
     try:
         import numpy as np
 

@@ -26,6 +26,7 @@ from gapdiag import fsutil
 from gapdiag.cache import file_sha256
 from gapdiag.data.base import Modality, PairedDataset, hash_json
 from gapdiag.data.images import load_image
+from gapdiag.device import Device
 from gapdiag.embedding.encode import embed_in_memory
 from gapdiag.errors import InputError
 from gapdiag.metrics import compute_all
@@ -106,15 +107,16 @@ DIGEST_KEY = "gapdiag_sha256"
 RUN_FILES = ("metrics.jsonl", "model.safetensors", "run.json")
 
 
-def run_settings(spec: Any, data: PairedDataset, eval_data: PairedDataset | None, **settings: Any) -> dict[str, Any]:
+def run_settings(spec: Any, data: PairedDataset, eval_data: PairedDataset | None, *, cache_root: Path | None = None,
+                 **settings: Any) -> dict[str, Any]:
     """Everything that changes the trained weights or the logged metrics (not the device, workers or export).
 
     ``epochs`` is among them because it sets the length of the cosine schedule: the same epoch of a 10- and a
-    20-epoch run trains with different learning rates.
+    20-epoch run trains with different learning rates. ``cache_root`` memoises the checkpoint's digest.
     """
     model = {"architecture": spec.architecture, "pretrained": spec.pretrained,
              "config": hash_json(spec.model_cfg)[:16] if spec.model_cfg else None,
-             "checkpoint_sha256": file_sha256(spec.checkpoint) if spec.checkpoint else None}
+             "checkpoint_sha256": file_sha256(spec.checkpoint, cache_dir=cache_root) if spec.checkpoint else None}
     return {"model": model, "data": data.fingerprint or str(data.source), "n_samples": data.n_samples,
             "eval_data": None if eval_data is None else (eval_data.fingerprint or str(eval_data.source)),
             **settings}
@@ -303,7 +305,8 @@ def train(
     warmup_steps: int = 20,
     temperature: float | None = None,
     seed: int = 0,
-    device: str = "auto",
+    device: Device,
+    cache_root: Path,
     precision: str = "fp32",
     workers: int = 0,
     checkpoint_every: int = 1,
@@ -322,6 +325,8 @@ def train(
         eval_data: Data for the per-epoch metrics (gap, Cos_TP, R@1); default: ``data``.
         temperature: Fix τ (e.g. 0.1 as in Grassucci et al.); ``None`` = learnable, open_clip's init 1/0.07.
         seed: Seeds initialisation and data order; the same seed gives the same weights.
+        device: The resolved device (:func:`gapdiag.device.resolve`, at the api's door).
+        cache_root: The cache root (resolved by the api), where a checkpoint's model config is kept.
         precision: ``fp32``; ``amp`` or ``bf16`` autocast on CUDA.
         restart: Delete a previous run's checkpoints, log and export in ``out_dir`` and start afresh. Without
             it, a run in a folder that holds checkpoints resumes from the newest one, and only when every
@@ -344,8 +349,8 @@ def train(
     if restart:
         restart_run(out)
 
-    spec = resolve_model(model, pretrained)
-    settings = run_settings(spec, data, eval_data, loss=loss, loss_weights=weights, epochs=epochs,
+    spec = resolve_model(model, pretrained, cache_root=cache_root)
+    settings = run_settings(spec, data, eval_data, cache_root=cache_root, loss=loss, loss_weights=weights, epochs=epochs,
                             batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                             temperature=temperature, seed=seed, precision=precision)
     latest = _latest_checkpoint(ckpt_dir)
@@ -406,7 +411,7 @@ class _Stepper:
     scaler: Any
 
     @classmethod
-    def build(cls, spec: ModelSpec, *, device: str, precision: str, seed: int, temperature: float | None,
+    def build(cls, spec: ModelSpec, *, device: Device, precision: str, seed: int, temperature: float | None,
               lr: float, weight_decay: float, warmup_steps: int, total_steps: int, loss_fn: Callable[..., Any],
               weights: dict[str, float]) -> _Stepper:
         """Build the model from ``seed`` (τ fixed when ``temperature`` is given), AdamW without weight decay on

@@ -168,17 +168,20 @@ class EmbeddingOptions:
     skip_bad: bool = False
     preprocess: str = "auto"
 
-    def api_kwargs(self, *, quiet: bool) -> dict[str, Any]:
-        """The keyword arguments of :func:`gapdiag.api.embed` (and measure/shift) for these options.
+    def api_kwargs(self, *, quiet: bool, format_keyword: str = "format", model: bool = True) -> dict[str, Any]:
+        """The keyword arguments of :func:`gapdiag.api.embed` (and the other verbs that embed) for these options.
 
         Reader options are passed only when given, so that each reader keeps its own defaults and formats that
-        do not use them (precomputed embeddings) are not handed options they would reject.
+        do not use them (precomputed embeddings) are not handed options they would reject. ``format_keyword``
+        names the data format where the verb's own ``format`` is another (the figures'); ``model=False`` leaves
+        out ``model`` for a verb that takes several (``compare``).
         """
         readers = {"image_column": self.image_column, "text_columns": self.text_column or None,
                    "label_column": self.label_column, "class_name_column": self.class_name_column,
                    "templates": self.template or None, "image_root": self.image_root,
-                   "format": self.data_format}
-        return {"data": self.data, "split": self.split, "model": self.model, "pretrained": self.pretrained,
+                   format_keyword: self.data_format}
+        return {"data": self.data, "split": self.split, **({"model": self.model} if model else {}),
+                "pretrained": self.pretrained,
                 "random_init": self.random_init, "device": self.device, "precision": self.precision, "batch_size": self.batch_size,
                 "workers": self.workers, "cache_dir": self.cache_dir, "dtype": self.dtype,
                 "skip_bad": self.skip_bad, "progress": not quiet, "preprocess": self.preprocess,

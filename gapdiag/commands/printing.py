@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gapdiag import api
-from gapdiag.commands._common import console, err_console
+from gapdiag.commands.common import console, err_console
 
 show = api.presentation  # the number format and metric order shared with the HTML report
 
