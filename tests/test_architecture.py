@@ -406,3 +406,34 @@ def test_no_private_name_crosses_a_module_boundary():
     found = {(file, what) for file, what in private_crossings(PACKAGE.parent) if not file.startswith("metrics/")}
     assert found - PRIVATE_CROSSINGS_TO_FIX == set()
     assert PRIVATE_CROSSINGS_TO_FIX <= found, "an entry is fixed: take it off the list"
+
+
+# --------------------------------------------------------------------- plain plumbing (issue #26, item 5)
+
+
+def test_typer_is_used_as_documented():
+    """No Typer class is patched when the CLI is imported, and no command's signature is rewritten: each command
+    lists its options (the shared ones as annotated types) and uses Typer's own ``cls=`` hook for --help."""
+    import typer
+    from typer.core import TyperOption
+
+    from gapdiag.cli import app
+
+    assert TyperOption.display_type_rich.__module__ == "typer.core"
+    group = typer.main.get_command(app)
+    commands = [c for name, c in group.commands.items() if name != "cache"]
+    commands += list(group.commands["cache"].commands.values())
+    assert len(commands) >= 13
+    for command in commands:
+        registered = command.callback.__wrapped__  # Typer wraps what it is given; that must be the plain function
+        assert not hasattr(registered, "__wrapped__") and "__signature__" not in vars(registered), command.name
+
+
+def test_no_keyword_is_split_off_by_reading_a_signature():
+    """Which keyword goes where is written down, never read off a function (``inspect.signature``,
+    ``__kwdefaults__``, ``__signature__``) at run time; the metrics room is its owner's (issue #26, item 5)."""
+    found = [f"{path.relative_to(PACKAGE)}:{node.lineno}" for path in sorted(PACKAGE.rglob("*.py"))
+             if "metrics" not in path.relative_to(PACKAGE).parts
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Attribute) and node.attr in ("signature", "__kwdefaults__", "__signature__")]
+    assert found == []

@@ -322,6 +322,18 @@ def test_registry_entries_match_functions(rng: np.random.Generator) -> None:
     )
 
 
+def test_each_registry_entry_names_the_weights_its_function_takes() -> None:
+    """The registry lists each loss's keyword weights by hand (nothing reads a signature at run time); they must
+    be the function's own, or a weight would be refused or passed on blindly."""
+    import inspect
+
+    functions = {"infonce": infonce_loss, "cua": cua_loss, "cuaxu": cuaxu_loss, "atp_cu": gap_closing_loss}
+    for name, fn in functions.items():
+        weights = tuple(p.name for p in inspect.signature(fn).parameters.values()
+                        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "logit_scale")
+        assert LOSSES[name].weight_names == weights, name
+
+
 def test_unknown_loss_lists_valid_names() -> None:
     with pytest.raises(InputError, match="unknown loss 'triplet'; valid losses: infonce, cua, cuaxu, atp_cu"):
         get_loss("triplet")

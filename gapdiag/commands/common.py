@@ -6,46 +6,42 @@ Errors are not handled here: commands let :class:`gapdiag.errors.GapdiagError` p
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from gapdiag import api
 
 
-def _no_placeholder_after_flags() -> None:
-    """Show no ``<bool>`` type placeholder after on/off flags in ``--help``.
+class _NoHelpPlaceholder:
+    """``--help`` shows no ``<bool>`` type placeholder: it takes no value, like every flag of gapdiag (whose
+    shared option types give flags an empty ``metavar``). Typer prints a placeholder after every option it lists,
+    ``<bool>`` after flags too, which reads as if they wanted a value; options with values keep ``<int>``,
+    ``<path>``..."""
 
-    Typer >= 0.2x prints a type placeholder after every option, ``<bool>`` even after flags such as
-    ``--help``, ``--version`` or ``--json`` that take no value, which reads as if they wanted one. A flag
-    (not a counter) now shows nothing there; options with values keep ``<int>``, ``<path>``... Older Typer
-    has no such method and needs nothing.
-    """
-    try:
-        from typer.core import TyperOption
-    except ImportError:  # pragma: no cover - Typer without its own option class
-        return
-    shown = getattr(TyperOption, "display_type_rich", None)
-    if shown is None or getattr(shown, "_gapdiag_flags", False):
-        return
-
-    def display_type_rich(self: Any, ctx: Any) -> str | None:
-        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
-            return None
-        return shown(self, ctx)
-
-    display_type_rich._gapdiag_flags = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
 
 
-_no_placeholder_after_flags()
+class Command(_NoHelpPlaceholder, TyperCommand):
+    """The class of every gapdiag command (``app.command(cls=Command)``, Typer's documented way to use a command
+    class of one's own)."""
+
+
+class Group(_NoHelpPlaceholder, TyperGroup):
+    """The class of the gapdiag app and of its command groups (``typer.Typer(cls=Group)``)."""
+
+
+#: ``metavar`` of an on/off flag: nothing after its name in ``--help`` (it takes no value).
+FLAG = ""
 
 #: Human output goes to stdout; progress and errors go to stderr so that ``--json`` output stays parseable.
 #: Both take the terminal's width on a terminal and print whole rows off one (a pipe, a file, a CI log):
@@ -61,9 +57,9 @@ def print_json(obj: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Options shared by every command that embeds (measure, embed, plot, check, compare, shift), defined once.
-# Commands get them all through the :func:`embedding_options` decorator (one ``embedding`` parameter); the
-# annotations below can also be used one by one.
+# Options shared by every command that embeds (embed, measure, shift, export, plot, report, check, compare),
+# defined once as annotated types. Each command lists them in its own signature, the way Typer documents
+# shared options, and gathers them into one EmbeddingOptions for the api.
 # ---------------------------------------------------------------------------------------------------------
 
 DataArg = Annotated[str | None, typer.Option(
@@ -91,7 +87,7 @@ PretrainedOpt = Annotated[str | None, typer.Option(
 DeviceOpt = Annotated[str, typer.Option(
     "--device", help="cuda, mps, cpu or auto (cuda > mps > cpu).", rich_help_panel="Model")]
 RandomInitOpt = Annotated[bool, typer.Option(
-    "--random-init", help="Embed an architecture's random initial weights on purpose (--model ARCH or a config "
+    "--random-init", metavar=FLAG, help="Embed an architecture's random initial weights on purpose (--model ARCH or a config "
                           "JSON without --pretrained); without it that is refused. Recorded as random_init.",
     rich_help_panel="Model")]
 PrecisionOpt = Annotated[str, typer.Option(
@@ -116,13 +112,14 @@ DtypeOpt = Annotated[str, typer.Option("--dtype", help="Stored vector dtype: flo
 ImageRootOpt = Annotated[Path | None, typer.Option(
     "--image-root", help="COCO captions JSON only: the folder that images[].file_name is relative to "
                          "(default: searched beside the JSON).", rich_help_panel="Data")]
-SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images, count and report them.",
+SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", metavar=FLAG,
+                                          help="Skip unreadable images, count and report them.",
                                           rich_help_panel="Data")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (sampling, k-means, UMAP).")]
 TrainSeedOpt = Annotated[int, typer.Option(
     "--seed", help="Random seed (weight initialisation, batch order, caption drawn per sample).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout only.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, help="No progress output.")]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print machine-readable JSON on stdout only.")]
 
 
 ImageColumnOpt = Annotated[str | None, typer.Option(
@@ -145,7 +142,8 @@ TemplateOpt = Annotated[list[str] | None, typer.Option(
 
 @dataclass(frozen=True)
 class EmbeddingOptions:
-    """The data, model and cache options of one command, as parsed (see :func:`embedding_options`)."""
+    """The data, model and cache options of one command, as parsed (each command builds one from its own
+    parameters, typed by the annotations above)."""
 
     data: str | None = None
     data_format: str | None = None
@@ -186,41 +184,3 @@ class EmbeddingOptions:
                 "workers": self.workers, "cache_dir": self.cache_dir, "dtype": self.dtype,
                 "skip_bad": self.skip_bad, "progress": not quiet, "preprocess": self.preprocess,
                 **{k: v for k, v in readers.items() if v is not None}}
-
-
-_OPTION_TYPES: dict[str, Any] = {
-    "data": DataArg, "model": ModelOpt, "pretrained": PretrainedOpt, "random_init": RandomInitOpt,
-    "split": SplitOpt,
-    "image_column": ImageColumnOpt, "text_column": TextColumnOpt, "label_column": LabelColumnOpt,
-    "class_name_column": ClassNameColumnOpt, "template": TemplateOpt, "image_root": ImageRootOpt,
-    "device": DeviceOpt, "precision": PrecisionOpt, "batch_size": BatchSizeOpt,
-    "workers": WorkersOpt, "cache_dir": CacheDirOpt, "dtype": DtypeOpt, "skip_bad": SkipBadOpt,
-    "data_format": DataFormatOpt, "preprocess": PreprocessOpt,
-}
-
-
-def embedding_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a Typer command every shared data/model/cache option, defined once here.
-
-    The command declares one parameter ``embedding: EmbeddingOptions`` instead of fifteen; the decorator adds the
-    options to the signature Typer reads and hands the parsed values over as one :class:`EmbeddingOptions`.
-    ``exclude`` leaves out options the command defines its own way (``compare`` takes ``--model`` repeatedly).
-    """
-    defaults = {f.name: f.default for f in fields(EmbeddingOptions)}
-    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name], annotation=kind)
-              for name, kind in _OPTION_TYPES.items() if name not in exclude]
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        signature = inspect.signature(command, eval_str=True)
-        own = [p for p in signature.parameters.values() if p.name != "embedding"]
-
-        @functools.wraps(command)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            options = EmbeddingOptions(**{p.name: kwargs.pop(p.name) for p in shared})
-            return command(*args, embedding=options, **kwargs)
-
-        wrapper.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in (*own, *shared)}
-        return wrapper
-
-    return decorate

@@ -20,7 +20,6 @@ Sources:
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -363,13 +362,10 @@ class LearnableTemperature(nn.Module):
         return float(1.0 / self.forward().detach())
 
 
-def _registry_entry(name: str, fn: LossFn, n_modalities: int | None = None) -> LossFn:
-    """Adapt ``fn`` to ``loss(embeddings, logit_scale, **weights)`` with one-line errors for bad weights."""
-    weight_names = tuple(
-        p.name
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "logit_scale"
-    )
+def _registry_entry(name: str, fn: LossFn, weight_names: tuple[str, ...] = (),
+                    n_modalities: int | None = None) -> LossFn:
+    """Adapt ``fn`` to ``loss(embeddings, logit_scale, **weights)`` with one-line errors for bad weights:
+    ``weight_names`` are ``fn``'s keyword weights (``tests/test_losses.py`` holds them equal to its signature)."""
 
     def loss(embeddings: Sequence[Tensor], logit_scale: Tensor | float, **weights: float) -> Tensor:
         unknown = sorted(set(weights) - set(weight_names))
@@ -391,9 +387,10 @@ def _registry_entry(name: str, fn: LossFn, n_modalities: int | None = None) -> L
 
 LOSSES: dict[str, LossFn] = {
     "infonce": _registry_entry("infonce", infonce_loss),
-    "cua": _registry_entry("cua", cua_loss, n_modalities=2),
-    "cuaxu": _registry_entry("cuaxu", cuaxu_loss, n_modalities=2),
-    "atp_cu": _registry_entry("atp_cu", gap_closing_loss),
+    "cua": _registry_entry("cua", cua_loss, ("clip_weight", "align_weight", "uniform_weight"), n_modalities=2),
+    "cuaxu": _registry_entry("cuaxu", cuaxu_loss,
+                             ("clip_weight", "align_weight", "uniform_weight", "cross_uniform_weight"), n_modalities=2),
+    "atp_cu": _registry_entry("atp_cu", gap_closing_loss, ("lambda_atp", "lambda_cu")),
 }
 """Loss name -> ``loss(embeddings: list[Tensor], logit_scale, **weights) -> Tensor`` for ``gapdiag train``.
 
