@@ -53,9 +53,9 @@ from gapdiag.check.compare import comparison_to_json as comparison_json  # for t
 from gapdiag.check.evaluate import CheckResult  # for the CLI
 from gapdiag.check.render import to_json as check_json  # for the CLI
 from gapdiag.embedding.distributed import is_main_process  # for the CLI
+from gapdiag.fsutil import json_default  # for the CLI: the JSON encoding of --json output
 from gapdiag.progress import LogConsole  # for the CLI: whole lines off a terminal
 from gapdiag.report import Report, presentation  # presentation: for the CLI (how numbers are shown)
-from gapdiag.report.record import to_jsonable  # for the CLI: the JSON encoding of --json output
 from gapdiag.report.references import references_for  # for the CLI
 from gapdiag.training.train import TrainResult
 from gapdiag.vectors import EmbeddingSet
@@ -68,11 +68,47 @@ def parse_metric_list(text: str | None) -> list[str] | None:
 
 
 __all__ = [
-    "BUNDLED_CHECKPOINTS", "CACHE_KEY_LENGTH", "DEFAULT_CHECKPOINT", "CheckResult", "CheckRun", "CompareRun",
-    "Comparison", "EmbedOptions", "EmbeddingSet", "EntryCheck", "EntrySummary", "LogConsole", "ModelComparison",
-    "PlotResult", "Report", "ReportPage", "ShiftResult", "TrainResult", "bundled_checkpoint", "cache_dir",
-    "cache_ls", "cache_rm", "cache_verify", "check", "check_json", "compare", "compare_models",
-    "comparison_json", "embed", "export", "is_main_process", "load_data", "load_model", "measure",
-    "parse_metric_list", "plot", "presentation", "references_for", "report", "shift", "similarity_to_baseline",
-    "to_jsonable", "train",
+    "BUNDLED_CHECKPOINTS",
+    "CACHE_KEY_LENGTH",
+    "DEFAULT_CHECKPOINT",
+    "CheckResult",
+    "CheckRun",
+    "CompareRun",
+    "Comparison",
+    "EmbedOptions",
+    "EmbeddingSet",
+    "EntryCheck",
+    "EntrySummary",
+    "LogConsole",
+    "ModelComparison",
+    "PlotResult",
+    "Report",
+    "ReportPage",
+    "ShiftResult",
+    "TrainResult",
+    "bundled_checkpoint",
+    "cache_dir",
+    "cache_ls",
+    "cache_rm",
+    "cache_verify",
+    "check",
+    "check_json",
+    "compare",
+    "compare_models",
+    "comparison_json",
+    "embed",
+    "export",
+    "is_main_process",
+    "json_default",
+    "load_data",
+    "load_model",
+    "measure",
+    "parse_metric_list",
+    "plot",
+    "presentation",
+    "references_for",
+    "report",
+    "shift",
+    "similarity_to_baseline",
+    "train",
 ]

@@ -21,13 +21,14 @@ from gapdiag import fsutil, settings
 from gapdiag.api.options import MODEL_OPTIONS, EmbedOptions, refuse_beside_vectors
 from gapdiag.cache import EmbeddingCache
 from gapdiag.data import detect_format, load_dataset
-from gapdiag.data.base import Modality, PairedDataset, hash_json
+from gapdiag.data.base import Modality, PairedDataset
 from gapdiag.data.ops import skip_unreadable
 from gapdiag.data.sample import default_dataset, sample_data_dir
 from gapdiag.device import Device
 from gapdiag.embedding import encode
 from gapdiag.embedding.distributed import context_from_env
 from gapdiag.errors import DatasetError, InputError
+from gapdiag.fsutil import hash_json
 from gapdiag.models.loading import (
     LoadedModel,
     build_model,
@@ -355,7 +356,7 @@ CONTENT_FINGERPRINT_VERSION = 1
 def content_fingerprint(dataset: PairedDataset) -> str:
     """The fingerprint of a dataset built in memory without one (``fingerprint=""``), from what it holds.
 
-    SHA-256 (:func:`gapdiag.data.base.hash_json`) over: per modality, in order, its name, kind, ``sample_index``
+    SHA-256 (:func:`gapdiag.fsutil.hash_json`) over: per modality, in order, its name, kind, ``sample_index``
     and the SHA-256 of each item's content (an image file's bytes, memoised per file state like a reader's
     fingerprint; a tar or Parquet image's bytes; a caption's UTF-8 text; a vector's bytes); then the labels,
     class names, templates and attributes. Names, paths and the source are left out: the same content elsewhere

@@ -18,6 +18,16 @@ from gapdiag.cache.writer import EntryWriter
 from gapdiag.settings import default_cache_dir
 
 __all__ = [
-    "CACHE_FORMAT_VERSION", "DTYPES", "EmbeddingCache", "EntryCheck", "EntrySummary", "EntryWriter",
-    "FileProblem", "HASHES_FILE", "KEY_LENGTH", "cache_key", "default_cache_dir", "file_sha256",
+    "CACHE_FORMAT_VERSION",
+    "DTYPES",
+    "HASHES_FILE",
+    "KEY_LENGTH",
+    "EmbeddingCache",
+    "EntryCheck",
+    "EntrySummary",
+    "EntryWriter",
+    "FileProblem",
+    "cache_key",
+    "default_cache_dir",
+    "file_sha256",
 ]

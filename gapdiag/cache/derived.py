@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -34,10 +33,16 @@ from numpy.typing import NDArray
 
 from gapdiag import __version__
 from gapdiag.cache import integrity
-from gapdiag.cache.files import atomic_write, json_default
-from gapdiag.data.base import hash_json
+from gapdiag.cache.files import atomic_write
 from gapdiag.errors import GapdiagError
-from gapdiag.fsutil import NUMPY_READ_ERRORS, loads_json, remove_stale_temps, unlink_quietly
+from gapdiag.fsutil import (
+    NUMPY_READ_ERRORS,
+    hash_json,
+    json_text,
+    loads_json,
+    remove_stale_temps,
+    unlink_quietly,
+)
 
 if TYPE_CHECKING:
     from gapdiag.vectors import EmbeddingSet
@@ -110,8 +115,7 @@ def load_json(path: Path | None) -> Any:
 
 def save_json(path: Path | None, value: Any) -> None:
     """Memoise the JSON value ``value`` at ``path`` (best effort: a value that has no JSON form is not memoised)."""
-    _save(path, lambda f: f.write(json.dumps(value, indent=2, sort_keys=True, default=json_default,
-                                             allow_nan=False).encode() + b"\n"))
+    _save(path, lambda f: f.write(json_text(value).encode()))
 
 
 def load_array(path: Path | None) -> NDArray[Any] | None:

@@ -1,19 +1,18 @@
-"""How the cache writes and reads one file: atomic writes that hand over checksums, canonical JSON, and array
-loads checked against ``meta.json``; every failure is a one-line :class:`~gapdiag.errors.CacheError`.
+"""How the cache writes and reads one file: atomic writes that hand over checksums, ``meta.json``'s own checksum,
+and array loads checked against ``meta.json``; every failure is a one-line :class:`~gapdiag.errors.CacheError`.
 
-Shared by :mod:`gapdiag.cache` (reading entries), :mod:`gapdiag.cache.writer` (building them) and
-:mod:`gapdiag.cache.keys` (canonical JSON of the key). The crash-safe write itself is
-:func:`gapdiag.fsutil.atomic_write`; this module adds the cache's error messages and checksum hand-over.
+Shared by :mod:`gapdiag.cache.store` and :mod:`gapdiag.cache.entry` (reading entries) and
+:mod:`gapdiag.cache.writer` (building them). The crash-safe write itself, the JSON text and the JSON hash are
+:mod:`gapdiag.fsutil`'s (one of each for gapdiag); this module adds the cache's error messages and the checksum
+hand-over.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import zipfile
 from collections.abc import Callable, Mapping
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -22,30 +21,6 @@ from numpy.typing import NDArray
 from gapdiag import fsutil
 from gapdiag.cache import integrity
 from gapdiag.errors import CacheError
-
-# ------------------------------------------------------------------------------------------------- JSON
-
-
-def json_default(obj: Any) -> Any:
-    """JSON form of numpy scalars and arrays and of paths; ``TypeError`` for anything else.
-
-    Only values with one obvious JSON form: anything else must fail rather than fall back to ``str``, since a
-    repr that hides a difference would turn into a wrong cache hit.
-    """
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, PurePath):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} value {obj!r} is not JSON-serialisable; cache keys and metadata "
-                    "accept JSON values (str, int, float, bool, None, lists, dicts) only")
-
-
-def canonical_json(obj: Any) -> str:
-    """Compact JSON with sorted keys: the same value gives the same text on every run and platform."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=json_default, allow_nan=False)
-
 
 #: The field of ``meta.json`` that holds the checksum of every other field (the key, the files' checksums...).
 META_CHECKSUM = "meta_checksum"
@@ -58,8 +33,7 @@ def meta_checksum(meta: Mapping[str, Any]) -> str:
     text: rewriting it with other whitespace keeps the checksum, changing any value (a class name, an entry of
     ``arrays``, the key) does not.
     """
-    body = canonical_json({k: v for k, v in meta.items() if k != META_CHECKSUM})
-    return f"{fsutil.ALGORITHM}:{hashlib.new(fsutil.ALGORITHM, body.encode()).hexdigest()}"
+    return f"{fsutil.ALGORITHM}:{fsutil.hash_json({k: v for k, v in meta.items() if k != META_CHECKSUM})}"
 
 
 def utc_now() -> str:
@@ -103,10 +77,17 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object], *,
         raise write_error(path, exc) from exc
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON with sorted keys, atomically (see :func:`atomic_write`)."""
-    text = json.dumps(obj, indent=2, sort_keys=True, default=json_default, allow_nan=False) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` with the one JSON writer (:func:`gapdiag.fsutil.atomic_write_json`), failures worded as the
+    cache's.
+
+    Raises:
+        CacheError: The write failed (disk full, permissions); ``path`` is unchanged.
+    """
+    try:
+        fsutil.atomic_write_json(path, obj)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
 
 
 def atomic_save_npy(path: Path, array: NDArray[Any], on_checksum: Callable[[str], object] | None = None) -> None:

@@ -8,14 +8,13 @@ vectors (summation order, < 1e-6): far below any metric's precision, see ``docs/
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gapdiag import fsutil
-from gapdiag.cache.files import canonical_json, one_line
+from gapdiag.cache.files import one_line
 from gapdiag.errors import InputError
 
 #: Bump whenever the layout of an entry or the way vectors are computed changes: every key changes with it.
@@ -50,8 +49,7 @@ def cache_key(parts: Mapping[str, Any]) -> str:
         >>> cache_key({"a": 1, "b": [1, 2]}) == cache_key({"b": [1, 2], "a": 1})
         True
     """
-    payload = canonical_json({"parts": dict(parts), "cache_format_version": CACHE_FORMAT_VERSION})
-    return hashlib.sha256(payload.encode()).hexdigest()[:KEY_LENGTH]
+    return fsutil.hash_json({"parts": dict(parts), "cache_format_version": CACHE_FORMAT_VERSION})[:KEY_LENGTH]
 
 
 def check_key(key: str) -> None:

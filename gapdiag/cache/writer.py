@@ -26,17 +26,16 @@ from gapdiag.cache.files import (
     atomic_save_npy,
     atomic_save_npz,
     atomic_write,
-    atomic_write_json,
-    canonical_json,
     make_dir,
     meta_checksum,
     one_line,
     utc_now,
     write_error,
+    write_json,
 )
 from gapdiag.cache.keys import CACHE_FORMAT_VERSION, DTYPES, check_key, check_modality_name
 from gapdiag.errors import CacheError, EmbeddingError
-from gapdiag.fsutil import loads_json, unlink_quietly
+from gapdiag.fsutil import canonical_json, loads_json, unlink_quietly
 from gapdiag.vectors import EmbeddingSet
 
 if TYPE_CHECKING:
@@ -168,7 +167,7 @@ class EntryWriter:
             make_dir(directory)
             for stray in directory.glob("*.tmp"):
                 unlink_quietly(stray)
-        atomic_write_json(self.dir / "partial.json", {**description, "started": started})
+        write_json(self.dir / "partial.json", {**description, "started": started})
 
     def _record_stop(self, exc: BaseException) -> None:
         # Says in `gapdiag cache ls` why this partial entry stopped (its chunks stay for the next run).
@@ -177,7 +176,7 @@ class EntryWriter:
             partial = loads_json(path.read_text())
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Interrupted" \
                 else f"{type(exc).__name__}: {one_line(exc)}"
-            atomic_write_json(path, {**partial, "stopped": reason[:300]})
+            write_json(path, {**partial, "stopped": reason[:300]})
         except (OSError, ValueError, TypeError, CacheError):
             pass  # the reason is a courtesy; the entry stays resumable without it
 
@@ -426,7 +425,7 @@ class EntryWriter:
         # checksum are inside what meta_checksum covers, so an edit or a moved folder is caught on reading.
         meta = json.loads(canonical_json(meta))
         meta[META_CHECKSUM] = meta_checksum(meta)
-        atomic_write_json(self.dir / "meta.json", meta)
+        write_json(self.dir / "meta.json", meta)
 
 
 def _side_arrays(index: Mapping[str, NDArray[np.int64]], n_samples: int, labels: ArrayLike | None,

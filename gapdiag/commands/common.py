@@ -52,7 +52,7 @@ err_console = api.LogConsole(stderr=True)
 
 def print_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout, nothing else (machine-readable output for ``--json``)."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=api.to_jsonable) + "\n")
+    sys.stdout.write(json.dumps(obj, indent=2, default=api.json_default) + "\n")
     sys.stdout.flush()
 
 

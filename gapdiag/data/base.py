@@ -9,8 +9,6 @@ the number of modalities at two.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -130,12 +128,6 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def hash_json(obj: Any) -> str:
-    """SHA-256 of a JSON-serialisable object with sorted keys (stable across runs and platforms)."""
-    payload = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
-    return hashlib.sha256(payload).hexdigest()
-
-
 def fingerprint_files(paths: Sequence[Path], extra: Any = None, *, memo_dir: Path | None = None) -> str:
     """Fingerprint a list of files by their contents and paths relative to each other, plus ``extra``.
 
@@ -150,7 +142,7 @@ def fingerprint_files(paths: Sequence[Path], extra: Any = None, *, memo_dir: Pat
     output goes in, nothing else does.
     """
     stats = [fsutil.stat_key(p) for p in paths]
-    memo_name = hash_json({"stats": stats, "extra": extra, "version": 3})[:32]
+    memo_name = fsutil.hash_json({"stats": stats, "extra": extra, "version": 3})[:32]
     memo = None if memo_dir is None else Path(memo_dir) / f"{memo_name}.txt"
     if memo is not None and memo.is_file():
         cached = memo.read_text().strip()
@@ -160,7 +152,7 @@ def fingerprint_files(paths: Sequence[Path], extra: Any = None, *, memo_dir: Pat
     root = Path(os.path.commonpath([str(p.parent) for p in resolved])) if resolved else Path(".")
     hashed_at = time.time_ns()
     entries = [[p.relative_to(root).as_posix(), fsutil.file_digest(p)] for p in resolved]
-    fingerprint = hash_json({"files": entries, "extra": extra})
+    fingerprint = fsutil.hash_json({"files": entries, "extra": extra})
     unchanged = [fsutil.stat_key(p) for p in resolved] == stats
     if memo is not None and unchanged and all(fsutil.settled(key, hashed_at) for key in stats):
         try:

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.vectors import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix, check_same_dim, check_sample_index, true_pair_items
 from gapdiag.metrics.blocked import (
@@ -57,6 +56,7 @@ from gapdiag.metrics.search_index import gpu_search_available
 from gapdiag.metrics.tile_workers import resolve_threads
 from gapdiag.metrics.uniformity import w2_from_stats
 from gapdiag.metrics.zeroshot import zero_shot_accuracy
+from gapdiag.vectors import EmbeddingSet
 
 RETRIEVAL_ENGINES = ("auto", "faiss", "blocked", "hnsw", "ivf")
 

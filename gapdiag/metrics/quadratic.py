@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.vectors import EmbeddingSet
 from gapdiag.metrics.arithmetic import arithmetic_accuracy
 from gapdiag.metrics.blocked import DEFAULT_T, hits_at_k, log_mean_exp, within_pass
 from gapdiag.metrics.clustering import (
@@ -32,6 +31,7 @@ from gapdiag.metrics.retrieval import approximate_recall_agreement, recall_and_t
 from gapdiag.metrics.search_index import search_backend
 from gapdiag.metrics.torch_passes import cross_uniformity_torch, pass_device, within_pass_torch
 from gapdiag.metrics.uniformity import joint_uniformity
+from gapdiag.vectors import EmbeddingSet
 
 #: Queries sampled to report how far an approximate engine's top-10 is from exact search.
 AGREEMENT_SAMPLE = 1000

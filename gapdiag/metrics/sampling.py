@@ -1,5 +1,11 @@
 """Seeded draws of samples: the one place that says how many samples ``--sample`` may ask for and how they are
-drawn, shared by the metric engine, the bootstrap, the api and the figures (the plotted pairs)."""
+drawn, shared by the metric engine, the bootstrap, the api and the figures (the plotted pairs).
+
+Every "sorted choice without replacement" of the metrics goes through :func:`sorted_choice` (a generator the
+caller owns, for callers that draw several times from one generator) or :func:`seeded_samples` (a fresh
+generator from a seed): the MMD test's items, TwoNN's points, the k-means fit sample, the separability split,
+the arithmetic queries, the approximate-search agreement queries and ``--sample`` itself.
+"""
 
 from __future__ import annotations
 
@@ -28,12 +34,22 @@ def check_sample_size(sample: Any) -> None:
                          hint=f"pass --sample {MIN_SAMPLE} or more, or leave it out to measure every sample")
 
 
+def sorted_choice(rng: np.random.Generator, n: int, size: int) -> NDArray[np.int64]:
+    """``min(size, n)`` distinct values of ``range(n)`` drawn uniformly by ``rng``, sorted.
+
+    ``np.sort(rng.choice(n, min(size, n), replace=False))``. It draws even when it keeps every value, so a
+    generator shared by several draws (the MMD test's two samples and its permutations, arithmetic's queries and
+    their edits) advances the same way whatever the sizes: the streams, and so the values, stay those of before.
+    Sorted so that rows keep their original item order (tie rule) and memory maps are read sequentially.
+    """
+    return np.sort(rng.choice(n, size=min(size, n), replace=False)).astype(np.int64, copy=False)
+
+
 def seeded_samples(n_samples: int, size: int, seed: int) -> NDArray[np.int64]:
     """A seeded uniform subset of ``size`` of ``range(n_samples)``, sorted (all of them when ``size >= n_samples``).
 
-    Sorted so that rows keep their original item order (tie rule) and memory maps are read sequentially.
+    :func:`sorted_choice` with a fresh generator of ``seed``; nothing is drawn when every value is kept.
     """
     if size >= n_samples:
         return np.arange(n_samples, dtype=np.int64)
-    chosen = np.random.default_rng(seed).choice(n_samples, size=size, replace=False)
-    return np.sort(chosen).astype(np.int64)
+    return sorted_choice(np.random.default_rng(seed), n_samples, size)

@@ -21,8 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gapdiag.cache.files import atomic_write_json
-from gapdiag.fsutil import loads_json
+from gapdiag.fsutil import atomic_write_json, loads_json
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from gapdiag.cache import file_sha256
-from gapdiag.data.base import hash_json
 from gapdiag.device import Device
 from gapdiag.errors import ModelError
-from gapdiag.fsutil import atomic_write_text, loads_json
+from gapdiag.fsutil import atomic_write_json, hash_json, loads_json
 from gapdiag.models import index as model_index
 from gapdiag.models.hub import Hub, hub_access, offline_hint
 
@@ -239,7 +238,7 @@ def _register_config(cfg: dict[str, Any], stem: str, cache_root: Path) -> str:
         path = cfg_dir / f"{name}.json"
         if not (path.is_file() and loads_json(path.read_text()) == model_cfg):
             cfg_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps(model_cfg, indent=2))
+            atomic_write_json(path, model_cfg, sort_keys=False)
         model_index.remember_config_file(name, path)
     return name
 

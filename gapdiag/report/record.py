@@ -35,7 +35,7 @@ from typing import Any
 
 from gapdiag import __version__
 from gapdiag.errors import InputError
-from gapdiag.fsutil import atomic_write_text, loads_json
+from gapdiag.fsutil import atomic_write_json, json_default, loads_json
 from gapdiag.outputs import write_error
 
 SCHEMA_VERSION = 1
@@ -91,7 +91,7 @@ class Report:
         return out
 
     def to_json(self, *, include_extras: bool = True, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(include_extras=include_extras), indent=indent, default=to_jsonable)
+        return json.dumps(self.to_dict(include_extras=include_extras), indent=indent, default=json_default)
 
     def save(self, path: str | Path) -> Path:
         """Write the report atomically (temp file + rename), so a crash never leaves half a report.
@@ -167,7 +167,7 @@ def write_json(obj: Any, path: str | Path, *, what: str = "file") -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(obj, indent=2, default=to_jsonable) + "\n")
+        atomic_write_json(path, obj, sort_keys=False, allow_nan=True)
     except OSError as e:
         raise write_error(path, e, what=what) from None
     return path
@@ -176,18 +176,3 @@ def write_json(obj: Any, path: str | Path, *, what: str = "file") -> Path:
 def _json_float(v: float) -> float | None:
     v = float(v)
     return None if math.isnan(v) or math.isinf(v) else v
-
-
-def to_jsonable(obj: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-        if isinstance(obj, np.generic):
-            return obj.item()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -24,11 +24,12 @@ import numpy as np
 
 from gapdiag import fsutil
 from gapdiag.cache import file_sha256
-from gapdiag.data.base import Modality, PairedDataset, hash_json
+from gapdiag.data.base import Modality, PairedDataset
 from gapdiag.data.images import load_image
 from gapdiag.device import Device
 from gapdiag.embedding.encode import embed_in_memory
 from gapdiag.errors import InputError
+from gapdiag.fsutil import hash_json
 from gapdiag.metrics import compute_all
 from gapdiag.models.loading import SAFETENSORS_CONFIG_KEY, LoadedModel, ModelSpec, build_model, resolve_model
 from gapdiag.progress import print_line, progress_bar
@@ -191,7 +192,7 @@ def _refuse_replacing_another_run(out: Path, settings: dict[str, Any]) -> None:
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: cannot read the settings of the run in {out} ({type(e).__name__})",
                          hint=hint) from None
-    now = json.loads(json.dumps(settings, default=str))  # as run.json holds them
+    now = json.loads(fsutil.json_text(settings, sort_keys=False))  # as run.json holds them
     differences = _settings_differences(saved, now) if isinstance(saved, dict) else ["run.json is not an object"]
     if differences:
         raise InputError(f"{out} holds a finished run with other settings ({'; '.join(differences)}; from {path}): "
@@ -361,7 +362,7 @@ def train(
         _refuse_replacing_another_run(out, settings)  # before anything is written, the folder included
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     if resume is None:
-        fsutil.atomic_write_text(out / "run.json", json.dumps(settings, indent=2, default=str) + "\n")  # for people
+        fsutil.atomic_write_json(out / "run.json", settings, sort_keys=False)  # for people
     stepper = _Stepper.build(spec, device=device, precision=precision, seed=seed, temperature=temperature,
                              lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                              total_steps=epochs * math.ceil(data.n_samples / batch_size), loss_fn=loss_fn,
