@@ -123,7 +123,7 @@ def write_jpegs(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> l
 
 def image_path_rate(loaded: Any, modality: Any, *, batch_size: int, workers: int, preprocess: str) -> float:
     """Images/s of gapdiag's image data path (read, decode, transform, encode, copy back), model already built."""
-    from gapdiag.encode import _encode_images
+    from gapdiag.embedding.encode import _encode_images
 
     n = len(modality)
 
@@ -142,7 +142,7 @@ def image_path_rate(loaded: Any, modality: Any, *, batch_size: int, workers: int
 
 def text_path_rate(loaded: Any, n: int, batch_size: int) -> float:
     """Texts/s of gapdiag's text path (tokenise, encode, copy back) on ``n`` distinct captions."""
-    from gapdiag.encode import encode_texts
+    from gapdiag.embedding.encode import encode_texts
 
     texts = [f"a photo of a small thing, number {i}, on a table" for i in range(n)]
     encode_texts(loaded, texts[:batch_size], batch_size=batch_size)
@@ -158,7 +158,7 @@ def preprocess_cosines(loaded: Any, paths: list[Path]) -> np.ndarray:
     import torch
     from PIL import Image
 
-    from gapdiag.device_preprocess import DecodeStats, decode_batch, tensor_transform
+    from gapdiag.embedding.preprocess import DecodeStats, decode_batch, tensor_transform
 
     transform = tensor_transform(loaded.preprocess)
     if transform is None:
@@ -208,16 +208,19 @@ def main() -> None:
 
     from gapdiag import api
     from gapdiag.device import resolve
-    from gapdiag.models import build_model, resolve_model
+    from gapdiag.models.loading import build_model, resolve_model
+    from gapdiag.settings import Settings
 
-    device = str(resolve(args.device))
+    resolved = resolve(args.device)
+    device = str(resolved)
     cuda = device.startswith("cuda")
     precision = args.precision or ("bf16" if cuda else "fp32")
     workers = args.workers if args.workers is not None else (8 if cuda else 1)
     seconds = args.seconds if args.seconds is not None else (2.0 if cuda else 0.3)
     pretrained = None if args.pretrained in (None, "none") else args.pretrained
     model = args.model or api.bundled_checkpoint()
-    loaded = build_model(resolve_model(model, pretrained), device=device, precision=precision)
+    spec = resolve_model(model, pretrained, cache_root=Settings.build().cache_root)
+    loaded = build_model(spec, device=resolved, precision=precision)
     print(f"device {loaded.device}, model {loaded.spec.display_name}, precision {precision}, workers {workers}")
 
     sweep = [64, 128, 256, 512, 1024] if cuda else [16, 64]

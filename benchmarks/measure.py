@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.metrics import compute_all
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE
+from gapdiag.vectors import EmbeddingSet
 
 
 def peak_rss_gib() -> float:

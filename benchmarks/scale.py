@@ -73,10 +73,12 @@ def bench_embed(repeat: int, chunk_size: int, model: str | None, device: str = "
         memo = tmp / "memo" / "fingerprints"
         args = ["embed", "--data", str(manifest), "--device", device, "--chunk-size", str(chunk_size), "--quiet"]
         if model:
-            from gapdiag.models import resolve_model
+            from gapdiag.models.loading import resolve_model
+            from gapdiag.settings import Settings
 
             # An architecture alone has random weights (a real model's cost per item, no download): opt in.
-            args += ["--model", model, *(["--random-init"] if resolve_model(model).random_init else [])]
+            spec = resolve_model(model, cache_root=Settings.build().cache_root)
+            args += ["--model", model, *(["--random-init"] if spec.random_init else [])]
         one = _run([sys.executable, "-m", "gapdiag", *args], tmp / "one", memo=memo)
         # Each rank gets OMP_NUM_THREADS=threads (torchrun's default is 1): the same per-process budget, one process.
         budget = {"OMP_NUM_THREADS": str(threads)}

@@ -84,9 +84,11 @@ def _model_args(model: str | None) -> list[str]:
     """``--model`` for the timed commands; an architecture alone (random weights: timing only) opts in."""
     if not model:
         return []
-    from gapdiag.models import resolve_model
+    from gapdiag.models.loading import resolve_model
+    from gapdiag.settings import Settings
 
-    return ["--model", model, *(["--random-init"] if resolve_model(model).random_init else [])]
+    spec = resolve_model(model, cache_root=Settings.build().cache_root)
+    return ["--model", model, *(["--random-init"] if spec.random_init else [])]
 
 
 def report_timings(coco: Path, model: list[str], device: list[str], tmp: Path, env: dict[str, str],

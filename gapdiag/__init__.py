@@ -20,9 +20,9 @@ _EXPORTS = {
     "export": ("gapdiag.api", "export"),
     "load_data": ("gapdiag.api", "load_data"),
     "bundled_checkpoint": ("gapdiag.api", "bundled_checkpoint"),
-    "load_model": ("gapdiag.models", "load_model"),
+    "load_model": ("gapdiag.api", "load_model"),
     "Report": ("gapdiag.report", "Report"),
-    "EmbeddingSet": ("gapdiag.embeddings", "EmbeddingSet"),
+    "EmbeddingSet": ("gapdiag.vectors", "EmbeddingSet"),
     "PairedDataset": ("gapdiag.data.base", "PairedDataset"),
     "GapdiagError": ("gapdiag.errors", "GapdiagError"),
 }

@@ -24,10 +24,11 @@ from gapdiag.commands import embed as embed_commands
 from gapdiag.commands import export as export_commands
 from gapdiag.commands import plot as plot_commands
 from gapdiag.commands import train as train_commands
-from gapdiag.commands._common import err_console
+from gapdiag.commands.common import FLAG, Group, err_console
 from gapdiag.errors import GapdiagError
 
 app = typer.Typer(
+    cls=Group,
     name="gapdiag",
     help=(
         "Diagnose the embedding space of CLIP-like models: modality gap, Cos_TP, angular value, uniformity, "
@@ -51,7 +52,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, metavar=FLAG,
                                  help="Print the version and exit."),
 ) -> None:
     """Diagnose the embedding space of CLIP-like models."""

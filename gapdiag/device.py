@@ -5,8 +5,10 @@
 torch costs seconds, and a warm cache hit on a CPU machine needs nothing from it. Where a GPU may exist, torch
 is asked once, on first use, and the answer is kept for the process.
 
-Everything else receives the resolved value: the model loader (:func:`gapdiag.models.resolve_device`), the
-distributed context (:mod:`gapdiag.distributed`) and the search backends (:mod:`gapdiag.metrics.retrieval`).
+The api resolves ``--device`` once, at the door (:func:`resolve`), and hands the resolved :class:`Device` down:
+to the model loader (:func:`gapdiag.models.loading.build_model`), the distributed context, which gives each
+torchrun rank its own GPU (:func:`for_rank`), and, as :func:`search_device`, to the search backends of
+:mod:`gapdiag.metrics`. Nothing below the api parses ``auto``.
 """
 
 from __future__ import annotations
@@ -115,18 +117,19 @@ def resolve(device: str | Device = "auto") -> Device:
     return dev
 
 
-def for_rank(device: str | Device, local_rank: int, distributed: bool) -> Device:
-    """Under torchrun, ``auto``/``cuda`` -> this rank's own GPU (``cuda:LOCAL_RANK``, round-robin when ranks
-    outnumber GPUs); an explicit ``cuda:N``, ``cpu`` or ``mps`` is kept, as is everything outside torchrun."""
-    dev = parse(device)
-    if distributed and dev.kind in ("auto", "cuda") and dev.index is None:
+def for_rank(device: Device, local_rank: int, distributed: bool) -> Device:
+    """This torchrun rank's device for the resolved ``device``: ``cuda`` -> the rank's own GPU (``cuda:LOCAL_RANK``,
+    round-robin when ranks outnumber GPUs); an explicit ``cuda:N``, ``cpu`` or ``mps`` is kept, as is everything
+    outside torchrun."""
+    if distributed and device.is_cuda and device.index is None:
         n = cuda_count()
         if n:
             return Device("cuda", local_rank % n)
-    return dev
+    return device
 
 
-def wants_gpu(device: str | Device) -> bool:
-    """Whether a request may run on a CUDA GPU (``auto``, ``cuda`` or ``cuda:N``)."""
-    return parse(device).kind in ("auto", "cuda")
+def search_device(device: Device) -> Device:
+    """Where nearest-neighbour search runs beside a model on the resolved ``device``: the same device, except
+    ``mps``, which neither FAISS nor torch-on-CUDA searches with: there, the CPU."""
+    return Device("cpu") if device.kind == "mps" else device
 

@@ -32,9 +32,11 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 from tokenize import TokenError
 from typing import IO, Any
+
+import numpy as np
 
 #: Digest algorithm of :func:`hash_file` and :func:`file_digest` (prefix of stored checksums).
 ALGORITHM = "sha256"
@@ -189,11 +191,49 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> N
     atomic_write_bytes(path, text.encode(encoding))
 
 
-def atomic_write_json(path: str | Path, obj: Any, *, default: Callable[[Any], Any] | None = None,
-                      indent: int | None = 2, sort_keys: bool = True, allow_nan: bool = True) -> None:
-    """Write ``obj`` as JSON (plus a final newline) to ``path`` atomically."""
-    text = json.dumps(obj, indent=indent, sort_keys=sort_keys, default=default, allow_nan=allow_nan) + "\n"
-    atomic_write_text(path, text)
+def json_default(obj: Any) -> Any:
+    """JSON form of numpy scalars and arrays and of paths; ``TypeError`` for anything else.
+
+    Only values with one obvious JSON form: anything else must fail rather than fall back to ``str``, since a
+    repr that hides a difference would turn into a wrong cache hit (and a file that cannot be read back).
+    """
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, PurePath):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} value {obj!r} is not JSON-serialisable; gapdiag writes and hashes JSON "
+                    "values (str, int, float, bool, None, lists, dicts), numpy values and paths only")
+
+
+def json_text(obj: Any, *, sort_keys: bool = True, allow_nan: bool = False) -> str:
+    """``obj`` as the JSON text gapdiag writes to files: indented by two, keys sorted unless ``sort_keys`` is
+    false, numpy values and paths as :func:`json_default` gives them, a final newline; NaN and infinities
+    refused unless ``allow_nan``."""
+    return json.dumps(obj, indent=2, sort_keys=sort_keys, default=json_default, allow_nan=allow_nan) + "\n"
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, sort_keys: bool = True, allow_nan: bool = False) -> None:
+    """Write ``obj`` as :func:`json_text` to ``path`` atomically: the one JSON writer of gapdiag.
+
+    Raises:
+        OSError: The write failed (disk full, permissions); ``path`` is unchanged.
+        TypeError: ``obj`` holds a value without a JSON form (:func:`json_default`).
+    """
+    atomic_write_text(path, json_text(obj, sort_keys=sort_keys, allow_nan=allow_nan))
+
+
+def canonical_json(obj: Any) -> str:
+    """Compact JSON with sorted keys: the same value gives the same text on every run and platform (what
+    :func:`hash_json` and the cache's checksums hash)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=json_default, allow_nan=False)
+
+
+def hash_json(obj: Any) -> str:
+    """SHA-256 (hex) of :func:`canonical_json` of ``obj``: the one hash of a JSON value in gapdiag (dataset
+    fingerprints, cache keys, memo names, code stamps)."""
+    return hashlib.new(ALGORITHM, canonical_json(obj).encode()).hexdigest()
 
 
 def loads_json(text: str | bytes, *,

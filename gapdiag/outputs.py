@@ -104,6 +104,23 @@ def write_error(path: PathLike, exc: OSError, *, what: str = "file", option: str
     return InputError(f"cannot write {what} {path}: {exc.strerror or exc}", hint=f"choose a writable {option} path")
 
 
+def ensure_output_dir(path: str | Path) -> Path:
+    """Create ``path`` (and parents) as a directory, or raise a one-line :class:`InputError` saying why not."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(
+            f"cannot create output directory {path}: it or a parent is a file",
+            hint="pass a directory path to --out",
+        ) from None
+    except OSError as e:
+        raise InputError(
+            f"cannot create output directory {path}: {e.strerror}", hint="pass a writable directory to --out"
+        ) from None
+    return path
+
+
 def _example(option: str) -> str:
     return {"--junit": "junit.xml", "--markdown": "summary.md"}.get(option, "report.json")
 

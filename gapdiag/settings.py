@@ -1,17 +1,18 @@
-"""Run settings resolved once at the edge (CLI or :mod:`gapdiag.api`) and handed down.
+"""Run settings resolved once at the edge (the api's verbs) and handed down as plain values.
 
 The cache root comes from ``--cache-dir``/``cache_dir=``, else ``$GAPDIAG_CACHE_DIR``, else the platform's
 user cache directory: :meth:`Settings.build` is the one place that reads them (an empty ``--cache-dir`` is an
-error, never the current folder). Code further down receives a
-:class:`Settings` (or its ``cache_root``) as an argument; code that readers call deep inside (the dataset
-fingerprint memo) reads :func:`current`, which :func:`use` sets for the duration of an API call, the way
-scikit-learn's ``config_context`` works. So ``--cache-dir X`` keeps every file gapdiag writes under ``X``.
+error, never the current folder). Code further down receives the values it needs as arguments, the way
+scikit-learn hands down ``random_state`` and ``n_jobs``: the cache root (:class:`gapdiag.cache.EmbeddingCache`,
+the checkpoint hashes, the model configs a checkpoint carries), the fingerprint memo's folder (the dataset
+readers) and the sample-data folder. Nothing below the api reads the environment or a default path of its
+own, and no context variable carries settings: ``--cache-dir X`` keeps every file gapdiag writes under ``X``
+because ``X`` is what each of them is given. The device is resolved at the edge too (:mod:`gapdiag.device`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 import sys
 from collections.abc import Iterator
@@ -44,7 +45,8 @@ def cache_root(cache_dir: str | Path | None) -> Path:
 def default_cache_dir() -> Path:
     """The cache root: ``$GAPDIAG_CACHE_DIR`` if set and non-empty, else the platform's user cache dir.
 
-    Here and not in :mod:`gapdiag.cache`: readers resolve paths through the settings, and must not import the store.
+    Read at the edge only (:meth:`Settings.build`); :mod:`gapdiag.cache` hands the name on for its documented
+    path, and the store itself is always given its root.
     """
     env = os.environ.get("GAPDIAG_CACHE_DIR")
     if env:
@@ -54,40 +56,40 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """What a run needs to know about its environment.
+    """What a run needs to know about its environment, resolved at the edge.
 
     Attributes:
         cache_root: Root of the embedding cache and of every memo (fingerprints, hashes, model configs).
-        device: The ``--device`` request (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``); see
-            :mod:`gapdiag.device` for its resolution.
-        precision: ``fp32``, ``amp`` or ``bf16``.
-        quiet: No progress display.
         sample_data: The bundled sample-data folder to use instead of the installed one (``$GAPDIAG_SAMPLE_DATA``).
     """
 
     cache_root: Path
-    device: str = "auto"
-    precision: str = "fp32"
-    quiet: bool = False
     sample_data: Path | None = None
 
     @classmethod
-    def build(cls, cache_dir: str | Path | None = None, *, device: str = "auto", precision: str = "fp32",
-              quiet: bool = False) -> Settings:
-        """Settings from explicit values; the cache root falls back to ``$GAPDIAG_CACHE_DIR`` or the user's
-        cache directory (:func:`default_cache_dir`)."""
-        root = cache_root(cache_dir)
+    def build(cls, cache_dir: str | Path | None = None) -> Settings:
+        """Settings from an explicit cache root, else ``$GAPDIAG_CACHE_DIR`` or the user's cache directory
+        (:func:`default_cache_dir`), and ``$GAPDIAG_SAMPLE_DATA``."""
         sample_data = os.environ.get(SAMPLE_DATA_ENV)
-        return cls(cache_root=root, device=device, precision=precision, quiet=quiet,
+        return cls(cache_root=cache_root(cache_dir),
                    sample_data=Path(sample_data).expanduser() if sample_data else None)
 
+    @property
+    def fingerprint_memo(self) -> Path:
+        """Where the dataset readers memoise fingerprints (:func:`gapdiag.data.base.fingerprint_files`)."""
+        return self.cache_root / FINGERPRINTS_SUBDIR
 
-_CURRENT: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("gapdiag_settings", default=None)
+
+def resolve(cache_dir: str | Path | None = None) -> Settings:
+    """The settings of one api call, resolved at its door: :meth:`Settings.build`, and numba's compile cache
+    routed under their cache root (:func:`route_compiled_code`) for everything the call computes."""
+    built = Settings.build(cache_dir)
+    route_compiled_code(built.cache_root)
+    return built
 
 
-def current() -> Settings:
-    """The settings of the API call in progress, or defaults built from the environment outside one."""
-    return _CURRENT.get() or Settings.build()
+#: The folder of the fingerprint memo under the cache root.
+FINGERPRINTS_SUBDIR = "fingerprints"
 
 
 #: Where numba keeps compiled code, under the cache root (set from the settings, see :func:`route_compiled_code`).
@@ -102,7 +104,7 @@ def route_compiled_code(root: Path) -> None:
     package (``gapdiag/metrics/__pycache__``), against the rule that every file gapdiag writes goes under the
     cache root. numba reads ``NUMBA_CACHE_DIR`` when it is imported and fixes each function's cache folder when
     the function is decorated (``gapdiag.metrics.strip_scan`` is imported lazily, by the first pair pass), so
-    this runs in :func:`use`, which every api verb enters before computing; a numba already imported is told
+    this runs at the edge, when every api verb resolves its settings; a numba already imported is told
     through ``numba.core.config.reload_config``. The first root a process uses is where its compiled functions
     stay cached for the life of the process. A ``NUMBA_CACHE_DIR`` that the user set is the user's choice and is
     left alone.
@@ -122,11 +124,8 @@ def route_compiled_code(root: Path) -> None:
 
 @contextlib.contextmanager
 def use(settings: Settings) -> Iterator[Settings]:
-    """Make ``settings`` what :func:`current` returns inside the ``with`` block (nestable, thread-safe), and route
-    numba's compile cache under its cache root (:func:`route_compiled_code`)."""
+    """Route numba's compile cache under ``settings.cache_root`` (:func:`route_compiled_code`) for the code run
+    inside the ``with`` block: what code that calls :mod:`gapdiag.metrics` directly, outside the api, does to keep
+    every file under its cache root (every api verb routes it itself)."""
     route_compiled_code(settings.cache_root)
-    token = _CURRENT.set(settings)
-    try:
-        yield settings
-    finally:
-        _CURRENT.reset(token)
+    yield settings

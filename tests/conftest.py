@@ -39,7 +39,7 @@ def tiny_model(seed: int, architecture: str = TINY_ARCH) -> Any:
     """
     import torch
 
-    from gapdiag.models import load_model
+    from gapdiag.api import load_model
 
     model = load_model(architecture, device="cpu").model
     generator = torch.Generator().manual_seed(seed)
@@ -53,7 +53,7 @@ def export_tiny(path: Path, seed: int, architecture: str = TINY_ARCH) -> Path:
     """Write :func:`tiny_model` as a self-describing .safetensors checkpoint (what ``gapdiag train`` writes)."""
     import open_clip
 
-    from gapdiag.train import export_safetensors
+    from gapdiag.training.train import export_safetensors
 
     model = tiny_model(seed, architecture)
     return export_safetensors(model, architecture, open_clip.get_model_config(architecture), path)
@@ -61,7 +61,7 @@ def export_tiny(path: Path, seed: int, architecture: str = TINY_ARCH) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``gapdiag-tiny-vit`` with seeded random weights, written by ``gapdiag.train.export_safetensors``.
+    """``gapdiag-tiny-vit`` with seeded random weights, written by ``gapdiag.training.train.export_safetensors``.
 
     Session-scoped and shared: tests that need to change a checkpoint copy it or export their own.
     """
@@ -83,7 +83,7 @@ def instrument_encoding(
     nan_after: int | None = None,
     kill_after: int | None = None,
 ) -> dict[str, int]:
-    """Patch :mod:`gapdiag.encode` to commit every ``chunk_size`` items and to count what the towers encode.
+    """Patch :mod:`gapdiag.embedding.encode` to commit every ``chunk_size`` items and to count what the towers encode.
 
     ``setattr_`` is ``monkeypatch.setattr`` in a test, or plain ``setattr`` in a worker subprocess. The model
     that ``build_model`` returns has its ``encode_image``/``encode_text`` wrapped: they add the batch length to
@@ -97,7 +97,7 @@ def instrument_encoding(
     """
     import torch
 
-    import gapdiag.encode as enc
+    import gapdiag.embedding.encode as enc
 
     counts = {"image": 0, "text": 0}
     build_model = enc.build_model

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import gapdiag.encode as enc
+import gapdiag.embedding.encode as enc
 from gapdiag import api
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import DatasetError, InputError
 from gapdiag.report import split_metric_name
+from gapdiag.vectors import EmbeddingSet
 
 ONE_CAPTION = {"text_columns": ["caption_1"]}  # 1:1 pairs, so that pair i is image i with text i
 
@@ -132,3 +132,43 @@ def test_load_data_memoises_the_fingerprint_under_the_given_cache_dir(manifest, 
     api.load_data(manifest, cache_dir=tmp_path / "mine")
     assert list((tmp_path / "mine" / "fingerprints").glob("*.txt"))
     assert not (isolated_cache / "fingerprints").exists()
+
+
+def test_every_verb_has_explicit_keywords_and_a_documented_return_type():
+    """Issue #26: no verb takes ``**options`` or returns ``Any``: each returns a dataclass, a record or a typed
+    mapping that its docstring names, so that a notebook (and a type checker) sees what it gets."""
+    import dataclasses
+    import inspect
+    import typing
+
+    names = ("embed", "measure", "export", "shift", "compare_models", "plot", "report", "check", "compare", "train",
+             "load_data", "load_model", "bundled_checkpoint", "cache_ls", "cache_rm", "cache_verify", "cache_dir",
+             "similarity_to_baseline")
+    verbs = [getattr(api, name) for name in names]
+    for verb in verbs:
+        signature = inspect.signature(verb, eval_str=True)
+        assert not [p for p in signature.parameters.values()
+                    if p.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)], verb.__name__
+        returned = signature.return_annotation
+        assert returned not in (inspect.Signature.empty, typing.Any), verb.__name__
+        named = [t for t in typing.get_args(returned) or (returned,) if isinstance(t, type)]
+        for kind in named:
+            if kind.__module__.startswith("gapdiag"):  # a gapdiag type: a dataclass or a typed mapping
+                assert dataclasses.is_dataclass(kind) or typing.is_typeddict(kind), (verb.__name__, kind)
+
+
+def test_measure_hands_the_metrics_a_resolved_device(tiny_checkpoint, manifest, monkeypatch):
+    """The device is resolved once, at the door: the metrics get ``cpu``/``cuda``/``cuda:N``, never ``auto``."""
+    import gapdiag.metrics
+
+    seen = {}
+    real = gapdiag.metrics.compute_all
+
+    def spy(*args, **kwargs):
+        seen["device"] = kwargs["device"]
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gapdiag.metrics, "compute_all", spy)
+    report = api.measure(manifest, tiny_checkpoint, metrics=["modality_gap"], progress=False)
+    assert seen["device"] in ("cpu", "cuda") or seen["device"].startswith("cuda:")
+    assert report.provenance["device"] == seen["device"] or seen["device"] == "cpu"  # mps searches on the CPU

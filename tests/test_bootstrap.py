@@ -1,13 +1,13 @@
-"""Bootstrap resampling of samples and percentile intervals (gapdiag.bootstrap)."""
+"""Bootstrap resampling of samples and percentile intervals (gapdiag.check.bootstrap)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gapdiag.bootstrap import bootstrap_intervals, percentile_intervals, resample_embedding_set
-from gapdiag.embeddings import EmbeddingSet
+from gapdiag.check.bootstrap import bootstrap_intervals, percentile_intervals, resample_embedding_set
 from gapdiag.errors import InputError
+from gapdiag.vectors import EmbeddingSet
 
 
 def _paired_set(n: int, *, d: int = 4, captions: int = 2, seed: int = 0) -> EmbeddingSet:

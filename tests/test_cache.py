@@ -28,8 +28,9 @@ import pytest
 
 import gapdiag
 import gapdiag.cache as cache_mod
-from gapdiag import cache_keys, fsutil
+from gapdiag import fsutil
 from gapdiag.cache import EmbeddingCache, cache_key, default_cache_dir, file_sha256
+from gapdiag.cache import keys as cache_keys
 from gapdiag.errors import CacheError, EmbeddingError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -489,7 +490,7 @@ def test_a_second_writer_says_who_holds_the_lock_and_that_it_waits(tmp_path, cap
 
     import filelock
 
-    from gapdiag import cache_integrity
+    from gapdiag.cache import integrity as cache_integrity
 
     # Set once the waiter is about to block on the entry lock, or has ended: waiting on it never hangs and needs
     # no clock (it replaced a poll of the log records without a timeout).

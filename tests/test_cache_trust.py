@@ -17,8 +17,9 @@ import pytest
 from cli_helpers import assert_one_line_error, gapdiag
 from test_cache import COUNTS, META, _flip_a_bit, _permute, build_entry, expected, write_some_chunks
 
-from gapdiag import cache_files, cache_keys
 from gapdiag.cache import EmbeddingCache
+from gapdiag.cache import files as cache_files
+from gapdiag.cache import keys as cache_keys
 from gapdiag.errors import CacheError
 
 OTHER_META = {**META, "dataset": {**META["dataset"], "name": "other", "fingerprint": "e" * 64}}

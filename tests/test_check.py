@@ -525,16 +525,13 @@ def test_json_is_strict_json(mixed_result):
     assert new["baseline"] is None and new["delta"] is None and new["current"] == 0.5
 
 
-def test_step_summary_is_appended_not_overwritten(tmp_path, monkeypatch):
+def test_step_summary_is_appended_not_overwritten(tmp_path):
     summary = tmp_path / "summary.md"
     summary.write_text("# earlier step\n")
-    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    assert chk.append_step_summary("first\n") == summary
-    chk.append_step_summary("second\n")
+    assert chk.append_step_summary("first\n", summary) == summary
+    chk.append_step_summary("second\n", str(summary))
     text = summary.read_text()
     assert text.startswith("# earlier step\n") and text.index("first") < text.index("second")
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
-    assert chk.append_step_summary("third\n") is None and "third" not in summary.read_text()
     with pytest.raises(InputError, match="cannot append the step summary"):
         chk.append_step_summary("x", tmp_path)  # a directory
 
@@ -629,15 +626,15 @@ def test_cli_usage_errors_exit_2(cli_env, capsys, extra, fragment):
 
 
 def test_cli_measures_now_with_the_baseline_sampling(cli_env, tmp_path, monkeypatch, capsys):
-    from gapdiag import api
+    from gapdiag.api import gate
 
     calls = []
 
-    def fake_measure(**kwargs):
-        calls.append(kwargs)
+    def fake_measure(data, model, options, at, device, **kwargs):
+        calls.append({"data": data, "model": model, "progress": options.progress, "device": device, **kwargs})
         return make_report(BASE, size=kwargs["sample"], seed=kwargs["seed"])
 
-    monkeypatch.setattr(api, "measure", fake_measure)
+    monkeypatch.setattr(gate, "measure_source", fake_measure)
     base = cli_env("base.json", make_report(BASE, size=100, seed=4))
     code = run(
         [
@@ -664,7 +661,7 @@ def test_cli_measures_now_with_the_baseline_sampling(cli_env, tmp_path, monkeypa
         4,
         20,
     )
-    assert kw["progress"] is False
+    assert kw["progress"] is False and str(kw["device"]) != "auto"  # resolved once, at the door
     assert Report.load(tmp_path / "new.json").metrics == BASE
 
 
@@ -763,7 +760,7 @@ def test_ci_output_files_are_written_atomically(tmp_path, monkeypatch):
     """A --markdown/--junit file is replaced whole: a failure before the rename keeps the old file intact."""
     import os
 
-    from gapdiag.check.run import write_text
+    from gapdiag.api.gate import write_text
     from gapdiag.errors import InputError
 
     target = tmp_path / "out" / "summary.md"
@@ -873,7 +870,7 @@ def test_cli_contradictory_rule_exits_2(cli_env, tmp_path, capsys):
 def test_a_crash_inside_check_is_never_exit_1(cli_env, capsys, monkeypatch):
     """1 tells CI "regression found"; an unexpected exception (a bug) exits 70 with one line, and --debug still
     shows the traceback."""
-    import gapdiag.check.run as check_run
+    import gapdiag.api.gate as check_run
 
     base = cli_env("base.json", make_report(BASE))
 

@@ -341,7 +341,7 @@ def test_reader_options_name_the_manifest_columns_and_templates(capsys, tiny_che
 
 
 def test_shift_writes_the_experiment_that_plot_reads(capsys, tiny_checkpoint, manifest, tmp_path):
-    from gapdiag.plot import load_shift_result
+    from gapdiag.figures import load_shift_result
 
     out = tmp_path / "shift.json"
     code, stdout, err = gapdiag(capsys, "shift", "-m", tiny_checkpoint, "-d", manifest, "--lambdas", "-0.5:0.5:0.5",

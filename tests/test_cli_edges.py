@@ -99,7 +99,7 @@ def test_dpi_outside_1_to_1200_is_one_line(capsys, tmp_path, monkeypatch, comman
 def test_a_figure_too_large_at_its_dpi_is_refused_before_rendering_naming_a_dpi_that_fits():
     """A wide figure (many modality pairs, many compared reports) at a high --dpi would ask Agg for more than
     2**16 pixels a side or gigabytes of memory: one line with the --dpi that fits, nothing rendered."""
-    from gapdiag.draw import MAX_PIXELS, check_pixels
+    from gapdiag.figures.files import MAX_PIXELS, check_pixels
     from gapdiag.errors import InputError
     from gapdiag.figures.common import new_figure
 
@@ -235,6 +235,19 @@ def test_options_that_apply_are_still_accepted(capsys, tmp_path, inputs):
     assert code == 0, err
 
 
+def test_plot_and_report_read_data_in_the_format_given(capsys, tmp_path, inputs):
+    """``--data-format`` beside the figures' own ``--format``: plot and report handed both to the api under one
+    keyword, and crashed with exit 70 (issue #26: typed verbs give the data format a name of its own)."""
+    code, _, err = gapdiag(capsys, "plot", "--kind", "spectrum", "-d", inputs["npz"], "--data-format", "precomputed",
+                           "--format", "svg", "-q", "--out", tmp_path / "figs", "--cache-dir", tmp_path / "cache")
+    assert code == 0, err
+    assert (tmp_path / "figs" / "spectrum.svg").is_file()
+    code, _, err = gapdiag(capsys, "report", "--kind", "spectrum", "-d", inputs["npz"], "--data-format", "npz",
+                           "--metrics", "modality_gap", "-q", "--out", tmp_path / "r.html",
+                           "--cache-dir", tmp_path / "cache")
+    assert code == 0, err
+
+
 # ------------------------------------------------------ item 6: compare two precomputed sets of the same items
 
 
@@ -263,15 +276,22 @@ def test_compare_a_dataset_file_is_refused_naming_the_way_to_compare_models_on_i
     assert_one_line_error(code, out, err, inputs["manifest"], "-d")
 
 
-def test_the_embed_defaults_that_options_compare_with_are_the_api_s():
-    """gapdiag.options.EMBED_DEFAULTS says what "not given" is; it must not drift from api.embed's signature."""
+def test_the_embed_defaults_that_options_compare_with_are_every_verb_s():
+    """gapdiag.api.options.EMBED_DEFAULTS says what "not given" is; it must not drift from the signature of any
+    verb that embeds (each lists the shared keywords explicitly, with the same defaults)."""
     import inspect
 
     from gapdiag import api
-    from gapdiag.options import EMBED_DEFAULTS
+    from gapdiag.api.options import EMBED_DEFAULTS
 
-    signature = inspect.signature(api.embed).parameters
-    assert {k: signature[k].default for k in EMBED_DEFAULTS} == EMBED_DEFAULTS
+    renamed = {"format": "data_format"}  # plot and report: their own `format` is the figures'
+    for verb in (api.embed, api.measure, api.export, api.shift, api.compare_models, api.plot, api.report,
+                 api.check, api.compare):
+        signature = inspect.signature(verb).parameters
+        named = {k: renamed[k] if renamed.get(k) in signature else k for k in EMBED_DEFAULTS}
+        shared = {k: signature[name].default for k, name in named.items()}
+        assert shared == EMBED_DEFAULTS, verb.__name__
+        assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in signature.values()), verb.__name__
 
 
 # ------------------------------------------------------------------ item 14: JSON nested too deeply to parse

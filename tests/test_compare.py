@@ -144,16 +144,16 @@ def test_short_labels_are_unique():
 
 
 def test_cli_measures_models_with_the_first_report_sampling(reports, monkeypatch, capsys):
-    from gapdiag import api
+    from gapdiag.api import gate
 
     calls = []
 
-    def fake_measure(**kwargs):
-        calls.append(kwargs)
+    def fake_measure(data, model, options, at, device, **kwargs):
+        calls.append({"data": data, "model": model, **kwargs})
         return make_report(B, size=kwargs["sample"], seed=kwargs["seed"])
 
     make_report(A, size=50, seed=2).save(reports / "s.json")
-    monkeypatch.setattr(api, "measure", fake_measure)
+    monkeypatch.setattr(gate, "measure_source", fake_measure)
     assert (
         run(["compare", "s.json", "-m", "e1.pt", "-m", "e2.pt", "-d", "data.csv", "--json", "--quiet"]) == 0
     )

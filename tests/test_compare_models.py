@@ -18,7 +18,7 @@ from conftest import export_tiny
 from test_metrics_diagnostics import _brute_hsic_u, _brute_topk, _unit
 
 from gapdiag import api
-from gapdiag.presentation import format_value
+from gapdiag.report.presentation import format_value
 
 
 @pytest.fixture(scope="module")

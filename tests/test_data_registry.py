@@ -36,8 +36,9 @@ def _register_toy(suffix: str = ".toy") -> list[dict[str, Any]]:
         aliases=("t",),
         order=99,
     )
-    def read_toy(spec: str, *, skip_bad: bool = False, **options: Any) -> data.PairedDataset:
-        calls.append({"spec": spec, "skip_bad": skip_bad, **options})
+    def read_toy(spec: str, *, skip_bad: bool = False, memo_dir: Path | None = None,
+                 **options: Any) -> data.PairedDataset:
+        calls.append({"spec": spec, "skip_bad": skip_bad, "memo_dir": memo_dir, **options})
         rng = np.random.default_rng(0)
         arrays = {"image": rng.normal(size=(3, 2)), "text": rng.normal(size=(3, 2))}
         return build_precomputed(arrays, source=Path(spec), files=[Path(spec)])
@@ -52,8 +53,9 @@ def test_a_registered_reader_is_detected_listed_and_given_its_options(scratch_re
     assert data.FORMATS[-1] == "toy"
     assert detect_format(path) == "toy"
     assert load_dataset(path, split="a", skip_bad=True).n_samples == 3
-    assert calls == [{"spec": str(path), "skip_bad": True, "split": "a"}]
-    load_dataset(path, format="t")
+    assert calls == [{"spec": str(path), "skip_bad": True, "memo_dir": None, "split": "a"}]
+    load_dataset(path, format="t", memo_dir=str(tmp_path / "memo"))
+    assert calls[-1]["memo_dir"] == tmp_path / "memo"  # the fingerprint memo's folder, handed to the reader
     with pytest.raises(InputError, match="option templates does not apply to the toy format"):
         load_dataset(path, templates=["a {}"])
     notes = tmp_path / "notes.txt"

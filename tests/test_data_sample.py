@@ -13,7 +13,8 @@ from sklearn.datasets import load_digits
 
 from gapdiag.data import default_dataset, load_dataset, sample_data_dir
 from gapdiag.errors import DatasetError
-from gapdiag.settings import SAMPLE_DATA_ENV
+from gapdiag import api
+from gapdiag.settings import SAMPLE_DATA_ENV, Settings
 
 REPO = Path(__file__).resolve().parent.parent
 #: The folders scripts/build_sample_data.py writes (sample_data/ may hold other generated files too).
@@ -101,8 +102,13 @@ def test_total_size_is_small() -> None:
 
 
 def test_sample_data_dir_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$GAPDIAG_SAMPLE_DATA is read once, by the settings at the edge, and handed to the data as a value."""
     monkeypatch.setenv(SAMPLE_DATA_ENV, str(tmp_path))
-    assert sample_data_dir() == tmp_path
+    assert Settings.build().sample_data == tmp_path
+    assert sample_data_dir(Settings.build().sample_data) == tmp_path
+    assert sample_data_dir() != tmp_path  # the data room reads no environment of its own
     monkeypatch.setenv(SAMPLE_DATA_ENV, str(tmp_path / "missing"))
     with pytest.raises(DatasetError, match=r"missing: sample data not found .*build_sample_data.py"):
-        sample_data_dir()
+        sample_data_dir(Settings.build().sample_data)
+    with pytest.raises(DatasetError, match=r"missing: sample data not found"):
+        api.load_data()  # the api's edge reads it

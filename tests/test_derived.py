@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, gapdiag
 
-from gapdiag import api, derived
-from gapdiag.cache import EmbeddingCache
+from gapdiag import api
+from gapdiag.cache import EmbeddingCache, derived
 
 GAP = "modality_gap/image-text"
 
@@ -93,7 +93,7 @@ def test_cache_verify_reports_a_tampered_memo(manifest, isolated_cache, capsys):
 
 
 def test_an_edited_2d_map_is_computed_again_with_one_warning(manifest, isolated_cache, monkeypatch, caplog):
-    from gapdiag import plot
+    from gapdiag import figures as plot
     from gapdiag.figures import embedding_map
 
     es = api.embed(manifest, progress=False, device="cpu")

@@ -34,9 +34,11 @@ def test_auto_is_cpu_without_a_gpu_and_the_first_gpu_with_one(monkeypatch):
 
 def test_each_rank_gets_its_own_gpu_only_under_torchrun(monkeypatch):
     monkeypatch.setattr(devices, "cuda_count", lambda: 2)
-    assert [str(devices.for_rank("auto", r, True)) for r in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
-    assert str(devices.for_rank("cuda:1", 0, True)) == "cuda:1"
-    assert str(devices.for_rank("auto", 1, False)) == "auto"
+    cuda = devices.resolve("auto")  # resolved once, at the edge: what the ranks receive
+    assert [str(devices.for_rank(cuda, r, True)) for r in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert str(devices.for_rank(devices.resolve("cuda:1"), 0, True)) == "cuda:1"
+    assert str(devices.for_rank(cuda, 1, False)) == "cuda"  # outside torchrun: the device as resolved
+    assert str(devices.for_rank(devices.Device("cpu"), 1, True)) == "cpu"
 
 
 @pytest.mark.skipif(devices.gpu_possible(), reason="needs a machine without any GPU device node")

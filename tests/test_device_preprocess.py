@@ -16,7 +16,13 @@ from cli_helpers import assert_one_line_error, gapdiag
 from data_fixtures import photo_image, write_csv
 from PIL import Image
 
-from gapdiag.device_preprocess import DecodeStats, decode_batch, fallback_reason, resolve_preprocess, tensor_transform
+from gapdiag.embedding.preprocess import (
+    DecodeStats,
+    decode_batch,
+    fallback_reason,
+    resolve_preprocess,
+    tensor_transform,
+)
 from gapdiag.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +32,7 @@ BUNDLED = [ROOT / "sample_data/digits/images/digit_0000.png", ROOT / "sample_dat
 
 @pytest.fixture(scope="module")
 def loaded() -> Any:
-    from gapdiag.models import load_model
+    from gapdiag.api import load_model
 
     return load_model("gapdiag-tiny-vit", device="cpu")
 
@@ -134,11 +140,12 @@ def test_embeddings_match_the_pil_path(tmp_path: Path) -> None:
 
 def test_backend_is_part_of_the_cache_key_and_pil_keeps_todays_key(tmp_path: Path) -> None:
     from gapdiag.api import bundled_checkpoint, load_data
-    from gapdiag.encode import embedding_key
-    from gapdiag.models import resolve_model
+    from gapdiag.embedding.encode import embedding_key
+    from gapdiag.models.loading import resolve_model
+    from gapdiag.settings import Settings
 
     dataset = load_data(str(_manifest(tmp_path)))
-    spec = resolve_model(bundled_checkpoint(), None)
+    spec = resolve_model(bundled_checkpoint(), None, cache_root=Settings.build().cache_root)
     today = embedding_key(dataset, spec, precision="fp32", dtype="float32")
     assert embedding_key(dataset, spec, precision="fp32", dtype="float32", preprocess="pil") == today
     assert embedding_key(dataset, spec, precision="fp32", dtype="float32", preprocess="device") != today
@@ -170,7 +177,7 @@ def test_broken_file_on_the_device_path_is_one_line(capsys: Any, tmp_path: Path)
 def test_nvjpeg_batch_on_cuda_matches_the_pil_path(loaded: Any, tmp_path: Path) -> None:
     import torch
 
-    from gapdiag.models import load_model
+    from gapdiag.api import load_model
 
     on_gpu = load_model("gapdiag-tiny-vit", device="cuda")
     paths = list(_synthetic(tmp_path).values())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gapdiag import api
-from gapdiag.distributed import DistributedContext
+from gapdiag.embedding.distributed import DistributedContext
 from tests.data_fixtures import digits_manifest
 
 pytestmark = pytest.mark.slow
@@ -26,17 +26,19 @@ def test_ranks_own_disjoint_chunks_that_cover_everything():
 
 def test_backend_is_nccl_only_where_every_local_rank_has_its_own_gpu(monkeypatch):
     from gapdiag import device as devices
-    from gapdiag.distributed import process_group_backend
+    from gapdiag.embedding.distributed import process_group_backend
 
-    assert process_group_backend("cpu", 2) == "gloo"
+    cpu, cuda, cuda1 = devices.Device("cpu"), devices.Device("cuda"), devices.Device("cuda", 1)
+    assert process_group_backend(cpu, 2) == "gloo"
     monkeypatch.setattr(devices, "cuda_count", lambda: 2)
-    assert process_group_backend("auto", 2) == "nccl"
-    assert process_group_backend("cuda", 2) == "nccl"
-    assert process_group_backend("cuda:1", 1) == "nccl"
-    assert process_group_backend("cpu", 2) == "gloo"  # --device cpu on a GPU machine: NCCL cannot carry it
-    assert process_group_backend("auto", 3) == "gloo"  # NCCL refuses two ranks on one GPU
+    assert process_group_backend(devices.resolve("auto"), 2) == "nccl"  # auto, resolved at the edge: cuda
+    assert process_group_backend(cuda, 2) == "nccl"
+    assert process_group_backend(cuda1, 1) == "nccl"
+    assert process_group_backend(cpu, 2) == "gloo"  # --device cpu on a GPU machine: NCCL cannot carry it
+    assert process_group_backend(cuda, 3) == "gloo"  # NCCL refuses two ranks on one GPU
     monkeypatch.setattr(devices, "cuda_count", lambda: 0)
-    assert process_group_backend("auto", 2) == "gloo"
+    monkeypatch.setattr(devices, "mps_available", lambda: False)
+    assert process_group_backend(devices.resolve("auto"), 2) == "gloo"  # auto without a GPU: the CPU
 
 
 def test_auto_and_cuda_give_each_rank_its_own_gpu(monkeypatch):
@@ -44,10 +46,12 @@ def test_auto_and_cuda_give_each_rank_its_own_gpu(monkeypatch):
 
     monkeypatch.setattr(devices, "cuda_count", lambda: 2)
     ranks = [DistributedContext(rank=r, world_size=3, local_rank=r) for r in range(3)]
-    assert [c.device("auto") for c in ranks] == ["cuda:0", "cuda:1", "cuda:0"]
-    assert [c.device("cuda") for c in ranks] == ["cuda:0", "cuda:1", "cuda:0"]
-    assert ranks[1].device("cpu") == "cpu" and ranks[1].device("cuda:0") == "cuda:0"
-    assert DistributedContext().device("auto") == "auto"  # not distributed: the model loader decides
+    auto = devices.resolve("auto")  # what the api hands down: cuda
+    assert [str(c.device(auto)) for c in ranks] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert [str(c.device(devices.Device("cuda"))) for c in ranks] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert str(ranks[1].device(devices.Device("cpu"))) == "cpu"
+    assert str(ranks[1].device(devices.Device("cuda", 0))) == "cuda:0"
+    assert str(DistributedContext().device(auto)) == "cuda"  # not distributed: the device as resolved
 
 
 def _cuda_available() -> bool:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import typer.main
-
 from cli_helpers import gapdiag
+
 from gapdiag.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +119,7 @@ def test_flags_show_no_bool_placeholder(capsys) -> None:
 
 
 def test_plot_and_report_share_format_dpi_and_label_spelling() -> None:
-    from gapdiag.plot import DEFAULT_DPI
+    from gapdiag.figures import DEFAULT_DPI
 
     commands = typer.main.get_command(app).commands
     plot, report = ({p.name: p for p in commands[c].params} for c in ("plot", "report"))
@@ -131,7 +131,7 @@ def test_plot_and_report_share_format_dpi_and_label_spelling() -> None:
 
 
 def test_help_texts_match_what_the_options_do() -> None:
-    from gapdiag.plot import COLOR_BY
+    from gapdiag.figures import COLOR_BY
 
     commands = typer.main.get_command(app).commands
     params = {name: {p.name: p for p in commands[name].params} for name in ("plot", "compare", "train")}

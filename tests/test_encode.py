@@ -19,14 +19,16 @@ import torch
 from conftest import export_tiny, instrument_encoding
 from data_fixtures import digit_image, digits_manifest, write_csv
 
-import gapdiag.encode as enc
+import gapdiag.embedding.encode as enc
 from gapdiag import api
 from gapdiag.cache import EmbeddingCache
 from gapdiag.data import load_dataset
 from gapdiag.data.images import load_image
 from gapdiag.errors import DatasetError, EmbeddingError
 from gapdiag.metrics.zeroshot import build_classifier
-from gapdiag.models import load_model, resolve_model
+from gapdiag.api import load_model
+from gapdiag.models import loading
+from gapdiag.settings import Settings
 
 TESTS = Path(__file__).parent
 
@@ -81,7 +83,7 @@ def test_changed_checkpoint_is_a_miss(tiny_checkpoint, manifest, tmp_path):
     after = embed(manifest, ckpt)
     assert after.provenance["key"] != before.provenance["key"]
     assert not np.allclose(np.asarray(after.vectors["image"]), np.asarray(before.vectors["image"]))
-    complete = {e["key"] for e in EmbeddingCache().ls() if e["complete"]}
+    complete = {e["key"] for e in EmbeddingCache(Settings.build().cache_root).ls() if e["complete"]}
     assert complete == {before.provenance["key"], after.provenance["key"]}
 
 
@@ -225,7 +227,7 @@ WORKER = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from conftest import instrument_encoding
-    import gapdiag.encode as enc
+    import gapdiag.embedding.encode as enc
     from gapdiag import api
     ckpt, data, cache, out, kill_after, role = sys.argv[2:8]
     kill_after = int(kill_after) if kill_after else None
@@ -248,7 +250,7 @@ WORKER = textwrap.dedent("""
     if role == "wait":
         # Say so as the entry lock is about to block (after a try with timeout=0 failed).
         import filelock
-        from gapdiag import cache_integrity
+        from gapdiag.cache import integrity as cache_integrity
         class AnnouncingLock(filelock.FileLock):
             def acquire(self, timeout=None, *a, **k):
                 if timeout is None or timeout < 0:
@@ -436,3 +438,8 @@ def test_a_model_that_cannot_be_loaded_leaves_no_cache_entry(manifest, monkeypat
     cache = EmbeddingCache(os.environ["GAPDIAG_CACHE_DIR"])
     assert cache.ls() == []
     assert not [p for p in cache.root.iterdir() if p.is_dir() and p.name not in ("fingerprints", "model_configs")]
+
+
+def resolve_model(model, pretrained=None):
+    """:func:`gapdiag.models.loading.resolve_model` under this test's cache root (what the api hands it)."""
+    return loading.resolve_model(model, pretrained, cache_root=Settings.build().cache_root)

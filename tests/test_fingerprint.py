@@ -10,36 +10,41 @@ from gapdiag.data import load_dataset
 from tests.data_fixtures import digits_manifest
 
 
+def read(path, tmp_path):
+    """``path`` read with its fingerprint memoised under ``tmp_path/cache`` (the folder the api hands down)."""
+    return load_dataset(path, memo_dir=tmp_path / "cache" / "fingerprints")
+
+
 def test_a_copy_elsewhere_with_new_mtimes_has_the_same_fingerprint(tmp_path, monkeypatch):
     monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
     manifest, _ = digits_manifest(tmp_path / "a", n=6)
     copy = shutil.copytree(tmp_path / "a", tmp_path / "elsewhere" / "b")
     for f in (copy / "images").iterdir():
         os.utime(f, ns=(1_000_000_000, 1_000_000_000))  # a checkout gives every file a new mtime
-    assert load_dataset(manifest).fingerprint == load_dataset(copy / "manifest.csv").fingerprint
+    assert read(manifest, tmp_path).fingerprint == read(copy / "manifest.csv", tmp_path).fingerprint
 
 
 def test_changed_image_content_changes_the_fingerprint(tmp_path, monkeypatch):
     monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
     manifest, _ = digits_manifest(tmp_path / "a", n=6)
-    before = load_dataset(manifest).fingerprint
+    before = read(manifest, tmp_path).fingerprint
     image = tmp_path / "a" / "images" / "digit_1.png"
     shutil.copyfile(tmp_path / "a" / "images" / "digit_2.png", image)  # same size class, different pixels
-    assert load_dataset(manifest).fingerprint != before
+    assert read(manifest, tmp_path).fingerprint != before
 
 
 def test_the_memo_is_used_when_nothing_changed(tmp_path, monkeypatch):
     monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(fsutil, "RACY_SECONDS", 0)  # the files were written just now: memoise anyway
     manifest, _ = digits_manifest(tmp_path / "a", n=6)
-    first = load_dataset(manifest).fingerprint
+    first = read(manifest, tmp_path).fingerprint
     fsutil.forget_digests()  # only the on-disk fingerprint memo may answer
 
     def no_hashing(path, **kwargs):
         raise AssertionError(f"re-hashed {path} although nothing changed")
 
     monkeypatch.setattr(fsutil, "hash_file", no_hashing)
-    assert load_dataset(manifest).fingerprint == first
+    assert read(manifest, tmp_path).fingerprint == first
 
 
 def _restore(path, st):
@@ -52,7 +57,7 @@ def test_a_same_size_image_replaced_with_its_mtime_restored_is_not_a_stale_hit(t
     monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(fsutil, "RACY_SECONDS", 0)
     manifest, _ = digits_manifest(tmp_path / "a", n=6)
-    before = load_dataset(manifest).fingerprint
+    before = read(manifest, tmp_path).fingerprint
     assert list((tmp_path / "cache" / "fingerprints").iterdir())  # the memo exists and would answer
     image = tmp_path / "a" / "images" / "digit_1.png"
     st = image.stat()
@@ -61,7 +66,7 @@ def test_a_same_size_image_replaced_with_its_mtime_restored_is_not_a_stale_hit(t
     os.replace(replacement, image)
     _restore(image, st)
     assert (image.stat().st_size, image.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
-    assert load_dataset(manifest).fingerprint != before
+    assert read(manifest, tmp_path).fingerprint != before
 
 
 def test_an_image_rewritten_in_place_right_after_fingerprinting_is_not_a_stale_hit(tmp_path, monkeypatch):
@@ -69,7 +74,7 @@ def test_an_image_rewritten_in_place_right_after_fingerprinting_is_not_a_stale_h
     # less than RACY_SECONDS before hashing is not memoised) tells this rewrite apart.
     monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
     manifest, _ = digits_manifest(tmp_path / "a", n=6)
-    before = load_dataset(manifest).fingerprint
+    before = read(manifest, tmp_path).fingerprint
     image = tmp_path / "a" / "images" / "digit_1.png"
     st = image.stat()
     data = image.read_bytes()
@@ -77,7 +82,7 @@ def test_an_image_rewritten_in_place_right_after_fingerprinting_is_not_a_stale_h
         f.write(bytes(b ^ 0xFF for b in data))
     _restore(image, st)
     assert (image.stat().st_ino, image.stat().st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
-    assert load_dataset(manifest).fingerprint != before
+    assert read(manifest, tmp_path).fingerprint != before
 
 
 # ------------------------------------- issue #24: the cache key changes wherever the returned data changes
@@ -117,17 +122,32 @@ def test_every_field_a_reader_returns_is_in_the_fingerprint(tmp_path, monkeypatc
 def test_the_image_decode_rule_is_in_the_cache_key(tmp_path, monkeypatch):
     """Decoding changed (16-bit and float images scaled, EXIF orientation applied): vectors of images decoded the
     old way must not be reused, so the decode rule's version is part of the key of every dataset with images."""
-    from gapdiag import encode
     from gapdiag.api import bundled_checkpoint
     from gapdiag.data.images import IMAGE_DECODE_VERSION
-    from gapdiag.models import resolve_model
+    from gapdiag.embedding import encode
+    from gapdiag.models.loading import resolve_model
+    from gapdiag.settings import Settings
 
     monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))
     manifest, _ = digits_manifest(tmp_path, n=3)
-    dataset = load_dataset(manifest)
-    spec = resolve_model(bundled_checkpoint(), None)
+    dataset = read(manifest, tmp_path)
+    spec = resolve_model(bundled_checkpoint(), None, cache_root=Settings.build().cache_root)
     key = encode.embedding_key(dataset, spec, precision="fp32", dtype="float32")
     assert IMAGE_DECODE_VERSION >= 2
     monkeypatch.setattr(encode, "IMAGE_DECODE_VERSION", IMAGE_DECODE_VERSION - 1)
     assert encode.embedding_key(dataset, spec, precision="fp32", dtype="float32") != key
     assert encode.embedding_key(dataset, spec, precision="fp32", dtype="float32", preprocess="device") != key
+
+
+def test_the_readers_keep_no_memo_of_their_own(tmp_path, monkeypatch):
+    """The fingerprint memo's folder is handed to the readers as a value (issue #26): without one they hash and
+    remember nothing; they never look up a cache root (an environment variable, a context) of their own."""
+    from gapdiag.cache import file_sha256
+
+    monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "env-cache"))
+    monkeypatch.setattr(fsutil, "RACY_SECONDS", 0)
+    manifest, _ = digits_manifest(tmp_path / "a", n=6)
+    assert load_dataset(manifest).fingerprint == read(manifest, tmp_path).fingerprint
+    file_sha256(manifest)  # the checkpoint hash: no cache root given, so no hashes.json anywhere
+    assert not (tmp_path / "env-cache").exists()
+    assert list((tmp_path / "cache" / "fingerprints").iterdir())  # where the memo was handed, it is kept

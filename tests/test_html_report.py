@@ -1,4 +1,4 @@
-"""Tests of gapdiag.html_report and `gapdiag report`: a self-contained HTML file that really renders.
+"""Tests of gapdiag.report.html and `gapdiag report`: a self-contained HTML file that really renders.
 
 The rendering test opens the file in headless Chromium (skipped with a reason when ``chromium`` is not
 installed; .ci installs it) and checks the rendered DOM and a screenshot.
@@ -20,13 +20,13 @@ import pytest
 from cli_helpers import assert_one_line_error, gapdiag
 from PIL import Image
 
-from gapdiag import plot as gplot
+from gapdiag import figures as gplot
 from gapdiag.cli import run
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
-from gapdiag.html_report import render_html, write_html
 from gapdiag.metrics import REGISTRY
 from gapdiag.report import Report
+from gapdiag.report.html import render_html, write_html
+from gapdiag.vectors import EmbeddingSet
 
 METRICS = {
     "modality_gap/image-text": 0.8123,
@@ -408,7 +408,7 @@ HOVER_LABELS = {
 
 
 def test_interactive_map_holds_hover_text_toggles_and_an_empty_pair_trace():
-    from gapdiag.interactive_map import PAIRS_TRACE, build_interactive_map
+    from gapdiag.figures.interactive_map import PAIRS_TRACE, build_interactive_map
 
     fig = build_interactive_map(labelled_set(), method="pca", labels=HOVER_LABELS)
     points = [t for t in fig.data if t.name != PAIRS_TRACE]
@@ -436,7 +436,7 @@ def test_interactive_map_holds_hover_text_toggles_and_an_empty_pair_trace():
 
 
 def test_interactive_map_without_labels_has_one_trace_per_modality_and_no_menu():
-    from gapdiag.interactive_map import build_interactive_map
+    from gapdiag.figures.interactive_map import build_interactive_map
 
     fig = build_interactive_map(small_set(), method="pca", max_pairs=10)
     assert [t.name for t in fig.data[:-1]] == ["image", "text"]
@@ -446,7 +446,7 @@ def test_interactive_map_without_labels_has_one_trace_per_modality_and_no_menu()
 
 def test_item_labels_refuse_a_dataset_that_does_not_match_the_embeddings():
     from gapdiag.data.base import Modality, PairedDataset
-    from gapdiag.interactive_map import item_labels
+    from gapdiag.figures.interactive_map import item_labels
 
     es = small_set(n=3)
     modalities = {
@@ -489,7 +489,7 @@ window.addEventListener('load', function () { setTimeout(function () {
     reason="chromium not installed (apt-get install -y --no-install-recommends chromium)",
 )
 def test_interactive_map_renders_hovers_and_draws_pair_lines_in_headless_chromium(tmp_path):
-    from gapdiag.interactive_map import build_interactive_map, interactive_map_html
+    from gapdiag.figures.interactive_map import build_interactive_map, interactive_map_html
 
     fig = build_interactive_map(labelled_set(), method="pca", labels=HOVER_LABELS)
     page = write_html(tmp_path / "r.html", make_report(), {}, interactive=interactive_map_html(fig))
@@ -527,7 +527,7 @@ def test_cli_report_embeds_the_interactive_map_unless_asked_not_to(npz, tmp_path
     assert "gapdiag-interactive-map" not in page and "https://" not in page and "<script" not in page
 def test_diagnostics_section_shows_where_the_gap_lives_and_the_hubs():
     from gapdiag import api
-    from gapdiag.html_report import render_html
+    from gapdiag.report.html import render_html
 
     report = api.measure(device="cpu", progress=False)
     page = render_html(report, {})
@@ -588,7 +588,7 @@ def _class_colours(n_classes: int) -> list[tuple[float, float, float]]:
     """The marker colour of each class in the interactive map of an embedding set with ``n_classes`` classes."""
     from matplotlib.colors import to_rgb
 
-    from gapdiag.interactive_map import build_interactive_map
+    from gapdiag.figures.interactive_map import build_interactive_map
 
     es = small_set(n=3 * n_classes)
     es.labels = np.arange(3 * n_classes) % n_classes
@@ -613,16 +613,16 @@ def test_interactive_map_colours_classes_with_a_categorical_palette(n_classes):
 def test_the_interactive_map_of_a_random_init_model_still_names_its_items(manifest, tmp_path, monkeypatch):
     """--random-init is a model option: the hover text reads the dataset without it (a reader handed it would
     refuse, and the map would silently lose its captions)."""
-    from gapdiag import api, draw
+    from gapdiag import api, figures
 
     seen = {}
-    real = draw.build_interactive_map
+    real = figures.build_interactive_map
 
     def spy(es, **kwargs):
         seen["labels"] = kwargs.get("labels")
         return real(es, **kwargs)
 
-    monkeypatch.setattr(draw, "build_interactive_map", spy)
+    monkeypatch.setattr(figures, "build_interactive_map", spy)
     api.report(tmp_path / "r.html", data=manifest, model="gapdiag-tiny-vit", random_init=True, kinds=["map"],
                method="pca", metrics=["modality_gap"], device="cpu", progress=False)
     assert seen["labels"] is not None and any("digit" in str(v) or "/" in str(v) for v in seen["labels"].values())

@@ -1,4 +1,4 @@
-"""Tests of gapdiag.losses against hand-computed cases and brute-force numpy references written here."""
+"""Tests of gapdiag.training.losses against hand-computed cases and brute-force numpy references written here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gapdiag.errors import InputError
-from gapdiag.losses import (
+from gapdiag.training.losses import (
     LOSSES,
     LearnableTemperature,
     alignment_loss,
@@ -320,6 +320,18 @@ def test_registry_entries_match_functions(rng: np.random.Generator) -> None:
     assert get_loss("atp_cu")([x, y, z], s, lambda_cu=0.0).item() == pytest.approx(
         gap_closing_loss(x, y, z, logit_scale=s, lambda_cu=0.0).item()
     )
+
+
+def test_each_registry_entry_names_the_weights_its_function_takes() -> None:
+    """The registry lists each loss's keyword weights by hand (nothing reads a signature at run time); they must
+    be the function's own, or a weight would be refused or passed on blindly."""
+    import inspect
+
+    functions = {"infonce": infonce_loss, "cua": cua_loss, "cuaxu": cuaxu_loss, "atp_cu": gap_closing_loss}
+    for name, fn in functions.items():
+        weights = tuple(p.name for p in inspect.signature(fn).parameters.values()
+                        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "logit_scale")
+        assert LOSSES[name].weight_names == weights, name
 
 
 def test_unknown_loss_lists_valid_names() -> None:

@@ -10,10 +10,10 @@ import pytest
 import reference as ref
 from scipy.stats import wasserstein_distance
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics import REGISTRY, compute_all
 from gapdiag.metrics.cone import angular_value, conformity, conformity_w1, wasserstein_1d
+from gapdiag.vectors import EmbeddingSet
 
 
 def _data(n: int, per: int, d: int = 16, seed: int = 0):

@@ -15,10 +15,10 @@ import warnings
 import numpy as np
 import pytest
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.metrics import REGISTRY, compute_all
 from gapdiag.metrics.bounds import keep_in_bounds, rounding_slack
 from gapdiag.metrics.similarity import compare_embeddings
+from gapdiag.vectors import EmbeddingSet
 
 
 def _es(img: np.ndarray, txt: np.ndarray, per: int = 1, labels: bool = True) -> EmbeddingSet:

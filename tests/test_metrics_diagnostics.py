@@ -11,7 +11,6 @@ import reference as ref
 import scipy.linalg
 import scipy.stats
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics import compute_all
 from gapdiag.metrics.decomposition import dims_for_share, gap_decomposition, mmd_test
@@ -31,6 +30,7 @@ from gapdiag.metrics.similarity import (
     mutual_knn,
     neighbour_overlap,
 )
+from gapdiag.vectors import EmbeddingSet
 
 
 def _unit(x):

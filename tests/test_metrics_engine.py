@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import reference as ref
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics import REGISTRY, compute_all
 from gapdiag.metrics.blocked import hits_at_k, unit_rows
 from gapdiag.metrics.cross import cross_pass
 from gapdiag.metrics.engine import _draw
+from gapdiag.vectors import EmbeddingSet
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 

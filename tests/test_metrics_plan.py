@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics import REGISTRY, MetricInfo, compute_all
 from gapdiag.metrics import quadratic as quadratic_module
 from gapdiag.metrics.engine import plan_passes
 from gapdiag.metrics.passes import NEEDS, PAIRED, RANKS, SAMPLE, SUMS, TOP_K, Passes, Plan, Skip
+from gapdiag.vectors import EmbeddingSet
 
 METRICS = Path(__file__).resolve().parents[1] / "gapdiag" / "metrics"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"

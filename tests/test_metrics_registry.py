@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.metrics import REGISTRY, compute_all
+from gapdiag.vectors import EmbeddingSet
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 DIRECTIONS = {"higher": True, "lower": False, "—": None}

@@ -11,9 +11,11 @@ import torch
 from conftest import TINY_ARCH, export_tiny, tiny_model
 
 from gapdiag.errors import ModelError
-from gapdiag.models import load_model, resolve_model
+from gapdiag.api import load_model
+from gapdiag.models import loading
+from gapdiag.settings import Settings
 
-TINY_CFG = Path(__file__).parent.parent / "gapdiag" / "model_configs" / f"{TINY_ARCH}.json"
+TINY_CFG = Path(__file__).parent.parent / "gapdiag" / "models" / "configs" / f"{TINY_ARCH}.json"
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -230,7 +232,7 @@ def test_checkpoint_and_pretrained_together_is_an_error(tiny_checkpoint, tmp_pat
 
 def test_half_precision_checkpoint_resized_to_another_image_size_loads_like_float32(tmp_path):
     """Position embeddings of another image size are resized by open_clip, which has no float16 CPU kernel."""
-    from gapdiag.train import export_safetensors
+    from gapdiag.training.train import export_safetensors
 
     cfg = json.loads(TINY_CFG.read_text())
     model = tiny_model(3)
@@ -283,7 +285,7 @@ def test_unreachable_hub_fails_with_one_line_and_no_retry_storm(tmp_path):
 def test_hub_probe_runs_only_when_online_and_restores_offline_mode(monkeypatch):
     import huggingface_hub.constants
 
-    from gapdiag import hub
+    from gapdiag.models import hub
 
     calls = []
     monkeypatch.setattr(hub, "probe", lambda endpoint, timeout=0: calls.append(endpoint) or "refused")
@@ -381,3 +383,8 @@ def test_check_refuses_a_random_init_run_against_a_trained_baseline_unless_force
     assert_one_line_error(code, out, err, "random-init weights (current)", "trained weights (baseline)", "--force")
     code, out, err = gapdiag(capsys, "check", "--baseline", base, *now, "--force")
     assert code in (0, 1) and "forced: " in err and "random-init" in err, err
+
+
+def resolve_model(model, pretrained=None):
+    """:func:`gapdiag.models.loading.resolve_model` under this test's cache root (what the api hands it)."""
+    return loading.resolve_model(model, pretrained, cache_root=Settings.build().cache_root)

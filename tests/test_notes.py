@@ -8,8 +8,8 @@ import numpy as np
 from cli_helpers import gapdiag
 from data_fixtures import write_digits
 
-from gapdiag.embeddings import EmbeddingSet
-from gapdiag.notes import count_repeated_items, count_repeats, repeat_notes
+from gapdiag.report.notes import count_repeated_items, count_repeats, repeat_notes
+from gapdiag.vectors import EmbeddingSet
 
 
 def test_counts_of_repeats():

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapdiag.presentation import format_delta, format_value
 from gapdiag.report import Report
+from gapdiag.report.presentation import format_delta, format_value
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -51,7 +51,7 @@ def test_wheel_ships_the_defaults_model_and_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     needed = {f"{PACKAGED}/checkpoints/infonce.safetensors",
               f"{PACKAGED}/checkpoints/gap_closing.safetensors",
-              f"{PACKAGED}/digits/manifest.csv", "gapdiag/model_configs/gapdiag-tiny-vit.json"}
+              f"{PACKAGED}/digits/manifest.csv", "gapdiag/models/configs/gapdiag-tiny-vit.json"}
     needed |= {f"{PACKAGED}/digits/{image}" for image in _test_split_images()}
     assert len(needed) > 300
     assert sorted(needed - names) == []

@@ -1,4 +1,4 @@
-"""Tests of gapdiag.plot and the `gapdiag plot` command on small synthetic embeddings (two cones).
+"""Tests of gapdiag.figures and the `gapdiag plot` command on small synthetic embeddings (two cones).
 
 Figures are checked through their artists (scatter offsets, pair segments, bar heights, line data) against
 references computed here with numpy, and through the files they write (PNG decodes, SVG parses, PDF header).
@@ -18,12 +18,12 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_rgba
 from PIL import Image
 
-from gapdiag import plot as gplot
+from gapdiag import figures as gplot
 from gapdiag.cli import run
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError, ProvenanceError
 from gapdiag.figures.compare import VERDICT_COLORS
 from gapdiag.report import Report
+from gapdiag.vectors import EmbeddingSet
 
 PROVENANCE = {"model": {"name": "toy-clip"}, "dataset": {"name": "two-cones"}}
 
@@ -204,7 +204,7 @@ def test_histogram_means_are_the_measured_ones_and_the_bars_say_what_they_sample
     # cos_nonmatching, over every pair, read 0.2751. One quantity, one number: the figure's means are the
     # table's, and the legend says how many pairs the bars were drawn from.
     from gapdiag.metrics import compute_all
-    from gapdiag.presentation import format_number
+    from gapdiag.report.presentation import format_number
 
     es = two_cones(n=25, captions=2)
     measured, _ = compute_all(es, ["cos_tp", "cos_nonmatching"], device="cpu")

@@ -8,8 +8,8 @@ import pytest
 from cli_helpers import gapdiag
 
 from gapdiag import api
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.figures.gap import gap_projection, marginal_separation, plot_gap
+from gapdiag.vectors import EmbeddingSet
 
 
 def _es(img, txt):

@@ -1,4 +1,4 @@
-"""Tests of gapdiag.presentation (number format, metric order, summary in words) and gapdiag.references."""
+"""Tests of gapdiag.report.presentation (number format, metric order, summary in words) and gapdiag.report.references."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gapdiag.metrics import REGISTRY
-from gapdiag.presentation import format_number, group_by_family, order_metrics, summarize
-from gapdiag.references import load_reference_points, references_for
+from gapdiag.report.presentation import format_number, group_by_family, order_metrics, summarize
+from gapdiag.report.references import load_reference_points, references_for
 
 
 @pytest.mark.parametrize(
@@ -103,8 +103,8 @@ def test_reference_points_are_complete_and_name_registered_metrics():
 def test_reference_file_is_package_data():
     root = Path(__file__).resolve().parents[1]
     pyproject = (root / "pyproject.toml").read_text()
-    assert '"reference_points.json"' in pyproject
-    assert json.loads((root / "gapdiag" / "reference_points.json").read_text())["points"]
+    assert '"report/reference_points.json"' in pyproject
+    assert json.loads((root / "gapdiag" / "report" / "reference_points.json").read_text())["points"]
 
 
 def test_references_for_matches_base_names_only():

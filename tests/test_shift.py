@@ -1,4 +1,4 @@
-"""Tests of gapdiag.shift against closed forms and brute-force numpy references written here."""
+"""Tests of gapdiag.training.shift against closed forms and brute-force numpy references written here."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gapdiag.errors import InputError
-from gapdiag.losses import clip_loss
-from gapdiag.shift import DEFAULT_LAMBDAS, contrastive_loss, shift_embeddings, shift_experiment
+from gapdiag.training.losses import clip_loss
+from gapdiag.training.shift import DEFAULT_LAMBDAS, contrastive_loss, shift_embeddings, shift_experiment
 
 # Float32 embeddings inside gapdiag; references here are float64.
 TOL = 2e-6

@@ -11,8 +11,10 @@ from cli_helpers import assert_one_line_error, gapdiag
 
 from gapdiag.data import load_dataset
 from gapdiag.errors import InputError
-from gapdiag.models import resolve_model
-from gapdiag.train import EPOCH_METRICS, train
+from gapdiag.models.loading import resolve_model
+from gapdiag.settings import Settings
+from gapdiag.api import train
+from gapdiag.training.train import EPOCH_METRICS
 from tests.data_fixtures import digits_manifest
 
 FAST = {"model": "gapdiag-tiny-vit", "batch_size": 8, "lr": 1e-3, "warmup_steps": 2, "seed": 3, "device": "cpu",
@@ -41,17 +43,20 @@ def test_train_logs_every_epoch_and_exports_a_loadable_model(pairs, tmp_path):
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "epoch_2.pt", weights_only=True)
     assert {"epoch", "name", "state_dict", "optimizer"} <= set(ckpt) and ckpt["epoch"] == 2
     # The export names its own architecture: --model model.safetensors needs nothing else.
-    spec = resolve_model(result.model_path)
+    spec = resolve_model(result.model_path, cache_root=Settings.build().cache_root)
     assert spec.model_cfg["embed_dim"] == 32
     exported = _state(result.model_path)
     assert torch.equal(exported["logit_scale"], ckpt["state_dict"]["logit_scale"])
 
 
 def test_training_changes_the_weights(pairs, tmp_path):
-    from gapdiag.models import build_model
+    from gapdiag.models.loading import build_model
 
     # the initial weights train() starts from: the architecture initialised from the run's seed
-    initial = build_model(resolve_model("gapdiag-tiny-vit"), device="cpu", init_seed=FAST["seed"]).model.state_dict()
+    from gapdiag.device import Device
+
+    spec = resolve_model("gapdiag-tiny-vit", cache_root=Settings.build().cache_root)
+    initial = build_model(spec, device=Device("cpu"), init_seed=FAST["seed"]).model.state_dict()
     result = train(pairs, out_dir=tmp_path / "run", epochs=1, **FAST)
     trained = _state(result.model_path)
     assert not torch.equal(trained["visual.proj"], initial["visual.proj"])
@@ -60,7 +65,7 @@ def test_training_changes_the_weights(pairs, tmp_path):
 def test_resume_after_interruption_gives_the_uninterrupted_weights(pairs, tmp_path, monkeypatch):
     full = train(pairs, out_dir=tmp_path / "full", epochs=3, **FAST)
 
-    import gapdiag.train as train_module
+    import gapdiag.training.train as train_module
 
     real_order = train_module._epoch_order
 
@@ -222,10 +227,9 @@ def test_the_exported_model_is_the_same_bytes_every_time(tmp_path):
     made from it, changed between two identical exports."""
     from conftest import tiny_model
 
-    from gapdiag.models import resolve_model
-    from gapdiag.train import export_safetensors
+    from gapdiag.training.train import export_safetensors
 
-    model, cfg = tiny_model(1), resolve_model("gapdiag-tiny-vit").model_cfg
+    model, cfg = tiny_model(1), resolve_model("gapdiag-tiny-vit", cache_root=Settings.build().cache_root).model_cfg
     extra = {"gapdiag_loss": "infonce", "gapdiag_seed": "0", "gapdiag_epochs": "3", "a": "1", "b": "2"}
     written = {export_safetensors(model, "gapdiag-tiny-vit", cfg, tmp_path / f"m{i}.safetensors",
                                   extra=extra).read_bytes() for i in range(8)}

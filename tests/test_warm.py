@@ -1,5 +1,5 @@
 """The warm path: a cache hit imports no model library, --cache-dir keeps every write under it, and measured
-reports and 2-D maps are reused from the cache (gapdiag/derived.py)."""
+reports and 2-D maps are reused from the cache (gapdiag/cache/derived.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from data_fixtures import digits_manifest
 
-from gapdiag import api, derived
+from gapdiag import api
+from gapdiag.cache import derived
 
 MODEL_LIBRARIES = ("open_clip", "timm", "torchvision", "torch._dynamo")
 #: Runs the CLI in a fresh interpreter, then prints which model libraries the command imported.
@@ -42,7 +43,7 @@ def cold_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | dict[
 
     The model is a config JSON that no registry knows, so gapdiag must write its config for open_clip.
     """
-    from gapdiag.models import CONFIG_DIR
+    from gapdiag.models.loading import CONFIG_DIR
 
     tmp = tmp_path_factory.mktemp("warm")
     data, _ = digits_manifest(tmp / "data", n=8)
@@ -101,7 +102,7 @@ def test_vectors_without_a_cache_entry_are_never_memoised(manifest, monkeypatch)
 
 
 def test_the_2d_map_is_read_back_for_the_same_points(manifest, monkeypatch):
-    from gapdiag import plot
+    from gapdiag import figures as plot
     from gapdiag.figures import embedding_map
 
     es = api.embed(manifest, progress=False, device="cpu")

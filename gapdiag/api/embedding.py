@@ -1,35 +1,44 @@
-"""Reading data and embedding it through the cache: what :func:`gapdiag.api.embed` and the verbs that embed do.
+"""The verbs that read data and embed it: :func:`load_data`, :func:`embed`, :func:`load_model` and
+:func:`bundled_checkpoint`, and what the other verbs use of them (the vectors of whatever a verb is given, the
+provenance a report keeps of them).
 
-:func:`load_data` and :func:`bundled_checkpoint` are verbs of the api too (``gapdiag.api.load_data``); they live
-here because embedding needs them. The provenance a report keeps of its vectors is written here as well.
+Each verb resolves its settings once, here at the door: the cache root (:meth:`gapdiag.settings.Settings.build`)
+and the device (:func:`gapdiag.device.resolve`); the rooms below receive them as values.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import inspect
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gapdiag import device as devices
-from gapdiag import encode, fsutil
+from gapdiag import fsutil, settings
+from gapdiag.api.options import MODEL_OPTIONS, EmbedOptions, refuse_beside_vectors
 from gapdiag.cache import EmbeddingCache
 from gapdiag.data import detect_format, load_dataset
-from gapdiag.data.base import Modality, PairedDataset, hash_json
+from gapdiag.data.base import Modality, PairedDataset
 from gapdiag.data.ops import skip_unreadable
 from gapdiag.data.sample import default_dataset, sample_data_dir
-from gapdiag.distributed import context_from_env
-from gapdiag.embeddings import EmbeddingSet
+from gapdiag.device import Device
+from gapdiag.embedding import encode
+from gapdiag.embedding.distributed import context_from_env
 from gapdiag.errors import DatasetError, InputError
-from gapdiag.models import require_weights, resolve_model, weights_are_random
-from gapdiag.notes import count_repeated_items
-from gapdiag.options import MODEL_OPTIONS, refuse_beside_vectors
-from gapdiag.settings import Settings, use
+from gapdiag.fsutil import hash_json
+from gapdiag.models.loading import (
+    LoadedModel,
+    build_model,
+    require_weights,
+    resolve_model,
+    weights_are_random,
+)
+from gapdiag.report.notes import count_repeated_items
+from gapdiag.settings import Settings
+from gapdiag.vectors import EmbeddingSet
 
 #: The bundled checkpoints (trained by scripts/train_bundled.py on sample_data/digits).
 BUNDLED_CHECKPOINTS = ("infonce", "gap_closing")
@@ -37,29 +46,61 @@ DEFAULT_CHECKPOINT = "infonce"
 
 
 def bundled_checkpoint(name: str = DEFAULT_CHECKPOINT) -> Path:
-    """Path of a bundled tiny checkpoint (``infonce`` or ``gap_closing``)."""
+    """Path of a bundled tiny checkpoint (``infonce`` or ``gap_closing``), in the sample-data folder
+    (``$GAPDIAG_SAMPLE_DATA``, else the installed copy)."""
+    return checkpoint_in(Settings.build().sample_data, name)
+
+
+def checkpoint_in(sample_data: Path | None, name: str = DEFAULT_CHECKPOINT) -> Path:
+    """:func:`bundled_checkpoint` in the sample-data folder ``sample_data`` (``None``: the installed one)."""
     if name not in BUNDLED_CHECKPOINTS:
         raise InputError(f"unknown bundled checkpoint {name!r}", hint=f"use one of {', '.join(BUNDLED_CHECKPOINTS)}")
-    path = sample_data_dir() / "checkpoints" / f"{name}.safetensors"
+    path = sample_data_dir(sample_data) / "checkpoints" / f"{name}.safetensors"
     if not path.is_file():
         raise InputError(f"bundled checkpoint missing: {path}",
                          hint="rebuild it with `python scripts/train_bundled.py` or pass --model")
     return path
 
 
-def load_data(data: str | Path | PairedDataset | None = None, *, split: str | None = None, skip_bad: bool = False,
-              cache_dir: str | Path | None = None, **reader_options: Any) -> PairedDataset:
+def load_data(
+    data: str | Path | PairedDataset | None = None,
+    *,
+    split: str | None = None,
+    skip_bad: bool = False,
+    cache_dir: str | Path | None = None,
+    format: str | None = None,
+    image_column: str | None = None,
+    text_columns: Sequence[str] | None = None,
+    label_column: str | None = None,
+    class_name_column: str | None = None,
+    attribute_columns: Sequence[str] | None = None,
+    templates: Sequence[str] | None = None,
+    image_root: str | Path | None = None,
+) -> PairedDataset:
     """Read a dataset (any supported format; see docs/datasets.md). ``None`` -> the bundled digits, test split.
 
-    ``cache_dir``: where the dataset fingerprint is memoised; ``None`` keeps the root of the call in progress
-    (:func:`gapdiag.settings.current`), so ``--cache-dir`` holds every memo whichever command reads the data.
+    Args:
+        cache_dir: The cache root under which the dataset fingerprint is memoised (``fingerprints/``);
+            ``None``: ``$GAPDIAG_CACHE_DIR`` or the user cache dir.
+        format, image_column, text_columns, label_column, class_name_column, attribute_columns, templates,
+            image_root: The reader options of :func:`gapdiag.data.load_dataset`.
     """
+    options = EmbedOptions(split=split, skip_bad=skip_bad, cache_dir=cache_dir, format=format,
+                           image_column=image_column, text_columns=text_columns, label_column=label_column,
+                           class_name_column=class_name_column, attribute_columns=attribute_columns,
+                           templates=templates, image_root=image_root)
+    return read_dataset(data, options, Settings.build(cache_dir))
+
+
+def read_dataset(data: str | Path | PairedDataset | None, options: EmbedOptions, at: Settings) -> PairedDataset:
+    """:func:`load_data` with the settings ``at`` resolved: the fingerprint memo under their cache root, the
+    bundled data from their sample-data folder."""
     if isinstance(data, PairedDataset):
         return data
-    with use(Settings.build(cache_dir)) if cache_dir is not None else contextlib.nullcontext():
-        if data is None:
-            return default_dataset(split=split or "test")
-        dataset = load_dataset(data, split=split, skip_bad=skip_bad, **reader_options)
+    if data is None:
+        return default_dataset(split=options.split or "test", sample_data=at.sample_data, memo_dir=at.fingerprint_memo)
+    dataset = load_dataset(data, split=options.split, skip_bad=options.skip_bad, memo_dir=at.fingerprint_memo,
+                           **options.reader())
     if not dataset.name:
         # Readers name data after its folder or file; a path such as `manifest.csv` or `.` in the current
         # folder has an empty one (`Path("manifest.csv").parent.name == ""`): name it after the folder it is in.
@@ -74,36 +115,105 @@ def folder_name(source: str | Path) -> str:
     return (path if path.is_dir() else path.parent).name or str(path)
 
 
-def embed_under(data: str | Path | PairedDataset | None, model: str | Path | None, settings: Settings, *,
-                pretrained: str | None, split: str | None, batch_size: int, workers: int, dtype: str, skip_bad: bool,
-                chunk_size: int | None, preprocess: str = "auto", random_init: bool = False,
-                given: dict[str, Any] | None = None, **reader_options: Any) -> EmbeddingSet:
-    """:func:`gapdiag.api.embed` under ``settings`` (whose cache root every memo uses); ``given`` holds the
-    options as passed, so that those a precomputed set has no use for are refused."""
-    dataset = load_data(data, split=split, skip_bad=skip_bad, **reader_options)
+def embed(
+    data: str | Path | PairedDataset | EmbeddingSet | None = None,
+    model: str | Path | None = None,
+    *,
+    pretrained: str | None = None,
+    random_init: bool = False,
+    split: str | None = None,
+    format: str | None = None,
+    image_column: str | None = None,
+    text_columns: Sequence[str] | None = None,
+    label_column: str | None = None,
+    class_name_column: str | None = None,
+    attribute_columns: Sequence[str] | None = None,
+    templates: Sequence[str] | None = None,
+    image_root: str | Path | None = None,
+    skip_bad: bool = False,
+    device: str = "auto",
+    precision: str = "fp32",
+    preprocess: str = "auto",
+    batch_size: int = 64,
+    workers: int = 0,
+    dtype: str = "float32",
+    chunk_size: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> EmbeddingSet:
+    """Embed every modality of a dataset with a model, through the on-disk cache.
+
+    A cache entry directory or an :class:`EmbeddingSet` given as ``data`` is returned as it is (the model and
+    reader options are refused beside it). Under ``torchrun`` every rank embeds its own share of the chunks (see docs/scaling.md).
+
+    Args:
+        data: Dataset path or object, or a cache entry directory (``gapdiag cache ls``); ``None`` = the bundled
+            sample data (digits, test split).
+        model: Architecture name, checkpoint file, ``hf-hub:`` id or config JSON; ``None`` = the bundled tiny
+            InfoNCE checkpoint. Ignored for precomputed embeddings.
+        pretrained: open_clip tag or checkpoint file for an architecture name.
+        random_init: Embed an architecture's random initial weights on purpose (an architecture name or config
+            JSON without ``pretrained``); without it such a model is refused, listing its pretrained tags.
+            Recorded as ``random_init`` in the provenance.
+        split: Keep one split of the data (a manifest's ``split`` column, an image folder's sub-folder, ...).
+        format: Read ``data`` as this format (a reader name of docs/datasets.md) instead of detecting it.
+        image_column, text_columns, label_column, class_name_column, attribute_columns, templates, image_root:
+            Reader options (see :func:`gapdiag.data.load_dataset`); ``None`` keeps each reader's default.
+        skip_bad: Drop samples whose image cannot be decoded (reported in the provenance) instead of failing.
+        device: ``auto`` (cuda > mps > cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``fp32``, ``amp`` (autocast on CUDA) or ``bf16``.
+        preprocess: ``pil``, ``device`` (decode and transform images on the model's device) or ``auto``
+            (device on CUDA when the tensor path reproduces the model's transform, else pil); see
+            :mod:`gapdiag.embedding.preprocess`. Part of the cache key.
+        batch_size: Items per forward pass.
+        workers: Data-loading worker processes (0 = in the main process).
+        dtype: Stored vector dtype, ``float32`` or ``float16``.
+        chunk_size: Items per committed chunk (what a killed run can lose at most; the unit of work of a rank);
+            default :data:`gapdiag.embedding.encode.DEFAULT_CHUNK_SIZE`.
+        cache_dir: The cache root; ``None``: ``$GAPDIAG_CACHE_DIR``, else the user cache dir.
+        progress: Show a progress display (items/s, ETA) on stderr.
+
+    Returns:
+        The raw vectors with their alignment, labels and provenance (memory-mapped from the cache).
+    """
+    options = EmbedOptions(
+        pretrained=pretrained, random_init=random_init, split=split, format=format, image_column=image_column,
+        text_columns=text_columns, label_column=label_column, class_name_column=class_name_column,
+        attribute_columns=attribute_columns, templates=templates, image_root=image_root, skip_bad=skip_bad,
+        device=device, precision=precision, preprocess=preprocess, batch_size=batch_size, workers=workers,
+        dtype=dtype, chunk_size=chunk_size, cache_dir=cache_dir, progress=progress)
+    return vectors_of(data, model, options, settings.resolve(cache_dir), devices.resolve(device))
+
+
+def embed_vectors(data: str | Path | PairedDataset | None, model: str | Path | None, options: EmbedOptions,
+                  at: Settings, device: Device) -> EmbeddingSet:
+    """:func:`embed` with its settings ``at`` and its ``device`` resolved: read the data, then embed it through
+    the cache under ``at.cache_root`` (precomputed vectors are taken as they are)."""
+    dataset = read_dataset(data, options, at)
     if all(m.kind == "embedding" for m in dataset.modalities.values()):
         # The reader has refused the reader options it does not use; what a model would do is refused here.
-        refuse_beside_vectors({k: v for k, v in (given or {}).items() if k in MODEL_OPTIONS},
+        refuse_beside_vectors({k: v for k, v in {"model": model, **options.given()}.items() if k in MODEL_OPTIONS},
                               f"the precomputed embeddings {dataset.source}")
         return encode.embedding_set_from_precomputed(dataset)
     if not dataset.fingerprint:  # built in memory: the key must still follow what it holds
         dataset = dataclasses.replace(dataset, fingerprint=content_fingerprint(dataset))
     # Rows the reader dropped (missing file, blank caption) and images that do not decode are both reported.
     skipped: list[str] = list(dataset.extra.get("skipped") or [])
-    if skip_bad:
+    if options.skip_bad:
         dataset, unreadable = skip_unreadable(dataset)
         skipped += unreadable
-    spec = resolve_model(model if model is not None else bundled_checkpoint(), pretrained,
-                         cache_root=settings.cache_root)
-    require_weights(spec, random_init=random_init)
-    cache = EmbeddingCache(settings.cache_root)
-    es = encode.embed_dataset(dataset, spec, cache=cache, device=settings.device, precision=settings.precision,
-                              batch_size=batch_size, workers=workers, dtype=dtype, progress=not settings.quiet,
-                              extra_meta={"skipped": skipped}, chunk_size=chunk_size or encode.DEFAULT_CHUNK_SIZE,
-                              dist=context_from_env(settings.device), preprocess=preprocess)
+    spec = resolve_model(model if model is not None else checkpoint_in(at.sample_data), options.pretrained,
+                         cache_root=at.cache_root)
+    require_weights(spec, random_init=options.random_init)
+    cache = EmbeddingCache(at.cache_root)
+    es = encode.embed_dataset(dataset, spec, cache=cache, device=device, precision=options.precision,
+                              batch_size=options.batch_size, workers=options.workers, dtype=options.dtype,
+                              progress=options.progress, extra_meta={"skipped": skipped},
+                              chunk_size=options.chunk_size or encode.DEFAULT_CHUNK_SIZE,
+                              dist=context_from_env(device), preprocess=options.preprocess)
     # The entry may have been filled by another run (a copy of the data, the checkpoint by another path): its
     # numbers are ours, its words are not. The provenance says how *this* run named the data and the model.
-    es.provenance["model"] = {**(es.provenance.get("model") or {}), **spec.describe(cache_dir=settings.cache_root)}
+    es.provenance["model"] = {**(es.provenance.get("model") or {}), **spec.describe(cache_dir=at.cache_root)}
     es.provenance["dataset"] = {**(es.provenance.get("dataset") or {}), "name": dataset.name,
                                 "source": dataset.source}
     es.provenance["skipped"] = skipped
@@ -112,6 +222,47 @@ def embed_under(data: str | Path | PairedDataset | None, model: str | Path | Non
     es.provenance["repeated_items"] = {name: count_repeated_items(m.items)
                                        for name, m in dataset.modalities.items()}
     return es
+
+
+def vectors_of(data: Any, model: str | Path | None, options: EmbedOptions, at: Settings,
+               device: Device) -> EmbeddingSet:
+    """The vectors a verb is given (what :func:`embed` returns): ``data`` itself when it is an
+    :class:`EmbeddingSet` or the vectors of a cache entry (the model and reader options are refused then), else
+    ``data`` embedded by ``model`` with the settings ``at`` and the ``device`` resolved."""
+    given = given_vectors(data, model, options)
+    if given is not None:
+        return given
+    cached = cache_entry(data)
+    if cached is not None:
+        refuse_beside_vectors({"model": model, **options.given()}, f"the cache entry {data}")
+        return cached
+    if options.pretrained and model is None:
+        raise InputError(f"--pretrained {options.pretrained!r} needs --model: it is a tag or checkpoint of an "
+                         "architecture", hint="pass --model ARCH with it (e.g. -m ViT-B-32 -p openai), or --model "
+                                              "FILE alone")
+    return embed_vectors(data, model, options, at, device)
+
+
+def vectors_with_items(data: Any, model: str | Path | None, options: EmbedOptions, at: Settings,
+                       device: Device) -> tuple[EmbeddingSet, PairedDataset | None]:
+    """:func:`vectors_of` and the dataset the vectors came from, item for item (``None`` if not at hand: vectors
+    given in memory or a cache entry)."""
+    if isinstance(data, EmbeddingSet) or cache_entry_path(data) is not None:
+        return vectors_of(data, model, options, at, device), None
+    dataset = read_dataset(data, options, at)
+    if options.skip_bad:
+        # Dropped here, once, so that the rows of the dataset and of the embeddings stay aligned.
+        dataset, _ = skip_unreadable(dataset)
+    return vectors_of(dataset, model, dataclasses.replace(options, skip_bad=False), at, device), dataset
+
+
+def given_vectors(data: Any, model: str | Path | None, options: EmbedOptions) -> EmbeddingSet | None:
+    """``data`` when it is an :class:`EmbeddingSet` (whose vectors no model or reader option can change: those
+    are refused), else None."""
+    if not isinstance(data, EmbeddingSet):
+        return None
+    refuse_beside_vectors({"model": model, **options.given()}, "embeddings given in memory (an EmbeddingSet)")
+    return data
 
 
 def cache_entry_path(source: Any) -> Path | None:
@@ -131,7 +282,7 @@ def cache_entry(data: Any) -> EmbeddingSet | None:
     return es
 
 
-def compared_vectors(source: str | Path) -> EmbeddingSet | None:
+def compared_vectors(source: str | Path, at: Settings) -> EmbeddingSet | None:
     """The vectors a path given to ``compare`` holds (a cache entry or precomputed embeddings); None for a report
     (a ``.json`` file, or a path no dataset reader recognises: reading it as a report names what is wrong).
 
@@ -151,41 +302,24 @@ def compared_vectors(source: str | Path) -> EmbeddingSet | None:
     if reader != "precomputed":
         raise InputError(f"{path} is a dataset ({reader}), not a report, cache entry or precomputed embeddings",
                          hint=f"compare models on it with `gapdiag compare -m MODEL_A -m MODEL_B -d {path}`")
-    return encode.embedding_set_from_precomputed(load_data(path))
+    return encode.embedding_set_from_precomputed(read_dataset(path, EmbedOptions(), at))
 
 
-def given_vectors(data: Any, model: Any, embed_options: dict[str, Any]) -> EmbeddingSet | None:
-    """``data`` when it is an :class:`EmbeddingSet` (whose vectors no model or reader option can change: those
-    are refused), else None."""
-    if not isinstance(data, EmbeddingSet):
-        return None
-    refuse_beside_vectors({"model": model, **embed_options}, "embeddings given in memory (an EmbeddingSet)")
-    return data
+def load_model(model: str | Path, pretrained: str | None = None, *, device: str = "auto", precision: str = "fp32",
+               cache_dir: str | Path | None = None) -> LoadedModel:
+    """Resolve and build a model in one call (what notebooks use): ``load_model("ViT-B-32", "laion2b_s34b_b79k")``.
+
+    Args:
+        device: ``auto`` (cuda > mps > cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        cache_dir: The cache root that keeps the configs a checkpoint carries; ``None``: the default root.
+    """
+    spec = resolve_model(model, pretrained, cache_root=Settings.build(cache_dir).cache_root)
+    return build_model(spec, device=devices.resolve(device), precision=precision)
 
 
-def embeddings_with_items(embed: Callable[..., EmbeddingSet], data: Any, model: Any, *, progress: bool,
-                          **embed_options: Any) -> tuple[EmbeddingSet, PairedDataset | None]:
-    """The embeddings of ``data`` (by ``embed``, :func:`gapdiag.api.embed`) and the dataset they came from, item
-    for item (``None`` if not at hand)."""
-    vectors = given_vectors(data, model, embed_options)
-    if vectors is not None:
-        return vectors, None
-    if cache_entry_path(data) is not None:
-        return embed(data, model, progress=progress, **embed_options), None
-    own = set(inspect.signature(embed).parameters) - {"reader_options"}
-    reader = {k: v for k, v in embed_options.items() if k not in own}
-    rest = {k: v for k, v in embed_options.items() if k in own and k not in ("split", "skip_bad")}
-    dataset = load_data(data, split=embed_options.get("split"), skip_bad=bool(embed_options.get("skip_bad")),
-                        **reader)
-    if embed_options.get("skip_bad"):
-        # Dropped here, once, so that the rows of the dataset and of the embeddings stay aligned.
-        dataset, _ = skip_unreadable(dataset)
-    return embed(dataset, model, progress=progress, **rest), dataset
-
-
-def report_provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device: str = "auto",
-                      **_: Any) -> dict[str, Any]:
-    """The provenance a report keeps: model (with precision), dataset, sampling, device, dtype, cache key."""
+def report_provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device: Device) -> dict[str, Any]:
+    """The provenance a report keeps: model (with precision), dataset, sampling, the resolved device, dtype,
+    cache key."""
     prov = es.provenance or {}
     model = dict(prov.get("model") or {})
     if "architecture" in model and "random_init" not in model:  # an entry cached before random_init was recorded
@@ -197,7 +331,7 @@ def report_provenance(es: EmbeddingSet, *, sample: int | None, seed: int, device
         "model": model,
         "dataset": dict(prov.get("dataset") or {}),
         "sample": sample_used(sample, seed, es.n_samples),
-        "device": device_name(device),
+        "device": str(device),
         "dtype": prov.get("dtype"),
     }
     if prov.get("skipped"):
@@ -222,7 +356,7 @@ CONTENT_FINGERPRINT_VERSION = 1
 def content_fingerprint(dataset: PairedDataset) -> str:
     """The fingerprint of a dataset built in memory without one (``fingerprint=""``), from what it holds.
 
-    SHA-256 (:func:`gapdiag.data.base.hash_json`) over: per modality, in order, its name, kind, ``sample_index``
+    SHA-256 (:func:`gapdiag.fsutil.hash_json`) over: per modality, in order, its name, kind, ``sample_index``
     and the SHA-256 of each item's content (an image file's bytes, memoised per file state like a reader's
     fingerprint; a tar or Parquet image's bytes; a caption's UTF-8 text; a vector's bytes); then the labels,
     class names, templates and attributes. Names, paths and the source are left out: the same content elsewhere
@@ -272,8 +406,3 @@ def _item_digest(modality: Modality, i: int) -> str:
     except OSError as exc:
         raise InputError(f"{modality.location(i)}: cannot read image {item} to fingerprint the dataset "
                          f"({exc.strerror or exc})", hint="check the path") from None
-
-
-def device_name(device: str) -> str:
-    """``auto``/``cuda``/... resolved to the device this machine uses (``cpu``, ``cuda:0``, ``mps``)."""
-    return str(devices.resolve(device))

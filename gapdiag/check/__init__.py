@@ -26,35 +26,18 @@ Semantics in one place (docs/check.md repeats them):
 
 from __future__ import annotations
 
-from gapdiag.check.compare import (  # noqa: F401
-    _VERDICT_MARK,
+from gapdiag.check.compare import (
     Comparison,
     ComparisonRow,
-    _verdict,
     compare_reports,
     comparison_to_json,
     comparison_to_markdown,
     similarity_to_markdown,
 )
-from gapdiag.check.config import (  # noqa: F401
-    _CHECK_TYPES,
-    _RULE_TYPES,
-    _lookup,
-    _parse_rule,
-    _read_toml,
-    _reject_unknown,
-    _toml_key,
-    _typed,
-    find_config,
-    load_rules,
-    parse_rules,
-    refuse_unmeetable_rules,
-)
-from gapdiag.check.evaluate import (  # noqa: F401
+from gapdiag.check.config import find_config, load_rules, parse_rules, refuse_unmeetable_rules
+from gapdiag.check.evaluate import (
     CheckResult,
     RuleOutcome,
-    _change_note,
-    _drop_limits,
     check_reports,
     evaluate_rule,
     noise_margin,
@@ -63,25 +46,9 @@ from gapdiag.check.evaluate import (  # noqa: F401
     refuse_uncomputed_gates,
     two_model_bases,
 )
-from gapdiag.check.provenance import (  # noqa: F401
-    _dig,
-    guard_provenance,
-    provenance_conflicts,
-)
-from gapdiag.check.render import (  # noqa: F401
-    _json_num,
-    _md_cell,
-    _md_table,
-    append_step_summary,
-    format_delta,
-    format_value,
-    to_json,
-    to_junit_xml,
-    to_markdown,
-)
-from gapdiag.check.rules import (  # noqa: F401
-    _SLACK,
-    _STATUS_ICON,
+from gapdiag.check.provenance import guard_provenance, provenance_conflicts
+from gapdiag.check.render import append_step_summary, to_json, to_junit_xml, to_markdown
+from gapdiag.check.rules import (
     CONFIG_FILE,
     DEFAULT_RANGE_FRACTION,
     DEFAULT_RELATIVE_DROP,
@@ -91,10 +58,51 @@ from gapdiag.check.rules import (  # noqa: F401
     Rule,
     RuleSet,
     Status,
-    _finite_bounds,
     default_rule,
     finite_bounds,
     metric_registry,
     outside_bounds,
     registry_direction,
 )
+
+__all__ = [
+    "CONFIG_FILE",
+    "DEFAULT_RANGE_FRACTION",
+    "DEFAULT_RELATIVE_DROP",
+    "CheckResult",
+    "Comparison",
+    "ComparisonRow",
+    "Direction",
+    "GateUndecidedError",
+    "RegressionError",
+    "Rule",
+    "RuleOutcome",
+    "RuleSet",
+    "Status",
+    "append_step_summary",
+    "check_reports",
+    "compare_reports",
+    "comparison_to_json",
+    "comparison_to_markdown",
+    "default_rule",
+    "evaluate_rule",
+    "find_config",
+    "finite_bounds",
+    "guard_provenance",
+    "load_rules",
+    "metric_registry",
+    "noise_margin",
+    "outside_bounds",
+    "parse_rules",
+    "provenance_conflicts",
+    "refuse_checking_nothing",
+    "refuse_impossible_values",
+    "refuse_uncomputed_gates",
+    "refuse_unmeetable_rules",
+    "registry_direction",
+    "similarity_to_markdown",
+    "to_json",
+    "to_junit_xml",
+    "to_markdown",
+    "two_model_bases",
+]

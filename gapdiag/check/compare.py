@@ -9,10 +9,16 @@ from typing import Any
 
 from gapdiag.check import rules as _rules
 from gapdiag.check.provenance import guard_provenance
-from gapdiag.check.render import _json_num, _md_cell, _md_table, format_delta, format_value
+from gapdiag.check.render import json_number, markdown_cell, markdown_table
 from gapdiag.check.rules import Direction, registry_direction
-from gapdiag.presentation import SIMILARITY_NOTE, most_changed, similarity_rows
 from gapdiag.report import Report, split_metric_name
+from gapdiag.report.presentation import (
+    SIMILARITY_NOTE,
+    format_delta,
+    format_value,
+    most_changed,
+    similarity_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ def comparison_to_markdown(comp: Comparison) -> str:
         [f"`{r.metric}`", r.direction or "—", *(cell(r, i) for i in range(len(comp.labels)))]
         for r in comp.rows
     ]
-    lines = ["### gapdiag compare", "", *_md_table(header, body)]
+    lines = ["### gapdiag compare", "", *markdown_table(header, body)]
     if comp.warnings:
         lines += ["", *[f"> ⚠️ {w}" for w in comp.warnings]]
     return "\n".join(lines) + "\n"
@@ -105,12 +111,12 @@ def comparison_to_markdown(comp: Comparison) -> str:
 def similarity_to_markdown(similarity: Mapping[str, Any], labels: Sequence[str], *, shown: int = 5) -> str:
     """What changed between two models, item by item, for a PR comment: the terminal's second table (linear CKA
     and mutual k-NN per set) and, per modality, the ``shown`` items whose neighbours changed most."""
-    lines = [f"### What changed: {_md_cell(labels[0])} → {_md_cell(labels[1])}", ""]
-    lines += _md_table(["Set", "Linear CKA", "Mutual k-NN"], similarity_rows(similarity))
+    lines = [f"### What changed: {markdown_cell(labels[0])} → {markdown_cell(labels[1])}", ""]
+    lines += markdown_table(["Set", "Linear CKA", "Mutual k-NN"], similarity_rows(similarity))
     lines += ["", f"{SIMILARITY_NOTE}."]
     for modality, items in most_changed(similarity, shown):
         lines += ["", f"**{modality}**: items whose neighbours changed most", ""]
-        lines += _md_table(["Item", "Sample", "Overlap", "Path or caption"], items)
+        lines += markdown_table(["Item", "Sample", "Overlap", "Path or caption"], items)
     return "\n".join(lines) + "\n"
 
 
@@ -123,8 +129,8 @@ def comparison_to_json(comp: Comparison) -> dict[str, Any]:
             {
                 "metric": r.metric,
                 "direction": r.direction,
-                "values": [_json_num(v) for v in r.values],
-                "deltas": [_json_num(d) for d in r.deltas],
+                "values": [json_number(v) for v in r.values],
+                "deltas": [json_number(d) for d in r.deltas],
                 "verdicts": list(r.verdicts),
             }
             for r in comp.rows

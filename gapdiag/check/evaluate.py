@@ -10,9 +10,7 @@ from typing import Any
 
 from gapdiag.check import rules as _rules
 from gapdiag.check.provenance import guard_provenance
-from gapdiag.check.render import format_value
 from gapdiag.check.rules import (
-    _SLACK,
     GateUndecidedError,
     RegressionError,
     Rule,
@@ -23,6 +21,10 @@ from gapdiag.check.rules import (
 )
 from gapdiag.errors import InputError
 from gapdiag.report import Report, split_metric_name
+from gapdiag.report.presentation import format_value
+
+# Relative float slack so that e.g. 0.80 -> 0.79 with max_drop 0.01 (w = 0.010000000000000009) passes.
+_SLACK = 1e-9
 
 
 @dataclass(frozen=True)

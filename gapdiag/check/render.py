@@ -3,40 +3,41 @@
 from __future__ import annotations
 
 import math
-import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gapdiag.check.rules import _STATUS_ICON
+from gapdiag.check.evaluate import CheckResult
 from gapdiag.errors import InputError
-from gapdiag.presentation import format_delta, format_value
+from gapdiag.report.presentation import format_delta, format_value
 
-if TYPE_CHECKING:  # evaluate uses format_value: the record type is only named here
-    from gapdiag.check.evaluate import CheckResult
+#: The mark of each outcome in the Markdown table (and of the whole check in its summary line).
+STATUS_ICON = {"pass": "✅", "fail": "❌", "skip": "⏭️"}
 
 
-def _md_cell(text: str) -> str:
+def markdown_cell(text: str) -> str:
+    """``text`` as one cell of a Markdown table: ``|`` escaped, on one line."""
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table: ``header``, the rule under it, then one line per row."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
     return lines
 
 
 def to_markdown(result: CheckResult) -> str:
     """GitHub-flavoured Markdown: a summary line, one table row per outcome, then the warnings."""
-    icon = _STATUS_ICON["pass" if result.passed else "fail"]
+    icon = STATUS_ICON["pass" if result.passed else "fail"]
     lines = ["### gapdiag check", "", f"**{icon} {result.summary()}**", ""]
-    lines += _md_table(
+    lines += markdown_table(
         ["", "Metric", "Baseline", "Current", "Δ", "Rule", "Reason"],
         [
             [
-                _STATUS_ICON[o.status],
+                STATUS_ICON[o.status],
                 f"`{o.name}`",
                 format_value(o.baseline),
                 format_value(o.current),
@@ -101,20 +102,19 @@ def to_json(result: CheckResult) -> dict[str, Any]:
         "counts": result.counts(),
         "config": result.config,
         "warnings": list(result.warnings),
-        "outcomes": [{f.name: _json_num(getattr(o, f.name)) for f in fields(o)} for o in result.outcomes],
+        "outcomes": [{f.name: json_number(getattr(o, f.name)) for f in fields(o)} for o in result.outcomes],
     }
 
 
-def _json_num(v: Any) -> Any:
+def json_number(v: Any) -> Any:
+    """``v`` for JSON: a NaN or infinite float becomes ``null`` (strict JSON has no such numbers)."""
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def append_step_summary(markdown: str, path: str | Path | None = None) -> Path | None:
-    """Append ``markdown`` to ``path`` or ``$GITHUB_STEP_SUMMARY`` (never overwriting); ``None`` when unset."""
-    target = path or os.environ.get("GITHUB_STEP_SUMMARY")
-    if not target:
-        return None
-    target = Path(target)
+def append_step_summary(markdown: str, path: str | Path) -> Path:
+    """Append ``markdown`` to the step summary file ``path`` (never overwriting); the api reads where it is from
+    ``$GITHUB_STEP_SUMMARY``."""
+    target = Path(path)
     try:
         with target.open("a", encoding="utf-8") as f:
             f.write("\n" + markdown if target.exists() and target.stat().st_size else markdown)

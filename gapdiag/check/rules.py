@@ -20,10 +20,6 @@ DEFAULT_RANGE_FRACTION = 0.01
 DEFAULT_RELATIVE_DROP = 0.05
 CONFIG_FILE = "gapdiag.toml"
 
-# Relative float slack so that e.g. 0.80 -> 0.79 with max_drop 0.01 (w = 0.010000000000000009) passes.
-_SLACK = 1e-9
-_STATUS_ICON = {"pass": "✅", "fail": "❌", "skip": "⏭️"}
-
 
 class RegressionError(GapdiagError):
     """At least one rule failed: the CLI prints the one-line summary and exits with 1 (not 2: input was fine)."""

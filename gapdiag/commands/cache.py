@@ -8,8 +8,10 @@ import typer
 from rich.table import Table
 
 from gapdiag import api
-from gapdiag.commands._common import (
+from gapdiag.commands.common import (
     CacheDirOpt,
+    Command,
+    Group,
     JsonOpt,
     QuietOpt,
     console,
@@ -17,11 +19,11 @@ from gapdiag.commands._common import (
     print_json,
 )
 
-cache_app = typer.Typer(help="Inspect and clean the embedding cache.", no_args_is_help=True,
+cache_app = typer.Typer(cls=Group, help="Inspect and clean the embedding cache.", no_args_is_help=True,
                         epilog="Examples: `gapdiag cache ls`, `gapdiag cache rm 3f2a9c`, `gapdiag cache dir`")
 
 
-@cache_app.command("ls", epilog="Example: `gapdiag cache ls --json`")
+@cache_app.command("ls", cls=Command, epilog="Example: `gapdiag cache ls --json`")
 def cache_ls(cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
     """List cache entries: key, model, dataset, counts, dtype, size, created, complete."""
     root, entries = api.cache_ls(cache_dir=cache_dir)
@@ -49,7 +51,7 @@ def _state(entry: dict[str, object]) -> str:
     return "yes" if entry.get("complete") else f"no: {entry.get('why') or 'unknown'}"
 
 
-@cache_app.command("rm", epilog="Examples: `gapdiag cache rm 3f2a9c`, `gapdiag cache rm all`")
+@cache_app.command("rm", cls=Command, epilog="Examples: `gapdiag cache rm 3f2a9c`, `gapdiag cache rm all`")
 def cache_rm(key: Annotated[str, typer.Argument(help="Entry key, unique key prefix, or `all`.")],
              cache_dir: CacheDirOpt = None, json_out: JsonOpt = False) -> None:
     """Remove cache entries by key, unique key prefix, or `all`."""
@@ -60,7 +62,7 @@ def cache_rm(key: Annotated[str, typer.Argument(help="Entry key, unique key pref
         console.print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
 
 
-@cache_app.command("verify", epilog="Examples: `gapdiag cache verify`, `gapdiag cache verify 3f2a9c --json`")
+@cache_app.command("verify", cls=Command, epilog="Examples: `gapdiag cache verify`, `gapdiag cache verify 3f2a9c --json`")
 def cache_verify(key: Annotated[str, typer.Argument(help="Entry key, unique key prefix, or `all`.")] = "all",
                  cache_dir: CacheDirOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False) -> int:
     """Check every stored file against its checksum; exit 2 naming each corrupt entry and file."""
@@ -81,7 +83,7 @@ def cache_verify(key: Annotated[str, typer.Argument(help="Entry key, unique key 
     return 2
 
 
-@cache_app.command("dir", epilog="Example: `du -sh $(gapdiag cache dir)`")
+@cache_app.command("dir", cls=Command, epilog="Example: `du -sh $(gapdiag cache dir)`")
 def cache_dir_cmd(cache_dir: CacheDirOpt = None) -> None:
     """Print the cache directory in use."""
     # Plain echo: rich would fold a long path at the terminal width and break `$(gapdiag cache dir)`.

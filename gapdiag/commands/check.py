@@ -19,16 +19,37 @@ from rich import box
 from rich.table import Table
 
 from gapdiag import api
-from gapdiag.commands._common import (
+from gapdiag.commands.common import (
+    FLAG,
+    BatchSizeOpt,
+    CacheDirOpt,
+    ClassNameColumnOpt,
+    Command,
+    DataArg,
+    DataFormatOpt,
+    DeviceOpt,
+    DtypeOpt,
     EmbeddingOptions,
+    ImageColumnOpt,
+    ImageRootOpt,
     JsonOpt,
+    LabelColumnOpt,
+    ModelOpt,
+    PrecisionOpt,
+    PreprocessOpt,
+    PretrainedOpt,
     QuietOpt,
+    RandomInitOpt,
+    SkipBadOpt,
+    SplitOpt,
+    TemplateOpt,
+    TextColumnOpt,
+    WorkersOpt,
     console,
-    embedding_options,
     err_console,
     print_json,
 )
-from gapdiag.commands._print import print_table
+from gapdiag.commands.printing import print_table
 
 format_value, format_delta = api.presentation.format_value, api.presentation.format_delta
 
@@ -52,7 +73,7 @@ SeedOpt = Annotated[
 ForceOpt = Annotated[
     bool,
     typer.Option(
-        "--force", help="Compare reports measured on different data, metric definitions or sampling, or (check) "
+        "--force", metavar=FLAG, help="Compare reports measured on different data, metric definitions or sampling, or (check) "
                         "random-init weights against trained ones (warns)."
     ),
 ]
@@ -138,6 +159,7 @@ CompareSeedOpt = Annotated[
 def register(app: typer.Typer) -> None:
     """Add ``check`` and ``compare`` to the gapdiag app."""
     app.command(
+        cls=Command,
         epilog=(
             "Examples:\n\n"
             "`gapdiag check --baseline baseline.json --report new.json`\n\n"
@@ -149,6 +171,7 @@ def register(app: typer.Typer) -> None:
         )
     )(check)
     app.command(
+        cls=Command,
         epilog=(
             "Examples:\n\n"
             "`gapdiag compare base.json new.json`\n\n"
@@ -158,7 +181,6 @@ def register(app: typer.Typer) -> None:
     )(compare)
 
 
-@embedding_options()
 def check(
     baseline: BaselineOpt,
     report: ReportOpt = None,
@@ -172,8 +194,26 @@ def check(
     sample: SampleOpt = None,
     seed: SeedOpt = None,
     quiet: QuietOpt = False,
-    *,
-    embedding: EmbeddingOptions,
+    data: DataArg = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    random_init: RandomInitOpt = False,
+    split: SplitOpt = None,
+    image_column: ImageColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    class_name_column: ClassNameColumnOpt = None,
+    template: TemplateOpt = None,
+    image_root: ImageRootOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    dtype: DtypeOpt = "float32",
+    skip_bad: SkipBadOpt = False,
+    data_format: DataFormatOpt = None,
+    preprocess: PreprocessOpt = "auto",
 ) -> None:
     """Gate a model release: compare a report (or a checkpoint measured now) with a baseline report.
 
@@ -182,6 +222,12 @@ def check(
     the Markdown to $GITHUB_STEP_SUMMARY when it is set. Exit 0 when every rule holds, 1 on a regression, 3 when
     the gate could not decide (see the exit codes below).
     """
+    embedding = EmbeddingOptions(
+        data=data, model=model, pretrained=pretrained, random_init=random_init, split=split,
+        image_column=image_column, text_column=text_column, label_column=label_column,
+        class_name_column=class_name_column, template=template, image_root=image_root, device=device,
+        precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
+        skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
     run = api.check(baseline, report, config=config, bootstrap=bootstrap, force=force, sample=sample, seed=seed,
                     out=out, markdown=markdown, junit=junit, **embedding.api_kwargs(quiet=quiet or json_out))
     for note in run.notes:
@@ -231,7 +277,6 @@ def _print_check(result: CheckResult) -> None:
         console.print(f"[green]{result.summary()}[/]")
 
 
-@embedding_options(exclude=("model",))
 def compare(
     reports: Annotated[
         list[Path] | None,
@@ -270,8 +315,25 @@ def compare(
     sample: CompareSampleOpt = None,
     seed: CompareSeedOpt = None,
     quiet: QuietOpt = False,
-    *,
-    embedding: EmbeddingOptions,
+    data: DataArg = None,
+    pretrained: PretrainedOpt = None,
+    random_init: RandomInitOpt = False,
+    split: SplitOpt = None,
+    image_column: ImageColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    class_name_column: ClassNameColumnOpt = None,
+    template: TemplateOpt = None,
+    image_root: ImageRootOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    dtype: DtypeOpt = "float32",
+    skip_bad: SkipBadOpt = False,
+    data_format: DataFormatOpt = None,
+    preprocess: PreprocessOpt = "auto",
 ) -> None:
     """Compare two or more reports (or checkpoints measured now on the same data) side by side.
 
@@ -280,6 +342,12 @@ def compare(
     precomputed embedding files of the same items, also what changed item by item: linear CKA, mutual k-NN and
     the items whose neighbourhoods changed most.
     """
+    embedding = EmbeddingOptions(
+        data=data, pretrained=pretrained, random_init=random_init, split=split, image_column=image_column,
+        text_column=text_column, label_column=label_column, class_name_column=class_name_column,
+        template=template, image_root=image_root, device=device, precision=precision, batch_size=batch_size,
+        workers=workers, cache_dir=cache_dir, dtype=dtype, skip_bad=skip_bad, data_format=data_format,
+        preprocess=preprocess)
     paths, models = list(reports or []), list(models or [])
     if len(paths) + len(models) < 2:
         raise typer.BadParameter(
@@ -293,7 +361,7 @@ def compare(
             f"{len(labels)} labels for {len(names)} reports/models: give one per column", param_hint="--label"
         )
     run = api.compare(paths, models, labels=labels, force=force, sample=sample, seed=seed, markdown=markdown,
-                      plot=plot, **embedding.api_kwargs(quiet=quiet or json_out))
+                      plot=plot, **embedding.api_kwargs(quiet=quiet or json_out, model=False))
     comp, similarity = run.comparison, run.similarity
     if run.figure is not None and not json_out:
         console.print(f"figure written to {run.figure}")

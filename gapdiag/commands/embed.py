@@ -9,16 +9,36 @@ import typer
 from rich.table import Table
 
 from gapdiag import api
-from gapdiag.commands._common import (
+from gapdiag.commands.common import (
+    BatchSizeOpt,
+    CacheDirOpt,
+    ClassNameColumnOpt,
+    Command,
+    DataArg,
+    DataFormatOpt,
+    DeviceOpt,
+    DtypeOpt,
     EmbeddingOptions,
+    ImageColumnOpt,
+    ImageRootOpt,
     JsonOpt,
+    LabelColumnOpt,
+    ModelOpt,
+    PrecisionOpt,
+    PreprocessOpt,
+    PretrainedOpt,
     QuietOpt,
+    RandomInitOpt,
     SeedOpt,
+    SkipBadOpt,
+    SplitOpt,
+    TemplateOpt,
+    TextColumnOpt,
+    WorkersOpt,
     console,
-    embedding_options,
     print_json,
 )
-from gapdiag.commands._print import print_skipped, print_table, reference_lines, report_table
+from gapdiag.commands.printing import print_skipped, print_table, reference_lines, report_table
 from gapdiag.errors import InputError
 
 _EMBED_EPILOG = "Example: `gapdiag embed --data captions.csv --model ViT-B-32 --pretrained laion2b_s34b_b79k`"
@@ -30,15 +50,32 @@ _MEASURE_EPILOG = (
 _SHIFT_EPILOG = ("Example: `gapdiag shift --lambdas -1:1:0.25 --out shift.json` then `gapdiag plot --kind shift --shift shift.json`")
 
 
-@embedding_options()
 def embed(
     chunk_size: Annotated[int | None, typer.Option(
         "--chunk-size", min=1, help="Items per committed chunk: the most an interrupted run loses, and the unit "
                                     "of work of each torchrun rank. Default 2048.", rich_help_panel="Cache")] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
-    *,
-    embedding: EmbeddingOptions,
+    data: DataArg = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    random_init: RandomInitOpt = False,
+    split: SplitOpt = None,
+    image_column: ImageColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    class_name_column: ClassNameColumnOpt = None,
+    template: TemplateOpt = None,
+    image_root: ImageRootOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    dtype: DtypeOpt = "float32",
+    skip_bad: SkipBadOpt = False,
+    data_format: DataFormatOpt = None,
+    preprocess: PreprocessOpt = "auto",
 ) -> None:
     """Embed every modality of a dataset and store the vectors in the cache (resumable, crash-safe).
 
@@ -46,6 +83,12 @@ def embed(
     memory) resumes from the last committed chunk. Under `torchrun --nproc-per-node N -m gapdiag embed ...`
     each rank embeds its share of the chunks and rank 0 writes the one cache entry (docs/scaling.md).
     """
+    embedding = EmbeddingOptions(
+        data=data, model=model, pretrained=pretrained, random_init=random_init, split=split,
+        image_column=image_column, text_column=text_column, label_column=label_column,
+        class_name_column=class_name_column, template=template, image_root=image_root, device=device,
+        precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
+        skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
     es = api.embed(chunk_size=chunk_size, **embedding.api_kwargs(quiet=quiet or json_out))
     if not api.is_main_process():
         return  # rank 0 reports for the whole distributed job
@@ -65,7 +108,6 @@ def embed(
 
 
 
-@embedding_options()
 def measure(
     metrics: Annotated[str | None, typer.Option(
         "--metrics", help="Comma-separated metric names (see docs/metrics.md); default: every metric that applies.")] = None,
@@ -86,14 +128,38 @@ def measure(
                                  "The numbers do not depend on it.")] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
-    *,
-    embedding: EmbeddingOptions,
+    data: DataArg = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    random_init: RandomInitOpt = False,
+    split: SplitOpt = None,
+    image_column: ImageColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    class_name_column: ClassNameColumnOpt = None,
+    template: TemplateOpt = None,
+    image_root: ImageRootOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    dtype: DtypeOpt = "float32",
+    skip_bad: SkipBadOpt = False,
+    data_format: DataFormatOpt = None,
+    preprocess: PreprocessOpt = "auto",
 ) -> None:
     """Measure the embedding-space geometry: modality gap, Cos_TP, angular value, uniformity, effective rank,
     retrieval R@K, clustering V-Measure, zero-shot accuracy.
 
     With no arguments it measures the bundled tiny InfoNCE checkpoint on the bundled handwritten-digits data.
     """
+    embedding = EmbeddingOptions(
+        data=data, model=model, pretrained=pretrained, random_init=random_init, split=split,
+        image_column=image_column, text_column=text_column, label_column=label_column,
+        class_name_column=class_name_column, template=template, image_root=image_root, device=device,
+        precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
+        skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
     report = api.measure(
         metrics=api.parse_metric_list(metrics),
         sample=sample, seed=seed, bootstrap=bootstrap, retrieval_engine=retrieval_engine, threads=threads,
@@ -138,7 +204,6 @@ def _float_list(text: str | None, option: str) -> list[float] | None:
 
 
 
-@embedding_options()
 def shift(
     lambdas: Annotated[str | None, typer.Option(
         "--lambdas", help="Shift amounts λ: start:stop:step or a comma list. Default -1:1:0.25.")] = None,
@@ -148,11 +213,35 @@ def shift(
                                              help="Write the result JSON here.")] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
-    *,
-    embedding: EmbeddingOptions,
+    data: DataArg = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    random_init: RandomInitOpt = False,
+    split: SplitOpt = None,
+    image_column: ImageColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    class_name_column: ClassNameColumnOpt = None,
+    template: TemplateOpt = None,
+    image_root: ImageRootOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    dtype: DtypeOpt = "float32",
+    skip_bad: SkipBadOpt = False,
+    data_format: DataFormatOpt = None,
+    preprocess: PreprocessOpt = "auto",
 ) -> None:
     """Liang et al.'s embedding-shift experiment: move images and texts along the gap vector and report, per λ,
     the gap, the contrastive loss at several temperatures, R@1 and zero-shot accuracy."""
+    embedding = EmbeddingOptions(
+        data=data, model=model, pretrained=pretrained, random_init=random_init, split=split,
+        image_column=image_column, text_column=text_column, label_column=label_column,
+        class_name_column=class_name_column, template=template, image_root=image_root, device=device,
+        precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
+        skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
     result = api.shift(lambdas=_float_list(lambdas, "--lambdas"), temperatures=_float_list(temperatures, "--temperatures"),
                        out=out, **embedding.api_kwargs(quiet=quiet or json_out))
     if json_out:
@@ -185,6 +274,6 @@ def shift(
 
 def register(app: typer.Typer) -> None:
     """Add ``embed``, ``measure`` and ``shift`` to the gapdiag app."""
-    app.command(epilog=_EMBED_EPILOG)(embed)
-    app.command(epilog=_MEASURE_EPILOG)(measure)
-    app.command(epilog=_SHIFT_EPILOG)(shift)
+    app.command(cls=Command, epilog=_EMBED_EPILOG)(embed)
+    app.command(cls=Command, epilog=_MEASURE_EPILOG)(measure)
+    app.command(cls=Command, epilog=_SHIFT_EPILOG)(shift)

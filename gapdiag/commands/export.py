@@ -1,6 +1,6 @@
 """``gapdiag export``: embeddings, 2-D map and item metadata as Parquet for other tools.
 
-Parsing and printing only: :func:`gapdiag.api.export` builds the table (columns: :mod:`gapdiag.exporter`).
+Parsing and printing only: :func:`gapdiag.api.export` builds the table (columns: :mod:`gapdiag.report.export`).
 """
 
 from __future__ import annotations
@@ -11,17 +11,37 @@ from typing import Annotated
 import typer
 
 from gapdiag import api
-from gapdiag.commands._common import (
+from gapdiag.commands.common import (
+    FLAG,
+    BatchSizeOpt,
+    CacheDirOpt,
+    ClassNameColumnOpt,
+    Command,
+    DataArg,
+    DataFormatOpt,
+    DeviceOpt,
+    DtypeOpt,
     EmbeddingOptions,
+    ImageColumnOpt,
+    ImageRootOpt,
     JsonOpt,
+    LabelColumnOpt,
+    ModelOpt,
+    PrecisionOpt,
+    PreprocessOpt,
+    PretrainedOpt,
     QuietOpt,
+    RandomInitOpt,
+    SkipBadOpt,
+    SplitOpt,
+    TemplateOpt,
+    TextColumnOpt,
+    WorkersOpt,
     console,
-    embedding_options,
     print_json,
 )
 
 
-@embedding_options()
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", path_type=str, help="Parquet file to write.")] = Path(
         "gapdiag-export.parquet"),
@@ -30,17 +50,41 @@ def export(
                       "or umap (seeded; the first fit compiles for ~10 s).")] = "pca",
     seed: Annotated[int, typer.Option("--seed", help="Random seed of UMAP.")] = 0,
     vectors: Annotated[bool, typer.Option(
-        "--vectors/--no-vectors", help="Include the raw embedding of every item (vector column).")] = True,
+        "--vectors/--no-vectors", metavar=FLAG, help="Include the raw embedding of every item (vector column).")] = True,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
-    *,
-    embedding: EmbeddingOptions,
+    data: DataArg = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    random_init: RandomInitOpt = False,
+    split: SplitOpt = None,
+    image_column: ImageColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    class_name_column: ClassNameColumnOpt = None,
+    template: TemplateOpt = None,
+    image_root: ImageRootOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    dtype: DtypeOpt = "float32",
+    skip_bad: SkipBadOpt = False,
+    data_format: DataFormatOpt = None,
+    preprocess: PreprocessOpt = "auto",
 ) -> None:
     """Write one Parquet row per item: modality, sample_id, content (image path or caption), label,
     class_name, x, y (the 2-D map) and the vector, for pandas, polars, DuckDB or an embedding viewer.
 
     The vectors come from the cache when `embed`/`measure` ran before. Columns: docs/cli.md.
     """
+    embedding = EmbeddingOptions(
+        data=data, model=model, pretrained=pretrained, random_init=random_init, split=split,
+        image_column=image_column, text_column=text_column, label_column=label_column,
+        class_name_column=class_name_column, template=template, image_root=image_root, device=device,
+        precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
+        skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
     import pyarrow.parquet as pq
 
     path = api.export(out=out, method=map_method, seed=seed, vectors=vectors,
@@ -62,4 +106,4 @@ _EXAMPLES = ("Examples:\n\n"
 
 def register(app: typer.Typer) -> None:
     """Add ``export`` to the gapdiag app."""
-    app.command("export", epilog=_EXAMPLES)(export)
+    app.command("export", cls=Command, epilog=_EXAMPLES)(export)

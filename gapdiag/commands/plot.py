@@ -1,7 +1,7 @@
 """``gapdiag plot`` (figure files) and ``gapdiag report`` (one self-contained HTML file).
 
 Parsing and printing only: :func:`gapdiag.api.plot` and :func:`gapdiag.api.report` do the work (embeddings
-from the cache after ``measure`` or ``embed``, figures from :mod:`gapdiag.plot`).
+from the cache after ``measure`` or ``embed``, figures from :mod:`gapdiag.figures`).
 """
 
 from __future__ import annotations
@@ -12,13 +12,34 @@ from typing import Annotated, Any
 import typer
 
 from gapdiag import api
-from gapdiag.commands._common import (
+from gapdiag.commands.common import (
+    FLAG,
+    BatchSizeOpt,
+    CacheDirOpt,
+    ClassNameColumnOpt,
+    Command,
+    DataArg,
+    DataFormatOpt,
+    DeviceOpt,
+    DtypeOpt,
     EmbeddingOptions,
+    ImageColumnOpt,
+    ImageRootOpt,
     JsonOpt,
+    LabelColumnOpt,
+    ModelOpt,
+    PrecisionOpt,
+    PreprocessOpt,
+    PretrainedOpt,
     QuietOpt,
+    RandomInitOpt,
     SeedOpt,
+    SkipBadOpt,
+    SplitOpt,
+    TemplateOpt,
+    TextColumnOpt,
+    WorkersOpt,
     console,
-    embedding_options,
     err_console,
     print_json,
 )
@@ -87,7 +108,6 @@ def _status(quiet: bool) -> Any:
     return lambda message: err_console.print(f"[dim]{message}[/]", highlight=False)
 
 
-@embedding_options()
 def plot(
     kind: KindOpt = None,
     method: MethodOpt = "umap",
@@ -125,8 +145,26 @@ def plot(
     ] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
-    *,
-    embedding: EmbeddingOptions,
+    data: DataArg = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    random_init: RandomInitOpt = False,
+    split: SplitOpt = None,
+    image_column: ImageColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    class_name_column: ClassNameColumnOpt = None,
+    template: TemplateOpt = None,
+    image_root: ImageRootOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    dtype: DtypeOpt = "float32",
+    skip_bad: SkipBadOpt = False,
+    data_format: DataFormatOpt = None,
+    preprocess: PreprocessOpt = "auto",
 ) -> None:
     """Draw figures of the embedding space into a directory: the modality-gap map, pair-similarity histograms,
     singular-value spectra, the embedding-shift landscape and report comparisons.
@@ -134,9 +172,16 @@ def plot(
     Files are named `<kind>[-<method>].<format>` (map-umap.png, hist.png, spectrum.png, gap.png, shift.png,
     compare.png); the paths written are printed, one per line (or a JSON list with --json).
     """
+    embedding = EmbeddingOptions(
+        data=data, model=model, pretrained=pretrained, random_init=random_init, split=split,
+        image_column=image_column, text_column=text_column, label_column=label_column,
+        class_name_column=class_name_column, template=template, image_root=image_root, device=device,
+        precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
+        skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
     result = api.plot(kind, out=out, reports=report or [], labels=label, shift=shift, method=method,
                       color_by=color_by, format=fmt, dpi=dpi, max_pairs=max_pairs, seed=seed,
-                      status=_status(quiet or json_out), **embedding.api_kwargs(quiet=quiet or json_out))
+                      status=_status(quiet or json_out),
+                      **embedding.api_kwargs(quiet=quiet or json_out, format_keyword="data_format"))
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     paths = result.paths
@@ -147,7 +192,6 @@ def plot(
         console.print(str(p), highlight=False, soft_wrap=True)
 
 
-@embedding_options()
 def report(
     out: Annotated[Path, typer.Option("--out", "-o", path_type=str, help="HTML file to write.")] = Path(
         "report.html"),
@@ -195,6 +239,7 @@ def report(
         bool,
         typer.Option(
             "--interactive/--no-interactive",
+            metavar=FLAG,
             help="Add the interactive map (hover for caption / image path / class, toggles, pair lines on "
             "click) when the map is drawn; it inlines plotly.js (~4.8 MB) so the page still works offline.",
             rich_help_panel=_FIGURES,
@@ -203,19 +248,43 @@ def report(
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
-    *,
-    embedding: EmbeddingOptions,
+    data: DataArg = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    random_init: RandomInitOpt = False,
+    split: SplitOpt = None,
+    image_column: ImageColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    class_name_column: ClassNameColumnOpt = None,
+    template: TemplateOpt = None,
+    image_root: ImageRootOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    dtype: DtypeOpt = "float32",
+    skip_bad: SkipBadOpt = False,
+    data_format: DataFormatOpt = None,
+    preprocess: PreprocessOpt = "auto",
 ) -> None:
     """Write one self-contained HTML report: a summary in words, the metric table beside published reference
     values, every figure and an interactive map embedded, and the provenance (nothing fetched; opens offline).
     """
+    embedding = EmbeddingOptions(
+        data=data, model=model, pretrained=pretrained, random_init=random_init, split=split,
+        image_column=image_column, text_column=text_column, label_column=label_column,
+        class_name_column=class_name_column, template=template, image_root=image_root, device=device,
+        precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
+        skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
     # --figure-format: the spelling before plot and report shared --format; the error names the one given.
     option, fmt = ("--figure-format", figure_format) if figure_format is not None else ("--format", fmt)
     silent = quiet or json_out
     page = api.report(out, from_report=from_report, metrics=api.parse_metric_list(metrics), sample=sample,
                       kinds=kind, method=method, color_by=color_by, max_pairs=max_pairs, shift=shift, format=fmt,
                       format_option=option, dpi=dpi, title=title, interactive=interactive, seed=seed,
-                      status=_status(silent), **embedding.api_kwargs(quiet=silent))
+                      status=_status(silent), **embedding.api_kwargs(quiet=silent, format_keyword="data_format"))
     for note in page.notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     if json_out:
@@ -235,6 +304,7 @@ def register(app: typer.Typer) -> None:
     """Add ``plot`` and ``report`` to the gapdiag app."""
     app.command(
         "plot",
+        cls=Command,
         epilog=(
             "Examples:\n\n"
             "`gapdiag plot` (bundled tiny CLIP on digits: map-umap.png, hist.png, spectrum.png in ./gapdiag-plots)\n\n"
@@ -245,6 +315,7 @@ def register(app: typer.Typer) -> None:
     )(plot)
     app.command(
         "report",
+        cls=Command,
         epilog=(
             "Examples:\n\n"
             "`gapdiag report --out report.html`\n\n"

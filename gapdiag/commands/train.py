@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from gapdiag import api
-from gapdiag.commands._common import (
+from gapdiag.commands.common import (
+    FLAG,
     BatchSizeOpt,
+    Command,
     DeviceOpt,
     JsonOpt,
     PrecisionOpt,
@@ -50,7 +52,7 @@ def train(
     workers: WorkersOpt = 0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Epochs between checkpoints.")] = 1,
     restart: Annotated[bool, typer.Option(
-        "--restart", help="Delete the previous run's checkpoints, log and model in --out and start afresh.")] = False,
+        "--restart", metavar=FLAG, help="Delete the previous run's checkpoints, log and model in --out and start afresh.")] = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -78,4 +80,4 @@ def train(
 
 def register(app: typer.Typer) -> None:
     """Add ``train`` to the gapdiag app."""
-    app.command(epilog=_EPILOG)(train)
+    app.command(cls=Command, epilog=_EPILOG)(train)

@@ -106,6 +106,7 @@ def load_dataset(
     split: str | None = None,
     image_root: str | Path | None = None,
     skip_bad: bool = False,
+    memo_dir: str | Path | None = None,
 ) -> PairedDataset:
     """Read any supported dataset into a :class:`PairedDataset`.
 
@@ -125,6 +126,9 @@ def load_dataset(
             label, an empty caption list, a row with too many fields, the rest of a truncated shard); each drop
             is one line in ``extra["skipped"]`` saying what was dropped (docs/datasets.md). Images are not
             decoded here; undecodable images are skipped by the embed step, which calls :func:`load_image`.
+        memo_dir: Where the dataset fingerprint is memoised per file state (the api passes
+            ``<cache root>/fingerprints``); ``None`` hashes every file and remembers nothing. The data room
+            receives this folder: it never looks for a cache of its own.
 
     Raises:
         DatasetError: Unreadable data (the message names the file, row and column, and the fix).
@@ -157,5 +161,5 @@ def load_dataset(
     unused = sorted(set(given) - chosen.options)
     if unused:
         raise InputError(f"{spec}: option {unused[0]} does not apply to the {chosen.name} format (drop it)")
-    return chosen.read(spec, skip_bad=skip_bad, **given)
+    return chosen.read(spec, skip_bad=skip_bad, memo_dir=None if memo_dir is None else Path(memo_dir), **given)
 

@@ -9,8 +9,6 @@ the number of modalities at two.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -23,7 +21,6 @@ from numpy.typing import NDArray
 
 from gapdiag import fsutil
 from gapdiag.errors import DatasetError, InputError
-from gapdiag.settings import current
 
 ModalityKind = Literal["image", "text", "embedding"]
 
@@ -131,27 +128,22 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def hash_json(obj: Any) -> str:
-    """SHA-256 of a JSON-serialisable object with sorted keys (stable across runs and platforms)."""
-    payload = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
-    return hashlib.sha256(payload).hexdigest()
-
-
-def fingerprint_files(paths: Sequence[Path], extra: Any = None) -> str:
+def fingerprint_files(paths: Sequence[Path], extra: Any = None, *, memo_dir: Path | None = None) -> str:
     """Fingerprint a list of files by their contents and paths relative to each other, plus ``extra``.
 
     Content, not location: the same data in a fresh clone, in a CI checkout or on another machine (new paths,
     new mtimes) gets the same fingerprint, so cache entries and baseline reports stay valid; any edit of a
     file, a caption or a label changes it. Hashing every file is paid once per file *state*: the result is
-    memoised in ``<cache dir>/fingerprints/`` keyed by each file's resolved path, size, mtime, ctime and inode
-    (:func:`gapdiag.fsutil.stat_key`), so an unchanged dataset costs only a ``stat`` per file, while a file
-    replaced or rewritten in place with its old size and mtime restored is hashed again (its ctime or inode
-    differ). Files changed less than :data:`gapdiag.fsutil.RACY_SECONDS` before hashing are not memoised (the
+    memoised in ``memo_dir`` (``<cache root>/fingerprints/``, handed down by the api; ``None`` keeps no memo)
+    keyed by each file's resolved path, size, mtime, ctime and inode (:func:`gapdiag.fsutil.stat_key`), so an
+    unchanged dataset costs only a ``stat`` per file, while a file replaced or rewritten in place with its old
+    size and mtime restored is hashed again (its ctime or inode differ). Files changed less than :data:`gapdiag.fsutil.RACY_SECONDS` before hashing are not memoised (the
     clock that stamps them is coarse). Like Hugging Face datasets' fingerprinting, anything that changes the
     output goes in, nothing else does.
     """
     stats = [fsutil.stat_key(p) for p in paths]
-    memo = _fingerprint_memo(hash_json({"stats": stats, "extra": extra, "version": 3}))
+    memo_name = fsutil.hash_json({"stats": stats, "extra": extra, "version": 3})[:32]
+    memo = None if memo_dir is None else Path(memo_dir) / f"{memo_name}.txt"
     if memo is not None and memo.is_file():
         cached = memo.read_text().strip()
         if len(cached) == 64:
@@ -160,7 +152,7 @@ def fingerprint_files(paths: Sequence[Path], extra: Any = None) -> str:
     root = Path(os.path.commonpath([str(p.parent) for p in resolved])) if resolved else Path(".")
     hashed_at = time.time_ns()
     entries = [[p.relative_to(root).as_posix(), fsutil.file_digest(p)] for p in resolved]
-    fingerprint = hash_json({"files": entries, "extra": extra})
+    fingerprint = fsutil.hash_json({"files": entries, "extra": extra})
     unchanged = [fsutil.stat_key(p) for p in resolved] == stats
     if memo is not None and unchanged and all(fsutil.settled(key, hashed_at) for key in stats):
         try:
@@ -169,14 +161,6 @@ def fingerprint_files(paths: Sequence[Path], extra: Any = None) -> str:
         except OSError:
             pass  # an unwritable cache dir only costs re-hashing next time
     return fingerprint
-
-
-def _fingerprint_memo(stat_key: str) -> Path | None:
-    try:
-        # The cache root of the API call in progress (--cache-dir), never re-read from the environment here.
-        return current().cache_root / "fingerprints" / f"{stat_key[:32]}.txt"
-    except Exception:  # noqa: BLE001 - no usable cache dir: fingerprint without a memo
-        return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -320,6 +304,7 @@ def image_text_dataset(
     templates: Sequence[str] = DEFAULT_TEMPLATES,
     attributes: dict[str, NDArray[Any]] | None = None,
     skipped: Sequence[str] = (),
+    memo_dir: Path | None = None,
 ) -> PairedDataset:
     """Assemble an image-text :class:`PairedDataset` (one image per sample, any number of captions).
 
@@ -332,6 +317,7 @@ def image_text_dataset(
         files: Files whose size and mtime go into the fingerprint (image files, or tar shards).
         options: Reader options that change the output (columns used, split...).
         skipped: ``"location: reason"`` of every row left out by ``skip_bad``; kept in ``extra["skipped"]``.
+        memo_dir: Folder of the fingerprint memo (:func:`fingerprint_files`); ``None``: no memo.
 
     Raises:
         DatasetError: No samples are left.
@@ -372,6 +358,6 @@ def image_text_dataset(
         class_names=class_names,
         templates=templates,
         attributes=attrs,
-        fingerprint=fingerprint_files(files, extra),
+        fingerprint=fingerprint_files(files, extra, memo_dir=memo_dir),
         extra={"format": format, "skipped": list(skipped)},
     )

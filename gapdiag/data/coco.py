@@ -90,7 +90,8 @@ def _resolve_image_root(json_path: Path, first_file: str, image_root: Path | Non
                        "(pass --image-root DIR; image_root= in Python)")
 
 
-def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = False) -> PairedDataset:
+def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = False,
+              memo_dir: Path | None = None) -> PairedDataset:
     """Read a COCO-captions JSON into an image-text :class:`PairedDataset`.
 
     Args:
@@ -134,6 +135,7 @@ def read_coco(path: Path, *, image_root: Path | None = None, skip_bad: bool = Fa
         files=items.images,
         options={"image_root": str(root), "skip_bad": skip_bad},
         skipped=skips.lines,
+        memo_dir=memo_dir,
     )
 
 
@@ -223,7 +225,8 @@ def _detect(spec: str) -> str | None:
     order=30,
     owns_subfolders=True,
 )
-def load_coco(spec: str, *, skip_bad: bool = False, image_root: str | Path | None = None) -> PairedDataset:
+def load_coco(spec: str, *, skip_bad: bool = False, image_root: str | Path | None = None,
+              memo_dir: Path | None = None) -> PairedDataset:
     """Read a COCO captions file, or the one COCO file in a folder."""
     path = Path(spec)
     if path.is_dir():
@@ -234,4 +237,5 @@ def load_coco(spec: str, *, skip_bad: bool = False, image_root: str | Path | Non
                 f"{path}: expected one COCO captions .json in the folder, found {found}; pass the file with --data"
             )
         path = files[0]
-    return read_coco(path, image_root=None if image_root is None else Path(image_root), skip_bad=skip_bad)
+    return read_coco(path, image_root=None if image_root is None else Path(image_root), skip_bad=skip_bad,
+                     memo_dir=memo_dir)

@@ -152,6 +152,7 @@ def read_hf_parquet(
     templates: Sequence[str] | None = None,
     split: str | None = None,
     skip_bad: bool = False,
+    memo_dir: Path | None = None,
 ) -> PairedDataset:
     """Read Hugging Face Parquet shards into an image-text :class:`PairedDataset` (see the module docstring).
 
@@ -189,6 +190,7 @@ def read_hf_parquet(
         class_names=class_names,
         templates=templates,
         skipped=skipped,
+        memo_dir=memo_dir,
     )
 
 

@@ -35,7 +35,7 @@ def class_folders(root: Path) -> list[Path]:
 
 
 def read_imagefolder(
-    root: Path, *, templates: Sequence[str] | None = None, split: str | None = None
+    root: Path, *, templates: Sequence[str] | None = None, split: str | None = None, memo_dir: Path | None = None
 ) -> PairedDataset:
     """Read ``root/<class>/**/<image>`` into an image-text :class:`PairedDataset`.
 
@@ -43,6 +43,7 @@ def read_imagefolder(
         root: The folder holding one sub-folder per class.
         templates: Prompt templates with one ``{}`` (default ``("a photo of a {}.",)``).
         split: Read ``root/<split>/`` instead (e.g. ``train``/``test`` folders above the class folders).
+        memo_dir: Folder of the fingerprint memo (:func:`gapdiag.data.base.fingerprint_files`); ``None``: none.
 
     Raises:
         DatasetError: No class folder with images, or an empty template list.
@@ -77,6 +78,7 @@ def read_imagefolder(
         labels=label_arr,
         class_names=class_names,
         templates=templates,
+        memo_dir=memo_dir,
     )
 
 

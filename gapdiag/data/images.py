@@ -144,7 +144,7 @@ def image_path_problem(path: Path) -> str | None:
 
 
 #: Bump when :func:`load_image` returns other pixels for the same bytes: it is part of every embedding cache key
-#: (:func:`gapdiag.encode.embedding_key`), so vectors decoded under an older rule are never reused.
+#: (:func:`gapdiag.embedding.encode.embedding_key`), so vectors decoded under an older rule are never reused.
 #: 2: 16-bit and float images scaled to 8 bits instead of clipped; EXIF orientation applied.
 IMAGE_DECODE_VERSION = 2
 

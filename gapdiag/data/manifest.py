@@ -159,6 +159,7 @@ def read_manifest(
     templates: Sequence[str] | None = None,
     split: str | None = None,
     skip_bad: bool = False,
+    memo_dir: Path | None = None,
 ) -> PairedDataset:
     """Read a manifest table into an image-text :class:`PairedDataset`.
 
@@ -216,6 +217,7 @@ def read_manifest(
         templates=templates,
         attributes=attributes or None,
         skipped=skips.lines,
+        memo_dir=memo_dir,
     )
 
 

@@ -7,9 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from gapdiag.data.base import PairedDataset, hash_json
+from gapdiag.data.base import PairedDataset
 from gapdiag.data.images import load_image
 from gapdiag.errors import DatasetError
+from gapdiag.fsutil import hash_json
 
 
 def find_unreadable(dataset: PairedDataset, *, threads: int = 4) -> list[tuple[str, int, str]]:

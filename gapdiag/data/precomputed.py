@@ -67,6 +67,7 @@ def build_precomputed(
     sample_indices: dict[str, NDArray[Any]] | None = None,
     class_names: list[str] | None = None,
     class_embeddings: NDArray[Any] | None = None,
+    memo_dir: Path | None = None,
 ) -> PairedDataset:
     """Check precomputed arrays against each other and wrap them as a :class:`PairedDataset`.
 
@@ -78,6 +79,7 @@ def build_precomputed(
         sample_indices: Optional modality name -> item-to-sample index (default ``arange(n_items)``).
         class_names: Optional class names.
         class_embeddings: Optional ``(n_classes, d)`` classifier, kept in ``extra["class_embeddings"]``.
+        memo_dir: Folder of the fingerprint memo (:func:`gapdiag.data.base.fingerprint_files`); ``None``: none.
 
     Raises:
         DatasetError: Fewer than two modalities, a non-2-D or non-float array, a dimension or row-count
@@ -99,7 +101,8 @@ def build_precomputed(
         n_samples=n_samples,
         labels=None if labels is None else labels.astype(np.int64),
         class_names=class_names,
-        fingerprint=fingerprint_files(files, {"version": DATA_FINGERPRINT_VERSION, "format": "precomputed"}),
+        fingerprint=fingerprint_files(files, {"version": DATA_FINGERPRINT_VERSION, "format": "precomputed"},
+                                      memo_dir=memo_dir),
         extra={"format": "precomputed", "class_embeddings": class_embeddings, "skipped": []},
     )
 
@@ -230,7 +233,8 @@ def _check_classes(labels: NDArray[Any] | None, class_names: list[str] | None,
         _check_finite(ce, f"{where} class_embeddings")
 
 
-def _split_named_arrays(named: dict[str, NDArray[Any]], source: Path, files: list[Path]) -> PairedDataset:
+def _split_named_arrays(named: dict[str, NDArray[Any]], source: Path, files: list[Path],
+                        memo_dir: Path | None) -> PairedDataset:
     """Sort named arrays (from an ``.npz`` or a folder) into modalities and the optional extras."""
     arrays = {k: v for k, v in named.items() if k not in _RESERVED and not k.startswith(_SAMPLE_INDEX_PREFIX)}
     indices = {
@@ -246,6 +250,7 @@ def _split_named_arrays(named: dict[str, NDArray[Any]], source: Path, files: lis
         sample_indices=indices,
         class_names=None if names is None else [str(n) for n in np.asarray(names).tolist()],
         class_embeddings=named.get("class_embeddings"),
+        memo_dir=memo_dir,
     )
 
 
@@ -261,7 +266,7 @@ def _unreadable(path: Path, exc: BaseException) -> DatasetError:
     return DatasetError(f"{path}: cannot read {path.suffix.lower()} ({detail}); write it again with {how}")
 
 
-def read_npz(path: Path) -> PairedDataset:
+def read_npz(path: Path, *, memo_dir: Path | None = None) -> PairedDataset:
     """Read an ``.npz`` of per-modality arrays (see the module docstring)."""
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -270,10 +275,10 @@ def read_npz(path: Path) -> PairedDataset:
         raise _unreadable(path, exc) from None
     except AttributeError:  # np.load returned an array, not an archive: a .npy named .npz
         raise DatasetError(f"{path}: a single .npy array, not an .npz archive (rename it to .npy)") from None
-    return _split_named_arrays(named, path, [path])
+    return _split_named_arrays(named, path, [path], memo_dir)
 
 
-def read_npy_dir(folder: Path) -> PairedDataset:
+def read_npy_dir(folder: Path, *, memo_dir: Path | None = None) -> PairedDataset:
     """Read a folder of ``<modality>.npy`` files, memory-mapped (see the module docstring)."""
     files = sorted(folder.glob("*.npy"))
     named: dict[str, NDArray[Any]] = {}
@@ -291,10 +296,10 @@ def read_npy_dir(folder: Path) -> PairedDataset:
             raise not_utf8(names_txt.read_bytes(), str(names_txt)) from None
         named["class_names"] = np.array([s for s in lines if s.strip()])
         files.append(names_txt)
-    return _split_named_arrays(named, folder, files)
+    return _split_named_arrays(named, folder, files, memo_dir)
 
 
-def read_parquet_vectors(path: Path) -> PairedDataset:
+def read_parquet_vectors(path: Path, *, memo_dir: Path | None = None) -> PairedDataset:
     """Read a Parquet file with one list-of-floats column per modality and an optional ``label`` column."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -324,7 +329,7 @@ def read_parquet_vectors(path: Path) -> PairedDataset:
             if col.null_count:
                 raise DatasetError(f"{path.name}: column {field.name!r} has blanks (fill every row)")
             named[field.name] = np.asarray(col.to_numpy(zero_copy_only=False))
-    return _split_named_arrays(named, path, [path])
+    return _split_named_arrays(named, path, [path], memo_dir)
 
 
 def _detect(spec: str) -> str | None:
@@ -348,14 +353,14 @@ def _detect(spec: str) -> str | None:
     aliases=("embeddings", "npz"),
     order=50,
 )
-def load_precomputed(spec: str, *, skip_bad: bool = False) -> PairedDataset:
+def load_precomputed(spec: str, *, skip_bad: bool = False, memo_dir: Path | None = None) -> PairedDataset:
     """Read an ``.npz``, a folder of ``.npy`` (or one of its files) or a vector Parquet file."""
     path = Path(spec)
     if path.is_dir():
-        return read_npy_dir(path)
+        return read_npy_dir(path, memo_dir=memo_dir)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return read_npy_dir(path.parent)
+        return read_npy_dir(path.parent, memo_dir=memo_dir)
     if suffix == ".parquet":
-        return read_parquet_vectors(path)
-    return read_npz(path)
+        return read_parquet_vectors(path, memo_dir=memo_dir)
+    return read_npz(path, memo_dir=memo_dir)

@@ -27,7 +27,8 @@ class ReaderSpec:
 
     Attributes:
         name: Format name (``--data-format``, ``format=``, ``extra["format"]``).
-        read: ``read(spec, *, skip_bad, **options) -> PairedDataset`` for a path or a pattern.
+        read: ``read(spec, *, skip_bad, memo_dir, **options) -> PairedDataset`` for a path or a pattern
+            (``memo_dir``: the folder of the fingerprint memo, or ``None``).
         detect: ``detect(spec) -> reason | None``; may raise :class:`~gapdiag.errors.DatasetError` for a file
             that claims the format but cannot be read (a COCO ``.json`` with a syntax error).
         accepted: What the format accepts, in words, for "unknown dataset format" messages.

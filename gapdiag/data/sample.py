@@ -17,23 +17,22 @@ from pathlib import Path
 from gapdiag.data.base import PairedDataset
 from gapdiag.data.manifest import read_manifest
 from gapdiag.errors import DatasetError
-from gapdiag.settings import SAMPLE_DATA_ENV, current
+from gapdiag.settings import SAMPLE_DATA_ENV  # the variable's name, for the message: the settings read it
 
-#: Environment variable that points at another sample-data folder.
 #: Where a built wheel keeps its copy, relative to the ``gapdiag`` package (see setup.py).
 PACKAGED_SAMPLE_DATA = ("bundled", "sample_data")
 
 
-def sample_data_dir() -> Path:
-    """The sample-data folder: ``$GAPDIAG_SAMPLE_DATA``; else the installed package's copy
-    (``gapdiag/bundled/sample_data``); else ``sample_data/`` of the checkout the package is imported from.
+def sample_data_dir(override: Path | None = None) -> Path:
+    """The sample-data folder: ``override`` (``$GAPDIAG_SAMPLE_DATA``, which the settings read); else the installed
+    package's copy (``gapdiag/bundled/sample_data``); else ``sample_data/`` of the checkout the package is
+    imported from.
 
     Raises:
         DatasetError: The folder does not exist.
     """
-    override = current().sample_data
     if override is not None:
-        folder = override
+        folder = Path(override)
         how = f"${SAMPLE_DATA_ENV}"
     else:
         package = Path(__file__).resolve().parents[1]  # the gapdiag package
@@ -48,6 +47,8 @@ def sample_data_dir() -> Path:
     return folder
 
 
-def default_dataset(split: str | None = "test") -> PairedDataset:
-    """The bundled default: the handwritten digits, ``split`` (``"train"``, ``"test"`` or ``None`` for all)."""
-    return read_manifest(sample_data_dir() / "digits" / "manifest.csv", split=split)
+def default_dataset(split: str | None = "test", *, sample_data: Path | None = None,
+                    memo_dir: Path | None = None) -> PairedDataset:
+    """The bundled default: the handwritten digits, ``split`` (``"train"``, ``"test"`` or ``None`` for all), from
+    :func:`sample_data_dir` of ``sample_data``; ``memo_dir`` as for :func:`gapdiag.data.load_dataset`."""
+    return read_manifest(sample_data_dir(sample_data) / "digits" / "manifest.csv", split=split, memo_dir=memo_dir)

@@ -212,7 +212,7 @@ def _sample_label(fields: dict[str, Any], meta: dict[str, Any], loc: str) -> Any
     return value
 
 
-def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDataset:
+def read_webdataset(spec: str | Path, *, skip_bad: bool = False, memo_dir: Path | None = None) -> PairedDataset:
     """Read WebDataset shards into an image-text :class:`PairedDataset`.
 
     Args:
@@ -274,6 +274,7 @@ def read_webdataset(spec: str | Path, *, skip_bad: bool = False) -> PairedDatase
         labels=labels,
         class_names=class_names,
         skipped=skips.lines,
+        memo_dir=memo_dir,
     )
 
 
@@ -296,6 +297,6 @@ def _detect(spec: str) -> str | None:
     aliases=("wds",),
     order=40,
 )
-def load_webdataset(spec: str, *, skip_bad: bool = False) -> PairedDataset:
+def load_webdataset(spec: str, *, skip_bad: bool = False, memo_dir: Path | None = None) -> PairedDataset:
     """Read WebDataset shards (see :func:`read_webdataset`)."""
-    return read_webdataset(spec, skip_bad=skip_bad)
+    return read_webdataset(spec, skip_bad=skip_bad, memo_dir=memo_dir)

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import one_per_sample, true_pair_items
 from gapdiag.metrics.sampling import seeded_samples
+from gapdiag.report.presentation import describe_provenance
 
 #: Okabe–Ito colours, reordered so that the first two (blue, vermillion) separate image and text best.
 OKABE_ITO: tuple[str, ...] = (
@@ -36,9 +37,6 @@ OKABE_ITO: tuple[str, ...] = (
 #: One marker per modality, so modalities stay apart when colour encodes the class.
 MARKERS: tuple[str, ...] = ("o", "^", "s", "D", "v", "P", "X", "*")
 
-#: PNG resolution of every figure, in files (``gapdiag plot``) and in the HTML report alike.
-DEFAULT_DPI = 150
-
 #: ``status(message)`` is called before slow steps (UMAP's first fit compiles numba code for ~10 s).
 StatusCallback = Callable[[str], None]
 
@@ -48,16 +46,6 @@ def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)  # headless: no pyplot, no GUI backend, no global figure registry
     return fig
-
-
-def describe_provenance(provenance: Mapping[str, Any]) -> str:
-    """``"<model> on <dataset>"`` from a provenance dict (``{"model": {"name"}, "dataset": {"name"}}``)."""
-    model = (provenance.get("model") or {}).get("name") or "unknown model"
-    pretrained = (provenance.get("model") or {}).get("pretrained")
-    if pretrained and pretrained not in str(model):
-        model = f"{model} ({pretrained})"
-    dataset = (provenance.get("dataset") or {}).get("name") or "unknown data"
-    return f"{model} on {dataset}"
 
 
 def figure_title(what: str, provenance: Mapping[str, Any], title: str | None) -> str:

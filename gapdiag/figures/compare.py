@@ -15,10 +15,17 @@ from matplotlib.patches import Patch
 from numpy.typing import NDArray
 
 from gapdiag.errors import InputError, ProvenanceError
-from gapdiag.figures.common import OKABE_ITO, describe_provenance, new_figure
+from gapdiag.figures.common import OKABE_ITO, new_figure
 from gapdiag.metrics import REGISTRY
-from gapdiag.presentation import direction_arrow, format_delta, format_number, higher_is_better, order_metrics
 from gapdiag.report import Report, split_metric_name
+from gapdiag.report.presentation import (
+    describe_provenance,
+    direction_arrow,
+    format_delta,
+    format_number,
+    higher_is_better,
+    order_metrics,
+)
 
 # Labels such as "3", "epoch 3", "step_1000", "ep-2" turn a comparison into a curve over training.
 _STEP_LABEL = re.compile(

@@ -1,7 +1,7 @@
 """The modality-gap map: every modality projected jointly to 2-D (UMAP or PCA), true pairs joined by lines.
 
 UMAP is imported inside :func:`map_coordinates` only when ``method="umap"``; its seeded fit is memoised under
-the vectors' cache entry (:mod:`gapdiag.derived`), so a second ``plot`` or ``report`` skips it.
+the vectors' cache entry (:mod:`gapdiag.cache.derived`), so a second ``plot`` or ``report`` skips it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import NDArray
 
-from gapdiag import derived
-from gapdiag.embeddings import EmbeddingSet
+from gapdiag.cache import derived
 from gapdiag.errors import InputError
 from gapdiag.figures.common import (
     MARKERS,
@@ -33,6 +32,7 @@ from gapdiag.figures.common import (
     select_samples,
 )
 from gapdiag.metrics.blocked import unit_rows
+from gapdiag.vectors import EmbeddingSet
 
 METHODS: tuple[str, ...] = ("umap", "pca")
 COLOR_BY: tuple[str, ...] = ("modality", "class")
@@ -88,13 +88,21 @@ def map_coordinates(
     return np.asarray(reducer.fit_transform(unique), dtype=np.float64)[inverse]
 
 
+def item_coordinates(es: EmbeddingSet, *, method: str = "pca", seed: int = 0,
+                     status: StatusCallback | None = None) -> NDArray[np.float32]:
+    """2-D coordinates of every item of ``es``, modality after modality (the rows of ``gapdiag export``): all
+    modalities unit-normalised and projected together by :func:`map_coordinates`, as on the map figure."""
+    z = np.vstack([unit_rows(es.vectors[m], m) for m in es.modality_names]).astype(np.float64)
+    return map_coordinates(z, method=method, seed=seed, status=status).astype(np.float32)
+
+
 def _memoised_map(
     es: EmbeddingSet, z: NDArray[np.float64], *, method: str, seed: int, status: StatusCallback | None
 ) -> NDArray[np.float64]:
     """:func:`map_coordinates`, read back from the cache when these very points were mapped before.
 
     UMAP is seeded (one thread), so its embedding is a function of the points, the method, its parameters and
-    the umap version: kept under the vectors' cache entry (:mod:`gapdiag.derived`), a second ``plot`` or
+    the umap version: kept under the vectors' cache entry (:mod:`gapdiag.cache.derived`), a second ``plot`` or
     ``report`` skips the fit (and numba's compilation).
     """
     parts = {

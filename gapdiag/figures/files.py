@@ -9,28 +9,49 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 from gapdiag.errors import InputError
-from gapdiag.figures.common import DEFAULT_DPI, check_choice
+from gapdiag.figures.common import check_choice
 from gapdiag.fsutil import atomic_path
-from gapdiag.outputs import write_error
+from gapdiag.outputs import ensure_output_dir, write_error
+from gapdiag.report.presentation import DEFAULT_DPI
 
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 
 
-def ensure_output_dir(path: str | Path) -> Path:
-    """Create ``path`` (and parents) as a directory, or raise a one-line :class:`InputError` saying why not."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise InputError(
-            f"cannot create output directory {path}: it or a parent is a file",
-            hint="pass a directory path to --out",
-        ) from None
-    except OSError as e:
-        raise InputError(
-            f"cannot create output directory {path}: {e.strerror}", hint="pass a writable directory to --out"
-        ) from None
-    return path
+#: The finest resolution figures are drawn at: print quality is 300-600 dpi, and 100,000 dpi asked the renderer
+#: for gigabytes (a MemoryError from Agg, not one line).
+MAX_DPI = 1200
+#: The most pixels one figure may have (about 400 MB as RGBA), and per side Agg's own limit (< 2**16).
+MAX_PIXELS = 100_000_000
+MAX_SIDE = 2**16 - 1
+
+
+def check_dpi(dpi: int | None) -> int:
+    """``dpi`` (``None`` = :data:`DEFAULT_DPI`) if it is a whole number in ``1..MAX_DPI``.
+
+    Raises:
+        InputError: Naming ``--dpi`` and the range.
+    """
+    if dpi is None:
+        return DEFAULT_DPI
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 1 <= dpi <= MAX_DPI:
+        raise InputError(f"--dpi {dpi!r} is outside 1..{MAX_DPI}",
+                         hint=f"pass --dpi from 1 to {MAX_DPI} (default {DEFAULT_DPI}; 300-600 for print)")
+    return dpi
+
+
+def check_pixels(figures: Mapping[str, Figure], dpi: int) -> None:
+    """Refuse before rendering a figure that would be too large at ``dpi`` (a wide comparison or many pairs).
+
+    Raises:
+        InputError: Naming the figure, its size in pixels and the largest ``--dpi`` that fits.
+    """
+    for name, fig in figures.items():
+        width, height = fig.get_size_inches()
+        w, h = width * dpi, height * dpi
+        if w * h > MAX_PIXELS or max(w, h) > MAX_SIDE:
+            fits = int(min((MAX_PIXELS / (width * height)) ** 0.5, MAX_SIDE / max(width, height)))
+            raise InputError(f"the {name} figure would be {w:.0f} x {h:.0f} pixels at --dpi {dpi} (at most "
+                             f"{MAX_PIXELS:,} pixels and {MAX_SIDE} per side)", hint=f"pass --dpi {fits} or less")
 
 
 def _freeze_layout(fig: Figure) -> None:

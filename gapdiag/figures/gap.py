@@ -16,12 +16,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.figures.common import figure_title, modality_colors, new_figure
 from gapdiag.metrics._linalg import eigh
 from gapdiag.metrics.blocked import linear_stats, unit_rows
 from gapdiag.metrics.decomposition import contributions, dims_for_share, mean_and_cov
+from gapdiag.metrics.sampling import sorted_choice
+from gapdiag.vectors import EmbeddingSet
 
 #: Bars in the contribution chart.
 TOP_BARS = 20
@@ -58,11 +59,7 @@ def gap_projection(
     xs, ys = {}, {}
     for m in (a, b):
         n = es.vectors[m].shape[0]
-        rows = (
-            None
-            if max_points is None or n <= max_points
-            else np.sort(rng.choice(n, max_points, replace=False))
-        )
+        rows = None if max_points is None or n <= max_points else sorted_choice(rng, n, max_points)
         z = unit_rows(es.vectors[m], m, rows=rows).astype(np.float64) - mean
         xs[m], ys[m] = z @ u, z @ axis_y
     return {"pair": (a, b), "x": xs, "y": ys, "delta": delta, "separation": marginal_separation(xs[a], xs[b])}

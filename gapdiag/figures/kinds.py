@@ -12,7 +12,6 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.figures.common import StatusCallback, check_choice
 from gapdiag.figures.compare import plot_compare
@@ -23,6 +22,7 @@ from gapdiag.figures.shift import plot_shift
 from gapdiag.figures.similarity import plot_similarity_histograms
 from gapdiag.figures.spectrum import plot_spectrum
 from gapdiag.report import Report
+from gapdiag.vectors import EmbeddingSet
 
 #: Every figure kind, in the order ``--kind all`` draws them.
 KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap", "shift", "compare")

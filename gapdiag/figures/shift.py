@@ -1,6 +1,6 @@
 """The embedding-shift experiment of Liang et al. (2022, Sec. 4.2): loss, gap and scores along the shift path.
 
-Reads the result of :func:`gapdiag.shift.shift_experiment` (or the file of ``gapdiag shift --out``).
+Reads the result of :func:`gapdiag.training.shift.shift_experiment` (or the file of ``gapdiag shift --out``).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def plot_shift(shift_result: Mapping[str, Any], *, title: str | None = None) -> 
     retrieval R@1 / zero-shot accuracy along the same path.
 
     Args:
-        shift_result: The dict of :func:`gapdiag.shift.shift_experiment` (or ``gapdiag shift --out``).
+        shift_result: The dict of :func:`gapdiag.training.shift.shift_experiment` (or ``gapdiag shift --out``).
         title: Figure title; default uses ``shift_result["provenance"]`` when present.
     """
     result = validate_shift_result(dict(shift_result))

@@ -13,12 +13,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.figures.common import OKABE_ITO, figure_title, modality_pairs, new_figure
 from gapdiag.metrics.blocked import linear_stats, paired_dot_sum, unit_rows
 from gapdiag.metrics.gap import cos_nonmatching_from_sums, cos_tp_from_sum
-from gapdiag.presentation import format_number
+from gapdiag.metrics.sampling import sorted_choice
+from gapdiag.report.presentation import format_number
+from gapdiag.vectors import EmbeddingSet
 
 
 def random_non_matching_pairs(
@@ -103,7 +104,7 @@ def plot_similarity_histograms(
         means = _exact_means(es.vectors[a], es.vectors[b], ia, ib, (a, b))
         n_true = len(ia)
         if max_pairs is not None and n_true > max_pairs:
-            pick = np.sort(rng.choice(n_true, size=max_pairs, replace=False))
+            pick = sorted_choice(rng, n_true, max_pairs)
             ia, ib = ia[pick], ib[pick]
         na, nb = random_non_matching_pairs(es.sample_index[a], es.sample_index[b], len(ia), rng)
         pos = _paired_cosines(es.vectors[a], es.vectors[b], ia, ib, (a, b))

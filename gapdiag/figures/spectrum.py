@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.figures.common import figure_title, modality_colors, new_figure
 from gapdiag.metrics.blocked import linear_stats
 from gapdiag.metrics.rank import effective_rank_from_singular_values, singular_values_from_stats
+from gapdiag.vectors import EmbeddingSet
 
 
 def plot_spectrum(es: EmbeddingSet, *, title: str | None = None) -> Figure:

@@ -1,4 +1,4 @@
-"""``compute_all``: every registered metric of an :class:`~gapdiag.embeddings.EmbeddingSet`, planned from the registry.
+"""``compute_all``: every registered metric of an :class:`~gapdiag.vectors.EmbeddingSet`, planned from the registry.
 
 The engine knows passes, not metrics. Each registry entry (:class:`~gapdiag.metrics.registry.MetricInfo`) names
 the passes it needs and the function from their results to its value; :class:`~gapdiag.metrics.passes.Plan` is
@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.errors import InputError
 from gapdiag.metrics._validation import check_matrix, check_same_dim, check_sample_index, true_pair_items
 from gapdiag.metrics.blocked import (
@@ -42,6 +41,7 @@ from gapdiag.metrics.registry import REGISTRY, MetricInfo
 from gapdiag.metrics.sampling import check_sample_size, seeded_samples
 from gapdiag.metrics.search_index import gpu_search_available
 from gapdiag.metrics.tile_workers import resolve_threads
+from gapdiag.vectors import EmbeddingSet
 
 RETRIEVAL_ENGINES = ("auto", "faiss", "blocked", "hnsw", "ivf")
 

@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from gapdiag.embeddings import EmbeddingSet
 from gapdiag.metrics.blocked import LinearStats, iter_unit_blocks, joint_stats
 from gapdiag.metrics.cross import CrossPassResult
+from gapdiag.vectors import EmbeddingSet
 
 # What a registry entry can need. Linear needs use every item, always:
 #: One streamed pass per modality: the count and ``Σx̂`` (:class:`~gapdiag.metrics.blocked.LinearStats`).
