@@ -15,10 +15,10 @@ import argparse
 import shutil
 from pathlib import Path
 
+from gapdiag.api import train
 from gapdiag.data.manifest import read_manifest
 from gapdiag.data.ops import concat_datasets
 from gapdiag.data.sample import sample_data_dir
-from gapdiag.api import train
 
 RUNS = {"infonce": ("infonce", {}), "gap_closing": ("atp_cu", {"lambda_atp": 1.0, "lambda_cu": 1.0})}
 #: The recipe of the shipped checkpoints (tests/test_reproduction.py runs a shortened version of it).

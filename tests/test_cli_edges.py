@@ -99,9 +99,9 @@ def test_dpi_outside_1_to_1200_is_one_line(capsys, tmp_path, monkeypatch, comman
 def test_a_figure_too_large_at_its_dpi_is_refused_before_rendering_naming_a_dpi_that_fits():
     """A wide figure (many modality pairs, many compared reports) at a high --dpi would ask Agg for more than
     2**16 pixels a side or gigabytes of memory: one line with the --dpi that fits, nothing rendered."""
-    from gapdiag.figures.files import MAX_PIXELS, check_pixels
     from gapdiag.errors import InputError
     from gapdiag.figures.common import new_figure
+    from gapdiag.figures.files import MAX_PIXELS, check_pixels
 
     check_pixels({"map": new_figure(7.5, 6.5)}, 1200)  # the largest bundled figure at the largest dpi fits
     with pytest.raises(InputError) as err:

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from gapdiag import api
 from gapdiag.data import default_dataset, load_dataset, sample_data_dir
 from gapdiag.errors import DatasetError
-from gapdiag import api
 from gapdiag.settings import SAMPLE_DATA_ENV, Settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,12 +21,12 @@ from data_fixtures import digit_image, digits_manifest, write_csv
 
 import gapdiag.embedding.encode as enc
 from gapdiag import api
+from gapdiag.api import load_model
 from gapdiag.cache import EmbeddingCache
 from gapdiag.data import load_dataset
 from gapdiag.data.images import load_image
 from gapdiag.errors import DatasetError, EmbeddingError
 from gapdiag.metrics.zeroshot import build_classifier
-from gapdiag.api import load_model
 from gapdiag.models import loading
 from gapdiag.settings import Settings
 

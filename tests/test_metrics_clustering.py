@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference as ref
 from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
-
-import reference as ref
 
 from gapdiag.errors import InputError
 from gapdiag.metrics.clustering import modality_separability, v_measure_class, v_measure_modality

@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import TINY_ARCH, export_tiny, tiny_model
 
-from gapdiag.errors import ModelError
 from gapdiag.api import load_model
+from gapdiag.errors import ModelError
 from gapdiag.models import loading
 from gapdiag.settings import Settings
 

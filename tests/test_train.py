@@ -9,11 +9,11 @@ import pytest
 import torch
 from cli_helpers import assert_one_line_error, gapdiag
 
+from gapdiag.api import train
 from gapdiag.data import load_dataset
 from gapdiag.errors import InputError
 from gapdiag.models.loading import resolve_model
 from gapdiag.settings import Settings
-from gapdiag.api import train
 from gapdiag.training.train import EPOCH_METRICS
 from tests.data_fixtures import digits_manifest
 
@@ -50,10 +50,9 @@ def test_train_logs_every_epoch_and_exports_a_loadable_model(pairs, tmp_path):
 
 
 def test_training_changes_the_weights(pairs, tmp_path):
-    from gapdiag.models.loading import build_model
-
     # the initial weights train() starts from: the architecture initialised from the run's seed
     from gapdiag.device import Device
+    from gapdiag.models.loading import build_model
 
     spec = resolve_model("gapdiag-tiny-vit", cache_root=Settings.build().cache_root)
     initial = build_model(spec, device=Device("cpu"), init_seed=FAST["seed"]).model.state_dict()

@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import one_per_sample, true_pair_items
 from gapdiag.metrics.sampling import seeded_samples
+from gapdiag.metrics.validation import one_per_sample, true_pair_items
 from gapdiag.report.presentation import describe_provenance
 
 #: Okabe–Ito colours, reordered so that the first two (blue, vermillion) separate image and text best.
@@ -89,7 +89,7 @@ def modality_pairs(
 ) -> list[tuple[str, str, NDArray[np.intp], NDArray[np.intp]]]:
     """``(a, b, ia, ib)`` for every modality pair in dataset order whose true pairs are well defined.
 
-    True pairs follow the metrics' 1:N convention (:func:`gapdiag.metrics._validation.true_pair_items`):
+    True pairs follow the metrics' 1:N convention (:func:`gapdiag.metrics.validation.true_pair_items`):
     one side has one item per sample (the COCO image) and each item of the other side pairs with it. Pairs
     of modalities that both have several items per sample have no single partner and are left out.
     """

@@ -18,9 +18,9 @@ from numpy.typing import NDArray
 
 from gapdiag.errors import InputError
 from gapdiag.figures.common import figure_title, modality_colors, new_figure
-from gapdiag.metrics._linalg import eigh
 from gapdiag.metrics.blocked import linear_stats, unit_rows
 from gapdiag.metrics.decomposition import contributions, dims_for_share, mean_and_cov
+from gapdiag.metrics.linalg import eigh
 from gapdiag.metrics.sampling import sorted_choice
 from gapdiag.vectors import EmbeddingSet
 

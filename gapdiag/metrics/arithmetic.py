@@ -14,11 +14,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import check_same_dim
 from gapdiag.metrics.blocked import unit_rows
 from gapdiag.metrics.passes import Passes, Skip, Value
 from gapdiag.metrics.retrieval import search_topk
 from gapdiag.metrics.sampling import sorted_choice
+from gapdiag.metrics.validation import check_same_dim
 
 
 def _encode_attributes(

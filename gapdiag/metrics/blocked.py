@@ -26,8 +26,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import check_block_values, check_matrix
 from gapdiag.metrics.tile_workers import TileWorkers, resolve_threads
+from gapdiag.metrics.validation import check_block_values, check_matrix
 
 DEFAULT_BLOCK_SIZE = 2048
 # Wang & Isola's temperature; exp(-t·‖u - v‖²) = exp(2t·(u·v - 1)) for unit vectors.

@@ -14,10 +14,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import check_matrix, check_same_dim
 from gapdiag.metrics.blocked import unit_rows
 from gapdiag.metrics.passes import Passes, Skip, Value
 from gapdiag.metrics.sampling import seeded_samples, sorted_choice
+from gapdiag.metrics.validation import check_matrix, check_same_dim
 
 
 def _joint(

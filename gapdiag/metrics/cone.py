@@ -11,9 +11,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, LinearStats, iter_unit_blocks, linear_stats
 from gapdiag.metrics.passes import Passes, Skip, Value
+from gapdiag.metrics.validation import check_matrix
 
 
 def angular_value_from_stats(stats: LinearStats) -> float:

@@ -23,11 +23,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._linalg import eigh, eigvalsh
-from gapdiag.metrics._validation import check_matrix, check_same_dim
 from gapdiag.metrics.blocked import LinearStats, joint_stats, linear_stats, unit_rows
+from gapdiag.metrics.linalg import eigh, eigvalsh
 from gapdiag.metrics.passes import Passes, Skip, Value, finite_or_skip
 from gapdiag.metrics.sampling import sorted_choice
+from gapdiag.metrics.validation import check_matrix, check_same_dim
 
 #: Dimensions listed in the report's top-dimension list.
 TOP_DIMS = 10

@@ -27,7 +27,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import check_matrix, check_same_dim, check_sample_index, true_pair_items
 from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     linear_stats,
@@ -41,6 +40,7 @@ from gapdiag.metrics.registry import REGISTRY, MetricInfo
 from gapdiag.metrics.sampling import check_sample_size, seeded_samples
 from gapdiag.metrics.search_index import gpu_search_available
 from gapdiag.metrics.tile_workers import resolve_threads
+from gapdiag.metrics.validation import check_matrix, check_same_dim, check_sample_index, true_pair_items
 from gapdiag.vectors import EmbeddingSet
 
 RETRIEVAL_ENGINES = ("auto", "faiss", "blocked", "hnsw", "ivf")

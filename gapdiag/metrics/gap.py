@@ -13,9 +13,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import check_matrix, check_same_dim, default_sample_index, true_pair_items
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, LinearStats, linear_stats, paired_dot_sum
 from gapdiag.metrics.passes import Passes
+from gapdiag.metrics.validation import check_matrix, check_same_dim, default_sample_index, true_pair_items
 
 
 def gap_vector_from_stats(sx: LinearStats, sy: LinearStats) -> NDArray[np.float64]:

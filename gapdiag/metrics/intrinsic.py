@@ -22,13 +22,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._linalg import eigvalsh
-from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import unit_rows
 from gapdiag.metrics.decomposition import mean_and_cov
+from gapdiag.metrics.linalg import eigvalsh
 from gapdiag.metrics.passes import Passes, Value, finite_or_skip
 from gapdiag.metrics.rounding import NO_VARIANCE, score_tolerance
 from gapdiag.metrics.sampling import seeded_samples
+from gapdiag.metrics.validation import check_matrix
 
 #: TwoNN on at most this many points (seeded draw): 2-NN search is O(N²·d).
 TWONN_SAMPLE = 5000

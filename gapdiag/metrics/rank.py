@@ -6,10 +6,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._linalg import eigvalsh
-from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, LinearStats, linear_stats
+from gapdiag.metrics.linalg import eigvalsh
 from gapdiag.metrics.passes import Passes
+from gapdiag.metrics.validation import check_matrix
 
 # RankMe's epsilon (Garrido et al. 2023, eq. 1 and their reference code).
 RANKME_EPS = 1e-7

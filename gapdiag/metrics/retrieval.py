@@ -22,12 +22,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import check_same_dim, check_sample_index
 from gapdiag.metrics.blocked import unit_rows
 from gapdiag.metrics.passes import Passes, Skip, Value
 from gapdiag.metrics.rounding import score_tolerance
 from gapdiag.metrics.sampling import sorted_choice
 from gapdiag.metrics.search_index import IndexKind, IndexSettings, Searcher, exact_scores, rows_per_chunk
+from gapdiag.metrics.validation import check_same_dim, check_sample_index
 
 #: Engines of :func:`recall_at_k`: exact FAISS search, or an approximate FAISS index.
 RECALL_ENGINES = ("faiss", "hnsw", "ivf")

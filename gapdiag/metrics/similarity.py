@@ -38,11 +38,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import check_matrix
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, iter_unit_blocks, unit_rows
 from gapdiag.metrics.bounds import keep_in_bounds
 from gapdiag.metrics.retrieval import search_topk
 from gapdiag.metrics.rounding import NO_VARIANCE
+from gapdiag.metrics.validation import check_matrix
 from gapdiag.vectors import EmbeddingSet
 
 #: Neighbours compared by mutual k-NN alignment (Huh et al. use k = 10).

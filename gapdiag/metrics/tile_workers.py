@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._linalg import one_blas_thread
+from gapdiag.metrics.linalg import one_blas_thread
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")

@@ -20,8 +20,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._linalg import eigvalsh
-from gapdiag.metrics._validation import check_matrix, check_same_dim, default_sample_index
 from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_T,
@@ -33,7 +31,9 @@ from gapdiag.metrics.blocked import (
     within_pass,
 )
 from gapdiag.metrics.cross import cross_pass
+from gapdiag.metrics.linalg import eigvalsh
 from gapdiag.metrics.passes import Passes, Value, finite_or_skip
+from gapdiag.metrics.validation import check_matrix, check_same_dim, default_sample_index
 
 
 def uniformity_wang_isola(

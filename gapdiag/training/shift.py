@@ -28,10 +28,10 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import logsumexp
 
 from gapdiag.errors import InputError
-from gapdiag.metrics._validation import check_same_dim, default_sample_index
 from gapdiag.metrics.blocked import unit_rows
 from gapdiag.metrics.gap import gap_vector
 from gapdiag.metrics.retrieval import recall_at_k
+from gapdiag.metrics.validation import check_same_dim, default_sample_index
 from gapdiag.metrics.zeroshot import zero_shot_accuracy
 
 __all__ = [
