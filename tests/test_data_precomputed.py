@@ -152,6 +152,21 @@ def test_non_finite_vectors(tmp_path: Path, value: float) -> None:
         load_dataset(tmp_path)
 
 
+@pytest.mark.parametrize(("value", "refused"), [(1e300, True), (-4e38, True), (3e38, False)])
+def test_float64_values_float32_cannot_hold_are_named_not_called_nan(tmp_path: Path, value: float,
+                                                                    refused: bool) -> None:
+    """1e300 is finite: the metrics, in float32, would see inf; the reader names the value instead."""
+    txt = _vectors().astype(np.float64)
+    txt[4, 1] = value
+    np.save(tmp_path / "image.npy", _vectors())
+    np.save(tmp_path / "text.npy", txt)
+    if refused:
+        with pytest.raises(DatasetError, match=r"modality 'text' row 4: the value .* beyond float32's range"):
+            load_dataset(tmp_path)
+    else:
+        assert load_dataset(tmp_path).modalities["text"].items[4, 1] == value
+
+
 def test_fingerprint_is_stable_and_follows_the_file(tmp_path: Path) -> None:
     path = tmp_path / "e.npz"
     np.savez(path, image=_vectors(), text=_vectors())

@@ -49,13 +49,27 @@ def _modality_order(names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: (rank.get(n, 2), names.index(n)))
 
 
+#: The largest magnitude the metrics can hold: they compute in float32.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _check_finite(array: NDArray[Any], where: str) -> None:
+    """Refuse a vector with NaN or inf, or (float64 input) with a value float32, which the metrics compute in,
+    cannot hold: 1e300 would turn into inf there and be reported as a NaN that the file does not contain."""
+    wide = array.dtype.itemsize > 4
     for start in range(0, array.shape[0], _FINITE_CHUNK_ROWS):
         block = np.asarray(array[start : start + _FINITE_CHUNK_ROWS])
         bad = ~np.isfinite(block).all(axis=1)
         if bad.any():
             row = start + int(np.argmax(bad))
             raise DatasetError(f"{where} row {row}: NaN or inf in the vector (re-embed or drop that row)")
+        if wide:
+            huge = (np.abs(block) > _FLOAT32_MAX).any(axis=1)
+            if huge.any():
+                row = start + int(np.argmax(huge))
+                value = block[row - start][np.argmax(np.abs(block[row - start]))]
+                raise DatasetError(f"{where} row {row}: the value {value:.3g} is beyond float32's range (±3.4e38), "
+                                   "which the metrics compute in; rescale the vectors (e.g. L2-normalise them)")
 
 
 def build_precomputed(
