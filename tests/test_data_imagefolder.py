@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,26 @@ def test_fingerprint_tracks_templates_and_files(tmp_path: Path) -> None:
     assert load_dataset(tmp_path, templates=["a sketch of a {}."]).fingerprint != base
     write_digits(tmp_path / "photo", [9])
     assert load_dataset(tmp_path).fingerprint != base
+
+
+@pytest.mark.parametrize("kind", ["broken link", "fifo", "folder"])
+def test_an_image_entry_that_is_no_file_is_named_not_skipped_in_silence(tmp_path: Path, kind: str) -> None:
+    """A broken link or a FIFO named like an image used to be passed over: the dataset measured was not the one
+    on disk. It is refused, naming it; --skip-bad leaves it out and lists it."""
+    expected = _folder(tmp_path)
+    bad = tmp_path / "photo" / "zebra.jpg"
+    if kind == "broken link":
+        bad.symlink_to(tmp_path / "nowhere.jpg")
+        said = "broken symbolic link"
+    elif kind == "fifo":
+        os.mkfifo(bad)
+        said = "not a regular file"
+    else:
+        bad.mkdir()
+        said = "is a folder"
+    with pytest.raises(DatasetError, match=f"zebra.jpg.*{said}.*--skip-bad") as exc:
+        load_dataset(tmp_path)
+    assert "\n" not in str(exc.value)
+    ds = load_dataset(tmp_path, skip_bad=True)
+    assert [p.name for p in ds.modalities["image"].items] == [f for c in sorted(expected) for f in expected[c]]
+    assert len(ds.extra["skipped"]) == 1 and "zebra.jpg" in ds.extra["skipped"][0]

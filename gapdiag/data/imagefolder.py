@@ -18,9 +18,10 @@ from gapdiag.data.base import (
     DEFAULT_TEMPLATES,
     ImageTextItems,
     PairedDataset,
+    Skips,
     image_text_dataset,
 )
-from gapdiag.data.images import is_image_file
+from gapdiag.data.images import IMAGE_EXTENSIONS, image_path_problem, is_image_file
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 
@@ -34,8 +35,26 @@ def class_folders(root: Path) -> list[Path]:
     ]
 
 
+def _image_entries(folder: Path, skips: Skips) -> list[Path]:
+    """The image files under ``folder``, sorted; an entry named like an image that is no regular file (a broken
+    link, a FIFO, a device, a folder called ``x.jpg``) is named, never passed over in silence: leaving it out
+    would measure another dataset than the one on disk."""
+    files = []
+    for entry in sorted(folder.rglob("*")):
+        if entry.name.startswith(".") or entry.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if is_image_file(entry):
+            files.append(entry)
+            continue
+        problem = image_path_problem(entry)
+        if problem is not None:
+            skips.bad(problem, "remove or fix it, or pass --skip-bad", "image")
+    return files
+
+
 def read_imagefolder(
-    root: Path, *, templates: Sequence[str] | None = None, split: str | None = None, memo_dir: Path | None = None
+    root: Path, *, templates: Sequence[str] | None = None, split: str | None = None, memo_dir: Path | None = None,
+    skip_bad: bool = False,
 ) -> PairedDataset:
     """Read ``root/<class>/**/<image>`` into an image-text :class:`PairedDataset`.
 
@@ -44,9 +63,12 @@ def read_imagefolder(
         templates: Prompt templates with one ``{}`` (default ``("a photo of a {}.",)``).
         split: Read ``root/<split>/`` instead (e.g. ``train``/``test`` folders above the class folders).
         memo_dir: Folder of the fingerprint memo (:func:`gapdiag.data.base.fingerprint_files`); ``None``: none.
+        skip_bad: Leave out entries named like images that are not regular files (broken links, FIFOs, devices)
+            and list them, instead of failing.
 
     Raises:
-        DatasetError: No class folder with images, or an empty template list.
+        DatasetError: No class folder with images, an empty template list, or (without ``skip_bad``) an entry
+            named like an image that is not a regular file.
     """
     if split is not None:
         if not (root / split).is_dir():
@@ -59,10 +81,11 @@ def read_imagefolder(
     if not folders:
         raise DatasetError(f"{root}: no images in class sub-folders (expected {root}/<class>/<image>.jpg)")
     class_names = [d.name.replace("_", " ") for d in folders]
+    skips = Skips(skip_bad)
     images: list[Path] = []
     labels: list[int] = []
     for label, folder in enumerate(folders):
-        files = sorted(f for f in folder.rglob("*") if is_image_file(f))
+        files = _image_entries(folder, skips)
         images += files
         labels += [label] * len(files)
     label_arr = np.asarray(labels, dtype=np.int64)
@@ -75,6 +98,7 @@ def read_imagefolder(
         items=items,
         files=images,
         options={"split": split},
+        skipped=skips.lines,
         labels=label_arr,
         class_names=class_names,
         templates=templates,
@@ -104,5 +128,5 @@ def _detect(spec: str) -> str | None:
     reads_subfolders=True,
 )
 def load_imagefolder(spec: str, *, skip_bad: bool = False, **options: Any) -> PairedDataset:
-    """Read an image folder (``skip_bad`` has nothing to skip: every image found exists)."""
-    return read_imagefolder(Path(spec), **options)
+    """Read an image folder (``skip_bad``: leave out image entries that are not regular files)."""
+    return read_imagefolder(Path(spec), skip_bad=skip_bad, **options)
