@@ -283,3 +283,14 @@ def test_a_full_disk_while_writing_an_output_says_disk_full(files, tmp_path, cap
     assert not md.exists()
     with pytest.raises(InputError, match="disk full while writing report"):
         _report(tmp_path / "r.json")
+
+
+@pytest.mark.parametrize("given", ["", "{tmp}", "{tmp}/", "{tmp}/new/"])
+def test_report_save_refuses_an_empty_path_or_a_folder_in_one_line(tmp_path, given):
+    """The API says what the CLI says: Report.save('') raised ValueError and Report.save('new/') wrote a file named
+    new; both are one-line InputErrors now, and nothing is written."""
+    path = given.format(tmp=tmp_path)
+    with pytest.raises(InputError, match="is empty|is a folder, not a file") as exc:
+        Report(metrics={"modality_gap/image-text": 0.5}, provenance={}).save(path)
+    assert "\n" not in str(exc.value)
+    assert not (tmp_path / "new").exists()

@@ -36,7 +36,7 @@ from typing import Any
 from gapdiag import __version__
 from gapdiag.errors import InputError
 from gapdiag.fsutil import atomic_write_json, json_default, loads_json
-from gapdiag.outputs import write_error
+from gapdiag.outputs import output_file, write_error
 
 SCHEMA_VERSION = 1
 # Bump when a metric's definition changes so that old and new reports are never silently compared.
@@ -162,9 +162,10 @@ def write_json(obj: Any, path: str | Path, *, what: str = "file") -> Path:
     """Write ``obj`` as indented JSON atomically (temp file + rename): a crash never leaves half a file.
 
     Raises:
-        InputError: The path cannot be written (one line naming it and the ``what``).
+        InputError: The path is empty or names a folder (``out/``), or cannot be written (one line naming it and
+            the ``what``).
     """
-    path = Path(path)
+    path = output_file(path, what)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, obj, sort_keys=False, allow_nan=True)
