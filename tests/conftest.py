@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,6 @@ def instrument_encoding(
     setattr_: Callable[[Any, str, Any], None],
     *,
     chunk_size: int = 4,
-    delay: float = 0.0,
     nan_after: int | None = None,
     kill_after: int | None = None,
 ) -> dict[str, int]:
@@ -87,8 +85,7 @@ def instrument_encoding(
 
     ``setattr_`` is ``monkeypatch.setattr`` in a test, or plain ``setattr`` in a worker subprocess. The model
     that ``build_model`` returns has its ``encode_image``/``encode_text`` wrapped: they add the batch length to
-    the returned counts, image batches sleep ``delay`` seconds (so that two concurrent runs overlap), and
-    image outputs become NaN once more than ``nan_after`` images were encoded. With ``kill_after``, the
+    the returned counts, and image outputs become NaN once more than ``nan_after`` images were encoded. With ``kill_after``, the
     process SIGKILLs itself when asked for more images once ``kill_after`` were encoded (the chunks before
     are committed by then): a kill at an exact point, with no clock in the test.
 
@@ -111,8 +108,6 @@ def instrument_encoding(
                 if kind == "image" and kill_after is not None and counts[kind] >= kill_after:
                     os.kill(os.getpid(), signal.SIGKILL)
                 counts[kind] += len(x)
-                if kind == "image" and delay:
-                    time.sleep(delay)
                 out = towers[kind](x, *a, **k)
                 if kind == "image" and nan_after is not None and counts[kind] > nan_after:
                     out = torch.full_like(out, float("nan"))

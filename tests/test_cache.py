@@ -131,11 +131,20 @@ def start_worker(root: Path, key: str, log_path: Path, *, pause_after: int = -1,
         )
 
 
+#: How long a worker may go without reaching the awaited point before the test calls it hung. Not a speed
+#: limit (the points are reached in well under a second): it only turns a deadlock into a failure, not a CI hang.
+HUNG_AFTER_S = 600.0
+
+
 def wait_until(condition, proc: subprocess.Popen, what: str) -> None:
-    """Poll ``condition``; fail (instead of waiting forever) if ``proc`` exits first."""
+    """Poll ``condition``; fail (instead of waiting forever) if ``proc`` exits first or hangs."""
+    give_up = time.monotonic() + HUNG_AFTER_S
     while not condition():
         if proc.poll() is not None:
             raise AssertionError(f"worker exited with {proc.returncode} before {what}")
+        if time.monotonic() > give_up:
+            proc.kill()
+            raise AssertionError(f"worker hung: not {what} after {HUNG_AFTER_S:.0f} s")
         time.sleep(0.01)
 
 
