@@ -28,6 +28,7 @@ from gapdiag.metrics.linalg import eigvalsh
 from gapdiag.metrics.passes import Passes, Value, finite_or_skip
 from gapdiag.metrics.rounding import NO_VARIANCE, score_tolerance
 from gapdiag.metrics.sampling import seeded_samples
+from gapdiag.metrics.search_index import load_faiss
 from gapdiag.metrics.validation import check_matrix
 
 #: TwoNN on at most this many points (seeded draw): 2-NN search is O(N²·d).
@@ -55,8 +56,7 @@ def two_nn_distances(x: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArr
     :func:`distance_tolerance` of 0 (a near-duplicate, whose float32 distance is rounding noise) gets both
     distances again from float64 differences to every row. Rows should be distinct (:func:`distinct_rows`).
     """
-    import faiss
-
+    faiss = load_faiss()  # the one FAISS import: a broken install is one line naming the fix, not a traceback
     x = np.ascontiguousarray(x, dtype=np.float32)
     n = x.shape[0]
     index = faiss.IndexFlatL2(x.shape[1])
