@@ -74,7 +74,7 @@ def test_same_checkpoint_twice_changes_nothing_and_cache_entries_work(capsys, ma
     assert metrics["linear_cka/image"] == pytest.approx(1.0, abs=1e-9)
     assert metrics["mutual_knn/text"] == pytest.approx(1.0)
     code, out, err = gapdiag(capsys, "compare", entry, entry, "--quiet")
-    assert code == 0 and "what changed" in out and "mutual k-NN" in out
+    assert code == 0 and "what changed" in out and "mutual k-NN" in out and "linear CKA (biased)" in out
 
 
 def markdown_tables(text: str) -> list[list[list[str]]]:
@@ -107,8 +107,9 @@ def test_two_checkpoints_markdown_for_a_pr_comment(
     assert metrics_table[0][:2] == ["Metric", "Better"]  # the side-by-side report table comes first
     assert f"### What changed: {tiny_checkpoint} → {second_checkpoint}" in text  # full labels, as in --json
     values = sim["metrics"]
-    assert similarity_table == [["Set", "Linear CKA", "Mutual k-NN"]] + [
-        [q, format_value(values[f"linear_cka/{q}"]), format_value(values[f"mutual_knn/{q}"])]
+    assert similarity_table == [["Set", "Linear CKA", "Linear CKA (biased)", "Mutual k-NN"]] + [
+        [q, format_value(values[f"linear_cka/{q}"]), format_value(values[f"linear_cka_biased/{q}"]),
+         format_value(values[f"mutual_knn/{q}"])]
         for q in ("image", "text", "joint")]
     assert "mutual k-NN = mean share of each item's 10 neighbours kept" in text
     assert len(changed_tables) == 2  # image and text; the joint set's items are theirs

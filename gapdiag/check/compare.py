@@ -13,6 +13,7 @@ from gapdiag.check.render import json_number, markdown_cell, markdown_table
 from gapdiag.check.rules import Direction, registry_direction
 from gapdiag.report import Report, split_metric_name
 from gapdiag.report.presentation import (
+    SIMILARITY_COLUMNS,
     SIMILARITY_NOTE,
     format_delta,
     format_value,
@@ -112,7 +113,7 @@ def similarity_to_markdown(similarity: Mapping[str, Any], labels: Sequence[str],
     """What changed between two models, item by item, for a PR comment: the terminal's second table (linear CKA
     and mutual k-NN per set) and, per modality, the ``shown`` items whose neighbours changed most."""
     lines = [f"### What changed: {markdown_cell(labels[0])} → {markdown_cell(labels[1])}", ""]
-    lines += markdown_table(["Set", "Linear CKA", "Mutual k-NN"], similarity_rows(similarity))
+    lines += markdown_table(list(SIMILARITY_COLUMNS), similarity_rows(similarity))
     lines += ["", f"{SIMILARITY_NOTE}."]
     for modality, items in most_changed(similarity, shown):
         lines += ["", f"**{modality}**: items whose neighbours changed most", ""]

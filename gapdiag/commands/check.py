@@ -386,9 +386,10 @@ def _print_similarity(similarity: dict[str, Any], labels: list[str], shown: int 
     """The item-by-item view of two checkpoints: CKA and mutual k-NN per set, then the most-changed items."""
     table = Table(title=f"what changed: {labels[0]} → {labels[1]}", box=box.SIMPLE_HEAD, pad_edge=False,
                   caption=api.presentation.SIMILARITY_NOTE)
-    table.add_column("set", no_wrap=True)
-    table.add_column("linear CKA", justify="right")
-    table.add_column("mutual k-NN", justify="right")
+    first, *others = api.presentation.SIMILARITY_COLUMNS
+    table.add_column(first.lower(), no_wrap=True)
+    for header in others:
+        table.add_column(header[0].lower() + header[1:], justify="right")
     for row in api.presentation.similarity_rows(similarity):
         table.add_row(*row)
     console.print(table)

@@ -144,12 +144,17 @@ def group_by_family(names: Iterable[str]) -> list[tuple[str, list[str]]]:
 SIMILARITY_NOTE = "1 = unchanged; mutual k-NN = mean share of each item's 10 neighbours kept"
 
 
-def similarity_rows(similarity: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """``(set, linear CKA, mutual k-NN)`` as text for each modality and the joint set of
-    :func:`gapdiag.api.compare_models`'s result, in the order measured; an em dash where a value is absent."""
+#: The columns of :func:`similarity_rows`, as the terminal and the Markdown show them.
+SIMILARITY_COLUMNS = ("Set", "Linear CKA", "Linear CKA (biased)", "Mutual k-NN")
+
+
+def similarity_rows(similarity: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """``(set, linear CKA, biased linear CKA, mutual k-NN)`` as text for each modality and the joint set of
+    :func:`gapdiag.api.compare_models`'s result, in the order measured; an em dash where a value is absent.
+    The biased form is shown beside the debiased one because papers report either (docs/metrics.md)."""
     values = similarity["metrics"]
-    return [(q, format_value(values.get(f"linear_cka/{q}", math.nan)),
-             format_value(values.get(f"mutual_knn/{q}", math.nan)))
+    return [(q, *(format_value(values.get(f"{base}/{q}", math.nan))
+                  for base in ("linear_cka", "linear_cka_biased", "mutual_knn")))
             for q in dict.fromkeys(k.split("/", 1)[1] for k in values)]
 
 
