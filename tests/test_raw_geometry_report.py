@@ -58,3 +58,17 @@ def test_measure_prints_the_items_and_json_keeps_them(capsys):
     summary = json.loads(out)
     assert code == 0 and summary["extras"]["conformity_items/text"]["most"][0]["caption"]
     assert "raw_norms/text" not in summary["extras"]  # the short lists only, not every summary
+
+
+def test_a_precomputed_set_saved_normalised_is_named_on_stderr_and_its_norms_not_shown(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    img, txt = rng.normal(size=(30, 8)) + 1.0, rng.normal(size=(30, 8)) * 3.0
+    img = (img / np.linalg.norm(img, axis=1, keepdims=True)).astype(np.float16)  # saved after normalisation
+    np.savez(tmp_path / "emb.npz", image=img, text=txt.astype(np.float32))
+    code, out, err = gapdiag(capsys, "measure", "-d", tmp_path / "emb.npz", "--device", "cpu", "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert "skipped metric: raw_norm_mean/image: the image vectors are already L2-normalised" in err
+    assert "raw_norm_mean/image" not in report["metrics"] and "thin_shell_ratio/image" not in report["metrics"]
+    assert report["metrics"]["raw_norm_mean/text"] > 1.5  # the raw modality beside it is measured
+    assert "raw_separability/joint" in report["metrics"]  # one modality raw: the raw variant differs
