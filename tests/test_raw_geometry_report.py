@@ -72,3 +72,14 @@ def test_a_precomputed_set_saved_normalised_is_named_on_stderr_and_its_norms_not
     assert "raw_norm_mean/image" not in report["metrics"] and "thin_shell_ratio/image" not in report["metrics"]
     assert report["metrics"]["raw_norm_mean/text"] > 1.5  # the raw modality beside it is measured
     assert "raw_separability/joint" in report["metrics"]  # one modality raw: the raw variant differs
+
+
+def test_the_summary_says_when_only_the_norms_separate_the_modalities():
+    from gapdiag.report.presentation import summarize
+
+    text = " ".join(summarize({"modality_gap/image-text": 0.05, "modality_separability/joint": 0.55,
+                               "raw_separability/joint": 1.0}))
+    assert "raw vectors are linearly separable (1.000) but their unit vectors are not (0.5500)" in text
+    assert "norm" in text
+    both = " ".join(summarize({"modality_separability/joint": 1.0, "raw_separability/joint": 1.0}))
+    assert "raw vectors" not in both  # separable either way: nothing more to say

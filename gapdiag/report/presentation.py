@@ -224,7 +224,8 @@ def summarize(metrics: Mapping[str, float]) -> list[str]:
     """A few sentences in words on the headline numbers of a measurement (what the HTML report opens with).
 
     Reads ``modality_gap`` with ``modality_separability`` (a hyperplane can split the modalities even when
-    the gap is small), ``cos_tp`` against ``cos_nonmatching``, ``angular_value`` (the cone effect) and
+    the gap is small) and ``raw_separability`` (the raw modalities may differ in norm alone), ``cos_tp`` against
+    ``cos_nonmatching``, ``angular_value`` (the cone effect) and
     ``effective_rank`` (dimensional collapse). Metrics that are absent are not mentioned.
 
     Example:
@@ -253,6 +254,11 @@ def summarize(metrics: Mapping[str, float]) -> list[str]:
                 else ""
             )
             out.append(f"The modality gap ({pair}) is {level} ({f(gap)}){probe}.")
+    _, raw_separability = _first(metrics, "raw_separability")
+    if raw_separability is not None and separability is not None and raw_separability >= SEPARABLE > separability:
+        out.append(f"The raw vectors are linearly separable ({f(raw_separability)}) but their unit vectors are not "
+                   f"({f(separability)}): the modalities differ in norm (Levi & Gilboa's separate shells), which "
+                   "normalising removes.")
     _, cos_tp = _first(metrics, "cos_tp")
     _, cos_nm = _first(metrics, "cos_nonmatching")
     if cos_tp is not None and cos_nm is not None:
