@@ -65,6 +65,25 @@ def conformity_w1(x, y) -> float:
     return float(scipy.stats.wasserstein_distance(conformity(x), conformity(y)))
 
 
+def raw_norms(x) -> dict[str, float]:
+    """Mean, population standard deviation and their ratio (the thin-shell ratio) of the raw L2 norms, by numpy."""
+    norms = np.linalg.norm(np.asarray(x, dtype=np.float64), axis=1)
+    return {"mean": float(norms.mean()), "std": float(norms.std()), "ratio": float(norms.std() / norms.mean())}
+
+
+def conformity_estimate(x) -> np.ndarray:
+    """Per item, the cosine of the raw vector to the mean of the raw vectors of its set (Levi & Gilboa's
+    estimator of conformity), item by item."""
+    x = np.asarray(x, dtype=np.float64)
+    mu = x.mean(0)
+    return np.array([x[i] @ mu / (np.linalg.norm(x[i]) * np.linalg.norm(mu)) for i in range(x.shape[0])])
+
+
+def conformity_estimate_r(x) -> float:
+    """Pearson correlation (scipy) of the exact conformities with their mean-vector estimates."""
+    return float(scipy.stats.pearsonr(conformity(x), conformity_estimate(x))[0])
+
+
 def uniformity(x, t: float = 2.0) -> float:
     d2 = pdist(unit(x), "sqeuclidean")  # unordered pairs i < j
     return float(np.log(np.mean(np.exp(-t * d2))))

@@ -94,7 +94,7 @@ CASES = {
 
 def _documented_low(base: str, es: EmbeddingSet, qualifier: str) -> float | None:
     """Lower ends of the docs table that depend on the data; None where the registry bound is the range."""
-    if base == "modality_separability":
+    if base in ("modality_separability", "raw_separability"):
         return 1.0 / len(es.modality_names)  # chance for M balanced modalities
     if base == "angular_value":
         n = es.vectors[qualifier].shape[0]

@@ -228,14 +228,16 @@ def status_printer(enabled: bool, bar: Any = None) -> Callable[[str], None] | No
 
 
 def describe_items(extras: dict[str, Any], data: Any, options: EmbedOptions, at: Settings) -> None:
-    """Add the ``path`` (image items) or ``caption`` (text items) to listed items (hubs, most-changed items).
+    """Add the ``path`` (image items) or ``caption`` (text items) to listed items (hubs, most-changed items, the
+    most and least conforming items).
 
     Best effort: without readable data (precomputed vectors, a cache entry, a changed dataset) the items keep
     their row and sample ids only.
     """
     lists = [(key.split("/", 1)[1], entry) for key, value in extras.items()
-             if key.startswith(("changed/", "hubness/")) for entry in
-             (value if isinstance(value, list) else value.get("hubs", []))]
+             if key.startswith(("changed/", "hubness/", "conformity_items/")) for entry in
+             (value if isinstance(value, list) else [*value.get("hubs", []), *value.get("most", []),
+                                                     *value.get("least", [])])]
     if not lists:
         return
     try:

@@ -168,8 +168,10 @@ def measure(
     print_skipped(list(report.provenance.get("skipped") or []), report.skipped)
     if json_out:
         summary = report.to_dict(include_extras=False)
-        if report.extras.get("notes"):  # the one-line caveats, without the bulky arrays of the extras
-            summary["extras"] = {"notes": report.extras["notes"]}
+        # The one-line caveats and the short item lists, without the bulky arrays of the extras.
+        shown = api.presentation.listed_extras(report.extras)
+        if shown:
+            summary["extras"] = shown
         # Published values to read the numbers against (additive key; docs/report-schema.md).
         summary["references"] = [p.to_dict() for p in api.references_for(report.metrics)]
         print_json(summary)
@@ -179,6 +181,9 @@ def measure(
         console.print(line, style="dim", highlight=False, soft_wrap=True)
     for note in report.extras.get("notes") or []:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    for end, modality, items in api.presentation.conforming_items(report.extras):
+        console.print(f"{end} conforming {modality}: {'; '.join(items)}", highlight=False, soft_wrap=True,
+                      markup=False)
     for direction, agreement in (report.extras.get("retrieval_agreement") or {}).items():
         console.print(f"approximate retrieval {direction}: {agreement:.1%} of the exact top-10 found (sampled queries)")
     if out is not None:

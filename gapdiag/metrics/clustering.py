@@ -2,7 +2,8 @@
 
 All three stack the L2-normalised modalities into one joint set [X̂; Ŷ; ...] (the clustering evaluation of
 Grassucci et al. 2026): a space without a modality gap clusters by meaning (class V-Measure high) and not
-by modality (modality V-Measure and separability low).
+by modality (modality V-Measure and separability low). ``raw_separability`` is the separability of the raw
+vectors, before normalisation (Levi & Gilboa, ICML 2025: the raw modalities sit on separate ellipsoid shells).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics.blocked import unit_rows
 from gapdiag.metrics.passes import Passes, Skip, Value
+from gapdiag.metrics.raw import raw_norms_of
 from gapdiag.metrics.sampling import seeded_samples, sorted_choice
 from gapdiag.metrics.validation import check_matrix, check_same_dim
 
@@ -176,6 +178,7 @@ def modality_separability(
     test_fraction: float = 0.5,
     normalized: bool = False,
     at_least_chance: bool = True,
+    raw: bool = False,
 ) -> float:
     """Linear separability of the modalities: held-out accuracy of a linear classifier, at least chance.
 
@@ -203,6 +206,8 @@ def modality_separability(
         test_fraction: Share of each modality's items held out for testing.
         normalized: As in :func:`v_measure_class`.
         at_least_chance: False returns the held-out accuracy itself, which can fall below chance.
+        raw: Classify the vectors as given, not normalised (the raw-vector variant ``raw_separability``: Levi &
+            Gilboa's separate ellipsoid shells can differ in norm as well as in direction).
 
     Returns:
         Separability in [1/M, 1] (the accuracy in [0, 1] with ``at_least_chance=False``).
@@ -212,7 +217,7 @@ def modality_separability(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    mats = _joint(vectors_by_modality, 2, normalized)
+    mats = _joint(vectors_by_modality, 2, normalized or raw)  # raw: checked float32 copies, not normalised
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}")
     n = min(max_samples, min(m.shape[0] for m in mats))
@@ -262,11 +267,28 @@ def modality_separability_value(p: Passes, q: str) -> float:
     """``modality_separability/joint`` on the items in play; a held-out accuracy below chance reads as chance,
     with a note giving the accuracy itself."""
     p.say("modality separability")
-    mats = [p.units[m] for m in p.names]
-    accuracy = modality_separability(mats, seed=p.seed, normalized=True, at_least_chance=False)
+    return _separability_in_play(p, "modality_separability", [p.units[m] for m in p.names], raw=False)
+
+
+def raw_separability_value(p: Passes, q: str) -> Value:
+    """``raw_separability/joint``: :func:`modality_separability` of the raw vectors (not normalised) of the items in
+    play, read like it; skipped when every modality was given already normalised (it is then
+    ``modality_separability`` itself)."""
+    if all(raw_norms_of(p, m).unit for m in p.names):
+        return Skip("every modality's vectors are already L2-normalised: the raw variant is modality_separability")
+    p.say("modality separability: raw vectors")
+    mats = [unit_rows(p.vecs[m], m, rows=p.rows.get(m), normalize=False, block_size=p.block_size)
+            for m in p.names]
+    return _separability_in_play(p, "raw_separability", mats, raw=True)
+
+
+def _separability_in_play(p: Passes, name: str, mats: list[NDArray[np.float32]], *, raw: bool) -> float:
+    """The separability of ``mats`` (checked unit or raw vectors of the items in play), at least chance; a held-out
+    accuracy below chance gets a note giving it."""
+    accuracy = modality_separability(mats, seed=p.seed, normalized=not raw, raw=raw, at_least_chance=False)
     chance = 1.0 / len(mats)
     if accuracy < chance:
-        p.note(f"modality_separability/joint: the held-out accuracy {accuracy:.4g} is below chance ({chance:.4g}), "
+        p.note(f"{name}/joint: the held-out accuracy {accuracy:.4g} is below chance ({chance:.4g}), "
                "shown as chance: a linear classifier finds no modality signal (with a closed gap each test item's "
                "near-twin was learnt with the other label)")
     return separability_from_accuracy(accuracy, len(mats))

@@ -2,18 +2,26 @@
 conformity, compared between modalities by ``conformity_w1`` (Levi & Gilboa, ICML 2025).
 
 Both come from the linear pass's sum ``S = Σ_j x̂_j`` of a modality: the angular value from ``‖S‖²``, an item's
-conformity from one more dot product, ``x̂_i · S`` (the mean of the conformities is the angular value).
+conformity from one more dot product, ``x̂_i · S`` (the mean of the conformities is the angular value). The paper's
+estimate of conformity, the cosine of the raw vector to the raw modality mean, is read beside it
+(``conformity_estimate_r``), and the most and least conforming items are listed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gapdiag.errors import InputError
 from gapdiag.metrics.blocked import DEFAULT_BLOCK_SIZE, LinearStats, iter_unit_blocks, linear_stats
-from gapdiag.metrics.passes import Passes, Skip, Value
+from gapdiag.metrics.passes import Passes, Skip, Value, finite_or_skip
+from gapdiag.metrics.raw import RawNorms, already_unit_reason, raw_norms, raw_norms_of
 from gapdiag.metrics.validation import check_matrix
+
+#: Items listed at each end of a modality's conformity (``extras["conformity_items/<m>"]``).
+LISTED_ITEMS = 5
 
 
 def angular_value_from_stats(stats: LinearStats) -> float:
@@ -118,14 +126,16 @@ def conformity_w1(x: ArrayLike, y: ArrayLike, *, block_size: int = DEFAULT_BLOCK
 def conformity_w1_value(p: Passes, pair: str) -> Value:
     """``conformity_w1/<a-b>`` from the linear pass's sums and one more read of every item (compute_all's value
     function); each modality's conformities are computed once, summarised in ``extras["conformity/<m>"]``."""
-    per_modality = [_conformity_of(p, m) for m in p.pair(pair)]
+    per_modality = [conformity_of(p, m) for m in p.pair(pair)]
     if any(c is None for c in per_modality):
         return Skip("needs at least 2 items per modality (conformity is a mean over the other items)")
     return wasserstein_1d(*per_modality)
 
 
-def _conformity_of(p: Passes, m: str) -> NDArray[np.float64] | None:
-    """The conformities of modality ``m``'s items (None with fewer than 2), once."""
+def conformity_of(p: Passes, m: str) -> NDArray[np.float64] | None:
+    """The conformities of modality ``m``'s items (None with fewer than 2), once; a summary goes to
+    ``extras["conformity/<m>"]`` and the :data:`LISTED_ITEMS` most and least conforming items, by their rows, to
+    ``extras["conformity_items/<m>"]`` (``{"most": [...], "least": [...]}``, ties to the lower row)."""
 
     def of_modality() -> NDArray[np.float64] | None:
         stats = p.stats[m]
@@ -136,6 +146,77 @@ def _conformity_of(p: Passes, m: str) -> NDArray[np.float64] | None:
         c = conformity_from_dots(np.concatenate(dots), stats.n)
         p.extras[f"conformity/{m}"] = {"mean": float(c.mean()), "std": float(c.std()), "min": float(c.min()),
                                        "median": float(np.median(c)), "max": float(c.max())}
+        p.extras[f"conformity_items/{m}"] = {
+            "most": [{"item": int(i), "conformity": float(c[i])} for i in np.argsort(-c, kind="stable")[:LISTED_ITEMS]],
+            "least": [{"item": int(i), "conformity": float(c[i])} for i in np.argsort(c, kind="stable")[:LISTED_ITEMS]],
+        }
         return c
 
     return p.once(("conformity", m), of_modality)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The mean-vector estimate of conformity (Levi & Gilboa, ICML 2025), on the raw vectors
+# ---------------------------------------------------------------------------------------------------------
+def estimate_from_blocks(blocks: Iterable[NDArray[np.floating]], raw: RawNorms) -> NDArray[np.float64] | None:
+    """``cos(z_i, μ)`` of consecutive raw blocks with the raw mean ``μ`` (∝ ``raw.total``); None when ``μ = 0``."""
+    scale = float(np.linalg.norm(raw.total))
+    if scale == 0.0:
+        return None
+    dots = np.concatenate([np.asarray(b, dtype=np.float64) @ raw.total for b in blocks])
+    return dots / (raw.norms * scale)
+
+
+def conformity_estimate(x: ArrayLike, *, block_size: int = DEFAULT_BLOCK_SIZE) -> NDArray[np.float64]:
+    """Levi & Gilboa's estimate of each item's conformity: the cosine of its raw vector to the raw modality mean.
+
+    ``e_i = cos(z_i, μ) = z_i·μ / (‖z_i‖ ‖μ‖)`` with ``μ = (1/N) Σ_j z_j`` the mean of the **raw** (not normalised)
+    vectors (Levi & Gilboa, "The Double-Ellipsoid Geometry of CLIP", ICML 2025, who show ``e_i`` tracks the exact
+    conformity ``c_i`` closely). On unit vectors (or vectors of equal norms) it is exact up to an affine map:
+    ``c_i = (N‖m̂‖ e_i − 1)/(N − 1)``, ``m̂`` the mean unit vector, so only unequal norms make it an estimate.
+    Two streamed O(N·d) passes.
+
+    Raises:
+        InputError: The raw mean is the zero vector (no direction to compare with).
+
+    Example:
+        >>> conformity_estimate([[2.0, 0.0], [0.0, 1.0]]).round(6).tolist()
+        [0.894427, 0.447214]
+    """
+    x = check_matrix(x, "x")
+    raw = raw_norms(x, block_size=block_size)
+    e = estimate_from_blocks((b for _, b in iter_unit_blocks(x, "x", block_size=block_size, normalize=False)), raw)
+    if e is None:
+        raise InputError("the conformity estimate needs a non-zero mean of the raw vectors; the mean is 0")
+    return e
+
+
+def pearson_r(a: ArrayLike, b: ArrayLike) -> float:
+    """Pearson's correlation ``Σ(a−ā)(b−b̄) / sqrt(Σ(a−ā)² Σ(b−b̄)²)`` (as ``scipy.stats.pearsonr``); NaN when
+    either sample is constant (no correlation is defined)."""
+    u, v = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    u, v = u - u.mean(), v - v.mean()
+    denominator = float(np.sqrt((u @ u) * (v @ v)))
+    return float(u @ v) / denominator if denominator > 0 else float("nan")
+
+
+def conformity_estimate_r_value(p: Passes, m: str) -> Value:
+    """``conformity_estimate_r/<m>``: Pearson's r of the exact conformities of every item with their mean-vector
+    estimates (compute_all's value function). Skipped when the norms are all equal (given normalised, or one
+    sphere): the estimate is then exact by construction (r = 1), no finding. Each listed item of
+    ``extras["conformity_items/<m>"]`` gets its ``estimate``."""
+    exact = conformity_of(p, m)
+    if exact is None:
+        return Skip("needs at least 2 items (conformity is a mean over the other items)")
+    raw = raw_norms_of(p, m)
+    estimate = p.once(("conformity_estimate", m),
+                      lambda: estimate_from_blocks((b for _, b in p.raw_blocks(m)), raw))
+    if estimate is None:
+        return Skip("the mean of the raw vectors is the zero vector: no direction to estimate conformity with")
+    for entry in (e for end in p.extras[f"conformity_items/{m}"].values() for e in end):
+        entry["estimate"] = float(estimate[entry["item"]])
+    if raw.unit:
+        return Skip(already_unit_reason(m) + " (the estimate is then exact by construction, r = 1)")
+    if raw.equal:
+        return Skip("every raw norm is equal: the estimate is then exact by construction (r = 1), no finding")
+    return finite_or_skip(pearson_r(exact, estimate), "the conformities (or their estimates) are all equal")

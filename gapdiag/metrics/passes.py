@@ -34,6 +34,8 @@ GRAM = "gram"
 PAIRED = "paired"
 #: Every item's unit vector once more, block by block, after the linear pass (:meth:`Passes.unit_blocks`).
 ITEMS = "items"
+#: Every item's raw vector as stored, before normalisation, block by block (:meth:`Passes.raw_blocks`).
+RAW = "raw"
 # Quadratic needs use every item or, with ``sample=n``, the items of n drawn samples:
 #: The unit vectors and sample ids of the items in play (``Passes.units``, ``Passes.sub``).
 SAMPLE = "sample"
@@ -50,7 +52,7 @@ LABELS = "labels"
 CLASS_EMBEDDINGS = "class_embeddings"
 ATTRIBUTES = "attributes"
 
-LINEAR_NEEDS = frozenset({SUMS, GRAM, PAIRED, ITEMS})
+LINEAR_NEEDS = frozenset({SUMS, GRAM, PAIRED, ITEMS, RAW})
 QUADRATIC_NEEDS = frozenset({SAMPLE, WITHIN, CROSS, RANKS, TOP_K})
 DATA_NEEDS = frozenset({LABELS, CLASS_EMBEDDINGS, ATTRIBUTES})
 NEEDS = LINEAR_NEEDS | QUADRATIC_NEEDS | DATA_NEEDS
@@ -181,6 +183,11 @@ class Passes:
             return
         for start in range(0, kept.shape[0], size):
             yield start, kept[start : start + size]
+
+    def raw_blocks(self, m: str) -> Iterator[tuple[int, NDArray[np.float32]]]:
+        """``(offset, block)`` of every item's raw vector in modality ``m`` (:data:`RAW`), as stored (not normalised),
+        float32 and checked (NaN/inf, zero vectors) like the linear pass's blocks."""
+        yield from iter_unit_blocks(self.vecs[m], m, block_size=self.block_size, normalize=False)
 
     def note(self, text: str) -> None:
         """Add a line to ``extras["notes"]`` (shown with the report)."""

@@ -20,10 +20,11 @@ from typing import Literal
 from gapdiag.metrics.arithmetic import arithmetic_accuracy_value
 from gapdiag.metrics.clustering import (
     modality_separability_value,
+    raw_separability_value,
     v_measure_class_value,
     v_measure_modality_value,
 )
-from gapdiag.metrics.cone import angular_value_value, conformity_w1_value
+from gapdiag.metrics.cone import angular_value_value, conformity_estimate_r_value, conformity_w1_value
 from gapdiag.metrics.decomposition import MMD_PERMUTATIONS, MMD_SAMPLE, decomposition_value, mmd_value
 from gapdiag.metrics.gap import alignment_value, cos_nonmatching_value, cos_tp_value, modality_gap_value
 from gapdiag.metrics.hubness import HUBNESS_K, hubness_value
@@ -38,6 +39,7 @@ from gapdiag.metrics.passes import (
     PAIRED,
     QUADRATIC_NEEDS,
     RANKS,
+    RAW,
     SAMPLE,
     SUMS,
     TOP_K,
@@ -45,6 +47,7 @@ from gapdiag.metrics.passes import (
     ValueFunction,
 )
 from gapdiag.metrics.rank import effective_rank_value, rankme_value
+from gapdiag.metrics.raw import raw_norm_value
 from gapdiag.metrics.retrieval import recall_value
 from gapdiag.metrics.uniformity import (
     uniformity_cross_value,
@@ -153,6 +156,23 @@ REGISTRY: dict[str, MetricInfo] = {
         MetricInfo("conformity_w1", False, (0.0, 2.0), "pair", "cone", _LG,
                    "W1 distance between the modalities' conformity distributions (item's mean cosine to its modality)",
                    _needs(SUMS, ITEMS), conformity_w1_value),
+        MetricInfo("conformity_estimate_r", None, (-1.0, 1.0), "modality", "cone", _LG,
+                   "Pearson r of each item's exact conformity with its estimate, the cosine to the raw modality mean",
+                   _needs(SUMS, ITEMS, RAW), conformity_estimate_r_value),
+        # The raw vectors before normalisation (docs/metrics.md, "The raw geometry").
+        MetricInfo("raw_norm_mean", None, (0.0, None), "modality", "raw", _LG,
+                   "mean L2 norm of the raw (not normalised) vectors", _needs(RAW),
+                   partial(raw_norm_value, key="mean")),
+        MetricInfo("raw_norm_std", None, (0.0, None), "modality", "raw", _LG,
+                   "standard deviation (population) of the raw vectors' L2 norms", _needs(RAW),
+                   partial(raw_norm_value, key="std")),
+        MetricInfo("thin_shell_ratio", None, (0.0, None), "modality", "raw", _LG,
+                   "std / mean of the raw norms: 0 = one sphere, small = a thin shell", _needs(RAW),
+                   partial(raw_norm_value, key="thin_shell_ratio")),
+        MetricInfo("raw_separability", False, (0.0, 1.0), "joint", "raw",
+                   _LG + "; Liang et al. 2022, §4 (linear probe of the modality)",
+                   "held-out accuracy of a linear classifier telling the raw (not normalised) modalities apart",
+                   _needs(SAMPLE, RAW), raw_separability_value),
         MetricInfo("uniformity_wang_isola", False, (-8.0, 0.0), "modality", "uniformity", _WI,
                    "log mean exp(-2 |u - v|^2) over unordered pairs; lower is more uniform",
                    _needs(SAMPLE, WITHIN, CROSS), uniformity_wang_isola_value, also_joint=True,

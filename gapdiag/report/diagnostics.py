@@ -1,4 +1,5 @@
-"""The "Diagnostics" section of the HTML report: where the gap lives, the hubs of retrieval, intrinsic dimension.
+"""The "Diagnostics" section of the HTML report: where the gap lives, the hubs of retrieval, intrinsic dimension,
+the raw geometry before normalisation.
 
 Reads only the report (values and extras), so it renders for any saved report; returns "" when the report has no
 diagnostics (older reports, or metrics not asked for).
@@ -10,6 +11,7 @@ import html
 import math
 from typing import Any
 
+from gapdiag.report.presentation import conforming_items
 from gapdiag.report.record import Report
 
 #: Hubs shown per direction.
@@ -116,4 +118,41 @@ def diagnostics_section(report: Report) -> str:
         parts.append(
             "<h3>Intrinsic dimension and isotropy</h3>" + _table(["set", "TwoNN dimension", "IsoScore"], rows)
         )
+    raw = _raw_geometry(report)
+    if raw:
+        parts.append(raw)
     return "<h2>Diagnostics</h2>" + "".join(parts) if parts else ""
+
+
+def _raw_geometry(report: Report) -> str:
+    """The raw geometry (Levi & Gilboa 2025) per modality: norm shell, conformity estimate, the most and least
+    conforming items; a modality given already normalised shows why its values are absent. "" when not measured."""
+    m, extras, skipped = report.metrics, report.extras or {}, report.skipped
+    modalities = list(dict.fromkeys(
+        [k.split("/", 1)[1] for k in [*m, *skipped] if k.split("/", 1)[0] == "raw_norm_mean" and "/" in k]
+        + [k.split("/", 1)[1] for k in extras if k.startswith("conformity_items/")]))
+    if not modalities:
+        return ""
+    listed = {(end, modality): "; ".join(items) for end, modality, items in conforming_items(extras)}
+    rows = [[q,
+             m.get(f"raw_norm_mean/{q}", math.nan),
+             m.get(f"raw_norm_std/{q}", math.nan),
+             m.get(f"thin_shell_ratio/{q}", math.nan),
+             m.get(f"conformity_estimate_r/{q}", math.nan),
+             listed.get(("most", q), ""),
+             listed.get(("least", q), "")] for q in modalities]
+    why = [f"{name}: {reason}" for name, reason in skipped.items()
+           if name.split("/", 1)[0] in ("raw_norm_mean", "raw_separability")]
+    separability = "".join(
+        f"<p>Linear separability of the modalities: raw vectors {_num(m[f'raw_separability/{q}'])}, unit vectors "
+        f"{_num(m.get(f'modality_separability/{q}'))} (a raw value above the unit one: the shells differ in norm).</p>"
+        for q in _qualifiers(report, "raw_separability"))
+    return (
+        "<h3>Raw geometry</h3><p>Before normalisation each modality's vectors lie on an off-centre shell (Levi &amp; "
+        "Gilboa 2025): thin-shell ratio = std / mean of the norms (0 = one sphere). Conformity = an item's mean "
+        "cosine to the other items of its modality; r = its correlation with the cosine to the raw mean.</p>"
+        + separability
+        + _table(["modality", "norm mean", "norm std", "thin-shell ratio", "conformity r (estimate)",
+                  "most conforming (item, conformity)", "least conforming (item, conformity)"], rows)
+        + "".join(f"<p>Skipped: {html.escape(line)}</p>" for line in why)
+    )

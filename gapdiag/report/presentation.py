@@ -168,6 +168,31 @@ def most_changed(similarity: Mapping[str, Any], shown: int) -> list[tuple[str, l
             for modality, items in changed]
 
 
+# ------------------------------------------------------------------------ the most and least conforming items
+
+#: Listed extras ``measure --json`` keeps beside the notes (short lists of items, not the bulky arrays).
+LISTED_EXTRAS = ("conformity_items/",)
+
+
+def listed_item(entry: Mapping[str, Any], value_key: str) -> str:
+    """One listed item as text: ``#row caption-or-path (value)`` (the caption or path when the data was read)."""
+    name = entry.get("caption") or entry.get("path")
+    return f"#{entry['item']}" + (f" {name}" if name else "") + f" ({format_value(float(entry[value_key]))})"
+
+
+def conforming_items(extras: Mapping[str, Any]) -> list[tuple[str, str, list[str]]]:
+    """``(end, modality, [item text, ...])`` for the most and least conforming items of each modality in
+    ``extras["conformity_items/<m>"]`` (Levi & Gilboa's conformity: the mean cosine to the modality's other items),
+    each item as :func:`listed_item` with its exact conformity."""
+    return [(end, key.split("/", 1)[1], [listed_item(e, "conformity") for e in value.get(end, [])])
+            for key, value in extras.items() if key.startswith("conformity_items/") for end in ("most", "least")]
+
+
+def listed_extras(extras: Mapping[str, Any]) -> dict[str, Any]:
+    """The extras ``measure --json`` prints: the notes and the short item lists (:data:`LISTED_EXTRAS`)."""
+    return {k: v for k, v in extras.items() if k == "notes" or k.startswith(LISTED_EXTRAS)}
+
+
 # ---------------------------------------------------------------------------------------- summary in words
 
 # Reading of the gap ‖Δ‖ (Liang et al. 2022): pretrained CLIP ≈ 0.82, gap-closing training ≈ 0.06.
@@ -204,7 +229,8 @@ def summarize(metrics: Mapping[str, float]) -> list[str]:
     """A few sentences in words on the headline numbers of a measurement (what the HTML report opens with).
 
     Reads ``modality_gap`` with ``modality_separability`` (a hyperplane can split the modalities even when
-    the gap is small), ``cos_tp`` against ``cos_nonmatching``, ``angular_value`` (the cone effect) and
+    the gap is small) and ``raw_separability`` (the raw modalities may differ in norm alone), ``cos_tp`` against
+    ``cos_nonmatching``, ``angular_value`` (the cone effect) and
     ``effective_rank`` (dimensional collapse). Metrics that are absent are not mentioned.
 
     Example:
@@ -233,6 +259,11 @@ def summarize(metrics: Mapping[str, float]) -> list[str]:
                 else ""
             )
             out.append(f"The modality gap ({pair}) is {level} ({f(gap)}){probe}.")
+    _, raw_separability = _first(metrics, "raw_separability")
+    if raw_separability is not None and separability is not None and raw_separability >= SEPARABLE > separability:
+        out.append(f"The raw vectors are linearly separable ({f(raw_separability)}) but their unit vectors are not "
+                   f"({f(separability)}): the modalities differ in norm (Levi & Gilboa's separate shells), which "
+                   "normalising removes.")
     _, cos_tp = _first(metrics, "cos_tp")
     _, cos_nm = _first(metrics, "cos_nonmatching")
     if cos_tp is not None and cos_nm is not None:
