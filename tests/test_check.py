@@ -908,3 +908,40 @@ def test_a_random_init_run_against_a_trained_baseline_is_a_gate_conflict_and_a_c
     assert any("random-init weights (random)" in w for w in comparison.warnings)
     # Reports that do not say (older gapdiag, precomputed vectors) are not guessed at.
     assert check_reports(_weights(None), _weights(False), RuleSet(), registry=FAKE).passed
+
+
+def _default_gate_table() -> dict[str, tuple[str, str]]:
+    """docs/check.md's table of default gates: base -> (Better, Default tolerance) as written."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "check.md").read_text(encoding="utf-8")
+    start = text.index("| Base | Better | Default tolerance | Range |")
+    rows = {}
+    for line in text[start:].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for base in cells[0].replace("`", "").split(","):
+            rows[base.strip()] = (cells[1], cells[2])
+    return rows
+
+
+def test_the_documented_default_gates_are_the_registry_s():
+    """Every registered metric has its row in docs/check.md, with the direction and tolerance the gate applies
+    (conformity_w1 was gated by default without a row)."""
+    from gapdiag.check.rules import default_rule
+    from gapdiag.metrics import REGISTRY
+
+    table = _default_gate_table()
+    rows = {name: table.get(name) or next((v for k, v in table.items()
+                                           if k.endswith("*") and name.startswith(k[:-1])), None)
+            for name in REGISTRY}
+    assert [name for name, row in rows.items() if row is None] == []
+    for name, (better, tolerance) in rows.items():
+        rule = default_rule(name, REGISTRY[name])
+        if rule is None or rule.direction is None or not rule.has_tolerance:
+            assert better == "—", name
+            continue
+        assert better == rule.direction, name
+        if tolerance.startswith("only when"):  # the similarity rules: applied when a rule names them
+            continue
+        shown = f"{rule.max_drop_relative:.0%}".replace("%", " %") if rule.max_drop_relative else f"{rule.max_drop:g}"
+        assert tolerance == shown, (name, tolerance, shown)
