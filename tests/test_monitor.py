@@ -238,3 +238,18 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, with_indices):
         assert set(got) == set(want)
         for name, value in want.items():
             assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+
+
+def test_modalities_name_the_metrics_as_measure_names_the_dataset():
+    image, text, owner, _ = _pairs()
+    es = EmbeddingSet({"photo": image, "caption": text}, {"photo": np.arange(N), "caption": owner}, N)
+    want, _ = compute_all(es, ["modality_gap", "recall_at_1"])
+    got = _feed(Monitor(["modality_gap", "recall_at_1"], modalities=("photo", "caption")), image, text, owner).compute()
+    assert {k: got[k] for k in want} == pytest.approx(want)
+
+
+def test_without_pair_metrics_no_sample_is_kept():
+    image, text, owner, _ = _pairs()
+    monitor = _feed(Monitor(["modality_gap", "effective_rank"]), image, text, owner)
+    assert len(monitor._reservoir) == 0
+    assert monitor.compute()["monitor/sample_size"] == 0

@@ -42,9 +42,8 @@ PAIR_METRICS = ("uniformity_wang_isola", "uniformity_cross", "recall_at_1", "rec
                 "hubness_skewness", "robin_hood", "antihub_share", "v_measure_class", "v_measure_modality")
 #: The default size of the sample the pair metrics use (samples: one image and its captions each).
 DEFAULT_SAMPLE = 4096
-#: The modality names of a Monitor's metrics (``modality_gap/image-text``), as ``measure`` names them.
+#: The state's names of the two modalities (the result names them as the Monitor is told).
 MODALITIES = ("image", "text")
-PAIR = "image-text"
 
 
 def pair_metrics() -> list[str]:
@@ -72,13 +71,15 @@ class Monitor:
         seed: Seed of the sample and of the seeded metrics (k-means of V-Measure), as ``measure --seed``.
         total: The number of samples the loop will feed, when known: the pair metrics then use exactly the samples
             ``measure --sample sample --seed seed`` draws from them (sample ids are the ``indices`` of update).
+        modalities: The names of the image and the text modality in the metric names (``modality_gap/image-text``),
+            as ``measure`` names a dataset's modalities.
 
     Raises:
         InputError: An unknown metric, one a monitor cannot compute, or a bad sample size, seed or total.
     """
 
     def __init__(self, metrics: Sequence[str] | None = None, *, sample: int = DEFAULT_SAMPLE, seed: int = 0,
-                 total: int | None = None) -> None:
+                 total: int | None = None, modalities: tuple[str, str] = MODALITIES) -> None:
         check_sample_size(sample)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InputError(f"monitor: seed must be a whole number >= 0, got {seed!r}")
@@ -91,7 +92,10 @@ class Monitor:
             raise InputError(f"monitor: cannot compute {', '.join(unfit)}; it computes {', '.join(linear + pairs)}")
         self.linear = [m for m in linear if m in chosen]
         self.pairs = [m for m in pairs if m in chosen]
+        if len(modalities) != 2 or len(set(modalities)) != 2:
+            raise InputError(f"monitor: modalities must be two different names (image, text), got {modalities!r}")
         self.sample, self.seed, self.total = int(sample), int(seed), total
+        self.modalities = (str(modalities[0]), str(modalities[1]))
         self._gram = GRAM in plan_passes(REGISTRY[b] for b in self.linear).needs
         self.reset()
 
@@ -138,6 +142,7 @@ class Monitor:
         lab = None if labels is None else _labels(labels, x.shape[0], batch)
         owner_t = torch.as_tensor(owner, device=x.device)
         wanted = self._reservoir.wanted(ids)  # checks ids against total before anything is added
+        wanted &= bool(self.pairs)  # no pair metric: no sample to keep
         for m, u in zip(MODALITIES, (x, y)):
             self._accumulate(m, u)
         true_sum = (x[owner_t].double() * y.double()).sum()
@@ -179,9 +184,10 @@ class Monitor:
         result = MonitorResult()
         result.extras, result.skipped = {"variants": {}}, {}
         if self.linear:
-            stats = {m: LinearStats(int(n), host_rows(s), None if g is None else host_rows(g))
-                     for m, (n, s, g) in self._stats.items()}
-            values, extras = compute_from_stats(stats, {PAIR: (float(self._true[1]), int(self._true[0]))},
+            stats = {name: LinearStats(int(n), host_rows(s), None if g is None else host_rows(g))
+                     for name, (n, s, g) in zip(self.modalities, (self._stats[m] for m in MODALITIES))}
+            pair = "-".join(self.modalities)
+            values, extras = compute_from_stats(stats, {pair: (float(self._true[1]), int(self._true[0]))},
                                                 self.linear)
             result.update(values)
             result.skipped.update(extras.pop("skipped"))
@@ -202,7 +208,7 @@ class Monitor:
             for m in asked:
                 result.skipped[m] = f"needs at least 2 samples, the monitor kept {len(self._reservoir)}"
             return
-        values, extras = compute_all(self._reservoir.embedding_set(), asked, seed=self.seed, device="cpu",
+        values, extras = compute_all(self._reservoir.embedding_set(self.modalities), asked, seed=self.seed, device="cpu",
                                      strict=False)
         result.update(values)
         result.skipped.update(extras.pop("skipped"))

@@ -111,13 +111,13 @@ class Reservoir:
         by_sample = np.argsort(np.searchsorted(self.ids, owner[kept]), kind="stable")
         self.text, self.text_owner = text[kept][by_sample], owner[kept][by_sample]
 
-    def embedding_set(self) -> EmbeddingSet:
-        """The kept samples as an :class:`~gapdiag.vectors.EmbeddingSet` (modalities ``image`` and ``text``, samples
-        renumbered ``0..k-1`` in id order), for :func:`~gapdiag.metrics.engine.compute_all`."""
+    def embedding_set(self, names: tuple[str, str] = ("image", "text")) -> EmbeddingSet:
+        """The kept samples as an :class:`~gapdiag.vectors.EmbeddingSet` (modalities ``names``: images, captions;
+        samples renumbered ``0..k-1`` in id order), for :func:`~gapdiag.metrics.engine.compute_all`."""
         assert self.image is not None and self.text is not None
         position = np.searchsorted(self.ids, self.text_owner)
-        return EmbeddingSet({"image": self.image, "text": self.text},
-                            {"image": np.arange(self.ids.size, dtype=np.int64), "text": position.astype(np.int64)},
+        return EmbeddingSet({names[0]: self.image, names[1]: self.text},
+                            {names[0]: np.arange(self.ids.size, dtype=np.int64), names[1]: position.astype(np.int64)},
                             int(self.ids.size), labels=self.labels)
 
     def __len__(self) -> int:
