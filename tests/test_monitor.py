@@ -253,3 +253,20 @@ def test_without_pair_metrics_no_sample_is_kept():
     monitor = _feed(Monitor(["modality_gap", "effective_rank"]), image, text, owner)
     assert len(monitor._reservoir) == 0
     assert monitor.compute()["monitor/sample_size"] == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the state then lives on it)")
+def test_batches_on_a_gpu_give_the_values_of_the_cpu():
+    image, text, owner, labels = _pairs(captions=2)
+    cpu = _feed(Monitor(sample=20, seed=1), image, text, owner, labels).compute()
+    gpu = Monitor(sample=20, seed=1)
+    for start in range(0, N, 16):
+        rows = np.flatnonzero((owner >= start) & (owner < start + 16))
+        gpu.update(torch.from_numpy(image[start:start + 16]).cuda(), torch.from_numpy(text[rows]).cuda(),
+                   torch.from_numpy(labels[start:start + 16]).cuda(),
+                   text_sample=torch.from_numpy(owner[rows] - start).cuda())
+    assert gpu._stats["image"][1].device.type == "cuda"
+    got = gpu.compute()
+    assert set(got) == set(cpu)
+    for name, value in cpu.items():
+        assert got[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name

@@ -140,12 +140,13 @@ class Monitor:
         owner = _row_numbers(text_sample, y.shape[0], x.shape[0], batch)
         ids = self._ids(indices, x.shape[0], batch)
         lab = None if labels is None else _labels(labels, x.shape[0], batch)
-        owner_t = torch.as_tensor(owner, device=x.device)
+        owner_t = None if text_sample is None else torch.as_tensor(owner, device=x.device)
         wanted = self._reservoir.wanted(ids)  # checks ids against total before anything is added
         wanted &= bool(self.pairs)  # no pair metric: no sample to keep
         for m, u in zip(MODALITIES, (x, y)):
             self._accumulate(m, u)
-        true_sum = (x[owner_t].double() * y.double()).sum()
+        paired = x if text_sample is None else x[owner_t]  # the image row of each caption
+        true_sum = (paired.double() * y.double()).sum()
         self._true = [self._true[0] + y.shape[0], true_sum if self._true[1] is None else self._true[1] + true_sum]
         self._updates += 1
         self._seen += x.shape[0]
