@@ -270,3 +270,17 @@ def test_batches_on_a_gpu_give_the_values_of_the_cpu():
     assert set(got) == set(cpu)
     for name, value in cpu.items():
         assert got[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+
+
+def test_labels_for_some_batches_only_are_refused_even_when_no_row_enters_the_sample():
+    from gapdiag.metrics.sampling import seeded_samples
+
+    image, text, _, labels = _pairs(n=8)
+    drawn = seeded_samples(8, 2, 0)
+    rest = np.setdiff1d(np.arange(8), drawn)
+    monitor = Monitor(sample=2, total=8)
+    monitor.update(torch.from_numpy(image[drawn]), torch.from_numpy(text[drawn]), torch.from_numpy(labels[drawn]),
+                   indices=torch.from_numpy(drawn))
+    with pytest.raises(InputError, match="labels were given for some batches and not for others"):
+        monitor.update(torch.from_numpy(image[rest]), torch.from_numpy(text[rest]), indices=torch.from_numpy(rest))
+    assert monitor.compute()["monitor/samples"] == 2  # the refused batch added nothing

@@ -107,6 +107,7 @@ class Monitor:
         self._updates = 0
         self._seen = 0
         self._synced = False
+        self._labelled: bool | None = None  # whether the batches come with labels (all of them, or none)
 
     def update(self, image_emb: Any, text_emb: Any, labels: Any = None, *, indices: Any = None,
                text_sample: Any = None) -> None:
@@ -140,6 +141,9 @@ class Monitor:
         owner = _row_numbers(text_sample, y.shape[0], x.shape[0], batch)
         ids = self._ids(indices, x.shape[0], batch)
         lab = None if labels is None else _labels(labels, x.shape[0], batch)
+        if self._labelled is not None and self._labelled != (lab is not None):
+            raise InputError(f"{batch}: labels were given for some batches and not for others",
+                             hint="pass labels= to every update() or to none")
         owner_t = None if text_sample is None else torch.as_tensor(owner, device=x.device)
         wanted = self._reservoir.wanted(ids)  # checks ids against total before anything is added
         wanted &= bool(self.pairs)  # no pair metric: no sample to keep
@@ -149,6 +153,7 @@ class Monitor:
         true_sum = (paired.double() * y.double()).sum()
         self._true = [self._true[0] + y.shape[0], true_sum if self._true[1] is None else self._true[1] + true_sum]
         self._updates += 1
+        self._labelled = lab is not None
         self._seen += x.shape[0]
         if wanted.any():
             pick = np.flatnonzero(wanted)
