@@ -284,3 +284,28 @@ def test_labels_for_some_batches_only_are_refused_even_when_no_row_enters_the_sa
     with pytest.raises(InputError, match="labels were given for some batches and not for others"):
         monitor.update(torch.from_numpy(image[rest]), torch.from_numpy(text[rest]), indices=torch.from_numpy(rest))
     assert monitor.compute()["monitor/samples"] == 2  # the refused batch added nothing
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ([0, 1, 2, 3], [4, 4, 5, 6]),  # twice in one batch
+    ([0, 1, 2, 3], [7, 1, 5, 6]),  # again in a later batch, with total=: known even outside the sample
+])
+def test_a_sample_id_seen_twice_is_refused_and_the_batch_adds_nothing(first, second):
+    image, text, _, _ = _pairs(n=8)
+    monitor = Monitor(sample=2, total=8)
+    monitor.update(torch.from_numpy(image[:4]), torch.from_numpy(text[:4]), indices=torch.tensor(first))
+    before = monitor.compute()
+    with pytest.raises(InputError, match=r"sample index \d was given twice"):
+        monitor.update(torch.from_numpy(image[4:]), torch.from_numpy(text[4:]), indices=torch.tensor(second))
+    assert monitor.compute() == before
+
+
+def test_ranks_that_both_saw_a_sample_are_refused_on_merge_even_outside_the_sample():
+    from gapdiag.training.reservoir import Reservoir
+
+    ranks = [Reservoir(2, 0, total=8), Reservoir(2, 0, total=8)]
+    for reservoir, ids in zip(ranks, (np.array([0, 1, 2, 3, 4]), np.array([4, 5, 6, 7]))):
+        reservoir.wanted(ids)
+        reservoir.mark_seen(ids)
+    with pytest.raises(InputError, match="sample index 4 was given twice"):
+        ranks[0].merge(ranks[1])

@@ -144,23 +144,23 @@ class Monitor:
         if self._labelled is not None and self._labelled != (lab is not None):
             raise InputError(f"{batch}: labels were given for some batches and not for others",
                              hint="pass labels= to every update() or to none")
-        owner_t = None if text_sample is None else torch.as_tensor(owner, device=x.device)
-        wanted = self._reservoir.wanted(ids)  # checks ids against total before anything is added
+        wanted = self._reservoir.wanted(ids)  # checks the ids before anything is added
         wanted &= bool(self.pairs)  # no pair metric: no sample to keep
-        for m, u in zip(MODALITIES, (x, y)):
-            self._accumulate(m, u)
-        paired = x if text_sample is None else x[owner_t]  # the image row of each caption
-        true_sum = (paired.double() * y.double()).sum()
-        self._true = [self._true[0] + y.shape[0], true_sum if self._true[1] is None else self._true[1] + true_sum]
-        self._updates += 1
-        self._labelled = lab is not None
-        self._seen += x.shape[0]
-        if wanted.any():
+        if wanted.any():  # first: it refuses an id already in the sample, before the sums take the batch
             pick = np.flatnonzero(wanted)
             captions = np.flatnonzero(np.isin(owner, pick))
             self._reservoir.add(ids[pick], host_rows(x[torch.as_tensor(pick, device=x.device)]),
                                 host_rows(y[torch.as_tensor(captions, device=y.device)]), ids[owner[captions]],
                                 None if lab is None else lab[pick])
+        self._reservoir.mark_seen(ids)
+        for m, u in zip(MODALITIES, (x, y)):
+            self._accumulate(m, u)
+        paired = x if text_sample is None else x[torch.as_tensor(owner, device=x.device)]  # each caption's image
+        true_sum = (paired.double() * y.double()).sum()
+        self._true = [self._true[0] + y.shape[0], true_sum if self._true[1] is None else self._true[1] + true_sum]
+        self._updates += 1
+        self._labelled = lab is not None
+        self._seen += x.shape[0]
 
     def _accumulate(self, m: str, u: Any) -> None:
         """Add a batch of unit vectors to modality ``m``'s count, sum and (when a metric needs it) Gram matrix."""

@@ -49,21 +49,34 @@ class Reservoir:
     labels: NDArray[np.int64] | None = None
     _drawn: NDArray[np.bool_] | None = None
 
+    _seen: NDArray[np.bool_] | None = None
+
     def __post_init__(self) -> None:
         if self.total is not None:
             self._drawn = np.zeros(self.total, dtype=bool)
             self._drawn[seeded_samples(self.total, self.capacity, self.seed)] = True
+            self._seen = np.zeros(self.total, dtype=bool)  # every id given so far: one given twice is known
 
     def wanted(self, ids: NDArray[np.int64]) -> NDArray[np.bool_]:
         """Which of these sample ids may enter: drawn (``total`` known), or with a key below the highest kept one
         while the reservoir is full (``total`` unknown). Few rows of a batch pass once the reservoir is full, so
-        only those are copied from the device."""
+        only those are copied from the device.
+
+        Raises:
+            InputError: An id outside ``0..total-1``, twice in ``ids``, or (``total`` known) given before.
+        """
+        unique, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise given_twice(int(unique[counts > 1][0]))
         if self._drawn is not None:
             outside = ids[(ids < 0) | (ids >= self.total)] if ids.size else ids
             if outside.size:
                 raise InputError(f"monitor: sample index {int(outside[0])} is outside 0..{self.total - 1} "
                                  f"(the total={self.total} given to the Monitor)",
                                  hint="pass indices below total, or leave total out")
+            assert self._seen is not None
+            if self._seen[ids].any():
+                raise given_twice(int(ids[self._seen[ids]][0]))
             return self._drawn[ids]
         if self.ids.size < self.capacity:
             return np.ones(ids.shape, dtype=bool)
@@ -81,20 +94,23 @@ class Reservoir:
         Raises:
             InputError: A sample id in both (a sample measured twice: it would count twice in every metric).
         """
+        ids = np.concatenate([self.ids, other.ids])
+        unique, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise given_twice(int(unique[counts > 1][0]))
+        both = self._seen is not None and other._seen is not None  # another rank's reservoir: its ids too
+        if both and (self._seen & other._seen).any():  # type: ignore[operator]
+            raise given_twice(int(np.flatnonzero(self._seen & other._seen)[0]))  # type: ignore[operator]
+        if (self.labels is None) != (other.labels is None) and self.ids.size and other.ids.size:
+            raise InputError("monitor: labels were given for some batches and not for others",
+                             hint="pass labels= to every update() or to none")
+        # Checked: from here on nothing raises, so a refused merge leaves this reservoir as it was.
+        if both:
+            self._seen |= other._seen  # type: ignore[operator]
         if other.image is None:
             return
         if self.image is None:
             self.image, self.text = _empty_rows(other.image.shape[1]), _empty_rows(other.image.shape[1])
-        ids = np.concatenate([self.ids, other.ids])
-        unique, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise InputError(f"monitor: sample index {int(unique[counts > 1][0])} was given twice (it would count "
-                             "twice in every metric)",
-                             hint="give each sample once; a DistributedSampler repeats samples to fill the last "
-                                  "batch: pass the dataset indices and leave the repeats out")
-        if (self.labels is None) != (other.labels is None) and self.ids.size:
-            raise InputError("monitor: labels were given for some batches and not for others",
-                             hint="pass labels= to every update() or to none")
         keys = np.concatenate([self.keys, other.keys])
         # The kept samples: the capacity lowest keys (ties, never in practice, by id), or every drawn one; in id order.
         rows = np.lexsort((ids, keys))[: self.capacity] if self._drawn is None else np.arange(ids.size)
@@ -111,6 +127,11 @@ class Reservoir:
         by_sample = np.argsort(np.searchsorted(self.ids, owner[kept]), kind="stable")
         self.text, self.text_owner = text[kept][by_sample], owner[kept][by_sample]
 
+    def mark_seen(self, ids: NDArray[np.int64]) -> None:
+        """Remember these ids as given (with ``total``), once their batch is added."""
+        if self._seen is not None:
+            self._seen[ids] = True
+
     def embedding_set(self, names: tuple[str, str] = ("image", "text")) -> EmbeddingSet:
         """The kept samples as an :class:`~gapdiag.vectors.EmbeddingSet` (modalities ``names``: images, captions;
         samples renumbered ``0..k-1`` in id order), for :func:`~gapdiag.metrics.engine.compute_all`."""
@@ -122,6 +143,13 @@ class Reservoir:
 
     def __len__(self) -> int:
         return int(self.ids.size)
+
+
+def given_twice(sample_id: int) -> InputError:
+    """The one-line error for a sample measured twice."""
+    return InputError(f"monitor: sample index {sample_id} was given twice (it would count twice in every metric)",
+                      hint="give each sample once; a DistributedSampler repeats samples to fill the last batch: "
+                           "pass the dataset indices and leave the repeats out")
 
 
 def host_rows(x: Any) -> NDArray[Any]:
