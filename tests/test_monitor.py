@@ -309,3 +309,10 @@ def test_ranks_that_both_saw_a_sample_are_refused_on_merge_even_outside_the_samp
         reservoir.mark_seen(ids)
     with pytest.raises(InputError, match="sample index 4 was given twice"):
         ranks[0].merge(ranks[1])
+
+
+@pytest.mark.parametrize("text_sample", [[], [0, 1, 3, 0], [0.0, 1.0, 2.0, 0.0]])
+def test_text_sample_of_the_wrong_length_range_or_type_is_one_line(text_sample):
+    monitor = Monitor(["cos_tp"])
+    with pytest.raises(InputError, match="text_sample must be 4 image row numbers in 0..2"):
+        monitor.update(torch.ones(3, 4), torch.ones(4, 4), text_sample=torch.tensor(text_sample))

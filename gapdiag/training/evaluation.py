@@ -22,7 +22,8 @@ LOGGED_METRICS = (*EPOCH_METRICS, "recall_at_5", "angular_value", "effective_ran
                   "gap_w2_squared", "gap_bures", "gap_centroid_share")
 
 
-def measure_epoch(loaded: Any, data: PairedDataset, names: tuple[str, str], *, batch_size: int = 256) -> dict[str, float]:
+def measure_epoch(loaded: Any, data: PairedDataset, names: tuple[str, str], *,
+                  batch_size: int = 256) -> dict[str, float]:
     """:data:`LOGGED_METRICS` of the model as it is now on ``data`` (image and text modality ``names``), seed 0.
 
     Raises:
@@ -40,11 +41,11 @@ def measure_epoch(loaded: Any, data: PairedDataset, names: tuple[str, str], *, b
     text_rows = np.argsort(text_samples, kind="stable")  # captions grouped by sample, in item order
     bounds = np.searchsorted(text_samples[text_rows], np.arange(0, n + batch_size, batch_size))
     monitor = Monitor(LOGGED_METRICS, sample=max(n, 2), total=n, modalities=names)
-    device = loaded.device
+    images, texts = es.vectors[names[0]], es.vectors[names[1]]
     for b, start in enumerate(range(0, n, batch_size)):
         rows = text_rows[bounds[b]:bounds[b + 1]]
-        monitor.update(torch.from_numpy(np.asarray(es.vectors[names[0]][image_row[start:start + batch_size]])).to(device),
-                       torch.from_numpy(np.asarray(es.vectors[names[1]][rows])).to(device),
+        monitor.update(torch.from_numpy(np.asarray(images[image_row[start:start + batch_size]])).to(loaded.device),
+                       torch.from_numpy(np.asarray(texts[rows])).to(loaded.device),
                        indices=torch.arange(start, min(start + batch_size, n)),
                        text_sample=torch.from_numpy(text_samples[rows] - start))
     return dict(monitor.compute())

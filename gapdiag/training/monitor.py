@@ -214,8 +214,8 @@ class Monitor:
             for m in asked:
                 result.skipped[m] = f"needs at least 2 samples, the monitor kept {len(self._reservoir)}"
             return
-        values, extras = compute_all(self._reservoir.embedding_set(self.modalities), asked, seed=self.seed, device="cpu",
-                                     strict=False)
+        values, extras = compute_all(self._reservoir.embedding_set(self.modalities), asked, seed=self.seed,
+                                     device="cpu", strict=False)
         result.update(values)
         result.skipped.update(extras.pop("skipped"))
         result.extras["variants"].update(extras.pop("variants"))
@@ -276,7 +276,8 @@ def _row_numbers(text_sample: Any, m: int, n: int, batch: str) -> NDArray[np.int
                              "each caption) when an image has several captions")
         return np.arange(n, dtype=np.int64)
     owner = host_rows(text_sample)
-    if owner.shape != (m,) or not np.issubdtype(owner.dtype, np.integer) or (m and not 0 <= owner.min() <= owner.max() < n):
+    fits = owner.shape == (m,) and np.issubdtype(owner.dtype, np.integer)
+    if not (fits and (m == 0 or 0 <= owner.min() <= owner.max() < n)):
         raise InputError(f"{batch}: text_sample must be {m} image row numbers in 0..{n - 1}, got shape "
                          f"{owner.shape} of {owner.dtype}")
     return owner.astype(np.int64)

@@ -4,8 +4,9 @@ Each epoch draws, for every training sample, its image and one of its captions (
 chosen loss from :data:`gapdiag.training.losses.LOSSES`. After each epoch the model is measured on ``eval_data``
 through :class:`gapdiag.Monitor` (gap, Cos_TP, R@1 and more: :mod:`gapdiag.training.evaluation`), one line is
 printed and a record appended to ``<out>/metrics.jsonl``; every ``checkpoint_every`` epochs a checkpoint in
-open_clip's training format (``{"epoch", "name", "state_dict", "optimizer"}``) is written atomically to ``<out>/checkpoints/epoch_<n>.pt``. A run started again on the same ``out`` resumes from the
-newest checkpoint, with the same data order as an uninterrupted run. The final weights are exported as
+open_clip's training format (``{"epoch", "name", "state_dict", "optimizer"}``) is written atomically to
+``<out>/checkpoints/epoch_<n>.pt``. A run started again on the same ``out`` resumes from the newest checkpoint,
+with the same data order as an uninterrupted run. The final weights are exported as
 ``<out>/model.safetensors`` with the model config in its metadata, so ``--model <out>/model.safetensors``
 needs nothing else.
 """
