@@ -316,3 +316,18 @@ def test_text_sample_of_the_wrong_length_range_or_type_is_one_line(text_sample):
     monitor = Monitor(["cos_tp"])
     with pytest.raises(InputError, match="text_sample must be 4 image row numbers in 0..2"):
         monitor.update(torch.ones(3, 4), torch.ones(4, 4), text_sample=torch.tensor(text_sample))
+
+
+def test_a_pair_metric_that_reads_more_than_the_sample_is_refused(monkeypatch):
+    """The sample holds unit vectors, labels and ids only: a metric that also reads every item, the raw vectors or
+    other data (a need the Monitor does not know) would get a plausible wrong number, so it is refused."""
+    from dataclasses import replace
+
+    from gapdiag.metrics import registry
+    from gapdiag.metrics.passes import ITEMS, SAMPLE
+
+    fake = replace(registry.REGISTRY["v_measure_modality"], name="reads_items", needs=frozenset({SAMPLE, ITEMS}))
+    monkeypatch.setitem(registry.REGISTRY, "reads_items", fake)
+    with pytest.raises(InputError, match="cannot compute reads_items"):
+        Monitor(["reads_items"])
+    assert "v_measure_modality" in Monitor().pairs

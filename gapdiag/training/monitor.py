@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics.blocked import LinearStats
 from gapdiag.metrics.engine import compute_all, compute_from_stats, plan_passes, streamed_metrics
-from gapdiag.metrics.passes import ATTRIBUTES, CLASS_EMBEDDINGS, GRAM, LABELS
+from gapdiag.metrics.passes import GRAM, LABELS, QUADRATIC_NEEDS
 from gapdiag.metrics.registry import REGISTRY
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.training.monitor_sync import merge_ranks
@@ -47,9 +47,10 @@ MODALITIES = ("image", "text")
 
 
 def pair_metrics() -> list[str]:
-    """The pair metrics a Monitor can compute on its sample: those that read the items in play and, at most, labels."""
+    """The pair metrics a Monitor can compute on its sample: those that read the sample's unit vectors and, at most,
+    labels (not every item, the raw vectors, zero-shot classifiers or attributes, which the sample does not hold)."""
     return [b for b, info in REGISTRY.items() if info.quadratic and not info.two_models
-            and not info.needs & {CLASS_EMBEDDINGS, ATTRIBUTES}]
+            and info.needs <= QUADRATIC_NEEDS | {LABELS}]
 
 
 class MonitorResult(dict):  # type: ignore[type-arg]
