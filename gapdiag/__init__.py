@@ -5,7 +5,8 @@
 >>> report["modality_gap/image-text"]   # doctest: +SKIP
 
 Public API (imported lazily so that ``import gapdiag`` and the CLI start fast): :func:`measure`, :func:`embed`,
-:func:`export`, :func:`load_data`, :func:`load_model`, :class:`Report`, :class:`EmbeddingSet`.
+:func:`export`, :func:`load_data`, :func:`load_model`, :class:`Report`, :class:`EmbeddingSet`, and :class:`Monitor`
+for a training loop.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ _EXPORTS = {
     "EmbeddingSet": ("gapdiag.vectors", "EmbeddingSet"),
     "PairedDataset": ("gapdiag.data.base", "PairedDataset"),
     "GapdiagError": ("gapdiag.errors", "GapdiagError"),
+    "Monitor": ("gapdiag.training.monitor", "Monitor"),
 }
 
 __all__ = ["__version__", *_EXPORTS]  # noqa: PLE0604 - the keys of _EXPORTS are the public names

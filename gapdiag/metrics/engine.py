@@ -29,12 +29,13 @@ from numpy.typing import NDArray
 from gapdiag.errors import InputError
 from gapdiag.metrics.blocked import (
     DEFAULT_BLOCK_SIZE,
+    LinearStats,
     linear_stats,
     paired_dot_sum,
     unit_rows,
 )
 from gapdiag.metrics.bounds import keep_in_bounds
-from gapdiag.metrics.passes import RANKS, TOP_K, Passes, Plan, Skip
+from gapdiag.metrics.passes import GRAM, PAIRED, RANKS, SUMS, TOP_K, Passes, Plan, Skip
 from gapdiag.metrics.quadratic import QuadraticPasses
 from gapdiag.metrics.registry import REGISTRY, MetricInfo
 from gapdiag.metrics.sampling import check_sample_size, seeded_samples
@@ -59,6 +60,7 @@ def compute_all(
     progress: Callable[[str], None] | None = None,
     on_tile: Callable[[str, int, int], None] | None = None,
     threads: int | None = None,
+    strict: bool = True,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Compute the selected metrics of an embedding set (all registered ones by default).
 
@@ -84,6 +86,8 @@ def compute_all(
             part on large sets), so that callers can show a progress bar with a rate and an ETA.
         threads: CPU threads of the quadratic passes (None = every core this process may use). The values do
             not depend on it (:mod:`gapdiag.metrics.tile_workers`).
+        strict: A metric asked for by name that gives no value on this data is an error; False: it is only in
+            ``extras["skipped"]`` with its reason (a training loop's monitor goes on).
 
     Returns:
         ``(values, extras)``: values by full metric name; extras with ``gap_vector/<pair>`` and
@@ -128,14 +132,67 @@ def compute_all(
                         threads=resolve_threads(threads)).run()
         evaluate(passes, [info for info in infos if info.quadratic], values)
 
-    for info in infos:
-        if info.variant is not None:
-            extras["variants"][info.variant[0]] = info.variant[1]
+    _record_variants(infos, extras)
     # Rounding past a bound a metric cannot cross (identical vectors: uniformity +4e-7) is set to the bound.
     keep_in_bounds(values, extras["skipped"], vecs[names[0]].shape[1])
-    if metrics is not None:
+    if metrics is not None and strict:
         _require_requested(bare, wanted_full, values, extras["skipped"], names)
         values = {k: v for k, v in values.items() if k in wanted_full or k.split("/")[0] in bare}
+    return values, extras
+
+
+#: The needs that statistics accumulated batch by batch serve (no item is read again): a streamed monitor computes
+#: exactly the metrics whose needs are among them (:func:`compute_from_stats`).
+STREAMED_NEEDS = frozenset({SUMS, GRAM, PAIRED})
+
+
+def streamed_metrics() -> list[str]:
+    """The base names, in registry order, that :func:`compute_from_stats` computes: one model's metrics whose
+    needs are all among :data:`STREAMED_NEEDS`."""
+    return [b for b, info in REGISTRY.items() if info.needs and info.needs <= STREAMED_NEEDS and not info.two_models]
+
+
+def compute_from_stats(
+    stats: dict[str, LinearStats],
+    true_pairs: dict[str, tuple[float, int]],
+    metrics: Sequence[str],
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The metrics of :func:`streamed_metrics` from statistics accumulated elsewhere (a training loop's batches).
+
+    The same value functions as :func:`compute_all`, fed the statistics its linear pass would make: counts, sums and
+    Gram matrices of the unit vectors per modality (dataset order) and, per modality pair ``a-b``, the summed
+    true-pair cosines and their number. So the values equal ``compute_all`` on the same vectors to float rounding.
+
+    Args:
+        stats: Modality name -> its :class:`~gapdiag.metrics.blocked.LinearStats` (with Gram matrices when a metric
+            asked for needs them).
+        true_pairs: Pair qualifier ``a-b`` -> ``(Σ cos of true pairs, number of true pairs)``.
+        metrics: Base names, each in :func:`streamed_metrics`.
+
+    Returns:
+        ``(values, extras)`` as :func:`compute_all` gives them (values by full name; ``skipped``, ``variants``).
+
+    Raises:
+        InputError: A metric that statistics cannot give, or fewer than two modalities.
+    """
+    names = list(stats)
+    unfit = [m for m in metrics if m not in streamed_metrics()]
+    if unfit or len(names) < 2:
+        raise InputError(f"cannot compute {', '.join(unfit) or 'anything'} from streamed statistics of "
+                         f"{len(names)} modalities; these can be: {', '.join(streamed_metrics())}")
+    d = next(iter(stats.values())).total.shape[0]
+    # The value functions of linear metrics read the statistics only; an empty set stands for the vectors.
+    es = EmbeddingSet({m: np.empty((0, d), np.float32) for m in names},
+                      {m: np.empty(0, np.int64) for m in names}, 0)
+    extras: dict[str, Any] = {"variants": {}, "skipped": {}}
+    passes = Passes(es, names, list(itertools.combinations(names, 2)), "image" if "image" in names else names[0],
+                    es.vectors, es.sample_index, extras, 0, DEFAULT_BLOCK_SIZE, "cpu", lambda _msg: None,
+                    stats=dict(stats), true_pairs=dict(true_pairs))
+    infos = [info for b, info in REGISTRY.items() if b in set(metrics)]
+    values: dict[str, float] = {}
+    evaluate(passes, infos, values)
+    _record_variants(infos, extras)
+    keep_in_bounds(values, extras["skipped"], d)
     return values, extras
 
 
@@ -174,6 +231,13 @@ def qualifiers(passes: Passes, info: MetricInfo) -> list[str]:
         "image": [passes.image],
     }
     return kinds[info.qualifier]
+
+
+def _record_variants(infos: Iterable[MetricInfo], extras: dict[str, Any]) -> None:
+    """The definitions the computed metrics follow, into ``extras["variants"]``."""
+    for info in infos:
+        if info.variant is not None:
+            extras["variants"][info.variant[0]] = info.variant[1]
 
 
 def _require_requested(

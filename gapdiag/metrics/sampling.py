@@ -53,3 +53,20 @@ def seeded_samples(n_samples: int, size: int, seed: int) -> NDArray[np.int64]:
     if size >= n_samples:
         return np.arange(n_samples, dtype=np.int64)
     return sorted_choice(np.random.default_rng(seed), n_samples, size)
+
+
+def priority_keys(ids: NDArray[np.integer[Any]], seed: int) -> NDArray[np.uint64]:
+    """One seeded uniform 64-bit key per sample id, a pure function of ``(seed, id)``.
+
+    The streamed draw of :class:`gapdiag.training.monitor.Monitor` keeps the samples with the ``k`` lowest keys
+    (bottom-k sampling, Cohen & Kaplan, PODC 2007): a uniform subset of size ``k`` without replacement whatever the
+    order, the batches or the number of processes the samples arrive in, and two such subsets merge by keeping the
+    ``k`` lowest keys of their union. The key is SplitMix64 (Steele et al., OOPSLA 2014) of the id offset by a
+    salt from ``seed``'s :class:`numpy.random.SeedSequence`.
+    """
+    salt = np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0]
+    z = np.asarray(ids).astype(np.uint64) + salt  # uint64 arithmetic wraps around, as SplitMix64 wants
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))

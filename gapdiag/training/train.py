@@ -1,11 +1,12 @@
 """Train or fine-tune an open_clip model with one of the papers' objectives (``gapdiag train``).
 
 Each epoch draws, for every training sample, its image and one of its captions (seeded), and minimises the
-chosen loss from :data:`gapdiag.training.losses.LOSSES`. After each epoch the model is evaluated on ``eval_data``
-(gap, Cos_TP, R@1) and a line is appended to ``<out>/metrics.jsonl``; every ``checkpoint_every`` epochs a
-checkpoint in open_clip's training format (``{"epoch", "name", "state_dict", "optimizer"}``) is written
-atomically to ``<out>/checkpoints/epoch_<n>.pt``. A run started again on the same ``out`` resumes from the
-newest checkpoint, with the same data order as an uninterrupted run. The final weights are exported as
+chosen loss from :data:`gapdiag.training.losses.LOSSES`. After each epoch the model is measured on ``eval_data``
+through :class:`gapdiag.Monitor` (gap, Cos_TP, R@1 and more: :mod:`gapdiag.training.evaluation`), one line is
+printed and a record appended to ``<out>/metrics.jsonl``; every ``checkpoint_every`` epochs a checkpoint in
+open_clip's training format (``{"epoch", "name", "state_dict", "optimizer"}``) is written atomically to
+``<out>/checkpoints/epoch_<n>.pt``. A run started again on the same ``out`` resumes from the newest checkpoint,
+with the same data order as an uninterrupted run. The final weights are exported as
 ``<out>/model.safetensors`` with the model config in its metadata, so ``--model <out>/model.safetensors``
 needs nothing else.
 """
@@ -27,16 +28,11 @@ from gapdiag.cache import file_sha256
 from gapdiag.data.base import Modality, PairedDataset
 from gapdiag.data.images import load_image
 from gapdiag.device import Device
-from gapdiag.embedding.encode import embed_in_memory
 from gapdiag.errors import InputError
 from gapdiag.fsutil import hash_json
-from gapdiag.metrics import compute_all
 from gapdiag.models.loading import SAFETENSORS_CONFIG_KEY, LoadedModel, ModelSpec, build_model, resolve_model
 from gapdiag.progress import print_line, progress_bar
-from gapdiag.report.presentation import format_number
-
-#: Metrics logged per epoch (computed on the evaluation data by the metrics engine).
-EPOCH_METRICS = ("modality_gap", "cos_tp", "recall_at_1")
+from gapdiag.training.evaluation import EPOCH_METRICS, epoch_line, measure_epoch  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -383,7 +379,7 @@ def train(
             t0 = time.perf_counter()
             loss_sum = _train_epoch(stepper, items, data.modalities[text_name], order, caption_items,
                                     batch_size=batch_size, workers=workers, advance=lambda n: bar.advance(task, n))
-            values = stepper.evaluate(eval_data or data)
+            values = stepper.evaluate(eval_data or data, _pairs(eval_data or data))
             record = {"epoch": epoch + 1, "loss": loss_sum / data.n_samples, "seconds": time.perf_counter() - t0,
                       "temperature": stepper.temperature(), **values}
             result.epochs.append(record)
@@ -455,11 +451,10 @@ class _Stepper:
             net.logit_scale.clamp_(0, math.log(100))  # as open_clip's training loop
         return float(value.detach())
 
-    def evaluate(self, data: PairedDataset) -> dict[str, float]:
-        """The per-epoch metrics (:data:`EPOCH_METRICS`) of the model as it is now, on ``data``."""
+    def evaluate(self, data: PairedDataset, names: tuple[str, str]) -> dict[str, float]:
+        """The per-epoch metrics (:data:`LOGGED_METRICS`, through a Monitor) of the model as it is now, on ``data``."""
         self.loaded.model.eval()
-        values, _ = compute_all(embed_in_memory(data, self.loaded), list(EPOCH_METRICS), progress=None)
-        return values
+        return measure_epoch(self.loaded, data, names)
 
     def temperature(self) -> float:
         """τ = 1 / exp(logit_scale)."""
@@ -492,14 +487,6 @@ def _train_epoch(stepper: _Stepper, items: _TrainItems, texts: Modality, order: 
         loss_sum += stepper.step(images, [texts.items[i] for i in caption_items[batch]]) * len(batch)
         advance(len(batch))
     return loss_sum
-
-
-def epoch_line(record: dict[str, Any], epochs: int) -> str:
-    """One epoch in one plain line, for a terminal and a log alike: ``epoch 3/30  loss 2.301
-    modality_gap/image-text 0.2405  cos_tp/image-text 0.8320  recall_at_1/... 0.0195  τ 0.07000  4.1s``."""
-    measured = "  ".join(f"{name} {format_number(value)}" for name, value in record.items() if "/" in name)
-    return (f"epoch {record['epoch']}/{epochs}  loss {format_number(record['loss'])}  {measured}  "
-            f"τ {format_number(record['temperature'])}  {record['seconds']:.1f}s")
 
 
 def _cosine_with_warmup(step: int, warmup: int, total: int) -> float:
