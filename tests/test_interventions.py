@@ -57,6 +57,7 @@ def test_gap_shift_reuses_the_shift_experiment_and_brings_the_fit_centroids_clos
     u, _ = gap_direction(x.astype(np.float32), y.astype(np.float32))
     xs, ys = shift_along(x.astype(np.float32), y.astype(np.float32), u, t.params["lambda"])
     np.testing.assert_allclose(t.apply(x, "image"), xs, atol=1e-6)
+    np.testing.assert_allclose(t.apply(y, "text"), ys, atol=1e-6)
 
     def gap(lam: float) -> float:
         a, b = shift_along(x.astype(np.float32), y.astype(np.float32), u, lam)

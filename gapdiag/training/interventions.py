@@ -290,11 +290,11 @@ def _fit_ot(x: NDArray[np.float32], y: NDArray[np.float32], *, seed: int, ot_reg
     moved = mapping.transform(Xs=xs)
     if not np.isfinite(moved).all() or not np.isfinite(mapping.coupling_).all():
         raise InputError(f"entropic OT did not converge at --ot-reg {ot_reg:g}", hint="use a larger --ot-reg")
-    iterations = int(mapping.log_.get("niter", 0))
+    errors = list(mapping.log_.get("err") or [np.inf])
     return {"source": xs, "moved": moved}, {
-        "reg": float(ot_reg), "n_ot_image": xs.shape[0], "n_ot_text": yt.shape[0], "ot_iterations": iterations,
+        "reg": float(ot_reg), "n_ot_image": xs.shape[0], "n_ot_text": yt.shape[0],
         # The log-domain solver stops at max_iter = 1000 unless the marginal error fell below its tol first.
-        "ot_converged": int(iterations < mapping.max_iter)}
+        "ot_marginal_error": float(errors[-1]), "ot_converged": int(float(errors[-1]) <= mapping.tol)}
 
 
 def nearest_rows(queries: NDArray[np.floating], points: NDArray[np.floating]) -> NDArray[np.int64]:
