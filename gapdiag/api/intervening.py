@@ -38,6 +38,9 @@ DEFAULT_FIT_SAMPLE = 10_000
 #: The metrics measured before and after, on the evaluation part (class metrics added when the data has them).
 EVAL_METRICS: tuple[str, ...] = ("modality_gap", "gap_w2_squared", "gap_bures", "cos_tp", "recall_at_1",
                                  "recall_at_5", "hubness_skewness")
+#: Table order of the metric bases (the registry's order interleaves them).
+_ORDER = ("modality_gap", "gap_w2_squared", "gap_w2_centroid", "gap_bures", "cos_tp", "recall_at_1", "recall_at_5",
+          "hubness_skewness", "v_measure_class", "zero_shot_accuracy")
 #: The W2 split's centroid part ``‖Δ‖² = W2² − Bures``, added beside the registry's values under this base name.
 CENTROID_PART = "gap_w2_centroid"
 
@@ -317,7 +320,8 @@ def evaluate(es: EmbeddingSet, names: Sequence[str], *, seed: int, device: str) 
     for key in [k for k in values if k.startswith("gap_w2_squared/")]:
         pair = key.split("/", 1)[1]
         values[f"{CENTROID_PART}/{pair}"] = values[key] - values[f"gap_bures/{pair}"]
-    return dict(values)
+    rank = {base: i for i, base in enumerate(_ORDER)}
+    return dict(sorted(values.items(), key=lambda kv: rank.get(kv[0].split("/")[0], len(rank))))
 
 
 def _closed(before: float, after: float) -> str:
