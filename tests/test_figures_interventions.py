@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error
+from cli_helpers import gapdiag as run_cli
 
 import gapdiag
-from cli_helpers import assert_one_line_error, gapdiag as run_cli
 from gapdiag.errors import InputError
 from gapdiag.figures import load_interventions_result, parse_kinds, plot_interventions
 
@@ -66,11 +67,11 @@ def test_plot_and_report_draw_it_from_the_file(capsys, tmp_path):
     gapdiag.intervene(str(tmp_path / "emb.npz"), methods=["centering"], out=tmp_path / "iv.json",
                       progress=False)
     assert load_interventions_result(tmp_path / "iv.json")["methods"] == ["centering"]
-    code, out, err = run_cli(capsys, "plot", "--interventions", tmp_path / "iv.json", "--out", tmp_path / "figs")
+    code, _, err = run_cli(capsys, "plot", "--interventions", tmp_path / "iv.json", "--out", tmp_path / "figs")
     assert code == 0, err
     assert (tmp_path / "figs" / "interventions.png").stat().st_size > 0
     gapdiag.measure(str(tmp_path / "emb.npz"), metrics=["modality_gap"], out=tmp_path / "m.json", progress=False)
-    code, out, err = run_cli(capsys, "report", "--report", tmp_path / "m.json", "--kind", "interventions",
+    code, _, err = run_cli(capsys, "report", "--report", tmp_path / "m.json", "--kind", "interventions",
                              "--interventions", tmp_path / "iv.json", "--out", tmp_path / "r.html", "--quiet")
     assert code == 0, err
     page = (tmp_path / "r.html").read_text()

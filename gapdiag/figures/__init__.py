@@ -50,6 +50,11 @@ from gapdiag.figures.embedding_map import (
 from gapdiag.figures.files import FORMATS, MAX_DPI, check_dpi, check_pixels, save_figure, save_figures
 from gapdiag.figures.gap import gap_projection, marginal_separation, plot_gap
 from gapdiag.figures.interactive_map import build_interactive_map, interactive_map_html, item_labels
+from gapdiag.figures.interventions import (
+    load_interventions_result,
+    plot_interventions,
+    validate_interventions_result,
+)
 from gapdiag.figures.kinds import (
     DEFAULT_KINDS,
     EMBEDDING_KINDS,
@@ -58,11 +63,6 @@ from gapdiag.figures.kinds import (
     figure_stem,
     make_figures,
     parse_kinds,
-)
-from gapdiag.figures.interventions import (
-    load_interventions_result,
-    plot_interventions,
-    validate_interventions_result,
 )
 from gapdiag.figures.shift import load_shift_result, plot_shift, validate_shift_result
 from gapdiag.figures.similarity import plot_similarity_histograms, random_non_matching_pairs
