@@ -166,7 +166,7 @@ def test_ot_new_vectors_move_like_pots_out_of_sample_map():
     ot = pytest.importorskip("ot")
     x, y = _clouds(120)
     t = fit_intervention("ot", x[:80], y[:80])
-    mapping = ot.da.SinkhornTransport(reg_e=0.05, out_of_sample_map="ferradans")
+    mapping = ot.da.SinkhornTransport(reg_e=0.05, method="sinkhorn", out_of_sample_map="ferradans")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sinkhorn did not converge")
         mapping.fit(Xs=x[:80].astype(np.float32).astype(np.float64),
