@@ -194,3 +194,13 @@ def test_bad_options_are_one_line_errors(capsys, tmp_path, args, fragment):
     data = _write_npz(tmp_path / "emb.npz", _paired_set())
     code, out, err = run_cli(capsys, "intervene", "--data", data, *args)
     assert_one_line_error(code, out, err, fragment)
+
+
+def test_without_pot_ot_is_left_out_with_a_note_or_refused_when_named(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(intervening, "pot_installed", lambda: False)
+    data = _write_npz(tmp_path / "emb.npz", _paired_set())
+    code, out, err = run_cli(capsys, "intervene", "--data", data, "--quiet", "--json")
+    assert code == 0, err
+    assert "ot" not in json.loads(out)["methods"] and "ot left out: POT is not installed" in err
+    code, out, err = run_cli(capsys, "intervene", "--data", data, "--method", "ot")
+    assert_one_line_error(code, out, err, "--method ot needs POT", "gapdiag[ot]")

@@ -10,6 +10,7 @@ and after each transform, with the registry's own definitions (:func:`gapdiag.me
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +80,8 @@ class InterventionResult(TypedDict):
     split: dict[str, Any]
     definition: str
     saved: str | None
+    #: Remarks for the user (a method left out, and why).
+    notes: list[str]
     provenance: dict[str, Any]
 
 
@@ -144,6 +147,7 @@ def intervene(
     from gapdiag.training.interventions import DEFAULT_OT_REG, METHODS, OT_MAX_ITEMS, fit_intervention
 
     chosen = _check_request(METHODS, methods, fit_split, eval_split, split, fit_fraction, fit_sample, seed, save)
+    chosen, notes = without_missing_ot(chosen, named=bool(methods))
     options = EmbedOptions(
         pretrained=pretrained, random_init=random_init, split=split, format=format, image_column=image_column,
         text_columns=text_columns, label_column=label_column, class_name_column=class_name_column,
@@ -196,7 +200,7 @@ def intervene(
         saved = str(save_intervention(fitted, save, version=__version__))
     result: InterventionResult = {
         "methods": list(chosen), "metrics": list(before), "before": before, "results": results,
-        "split": split_info, "definition": DEFINITION, "saved": saved,
+        "split": split_info, "definition": DEFINITION, "saved": saved, "notes": notes,
         "provenance": report_provenance(eval_es, sample=None, seed=seed, device=resolved)}
     if out is not None:
         write_json(result, out, what="intervention result")
@@ -250,6 +254,22 @@ def _check_request(known: Sequence[str], methods: Sequence[str] | None, fit_spli
         raise InputError("--save writes one fitted transform: name one --method",
                          hint="e.g. --method centering --save centering.safetensors")
     return [m for m in known if m in chosen]
+
+
+def pot_installed() -> bool:
+    """Whether POT (the ``ot`` package of the extra ``gapdiag[ot]``) can be imported, without importing it."""
+    return importlib.util.find_spec("ot") is not None
+
+
+def without_missing_ot(chosen: list[str], *, named: bool) -> tuple[list[str], list[str]]:
+    """``chosen`` without ``ot`` when POT is missing, and a note saying so; an error, before any work, when the
+    user named ``ot``."""
+    if "ot" not in chosen or pot_installed():
+        return chosen, []
+    if named:
+        raise InputError("--method ot needs POT, the Python Optimal Transport library, which is not installed",
+                         hint="pip install 'gapdiag[ot]' (or pip install pot), or leave out --method ot")
+    return [m for m in chosen if m != "ot"], ["ot left out: POT is not installed (pip install 'gapdiag[ot]')"]
 
 
 def held_out_samples(n_samples: int, fit_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
