@@ -5,8 +5,8 @@
 >>> report["modality_gap/image-text"]   # doctest: +SKIP
 
 Public API (imported lazily so that ``import gapdiag`` and the CLI start fast): :func:`measure`, :func:`embed`,
-:func:`export`, :func:`load_data`, :func:`load_model`, :class:`Report`, :class:`EmbeddingSet`, and :class:`Monitor`
-for a training loop.
+:func:`export`, :func:`intervene`, :func:`apply_intervention`, :func:`load_data`, :func:`load_model`, :class:`Report`,
+:class:`EmbeddingSet`, and :class:`Monitor` for a training loop.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ _EXPORTS = {
     "measure": ("gapdiag.api", "measure"),
     "embed": ("gapdiag.api", "embed"),
     "export": ("gapdiag.api", "export"),
+    "intervene": ("gapdiag.api", "intervene"),
+    "apply_intervention": ("gapdiag.api", "apply_intervention"),
     "load_data": ("gapdiag.api", "load_data"),
     "bundled_checkpoint": ("gapdiag.api", "bundled_checkpoint"),
     "load_model": ("gapdiag.api", "load_model"),

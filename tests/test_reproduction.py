@@ -42,3 +42,15 @@ def test_a_shortened_retraining_shows_the_same_directions(tmp_path):
     spec.loader.exec_module(module)
     written = module.train_bundled(tmp_path / "work", tmp_path / "out", epochs=15, progress=False)
     _assert_the_papers_directions(_measure(written["infonce"]), _measure(written["gap_closing"]))
+
+
+@pytest.mark.slow
+def test_the_intervention_table_is_what_the_script_prints(tmp_path):
+    """docs/reproduction.md's intervention table and sentences are the output of scripts/reproduce_interventions.py
+    (issue #27 §3): every number in the doc comes from the command written there."""
+    spec = importlib.util.spec_from_file_location("reproduce_interventions",
+                                                  ROOT / "scripts" / "reproduce_interventions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    printed = module.markdown(module.reproduce(tmp_path / "cache"))
+    assert printed in (ROOT / "docs" / "reproduction.md").read_text()

@@ -10,11 +10,12 @@ Every verb takes paths or in-memory objects as explicit keywords, resolves its s
 the device) and returns a documented object: :class:`~gapdiag.vectors.EmbeddingSet`,
 :class:`~gapdiag.report.Report`, a dataclass (:class:`PlotResult`, :class:`ReportPage`, :class:`CheckRun`,
 :class:`CompareRun`, :class:`~gapdiag.training.train.TrainResult`) or a typed mapping (:class:`ShiftResult`,
-:class:`ModelComparison`, :class:`~gapdiag.cache.EntrySummary`, :class:`~gapdiag.cache.EntryCheck`). Nothing
+:class:`ModelComparison`, :class:`InterventionResult`, :class:`~gapdiag.cache.EntrySummary`, :class:`~gapdiag.cache.EntryCheck`). Nothing
 here prints except the optional progress display on stderr.
 
 The verbs live in one module per group, as the commands do: :mod:`~gapdiag.api.embedding` (``embed``,
 ``load_data``, ``load_model``), :mod:`~gapdiag.api.measuring` (``measure``, ``shift``, ``compare_models``),
+:mod:`~gapdiag.api.intervening` (``intervene``, ``apply_intervention``),
 :mod:`~gapdiag.api.exporting` (``export``), :mod:`~gapdiag.api.drawing` (``plot``, ``report``),
 :mod:`~gapdiag.api.gate` (``check``, ``compare``), :mod:`~gapdiag.api.training` (``train``) and
 :mod:`~gapdiag.api.caching` (``cache_ls``, ``cache_verify``, ``cache_rm``, ``cache_dir``); the options they
@@ -36,6 +37,13 @@ from gapdiag.api.embedding import (
 )
 from gapdiag.api.exporting import export
 from gapdiag.api.gate import CheckRun, CompareRun, check, compare
+from gapdiag.api.intervening import (
+    DEFAULT_FIT_SAMPLE,  # for the CLI
+    InterventionResult,
+    MethodResult,
+    apply_intervention,
+    intervene,
+)
 from gapdiag.api.measuring import (
     ModelComparison,
     ShiftResult,
@@ -71,6 +79,7 @@ __all__ = [
     "BUNDLED_CHECKPOINTS",
     "CACHE_KEY_LENGTH",
     "DEFAULT_CHECKPOINT",
+    "DEFAULT_FIT_SAMPLE",
     "CheckResult",
     "CheckRun",
     "CompareRun",
@@ -79,13 +88,16 @@ __all__ = [
     "EmbeddingSet",
     "EntryCheck",
     "EntrySummary",
+    "InterventionResult",
     "LogConsole",
+    "MethodResult",
     "ModelComparison",
     "PlotResult",
     "Report",
     "ReportPage",
     "ShiftResult",
     "TrainResult",
+    "apply_intervention",
     "bundled_checkpoint",
     "cache_dir",
     "cache_ls",
@@ -98,6 +110,7 @@ __all__ = [
     "comparison_json",
     "embed",
     "export",
+    "intervene",
     "is_main_process",
     "json_default",
     "load_data",

@@ -40,7 +40,7 @@ Status = Callable[[str], None] | None
 #: The figures each figure option is drawn into: an option that none of the drawn figures uses is refused.
 FIGURE_OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "method": ("map",), "color_by": ("map",), "max_pairs": ("map", "gap"), "seed": ("map", "hist", "gap"),
-    "reports": ("compare",), "labels": ("compare",), "shift": ("shift",),
+    "reports": ("compare",), "labels": ("compare",), "shift": ("shift",), "interventions": ("interventions",),
 }
 #: The defaults of those options in :func:`plot` and :func:`report` (a default is not "given").
 FIGURE_DEFAULTS: dict[str, Any] = {"method": "umap", "color_by": "modality", "max_pairs": 2000, "seed": 0}
@@ -90,6 +90,7 @@ def plot(
     reports: Sequence[str | Path] = (),
     labels: Sequence[str] | None = None,
     shift: str | Path | None = None,
+    interventions: str | Path | None = None,
     method: str = "umap",
     color_by: str = "modality",
     format: str = "png",
@@ -124,10 +125,12 @@ def plot(
     """Draw figures of the embedding space into ``out`` (what ``gapdiag plot`` does).
 
     Args:
-        kinds: map, hist, spectrum, gap, shift, compare or all (comma lists allowed); ``None`` = the default set.
+        kinds: map, hist, spectrum, gap, shift, interventions, compare or all (comma lists allowed); ``None`` = the
+            default set.
         out: Output directory (created if missing).
         reports, labels: Report JSON files (and their labels) for ``compare``.
         shift: A shift result JSON (``gapdiag shift --out``) for ``shift``.
+        interventions: An intervention result JSON (``gapdiag intervene --out``) for ``interventions``.
         method, color_by, max_pairs, seed: The map (``umap``/``pca``; ``modality``/``class``), the pairs drawn
             and the seed of the draw and of UMAP.
         format, dpi: File format (png, svg, pdf) and PNG resolution.
@@ -152,24 +155,28 @@ def plot(
     dpi = figures.check_dpi(dpi)
     figures.check_options(method=method, color_by=color_by, format=format)
     kinds = figures.parse_kinds(list(kinds) if kinds else None, have_shift=shift is not None,
-                                have_reports=bool(reports))
+                                have_reports=bool(reports), have_interventions=interventions is not None)
     from_embeddings = any(k in figures.EMBEDDING_KINDS for k in kinds)
     refuse_unused_figure_options(kinds, {"method": method, "color_by": color_by, "max_pairs": max_pairs,
-                                         "seed": seed, "reports": reports, "labels": labels, "shift": shift},
+                                         "seed": seed, "reports": reports, "labels": labels, "shift": shift,
+                                         "interventions": interventions},
                                  {"data": data, "model": model, **options.given()}, from_embeddings=from_embeddings)
     loaded = [Report.load(p) for p in reports]
     if labels and len(labels) != len(loaded):
         raise InputError(f"{len(labels)} --label values for {len(loaded)} --report files",
                          hint="give one --label per --report")
     # Each figure file against what this command reads (a --shift saved as figs/shift.png): before any work.
-    check_outputs({}, {"--report": list(reports), "--shift": shift, **inputs_of(data, model, options)},
+    check_outputs({}, {"--report": list(reports), "--shift": shift, "--interventions": interventions,
+                       **inputs_of(data, model, options)},
                   folders={"--out": (out, [f"{figures.figure_stem(k, method)}.{format}" for k in kinds])})
     shift_result = figures.load_shift_result(shift) if shift is not None else None
+    interventions_result = figures.load_interventions_result(interventions) if interventions is not None else None
     ensure_output_dir(folder)  # fail before embedding, not after
     es = None
     if from_embeddings:
         es = vectors_of(data, model, options, settings.resolve(cache_dir), devices.resolve(device))
-    drawn = figures.make_figures(kinds, embeddings=es, shift_result=shift_result, reports=loaded,
+    drawn = figures.make_figures(kinds, embeddings=es, shift_result=shift_result,
+                                 interventions_result=interventions_result, reports=loaded,
                                  labels=list(labels or [Path(p).stem for p in reports]), method=method,
                                  color_by=color_by, max_pairs=max_pairs, seed=seed, status=status)
     figures.check_pixels(drawn, dpi)
@@ -187,6 +194,7 @@ def report(
     color_by: str = "modality",
     max_pairs: int = 2000,
     shift: str | Path | None = None,
+    interventions: str | Path | None = None,
     format: str = "png",
     format_option: str = "--format",
     dpi: int | None = None,
@@ -225,7 +233,8 @@ def report(
         out: The HTML file.
         from_report: Reuse this measurement (``gapdiag measure --out``) instead of measuring again.
         metrics, sample: What to measure (as for :func:`gapdiag.api.measure`).
-        kinds, method, color_by, max_pairs, shift, dpi, seed, status: The figures (as for :func:`plot`).
+        kinds, method, color_by, max_pairs, shift, interventions, dpi, seed, status: The figures (as for
+            :func:`plot`).
         format: Figure format inside the page, png or svg; ``format_option`` is the option's name in messages.
         title: Page title (default: model and dataset).
         interactive: Add the interactive map (Plotly) when the map is drawn.
@@ -245,7 +254,8 @@ def report(
         device=device, precision=precision, preprocess=preprocess, batch_size=batch_size, workers=workers,
         dtype=dtype, chunk_size=chunk_size, cache_dir=cache_dir, progress=progress)
     check_seed(seed)
-    check_outputs({"--out": out}, {"--report": from_report, "--shift": shift, **inputs_of(data, model, options)})
+    check_outputs({"--out": out}, {"--report": from_report, "--shift": shift, "--interventions": interventions,
+                                   **inputs_of(data, model, options)})
     # --figure-format: the spelling before plot and report shared --format; the error names the one given.
     if format not in FIGURE_FORMATS:
         raise InputError(f"unknown {format_option} {format!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}")
@@ -254,9 +264,11 @@ def report(
     if any("compare" in value for value in kinds or []):
         raise InputError("gapdiag report does not draw comparisons (its --report is the one measurement to show)",
                          hint="use `gapdiag plot --kind compare --report A.json --report B.json`")
-    kinds = figures.parse_kinds(list(kinds or ["all"]), have_shift=shift is not None)
+    kinds = figures.parse_kinds(list(kinds or ["all"]), have_shift=shift is not None,
+                                have_interventions=interventions is not None)
     # Measuring now uses the seed whatever the figures; a reused measurement has no use for --metrics/--sample.
     figure_options = {"method": method, "color_by": color_by, "max_pairs": max_pairs, "shift": shift,
+                      "interventions": interventions,
                       **({"seed": seed} if from_report is not None else {})}
     from_embeddings = any(k in figures.EMBEDDING_KINDS for k in kinds)
     refuse_unused_figure_options(kinds, figure_options, {"data": data, "model": model, **options.given()},
@@ -265,6 +277,7 @@ def report(
         refuse_options(set_options({"metrics": metrics, "sample": sample}, ("metrics", "sample"), {}),
                        f"a reused measurement (--report {from_report})", "the page shows that report's metrics")
     shift_result = figures.load_shift_result(shift) if shift is not None else None
+    interventions_result = figures.load_interventions_result(interventions) if interventions is not None else None
     measured = Report.load(from_report) if from_report is not None else None
     if measured is None:
         check_sample_size(sample)  # before embedding, as measure itself does
@@ -283,7 +296,8 @@ def report(
     elif es is not None:
         check_same_dataset(measured, es.provenance, Path(from_report or ""))
         check_same_model(measured, es.provenance, Path(from_report or ""))
-    drawn = figures.make_figures(kinds, embeddings=es, shift_result=shift_result, method=method, color_by=color_by,
+    drawn = figures.make_figures(kinds, embeddings=es, shift_result=shift_result,
+                                 interventions_result=interventions_result, method=method, color_by=color_by,
                                  max_pairs=max_pairs, seed=seed, status=status)
     interactive_html = None
     if interactive and "map" in kinds and es is not None:

@@ -360,7 +360,7 @@ def shift(
     check_outputs({"--out": out}, inputs_of(data, model, options))
     resolved = devices.resolve(device)
     es = vectors_of(data, model, options, settings.resolve(cache_dir), resolved)
-    image, text = _image_and_text(es)
+    image, text = image_and_text(es)
     shape = {"lambdas": list(lambdas)} if lambdas is not None else {}
     if temperatures is not None:
         shape["temperatures"] = list(temperatures)
@@ -374,7 +374,7 @@ def shift(
     return result
 
 
-def _image_and_text(es: EmbeddingSet) -> tuple[str, str]:
+def image_and_text(es: EmbeddingSet) -> tuple[str, str]:
     """The two modalities the shift experiment moves: ``image``/``text`` if present, else the first two."""
     names = es.modality_names
     if "image" in names and "text" in names:

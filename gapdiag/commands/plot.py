@@ -51,8 +51,9 @@ KindOpt = Annotated[
     typer.Option(
         "--kind",
         "-k",
-        help="Figures to draw: map, hist, spectrum, gap, shift, compare or all; repeat the option or give a comma list. "
-        "Default: map,hist,spectrum (or shift/compare when only --shift/--report are given).",
+        help="Figures to draw: map, hist, spectrum, gap, shift, interventions, compare or all; repeat the option or "
+        "give a comma list. Default: map,hist,spectrum (or shift/interventions/compare when only --shift/"
+        "--interventions/--report are given).",
         rich_help_panel=_FIGURES,
     ),
 ]
@@ -99,6 +100,14 @@ ShiftFileOpt = Annotated[
         rich_help_panel=_FIGURES,
     ),
 ]
+InterventionsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--interventions",
+        help="Intervention result JSON written by `gapdiag intervene --out` (for --kind interventions).",
+        rich_help_panel=_FIGURES,
+    ),
+]
 
 
 def _status(quiet: bool) -> Any:
@@ -124,6 +133,7 @@ def plot(
     seed: SeedOpt = 0,
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
+    interventions: InterventionsFileOpt = None,
     report: Annotated[
         list[Path] | None,
         typer.Option(
@@ -167,10 +177,10 @@ def plot(
     preprocess: PreprocessOpt = "auto",
 ) -> None:
     """Draw figures of the embedding space into a directory: the modality-gap map, pair-similarity histograms,
-    singular-value spectra, the embedding-shift landscape and report comparisons.
+    singular-value spectra, the embedding-shift landscape, the post-hoc interventions and report comparisons.
 
     Files are named `<kind>[-<method>].<format>` (map-umap.png, hist.png, spectrum.png, gap.png, shift.png,
-    compare.png); the paths written are printed, one per line (or a JSON list with --json).
+    interventions.png, compare.png); the paths written are printed, one per line (or a JSON list with --json).
     """
     embedding = EmbeddingOptions(
         data=data, model=model, pretrained=pretrained, random_init=random_init, split=split,
@@ -178,7 +188,8 @@ def plot(
         class_name_column=class_name_column, template=template, image_root=image_root, device=device,
         precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
         skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
-    result = api.plot(kind, out=out, reports=report or [], labels=label, shift=shift, method=method,
+    result = api.plot(kind, out=out, reports=report or [], labels=label, shift=shift, interventions=interventions,
+                      method=method,
                       color_by=color_by, format=fmt, dpi=dpi, max_pairs=max_pairs, seed=seed,
                       status=_status(quiet or json_out),
                       **embedding.api_kwargs(quiet=quiet or json_out, format_keyword="data_format"))
@@ -219,6 +230,7 @@ def report(
     color_by: ColorByOpt = "modality",
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
+    interventions: InterventionsFileOpt = None,
     fmt: Annotated[
         str,
         typer.Option(
@@ -282,7 +294,8 @@ def report(
     option, fmt = ("--figure-format", figure_format) if figure_format is not None else ("--format", fmt)
     silent = quiet or json_out
     page = api.report(out, from_report=from_report, metrics=api.parse_metric_list(metrics), sample=sample,
-                      kinds=kind, method=method, color_by=color_by, max_pairs=max_pairs, shift=shift, format=fmt,
+                      kinds=kind, method=method, color_by=color_by, max_pairs=max_pairs, shift=shift,
+                      interventions=interventions, format=fmt,
                       format_option=option, dpi=dpi, title=title, interactive=interactive, seed=seed,
                       status=_status(silent), **embedding.api_kwargs(quiet=silent, format_keyword="data_format"))
     for note in page.notes:
@@ -310,6 +323,7 @@ def register(app: typer.Typer) -> None:
             "`gapdiag plot` (bundled tiny CLIP on digits: map-umap.png, hist.png, spectrum.png in ./gapdiag-plots)\n\n"
             "`gapdiag plot -d captions.csv -m ViT-B-32 -p openai --kind map --method pca --format svg`\n\n"
             "`gapdiag plot --shift shift.json`\n\n"
+            "`gapdiag plot --interventions interventions.json` (from `gapdiag intervene --out`)\n\n"
             "`gapdiag plot --report epoch1.json --report epoch5.json --label 'epoch 1' --label 'epoch 5'`"
         ),
     )(plot)

@@ -10,6 +10,7 @@ family lives in its own module, whose public names this package re-exports:
 * :mod:`~gapdiag.figures.spectrum`: singular-value spectra and effective rank
 * :mod:`~gapdiag.figures.gap`: the joint set on the gap direction, and the dimensions that carry the gap
 * :mod:`~gapdiag.figures.shift`: the embedding-shift experiment of Liang et al. (2022)
+* :mod:`~gapdiag.figures.interventions`: the post-hoc interventions side by side (``gapdiag intervene``)
 * :mod:`~gapdiag.figures.compare`: metric values of several reports side by side
 * :mod:`~gapdiag.figures.kinds`: ``--kind`` parsing and building the figures of each kind
 * :mod:`~gapdiag.figures.files`: saving figures (atomic, byte-reproducible)
@@ -49,6 +50,11 @@ from gapdiag.figures.embedding_map import (
 from gapdiag.figures.files import FORMATS, MAX_DPI, check_dpi, check_pixels, save_figure, save_figures
 from gapdiag.figures.gap import gap_projection, marginal_separation, plot_gap
 from gapdiag.figures.interactive_map import build_interactive_map, interactive_map_html, item_labels
+from gapdiag.figures.interventions import (
+    load_interventions_result,
+    plot_interventions,
+    validate_interventions_result,
+)
 from gapdiag.figures.kinds import (
     DEFAULT_KINDS,
     EMBEDDING_KINDS,
@@ -87,6 +93,7 @@ __all__ = [
     "interactive_map_html",
     "item_coordinates",
     "item_labels",
+    "load_interventions_result",
     "load_shift_result",
     "make_figures",
     "map_coordinates",
@@ -97,6 +104,7 @@ __all__ = [
     "parse_kinds",
     "plot_compare",
     "plot_gap",
+    "plot_interventions",
     "plot_map",
     "plot_shift",
     "plot_similarity_histograms",
@@ -106,5 +114,6 @@ __all__ = [
     "save_figures",
     "select_samples",
     "step_values",
+    "validate_interventions_result",
     "validate_shift_result",
 ]

@@ -18,6 +18,7 @@ from gapdiag.figures.compare import plot_compare
 from gapdiag.figures.embedding_map import COLOR_BY, METHODS, plot_map
 from gapdiag.figures.files import FORMATS
 from gapdiag.figures.gap import plot_gap
+from gapdiag.figures.interventions import plot_interventions
 from gapdiag.figures.shift import plot_shift
 from gapdiag.figures.similarity import plot_similarity_histograms
 from gapdiag.figures.spectrum import plot_spectrum
@@ -25,11 +26,16 @@ from gapdiag.report import Report
 from gapdiag.vectors import EmbeddingSet
 
 #: Every figure kind, in the order ``--kind all`` draws them.
-KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap", "shift", "compare")
-#: Kinds drawn from embeddings (the others read a shift result or reports).
+KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap", "shift", "interventions", "compare")
+#: Kinds drawn from embeddings (the others read a shift or intervention result, or reports).
 EMBEDDING_KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap")
 #: Embedding figures drawn without ``--kind`` and by ``--kind all`` (``gap`` is asked for by name).
 DEFAULT_KINDS: tuple[str, ...] = ("map", "hist", "spectrum")
+#: Kinds drawn from a result file, and the option (with the command that writes it) that gives it.
+RESULT_KINDS: dict[str, str] = {
+    "shift": "pass --shift shift.json (from `gapdiag shift --out`)",
+    "interventions": "pass --interventions interventions.json (from `gapdiag intervene --out`)",
+}
 
 
 def check_options(
@@ -46,36 +52,34 @@ def check_options(
 
 
 def parse_kinds(
-    values: Iterable[str] | None, *, have_shift: bool = False, have_reports: bool = False
+    values: Iterable[str] | None, *, have_shift: bool = False, have_reports: bool = False,
+    have_interventions: bool = False,
 ) -> list[str]:
     """Turn ``--kind`` values (repeatable, comma lists, ``all``) into an ordered list of figure kinds.
 
-    Without any value: the shift and/or compare figures when their inputs are given, else the embedding
-    figures. ``all`` means the embedding figures plus shift/compare when their inputs are given.
+    Without any value: the shift, intervention and/or compare figures when their inputs are given, else the
+    embedding figures. ``all`` means the embedding figures plus those whose inputs are given.
     """
     requested = [
         part.strip().lower() for value in (values or []) for part in str(value).split(",") if part.strip()
     ]
+    given = {"shift": have_shift, "interventions": have_interventions, "compare": have_reports}
+    implied = [kind for kind, have in given.items() if have]
     if not requested:
-        implied = (["shift"] if have_shift else []) + (["compare"] if have_reports else [])
-        return implied or list(DEFAULT_KINDS)
+        return [k for k in KINDS if k in implied] or list(DEFAULT_KINDS)
     kinds: list[str] = []
     for kind in requested:
         if kind == "all":
-            expanded = (
-                list(DEFAULT_KINDS)
-                + (["shift"] if have_shift else [])
-                + (["compare"] if have_reports else [])
-            )
+            expanded = list(DEFAULT_KINDS) + implied
         elif kind in KINDS:
             expanded = [kind]
         else:
             raise InputError(f"unknown --kind {kind!r}", hint=f"choose from {', '.join(KINDS)}, all")
         kinds += [k for k in expanded if k not in kinds]
-    if "shift" in kinds and not have_shift:
-        raise InputError(
-            "--kind shift needs a shift result", hint="pass --shift shift.json (from `gapdiag shift --out`)"
-        )
+    for kind, hint in RESULT_KINDS.items():
+        if kind in kinds and not given[kind]:
+            raise InputError(f"--kind {kind} needs {'a shift' if kind == 'shift' else 'an intervention'} result",
+                             hint=hint)
     if "compare" in kinds and not have_reports:
         raise InputError("--kind compare needs reports", hint="pass --report A.json --report B.json")
     return [k for k in KINDS if k in kinds]
@@ -91,6 +95,7 @@ def make_figures(
     *,
     embeddings: EmbeddingSet | None = None,
     shift_result: Mapping[str, Any] | None = None,
+    interventions_result: Mapping[str, Any] | None = None,
     reports: Sequence[Report] | None = None,
     labels: Sequence[str] | None = None,
     method: str = "umap",
@@ -121,6 +126,10 @@ def make_figures(
             if shift_result is None:
                 raise InputError("--kind shift needs a shift result", hint="pass --shift shift.json")
             figures[kind] = plot_shift(shift_result)
+        elif kind == "interventions":
+            if interventions_result is None:
+                raise InputError("--kind interventions needs an intervention result", hint=RESULT_KINDS[kind])
+            figures[kind] = plot_interventions(interventions_result)
         elif kind == "compare":
             if not reports:
                 raise InputError("--kind compare needs reports", hint="pass --report A.json --report B.json")

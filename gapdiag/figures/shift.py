@@ -5,7 +5,6 @@ Reads the result of :func:`gapdiag.training.shift.shift_experiment` (or the file
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,7 @@ from matplotlib.gridspec import GridSpec
 from numpy.typing import NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.figures.common import MARKERS, OKABE_ITO, figure_title, new_figure
-from gapdiag.fsutil import loads_json
+from gapdiag.figures.common import MARKERS, OKABE_ITO, figure_title, new_figure, read_result_file
 
 _SHIFT_KEYS = ("lambdas", "gap", "loss", "recall_at_1")
 
@@ -55,24 +53,8 @@ def validate_shift_result(result: Any, *, source: str = "shift result") -> dict[
 
 def load_shift_result(path: str | Path) -> dict[str, Any]:
     """Read and validate a shift result written by ``gapdiag shift --out``."""
-    path = Path(path)
-    try:
-        data = loads_json(path.read_text())
-    except FileNotFoundError:
-        raise InputError(
-            f"{path}: shift result not found", hint="run `gapdiag shift --out FILE` first"
-        ) from None
-    except IsADirectoryError:
-        raise InputError(
-            f"{path}: is a directory, not a shift result",
-            hint="pass the file written by `gapdiag shift --out`",
-        ) from None
-    except json.JSONDecodeError as e:
-        raise InputError(
-            f"{path}:{e.lineno}: not valid JSON ({e.msg})",
-            hint="pass the file written by `gapdiag shift --out`",
-        ) from None
-    return validate_shift_result(data, source=str(path))
+    data = read_result_file(path, "shift result", "gapdiag shift --out")
+    return validate_shift_result(data, source=str(Path(path)))
 
 
 def plot_shift(shift_result: Mapping[str, Any], *, title: str | None = None) -> Figure:

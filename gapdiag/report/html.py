@@ -47,6 +47,9 @@ CAPTIONS: dict[str, str] = {
     "(Roy & Vetterli 2007). A fast drop-off means a collapsed, low-rank space.",
     "shift": "Shifting the modalities along the gap (λ = 0: the trained space). Where the loss is minimal at "
     "λ ≈ 0 the gap is what the contrastive loss prefers at that temperature (Liang et al. 2022, Sec. 4.2).",
+    "interventions": "Post-hoc interventions fitted on one part of the items, measured on the held-out rest: each "
+    "panel is one metric, the dashed line its value before, a bar per method its value after (labelled with the "
+    "change). A method that closes the centroid gap but not the shape gap moves the first panel only.",
     "gap": "The joint set on the gap direction Δ̂ (x) and the residual's first principal direction (y), with each "
     "modality's histogram of the Δ̂ projection on top: separate histograms are the gap. Bars: the dimensions that "
     "carry ‖Δ‖².",

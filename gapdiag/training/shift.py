@@ -39,7 +39,9 @@ __all__ = [
     "DEFAULT_TEMPERATURES",
     "DEFINITION",
     "contrastive_loss",
+    "gap_after_shift",
     "gap_direction",
+    "shift_along",
     "shift_embeddings",
     "shift_experiment",
 ]
@@ -143,7 +145,22 @@ def shift_embeddings(
     x_unit, y_unit = unit_rows(x, "x"), unit_rows(y, "y")
     check_same_dim(x_unit, y_unit, "x", "y")
     u, _ = gap_direction(x_unit, y_unit)
-    return _translate(x_unit, -0.5 * lam * u, "x", lam), _translate(y_unit, 0.5 * lam * u, "y", lam)
+    return shift_along(x_unit, y_unit, u, lam)
+
+
+def shift_along(
+    x_unit: NDArray[np.float32], y_unit: NDArray[np.float32], u: NDArray[np.float64], lam: float
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """``(Normalize(x̂ − ½λu), Normalize(ŷ + ½λu))`` for a given unit direction ``u`` (fitted elsewhere).
+
+    The step of :func:`shift_embeddings` with ``u`` passed in, so that a direction fitted on some items can move
+    others (the held-out gap shift of :mod:`gapdiag.training.interventions`).
+
+    Raises:
+        InputError: An item lands on the origin.
+    """
+    half = 0.5 * lam * np.asarray(u, dtype=np.float64)
+    return _translate(x_unit, -half, "x", lam), _translate(y_unit, half, "y", lam)
 
 
 def _check_temperatures(temperatures: Sequence[float]) -> list[float]:
@@ -272,9 +289,10 @@ def _loss(
     return [float(v) for v in (image_to_text + text_to_image) / 2]
 
 
-def _gap_after(
+def gap_after_shift(
     x_shift: NDArray[np.float32], y_shift: NDArray[np.float32], u: NDArray[np.float64]
 ) -> tuple[float, float]:
+    """``(‖Δ'‖, ‖Δ'‖ · sign(⟨Δ', u⟩))`` of shifted modalities: the gap and the gap signed by the side of ``u``."""
     delta = gap_vector(x_shift, y_shift, normalize=False)
     gap = float(np.linalg.norm(delta))
     # Liang et al. sign the distance by the side of the original gap, so a plot shows the crossing.
@@ -354,7 +372,7 @@ def shift_experiment(
     for lam in lams:
         half = 0.5 * lam * u
         xs, ys = _translate(x_unit, -half, "x", lam), _translate(y_unit, half, "y", lam)
-        gap, signed = _gap_after(xs, ys, u)
+        gap, signed = gap_after_shift(xs, ys, u)
         out["gap"].append(gap)
         out["gap_signed"].append(signed)
         for t, value in zip(temps, _loss(xs, ys, sx, sy, temps, block_size)):
