@@ -183,7 +183,8 @@ def test_compare_takes_epoch_checkpoints_as_models(tmp_path, capsys, manifest):
 
 @pytest.mark.parametrize(("name", "step"), [
     ("epoch_12.pt", 12), ("epoch-3.safetensors", 3), ("step_3000.pt", 3000), ("ckpt900.pt", 900),
-    ("model_v2_epoch_7.pt", 7), ("run3-final-20.pt", 20), ("latest.pt", None)])
+    ("model_v2_epoch_7.pt", 7), ("1000.pt", 1000), ("epoch_3_step_900.pt", 900), ("ViT-B-32.pt", None),
+    ("run3-final-20.pt", None), ("deep10.pt", None), ("latest.pt", None)])
 def test_the_step_in_a_file_name(name, step):
     assert checkpoints.step_from_name(Path(name)) == step
 

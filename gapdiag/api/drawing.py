@@ -32,6 +32,7 @@ from gapdiag.errors import GapdiagError, InputError, ProvenanceError
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.outputs import check_outputs, ensure_output_dir, output_folder
 from gapdiag.report import Report
+from gapdiag.report.track import Track
 from gapdiag.settings import Settings
 from gapdiag.vectors import EmbeddingSet
 
@@ -40,7 +41,8 @@ Status = Callable[[str], None] | None
 #: The figures each figure option is drawn into: an option that none of the drawn figures uses is refused.
 FIGURE_OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "method": ("map",), "color_by": ("map",), "max_pairs": ("map", "gap"), "seed": ("map", "hist", "gap"),
-    "reports": ("compare",), "labels": ("compare",), "shift": ("shift",),
+    "reports": ("compare",), "labels": ("compare",), "shift": ("shift",), "track": ("track",),
+    "track_metrics": ("track",),
 }
 #: The defaults of those options in :func:`plot` and :func:`report` (a default is not "given").
 FIGURE_DEFAULTS: dict[str, Any] = {"method": "umap", "color_by": "modality", "max_pairs": 2000, "seed": 0}
@@ -90,6 +92,8 @@ def plot(
     reports: Sequence[str | Path] = (),
     labels: Sequence[str] | None = None,
     shift: str | Path | None = None,
+    track: str | Path | None = None,
+    track_metrics: Sequence[str] | None = None,
     method: str = "umap",
     color_by: str = "modality",
     format: str = "png",
@@ -128,6 +132,8 @@ def plot(
         out: Output directory (created if missing).
         reports, labels: Report JSON files (and their labels) for ``compare``.
         shift: A shift result JSON (``gapdiag shift --out``) for ``shift``.
+        track, track_metrics: A track record (``gapdiag track --out``) and the metrics drawn against step (base
+            or full names; ``None``: the gap, Cos_TP, angular value, uniformity, effective rank, R@1) for ``track``.
         method, color_by, max_pairs, seed: The map (``umap``/``pca``; ``modality``/``class``), the pairs drawn
             and the seed of the draw and of UMAP.
         format, dpi: File format (png, svg, pdf) and PNG resolution.
@@ -152,25 +158,31 @@ def plot(
     dpi = figures.check_dpi(dpi)
     figures.check_options(method=method, color_by=color_by, format=format)
     kinds = figures.parse_kinds(list(kinds) if kinds else None, have_shift=shift is not None,
-                                have_reports=bool(reports))
+                                have_reports=bool(reports), have_track=track is not None)
     from_embeddings = any(k in figures.EMBEDDING_KINDS for k in kinds)
     refuse_unused_figure_options(kinds, {"method": method, "color_by": color_by, "max_pairs": max_pairs,
-                                         "seed": seed, "reports": reports, "labels": labels, "shift": shift},
+                                         "seed": seed, "reports": reports, "labels": labels, "shift": shift,
+                                         "track": track, "track_metrics": track_metrics},
                                  {"data": data, "model": model, **options.given()}, from_embeddings=from_embeddings)
     loaded = [Report.load(p) for p in reports]
     if labels and len(labels) != len(loaded):
         raise InputError(f"{len(labels)} --label values for {len(loaded)} --report files",
                          hint="give one --label per --report")
     # Each figure file against what this command reads (a --shift saved as figs/shift.png): before any work.
-    check_outputs({}, {"--report": list(reports), "--shift": shift, **inputs_of(data, model, options)},
+    check_outputs({}, {"--report": list(reports), "--shift": shift, "--track": track,
+                       **inputs_of(data, model, options)},
                   folders={"--out": (out, [f"{figures.figure_stem(k, method)}.{format}" for k in kinds])})
     shift_result = figures.load_shift_result(shift) if shift is not None else None
+    series = Track.load(track) if track is not None else None
+    if series is not None:
+        figures.chosen_metrics(series, track_metrics)  # an unknown metric is refused before any drawing
     ensure_output_dir(folder)  # fail before embedding, not after
     es = None
     if from_embeddings:
         es = vectors_of(data, model, options, settings.resolve(cache_dir), devices.resolve(device))
     drawn = figures.make_figures(kinds, embeddings=es, shift_result=shift_result, reports=loaded,
-                                 labels=list(labels or [Path(p).stem for p in reports]), method=method,
+                                 labels=list(labels or [Path(p).stem for p in reports]), track=series,
+                                 track_metrics=track_metrics, method=method,
                                  color_by=color_by, max_pairs=max_pairs, seed=seed, status=status)
     figures.check_pixels(drawn, dpi)
     return PlotResult(figures.save_figures(drawn, folder, format=format, dpi=dpi))

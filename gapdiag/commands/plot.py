@@ -51,8 +51,8 @@ KindOpt = Annotated[
     typer.Option(
         "--kind",
         "-k",
-        help="Figures to draw: map, hist, spectrum, gap, shift, compare or all; repeat the option or give a comma list. "
-        "Default: map,hist,spectrum (or shift/compare when only --shift/--report are given).",
+        help="Figures to draw: map, hist, spectrum, gap, shift, compare, track or all; repeat the option or give a "
+        "comma list. Default: map,hist,spectrum (or shift/compare/track when only --shift/--report/--track are given).",
         rich_help_panel=_FIGURES,
     ),
 ]
@@ -99,6 +99,24 @@ ShiftFileOpt = Annotated[
         rich_help_panel=_FIGURES,
     ),
 ]
+TrackFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--track",
+        help="Track record JSON written by `gapdiag track --out` (for --kind track).",
+        rich_help_panel=_FIGURES,
+    ),
+]
+TrackMetricsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics",
+        help="For --kind track: comma-separated metrics to draw against step, base names (modality_gap: every "
+             "pair) or full names (recall_at_1/image_to_text). Default: modality_gap, cos_tp, angular_value, "
+             "uniformity_wang_isola, effective_rank, recall_at_1.",
+        rich_help_panel=_FIGURES,
+    ),
+]
 
 
 def _status(quiet: bool) -> Any:
@@ -124,6 +142,8 @@ def plot(
     seed: SeedOpt = 0,
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
+    track: TrackFileOpt = None,
+    metrics: TrackMetricsOpt = None,
     report: Annotated[
         list[Path] | None,
         typer.Option(
@@ -167,10 +187,10 @@ def plot(
     preprocess: PreprocessOpt = "auto",
 ) -> None:
     """Draw figures of the embedding space into a directory: the modality-gap map, pair-similarity histograms,
-    singular-value spectra, the embedding-shift landscape and report comparisons.
+    singular-value spectra, the embedding-shift landscape, report comparisons and metrics over training steps.
 
     Files are named `<kind>[-<method>].<format>` (map-umap.png, hist.png, spectrum.png, gap.png, shift.png,
-    compare.png); the paths written are printed, one per line (or a JSON list with --json).
+    compare.png, track.png); the paths written are printed, one per line (or a JSON list with --json).
     """
     embedding = EmbeddingOptions(
         data=data, model=model, pretrained=pretrained, random_init=random_init, split=split,
@@ -178,7 +198,8 @@ def plot(
         class_name_column=class_name_column, template=template, image_root=image_root, device=device,
         precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
         skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
-    result = api.plot(kind, out=out, reports=report or [], labels=label, shift=shift, method=method,
+    result = api.plot(kind, out=out, reports=report or [], labels=label, shift=shift, track=track,
+                      track_metrics=api.parse_metric_list(metrics), method=method,
                       color_by=color_by, format=fmt, dpi=dpi, max_pairs=max_pairs, seed=seed,
                       status=_status(quiet or json_out),
                       **embedding.api_kwargs(quiet=quiet or json_out, format_keyword="data_format"))

@@ -21,12 +21,14 @@ from gapdiag.figures.gap import plot_gap
 from gapdiag.figures.shift import plot_shift
 from gapdiag.figures.similarity import plot_similarity_histograms
 from gapdiag.figures.spectrum import plot_spectrum
+from gapdiag.figures.track import plot_track
 from gapdiag.report import Report
+from gapdiag.report.track import Track
 from gapdiag.vectors import EmbeddingSet
 
 #: Every figure kind, in the order ``--kind all`` draws them.
-KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap", "shift", "compare")
-#: Kinds drawn from embeddings (the others read a shift result or reports).
+KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap", "shift", "compare", "track")
+#: Kinds drawn from embeddings (the others read a shift result, reports or a track record).
 EMBEDDING_KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap")
 #: Embedding figures drawn without ``--kind`` and by ``--kind all`` (``gap`` is asked for by name).
 DEFAULT_KINDS: tuple[str, ...] = ("map", "hist", "spectrum")
@@ -46,18 +48,19 @@ def check_options(
 
 
 def parse_kinds(
-    values: Iterable[str] | None, *, have_shift: bool = False, have_reports: bool = False
+    values: Iterable[str] | None, *, have_shift: bool = False, have_reports: bool = False, have_track: bool = False
 ) -> list[str]:
     """Turn ``--kind`` values (repeatable, comma lists, ``all``) into an ordered list of figure kinds.
 
-    Without any value: the shift and/or compare figures when their inputs are given, else the embedding
-    figures. ``all`` means the embedding figures plus shift/compare when their inputs are given.
+    Without any value: the shift, compare and/or track figures when their inputs are given, else the embedding
+    figures. ``all`` means the embedding figures plus shift/compare/track when their inputs are given.
     """
     requested = [
         part.strip().lower() for value in (values or []) for part in str(value).split(",") if part.strip()
     ]
     if not requested:
-        implied = (["shift"] if have_shift else []) + (["compare"] if have_reports else [])
+        implied = (["shift"] if have_shift else []) + (["compare"] if have_reports else []) + (
+            ["track"] if have_track else [])
         return implied or list(DEFAULT_KINDS)
     kinds: list[str] = []
     for kind in requested:
@@ -66,6 +69,7 @@ def parse_kinds(
                 list(DEFAULT_KINDS)
                 + (["shift"] if have_shift else [])
                 + (["compare"] if have_reports else [])
+                + (["track"] if have_track else [])
             )
         elif kind in KINDS:
             expanded = [kind]
@@ -78,6 +82,8 @@ def parse_kinds(
         )
     if "compare" in kinds and not have_reports:
         raise InputError("--kind compare needs reports", hint="pass --report A.json --report B.json")
+    if "track" in kinds and not have_track:
+        raise InputError("--kind track needs a track record", hint="pass --track track.json (from `gapdiag track --out`)")
     return [k for k in KINDS if k in kinds]
 
 
@@ -93,6 +99,8 @@ def make_figures(
     shift_result: Mapping[str, Any] | None = None,
     reports: Sequence[Report] | None = None,
     labels: Sequence[str] | None = None,
+    track: Track | None = None,
+    track_metrics: Sequence[str] | None = None,
     method: str = "umap",
     color_by: str = "modality",
     max_pairs: int | None = 2000,
@@ -127,6 +135,10 @@ def make_figures(
             figures[kind] = plot_compare(
                 reports, labels if labels is not None else [str(i) for i in range(len(reports))]
             )
+        elif kind == "track":
+            if track is None:
+                raise InputError("--kind track needs a track record", hint="pass --track track.json")
+            figures[kind] = plot_track(track, track_metrics)
         else:
             raise InputError(f"unknown figure kind {kind!r}", hint=f"choose from {', '.join(KINDS)}")
     return figures

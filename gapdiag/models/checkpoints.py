@@ -51,8 +51,8 @@ def read_params_txt(path: Path) -> dict[str, str]:
 def open_clip_run_architecture(params_path: Path) -> str:
     """The architecture an open_clip training run built, from its ``params.txt`` (``model: ViT-B-32``).
 
-    ``--force-quick-gelu`` is open_clip's ``-quickgelu`` config of the same model; the other arguments that change
-    the model are refused (one line naming the file and the argument).
+    A run with ``force_quick_gelu: True`` built open_clip's ``-quickgelu`` config of the same model; the other
+    arguments that change the model are refused (one line naming the file and the argument).
 
     Raises:
         ModelError: No ``model`` line, or a model-changing argument set.
@@ -135,18 +135,19 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     return strip_ddp_prefix(state, path)
 
 
-_STEP_IN_NAME = re.compile(r"(?:epoch|step|ep|iter|checkpoint|ckpt)[_\-=]?(\d+)", re.IGNORECASE)
-_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+_STEP_IN_NAME = re.compile(r"(?:^|[^a-z])(?:epoch|step|ep|iter|it|checkpoint|ckpt)[_\-=]?(\d+)(?!\d)", re.IGNORECASE)
 
 
 def step_from_name(path: Path) -> int | None:
-    """The step a checkpoint's file name says (``epoch_12.pt`` -> 12, ``step-3000.safetensors`` -> 3000), or None.
-
-    A word (``epoch``, ``step``, ``ckpt``...) followed by a number wins; otherwise the last number of the stem.
+    """The step a checkpoint's file name says, or None: a word (``epoch``, ``step``, ``ckpt``...) followed by a
+    number (``epoch_12.pt`` -> 12, ``step-3000.safetensors`` -> 3000), or a name that is only a number
+    (``1000.pt``). Any other number is not read as a step (``ViT-B-32.pt`` names an architecture, not step 32).
     """
     stem = path.name.split(".")[0]
-    match = _STEP_IN_NAME.search(stem) or _LAST_NUMBER.search(stem)
-    return int(match.group(1)) if match else None
+    if stem.isdigit():
+        return int(stem)
+    matches = _STEP_IN_NAME.findall(stem)
+    return int(matches[-1]) if matches else None
 
 
 def step_from_metadata(path: Path) -> int | None:
@@ -160,7 +161,13 @@ def step_from_metadata(path: Path) -> int | None:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     else:
-        meta = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            meta = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - weights_only refuses pickled objects; any failure is named
+            what = ("it contains pickled Python objects, not only tensors" if "weights_only" in str(e)
+                    or "Unpickl" in type(e).__name__ else f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            raise ModelError(f"{path}: refuses to load ({what})", hint="save a plain state_dict or .safetensors") \
+                from None
     if not isinstance(meta, dict):
         return None
     for key in ("step", "epoch", "gapdiag_step", "gapdiag_epoch"):
@@ -185,3 +192,66 @@ def run_folder_model(checkpoint: Path) -> tuple[str | None, Path | None]:
     if (run / OPEN_CLIP_PARAMS).is_file():
         return open_clip_run_architecture(run / OPEN_CLIP_PARAMS), run / OPEN_CLIP_PARAMS
     return None, None
+
+
+#: Files ``gapdiag track`` takes from a folder: what ``--model`` loads as a checkpoint file.
+TRACKED_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def _expand(item: str | Path) -> list[Path]:
+    """The checkpoint files ``item`` names: itself, the checkpoint files of a folder (of its ``checkpoints/``
+    for a training run folder, so that the run's final export is not counted twice), or a glob's matches."""
+    text = str(item)
+    path = Path(text).expanduser()
+    if _GLOB_CHARACTERS & set(text) and not path.exists():
+        anchor = Path(path.anchor) if path.is_absolute() else Path(".")
+        pattern = str(path.relative_to(anchor)) if path.is_absolute() else text
+        found = sorted(p for p in anchor.glob(pattern) if p.is_file())
+        if not found:
+            raise ModelError(f"no checkpoint matches {text!r}", hint="check the pattern (quote it, e.g. "
+                                                                     "'run/checkpoints/epoch_*.pt')")
+        return found
+    if path.is_dir():
+        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in TRACKED_SUFFIXES)
+        if not found:
+            raise ModelError(f"{folder}: no checkpoint files ({', '.join(TRACKED_SUFFIXES)}) in this folder",
+                             hint="pass the checkpoints' folder, files or a glob such as 'run/checkpoints/epoch_*.pt'")
+        return found
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}", hint="check the path")
+    return [path]
+
+
+def find_checkpoints(items: list[str | Path] | tuple[str | Path, ...]) -> list[tuple[int, Path]]:
+    """The checkpoints ``items`` name (files, folders, globs), each with its step, ordered by step.
+
+    The step is the one in the file name (:func:`step_from_name`), else the one the checkpoint stores
+    (:func:`step_from_metadata`); a single checkpoint that says neither is step 0. A file named twice counts once.
+
+    Raises:
+        ModelError: Nothing found, a checkpoint with no step in its name or contents, or two checkpoints at one
+            step (ambiguous: which one is that step?), each naming the files.
+    """
+    if not items:
+        raise ModelError("no checkpoints given", hint="pass checkpoint files, their folder or a glob")
+    seen: dict[Path, Path] = {}
+    for item in items:
+        for path in _expand(item):
+            seen.setdefault(path.resolve(), path)
+    by_step: dict[int, Path] = {}
+    for path in seen.values():
+        step = step_from_name(path)
+        if step is None:
+            step = step_from_metadata(path)
+        if step is None and len(seen) == 1:
+            step = 0  # a series of one needs no order
+        if step is None:
+            raise ModelError(f"{path}: no step in its name or its contents, so it cannot be placed in the series",
+                             hint="name it with its step (epoch_3.pt, step_3000.safetensors) or store 'epoch' in it")
+        if step in by_step:
+            raise ModelError(f"{by_step[step]} and {path} are both step {step}",
+                             hint="pass one checkpoint per step (e.g. the files of one run)")
+        by_step[step] = path
+    return sorted(by_step.items())
