@@ -261,3 +261,55 @@ def test_track_figure_options_that_cannot_be_drawn_are_one_line(tmp_path, capsys
     code, out, err = gapdiag(capsys, "plot", *args, "--out", tmp_path / "figs")
     assert_one_line_error(code, out, err, *fragments)
     assert not (tmp_path / "figs" / "track.png").exists()
+
+
+# --------------------------------------------------------------------------------------------- the page
+
+
+def test_the_html_report_has_a_section_over_training(tmp_path, capsys, manifest):
+    from html.parser import HTMLParser
+
+    run = tmp_path / "logs" / "run"
+    paths, _ = open_clip_run(run, epochs=2)
+    record = tmp_path / "track.json"
+    code, _, err = gapdiag(capsys, "track", run, "-d", manifest, *CPU, "--out", record, "-q")
+    assert code == 0, err
+    page = tmp_path / "page.html"
+    code, _, err = gapdiag(capsys, "report", "-d", manifest, "-m", paths[-1], *CPU, "--kind", "hist", "--track",
+                           record, "--no-interactive", "--dpi", "30", "--out", page, "-q")
+    assert code == 0, err
+    text = page.read_text()
+    assert "<h2>Over training</h2>" in text and 'id="fig-track"' in text
+    track = Track.load(record)
+
+    class Rows(HTMLParser):
+        rows: dict[str, list[str]] = {}  # noqa: RUF012 - one parse per test
+
+        def handle_starttag(self, tag, attrs):
+            self.current = dict(attrs).get("data-track-metric") if tag == "tr" else getattr(self, "current", None)
+
+        def handle_data(self, data):
+            if getattr(self, "current", None) and data.strip():
+                self.rows.setdefault(self.current, []).append(data.strip())
+
+    parser = Rows()
+    parser.feed(text)
+    assert set(parser.rows) == set(track.metric_names)
+    from gapdiag.report.presentation import format_number
+
+    gap = "modality_gap/image-text"
+    assert parser.rows[gap][1:] == [format_number(p.report.metrics[gap]) for p in track.points]
+
+
+def test_a_track_of_other_data_is_refused_on_the_page(tmp_path, capsys, manifest):
+    from data_fixtures import digits_manifest
+
+    record = synthetic_track(tmp_path / "track.json")
+    data = json.loads(record.read_text())
+    data["points"][0]["report"]["provenance"]["dataset"]["fingerprint"] = "f" * 64
+    record.write_text(json.dumps(data))
+    other, _ = digits_manifest(tmp_path / "other", n=6)
+    code, out, err = gapdiag(capsys, "report", "-d", other, "-m", TINY_ARCH, "--random-init", *CPU, "--kind", "hist",
+                             "--track", record, "--no-interactive", "--out", tmp_path / "page.html", "-q")
+    assert_one_line_error(code, out, err, str(record), "another dataset")
+    assert not (tmp_path / "page.html").exists()

@@ -199,6 +199,7 @@ def report(
     color_by: str = "modality",
     max_pairs: int = 2000,
     shift: str | Path | None = None,
+    track: str | Path | None = None,
     format: str = "png",
     format_option: str = "--format",
     dpi: int | None = None,
@@ -238,6 +239,8 @@ def report(
         from_report: Reuse this measurement (``gapdiag measure --out``) instead of measuring again.
         metrics, sample: What to measure (as for :func:`gapdiag.api.measure`).
         kinds, method, color_by, max_pairs, shift, dpi, seed, status: The figures (as for :func:`plot`).
+        track: A track record (``gapdiag track --out``) of the same dataset: the page gets a section "Over
+            training" (the default metrics against step, figure and table).
         format: Figure format inside the page, png or svg; ``format_option`` is the option's name in messages.
         title: Page title (default: model and dataset).
         interactive: Add the interactive map (Plotly) when the map is drawn.
@@ -257,7 +260,8 @@ def report(
         device=device, precision=precision, preprocess=preprocess, batch_size=batch_size, workers=workers,
         dtype=dtype, chunk_size=chunk_size, cache_dir=cache_dir, progress=progress)
     check_seed(seed)
-    check_outputs({"--out": out}, {"--report": from_report, "--shift": shift, **inputs_of(data, model, options)})
+    check_outputs({"--out": out}, {"--report": from_report, "--shift": shift, "--track": track,
+                                   **inputs_of(data, model, options)})
     # --figure-format: the spelling before plot and report shared --format; the error names the one given.
     if format not in FIGURE_FORMATS:
         raise InputError(f"unknown {format_option} {format!r}", hint=f"choose one of: {', '.join(FIGURE_FORMATS)}")
@@ -266,7 +270,9 @@ def report(
     if any("compare" in value for value in kinds or []):
         raise InputError("gapdiag report does not draw comparisons (its --report is the one measurement to show)",
                          hint="use `gapdiag plot --kind compare --report A.json --report B.json`")
-    kinds = figures.parse_kinds(list(kinds or ["all"]), have_shift=shift is not None)
+    kinds = figures.parse_kinds(list(kinds or ["all"]), have_shift=shift is not None, have_track=track is not None)
+    if track is not None and "track" not in kinds:
+        kinds.append("track")  # the page's section "Over training" whatever figures --kind picks
     # Measuring now uses the seed whatever the figures; a reused measurement has no use for --metrics/--sample.
     figure_options = {"method": method, "color_by": color_by, "max_pairs": max_pairs, "shift": shift,
                       **({"seed": seed} if from_report is not None else {})}
@@ -277,6 +283,7 @@ def report(
         refuse_options(set_options({"metrics": metrics, "sample": sample}, ("metrics", "sample"), {}),
                        f"a reused measurement (--report {from_report})", "the page shows that report's metrics")
     shift_result = figures.load_shift_result(shift) if shift is not None else None
+    series = Track.load(track) if track is not None else None
     measured = Report.load(from_report) if from_report is not None else None
     if measured is None:
         check_sample_size(sample)  # before embedding, as measure itself does
@@ -295,8 +302,10 @@ def report(
     elif es is not None:
         check_same_dataset(measured, es.provenance, Path(from_report or ""))
         check_same_model(measured, es.provenance, Path(from_report or ""))
-    drawn = figures.make_figures(kinds, embeddings=es, shift_result=shift_result, method=method, color_by=color_by,
-                                 max_pairs=max_pairs, seed=seed, status=status)
+    if series is not None:
+        check_same_dataset(series.points[0].report, measured.provenance, Path(track or ""))
+    drawn = figures.make_figures(kinds, embeddings=es, shift_result=shift_result, track=series, method=method,
+                                 color_by=color_by, max_pairs=max_pairs, seed=seed, status=status)
     interactive_html = None
     if interactive and "map" in kinds and es is not None:
         fig = figures.build_interactive_map(es, method=method, max_pairs=max_pairs, seed=seed,
@@ -304,7 +313,8 @@ def report(
         interactive_html = figures.interactive_map_html(fig)
     if format == "png":
         figures.check_pixels(drawn, dpi)
-    path = write_html(out, measured, drawn, title=title, figure_format=format, dpi=dpi, interactive=interactive_html)
+    path = write_html(out, measured, drawn, title=title, figure_format=format, dpi=dpi, interactive=interactive_html,
+                      track=series)
     return ReportPage(path, list(drawn), len(measured.metrics), interactive_html is not None)
 
 

@@ -240,6 +240,9 @@ def report(
     color_by: ColorByOpt = "modality",
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
+    track: Annotated[Path | None, typer.Option(
+        "--track", help="Track record JSON written by `gapdiag track --out` on the same data: adds a section "
+                        "'Over training' (metrics against step, figure and table).", rich_help_panel=_FIGURES)] = None,
     fmt: Annotated[
         str,
         typer.Option(
@@ -303,8 +306,8 @@ def report(
     option, fmt = ("--figure-format", figure_format) if figure_format is not None else ("--format", fmt)
     silent = quiet or json_out
     page = api.report(out, from_report=from_report, metrics=api.parse_metric_list(metrics), sample=sample,
-                      kinds=kind, method=method, color_by=color_by, max_pairs=max_pairs, shift=shift, format=fmt,
-                      format_option=option, dpi=dpi, title=title, interactive=interactive, seed=seed,
+                      kinds=kind, method=method, color_by=color_by, max_pairs=max_pairs, shift=shift, track=track,
+                      format=fmt, format_option=option, dpi=dpi, title=title, interactive=interactive, seed=seed,
                       status=_status(silent), **embedding.api_kwargs(quiet=silent, format_keyword="data_format"))
     for note in page.notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
