@@ -18,6 +18,7 @@ from gapdiag.commands.common import (
     DataFormatOpt,
     DeviceOpt,
     DtypeOpt,
+    EmbeddingOptions,
     ImageColumnOpt,
     ImageRootOpt,
     JsonOpt,
@@ -89,14 +90,16 @@ def track(
     Each checkpoint is measured as `gapdiag measure -m CKPT` measures it, and its vectors and report are cached:
     run it again after the next epoch and only the new checkpoint is embedded and measured.
     """
-    readers = {"image_column": image_column, "text_columns": text_column or None, "label_column": label_column,
-               "class_name_column": class_name_column, "templates": template or None, "image_root": image_root,
-               "format": data_format}
-    result = api.track(
-        checkpoints, data, model=model, metrics=api.parse_metric_list(metrics), sample=sample, seed=seed, out=out,
-        parquet=parquet, split=split, device=device, precision=precision, batch_size=batch_size, workers=workers,
-        cache_dir=cache_dir, dtype=dtype, skip_bad=skip_bad, preprocess=preprocess, progress=not (quiet or json_out),
-        **{k: v for k, v in readers.items() if v is not None})
+    embedding = EmbeddingOptions(
+        data=data, split=split, image_column=image_column, text_column=text_column, label_column=label_column,
+        class_name_column=class_name_column, template=template, image_root=image_root, device=device,
+        precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
+        skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
+    options = embedding.api_kwargs(quiet=quiet or json_out, model=False)
+    # Every checkpoint is the model's weights: track has no --pretrained or --random-init to pass on.
+    del options["pretrained"], options["random_init"]
+    result = api.track(checkpoints, model=model, metrics=api.parse_metric_list(metrics), sample=sample, seed=seed,
+                       out=out, parquet=parquet, **options)
     for point in result.points:
         print_skipped([f"{point.checkpoint}: {row}" for row in point.report.provenance.get("skipped") or []])
     if json_out:
