@@ -313,3 +313,24 @@ def test_a_track_of_other_data_is_refused_on_the_page(tmp_path, capsys, manifest
                              "--track", record, "--no-interactive", "--out", tmp_path / "page.html", "-q")
     assert_one_line_error(code, out, err, str(record), "another dataset")
     assert not (tmp_path / "page.html").exists()
+
+
+def test_several_runs_are_drawn_side_by_side_named_by_their_labels(tmp_path, capsys):
+    from gapdiag.figures import plot_track
+
+    first = synthetic_track(tmp_path / "infonce.json")
+    second = tmp_path / "atp.json"
+    data = json.loads(first.read_text())
+    for point in data["points"]:
+        point["report"]["metrics"]["modality_gap/image-text"] /= 4
+    second.write_text(json.dumps(data))
+    code, out, err = gapdiag(capsys, "plot", "--track", first, "--track", second, "--label", "InfoNCE", "--label",
+                             "ATP+CU", "--metrics", "modality_gap", "--out", tmp_path / "figs")
+    assert code == 0, err
+    assert (tmp_path / "figs" / "track.png").is_file()
+    lines = _lines(plot_track([Track.load(first), Track.load(second)], ["modality_gap"], labels=["InfoNCE", "ATP+CU"]))
+    assert set(lines) == {"track/InfoNCE/modality_gap/image-text", "track/ATP+CU/modality_gap/image-text"}
+    assert lines["track/ATP+CU/modality_gap/image-text"][1] == pytest.approx([0.2, 0.175, 0.15])
+    code, out, err = gapdiag(capsys, "plot", "--track", first, "--track", second, "--label", "InfoNCE",
+                             "--out", tmp_path / "figs2")
+    assert_one_line_error(code, out, err, "1 --label values for 2 --track files")

@@ -41,7 +41,7 @@ Status = Callable[[str], None] | None
 #: The figures each figure option is drawn into: an option that none of the drawn figures uses is refused.
 FIGURE_OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "method": ("map",), "color_by": ("map",), "max_pairs": ("map", "gap"), "seed": ("map", "hist", "gap"),
-    "reports": ("compare",), "labels": ("compare",), "shift": ("shift",), "track": ("track",),
+    "reports": ("compare",), "labels": ("compare", "track"), "shift": ("shift",), "track": ("track",),
     "track_metrics": ("track",),
 }
 #: The defaults of those options in :func:`plot` and :func:`report` (a default is not "given").
@@ -92,7 +92,7 @@ def plot(
     reports: Sequence[str | Path] = (),
     labels: Sequence[str] | None = None,
     shift: str | Path | None = None,
-    track: str | Path | None = None,
+    track: str | Path | Sequence[str | Path] | None = None,
     track_metrics: Sequence[str] | None = None,
     method: str = "umap",
     color_by: str = "modality",
@@ -132,8 +132,9 @@ def plot(
         out: Output directory (created if missing).
         reports, labels: Report JSON files (and their labels) for ``compare``.
         shift: A shift result JSON (``gapdiag shift --out``) for ``shift``.
-        track, track_metrics: A track record (``gapdiag track --out``) and the metrics drawn against step (base
-            or full names; ``None``: the gap, Cos_TP, angular value, uniformity, effective rank, R@1) for ``track``.
+        track, track_metrics: Track records (``gapdiag track --out``; several are drawn side by side, named by
+            ``labels`` or their file names) and the metrics drawn against step (base or full names; ``None``: the
+            gap, Cos_TP, angular value, uniformity, effective rank, R@1) for ``track``.
         method, color_by, max_pairs, seed: The map (``umap``/``pca``; ``modality``/``class``), the pairs drawn
             and the seed of the draw and of UMAP.
         format, dpi: File format (png, svg, pdf) and PNG resolution.
@@ -157,32 +158,38 @@ def plot(
     folder = output_folder(out, "--out")
     dpi = figures.check_dpi(dpi)
     figures.check_options(method=method, color_by=color_by, format=format)
+    tracks = [] if track is None else [track] if isinstance(track, (str, Path)) else list(track)
     kinds = figures.parse_kinds(list(kinds) if kinds else None, have_shift=shift is not None,
-                                have_reports=bool(reports), have_track=track is not None)
+                                have_reports=bool(reports), have_track=bool(tracks))
     from_embeddings = any(k in figures.EMBEDDING_KINDS for k in kinds)
     refuse_unused_figure_options(kinds, {"method": method, "color_by": color_by, "max_pairs": max_pairs,
                                          "seed": seed, "reports": reports, "labels": labels, "shift": shift,
-                                         "track": track, "track_metrics": track_metrics},
+                                         "track": tracks, "track_metrics": track_metrics},
                                  {"data": data, "model": model, **options.given()}, from_embeddings=from_embeddings)
     loaded = [Report.load(p) for p in reports]
-    if labels and len(labels) != len(loaded):
+    if labels and len(labels) != len(loaded) and not (tracks and not reports):
         raise InputError(f"{len(labels)} --label values for {len(loaded)} --report files",
                          hint="give one --label per --report")
     # Each figure file against what this command reads (a --shift saved as figs/shift.png): before any work.
-    check_outputs({}, {"--report": list(reports), "--shift": shift, "--track": track,
+    check_outputs({}, {"--report": list(reports), "--shift": shift, "--track": tracks,
                        **inputs_of(data, model, options)},
                   folders={"--out": (out, [f"{figures.figure_stem(k, method)}.{format}" for k in kinds])})
     shift_result = figures.load_shift_result(shift) if shift is not None else None
-    series = Track.load(track) if track is not None else None
-    if series is not None:
-        figures.chosen_metrics(series, track_metrics)  # an unknown metric is refused before any drawing
+    series = [Track.load(t) for t in tracks]
+    # --label names the tracks when no --report takes them; an unknown metric is refused before any drawing.
+    track_labels = list(labels) if labels and not reports else [Path(t).stem for t in tracks]
+    if series:
+        figures.chosen_metrics(series[0], track_metrics)
+        if len(track_labels) != len(series):
+            raise InputError(f"{len(track_labels)} --label values for {len(series)} --track files",
+                             hint="give one --label per --track")
     ensure_output_dir(folder)  # fail before embedding, not after
     es = None
     if from_embeddings:
         es = vectors_of(data, model, options, settings.resolve(cache_dir), devices.resolve(device))
     drawn = figures.make_figures(kinds, embeddings=es, shift_result=shift_result, reports=loaded,
-                                 labels=list(labels or [Path(p).stem for p in reports]), track=series,
-                                 track_metrics=track_metrics, method=method,
+                                 labels=list(labels or [Path(p).stem for p in reports]), track=series or None,
+                                 track_metrics=track_metrics, track_labels=track_labels, method=method,
                                  color_by=color_by, max_pairs=max_pairs, seed=seed, status=status)
     figures.check_pixels(drawn, dpi)
     return PlotResult(figures.save_figures(drawn, folder, format=format, dpi=dpi))

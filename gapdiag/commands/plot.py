@@ -100,10 +100,11 @@ ShiftFileOpt = Annotated[
     ),
 ]
 TrackFileOpt = Annotated[
-    Path | None,
+    list[Path] | None,
     typer.Option(
         "--track",
-        help="Track record JSON written by `gapdiag track --out` (for --kind track).",
+        help="Track record JSON written by `gapdiag track --out` (for --kind track); repeat to draw several runs "
+             "side by side (named by --label, default their file names).",
         rich_help_panel=_FIGURES,
     ),
 ]
@@ -158,8 +159,8 @@ def plot(
         typer.Option(
             "--label",
             "-l",
-            help="Label of each --report in the comparison (default: file names). Labels such as "
-            "'epoch 3' or 'step_1000' draw lines over training instead of bars.",
+            help="Label of each --report in the comparison, or of each --track (default: file names). Labels such "
+            "as 'epoch 3' or 'step_1000' draw the comparison as lines over training instead of bars.",
             rich_help_panel=_FIGURES,
         ),
     ] = None,

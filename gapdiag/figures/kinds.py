@@ -99,8 +99,9 @@ def make_figures(
     shift_result: Mapping[str, Any] | None = None,
     reports: Sequence[Report] | None = None,
     labels: Sequence[str] | None = None,
-    track: Track | None = None,
+    track: Track | Sequence[Track] | None = None,
     track_metrics: Sequence[str] | None = None,
+    track_labels: Sequence[str] | None = None,
     method: str = "umap",
     color_by: str = "modality",
     max_pairs: int | None = 2000,
@@ -138,7 +139,7 @@ def make_figures(
         elif kind == "track":
             if track is None:
                 raise InputError("--kind track needs a track record", hint="pass --track track.json")
-            figures[kind] = plot_track(track, track_metrics)
+            figures[kind] = plot_track(track, track_metrics, labels=track_labels)
         else:
             raise InputError(f"unknown figure kind {kind!r}", hint=f"choose from {', '.join(KINDS)}")
     return figures

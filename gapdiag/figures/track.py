@@ -46,35 +46,57 @@ def chosen_metrics(track: Track, metrics: Sequence[str] | None) -> list[str]:
     return order_metrics(names)
 
 
-def plot_track(track: Track, metrics: Sequence[str] | None = None, *, title: str | None = None) -> Figure:
-    """Each chosen metric against the step of its checkpoint (``gid="track/<full metric name>"`` per line).
+#: Line styles of the qualifiers of one metric when colour tells the series apart.
+_LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def plot_track(tracks: Track | Sequence[Track], metrics: Sequence[str] | None = None, *,
+               labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """Each chosen metric against the step of its checkpoint, for one series or several side by side.
+
+    One series: a colour per qualifier, ``gid="track/<full metric name>"`` per line. Several (e.g. InfoNCE and a
+    gap-closing loss): a colour per series, a line style per qualifier, ``gid="track/<label>/<full name>"``.
 
     Args:
-        track: The series (``gapdiag track --out``).
-        metrics: Base or full metric names; ``None``: :data:`DEFAULT_TRACK_METRICS` where present.
+        tracks: The series (``gapdiag track --out``).
+        metrics: Base or full metric names; ``None``: :data:`DEFAULT_TRACK_METRICS` where the first has them.
+        labels: One name per series (default ``1``, ``2``, ...).
         title: Figure title; default names the dataset.
+
+    Raises:
+        InputError: A label count that differs from the series count, or a metric no series has.
     """
-    names = chosen_metrics(track, metrics)
+    series = [tracks] if isinstance(tracks, Track) else list(tracks)
+    labels = list(labels) if labels is not None else [str(i + 1) for i in range(len(series))]
+    if len(labels) != len(series):
+        raise InputError(f"{len(labels)} --label values for {len(series)} --track files",
+                         hint="give one --label per --track")
+    names = chosen_metrics(series[0], metrics)
     panels: dict[str, list[str]] = {}
     for name in names:
         panels.setdefault(split_metric_name(name)[0], []).append(name)
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig = new_figure(3.6 * ncols, 2.9 * nrows + 0.5)
-    steps = [p.step for p in track.points]
     for i, (base, full_names) in enumerate(panels.items()):
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        for j, name in enumerate(full_names):
-            values = [p.report.metrics.get(name, math.nan) for p in track.points]
-            qualifier = split_metric_name(name)[1]
-            ax.plot(steps, values, color=OKABE_ITO[j % len(OKABE_ITO)], marker=MARKERS[j % len(MARKERS)],
-                    markersize=4, linewidth=1.4, label=qualifier or base, gid=f"track/{name}")
+        for k, (track, label) in enumerate(zip(series, labels, strict=True)):
+            steps = [p.step for p in track.points]
+            for j, name in enumerate(full_names):
+                values = [p.report.metrics.get(name, math.nan) for p in track.points]
+                qualifier = split_metric_name(name)[1] or base
+                one = len(series) == 1
+                ax.plot(steps, values, color=OKABE_ITO[(j if one else k) % len(OKABE_ITO)],
+                        linestyle="-" if one else _LINE_STYLES[j % len(_LINE_STYLES)],
+                        marker=MARKERS[(j if one else k) % len(MARKERS)], markersize=4, linewidth=1.4,
+                        label=qualifier if one else f"{label} {qualifier}",
+                        gid=f"track/{name}" if one else f"track/{label}/{name}")
         ax.set_title(base, fontsize="medium")
         ax.set_xlabel("step")
         ax.ticklabel_format(axis="y", useOffset=False)  # a 0.0003 change reads as its values, not as an offset
-        if len(full_names) > 1 or split_metric_name(full_names[0])[1]:
+        if len(series) > 1 or len(full_names) > 1 or split_metric_name(full_names[0])[1]:
             ax.legend(fontsize="x-small")
     # The dataset only: the model is another checkpoint at every point.
-    dataset = (track.points[0].report.provenance.get("dataset") or {}).get("name", "?")
+    dataset = (series[0].points[0].report.provenance.get("dataset") or {}).get("name", "?")
     fig.suptitle(title or f"Metrics over training — {dataset}")
     return fig
