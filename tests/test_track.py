@@ -70,6 +70,15 @@ def test_names_without_a_step_are_ordered_by_the_epoch_they_store(tmp_path):
     assert find_checkpoints(paths) == [(3, paths[1]), (7, paths[0])]
 
 
+def test_open_clips_copy_of_the_latest_epoch_is_not_that_epoch_twice(tmp_path):
+    paths = _bare_epochs(tmp_path / "checkpoints", [1, 2])
+    shutil.copy(paths[-1], tmp_path / "checkpoints" / "epoch_latest.pt")  # open_clip's --save-most-recent
+    assert find_checkpoints([tmp_path]) == [(1, paths[0]), (2, paths[1])]
+    assert find_checkpoints([str(tmp_path / "checkpoints" / "*.pt")]) == [(1, paths[0]), (2, paths[1])]
+    assert find_checkpoints([tmp_path / "checkpoints" / "epoch_latest.pt"]) == [
+        (2, tmp_path / "checkpoints" / "epoch_latest.pt")]
+
+
 def test_a_file_named_twice_counts_once(tmp_path):
     (path,) = _bare_epochs(tmp_path, [1])
     assert find_checkpoints([path, tmp_path, str(tmp_path / "*.pt")]) == [(1, path)]

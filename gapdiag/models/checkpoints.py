@@ -196,25 +196,30 @@ def run_folder_model(checkpoint: Path) -> tuple[str | None, Path | None]:
 
 #: Files ``gapdiag track`` takes from a folder: what ``--model`` loads as a checkpoint file.
 TRACKED_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+#: open_clip's ``--save-most-recent`` copy of the newest epoch: a folder or glob leaves it out (it would be that
+#: epoch twice); named as a file it is taken.
+OPEN_CLIP_LATEST = "epoch_latest.pt"
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
 def _expand(item: str | Path) -> list[Path]:
     """The checkpoint files ``item`` names: itself, the checkpoint files of a folder (of its ``checkpoints/``
-    for a training run folder, so that the run's final export is not counted twice), or a glob's matches."""
+    for a training run folder, so that the run's final export is not counted twice), or a glob's matches; a
+    folder or glob leaves out open_clip's ``epoch_latest.pt``."""
     text = str(item)
     path = Path(text).expanduser()
     if _GLOB_CHARACTERS & set(text) and not path.exists():
         anchor = Path(path.anchor) if path.is_absolute() else Path(".")
         pattern = str(path.relative_to(anchor)) if path.is_absolute() else text
-        found = sorted(p for p in anchor.glob(pattern) if p.is_file())
+        found = sorted(p for p in anchor.glob(pattern) if p.is_file() and p.name != OPEN_CLIP_LATEST)
         if not found:
             raise ModelError(f"no checkpoint matches {text!r}", hint="check the pattern (quote it, e.g. "
                                                                      "'run/checkpoints/epoch_*.pt')")
         return found
     if path.is_dir():
         folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in TRACKED_SUFFIXES)
+        found = sorted(p for p in folder.iterdir()
+                       if p.is_file() and p.suffix in TRACKED_SUFFIXES and p.name != OPEN_CLIP_LATEST)
         if not found:
             raise ModelError(f"{folder}: no checkpoint files ({', '.join(TRACKED_SUFFIXES)}) in this folder",
                              hint="pass the checkpoints' folder, files or a glob such as 'run/checkpoints/epoch_*.pt'")
