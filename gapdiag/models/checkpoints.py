@@ -196,7 +196,7 @@ def run_folder_model(checkpoint: Path) -> tuple[str | None, Path | None]:
 
 #: Files ``gapdiag track`` takes from a folder: what ``--model`` loads as a checkpoint file.
 TRACKED_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
-#: open_clip's ``--save-most-recent`` copy of the newest epoch: a folder or glob leaves it out (it would be that
+#: open_clip's copy of the newest epoch (its save-most-recent option): a folder or glob leaves it out (it would be that
 #: epoch twice); named as a file it is taken.
 OPEN_CLIP_LATEST = "epoch_latest.pt"
 _GLOB_CHARACTERS = frozenset("*?[")
