@@ -194,3 +194,13 @@ def test_the_step_in_a_checkpoint(tmp_path):
     assert checkpoints.step_from_metadata(path) == 9
     torch.save(tiny_model(seed=1).state_dict(), tmp_path / "bare.pt")
     assert checkpoints.step_from_metadata(tmp_path / "bare.pt") is None
+
+
+def test_the_step_in_a_safetensors_checkpoint(tmp_path):
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in tiny_model(seed=1).state_dict().items()}
+    save_file(state, str(tmp_path / "final.safetensors"), metadata={"step": "3000"})
+    save_file(state, str(tmp_path / "bare.safetensors"))
+    assert checkpoints.step_from_metadata(tmp_path / "final.safetensors") == 3000
+    assert checkpoints.step_from_metadata(tmp_path / "bare.safetensors") is None
