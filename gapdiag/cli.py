@@ -24,6 +24,7 @@ from gapdiag.commands import embed as embed_commands
 from gapdiag.commands import export as export_commands
 from gapdiag.commands import intervene as intervene_commands
 from gapdiag.commands import plot as plot_commands
+from gapdiag.commands import track as track_commands
 from gapdiag.commands import train as train_commands
 from gapdiag.commands.common import FLAG, Group, err_console
 from gapdiag.errors import GapdiagError
@@ -60,8 +61,8 @@ def _root(
 
 
 
-for _group in (embed_commands, intervene_commands, train_commands, cache_commands, plot_commands, check_commands,
-               export_commands):
+for _group in (embed_commands, intervene_commands, train_commands, track_commands, cache_commands, plot_commands,
+               check_commands, export_commands):
     _group.register(app)
 
 

@@ -17,7 +17,8 @@ The verbs live in one module per group, as the commands do: :mod:`~gapdiag.api.e
 ``load_data``, ``load_model``), :mod:`~gapdiag.api.measuring` (``measure``, ``shift``, ``compare_models``),
 :mod:`~gapdiag.api.intervening` (``intervene``, ``apply_intervention``),
 :mod:`~gapdiag.api.exporting` (``export``), :mod:`~gapdiag.api.drawing` (``plot``, ``report``),
-:mod:`~gapdiag.api.gate` (``check``, ``compare``), :mod:`~gapdiag.api.training` (``train``) and
+:mod:`~gapdiag.api.gate` (``check``, ``compare``), :mod:`~gapdiag.api.tracking` (``track``),
+:mod:`~gapdiag.api.training` (``train``) and
 :mod:`~gapdiag.api.caching` (``cache_ls``, ``cache_verify``, ``cache_rm``, ``cache_dir``); the options they
 share are :mod:`~gapdiag.api.options`. Names marked "for the CLI" are what the commands, which import only this
 door, show besides the verbs' results.
@@ -53,6 +54,7 @@ from gapdiag.api.measuring import (
     similarity_to_baseline,
 )
 from gapdiag.api.options import EmbedOptions
+from gapdiag.api.tracking import track
 from gapdiag.api.training import train
 from gapdiag.cache import KEY_LENGTH as CACHE_KEY_LENGTH  # for the CLI
 from gapdiag.cache import EntryCheck, EntrySummary
@@ -65,6 +67,7 @@ from gapdiag.fsutil import json_default  # for the CLI: the JSON encoding of --j
 from gapdiag.progress import LogConsole  # for the CLI: whole lines off a terminal
 from gapdiag.report import Report, presentation  # presentation: for the CLI (how numbers are shown)
 from gapdiag.report.references import references_for  # for the CLI
+from gapdiag.report.track import Track, TrackPoint, track_rows
 from gapdiag.training.train import TrainResult
 from gapdiag.vectors import EmbeddingSet
 
@@ -96,6 +99,8 @@ __all__ = [
     "Report",
     "ReportPage",
     "ShiftResult",
+    "Track",
+    "TrackPoint",
     "TrainResult",
     "apply_intervention",
     "bundled_checkpoint",
@@ -123,5 +128,7 @@ __all__ = [
     "report",
     "shift",
     "similarity_to_baseline",
+    "track",
+    "track_rows",
     "train",
 ]

@@ -32,6 +32,7 @@ from gapdiag.errors import GapdiagError, InputError, ProvenanceError
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.outputs import check_outputs, ensure_output_dir, output_folder
 from gapdiag.report import Report
+from gapdiag.report.track import Track
 from gapdiag.settings import Settings
 from gapdiag.vectors import EmbeddingSet
 
@@ -40,7 +41,8 @@ Status = Callable[[str], None] | None
 #: The figures each figure option is drawn into: an option that none of the drawn figures uses is refused.
 FIGURE_OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "method": ("map",), "color_by": ("map",), "max_pairs": ("map", "gap"), "seed": ("map", "hist", "gap"),
-    "reports": ("compare",), "labels": ("compare",), "shift": ("shift",), "interventions": ("interventions",),
+    "reports": ("compare",), "labels": ("compare", "track"), "shift": ("shift",), "interventions": ("interventions",),
+    "track": ("track",), "track_metrics": ("track",),
 }
 #: The defaults of those options in :func:`plot` and :func:`report` (a default is not "given").
 FIGURE_DEFAULTS: dict[str, Any] = {"method": "umap", "color_by": "modality", "max_pairs": 2000, "seed": 0}
@@ -83,6 +85,7 @@ def refuse_unused_figure_options(kinds: Sequence[str], figure_options: dict[str,
                    "no figure drawn uses them (--kind picks the figures)")
 
 
+# Over 80 lines only by its 37 options and their documentation; the code is about 40 lines.
 def plot(
     kinds: Sequence[str] | None = None,
     *,
@@ -91,6 +94,8 @@ def plot(
     labels: Sequence[str] | None = None,
     shift: str | Path | None = None,
     interventions: str | Path | None = None,
+    track: str | Path | Sequence[str | Path] | None = None,
+    track_metrics: Sequence[str] | None = None,
     method: str = "umap",
     color_by: str = "modality",
     format: str = "png",
@@ -131,6 +136,9 @@ def plot(
         reports, labels: Report JSON files (and their labels) for ``compare``.
         shift: A shift result JSON (``gapdiag shift --out``) for ``shift``.
         interventions: An intervention result JSON (``gapdiag intervene --out``) for ``interventions``.
+        track, track_metrics: Track records (``gapdiag track --out``; several are drawn side by side, named by
+            ``labels`` or their file names) and the metrics drawn against step (base or full names; ``None``: the
+            gap, Cos_TP, angular value, uniformity, effective rank, R@1) for ``track``.
         method, color_by, max_pairs, seed: The map (``umap``/``pca``; ``modality``/``class``), the pairs drawn
             and the seed of the draw and of UMAP.
         format, dpi: File format (png, svg, pdf) and PNG resolution.
@@ -154,35 +162,61 @@ def plot(
     folder = output_folder(out, "--out")
     dpi = figures.check_dpi(dpi)
     figures.check_options(method=method, color_by=color_by, format=format)
+    tracks = [] if track is None else [track] if isinstance(track, (str, Path)) else list(track)
     kinds = figures.parse_kinds(list(kinds) if kinds else None, have_shift=shift is not None,
-                                have_reports=bool(reports), have_interventions=interventions is not None)
+                                have_reports=bool(reports), have_interventions=interventions is not None,
+                                have_track=bool(tracks))
     from_embeddings = any(k in figures.EMBEDDING_KINDS for k in kinds)
     refuse_unused_figure_options(kinds, {"method": method, "color_by": color_by, "max_pairs": max_pairs,
                                          "seed": seed, "reports": reports, "labels": labels, "shift": shift,
-                                         "interventions": interventions},
+                                         "interventions": interventions, "track": tracks,
+                                         "track_metrics": track_metrics},
                                  {"data": data, "model": model, **options.given()}, from_embeddings=from_embeddings)
     loaded = [Report.load(p) for p in reports]
-    if labels and len(labels) != len(loaded):
+    if labels and len(labels) != len(loaded) and not (tracks and not reports):
         raise InputError(f"{len(labels)} --label values for {len(loaded)} --report files",
                          hint="give one --label per --report")
     # Each figure file against what this command reads (a --shift saved as figs/shift.png): before any work.
     check_outputs({}, {"--report": list(reports), "--shift": shift, "--interventions": interventions,
-                       **inputs_of(data, model, options)},
+                       "--track": tracks, **inputs_of(data, model, options)},
                   folders={"--out": (out, [f"{figures.figure_stem(k, method)}.{format}" for k in kinds])})
     shift_result = figures.load_shift_result(shift) if shift is not None else None
     interventions_result = figures.load_interventions_result(interventions) if interventions is not None else None
+    series, track_labels = load_tracks(tracks, labels if not reports else None, track_metrics)
     ensure_output_dir(folder)  # fail before embedding, not after
     es = None
     if from_embeddings:
         es = vectors_of(data, model, options, settings.resolve(cache_dir), devices.resolve(device))
     drawn = figures.make_figures(kinds, embeddings=es, shift_result=shift_result,
                                  interventions_result=interventions_result, reports=loaded,
-                                 labels=list(labels or [Path(p).stem for p in reports]), method=method,
+                                 labels=list(labels or [Path(p).stem for p in reports]), track=series or None,
+                                 track_metrics=track_metrics, track_labels=track_labels, method=method,
                                  color_by=color_by, max_pairs=max_pairs, seed=seed, status=status)
     figures.check_pixels(drawn, dpi)
     return PlotResult(figures.save_figures(drawn, folder, format=format, dpi=dpi))
 
 
+def load_tracks(tracks: Sequence[str | Path], labels: Sequence[str] | None,
+                metrics: Sequence[str] | None) -> tuple[list[Track], list[str]]:
+    """The track records to draw and their names (``labels``, default the file names), checked before any
+    drawing: one label per record, and ``metrics`` that the first record has.
+
+    Raises:
+        InputError: A record that cannot be read, a label count that differs, or an unknown metric.
+    """
+    from gapdiag.figures import chosen_metrics  # matplotlib, as the figures themselves
+
+    series = [Track.load(t) for t in tracks]
+    names = list(labels) if labels else [Path(t).stem for t in tracks]
+    if series:
+        chosen_metrics(series[0], metrics)
+        if len(names) != len(series):
+            raise InputError(f"{len(names)} --label values for {len(series)} --track files",
+                             hint="give one --label per --track")
+    return series, names
+
+
+# Over 80 lines only by its 40 options and their documentation; the code is about 65 lines.
 def report(
     out: str | Path = "report.html",
     *,
@@ -195,6 +229,7 @@ def report(
     max_pairs: int = 2000,
     shift: str | Path | None = None,
     interventions: str | Path | None = None,
+    track: str | Path | None = None,
     format: str = "png",
     format_option: str = "--format",
     dpi: int | None = None,
@@ -235,6 +270,8 @@ def report(
         metrics, sample: What to measure (as for :func:`gapdiag.api.measure`).
         kinds, method, color_by, max_pairs, shift, interventions, dpi, seed, status: The figures (as for
             :func:`plot`).
+        track: A track record (``gapdiag track --out``) of the same dataset: the page gets a section "Over
+            training" (the default metrics against step, figure and table).
         format: Figure format inside the page, png or svg; ``format_option`` is the option's name in messages.
         title: Page title (default: model and dataset).
         interactive: Add the interactive map (Plotly) when the map is drawn.
@@ -255,6 +292,7 @@ def report(
         dtype=dtype, chunk_size=chunk_size, cache_dir=cache_dir, progress=progress)
     check_seed(seed)
     check_outputs({"--out": out}, {"--report": from_report, "--shift": shift, "--interventions": interventions,
+                                   "--track": track,
                                    **inputs_of(data, model, options)})
     # --figure-format: the spelling before plot and report shared --format; the error names the one given.
     if format not in FIGURE_FORMATS:
@@ -265,7 +303,9 @@ def report(
         raise InputError("gapdiag report does not draw comparisons (its --report is the one measurement to show)",
                          hint="use `gapdiag plot --kind compare --report A.json --report B.json`")
     kinds = figures.parse_kinds(list(kinds or ["all"]), have_shift=shift is not None,
-                                have_interventions=interventions is not None)
+                                have_interventions=interventions is not None, have_track=track is not None)
+    if track is not None and "track" not in kinds:
+        kinds.append("track")  # the page's section "Over training" whatever figures --kind picks
     # Measuring now uses the seed whatever the figures; a reused measurement has no use for --metrics/--sample.
     figure_options = {"method": method, "color_by": color_by, "max_pairs": max_pairs, "shift": shift,
                       "interventions": interventions,
@@ -278,6 +318,7 @@ def report(
                        f"a reused measurement (--report {from_report})", "the page shows that report's metrics")
     shift_result = figures.load_shift_result(shift) if shift is not None else None
     interventions_result = figures.load_interventions_result(interventions) if interventions is not None else None
+    series = Track.load(track) if track is not None else None
     measured = Report.load(from_report) if from_report is not None else None
     if measured is None:
         check_sample_size(sample)  # before embedding, as measure itself does
@@ -296,9 +337,11 @@ def report(
     elif es is not None:
         check_same_dataset(measured, es.provenance, Path(from_report or ""))
         check_same_model(measured, es.provenance, Path(from_report or ""))
+    if series is not None:
+        check_same_dataset(series.points[0].report, measured.provenance, Path(track or ""))
     drawn = figures.make_figures(kinds, embeddings=es, shift_result=shift_result,
-                                 interventions_result=interventions_result, method=method, color_by=color_by,
-                                 max_pairs=max_pairs, seed=seed, status=status)
+                                 interventions_result=interventions_result, track=series, method=method,
+                                 color_by=color_by, max_pairs=max_pairs, seed=seed, status=status)
     interactive_html = None
     if interactive and "map" in kinds and es is not None:
         fig = figures.build_interactive_map(es, method=method, max_pairs=max_pairs, seed=seed,
@@ -306,7 +349,8 @@ def report(
         interactive_html = figures.interactive_map_html(fig)
     if format == "png":
         figures.check_pixels(drawn, dpi)
-    path = write_html(out, measured, drawn, title=title, figure_format=format, dpi=dpi, interactive=interactive_html)
+    path = write_html(out, measured, drawn, title=title, figure_format=format, dpi=dpi, interactive=interactive_html,
+                      track=series)
     return ReportPage(path, list(drawn), len(measured.metrics), interactive_html is not None)
 
 

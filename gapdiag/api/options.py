@@ -105,7 +105,8 @@ CLI_NAMES: dict[str, str] = {
     "workers": "--workers", "dtype": "--dtype", "chunk_size": "--chunk-size", "skip_bad": "--skip-bad",
     "sample": "--sample", "seed": "--seed", "bootstrap": "--bootstrap", "metrics": "--metrics",
     "method": "--method", "color_by": "--color-by", "max_pairs": "--max-pairs", "reports": "--report",
-    "labels": "--label", "shift": "--shift", "interventions": "--interventions",
+    "labels": "--label", "shift": "--shift", "interventions": "--interventions", "track": "--track",
+    "track_metrics": "--metrics",
 }
 #: Options of :func:`gapdiag.api.embed` that matter only when a model embeds images and captions.
 MODEL_OPTIONS = ("model", "pretrained", "random_init", "precision", "preprocess", "batch_size", "workers", "dtype",

@@ -51,9 +51,9 @@ KindOpt = Annotated[
     typer.Option(
         "--kind",
         "-k",
-        help="Figures to draw: map, hist, spectrum, gap, shift, interventions, compare or all; repeat the option or "
-        "give a comma list. Default: map,hist,spectrum (or shift/interventions/compare when only --shift/"
-        "--interventions/--report are given).",
+        help="Figures to draw: map, hist, spectrum, gap, shift, interventions, compare, track or all; repeat the "
+        "option or give a comma list. Default: map,hist,spectrum (or shift/interventions/compare/track when only "
+        "--shift/--interventions/--report/--track are given).",
         rich_help_panel=_FIGURES,
     ),
 ]
@@ -108,6 +108,25 @@ InterventionsFileOpt = Annotated[
         rich_help_panel=_FIGURES,
     ),
 ]
+TrackFileOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--track",
+        help="Track record JSON written by `gapdiag track --out` (for --kind track); repeat to draw several runs "
+             "side by side (named by --label, default their file names).",
+        rich_help_panel=_FIGURES,
+    ),
+]
+TrackMetricsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics",
+        help="For --kind track: comma-separated metrics to draw against step, base names (modality_gap: every "
+             "pair) or full names (recall_at_1/image_to_text). Default: modality_gap, cos_tp, angular_value, "
+             "uniformity_wang_isola, effective_rank, recall_at_1.",
+        rich_help_panel=_FIGURES,
+    ),
+]
 
 
 def _status(quiet: bool) -> Any:
@@ -134,6 +153,8 @@ def plot(
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
     interventions: InterventionsFileOpt = None,
+    track: TrackFileOpt = None,
+    metrics: TrackMetricsOpt = None,
     report: Annotated[
         list[Path] | None,
         typer.Option(
@@ -148,8 +169,8 @@ def plot(
         typer.Option(
             "--label",
             "-l",
-            help="Label of each --report in the comparison (default: file names). Labels such as "
-            "'epoch 3' or 'step_1000' draw lines over training instead of bars.",
+            help="Label of each --report in the comparison, or of each --track (default: file names). Labels such "
+            "as 'epoch 3' or 'step_1000' draw the comparison as lines over training instead of bars.",
             rich_help_panel=_FIGURES,
         ),
     ] = None,
@@ -177,10 +198,12 @@ def plot(
     preprocess: PreprocessOpt = "auto",
 ) -> None:
     """Draw figures of the embedding space into a directory: the modality-gap map, pair-similarity histograms,
-    singular-value spectra, the embedding-shift landscape, the post-hoc interventions and report comparisons.
+    singular-value spectra, the embedding-shift landscape, the post-hoc interventions, report comparisons and
+    metrics over training steps.
 
     Files are named `<kind>[-<method>].<format>` (map-umap.png, hist.png, spectrum.png, gap.png, shift.png,
-    interventions.png, compare.png); the paths written are printed, one per line (or a JSON list with --json).
+    interventions.png, compare.png, track.png); the paths written are printed, one per line (or a JSON list with
+    --json).
     """
     embedding = EmbeddingOptions(
         data=data, model=model, pretrained=pretrained, random_init=random_init, split=split,
@@ -189,7 +212,7 @@ def plot(
         precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
         skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
     result = api.plot(kind, out=out, reports=report or [], labels=label, shift=shift, interventions=interventions,
-                      method=method,
+                      track=track, track_metrics=api.parse_metric_list(metrics), method=method,
                       color_by=color_by, format=fmt, dpi=dpi, max_pairs=max_pairs, seed=seed,
                       status=_status(quiet or json_out),
                       **embedding.api_kwargs(quiet=quiet or json_out, format_keyword="data_format"))
@@ -231,6 +254,9 @@ def report(
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
     interventions: InterventionsFileOpt = None,
+    track: Annotated[Path | None, typer.Option(
+        "--track", help="Track record JSON written by `gapdiag track --out` on the same data: adds a section "
+                        "'Over training' (metrics against step, figure and table).", rich_help_panel=_FIGURES)] = None,
     fmt: Annotated[
         str,
         typer.Option(
@@ -295,7 +321,7 @@ def report(
     silent = quiet or json_out
     page = api.report(out, from_report=from_report, metrics=api.parse_metric_list(metrics), sample=sample,
                       kinds=kind, method=method, color_by=color_by, max_pairs=max_pairs, shift=shift,
-                      interventions=interventions, format=fmt,
+                      interventions=interventions, track=track, format=fmt,
                       format_option=option, dpi=dpi, title=title, interactive=interactive, seed=seed,
                       status=_status(silent), **embedding.api_kwargs(quiet=silent, format_keyword="data_format"))
     for note in page.notes:

@@ -67,6 +67,7 @@ from gapdiag.figures.kinds import (
 from gapdiag.figures.shift import load_shift_result, plot_shift, validate_shift_result
 from gapdiag.figures.similarity import plot_similarity_histograms, random_non_matching_pairs
 from gapdiag.figures.spectrum import plot_spectrum
+from gapdiag.figures.track import DEFAULT_TRACK_METRICS, chosen_metrics, plot_track
 from gapdiag.outputs import ensure_output_dir
 from gapdiag.report.presentation import DEFAULT_DPI, describe_provenance
 
@@ -74,6 +75,7 @@ __all__ = [
     "COLOR_BY",
     "DEFAULT_DPI",
     "DEFAULT_KINDS",
+    "DEFAULT_TRACK_METRICS",
     "EMBEDDING_KINDS",
     "FORMATS",
     "KINDS",
@@ -86,6 +88,7 @@ __all__ = [
     "check_dpi",
     "check_options",
     "check_pixels",
+    "chosen_metrics",
     "describe_provenance",
     "ensure_output_dir",
     "figure_stem",
@@ -109,6 +112,7 @@ __all__ = [
     "plot_shift",
     "plot_similarity_histograms",
     "plot_spectrum",
+    "plot_track",
     "random_non_matching_pairs",
     "save_figure",
     "save_figures",

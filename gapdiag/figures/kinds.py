@@ -22,12 +22,14 @@ from gapdiag.figures.interventions import plot_interventions
 from gapdiag.figures.shift import plot_shift
 from gapdiag.figures.similarity import plot_similarity_histograms
 from gapdiag.figures.spectrum import plot_spectrum
+from gapdiag.figures.track import plot_track
 from gapdiag.report import Report
+from gapdiag.report.track import Track
 from gapdiag.vectors import EmbeddingSet
 
 #: Every figure kind, in the order ``--kind all`` draws them.
-KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap", "shift", "interventions", "compare")
-#: Kinds drawn from embeddings (the others read a shift or intervention result, or reports).
+KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap", "shift", "interventions", "compare", "track")
+#: Kinds drawn from embeddings (the others read a shift or intervention result, reports or a track record).
 EMBEDDING_KINDS: tuple[str, ...] = ("map", "hist", "spectrum", "gap")
 #: Embedding figures drawn without ``--kind`` and by ``--kind all`` (``gap`` is asked for by name).
 DEFAULT_KINDS: tuple[str, ...] = ("map", "hist", "spectrum")
@@ -53,17 +55,17 @@ def check_options(
 
 def parse_kinds(
     values: Iterable[str] | None, *, have_shift: bool = False, have_reports: bool = False,
-    have_interventions: bool = False,
+    have_interventions: bool = False, have_track: bool = False,
 ) -> list[str]:
     """Turn ``--kind`` values (repeatable, comma lists, ``all``) into an ordered list of figure kinds.
 
-    Without any value: the shift, intervention and/or compare figures when their inputs are given, else the
-    embedding figures. ``all`` means the embedding figures plus those whose inputs are given.
+    Without any value: the shift, intervention, compare and/or track figures when their inputs are given, else
+    the embedding figures. ``all`` means the embedding figures plus those whose inputs are given.
     """
     requested = [
         part.strip().lower() for value in (values or []) for part in str(value).split(",") if part.strip()
     ]
-    given = {"shift": have_shift, "interventions": have_interventions, "compare": have_reports}
+    given = {"shift": have_shift, "interventions": have_interventions, "compare": have_reports, "track": have_track}
     implied = [kind for kind, have in given.items() if have]
     if not requested:
         return [k for k in KINDS if k in implied] or list(DEFAULT_KINDS)
@@ -82,6 +84,8 @@ def parse_kinds(
                              hint=hint)
     if "compare" in kinds and not have_reports:
         raise InputError("--kind compare needs reports", hint="pass --report A.json --report B.json")
+    if "track" in kinds and not have_track:
+        raise InputError("--kind track needs a track record", hint="pass --track track.json (from `gapdiag track --out`)")
     return [k for k in KINDS if k in kinds]
 
 
@@ -98,6 +102,9 @@ def make_figures(
     interventions_result: Mapping[str, Any] | None = None,
     reports: Sequence[Report] | None = None,
     labels: Sequence[str] | None = None,
+    track: Track | Sequence[Track] | None = None,
+    track_metrics: Sequence[str] | None = None,
+    track_labels: Sequence[str] | None = None,
     method: str = "umap",
     color_by: str = "modality",
     max_pairs: int | None = 2000,
@@ -136,6 +143,10 @@ def make_figures(
             figures[kind] = plot_compare(
                 reports, labels if labels is not None else [str(i) for i in range(len(reports))]
             )
+        elif kind == "track":
+            if track is None:
+                raise InputError("--kind track needs a track record", hint="pass --track track.json")
+            figures[kind] = plot_track(track, track_metrics, labels=track_labels)
         else:
             raise InputError(f"unknown figure kind {kind!r}", hint=f"choose from {', '.join(KINDS)}")
     return figures

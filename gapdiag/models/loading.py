@@ -32,6 +32,7 @@ from gapdiag.cache import file_sha256
 from gapdiag.device import Device
 from gapdiag.errors import ModelError
 from gapdiag.fsutil import atomic_write_json, hash_json, loads_json
+from gapdiag.models import checkpoints
 from gapdiag.models import index as model_index
 from gapdiag.models.hub import Hub, hub_access, offline_hint
 
@@ -292,8 +293,7 @@ def resolve_model(model: str | Path, pretrained: str | None = None, *, cache_roo
         if cfg is None and sidecar.is_file():
             cfg = loads_json(sidecar.read_text())
         if cfg is None:
-            raise ModelError(f"cannot tell the architecture of {path}",
-                             hint="pass --model ARCH --pretrained FILE, or put open_clip_config.json beside it")
+            return _training_output_spec(path, cache_root)
         name = _register_config(cfg, cfg.get("name") or path.stem, cache_root)
         return ModelSpec(architecture=name, checkpoint=path, model_cfg=model_index.find_config(name),
                          preprocess_cfg=cfg.get("preprocess_cfg", {}), display_name=path.stem)
@@ -303,6 +303,30 @@ def resolve_model(model: str | Path, pretrained: str | None = None, *, cache_roo
     if cfg is None:
         raise _unknown_model(text)
     return _with_checkpoint(ModelSpec(architecture=name, model_cfg=cfg, display_name=name), pretrained, cache_root)
+
+
+def _training_output_spec(path: Path, cache_root: Path) -> ModelSpec:
+    """The spec of a checkpoint that does not say its architecture, from its training run folder
+    (:mod:`gapdiag.models.checkpoints`): ``gapdiag train``'s export or ``run.json``, open_clip's ``params.txt``."""
+    run = checkpoints.run_folder(path)
+    export = run / checkpoints.GAPDIAG_RUN_EXPORT if run is not None else None
+    cfg = _read_safetensors_config(export) if export is not None and export.is_file() else None
+    if cfg is not None:
+        name = _register_config(cfg, cfg.get("name") or path.stem, cache_root)
+        return ModelSpec(architecture=name, checkpoint=path, model_cfg=model_index.find_config(name),
+                         preprocess_cfg=cfg.get("preprocess_cfg", {}), display_name=path.stem)
+    architecture, source = checkpoints.run_folder_model(path)
+    if architecture is None:
+        raise ModelError(f"cannot tell the architecture of {path}",
+                         hint="pass --model ARCH --pretrained FILE, or put open_clip_config.json beside it (or keep "
+                              "it in its training run folder: <run>/checkpoints/ beside params.txt or run.json)")
+    model_cfg = model_index.find_config(architecture)
+    if model_cfg is None:
+        raise ModelError(f"{source} names architecture {architecture!r}, which is not a known open_clip config",
+                         hint=f"pass --model CONFIG.json --pretrained {path}")
+    run_name = run.name if run is not None else ""
+    return ModelSpec(architecture=architecture, checkpoint=path, model_cfg=model_cfg,
+                     display_name=f"{run_name}/{path.stem}" if run_name else path.stem)
 
 
 def _with_checkpoint(spec: ModelSpec, pretrained: str | None, cache_root: Path) -> ModelSpec:
@@ -362,6 +386,8 @@ def build_model(spec: ModelSpec, *, device: Device, precision: str = "fp32", ini
     if spec.checkpoint is not None:
         try:
             _load_checkpoint(model, spec.checkpoint)
+        except ModelError:
+            raise  # already one line naming the file
         except Exception as e:  # noqa: BLE001
             raise _checkpoint_error(spec, e) from None
     model = model.to(dev).eval()
@@ -421,10 +447,10 @@ def _load_checkpoint(model: Any, path: Path) -> None:
     import torch
     from open_clip import factory
 
-    read = factory.load_state_dict
-
     def read_as_float32(checkpoint_path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        state = read(checkpoint_path, *args, **kwargs)
+        # gapdiag's reader: weights_only, an open_clip training checkpoint's state_dict, DDP's prefix on every key
+        # or none (open_clip's own looks at the first key only).
+        state = checkpoints.read_state_dict(Path(checkpoint_path))
         return {k: v.float() if torch.is_tensor(v) and v.dtype in (torch.float16, torch.bfloat16) else v
                 for k, v in state.items()}
 

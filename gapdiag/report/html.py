@@ -33,6 +33,7 @@ from gapdiag.report.presentation import (
 )
 from gapdiag.report.record import Report, split_metric_name
 from gapdiag.report.references import ReferencePoint, references_for
+from gapdiag.report.track import Track
 
 FIGURE_FORMATS = ("png", "svg")
 
@@ -54,6 +55,8 @@ CAPTIONS: dict[str, str] = {
     "modality's histogram of the Δ̂ projection on top: separate histograms are the gap. Bars: the dimensions that "
     "carry ‖Δ‖².",
     "compare": "Metric values of several reports side by side (lines when the labels are training steps).",
+    "track": "Metrics against the training step of each checkpoint (gapdiag track): a marker at every checkpoint "
+    "measured, nothing interpolated between them.",
 }
 
 #: Shown above the interactive map.
@@ -264,6 +267,7 @@ def render_html(
     figure_format: str = "png",
     dpi: int = DEFAULT_DPI,
     interactive: str | None = None,
+    track: Track | None = None,
 ) -> str:
     """A complete, self-contained HTML document for one report and its figures.
 
@@ -275,6 +279,8 @@ def render_html(
         dpi: Resolution of PNG figures.
         interactive: An HTML fragment of the interactive map
             (:func:`gapdiag.figures.interactive_map.interactive_map_html`), shown after the figures; None for none.
+        track: A checkpoint series (``gapdiag track``): a section "Over training" with its figure (``figures``'
+            ``track``, shown there rather than among the figures) and every metric per step.
 
     Returns:
         The HTML text (UTF-8), referencing no external resource.
@@ -285,7 +291,10 @@ def render_html(
             hint=f"choose one of: {', '.join(FIGURE_FORMATS)}",
         )
     title = title if title is not None else f"gapdiag report — {describe_provenance(report.provenance)}"
-    figure_html = "".join(_figure_block(name, fig, figure_format, dpi) for name, fig in figures.items())
+    figure_html = "".join(_figure_block(name, fig, figure_format, dpi) for name, fig in figures.items()
+                          if not (track is not None and name == "track"))
+    track_figure = _figure_block("track", figures["track"], figure_format, dpi) if track is not None \
+        and "track" in figures else ""
     references = references_for(report.metrics)
     return (
         "<!DOCTYPE html>\n"
@@ -300,11 +309,29 @@ def render_html(
         + f"<h2>Metrics</h2>{_metrics_table(report, references)}"
         + (f"<h2>Published reference points</h2>{_references_table(references)}" if references else "")
         + diagnostics_section(report)
-        + (f"<h2>Figures</h2>{figure_html}" if figures else "")
+        + (_track_section(track, track_figure) if track is not None else "")
+        + (f"<h2>Figures</h2>{figure_html}" if figure_html else "")
         + (_interactive_section(interactive) if interactive else "")
         + f"<h2>Provenance</h2>{_provenance_table(report)}"
         "</body></html>\n"
     )
+
+
+def _track_section(track: Track, figure_html: str) -> str:
+    """"Over training": the track figure, then every metric (rows, in the metric table's order) per step
+    (columns), each checkpoint named in the column's title."""
+    head = "<tr><th>metric</th>" + "".join(
+        f'<th title="{html.escape(p.checkpoint, quote=True)}">step {p.step}</th>' for p in track.points) + "</tr>"
+    rows = []
+    for _, names in group_by_family(track.metric_names):
+        for name in names:
+            cells = "".join(f'<td class="num">{html.escape(format_number(p.report.metrics[name]))}</td>'
+                            if name in p.report.metrics else "<td></td>" for p in track.points)
+            rows.append(f'<tr data-track-metric="{html.escape(name, quote=True)}"><td>{html.escape(name)}</td>'
+                        f"{cells}</tr>")
+    checkpoints = ", ".join(f"step {p.step}: {html.escape(p.checkpoint)}" for p in track.points)
+    return (f'<h2>Over training</h2><p class="meta">{len(track.points)} checkpoints: {checkpoints}</p>'
+            f'{figure_html}<table class="track">{head}{"".join(rows)}</table>')
 
 
 def _interactive_section(fragment: str) -> str:
@@ -320,6 +347,7 @@ def write_html(
     figure_format: str = "png",
     dpi: int = DEFAULT_DPI,
     interactive: str | None = None,
+    track: Track | None = None,
 ) -> Path:
     """Render with :func:`render_html` and write the file atomically (:mod:`gapdiag.fsutil`).
 
@@ -328,7 +356,7 @@ def write_html(
     """
     path = Path(path)
     text = render_html(
-        report, figures, title=title, figure_format=figure_format, dpi=dpi, interactive=interactive
+        report, figures, title=title, figure_format=figure_format, dpi=dpi, interactive=interactive, track=track
     )
     ensure_output_dir(path.parent)
     try:
