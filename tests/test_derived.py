@@ -132,3 +132,13 @@ def test_cache_rm_removes_the_entrys_derived_results(manifest, isolated_cache, c
     assert (isolated_cache / "derived" / key).is_dir()
     assert EmbeddingCache(isolated_cache).rm(key) == [key]
     assert not (isolated_cache / "derived" / key).exists()
+
+
+def test_a_memoised_report_keeps_the_metric_order_of_the_first_run(manifest, isolated_cache):
+    """The memo was written with sorted keys, so a warm `measure --json` (and `track`'s table) listed the metrics
+    alphabetically where the cold run listed them in the registry's order."""
+    first = api.measure(manifest, progress=False, device="cpu")
+    assert _memos(isolated_cache, "measure")
+    again = api.measure(manifest, progress=False, device="cpu")
+    assert list(again.metrics) == list(first.metrics)
+    assert list(again.metrics) != sorted(first.metrics)

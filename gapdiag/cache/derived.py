@@ -115,7 +115,8 @@ def load_json(path: Path | None) -> Any:
 
 def save_json(path: Path | None, value: Any) -> None:
     """Memoise the JSON value ``value`` at ``path`` (best effort: a value that has no JSON form is not memoised)."""
-    _save(path, lambda f: f.write(json_text(value).encode()))
+    # Keys in the order given: a report read back lists its metrics as the run that measured it did.
+    _save(path, lambda f: f.write(json_text(value, sort_keys=False).encode()))
 
 
 def load_array(path: Path | None) -> NDArray[Any] | None:
