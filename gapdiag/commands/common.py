@@ -78,7 +78,9 @@ SplitOpt = Annotated[str | None, typer.Option(
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m",
     help="open_clip architecture name (ViT-B-32), a checkpoint file (.pt/.bin/.safetensors), 'hf-hub:org/name', "
-         "or a model-config JSON. Default: the bundled tiny InfoNCE checkpoint.",
+         "a transformers CLIP-family model 'hf:ORG/NAME' or 'hf:FOLDER', a bundled checkpoint "
+         "('bundled:infonce', 'bundled:gap_closing'), or a model-config JSON (`gapdiag models` lists them). "
+         "Default: bundled:infonce.",
     rich_help_panel="Model")]
 PretrainedOpt = Annotated[str | None, typer.Option(
     "--pretrained", "-p",
