@@ -22,6 +22,7 @@ from gapdiag.commands import cache as cache_commands
 from gapdiag.commands import check as check_commands
 from gapdiag.commands import embed as embed_commands
 from gapdiag.commands import export as export_commands
+from gapdiag.commands import models as models_commands
 from gapdiag.commands import plot as plot_commands
 from gapdiag.commands import train as train_commands
 from gapdiag.commands.common import FLAG, Group, err_console
@@ -59,7 +60,8 @@ def _root(
 
 
 
-for _group in (embed_commands, train_commands, cache_commands, plot_commands, check_commands, export_commands):
+for _group in (embed_commands, train_commands, cache_commands, plot_commands, check_commands, export_commands,
+               models_commands):
     _group.register(app)
 
 

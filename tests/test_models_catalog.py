@@ -41,3 +41,38 @@ def test_train_starts_from_a_bundled_checkpoint(manifest: Path, tmp_path: Path) 
     result = api.train(manifest, "bundled:gap_closing", out_dir=tmp_path / "run", epochs=1, batch_size=4,
                       device="cpu", progress=False)
     assert Path(result.model_path).is_file()
+
+
+def _fake_hub_repo(hub: Path, repo_id: str, file_name: str) -> None:
+    """A model repository in a Hugging Face cache folder, laid out as huggingface_hub writes it."""
+    repo = hub / f"models--{repo_id.replace('/', '--')}"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "blobs" / "b1").write_text("{}")
+    (repo / "snapshots" / "abc123" / file_name).symlink_to("../../blobs/b1")
+    (repo / "refs" / "main").write_text("abc123")
+
+
+def test_models_lists_bundled_cached_hub_and_architectures(manifest: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    hub = tmp_path / "hub"
+    _fake_hub_repo(hub, "org/tiny-clip", "config.json")
+    _fake_hub_repo(hub, "org/tiny-open-clip", "open_clip_config.json")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    gd.embed(manifest, "bundled:gap_closing", device="cpu", progress=False)
+    code, out, err = gapdiag(capsys, "models", "--json")
+    assert code == 0, err
+    listing = json.loads(out)
+    assert [(b["model"], b["present"], b["default"]) for b in listing["bundled"]] == [
+        ("bundled:infonce", True, True), ("bundled:gap_closing", True, False)]
+    assert listing["cached"] == {"gap_closing": 1}
+    assert [h["model"] for h in listing["hub_cache"]] == ["hf:org/tiny-clip", "hf-hub:org/tiny-open-clip"]
+    tags = {a["name"]: a["pretrained"] for a in listing["architectures"]}
+    assert "openai" in tags["ViT-B-32"] and tags["gapdiag-tiny-vit"] == []
+    code, out, err = gapdiag(capsys, "models", "--no-architectures")
+    assert code == 0, err
+    assert "bundled:gap_closing" in out and "hf:org/tiny-clip" in out and "ViT-B-32" not in out
