@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from gapdiag.api.caching import cache_ls
 from gapdiag.api.embedding import BUNDLED_CHECKPOINTS, BUNDLED_PREFIX, DEFAULT_CHECKPOINT
