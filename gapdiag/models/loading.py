@@ -465,10 +465,14 @@ def _load_error(spec: ModelSpec, e: Exception, hub: Hub | None = None, *, what: 
     # huggingface_hub appends a paragraph ("Last error: An error happened while trying to locate ...") that
     # says nothing the hint does not; keep the line that names the file and the repository.
     text = f"{type(e).__name__}: {e}".splitlines()[0].split(" Last error:")[0][:300]
-    offline_markers = ("Failed to download", "HF Hub", "Connection", "resolve", "offline", "Max retries", "urlopen")
+    # transformers, fetching a SigLIP tokenizer offline, says "We couldn't connect to ... and couldn't find them in
+    # the cached files": a download that failed, not a wrong --model.
+    offline_markers = ("Failed to download", "HF Hub", "Connection", "resolve", "offline", "Max retries", "urlopen",
+                       "couldn't connect", "cached files", "LocalEntryNotFound")
     if any(m.lower() in text.lower() for m in offline_markers) or spec.architecture.startswith("hf-hub:"):
-        name = spec.pretrained or spec.architecture
-        where = f"; {hub.endpoint} is unreachable: {hub.unreachable}" if hub and hub.unreachable else ""
+        name = spec.display_name or spec.pretrained or spec.architecture
+        where = f"; {hub.endpoint} is unreachable: {hub.unreachable}" if hub and hub.unreachable else (
+            "; HF_HUB_OFFLINE is set" if hub and hub.offline else "")
         return ModelError(f"could not download {what} for {name!r} ({text}{where})",
                           hint=offline_hint(spec.architecture, spec.pretrained))
     return ModelError(f"could not build model {spec.display_name or spec.architecture!r}: {text}",
