@@ -41,6 +41,7 @@ from gapdiag.commands.common import (
     WorkersOpt,
     console,
     err_console,
+    one_of,
     print_json,
 )
 
@@ -51,8 +52,20 @@ KindOpt = Annotated[
     typer.Option(
         "--kind",
         "-k",
+        metavar=one_of("map", "hist", "spectrum", "gap", "shift", "compare", "all"),
         help="Figures to draw: map, hist, spectrum, gap, shift, compare or all; repeat the option or give a comma list. "
         "Default: map,hist,spectrum (or shift/compare when only --shift/--report are given).",
+        rich_help_panel=_FIGURES,
+    ),
+]
+ReportKindOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kind",
+        "-k",
+        metavar=one_of("map", "hist", "spectrum", "gap", "shift", "all"),
+        help="Figures on the page: map, hist, spectrum, gap, shift or all; repeat the option or give a comma list. "
+        "Default: all (map, hist and spectrum, and shift when --shift is given; gap only when named).",
         rich_help_panel=_FIGURES,
     ),
 ]
@@ -60,6 +73,7 @@ MethodOpt = Annotated[
     str,
     typer.Option(
         "--method",
+        metavar=one_of("umap", "pca"),
         help="2-D projection of the map: umap (as in Liang et al.; first fit compiles for ~10 s) or pca.",
         rich_help_panel=_FIGURES,
     ),
@@ -68,6 +82,7 @@ ColorByOpt = Annotated[
     str,
     typer.Option(
         "--color-by",
+        metavar=one_of("modality", "class"),
         help="Colour map points by `modality` (a colour per modality) or `class` (a colour per class label); "
         "the marker always shows the modality.",
         rich_help_panel=_FIGURES,
@@ -91,6 +106,8 @@ DpiOpt = Annotated[
         rich_help_panel=_FIGURES,
     ),
 ]
+PlotSeedOpt = Annotated[int, typer.Option(
+    "--seed", help="Random seed of the drawn pairs (--max-pairs: map, gap; the non-matching pairs of hist) and of UMAP.")]
 ShiftFileOpt = Annotated[
     Path | None,
     typer.Option(
@@ -113,7 +130,7 @@ def plot(
     method: MethodOpt = "umap",
     color_by: ColorByOpt = "modality",
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="File format: png, svg or pdf.", rich_help_panel=_FIGURES)
+        str, typer.Option("--format", "-f", metavar=one_of("png", "svg", "pdf"), help="File format: png, svg or pdf.", rich_help_panel=_FIGURES)
     ] = "png",
     out: Annotated[
         Path,
@@ -121,7 +138,7 @@ def plot(
                      rich_help_panel=_FIGURES),
     ] = Path("gapdiag-plots"),
     dpi: DpiOpt = None,
-    seed: SeedOpt = 0,
+    seed: PlotSeedOpt = 0,
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
     report: Annotated[
@@ -214,7 +231,7 @@ def report(
             "--sample", help="Use this many samples (seeded) for the quadratic metrics; default exact."
         ),
     ] = None,
-    kind: KindOpt = None,
+    kind: ReportKindOpt = None,
     method: MethodOpt = "umap",
     color_by: ColorByOpt = "modality",
     max_pairs: MaxPairsOpt = 2000,
@@ -224,6 +241,7 @@ def report(
         typer.Option(
             "--format",
             "-f",
+            metavar=one_of("png", "svg"),
             help="Figure format inside the page: png (base64 images) or svg (inline vector graphics).",
             rich_help_panel=_FIGURES,
         ),
