@@ -39,7 +39,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     epilog="Examples: `gapdiag measure`, `gapdiag embed -d captions.csv -m ViT-B-32 -p openai`, `gapdiag cache ls`",
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: Typer's, for bash, zsh, fish and PowerShell
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
