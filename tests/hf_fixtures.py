@@ -15,7 +15,7 @@ TEXT = {"vocab_size": len(WORDS), "hidden_size": 16, "intermediate_size": 32, "n
         "eos_token_id": 3}
 VISION = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
           "image_size": 32, "patch_size": 8}
-KINDS = ("clip", "siglip")
+KINDS = ("clip", "siglip", "chinese_clip")
 
 
 def tokenizer() -> Any:
@@ -32,7 +32,7 @@ def tokenizer() -> Any:
 
 
 def write_hf_model(folder: Path, kind: str = "clip", *, seed: int = 0, mean: float | None = None) -> Path:
-    """Save a tiny random ``kind`` model (``clip`` or ``siglip``) with its processor into ``folder``.
+    """Save a tiny random ``kind`` model (``clip``, ``siglip`` or ``chinese_clip``) with its processor into ``folder``.
 
     ``mean`` overrides the image processor's normalisation mean (a processor setting the cache key must follow).
     """
@@ -58,6 +58,23 @@ def write_hf_model(folder: Path, kind: str = "clip", *, seed: int = 0, mean: flo
         model = SiglipModel(SiglipConfig(text_config=TEXT, vision_config=VISION))
         processor = SiglipProcessor(image_processor=SiglipImageProcessor(size={"height": 32, "width": 32}, **norm),
                                     tokenizer=tokenizer())
+    elif kind == "chinese_clip":
+        from transformers import (
+            BertTokenizerFast,
+            ChineseCLIPConfig,
+            ChineseCLIPImageProcessor,
+            ChineseCLIPModel,
+            ChineseCLIPProcessor,
+        )
+
+        folder.mkdir(parents=True, exist_ok=True)
+        vocab = folder / "vocab.txt"  # a BERT word-piece vocabulary: the special tokens, then the caption words
+        vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS[4:]]) + "\n")
+        text = {k: v for k, v in TEXT.items() if not k.endswith("token_id")} | {"vocab_size": len(WORDS) + 1}
+        model = ChineseCLIPModel(ChineseCLIPConfig(text_config=text, vision_config=VISION, projection_dim=8))
+        processor = ChineseCLIPProcessor(image_processor=ChineseCLIPImageProcessor(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, **norm),
+            tokenizer=BertTokenizerFast(vocab_file=str(vocab), model_max_length=16))
     else:
         raise ValueError(kind)
     model.save_pretrained(folder)
