@@ -35,8 +35,8 @@ NOT_RUN: list[tuple[str, str]] = [
     (r"(-p|--pretrained) (openai|laion\S*)\b", "downloads open_clip's pretrained weights (needs the network)"),
     (r"cache (rm|verify) 3f2a9c", "3f2a9c stands for a key of the reader's own cache"),
     (r"--epochs 30\b", "trains 30 epochs (many minutes on a CPU); tests/test_train.py runs gapdiag train"),
-    (r"^--(install|show)-completion\b", "writes the reader's shell start-up files; tests/test_completion.py runs it "
-                                        "in a scratch home"),
+    (r"^--(install|show)-completion\b",
+     "writes the reader's shell start-up files; tests/test_completion.py runs it in a scratch home"),
 ]
 #: Files in the examples' folder that stand for the reader's own: data (copies of a small digits manifest).
 DATA_FILES = ("captions.csv", "eval.csv", "data.csv", "photos.csv", "eval/manifest.csv")
