@@ -15,10 +15,10 @@ TEXT = {"vocab_size": len(WORDS), "hidden_size": 16, "intermediate_size": 32, "n
         "eos_token_id": 3}
 VISION = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
           "image_size": 32, "patch_size": 8}
-KINDS = ("clip", "siglip", "chinese_clip")
+KINDS = ("clip", "siglip", "siglip2", "chinese_clip")
 
 
-def tokenizer() -> Any:
+def tokenizer(max_length: int = 16) -> Any:
     """A word-level fast tokenizer over :data:`WORDS`, with ``<s> ... </s>`` around each caption."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -28,11 +28,12 @@ def tokenizer() -> Any:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 2), ("</s>", 3)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
-                                   eos_token="</s>", model_max_length=16)
+                                   eos_token="</s>", model_max_length=max_length)
 
 
 def write_hf_model(folder: Path, kind: str = "clip", *, seed: int = 0, mean: float | None = None) -> Path:
-    """Save a tiny random ``kind`` model (``clip``, ``siglip`` or ``chinese_clip``) with its processor into ``folder``.
+    """Save a tiny random ``kind`` model (``clip``, ``siglip``, ``siglip2`` or ``chinese_clip``) with its processor
+    into ``folder``.
 
     ``mean`` overrides the image processor's normalisation mean (a processor setting the cache key must follow).
     """
@@ -58,6 +59,17 @@ def write_hf_model(folder: Path, kind: str = "clip", *, seed: int = 0, mean: flo
         model = SiglipModel(SiglipConfig(text_config=TEXT, vision_config=VISION))
         processor = SiglipProcessor(image_processor=SiglipImageProcessor(size={"height": 32, "width": 32}, **norm),
                                     tokenizer=tokenizer())
+    elif kind == "siglip2":  # patches of the image at its own aspect ratio, with a mask and the patch grid's shape
+        from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Processor
+
+        # Siglip2Processor's own call applies its default patch size and count (16, 256) over the saved ones: the
+        # tiny model keeps them, so that the model card's processor(images=...) and the image processor agree.
+        # Its captions are padded to 64 tokens the same way.
+        vision = {k: v for k, v in VISION.items() if k != "image_size"} | {"patch_size": 16, "num_patches": 256}
+        text = TEXT | {"max_position_embeddings": 64}
+        model = Siglip2Model(Siglip2Config(text_config=text, vision_config=vision))
+        processor = Siglip2Processor(image_processor=Siglip2ImageProcessor(patch_size=16, max_num_patches=256, **norm),
+                                     tokenizer=tokenizer(64))
     elif kind == "chinese_clip":
         from transformers import (
             BertTokenizerFast,
@@ -84,19 +96,20 @@ def write_hf_model(folder: Path, kind: str = "clip", *, seed: int = 0, mean: flo
 
 def own_features(folder: Path, images: list[Any], captions: list[str]) -> tuple[Any, Any]:
     """The model's own ``get_image_features``/``get_text_features`` through its own processor, as the model card
-    shows them (SigLIP's captions padded to the full length), one image and one caption at a time."""
+    shows them (SigLIP's captions padded to the full length; images in RGB, as gapdiag decodes them), one image and
+    one caption at a time."""
     import torch
     from transformers import AutoModel, AutoProcessor
 
     model = AutoModel.from_pretrained(folder).eval()
     processor = AutoProcessor.from_pretrained(folder)
-    padding = "max_length" if model.config.model_type == "siglip" else True
+    padding = "max_length" if model.config.model_type in ("siglip", "siglip2") else True
 
     def pooled(out: Any) -> Any:
         return out if torch.is_tensor(out) else out.pooler_output
 
     with torch.inference_mode():
-        image = [pooled(model.get_image_features(**processor(images=im, return_tensors="pt")))[0].numpy()
+        image = [pooled(model.get_image_features(**processor(images=im.convert("RGB"), return_tensors="pt")))[0].numpy()
                  for im in images]
         text = [pooled(model.get_text_features(**processor(text=[c], padding=padding, return_tensors="pt")))[0]
                 .numpy() for c in captions]
