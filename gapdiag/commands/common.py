@@ -39,6 +39,14 @@ class Command(_NoHelpPlaceholder, TyperCommand):
 class Group(_NoHelpPlaceholder, TyperGroup):
     """The class of the gapdiag app and of its command groups (``typer.Typer(cls=Group)``)."""
 
+    def get_params(self, ctx: Any) -> Any:
+        # Typer's completion options take an optional shell name; its help would show them as <bool>.
+        params = super().get_params(ctx)
+        for param in params:
+            if param.name in ("install_completion", "show_completion"):
+                param.metavar = "[bash|zsh|fish|powershell|pwsh]"
+        return params
+
 
 #: ``metavar`` of an on/off flag: nothing after its name in ``--help`` (it takes no value).
 FLAG = ""
