@@ -128,3 +128,32 @@ def test_an_uncached_hub_id_offline_says_what_to_do(manifest, tmp_path: Path, ca
                              "--cache-dir", tmp_path)
     assert_one_line_error(code, out, err, "hf:google/siglip-base-patch16-224", "HF_HUB_OFFLINE",
                           "hf download google/siglip-base-patch16-224", "-m hf:./FOLDER")
+
+
+def test_a_hub_id_in_the_local_hub_cache_loads_offline(hf_models: dict[str, Path], manifest, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from huggingface_hub import constants
+
+    # The layout huggingface_hub writes: models--ORG--NAME/{refs/main, snapshots/REVISION/<files>}.
+    repo = tmp_path / "hub" / "models--example-org--tiny-clip"
+    shutil.copytree(hf_models["clip"], repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    by_id = gd.embed(manifest[0], "hf:example-org/tiny-clip", device="cpu", cache_dir=tmp_path, progress=False)
+    by_folder = gd.embed(manifest[0], f"hf:{hf_models['clip']}", device="cpu", cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(np.asarray(by_id.vectors["image"]), np.asarray(by_folder.vectors["image"]))
+    assert by_id.provenance["model"]["architecture"] == "hf:example-org/tiny-clip"
+
+
+def test_only_the_weights_transformers_loads_are_in_the_key(hf_models: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "both"
+    shutil.copytree(hf_models["clip"], folder)
+    (folder / "pytorch_model.bin").write_bytes(b"an older copy of the weights")
+    spec = resolve_model(f"hf:{folder}", cache_root=tmp_path)
+    assert list(spec.fingerprint(precision="fp32")["weight_files_sha256"]) == ["model.safetensors"]

@@ -32,6 +32,9 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 PROCESSOR_SUFFIXES = (".json", ".txt", ".model", ".vocab", ".tiktoken")
 #: Processor files whose settings the key also keeps in clear (what a reader of ``meta.json`` wants to see).
 PROCESSOR_SETTINGS_FILES = ("preprocessor_config.json", "processor_config.json")
+#: The files of a hub repository that are fetched: configs, processor and tokenizer files, PyTorch weights (not the
+#: TensorFlow, Flax or ONNX copies many CLIP repositories also hold, often larger than the model itself).
+HUB_FILES = ["*.json", "*.txt", "*.model", "*.vocab", "*.tiktoken", "*.safetensors", "pytorch_model*.bin"]
 #: Model types whose text tower was trained on captions padded to the full length (the model card's usage).
 PAD_TO_MAX_LENGTH = ("siglip", "siglip2")
 #: What to tell a user whose hub model is neither local nor downloadable.
@@ -95,6 +98,8 @@ def resolve_hf(model: str, pretrained: str | None, *, digest: Any) -> HFSource:
         raise ModelError(f"{config_path}: invalid JSON ({e})", hint="re-save the model") from None
     files = sorted(p for p in folder.iterdir() if p.is_file())
     weights = tuple(p for p in files if p.suffix in WEIGHT_SUFFIXES and not p.name.startswith("training_args"))
+    if any(p.suffix == ".safetensors" for p in weights):  # what transformers loads when both are there
+        weights = tuple(p for p in weights if p.suffix == ".safetensors")
     if not weights:
         raise ModelError(f"{folder}: no weight file (*.safetensors or *.bin)", hint="pass the folder "
                          "model.save_pretrained() wrote, with its weights")
@@ -124,10 +129,10 @@ def _local_folder(name: str) -> Path:
     from huggingface_hub import snapshot_download
 
     with contextlib.suppress(Exception):  # not in the local cache (or no such id): ask the hub below
-        return Path(snapshot_download(name, local_files_only=True))
+        return Path(snapshot_download(name, local_files_only=True, allow_patterns=HUB_FILES))
     with hub_access(True) as hub:
         try:
-            return Path(snapshot_download(name))
+            return Path(snapshot_download(name, allow_patterns=HUB_FILES))
         except Exception as e:  # noqa: BLE001 - turned into one line naming what to do
             text = f"{type(e).__name__}: {e}".splitlines()[0].split(" Last error:")[0][:200]
             offline = " (HF_HUB_OFFLINE is set)" if hub.offline else (
