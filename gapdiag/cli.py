@@ -23,6 +23,7 @@ from gapdiag.commands import check as check_commands
 from gapdiag.commands import embed as embed_commands
 from gapdiag.commands import export as export_commands
 from gapdiag.commands import intervene as intervene_commands
+from gapdiag.commands import models as models_commands
 from gapdiag.commands import plot as plot_commands
 from gapdiag.commands import track as track_commands
 from gapdiag.commands import train as train_commands
@@ -40,7 +41,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     epilog="Examples: `gapdiag measure`, `gapdiag embed -d captions.csv -m ViT-B-32 -p openai`, `gapdiag cache ls`",
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: Typer's, for bash, zsh, fish and PowerShell
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
@@ -62,7 +63,7 @@ def _root(
 
 
 for _group in (embed_commands, intervene_commands, train_commands, track_commands, cache_commands, plot_commands,
-               check_commands, export_commands):
+               check_commands, export_commands, models_commands):
     _group.register(app)
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from cli_helpers import assert_one_line_error, gapdiag
-from data_fixtures import digit_image, write_csv, write_digits
+from data_fixtures import digit_image, write_digits
 
 from gapdiag.data import load_dataset
 from gapdiag.errors import DatasetError, InputError

@@ -8,7 +8,6 @@ whose names sit in the schema metadata.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 

@@ -6,7 +6,6 @@ open_clip's ``Compose``, the per-image fallbacks, and that the pixels and the em
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 

@@ -388,3 +388,16 @@ def test_check_refuses_a_random_init_run_against_a_trained_baseline_unless_force
 def resolve_model(model, pretrained=None):
     """:func:`gapdiag.models.loading.resolve_model` under this test's cache root (what the api hands it)."""
     return loading.resolve_model(model, pretrained, cache_root=Settings.build().cache_root)
+
+
+def test_siglip_with_the_hf_extra_offline_says_what_to_do(empty_hub, capfd):
+    # transformers installed (the [hf] extra), no network, nothing cached: open_clip's SigLIP fetches its tokenizer
+    # from the hub, and transformers says "We couldn't connect to ...": a download failure, not a wrong --model.
+    import transformers  # noqa: F401 - in the test extra: this test never skips
+
+    with pytest.raises(ModelError) as err:
+        load_model("ViT-B-16-SigLIP", "webli", device="cpu")
+    assert_one_line(err, "could not download", "ViT-B-16-SigLIP", "HF_HUB_OFFLINE", "get_tokenizer",
+                           "local checkpoint")
+    assert "check --model/--pretrained" not in str(err.value)
+    assert capfd.readouterr().err == ""

@@ -86,3 +86,9 @@ def test_installed_wheel_measures_its_default_outside_the_checkout(wheel: Path, 
     assert checkpoint == installed / "checkpoints" / "infonce.safetensors"
     assert report["provenance"]["dataset"]["n_samples"] == len(_test_split_images())
     assert 0 < report["metrics"]["modality_gap/image-text"] < 2
+    # A bundled checkpoint by name works from the wheel too (no checkout, no sample_data/ folder beside it).
+    run = subprocess.run([str(script), "measure", "-m", "bundled:gap_closing", "--json"], cwd=workdir, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    checkpoint = Path(json.loads(run.stdout)["provenance"]["model"]["checkpoint"]).resolve()
+    assert checkpoint == installed / "checkpoints" / "gap_closing.safetensors"

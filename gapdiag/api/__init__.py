@@ -18,8 +18,8 @@ The verbs live in one module per group, as the commands do: :mod:`~gapdiag.api.e
 :mod:`~gapdiag.api.intervening` (``intervene``, ``apply_intervention``),
 :mod:`~gapdiag.api.exporting` (``export``), :mod:`~gapdiag.api.drawing` (``plot``, ``report``),
 :mod:`~gapdiag.api.gate` (``check``, ``compare``), :mod:`~gapdiag.api.tracking` (``track``),
-:mod:`~gapdiag.api.training` (``train``) and
-:mod:`~gapdiag.api.caching` (``cache_ls``, ``cache_verify``, ``cache_rm``, ``cache_dir``); the options they
+:mod:`~gapdiag.api.training` (``train``), :mod:`~gapdiag.api.caching` (``cache_ls``, ``cache_verify``,
+``cache_rm``, ``cache_dir``) and :mod:`~gapdiag.api.catalog` (``models``); the options they
 share are :mod:`~gapdiag.api.options`. Names marked "for the CLI" are what the commands, which import only this
 door, show besides the verbs' results.
 """
@@ -27,6 +27,7 @@ door, show besides the verbs' results.
 from __future__ import annotations
 
 from gapdiag.api.caching import cache_dir, cache_ls, cache_rm, cache_verify
+from gapdiag.api.catalog import ModelCatalog, models
 from gapdiag.api.drawing import PlotResult, ReportPage, plot, report
 from gapdiag.api.embedding import (
     BUNDLED_CHECKPOINTS,
@@ -94,6 +95,7 @@ __all__ = [
     "InterventionResult",
     "LogConsole",
     "MethodResult",
+    "ModelCatalog",
     "ModelComparison",
     "PlotResult",
     "Report",
@@ -121,6 +123,7 @@ __all__ = [
     "load_data",
     "load_model",
     "measure",
+    "models",
     "parse_metric_list",
     "plot",
     "presentation",

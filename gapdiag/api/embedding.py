@@ -43,6 +43,8 @@ from gapdiag.vectors import EmbeddingSet
 #: The bundled checkpoints (trained by scripts/train_bundled.py on sample_data/digits).
 BUNDLED_CHECKPOINTS = ("infonce", "gap_closing")
 DEFAULT_CHECKPOINT = "infonce"
+#: The ``--model`` prefix naming a bundled checkpoint: ``bundled:gap_closing``, from a checkout or a wheel alike.
+BUNDLED_PREFIX = "bundled:"
 
 
 def bundled_checkpoint(name: str = DEFAULT_CHECKPOINT) -> Path:
@@ -54,12 +56,28 @@ def bundled_checkpoint(name: str = DEFAULT_CHECKPOINT) -> Path:
 def checkpoint_in(sample_data: Path | None, name: str = DEFAULT_CHECKPOINT) -> Path:
     """:func:`bundled_checkpoint` in the sample-data folder ``sample_data`` (``None``: the installed one)."""
     if name not in BUNDLED_CHECKPOINTS:
-        raise InputError(f"unknown bundled checkpoint {name!r}", hint=f"use one of {', '.join(BUNDLED_CHECKPOINTS)}")
+        raise InputError(f"unknown bundled checkpoint {name!r}",
+                         hint=f"use one of {', '.join(BUNDLED_PREFIX + n for n in BUNDLED_CHECKPOINTS)}")
     path = sample_data_dir(sample_data) / "checkpoints" / f"{name}.safetensors"
     if not path.is_file():
         raise InputError(f"bundled checkpoint missing: {path}",
                          hint="rebuild it with `python scripts/train_bundled.py` or pass --model")
     return path
+
+
+def model_source(model: str | Path | None, sample_data: Path | None) -> str | Path:
+    """``--model`` as :func:`gapdiag.models.loading.resolve_model` takes it: ``None`` is the default bundled
+    checkpoint and ``bundled:NAME`` the file of that one, in the sample-data folder ``sample_data``; anything else
+    is returned as it is.
+
+    Raises:
+        InputError: ``bundled:NAME`` with a name that is not one of :data:`BUNDLED_CHECKPOINTS`.
+    """
+    if model is None:
+        return checkpoint_in(sample_data)
+    if isinstance(model, str) and model.startswith(BUNDLED_PREFIX):
+        return checkpoint_in(sample_data, model.removeprefix(BUNDLED_PREFIX))
+    return model
 
 
 def load_data(
@@ -149,8 +167,8 @@ def embed(
     Args:
         data: Dataset path or object, or a cache entry directory (``gapdiag cache ls``); ``None`` = the bundled
             sample data (digits, test split).
-        model: Architecture name, checkpoint file, ``hf-hub:`` id or config JSON; ``None`` = the bundled tiny
-            InfoNCE checkpoint. Ignored for precomputed embeddings.
+        model: Architecture name, checkpoint file, ``hf-hub:`` id, ``hf:`` transformers model (hub id or folder),
+            ``bundled:NAME`` or config JSON; ``None`` = the bundled tiny InfoNCE checkpoint. Ignored for precomputed embeddings.
         pretrained: open_clip tag or checkpoint file for an architecture name.
         random_init: Embed an architecture's random initial weights on purpose (an architecture name or config
             JSON without ``pretrained``); without it such a model is refused, listing its pretrained tags.
@@ -202,8 +220,7 @@ def embed_vectors(data: str | Path | PairedDataset | None, model: str | Path | N
     if options.skip_bad:
         dataset, unreadable = skip_unreadable(dataset)
         skipped += unreadable
-    spec = resolve_model(model if model is not None else checkpoint_in(at.sample_data), options.pretrained,
-                         cache_root=at.cache_root)
+    spec = resolve_model(model_source(model, at.sample_data), options.pretrained, cache_root=at.cache_root)
     require_weights(spec, random_init=options.random_init)
     cache = EmbeddingCache(at.cache_root)
     es = encode.embed_dataset(dataset, spec, cache=cache, device=device, precision=options.precision,
@@ -313,7 +330,8 @@ def load_model(model: str | Path, pretrained: str | None = None, *, device: str 
         device: ``auto`` (cuda > mps > cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         cache_dir: The cache root that keeps the configs a checkpoint carries; ``None``: the default root.
     """
-    spec = resolve_model(model, pretrained, cache_root=Settings.build(cache_dir).cache_root)
+    at = Settings.build(cache_dir)
+    spec = resolve_model(model_source(model, at.sample_data), pretrained, cache_root=at.cache_root)
     return build_model(spec, device=devices.resolve(device), precision=precision)
 
 

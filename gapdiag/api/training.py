@@ -6,7 +6,7 @@ from pathlib import Path
 
 from gapdiag import device as devices
 from gapdiag import settings
-from gapdiag.api.embedding import read_dataset
+from gapdiag.api.embedding import model_source, read_dataset
 from gapdiag.api.options import EmbedOptions, check_seed
 from gapdiag.data.base import PairedDataset
 from gapdiag.outputs import check_outputs
@@ -72,7 +72,7 @@ def train(
         if eval_split:
             eval_data = read_dataset(data, EmbedOptions(split=eval_split), at)
         data = read_dataset(data, EmbedOptions(split=split), at)
-    return run_training(data, model, out_dir=out_dir, pretrained=pretrained, loss=loss, loss_weights=loss_weights,
+    return run_training(data, model_source(model, at.sample_data), out_dir=out_dir, pretrained=pretrained, loss=loss, loss_weights=loss_weights,
                         eval_data=eval_data, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                         warmup_steps=warmup_steps, temperature=temperature, seed=seed, device=devices.resolve(device),
                         cache_root=at.cache_root, precision=precision, workers=workers,

@@ -337,8 +337,8 @@ def compare(
 ) -> None:
     """Compare two or more reports (or checkpoints measured now on the same data) side by side.
 
-    Deltas are against the first column; arrows show the change, green where it is better and red where it is
-    worse (direction from the metric registry). With exactly two checkpoints (`-m A -m B`), cache entries or
+    Deltas are against the first column; each says in words whether the change is better, worse or the same
+    (coloured green or red on a terminal; direction from the metric registry). With exactly two checkpoints (`-m A -m B`), cache entries or
     precomputed embedding files of the same items, also what changed item by item: linear CKA, mutual k-NN and
     the items whose neighbourhoods changed most.
     """

@@ -39,9 +39,24 @@ class Command(_NoHelpPlaceholder, TyperCommand):
 class Group(_NoHelpPlaceholder, TyperGroup):
     """The class of the gapdiag app and of its command groups (``typer.Typer(cls=Group)``)."""
 
+    def get_params(self, ctx: Any) -> Any:
+        # Typer's completion options take an optional shell name; its help would show them as <bool>.
+        params = super().get_params(ctx)
+        for param in params:
+            if param.name in ("install_completion", "show_completion"):
+                param.metavar = "[bash|zsh|fish|powershell|pwsh]"
+        return params
+
 
 #: ``metavar`` of an on/off flag: nothing after its name in ``--help`` (it takes no value).
 FLAG = ""
+
+
+def one_of(*choices: str) -> str:
+    """The ``metavar`` of an option with a fixed set of values: ``[umap|pca]`` in ``--help`` instead of ``<str>``
+    (tests/test_help_choices.py holds each against the values the code accepts)."""
+    return "[" + "|".join(choices) + "]"
+
 
 #: Human output goes to stdout; progress and errors go to stderr so that ``--json`` output stays parseable.
 #: Both take the terminal's width on a terminal and print whole rows off one (a pipe, a file, a CI log):
@@ -78,22 +93,25 @@ SplitOpt = Annotated[str | None, typer.Option(
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m",
     help="open_clip architecture name (ViT-B-32), a checkpoint file (.pt/.bin/.safetensors), 'hf-hub:org/name', "
-         "or a model-config JSON. Default: the bundled tiny InfoNCE checkpoint.",
+         "a transformers CLIP-family model 'hf:ORG/NAME' or 'hf:FOLDER', a bundled checkpoint "
+         "('bundled:infonce', 'bundled:gap_closing'), or a model-config JSON (`gapdiag models` lists them). "
+         "Default: bundled:infonce.",
     rich_help_panel="Model")]
 PretrainedOpt = Annotated[str | None, typer.Option(
     "--pretrained", "-p",
     help="open_clip pretrained tag (e.g. laion2b_s34b_b79k) or a checkpoint file for --model.",
     rich_help_panel="Model")]
 DeviceOpt = Annotated[str, typer.Option(
-    "--device", help="cuda, mps, cpu or auto (cuda > mps > cpu).", rich_help_panel="Model")]
+    "--device", metavar=one_of("auto", "cpu", "cuda", "cuda:N", "mps"),
+    help="cuda, cuda:N (the N-th GPU), mps, cpu or auto (cuda > mps > cpu).", rich_help_panel="Model")]
 RandomInitOpt = Annotated[bool, typer.Option(
     "--random-init", metavar=FLAG, help="Embed an architecture's random initial weights on purpose (--model ARCH or a config "
                           "JSON without --pretrained); without it that is refused. Recorded as random_init.",
     rich_help_panel="Model")]
 PrecisionOpt = Annotated[str, typer.Option(
-    "--precision", help="fp32, amp (autocast on CUDA) or bf16 (CUDA).", rich_help_panel="Model")]
+    "--precision", metavar=one_of("fp32", "amp", "bf16"), help="fp32, amp (autocast on CUDA) or bf16 (CUDA).", rich_help_panel="Model")]
 PreprocessOpt = Annotated[str, typer.Option(
-    "--preprocess", help="Image decoding and transform: pil (the model's own transform, in workers), device "
+    "--preprocess", metavar=one_of("pil", "device", "auto"), help="Image decoding and transform: pil (the model's own transform, in workers), device "
                          "(decode and transform on the GPU) or auto (device on CUDA when it reproduces the "
                          "model's transform, else pil). Part of the cache key.", rich_help_panel="Model")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Items per forward pass.",
@@ -107,13 +125,15 @@ CacheDirOpt = Annotated[Path | None, typer.Option(
     "--cache-dir", envvar="GAPDIAG_CACHE_DIR", path_type=str,
     help="Embedding cache directory (default: the user cache dir; env GAPDIAG_CACHE_DIR).",
     rich_help_panel="Cache")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="Stored vector dtype: float32 or float16.",
+DtypeOpt = Annotated[str, typer.Option("--dtype", metavar=one_of("float32", "float16"),
+                                       help="Stored vector dtype: float32 or float16.",
                                        rich_help_panel="Cache")]
 ImageRootOpt = Annotated[Path | None, typer.Option(
     "--image-root", help="COCO captions JSON only: the folder that images[].file_name is relative to "
                          "(default: searched beside the JSON).", rich_help_panel="Data")]
 SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", metavar=FLAG,
-                                          help="Skip unreadable images, count and report them.",
+                                          help="Skip bad rows instead of failing: a missing or undecodable image, a blank caption "
+                                               "or label, a malformed row; each is counted and reported.",
                                           rich_help_panel="Data")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (sampling, k-means, UMAP).")]
 TrainSeedOpt = Annotated[int, typer.Option(
@@ -123,7 +143,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print machi
 
 
 ImageColumnOpt = Annotated[str | None, typer.Option(
-    "--image-column", help="Manifest column of image paths (default: image, image_path, filepath or path).",
+    "--image-column", help="Manifest column of image paths (default: the first of image, image_path, filepath, "
+                           "path, file_name, filename).",
     rich_help_panel="Data")]
 TextColumnOpt = Annotated[list[str] | None, typer.Option(
     "--text-column", help="Manifest caption column; repeat for several captions per image, in that order "

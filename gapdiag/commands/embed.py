@@ -36,6 +36,7 @@ from gapdiag.commands.common import (
     TextColumnOpt,
     WorkersOpt,
     console,
+    one_of,
     print_json,
 )
 from gapdiag.commands.printing import print_skipped, print_table, reference_lines, report_table
@@ -117,7 +118,7 @@ def measure(
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0,
                                            help="Bootstrap resamples for confidence intervals (0 = off).")] = 0,
     retrieval_engine: Annotated[str, typer.Option(
-        "--retrieval-engine",
+        "--retrieval-engine", metavar=one_of("auto", "faiss", "blocked", "hnsw", "ivf"),
         help="auto (fused exact pass on CPU, exact search on a GPU), faiss (exact IndexFlatIP; on a GPU: FAISS GPU "
              "or torch), blocked (fused exact), or hnsw / ivf (approximate FAISS indexes for very large sets; their "
              "agreement with exact search on 1,000 sampled queries is reported).")] = "auto",

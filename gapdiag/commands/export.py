@@ -38,6 +38,7 @@ from gapdiag.commands.common import (
     TextColumnOpt,
     WorkersOpt,
     console,
+    one_of,
     print_json,
 )
 
@@ -46,7 +47,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", path_type=str, help="Parquet file to write.")] = Path(
         "gapdiag-export.parquet"),
     map_method: Annotated[str, typer.Option(
-        "--map", help="Projection of the x, y columns, as in `gapdiag plot --kind map`: pca (deterministic) "
+        "--map", metavar=one_of("pca", "umap"), help="Projection of the x, y columns, as in `gapdiag plot --kind map`: pca (deterministic) "
                       "or umap (seeded; the first fit compiles for ~10 s).")] = "pca",
     seed: Annotated[int, typer.Option("--seed", help="Random seed of UMAP.")] = 0,
     vectors: Annotated[bool, typer.Option(

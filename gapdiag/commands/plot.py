@@ -41,6 +41,7 @@ from gapdiag.commands.common import (
     WorkersOpt,
     console,
     err_console,
+    one_of,
     print_json,
 )
 
@@ -51,9 +52,22 @@ KindOpt = Annotated[
     typer.Option(
         "--kind",
         "-k",
+        metavar=one_of("map", "hist", "spectrum", "gap", "shift", "interventions", "compare", "track", "all"),
         help="Figures to draw: map, hist, spectrum, gap, shift, interventions, compare, track or all; repeat the "
         "option or give a comma list. Default: map,hist,spectrum (or shift/interventions/compare/track when only "
         "--shift/--interventions/--report/--track are given).",
+        rich_help_panel=_FIGURES,
+    ),
+]
+ReportKindOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kind",
+        "-k",
+        metavar=one_of("map", "hist", "spectrum", "gap", "shift", "interventions", "track", "all"),
+        help="Figures on the page: map, hist, spectrum, gap, shift, interventions, track or all; repeat the option "
+        "or give a comma list. Default: all (map, hist and spectrum, and shift/interventions/track when --shift/"
+        "--interventions/--track is given; gap only when named).",
         rich_help_panel=_FIGURES,
     ),
 ]
@@ -61,6 +75,7 @@ MethodOpt = Annotated[
     str,
     typer.Option(
         "--method",
+        metavar=one_of("umap", "pca"),
         help="2-D projection of the map: umap (as in Liang et al.; first fit compiles for ~10 s) or pca.",
         rich_help_panel=_FIGURES,
     ),
@@ -69,6 +84,7 @@ ColorByOpt = Annotated[
     str,
     typer.Option(
         "--color-by",
+        metavar=one_of("modality", "class"),
         help="Colour map points by `modality` (a colour per modality) or `class` (a colour per class label); "
         "the marker always shows the modality.",
         rich_help_panel=_FIGURES,
@@ -92,6 +108,8 @@ DpiOpt = Annotated[
         rich_help_panel=_FIGURES,
     ),
 ]
+PlotSeedOpt = Annotated[int, typer.Option(
+    "--seed", help="Random seed of the drawn pairs (--max-pairs: map, gap; the non-matching pairs of hist) and of UMAP.")]
 ShiftFileOpt = Annotated[
     Path | None,
     typer.Option(
@@ -141,7 +159,7 @@ def plot(
     method: MethodOpt = "umap",
     color_by: ColorByOpt = "modality",
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="File format: png, svg or pdf.", rich_help_panel=_FIGURES)
+        str, typer.Option("--format", "-f", metavar=one_of("png", "svg", "pdf"), help="File format: png, svg or pdf.", rich_help_panel=_FIGURES)
     ] = "png",
     out: Annotated[
         Path,
@@ -149,7 +167,7 @@ def plot(
                      rich_help_panel=_FIGURES),
     ] = Path("gapdiag-plots"),
     dpi: DpiOpt = None,
-    seed: SeedOpt = 0,
+    seed: PlotSeedOpt = 0,
     max_pairs: MaxPairsOpt = 2000,
     shift: ShiftFileOpt = None,
     interventions: InterventionsFileOpt = None,
@@ -248,7 +266,7 @@ def report(
             "--sample", help="Use this many samples (seeded) for the quadratic metrics; default exact."
         ),
     ] = None,
-    kind: KindOpt = None,
+    kind: ReportKindOpt = None,
     method: MethodOpt = "umap",
     color_by: ColorByOpt = "modality",
     max_pairs: MaxPairsOpt = 2000,
@@ -262,6 +280,7 @@ def report(
         typer.Option(
             "--format",
             "-f",
+            metavar=one_of("png", "svg"),
             help="Figure format inside the page: png (base64 images) or svg (inline vector graphics).",
             rich_help_panel=_FIGURES,
         ),

@@ -20,6 +20,7 @@ from gapdiag.commands.common import (
     TrainSeedOpt,
     WorkersOpt,
     console,
+    one_of,
     print_json,
 )
 
@@ -39,10 +40,10 @@ def train(
     pretrained: PretrainedOpt = None,
     split: Annotated[str | None, typer.Option("--split", help="Training split of the manifest.")] = "train",
     eval_split: Annotated[str | None, typer.Option("--eval-split", help="Split for the per-epoch metrics.")] = "test",
-    loss: Annotated[str, typer.Option("--loss", help="infonce, cua, cuaxu (Fahim et al.) or atp_cu (Grassucci et al.).")] = "infonce",
+    loss: Annotated[str, typer.Option("--loss", metavar=one_of("infonce", "cua", "cuaxu", "atp_cu"), help="infonce, cua, cuaxu (Fahim et al.) or atp_cu (Grassucci et al.).")] = "infonce",
     lambda_atp: Annotated[float | None, typer.Option("--lambda-atp", help="λ1 of atp_cu (default 1).")] = None,
     lambda_cu: Annotated[float | None, typer.Option("--lambda-cu", help="λ2 of atp_cu (default 1).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training data.")] = 10,
     batch_size: BatchSizeOpt = 128,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (cosine schedule with warm-up).")] = 1e-3,
     temperature: Annotated[float | None, typer.Option("--temperature", help="Fix τ (e.g. 0.1); default learnable.")] = None,

@@ -362,7 +362,16 @@ def _collate(batch: list[Any]) -> Any:
     for item in batch:
         if isinstance(item, _ItemError):
             return item
+    if isinstance(batch[0], dict):  # an image processor that also returns masks or shapes (transformers' SigLIP 2)
+        return {key: torch.stack([item[key] for item in batch]) for key in batch[0]}
     return torch.stack(batch)
+
+
+def _on_device(batch: Any, device: Any) -> Any:
+    """A collated batch (a tensor, or a dict of tensors) on ``device``."""
+    if isinstance(batch, dict):
+        return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    return batch.to(device, non_blocking=True)
 
 
 def _encode_images(loaded: LoadedModel, modality: Modality, todo: Sequence[tuple[int, int]], *, batch_size: int,
@@ -385,7 +394,7 @@ def _encode_images(loaded: LoadedModel, modality: Modality, todo: Sequence[tuple
         if isinstance(batch, _ItemError):
             raise DatasetError(batch.message)
         with torch.inference_mode(), loaded.autocast():
-            features = loaded.model.encode_image(batch.to(loaded.device, non_blocking=True))
+            features = loaded.model.encode_image(_on_device(batch, loaded.device))
         vectors = _to_numpy(features)
         on_batch(len(vectors))
         yield from assembler.add(vectors)

@@ -77,8 +77,11 @@ def offline_hint(model: str, pretrained: str | None) -> str:
     if model.startswith("hf-hub:"):
         fetch = f"hf download {model.removeprefix('hf-hub:')}"
     else:
+        # The tokenizer too: SigLIP's and other hf_tokenizer_name models' come from the hub, apart from the weights.
         tag = f", pretrained='{pretrained}'" if pretrained else ""
-        fetch = f"python -c \"import open_clip; open_clip.create_model('{model}'{tag})\""
+        fetch = (f"python -c \"import open_clip; open_clip.create_model('{model}'{tag}); "
+                 f"open_clip.get_tokenizer('{model}')\"")
     home = os.environ.get("HF_HOME", "~/.cache/huggingface")
     return (f"no network? pre-download where there is one (`{fetch}`), copy {home} here and set "
-            "HF_HUB_OFFLINE=1; or pass a local checkpoint file")
+            "HF_HUB_OFFLINE=1; or pass a local checkpoint file (-m ARCH -p FILE, or -m hf:./FOLDER for a "
+            "transformers model)")

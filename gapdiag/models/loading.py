@@ -35,6 +35,7 @@ from gapdiag.fsutil import atomic_write_json, hash_json, loads_json
 from gapdiag.models import checkpoints
 from gapdiag.models import index as model_index
 from gapdiag.models.hub import Hub, hub_access, offline_hint
+from gapdiag.models.huggingface import HF_PREFIX, build_hf, is_hf_model, resolve_hf
 
 CONFIG_DIR = model_index.BUNDLED_CONFIG_DIR
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -73,6 +74,7 @@ class ModelSpec:
         model_cfg: The architecture's config dict when known locally (None for hf-hub before download).
         preprocess_cfg: Preprocess overrides (mean, std, interpolation, resize mode) from the config.
         display_name: What titles and reports call the model.
+        weight_files: A transformers model's weight files (``hf:``), hashed into the key like ``checkpoint``.
     """
 
     architecture: str
@@ -81,10 +83,14 @@ class ModelSpec:
     model_cfg: dict[str, Any] | None = None
     preprocess_cfg: dict[str, Any] = field(default_factory=dict)
     display_name: str = ""
+    weight_files: tuple[Path, ...] = ()
 
     def fingerprint(self, *, precision: str, cache_dir: Path | None = None) -> dict[str, Any]:
         """Everything about the model that changes the vectors (for the cache key); no device/batch size."""
+        weights = {"weight_files_sha256": {p.name: file_sha256(p, cache_dir=cache_dir) for p in self.weight_files}
+                   } if self.weight_files else {}  # only for hf: models, so that no other key changes
         return {
+            **weights,
             "architecture": self.architecture,
             "model_cfg": self.model_cfg,
             "preprocess_cfg": self.preprocess_cfg,
@@ -119,7 +125,7 @@ def weights_are_random(architecture: str, pretrained: str | None, checkpoint: An
     An architecture name or a config JSON alone is built from its seeded initialisation; a pretrained tag, a
     checkpoint file, an ``hf-hub:`` id or a ``local-dir:`` folder brings weights.
     """
-    return not pretrained and not checkpoint and not architecture.startswith(("hf-hub:", "local-dir:"))
+    return not pretrained and not checkpoint and not architecture.startswith(("hf-hub:", "local-dir:", HF_PREFIX))
 
 
 def require_weights(spec: ModelSpec, *, random_init: bool) -> None:
@@ -260,6 +266,8 @@ def resolve_model(model: str | Path, pretrained: str | None = None, *, cache_roo
     text = str(model)
     path = Path(text).expanduser()
 
+    if is_hf_model(text):
+        return _hf_spec(text, pretrained, cache_root)
     if text.startswith("hf-hub:"):
         return ModelSpec(architecture=text, display_name=text)
 
@@ -329,6 +337,17 @@ def _training_output_spec(path: Path, cache_root: Path) -> ModelSpec:
                      display_name=f"{run_name}/{path.stem}" if run_name else path.stem)
 
 
+def _hf_spec(model: str, pretrained: str | None, cache_root: Path) -> ModelSpec:
+    """The spec of a transformers model (:mod:`gapdiag.models.huggingface`): its config, its weight files and its
+    processor (every processor and tokenizer file's SHA-256, the image settings and the caption padding)."""
+    source = resolve_hf(model, pretrained, digest=lambda p: file_sha256(p, cache_dir=cache_root))
+    preprocess = {"processor_files": source.processor_files, **source.processor_settings,
+                  "text_padding": source.padding()}
+    return ModelSpec(architecture=f"{HF_PREFIX}{source.name}", checkpoint=None, model_cfg=source.config,
+                     preprocess_cfg=preprocess, display_name=f"{HF_PREFIX}{source.name}",
+                     weight_files=source.weight_files)
+
+
 def _with_checkpoint(spec: ModelSpec, pretrained: str | None, cache_root: Path) -> ModelSpec:
     """Attach ``--pretrained`` (a local file or an open_clip tag) to an architecture spec."""
     if not pretrained:
@@ -359,12 +378,14 @@ def build_model(spec: ModelSpec, *, device: Device, precision: str = "fp32", ini
     so a randomly initialised architecture gives the same vectors in every process: the cache key of
     an architecture without weights stays truthful, and every rank of a distributed job builds the same model.
     """
+    dev = device.torch()
+    check_precision(precision, dev)
+    if is_hf_model(spec.architecture):
+        return _build_hf(spec, dev, precision)
     import open_clip
     import torch
 
     register_bundled_configs(model_index.written_config_file(spec.architecture))
-    dev = device.torch()
-    check_precision(precision, dev)
     pre = spec.preprocess_cfg or {}
     transforms_kwargs = {"image_" + k: pre[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pre}
     with hub_access(_needs_hub(spec)) as hub:
@@ -392,6 +413,14 @@ def build_model(spec: ModelSpec, *, device: Device, precision: str = "fp32", ini
             raise _checkpoint_error(spec, e) from None
     model = model.to(dev).eval()
     return LoadedModel(model=model, preprocess=preprocess, tokenizer=tokenizer, spec=spec, device=dev,
+                       precision=precision)
+
+
+def _build_hf(spec: ModelSpec, dev: Any, precision: str) -> LoadedModel:
+    """A transformers model (weights from its folder, so no init seed applies) on the torch device ``dev``."""
+    source = resolve_hf(spec.architecture, None, digest=lambda p: "")
+    model, preprocess, tokenizer = build_hf(source)
+    return LoadedModel(model=model.to(dev).eval(), preprocess=preprocess, tokenizer=tokenizer, spec=spec, device=dev,
                        precision=precision)
 
 
@@ -462,10 +491,14 @@ def _load_error(spec: ModelSpec, e: Exception, hub: Hub | None = None, *, what: 
     # huggingface_hub appends a paragraph ("Last error: An error happened while trying to locate ...") that
     # says nothing the hint does not; keep the line that names the file and the repository.
     text = f"{type(e).__name__}: {e}".splitlines()[0].split(" Last error:")[0][:300]
-    offline_markers = ("Failed to download", "HF Hub", "Connection", "resolve", "offline", "Max retries", "urlopen")
+    # transformers, fetching a SigLIP tokenizer offline, says "We couldn't connect to ... and couldn't find them in
+    # the cached files": a download that failed, not a wrong --model.
+    offline_markers = ("Failed to download", "HF Hub", "Connection", "resolve", "offline", "Max retries", "urlopen",
+                       "couldn't connect", "cached files", "LocalEntryNotFound")
     if any(m.lower() in text.lower() for m in offline_markers) or spec.architecture.startswith("hf-hub:"):
-        name = spec.pretrained or spec.architecture
-        where = f"; {hub.endpoint} is unreachable: {hub.unreachable}" if hub and hub.unreachable else ""
+        name = spec.display_name or spec.pretrained or spec.architecture
+        where = f"; {hub.endpoint} is unreachable: {hub.unreachable}" if hub and hub.unreachable else (
+            "; HF_HUB_OFFLINE is set" if hub and hub.offline else "")
         return ModelError(f"could not download {what} for {name!r} ({text}{where})",
                           hint=offline_hint(spec.architecture, spec.pretrained))
     return ModelError(f"could not build model {spec.display_name or spec.architecture!r}: {text}",

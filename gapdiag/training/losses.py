@@ -15,7 +15,7 @@ Sources:
     Alignment and Uniformity on the Hypersphere", ICML 2020 (Sec. 4.1). Fahim et al., "It's Not a
     Modality Gap: Characterizing and Addressing the Contrastive Gap", 2024 (the L_CUA and L_CUAXU objectives).
     Grassucci et al., "Closing the Modality Gap Aligns Group-Wise Semantics", 2026 (L_ATP, L_CU).
-    Exact definitions: ``/work/shared/metrics-notes.md`` and ``docs/losses.md``.
+    Exact definitions: ``docs/losses.md`` and ``docs/metrics.md``.
 """
 
 from __future__ import annotations
