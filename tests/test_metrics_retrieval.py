@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 
 import numpy as np
@@ -164,6 +165,39 @@ def test_capped_selection_falls_back_to_scoring_the_whole_gallery(monkeypatch):
     np.testing.assert_array_equal(idx, ref_topk(q, g, 3)[1])
 
 
+def test_rescoring_gathers_bounded_float64_blocks_whatever_the_number_of_candidates(monkeypatch):
+    """A query widened to a huge tie group may carry the whole gallery as candidates: ``exact_scores`` gathers
+    their vectors in float64 blocks of about ``_CHUNK_ELEMENTS`` values (rows × candidates × d), not all at once,
+    and gives the float64 scores (-inf for the -1 padding)."""
+    from gapdiag.metrics import search_index
+
+    monkeypatch.setattr(search_index, "_CHUNK_ELEMENTS", 4096)
+    rng = np.random.default_rng(9)
+    q = rng.normal(size=(50, 16)).astype(np.float32)
+    g = rng.normal(size=(300, 16)).astype(np.float32)
+    cand = rng.integers(-1, 300, size=(50, 300))
+    gathered: list[int] = []
+
+    class Gallery(np.ndarray):
+        def __getitem__(self, key):
+            block = np.asarray(np.ndarray.__getitem__(self, key))
+            gathered.append(block.size)
+            return block
+
+    got = search_index.exact_scores(q, g.view(Gallery), cand)
+    products = q.astype(np.float64)[:, None, :] * g.astype(np.float64)[np.maximum(cand, 0)]
+    assert np.array_equal(got, np.where(cand >= 0, products.sum(axis=-1), -np.inf))
+    assert gathered and max(gathered) <= 4096
+
+
+@pytest.mark.parametrize("ids", [np.arange(4), np.arange(6), np.arange(5).reshape(5, 1)], ids=["short", "long", "2-D"])
+def test_a_sample_index_that_is_not_one_id_per_item_is_refused(ids):
+    x = np.eye(5, dtype=np.float32)
+    for query_ids, gallery_ids in ((ids, np.arange(5)), (np.arange(5), ids)):
+        with pytest.raises(InputError, match=r"sample_index has shape .* but there are 5 items"):
+            recall_at_k(x, x, query_ids, gallery_ids, ks=(1,), device="cpu")
+
+
 def test_recall_tie_goes_to_the_lower_index_sample():
     g = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     q = np.array([[1.0, 0.0]], dtype=np.float32)
@@ -184,6 +218,16 @@ def test_recall_matches_reference_both_directions(captions_per_image):
     assert list(i2t) == [1, 5, 10]
 
 
+def test_an_engine_named_at_run_time_is_the_same_engine():
+    """The engine of a command line or a config file is a string built at run time, not the literal in the code:
+    it must select the same search (a comparison by identity would only see interned literals)."""
+    img, img_ids, txt, txt_ids = paired(20, 1, 8, noise=1.0, seed=3)
+    named = "FAISS".lower()  # as a command line or a config gives it: built at run time
+    assert named == "faiss" and named is not sys.intern("faiss")  # equal, not the literal's object
+    want = recall_at_k(img, txt, img_ids, txt_ids, (1, 5), device="cpu")
+    assert recall_at_k(img, txt, img_ids, txt_ids, (1, 5), device="cpu", engine=named) == want
+
+
 def test_recall_any_caption_counts_for_image_to_text():
     # Image 0's first caption is far away but its second is the nearest item: still a hit at 1.
     img = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
@@ -201,6 +245,14 @@ def test_flat_agreement_is_exactly_one_and_hnsw_close_on_easy_data():
     assert approximate_recall_agreement(q, g, 10, index="flat", sample=100, device="cpu") == 1.0
     assert approximate_recall_agreement(q, g, 10, index="hnsw", sample=100, device="cpu") >= 0.9
     assert approximate_recall_agreement(q, g, 10, index="ivf", sample=100, device="cpu", nprobe=10**6) == 1.0
+
+
+def test_ivf_on_a_gallery_too_small_to_split_uses_one_list_and_is_exact():
+    """FAISS's nlist rule (4·√n, at most n/39) gives 0 lists below 39 items: one list then, which is exact."""
+    rng = np.random.default_rng(8)
+    g = rng.normal(size=(30, 8)).astype(np.float32)
+    q = rng.normal(size=(12, 8)).astype(np.float32)
+    assert approximate_recall_agreement(q, g, 5, index="ivf", device="cpu") == 1.0
 
 
 def test_poor_ivf_settings_show_up_as_low_agreement():
