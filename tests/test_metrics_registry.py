@@ -21,16 +21,23 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 DIRECTIONS = {"higher": True, "lower": False, "—": None}
 
 
-def _documented_directions() -> dict[str, bool | None]:
-    """Base name -> direction from the "Better" column of the table at the top of docs/metrics.md."""
+def _metric_table() -> list[tuple[str, list[str], list[str]]]:
+    """``(line, base names, cells)`` of each row of the table at the top of docs/metrics.md."""
     lines = DOCS.read_text(encoding="utf-8").splitlines()
     start = lines.index("| Base name | Qualifier | Range | Better | Quadratic |") + 2
-    found: dict[str, bool | None] = {}
+    rows = []
     for line in lines[start:]:
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        names = re.findall(r"`([a-z0-9_]+)`", cells[0])
+        rows.append((line, re.findall(r"`([a-z0-9_]+)`", cells[0]), cells))
+    return rows
+
+
+def _documented_directions() -> dict[str, bool | None]:
+    """Base name -> direction from the "Better" column of the table at the top of docs/metrics.md."""
+    found: dict[str, bool | None] = {}
+    for line, names, cells in _metric_table():
         better = [DIRECTIONS[b.split(" (")[0].strip()] for b in cells[3].split(",")]
         if len(better) == 1:
             better *= len(names)
@@ -107,14 +114,8 @@ def _documented_end(text: str) -> float | None | str:
 
 def _documented_ranges() -> dict[str, tuple[float | None | str, float | None | str]]:
     """Base name -> (low end, high end) from the "Range" column of the table at the top of docs/metrics.md."""
-    lines = DOCS.read_text(encoding="utf-8").splitlines()
-    start = lines.index("| Base name | Qualifier | Range | Better | Quadratic |") + 2
     found: dict[str, tuple[float | None | str, float | None | str]] = {}
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        names = re.findall(r"`([a-z0-9_]+)`", cells[0])
+    for line, names, cells in _metric_table():
         ranges = []
         for item in _top_level_split(cells[2]):
             item = item.removeprefix("≈").strip()
