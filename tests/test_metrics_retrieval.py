@@ -151,6 +151,40 @@ def test_exact_ties_that_float32_search_misorders_are_found_by_widening():
             np.testing.assert_array_equal(idx, ref_idx)
 
 
+def test_search_widens_for_any_item_the_float32_scores_can_hide_within_their_documented_error(monkeypatch):
+    """FAISS's float32 scores err by up to ``score_tolerance(d)·‖q‖·‖g‖`` (docs/metrics-retrieval.md): the true
+    best item pushed down by that much and a rival pushed up by as much, the candidates must still be widened
+    until the best is rescored. Here the stand-in search errs by 0.99 of the bound on purpose; a window of one
+    bound instead of two (the search's version of realistic bug (c)) kept the rival."""
+    from gapdiag.metrics.rounding import score_tolerance
+    from gapdiag.metrics.search_index import Searcher
+
+    d, e = 16, score_tolerance(16)
+    offsets = np.r_[np.full(16, -0.75), -0.5, 0.0] * e  # 16 decoys, the rival (index 16), the best (index 17)
+    cos = np.float32(0.5) + offsets.astype(np.float32)
+    g = np.zeros((18, d), dtype=np.float32)
+    g[:, 0], g[:, 1] = cos, np.sqrt(1 - cos.astype(np.float64) ** 2).astype(np.float32)
+    q = np.eye(d, dtype=np.float32)[:1]
+    exact = q.astype(np.float64) @ g.astype(np.float64).T
+    assert exact[0, 17] > exact[0, 16] > exact[0, 0]
+    error = np.zeros(18)
+    error[16], error[17] = 0.99 * e, -0.99 * e  # within the bound (every norm here is 1 to float32 precision)
+
+    def erring_search(self, queries, kk):
+        found = (queries.astype(np.float64) @ self.gallery.astype(np.float64).T + error).astype(np.float32)
+        order = np.lexsort((np.arange(18)[None, :].repeat(len(queries), 0), -found), axis=-1)[:, :kk]
+        dist, cand = np.take_along_axis(found, order, axis=1), order.astype(np.int64)
+        pad = kk - cand.shape[1]
+        return (np.pad(dist, ((0, 0), (0, pad)), constant_values=-np.inf),
+                np.pad(cand, ((0, 0), (0, pad)), constant_values=-1))
+
+    monkeypatch.setattr(Searcher, "raw_search", erring_search)
+    _, first = erring_search(type("S", (), {"gallery": g})(), q, 17)
+    assert 17 not in first[0]  # the best is hidden behind the decoys
+    scores, idx = search_topk(q, g, 1, normalize=False, device="cpu")
+    assert idx.tolist() == [[17]] and scores[0, 0] == exact[0, 17]
+
+
 def test_capped_selection_falls_back_to_scoring_the_whole_gallery(monkeypatch):
     # FAISS GPU selects at most 2048 results; emulate a cap of 4 so the CPU run takes the same fallback.
     from gapdiag.metrics import retrieval
@@ -253,6 +287,37 @@ def test_ivf_on_a_gallery_too_small_to_split_uses_one_list_and_is_exact():
     g = rng.normal(size=(30, 8)).astype(np.float32)
     q = rng.normal(size=(12, 8)).astype(np.float32)
     assert approximate_recall_agreement(q, g, 5, index="ivf", device="cpu") == 1.0
+
+
+def test_ivf_with_more_lists_than_gallery_items_is_a_one_line_input_error():
+    g = np.random.default_rng(2).normal(size=(30, 8)).astype(np.float32)
+    for nlist in (31, 64):
+        with pytest.raises(InputError, match=f"nlist={nlist} is larger than the gallery \\(30 items\\); lower nlist"):
+            search_topk(g[:3], g, 2, index="ivf", nlist=nlist, device="cpu")
+
+
+@pytest.mark.parametrize("builds", [["faiss-cpu"], ["faiss-cpu", "faiss-gpu"]])
+def test_a_faiss_that_cannot_be_imported_is_one_error_naming_the_installed_builds(monkeypatch, builds):
+    """pip can list a FAISS that ``import faiss`` cannot find (two builds sharing one faiss/ folder, one removed):
+    one line naming what is installed, and the clash when there are two, with the fix."""
+    import sys
+    from importlib import metadata
+
+    from gapdiag.errors import GapdiagError
+    from gapdiag.metrics.search_index import load_faiss
+
+    def version(name):
+        if name not in builds:
+            raise metadata.PackageNotFoundError(name)
+        return "1.9.0"
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    monkeypatch.setattr(metadata, "version", version)
+    with pytest.raises(GapdiagError, match="FAISS cannot be loaded") as excinfo:
+        load_faiss()
+    message = str(excinfo.value)
+    assert "\n" not in message and "faiss-cpu 1.9.0" in message and "pip uninstall" in excinfo.value.hint
+    assert ("two FAISS builds" in message) is (len(builds) > 1)
 
 
 def test_poor_ivf_settings_show_up_as_low_agreement():
@@ -361,6 +426,26 @@ def test_torch_backend_gives_the_reference_ranking_ties_included(torch_search_on
     # Query slices: a score budget of one row per slice must not change a bit.
     monkeypatch.setattr(torch_search_on_cpu._TorchFlatIndex, "max_scores", 1)
     np.testing.assert_array_equal(search_topk(q, g, 9, device="cuda")[1], ref_idx)
+
+
+def test_torch_search_holds_at_most_its_score_budget_on_the_device(torch_search_on_cpu, monkeypatch):
+    """The torch backend scores the queries in slices of ``max_scores`` scores (1 GiB of float32 on a GPU), so a
+    large query set does not take the device's memory at once; the ranking is the reference one."""
+    import torch
+
+    monkeypatch.setattr(torch_search_on_cpu._TorchFlatIndex, "max_scores", 101 * 8)
+    held: list[int] = []
+    real_topk = torch.topk
+
+    def topk(scores, *args, **kwargs):
+        held.append(scores.numel())
+        return real_topk(scores, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "topk", topk)
+    rng = np.random.default_rng(13)
+    q, g = rng.normal(size=(37, 24)), rng.normal(size=(101, 24))
+    np.testing.assert_array_equal(search_topk(q, g, 9, device="cuda")[1], ref_topk(q, g, 9)[1])
+    assert held and max(held) <= 101 * 8
 
 
 def test_torch_backend_widens_exact_ties_that_float32_misorders(torch_search_on_cpu):
