@@ -3,7 +3,7 @@
 Usage (from the repository root, with gapdiag's dev environment; cosmic-ray is not a dependency)::
 
     pip install cosmic-ray==8.7.0
-    nice -n 10 python scripts/mutation_sample.py --sample 150 --seed 3 --out /tmp/mutation   # every module in MODULES
+    nice -n 10 python scripts/mutation_sample.py --sample 150 --seed 25 --out /tmp/mutation  # every module in MODULES
     python scripts/mutation_sample.py gapdiag/metrics/bounds.py --sample 0                   # one module, every mutant
     python scripts/mutation_sample.py --count                                                # only count the mutants
 
