@@ -52,7 +52,7 @@ _CACHE = "tests/test_cache.py tests/test_cache_trust.py"
 MODULES: dict[str, str] = {
     "gapdiag/metrics/__init__.py": "tests/test_metrics_once.py",
     "gapdiag/metrics/arithmetic.py": f"tests/test_metrics_zeroshot.py tests/test_metrics_sampling.py {_ENGINE}",
-    "gapdiag/metrics/blocked.py": f"{_GEOMETRY} tests/test_cross_scan.py tests/test_metrics_engine.py",
+    "gapdiag/metrics/blocked.py": f"{_GEOMETRY} {_SCAN} tests/test_metrics_engine.py",
     "gapdiag/metrics/bounds.py": "tests/test_metrics_degenerate.py tests/test_metrics_once.py",
     "gapdiag/metrics/clustering.py": "tests/test_metrics_clustering.py",
     "gapdiag/metrics/cone.py": f"tests/test_metrics_conformity.py {_GEOMETRY}",
@@ -62,7 +62,7 @@ MODULES: dict[str, str] = {
     "gapdiag/metrics/gap.py": f"{_GEOMETRY} tests/test_metrics_engine.py",
     "gapdiag/metrics/hubness.py": _DIAGNOSTICS,
     "gapdiag/metrics/intrinsic.py": _DIAGNOSTICS,
-    "gapdiag/metrics/linalg.py": f"{_GEOMETRY} tests/test_metrics_diagnostics.py",
+    "gapdiag/metrics/linalg.py": f"{_GEOMETRY} tests/test_metrics_diagnostics.py tests/test_tile_workers.py",
     "gapdiag/metrics/passes.py": _ENGINE,
     "gapdiag/metrics/quadratic.py": f"{_ENGINE} tests/test_torch_passes.py",
     "gapdiag/metrics/rank.py": f"{_GEOMETRY} tests/test_metrics_engine.py",

@@ -232,6 +232,11 @@ def test_a_sample_index_that_is_not_one_id_per_item_is_refused(ids):
             recall_at_k(x, x, query_ids, gallery_ids, ks=(1,), device="cpu")
 
 
+def test_a_dimension_mismatch_names_both_dimensions():
+    with pytest.raises(InputError, match="queries has dim 8 but gallery has dim 6; embed both with the same model"):
+        recall_at_k(np.ones((5, 8)), np.ones((7, 6)), np.arange(5), np.arange(7), ks=(1,), device="cpu")
+
+
 def test_recall_tie_goes_to_the_lower_index_sample():
     g = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     q = np.array([[1.0, 0.0]], dtype=np.float32)

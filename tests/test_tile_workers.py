@@ -152,3 +152,23 @@ def test_one_blas_thread_runs_blas_on_one_thread_and_gives_the_threads_back():
     with one_blas_thread():
         assert blas_threads() == [1] * len(before)
     assert blas_threads() == before
+
+
+def test_the_uniformity_pass_scores_each_tile_in_strips_of_bounded_size(monkeypatch):
+    """Each tile's terms are computed strip by strip, about ``_STRIP_ELEMENTS`` scores at a time (memory beside
+    the tile), in every tile, the first column of tiles included; the value does not depend on the strips."""
+    from gapdiag.metrics import blocked
+
+    z = _unit(np.random.default_rng(4).normal(size=(70, 8)))
+    whole = within_pass(z, t=2.0, block_size=32, threads=1)
+    monkeypatch.setattr(blocked, "_STRIP_ELEMENTS", 64)
+    held: list[tuple[int, int]] = []
+    real = blocked.strip_uniformity
+
+    def strip_uniformity(strip, *args, **kwargs):
+        held.append(strip.shape)
+        return real(strip, *args, **kwargs)
+
+    monkeypatch.setattr(blocked, "strip_uniformity", strip_uniformity)
+    assert within_pass(z, t=2.0, block_size=32, threads=1) == pytest.approx(whole, rel=1e-12)
+    assert held and max(rows * cols for rows, cols in held) <= 64
