@@ -34,15 +34,18 @@ def _metric_table() -> list[tuple[str, list[str], list[str]]]:
     return rows
 
 
+def _one_per_name(line: str, names: list[str], values: list) -> dict:
+    """A row's values by base name: one value for every name of the row, or one each."""
+    values = values * len(names) if len(values) == 1 else values
+    assert len(values) == len(names), line
+    return dict(zip(names, values))
+
+
 def _documented_directions() -> dict[str, bool | None]:
     """Base name -> direction from the "Better" column of the table at the top of docs/metrics.md."""
     found: dict[str, bool | None] = {}
     for line, names, cells in _metric_table():
-        better = [DIRECTIONS[b.split(" (")[0].strip()] for b in cells[3].split(",")]
-        if len(better) == 1:
-            better *= len(names)
-        assert len(better) == len(names), line
-        found.update(zip(names, better))
+        found.update(_one_per_name(line, names, [DIRECTIONS[b.split(" (")[0].strip()] for b in cells[3].split(",")]))
     return found
 
 
@@ -122,10 +125,7 @@ def _documented_ranges() -> dict[str, tuple[float | None | str, float | None | s
             ends = ["-∞", "∞"] if item == "ℝ" else _top_level_split(item[1:-1])
             assert len(ends) == 2, line
             ranges.append((_documented_end(ends[0]), _documented_end(ends[1])))
-        if len(ranges) == 1:
-            ranges *= len(names)
-        assert len(ranges) == len(names), line
-        found.update(zip(names, ranges))
+        found.update(_one_per_name(line, names, ranges))
     return found
 
 
