@@ -908,3 +908,13 @@ def test_a_random_init_run_against_a_trained_baseline_is_a_gate_conflict_and_a_c
     assert any("random-init weights (random)" in w for w in comparison.warnings)
     # Reports that do not say (older gapdiag, precomputed vectors) are not guessed at.
     assert check_reports(_weights(None), _weights(False), RuleSet(), registry=FAKE).passed
+
+
+def test_a_bound_is_crossed_only_beyond_a_relative_millionth_of_it():
+    """Float rounding of a value at its bound is not a crossing: the slack is 1e-6 of the bound's size (at least
+    1e-6), on bounds larger than 1 too (uniformity's -8)."""
+    from gapdiag.check.rules import outside_bounds
+
+    assert not outside_bounds(-8.0 - 4e-6, -8.0, 0.0) and outside_bounds(-8.0 - 2e-5, -8.0, 0.0)
+    assert not outside_bounds(4.0 + 3e-6, 0.0, 4.0) and outside_bounds(4.0 + 5e-6, 0.0, 4.0)
+    assert not outside_bounds(1.0 + 5e-7, 0.0, 1.0) and outside_bounds(1.0 + 2e-6, 0.0, 1.0)

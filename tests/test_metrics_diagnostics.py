@@ -120,6 +120,13 @@ def test_mmd_matches_the_double_loop_and_tells_shapes_apart():
     assert got[0] == pytest.approx(want[0], rel=1e-5) and got[1] == want[1]
 
 
+def test_mmd_of_a_set_of_one_item_names_both_sizes():
+    with pytest.raises(InputError, match="the MMD test needs at least 2 items per set, got 1 and 5"):
+        mmd_test(np.ones((1, 3)), np.ones((5, 3)))
+    with pytest.raises(InputError, match="got 5 and 1"):
+        mmd_test(np.ones((5, 3)), np.ones((1, 3)))
+
+
 def _seeded_relabellings(seed: int, m: int, n: int, permutations: int) -> np.ndarray:
     """The relabellings ``mmd_test(sample=None, seed=seed)`` draws: permutations of (1 × m, 0 × n), in order."""
     rng = np.random.default_rng(seed)
