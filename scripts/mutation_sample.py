@@ -1,21 +1,27 @@
-"""Mutation testing of gapdiag's metrics on a seeded sample of mutants (cosmic-ray), module by module.
+"""Mutation testing of gapdiag's metrics, gate and cache on a seeded, stratified sample of mutants (cosmic-ray).
 
 Usage (from the repository root, with gapdiag's dev environment; cosmic-ray is not a dependency)::
 
     pip install cosmic-ray==8.7.0
-    python scripts/mutation_sample.py --sample 8 --seed 0 --out /tmp/mutation     # every module in MODULES
-    python scripts/mutation_sample.py gapdiag/metrics/intrinsic.py --sample 0     # one module, every mutant
+    nice -n 10 python scripts/mutation_sample.py --sample 150 --seed 25 --out /tmp/mutation  # every module in MODULES
+    python scripts/mutation_sample.py gapdiag/metrics/bounds.py --sample 0                   # one module, every mutant
+    python scripts/mutation_sample.py --count                                                # only count the mutants
 
-For each module it writes a cosmic-ray config (the module, the tests that exercise it, a timeout), runs
-``cosmic-ray init``, marks the mutants of type annotations (never evaluated: equivalent) and every other mutant
-outside a seeded sample of ``--sample`` as skipped (0 = all), runs
-``cosmic-ray exec`` and prints the killed / survived counts and the diff of every survivor; ``--out`` keeps the
-sessions (``cr-report <out>/<module>.sqlite`` or ``cr-html`` show them again). Each mutant runs the module's tests
-in ``MODULES`` (a few seconds each, ``-x``): the map must follow the code when modules move.
+For each module it writes a cosmic-ray config (the module, the tests that exercise it, a timeout) and runs
+``cosmic-ray init``; it marks the mutants of type annotations (never evaluated: equivalent) as skipped. The
+sample of ``--sample`` mutants is then **stratified by module with proportional allocation**: each module gets
+its share of the sample in proportion to its number of mutants (largest remainders, at least one per module that
+has any), drawn with ``random.Random(f"{seed}:{module}")``, so the unweighted score estimates the score over
+every mutant and a module's draw does not depend on which other modules run. Every other mutant is marked
+skipped, ``cosmic-ray exec`` runs the rest, and the script prints killed / survived per module and the diff of
+every survivor as it goes, then the total with its 95 % Wilson interval. ``--out`` keeps the sessions
+(``cr-report <out>/<module>.sqlite`` or ``cr-html`` show them again). Each mutant runs the module's tests in
+``MODULES`` (``-x``, a few seconds to a minute each): the map must follow the code when modules move.
 
-cosmic-ray mutates the module **in place** and restores it after each mutant. The script refuses a module with
-uncommitted changes and restores it from git at the end if a run was interrupted, so run it on a clean tree and
-do not edit while it runs. CPU: one mutant at a time; ``nice -n 10`` on a shared machine.
+cosmic-ray mutates the module **in place** and restores it after each mutant. The script refuses to start
+with uncommitted changes under ``gapdiag/`` and restores a module from git at the end if a run was interrupted,
+so run it on a clean tree and edit nothing while it runs. CPU: one mutant at a time; ``nice -n 10`` on a shared
+machine.
 """
 
 from __future__ import annotations
@@ -32,22 +38,54 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 COSMIC_RAY = str(Path(sys.executable).with_name("cosmic-ray"))  # installed beside this Python
 
-#: Module -> the pytest arguments that exercise it (kept short: they run once per mutant; one -k per entry, since
-#: pytest keeps only the last).
+#: Test files, in the order -x meets them (the most specific first), and what they cover.
+_GEOMETRY = "tests/test_metrics_geometry.py tests/test_metrics_once.py"
+_DIAGNOSTICS = "tests/test_metrics_diagnostics.py tests/test_metrics_degenerate.py"
+_ENGINE = "tests/test_metrics_plan.py tests/test_metrics_engine.py"
+_SCAN = "tests/test_cross_scan.py tests/test_tile_workers.py"
+_CHECK = "tests/test_check.py tests/test_compare.py tests/test_bootstrap.py"
+_CACHE = "tests/test_cache.py tests/test_cache_trust.py"
+
+#: Module -> the pytest arguments that exercise it (they run once per mutant with -x, so each list is the tests
+#: that import the module or reach it through its callers, not the whole suite; docs/reliability.md says how a
+#: survivor was then run against the wider suite before it was called one).
 MODULES: dict[str, str] = {
-    "gapdiag/metrics/bounds.py": "tests/test_metrics_degenerate.py",
-    "gapdiag/metrics/intrinsic.py": "tests/test_metrics_diagnostics.py tests/test_metrics_degenerate.py "
-                                    "-k 'twonn or two_nn or isoscore or identical or real_cause'",
-    "gapdiag/metrics/similarity.py": "tests/test_metrics_diagnostics.py tests/test_metrics_degenerate.py "
-                                     "-k 'cka or knn or overlap or two_model'",
+    "gapdiag/metrics/__init__.py": "tests/test_metrics_once.py",
+    "gapdiag/metrics/arithmetic.py": f"tests/test_metrics_zeroshot.py tests/test_metrics_sampling.py {_ENGINE}",
+    "gapdiag/metrics/blocked.py": f"{_GEOMETRY} {_SCAN} tests/test_metrics_engine.py",
+    "gapdiag/metrics/bounds.py": "tests/test_metrics_degenerate.py tests/test_metrics_once.py",
     "gapdiag/metrics/clustering.py": "tests/test_metrics_clustering.py",
-    "gapdiag/metrics/decomposition.py": "tests/test_metrics_diagnostics.py -k 'w2 or dims or mmd or compute_all'",
-    "gapdiag/metrics/hubness.py": "tests/test_metrics_diagnostics.py -k hubness",
-    "gapdiag/metrics/gap.py": "tests/test_metrics_geometry.py",
-    "gapdiag/metrics/cone.py": "tests/test_metrics_geometry.py",
-    "gapdiag/metrics/rank.py": "tests/test_metrics_geometry.py",
-    "gapdiag/metrics/uniformity.py": "tests/test_metrics_geometry.py tests/test_metrics_engine.py "
-                                     "-k 'uniform or w2 or bad_input or reference'",
+    "gapdiag/metrics/cone.py": f"tests/test_metrics_conformity.py {_GEOMETRY}",
+    "gapdiag/metrics/cross.py": f"{_SCAN} tests/test_metrics_retrieval.py tests/test_metrics_engine.py",
+    "gapdiag/metrics/decomposition.py": _DIAGNOSTICS,
+    "gapdiag/metrics/engine.py": _ENGINE,
+    "gapdiag/metrics/gap.py": f"{_GEOMETRY} tests/test_metrics_engine.py",
+    "gapdiag/metrics/hubness.py": _DIAGNOSTICS,
+    "gapdiag/metrics/intrinsic.py": _DIAGNOSTICS,
+    "gapdiag/metrics/linalg.py": f"{_GEOMETRY} tests/test_metrics_diagnostics.py tests/test_tile_workers.py",
+    "gapdiag/metrics/passes.py": _ENGINE,
+    "gapdiag/metrics/quadratic.py": f"{_ENGINE} tests/test_torch_passes.py",
+    "gapdiag/metrics/rank.py": f"{_GEOMETRY} tests/test_metrics_engine.py",
+    "gapdiag/metrics/registry.py": f"tests/test_metrics_registry.py {_ENGINE} tests/test_check.py",
+    "gapdiag/metrics/retrieval.py": f"tests/test_metrics_retrieval.py {_SCAN}",
+    "gapdiag/metrics/rounding.py": f"tests/test_metrics_once.py {_SCAN} tests/test_metrics_degenerate.py",
+    "gapdiag/metrics/running_topk.py": _SCAN,
+    "gapdiag/metrics/sampling.py": "tests/test_metrics_sampling.py tests/test_metrics_engine.py "
+                                  "tests/test_cli.py::test_sample_floor_is_one_check_for_every_command",
+    "gapdiag/metrics/search_index.py": "tests/test_metrics_retrieval.py tests/test_metrics_once.py",
+    "gapdiag/metrics/similarity.py": f"{_DIAGNOSTICS} tests/test_compare_models.py",
+    "gapdiag/metrics/strip_scan.py": f"{_SCAN} tests/test_metrics_once.py",
+    "gapdiag/metrics/tile_workers.py": "tests/test_tile_workers.py tests/test_cross_scan.py",
+    "gapdiag/metrics/torch_passes.py": "tests/test_torch_passes.py tests/test_metrics_plan.py",
+    "gapdiag/metrics/uniformity.py": f"{_GEOMETRY} tests/test_metrics_engine.py",
+    "gapdiag/metrics/validation.py": f"{_GEOMETRY} tests/test_metrics_diagnostics.py tests/test_metrics_clustering.py "
+                                    "tests/test_metrics_retrieval.py",
+    "gapdiag/metrics/zeroshot.py": "tests/test_metrics_zeroshot.py tests/test_metrics_engine.py",
+    **{f"gapdiag/check/{name}.py": _CHECK
+       for name in ("__init__", "bootstrap", "compare", "config", "evaluate", "provenance", "render", "rules")},
+    **{f"gapdiag/cache/{name}.py": _CACHE
+       for name in ("__init__", "entry", "files", "integrity", "keys", "store", "writer")},
+    "gapdiag/cache/derived.py": "tests/test_derived.py tests/test_cache.py",
 }
 
 
@@ -90,12 +128,23 @@ def _annotation_spans(module: str) -> list[tuple[tuple[int, int], tuple[int, int
     return [((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0)) for n in found]
 
 
-def _keep_sample(session: Path, module: str, sample: int, seed: int) -> tuple[int, int, int]:
-    """Skip the mutants of annotations, then every other pending mutant outside a seeded sample of ``sample``;
-    ``(all, in annotations, kept)``."""
+def _mutant_key(item: object) -> tuple:
+    """A mutant's place and operator: stable across ``cosmic-ray init`` runs (job ids are fresh uuids)."""
+    return tuple((str(m.module_path), m.operator_name, m.occurrence, tuple(m.start_pos))  # type: ignore[attr-defined]
+                 for m in item.mutations)  # type: ignore[attr-defined]
+
+
+def _init_module(module: str, tests: str, *, out: Path, timeout: float) -> tuple[Path, Path, list, int]:
+    """``cosmic-ray init`` one module and skip its mutants of annotations; ``(config, session, the other mutants
+    in a stable order, how many mutate annotations)``."""
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
+    stem = module.replace("/", ".").removesuffix(".py")
+    config, session = out / f"{stem}.toml", out / f"{stem}.sqlite"
+    config.write_text(_config(module, tests, timeout))
+    session.unlink(missing_ok=True)
+    subprocess.run([COSMIC_RAY, "init", str(config), str(session)], cwd=REPO, check=True)
     spans = _annotation_spans(module)
 
     def in_annotation(item: object) -> bool:
@@ -106,17 +155,45 @@ def _keep_sample(session: Path, module: str, sample: int, seed: int) -> tuple[in
         typed = [item.job_id for item in pending if in_annotation(item)]
         db.set_multiple_results(typed, WorkResult(output="mutates a type annotation, never evaluated",
                                                   worker_outcome=WorkerOutcome.SKIPPED))
-        ids = sorted({item.job_id for item in pending} - set(typed))
-        if sample <= 0 or sample >= len(ids):
-            return len(pending), len(typed), len(ids)
-        keep = set(random.Random(seed).sample(ids, sample))
-        skip = [job for job in ids if job not in keep]
+    skipped = set(typed)
+    rest = sorted((item for item in pending if item.job_id not in skipped), key=_mutant_key)
+    return config, session, rest, len(typed)
+
+
+def allocate(sizes: dict[str, int], sample: int) -> dict[str, int]:
+    """Proportional allocation of ``sample`` draws to strata of ``sizes``: largest remainders (ties by name), at
+    least one draw per non-empty stratum, never more than a stratum holds; ``sample <= 0`` takes everything."""
+    if sample <= 0 or sample >= sum(sizes.values()):
+        return dict(sizes)
+    total = sum(sizes.values())
+    quota = {m: sample * n / total for m, n in sizes.items()}
+    share = {m: min(n, max(1 if n else 0, int(quota[m]))) for m, n in sizes.items()}
+    order = sorted(sizes, key=lambda m: (-(quota[m] - int(quota[m])), m))
+    while sum(share.values()) < sample:
+        grew = False
+        for m in order:
+            if sum(share.values()) < sample and share[m] < sizes[m]:
+                share[m] += 1
+                grew = True
+        if not grew:
+            break
+    return share
+
+
+def _skip_outside_sample(session: Path, rest: list, keep: int, seed: str) -> None:
+    """Mark every mutant of ``rest`` outside a seeded draw of ``keep`` of them as skipped."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    chosen = set(random.Random(seed).sample(range(len(rest)), keep))
+    skip = [item.job_id for i, item in enumerate(rest) if i not in chosen]
+    with use_db(str(session)) as db:
         db.set_multiple_results(skip, WorkResult(output="not in the sample", worker_outcome=WorkerOutcome.SKIPPED))
-        return len(pending), len(typed), len(keep)
 
 
 def _summary(session: Path) -> tuple[int, int, list[str]]:
-    """``(killed, survived, [diff of each survivor])`` of the mutants that ran."""
+    """``(killed, survived, [diff of each survivor])`` of the mutants that ran (a timeout or a mutant that
+    cannot be imported counts as killed, as cosmic-ray counts it)."""
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
@@ -133,18 +210,20 @@ def _summary(session: Path) -> tuple[int, int, list[str]]:
     return killed, len(survivors), survivors
 
 
-def run_module(module: str, tests: str, *, sample: int, seed: int, out: Path, timeout: float) -> tuple[int, int]:
-    """Mutation-test one module on a sample of its mutants; ``(killed, survived)``."""
-    if subprocess.run(["git", "diff", "--quiet", "--", module], cwd=REPO, check=False).returncode != 0:
-        raise SystemExit(f"{module} has uncommitted changes: commit them first (cosmic-ray mutates it in place)")
-    stem = module.replace("/", ".").removesuffix(".py")
-    config, session = out / f"{stem}.toml", out / f"{stem}.sqlite"
-    config.write_text(_config(module, tests, timeout))
-    session.unlink(missing_ok=True)
+def wilson(killed: int, ran: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion ``killed / ran`` (Wilson 1927); ``(0, 1)`` when nothing ran."""
+    if ran == 0:
+        return 0.0, 1.0
+    p = killed / ran
+    centre = (p + z * z / (2 * ran)) / (1 + z * z / ran)
+    half = z * ((p * (1 - p) / ran + z * z / (4 * ran * ran)) ** 0.5) / (1 + z * z / ran)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _exec_module(module: str, config: Path, session: Path) -> tuple[int, int]:
+    """``cosmic-ray exec`` one module's session, restore the module from git if the run was cut short, print
+    the survivors; ``(killed, survived)``."""
     try:
-        subprocess.run([COSMIC_RAY, "init", str(config), str(session)], cwd=REPO, check=True)
-        total, typed, kept = _keep_sample(session, module, sample, seed)
-        print(f"{module}: {kept} of {total - typed} mutants ({typed} more only change annotations)", flush=True)
         subprocess.run([COSMIC_RAY, "exec", str(config), str(session)], cwd=REPO, check=True)
     finally:
         if subprocess.run(["git", "diff", "--quiet", "--", module], cwd=REPO, check=False).returncode != 0:
@@ -159,25 +238,39 @@ def run_module(module: str, tests: str, *, sample: int, seed: int, out: Path, ti
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: {', '.join(MODULES)})")
-    parser.add_argument("--sample", type=int, default=8, help="mutants per module, seeded (0 = every mutant)")
+    parser.add_argument("modules", nargs="*", help="modules to mutate (default: every module in MODULES)")
+    parser.add_argument("--sample", type=int, default=150, help="mutants in all, stratified by module (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant (a timeout counts as killed)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per mutant (a timeout counts as killed)")
+    parser.add_argument("--count", action="store_true", help="only count each module's mutants and the allocation")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "gapdiag-mutation",
                         help="sessions and configs go here (default: gapdiag-mutation in the temp dir)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    unknown = [m for m in args.modules if m not in MODULES]
+    modules = args.modules or list(MODULES)
+    unknown = [m for m in modules if m not in MODULES]
     if unknown:
         raise SystemExit(f"no tests listed for {unknown} in MODULES; add them there")
-    totals = [0, 0]
-    for module in args.modules or list(MODULES):
-        killed, survived = run_module(module, MODULES[module], sample=args.sample, seed=args.seed, out=args.out,
-                                      timeout=args.timeout)
-        totals[0] += killed
-        totals[1] += survived
-    ran = sum(totals)
-    print(f"total: killed {totals[0]} of {ran} ({100 * totals[0] / max(ran, 1):.1f} %), survived {totals[1]}")
+    if subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "gapdiag"], cwd=REPO, check=False).returncode:
+        raise SystemExit("gapdiag/ has uncommitted changes: commit them first (cosmic-ray mutates it in place)")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True, capture_output=True,
+                            text=True).stdout.strip()
+    sessions = {m: _init_module(m, MODULES[m], out=args.out, timeout=args.timeout) for m in modules}
+    share = allocate({m: len(s[2]) for m, s in sessions.items()}, args.sample)
+    for m, (_, _, rest, typed) in sessions.items():
+        print(f"{m}: {share[m]} of {len(rest)} mutants ({typed} more only change annotations)", flush=True)
+    print(f"at {commit}: {sum(share.values())} of {sum(len(s[2]) for s in sessions.values())} mutants", flush=True)
+    if args.count:
+        return 0
+    killed = survived = 0
+    for m, (config, session, rest, _) in sessions.items():
+        _skip_outside_sample(session, rest, share[m], f"{args.seed}:{m}")
+        k, s = _exec_module(m, config, session)
+        killed, survived = killed + k, survived + s
+    ran = killed + survived
+    lo, hi = wilson(killed, ran)
+    print(f"total at {commit}: killed {killed} of {ran} ({100 * killed / max(ran, 1):.1f} %, 95 % Wilson interval "
+          f"{100 * lo:.1f}-{100 * hi:.1f} %), survived {survived}", flush=True)
     return 0
 
 

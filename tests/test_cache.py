@@ -900,3 +900,16 @@ def test_the_numpy_only_reader_in_docs_reads_an_entry(tmp_path):
 if __name__ == "__main__":
     root_arg, key_arg, log_arg, pause_arg, ready_arg, release_arg = sys.argv[1:7]
     _worker(root_arg, key_arg, log_arg, int(pause_arg), ready_arg, release_arg)
+
+
+@pytest.mark.parametrize("n", [5, 6])
+def test_an_ambiguous_prefix_lists_five_matches_and_says_when_there_are_more(tmp_path, n):
+    cache = EmbeddingCache(tmp_path / "c")
+    keys = [f"ab{i}0" for i in range(n)]
+    for key in keys:
+        build_entry(cache, key)
+    with pytest.raises(InputError, match=f"'ab' matches {n} entries") as excinfo:
+        cache.rm("ab")
+    shown = excinfo.value.message.split(": ", 1)[1]
+    assert shown == ", ".join(keys[:5]) + (", ..." if n > 5 else "")
+    assert all(cache.path(key).exists() for key in keys)

@@ -281,3 +281,42 @@ def test_no_change_of_a_byte_of_meta_json_is_read_as_other_metadata(tmp_path):
                 same += 1
     path.write_bytes(original)
     assert refused + same == 3 * len(original) and refused > 0.99 * 3 * len(original)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not a zip"])
+def test_a_damaged_npz_of_an_entry_is_a_one_line_cache_error_naming_it(tmp_path, damage):
+    """An entry's attribute arrays are read before its checksums are verified: a damaged ``.npz`` must still be
+    the one-line "corrupt cache file" error with the fix, not numpy's or zipfile's exception."""
+    path = tmp_path / "attributes.npz"
+    np.savez(path, colour=np.arange(40), shape=np.ones((8, 3)))
+    data = path.read_bytes()
+    path.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "not a zip": b"PK\x03\x04" + data[8:]}[damage])
+    with pytest.raises(CacheError, match=r"corrupt cache file .*attributes\.npz") as excinfo:
+        cache_files.load_npz(path, "k123")
+    assert "\n" not in str(excinfo.value) and "gapdiag cache rm k123" in excinfo.value.hint
+
+
+def test_verify_reports_every_damaged_file_of_an_entry_after_one_it_cannot_read(tmp_path, monkeypatch):
+    """``gapdiag cache verify`` is the full check: a file that cannot be read (an I/O error) is one problem,
+    and the files after it are still checked, so a damaged one among them is reported too."""
+    from gapdiag.cache import integrity
+
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "aaaa")
+    entry = cache.path("aaaa")
+    names = integrity.entry_files(json.loads((entry / "meta.json").read_text()))
+    unreadable, damaged = names[0], names[-1]
+    _flip_a_bit(entry / damaged)
+    read = integrity.checksum
+
+    def checksum(path, on_block=None):
+        if path.name == unreadable:
+            raise OSError(errno.EIO, "Input/output error")
+        return read(path, on_block=on_block)
+
+    monkeypatch.setattr(integrity, "checksum", checksum)
+    (result,) = cache.verify("aaaa")
+    problems = {p["file"]: p["reason"] for p in result["problems"]}
+    assert not result["ok"] and len(names) > 2
+    assert problems.get(unreadable) == "cannot read: Input/output error"
+    assert problems.get(damaged, "").startswith("checksum mismatch"), problems

@@ -945,3 +945,13 @@ def test_the_documented_default_gates_are_the_registry_s():
             continue
         shown = f"{rule.max_drop_relative:.0%}".replace("%", " %") if rule.max_drop_relative else f"{rule.max_drop:g}"
         assert tolerance == shown, (name, tolerance, shown)
+
+
+def test_a_bound_is_crossed_only_beyond_a_relative_millionth_of_it():
+    """Float rounding of a value at its bound is not a crossing: the slack is 1e-6 of the bound's size (at least
+    1e-6), on bounds larger than 1 too (uniformity's -8)."""
+    from gapdiag.check.rules import outside_bounds
+
+    assert not outside_bounds(-8.0 - 4e-6, -8.0, 0.0) and outside_bounds(-8.0 - 2e-5, -8.0, 0.0)
+    assert not outside_bounds(4.0 + 3e-6, 0.0, 4.0) and outside_bounds(4.0 + 5e-6, 0.0, 4.0)
+    assert not outside_bounds(1.0 + 5e-7, 0.0, 1.0) and outside_bounds(1.0 + 2e-6, 0.0, 1.0)

@@ -208,7 +208,7 @@ def test_same_sample_pairs_are_every_pair_once_in_row_major_order(monkeypatch, b
         assert all(rows.size <= batch or np.unique(rows).size == 1 for rows, _ in batches)
 
 
-@pytest.mark.parametrize(("n", "width"), [(0, 3), (1, 1), (10, 8), (50_000, 1024), (2049, 1024)])
+@pytest.mark.parametrize(("n", "width"), [(0, 3), (1, 1), (10, 8), (20, 4), (50_000, 1024), (2049, 1024)])
 def test_column_bands_cover_every_column_once_and_end_narrow(n, width):
     from gapdiag.metrics.cross import _column_bands
 
@@ -217,3 +217,27 @@ def test_column_bands_cover_every_column_once_and_end_narrow(n, width):
     if n > 2 * width:  # the last 2·width columns go in quarter bands
         assert all(stop - start <= max(1, width // 4) for start, stop in bands if start >= n - 2 * width)
         assert max(stop - start for start, stop in bands) <= width
+
+
+@pytest.mark.parametrize(("rows", "n_cols"), [((0, 5000), 300), ((7, 2000), 1 << 19), ((3, 4), 1), ((0, 0), 10)])
+def test_row_strips_cover_every_row_once_and_bound_the_scores_a_strip_holds(rows, n_cols):
+    """A strip's scores are held at once (the cross pass and ``block_pass``): about ``_STRIP_ELEMENTS`` of them,
+    one row when a row alone is wider, and every row of the tile exactly once."""
+    from gapdiag.metrics.blocked import _STRIP_ELEMENTS, row_strips
+
+    strips = row_strips(rows, n_cols)
+    assert [r for start, stop in strips for r in range(start, stop)] == list(range(*rows))
+    assert all(stop > start for start, stop in strips)
+    assert max(((stop - start) * n_cols for start, stop in strips), default=0) <= max(_STRIP_ELEMENTS, n_cols)
+
+
+@pytest.mark.parametrize(("threads", "n_rows", "topk", "want"), [(64, 10**6, 10, 8), (4, 10**6, 10, 4), (16, 10**8, 10, 1)])
+def test_workers_are_as_many_as_their_row_state_fits_in_the_budget(threads, n_rows, topk, want):
+    """Each worker keeps its own copy of the row state (132 bytes a query with top-10 lists): as many workers run
+    as fit in ``_WORKER_STATE_BUDGET`` together, never fewer than one."""
+    from gapdiag.metrics.cross import _WORKER_STATE_BUDGET, _affordable_workers
+
+    got = _affordable_workers(threads, n_rows, topk)
+    assert got == want
+    per_worker = n_rows * (8 + 4 + 12 * topk)
+    assert got == 1 or got * per_worker <= _WORKER_STATE_BUDGET

@@ -142,3 +142,20 @@ def test_a_memoised_report_keeps_the_metric_order_of_the_first_run(manifest, iso
     again = api.measure(manifest, progress=False, device="cpu")
     assert list(again.metrics) == list(first.metrics)
     assert list(again.metrics) != sorted(first.metrics)
+
+
+def test_a_checksummed_memo_this_version_cannot_read_is_a_miss_not_an_error(tmp_path):
+    """A memo can pass its checksum and still be another gapdiag version's (a format this one refuses): it is
+    computed again, not an error, and left in place for the version that wrote it."""
+    from gapdiag.cache import integrity
+    from gapdiag.errors import GapdiagError
+
+    path = tmp_path / "report-0123.json"
+    path.write_bytes(b'{"format": 99}')
+    integrity.write_sidecar(path, integrity.checksum(path))
+
+    def parse(data: bytes) -> dict:
+        raise GapdiagError("report format 99 is newer than this gapdiag")
+
+    assert derived._load(path, "report", parse) is None
+    assert path.exists()

@@ -185,6 +185,15 @@ def test_closed_gap_reads_as_inseparable_not_as_better_than_chance():
     assert "below chance" in note
 
 
+def test_an_open_gap_is_separable_with_no_below_chance_note():
+    """The "below chance" note is for a held-out accuracy under 1/M only: an open gap (separable, accuracy well
+    above chance) reports its accuracy and no such note."""
+    img, txt = _random(60, 24, 4)
+    values, extras = compute_all(_es(img + 3.0, txt - 3.0), ["modality_separability"], device="cpu")
+    assert values["modality_separability/joint"] > 0.9
+    assert not [n for n in extras.get("notes", []) if "modality_separability" in n], extras.get("notes")
+
+
 def test_the_cases_exercise_every_metric_compute_all_produces():
     produced: set[str] = set()
     for make in CASES.values():

@@ -120,6 +120,13 @@ def test_mmd_matches_the_double_loop_and_tells_shapes_apart():
     assert got[0] == pytest.approx(want[0], rel=1e-5) and got[1] == want[1]
 
 
+def test_mmd_of_a_set_of_one_item_names_both_sizes():
+    with pytest.raises(InputError, match="the MMD test needs at least 2 items per set, got 1 and 5"):
+        mmd_test(np.ones((1, 3)), np.ones((5, 3)))
+    with pytest.raises(InputError, match="got 5 and 1"):
+        mmd_test(np.ones((5, 3)), np.ones((1, 3)))
+
+
 def _seeded_relabellings(seed: int, m: int, n: int, permutations: int) -> np.ndarray:
     """The relabellings ``mmd_test(sample=None, seed=seed)`` draws: permutations of (1 × m, 0 × n), in order."""
     rng = np.random.default_rng(seed)
@@ -323,6 +330,14 @@ def test_twonn_of_identical_or_too_few_points_is_skipped_with_the_real_reason():
     assert twonn_estimate(signed, normalize=False)[0] == pytest.approx(ref.twonn(signed[1:]), rel=1e-6)
 
 
+def test_twonn_dimension_counts_points_not_dimensions():
+    """Fewer than 3 points is refused with a one-line error naming the count; 2-D points are estimated."""
+    with pytest.raises(InputError, match="at least 3 points, got 2"):
+        twonn_dimension(np.eye(5)[:2])
+    plane = np.random.default_rng(4).normal(size=(200, 2))
+    assert twonn_dimension(plane, normalize=False) == pytest.approx(ref.twonn(plane), rel=1e-6)
+
+
 def test_isoscore_isotropic_vs_one_direction_and_reference_package():
     rng = np.random.default_rng(9)
     iso = rng.normal(size=(4000, 16))
@@ -423,6 +438,26 @@ def test_cka_values_stay_in_their_range_and_constant_representations_have_none()
         constant = np.repeat(rng.normal(size=(1, 16)), n, axis=0)
         assert math.isnan(linear_cka(constant, rng.normal(size=(n, 4))))
         assert math.isnan(linear_cka_biased(constant, rng.normal(size=(n, 4))))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_vector_repeated_has_no_cka_whatever_the_vector(seed):
+    """Its centred sums are rounding noise of either sign (exactly 0 for some vectors): no variance, no CKA,
+    never a division by zero or a value made of noise."""
+    rng = np.random.default_rng(seed)
+    for n in (10, 37, 500):
+        constant = np.repeat(rng.normal(size=(1, 16)), n, axis=0)
+        other = rng.normal(size=(n, 4))
+        assert math.isnan(linear_cka(constant, other)) and math.isnan(linear_cka(other, constant))
+        assert math.isnan(linear_cka_biased(constant, other)) and math.isnan(linear_cka_biased(other, constant))
+
+
+def test_cka_of_different_numbers_of_items_names_both_counts():
+    for rows_x, rows_y in ((5, 6), (6, 5)):
+        with pytest.raises(InputError, match=f"x has {rows_x} rows but y has {rows_y}"):
+            linear_cka(np.ones((rows_x, 3)), np.ones((rows_y, 7)))
+        with pytest.raises(InputError, match=f"x has {rows_x} rows but y has {rows_y}"):
+            linear_cka_biased(np.ones((rows_x, 3)), np.ones((rows_y, 7)))
 
 
 def test_cka_needs_the_same_items():

@@ -470,3 +470,15 @@ def test_the_linear_pass_keeps_the_unit_vectors_the_quadratic_step_would_make():
     alone, _ = compute_all(es, quadratic, block_size=16, retrieval_engine="blocked")
     with_linear, _ = compute_all(es, block_size=16, retrieval_engine="blocked")
     assert alone and alone == {k: with_linear[k] for k in alone}
+
+
+
+def test_the_search_backend_is_recorded_only_when_retrieval_searched():
+    """``variants`` is the provenance of the values: a pair pass without retrieval names no engine and no search
+    backend, whatever engine was asked for (docs/metrics-retrieval.md); a run with retrieval names both."""
+    es = _es(30, 1)
+    _, without = compute_all(es, ["uniformity_cross"], retrieval_engine="faiss", device="cpu")
+    assert without["variants"].get("retrieval_engine") is None and "search_backend" not in without["variants"]
+    _, with_recall = compute_all(es, ["uniformity_cross", "recall_at_1"], retrieval_engine="faiss", device="cpu")
+    assert with_recall["variants"]["retrieval_engine"] == "faiss"
+    assert with_recall["variants"]["search_backend"] == "faiss-cpu"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 
 import numpy as np
@@ -150,6 +151,40 @@ def test_exact_ties_that_float32_search_misorders_are_found_by_widening():
             np.testing.assert_array_equal(idx, ref_idx)
 
 
+def test_search_widens_for_any_item_the_float32_scores_can_hide_within_their_documented_error(monkeypatch):
+    """FAISS's float32 scores err by up to ``score_tolerance(d)·‖q‖·‖g‖`` (docs/metrics-retrieval.md): the true
+    best item pushed down by that much and a rival pushed up by as much, the candidates must still be widened
+    until the best is rescored. Here the stand-in search errs by 0.99 of the bound on purpose; a window of one
+    bound instead of two (the search's version of realistic bug (c)) kept the rival."""
+    from gapdiag.metrics.rounding import score_tolerance
+    from gapdiag.metrics.search_index import Searcher
+
+    d, e = 16, score_tolerance(16)
+    offsets = np.r_[np.full(16, -0.75), -0.5, 0.0] * e  # 16 decoys, the rival (index 16), the best (index 17)
+    cos = np.float32(0.5) + offsets.astype(np.float32)
+    g = np.zeros((18, d), dtype=np.float32)
+    g[:, 0], g[:, 1] = cos, np.sqrt(1 - cos.astype(np.float64) ** 2).astype(np.float32)
+    q = np.eye(d, dtype=np.float32)[:1]
+    exact = q.astype(np.float64) @ g.astype(np.float64).T
+    assert exact[0, 17] > exact[0, 16] > exact[0, 0]
+    error = np.zeros(18)
+    error[16], error[17] = 0.99 * e, -0.99 * e  # within the bound (every norm here is 1 to float32 precision)
+
+    def erring_search(self, queries, kk):
+        found = (queries.astype(np.float64) @ self.gallery.astype(np.float64).T + error).astype(np.float32)
+        order = np.lexsort((np.arange(18)[None, :].repeat(len(queries), 0), -found), axis=-1)[:, :kk]
+        dist, cand = np.take_along_axis(found, order, axis=1), order.astype(np.int64)
+        pad = kk - cand.shape[1]
+        return (np.pad(dist, ((0, 0), (0, pad)), constant_values=-np.inf),
+                np.pad(cand, ((0, 0), (0, pad)), constant_values=-1))
+
+    monkeypatch.setattr(Searcher, "raw_search", erring_search)
+    _, first = erring_search(type("S", (), {"gallery": g})(), q, 17)
+    assert 17 not in first[0]  # the best is hidden behind the decoys
+    scores, idx = search_topk(q, g, 1, normalize=False, device="cpu")
+    assert idx.tolist() == [[17]] and scores[0, 0] == exact[0, 17]
+
+
 def test_capped_selection_falls_back_to_scoring_the_whole_gallery(monkeypatch):
     # FAISS GPU selects at most 2048 results; emulate a cap of 4 so the CPU run takes the same fallback.
     from gapdiag.metrics import retrieval
@@ -162,6 +197,44 @@ def test_capped_selection_falls_back_to_scoring_the_whole_gallery(monkeypatch):
     _, idx = search_topk(q, g, 3, device="cpu", candidates=3)
     np.testing.assert_array_equal(idx, [[1, 3, 5]])
     np.testing.assert_array_equal(idx, ref_topk(q, g, 3)[1])
+
+
+def test_rescoring_gathers_bounded_float64_blocks_whatever_the_number_of_candidates(monkeypatch):
+    """A query widened to a huge tie group may carry the whole gallery as candidates: ``exact_scores`` gathers
+    their vectors in float64 blocks of about ``_CHUNK_ELEMENTS`` values (rows × candidates × d), not all at once,
+    and gives the float64 scores (-inf for the -1 padding)."""
+    from gapdiag.metrics import search_index
+
+    monkeypatch.setattr(search_index, "_CHUNK_ELEMENTS", 4096)
+    rng = np.random.default_rng(9)
+    q = rng.normal(size=(50, 16)).astype(np.float32)
+    g = rng.normal(size=(300, 16)).astype(np.float32)
+    cand = rng.integers(-1, 300, size=(50, 300))
+    gathered: list[int] = []
+
+    class Gallery(np.ndarray):
+        def __getitem__(self, key):
+            block = np.asarray(np.ndarray.__getitem__(self, key))
+            gathered.append(block.size)
+            return block
+
+    got = search_index.exact_scores(q, g.view(Gallery), cand)
+    products = q.astype(np.float64)[:, None, :] * g.astype(np.float64)[np.maximum(cand, 0)]
+    assert np.array_equal(got, np.where(cand >= 0, products.sum(axis=-1), -np.inf))
+    assert gathered and max(gathered) <= 4096
+
+
+@pytest.mark.parametrize("ids", [np.arange(4), np.arange(6), np.arange(5).reshape(5, 1)], ids=["short", "long", "2-D"])
+def test_a_sample_index_that_is_not_one_id_per_item_is_refused(ids):
+    x = np.eye(5, dtype=np.float32)
+    for query_ids, gallery_ids in ((ids, np.arange(5)), (np.arange(5), ids)):
+        with pytest.raises(InputError, match=r"sample_index has shape .* but there are 5 items"):
+            recall_at_k(x, x, query_ids, gallery_ids, ks=(1,), device="cpu")
+
+
+def test_a_dimension_mismatch_names_both_dimensions():
+    with pytest.raises(InputError, match="queries has dim 8 but gallery has dim 6; embed both with the same model"):
+        recall_at_k(np.ones((5, 8)), np.ones((7, 6)), np.arange(5), np.arange(7), ks=(1,), device="cpu")
 
 
 def test_recall_tie_goes_to_the_lower_index_sample():
@@ -184,6 +257,16 @@ def test_recall_matches_reference_both_directions(captions_per_image):
     assert list(i2t) == [1, 5, 10]
 
 
+def test_an_engine_named_at_run_time_is_the_same_engine():
+    """The engine of a command line or a config file is a string built at run time, not the literal in the code:
+    it must select the same search (a comparison by identity would only see interned literals)."""
+    img, img_ids, txt, txt_ids = paired(20, 1, 8, noise=1.0, seed=3)
+    named = "FAISS".lower()  # as a command line or a config gives it: built at run time
+    assert named == "faiss" and named is not sys.intern("faiss")  # equal, not the literal's object
+    want = recall_at_k(img, txt, img_ids, txt_ids, (1, 5), device="cpu")
+    assert recall_at_k(img, txt, img_ids, txt_ids, (1, 5), device="cpu", engine=named) == want
+
+
 def test_recall_any_caption_counts_for_image_to_text():
     # Image 0's first caption is far away but its second is the nearest item: still a hit at 1.
     img = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
@@ -201,6 +284,45 @@ def test_flat_agreement_is_exactly_one_and_hnsw_close_on_easy_data():
     assert approximate_recall_agreement(q, g, 10, index="flat", sample=100, device="cpu") == 1.0
     assert approximate_recall_agreement(q, g, 10, index="hnsw", sample=100, device="cpu") >= 0.9
     assert approximate_recall_agreement(q, g, 10, index="ivf", sample=100, device="cpu", nprobe=10**6) == 1.0
+
+
+def test_ivf_on_a_gallery_too_small_to_split_uses_one_list_and_is_exact():
+    """FAISS's nlist rule (4·√n, at most n/39) gives 0 lists below 39 items: one list then, which is exact."""
+    rng = np.random.default_rng(8)
+    g = rng.normal(size=(30, 8)).astype(np.float32)
+    q = rng.normal(size=(12, 8)).astype(np.float32)
+    assert approximate_recall_agreement(q, g, 5, index="ivf", device="cpu") == 1.0
+
+
+def test_ivf_with_more_lists_than_gallery_items_is_a_one_line_input_error():
+    g = np.random.default_rng(2).normal(size=(30, 8)).astype(np.float32)
+    for nlist in (31, 64):
+        with pytest.raises(InputError, match=f"nlist={nlist} is larger than the gallery \\(30 items\\); lower nlist"):
+            search_topk(g[:3], g, 2, index="ivf", nlist=nlist, device="cpu")
+
+
+@pytest.mark.parametrize("builds", [["faiss-cpu"], ["faiss-cpu", "faiss-gpu"]])
+def test_a_faiss_that_cannot_be_imported_is_one_error_naming_the_installed_builds(monkeypatch, builds):
+    """pip can list a FAISS that ``import faiss`` cannot find (two builds sharing one faiss/ folder, one removed):
+    one line naming what is installed, and the clash when there are two, with the fix."""
+    import sys
+    from importlib import metadata
+
+    from gapdiag.errors import GapdiagError
+    from gapdiag.metrics.search_index import load_faiss
+
+    def version(name):
+        if name not in builds:
+            raise metadata.PackageNotFoundError(name)
+        return "1.9.0"
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    monkeypatch.setattr(metadata, "version", version)
+    with pytest.raises(GapdiagError, match="FAISS cannot be loaded") as excinfo:
+        load_faiss()
+    message = str(excinfo.value)
+    assert "\n" not in message and "faiss-cpu 1.9.0" in message and "pip uninstall" in excinfo.value.hint
+    assert ("two FAISS builds" in message) is (len(builds) > 1)
 
 
 def test_poor_ivf_settings_show_up_as_low_agreement():
@@ -309,6 +431,26 @@ def test_torch_backend_gives_the_reference_ranking_ties_included(torch_search_on
     # Query slices: a score budget of one row per slice must not change a bit.
     monkeypatch.setattr(torch_search_on_cpu._TorchFlatIndex, "max_scores", 1)
     np.testing.assert_array_equal(search_topk(q, g, 9, device="cuda")[1], ref_idx)
+
+
+def test_torch_search_holds_at_most_its_score_budget_on_the_device(torch_search_on_cpu, monkeypatch):
+    """The torch backend scores the queries in slices of ``max_scores`` scores (1 GiB of float32 on a GPU), so a
+    large query set does not take the device's memory at once; the ranking is the reference one."""
+    import torch
+
+    monkeypatch.setattr(torch_search_on_cpu._TorchFlatIndex, "max_scores", 101 * 8)
+    held: list[int] = []
+    real_topk = torch.topk
+
+    def topk(scores, *args, **kwargs):
+        held.append(scores.numel())
+        return real_topk(scores, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "topk", topk)
+    rng = np.random.default_rng(13)
+    q, g = rng.normal(size=(37, 24)), rng.normal(size=(101, 24))
+    np.testing.assert_array_equal(search_topk(q, g, 9, device="cuda")[1], ref_topk(q, g, 9)[1])
+    assert held and max(held) <= 101 * 8
 
 
 def test_torch_backend_widens_exact_ties_that_float32_misorders(torch_search_on_cpu):

@@ -178,3 +178,13 @@ def test_arithmetic_bad_input(change, fragment):
     with pytest.raises(InputError) as info:
         arithmetic_accuracy(*change(images, attributes, text), device="cpu")
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_class_whose_prompts_average_to_zero_is_named():
+    """Two templates of class 2 that cancel (opposite unit vectors) leave it no direction: the error names it."""
+    from gapdiag.metrics.zeroshot import build_classifier
+
+    prompts = np.tile(np.eye(4, dtype=np.float32), (1, 2)).reshape(8, 4)  # class c: e_c twice
+    prompts[5] = -prompts[4]  # class 2: e_2 and -e_2
+    with pytest.raises(InputError, match="the prompt embeddings of class 2 average to zero"):
+        build_classifier(prompts, n_classes=4, n_templates=2)

@@ -84,3 +84,12 @@ def test_measure_on_cuda_runs_the_torch_passes_and_equals_the_cpu(monkeypatch: p
     assert on_gpu.keys() == on_cpu.keys()
     for name in on_cpu:
         assert on_gpu[name] == pytest.approx(on_cpu[name], abs=1e-5), name
+
+
+def test_cross_uniformity_reports_its_progress_tile_by_tile() -> None:
+    """The progress display counts the tiles done: 1, 2, ... up to every tile (9 × 7 here), never stuck at 0."""
+    a, b = _units(53, 16, seed=1), _units(41, 16, seed=2)
+    ticks: list[tuple[int, int]] = []
+    cross_uniformity_torch(a, b, np.arange(53), np.arange(41) % 30, device="cpu", block_size=6,
+                           on_tile=lambda done, total: ticks.append((done, total)))
+    assert ticks == [(done, 9 * 7) for done in range(1, 9 * 7 + 1)]
