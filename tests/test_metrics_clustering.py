@@ -203,3 +203,14 @@ def test_kmeans_fitted_on_a_bounded_sample_labels_every_point_the_same_way(monke
     assert sampled == pytest.approx(full, abs=0.02)
     assert full > 0.9
     assert fitted == [900, 900, 120]  # the bound is what makes it cheap: the last fit saw only its sample
+
+
+@pytest.mark.parametrize("max_samples", [1])
+def test_fewer_points_than_clusters_is_one_line_not_scikit_learns_error(max_samples):
+    """max_samples=1 passed the >= 1 check and reached KMeans with 1 point for 2 clusters: scikit-learn's raw
+    ValueError. It is the project's one-line input error, naming the fix."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(20, 4)), rng.normal(size=(20, 4))
+    with pytest.raises(InputError, match="1 point\\(s\\) cannot form 2 clusters") as exc:
+        v_measure_modality([a, b], max_samples=max_samples)
+    assert "\n" not in str(exc.value)

@@ -80,6 +80,9 @@ def _kmeans_v_measure(
         )
     if n_init < 1:
         raise InputError(f"n_init must be >= 1, got {n_init}")
+    if points.shape[0] < n_clusters:
+        raise InputError(f"{points.shape[0]} point(s) cannot form {n_clusters} clusters",
+                         hint=f"raise max_samples to at least {n_clusters}")
     kmeans = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed, algorithm="lloyd")
     if fit_samples is None or points.shape[0] <= fit_samples:
         predicted = kmeans.fit_predict(points)
