@@ -93,3 +93,35 @@ def test_an_image_entry_that_is_no_file_is_named_not_skipped_in_silence(tmp_path
     ds = load_dataset(tmp_path, skip_bad=True)
     assert [p.name for p in ds.modalities["image"].items] == [f for c in sorted(expected) for f in expected[c]]
     assert len(ds.extra["skipped"]) == 1 and "zebra.jpg" in ds.extra["skipped"][0]
+
+
+def test_a_class_folder_of_only_broken_entries_is_named_not_dropped_in_silence(tmp_path: Path) -> None:
+    """A class whose every image is a broken link used to vanish from the class list (it held no readable image),
+    so the classes measured were not the ones on disk. It is refused naming the link; --skip-bad drops the link and
+    the class, and lists both."""
+    expected = _folder(tmp_path)
+    (tmp_path / "zebra").mkdir()
+    (tmp_path / "zebra" / "z.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    with pytest.raises(DatasetError, match="z.jpg.*broken symbolic link.*--skip-bad"):
+        load_dataset(tmp_path)
+    ds = load_dataset(tmp_path, skip_bad=True)
+    assert ds.class_names == sorted(expected)
+    assert len(ds.labels) == sum(len(v) for v in expected.values())
+    skipped = ds.extra["skipped"]
+    assert len(skipped) == 2 and "z.jpg" in skipped[0]
+    assert "zebra" in skipped[1] and "class dropped" in skipped[1]
+
+
+def test_a_folder_of_only_hidden_images_is_no_class(tmp_path: Path) -> None:
+    expected = _folder(tmp_path)
+    (tmp_path / "thumbs").mkdir()
+    photo_image(0).save(tmp_path / "thumbs" / ".cache.jpg")
+    assert load_dataset(tmp_path).class_names == sorted(expected)
+
+
+def test_a_folder_whose_every_image_is_broken_is_one_line_even_with_skip_bad(tmp_path: Path) -> None:
+    (tmp_path / "zebra").mkdir()
+    (tmp_path / "zebra" / "z.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    with pytest.raises(DatasetError, match="no image left: all 2 dropped, first .*z.jpg") as exc:
+        load_dataset(tmp_path, skip_bad=True)
+    assert "\n" not in str(exc.value)

@@ -26,29 +26,43 @@ from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 
 
+def _is_named_like_an_image(entry: Path) -> bool:
+    return not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _named_images(folder: Path) -> list[Path]:
+    """Every visible entry under ``folder`` (at any depth) named like an image, sorted, whatever it is on disk."""
+    return sorted(filter(_is_named_like_an_image, folder.rglob("*")))
+
+
+def _sub_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def class_folders(root: Path) -> list[Path]:
-    """Visible sub-folders of ``root`` that hold at least one image (at any depth), sorted by name."""
-    return [
-        d
-        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if any(is_image_file(f) for f in d.rglob("*"))
-    ]
+    """Visible sub-folders of ``root`` holding at least one entry named like an image (at any depth), sorted.
+
+    An entry that is no regular file (a broken link, a FIFO) still makes its folder a class: the reader then
+    names it, rather than a class vanishing from the list in silence.
+    """
+    return [d for d in _sub_folders(root) if any(map(_is_named_like_an_image, d.rglob("*")))]
 
 
-def _image_entries(folder: Path, skips: Skips) -> list[Path]:
-    """The image files under ``folder``, sorted; an entry named like an image that is no regular file (a broken
+def _image_files(folder: Path, entries: list[Path], skips: Skips) -> list[Path]:
+    """The regular image files among ``entries``; an entry named like an image that is no regular file (a broken
     link, a FIFO, a device, a folder called ``x.jpg``) is named, never passed over in silence: leaving it out
-    would measure another dataset than the one on disk."""
+    would measure another dataset than the one on disk. A class left with no image (under ``--skip-bad``) is
+    dropped and listed too."""
     files = []
-    for entry in sorted(folder.rglob("*")):
-        if entry.name.startswith(".") or entry.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
+    for entry in entries:
         if is_image_file(entry):
             files.append(entry)
             continue
         problem = image_path_problem(entry)
         if problem is not None:
             skips.bad(problem, "remove or fix it, or pass --skip-bad", "image")
+    if not files:
+        skips.bad(f"{folder}: no readable image left in class folder {folder.name!r}", "fix its images", "class")
     return files
 
 
@@ -77,17 +91,22 @@ def read_imagefolder(
             )
         root = root / split
     templates = tuple(templates) if templates else DEFAULT_TEMPLATES
-    folders = class_folders(root)
-    if not folders:
+    # One walk per class folder: which folders are classes and which files they hold come from the same listing.
+    named = [(d, entries) for d in _sub_folders(root) if (entries := _named_images(d))]
+    if not named:
         raise DatasetError(f"{root}: no images in class sub-folders (expected {root}/<class>/<image>.jpg)")
-    class_names = [d.name.replace("_", " ") for d in folders]
     skips = Skips(skip_bad)
+    class_names: list[str] = []
     images: list[Path] = []
     labels: list[int] = []
-    for label, folder in enumerate(folders):
-        files = _image_entries(folder, skips)
-        images += files
-        labels += [label] * len(files)
+    for folder, entries in named:
+        files = _image_files(folder, entries, skips)
+        if files:
+            labels += [len(class_names)] * len(files)
+            class_names.append(folder.name.replace("_", " "))
+            images += files
+    if not images:
+        raise DatasetError(f"{root}: no image left: all {len(skips.lines)} dropped, first {skips.lines[0]}")
     label_arr = np.asarray(labels, dtype=np.int64)
     image_locs = [str(p.relative_to(root)) for p in images]
     items = ImageTextItems(images, image_locs).with_template_captions(label_arr, class_names, templates)
