@@ -101,8 +101,8 @@ def verify_entry_files(entry: Path, meta: Mapping[str, Any], *, memo: bool = Tru
                 problems.append((name, f"cannot read: {exc.strerror or exc}"))
                 continue
             if found != expected:
-                problems.append((name, f"checksum mismatch (meta.json has {expected[:19]}…, file has "
-                                       f"{found[:19]}…)"))
+                mismatch = f"checksum mismatch (meta.json has {expected[:19]}…, file has {found[:19]}…)"
+                problems.append((name, mismatch))
     return problems
 
 

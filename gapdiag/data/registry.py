@@ -76,7 +76,7 @@ def register_reader(
         taken = {a for spec in _READERS.values() if spec.name != name for a in (spec.name, *spec.aliases)}
         clash = taken & {name, *aliases}
         if clash:
-            raise RuntimeError(f"dataset format name {sorted(clash)[0]!r} registered twice")
+            raise RuntimeError(f"dataset format name {min(clash)!r} registered twice")
         _READERS[name] = ReaderSpec(
             name,
             read,
