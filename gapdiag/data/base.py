@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag import fsutil
-from gapdiag.errors import DatasetError, InputError
+from gapdiag.errors import DatasetError, InputError, first_line  # first_line: shared by the readers
 
 ModalityKind = Literal["image", "text", "embedding"]
 
@@ -89,12 +89,6 @@ class PairedDataset:
 
     def counts(self) -> dict[str, int]:
         return {name: len(m) for name, m in self.modalities.items()}
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its class name if it has none), for one-line errors."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def not_utf8(data: bytes, where: str, fix: str = "re-save the file as UTF-8") -> DatasetError:
