@@ -44,7 +44,6 @@ class _Uninstalled(importlib.abc.MetaPathFinder):
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
         if name == self.top or name.startswith(self.top + "."):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
 
 
 def _block(monkeypatch: pytest.MonkeyPatch, top: str) -> None:
@@ -103,10 +102,13 @@ def test_pyarrow_and_plotly_are_extras_not_dependencies():
 def _direct_imports(tree: ast.AST, tops: set[str]) -> list[int]:
     lines = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import) and any(a.name.split(".")[0] in tops for a in node.names):
-            lines.append(node.lineno)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in tops \
-                and node.level == 0:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        else:
+            continue
+        if any(name.split(".")[0] in tops for name in names):
             lines.append(node.lineno)
     return lines
 

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag import fsutil
-from gapdiag.errors import DatasetError, InputError, first_line  # first_line: shared by the readers
+from gapdiag.errors import DatasetError, InputError
 
 ModalityKind = Literal["image", "text", "embedding"]
 

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gapdiag.data.base import first_line
-from gapdiag.errors import PARQUET, DatasetError, require
+from gapdiag.errors import PARQUET, DatasetError, first_line, require
 
 T = TypeVar("T")
 

@@ -29,12 +29,11 @@ from gapdiag.data.base import (
     Modality,
     PairedDataset,
     fingerprint_files,
-    first_line,
     not_utf8,
 )
 from gapdiag.data.parquet import VECTORS, arrow, parquet_kinds, read_table
 from gapdiag.data.registry import register_reader
-from gapdiag.errors import DatasetError
+from gapdiag.errors import DatasetError, first_line
 from gapdiag.fsutil import NUMPY_READ_ERRORS
 
 _SAMPLE_INDEX_PREFIX = "sample_index_"
