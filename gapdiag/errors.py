@@ -4,7 +4,7 @@ Every error a user can cause by bad input derives from :class:`GapdiagError`. Th
 wrong, where (file, row, column) and how to fix it, in one line.
 
 Optional packages behind pip extras (pyarrow: ``gapdiag[parquet]``, plotly: ``gapdiag[interactive]``; not
-needed to measure, check, plot or compare, about 230 MB installed together, docs/install.md) are imported
+needed to measure, check, plot or compare, 233 MiB installed together, docs/install.md) are imported
 through :func:`require` alone, so that a missing one reads the same everywhere: the feature and the exact
 install command instead of a ``ModuleNotFoundError`` traceback.
 """
