@@ -16,7 +16,7 @@ here prints except the optional progress display on stderr.
 The verbs live in one module per group, as the commands do: :mod:`~gapdiag.api.embedding` (``embed``,
 ``load_data``, ``load_model``), :mod:`~gapdiag.api.measuring` (``measure``, ``shift``, ``compare_models``),
 :mod:`~gapdiag.api.intervening` (``intervene``, ``apply_intervention``),
-:mod:`~gapdiag.api.exporting` (``export``), :mod:`~gapdiag.api.drawing` (``plot``, ``report``),
+:mod:`~gapdiag.api.exporting` (``export``, ``parquet_shape``), :mod:`~gapdiag.api.drawing` (``plot``, ``report``),
 :mod:`~gapdiag.api.gate` (``check``, ``compare``), :mod:`~gapdiag.api.tracking` (``track``),
 :mod:`~gapdiag.api.training` (``train``), :mod:`~gapdiag.api.caching` (``cache_ls``, ``cache_verify``,
 ``cache_rm``, ``cache_dir``) and :mod:`~gapdiag.api.catalog` (``models``); the options they
@@ -37,7 +37,7 @@ from gapdiag.api.embedding import (
     load_data,
     load_model,
 )
-from gapdiag.api.exporting import export
+from gapdiag.api.exporting import export, parquet_shape  # parquet_shape: for the CLI
 from gapdiag.api.gate import CheckRun, CompareRun, check, compare
 from gapdiag.api.intervening import (
     DEFAULT_FIT_SAMPLE,  # for the CLI
@@ -124,6 +124,7 @@ __all__ = [
     "load_model",
     "measure",
     "models",
+    "parquet_shape",
     "parse_metric_list",
     "plot",
     "presentation",

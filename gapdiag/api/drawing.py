@@ -28,7 +28,7 @@ from gapdiag.api.options import (
     set_options,
 )
 from gapdiag.data.base import PairedDataset
-from gapdiag.errors import GapdiagError, InputError, ProvenanceError
+from gapdiag.errors import GapdiagError, InputError, MissingExtraError, ProvenanceError
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.outputs import check_outputs, ensure_output_dir, output_folder
 from gapdiag.report import Report
@@ -274,7 +274,9 @@ def report(
             training" (the default metrics against step, figure and table).
         format: Figure format inside the page, png or svg; ``format_option`` is the option's name in messages.
         title: Page title (default: model and dataset).
-        interactive: Add the interactive map (Plotly) when the map is drawn.
+        interactive: Add the interactive map (Plotly) when the map is drawn. Without plotly (the
+            ``interactive`` extra) the page has every other section and says in the map's place how to add
+            it; so do the result's ``notes``.
         data, model, pretrained, ..., progress: As for :func:`gapdiag.api.embed` (``data_format`` is its
             ``format``: ``format`` here is the figures').
 
@@ -342,16 +344,20 @@ def report(
     drawn = figures.make_figures(kinds, embeddings=es, shift_result=shift_result,
                                  interventions_result=interventions_result, track=series, method=method,
                                  color_by=color_by, max_pairs=max_pairs, seed=seed, status=status)
-    interactive_html = None
+    interactive_html, missing = None, None
     if interactive and "map" in kinds and es is not None:
-        fig = figures.build_interactive_map(es, method=method, max_pairs=max_pairs, seed=seed,
-                                            labels=hover_labels(data, options, at, es), status=status)
-        interactive_html = figures.interactive_map_html(fig)
+        try:
+            fig = figures.build_interactive_map(es, method=method, max_pairs=max_pairs, seed=seed,
+                                                labels=hover_labels(data, options, at, es), status=status)
+            interactive_html = figures.interactive_map_html(fig)
+        except MissingExtraError as e:  # plotly is an extra: the rest of the page is still worth having
+            missing = e.one_line()
     if format == "png":
         figures.check_pixels(drawn, dpi)
     path = write_html(out, measured, drawn, title=title, figure_format=format, dpi=dpi, interactive=interactive_html,
-                      track=series)
-    return ReportPage(path, list(drawn), len(measured.metrics), interactive_html is not None)
+                      interactive_missing=missing, track=series)
+    notes = [f"the page has no interactive map: {missing}"] if missing else []
+    return ReportPage(path, list(drawn), len(measured.metrics), interactive_html is not None, notes)
 
 
 def hover_labels(data: Any, options: EmbedOptions, at: Settings, es: EmbeddingSet) -> dict[str, list[str]] | None:

@@ -11,6 +11,7 @@ from gapdiag.api.embedding import vectors_with_items
 from gapdiag.api.measuring import inputs_of, status_printer
 from gapdiag.api.options import EmbedOptions, check_seed, refuse_options, set_options
 from gapdiag.data.base import PairedDataset
+from gapdiag.data.parquet import arrow, read_schema, readable
 from gapdiag.outputs import check_outputs
 from gapdiag.report import export as exporter
 from gapdiag.vectors import EmbeddingSet
@@ -59,6 +60,10 @@ def export(
 
     Returns:
         The path written.
+
+    Raises:
+        MissingExtraError: pyarrow is not installed (``pip install 'gapdiag[parquet]'``); said before any
+            embedding work.
     """
     # The map's figures module imports matplotlib, and pyarrow writes the table: only when exporting.
     from gapdiag.figures.embedding_map import item_coordinates
@@ -70,6 +75,7 @@ def export(
         device=device, precision=precision, preprocess=preprocess, batch_size=batch_size, workers=workers,
         dtype=dtype, chunk_size=chunk_size, cache_dir=cache_dir, progress=progress)
     exporter.check_method(method)  # before any embedding work
+    arrow("pyarrow.parquet", out)  # the parquet extra: without it, say so before embedding anything
     check_seed(seed)
     if method != "umap":
         refuse_options(set_options({"seed": seed}, ("seed",), {"seed": 0}), f"--map {method}",
@@ -79,3 +85,16 @@ def export(
     xy = item_coordinates(es, method=method, seed=seed, status=status_printer(progress))
     return exporter.write_parquet(exporter.export_table(es, dataset, xy=xy, method=method, seed=seed,
                                                        vectors=vectors), out)
+
+
+def parquet_shape(path: str | Path) -> tuple[int, list[str]]:
+    """The number of rows and the column names of a Parquet file such as :func:`export` writes (its footer
+    only), for the CLI's summary line.
+
+    Raises:
+        DatasetError: Not a readable Parquet file.
+        MissingExtraError: pyarrow is not installed (``pip install 'gapdiag[parquet]'``).
+    """
+    path = Path(path)
+    metadata = readable(path, arrow("pyarrow.parquet", path).read_metadata)
+    return metadata.num_rows, list(read_schema(path).names)

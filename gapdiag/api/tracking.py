@@ -16,6 +16,7 @@ from gapdiag import settings
 from gapdiag.api.measuring import measure_source
 from gapdiag.api.options import EmbedOptions, check_seed
 from gapdiag.data.base import PairedDataset
+from gapdiag.data.parquet import arrow
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.models.checkpoints import find_checkpoints
 from gapdiag.outputs import check_outputs
@@ -74,6 +75,8 @@ def track(
 
     Raises:
         ModelError: No checkpoint found, one without a step, two at one step, or one that does not load.
+        MissingExtraError: ``parquet`` is given and pyarrow is not installed (``pip install 'gapdiag[parquet]'``);
+            said before any checkpoint is measured.
     """
     options = EmbedOptions(
         split=split, format=format, image_column=image_column, text_columns=text_columns, label_column=label_column,
@@ -85,6 +88,8 @@ def track(
     series = find_checkpoints(list(checkpoints))  # before any work: a bad series costs no embedding
     check_outputs({"--out": out, "--parquet": parquet},
                   {"CHECKPOINTS": [path for _, path in series], "--data": data})
+    if parquet is not None:
+        arrow("pyarrow.parquet", f"--parquet {parquet}")  # the parquet extra, before any checkpoint is measured
     at, resolved = settings.resolve(cache_dir), devices.resolve(device)
     points = []
     for step, path in series:

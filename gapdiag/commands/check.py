@@ -281,7 +281,8 @@ def compare(
     reports: Annotated[
         list[Path] | None,
         typer.Argument(help="Report JSON files, cache entry directories (`gapdiag cache ls`) or precomputed "
-                       "embedding files (.npz, .npy folder, .parquet); the first is the reference for deltas.",
+                       "embedding files (.npz, .npy folder, .parquet: the parquet extra); the first is the reference for "
+                       "deltas.",
                        show_default=False),
     ] = None,
     models: Annotated[

@@ -82,7 +82,8 @@ DataArg = Annotated[str | None, typer.Option(
     help="Dataset: a manifest (.csv/.tsv/.jsonl/.parquet), an ImageFolder directory, a COCO captions .json, "
          "WebDataset shards (.tar, 'shard-{000..009}.tar'), precomputed embeddings (.npz/.npy dir/.parquet), or "
          "Hugging Face Parquet shards (file, folder or 'data/train-*.parquet'). "
-         "Default: the bundled sample data (handwritten digits, test split).",
+         "Default: the bundled sample data (handwritten digits, test split). "
+         "Parquet needs the parquet extra: `pip install 'gapdiag[parquet]'`.",
     rich_help_panel="Data")]
 DataFormatOpt = Annotated[str | None, typer.Option(
     "--data-format", help="Read --data as this format (a reader name from docs/datasets.md, e.g. manifest or "

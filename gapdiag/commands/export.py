@@ -78,7 +78,8 @@ def export(
     """Write one Parquet row per item: modality, sample_id, content (image path or caption), label,
     class_name, x, y (the 2-D map) and the vector, for pandas, polars, DuckDB or an embedding viewer.
 
-    The vectors come from the cache when `embed`/`measure` ran before. Columns: docs/cli.md.
+    The vectors come from the cache when `embed`/`measure` ran before. Columns: docs/cli.md. Needs the
+    parquet extra: `pip install 'gapdiag[parquet]'`.
     """
     embedding = EmbeddingOptions(
         data=data, model=model, pretrained=pretrained, random_init=random_init, split=split,
@@ -86,16 +87,13 @@ def export(
         class_name_column=class_name_column, template=template, image_root=image_root, device=device,
         precision=precision, batch_size=batch_size, workers=workers, cache_dir=cache_dir, dtype=dtype,
         skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
-    import pyarrow.parquet as pq
-
     path = api.export(out=out, method=map_method, seed=seed, vectors=vectors,
                       **embedding.api_kwargs(quiet=quiet or json_out))
-    schema = pq.read_schema(path)
-    rows = pq.ParquetFile(path).metadata.num_rows
+    rows, columns = api.parquet_shape(path)
     if json_out:
-        print_json({"path": str(path), "rows": rows, "columns": schema.names})
+        print_json({"path": str(path), "rows": rows, "columns": columns})
         return
-    for line in (f"{rows} rows ({', '.join(schema.names)}) written to {path}",
+    for line in (f"{rows} rows ({', '.join(columns)}) written to {path}",
                  f"view it: embedding-atlas {path} --x x --y y --text content"):
         console.print(line, highlight=False, soft_wrap=True)
 

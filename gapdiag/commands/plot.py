@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from gapdiag import api
 from gapdiag.commands.common import (
@@ -235,7 +236,7 @@ def plot(
                       status=_status(quiet or json_out),
                       **embedding.api_kwargs(quiet=quiet or json_out, format_keyword="data_format"))
     for note in result.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     paths = result.paths
     if json_out:
         print_json([str(p) for p in paths])
@@ -298,7 +299,9 @@ def report(
             "--interactive/--no-interactive",
             metavar=FLAG,
             help="Add the interactive map (hover for caption / image path / class, toggles, pair lines on "
-            "click) when the map is drawn; it inlines plotly.js (~4.8 MB) so the page still works offline.",
+            "click) when the map is drawn; it inlines plotly.js (~4.8 MB) so the page still works offline. "
+            "Needs the interactive extra (`pip install 'gapdiag[interactive]'`); without it the page says so "
+            "in the map's place.",
             rich_help_panel=_FIGURES,
         ),
     ] = True,
@@ -344,7 +347,7 @@ def report(
                       format_option=option, dpi=dpi, title=title, interactive=interactive, seed=seed,
                       status=_status(silent), **embedding.api_kwargs(quiet=silent, format_keyword="data_format"))
     for note in page.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if json_out:
         print_json(
             {

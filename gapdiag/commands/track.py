@@ -64,7 +64,8 @@ def track(
                                            "`gapdiag plot --kind track --track FILE` draws it.")] = None,
     parquet: Annotated[Path | None, typer.Option(
         "--parquet", path_type=str, help="Write the table (one row per checkpoint, one column per metric) as "
-                                         "Parquet here.")] = None,
+                                         "Parquet here (the parquet extra: `pip install 'gapdiag[parquet]'`).")
+    ] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
     data: DataArg = None,

@@ -91,12 +91,6 @@ class PairedDataset:
         return {name: len(m) for name, m in self.modalities.items()}
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its class name if it has none), for one-line errors."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def not_utf8(data: bytes, where: str, fix: str = "re-save the file as UTF-8") -> DatasetError:
     """The one-line error for text that is not UTF-8, naming the first bad line and byte of ``data``.
 

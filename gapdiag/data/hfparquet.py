@@ -46,7 +46,7 @@ from gapdiag.data.columns import (
 )
 from gapdiag.data.images import IMAGE_EXTENSIONS, ParquetImage, image_path_problem
 from gapdiag.data.labels import encode_labels
-from gapdiag.data.parquet import IMAGES, is_image_type, parquet_kinds, read_schema, readable
+from gapdiag.data.parquet import IMAGES, arrow, is_image_type, parquet_kinds, read_schema, readable
 from gapdiag.data.registry import register_reader
 from gapdiag.errors import DatasetError
 from gapdiag.fsutil import loads_json
@@ -274,10 +274,8 @@ def _read_cells(
 
     The image bytes are read one row group at a time and dropped: images are read again when embedded.
     """
-    import pyarrow.parquet as pq
-
     out = []
-    with pq.ParquetFile(shard) as f:
+    with arrow("pyarrow.parquet", shard).ParquetFile(shard) as f:
         for group in range(f.num_row_groups):
             cells = f.read_row_group(group, columns=[c for c in columns if c != img_col]).to_pylist()
             has_bytes, paths = _image_cells(f.read_row_group(group, columns=[img_col]).column(0))
@@ -287,7 +285,7 @@ def _read_cells(
 
 def _image_cells(column: Any) -> tuple[list[bool], list[str | None]]:
     """Per row: whether the image column holds bytes, and the struct's ``path`` (for path-only rows)."""
-    import pyarrow as pa
+    pa = arrow()
 
     array = column.combine_chunks()
     if pa.types.is_struct(array.type):

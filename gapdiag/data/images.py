@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from gapdiag.data.parquet import arrow
 from gapdiag.errors import DatasetError
 
 #: File extensions readers treat as images (lower case).
@@ -92,10 +93,8 @@ class ParquetImage:
 @functools.lru_cache(maxsize=4)
 def _row_group_images(shard: Path, row_group: int, column: str) -> list[bytes | None]:
     """The image bytes of one row group: images are embedded in order, so one read serves many items."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    with pq.ParquetFile(shard) as f:
+    pa = arrow("pyarrow", shard)
+    with arrow("pyarrow.parquet", shard).ParquetFile(shard) as f:
         array = f.read_row_group(row_group, columns=[column]).column(0).combine_chunks()
     if pa.types.is_struct(array.type):
         array = array.field("bytes")

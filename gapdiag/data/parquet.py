@@ -12,8 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gapdiag.data.base import first_line
-from gapdiag.errors import DatasetError
+from gapdiag.errors import PARQUET, DatasetError, first_line, require
 
 T = TypeVar("T")
 
@@ -21,15 +20,23 @@ VECTORS = "vectors"
 IMAGES = "images"
 
 
+def arrow(module: str = "pyarrow", path: Path | str | None = None) -> Any:
+    """``module`` of pyarrow (the ``parquet`` extra), or one line naming ``path`` and the install command.
+
+    Raises:
+        MissingExtraError: pyarrow is not installed (or is broken).
+    """
+    return require(module, f"{path}: {PARQUET}" if path is not None else PARQUET)
+
+
 def read_schema(path: Path) -> Any:
     """The file's ``pyarrow.Schema`` (its footer only).
 
     Raises:
         DatasetError: Not a readable Parquet file (empty, truncated, another format).
+        MissingExtraError: pyarrow is not installed.
     """
-    import pyarrow.parquet as pq
-
-    return readable(path, pq.read_schema)
+    return readable(path, arrow("pyarrow.parquet", path).read_schema)
 
 
 def read_table(path: Path) -> Any:
@@ -37,10 +44,9 @@ def read_table(path: Path) -> Any:
 
     Raises:
         DatasetError: Not a readable Parquet file (empty, truncated, another format).
+        MissingExtraError: pyarrow is not installed.
     """
-    import pyarrow.parquet as pq
-
-    return readable(path, pq.read_table)
+    return readable(path, arrow("pyarrow.parquet", path).read_table)
 
 
 def readable(path: Path, read: Callable[[Path], T]) -> T:
@@ -49,7 +55,7 @@ def readable(path: Path, read: Callable[[Path], T]) -> T:
     A damaged file fails in many places: the footer (``OSError``), a page (``ArrowException``), or a string
     column holding invalid UTF-8 when converted to Python (``UnicodeDecodeError``).
     """
-    import pyarrow as pa
+    pa = arrow("pyarrow", path)
 
     try:
         return read(path)
@@ -62,7 +68,7 @@ def readable(path: Path, read: Callable[[Path], T]) -> T:
 
 def is_vector_type(t: Any) -> bool:
     """A list (or fixed-size list) of floats: one precomputed vector per row."""
-    import pyarrow as pa
+    pa = arrow()
 
     return (
         pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
@@ -71,7 +77,7 @@ def is_vector_type(t: Any) -> bool:
 
 def is_image_type(t: Any) -> bool:
     """Raw bytes, or the ``{bytes, path}`` struct of Hugging Face's ``Image`` feature."""
-    import pyarrow as pa
+    pa = arrow()
 
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return True

@@ -29,12 +29,11 @@ from gapdiag.data.base import (
     Modality,
     PairedDataset,
     fingerprint_files,
-    first_line,
     not_utf8,
 )
-from gapdiag.data.parquet import VECTORS, parquet_kinds, read_table
+from gapdiag.data.parquet import VECTORS, arrow, parquet_kinds, read_table
 from gapdiag.data.registry import register_reader
-from gapdiag.errors import DatasetError
+from gapdiag.errors import DatasetError, first_line
 from gapdiag.fsutil import NUMPY_READ_ERRORS
 
 _SAMPLE_INDEX_PREFIX = "sample_index_"
@@ -315,9 +314,7 @@ def read_npy_dir(folder: Path, *, memo_dir: Path | None = None) -> PairedDataset
 
 def read_parquet_vectors(path: Path, *, memo_dir: Path | None = None) -> PairedDataset:
     """Read a Parquet file with one list-of-floats column per modality and an optional ``label`` column."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    pa, pc = arrow("pyarrow", path), arrow("pyarrow.compute", path)
     table = read_table(path)
     named: dict[str, NDArray[Any]] = {}
     for field in table.schema:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gapdiag.errors import INTERACTIVE_MAP, require
 from gapdiag.figures.common import OKABE_ITO, StatusCallback, class_colors
 from gapdiag.figures.embedding_map import map_layout
 from gapdiag.report.presentation import describe_provenance
@@ -119,9 +120,11 @@ def build_interactive_map(
         es: Embeddings; all modalities are projected jointly, as in the static map.
         method, max_pairs, seed, status: As for :func:`gapdiag.figures.plot_map`.
         labels: Optional hover text per item of each modality (see :func:`item_labels`).
-    """
-    import plotly.graph_objects as go
 
+    Raises:
+        MissingExtraError: plotly (the ``interactive`` extra) is not installed; said before the projection.
+    """
+    go = require("plotly.graph_objects", INTERACTIVE_MAP)
     _, keep, coords, samples = map_layout(es, method=method, max_pairs=max_pairs, seed=seed, status=status)
     classes = _Classes.of(es)
     # SVG markers render everywhere (also without WebGL); beyond a few thousand points WebGL stays fluid.
@@ -232,9 +235,7 @@ def interactive_map_html(fig: Any) -> str:
     Nothing is fetched when the page opens: plotly.js is inlined, MathJax is off, and the mode bar has no
     link to the Plotly cloud.
     """
-    import plotly.io as pio
-
-    return pio.to_html(
+    return require("plotly.io", INTERACTIVE_MAP).to_html(
         fig,
         full_html=False,
         include_plotlyjs=True,

@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gapdiag.data.base import PairedDataset
+from gapdiag.data.parquet import arrow
 from gapdiag.errors import InputError
 from gapdiag.fsutil import atomic_path
 from gapdiag.outputs import write_error
@@ -60,8 +61,11 @@ def export_table(es: EmbeddingSet, dataset: PairedDataset | None = None, *, xy: 
             (:func:`gapdiag.figures.embedding_map.item_coordinates`).
         method, seed: How ``xy`` was projected, recorded in the schema metadata.
         vectors: Include the ``vector`` column.
+
+    Raises:
+        MissingExtraError: pyarrow (the ``parquet`` extra) is not installed.
     """
-    import pyarrow as pa
+    pa = arrow()
 
     check_method(method)
     names = es.modality_names
@@ -105,8 +109,7 @@ def _contents(es: EmbeddingSet, dataset: PairedDataset | None) -> list[str | Non
 
 def write_parquet(table: pa.Table, path: str | Path) -> Path:
     """Write ``table`` to ``path`` atomically (:func:`gapdiag.fsutil.atomic_path`; parents created)."""
-    import pyarrow.parquet as pq
-
+    pq = arrow("pyarrow.parquet", path)
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

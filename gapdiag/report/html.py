@@ -267,6 +267,7 @@ def render_html(
     figure_format: str = "png",
     dpi: int = DEFAULT_DPI,
     interactive: str | None = None,
+    interactive_missing: str | None = None,
     track: Track | None = None,
 ) -> str:
     """A complete, self-contained HTML document for one report and its figures.
@@ -279,6 +280,8 @@ def render_html(
         dpi: Resolution of PNG figures.
         interactive: An HTML fragment of the interactive map
             (:func:`gapdiag.figures.interactive_map.interactive_map_html`), shown after the figures; None for none.
+        interactive_missing: Why the interactive map that was asked for is not there (its extra is not
+            installed): said in its place, so that the page tells what is missing and how to add it.
         track: A checkpoint series (``gapdiag track``): a section "Over training" with its figure (``figures``'
             ``track``, shown there rather than among the figures) and every metric per step.
 
@@ -312,6 +315,7 @@ def render_html(
         + (_track_section(track, track_figure) if track is not None else "")
         + (f"<h2>Figures</h2>{figure_html}" if figure_html else "")
         + (_interactive_section(interactive) if interactive else "")
+        + (_missing_map_section(interactive_missing) if interactive_missing and not interactive else "")
         + f"<h2>Provenance</h2>{_provenance_table(report)}"
         "</body></html>\n"
     )
@@ -338,6 +342,10 @@ def _interactive_section(fragment: str) -> str:
     return f'<h2>Interactive map</h2><p class="meta">{html.escape(INTERACTIVE_HELP)}</p>{fragment}'
 
 
+def _missing_map_section(reason: str) -> str:
+    return f'<h2>Interactive map</h2><p class="meta missing">Not in this page: {html.escape(reason)}.</p>'
+
+
 def write_html(
     path: str | Path,
     report: Report,
@@ -347,6 +355,7 @@ def write_html(
     figure_format: str = "png",
     dpi: int = DEFAULT_DPI,
     interactive: str | None = None,
+    interactive_missing: str | None = None,
     track: Track | None = None,
 ) -> Path:
     """Render with :func:`render_html` and write the file atomically (:mod:`gapdiag.fsutil`).
@@ -356,7 +365,8 @@ def write_html(
     """
     path = Path(path)
     text = render_html(
-        report, figures, title=title, figure_format=figure_format, dpi=dpi, interactive=interactive, track=track
+        report, figures, title=title, figure_format=figure_format, dpi=dpi, interactive=interactive,
+        interactive_missing=interactive_missing, track=track
     )
     ensure_output_dir(path.parent)
     try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gapdiag.data.parquet import arrow
 from gapdiag.errors import InputError
 from gapdiag.fsutil import atomic_path, loads_json
 from gapdiag.outputs import write_error
@@ -113,12 +114,15 @@ def track_rows(track: Track) -> list[dict[str, Any]]:
 
 def write_track_parquet(track: Track, path: str | Path) -> Path:
     """Write :func:`track_rows` as Parquet atomically; the schema metadata ``gapdiag`` holds the dataset's
-    provenance as JSON."""
+    provenance as JSON.
+
+    Raises:
+        MissingExtraError: pyarrow (the ``parquet`` extra) is not installed (:func:`gapdiag.api.track` checks
+            that before measuring any checkpoint).
+    """
     import json
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    pa, pq = arrow(), arrow("pyarrow.parquet", path)
     rows = track_rows(track)
     names = track.metric_names
     columns = {"step": pa.array([r["step"] for r in rows], pa.int64()),
