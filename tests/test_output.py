@@ -60,7 +60,7 @@ def run_piped(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
            if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "gapdiag", *map(str, args)], cwd=cwd, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
+                          capture_output=True, stdin=subprocess.DEVNULL, check=False)
 
 
 def _report(metrics: dict[str, float]) -> Report:
@@ -171,7 +171,7 @@ def test_train_prints_one_plain_line_per_epoch_into_a_log(tmp_path, capsys):
     from gapdiag.training.evaluation import EPOCH_METRICS
 
     manifest, _ = digits_manifest(tmp_path / "data", n=12)
-    code, out, err = gapdiag(capsys, "train", "-d", manifest, "--out", tmp_path / "run", "--epochs", "2",
+    code, _out, err = gapdiag(capsys, "train", "-d", manifest, "--out", tmp_path / "run", "--epochs", "2",
                              "--batch-size", "4", "--device", "cpu")  # capsys: stderr is no terminal
     assert code == 0, err
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -188,7 +188,7 @@ def test_train_prints_one_plain_line_per_epoch_into_a_log(tmp_path, capsys):
             assert cells[cells.index(name) + 1] == format_value(record[name]), (name, line)
         assert cells[cells.index("τ") + 1] == format_value(record["temperature"])
 
-    code, out, err = gapdiag(capsys, "train", "-d", manifest, "--out", tmp_path / "quiet", "--epochs", "1",
+    code, _out, err = gapdiag(capsys, "train", "-d", manifest, "--out", tmp_path / "quiet", "--epochs", "1",
                              "--batch-size", "4", "--device", "cpu", "--quiet")
     assert code == 0 and not [line for line in err.splitlines() if line.startswith("epoch ")]
 
@@ -243,3 +243,28 @@ def test_the_console_is_unbounded_only_where_nothing_redraws():
     assert LogConsole(force_terminal=True, width=77).size.width == 77  # a terminal keeps its width
     notebook = LogConsole(force_jupyter=True)  # a notebook renders live too: rich's width, rich's bars
     assert notebook.is_live and notebook.size.width < UNBOUNDED_WIDTH
+
+
+def test_notes_warnings_and_skipped_lines_keep_their_brackets(capsys):
+    """A note such as "pip install 'gapdiag[parquet]'" lost its "[parquet]" when printed as rich markup."""
+    from gapdiag.commands.printing import print_labelled, print_skipped
+
+    print_labelled("note", ["install it with: pip install 'gapdiag[parquet]'"])
+    print_labelled("warning", ["reports/[old].json differs"])
+    print_skipped(["data/[x].csv:3: empty caption (caption dropped)"], {"[b]tw[/b]": "no labels"})
+    err = capsys.readouterr().err
+    assert "note: install it with: pip install 'gapdiag[parquet]'" in err
+    assert "warning: reports/[old].json differs" in err
+    assert "skipped: data/[x].csv:3: empty caption" in err
+    assert "skipped metric: [b]tw[/b]: no labels" in err
+
+
+def test_every_command_prints_its_labelled_lines_through_the_one_escaping_helper():
+    """Each command used to print its own "[yellow]note:[/] {note}" lines, and three did not escape the note."""
+    import re
+
+    commands = Path(__file__).resolve().parent.parent / "gapdiag" / "commands"
+    offenders = [f"{p.name}:{i}" for p in sorted(commands.glob("*.py")) if p.name != "printing.py"
+                 for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if re.search(r"\[yellow\](note|warning|skipped)", line)]
+    assert offenders == []

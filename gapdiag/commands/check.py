@@ -46,10 +46,9 @@ from gapdiag.commands.common import (
     TextColumnOpt,
     WorkersOpt,
     console,
-    err_console,
     print_json,
 )
-from gapdiag.commands.printing import print_table
+from gapdiag.commands.printing import print_labelled, print_table
 
 format_value, format_delta = api.presentation.format_value, api.presentation.format_delta
 
@@ -230,11 +229,9 @@ def check(
         skip_bad=skip_bad, data_format=data_format, preprocess=preprocess)
     run = api.check(baseline, report, config=config, bootstrap=bootstrap, force=force, sample=sample, seed=seed,
                     out=out, markdown=markdown, junit=junit, **embedding.api_kwargs(quiet=quiet or json_out))
-    for note in run.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    print_labelled("note", run.notes)
     result = run.result
-    for w in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    print_labelled("warning", result.warnings)
     if json_out:
         print_json(api.check_json(result))
     else:
@@ -366,8 +363,7 @@ def compare(
     comp, similarity = run.comparison, run.similarity
     if run.figure is not None and not json_out:
         console.print(f"figure written to {run.figure}")
-    for w in comp.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    print_labelled("warning", comp.warnings)
     if json_out:
         out = api.comparison_json(comp)
         if similarity is not None:

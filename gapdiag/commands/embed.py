@@ -39,7 +39,13 @@ from gapdiag.commands.common import (
     one_of,
     print_json,
 )
-from gapdiag.commands.printing import print_skipped, print_table, reference_lines, report_table
+from gapdiag.commands.printing import (
+    print_labelled,
+    print_skipped,
+    print_table,
+    reference_lines,
+    report_table,
+)
 from gapdiag.errors import InputError
 
 _EMBED_EPILOG = "Example: `gapdiag embed --data captions.csv --model ViT-B-32 --pretrained laion2b_s34b_b79k`"
@@ -180,8 +186,7 @@ def measure(
     print_table(report_table(report), give_way=("family", "metric"))
     for line in reference_lines(report):
         console.print(line, style="dim", highlight=False, soft_wrap=True)
-    for note in report.extras.get("notes") or []:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    print_labelled("note", report.extras.get("notes") or [], to=console)
     for end, modality, items in api.presentation.conforming_items(report.extras):
         console.print(f"{end} conforming {modality}: {'; '.join(items)}", highlight=False, soft_wrap=True,
                       markup=False)

@@ -35,10 +35,9 @@ from gapdiag.commands.common import (
     TextColumnOpt,
     WorkersOpt,
     console,
-    err_console,
     print_json,
 )
-from gapdiag.commands.printing import print_table
+from gapdiag.commands.printing import print_labelled, print_table
 
 _EPILOG = (
     "Examples: `gapdiag intervene` (every method on the bundled model and digits, a seeded 50/50 split); "
@@ -108,8 +107,7 @@ def intervene(
     result = api.intervene(methods=methods or None, fit_split=fit_split, eval_split=eval_split,
                            fit_fraction=fit_fraction, fit_sample=fit_sample, seed=seed, ot_reg=ot_reg, save=save,
                            out=out, **embedding.api_kwargs(quiet=quiet or json_out))
-    for note in result["notes"]:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+    print_labelled("note", result["notes"])
     if json_out:
         print_json(result)
         return

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from gapdiag import api
 from gapdiag.commands.common import (
@@ -45,6 +44,7 @@ from gapdiag.commands.common import (
     one_of,
     print_json,
 )
+from gapdiag.commands.printing import print_labelled
 
 _FIGURES = "Figures"
 
@@ -235,8 +235,7 @@ def plot(
                       color_by=color_by, format=fmt, dpi=dpi, max_pairs=max_pairs, seed=seed,
                       status=_status(quiet or json_out),
                       **embedding.api_kwargs(quiet=quiet or json_out, format_keyword="data_format"))
-    for note in result.notes:
-        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    print_labelled("note", result.notes)
     paths = result.paths
     if json_out:
         print_json([str(p) for p in paths])
@@ -346,8 +345,7 @@ def report(
                       interventions=interventions, track=track, format=fmt,
                       format_option=option, dpi=dpi, title=title, interactive=interactive, seed=seed,
                       status=_status(silent), **embedding.api_kwargs(quiet=silent, format_keyword="data_format"))
-    for note in page.notes:
-        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    print_labelled("note", page.notes)
     if json_out:
         print_json(
             {

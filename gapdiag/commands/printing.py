@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -15,13 +16,20 @@ from gapdiag.commands.common import console, err_console
 show = api.presentation  # the number format and metric order shared with the HTML report
 
 
+def print_labelled(label: str, lines: Collection[str], *, to: Console | None = None) -> None:
+    """One line per entry of ``lines``, after a yellow ``label:`` (on stderr unless ``to`` says otherwise).
+
+    The entries are printed as text, never as rich markup: a note that names ``pip install 'gapdiag[parquet]'``
+    or a file called ``[x].csv`` keeps its brackets.
+    """
+    for line in lines:
+        (to or err_console).print(f"[yellow]{label}:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 def print_skipped(rows: list[str], metrics: dict[str, str] | None = None) -> None:
     """One stderr line per dropped row (``--skip-bad``) and per metric that did not apply, with its reason."""
-    for line in rows:
-        err_console.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False, soft_wrap=True)
-    for name, reason in (metrics or {}).items():
-        err_console.print(f"[yellow]skipped metric:[/] {escape(name)}: {escape(reason)}", highlight=False,
-                          soft_wrap=True)
+    print_labelled("skipped", rows)
+    print_labelled("skipped metric", [f"{name}: {reason}" for name, reason in (metrics or {}).items()])
 
 
 def print_table(table: Table, *, give_way: Collection[str] = ()) -> None:
