@@ -15,7 +15,7 @@ TEXT = {"vocab_size": len(WORDS), "hidden_size": 16, "intermediate_size": 32, "n
         "eos_token_id": 3}
 VISION = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
           "image_size": 32, "patch_size": 8}
-KINDS = ("clip", "siglip", "siglip2", "chinese_clip")
+KINDS = ("clip", "siglip", "siglip2", "chinese_clip", "altclip")
 
 
 def tokenizer(max_length: int = 16) -> Any:
@@ -31,9 +31,22 @@ def tokenizer(max_length: int = 16) -> Any:
                                    eos_token="</s>", model_max_length=max_length)
 
 
+def xlm_roberta_tokenizer(max_length: int = 16) -> Any:
+    """An XLM-R tokenizer (AltCLIP's) over :data:`WORDS`: a SentencePiece-style Unigram vocabulary built in code.
+
+    The vocabulary is laid out as XLM-R's is (``<s> <pad> </s> <unk> <mask>``, then ``▁word`` pieces), so that the
+    tokenizer transformers rebuilds from the saved ``tokenizer.json`` (its own pre-tokenizer, ``unk_id`` 3) is the
+    one written.
+    """
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    vocab = [(w, 0.0) for w in specials] + [(f"\u2581{w}", -1.0) for w in WORDS[4:]]
+    from transformers import XLMRobertaTokenizer  # transformers 5: one class, built from a vocabulary
+
+    return XLMRobertaTokenizer(vocab=vocab, model_max_length=max_length)
+
+
 def write_hf_model(folder: Path, kind: str = "clip", *, seed: int = 0, mean: float | None = None) -> Path:
-    """Save a tiny random ``kind`` model (``clip``, ``siglip``, ``siglip2`` or ``chinese_clip``) with its processor
-    into ``folder``.
+    """Save a tiny random ``kind`` model (one of :data:`KINDS`) with its processor into ``folder``.
 
     ``mean`` overrides the image processor's normalisation mean (a processor setting the cache key must follow).
     """
@@ -87,6 +100,16 @@ def write_hf_model(folder: Path, kind: str = "clip", *, seed: int = 0, mean: flo
         processor = ChineseCLIPProcessor(image_processor=ChineseCLIPImageProcessor(
             size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, **norm),
             tokenizer=BertTokenizerFast(vocab_file=str(vocab), model_max_length=16))
+    elif kind == "altclip":  # an XLM-R text tower (RoBERTa: positions start after the padding index) and CLIP's vision
+        from transformers import AltCLIPConfig, AltCLIPModel, AltCLIPProcessor
+
+        text = {"vocab_size": len(WORDS) + 1, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "max_position_embeddings": 18, "pad_token_id": 1, "bos_token_id": 0,
+                "eos_token_id": 2, "project_dim": 12}
+        model = AltCLIPModel(AltCLIPConfig(text_config=text, vision_config=VISION, projection_dim=8))
+        processor = AltCLIPProcessor(image_processor=CLIPImageProcessor(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, **norm),
+            tokenizer=xlm_roberta_tokenizer())
     else:
         raise ValueError(kind)
     model.save_pretrained(folder)
@@ -94,10 +117,11 @@ def write_hf_model(folder: Path, kind: str = "clip", *, seed: int = 0, mean: flo
     return folder
 
 
-def own_features(folder: Path, images: list[Any], captions: list[str]) -> tuple[Any, Any]:
+def own_features(folder: Path, images: list[Any], captions: list[str], *,
+                 max_length: int | None = None) -> tuple[Any, Any]:
     """The model's own ``get_image_features``/``get_text_features`` through its own processor, as the model card
     shows them (SigLIP's captions padded to the full length; images in RGB, as gapdiag decodes them), one image and
-    one caption at a time."""
+    one caption at a time; ``max_length``: captions cut to that many tokens."""
     import torch
     from transformers import AutoModel, AutoProcessor
 
@@ -111,6 +135,7 @@ def own_features(folder: Path, images: list[Any], captions: list[str]) -> tuple[
     with torch.inference_mode():
         image = [pooled(model.get_image_features(**processor(images=im.convert("RGB"), return_tensors="pt")))[0].numpy()
                  for im in images]
-        text = [pooled(model.get_text_features(**processor(text=[c], padding=padding, return_tensors="pt")))[0]
+        cut = {} if max_length is None else {"truncation": True, "max_length": max_length}
+        text = [pooled(model.get_text_features(**processor(text=[c], padding=padding, return_tensors="pt", **cut)))[0]
                 .numpy() for c in captions]
     return image, text
