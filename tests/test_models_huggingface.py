@@ -44,7 +44,7 @@ def test_vectors_equal_the_models_own_features(kind: str, hf_models: dict[str, P
 
 #: The most tokens each tiny text tower takes: its position embeddings, less RoBERTa's offset (AltCLIP's XLM-R
 #: numbers positions from the padding index + 1, so 18 positions hold 16 tokens).
-TOWER_TOKENS = {"clip": 16, "siglip": 16, "siglip2": 64, "chinese_clip": 16, "altclip": 16}
+TOWER_TOKENS = {"clip": 16, "siglip": 16, "siglip2": 64, "chinese_clip": 16, "altclip": 16, "blip": 16}
 
 
 @pytest.mark.parametrize("kind", KINDS)
