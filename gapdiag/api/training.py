@@ -10,7 +10,7 @@ from gapdiag.api.embedding import model_source, read_dataset
 from gapdiag.api.options import EmbedOptions, check_seed
 from gapdiag.data.base import PairedDataset
 from gapdiag.outputs import check_outputs
-from gapdiag.training.train import RUN_FILES, TrainResult
+from gapdiag.training.train import RUN_FILES, TrainResult, check_trainable
 from gapdiag.training.train import train as run_training
 
 
@@ -47,7 +47,9 @@ def train(
     Args:
         data: Training pairs: a dataset, or a path read with :func:`gapdiag.api.load_data` (``None`` = the
             bundled digits).
-        model: Architecture name or config JSON (random init) or a checkpoint file (fine-tuning).
+        model: An open_clip architecture name or config JSON (random init), or weights to fine-tune: a checkpoint
+            file (``model.safetensors``, open_clip's ``epoch_N.pt``) or ``bundled:NAME``. A transformers model
+            (``hf:``) is refused (:func:`gapdiag.training.train.check_trainable`).
         out_dir: The run directory (checkpoints, ``metrics.jsonl``, ``model.safetensors``); resumed if present.
         split: With a path: the rows trained on.
         eval_split: With a path: the rows measured after each epoch (``eval_data``; default: the training rows).
@@ -67,6 +69,7 @@ def train(
     check_outputs({}, {"--model": model, "--pretrained": pretrained,
                        "--data": [train_source, *([eval_source] if eval_source else [])]},
                   folders={"--out": (out_dir, RUN_FILES)})
+    check_trainable(model)  # before the data is read
     at = settings.resolve(cache_dir)
     if not isinstance(data, PairedDataset):
         if eval_split:

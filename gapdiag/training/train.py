@@ -28,8 +28,9 @@ from gapdiag.cache import file_sha256
 from gapdiag.data.base import Modality, PairedDataset
 from gapdiag.data.images import load_image
 from gapdiag.device import Device
-from gapdiag.errors import InputError
+from gapdiag.errors import InputError, ModelError
 from gapdiag.fsutil import hash_json
+from gapdiag.models.huggingface import is_hf_model
 from gapdiag.models.loading import SAFETENSORS_CONFIG_KEY, LoadedModel, ModelSpec, build_model, resolve_model
 from gapdiag.progress import print_line, progress_bar
 from gapdiag.training.evaluation import EPOCH_METRICS, epoch_line, measure_epoch  # noqa: F401 (re-exported)
@@ -285,6 +286,24 @@ def export_safetensors(model: Any, architecture: str, model_cfg: dict[str, Any],
     return path
 
 
+def check_trainable(model: str | Path) -> None:
+    """Refuse a ``--model`` that :func:`train` cannot fine-tune, before any data is read or any file deleted.
+
+    Training builds, steps and exports open_clip models (their ``logit_scale``, their config in the export's
+    metadata); a transformers model (``hf:``) has its own heads, losses (SigLIP's sigmoid bias) and
+    ``save_pretrained`` format, which this loop would silently get wrong.
+
+    Raises:
+        ModelError: ``model`` is a transformers model, naming what ``train`` takes instead.
+    """
+    if is_hf_model(str(model)):
+        raise ModelError(f"gapdiag train fine-tunes open_clip models, and {model} is a transformers model (its "
+                         "training loop, loss and save format are transformers' own)",
+                         hint="train an open_clip architecture or config JSON, or fine-tune bundled:NAME or an "
+                              "open_clip checkpoint (model.safetensors, epoch_N.pt); a transformers model you "
+                              "fine-tuned elsewhere is measured with -m hf:FOLDER")
+
+
 # Over 80 lines only by its 21 options and their documentation; the code is about 50 lines.
 def train(
     data: PairedDataset,
@@ -315,7 +334,9 @@ def train(
 
     Args:
         data: Training pairs (one image and one text modality; a sample's captions are drawn uniformly).
-        model: Architecture name or config JSON (random init) or a checkpoint file (fine-tuning).
+        model: An open_clip architecture name or config JSON (random init) or checkpoint file (fine-tuning: a
+            ``model.safetensors``, open_clip's ``epoch_N.pt`` in its run folder); not a transformers model
+            (:func:`check_trainable`).
         out_dir: Run directory: ``checkpoints/``, ``metrics.jsonl``, ``model.safetensors``. Resumed if present.
         loss: ``infonce``, ``cua``, ``cuaxu`` or ``atp_cu`` (InfoNCE + λ1·L_ATP + λ2·L_CU).
         loss_weights: Keyword weights of the loss (e.g. ``{"lambda_atp": 1.0, "lambda_cu": 1.0}``).
@@ -333,6 +354,7 @@ def train(
 
     Raises:
         InputError: Bad options or data; a checkpoint to resume from that is unreadable or from another run.
+        ModelError: A model that cannot be resolved or trained (:func:`check_trainable`).
     """
     from gapdiag.training.losses import get_loss  # imports torch at its top
 
@@ -343,10 +365,11 @@ def train(
     image_name, text_name = _pairs(data)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
+    check_trainable(model)
+    spec = resolve_model(model, pretrained, cache_root=cache_root)  # a bad --model deletes nothing with --restart
     if restart:
         restart_run(out)
 
-    spec = resolve_model(model, pretrained, cache_root=cache_root)
     settings = run_settings(spec, data, eval_data, cache_root=cache_root, loss=loss, loss_weights=weights, epochs=epochs,
                             batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                             temperature=temperature, seed=seed, precision=precision)
