@@ -16,7 +16,7 @@ from data_fixtures import digit_image, digits_manifest
 from hf_fixtures import KINDS, own_features, write_hf_model
 
 import gapdiag as gd
-from gapdiag.models.loading import resolve_model
+from gapdiag.models.resolving import resolve_model
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ from gapdiag.device import Device
 from gapdiag.errors import InputError, ModelError
 from gapdiag.fsutil import hash_json
 from gapdiag.models.huggingface import is_hf_model
-from gapdiag.models.loading import SAFETENSORS_CONFIG_KEY, LoadedModel, ModelSpec, build_model, resolve_model
+from gapdiag.models.loading import LoadedModel, build_model
+from gapdiag.models.resolving import SAFETENSORS_CONFIG_KEY, ModelSpec, resolve_model
 from gapdiag.progress import print_line, progress_bar
 from gapdiag.training.evaluation import EPOCH_METRICS, epoch_line, measure_epoch  # noqa: F401 (re-exported)
 
