@@ -9,8 +9,9 @@ from gapdiag import settings
 from gapdiag.api.embedding import model_source, read_dataset
 from gapdiag.api.options import EmbedOptions, check_seed
 from gapdiag.data.base import PairedDataset
+from gapdiag.models.resolving import check_trainable
 from gapdiag.outputs import check_outputs
-from gapdiag.training.train import RUN_FILES, TrainResult, check_trainable
+from gapdiag.training.train import RUN_FILES, TrainResult
 from gapdiag.training.train import train as run_training
 
 
@@ -49,7 +50,7 @@ def train(
             bundled digits).
         model: An open_clip architecture name or config JSON (random init), or weights to fine-tune: a checkpoint
             file (``model.safetensors``, open_clip's ``epoch_N.pt``) or ``bundled:NAME``. A transformers model
-            (``hf:``) is refused (:func:`gapdiag.training.train.check_trainable`).
+            (``hf:``) is refused (:func:`gapdiag.models.resolving.check_trainable`).
         out_dir: The run directory (checkpoints, ``metrics.jsonl``, ``model.safetensors``); resumed if present.
         split: With a path: the rows trained on.
         eval_split: With a path: the rows measured after each epoch (``eval_data``; default: the training rows).

@@ -256,6 +256,25 @@ def resolve_model(model: str | Path, pretrained: str | None = None, *, cache_roo
     return _with_checkpoint(ModelSpec(architecture=name, model_cfg=cfg, display_name=name), pretrained, cache_root)
 
 
+def check_trainable(model: str | Path) -> None:
+    """Refuse a ``--model`` that ``gapdiag train`` (:func:`gapdiag.training.train.train`) cannot fine-tune, before
+    any data is read or any file deleted.
+
+    Training builds, steps and exports open_clip models (their ``logit_scale``, their config in the export's
+    metadata); a transformers model (``hf:``) has its own heads, losses (SigLIP's sigmoid bias) and
+    ``save_pretrained`` format, none of which this loop builds, steps or saves.
+
+    Raises:
+        ModelError: ``model`` is a transformers model, naming what ``train`` takes instead.
+    """
+    if is_hf_model(str(model)):
+        raise ModelError(f"gapdiag train fine-tunes open_clip models, and {model} is a transformers model (its "
+                         "training loop, loss and save format are transformers' own)",
+                         hint="train an open_clip architecture or config JSON, or fine-tune bundled:NAME or an "
+                              "open_clip checkpoint (model.safetensors, epoch_N.pt); a transformers model you "
+                              "fine-tuned elsewhere is measured with -m hf:FOLDER")
+
+
 def _training_output_spec(path: Path, cache_root: Path) -> ModelSpec:
     """The spec of a checkpoint that does not say its architecture, from its training run folder
     (:mod:`gapdiag.models.checkpoints`): ``gapdiag train``'s export or ``run.json``, open_clip's ``params.txt``."""

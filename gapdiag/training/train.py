@@ -28,11 +28,10 @@ from gapdiag.cache import file_sha256
 from gapdiag.data.base import Modality, PairedDataset
 from gapdiag.data.images import load_image
 from gapdiag.device import Device
-from gapdiag.errors import InputError, ModelError
+from gapdiag.errors import InputError
 from gapdiag.fsutil import hash_json
-from gapdiag.models.huggingface import is_hf_model
 from gapdiag.models.loading import LoadedModel, build_model
-from gapdiag.models.resolving import SAFETENSORS_CONFIG_KEY, ModelSpec, resolve_model
+from gapdiag.models.resolving import SAFETENSORS_CONFIG_KEY, ModelSpec, check_trainable, resolve_model
 from gapdiag.progress import print_line, progress_bar
 from gapdiag.training.evaluation import EPOCH_METRICS, epoch_line, measure_epoch  # noqa: F401 (re-exported)
 
@@ -287,24 +286,6 @@ def export_safetensors(model: Any, architecture: str, model_cfg: dict[str, Any],
     return path
 
 
-def check_trainable(model: str | Path) -> None:
-    """Refuse a ``--model`` that :func:`train` cannot fine-tune, before any data is read or any file deleted.
-
-    Training builds, steps and exports open_clip models (their ``logit_scale``, their config in the export's
-    metadata); a transformers model (``hf:``) has its own heads, losses (SigLIP's sigmoid bias) and
-    ``save_pretrained`` format, which this loop would silently get wrong.
-
-    Raises:
-        ModelError: ``model`` is a transformers model, naming what ``train`` takes instead.
-    """
-    if is_hf_model(str(model)):
-        raise ModelError(f"gapdiag train fine-tunes open_clip models, and {model} is a transformers model (its "
-                         "training loop, loss and save format are transformers' own)",
-                         hint="train an open_clip architecture or config JSON, or fine-tune bundled:NAME or an "
-                              "open_clip checkpoint (model.safetensors, epoch_N.pt); a transformers model you "
-                              "fine-tuned elsewhere is measured with -m hf:FOLDER")
-
-
 # Over 80 lines only by its 21 options and their documentation; the code is about 50 lines.
 def train(
     data: PairedDataset,
@@ -337,7 +318,7 @@ def train(
         data: Training pairs (one image and one text modality; a sample's captions are drawn uniformly).
         model: An open_clip architecture name or config JSON (random init) or checkpoint file (fine-tuning: a
             ``model.safetensors``, open_clip's ``epoch_N.pt`` in its run folder); not a transformers model
-            (:func:`check_trainable`).
+            (:func:`gapdiag.models.resolving.check_trainable`).
         out_dir: Run directory: ``checkpoints/``, ``metrics.jsonl``, ``model.safetensors``. Resumed if present.
         loss: ``infonce``, ``cua``, ``cuaxu`` or ``atp_cu`` (InfoNCE + λ1·L_ATP + λ2·L_CU).
         loss_weights: Keyword weights of the loss (e.g. ``{"lambda_atp": 1.0, "lambda_cu": 1.0}``).
@@ -355,7 +336,7 @@ def train(
 
     Raises:
         InputError: Bad options or data; a checkpoint to resume from that is unreadable or from another run.
-        ModelError: A model that cannot be resolved or trained (:func:`check_trainable`).
+        ModelError: A model that cannot be resolved or trained (:func:`gapdiag.models.resolving.check_trainable`).
     """
     from gapdiag.training.losses import get_loss  # imports torch at its top
 
