@@ -68,22 +68,25 @@ def test_a_caption_longer_than_the_text_tower_is_cut_to_it(kind: str, hf_models:
     np.testing.assert_allclose(np.asarray(es.vectors["text"]), np.stack(texts), rtol=1e-5, atol=1e-5)
 
 
-def test_cache_key_follows_the_processor_and_weights(hf_models: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_cache_key_follows_the_processor_and_weights(kind: str, hf_models: dict[str, Path], tmp_path: Path) -> None:
     def fingerprint(folder: Path) -> dict:
         spec = resolve_model(f"hf:{folder}", cache_root=tmp_path)
         return spec.fingerprint(precision="fp32", cache_dir=tmp_path)
 
-    base = fingerprint(hf_models["clip"])
-    assert base == fingerprint(hf_models["clip"])
-    assert base["preprocess_cfg"]["text_padding"]["padding"] == "longest"
-    assert fingerprint(hf_models["siglip"])["preprocess_cfg"]["text_padding"]["padding"] == "max_length"
-    other_mean = write_hf_model(tmp_path / "mean", "clip", mean=0.25)
+    base = fingerprint(hf_models[kind])
+    assert base == fingerprint(hf_models[kind])
+    padding = "max_length" if kind in ("siglip", "siglip2") else "longest"
+    assert base["preprocess_cfg"]["text_padding"]["padding"] == padding
+    # The tokenizer's files are hashed into the key (tokenizer.json; BERT's vocab.txt too).
+    assert "tokenizer.json" in base["preprocess_cfg"]["processor_files"]
+    other_mean = write_hf_model(tmp_path / "mean", kind, mean=0.25)
     changed = fingerprint(other_mean)
     # Same weights (same seed), another normalisation: another key, and the setting is readable in the key.
     assert changed["weight_files_sha256"] == base["weight_files_sha256"]
     assert changed["preprocess_cfg"] != base["preprocess_cfg"]
     assert "0.25" in json.dumps(changed["preprocess_cfg"])
-    other_weights = write_hf_model(tmp_path / "seed", "clip", seed=1)
+    other_weights = write_hf_model(tmp_path / "seed", kind, seed=1)
     assert fingerprint(other_weights)["weight_files_sha256"] != base["weight_files_sha256"]
 
 
