@@ -89,3 +89,19 @@ def test_a_refused_model_with_restart_keeps_the_previous_run(manifest: Path, tmp
                                  "--out", run, "--restart")
         assert_one_line_error(code, out, err, named)
         assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("restart", [True, False], ids=["restart", "resume"])
+def test_a_checkpoint_of_the_out_folder_is_refused_as_the_model_it_fine_tunes(manifest: Path, tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str],
+                                                                             restart: bool) -> None:
+    """``--restart`` deletes the folder's ``epoch_N.pt`` and a run writes them: fine-tuning one of them into its own
+    folder would destroy it, so the command stops first, naming the file."""
+    run = tmp_path / "run"
+    train(load_dataset(manifest), "bundled:infonce", out_dir=run, cache_dir=tmp_path, **FROZEN)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    checkpoint = run / "checkpoints" / "epoch_1.pt"
+    code, out, err = gapdiag(capsys, "train", "-d", manifest, "-m", checkpoint, "--epochs", "1", "--device", "cpu",
+                             "--out", run, *(["--restart"] if restart else []))
+    assert_one_line_error(code, out, err, str(checkpoint), "--model")
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

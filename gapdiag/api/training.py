@@ -67,9 +67,12 @@ def train(
     check_seed(seed)  # before the data is read: a bad --seed costs nothing
     eval_source = getattr(eval_data, "source", None)
     train_source = getattr(data, "source", data)
+    # The folder's epoch checkpoints are outputs too (a run writes them, --restart deletes them): fine-tuning one of
+    # them into its own folder is refused before it is lost.
+    epochs_there = (f"checkpoints/{p.name}" for p in sorted(Path(out_dir).glob("checkpoints/epoch_*.pt")))
     check_outputs({}, {"--model": model, "--pretrained": pretrained,
                        "--data": [train_source, *([eval_source] if eval_source else [])]},
-                  folders={"--out": (out_dir, RUN_FILES)})
+                  folders={"--out": (out_dir, (*RUN_FILES, *epochs_there))})
     check_trainable(model)  # before the data is read
     at = settings.resolve(cache_dir)
     if not isinstance(data, PairedDataset):
