@@ -208,7 +208,8 @@ def main() -> None:
 
     from gapdiag import api
     from gapdiag.device import resolve
-    from gapdiag.models.loading import build_model, resolve_model
+    from gapdiag.models.loading import build_model
+    from gapdiag.models.resolving import resolve_model
     from gapdiag.settings import Settings
 
     resolved = resolve(args.device)

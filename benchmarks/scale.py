@@ -73,7 +73,7 @@ def bench_embed(repeat: int, chunk_size: int, model: str | None, device: str = "
         memo = tmp / "memo" / "fingerprints"
         args = ["embed", "--data", str(manifest), "--device", device, "--chunk-size", str(chunk_size), "--quiet"]
         if model:
-            from gapdiag.models.loading import resolve_model
+            from gapdiag.models.resolving import resolve_model
             from gapdiag.settings import Settings
 
             # An architecture alone has random weights (a real model's cost per item, no download): opt in.

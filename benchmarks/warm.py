@@ -84,7 +84,7 @@ def _model_args(model: str | None) -> list[str]:
     """``--model`` for the timed commands; an architecture alone (random weights: timing only) opts in."""
     if not model:
         return []
-    from gapdiag.models.loading import resolve_model
+    from gapdiag.models.resolving import resolve_model
     from gapdiag.settings import Settings
 
     spec = resolve_model(model, cache_root=Settings.build().cache_root)

@@ -140,7 +140,7 @@ def test_embeddings_match_the_pil_path(tmp_path: Path) -> None:
 def test_backend_is_part_of_the_cache_key_and_pil_keeps_todays_key(tmp_path: Path) -> None:
     from gapdiag.api import bundled_checkpoint, load_data
     from gapdiag.embedding.encode import embedding_key
-    from gapdiag.models.loading import resolve_model
+    from gapdiag.models.resolving import resolve_model
     from gapdiag.settings import Settings
 
     dataset = load_data(str(_manifest(tmp_path)))

@@ -27,7 +27,7 @@ from gapdiag.data import load_dataset
 from gapdiag.data.images import load_image
 from gapdiag.errors import DatasetError, EmbeddingError
 from gapdiag.metrics.zeroshot import build_classifier
-from gapdiag.models import loading
+from gapdiag.models import resolving
 from gapdiag.settings import Settings
 
 TESTS = Path(__file__).parent
@@ -441,5 +441,5 @@ def test_a_model_that_cannot_be_loaded_leaves_no_cache_entry(manifest, monkeypat
 
 
 def resolve_model(model, pretrained=None):
-    """:func:`gapdiag.models.loading.resolve_model` under this test's cache root (what the api hands it)."""
-    return loading.resolve_model(model, pretrained, cache_root=Settings.build().cache_root)
+    """:func:`gapdiag.models.resolving.resolve_model` under this test's cache root (what the api hands it)."""
+    return resolving.resolve_model(model, pretrained, cache_root=Settings.build().cache_root)

@@ -125,7 +125,7 @@ def test_the_image_decode_rule_is_in_the_cache_key(tmp_path, monkeypatch):
     from gapdiag.api import bundled_checkpoint
     from gapdiag.data.images import IMAGE_DECODE_VERSION
     from gapdiag.embedding import encode
-    from gapdiag.models.loading import resolve_model
+    from gapdiag.models.resolving import resolve_model
     from gapdiag.settings import Settings
 
     monkeypatch.setenv("GAPDIAG_CACHE_DIR", str(tmp_path / "cache"))

@@ -12,7 +12,7 @@ from conftest import TINY_ARCH, export_tiny, tiny_model
 
 from gapdiag.api import load_model
 from gapdiag.errors import ModelError
-from gapdiag.models import loading
+from gapdiag.models import resolving
 from gapdiag.settings import Settings
 
 TINY_CFG = Path(__file__).parent.parent / "gapdiag" / "models" / "configs" / f"{TINY_ARCH}.json"
@@ -386,8 +386,8 @@ def test_check_refuses_a_random_init_run_against_a_trained_baseline_unless_force
 
 
 def resolve_model(model, pretrained=None):
-    """:func:`gapdiag.models.loading.resolve_model` under this test's cache root (what the api hands it)."""
-    return loading.resolve_model(model, pretrained, cache_root=Settings.build().cache_root)
+    """:func:`gapdiag.models.resolving.resolve_model` under this test's cache root (what the api hands it)."""
+    return resolving.resolve_model(model, pretrained, cache_root=Settings.build().cache_root)
 
 
 def test_siglip_with_the_hf_extra_offline_says_what_to_do(empty_hub, capfd):

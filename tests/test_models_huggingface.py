@@ -1,6 +1,7 @@
 """``-m hf:ID_OR_DIR``: transformers models of the CLIP family with their own processor and tokenizer (issue #30 §2).
 
-Tiny random CLIPModel and SiglipModel folders are written offline by ``save_pretrained`` (tests/hf_fixtures.py).
+Tiny random CLIPModel, SiglipModel, Siglip2Model, ChineseCLIPModel and AltCLIPModel folders are written offline by
+``save_pretrained`` (tests/hf_fixtures.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from data_fixtures import digit_image, digits_manifest
 from hf_fixtures import KINDS, own_features, write_hf_model
 
 import gapdiag as gd
-from gapdiag.models.loading import resolve_model
+from gapdiag.models.resolving import resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -41,22 +42,51 @@ def test_vectors_equal_the_models_own_features(kind: str, hf_models: dict[str, P
     assert model["architecture"] == f"hf:{hf_models[kind]}" and model["random_init"] is False
 
 
-def test_cache_key_follows_the_processor_and_weights(hf_models: dict[str, Path], tmp_path: Path) -> None:
+#: The most tokens each tiny text tower takes: its position embeddings, less RoBERTa's offset (AltCLIP's XLM-R
+#: numbers positions from the padding index + 1, so 18 positions hold 16 tokens).
+TOWER_TOKENS = {"clip": 16, "siglip": 16, "siglip2": 64, "chinese_clip": 16, "altclip": 16, "blip": 16}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_caption_longer_than_the_text_tower_is_cut_to_it(kind: str, hf_models: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    """Many hub tokenizers set no ``model_max_length``: the tower's own positions bound the caption then."""
+    import shutil
+
+    from data_fixtures import write_csv, write_digits
+
+    folder = shutil.copytree(hf_models[kind], tmp_path / kind)
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    settings.pop("model_max_length", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings))
+    write_digits(tmp_path / "images", [0, 1])
+    captions = [" ".join(["one", "two"] * 40), "the number 1 by hand"]
+    path = write_csv(tmp_path / "long.csv", ["image", "caption"],
+                     [[f"images/digit_{i}.png", c] for i, c in enumerate(captions)])
+    es = gd.embed(path, f"hf:{folder}", device="cpu", cache_dir=tmp_path / "cache", progress=False)
+    _, texts = own_features(folder, [], captions, max_length=TOWER_TOKENS[kind])
+    np.testing.assert_allclose(np.asarray(es.vectors["text"]), np.stack(texts), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cache_key_follows_the_processor_and_weights(kind: str, hf_models: dict[str, Path], tmp_path: Path) -> None:
     def fingerprint(folder: Path) -> dict:
         spec = resolve_model(f"hf:{folder}", cache_root=tmp_path)
         return spec.fingerprint(precision="fp32", cache_dir=tmp_path)
 
-    base = fingerprint(hf_models["clip"])
-    assert base == fingerprint(hf_models["clip"])
-    assert base["preprocess_cfg"]["text_padding"]["padding"] == "longest"
-    assert fingerprint(hf_models["siglip"])["preprocess_cfg"]["text_padding"]["padding"] == "max_length"
-    other_mean = write_hf_model(tmp_path / "mean", "clip", mean=0.25)
+    base = fingerprint(hf_models[kind])
+    assert base == fingerprint(hf_models[kind])
+    padding = "max_length" if kind in ("siglip", "siglip2") else "longest"
+    assert base["preprocess_cfg"]["text_padding"]["padding"] == padding
+    # The tokenizer's files are hashed into the key (tokenizer.json; BERT's vocab.txt too).
+    assert "tokenizer.json" in base["preprocess_cfg"]["processor_files"]
+    other_mean = write_hf_model(tmp_path / "mean", kind, mean=0.25)
     changed = fingerprint(other_mean)
     # Same weights (same seed), another normalisation: another key, and the setting is readable in the key.
     assert changed["weight_files_sha256"] == base["weight_files_sha256"]
     assert changed["preprocess_cfg"] != base["preprocess_cfg"]
     assert "0.25" in json.dumps(changed["preprocess_cfg"])
-    other_weights = write_hf_model(tmp_path / "seed", "clip", seed=1)
+    other_weights = write_hf_model(tmp_path / "seed", kind, seed=1)
     assert fingerprint(other_weights)["weight_files_sha256"] != base["weight_files_sha256"]
 
 

@@ -12,7 +12,7 @@ from cli_helpers import assert_one_line_error, gapdiag
 from gapdiag.api import train
 from gapdiag.data import load_dataset
 from gapdiag.errors import InputError
-from gapdiag.models.loading import resolve_model
+from gapdiag.models.resolving import resolve_model
 from gapdiag.settings import Settings
 from gapdiag.training.train import EPOCH_METRICS
 from tests.data_fixtures import digits_manifest

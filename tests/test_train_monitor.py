@@ -15,7 +15,8 @@ from gapdiag.data import load_dataset
 from gapdiag.device import Device
 from gapdiag.embedding.encode import embed_in_memory
 from gapdiag.metrics import compute_all
-from gapdiag.models.loading import build_model, resolve_model
+from gapdiag.models.loading import build_model
+from gapdiag.models.resolving import resolve_model
 from gapdiag.settings import Settings
 from gapdiag.training.evaluation import EPOCH_METRICS, LOGGED_METRICS
 from tests.data_fixtures import digits_manifest

@@ -29,13 +29,8 @@ from gapdiag.embedding import encode
 from gapdiag.embedding.distributed import context_from_env
 from gapdiag.errors import DatasetError, InputError
 from gapdiag.fsutil import hash_json
-from gapdiag.models.loading import (
-    LoadedModel,
-    build_model,
-    require_weights,
-    resolve_model,
-    weights_are_random,
-)
+from gapdiag.models.loading import LoadedModel, build_model
+from gapdiag.models.resolving import require_weights, resolve_model, weights_are_random
 from gapdiag.report.notes import count_repeated_items
 from gapdiag.settings import Settings
 from gapdiag.vectors import EmbeddingSet
@@ -66,7 +61,7 @@ def checkpoint_in(sample_data: Path | None, name: str = DEFAULT_CHECKPOINT) -> P
 
 
 def model_source(model: str | Path | None, sample_data: Path | None) -> str | Path:
-    """``--model`` as :func:`gapdiag.models.loading.resolve_model` takes it: ``None`` is the default bundled
+    """``--model`` as :func:`gapdiag.models.resolving.resolve_model` takes it: ``None`` is the default bundled
     checkpoint and ``bundled:NAME`` the file of that one, in the sample-data folder ``sample_data``; anything else
     is returned as it is.
 

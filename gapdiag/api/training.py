@@ -9,6 +9,7 @@ from gapdiag import settings
 from gapdiag.api.embedding import model_source, read_dataset
 from gapdiag.api.options import EmbedOptions, check_seed
 from gapdiag.data.base import PairedDataset
+from gapdiag.models.resolving import check_trainable
 from gapdiag.outputs import check_outputs
 from gapdiag.training.train import RUN_FILES, TrainResult
 from gapdiag.training.train import train as run_training
@@ -47,7 +48,9 @@ def train(
     Args:
         data: Training pairs: a dataset, or a path read with :func:`gapdiag.api.load_data` (``None`` = the
             bundled digits).
-        model: Architecture name or config JSON (random init) or a checkpoint file (fine-tuning).
+        model: An open_clip architecture name or config JSON (random init), or weights to fine-tune: a checkpoint
+            file (``model.safetensors``, open_clip's ``epoch_N.pt``) or ``bundled:NAME``. A transformers model
+            (``hf:``) is refused (:func:`gapdiag.models.resolving.check_trainable`).
         out_dir: The run directory (checkpoints, ``metrics.jsonl``, ``model.safetensors``); resumed if present.
         split: With a path: the rows trained on.
         eval_split: With a path: the rows measured after each epoch (``eval_data``; default: the training rows).
@@ -64,9 +67,13 @@ def train(
     check_seed(seed)  # before the data is read: a bad --seed costs nothing
     eval_source = getattr(eval_data, "source", None)
     train_source = getattr(data, "source", data)
+    # The folder's epoch checkpoints are outputs too (a run writes them, --restart deletes them): fine-tuning one of
+    # them into its own folder is refused before it is lost.
+    epochs_there = (f"checkpoints/{p.name}" for p in sorted(Path(out_dir).glob("checkpoints/epoch_*.pt")))
     check_outputs({}, {"--model": model, "--pretrained": pretrained,
                        "--data": [train_source, *([eval_source] if eval_source else [])]},
-                  folders={"--out": (out_dir, RUN_FILES)})
+                  folders={"--out": (out_dir, (*RUN_FILES, *epochs_there))})
+    check_trainable(model)  # before the data is read
     at = settings.resolve(cache_dir)
     if not isinstance(data, PairedDataset):
         if eval_split:

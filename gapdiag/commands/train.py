@@ -36,7 +36,11 @@ def train(
         help="Training data, any format `measure --data` reads; --split picks the rows trained on and "
              "--eval-split those measured each epoch. Default: the bundled handwritten digits.",
         rich_help_panel="Data")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Architecture/config JSON (random init) or checkpoint (fine-tune).")] = "gapdiag-tiny-vit",
+    model: Annotated[str, typer.Option(
+        "--model", "-m",
+        help="open_clip architecture or config JSON (random init), or weights to fine-tune: a checkpoint "
+             "(model.safetensors, epoch_N.pt) or bundled:NAME. Not hf: (transformers models train with their "
+             "own tools).")] = "gapdiag-tiny-vit",
     pretrained: PretrainedOpt = None,
     split: Annotated[str | None, typer.Option("--split", help="Training split of the manifest.")] = "train",
     eval_split: Annotated[str | None, typer.Option("--eval-split", help="Split for the per-epoch metrics.")] = "test",

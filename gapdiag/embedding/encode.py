@@ -24,7 +24,8 @@ from gapdiag.embedding.loader import encode_images_on_device
 from gapdiag.embedding.preprocess import PREPROCESS_BACKENDS, resolve_preprocess
 from gapdiag.errors import CacheError, DatasetError, InputError
 from gapdiag.metrics.zeroshot import build_classifier
-from gapdiag.models.loading import LoadedModel, ModelSpec, build_model
+from gapdiag.models.loading import LoadedModel, build_model
+from gapdiag.models.resolving import ModelSpec
 from gapdiag.progress import progress_bar
 from gapdiag.vectors import EmbeddingSet
 

@@ -37,6 +37,9 @@ PROCESSOR_SETTINGS_FILES = ("preprocessor_config.json", "processor_config.json")
 HUB_FILES = ["*.json", "*.txt", "*.model", "*.vocab", "*.tiktoken", "*.safetensors", "pytorch_model*.bin"]
 #: Model types whose text tower was trained on captions padded to the full length (the model card's usage).
 PAD_TO_MAX_LENGTH = ("siglip", "siglip2")
+#: Text towers built on RoBERTa's embeddings, which number positions from ``pad_token_id + 1`` (fairseq's
+#: convention): ``max_position_embeddings`` 514 holds 512 tokens (AltCLIP's XLM-R; RoBERTa text towers).
+OFFSET_POSITIONS = ("altclip_text_model", "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert")
 #: What to tell a user whose hub model is neither local nor downloadable.
 OFFLINE_HINT = ("no network? download it where there is one (`hf download {id}`), copy the Hugging Face cache here "
                 "and set HF_HUB_OFFLINE=1, or pass the folder it was saved to: -m hf:./FOLDER")
@@ -195,9 +198,12 @@ def build_hf(source: HFSource) -> tuple[Any, Any, Any]:
 
 
 def _max_length(config: dict[str, Any], tokenizer: Any) -> int | None:
-    """The longest caption the text tower takes: its position embeddings (a tokenizer may allow more)."""
+    """The longest caption the text tower takes: its position embeddings (a tokenizer may allow more, or set no
+    limit), less the positions a RoBERTa-style tower skips (:data:`OFFSET_POSITIONS`)."""
     text_cfg = config.get("text_config") or {}
     positions = text_cfg.get("max_position_embeddings")
+    if isinstance(positions, int) and text_cfg.get("model_type") in OFFSET_POSITIONS:
+        positions -= int(text_cfg.get("pad_token_id") or 0) + 1
     limit = getattr(tokenizer, "model_max_length", None)
     candidates = [n for n in (positions, limit) if isinstance(n, int) and 0 < n < 1_000_000]
     return min(candidates) if candidates else None

@@ -30,7 +30,8 @@ from gapdiag.data.images import load_image
 from gapdiag.device import Device
 from gapdiag.errors import InputError
 from gapdiag.fsutil import hash_json
-from gapdiag.models.loading import SAFETENSORS_CONFIG_KEY, LoadedModel, ModelSpec, build_model, resolve_model
+from gapdiag.models.loading import LoadedModel, build_model
+from gapdiag.models.resolving import SAFETENSORS_CONFIG_KEY, ModelSpec, check_trainable, resolve_model
 from gapdiag.progress import print_line, progress_bar
 from gapdiag.training.evaluation import EPOCH_METRICS, epoch_line, measure_epoch  # noqa: F401 (re-exported)
 
@@ -315,7 +316,9 @@ def train(
 
     Args:
         data: Training pairs (one image and one text modality; a sample's captions are drawn uniformly).
-        model: Architecture name or config JSON (random init) or a checkpoint file (fine-tuning).
+        model: An open_clip architecture name or config JSON (random init) or checkpoint file (fine-tuning: a
+            ``model.safetensors``, open_clip's ``epoch_N.pt`` in its run folder); not a transformers model
+            (:func:`gapdiag.models.resolving.check_trainable`).
         out_dir: Run directory: ``checkpoints/``, ``metrics.jsonl``, ``model.safetensors``. Resumed if present.
         loss: ``infonce``, ``cua``, ``cuaxu`` or ``atp_cu`` (InfoNCE + λ1·L_ATP + λ2·L_CU).
         loss_weights: Keyword weights of the loss (e.g. ``{"lambda_atp": 1.0, "lambda_cu": 1.0}``).
@@ -333,6 +336,7 @@ def train(
 
     Raises:
         InputError: Bad options or data; a checkpoint to resume from that is unreadable or from another run.
+        ModelError: A model that cannot be resolved or trained (:func:`gapdiag.models.resolving.check_trainable`).
     """
     from gapdiag.training.losses import get_loss  # imports torch at its top
 
@@ -343,10 +347,11 @@ def train(
     image_name, text_name = _pairs(data)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
+    check_trainable(model)
+    spec = resolve_model(model, pretrained, cache_root=cache_root)  # a bad --model deletes nothing with --restart
     if restart:
         restart_run(out)
 
-    spec = resolve_model(model, pretrained, cache_root=cache_root)
     settings = run_settings(spec, data, eval_data, cache_root=cache_root, loss=loss, loss_weights=weights, epochs=epochs,
                             batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                             temperature=temperature, seed=seed, precision=precision)
