@@ -34,7 +34,7 @@ from gapdiag.metrics.hubness import hubness, k_occurrence
 from gapdiag.metrics.intrinsic import isoscore, isoscore_from_cov, twonn_dimension
 from gapdiag.metrics.raw import norm_distribution, raw_norms_from_blocks
 from gapdiag.metrics.retrieval import approximate_recall_agreement, recall_at_k, search_topk
-from gapdiag.metrics.similarity import knn_indices, linear_cka, neighbour_overlap
+from gapdiag.metrics.similarity import compare_embeddings, knn_indices, linear_cka, neighbour_overlap
 from gapdiag.metrics.uniformity import uniformity_w2, uniformity_wang_isola, w2_from_stats
 from gapdiag.metrics.validation import (
     check_block_values,
@@ -358,3 +358,43 @@ def test_the_gap_decomposition_lists_the_documented_number_of_top_dimensions():
     top = extras["gap_decomposition/image-text"]["top_dims"]
     assert [e["dim"] for e in top] == expected.tolist()
     assert [e["delta"] for e in top] == pytest.approx(delta[expected].tolist(), abs=1e-6)
+
+
+def _brute_knn(x: np.ndarray, k: int) -> list[set[int]]:
+    """The k nearest other items of each row by cosine, ties to the lower index, by sorting every row."""
+    u = x.astype(np.float64) / np.linalg.norm(x, axis=1, keepdims=True)
+    s = u @ u.T
+    return [set(sorted((j for j in range(len(x)) if j != i), key=lambda j: (-s[i, j], j))[:k])
+            for i in range(len(x))]
+
+
+def test_mutual_knn_compares_the_documented_number_of_neighbours():
+    """docs/metrics.md: mutual_knn is the mean over items of |N_A(i) ∩ N_B(i)|/k, N(i) the k = 10 nearest other
+    items by cosine; compare_embeddings measures it at that k (30 items, so 10 is not everything)."""
+    k = _documented(r"N\(i\) the k = (\d+) nearest other items")
+    x, y = _points(30, d=6, seed=11), _points(30, d=6, seed=12)
+    a = EmbeddingSet({"image": x, "text": x[::-1].copy()}, {"image": np.arange(30), "text": np.arange(30)}, 30)
+    b = EmbeddingSet({"image": y, "text": x[::-1].copy()}, {"image": np.arange(30), "text": np.arange(30)}, 30)
+    values, extras = compare_embeddings(a, b)
+    na, nb = _brute_knn(x, k), _brute_knn(y, k)
+    assert values["mutual_knn/image"] == pytest.approx(np.mean([len(p & q) / k for p, q in zip(na, nb)]))
+    assert values["mutual_knn/text"] == 1.0
+    assert len(extras["overlap_histogram/image"]) == k + 1  # overlap 0/k, 1/k, ..., k/k
+
+
+@pytest.mark.parametrize("measure", ["v_measure_modality", "v_measure_class"])
+def test_v_measure_subsamples_only_above_the_documented_number_of_points(monkeypatch, measure):
+    """docs/metrics.md: V-Measure is subsampled internally above 100,000 points (a set of exactly that many is
+    clustered whole). The k-means step is replaced by a recorder: the sizes are the point, not the clusters."""
+    import gapdiag.metrics.clustering as clustering
+
+    bound = _documented(r"Subsampled internally above ([\d,]+) points")
+    clustered = []
+    monkeypatch.setattr(clustering, "_kmeans_v_measure", lambda points, *_args: clustered.append(len(points)) or 0.5)
+    for n in (bound, bound + 1):
+        half = np.ones((n // 2, 2), np.float32), np.ones((n - n // 2, 2), np.float32)
+        if measure == "v_measure_modality":
+            clustering.v_measure_modality(list(half))
+        else:
+            clustering.v_measure_class(list(half), [np.arange(len(h)) % 2 for h in half])
+    assert clustered == [bound, bound]
