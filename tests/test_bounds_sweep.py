@@ -386,7 +386,7 @@ def test_mutual_knn_compares_the_documented_number_of_neighbours():
 def test_v_measure_subsamples_only_above_the_documented_number_of_points(monkeypatch, measure):
     """docs/metrics.md: V-Measure is subsampled internally above 100,000 points (a set of exactly that many is
     clustered whole). The k-means step is replaced by a recorder: the sizes are the point, not the clusters."""
-    import gapdiag.metrics.clustering as clustering
+    from gapdiag.metrics import clustering
 
     bound = _documented(r"Subsampled internally above ([\d,]+) points")
     clustered = []
