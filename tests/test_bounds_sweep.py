@@ -398,3 +398,70 @@ def test_v_measure_subsamples_only_above_the_documented_number_of_points(monkeyp
         else:
             clustering.v_measure_class(list(half), [np.arange(len(h)) % 2 for h in half])
     assert clustered == [bound, bound]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Memory bounds at their real sizes: the tests beside each function shrink the constant to exercise the
+# chunking; these hold the constant itself to the size its comment promises (a bound doubled fails here)
+# ---------------------------------------------------------------------------------------------------------
+MiB = 1 << 20
+
+
+class _RecordingRows(np.ndarray):
+    """An array that records the size of every block read out of it by indexing."""
+
+    read: list[int]
+
+    def __getitem__(self, key):
+        block = np.asarray(np.ndarray.__getitem__(self, key))
+        self.read.append(block.size)
+        return block
+
+
+def _recording(x: np.ndarray) -> _RecordingRows:
+    view = x.view(_RecordingRows)
+    view.read = []
+    return view
+
+
+@pytest.mark.parametrize("n_cols", [1, 1000, 1 << 18])
+def test_row_strips_hold_about_one_mib_of_float32_scores(n_cols):
+    """blocked.py: "Row strips of about 1 MiB of float32 scores: they stay in a core's L2"."""
+    from gapdiag.metrics.blocked import row_strips
+
+    strips = row_strips((0, 1 << 19), n_cols)
+    largest = max((stop - start) * n_cols for start, stop in strips) * 4
+    assert MiB // 2 < largest <= MiB  # as large as the bound allows (a strip of a few rows would be slow)
+
+
+def test_rescoring_gathers_at_most_32_mib_of_float64_at_its_real_chunk_size():
+    """search_index.py: the float64 temporaries of rescoring (rows × candidates × d) are bounded to ~32 MB; 100
+    queries × 1,000 candidates × 64 dimensions would be 51 MB at once."""
+    from gapdiag.metrics.search_index import exact_scores
+
+    rng = np.random.default_rng(13)
+    q = rng.normal(size=(100, 64)).astype(np.float32)
+    g = _recording(rng.normal(size=(1000, 64)).astype(np.float32))
+    cand = np.tile(np.arange(1000), (100, 1))
+    cand[::7, ::5] = -1
+    got = exact_scores(q, g, cand)
+    assert max(g.read) * 8 <= 32 * MiB
+    want = q.astype(np.float64) @ np.asarray(g, dtype=np.float64).T
+    assert np.allclose(got[cand >= 0], want[cand >= 0], rtol=0, atol=1e-12)
+    assert np.all(np.isneginf(got[cand < 0]))
+
+
+def test_the_kth_score_floor_scores_about_16_mib_at_a_time():
+    """cross.py: the floor under each query's K-th score is found "about 16 MiB of scores at a time"; 20,000
+    queries against the 256 gallery items it scores would be 20 MB at once. Each floor is at or below the
+    query's K-th best score over the whole gallery."""
+    from gapdiag.metrics.cross import _kth_score_floor
+
+    rng = np.random.default_rng(14)
+    q = _recording(rng.normal(size=(20_000, 4)).astype(np.float32))
+    g = rng.normal(size=(300, 4)).astype(np.float32)
+    floor = _kth_score_floor(q, g, 10)
+    rows_at_once = max(q.read) // q.shape[1]
+    assert rows_at_once * 256 * 4 <= 16 * MiB  # float32 scores against 256 gallery items
+    kth = np.sort(np.asarray(q, dtype=np.float64) @ g.T.astype(np.float64), axis=1)[:, -10]
+    assert np.all(floor <= kth)
