@@ -60,7 +60,7 @@ MODULES: dict[str, str] = {
     "gapdiag/metrics/cone.py": f"{_SWEEP} tests/test_metrics_conformity.py {_GEOMETRY}",
     "gapdiag/metrics/cross.py": f"{_SWEEP} {_SCAN} tests/test_metrics_retrieval.py tests/test_metrics_engine.py",
     "gapdiag/metrics/decomposition.py": f"{_SWEEP} {_DIAGNOSTICS}",
-    "gapdiag/metrics/engine.py": _ENGINE,
+    "gapdiag/metrics/engine.py": f"{_SWEEP} {_ENGINE}",
     "gapdiag/metrics/gap.py": f"{_GEOMETRY} tests/test_metrics_engine.py",
     "gapdiag/metrics/hubness.py": f"{_SWEEP} {_DIAGNOSTICS}",
     "gapdiag/metrics/intrinsic.py": f"{_SWEEP} {_DIAGNOSTICS}",

@@ -30,6 +30,7 @@ from gapdiag.metrics.cone import (
     wasserstein_1d,
 )
 from gapdiag.metrics.decomposition import gap_decomposition_from_stats, mmd_test
+from gapdiag.metrics.engine import compute_from_stats
 from gapdiag.metrics.hubness import hubness, k_occurrence
 from gapdiag.metrics.intrinsic import isoscore, isoscore_from_cov, twonn_dimension
 from gapdiag.metrics.raw import norm_distribution, raw_norms_from_blocks
@@ -62,6 +63,12 @@ def _rows_with(values: dict[int, float], n: int = 5, d: int = 3) -> tuple[np.nda
     with np.errstate(over="ignore", invalid="ignore"):
         norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
     return block, norms
+
+
+def _pairs(n: int, modalities: set[str] | None = None) -> EmbeddingSet:
+    """``n`` image-text pairs (or the ``modalities`` named), one item per sample."""
+    names = sorted(modalities or {"image", "text"})
+    return EmbeddingSet({m: _points(n, seed=k) for k, m in enumerate(names)}, {m: np.arange(n) for m in names}, n)
 
 
 def _huge_norm_block() -> tuple[np.ndarray, np.ndarray]:
@@ -207,6 +214,33 @@ BAD_INPUTS = {
     "zero-shot label past the classes": (
         lambda: zero_shot_accuracy(_points(4), _points(3), np.array([0, 1, 2, 3]), device="cpu"), ["[0, 3)"]
     ),
+    "compute_all of one modality": (lambda: compute_all(_pairs(4, {"image"}), ["modality_gap"], device="cpu"),
+                                    ["at least 2 modalities", "got 1", "['image']"]),
+    "an engine that is not one": (
+        lambda: compute_all(_pairs(4), ["recall_at_1"], retrieval_engine="exact", device="cpu"), ["got 'exact'"]
+    ),
+    "vectors without sample ids": (
+        lambda: compute_all(EmbeddingSet({"image": _points(4), "text": _points(4)}, {"image": np.arange(4)}, 4),
+                            ["modality_gap"], device="cpu"),
+        ["modality 'text'", "no sample_index"],
+    ),
+    "a sample id past the samples": (
+        lambda: compute_all(EmbeddingSet({"image": _points(4), "text": _points(4)},
+                                         {"image": np.arange(4), "text": np.array([0, 1, 2, 6])}, 6),
+                            ["modality_gap"], device="cpu"),
+        ["text:", "sample 6", "n_samples is 6"],
+    ),
+    "an unknown metric": (lambda: compute_all(_pairs(4), ["modality_gapp"], device="cpu"), ["modality_gapp"]),
+    "a two-model metric": (lambda: compute_all(_pairs(4), ["linear_cka"], device="cpu"), ["linear_cka compare"]),
+    "streamed statistics of one modality": (
+        lambda: compute_from_stats({"image": linear_stats(_points(4))}, {}, ["modality_gap"]),
+        ["anything", "of 1 modalities"],
+    ),
+    "a metric streamed statistics cannot give": (
+        lambda: compute_from_stats({"image": linear_stats(_points(4)), "text": linear_stats(_points(4))}, {},
+                                   ["recall_at_1"]),
+        ["cannot compute recall_at_1", "of 2 modalities"],
+    ),
 }
 
 
@@ -240,6 +274,9 @@ SMALLEST_VALID = {
     "angular value of 2 items": lambda: angular_value_from_stats(linear_stats(_points(2))),
     "conformity of 2 items": lambda: conformity(_points(2)),
     "W1 of one value each": lambda: wasserstein_1d([1.0], [2.0]),
+    "the last sample id": lambda: compute_all(
+        EmbeddingSet({"image": _points(4), "text": _points(4)}, {"image": np.arange(4), "text": np.array([0, 1, 2, 5])},
+                     6), ["modality_gap"], device="cpu"),
     "V-Measure of 2 labels and one restart": lambda: v_measure_class(
         [_points(3), _points(3, seed=1)], [np.array([0, 1, 0]), np.array([1, 0, 1])], n_init=1),
     "V-Measure on as many points as clusters": lambda: v_measure_modality(
