@@ -44,7 +44,7 @@ _DIAGNOSTICS = "tests/test_metrics_diagnostics.py tests/test_metrics_degenerate.
 _ENGINE = "tests/test_metrics_plan.py tests/test_metrics_engine.py"
 _SCAN = "tests/test_cross_scan.py tests/test_tile_workers.py"
 _CHECK = "tests/test_check.py tests/test_compare.py tests/test_bootstrap.py"
-_CACHE = "tests/test_cache.py tests/test_cache_trust.py tests/test_cache_verify_progress.py"
+_CACHE = "tests/test_cache.py tests/test_cache_trust.py tests/test_cache_sweep.py"
 #: The sweep of every input check, its message and the documented counts (seconds): first where it reaches.
 _SWEEP = "tests/test_bounds_sweep.py"
 

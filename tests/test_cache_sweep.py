@@ -1,5 +1,6 @@
-"""The cache's checksum pass shows its progress from the size docs/cache.md states, counted to the entry's exact
-size (issue #25's sweep: progress counters and display bounds survived fresh mutation samples elsewhere)."""
+"""Issue #25's sweep of the cache: the checksum pass shows its progress from the size docs/cache.md states,
+counted to the entry's exact size, and the writer's bounds let their smallest valid values through (progress
+counters, display bounds and checks moved by one survived fresh mutation samples elsewhere)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
-from test_cache import build_entry
+from test_cache import COUNTS, META, build_entry, expected
 
 from gapdiag.cache import EmbeddingCache, integrity
 
@@ -64,3 +66,16 @@ def test_an_entry_of_the_threshold_size_shows_its_pass_counted_to_every_byte(tmp
         assert [bar.enabled for bar in bars] == [shown], threshold
         assert bars[0].total == pytest.approx(size / 2**20)
         assert bars[0].done == pytest.approx(size / 2**20)  # every byte read once, in MiB
+
+
+@pytest.mark.parametrize("chunk_size", [1, 23, 24])
+def test_an_entry_written_in_chunks_of_one_item_or_of_everything_reads_back_the_same(tmp_path, chunk_size):
+    """The smallest chunk the writer accepts is one item, the largest any; the entry reads back the vectors
+    whatever the chunking (23 = the larger modality's count; 24 leaves every chunk short)."""
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "k", chunk_size=chunk_size)
+    got = cache.get("k")
+    for m in COUNTS:
+        np.testing.assert_array_equal(got.vectors[m], expected(m))
+    with cache.writer("k2", META, chunk_size=chunk_size) as w:
+        assert w.chunk_ranges("image", 0) == []  # a modality of no items has no chunks (not an error)
