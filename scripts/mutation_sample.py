@@ -46,7 +46,7 @@ _SCAN = "tests/test_cross_scan.py tests/test_tile_workers.py"
 _CHECK = "tests/test_check.py tests/test_compare.py tests/test_bootstrap.py"
 _CACHE = "tests/test_cache.py tests/test_cache_trust.py tests/test_cache_sweep.py"
 #: The sweep of every input check, its message and the documented counts (seconds): first where it reaches.
-_SWEEP = "tests/test_bounds_sweep.py"
+_SWEEP = "tests/test_bounds_sweep.py tests/test_bounds_edges.py"
 
 #: Module -> the pytest arguments that exercise it (they run once per mutant with -x, so each list is the tests
 #: that import the module or reach it through its callers, not the whole suite; docs/reliability.md says how a
@@ -57,7 +57,8 @@ MODULES: dict[str, str] = {
     "gapdiag/metrics/blocked.py": f"{_SWEEP} {_GEOMETRY} {_SCAN} tests/test_metrics_engine.py",
     "gapdiag/metrics/bounds.py": "tests/test_metrics_degenerate.py tests/test_metrics_once.py",
     "gapdiag/metrics/clustering.py": f"{_SWEEP} tests/test_metrics_clustering.py",
-    "gapdiag/metrics/cone.py": f"{_SWEEP} tests/test_metrics_conformity.py {_GEOMETRY}",
+    "gapdiag/metrics/cone.py": f"{_SWEEP} tests/test_metrics_conformity.py {_GEOMETRY} "
+                              "tests/test_metrics_raw_geometry.py",
     "gapdiag/metrics/cross.py": f"{_SWEEP} {_SCAN} tests/test_metrics_retrieval.py tests/test_metrics_engine.py",
     "gapdiag/metrics/decomposition.py": f"{_SWEEP} {_DIAGNOSTICS}",
     "gapdiag/metrics/engine.py": f"{_SWEEP} {_ENGINE}",
@@ -77,7 +78,7 @@ MODULES: dict[str, str] = {
                                   "tests/test_cli.py::test_sample_floor_is_one_check_for_every_command",
     "gapdiag/metrics/search_index.py": f"{_SWEEP} tests/test_metrics_retrieval.py tests/test_metrics_once.py",
     "gapdiag/metrics/similarity.py": f"{_SWEEP} {_DIAGNOSTICS} tests/test_compare_models.py",
-    "gapdiag/metrics/strip_scan.py": f"{_SCAN} tests/test_metrics_once.py",
+    "gapdiag/metrics/strip_scan.py": f"{_SWEEP} {_SCAN} tests/test_metrics_once.py",
     "gapdiag/metrics/tile_workers.py": "tests/test_tile_workers.py tests/test_cross_scan.py",
     "gapdiag/metrics/torch_passes.py": "tests/test_torch_passes.py tests/test_metrics_plan.py",
     "gapdiag/metrics/uniformity.py": f"{_SWEEP} {_GEOMETRY} tests/test_metrics_engine.py",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cache import COUNTS, META, build_entry, expected
+from test_cache import COUNTS, LABELS, META, build_entry, expected, fake_vectors
 
 from gapdiag.cache import EmbeddingCache, integrity
 
@@ -79,3 +79,76 @@ def test_an_entry_written_in_chunks_of_one_item_or_of_everything_reads_back_the_
         np.testing.assert_array_equal(got.vectors[m], expected(m))
     with cache.writer("k2", META, chunk_size=chunk_size) as w:
         assert w.chunk_ranges("image", 0) == []  # a modality of no items has no chunks (not an error)
+
+
+def test_a_full_disk_while_writing_meta_json_is_a_one_line_cache_error_and_keeps_the_chunks(tmp_path, monkeypatch):
+    """finalize() writes meta.json last; a full disk there must say so (not an OSError traceback), name the file,
+    and keep every chunk already written, so that the next run only finishes the entry."""
+    import errno
+
+    from gapdiag import fsutil
+    from gapdiag.errors import CacheError
+
+    cache = EmbeddingCache(tmp_path / "c")
+    real = fsutil.atomic_write_json
+
+    def full_at_meta(path, obj, *args, **kwargs):
+        if Path(path).name == "meta.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, obj, *args, **kwargs)
+
+    monkeypatch.setattr(fsutil, "atomic_write_json", full_at_meta)
+    with pytest.raises(CacheError, match=r"disk full while writing .*meta\.json") as info:
+        build_entry(cache, "k")
+    assert "\n" not in info.value.one_line()
+    chunks = sorted(p.name for p in (cache.path("k") / "chunks").glob("*.npy"))
+    assert len(chunks) == 3 + 6  # 10 images and 23 captions in chunks of 4: all kept
+    monkeypatch.setattr(fsutil, "atomic_write_json", real)
+    written = []
+    got = build_entry(cache, "k", on_chunk=lambda *chunk: written.append(chunk))
+    assert written == []  # nothing computed again
+    for m in COUNTS:
+        np.testing.assert_array_equal(got.vectors[m], expected(m))
+
+
+def test_finalize_without_a_sample_count_counts_the_largest_sample_id_plus_one(tmp_path):
+    """A meta with no ``dataset.n_samples`` takes the number of samples from the sample ids: largest id + 1
+    (ids 0..9 are 10 samples; every other test's meta states the count)."""
+    meta = {**META, "dataset": {k: v for k, v in META["dataset"].items() if k != "n_samples"}}
+    cache = EmbeddingCache(tmp_path / "c")
+    got = build_entry(cache, "k", meta=meta)
+    assert got.n_samples == 10
+    np.testing.assert_array_equal(got.labels, LABELS)
+
+
+def test_a_chunk_with_nan_names_its_first_bad_item_whatever_the_chunk_size(tmp_path):
+    """Chunks of 3 items start at rows 3, 6, ...; the error names the first bad item of the whole modality."""
+    from gapdiag.errors import EmbeddingError
+
+    cache = EmbeddingCache(tmp_path / "c")
+    with cache.writer("k", META, chunk_size=3) as w:
+        w.chunk_ranges("image", COUNTS["image"])
+        bad = fake_vectors("image", 3, 6)
+        bad[1:, 2] = np.nan
+        with pytest.raises(EmbeddingError, match=r"items 3-5 \(first at item 4\)"):
+            w.write_chunk("image", 3, bad)
+
+
+@pytest.mark.parametrize("shape", [(6,), (0, 6)])
+def test_a_chunk_that_is_not_a_non_empty_matrix_is_refused_naming_its_shape(tmp_path, shape):
+    cache = EmbeddingCache(tmp_path / "c")
+    with cache.writer("k", META, chunk_size=4) as w:
+        w.chunk_ranges("image", COUNTS["image"])
+        with pytest.raises(ValueError, match=re.escape(f"non-empty 2-D array, got shape {shape}")):
+            w.write_chunk("image", 0, np.zeros(shape, np.float32))
+
+
+def test_a_range_that_starts_at_the_end_is_not_a_chunk_whatever_the_count(tmp_path):
+    """``[n, n)`` is no chunk of n items, for counts past CPython's small-int cache too (an identity test of
+    ``start is n`` held only below 257)."""
+    cache = EmbeddingCache(tmp_path / "c")
+    with cache.writer("k", META, chunk_size=4) as w:
+        for n in (10, 1000):
+            w.chunk_ranges("text", n)
+            with pytest.raises(ValueError, match=f"items {n}-{n} of 'text' are not one of its chunk_ranges"):
+                w.is_done("text", int(str(n)), n)  # an int built at run time, as a caller's would be
