@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cache import COUNTS, LABELS, META, build_entry, expected, fake_vectors
+from test_cache import COUNTS, LABELS, META, SAMPLE_INDEX, build_entry, expected, fake_vectors
 
 from gapdiag.cache import EmbeddingCache, integrity
 
@@ -152,3 +152,37 @@ def test_a_range_that_starts_at_the_end_is_not_a_chunk_whatever_the_count(tmp_pa
             w.chunk_ranges("text", n)
             with pytest.raises(ValueError, match=f"items {n}-{n} of 'text' are not one of its chunk_ranges"):
                 w.is_done("text", int(str(n)), n)  # an int built at run time, as a caller's would be
+
+
+@pytest.mark.parametrize("dim", [5, 7])
+def test_a_chunk_of_another_dimension_names_its_items_and_both_dimensions(tmp_path, dim):
+    """Chunks of one modality must share a dimension (a model switched half-way): the error names the chunk's
+    items, its dimension and the earlier chunks' (4 rows of dimension 5 or 7 after chunks of 6)."""
+    cache = EmbeddingCache(tmp_path / "c")
+    with cache.writer("k", META, chunk_size=4) as w:
+        w.chunk_ranges("image", COUNTS["image"])
+        w.write_chunk("image", 0, fake_vectors("image", 0, 4))
+        with pytest.raises(ValueError, match=f"items 4-7 have dimension {dim}, earlier chunks have 6"):
+            w.write_chunk("image", 4, np.ones((4, dim), np.float32))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"sample_index": {**SAMPLE_INDEX, "image": np.r_[np.arange(9), 10]}}, "values in [0, 10)"),  # id = n_samples
+    ({"sample_index": {**SAMPLE_INDEX, "image": np.r_[-1, np.arange(1, 10)]}}, "values in [0, 10)"),
+    ({"labels": LABELS[:9]}, "labels must have shape (10,), got (9,)"),
+    ({"labels": np.r_[LABELS, 0]}, "labels must have shape (10,), got (11,)"),
+    ({"class_embeddings": np.ones(6, np.float32)}, "class_embeddings must be a 2-D"),
+])
+def test_a_bad_finalize_is_refused_before_anything_is_written_and_the_entry_still_finishes(tmp_path, change, message):
+    """finalize() validates its sample ids, labels and class embeddings before the first write: a bad call is a
+    ValueError naming what is wrong, and the chunks stay, so a correct call finishes the entry."""
+    cache = EmbeddingCache(tmp_path / "c")
+    with cache.writer("k", META, chunk_size=4) as w:
+        for m, n in COUNTS.items():
+            for s, e in w.chunk_ranges(m, n):
+                w.write_chunk(m, s, fake_vectors(m, s, e))
+        with pytest.raises(ValueError, match=re.escape(message)):
+            w.finalize(**{"sample_index": SAMPLE_INDEX, "labels": LABELS, **change})
+        got = w.finalize(sample_index=SAMPLE_INDEX, labels=LABELS)
+    for m in COUNTS:
+        np.testing.assert_array_equal(got.vectors[m], expected(m))
