@@ -186,3 +186,42 @@ def test_a_bad_finalize_is_refused_before_anything_is_written_and_the_entry_stil
         got = w.finalize(sample_index=SAMPLE_INDEX, labels=LABELS)
     for m in COUNTS:
         np.testing.assert_array_equal(got.vectors[m], expected(m))
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_one_line_cache_error_naming_it(tmp_path):
+    """``make_dir`` under a path that is a file (or on a read-only disk) says so in one line, not an OSError
+    traceback."""
+    from gapdiag.cache import files
+    from gapdiag.errors import CacheError
+
+    (tmp_path / "c").write_text("not a folder")
+    with pytest.raises(CacheError, match=re.escape(str(tmp_path / "c" / "entry"))) as info:
+        files.make_dir(tmp_path / "c" / "entry")
+    assert "\n" not in info.value.one_line()
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 3, 4)])
+def test_an_array_that_must_be_a_matrix_and_is_not_is_a_corrupt_file(tmp_path, shape):
+    """``load_checked(shape=None)`` asks for any 2-D array: a 1-D or 3-D file is named as corrupt with its shape."""
+    from gapdiag.cache import files
+    from gapdiag.errors import CacheError
+
+    path = tmp_path / "image.npy"
+    np.save(path, np.zeros(shape, np.float32))
+    with pytest.raises(CacheError, match=re.escape(f"expected a 2-D array, found shape {shape}")):
+        files.load_checked(path, "k", shape=None, dtype=None, mmap=False)
+    ok = tmp_path / "ok.npy"
+    np.save(ok, np.zeros((2, 3), np.float32))
+    assert files.load_checked(ok, "k", shape=None, dtype=None, mmap=False).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", ["labels", "class_embeddings", "a/b", "../x", "", "two words"])
+def test_a_modality_the_cache_cannot_name_a_file_after_is_refused(name):
+    """A modality names files of the entry (``<modality>.npy``): names with a path separator or a space, and the
+    names of the entry's own arrays, are refused; ordinary names pass."""
+    from gapdiag.cache.keys import check_modality_name
+
+    with pytest.raises(ValueError, match="invalid modality name"):
+        check_modality_name(name)
+    for ok in ("image", "text", "caption_2", "audio-1"):
+        check_modality_name(ok)
