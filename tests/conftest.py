@@ -149,3 +149,14 @@ def instrument_encoding(
     setattr_(enc, "build_model", counting_build_model)
     setattr_(enc, "embed_dataset", embed_dataset_in_small_chunks)
     return counts
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first, each in its collection order (a stable sort on the marker alone).
+
+    Under ``pytest -n 2`` the first items are dealt to the workers in turn, so the long tests (a retraining,
+    the docs examples, the wheel install) start at once, side by side, and the short ones fill in around them:
+    in collection order the retraining came last and ran alone for minutes. The order depends on the markers
+    only, never on recorded durations, so a run's results cannot depend on timing.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
