@@ -17,6 +17,27 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+
+def _one_compute_thread_per_xdist_worker() -> None:
+    """Under ``pytest -n N`` each worker (and what it spawns) runs torch's and FAISS's OpenMP on one thread.
+
+    Each worker is given one core: with torch's default of one thread per core, two workers on two cores ran four
+    spinning OpenMP threads, and a training epoch took 3-4x the CPU time it takes on one thread (measured in
+    docs/benchmarks.md, "Test-suite time"). numpy's OpenBLAS would follow ``OMP_NUM_THREADS`` too, so its own
+    variable keeps its default (every core): tests/test_tile_workers.py checks that gapdiag narrows it to one
+    thread and gives it back, which a pool of one thread to begin with could not show. Must run before numpy or
+    torch is imported; a value the user set is kept. Plain ``pytest`` (no workers) keeps every default.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(cores))
+
+
+_one_compute_thread_per_xdist_worker()
+
 from data_fixtures import digits_manifest
 
 TINY_ARCH = "gapdiag-tiny-vit"
@@ -128,3 +149,14 @@ def instrument_encoding(
     setattr_(enc, "build_model", counting_build_model)
     setattr_(enc, "embed_dataset", embed_dataset_in_small_chunks)
     return counts
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first, each in its collection order (a stable sort on the marker alone).
+
+    Under ``pytest -n 2`` the first items are dealt to the workers in turn, so the long tests (a retraining,
+    the docs examples, the wheel install) start at once, side by side, and the short ones fill in around them:
+    in collection order the retraining came last and ran alone for minutes. The order depends on the markers
+    only, never on recorded durations, so a run's results cannot depend on timing.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
