@@ -1,0 +1,149 @@
+"""Issue #25's hand sweep of ``gapdiag/check``: every comparison flipped (``<`` ↔ ``<=``, ``==`` ↔ ``!=``,
+``and`` ↔ ``or``) and every number ±1 in its eight modules, run against the tests the mutation map runs for
+them (test_check.py, test_compare.py, test_bootstrap.py). Each mutant that survived has a test here that
+asserts what it breaks: the smallest valid input passes, the value on a boundary gets its own verdict, and
+a message or table shows the number it should."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_check import BASE, FAKE, make_report, rules_from
+
+from gapdiag.check import Rule, RuleSet, check_reports, compare_reports, comparison_to_markdown, evaluate_rule
+from gapdiag.check.bootstrap import bootstrap_intervals
+from gapdiag.errors import ConfigError, InputError
+from gapdiag.vectors import EmbeddingSet
+
+
+def _one_dim_set(n: int) -> EmbeddingSet:
+    """``n`` samples of one item each, sample ``i``'s vector being ``(i,)``: a replicate shows its draws."""
+    return EmbeddingSet({"a": np.arange(n, dtype=np.float32)[:, None]}, {"a": np.arange(n)}, n)
+
+
+def _recording(draws: list, seeds: list | None = None):
+    def compute(es, metrics, *, sample, seed, **options):
+        draws.append(es.vectors["a"][:, 0].astype(int).tolist())
+        if seeds is not None:
+            seeds.append(seed)
+        return {"mean": float(es.vectors["a"].mean())}, {}
+
+    return compute
+
+
+# ---------------------------------------------------------------------------------------------- bootstrap
+
+
+def test_a_set_of_one_sample_is_bootstrapped_and_an_empty_one_is_a_one_line_input_error():
+    """The smallest set is one sample (every replicate draws it); none is refused by name, not by numpy."""
+    draws: list = []
+    intervals = bootstrap_intervals(_one_dim_set(1), None, n=3, compute=_recording(draws))
+    assert draws == [[0], [0], [0]] and intervals == {"mean": (0.0, 0.0)}
+    empty = EmbeddingSet({"a": np.zeros((0, 1), np.float32)}, {"a": np.zeros(0, np.int64)}, 0)
+    with pytest.raises(InputError, match="no samples"):
+        bootstrap_intervals(empty, None, n=3, compute=_recording([]))
+
+
+def test_replicates_draw_from_every_sample_the_first_included():
+    """Each replicate draws ids uniformly from all ``n_samples`` samples: with 2 samples and 20 replicates
+    (seeded) both occur, sample 0 too."""
+    draws: list = []
+    bootstrap_intervals(_one_dim_set(2), None, n=20, compute=_recording(draws))
+    assert {i for d in draws for i in d} == {0, 1}
+    assert all(len(d) == 2 for d in draws)
+
+
+def test_the_default_seed_is_zero_and_reaches_compute():
+    """``seed`` defaults to 0 (the CLI's default): the same draws, and seed 0 passed to each computation."""
+    default, explicit, seeds = [], [], []
+    bootstrap_intervals(_one_dim_set(9), None, n=4, compute=_recording(default, seeds))
+    bootstrap_intervals(_one_dim_set(9), None, n=4, seed=0, compute=_recording(explicit))
+    assert default == explicit and seeds == [0, 0, 0, 0]
+
+
+# ---------------------------------------------------------------------------------------------- compare
+
+
+def test_the_markdown_table_shows_the_first_report_plainly_and_an_arrow_for_each_sign_of_change():
+    """The first report's cells are values only; then ▲ for a rise, ▼ for a fall (also one of less than 1) and
+    = for no change (the verdict mark follows the metric's direction)."""
+    first = {"recall_at_1/image_to_text": 0.60, "modality_gap/image-text": 0.80, "effective_rank/image": 9.0}
+    second = {"recall_at_1/image_to_text": 0.60, "modality_gap/image-text": 0.30, "effective_rank/image": 9.5}
+    comp = compare_reports([make_report(first), make_report(second)], ["a", "b"], registry=FAKE)
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[3:5]]
+            for line in comparison_to_markdown(comp).splitlines() if line.startswith("| `")}
+    assert rows["`recall_at_1/image_to_text`"][0] == "0.6000"
+    assert rows["`recall_at_1/image_to_text`"][1].endswith("=)")
+    assert rows["`modality_gap/image-text`"][1].endswith("▼🟢)")  # a gap of 0.5 less: better
+    assert rows["`effective_rank/image`"][1].endswith("▲🟢)")
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def test_a_rule_that_pins_one_value_with_min_equal_to_max_is_valid(tmp_path):
+    """``min = max`` is a rule one value meets (only ``min > max`` is unmeetable)."""
+    rules = rules_from(tmp_path, "[check.rules.recall_at_1]\nmin = 0.5\nmax = 0.5\n")
+    assert (rules.rules["recall_at_1"].min, rules.rules["recall_at_1"].max) == (0.5, 0.5)
+
+
+def test_an_unmeetable_rule_names_where_only_the_inherited_bound_comes_from(tmp_path):
+    """A full-name rule's own ``min`` against its base rule's ``max``: the message says the max is inherited
+    and the min is not."""
+    text = '[check.rules.modality_gap]\nmax = 1.0\n[check.rules."modality_gap/image-text"]\nmin = 1.5\n'
+    with pytest.raises(ConfigError) as e:
+        rules_from(tmp_path, text)
+    assert ": min 1.5 is above max 1 (from check.rules.modality_gap): no value can meet both" in e.value.one_line()
+
+
+def test_bounds_on_the_ends_of_the_metrics_range_are_valid(tmp_path):
+    """``min`` at the highest possible value (R@1 ≥ 1: every query's first hit right) and ``max`` at the lowest
+    (a gap ≤ 0) can be met; only a bound beyond the range is a config error."""
+    rules = rules_from(tmp_path, "[check.rules.recall_at_1]\nmin = 1.0\n[check.rules.modality_gap]\nmax = 0.0\n")
+    assert rules.rules["recall_at_1"].min == 1.0 and rules.rules["modality_gap"].max == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+
+
+def test_a_passing_check_exits_0_and_a_regression_1():
+    """The CI contract: 0 = every rule holds, 1 = regression (2 and 3 are raised, not returned)."""
+    same = check_reports(make_report(BASE), make_report(BASE), RuleSet(), registry=FAKE)
+    worse = check_reports(make_report({**BASE, "recall_at_1/image_to_text": 0.1}), make_report(BASE), RuleSet(),
+                          registry=FAKE)
+    assert (same.passed, same.exit_code) == (True, 0)
+    assert (worse.passed, worse.exit_code) == (False, 1)
+
+
+def test_a_summary_of_exactly_three_failures_names_all_three_and_no_more():
+    worse = {**BASE, "recall_at_1/image_to_text": 0.1, "recall_at_1/text_to_image": 0.1,
+             "modality_gap/image-text": 1.5}
+    result = check_reports(make_report(worse), make_report(BASE), RuleSet(), registry=FAKE)
+    assert result.summary() == ("regression in recall_at_1/image_to_text, recall_at_1/text_to_image, "
+                                "modality_gap/image-text: 1 passed, 3 failed, 1 skipped")
+
+
+def test_the_float_slack_on_a_drop_limit_is_rounding_not_tolerance():
+    """The slack excuses float rounding (about 1e-17 here), not a real excess: a drop past the limit by 1.5e-9
+    fails, one past it by 7e-10 (within the 1e-9 slack) passes."""
+    rule = Rule("recall_at_1/x", direction="higher", max_drop=0.01)
+    assert evaluate_rule(rule, 0.5, 0.5 - 0.01 - 1.5e-9).status == "fail"
+    assert evaluate_rule(rule, 0.5, 0.5 - 0.01 - 7e-10).status == "pass"
+
+
+def test_a_base_rule_that_matches_qualified_metrics_adds_no_unmatched_rule_outcome():
+    """``[check.rules.recall_at_1]`` matches ``recall_at_1/image_to_text``: no "matches no metric" skip for it."""
+    rules = RuleSet(rules={"recall_at_1": Rule("recall_at_1", max_drop=0.5)})
+    result = check_reports(make_report(BASE), make_report(BASE), rules, registry=FAKE)
+    assert [o.name for o in result.outcomes] == list(BASE)
+
+
+def test_a_full_name_rule_on_an_uncomputable_metric_is_skipped_with_its_bases_reason():
+    """A two-model metric the check could not compute (``unavailable``, by base name) is skipped with that reason,
+    when the rule names it by its full name too."""
+    rules = RuleSet(rules={"mutual_knn/image": Rule("mutual_knn/image", direction="higher", max_drop=0.1)})
+    why = "the baseline's vectors are not cached"
+    result = check_reports(make_report(BASE), make_report(BASE), rules, registry=FAKE,
+                           unavailable={"mutual_knn": why})
+    (outcome,) = [o for o in result.outcomes if o.name == "mutual_knn/image"]
+    assert (outcome.status, outcome.reason, outcome.origin) == ("skip", why, "config")
