@@ -6,12 +6,24 @@ a message or table shows the number it should."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from test_check import BASE, FAKE, make_report, rules_from
 
-from gapdiag.check import Rule, RuleSet, check_reports, compare_reports, comparison_to_markdown, evaluate_rule
+from gapdiag.check import (
+    Rule,
+    RuleSet,
+    check_reports,
+    compare_reports,
+    comparison_to_markdown,
+    evaluate_rule,
+    noise_margin,
+    two_model_bases,
+)
 from gapdiag.check.bootstrap import bootstrap_intervals
+from gapdiag.check.rules import GateUndecidedError
 from gapdiag.errors import ConfigError, InputError
 from gapdiag.vectors import EmbeddingSet
 
@@ -147,3 +159,74 @@ def test_a_full_name_rule_on_an_uncomputable_metric_is_skipped_with_its_bases_re
                            unavailable={"mutual_knn": why})
     (outcome,) = [o for o in result.outcomes if o.name == "mutual_knn/image"]
     assert (outcome.status, outcome.reason, outcome.origin) == ("skip", why, "config")
+
+
+@pytest.mark.parametrize("n_bad", [5, 6])
+def test_impossible_values_are_named_five_at_most_with_a_count_of_the_rest(n_bad):
+    """Five impossible values are all named; a sixth is counted ("; and 1 more"), never a "0 more"."""
+    bad = {f"recall_at_1/q{i}": 7.0 for i in range(n_bad)}
+    with pytest.raises(GateUndecidedError) as e:
+        check_reports(make_report({**BASE, **bad}), make_report(BASE), RuleSet(), registry=FAKE)
+    message = e.value.one_line()
+    named = [f"recall_at_1/q{i} = 7 (current) is outside [0, 1]" for i in range(n_bad)]
+    assert all(name in message for name in named[:5]) and not any(name in message for name in named[5:])
+    assert message.count("is outside") == 5
+    assert ("; and 1 more" in message) == (n_bad == 6) and "and 0 more" not in message
+
+
+def test_a_gate_that_checked_nothing_names_its_two_most_common_reasons():
+    """Every metric skipped: the message counts the two commonest reasons (3 and 2 here), not the third."""
+    baseline = {"foo/a": 1.0, "foo/b": 1.0, "foo/c": 1.0, "recall_at_1/a": 0.5, "recall_at_1/b": 0.5,
+                "cos_nonmatching/image-text": 0.1}
+    with pytest.raises(GateUndecidedError) as e:
+        check_reports(make_report(baseline), make_report(baseline), RuleSet(ignore=("recall_at_1",)), registry=FAKE)
+    message = e.value.one_line()
+    assert "all 6 metrics were skipped (3: no default rule: not in the metric registry" in message
+    assert "; 2: ignored by config)" in message
+    assert "gives no better direction" not in message
+
+
+def test_a_skipped_metric_that_no_rule_gates_is_no_input_error():
+    """The current report could not compute a metric the config ignores: nothing gated is missing, the check
+    runs (an ignored metric with a baseline value is not "a gated metric that could not be computed")."""
+    current = make_report({k: v for k, v in BASE.items() if k != "recall_at_1/text_to_image"})
+    current.extras["skipped"] = {"recall_at_1/text_to_image": "K exceeds the gallery"}
+    result = check_reports(current, make_report(BASE), RuleSet(ignore=("recall_at_1/text_to_image",)),
+                           registry=FAKE)
+    assert result.passed
+
+
+def test_the_two_model_metrics_are_found_by_the_base_of_each_rules_name():
+    """``check`` computes linear CKA / mutual k-NN only when a rule names them, by base or by full name."""
+    registry = {"mutual_knn": SimpleNamespace(two_models=True), "linear_cka": SimpleNamespace(two_models=True),
+                "recall_at_1": SimpleNamespace(two_models=False)}
+    rules = RuleSet(rules={"mutual_knn/image": Rule("mutual_knn/image"), "recall_at_1": Rule("recall_at_1")})
+    assert two_model_bases(rules, registry) == {"mutual_knn"}
+
+
+def test_hard_bounds_are_inclusive_and_a_bound_alone_is_reported_as_held():
+    """``min``/``max`` are met by a value equal to them; a rule with only one bound says "within bounds"."""
+    at_max = evaluate_rule(Rule("x", max=0.5), 0.4, 0.5)
+    at_min = evaluate_rule(Rule("x", min=0.5), 0.6, 0.5)
+    assert (at_max.status, at_max.reason) == ("pass", "within bounds")
+    assert (at_min.status, at_min.reason) == ("pass", "within bounds")
+
+
+@pytest.mark.parametrize("current, note", [(0.8, "improved"), (0.3, "unchanged"),
+                                           (-0.2, "worsened by 0.5, within tolerance")])
+def test_a_change_within_tolerance_is_named_by_its_sign(current, note):
+    """Improvements and worsenings of less than 1 (and none) are told apart in the reason."""
+    assert evaluate_rule(Rule("x", direction="higher", max_drop=1.0), 0.3, current).reason == note
+
+
+def test_a_worsening_equal_to_the_limit_plus_the_rounding_slack_passes():
+    """``max_drop = 0``: a worsening of exactly the slack (1e-9 here) is rounding; the rule holds."""
+    assert evaluate_rule(Rule("x", direction="higher", max_drop=0.0), 1e-9, 0.0).status == "pass"
+
+
+def test_the_noise_margin_adds_both_half_widths_or_doubles_the_one_there_is():
+    """``h_baseline + h_current`` (0.1 + 0.3 here), or twice the one available interval's half-width."""
+    both = noise_margin("m", make_report({"m": 0.5}, intervals={"m": (0.4, 0.6)}),
+                        make_report({"m": 0.5}, intervals={"m": (0.2, 0.8)}))
+    one = noise_margin("m", make_report({"m": 0.5}), make_report({"m": 0.5}, intervals={"m": (0.2, 0.8)}))
+    assert both == pytest.approx(0.4) and one == pytest.approx(0.6)
