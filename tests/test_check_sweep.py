@@ -10,20 +10,22 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from test_check import BASE, FAKE, make_report, rules_from
+from test_check import BASE, FAKE, FakeInfo, make_report, rules_from
 
 from gapdiag.check import (
     Rule,
     RuleSet,
+    append_step_summary,
     check_reports,
     compare_reports,
     comparison_to_markdown,
     evaluate_rule,
     noise_margin,
+    provenance_conflicts,
     two_model_bases,
 )
 from gapdiag.check.bootstrap import bootstrap_intervals
-from gapdiag.check.rules import GateUndecidedError
+from gapdiag.check.rules import GateUndecidedError, default_rule, outside_bounds
 from gapdiag.errors import ConfigError, InputError
 from gapdiag.vectors import EmbeddingSet
 
@@ -230,3 +232,59 @@ def test_the_noise_margin_adds_both_half_widths_or_doubles_the_one_there_is():
                         make_report({"m": 0.5}, intervals={"m": (0.2, 0.8)}))
     one = noise_margin("m", make_report({"m": 0.5}), make_report({"m": 0.5}, intervals={"m": (0.2, 0.8)}))
     assert both == pytest.approx(0.4) and one == pytest.approx(0.6)
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+
+
+def test_a_precomputed_pair_with_one_fingerprint_is_not_warned_about_and_with_two_is():
+    """Two precomputed files always have different fingerprints (the warning says why they are compared anyway);
+    the same fingerprint needs no warning."""
+    same = provenance_conflicts(make_report(BASE), make_report(BASE), ("a", "b"), precomputed_pair=True)
+    other = provenance_conflicts(make_report(BASE), make_report(BASE, fingerprint="fp-bbbbbbbbbbbbbbbb"), ("a", "b"),
+                                 precomputed_pair=True)
+    assert same == ([], [])
+    assert other[0] == [] and len(other[1]) == 1 and "two files of precomputed vectors" in other[1][0]
+
+
+def test_different_data_names_the_first_12_characters_of_each_fingerprint():
+    conflicts, _ = provenance_conflicts(make_report(BASE), make_report(BASE, fingerprint="fp-bbbbbbbbbbbbbbbb"),
+                                        ("a", "b"))
+    assert conflicts == ["different data: dataset fingerprint fp-aaaaaaaaa (a) vs fp-bbbbbbbbb (b)"]
+
+
+def test_a_report_without_a_fingerprint_is_named_in_a_warning():
+    """One report lacks the dataset fingerprint: the data cannot be verified, and the warning says which."""
+    unknown = make_report(BASE, fingerprint=None)
+    _, warnings = provenance_conflicts(unknown, make_report(BASE), ("a", "b"))
+    assert warnings == ["the a report has no dataset fingerprint: cannot verify that both used the same data"]
+
+
+# ---------------------------------------------------------------------------------------------- render
+
+
+def test_the_step_summary_starts_a_new_file_without_a_blank_line_and_separates_later_sections(tmp_path):
+    summary = tmp_path / "summary.md"
+    append_step_summary("first\n", summary)
+    assert summary.read_text() == "first\n"
+    append_step_summary("second\n", summary)
+    assert summary.read_text() == "first\n\nsecond\n"
+
+
+# ---------------------------------------------------------------------------------------------- rules
+
+
+def test_a_default_rule_takes_a_fraction_of_the_range_only_when_the_range_is_not_empty():
+    """Finite bounds with ``hi > lo``: 1 % of the range; a range of one point (no width to take 1 % of) falls
+    back to 5 % of the baseline, like an unbounded metric."""
+    ranged = default_rule("m", FakeInfo(True, (0.0, 2.0)))
+    point = default_rule("m", FakeInfo(True, (1.0, 1.0)))
+    assert (ranged.max_drop, ranged.max_drop_relative) == (pytest.approx(0.02), None)
+    assert (point.max_drop, point.max_drop_relative) == (None, 0.05)
+
+
+def test_a_value_past_its_bound_by_float_rounding_is_on_it_and_one_further_out_is_impossible():
+    """The slack is a relative 1e-6 of the bound (at least 1e-6): R@1 = -1e-6 or 1 + 1e-6 is on the bound,
+    -1.5e-6 or 1 + 1.5e-6 is outside [0, 1]."""
+    assert not outside_bounds(-1e-6, 0.0, 1.0) and not outside_bounds(1.0 + 1e-6, 0.0, 1.0)
+    assert outside_bounds(-1.5e-6, 0.0, 1.0) and outside_bounds(1.0 + 1.5e-6, 0.0, 1.0)
