@@ -82,3 +82,27 @@ def test_the_torch_index_scores_a_small_search_in_one_slice(monkeypatch):
     _, idx = index.search(q, 3)
     assert calls == [(7, 10)]
     np.testing.assert_array_equal(idx, np.argsort(-(q @ g.T), axis=1, kind="stable")[:, :3])
+
+
+@pytest.mark.parametrize("possible, count, want", [(True, 1, "cuda"), (True, 0, None), (False, 1, None)])
+def test_auto_runs_the_pair_passes_on_cuda_exactly_when_a_cuda_device_is_there(monkeypatch, possible, count, want):
+    """``device="auto"``: the torch passes run on CUDA when a GPU is possible and CUDA counts a device, else
+    numpy. Survivor: ``not devices.cuda_count()`` → ``devices.cuda_count()``, which left a GPU machine on numpy
+    (no test machine has CUDA, so every test took the first branch)."""
+    from gapdiag import device as devices
+    from gapdiag.metrics.torch_passes import pass_device
+
+    monkeypatch.setattr(devices, "gpu_possible", lambda: possible)
+    monkeypatch.setattr(devices, "cuda_count", lambda: count)
+    assert pass_device("auto") == want
+
+
+def test_reports_compared_without_labels_are_numbered_from_1():
+    """``gapdiag compare`` without labels names the reports #1, #2, #3 in the table. Survivor: ``i + 1`` →
+    ``i << 1`` (#0, #2, #4)."""
+    from test_check import FAKE, make_report
+
+    from gapdiag.check import compare_reports
+
+    reports = [make_report({"recall_at_1/image_to_text": v}) for v in (0.5, 0.6, 0.7)]
+    assert compare_reports(reports, registry=FAKE).labels == ["#1", "#2", "#3"]
