@@ -93,8 +93,7 @@ MODULES: dict[str, str] = {
        for name in ("__init__", "bootstrap", "config", "evaluate", "provenance", "render", "rules")},
     "gapdiag/check/compare.py": f"{_CHECK} {_RUN6}",
     **{f"gapdiag/cache/{name}.py": _CACHE
-       for name in ("__init__", "entry", "files", "integrity", "keys", "store")},
-    "gapdiag/cache/writer.py": f"{_CACHE} {_ODD}",
+       for name in ("__init__", "entry", "files", "integrity", "keys", "store", "writer")},
     "gapdiag/cache/derived.py": "tests/test_derived.py tests/test_cache.py",
 }
 

@@ -5,7 +5,8 @@ Index arithmetic such as ``i + rows[0]`` or ``start + argmin`` gives the same re
 what every size the tests chose before was (run 5's survivors #5 and #16). Here each size the tests can set is
 3, 5, 7 and 11 (which divides neither the 31 images nor their 93 captions), on data with exact ties and a
 duplicated image, and the result must be the unblocked one: the numpy brute force of ``tests/reference.py``
-where it exists and, for every value and list, the same computation in one tile with the default sizes.
+where it exists and, for every value and list, the same computation in one tile with the default sizes. (The cache writer's chunks of 3, 5 and 7 items are
+in tests/test_cache_sweep.py's table of chunk sizes.)
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference as ref
-from test_cache import COUNTS, META, build_entry, expected
+from test_metrics_engine import _references
 
-from gapdiag.cache import EmbeddingCache
 from gapdiag.metrics import blocked, compute_all, cross, search_index
 from gapdiag.metrics.retrieval import search_topk
 from gapdiag.vectors import EmbeddingSet
@@ -46,25 +46,9 @@ def whole():
 
 
 def _brute_force(es: EmbeddingSet) -> dict[str, float]:
+    """test_metrics_engine's references, and the conformity W1 (computed from the blocked conformity here)."""
     x, y = es.vectors["image"], es.vectors["text"]
-    xs, ys = es.sample_index["image"], es.sample_index["text"]
-    out = {
-        "modality_gap/image-text": ref.gap(x, y),
-        "cos_tp/image-text": ref.cos_tp(x, y, xs, ys),
-        "cos_nonmatching/image-text": ref.cos_nonmatching(x, y, xs, ys),
-        "uniformity_cross/image-text": ref.uniformity_cross(x, y, xs, ys),
-        "uniformity_wang_isola/joint": ref.uniformity(np.vstack([x, y])),
-        "uniformity_w2/joint": ref.uniformity_w2(x, y),
-        "conformity_w1/image-text": ref.conformity_w1(x, y),
-    }
-    for name, z in (("image", x), ("text", y)):
-        out[f"angular_value/{name}"] = ref.angular_value(z)
-        out[f"uniformity_wang_isola/{name}"] = ref.uniformity(z)
-        out[f"effective_rank/{name}"] = ref.effective_rank(z)
-    for k in (1, 5, 10):
-        out[f"recall_at_{k}/image_to_text"] = ref.recall(x, y, xs, ys, k)
-        out[f"recall_at_{k}/text_to_image"] = ref.recall(y, x, ys, xs, k)
-    return out
+    return {**_references(es), "conformity_w1/image-text": ref.conformity_w1(x, y)}
 
 
 def _assert_same(got, want, where: str) -> None:
@@ -143,18 +127,3 @@ def test_the_torch_passes_are_the_brute_force_at_tiles_of_3_5_7_11(size):
     n = y.shape[0]
     lse = within_pass_torch(y, device="cpu", block_size=size)
     assert float(lse) - np.log(n * (n - 1) / 2) == pytest.approx(ref.uniformity(y), abs=1e-5)
-
-
-@pytest.mark.parametrize("size", [3, 5, 7])
-def test_an_entry_written_in_chunks_of_3_5_7_reads_back_every_item_in_place(tmp_path, size):
-    """The cache writer's chunks of ``size`` items (10 and 23 items: the last chunk short) read back as the
-    vectors written, each row in its place, and verify."""
-    cache = EmbeddingCache(tmp_path / "c")
-    build_entry(cache, "k", chunk_size=size)
-    got = cache.get("k")
-    for m in COUNTS:
-        np.testing.assert_array_equal(got.vectors[m], expected(m))
-    with cache.writer("k2", META, chunk_size=size) as w:
-        ranges = w.chunk_ranges("text", COUNTS["text"])
-    assert ranges == [(s, min(s + size, COUNTS["text"])) for s in range(0, COUNTS["text"], size)]
-    assert all(result["ok"] for result in cache.verify("k"))
