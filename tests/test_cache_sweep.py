@@ -68,17 +68,21 @@ def test_an_entry_of_the_threshold_size_shows_its_pass_counted_to_every_byte(tmp
         assert bars[0].done == pytest.approx(size / 2**20)  # every byte read once, in MiB
 
 
-@pytest.mark.parametrize("chunk_size", [1, 23, 24])
+@pytest.mark.parametrize("chunk_size", [1, 3, 5, 7, 23, 24])
 def test_an_entry_written_in_chunks_of_one_item_or_of_everything_reads_back_the_same(tmp_path, chunk_size):
     """The smallest chunk the writer accepts is one item, the largest any; the entry reads back the vectors
-    whatever the chunking (23 = the larger modality's count; 24 leaves every chunk short)."""
+    whatever the chunking (23 = the larger modality's count; 24 leaves every chunk short; 3, 5, 7: chunks that
+    start at offsets other than powers of two, where ``start + i`` and ``start ^ i`` differ), and verifies."""
     cache = EmbeddingCache(tmp_path / "c")
     build_entry(cache, "k", chunk_size=chunk_size)
     got = cache.get("k")
     for m in COUNTS:
         np.testing.assert_array_equal(got.vectors[m], expected(m))
+    assert all(result["ok"] for result in cache.verify("k"))
     with cache.writer("k2", META, chunk_size=chunk_size) as w:
         assert w.chunk_ranges("image", 0) == []  # a modality of no items has no chunks (not an error)
+        n = COUNTS["text"]
+        assert w.chunk_ranges("text", n) == [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
 
 
 def test_a_full_disk_while_writing_meta_json_is_a_one_line_cache_error_and_keeps_the_chunks(tmp_path, monkeypatch):
