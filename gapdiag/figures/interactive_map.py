@@ -50,7 +50,7 @@ gd.on('plotly_click', function (ev) {
   });
   if (pairs >= 0) Plotly.restyle(gd, {x: [xs], y: [ys]}, [pairs]);
 });
-""" % {"pairs": json.dumps(PAIRS_TRACE)}
+""" % {"pairs": json.dumps(PAIRS_TRACE)}  # noqa: UP031 - str.format would need every JS brace doubled
 
 
 def item_labels(dataset: Any, es: EmbeddingSet) -> dict[str, list[str]] | None:

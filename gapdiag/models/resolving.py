@@ -159,7 +159,7 @@ def _read_safetensors_config(path: Path) -> dict[str, Any] | None:
                 raise ValueError(f"header length {size} is out of range")
             header = loads_json(f.read(size))
         if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
+            raise ValueError("header is not a JSON object")  # noqa: TRY004 - one kind of parse failure
         meta = header.get("__metadata__") or {}
     except Exception as e:  # noqa: BLE001 - any parse failure means "not a readable safetensors file"
         raise ModelError(f"{path}: not a readable .safetensors file ({type(e).__name__}: {e})",
