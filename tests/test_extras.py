@@ -290,3 +290,15 @@ def test_the_api_report_says_it_in_its_result_and_prints_nothing(no_plotly, caps
 def test_report_without_the_map_asked_for_needs_no_note(no_plotly, vectors_npz, tmp_path):
     page = api.report(tmp_path / "r.html", data=vectors_npz, method="pca", interactive=False, progress=False)
     assert page.notes == [] and "Interactive map" not in page.path.read_text(encoding="utf-8")
+
+
+def test_report_without_plotly_reads_no_hover_labels(no_plotly, monkeypatch, vectors_npz, tmp_path):
+    """The hover labels (captions, class names: a read of the data) were built before plotly was found missing."""
+    from gapdiag.api import drawing
+
+    def read_for_nothing(*args, **kwargs):
+        raise AssertionError("hover labels read for a map that cannot be drawn")
+
+    monkeypatch.setattr(drawing, "hover_labels", read_for_nothing)
+    page = api.report(tmp_path / "r.html", data=vectors_npz, method="pca", progress=False)
+    assert page.interactive is False and page.notes

@@ -28,7 +28,14 @@ from gapdiag.api.options import (
     set_options,
 )
 from gapdiag.data.base import PairedDataset
-from gapdiag.errors import GapdiagError, InputError, MissingExtraError, ProvenanceError
+from gapdiag.errors import (
+    INTERACTIVE_MAP,
+    GapdiagError,
+    InputError,
+    MissingExtraError,
+    ProvenanceError,
+    require,
+)
 from gapdiag.metrics.sampling import check_sample_size
 from gapdiag.outputs import check_outputs, ensure_output_dir, output_folder
 from gapdiag.report import Report
@@ -347,6 +354,7 @@ def report(
     interactive_html, missing = None, None
     if interactive and "map" in kinds and es is not None:
         try:
+            require("plotly.graph_objects", INTERACTIVE_MAP)  # before the hover labels are read for nothing
             fig = figures.build_interactive_map(es, method=method, max_pairs=max_pairs, seed=seed,
                                                 labels=hover_labels(data, options, at, es), status=status)
             interactive_html = figures.interactive_map_html(fig)
