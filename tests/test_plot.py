@@ -607,6 +607,8 @@ def test_cli_plot_shift_and_compare_need_no_embeddings(tmp_path, capsys):
     [
         (["--kind", "pie"], "unknown --kind 'pie'"),
         (["--shift", "{tmp}/missing.json"], "shift result not found"),
+        (["--shift", "{tmp}/binary.json"], "binary.json: not a text file (not UTF-8), so not a shift result"),
+        (["--shift", "{tmp}"], "is a directory, not a shift result"),
         (["--report", "{tmp}/missing.json", "--report", "{tmp}/missing.json"], "report not found"),
         (["--kind", "shift"], "--kind shift needs a shift result"),
         (["-d", "{tmp}/missing.npz", "--method", "pca"], "missing.npz"),
@@ -617,6 +619,7 @@ def test_cli_plot_shift_and_compare_need_no_embeddings(tmp_path, capsys):
 )
 def test_cli_plot_errors_are_one_line(npz, tmp_path, capsys, args, message):
     (tmp_path / "file").write_text("a regular file")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe{}")
     args = [a.format(tmp=tmp_path, npz=npz) for a in args]
     assert_one_line_error(
         *gapdiag(capsys, "plot", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "o", *args), message

@@ -179,7 +179,7 @@ def test_json_record_and_parquet_hold_every_metric_per_checkpoint(tmp_path, caps
 
 
 @pytest.mark.parametrize(("content", "fragment"), [
-    ("{", "not a JSON track record"), ('{"kind": "other"}', "not a gapdiag track record"),
+    ("{", "track.json:1: not valid JSON"), ('{"kind": "other"}', "not a gapdiag track record"),
     ('{"kind": "gapdiag-track", "schema_version": 1, "points": [{"step": "1", "checkpoint": "a"}]}', "point 0"),
 ])
 def test_a_damaged_track_record_is_one_line(tmp_path, content, fragment):
@@ -343,3 +343,16 @@ def test_several_runs_are_drawn_side_by_side_named_by_their_labels(tmp_path, cap
     code, out, err = gapdiag(capsys, "plot", "--track", first, "--track", second, "--label", "InfoNCE",
                              "--out", tmp_path / "figs2")
     assert_one_line_error(code, out, err, "1 --label values for 2 --track files")
+
+
+def test_a_track_record_that_is_a_folder_or_not_utf8_is_one_line(tmp_path):
+    """Track.load read its file with its own error handling, a twin of Report.load's with fewer cases."""
+    from gapdiag.errors import InputError
+
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe{}")
+    for path, fragment in ((tmp_path, "is a directory, not a track record"),
+                           (tmp_path / "binary.json", "not a text file (not UTF-8), so not a track record"),
+                           (tmp_path / "missing.json", "track record not found")):
+        with pytest.raises(InputError) as err:
+            Track.load(path)
+        assert fragment in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)

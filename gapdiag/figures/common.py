@@ -7,10 +7,8 @@ distinguishable under the common forms of colour-vision deficiency.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +19,6 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.fsutil import loads_json
 from gapdiag.metrics.sampling import seeded_samples
 from gapdiag.metrics.validation import one_per_sample, true_pair_items
 from gapdiag.report.presentation import describe_provenance
@@ -112,17 +109,3 @@ def select_samples(n_samples: int, max_pairs: int | None, seed: int) -> NDArray[
     return seeded_samples(n_samples, n_samples if max_pairs is None else max_pairs, seed)
 
 
-def read_result_file(path: str | Path, what: str, command: str) -> Any:
-    """The JSON of a result file that ``command`` wrote (``gapdiag shift --out``), or a one-line error naming the
-    file: missing, a folder, or not JSON (with the line)."""
-    path = Path(path)
-    try:
-        return loads_json(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found", hint=f"run `{command} FILE` first") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a {what}",
-                         hint=f"pass the file written by `{command}`") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})",
-                         hint=f"pass the file written by `{command}`") from None

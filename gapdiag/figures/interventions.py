@@ -13,7 +13,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from gapdiag.errors import InputError
-from gapdiag.figures.common import OKABE_ITO, figure_title, new_figure, read_result_file
+from gapdiag.figures.common import OKABE_ITO, figure_title, new_figure
+from gapdiag.report.record import read_json
 
 #: The panels, in order: metric base (the first qualifier found is drawn) and its label. A metric the result
 #: lacks (no classes: no V-Measure, no zero-shot) gets no panel.
@@ -49,7 +50,7 @@ def validate_interventions_result(result: Any, *, source: str = "intervention re
 
 def load_interventions_result(path: str | Path) -> dict[str, Any]:
     """Read and validate an intervention result written by ``gapdiag intervene --out``."""
-    return validate_interventions_result(read_result_file(path, "intervention result", _COMMAND),
+    return validate_interventions_result(read_json(path, "intervention result", _COMMAND),
                                          source=str(Path(path)))
 
 

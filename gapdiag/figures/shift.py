@@ -15,7 +15,8 @@ from matplotlib.gridspec import GridSpec
 from numpy.typing import NDArray
 
 from gapdiag.errors import InputError
-from gapdiag.figures.common import MARKERS, OKABE_ITO, figure_title, new_figure, read_result_file
+from gapdiag.figures.common import MARKERS, OKABE_ITO, figure_title, new_figure
+from gapdiag.report.record import read_json
 
 _SHIFT_KEYS = ("lambdas", "gap", "loss", "recall_at_1")
 
@@ -53,7 +54,7 @@ def validate_shift_result(result: Any, *, source: str = "shift result") -> dict[
 
 def load_shift_result(path: str | Path) -> dict[str, Any]:
     """Read and validate a shift result written by ``gapdiag shift --out``."""
-    data = read_result_file(path, "shift result", "gapdiag shift --out")
+    data = read_json(path, "shift result", "gapdiag shift --out")
     return validate_shift_result(data, source=str(Path(path)))
 
 

@@ -140,22 +140,33 @@ class Report:
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
-        path = Path(path)
-        try:
-            data = loads_json(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{path}: report not found", hint="check the path or run `gapdiag measure --out` first") from None
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})", hint="pass a report written by `gapdiag measure --out`") from None
-        except IsADirectoryError:
-            raise InputError(f"{path}: is a directory, not a report", hint="pass the report JSON file inside it") from None
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: not a text file (not UTF-8), so not a report",
-                             hint="pass a report written by `gapdiag measure --out`") from None
-        except OSError as e:
-            raise InputError(f"{path}: cannot read the report ({e.strerror or e})",
-                             hint="check the path and its permissions") from None
-        return cls.from_dict(data, source=str(path))
+        """Read a report (one line naming the file when it is missing, unreadable, not JSON or not a report)."""
+        return cls.from_dict(read_json(path, "report", "gapdiag measure --out"), source=str(path))
+
+
+def read_json(path: str | Path, what: str, written_by: str) -> Any:
+    """The JSON in ``path``, a ``what`` that ``written_by`` writes (``"report"``, ``"gapdiag measure --out"``), or
+    one line naming the file: not found, a folder, not UTF-8 text, not JSON (with its line), or unreadable.
+
+    Raises:
+        InputError: The file cannot be read as JSON, said as above.
+    """
+    path = Path(path)
+    written = f"pass a {what} written by `{written_by}`"
+    try:
+        return loads_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found", hint=f"check the path or run `{written_by}` first") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})", hint=written) from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a {what}",
+                         hint=f"pass the {what} JSON file inside it") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (not UTF-8), so not a {what}", hint=written) from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the {what} ({e.strerror or e})",
+                         hint="check the path and its permissions") from None
 
 
 def write_json(obj: Any, path: str | Path, *, what: str = "file") -> Path:

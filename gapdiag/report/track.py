@@ -19,9 +19,9 @@ from typing import Any
 
 from gapdiag.data.parquet import arrow
 from gapdiag.errors import InputError
-from gapdiag.fsutil import atomic_path, loads_json
+from gapdiag.fsutil import atomic_path
 from gapdiag.outputs import write_error
-from gapdiag.report.record import Report, write_json
+from gapdiag.report.record import Report, read_json, write_json
 
 #: What the ``kind`` field of a track record says.
 TRACK_KIND = "gapdiag-track"
@@ -89,19 +89,9 @@ class Track:
 
     @classmethod
     def load(cls, path: str | Path) -> Track:
-        """Read a track record (one line naming the file when it is missing, not JSON or not a record)."""
-        path = Path(path)
-        try:
-            data = loads_json(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{path}: track record not found", hint="run `gapdiag track --out` first") from None
-        except (ValueError, UnicodeDecodeError) as e:
-            raise InputError(f"{path}: not a JSON track record ({type(e).__name__})",
-                             hint="pass a file written by `gapdiag track --out`") from None
-        except OSError as e:
-            raise InputError(f"{path}: cannot read the track record ({e.strerror or e})",
-                             hint="check the path and its permissions") from None
-        return cls.from_dict(data, source=str(path))
+        """Read a track record (one line naming the file when it is missing, unreadable, not JSON or not a
+        record)."""
+        return cls.from_dict(read_json(path, "track record", "gapdiag track --out"), source=str(path))
 
 
 def track_rows(track: Track) -> list[dict[str, Any]]:
