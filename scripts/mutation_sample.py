@@ -47,8 +47,8 @@ _CHECK = "tests/test_check.py tests/test_compare.py tests/test_bootstrap.py test
 _CACHE = "tests/test_cache.py tests/test_cache_trust.py tests/test_cache_sweep.py"
 #: Sizes of 3, 5, 7, 11 for the tiled, batched and chunked code (issue #25, after run 5).
 _ODD = "tests/test_odd_sizes.py"
-#: What run 6's survivors showed untested (a few seconds).
-_RUN6 = "tests/test_run6_gaps.py"
+#: What the survivors of runs 6 and 7 showed untested, and the strip scan's cost (a few seconds).
+_RUNS = "tests/test_run6_gaps.py tests/test_run7_gaps.py tests/test_scan_cost.py"
 #: The sweep of every input check, its message and the documented counts (seconds): first where it reaches.
 _SWEEP = "tests/test_bounds_sweep.py tests/test_bounds_edges.py"
 
@@ -60,14 +60,14 @@ MODULES: dict[str, str] = {
     "gapdiag/metrics/arithmetic.py": f"{_SWEEP} tests/test_metrics_zeroshot.py tests/test_metrics_sampling.py {_ENGINE}",
     "gapdiag/metrics/blocked.py": f"{_SWEEP} {_GEOMETRY} {_SCAN} tests/test_metrics_engine.py {_ODD}",
     "gapdiag/metrics/bounds.py": "tests/test_metrics_degenerate.py tests/test_metrics_once.py",
-    "gapdiag/metrics/clustering.py": f"{_SWEEP} tests/test_metrics_clustering.py tests/test_documented_samples.py {_RUN6}",
+    "gapdiag/metrics/clustering.py": f"{_SWEEP} tests/test_metrics_clustering.py tests/test_documented_samples.py {_RUNS}",
     "gapdiag/metrics/cone.py": f"{_SWEEP} tests/test_metrics_conformity.py {_GEOMETRY} "
                               "tests/test_metrics_raw_geometry.py",
     "gapdiag/metrics/cross.py": f"{_SWEEP} {_SCAN} tests/test_metrics_retrieval.py tests/test_metrics_engine.py {_ODD}",
     "gapdiag/metrics/decomposition.py": f"{_SWEEP} {_DIAGNOSTICS}",
     "gapdiag/metrics/engine.py": f"{_SWEEP} {_ENGINE}",
     "gapdiag/metrics/gap.py": f"{_GEOMETRY} tests/test_metrics_engine.py",
-    "gapdiag/metrics/hubness.py": f"{_SWEEP} {_DIAGNOSTICS}",
+    "gapdiag/metrics/hubness.py": f"{_SWEEP} {_DIAGNOSTICS} {_RUNS}",
     "gapdiag/metrics/intrinsic.py": f"{_SWEEP} {_DIAGNOSTICS}",
     "gapdiag/metrics/linalg.py": f"{_GEOMETRY} tests/test_metrics_diagnostics.py tests/test_tile_workers.py",
     "gapdiag/metrics/passes.py": f"{_ENGINE} {_ODD}",
@@ -75,23 +75,23 @@ MODULES: dict[str, str] = {
     "gapdiag/metrics/rank.py": f"{_GEOMETRY} tests/test_metrics_engine.py",
     "gapdiag/metrics/raw.py": f"{_SWEEP} tests/test_metrics_raw_geometry.py tests/test_metrics_engine.py",
     "gapdiag/metrics/registry.py": f"tests/test_metrics_registry.py {_ENGINE} tests/test_check.py",
-    "gapdiag/metrics/retrieval.py": f"{_SWEEP} tests/test_metrics_retrieval.py {_SCAN} {_ODD} {_RUN6}",
+    "gapdiag/metrics/retrieval.py": f"{_SWEEP} tests/test_metrics_retrieval.py {_SCAN} {_ODD} {_RUNS}",
     "gapdiag/metrics/rounding.py": f"tests/test_metrics_once.py {_SCAN} tests/test_metrics_degenerate.py",
     "gapdiag/metrics/running_topk.py": _SCAN,
     "gapdiag/metrics/sampling.py": "tests/test_metrics_sampling.py tests/test_metrics_engine.py "
-                                  f"tests/test_cli.py::test_sample_floor_is_one_check_for_every_command {_RUN6}",
-    "gapdiag/metrics/search_index.py": f"{_SWEEP} tests/test_metrics_retrieval.py tests/test_metrics_once.py {_ODD} {_RUN6}",
-    "gapdiag/metrics/similarity.py": f"{_SWEEP} {_DIAGNOSTICS} tests/test_compare_models.py",
-    "gapdiag/metrics/strip_scan.py": f"{_SWEEP} {_SCAN} tests/test_metrics_once.py",
+                                  f"tests/test_cli.py::test_sample_floor_is_one_check_for_every_command {_RUNS}",
+    "gapdiag/metrics/search_index.py": f"{_SWEEP} tests/test_metrics_retrieval.py tests/test_metrics_once.py {_ODD} {_RUNS}",
+    "gapdiag/metrics/similarity.py": f"{_SWEEP} {_DIAGNOSTICS} tests/test_compare_models.py {_RUNS}",
+    "gapdiag/metrics/strip_scan.py": f"{_SWEEP} {_SCAN} tests/test_metrics_once.py {_RUNS}",
     "gapdiag/metrics/tile_workers.py": "tests/test_tile_workers.py tests/test_cross_scan.py",
-    "gapdiag/metrics/torch_passes.py": f"tests/test_torch_passes.py tests/test_metrics_plan.py {_ODD} {_RUN6}",
+    "gapdiag/metrics/torch_passes.py": f"tests/test_torch_passes.py tests/test_metrics_plan.py {_ODD} {_RUNS}",
     "gapdiag/metrics/uniformity.py": f"{_SWEEP} {_GEOMETRY} tests/test_metrics_engine.py",
     "gapdiag/metrics/validation.py": f"{_SWEEP} {_GEOMETRY} tests/test_metrics_diagnostics.py tests/test_metrics_clustering.py "
                                     "tests/test_metrics_retrieval.py",
     "gapdiag/metrics/zeroshot.py": f"{_SWEEP} tests/test_metrics_zeroshot.py tests/test_metrics_engine.py",
     **{f"gapdiag/check/{name}.py": _CHECK
        for name in ("__init__", "bootstrap", "config", "evaluate", "provenance", "render", "rules")},
-    "gapdiag/check/compare.py": f"{_CHECK} {_RUN6}",
+    "gapdiag/check/compare.py": f"{_CHECK} {_RUNS}",
     **{f"gapdiag/cache/{name}.py": _CACHE
        for name in ("__init__", "entry", "files", "integrity", "keys", "store", "writer")},
     "gapdiag/cache/derived.py": "tests/test_derived.py tests/test_cache.py",

@@ -433,9 +433,9 @@ def test_discovery_stops_at_the_repository_root(tmp_path):
         ),
         (
             '[check.rules.recall_at_1]\nmax_drop = "0.1"\n',
-            ["check.rules.recall_at_1.max_drop must be a number"],
+            ["check.rules.recall_at_1.max_drop must be a number", "(e.g. max_drop = 0.01)"],
         ),
-        ("[check.rules.recall_at_1]\nnoise_aware = 1\n", ["noise_aware must be true or false"]),
+        ("[check.rules.recall_at_1]\nnoise_aware = 1\n", ["noise_aware must be true or false", "(e.g. noise_aware = true)"]),
         ("[check.rules.recall_at_1]\nmin = nan\n", ["check.rules.recall_at_1.min must be a number"]),
         ('[check.rules."recal_at_1/x"]\nmax_drop = 0.1\n', ['check.rules."recal_at_1/x"', "unknown metric"]),
         ('[check.rules.recall_at_1]\ndirection = "up"\n', ["direction must be 'higher' or 'lower'"]),

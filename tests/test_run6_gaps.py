@@ -47,11 +47,13 @@ def test_the_monitors_sample_keys_are_splitmix64_of_the_salted_ids():
     assert [int(k) for k in keys] == [_splitmix64((int(i) + salt) & _MASK) for i in ids]
 
 
-def test_an_exact_search_without_near_ties_takes_its_first_candidates_once(monkeypatch):
+@pytest.mark.parametrize("k, candidates", [(5, 21), (16, 32), (20, 40)])
+def test_an_exact_search_without_near_ties_takes_its_first_candidates_once(monkeypatch, k, candidates):
     """The tie window is twice the float32 rounding bound (about d·2⁻²⁴): queries whose k-th and last
-    candidates are far apart are answered from the first FAISS call, never widened to the whole gallery.
-    Survivor: the window ``2.0 * tolerance`` → ``2.0 // tolerance`` (about 10⁶), which kept the values (exact
-    rescoring) but widened every query to the whole gallery."""
+    candidates are far apart are answered from the first FAISS call of max(2k, k + 16) candidates (the
+    documented default), never widened to the whole gallery. Survivors: the window ``2.0 * tolerance`` →
+    ``2.0 // tolerance`` (about 10⁶), which kept the values (exact rescoring) but widened every query to the
+    whole gallery; run 7's ``2 * k`` → ``2 - k`` (k + 16 candidates past k = 16)."""
     calls: list[int] = []
     real = search_index.Searcher.raw_search
 
@@ -62,10 +64,10 @@ def test_an_exact_search_without_near_ties_takes_its_first_candidates_once(monke
     monkeypatch.setattr(search_index.Searcher, "raw_search", recording)
     rng = np.random.default_rng(4)
     q, g = rng.normal(size=(20, 16)), rng.normal(size=(500, 16))
-    _, idx = search_topk(q, g, 5, device="cpu")
+    _, idx = search_topk(q, g, k, device="cpu")
     exact = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (g / np.linalg.norm(g, axis=1, keepdims=True)).T
-    np.testing.assert_array_equal(idx, np.argsort(-exact, axis=1, kind="stable")[:, :5])
-    assert calls == [21]  # max(2k, k + 16) candidates, one call
+    np.testing.assert_array_equal(idx, np.argsort(-exact, axis=1, kind="stable")[:, :k])
+    assert calls == [candidates]  # one call
 
 
 def test_the_torch_index_scores_a_small_search_in_one_slice(monkeypatch):
