@@ -10,6 +10,7 @@ runs on a strip whose flagged entries are known, with its reads counted, against
 from __future__ import annotations
 
 from collections import Counter
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ N_ROWS, N_COLS = 5, 21  # 21 columns: three flag words, the last one partly used
 class _CountedReads(np.ndarray):
     """An array that counts the single-element reads made of it, by dtype (``reads`` is shared by its views)."""
 
-    reads: Counter = Counter()
+    reads: ClassVar[Counter] = Counter()
 
     def __getitem__(self, key):  # type: ignore[no-untyped-def]
         if isinstance(key, (int, np.integer)) and self.ndim == 1:
