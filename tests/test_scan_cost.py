@@ -83,7 +83,7 @@ _CASES = [
 def test_the_scan_looks_closer_only_at_flagged_entries_and_only_in_rows_that_have_one(monkeypatch, scores, masked):
     """Every entry is read once by the counting pass; the per-entry step reads again exactly the flagged ones
     (a near-tie of another sample's item, or a score at a top-K threshold, same-sample ones included), and only a
-    row with a flag walks its flag words (3 words of 8 columns)."""
+    row with a flag walks its flag words (3 words of 8 columns), and only a word with a flag its 8 flags."""
     s = np.full((N_ROWS, N_COLS), 0.1, dtype=np.float32)  # below every band and threshold
     for (i, j), v in scores.items():
         s[i, j] = v
@@ -105,3 +105,5 @@ def test_the_scan_looks_closer_only_at_flagged_entries_and_only_in_rows_that_hav
     rows_with_a_flag = len({i for i, _ in flagged})
     assert _CountedReads.reads["<f4"] == N_ROWS * N_COLS + len(flagged)  # the scores: a pass, then the flagged
     assert _CountedReads.reads["<u8"] == 3 * rows_with_a_flag            # the flag words of flagged rows only
+    words_with_a_flag = {(i, j // 8) for i, j in flagged}
+    assert _CountedReads.reads["|u1"] == sum(min(8, N_COLS - 8 * w) for _, w in words_with_a_flag)  # their flags
