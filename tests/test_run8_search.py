@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 import pytest
+from test_bounds_edges import _RecordingRows
 
 from gapdiag.errors import InputError
 from gapdiag.metrics import search_index, tile_workers
@@ -139,17 +140,6 @@ def test_the_tie_window_of_vectors_that_are_not_unit_scales_with_the_product_of_
     assert idx.tolist() == [[17]] and scores[0, 0] == exact[0, 17]
 
 
-class _CountingGallery(np.ndarray):
-    """A host gallery that records the size of every block of vectors gathered from it."""
-
-    gathered: list[int]
-
-    def __getitem__(self, key):
-        block = np.asarray(np.ndarray.__getitem__(self, key))
-        self.gathered.append(block.size)
-        return block
-
-
 class _CountingTorchGallery:
     """The torch index's gallery tensor, recording the size of every block of vectors gathered from it."""
 
@@ -163,9 +153,9 @@ class _CountingTorchGallery:
 
 
 def _host_rescoring(q, g, cand):
-    gallery = g.view(_CountingGallery)
-    gallery.gathered = []
-    return search_index.exact_scores(q, gallery, cand), gallery.gathered
+    gallery = g.view(_RecordingRows)  # records the size of every block gathered from it
+    gallery.read = []
+    return search_index.exact_scores(q, gallery, cand), gallery.read
 
 
 def _torch_rescoring(q, g, cand):
