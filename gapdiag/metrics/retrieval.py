@@ -316,7 +316,7 @@ def approximate_recall_agreement(
 
     Args:
         queries, gallery: As in :func:`search_topk`.
-        k: Depth compared.
+        k: Depth compared (default 10: k-recall@10), 1 <= k <= n_gallery.
         index: "hnsw", "ivf" (approximate) or "flat" (exact; gives 1.0, a sanity check).
         sample: Number of queries drawn (without replacement, seeded); all if fewer.
         seed: Seed of the query sample (and of IVF training).

@@ -43,7 +43,9 @@ class RunningTopK:
         return out
 
     def in_order(self, order: NDArray[np.intp]) -> NDArray[np.int64]:
-        """The index lists with queries back in their original order (``order[p]`` = original row of ``p``)."""
+        """The index lists with queries back in their original order (``order[p]`` = original row of ``p``); an
+        empty slot (a gallery of fewer than k items) is -1, as in :func:`~gapdiag.metrics.retrieval.search_topk`'s
+        lists, which :func:`~gapdiag.metrics.hubness.k_occurrence` ignores."""
         out = np.empty_like(self.index)
         out[order] = np.where(self.index == _NO_INDEX, -1, self.index)
         return out

@@ -307,7 +307,9 @@ def exact_scores(
     """Scores of candidates ``cand`` (rows, c) for queries ``q`` (rows, d); -inf where ``cand`` is -1.
 
     float32·float32 products are exact in float64 and the sum runs in the same order for every candidate, so
-    equal gallery vectors get bit-identical scores, whatever kernel FAISS used.
+    equal gallery vectors get bit-identical scores, whatever kernel FAISS used. Memory: the candidates' vectors
+    are gathered in float64 blocks of at most about ``_CHUNK_ELEMENTS`` values (rows × candidates × d), and no
+    smaller than that bound needs (many queries to a block when each has few candidates).
     """
     rows, c = cand.shape
     out = np.empty((rows, c), dtype=np.float64)
