@@ -50,7 +50,8 @@ class CrossPassResult:
             other-sample B items ranked ahead of it, ties toward the lower index); -1 if it has none.
         rank_ba: The same for B items as queries over A.
         top_ab, top_ba: With ``topk > 0``: per query (original order) the original indices of its ``topk``
-            best gallery items, same-sample items included (hubness).
+            best gallery items, same-sample items included (hubness); -1 pads a list past a gallery of fewer
+            than ``topk`` items.
     """
 
     lse_all: float = -math.inf
