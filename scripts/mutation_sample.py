@@ -43,12 +43,14 @@ _GEOMETRY = "tests/test_metrics_geometry.py tests/test_metrics_once.py"
 _DIAGNOSTICS = "tests/test_metrics_diagnostics.py tests/test_metrics_degenerate.py"
 _ENGINE = "tests/test_metrics_plan.py tests/test_metrics_engine.py"
 _SCAN = "tests/test_cross_scan.py tests/test_tile_workers.py"
-_CHECK = "tests/test_check.py tests/test_compare.py tests/test_bootstrap.py tests/test_check_sweep.py"
-_CACHE = "tests/test_cache.py tests/test_cache_trust.py tests/test_cache_sweep.py"
+_CHECK = ("tests/test_check.py tests/test_compare.py tests/test_bootstrap.py tests/test_check_sweep.py "
+          "tests/test_run8_store_gate.py")
+_CACHE = "tests/test_cache.py tests/test_cache_trust.py tests/test_cache_sweep.py tests/test_run8_store_gate.py"
 #: Sizes of 3, 5, 7, 11 for the tiled, batched and chunked code (issue #25, after run 5).
 _ODD = "tests/test_odd_sizes.py"
-#: What the survivors of runs 6 and 7 showed untested, and the strip scan's cost (a few seconds).
-_RUNS = "tests/test_run6_gaps.py tests/test_run7_gaps.py tests/test_scan_cost.py"
+#: What the survivors of runs 6-8 in gapdiag/metrics showed untested, and the strip scan's cost (a few seconds).
+_RUNS = ("tests/test_run6_gaps.py tests/test_run7_gaps.py tests/test_scan_cost.py tests/test_run8_gaps.py "
+         "tests/test_run8_search.py")
 #: The sweep of every input check, its message and the documented counts (seconds): first where it reaches.
 _SWEEP = "tests/test_bounds_sweep.py tests/test_bounds_edges.py"
 
@@ -96,6 +98,8 @@ MODULES: dict[str, str] = {
        for name in ("__init__", "entry", "files", "integrity", "keys", "store", "writer")},
     "gapdiag/cache/derived.py": "tests/test_derived.py tests/test_cache.py",
 }
+#: Every module of gapdiag/metrics also runs those files (each survivor's test is where its kind was missing).
+MODULES.update({m: f"{t} {_RUNS}" for m, t in MODULES.items() if m.startswith("gapdiag/metrics/") and _RUNS not in t})
 
 
 def _config(module: str, tests: str, timeout: float) -> str:
