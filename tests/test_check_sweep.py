@@ -139,10 +139,14 @@ def test_a_summary_of_exactly_three_failures_names_all_three_and_no_more():
 
 def test_the_float_slack_on_a_drop_limit_is_rounding_not_tolerance():
     """The slack excuses float rounding (about 1e-17 here), not a real excess: a drop past the limit by 1.5e-9
-    fails, one past it by 7e-10 (within the 1e-9 slack) passes."""
+    fails, one past it by 7e-10 (within the 1e-9 slack) passes. The slack is relative for limits above 1
+    (1e-9 × 10 for a drop limit of 10: run 10's survivor ``_SLACK * max(1, |limit|)`` → ``**``)."""
     rule = Rule("recall_at_1/x", direction="higher", max_drop=0.01)
     assert evaluate_rule(rule, 0.5, 0.5 - 0.01 - 1.5e-9).status == "fail"
     assert evaluate_rule(rule, 0.5, 0.5 - 0.01 - 7e-10).status == "pass"
+    large = Rule("effective_rank/x", direction="higher", max_drop=10.0)
+    assert evaluate_rule(large, 100.0, 100.0 - 10.0 - 5e-9).status == "pass"
+    assert evaluate_rule(large, 100.0, 100.0 - 10.0 - 2e-8).status == "fail"
 
 
 def test_a_base_rule_that_matches_qualified_metrics_adds_no_unmatched_rule_outcome():

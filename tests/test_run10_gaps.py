@@ -66,3 +66,31 @@ def test_twonn_from_the_distances_of_two_points_is_the_mle_and_of_one_point_nan(
     assert twonn_from_distances([1.0, 1.0], [2.0, 4.0]) == pytest.approx(1.0 / math.log(8.0), rel=1e-12)
     assert math.isnan(twonn_from_distances([1.0], [2.0]))
     assert math.isnan(twonn_from_distances([0.0, 1.0], [1.0, 2.0]))  # r₁ = 0 is dropped: one point left
+
+
+def test_the_torch_within_pass_of_fewer_than_two_rows_is_minus_infinity():
+    """``within_pass_torch`` returns -inf when there are fewer than two rows (its docstring, as the numpy pass):
+    no pair, an empty sum. Survivor: the empty combination ``-math.inf`` → ``~math.inf`` (a TypeError)."""
+    pytest.importorskip("torch")
+    from gapdiag.metrics.blocked import within_pass
+    from gapdiag.metrics.torch_passes import within_pass_torch
+
+    for n in (0, 1):
+        z = np.ones((n, 4), dtype=np.float32) / 2.0
+        assert within_pass_torch(z, device="cpu") == within_pass(z) == -math.inf
+
+
+def test_a_comparison_row_is_an_immutable_value():
+    """``compare_reports`` returns rows that are values: a row cannot be changed in place after the comparison
+    (the Markdown, JSON and terminal tables all read the same rows). Survivor: ``@dataclass(frozen=True)`` →
+    ``frozen=False``."""
+    import dataclasses
+
+    from test_check import BASE, make_report
+
+    from gapdiag.check import compare_reports
+
+    comparison = compare_reports([make_report(BASE), make_report({**BASE, "modality_gap/image-text": 0.9})])
+    row = comparison.rows[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.metric = "something else"  # type: ignore[misc]
