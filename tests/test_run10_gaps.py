@@ -94,3 +94,70 @@ def test_a_comparison_row_is_an_immutable_value():
     row = comparison.rows[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         row.metric = "something else"  # type: ignore[misc]
+
+
+def test_cache_files_that_hold_pickled_objects_are_refused_not_unpickled(tmp_path):
+    """A cache ``.npz`` is read with ``allow_pickle=False``: an object array (a pickle: code that runs when it is
+    loaded) is a one-line cache error naming the file, never unpickled. Survivor: ``allow_pickle=False`` →
+    ``True`` (the object array loaded)."""
+    from gapdiag.cache.files import load_npz
+    from gapdiag.errors import CacheError
+
+    path = tmp_path / "attributes.npz"
+    np.savez(path, color=np.array([{"not": "numbers"}], dtype=object))
+    with pytest.raises(CacheError, match="attributes.npz"):
+        load_npz(path, "abcd")
+
+
+def _entry_with_meta(tmp_path, edit):  # type: ignore[no-untyped-def]
+    """A complete cache entry whose ``meta.json`` is edited by ``edit`` and then checksummed again (as a tool that
+    rewrites it would), so that only the edit is wrong."""
+    import json
+
+    from test_cache import build_entry
+
+    from gapdiag.cache import EmbeddingCache
+    from gapdiag.cache.files import meta_checksum
+
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "e")
+    path = cache.path("e") / "meta.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    meta.pop("meta_checksum")
+    meta["meta_checksum"] = meta_checksum(meta)
+    path.write_text(json.dumps(meta))
+    return cache
+
+
+def test_verify_names_a_meta_json_without_modalities_whose_checksum_holds(tmp_path):
+    """``cache verify`` of an entry whose ``meta.json`` lacks ``modalities`` (its own checksum recomputed, so only
+    the content is wrong) reports that field for that entry, and goes on: no traceback. Survivor: ``except
+    (KeyError, TypeError)`` → ``except (<never raised>, TypeError)`` (the KeyError escaped)."""
+    cache = _entry_with_meta(tmp_path, lambda meta: meta.pop("modalities"))
+    (check,) = cache.verify()
+    assert not check["ok"]
+    assert check["problems"] == [{"file": "meta.json", "reason": "field 'modalities' missing or malformed"}]
+
+
+def test_a_file_checksum_mismatch_shows_both_digests_to_the_same_number_of_digits(tmp_path):
+    """A damaged file of a complete entry: ``cache verify`` shows the recorded and the found checksum as
+    ``sha256:`` plus 12 hex digits each (docs/cache.md, as for ``meta.json`` itself). Survivor: the recorded
+    one cut at ``[: 20]`` (13 digits) instead of ``[:19]``."""
+    import re
+
+    from test_cache import build_entry
+
+    from gapdiag.cache import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "c")
+    build_entry(cache, "e")
+    image = cache.path("e") / "image.npy"
+    data = bytearray(image.read_bytes())
+    data[-1] ^= 0xFF  # the last byte of the last vector: still a loadable array, with other bytes
+    image.write_bytes(bytes(data))
+    (check,) = cache.verify()
+    (reason,) = [p["reason"] for p in check["problems"] if p["file"] == "image.npy"]
+    shown = re.search(r"checksum mismatch \(meta.json has (\S+)…, file has (\S+)…\)", reason)
+    assert shown is not None, reason
+    assert all(re.fullmatch(r"sha256:[0-9a-f]{12}", digest) for digest in shown.groups()), reason
