@@ -5,6 +5,7 @@ Each test fails with its survivor applied and passes without (docs/reliability.m
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -70,3 +71,31 @@ def test_recall_at_k_on_a_gallery_of_k_items_is_measured_and_on_fewer_skipped(n)
             for i in range(n)]
     assert values["recall_at_5/image_to_text"] == pytest.approx(np.mean(np.array(rank) < 5))
     assert n == 6 or values["recall_at_5/image_to_text"] == 1.0
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda meta: meta.pop("modalities"), "field 'modalities' missing"),
+    (lambda meta: meta.__setitem__("modalities", 5), "a field of wrong type ('int' object is not iterable): "
+                                                     "modalities must be a list"),
+])
+def test_a_meta_json_whose_checksum_holds_but_whose_modalities_are_wrong_is_named_by_get_and_verify(
+        tmp_path, edit, reason):
+    """A ``meta.json`` rewritten by a tool (its own checksum recomputed) without ``modalities``, or with a number
+    there: reading the entry names the field (one line, the entry's file), and ``cache verify`` reports the
+    entry's ``modalities`` and goes on. Survivor: in ``integrity.verify_entry_files`` ``except (KeyError,
+    TypeError)`` → the TypeError not caught; and before, ``get`` said "field 'int' object is not iterable missing
+    or malformed"."""
+    from test_run10_gaps import _entry_with_meta
+
+    from gapdiag.cache import integrity
+    from gapdiag.errors import CacheError
+
+    cache = _entry_with_meta(tmp_path, edit)
+    with pytest.raises(CacheError, match="meta.json") as info:
+        cache.get("e")
+    assert reason in info.value.message
+    (check,) = cache.verify()
+    assert check["problems"] == [{"file": "meta.json", "reason": "field 'modalities' missing or malformed"}]
+    meta = json.loads((cache.path("e") / "meta.json").read_text())
+    assert integrity.verify_entry_files(cache.path("e"), meta, memo=False) == [
+        ("meta.json", "field 'modalities' missing or malformed")]

@@ -51,8 +51,11 @@ def read_entry(entry: Path, key: str, *, mmap: bool = True, verify: bool = True,
         n_samples = int(meta["dataset"]["n_samples"])
         dtype = str(meta["dtype"])
         arrays = list(meta.get("arrays", []))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise corrupt(meta_path, key, f"field {one_line(exc)} missing or malformed") from exc
+    except KeyError as exc:
+        raise corrupt(meta_path, key, f"field {one_line(exc)} missing") from exc
+    except (TypeError, ValueError) as exc:  # e.g. modalities: 5 ("'int' object is not iterable")
+        raise corrupt(meta_path, key, f"a field of wrong type ({one_line(exc)}): modalities must be a list, "
+                                      "dims and dataset.counts tables of integers, dataset.n_samples an integer") from exc
 
     vectors = {m: load(f"{m}.npy", (counts[m], dims[m]), dtype) for m in modalities}
     sample_index = {m: load(f"{m}.sample_index.npy", (counts[m],), "int64") for m in modalities}
