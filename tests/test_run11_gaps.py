@@ -75,8 +75,8 @@ def test_recall_at_k_on_a_gallery_of_k_items_is_measured_and_on_fewer_skipped(n)
 
 @pytest.mark.parametrize("edit, reason", [
     (lambda meta: meta.pop("modalities"), "field 'modalities' missing"),
-    (lambda meta: meta.__setitem__("modalities", 5), "a field of wrong type ('int' object is not iterable): "
-                                                     "modalities must be a list"),
+    (lambda meta: meta.__setitem__("modalities", 5), ("a field of wrong type ('int' object is not iterable): "
+                                                      "modalities must be a list")),
 ])
 def test_a_meta_json_whose_checksum_holds_but_whose_modalities_are_wrong_is_named_by_get_and_verify(
         tmp_path, edit, reason):
@@ -99,3 +99,107 @@ def test_a_meta_json_whose_checksum_holds_but_whose_modalities_are_wrong_is_name
     meta = json.loads((cache.path("e") / "meta.json").read_text())
     assert integrity.verify_entry_files(cache.path("e"), meta, memo=False) == [
         ("meta.json", "field 'modalities' missing or malformed")]
+
+
+def test_a_committed_chunk_with_too_few_rows_is_re_embedded_naming_the_rows_it_should_hold(tmp_path, caplog):
+    """A chunk file of a killed build whose checksum sidecar holds but which has fewer rows than its range (3 for
+    items 4-8) is not taken as done: it is removed, with a warning naming its shape and the 4 rows it should hold.
+    Survivors: the rows check ``shape[0] == end - start`` → ``<=`` (the short chunk taken), and the message's
+    ``end - start`` → ``end * start`` ("(32, d)")."""
+    import logging
+
+    from test_cache import CHUNK, COUNTS, META, fake_vectors, write_some_chunks
+
+    from gapdiag.cache import EmbeddingCache, integrity
+
+    cache = EmbeddingCache(tmp_path / "c")
+    write_some_chunks(cache, "k", 1)
+    short = cache.path("k") / "chunks" / "image.4-8.npy"
+    np.save(short, fake_vectors("image", 4, 7))
+    integrity.write_sidecar(short, integrity.checksum(short))
+    assert integrity.chunk_problem(short) is None  # its checksum holds: only its shape is wrong
+    with caplog.at_level(logging.WARNING, logger="gapdiag"), cache.writer("k", META, chunk_size=CHUNK) as w:
+        w.chunk_ranges("image", COUNTS["image"])
+        assert [w.is_done("image", s, e) for s, e in ((0, 4), (4, 8))] == [True, False]
+    assert not short.exists()
+    (warning,) = [r.getMessage() for r in caplog.records if "image.4-8.npy" in r.getMessage()]
+    assert "is not (4, d) float32" in warning and "(3, " in warning
+
+
+@pytest.mark.parametrize("versions", [("0.1.0", "0.2.0"), ("0.2.0", "0.1.0")])
+def test_reports_of_different_gapdiag_versions_are_warned_about_in_either_order(versions):
+    """Two reports written by different gapdiag versions get a provenance warning, whichever is the newer.
+    Survivor: ``reference.version != other.version`` → ``<`` (a newer baseline compared with an older report was
+    not warned about)."""
+    from test_check import BASE, make_report
+
+    from gapdiag.check import provenance_conflicts
+
+    conflicts, warnings = provenance_conflicts(*(make_report(BASE, version=v) for v in versions))
+    assert conflicts == []
+    assert len(warnings) == 1 and "different gapdiag versions" in warnings[0]
+    assert all(v in warnings[0] for v in versions)
+    assert provenance_conflicts(make_report(BASE), make_report(BASE)) == ([], [])
+
+
+def test_a_failed_cache_write_names_what_the_os_said():
+    """A failed write of a cache file is "cannot write <path>: <the OS's words>" (``strerror``), or the exception's
+    own line when the OS gave none. Survivor: ``exc.strerror or one_line(exc)`` → ``and`` ("[Errno 13] Permission
+    denied: …" for the first, "None" for the second)."""
+    import errno
+    from pathlib import Path
+
+    from gapdiag.cache.files import write_error
+
+    path = Path("c/e/meta.json")
+    denied = write_error(path, PermissionError(errno.EACCES, "Permission denied", str(path)))
+    assert denied.message == f"cannot write {path}: Permission denied"
+    assert write_error(path, OSError("the mount went away")).message == f"cannot write {path}: the mount went away"
+
+
+def test_the_search_backend_recorded_is_the_one_the_engine_ran_on(monkeypatch):
+    """The values' provenance names the search backend each engine ran on: with a CUDA torch stubbed onto the CPU,
+    the exact engine ("faiss", a flat index) runs on torch-cuda and HNSW (no GPU version) on faiss-cpu.
+    Survivor: the index passed to ``search_backend`` ``"flat" if engine == "faiss"`` → ``!=`` (the exact engine
+    recorded as faiss-cpu, HNSW as the flat index's backend)."""
+    pytest.importorskip("torch")
+    from gapdiag.metrics import search_index
+
+    monkeypatch.setattr(search_index, "_use_gpu", lambda device: ("torch", 0))
+    monkeypatch.setattr(search_index, "_torch_device", lambda gpu_id: "cpu")
+    rng = np.random.default_rng(12)
+    es = EmbeddingSet({"image": rng.normal(size=(30, 4)).astype(np.float32),
+                       "text": rng.normal(size=(30, 4)).astype(np.float32)},
+                      {"image": np.arange(30), "text": np.arange(30)}, 30)
+    for engine, backend in (("faiss", "torch-cuda"), ("hnsw", "faiss-cpu")):
+        _, extras = compute_all(es, ["recall_at_1"], retrieval_engine=engine, device="cpu")
+        assert extras["variants"]["search_backend"] == backend, engine
+
+
+def test_the_overlap_histogram_has_a_bin_for_every_count_from_0_to_k():
+    """``compare_embeddings``' overlap histogram has k + 1 bins (0..k shared neighbours), also when no item shares
+    all k (two unrelated sets, k = 3: the top bins are 0), and counts every item. Survivor: ``minlength=kk + 1`` →
+    ``kk ^ 1`` (2 bins for k = 3, the histogram cut at the largest count met)."""
+    from gapdiag.metrics.similarity import compare_embeddings
+
+    rng = np.random.default_rng(13)
+
+    def embeddings():
+        return EmbeddingSet({"image": rng.normal(size=(30, 6)).astype(np.float32)}, {"image": np.arange(30)}, 30)
+
+    _, extras = compare_embeddings(embeddings(), embeddings(), k=3)
+    histogram = extras["overlap_histogram/image"]
+    assert len(histogram) == 4 and sum(histogram) == 30
+    assert histogram[3] == 0  # unrelated sets: no item keeps all 3 neighbours
+
+
+def test_a_skipped_value_is_an_immutable_reason():
+    """A value function's ``Skip`` is a value (its reason goes to ``extras["skipped"]`` as it was made): it cannot
+    be changed afterwards. Survivor: ``@dataclass(frozen=True)`` → ``frozen=False`` on ``Skip``."""
+    import dataclasses
+
+    from gapdiag.metrics.passes import Skip
+
+    skip = Skip("needs at least 2 items")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        skip.reason = "something else"  # type: ignore[misc]
