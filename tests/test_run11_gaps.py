@@ -203,3 +203,25 @@ def test_a_skipped_value_is_an_immutable_reason():
     skip = Skip("needs at least 2 items")
     with pytest.raises(dataclasses.FrozenInstanceError):
         skip.reason = "something else"  # type: ignore[misc]
+
+
+def test_a_shared_writer_joins_a_build_rank_0_prepared_and_refuses_one_it_did_not(tmp_path):
+    """``cache.writer(…, shared=True)`` (the other ranks of a distributed job) takes no lock and joins the entry
+    that rank 0 prepared, writing its own chunks; with nothing prepared it is a one-line error. Survivor: the
+    prepared entry's ``self.dir / "partial.json"`` → ``self.dir | …`` (a ``TypeError`` on every rank but 0; the
+    distributed test catches it in 11 s, this one in well under a second)."""
+    from test_cache import CHUNK, COUNTS, META, fake_vectors
+
+    from gapdiag.cache import EmbeddingCache
+    from gapdiag.errors import CacheError
+
+    cache = EmbeddingCache(tmp_path / "c")
+    with pytest.raises(CacheError, match="cache entry k was not prepared by rank 0"), \
+            cache.writer("k", META, chunk_size=CHUNK, shared=True):
+        pass
+    with cache.writer("k", META, chunk_size=CHUNK) as rank_0:
+        rank_0.chunk_ranges("image", COUNTS["image"])
+        with cache.writer("k", META, chunk_size=CHUNK, shared=True) as rank_1:
+            rank_1.chunk_ranges("image", COUNTS["image"])
+            rank_1.write_chunk("image", 4, fake_vectors("image", 4, 8))
+        assert rank_0.is_done("image", 4, 8) and not rank_0.is_done("image", 0, 4)
