@@ -44,14 +44,15 @@ _DIAGNOSTICS = "tests/test_metrics_diagnostics.py tests/test_metrics_degenerate.
 _ENGINE = "tests/test_metrics_plan.py tests/test_metrics_engine.py"
 _SCAN = "tests/test_cross_scan.py tests/test_tile_workers.py"
 _CHECK = ("tests/test_check.py tests/test_compare.py tests/test_bootstrap.py tests/test_check_sweep.py "
-          "tests/test_run8_store_gate.py tests/test_run9_gaps.py tests/test_run10_gaps.py")
+          "tests/test_run8_store_gate.py tests/test_run9_gaps.py tests/test_run10_gaps.py tests/test_run11_gaps.py")
 _CACHE = ("tests/test_cache.py tests/test_cache_trust.py tests/test_cache_sweep.py tests/test_run8_store_gate.py "
-          "tests/test_run9_gaps.py tests/test_run10_gaps.py")
+          "tests/test_run9_gaps.py tests/test_run10_gaps.py tests/test_run11_gaps.py")
 #: Sizes of 3, 5, 7, 11 for the tiled, batched and chunked code (issue #25, after run 5).
 _ODD = "tests/test_odd_sizes.py"
-#: What the survivors of runs 6-11 in gapdiag/metrics showed untested, and the strip scan's cost (a few seconds).
+#: What the survivors of runs 6-12 in gapdiag/metrics showed untested, and the strip scan's cost (a few seconds).
 _RUNS = ("tests/test_run6_gaps.py tests/test_run7_gaps.py tests/test_scan_cost.py tests/test_run8_gaps.py "
-         "tests/test_run8_search.py tests/test_run9_gaps.py tests/test_run10_gaps.py tests/test_run11_gaps.py")
+         "tests/test_run8_search.py tests/test_run9_gaps.py tests/test_run10_gaps.py tests/test_run11_gaps.py "
+         "tests/test_run12_gaps.py")
 #: The sweep of every input check, its message and the documented counts (seconds): first where it reaches.
 _SWEEP = "tests/test_bounds_sweep.py tests/test_bounds_edges.py"
 
@@ -63,7 +64,8 @@ MODULES: dict[str, str] = {
     "gapdiag/metrics/arithmetic.py": f"{_SWEEP} tests/test_metrics_zeroshot.py tests/test_metrics_sampling.py {_ENGINE}",
     "gapdiag/metrics/blocked.py": f"{_SWEEP} {_GEOMETRY} {_SCAN} tests/test_metrics_engine.py {_ODD}",
     "gapdiag/metrics/bounds.py": "tests/test_metrics_degenerate.py tests/test_metrics_once.py",
-    "gapdiag/metrics/clustering.py": f"{_SWEEP} tests/test_metrics_clustering.py tests/test_documented_samples.py {_RUNS}",
+    "gapdiag/metrics/clustering.py": f"{_SWEEP} tests/test_metrics_clustering.py tests/test_documented_samples.py {_RUNS} "
+                                     "tests/test_metrics_degenerate.py",
     "gapdiag/metrics/cone.py": f"{_SWEEP} tests/test_metrics_conformity.py {_GEOMETRY} "
                               "tests/test_metrics_raw_geometry.py",
     "gapdiag/metrics/cross.py": f"{_SWEEP} {_SCAN} tests/test_metrics_retrieval.py tests/test_metrics_engine.py {_ODD}",

@@ -1,0 +1,44 @@
+"""Issue #25, run 12: what the survivors of the fresh samples (seeds 40 and 41) showed no test asserted.
+
+Each test fails with its survivor applied and passes without (docs/reliability.md, "Run 12").
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+from gapdiag.metrics.rank import effective_rank, singular_values
+from gapdiag.metrics.retrieval import recall_and_topk, recall_at_k
+
+
+def test_the_spectrum_of_a_rank_one_set_is_one_singular_value_and_zeros_not_nan():
+    """A rank-deficient Gram's zero eigenvalues come back from ``eigh`` as about ±1e-15; clipped at 0 they give
+    singular values of 0, never NaN: a Gram of eigenvalues 4, 0 and −1e-9 (that rounding, magnified so that it
+    survives the rotation on any machine) has singular values 2, 0, 0, and a
+    rank-one set (thirty positive multiples of one vector: one unit row, repeated) has effective rank 1 (closed
+    form). Survivor: the clip's floor ``0.0`` → ``-1.0`` (square roots of the negative rounding: NaN)."""
+    from gapdiag.metrics.blocked import LinearStats
+    from gapdiag.metrics.rank import singular_values_from_stats
+
+    rotation = np.linalg.qr(np.random.default_rng(4).normal(size=(3, 3)))[0]
+    gram = rotation @ np.diag([4.0, 0.0, -1e-9]) @ rotation.T
+    s = singular_values_from_stats(LinearStats(n=5, total=np.zeros(3), gram=(gram + gram.T) / 2))
+    assert np.all(np.isfinite(s)) and s == pytest.approx([2.0, 0.0, 0.0], abs=1e-7)
+    rng = np.random.default_rng(4)
+    x = (np.repeat(rng.normal(size=(1, 8)), 30, axis=0) * rng.uniform(0.5, 2.0, size=(30, 1))).astype(np.float32)
+    assert np.all(np.isfinite(singular_values(x)))
+    assert effective_rank(x) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_recall_and_its_top_lists_default_to_r_at_1_5_and_10():
+    """``recall_and_topk`` (what hubness reuses) has the same default Ks as ``recall_at_k``: 1, 5 and 10. Survivor:
+    its default ``(1, 5, 10)`` → ``(1, 5, 9)``."""
+    rng = np.random.default_rng(13)
+    q, g = rng.normal(size=(12, 4)), rng.normal(size=(12, 4))
+    recall, top = recall_and_topk(q, g, np.arange(12), np.arange(12), device="cpu")
+    assert sorted(recall) == [1, 5, 10] and top.shape == (12, 10)
+    assert recall == recall_at_k(q, g, np.arange(12), np.arange(12), device="cpu")
+    assert inspect.signature(recall_at_k).parameters["ks"].default == (1, 5, 10)
