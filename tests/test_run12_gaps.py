@@ -42,3 +42,30 @@ def test_recall_and_its_top_lists_default_to_r_at_1_5_and_10():
     assert sorted(recall) == [1, 5, 10] and top.shape == (12, 10)
     assert recall == recall_at_k(q, g, np.arange(12), np.arange(12), device="cpu")
     assert inspect.signature(recall_at_k).parameters["ks"].default == (1, 5, 10)
+
+
+@pytest.mark.parametrize("rule, text", [
+    ({"direction": "lower", "max_drop_relative": 0.05}, "↓ tol 5%"),
+    ({"direction": "higher", "max_drop_relative": 0.5, "min": 0.1}, "↑ tol 50% min 0.1"),
+    ({"direction": "higher", "max_drop": 0.01}, "↑ tol 0.01"),
+])
+def test_a_rule_describes_a_relative_tolerance_as_a_percentage_of_the_baseline(rule, text):
+    """``Rule.describe`` (the gate's tables): a relative tolerance as its percentage of the baseline, an absolute one
+    as it is. Survivor: ``100 * max_drop_relative`` → ``100 ** max_drop_relative`` ("tol 1.25893%" for 5 %)."""
+    from gapdiag.check import Rule
+
+    assert Rule("modality_gap/image-text", **rule).describe() == text
+
+
+def test_a_config_without_only_listed_gates_every_metric(tmp_path):
+    """``only_listed`` defaults to false: a config that names one metric's rule still gates every other metric by
+    its default rule. Survivor: the default ``False`` → ``True`` (only the named metric gated)."""
+    from test_check import BASE, FAKE, make_report, rules_from
+
+    from gapdiag.check import check_reports
+
+    rules = rules_from(tmp_path, "[check.rules.recall_at_1]\nmax_drop = 0.5\n")
+    assert rules.only_listed is False
+    worse = {**BASE, "modality_gap/image-text": BASE["modality_gap/image-text"] + 0.5}
+    result = check_reports(make_report(worse), make_report(BASE), rules, registry=FAKE)
+    assert "modality_gap/image-text" in {o.name for o in result.outcomes if o.status == "fail"}
