@@ -69,3 +69,52 @@ def test_a_config_without_only_listed_gates_every_metric(tmp_path):
     worse = {**BASE, "modality_gap/image-text": BASE["modality_gap/image-text"] + 0.5}
     result = check_reports(make_report(worse), make_report(BASE), rules, registry=FAKE)
     assert "modality_gap/image-text" in {o.name for o in result.outcomes if o.status == "fail"}
+
+
+@pytest.mark.parametrize("n", [6, 7])
+def test_the_uniformity_of_an_even_and_an_odd_number_of_items_is_the_brute_force_mean(n):
+    """``uniformity_wang_isola/<m>`` is the log of the mean of exp(−2‖u − v‖²) over the n(n − 1)/2 pairs, for an
+    even n as for an odd one. Survivor: the number of pairs ``n * (n - 1) // 2`` → ``n * (n ^ 1) // 2`` (n(n + 1)/2
+    for an even n)."""
+    from gapdiag.metrics import compute_all
+    from gapdiag.vectors import EmbeddingSet
+
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    es = EmbeddingSet({"image": x, "text": rng.normal(size=(n, 4)).astype(np.float32)},
+                      {"image": np.arange(n), "text": np.arange(n)}, n)
+    values, _ = compute_all(es, ["uniformity_wang_isola"], device="cpu")
+    u = x.astype(np.float64) / np.linalg.norm(x, axis=1, keepdims=True)
+    d2 = [np.sum((u[i] - u[j]) ** 2) for i in range(n) for j in range(i + 1, n)]
+    assert values["uniformity_wang_isola/image"] == pytest.approx(np.log(np.mean(np.exp(-2.0 * np.array(d2)))),
+                                                                  rel=1e-6)
+
+
+def test_prompt_embeddings_of_more_rows_than_classes_times_templates_are_refused():
+    """``build_classifier`` needs exactly C·T prompt rows (class-major): more rows are refused like fewer, naming
+    both counts. Survivor: ``!=`` → ``<`` (more rows than that were let past this check)."""
+    from gapdiag.errors import InputError
+    from gapdiag.metrics.zeroshot import build_classifier
+
+    prompts = np.eye(5, dtype=np.float32)
+    for rows in (3, 5):
+        with pytest.raises(InputError, match=rf"prompt_embeddings has {rows} rows but 2 classes × 2 templates need 4"):
+            build_classifier(prompts[:rows], 2, 2)
+
+
+def test_cka_of_a_single_item_is_skipped_as_too_few_items_for_both_forms():
+    """``compare_embeddings`` of a one-item modality: both CKA forms are skipped as needing more items (4 for the
+    debiased form, 2 for the biased one), not as "no variance". Survivor: the biased form's minimum ``2`` → ``1``."""
+    from gapdiag.metrics.similarity import compare_embeddings
+    from gapdiag.vectors import EmbeddingSet
+
+    rng = np.random.default_rng(14)
+
+    def one_item():
+        return EmbeddingSet({"image": rng.normal(size=(1, 3)).astype(np.float32),
+                             "text": rng.normal(size=(1, 3)).astype(np.float32)},
+                            {"image": np.arange(1), "text": np.arange(1)}, 1)
+
+    _, extras = compare_embeddings(one_item(), one_item())
+    assert extras["skipped"]["linear_cka/image"] == "needs at least 4 items, got 1"
+    assert extras["skipped"]["linear_cka_biased/image"] == "needs at least 2 items, got 1"
