@@ -49,10 +49,10 @@ _CACHE = ("tests/test_cache.py tests/test_cache_trust.py tests/test_cache_sweep.
           "tests/test_run9_gaps.py tests/test_run10_gaps.py tests/test_run11_gaps.py")
 #: Sizes of 3, 5, 7, 11 for the tiled, batched and chunked code (issue #25, after run 5).
 _ODD = "tests/test_odd_sizes.py"
-#: What the survivors of runs 6-12 in gapdiag/metrics showed untested, and the strip scan's cost (a few seconds).
+#: What the survivors of runs 6-13 in gapdiag/metrics showed untested, and the strip scan's cost (a few seconds).
 _RUNS = ("tests/test_run6_gaps.py tests/test_run7_gaps.py tests/test_scan_cost.py tests/test_run8_gaps.py "
          "tests/test_run8_search.py tests/test_run9_gaps.py tests/test_run10_gaps.py tests/test_run11_gaps.py "
-         "tests/test_run12_gaps.py")
+         "tests/test_run12_gaps.py tests/test_run13_gaps.py")
 #: The sweep of every input check, its message and the documented counts (seconds): first where it reaches.
 _SWEEP = "tests/test_bounds_sweep.py tests/test_bounds_edges.py"
 

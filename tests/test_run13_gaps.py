@@ -1,0 +1,41 @@
+"""Issue #25, run 13: what the survivors of the fresh samples (seeds 42 and 43) showed no test asserted.
+
+Each test fails with its survivor applied and passes without (docs/reliability.md, "Run 13").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gapdiag.metrics import compute_all, cross
+from gapdiag.vectors import EmbeddingSet
+
+
+def test_same_sample_pairs_come_in_batches_of_about_the_batch_size(monkeypatch):
+    """``_same_sample_pairs`` yields whole rows in batches of about ``_PAIR_BATCH`` pairs (its docstring): 12 rows
+    of one pair each, batches of 4 pairs, make 3 batches of 4 rows, not 12 batches of one. Survivor: the batch's
+    end ``ends[row] - count[row] + _PAIR_BATCH`` → ``ends[row] >> …`` (one row per batch: the same pairs, a
+    binary search and a float64 gather per row)."""
+    monkeypatch.setattr(cross, "_PAIR_BATCH", 4)
+    ids = np.arange(12)
+    batches = list(cross._same_sample_pairs(ids, ids))
+    assert [rows.tolist() for rows, _ in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert [cols.tolist() for _, cols in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+
+
+@pytest.mark.parametrize("image_samples, text_samples", [([1, 0], [0, 1]), ([0, 1], [1, 0]), ([1, 0], [1, 0])])
+def test_two_items_in_either_sample_order_give_the_brute_force_ranks(image_samples, text_samples):
+    """Two items whose sample ids come in decreasing order are sorted before the same-sample pairs are found by
+    binary search (over the sorted ids of the other side), as any other unsorted order is: R@1 in both directions
+    is the brute force's. Survivor: the "already sorted" shortcut ``sample.size < 2`` → ``== 2`` (two items taken as
+    sorted whatever their order)."""
+    image = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    text = np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32)  # caption 0 nearest image 0, caption 1 image 1
+    si, st = np.array(image_samples), np.array(text_samples)
+    es = EmbeddingSet({"image": image, "text": text}, {"image": si, "text": st}, 2)
+    values, _ = compute_all(es, ["recall_at_1"], device="cpu")
+    # Brute force: item i's nearest on the other side is item i; a hit when the two share a sample.
+    hits = [float(si[i] == st[i]) for i in range(2)]
+    assert values["recall_at_1/text_to_image"] == np.mean(hits)
+    assert values["recall_at_1/image_to_text"] == np.mean(hits)
