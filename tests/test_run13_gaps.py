@@ -39,3 +39,44 @@ def test_two_items_in_either_sample_order_give_the_brute_force_ranks(image_sampl
     hits = [float(si[i] == st[i]) for i in range(2)]
     assert values["recall_at_1/text_to_image"] == np.mean(hits)
     assert values["recall_at_1/image_to_text"] == np.mean(hits)
+
+
+def test_a_search_among_exact_ties_widens_four_times_at_each_step(monkeypatch):
+    """The search widens by 4 each time (docs/metrics-retrieval.md: "×4 each time") while the last candidate may
+    still tie with the k-th: among 200 identical gallery vectors, k = 1 asks for 17 candidates (max(2k, k + 16)),
+    then 68, then the whole gallery; the answer is the lowest index. Survivor: ``kk * 4`` → ``kk * 5`` (85)."""
+    from gapdiag.metrics import search_index
+    from gapdiag.metrics.retrieval import search_topk
+
+    asked: list[int] = []
+    real = search_index.Searcher.raw_search
+
+    def recording(self, q, k):  # type: ignore[no-untyped-def]
+        asked.append(k)
+        return real(self, q, k)
+
+    monkeypatch.setattr(search_index.Searcher, "raw_search", recording)
+    g = np.tile(np.array([[0.6, 0.8]], dtype=np.float32), (200, 1))
+    _, idx = search_topk(np.array([[1.0, 0.0]], dtype=np.float32), g, 1, device="cpu")
+    assert idx.tolist() == [[0]]
+    assert asked == [17, 68, 200]
+
+
+def test_the_agreement_draws_1000_queries_by_default(monkeypatch):
+    """``approximate_recall_agreement`` measures a seeded sample of 1,000 queries by default (its signature; the
+    engine passes ``quadratic.AGREEMENT_SAMPLE``, the same number, tested against the docs elsewhere): of 1,001
+    queries it searches 1,000. Survivor: the default ``sample = 1000`` → ``1001``."""
+    from gapdiag.metrics import retrieval
+
+    searched: list[int] = []
+    real = retrieval._topk
+
+    def recording(q, g, k, **options):  # type: ignore[no-untyped-def]
+        searched.append(q.shape[0])
+        return real(q, g, k, **options)
+
+    monkeypatch.setattr(retrieval, "_topk", recording)
+    rng = np.random.default_rng(15)
+    agreement = retrieval.approximate_recall_agreement(rng.normal(size=(1001, 4)), rng.normal(size=(30, 4)),
+                                                       index="flat", device="cpu")
+    assert agreement == 1.0 and searched == [1000, 1000]
