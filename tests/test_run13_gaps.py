@@ -80,3 +80,34 @@ def test_the_agreement_draws_1000_queries_by_default(monkeypatch):
     agreement = retrieval.approximate_recall_agreement(rng.normal(size=(1001, 4)), rng.normal(size=(30, 4)),
                                                        index="flat", device="cpu")
     assert agreement == 1.0 and searched == [1000, 1000]
+
+
+#: Set when the object below is unpickled: what a malicious pickle in a cache file would run.
+UNPICKLED: list[str] = []
+
+
+def _run_on_load() -> str:
+    UNPICKLED.append("ran")
+    return "payload"
+
+
+class _Payload:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_run_on_load, ())
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_a_cache_array_that_holds_a_pickle_is_refused_before_it_runs(tmp_path, mmap):
+    """Every cache ``.npy`` is read with ``allow_pickle=False`` (run 10 held it for the ``.npz`` files): a file
+    holding a pickle (an object array, shaped and typed as ``meta.json`` says nothing of) is a one-line cache error
+    naming the file, and the pickle never runs. Survivor: ``load_checked``'s ``allow_pickle=False`` → ``True`` (the
+    pickle ran, then the dtype check refused the array)."""
+    from gapdiag.cache.files import load_checked
+    from gapdiag.errors import CacheError
+
+    path = tmp_path / "image.npy"
+    np.save(path, np.array([[_Payload()]], dtype=object))
+    UNPICKLED.clear()
+    with pytest.raises(CacheError, match="image.npy"):
+        load_checked(path, "abcd", shape=(1, 1), dtype="float32", mmap=mmap)
+    assert UNPICKLED == []
