@@ -51,6 +51,18 @@ def isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def sigint_handler_left_as_found() -> Any:
+    """No test may leave SIGINT's handler changed: a later test's Ctrl-C (``test_encode``) must reach the handler a
+    command installs. A test that leaves it changed fails here, by name, and the handler is put back."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        pytest.fail(f"the test left SIGINT's handler as {after!r} (it was {before!r})")
+
+
 def tiny_model(seed: int, architecture: str = TINY_ARCH) -> Any:
     """A tiny open_clip model whose weights depend on ``seed`` (and differ from a fresh build's).
 
