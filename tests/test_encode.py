@@ -400,8 +400,9 @@ def test_ctrl_c_prints_the_resume_message_exits_130_and_keeps_committed_chunks(t
                                                                                monkeypatch, capsys, request):
     from cli_helpers import gapdiag
 
-    # An interactive shell's process: SIGINT not ignored. A process started with it ignored (nohup, a background
-    # job) keeps ignoring it, by design (cli._interrupt_as); in .ci/run one xdist worker was such a process here.
+    # An interactive shell's process: SIGINT not ignored. A process started with it ignored keeps ignoring it, by
+    # design (cli._interrupt_as); a suite started as a background job (`… &` from a shell without job control)
+    # is such a process, and every worker with it.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     counts = instrument_encoding(monkeypatch.setattr, chunk_size=4)
