@@ -44,7 +44,8 @@ _DIAGNOSTICS = "tests/test_metrics_diagnostics.py tests/test_metrics_degenerate.
 _ENGINE = "tests/test_metrics_plan.py tests/test_metrics_engine.py"
 _SCAN = "tests/test_cross_scan.py tests/test_tile_workers.py"
 _CHECK = ("tests/test_check.py tests/test_compare.py tests/test_bootstrap.py tests/test_check_sweep.py "
-          "tests/test_run8_store_gate.py tests/test_run9_gaps.py tests/test_run10_gaps.py tests/test_run11_gaps.py")
+          "tests/test_run8_store_gate.py tests/test_run9_gaps.py tests/test_run10_gaps.py tests/test_run11_gaps.py "
+          "tests/test_run12_gaps.py")
 _CACHE = ("tests/test_cache.py tests/test_cache_trust.py tests/test_cache_sweep.py tests/test_run8_store_gate.py "
           "tests/test_run9_gaps.py tests/test_run10_gaps.py tests/test_run11_gaps.py tests/test_run13_gaps.py")
 #: Sizes of 3, 5, 7, 11 for the tiled, batched and chunked code (issue #25, after run 5).
