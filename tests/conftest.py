@@ -85,7 +85,7 @@ def export_tiny(path: Path, seed: int, architecture: str = TINY_ARCH) -> Path:
     """Write :func:`tiny_model` as a self-describing .safetensors checkpoint (what ``gapdiag train`` writes)."""
     import open_clip
 
-    from gapdiag.training.train import export_safetensors
+    from gapdiag.training.checkpoint_files import export_safetensors
 
     model = tiny_model(seed, architecture)
     return export_safetensors(model, architecture, open_clip.get_model_config(architecture), path)
@@ -93,7 +93,7 @@ def export_tiny(path: Path, seed: int, architecture: str = TINY_ARCH) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``gapdiag-tiny-vit`` with seeded random weights, written by ``gapdiag.training.train.export_safetensors``.
+    """``gapdiag-tiny-vit`` with seeded random weights, written by ``gapdiag.training.checkpoint_files.export_safetensors``.
 
     Session-scoped and shared: tests that need to change a checkpoint copy it or export their own.
     """

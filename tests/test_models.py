@@ -232,7 +232,7 @@ def test_checkpoint_and_pretrained_together_is_an_error(tiny_checkpoint, tmp_pat
 
 def test_half_precision_checkpoint_resized_to_another_image_size_loads_like_float32(tmp_path):
     """Position embeddings of another image size are resized by open_clip, which has no float16 CPU kernel."""
-    from gapdiag.training.train import export_safetensors
+    from gapdiag.training.checkpoint_files import export_safetensors
 
     cfg = json.loads(TINY_CFG.read_text())
     model = tiny_model(3)

@@ -226,7 +226,7 @@ def test_the_exported_model_is_the_same_bytes_every_time(tmp_path):
     made from it, changed between two identical exports."""
     from conftest import tiny_model
 
-    from gapdiag.training.train import export_safetensors
+    from gapdiag.training.checkpoint_files import export_safetensors
 
     model, cfg = tiny_model(1), resolve_model("gapdiag-tiny-vit", cache_root=Settings.build().cache_root).model_cfg
     extra = {"gapdiag_loss": "infonce", "gapdiag_seed": "0", "gapdiag_epochs": "3", "a": "1", "b": "2"}
